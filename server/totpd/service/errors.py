@@ -1,0 +1,45 @@
+"""The one domain exception and its reasons.
+
+The gRPC layer maps each reason to a status code from a single table
+(`totpd.rpc.status`); messages are safe to show: they never hold secrets,
+codes or otpauth URIs.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorReason(enum.Enum):
+    """Mirrors `totpd.v1.ErrorReason` without its prefix."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    MALFORMED_CODE = "MALFORMED_CODE"
+    ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND"
+    FACTOR_NOT_FOUND = "FACTOR_NOT_FOUND"
+    FACTOR_NOT_ACTIVE = "FACTOR_NOT_ACTIVE"
+    FACTOR_LIMIT_REACHED = "FACTOR_LIMIT_REACHED"
+    LABEL_TAKEN = "LABEL_TAKEN"
+    BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+    OVERLOADED = "OVERLOADED"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    SECRET_UNAVAILABLE = "SECRET_UNAVAILABLE"
+    ENROLLMENT_EXPIRED = "ENROLLMENT_EXPIRED"
+    CODE_REQUIRED = "CODE_REQUIRED"
+    INTERNAL = "INTERNAL"
+
+
+class TotpdError(Exception):
+    """A request the service refuses, with a machine-readable reason.
+
+    `field` names the request field at fault, when there is one.
+    """
+
+    def __init__(self, reason: ErrorReason, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.field = field
+
+    def __repr__(self) -> str:
+        return f"TotpdError({self.reason.name}, {self.message!r}, field={self.field!r})"

@@ -1,0 +1,101 @@
+"""Domain values shared by the service, the store and the gRPC layer.
+
+Plain frozen dataclasses and enums: no grpc, no SQL. The gRPC layer maps them
+to and from the proto messages; the store maps them to and from rows.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Algorithm(enum.Enum):
+    """HMAC hash of a factor; the value is the otpauth URI spelling."""
+
+    SHA1 = "SHA1"
+    SHA256 = "SHA256"
+    SHA512 = "SHA512"
+
+    @property
+    def secret_size(self) -> int:
+        """Secret length in bytes: the digest size (RFC 6238 section 5.1)."""
+        return _SECRET_SIZES[self]
+
+
+_SECRET_SIZES = {Algorithm.SHA1: 20, Algorithm.SHA256: 32, Algorithm.SHA512: 64}
+
+
+class FactorState(enum.Enum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    EXPIRED = "expired"
+
+
+class VerifyResult(enum.Enum):
+    VALID = "valid"
+    INVALID = "invalid"
+    REPLAYED = "replayed"
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True, slots=True)
+class Factor:
+    """One authenticator app of one account, without secret material."""
+
+    factor_id: str
+    account_id: str
+    label: str
+    issuer: str
+    algorithm: Algorithm
+    digits: int
+    period_seconds: int
+    state: FactorState
+    created_at: int
+    confirmed_at: int | None
+    last_used_at: int | None
+    expires_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOutcome:
+    """The verdict on one code and what a caller needs to act on it."""
+
+    result: VerifyResult
+    factor_id: str | None = None
+    step_offset: int = 0
+    attempts_left: int = 0
+    retry_after_seconds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollParams:
+    """What a caller may choose at enrollment; None means the server default."""
+
+    account_id: str
+    label: str
+    issuer: str | None = None
+    algorithm: Algorithm | None = None
+    digits: int | None = None
+    period_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """The pending factor and the only copy of its secret that leaves totpd."""
+
+    factor: Factor
+    otpauth_uri: str
+    secret_base32: str
+    qr_png: bytes
+    qr_svg: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyItem:
+    """One code to check, as in a Verify request or a BatchVerify item."""
+
+    account_id: str
+    code: str
+    factor_id: str | None = None
