@@ -1,14 +1,33 @@
 """Server settings: one typed record, filled from defaults, a TOML file, the
-environment (TOTPD_*) and command-line flags, later sources winning."""
+environment (TOTPD_*) and command-line flags, later sources winning.
+
+    defaults < TOML file (--config PATH or TOTPD_CONFIG) < TOTPD_<KEY> < flags
+
+Every key has one name: `window` is `window` under `[policy]` in the TOML
+file, `TOTPD_WINDOW` in the environment and `--window` on the command line.
+Relative paths are relative to the working directory. `key_file` defaults to
+`<data_dir>/totpd.key`. Unknown keys in the file are errors (typos must not
+silently fall back to a default); `load_settings` raises `ConfigError` with a
+message naming the source and the key.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Final
 
 from totpd.service.policy import Policy
 
 DEFAULT_DATA_DIR = Path("var")
+KEY_FILE_NAME = "totpd.key"
+ENV_PREFIX: Final = "TOTPD_"
+CONFIG_ENV: Final = "TOTPD_CONFIG"
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS: Final = ("json", "text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +38,7 @@ class Settings:
     database_url: str = ""
     data_dir: Path = DEFAULT_DATA_DIR
     # Keyring file for secrets at rest; see `totpd keygen`.
-    key_file: Path = DEFAULT_DATA_DIR / "totpd.key"
+    key_file: Path = DEFAULT_DATA_DIR / KEY_FILE_NAME
     # Create a development key on first start if key_file is missing.
     create_dev_key: bool = False
     policy: Policy = field(default_factory=Policy)
@@ -33,3 +52,204 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'totpd.sqlite3'}"
+
+
+class ConfigError(ValueError):
+    """The configuration is unreadable or a value is out of bounds."""
+
+
+# --- value parsers: accept the native TOML/flag type or an environment string ---
+
+
+def _as_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isascii():
+        return int(value.strip(), 10)
+    raise ValueError("expected an integer")
+
+
+def _as_float(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value.strip().isascii():
+        return float(value.strip())
+    raise ValueError("expected a number")
+
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+def _as_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("expected a boolean (true/false)")
+
+
+def _as_str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError("expected a string")
+
+
+def _as_path(value: object) -> Path:
+    if isinstance(value, Path):
+        return value
+    if isinstance(value, str) and value:
+        return Path(value)
+    raise ValueError("expected a non-empty path")
+
+
+# Every configurable key: its parser and whether it lives in [policy].
+_TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
+    "listen_address": _as_str,
+    "database_url": _as_str,
+    "data_dir": _as_path,
+    "key_file": _as_path,
+    "create_dev_key": _as_bool,
+    "max_workers": _as_int,
+    "max_message_bytes": _as_int,
+    "shutdown_grace_seconds": _as_float,
+    "log_level": _as_str,
+    "log_format": _as_str,
+}
+_POLICY: Final[dict[str, Callable[[object], Any]]] = {
+    f.name: (_as_str if f.name == "default_issuer" else _as_int) for f in fields(Policy)
+}
+KEYS: Final = tuple(_TOP_LEVEL) + tuple(_POLICY)
+
+
+def env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper()
+
+
+def _parse(source: str, key: str, value: object) -> Any:
+    parser = _TOP_LEVEL.get(key) or _POLICY.get(key)
+    if parser is None:
+        raise ConfigError(f"{source}: unknown setting {key!r}")
+    try:
+        return parser(value)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {key}: {error}, got {value!r}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} is unreadable: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    values: dict[str, Any] = {}
+    for key, value in document.items():
+        if key == "policy" and isinstance(value, dict):
+            for policy_key, policy_value in value.items():
+                if policy_key not in _POLICY:
+                    raise ConfigError(f"{path}: unknown setting 'policy.{policy_key}'")
+                values[policy_key] = _parse(f"{path}", policy_key, policy_value)
+        elif key in _TOP_LEVEL:
+            values[key] = _parse(f"{path}", key, value)
+        else:
+            hint = " (policy settings belong in the [policy] table)" if key in _POLICY else ""
+            raise ConfigError(f"{path}: unknown setting {key!r}{hint}")
+    return values
+
+
+def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in KEYS:
+        raw = environ.get(env_name(key))
+        if raw is not None:
+            values[key] = _parse(env_name(key), key, raw)
+    return values
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge every source and validate. `overrides` are flag values by key (None = unset)."""
+    environ = os.environ if environ is None else environ
+    if config_file is None and environ.get(CONFIG_ENV):
+        config_file = Path(environ[CONFIG_ENV])
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_read_toml(config_file))
+    values.update(_read_env(environ))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _parse(f"--{key.replace('_', '-')}", key, value)
+    return _build(values)
+
+
+def _build(values: dict[str, Any]) -> Settings:
+    policy_values = {k: v for k, v in values.items() if k in _POLICY}
+    top = {k: v for k, v in values.items() if k in _TOP_LEVEL}
+    if "key_file" not in top:
+        top["key_file"] = top.get("data_dir", DEFAULT_DATA_DIR) / KEY_FILE_NAME
+    if "log_level" in top:
+        top["log_level"] = top["log_level"].upper()
+    try:
+        policy = Policy(**policy_values)
+    except ValueError as error:  # Policy checks its own invariants too
+        raise ConfigError(f"policy: {error}") from None
+    settings = Settings(policy=policy, **top)
+    validate(settings)
+    return settings
+
+
+# --- validation -----------------------------------------------------------------
+
+
+def _check_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be between {low:g} and {high:g}, got {value:g}")
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """Split "HOST:PORT" ("[::1]:50051" for IPv6); port 0 asks for a free port."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit():
+        raise ConfigError(f"listen_address must be HOST:PORT, got {address!r}")
+    if not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen_address port must be 0-65535, got {port}")
+    return host, int(port)
+
+
+def validate(settings: Settings) -> None:
+    parse_listen_address(settings.listen_address)
+    if settings.database_url and "://" not in settings.database_url:
+        raise ConfigError("database_url must be an SQLAlchemy URL such as postgresql+psycopg://...")
+    _check_range("max_workers", settings.max_workers, 1, 1024)
+    _check_range("max_message_bytes", settings.max_message_bytes, 1024, 2**31 - 1)
+    _check_range("shutdown_grace_seconds", settings.shutdown_grace_seconds, 0, 3600)
+    if settings.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+    _validate_policy(settings.policy)
+
+
+def _validate_policy(policy: Policy) -> None:
+    if policy.window not in (0, 1):
+        raise ConfigError(f"window must be 0 or 1 (steps each side), got {policy.window}")
+    _check_range("lock_after_failures", policy.lock_after_failures, 1, 1000)
+    _check_range("backoff_after_failures", policy.backoff_after_failures, 1, 1000)
+    _check_range("backoff_base_seconds", policy.backoff_base_seconds, 0, 3600)
+    _check_range("lock_seconds", policy.lock_seconds, 1, 7 * 86400)
+    _check_range("max_factors_per_account", policy.max_factors_per_account, 1, 100)
+    _check_range("enrollment_ttl_seconds", policy.enrollment_ttl_seconds, 30, 86400)
+    _check_range("max_batch_items", policy.max_batch_items, 1, 1_000_000)
+    issuer = policy.default_issuer
+    if not 1 <= len(issuer) <= 64 or ":" in issuer or not issuer.isprintable():
+        raise ConfigError("default_issuer must be 1-64 printable characters without ':'")

@@ -1,0 +1,161 @@
+"""The `totpd` command: serve, keygen, migrate.
+
+    totpd serve [--config PATH] [--listen HOST:PORT] [--data-dir DIR] [--dev]
+                [--ready-file PATH] [--<any setting> VALUE ...]
+    totpd keygen --out PATH
+    totpd migrate [--config PATH] [--database-url URL] [--data-dir DIR]
+
+Exit codes: 0 success, 2 configuration or startup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from totpd import __version__, crypto
+from totpd.config import KEYS, ConfigError, Settings, env_name, load_settings
+from totpd.logs import configure_logging
+
+_log = logging.getLogger("totpd")
+
+# Setting keys with a short flag name; every other key is --<key-with-dashes>.
+_FLAG_NAMES = {"listen_address": "--listen", "create_dev_key": "--dev"}
+_METAVARS = {
+    "listen_address": "HOST:PORT",
+    "database_url": "URL",
+    "data_dir": "DIR",
+    "key_file": "PATH",
+    "log_level": "LEVEL",
+    "log_format": "json|text",
+    "default_issuer": "NAME",
+}
+_DATABASE_KEYS = ("database_url", "data_dir", "log_level", "log_format")
+
+
+class StartupError(Exception):
+    """A problem the operator must fix before totpd can start."""
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, keys: Sequence[str]) -> None:
+    parser.add_argument(
+        "--config", type=Path, help="TOML configuration file (default: $TOTPD_CONFIG)"
+    )
+    group = parser.add_argument_group("settings (override the file and TOTPD_* variables)")
+    for key in keys:
+        if key == "create_dev_key":
+            group.add_argument(
+                "--dev",
+                dest=key,
+                action="store_true",
+                default=None,
+                help="development mode: create a key file on first start if it is missing",
+            )
+            continue
+        flag = _FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
+        metavar = _METAVARS.get(key, "N")
+        group.add_argument(flag, dest=key, metavar=metavar, help=f"env {env_name(key)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="totpd", description="TOTP verification service")
+    parser.add_argument("--version", action="version", version=f"totpd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gRPC server")
+    _add_setting_flags(serve, KEYS)
+    serve.add_argument(
+        "--ready-file",
+        type=Path,
+        help="once serving, write the bound HOST:PORT to this file (atomically)",
+    )
+
+    keygen = commands.add_parser("keygen", help="write a new keyring file")
+    keygen.add_argument("--out", type=Path, required=True, help="where to write (never overwrites)")
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    _add_setting_flags(migrate, _DATABASE_KEYS)
+    return parser
+
+
+def _settings(args: argparse.Namespace, keys: Sequence[str]) -> Settings:
+    overrides = {key: getattr(args, key) for key in keys}
+    return load_settings(args.config, overrides)
+
+
+def ensure_key_file(settings: Settings) -> None:
+    """Create a development keyring when asked to; otherwise insist the file exists."""
+    if settings.key_file.exists():
+        return
+    if not settings.create_dev_key:
+        raise StartupError(
+            f"no key file at {settings.key_file}: create one with "
+            f"`totpd keygen --out {settings.key_file}` (or start with --dev for development)"
+        )
+    crypto.write_new_keyring(settings.key_file)
+    _log.warning(
+        "created a DEVELOPMENT key file; secrets are only as safe as this file, "
+        "do not use it in production",
+        extra={"key_file": str(settings.key_file)},
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, KEYS)
+    configure_logging(settings.log_level, settings.log_format)
+    ensure_key_file(settings)
+    # Imported late so `totpd keygen` and `--help` work without the native core.
+    from totpd.app import build_service
+    from totpd.rpc.server import ServerError, serve
+
+    try:
+        service = build_service(settings)
+        return serve(settings, service, ready_file=args.ready_file)
+    except (crypto.KeyringError, ServerError) as error:
+        raise StartupError(str(error)) from None
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    try:
+        key_id = crypto.write_new_keyring(out)
+    except FileExistsError:
+        raise StartupError(f"{out} already exists; refusing to overwrite a keyring") from None
+    print(f"wrote keyring {out} (key id {key_id}, mode 0600)")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args, _DATABASE_KEYS)
+    configure_logging(settings.log_level, settings.log_format)
+    from totpd.store import migrate, open_engine
+
+    engine = open_engine(settings.resolved_database_url())
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    _log.info("database schema is up to date")
+    return 0
+
+
+_COMMANDS = {"serve": _serve, "keygen": _keygen, "migrate": _migrate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ConfigError, StartupError) as error:
+        print(f"totpd: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"totpd: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

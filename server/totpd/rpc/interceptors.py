@@ -1,0 +1,248 @@
+"""Server interceptors: error mapping and the access log.
+
+`ErrorInterceptor` is the one place where exceptions become statuses:
+  TotpdError            -> the code of its reason (totpd.rpc.status table)
+  SecretUnavailable     -> INTERNAL / SECRET_UNAVAILABLE (fail closed)
+  database disconnects  -> UNAVAILABLE / STORE_UNAVAILABLE (never a verdict)
+  an undecodable request (e.g. invalid UTF-8 in a string field)
+                        -> INVALID_ARGUMENT / INVALID_ARGUMENT
+  anything else         -> INTERNAL / INTERNAL, logged with its stack
+Request contents never reach a log line or a status message: unexpected
+exceptions are logged by type and stack frames only, because their message
+may quote the input (``int("12345a")`` does).
+
+`AccessLogInterceptor` writes one line per RPC: method, status code, duration.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any, Final, NoReturn
+
+import grpc
+from google.protobuf.message import DecodeError
+from sqlalchemy import exc as sa_exc
+
+from totpd.crypto import SecretUnavailable
+from totpd.rpc.status import to_grpc_status
+from totpd.service.errors import ErrorReason, TotpdError
+
+_log = logging.getLogger("totpd.rpc")
+_access_log = logging.getLogger("totpd.access")
+
+Handler = grpc.RpcMethodHandler[Any, Any]
+Continuation = Callable[[grpc.HandlerCallDetails], Handler | None]
+Unary = Callable[[Any, grpc.ServicerContext], Any]
+Streaming = Callable[[Any, grpc.ServicerContext], Iterator[Any]]
+
+_STORE_DOWN: Final = TotpdError(
+    ErrorReason.STORE_UNAVAILABLE, "the database is unavailable; no verdict was reached"
+)
+_SECRET_DOWN: Final = TotpdError(
+    ErrorReason.SECRET_UNAVAILABLE, "a stored secret could not be opened; the server fails closed"
+)
+_UNDECODABLE: Final = TotpdError(
+    ErrorReason.INVALID_ARGUMENT,
+    "the request is not a valid message of this method (for example, invalid UTF-8 in a string)",
+)
+# These instances are only ever read (turned into a status), never raised.
+_INTERNAL: Final = TotpdError(ErrorReason.INTERNAL, "internal server error")
+
+
+class _Undecodable:
+    """Stands in for a request the protobuf runtime refused to parse.
+
+    Without it grpc answers INTERNAL "Exception deserializing request!" with
+    no ErrorInfo; with it the caller gets INVALID_ARGUMENT like any bad input.
+    """
+
+
+_UNDECODABLE_REQUEST: Final = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return _UNDECODABLE_REQUEST
+
+    return deserialize
+
+
+def _is_store_outage(error: BaseException) -> bool:
+    if isinstance(error, sa_exc.OperationalError | sa_exc.TimeoutError):
+        return True
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+
+
+def domain_error(error: Exception, method: str) -> TotpdError:
+    """The TotpdError a client sees for any exception raised by a handler."""
+    if isinstance(error, TotpdError):
+        return error
+    if isinstance(error, SecretUnavailable):
+        _log.error("secret unavailable", extra={"method": method})
+        return _SECRET_DOWN
+    if _is_store_outage(error):
+        _log.warning(
+            "store unavailable", extra={"method": method, "error_type": type(error).__name__}
+        )
+        return _STORE_DOWN
+    _log.error(
+        "unhandled error",
+        extra={
+            "method": method,
+            "error_type": f"{type(error).__module__}.{type(error).__qualname__}",
+            # Frames only (file, line, function, source): never str(error).
+            "stack": "".join(traceback.format_tb(error.__traceback__)),
+        },
+    )
+    return _INTERNAL
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Maps exceptions of unary-request handlers to rich statuses."""
+
+    def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.request_streaming:
+            return handler
+        method = handler_call_details.method
+        if handler.response_streaming:
+            assert handler.unary_stream is not None
+            return grpc.unary_stream_rpc_method_handler(
+                _map_stream_errors(handler.unary_stream, method),
+                request_deserializer=_tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        assert handler.unary_unary is not None
+        return grpc.unary_unary_rpc_method_handler(
+            _map_errors(handler.unary_unary, method),
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _abort(context: grpc.ServicerContext, error: Exception, method: str) -> NoReturn:
+    context.abort_with_status(to_grpc_status(domain_error(error, method)))
+
+
+def _map_errors(behavior: Unary, method: str) -> Unary:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        if request is _UNDECODABLE_REQUEST:
+            _abort(context, _UNDECODABLE, method)
+        try:
+            return behavior(request, context)
+        except Exception as error:
+            if _aborted(context):
+                raise  # the handler aborted on its own: keep its status
+            _abort(context, error, method)
+
+    return handle
+
+
+def _map_stream_errors(behavior: Streaming, method: str) -> Streaming:
+    def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        if request is _UNDECODABLE_REQUEST:
+            _abort(context, _UNDECODABLE, method)
+        try:
+            yield from behavior(request, context)
+        except Exception as error:
+            if _aborted(context):
+                raise
+            _abort(context, error, method)
+
+    return handle
+
+
+def _aborted(context: grpc.ServicerContext) -> bool:
+    # grpc's abort() raises a bare Exception after setting a non-OK code.
+    code = _status_of(context)
+    return code is not None and code is not grpc.StatusCode.OK
+
+
+def _status_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    code_of: Callable[[], grpc.StatusCode | None] | None = getattr(context, "code", None)
+    return code_of() if code_of is not None else None
+
+
+class AccessLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """One log line per RPC: method, status code, duration. Never a payload."""
+
+    def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        options = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _timed(handler.unary_unary, method), **options
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _timed(handler.stream_unary, method), **options
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _timed_stream(handler.unary_stream, method), **options
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _timed_stream(handler.stream_stream, method), **options
+            )
+        return handler
+
+
+def _log_access(method: str, context: grpc.ServicerContext, started: float, failed: bool) -> None:
+    code = _status_of(context)
+    if code is None:
+        code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+    _access_log.info(
+        "rpc",
+        extra={
+            "method": method,
+            "code": code.name,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        },
+    )
+
+
+def _timed(behavior: Unary, method: str) -> Unary:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        started = time.perf_counter()
+        failed = True
+        try:
+            response = behavior(request, context)
+            failed = False
+            return response
+        finally:
+            _log_access(method, context, started, failed)
+
+    return handle
+
+
+def _timed_stream(behavior: Streaming, method: str) -> Streaming:
+    def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        started = time.perf_counter()
+        failed = True
+        try:
+            yield from behavior(request, context)
+            failed = False
+        finally:
+            _log_access(method, context, started, failed)
+
+    return handle

@@ -1,0 +1,123 @@
+"""gRPC server bootstrap: `create_server` builds and binds, `serve` runs until a signal.
+
+Kept apart so tests bind port 0 on loopback and drive a real server without
+signals or a ready file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from totpd.config import Settings, parse_listen_address
+from totpd.rpc.interceptors import AccessLogInterceptor, ErrorInterceptor
+from totpd.rpc.servicer import TotpServicer
+from totpd.service.mfa import MfaService
+from totpd.v1 import totp_service_pb2, totp_service_pb2_grpc
+
+SERVICE_NAME = totp_service_pb2.DESCRIPTOR.services_by_name["TotpService"].full_name
+_log = logging.getLogger("totpd.server")
+
+
+class ServerError(Exception):
+    """The server could not start (for example, the address is in use)."""
+
+
+def create_server(
+    settings: Settings,
+    service: MfaService,
+    *,
+    health_servicer: health.HealthServicer | None = None,
+) -> tuple[grpc.Server, int]:
+    """Build a server with TotpService, health and reflection, bound but not started.
+
+    Returns the server and the bound port (the real one when the settings ask for 0).
+    Pass `health_servicer` to flip health later (shutdown); otherwise a fresh one is used.
+    """
+    limits = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Without this a second server could bind the same port on Linux.
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc"),
+        # First is outermost: the access log sees the status the error mapper set.
+        interceptors=[AccessLogInterceptor(), ErrorInterceptor()],
+        options=limits,
+    )
+    totp_service_pb2_grpc.add_TotpServiceServicer_to_server(TotpServicer(service), server)
+    health_servicer = health_servicer or health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    parse_listen_address(settings.listen_address)  # a clear error before grpc's terse one
+    try:
+        port = server.add_insecure_port(settings.listen_address)
+    except RuntimeError as error:
+        raise ServerError(f"cannot listen on {settings.listen_address}: {error}") from None
+    if port == 0:
+        raise ServerError(f"cannot listen on {settings.listen_address}")
+    return server, port
+
+
+def bound_address(listen_address: str, port: int) -> str:
+    host, _ = parse_listen_address(listen_address)
+    return f"{host}:{port}"
+
+
+def write_ready_file(path: Path, address: str) -> None:
+    """Write HOST:PORT atomically: a reader never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(address)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def serve(settings: Settings, service: MfaService, ready_file: Path | None = None) -> int:
+    """Serve until SIGTERM or SIGINT: then NOT_SERVING, drain for the grace period, stop."""
+    health_servicer = health.HealthServicer()
+    server, port = create_server(settings, service, health_servicer=health_servicer)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        grace = settings.shutdown_grace_seconds
+        _log.info("shutting down", extra={"signal": signal.Signals(signum).name, "grace_s": grace})
+        # Load balancers watching health stop routing here; in-flight calls finish.
+        health_servicer.enter_graceful_shutdown()
+        server.stop(grace)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.start()
+        address = bound_address(settings.listen_address, port)
+        _log.info("serving", extra={"address": address, "workers": settings.max_workers})
+        if ready_file is not None:
+            write_ready_file(ready_file, address)
+        server.wait_for_termination()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _log.info("stopped")
+    return 0

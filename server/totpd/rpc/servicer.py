@@ -1,0 +1,87 @@
+"""TotpService over gRPC: a thin translator between proto messages and MfaService.
+
+No validation beyond what the proto cannot express (unknown enum numbers) and
+no error handling: the service raises `TotpdError`, and the interceptor in
+`totpd.rpc.interceptors` turns every exception into a status from one table.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from totpd.rpc import convert
+from totpd.rpc.status import to_item_error
+from totpd.service.errors import TotpdError
+from totpd.service.mfa import MfaService
+from totpd.v1 import totp_service_pb2 as pb
+
+
+class TotpServicer:
+    """Implements totpd.v1.TotpService; register with `add_TotpServiceServicer_to_server`."""
+
+    def __init__(self, service: MfaService) -> None:
+        self._service = service
+
+    def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
+        enrollment = self._service.enroll(convert.enroll_params(request))
+        return pb.EnrollResponse(
+            factor=convert.factor_to_proto(enrollment.factor),
+            otpauth_uri=enrollment.otpauth_uri,
+            secret_base32=enrollment.secret_base32,
+            qr_png=enrollment.qr_png,
+            qr_svg=enrollment.qr_svg,
+        )
+
+    def ConfirmEnrollment(
+        self, request: pb.ConfirmEnrollmentRequest, context: grpc.ServicerContext
+    ) -> pb.ConfirmEnrollmentResponse:
+        outcome, factor = self._service.confirm(request.account_id, request.factor_id, request.code)
+        return pb.ConfirmEnrollmentResponse(
+            outcome=convert.outcome_to_proto(outcome),
+            factor=convert.factor_to_proto(factor),
+        )
+
+    def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
+        outcome = self._service.verify(convert.verify_item(request))
+        return pb.VerifyResponse(outcome=convert.outcome_to_proto(outcome))
+
+    def BatchVerify(
+        self, request: pb.BatchVerifyRequest, context: grpc.ServicerContext
+    ) -> pb.BatchVerifyResponse:
+        # The service checks the batch size first (BATCH_TOO_LARGE fails the
+        # whole call); after that every item gets its own verdict or error.
+        results = self._service.verify_batch([convert.verify_item(item) for item in request.items])
+        response = pb.BatchVerifyResponse()
+        for result in results:
+            slot = response.results.add()
+            if isinstance(result, TotpdError):
+                slot.error.CopyFrom(to_item_error(result))
+            else:
+                slot.outcome.CopyFrom(convert.outcome_to_proto(result))
+        return response
+
+    def Disable(
+        self, request: pb.DisableRequest, context: grpc.ServicerContext
+    ) -> pb.DisableResponse:
+        outcome, factors = self._service.disable(
+            request.account_id,
+            convert.optional_str(request.factor_id),
+            convert.optional_str(request.code),
+            request.force,
+        )
+        return pb.DisableResponse(
+            outcome=convert.outcome_to_proto(outcome),
+            factors=[convert.factor_to_proto(factor) for factor in factors],
+        )
+
+    def GetFactor(
+        self, request: pb.GetFactorRequest, context: grpc.ServicerContext
+    ) -> pb.GetFactorResponse:
+        factor = self._service.get_factor(request.account_id, request.factor_id)
+        return pb.GetFactorResponse(factor=convert.factor_to_proto(factor))
+
+    def ListFactors(
+        self, request: pb.ListFactorsRequest, context: grpc.ServicerContext
+    ) -> pb.ListFactorsResponse:
+        factors = self._service.list_factors(request.account_id, request.include_inactive)
+        return pb.ListFactorsResponse(factors=[convert.factor_to_proto(f) for f in factors])
