@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("enroll", help="enroll a new authenticator app (prints a QR code)")
     p.add_argument("account")
-    p.add_argument("--label", default="authenticator", help="device name, unique per account")
+    p.add_argument("--label", default="", help="device name, unique per account")
     p.add_argument("--issuer", help="issuer shown in the app (default: the server's)")
     p.add_argument("--algorithm", choices=sorted(_ALGORITHMS), help="default sha1")
     p.add_argument("--digits", type=int, help="6, 7 or 8 (default 6)")
