@@ -1,0 +1,361 @@
+package dev.totpd.client;
+
+import dev.totpd.v1.Algorithm;
+import dev.totpd.v1.BatchVerifyItem;
+import dev.totpd.v1.BatchVerifyRequest;
+import dev.totpd.v1.BatchVerifyResult;
+import dev.totpd.v1.ConfirmEnrollmentRequest;
+import dev.totpd.v1.ConfirmEnrollmentResponse;
+import dev.totpd.v1.DisableRequest;
+import dev.totpd.v1.DisableResponse;
+import dev.totpd.v1.EnrollRequest;
+import dev.totpd.v1.EnrollResponse;
+import dev.totpd.v1.GetFactorRequest;
+import dev.totpd.v1.ListFactorsRequest;
+import dev.totpd.v1.TotpServiceGrpc;
+import dev.totpd.v1.VerifyRequest;
+import io.grpc.ChannelCredentials;
+import io.grpc.Deadline;
+import io.grpc.Grpc;
+import io.grpc.InsecureChannelCredentials;
+import io.grpc.ManagedChannel;
+import io.grpc.StatusRuntimeException;
+import io.grpc.TlsChannelCredentials;
+import java.io.File;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+
+/**
+ * A small, thread-safe client for totpd's {@code totpd.v1.TotpService}.
+ *
+ * <p>Every call has a deadline (default 5 s, covering retries). Calls that fail with UNAVAILABLE
+ * (server unreachable or its database down: no verdict was reached) are retried with exponential
+ * backoff, at most {@code maxAttempts} times in all; no other status is retried. Errors are thrown
+ * as {@link TotpdException}; a wrong or reused code is a {@link VerifyOutcome}, not an exception.
+ *
+ * <pre>{@code
+ * try (TotpdClient totpd = TotpdClient.builder("127.0.0.1:50051").plaintext().build()) {
+ *   VerifyOutcome v = totpd.verify("alice", "123456");
+ * }
+ * }</pre>
+ */
+public final class TotpdClient implements AutoCloseable {
+  private final ManagedChannel channel;
+  private final boolean ownsChannel;
+  private final TotpServiceGrpc.TotpServiceBlockingStub stub;
+  private final Duration deadline;
+  private final int maxAttempts;
+  private final Duration initialBackoff;
+  private final Duration maxBackoff;
+
+  private TotpdClient(Builder b, ManagedChannel channel, boolean ownsChannel) {
+    this.channel = channel;
+    this.ownsChannel = ownsChannel;
+    this.stub = TotpServiceGrpc.newBlockingStub(channel);
+    this.deadline = b.deadline;
+    this.maxAttempts = b.maxAttempts;
+    this.initialBackoff = b.initialBackoff;
+    this.maxBackoff = b.maxBackoff;
+  }
+
+  /** A builder for a client of the server at {@code target} ("host:port" or a gRPC target URI). */
+  public static Builder builder(String target) {
+    return new Builder(target);
+  }
+
+  // ---- RPCs -------------------------------------------------------------------------------
+
+  /** Enrolls a new authenticator app with the server's defaults (SHA1, 6 digits, 30 s). */
+  public Enrollment enroll(String accountId, String label) {
+    return enroll(EnrollRequest.newBuilder().setAccountId(accountId).setLabel(label).build());
+  }
+
+  /** Enrolls with every option of the request (issuer, algorithm, digits, period). */
+  public Enrollment enroll(EnrollRequest request) {
+    EnrollResponse r = call(s -> s.enroll(request));
+    return new Enrollment(
+        Factor.fromProto(r.getFactor()),
+        r.getOtpauthUri(),
+        r.getSecretBase32(),
+        r.getQrPng().toByteArray(),
+        r.getQrSvg());
+  }
+
+  /** Enrolls with an explicit algorithm, digits and period. */
+  public Enrollment enroll(
+      String accountId, String label, String issuer, Algorithm algorithm, int digits, int period) {
+    return enroll(
+        EnrollRequest.newBuilder()
+            .setAccountId(accountId)
+            .setLabel(label)
+            .setIssuer(issuer == null ? "" : issuer)
+            .setAlgorithm(algorithm)
+            .setDigits(digits)
+            .setPeriodSeconds(period)
+            .build());
+  }
+
+  /** Activates a PENDING factor with the first code its app shows. */
+  public Confirmation confirm(String accountId, String factorId, String code) {
+    ConfirmEnrollmentResponse r =
+        call(
+            s ->
+                s.confirmEnrollment(
+                    ConfirmEnrollmentRequest.newBuilder()
+                        .setAccountId(accountId)
+                        .setFactorId(factorId)
+                        .setCode(code)
+                        .build()));
+    return new Confirmation(VerifyOutcome.fromProto(r.getOutcome()), Factor.fromProto(r.getFactor()));
+  }
+
+  /** Checks a sign-in code against every ACTIVE factor of the account. */
+  public VerifyOutcome verify(String accountId, String code) {
+    return verify(accountId, code, "");
+  }
+
+  /** Checks a sign-in code against one factor of the account (empty factorId: all of them). */
+  public VerifyOutcome verify(String accountId, String code, String factorId) {
+    return VerifyOutcome.fromProto(
+        call(
+                s ->
+                    s.verify(
+                        VerifyRequest.newBuilder()
+                            .setAccountId(accountId)
+                            .setCode(code)
+                            .setFactorId(factorId == null ? "" : factorId)
+                            .build()))
+            .getOutcome());
+  }
+
+  /** Checks many codes in one call; results are in request order, each with its own error. */
+  public List<BatchResult> batchVerify(List<BatchItem> items) {
+    BatchVerifyRequest.Builder req = BatchVerifyRequest.newBuilder();
+    for (BatchItem it : items) {
+      req.addItems(
+          BatchVerifyItem.newBuilder()
+              .setAccountId(it.accountId())
+              .setCode(it.code())
+              .setFactorId(it.factorId()));
+    }
+    BatchVerifyRequest built = req.build();
+    List<BatchResult> out = new ArrayList<>(items.size());
+    for (BatchVerifyResult r : call(s -> s.batchVerify(built)).getResultsList()) {
+      out.add(BatchResult.fromProto(r));
+    }
+    return out;
+  }
+
+  /** Disables one factor (or every factor when factorId is empty) with a current valid code. */
+  public DisableResult disable(String accountId, String factorId, String code) {
+    return disable(
+        DisableRequest.newBuilder()
+            .setAccountId(accountId)
+            .setFactorId(factorId == null ? "" : factorId)
+            .setCode(code)
+            .build());
+  }
+
+  /** Privileged admin override: disables without a code. Reserve it for authenticated admins. */
+  public DisableResult forceDisable(String accountId, String factorId) {
+    return disable(
+        DisableRequest.newBuilder()
+            .setAccountId(accountId)
+            .setFactorId(factorId == null ? "" : factorId)
+            .setForce(true)
+            .build());
+  }
+
+  private DisableResult disable(DisableRequest request) {
+    DisableResponse r = call(s -> s.disable(request));
+    List<Factor> factors = new ArrayList<>();
+    r.getFactorsList().forEach(f -> factors.add(Factor.fromProto(f)));
+    return new DisableResult(VerifyOutcome.fromProto(r.getOutcome()), List.copyOf(factors));
+  }
+
+  /** Returns one factor (never secret material). */
+  public Factor getFactor(String accountId, String factorId) {
+    return Factor.fromProto(
+        call(
+                s ->
+                    s.getFactor(
+                        GetFactorRequest.newBuilder()
+                            .setAccountId(accountId)
+                            .setFactorId(factorId)
+                            .build()))
+            .getFactor());
+  }
+
+  /** Returns the account's factors, newest first; inactive ones too when asked. */
+  public List<Factor> listFactors(String accountId, boolean includeInactive) {
+    List<Factor> out = new ArrayList<>();
+    call(
+            s ->
+                s.listFactors(
+                    ListFactorsRequest.newBuilder()
+                        .setAccountId(accountId)
+                        .setIncludeInactive(includeInactive)
+                        .build()))
+        .getFactorsList()
+        .forEach(f -> out.add(Factor.fromProto(f)));
+    return List.copyOf(out);
+  }
+
+  // ---- plumbing ---------------------------------------------------------------------------
+
+  private <T> T call(Function<TotpServiceGrpc.TotpServiceBlockingStub, T> rpc) {
+    Deadline overall = Deadline.after(deadline.toNanos(), TimeUnit.NANOSECONDS);
+    long backoffNanos = initialBackoff.toNanos();
+    for (int attempt = 1; ; attempt++) {
+      try {
+        return rpc.apply(stub.withDeadline(overall));
+      } catch (StatusRuntimeException e) {
+        if (!TotpdException.isUnavailable(e) || attempt >= maxAttempts) {
+          throw TotpdException.fromThrowable(e);
+        }
+        // Full jitter, and never sleep past the overall deadline.
+        long sleep = ThreadLocalRandom.current().nextLong(backoffNanos / 2, backoffNanos + 1);
+        if (overall.timeRemaining(TimeUnit.NANOSECONDS) <= sleep) {
+          throw TotpdException.fromThrowable(e);
+        }
+        try {
+          TimeUnit.NANOSECONDS.sleep(sleep);
+        } catch (InterruptedException ie) {
+          Thread.currentThread().interrupt();
+          throw TotpdException.fromThrowable(e);
+        }
+        backoffNanos = Math.min(backoffNanos * 2, maxBackoff.toNanos());
+      }
+    }
+  }
+
+  /** Shuts the channel down (if this client created it) and waits up to 5 s. */
+  @Override
+  public void close() {
+    if (!ownsChannel) {
+      return;
+    }
+    channel.shutdown();
+    try {
+      if (!channel.awaitTermination(5, TimeUnit.SECONDS)) {
+        channel.shutdownNow();
+      }
+    } catch (InterruptedException e) {
+      channel.shutdownNow();
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  /** Configures a {@link TotpdClient}. TLS with the system trust store is the default. */
+  public static final class Builder {
+    private final String target;
+    private Duration deadline = Duration.ofSeconds(5);
+    private int maxAttempts = 4;
+    private Duration initialBackoff = Duration.ofMillis(100);
+    private Duration maxBackoff = Duration.ofSeconds(2);
+    private boolean plaintext;
+    private File rootCerts;
+    private File clientCertChain;
+    private File clientKey;
+    private String authority;
+    private ManagedChannel channel;
+
+    private Builder(String target) {
+      this.target = Objects.requireNonNull(target, "target");
+    }
+
+    /** The deadline of each call, retries included (default 5 s). */
+    public Builder deadline(Duration d) {
+      if (d.isNegative() || d.isZero()) {
+        throw new IllegalArgumentException("deadline must be positive");
+      }
+      this.deadline = d;
+      return this;
+    }
+
+    /** Attempts per call when the server answers UNAVAILABLE (default 4; 1 disables retries). */
+    public Builder maxAttempts(int n) {
+      if (n < 1) {
+        throw new IllegalArgumentException("maxAttempts must be at least 1");
+      }
+      this.maxAttempts = n;
+      return this;
+    }
+
+    /** First and largest backoff between UNAVAILABLE retries (default 100 ms and 2 s). */
+    public Builder backoff(Duration initial, Duration max) {
+      this.initialBackoff = initial;
+      this.maxBackoff = max;
+      return this;
+    }
+
+    /** No TLS: only for a server on loopback or inside a trusted network. */
+    public Builder plaintext() {
+      this.plaintext = true;
+      return this;
+    }
+
+    /** TLS trusting the PEM CA certificates in {@code caPem} instead of the system roots. */
+    public Builder rootCerts(File caPem) {
+      this.rootCerts = caPem;
+      return this;
+    }
+
+    /** Mutual TLS: present this PEM certificate chain and PKCS#8 PEM private key. */
+    public Builder clientCertificate(File certChainPem, File privateKeyPem) {
+      this.clientCertChain = certChainPem;
+      this.clientKey = privateKeyPem;
+      return this;
+    }
+
+    /** Overrides the TLS server name / :authority (e.g. when connecting by IP). */
+    public Builder authority(String authority) {
+      this.authority = authority;
+      return this;
+    }
+
+    /** Uses a channel the caller owns (and closes); TLS options are then ignored. */
+    public Builder channel(ManagedChannel channel) {
+      this.channel = channel;
+      return this;
+    }
+
+    public TotpdClient build() {
+      if (channel != null) {
+        return new TotpdClient(this, channel, false);
+      }
+      ChannelCredentials creds;
+      if (plaintext) {
+        if (rootCerts != null || clientCertChain != null) {
+          throw new IllegalStateException("plaintext() excludes rootCerts and clientCertificate");
+        }
+        creds = InsecureChannelCredentials.create();
+      } else {
+        TlsChannelCredentials.Builder tls = TlsChannelCredentials.newBuilder();
+        try {
+          if (rootCerts != null) {
+            tls.trustManager(rootCerts);
+          }
+          if (clientCertChain != null) {
+            tls.keyManager(clientCertChain, clientKey);
+          }
+        } catch (IOException e) {
+          throw new UncheckedIOException("cannot read TLS material", e);
+        }
+        creds = tls.build();
+      }
+      var cb = Grpc.newChannelBuilder(target, creds);
+      if (authority != null) {
+        cb.overrideAuthority(authority);
+      }
+      return new TotpdClient(this, cb.build(), true);
+    }
+  }
+}
