@@ -20,7 +20,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -33,10 +33,11 @@ from totpd.service.errors import ErrorReason, TotpdError
 _log = logging.getLogger("totpd.rpc")
 _access_log = logging.getLogger("totpd.access")
 
-Handler = grpc.RpcMethodHandler[Any, Any]
-Continuation = Callable[[grpc.HandlerCallDetails], Handler | None]
-Unary = Callable[[Any, grpc.ServicerContext], Any]
-Streaming = Callable[[Any, grpc.ServicerContext], Iterator[Any]]
+if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    Continuation = Callable[[grpc.HandlerCallDetails], Handler | None]
+    Unary = Callable[[Any, grpc.ServicerContext], Any]
+    Streaming = Callable[[Any, grpc.ServicerContext], Iterator[Any]]
 
 _STORE_DOWN: Final = TotpdError(
     ErrorReason.STORE_UNAVAILABLE, "the database is unavailable; no verdict was reached"

@@ -1,0 +1,116 @@
+"""Helpers for tests that talk to a real gRPC server on a free loopback port."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pyotp
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health
+from grpc_status import rpc_status
+
+from totpd.config import Settings
+from totpd.logs import JsonFormatter
+from totpd.rpc.server import create_server
+from totpd.service.mfa import MfaService
+from totpd.v1 import factor_pb2, totp_service_pb2_grpc
+
+_DIGESTS = {
+    factor_pb2.ALGORITHM_SHA1: hashlib.sha1,
+    factor_pb2.ALGORITHM_SHA256: hashlib.sha256,
+    factor_pb2.ALGORITHM_SHA512: hashlib.sha512,
+}
+
+
+@dataclass
+class LiveServer:
+    server: grpc.Server
+    port: int
+    channel: grpc.Channel
+    stub: Any
+    health: health.HealthServicer
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextmanager
+def running_server(settings: Settings, service: MfaService) -> Iterator[LiveServer]:
+    health_servicer = health.HealthServicer()
+    server, port = create_server(settings, service, health_servicer=health_servicer)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield LiveServer(
+            server, port, channel, totp_service_pb2_grpc.TotpServiceStub(channel), health_servicer
+        )
+    finally:
+        channel.close()
+        server.stop(None).wait()
+
+
+@dataclass(frozen=True)
+class RpcFailure:
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    domain: str
+    metadata: dict[str, str]
+    detail_count: int
+
+
+def failure(error: grpc.RpcError) -> RpcFailure:
+    """Decode the rich status of a failed call (reason "" when there is none)."""
+    call: Any = error
+    status = rpc_status.from_call(call)
+    infos = []
+    if status is not None:
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            assert detail.Unpack(info), "every detail must be an ErrorInfo"
+            infos.append(info)
+    first = infos[0] if infos else error_details_pb2.ErrorInfo()
+    return RpcFailure(
+        call.code(),
+        call.details() or "",
+        first.reason,
+        first.domain,
+        dict(first.metadata),
+        len(infos),
+    )
+
+
+def call_fails(method: Any, request: Any, **kwargs: Any) -> RpcFailure:
+    with pytest.raises(grpc.RpcError) as caught:
+        method(request, timeout=10, **kwargs)
+    return failure(caught.value)
+
+
+def code_at(secret_base32: str, algorithm: int, digits: int, period: int, unix: float) -> str:
+    padded = secret_base32 + "=" * (-len(secret_base32) % 8)
+    totp = pyotp.TOTP(padded, digits=digits, digest=_DIGESTS[algorithm], interval=period)
+    return totp.at(int(unix))
+
+
+def wrong_code(right: str) -> str:
+    return "".join(str((int(ch) + 5) % 10) for ch in right)
+
+
+class LogCapture(logging.Handler):
+    """Every record of the run, formatted as the server would write it (extras included)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
