@@ -11,13 +11,39 @@ class Policy:
     window: int = 1
     # Consecutive failures that lock a factor (NIST SP 800-63B section 5.2.2).
     lock_after_failures: int = 10
-    # Failures before exponential backoff starts; the next attempt waits
-    # backoff_base_seconds * 2 ** (failures - backoff_after_failures).
+    # Failures before exponential backoff starts; after the n-th failure the
+    # next attempt waits backoff_base_seconds * 2 ** (n - backoff_after_failures).
     backoff_after_failures: int = 3
     backoff_base_seconds: int = 1
-    # How long a lock lasts before an attempt is compared again.
+    # How long a lock lasts. Timed rather than permanent, so that an attacker
+    # who knows an account id cannot switch its MFA off for good.
     lock_seconds: int = 900
     max_factors_per_account: int = 5
     enrollment_ttl_seconds: int = 600
     max_batch_items: int = 10_000
     default_issuer: str = "totpd"
+
+    def __post_init__(self) -> None:
+        if self.window not in (0, 1):
+            raise ValueError("window must be 0 or 1")
+        if not 1 <= self.backoff_after_failures <= self.lock_after_failures <= 1000:
+            raise ValueError("need 1 <= backoff_after_failures <= lock_after_failures <= 1000")
+        if self.backoff_base_seconds < 0 or self.lock_seconds < 1:
+            raise ValueError("backoff_base_seconds must be >= 0 and lock_seconds >= 1")
+        if self.max_factors_per_account < 1 or self.max_batch_items < 1:
+            raise ValueError("max_factors_per_account and max_batch_items must be >= 1")
+        if self.enrollment_ttl_seconds < 30:
+            raise ValueError("enrollment_ttl_seconds must be at least 30")
+
+    def wait_after(self, failures: int) -> int:
+        """Seconds before the next attempt is compared, after `failures` in a row."""
+        if failures >= self.lock_after_failures:
+            return self.lock_seconds
+        if failures < self.backoff_after_failures:
+            return 0
+        # Capped so a generous lock threshold cannot overflow the column.
+        exponent = min(failures - self.backoff_after_failures, 20)
+        return min(self.backoff_base_seconds * (1 << exponent), self.lock_seconds)
+
+    def attempts_left(self, failures: int) -> int:
+        return max(0, self.lock_after_failures - failures)

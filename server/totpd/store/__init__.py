@@ -1,0 +1,13 @@
+"""Persistence: SQLAlchemy models, migrations and the factor repository."""
+
+from totpd.store.database import migrate, open_engine
+from totpd.store.repository import AttemptSchedule, FactorStore, LabelTaken, ReservedFactor
+
+__all__ = [
+    "AttemptSchedule",
+    "FactorStore",
+    "LabelTaken",
+    "ReservedFactor",
+    "migrate",
+    "open_engine",
+]

@@ -1,0 +1,98 @@
+"""Input rules for every request field, applied before anything is read or written.
+
+Each function returns the normalised value or raises `TotpdError` with reason
+INVALID_ARGUMENT (or MALFORMED_CODE) naming the field. Messages describe the rule,
+never the rejected value: a rejected value may be a secret or a code.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.types import Algorithm
+
+ACCOUNT_ID_MAX = 128
+LABEL_MAX = 64
+ISSUER_MAX = 64
+DIGITS_RANGE = range(6, 9)
+PERIOD_RANGE = range(15, 121)
+
+# Printable ASCII without spaces: an id a caller copies, never a display name.
+_ACCOUNT_ID = re.compile(r"[\x21-\x7e]{1,128}")
+# The canonical lowercase UUID form that totpd hands out.
+_FACTOR_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# ASCII digits only; `str.isdigit`, `int()` and `\d` accept other scripts' digits.
+_CODE = re.compile(r"[0-9]{6,8}")
+
+
+def account_id(value: str, field: str = "account_id") -> str:
+    if not _ACCOUNT_ID.fullmatch(value):
+        raise _invalid(
+            field,
+            f"{field} must be 1 to {ACCOUNT_ID_MAX} printable ASCII characters without spaces",
+        )
+    return value
+
+
+def factor_id(value: str, field: str = "factor_id") -> str:
+    if not _FACTOR_ID.fullmatch(value):
+        raise _invalid(
+            field, f"{field} must be a factor id as returned by Enroll (a lowercase UUID)"
+        )
+    return value
+
+
+def optional_factor_id(value: str | None, field: str = "factor_id") -> str | None:
+    return None if not value else factor_id(value, field)
+
+
+def code_digits(value: str, field: str = "code") -> int:
+    """Shape check only: 6 to 8 ASCII digits, nothing else. Returns the length."""
+    if len(value) > max(DIGITS_RANGE) or not _CODE.fullmatch(value):
+        raise TotpdError(
+            ErrorReason.MALFORMED_CODE,
+            f"{field} must be 6 to 8 ASCII digits (0-9) with no spaces or other characters",
+            field=field,
+        )
+    return len(value)
+
+
+def display_name(value: str, field: str, maximum: int) -> str:
+    """A label or issuer: shown in authenticator apps, so strict about what can hide."""
+    if not 1 <= len(value) <= maximum:
+        raise _invalid(field, f"{field} must be 1 to {maximum} characters")
+    if value != value.strip():
+        raise _invalid(field, f"{field} must not start or end with white space")
+    if ":" in value:
+        raise _invalid(
+            field, f"{field} must not contain ':' (it separates issuer and account in otpauth URIs)"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in value):
+        raise _invalid(field, f"{field} must not contain control, format or unassigned characters")
+    return value
+
+
+def digits(value: int | None) -> int:
+    if value is None:
+        return 6
+    if value not in DIGITS_RANGE:
+        raise _invalid("digits", "digits must be 6, 7 or 8")
+    return value
+
+
+def period(value: int | None) -> int:
+    if value is None:
+        return 30
+    if value not in PERIOD_RANGE:
+        raise _invalid("period_seconds", "period_seconds must be between 15 and 120")
+    return value
+
+
+def algorithm(value: Algorithm | None) -> Algorithm:
+    return Algorithm.SHA1 if value is None else value
+
+
+def _invalid(field: str, message: str) -> TotpdError:
+    return TotpdError(ErrorReason.INVALID_ARGUMENT, message, field=field)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import base64
+import json
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from totpd.crypto import Keyring, KeyringError, SecretUnavailable, write_new_keyring
+
+
+@pytest.fixture
+def keyring(tmp_path: Path) -> Keyring:
+    path = tmp_path / "k.json"
+    write_new_keyring(path)
+    return Keyring.load(path)
+
+
+def test_round_trip_with_fresh_nonces(keyring: Keyring) -> None:
+    secret = b"\x01" * 20
+    first, second = keyring.seal("row-1", secret), keyring.seal("row-1", secret)
+    assert first.nonce != second.nonce and len(first.nonce) == 12
+    assert secret not in first.ciphertext
+    assert keyring.open("row-1", first) == keyring.open("row-1", second) == secret
+
+
+def test_ciphertext_moved_to_another_row_fails(keyring: Keyring) -> None:
+    sealed = keyring.seal("row-1", b"secret-bytes-123456")
+    with pytest.raises(SecretUnavailable):
+        keyring.open("row-2", sealed)
+
+
+def test_relabelled_key_id_fails(tmp_path: Path) -> None:
+    raw = base64.b64encode(b"\x07" * 32).decode()
+    ring = Keyring({"a": base64.b64decode(raw), "b": base64.b64decode(raw)}, "a")
+    sealed = ring.seal("row", b"s" * 20)
+    with pytest.raises(SecretUnavailable):
+        ring.open("row", replace(sealed, key_id="b"))
+
+
+def test_missing_or_wrong_key_fails_closed(keyring: Keyring, tmp_path: Path) -> None:
+    sealed = keyring.seal("row", b"s" * 20)
+    other_path = tmp_path / "other.json"
+    write_new_keyring(other_path)
+    other = Keyring.load(other_path)
+    with pytest.raises(SecretUnavailable):
+        other.open("row", sealed)
+    same_id = Keyring({sealed.key_id: b"\x00" * 32}, sealed.key_id)
+    with pytest.raises(SecretUnavailable):
+        same_id.open("row", sealed)
+
+
+def test_rotation_keeps_old_secrets_readable(tmp_path: Path) -> None:
+    old, new = b"\x01" * 32, b"\x02" * 32
+    sealed = Keyring({"old": old}, "old").seal("row", b"x" * 20)
+    rotated = Keyring({"old": old, "new": new}, "new")
+    assert rotated.open("row", sealed) == b"x" * 20
+    assert rotated.seal("row", b"y" * 20).key_id == "new"
+
+
+def test_keyring_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "k.json"
+    key_id = write_new_keyring(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text())["primary"] == key_id
+    with pytest.raises(FileExistsError):
+        write_new_keyring(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "{}",
+        '{"primary": "a", "keys": {"a": "not base64!"}}',
+        '{"primary": "b", "keys": {"a": "AAAA"}}',
+    ],
+)
+def test_malformed_keyring_is_refused(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "k.json"
+    path.write_text(content)
+    with pytest.raises(KeyringError):
+        Keyring.load(path)
+
+
+def test_missing_keyring_file(tmp_path: Path) -> None:
+    with pytest.raises(KeyringError, match="totpd keygen"):
+        Keyring.load(tmp_path / "absent.json")
