@@ -1,0 +1,62 @@
+/*
+ * sha_internal.h - compression functions shared inside the core (not public).
+ *
+ * Compression functions take the message block as big-endian words already
+ * decoded (uint32_t[16] for SHA-1/SHA-256, uint64_t[16] for SHA-512): the
+ * HMAC code builds its blocks as words, so no byte swapping is needed.
+ */
+#ifndef TOTPD_SHA_INTERNAL_H
+#define TOTPD_SHA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef void (*totpd_compress32_fn)(uint32_t *state, const uint32_t *block);
+
+void totpd_sha1_compress_portable(uint32_t state[5], const uint32_t block[16]);
+void totpd_sha256_compress_portable(uint32_t state[8], const uint32_t block[16]);
+void totpd_sha512_compress_portable(uint64_t state[8], const uint64_t block[16]);
+
+/* Whole-message hashes (portable), for HMAC keys longer than a block. */
+void totpd_sha1(const uint8_t *msg, size_t len, uint8_t out[20]);
+void totpd_sha256(const uint8_t *msg, size_t len, uint8_t out[32]);
+void totpd_sha512(const uint8_t *msg, size_t len, uint8_t out[64]);
+
+extern const uint32_t totpd_sha1_iv[5];
+extern const uint32_t totpd_sha256_iv[8];
+extern const uint64_t totpd_sha512_iv[8];
+
+#if defined(__x86_64__) || defined(__i386__)
+#define TOTPD_X86 1
+/* SHA-NI (compiled with target("sha,sse4.1"); call only when supported). */
+void totpd_sha1_compress_shani(uint32_t state[5], const uint32_t block[16]);
+void totpd_sha256_compress_shani(uint32_t state[8], const uint32_t block[16]);
+
+/* AVX2 8-lane SHA-1: lane l of every vector is message l.
+ * state: 5 x 8 words (state[i*8 + l] = word i of lane l), updated in place.
+ * block: 16 x 8 words (block[t*8 + l] = word t of lane l). */
+void totpd_sha1_compress_avx2_x8(uint32_t state[40], const uint32_t block[128]);
+#endif
+
+static inline uint32_t totpd_load_be32(const uint8_t *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
+           (uint32_t)p[3];
+}
+
+static inline uint64_t totpd_load_be64(const uint8_t *p) {
+    return ((uint64_t)totpd_load_be32(p) << 32) | (uint64_t)totpd_load_be32(p + 4);
+}
+
+static inline void totpd_store_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static inline void totpd_store_be64(uint8_t *p, uint64_t v) {
+    totpd_store_be32(p, (uint32_t)(v >> 32));
+    totpd_store_be32(p + 4, (uint32_t)v);
+}
+
+#endif /* TOTPD_SHA_INTERNAL_H */

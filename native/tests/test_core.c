@@ -1,0 +1,177 @@
+/*
+ * test_core.c - standalone checks of the C core, built with ASan+UBSan by
+ * tests/native/test_native_sanitizers.py (and by `make -C native sanitize`).
+ * Exits non-zero on the first failed check.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "totpd_core.h"
+
+static int failures = 0;
+
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                      \
+        }                                                                    \
+    } while (0)
+
+static void seed(uint8_t *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = (uint8_t)('0' + (i + 1) % 10);
+}
+
+static const uint64_t kTimes[6] = {59, 1111111109, 1111111111, 1234567890, 2000000000,
+                                   20000000000ull};
+static const uint32_t kExpect[3][6] = {
+    {94287082, 7081804, 14050471, 89005924, 69279037, 65353130},
+    {46119246, 68084774, 67062674, 91819424, 90698825, 77737706},
+    {90693936, 25091201, 99943326, 93441116, 38618901, 47863826},
+};
+static const uint32_t kHotp[10] = {755224, 287082, 359152, 969429, 338314,
+                                   254676, 287922, 162583, 399871, 520489};
+
+static void test_path(int path) {
+    uint8_t key[64];
+    uint32_t code = 0;
+    static const uint32_t sizes[3] = {20, 32, 64};
+    seed(key, sizeof key);
+
+    for (uint64_t c = 0; c < 10; c++) {
+        CHECK(totpd_hotp(key, 20, TOTPD_ALG_SHA1, 6, c, path, &code) == TOTPD_OK);
+        CHECK(code == kHotp[c]);
+    }
+    for (int a = 0; a < 3; a++) {
+        for (int i = 0; i < 6; i++) {
+            CHECK(totpd_hotp(key, sizes[a], (uint8_t)(a + 1), 8, kTimes[i] / 30, path, &code) ==
+                  TOTPD_OK);
+            CHECK(code == kExpect[a][i]);
+        }
+    }
+    /* The trap: the 20-byte seed must not give the SHA-256/512 answers. */
+    CHECK(totpd_hotp(key, 20, TOTPD_ALG_SHA256, 8, 1, path, &code) == TOTPD_OK);
+    CHECK(code == 32247374u && code != kExpect[1][0]);
+    CHECK(totpd_hotp(key, 20, TOTPD_ALG_SHA512, 8, 1, path, &code) == TOTPD_OK);
+    CHECK(code == 69342147u && code != kExpect[2][0]);
+
+    /* Batch: 3 keys (one per algorithm), 25 pairs: offsets -2..+2 of the
+     * RFC vectors, with window 1; plus counter-0 edge and a wrong code. */
+    enum { NK = 4, NP = 23 };
+    uint8_t keys[20 + 32 + 64 + 20];
+    uint32_t offsets[NK + 1] = {0, 20, 52, 116, 136};
+    uint8_t algs[NK] = {1, 2, 3, 1};
+    uint8_t digs[NK] = {8, 8, 8, 6};
+    uint64_t ctr[NK];
+    uint32_t kidx[NP], codes[NP];
+    int64_t out[NP], want[NP];
+    uint64_t scratch[NK * TOTPD_PAD_SLOT_WORDS];
+    memcpy(keys, key, 20);
+    memcpy(keys + 20, key, 32);
+    memcpy(keys + 52, key, 64);
+    memcpy(keys + 116, key, 20);
+    uint64_t t = kTimes[3] / 30; /* vector time step */
+    int p = 0;
+    for (int a = 0; a < 3; a++) {
+        for (int off = -2; off <= 2; off++) {
+            /* code is the vector for step t; server counter is t - off */
+            kidx[p] = (uint32_t)a;
+            codes[p] = kExpect[a][3];
+            want[p] = (off >= -1 && off <= 1) ? (int64_t)t : -1;
+            p++;
+        }
+        ctr[a] = 0; /* set per sub-batch below */
+    }
+    /* counter 0 edge on key 3 (SHA-1, 6 digits): hotp(0)=755224, hotp(1)=287082 */
+    kidx[p] = 3; codes[p] = 755224; want[p] = 0; p++;
+    kidx[p] = 3; codes[p] = 287082; want[p] = 1; p++;
+    kidx[p] = 3; codes[p] = 359152; want[p] = -1; p++;
+    kidx[p] = 3; codes[p] = 1000000; want[p] = -1; p++;
+    kidx[p] = 3; codes[p] = 0xffffffffu; want[p] = -1; p++;
+    kidx[p] = 0; codes[p] = 0; want[p] = -1; p++;
+    kidx[p] = 1; codes[p] = kExpect[1][3] % 1000000; want[p] = -1; p++;
+    kidx[p] = 2; codes[p] = kExpect[0][3]; want[p] = -1; p++;
+    CHECK(p == NP);
+    ctr[3] = 0;
+    for (int off = -2; off <= 2; off++) {
+        for (int a = 0; a < 3; a++) ctr[a] = t - (uint64_t)off;
+        memset(out, 0x55, sizeof out);
+        CHECK(totpd_verify_batch(keys, sizeof keys, offsets, algs, digs, ctr, NK, kidx, codes, NP,
+                                 1, path, scratch, out) == TOTPD_OK);
+        for (int a = 0; a < 3; a++) {
+            int j = a * 5 + (off + 2);
+            CHECK(out[j] == want[j]);
+        }
+        for (int j = 15; j < NP; j++) CHECK(out[j] == want[j]);
+        for (size_t w = 0; w < NK * TOTPD_PAD_SLOT_WORDS; w++) CHECK(scratch[w] == 0);
+    }
+    /* window 0: only the exact step */
+    for (int a = 0; a < 3; a++) ctr[a] = t + 1;
+    CHECK(totpd_verify_batch(keys, sizeof keys, offsets, algs, digs, ctr, NK, kidx, codes, NP, 0,
+                             path, scratch, out) == TOTPD_OK);
+    for (int a = 0; a < 3; a++) CHECK(out[a * 5] == -1);
+    for (int a = 0; a < 3; a++) ctr[a] = t;
+    CHECK(totpd_verify_batch(keys, sizeof keys, offsets, algs, digs, ctr, NK, kidx, codes, NP, 0,
+                             path, scratch, out) == TOTPD_OK);
+    for (int a = 0; a < 3; a++) CHECK(out[a * 5] == (int64_t)t);
+
+    /* Errors, output untouched. */
+    int64_t sentinel[NP];
+    memset(sentinel, 0x55, sizeof sentinel);
+    memcpy(out, sentinel, sizeof out);
+    CHECK(totpd_verify_batch(keys, sizeof keys, offsets, algs, digs, ctr, NK, kidx, codes, NP,
+                             TOTPD_MAX_WINDOW + 1, path, scratch, out) == TOTPD_ERR_WINDOW);
+    algs[1] = 4;
+    CHECK(totpd_verify_batch(keys, sizeof keys, offsets, algs, digs, ctr, NK, kidx, codes, NP, 1,
+                             path, scratch, out) == TOTPD_ERR_ALGORITHM);
+    algs[1] = 2;
+    digs[2] = 9;
+    CHECK(totpd_verify_batch(keys, sizeof keys, offsets, algs, digs, ctr, NK, kidx, codes, NP, 1,
+                             path, scratch, out) == TOTPD_ERR_DIGITS);
+    digs[2] = 5;
+    CHECK(totpd_verify_batch(keys, sizeof keys, offsets, algs, digs, ctr, NK, kidx, codes, NP, 1,
+                             path, scratch, out) == TOTPD_ERR_DIGITS);
+    digs[2] = 8;
+    offsets[2] = 10;
+    CHECK(totpd_verify_batch(keys, sizeof keys, offsets, algs, digs, ctr, NK, kidx, codes, NP, 1,
+                             path, scratch, out) == TOTPD_ERR_OFFSETS);
+    offsets[2] = 52;
+    CHECK(totpd_verify_batch(keys, sizeof keys - 1, offsets, algs, digs, ctr, NK, kidx, codes,
+                             NP, 1, path, scratch, out) == TOTPD_ERR_OFFSETS);
+    kidx[4] = NK;
+    CHECK(totpd_verify_batch(keys, sizeof keys, offsets, algs, digs, ctr, NK, kidx, codes, NP, 1,
+                             path, scratch, out) == TOTPD_ERR_KEY_INDEX);
+    kidx[4] = 0;
+    ctr[0] = (uint64_t)INT64_MAX;
+    CHECK(totpd_verify_batch(keys, sizeof keys, offsets, algs, digs, ctr, NK, kidx, codes, NP, 1,
+                             path, scratch, out) == TOTPD_ERR_COUNTER);
+    ctr[0] = t;
+    CHECK(memcmp(out, sentinel, sizeof out) == 0);
+    CHECK(totpd_hotp(key, 20, 0, 6, 0, path, &code) == TOTPD_ERR_ALGORITHM);
+    CHECK(totpd_hotp(key, 20, 1, 9, 0, path, &code) == TOTPD_ERR_DIGITS);
+    CHECK(totpd_hotp(key, 20, 1, 6, 0, path, NULL) == TOTPD_ERR_NULL);
+}
+
+int main(void) {
+    int tested = 0;
+    CHECK(totpd_set_default_path(99) == TOTPD_ERR_PATH);
+    for (int path = TOTPD_PATH_PORTABLE; path <= TOTPD_PATH_AVX2; path++) {
+        if (!totpd_path_supported(path)) {
+            uint32_t code;
+            CHECK(totpd_hotp((const uint8_t *)"k", 1, 1, 6, 0, path, &code) == TOTPD_ERR_PATH);
+            CHECK(totpd_set_default_path(path) == TOTPD_ERR_PATH);
+            continue;
+        }
+        CHECK(totpd_set_default_path(path) == TOTPD_OK);
+        CHECK(totpd_default_path() == path);
+        test_path(path);
+        test_path(-1);
+        tested++;
+    }
+    CHECK(totpd_set_default_path(TOTPD_PATH_AUTO) == TOTPD_OK);
+    CHECK(totpd_default_path() != TOTPD_PATH_AUTO);
+    printf("paths tested: %d, failures: %d\n", tested, failures);
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,471 @@
+/*
+ * totpd_core.c - HMAC, HOTP truncation, batch verification and CPU dispatch.
+ */
+#define _DEFAULT_SOURCE 1
+#include "totpd_core.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#include "sha_internal.h"
+
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+#include <cpuid.h>
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Constant-time helpers.                                                    */
+
+/* All ones if x == 0, else 0 (x < 2^32). */
+static inline uint64_t ct_zero_mask32(uint32_t x) { return 0u - (((uint64_t)x - 1u) >> 63); }
+
+/* All ones if a < b (unsigned 64-bit), else 0. */
+static inline uint64_t ct_lt_mask64(uint64_t a, uint64_t b) {
+    return 0u - ((a ^ ((a ^ b) | ((a - b) ^ b))) >> 63);
+}
+
+/* RFC 4226 dynamic truncation over the first 20 digest bytes given as five
+ * big-endian words; the offset comes from the digest's last byte. The word
+ * pair is selected with masks (no secret-dependent memory index). */
+static inline uint32_t dynamic_truncate(const uint32_t w[5], uint32_t last_byte) {
+    uint32_t o = last_byte & 15u;
+    uint32_t j = o >> 2, r = o & 3u;
+    uint32_t hi = 0, lo = 0;
+    for (uint32_t i = 0; i < 4; i++) {
+        uint32_t m = (uint32_t)ct_zero_mask32(i ^ j);
+        hi |= w[i] & m;
+        lo |= w[i + 1] & m;
+    }
+    uint64_t v = ((uint64_t)hi << 32) | lo;
+    return (uint32_t)(v >> (32u - 8u * r)) & 0x7fffffffu;
+}
+
+/* digits is public: a switch gives constant divisors (multiply, not div). */
+static inline uint32_t reduce_digits(uint32_t bin, uint8_t digits) {
+    switch (digits) {
+        case 6: return bin % 1000000u;
+        case 7: return bin % 10000000u;
+        default: return bin % 100000000u;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* CPU dispatch.                                                             */
+
+typedef struct {
+    int path;
+    int sha1_x8; /* SHA-1 verification through the 8-lane AVX2 kernel */
+    totpd_compress32_fn sha1;
+    totpd_compress32_fn sha256;
+} impl_t;
+
+static int cpu_has_shani(void) {
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return ((b >> 29) & 1u) && __builtin_cpu_supports("sse4.1") &&
+           __builtin_cpu_supports("ssse3");
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_avx2(void) {
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+int totpd_path_supported(int path) {
+    switch (path) {
+        case TOTPD_PATH_AUTO:
+        case TOTPD_PATH_PORTABLE: return 1;
+        case TOTPD_PATH_SHANI: return cpu_has_shani();
+        case TOTPD_PATH_AVX2: return cpu_has_avx2();
+        default: return 0;
+    }
+}
+
+/* Best path measured on the reference machine: AVX2 8-lane SHA-1 beats a
+ * single SHA-NI stream; SHA-256 uses SHA-NI on either path. */
+static int best_path(void) {
+    if (cpu_has_avx2()) return TOTPD_PATH_AVX2;
+    if (cpu_has_shani()) return TOTPD_PATH_SHANI;
+    return TOTPD_PATH_PORTABLE;
+}
+
+static atomic_int g_default_path = 0; /* 0: not chosen yet, resolves to auto */
+
+int totpd_set_default_path(int path) {
+    if (path == TOTPD_PATH_AUTO) path = best_path();
+    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX2 || !totpd_path_supported(path))
+        return TOTPD_ERR_PATH;
+    atomic_store(&g_default_path, path);
+    return TOTPD_OK;
+}
+
+int totpd_default_path(void) {
+    int p = atomic_load(&g_default_path);
+    if (p == 0) {
+        p = best_path();
+        int expected = 0;
+        atomic_compare_exchange_strong(&g_default_path, &expected, p);
+        p = atomic_load(&g_default_path);
+    }
+    return p;
+}
+
+static int resolve_impl(int path, impl_t *im) {
+    if (path < 0) path = totpd_default_path();
+    if (path == TOTPD_PATH_AUTO) path = best_path();
+    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX2 || !totpd_path_supported(path))
+        return TOTPD_ERR_PATH;
+    im->path = path;
+    im->sha1_x8 = 0;
+    im->sha1 = totpd_sha1_compress_portable;
+    im->sha256 = totpd_sha256_compress_portable;
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+    if (path == TOTPD_PATH_SHANI) {
+        im->sha1 = totpd_sha1_compress_shani;
+        im->sha256 = totpd_sha256_compress_shani;
+    } else if (path == TOTPD_PATH_AVX2) {
+        im->sha1_x8 = 1;
+        if (cpu_has_shani()) im->sha256 = totpd_sha256_compress_shani;
+    }
+#endif
+    return TOTPD_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* HMAC pad states. A slot is TOTPD_PAD_SLOT_WORDS uint64 words: bytes       */
+/* [0, 64) hold the inner chaining state, [64, 128) the outer one.           */
+
+static const size_t kBlockSize[4] = {0, 64, 64, 128};
+
+static void prepare_slot(const uint8_t *key, uint32_t key_len, uint8_t alg, const impl_t *im,
+                         uint64_t *slot) {
+    uint8_t k[128];
+    uint8_t pad[128];
+    size_t bs = kBlockSize[alg];
+    memset(k, 0, sizeof k);
+    if (key_len > bs) {
+        if (alg == TOTPD_ALG_SHA1) totpd_sha1(key, key_len, k);
+        else if (alg == TOTPD_ALG_SHA256) totpd_sha256(key, key_len, k);
+        else totpd_sha512(key, key_len, k);
+    } else if (key_len > 0) {
+        memcpy(k, key, key_len);
+    }
+    uint8_t *out = (uint8_t *)slot;
+    for (int which = 0; which < 2; which++) {
+        uint8_t x = which == 0 ? 0x36 : 0x5c;
+        for (size_t i = 0; i < bs; i++) pad[i] = k[i] ^ x;
+        if (alg == TOTPD_ALG_SHA512) {
+            uint64_t st[8], blk[16];
+            memcpy(st, totpd_sha512_iv, sizeof st);
+            for (int t = 0; t < 16; t++) blk[t] = totpd_load_be64(pad + 8 * t);
+            totpd_sha512_compress_portable(st, blk);
+            memcpy(out + 64 * which, st, sizeof st);
+            explicit_bzero(st, sizeof st);
+            explicit_bzero(blk, sizeof blk);
+        } else {
+            uint32_t st[8], blk[16];
+            for (int t = 0; t < 16; t++) blk[t] = totpd_load_be32(pad + 4 * t);
+            if (alg == TOTPD_ALG_SHA1) {
+                memcpy(st, totpd_sha1_iv, sizeof totpd_sha1_iv);
+                im->sha1(st, blk);
+                memcpy(out + 64 * which, st, 20);
+            } else {
+                memcpy(st, totpd_sha256_iv, sizeof totpd_sha256_iv);
+                im->sha256(st, blk);
+                memcpy(out + 64 * which, st, 32);
+            }
+            explicit_bzero(st, sizeof st);
+            explicit_bzero(blk, sizeof blk);
+        }
+    }
+    explicit_bzero(k, sizeof k);
+    explicit_bzero(pad, sizeof pad);
+}
+
+/* ------------------------------------------------------------------------ */
+/* One HOTP value from a prepared slot (scalar paths).                       */
+
+static uint32_t hotp_from_slot(const uint64_t *slot, uint8_t alg, uint64_t step, uint8_t digits,
+                               const impl_t *im) {
+    const uint8_t *s = (const uint8_t *)slot;
+    uint32_t w5[5], last, code;
+    if (alg == TOTPD_ALG_SHA512) {
+        uint64_t st[8], blk[16];
+        memcpy(st, s, 64);
+        memset(blk, 0, sizeof blk);
+        blk[0] = step;
+        blk[1] = 0x8000000000000000ull;
+        blk[15] = (128 + 8) * 8;
+        totpd_sha512_compress_portable(st, blk);
+        memcpy(blk, st, 64);
+        blk[8] = 0x8000000000000000ull;
+        blk[15] = (128 + 64) * 8;
+        memcpy(st, s + 64, 64);
+        totpd_sha512_compress_portable(st, blk);
+        w5[0] = (uint32_t)(st[0] >> 32);
+        w5[1] = (uint32_t)st[0];
+        w5[2] = (uint32_t)(st[1] >> 32);
+        w5[3] = (uint32_t)st[1];
+        w5[4] = (uint32_t)(st[2] >> 32);
+        last = (uint32_t)(st[7] & 0xff);
+        explicit_bzero(st, sizeof st);
+        explicit_bzero(blk, sizeof blk);
+    } else {
+        int sha1 = alg == TOTPD_ALG_SHA1;
+        size_t n = sha1 ? 5 : 8;
+        totpd_compress32_fn fn = sha1 ? im->sha1 : im->sha256;
+        uint32_t st[8], blk[16];
+        memcpy(st, s, 4 * n);
+        memset(blk, 0, sizeof blk);
+        blk[0] = (uint32_t)(step >> 32);
+        blk[1] = (uint32_t)step;
+        blk[2] = 0x80000000u;
+        blk[15] = (64 + 8) * 8;
+        fn(st, blk);
+        memcpy(blk, st, 4 * n);
+        blk[n] = 0x80000000u;
+        blk[15] = (uint32_t)((64 + 4 * n) * 8);
+        memcpy(st, s + 64, 4 * n);
+        fn(st, blk);
+        memcpy(w5, st, sizeof w5);
+        last = st[n - 1] & 0xffu;
+        explicit_bzero(st, sizeof st);
+        explicit_bzero(blk, sizeof blk);
+    }
+    code = reduce_digits(dynamic_truncate(w5, last), digits);
+    explicit_bzero(w5, sizeof w5);
+    return code;
+}
+
+/* Candidate steps counter+d for d = +window .. -window: each one is computed
+ * and compared; the mask select keeps the last match, i.e. the lowest step.
+ * Steps below zero wrap and are masked out. */
+static int64_t verify_scalar(const uint64_t *slot, uint8_t alg, uint8_t digits, uint64_t counter,
+                             uint32_t code, uint32_t window, const impl_t *im) {
+    uint64_t result = ~(uint64_t)0;
+    for (int64_t d = (int64_t)window; d >= -(int64_t)window; d--) {
+        uint64_t below = d < 0 ? (uint64_t)(-d) : 0;
+        uint64_t valid = ~ct_lt_mask64(counter, below);
+        uint64_t step = counter + (uint64_t)d;
+        uint32_t got = hotp_from_slot(slot, alg, step, digits, im);
+        uint64_t m = ct_zero_mask32(got ^ code) & valid;
+        result = (result & ~m) | (step & m);
+    }
+    return (int64_t)result;
+}
+
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+/* Eight SHA-1 pairs through the AVX2 kernel; lanes beyond n repeat lane 0. */
+static void verify_sha1_x8(const uint64_t *scratch, const uint8_t *digits,
+                           const uint64_t *counters, const uint32_t *key_index,
+                           const uint32_t *codes, const uint32_t *pairs, int n, uint32_t window,
+                           int64_t *out) {
+    uint32_t ist[40], ost[40], st[40];
+    uint32_t inner[128], outer[128];
+    uint64_t result[8], ctr[8];
+    uint32_t code[8];
+    uint8_t dig[8];
+    memset(inner, 0, sizeof inner);
+    memset(outer, 0, sizeof outer);
+    for (int l = 0; l < 8; l++) {
+        uint32_t p = pairs[l < n ? l : 0];
+        uint32_t k = key_index[p];
+        const uint8_t *s = (const uint8_t *)(scratch + (size_t)k * TOTPD_PAD_SLOT_WORDS);
+        uint32_t a[5], b[5];
+        memcpy(a, s, 20);
+        memcpy(b, s + 64, 20);
+        for (int i = 0; i < 5; i++) {
+            ist[i * 8 + l] = a[i];
+            ost[i * 8 + l] = b[i];
+        }
+        explicit_bzero(a, sizeof a);
+        explicit_bzero(b, sizeof b);
+        ctr[l] = counters[k];
+        code[l] = codes[p];
+        dig[l] = digits[k];
+        result[l] = ~(uint64_t)0;
+        inner[2 * 8 + l] = 0x80000000u;
+        inner[15 * 8 + l] = (64 + 8) * 8;
+        outer[5 * 8 + l] = 0x80000000u;
+        outer[15 * 8 + l] = (64 + 20) * 8;
+    }
+    for (int64_t d = (int64_t)window; d >= -(int64_t)window; d--) {
+        uint64_t below = d < 0 ? (uint64_t)(-d) : 0;
+        for (int l = 0; l < 8; l++) {
+            uint64_t step = ctr[l] + (uint64_t)d;
+            inner[0 * 8 + l] = (uint32_t)(step >> 32);
+            inner[1 * 8 + l] = (uint32_t)step;
+        }
+        memcpy(st, ist, sizeof st);
+        totpd_sha1_compress_avx2_x8(st, inner);
+        memcpy(outer, st, sizeof st); /* words 0..4 of every lane */
+        memcpy(st, ost, sizeof st);
+        totpd_sha1_compress_avx2_x8(st, outer);
+        for (int l = 0; l < 8; l++) {
+            uint32_t w5[5];
+            for (int i = 0; i < 5; i++) w5[i] = st[i * 8 + l];
+            uint32_t got = reduce_digits(dynamic_truncate(w5, st[4 * 8 + l] & 0xffu), dig[l]);
+            uint64_t valid = ~ct_lt_mask64(ctr[l], below);
+            uint64_t step = ctr[l] + (uint64_t)d;
+            uint64_t m = ct_zero_mask32(got ^ code[l]) & valid;
+            result[l] = (result[l] & ~m) | (step & m);
+            explicit_bzero(w5, sizeof w5);
+        }
+    }
+    for (int l = 0; l < n; l++) out[pairs[l]] = (int64_t)result[l];
+    explicit_bzero(ist, sizeof ist);
+    explicit_bzero(ost, sizeof ost);
+    explicit_bzero(st, sizeof st);
+    explicit_bzero(inner, sizeof inner);
+    explicit_bzero(outer, sizeof outer);
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Validation and public entry points.                                       */
+
+static int check_alg(uint8_t alg) {
+    return (alg >= TOTPD_ALG_SHA1 && alg <= TOTPD_ALG_SHA512) ? TOTPD_OK : TOTPD_ERR_ALGORITHM;
+}
+
+static int check_digits(uint8_t digits) {
+    return (digits >= TOTPD_MIN_DIGITS && digits <= TOTPD_MAX_DIGITS) ? TOTPD_OK
+                                                                      : TOTPD_ERR_DIGITS;
+}
+
+static int check_table(const uint8_t *algorithms, const uint8_t *digits, const uint64_t *counters,
+                       uint32_t n_keys, uint32_t window) {
+    if (window > TOTPD_MAX_WINDOW) return TOTPD_ERR_WINDOW;
+    for (uint32_t i = 0; i < n_keys; i++) {
+        int rc = check_alg(algorithms[i]);
+        if (rc == TOTPD_OK && digits) rc = check_digits(digits[i]);
+        if (rc != TOTPD_OK) return rc;
+        if (counters && counters[i] > (uint64_t)INT64_MAX - window) return TOTPD_ERR_COUNTER;
+    }
+    return TOTPD_OK;
+}
+
+static int check_offsets(const uint32_t *key_offsets, uint32_t n_keys, uint32_t keys_len) {
+    if (key_offsets[0] != 0) return TOTPD_ERR_OFFSETS;
+    for (uint32_t i = 0; i < n_keys; i++)
+        if (key_offsets[i + 1] < key_offsets[i]) return TOTPD_ERR_OFFSETS;
+    if (key_offsets[n_keys] > keys_len) return TOTPD_ERR_OFFSETS;
+    return TOTPD_OK;
+}
+
+int totpd_hotp(const uint8_t *key, uint32_t key_len, uint8_t algorithm, uint8_t digits,
+               uint64_t counter, int path, uint32_t *out_code) {
+    impl_t im;
+    uint64_t slot[TOTPD_PAD_SLOT_WORDS];
+    int rc;
+    if (!out_code || (!key && key_len > 0)) return TOTPD_ERR_NULL;
+    if ((rc = check_alg(algorithm)) != TOTPD_OK) return rc;
+    if ((rc = check_digits(digits)) != TOTPD_OK) return rc;
+    if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
+    prepare_slot(key, key_len, algorithm, &im, slot);
+    /* The scalar SHA-1 compressor of the AVX2 path is the portable one. */
+    *out_code = hotp_from_slot(slot, algorithm, counter, digits, &im);
+    explicit_bzero(slot, sizeof slot);
+    return TOTPD_OK;
+}
+
+int totpd_prepare_keys(const uint8_t *keys, uint32_t keys_len, const uint32_t *key_offsets,
+                       const uint8_t *algorithms, uint32_t n_keys, uint32_t first_key,
+                       uint32_t end_key, int path, uint64_t *scratch) {
+    impl_t im;
+    int rc;
+    if (!key_offsets || (n_keys > 0 && (!algorithms || !scratch)) || (!keys && keys_len > 0))
+        return TOTPD_ERR_NULL;
+    if (first_key > end_key || end_key > n_keys) return TOTPD_ERR_RANGE;
+    if ((rc = check_offsets(key_offsets, n_keys, keys_len)) != TOTPD_OK) return rc;
+    if ((rc = check_table(algorithms, NULL, NULL, n_keys, 0)) != TOTPD_OK) return rc;
+    if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
+    for (uint32_t i = first_key; i < end_key; i++) {
+        const uint8_t *k = keys ? keys + key_offsets[i] : NULL;
+        prepare_slot(k, key_offsets[i + 1] - key_offsets[i], algorithms[i], &im,
+                     scratch + (size_t)i * TOTPD_PAD_SLOT_WORDS);
+    }
+    return TOTPD_OK;
+}
+
+int totpd_verify_prepared(const uint64_t *scratch, const uint8_t *algorithms,
+                          const uint8_t *digits, const uint64_t *counters, uint32_t n_keys,
+                          const uint32_t *key_index, const uint32_t *codes, uint32_t n_pairs,
+                          uint32_t window, int path, int64_t *out_matched) {
+    impl_t im;
+    int rc;
+    if (n_keys > 0 && (!scratch || !algorithms || !digits || !counters)) return TOTPD_ERR_NULL;
+    if (n_pairs > 0 && (!key_index || !codes || !out_matched)) return TOTPD_ERR_NULL;
+    if ((rc = check_table(algorithms, digits, counters, n_keys, window)) != TOTPD_OK) return rc;
+    for (uint32_t j = 0; j < n_pairs; j++)
+        if (key_index[j] >= n_keys) return TOTPD_ERR_KEY_INDEX;
+    if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
+
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+    uint32_t lanes[8];
+    int n_lanes = 0;
+#endif
+    for (uint32_t j = 0; j < n_pairs; j++) {
+        uint32_t k = key_index[j];
+        uint8_t alg = algorithms[k];
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+        if (im.sha1_x8 && alg == TOTPD_ALG_SHA1) {
+            lanes[n_lanes++] = j;
+            if (n_lanes == 8) {
+                verify_sha1_x8(scratch, digits, counters, key_index, codes, lanes, 8, window,
+                               out_matched);
+                n_lanes = 0;
+            }
+            continue;
+        }
+#endif
+        out_matched[j] =
+            verify_scalar(scratch + (size_t)k * TOTPD_PAD_SLOT_WORDS, alg, digits[k],
+                          counters[k], codes[j], window, &im);
+    }
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+    if (n_lanes > 0)
+        verify_sha1_x8(scratch, digits, counters, key_index, codes, lanes, n_lanes, window,
+                       out_matched);
+#endif
+    return TOTPD_OK;
+}
+
+int totpd_verify_batch(const uint8_t *keys, uint32_t keys_len, const uint32_t *key_offsets,
+                       const uint8_t *algorithms, const uint8_t *digits,
+                       const uint64_t *counters, uint32_t n_keys, const uint32_t *key_index,
+                       const uint32_t *codes, uint32_t n_pairs, uint32_t window, int path,
+                       uint64_t *scratch, int64_t *out_matched) {
+    impl_t im;
+    int rc;
+    if (!key_offsets) return TOTPD_ERR_NULL;
+    /* Validate everything before touching scratch or output. */
+    if (n_keys > 0 && (!scratch || !algorithms || !digits || !counters)) return TOTPD_ERR_NULL;
+    if (n_pairs > 0 && (!key_index || !codes || !out_matched)) return TOTPD_ERR_NULL;
+    if (!keys && keys_len > 0) return TOTPD_ERR_NULL;
+    if ((rc = check_offsets(key_offsets, n_keys, keys_len)) != TOTPD_OK) return rc;
+    if ((rc = check_table(algorithms, digits, counters, n_keys, window)) != TOTPD_OK) return rc;
+    for (uint32_t j = 0; j < n_pairs; j++)
+        if (key_index[j] >= n_keys) return TOTPD_ERR_KEY_INDEX;
+    if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
+
+    rc = totpd_prepare_keys(keys, keys_len, key_offsets, algorithms, n_keys, 0, n_keys, im.path,
+                            scratch);
+    if (rc == TOTPD_OK)
+        rc = totpd_verify_prepared(scratch, algorithms, digits, counters, n_keys, key_index, codes,
+                                   n_pairs, window, im.path, out_matched);
+    if (n_keys > 0)
+        explicit_bzero(scratch, (size_t)n_keys * TOTPD_PAD_SLOT_WORDS * sizeof(uint64_t));
+    return rc;
+}
+
+void totpd_wipe(void *buf, size_t len) {
+    if (buf && len) explicit_bzero(buf, len);
+}

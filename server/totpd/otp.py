@@ -1,0 +1,442 @@
+"""Typed face of the C TOTP core (``totpd._native``); the only module that imports it.
+
+Three layers, as in pynacl: ``lib`` (raw C), ``_check`` (the one error helper that maps
+C return codes to :class:`NativeError`), and the friendly API below.
+
+* :class:`KeyTable` collects keys and their parameters into contiguous buffers.
+* :func:`verify_batch` checks many ``(key index, code)`` pairs in one C call and
+  returns the matched time step per pair (``-1`` for none).
+* :func:`verify`, :func:`hotp` and :func:`totp` are the single-code conveniences.
+
+The C call releases the GIL; batches larger than :data:`THREAD_SPLIT` pairs are split
+across a thread pool. The CPU path (portable C, SHA-NI, AVX2) is chosen once at import,
+from ``TOTPD_CPU_PATH`` (``auto`` by default); an unsupported forced path raises
+:class:`NativeError` at import.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from array import array
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, Final
+
+from totpd._native import ffi, lib
+from totpd.service.types import Algorithm
+
+__all__ = [
+    "MAX_WINDOW",
+    "THREAD_SPLIT",
+    "KeyTable",
+    "NativeError",
+    "cpu_path",
+    "cpu_paths",
+    "hotp",
+    "totp",
+    "verify",
+    "verify_batch",
+]
+
+MAX_WINDOW: Final[int] = int(lib.TOTPD_MAX_WINDOW)
+MIN_DIGITS: Final[int] = int(lib.TOTPD_MIN_DIGITS)
+MAX_DIGITS: Final[int] = int(lib.TOTPD_MAX_DIGITS)
+THREAD_SPLIT: Final[int] = 4096
+"""Batches with more pairs than this are split across threads."""
+
+_PAD_SLOT_WORDS: Final[int] = int(lib.TOTPD_PAD_SLOT_WORDS)
+_U32_MAX: Final[int] = 0xFFFFFFFF
+_I64_MAX: Final[int] = 0x7FFFFFFFFFFFFFFF
+
+_ALG_CODES: Final[dict[Algorithm, int]] = {
+    Algorithm.SHA1: int(lib.TOTPD_ALG_SHA1),
+    Algorithm.SHA256: int(lib.TOTPD_ALG_SHA256),
+    Algorithm.SHA512: int(lib.TOTPD_ALG_SHA512),
+}
+
+_PATHS: Final[dict[str, int]] = {
+    "auto": int(lib.TOTPD_PATH_AUTO),
+    "portable": int(lib.TOTPD_PATH_PORTABLE),
+    "shani": int(lib.TOTPD_PATH_SHANI),
+    "avx2": int(lib.TOTPD_PATH_AVX2),
+}
+_PATH_NAMES: Final[dict[int, str]] = {v: k for k, v in _PATHS.items()}
+_DEFAULT: Final[int] = -1
+
+_ERRORS: Final[dict[int, str]] = {
+    int(lib.TOTPD_ERR_ALGORITHM): "unknown algorithm",
+    int(lib.TOTPD_ERR_DIGITS): "digits must be 6, 7 or 8",
+    int(lib.TOTPD_ERR_OFFSETS): "key offsets are inconsistent with the key buffer",
+    int(lib.TOTPD_ERR_WINDOW): f"window must be at most {int(lib.TOTPD_MAX_WINDOW)}",
+    int(lib.TOTPD_ERR_KEY_INDEX): "a key index is outside the key table",
+    int(lib.TOTPD_ERR_COUNTER): "counter + window does not fit in a signed 64-bit integer",
+    int(lib.TOTPD_ERR_PATH): "CPU path unknown or not supported by this CPU",
+    int(lib.TOTPD_ERR_NULL): "a required buffer is missing",
+    int(lib.TOTPD_ERR_RANGE): "key range outside the key table",
+}
+
+
+class NativeError(Exception):
+    """An error code from the C core (or input the core would reject).
+
+    ``code`` is the C error code (a negative ``TOTPD_ERR_*`` value).
+    """
+
+    def __init__(self, code: int, detail: str | None = None) -> None:
+        self.code = code
+        message = _ERRORS.get(code, f"native error {code}")
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+def _check(rc: int, detail: str | None = None) -> None:
+    """The one error helper: raise NativeError for a negative C return code."""
+    if rc != 0:
+        raise NativeError(rc, detail)
+
+
+def _path_code(path: str | None) -> int:
+    if path is None:
+        return _DEFAULT
+    try:
+        code = _PATHS[path]
+    except KeyError:
+        raise NativeError(int(lib.TOTPD_ERR_PATH), f"unknown path {path!r}") from None
+    if not lib.totpd_path_supported(code):
+        raise NativeError(int(lib.TOTPD_ERR_PATH), f"path {path!r} is not supported here")
+    return code
+
+
+def _init_path() -> None:
+    """Apply ``TOTPD_CPU_PATH`` once, at import."""
+    wanted = os.environ.get("TOTPD_CPU_PATH", "auto").strip().lower() or "auto"
+    code = _path_code(wanted)
+    _check(int(lib.totpd_set_default_path(code)), f"TOTPD_CPU_PATH={wanted}")
+
+
+def cpu_path() -> str:
+    """The path dispatch chose for this process: "portable", "shani" or "avx2".
+
+    On "avx2", SHA-1 runs 8 lanes at a time and SHA-256 uses SHA-NI where present.
+    """
+    return _PATH_NAMES[int(lib.totpd_default_path())]
+
+
+def cpu_paths() -> list[str]:
+    """Every concrete path this CPU supports (for tests and benchmarks)."""
+    return [
+        name for name, code in _PATHS.items() if name != "auto" and lib.totpd_path_supported(code)
+    ]
+
+
+def _alg_code(algorithm: Algorithm) -> int:
+    try:
+        return _ALG_CODES[algorithm]
+    except (KeyError, TypeError):
+        raise NativeError(int(lib.TOTPD_ERR_ALGORITHM), repr(algorithm)) from None
+
+
+def _check_digits(digits: int) -> None:
+    if not MIN_DIGITS <= digits <= MAX_DIGITS:
+        raise NativeError(int(lib.TOTPD_ERR_DIGITS), str(digits))
+
+
+def _check_window(window: int) -> None:
+    if not 0 <= window <= MAX_WINDOW:
+        raise NativeError(int(lib.TOTPD_ERR_WINDOW), str(window))
+
+
+def _check_counter(counter: int) -> None:
+    if not 0 <= counter <= _I64_MAX:
+        raise NativeError(int(lib.TOTPD_ERR_COUNTER), "counter must be in [0, 2**63)")
+
+
+class KeyTable:
+    """Keys and their parameters in contiguous buffers, built once per batch.
+
+    Key ``i`` is ``keys[offsets[i]:offsets[i + 1]]``; ``counters[i]`` is the server's
+    current time step for that key's period. Call :meth:`wipe` (or use the table as a
+    context manager) when done: it zeroes the key buffer.
+    """
+
+    __slots__ = ("algorithms", "counters", "digits", "keys", "offsets")
+
+    def __init__(self) -> None:
+        self.keys = bytearray()
+        self.offsets = array("I", [0])
+        self.algorithms = array("B")
+        self.digits = array("B")
+        self.counters = array("Q")
+
+    def __len__(self) -> int:
+        return len(self.algorithms)
+
+    def add(
+        self, key: bytes | bytearray | memoryview, algorithm: Algorithm, digits: int, counter: int
+    ) -> int:
+        """Append one key; returns its index for :func:`verify_batch`."""
+        alg = _alg_code(algorithm)
+        _check_digits(digits)
+        _check_counter(counter)
+        end = len(self.keys) + len(key)
+        if end > _U32_MAX:
+            raise NativeError(int(lib.TOTPD_ERR_OFFSETS), "key buffer exceeds 4 GiB")
+        self.keys += key
+        self.offsets.append(end)
+        self.algorithms.append(alg)
+        self.digits.append(digits)
+        self.counters.append(counter)
+        return len(self.algorithms) - 1
+
+    @classmethod
+    def from_columns(
+        cls,
+        keys: Iterable[bytes | bytearray],
+        algorithms: Iterable[Algorithm],
+        digits: Iterable[int],
+        counters: Iterable[int],
+    ) -> KeyTable:
+        """Build a table from parallel columns in one go (faster than many ``add``)."""
+        table = cls()
+        for key, algorithm, d, c in zip(keys, algorithms, digits, counters, strict=True):
+            table.add(key, algorithm, d, c)
+        return table
+
+    def wipe(self) -> None:
+        """Zero the key buffer and empty the table."""
+        buf = self.keys
+        if buf:
+            lib.totpd_wipe(ffi.from_buffer(buf), len(buf))
+        # A fresh buffer rather than clear(): a live cffi view would block the resize.
+        self.keys = bytearray()
+        self.offsets = array("I", [0])
+        self.algorithms = array("B")
+        self.digits = array("B")
+        self.counters = array("Q")
+
+    def __enter__(self) -> KeyTable:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.wipe()
+
+
+def _index_array(values: array[int] | Sequence[int]) -> array[int]:
+    if isinstance(values, array) and values.typecode == "I" and values.itemsize == 4:
+        return values
+    try:
+        return array("I", values)
+    except OverflowError:
+        raise NativeError(int(lib.TOTPD_ERR_KEY_INDEX), "negative or huge index") from None
+
+
+# A code outside uint32 can never match; map it to a value no HOTP reaches.
+_NO_CODE: Final[int] = _U32_MAX
+
+
+def _codes_array(codes: array[int] | Sequence[int]) -> array[int]:
+    if isinstance(codes, array) and codes.typecode == "I" and codes.itemsize == 4:
+        return codes
+    return array("I", (c if 0 <= c <= _U32_MAX else _NO_CODE for c in codes))
+
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=os.cpu_count() or 1, thread_name_prefix="totpd-core"
+            )
+        return _executor
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    step = -(-n // parts)
+    return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
+def verify_batch(
+    keys: KeyTable,
+    key_indices: array[int] | Sequence[int],
+    codes: array[int] | Sequence[int],
+    window: int,
+    *,
+    threads: int | None = None,
+    path: str | None = None,
+) -> array[int]:
+    """Verify ``codes[j]`` against key ``key_indices[j]`` for every pair ``j``.
+
+    Every step in ``[counter - window, counter + window]`` (negative steps skipped) is
+    compared in constant time; the result is ``array('q')`` with the lowest matching
+    step per pair, or ``-1``. ``threads``: worker threads for batches above
+    :data:`THREAD_SPLIT` pairs (default one per core; 1 disables splitting).
+    ``path`` forces a CPU path for this call (tests and benchmarks).
+    """
+    idx = _index_array(key_indices)
+    cod = _codes_array(codes)
+    if len(idx) != len(cod):
+        raise ValueError("key_indices and codes differ in length")
+    _check_window(window)
+    path_code = _path_code(path)
+    n_keys = len(keys.algorithms)
+    n_pairs = len(idx)
+    out = array("q", bytes(8 * n_pairs))
+    if n_pairs == 0:
+        return out
+
+    scratch = ffi.new("uint64_t[]", max(1, n_keys) * _PAD_SLOT_WORDS)
+    key_buf = ffi.from_buffer("uint8_t[]", keys.keys)
+    offsets = ffi.from_buffer("uint32_t[]", keys.offsets)
+    algs = ffi.from_buffer("uint8_t[]", keys.algorithms)
+    digs = ffi.from_buffer("uint8_t[]", keys.digits)
+    ctrs = ffi.from_buffer("uint64_t[]", keys.counters)
+    idx_c = ffi.from_buffer("uint32_t[]", idx)
+    cod_c = ffi.from_buffer("uint32_t[]", cod)
+    out_c = ffi.from_buffer("int64_t[]", out)
+    n_threads = threads if threads is not None else (os.cpu_count() or 1)
+
+    if n_threads <= 1 or n_pairs <= THREAD_SPLIT:
+        rc = lib.totpd_verify_batch(
+            key_buf,
+            len(keys.keys),
+            offsets,
+            algs,
+            digs,
+            ctrs,
+            n_keys,
+            idx_c,
+            cod_c,
+            n_pairs,
+            window,
+            path_code,
+            scratch,
+            out_c,
+        )
+        _check(int(rc))
+        return out
+
+    size = n_keys * _PAD_SLOT_WORDS * 8
+    try:
+        pool = _pool()
+
+        def prepare(bounds: tuple[int, int]) -> int:
+            return int(
+                lib.totpd_prepare_keys(
+                    key_buf,
+                    len(keys.keys),
+                    offsets,
+                    algs,
+                    n_keys,
+                    bounds[0],
+                    bounds[1],
+                    path_code,
+                    scratch,
+                )
+            )
+
+        def run(bounds: tuple[int, int]) -> int:
+            lo, hi = bounds
+            return int(
+                lib.totpd_verify_prepared(
+                    scratch,
+                    algs,
+                    digs,
+                    ctrs,
+                    n_keys,
+                    idx_c + lo,
+                    cod_c + lo,
+                    hi - lo,
+                    window,
+                    path_code,
+                    out_c + lo,
+                )
+            )
+
+        key_parts = _split(n_keys, n_threads) if n_keys else []
+        for rc in pool.map(prepare, key_parts):
+            _check(rc)
+        for rc in pool.map(run, _split(n_pairs, n_threads)):
+            _check(rc)
+    finally:
+        lib.totpd_wipe(scratch, size)
+    return out
+
+
+def _owned_key(key: bytes | bytearray | memoryview) -> tuple[bytearray, Any]:
+    buf = bytearray(key)
+    return buf, ffi.from_buffer("uint8_t[]", buf)
+
+
+def hotp(
+    key: bytes | bytearray | memoryview,
+    counter: int,
+    digits: int,
+    algorithm: Algorithm,
+    *,
+    path: str | None = None,
+) -> str:
+    """RFC 4226 HOTP value, zero-padded to ``digits``."""
+    alg = _alg_code(algorithm)
+    _check_digits(digits)
+    _check_counter(counter)
+    path_code = _path_code(path)
+    buf, cbuf = _owned_key(key)
+    out = ffi.new("uint32_t *")
+    try:
+        _check(int(lib.totpd_hotp(cbuf, len(buf), alg, digits, counter, path_code, out)))
+        return str(int(out[0])).zfill(digits)
+    finally:
+        lib.totpd_wipe(cbuf, len(buf))
+
+
+def totp(
+    key: bytes | bytearray | memoryview,
+    unix_time: int,
+    period: int,
+    digits: int,
+    algorithm: Algorithm,
+    *,
+    path: str | None = None,
+) -> str:
+    """RFC 6238 TOTP value at ``unix_time`` (T0 = 0), zero-padded to ``digits``."""
+    if period <= 0:
+        raise ValueError("period must be positive")
+    if unix_time < 0:
+        raise ValueError("unix_time must not be negative")
+    return hotp(key, unix_time // period, digits, algorithm, path=path)
+
+
+def verify(
+    key: bytes | bytearray | memoryview,
+    algorithm: Algorithm,
+    digits: int,
+    counter: int,
+    code: int,
+    window: int,
+    *,
+    path: str | None = None,
+) -> int | None:
+    """The matched step in ``[counter - window, counter + window]``, or None."""
+    buf = bytearray(key)
+    table = KeyTable()
+    try:
+        table.add(buf, algorithm, digits, counter)
+        step = verify_batch(table, array("I", [0]), [code], window, threads=1, path=path)[0]
+    finally:
+        table.wipe()
+        if buf:
+            lib.totpd_wipe(ffi.from_buffer(buf), len(buf))
+    return None if step < 0 else int(step)
+
+
+_init_path()
