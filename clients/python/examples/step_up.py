@@ -1,0 +1,37 @@
+"""A minimal sign-in step-up: verify the code a user typed and decide.
+
+    python examples/step_up.py 127.0.0.1:50051 alice 123456
+"""
+
+from __future__ import annotations
+
+import sys
+
+from totpd_client import ErrorReason, TotpdClient, TotpdError, VerifyResult
+
+
+def step_up(totpd: TotpdClient, account_id: str, code: str) -> bool:
+    try:
+        outcome = totpd.verify(account_id, code)
+    except TotpdError as err:
+        if err.reason is ErrorReason.MALFORMED_CODE:
+            print("a code is digits only, nothing else")
+        else:
+            print(f"cannot verify now ({err.code.name}, {err.reason.name})")
+        return False
+    if outcome.result is VerifyResult.VALID:
+        print("step-up granted")
+    elif outcome.result is VerifyResult.REPLAYED:
+        print("that code was already used: wait for the next one")
+    elif outcome.result is VerifyResult.LOCKED:
+        print(f"too many attempts: try again in {outcome.retry_after:.0f} s")
+    else:
+        print(f"wrong code, {outcome.attempts_left} attempts left")
+    return outcome.valid
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit("usage: step_up.py HOST:PORT ACCOUNT CODE")
+    with TotpdClient(sys.argv[1], insecure=True) as client:
+        sys.exit(0 if step_up(client, sys.argv[2], sys.argv[3]) else 1)

@@ -1,0 +1,234 @@
+"""A small synchronous client for ``totpd.v1.TotpService``."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+from .errors import TotpdError
+from .types import (
+    Algorithm,
+    BatchItem,
+    BatchResult,
+    Confirmation,
+    DisableResult,
+    Enrollment,
+    Factor,
+    VerifyOutcome,
+)
+from .v1 import errors_pb2, totp_service_pb2, totp_service_pb2_grpc
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 5.0
+
+
+def _reason_name(value: int) -> str:
+    try:
+        return errors_pb2.ErrorReason.Name(value)
+    except ValueError:  # a reason newer than this client
+        return ""
+
+
+class TotpdClient:
+    """Client for totpd. Thread-safe; use it as a context manager or call :meth:`close`.
+
+    * ``timeout``: deadline of every call in seconds, retries included (default 5).
+    * Calls failing with ``UNAVAILABLE`` (server unreachable, or its database down:
+      no verdict was reached) are retried with jittered exponential backoff, at most
+      ``max_attempts`` attempts in all. Nothing else is retried.
+    * Transport: TLS with the system roots by default; ``root_certificates`` (PEM
+      bytes) to trust your own CA; ``client_certificate`` + ``client_key`` for mTLS;
+      ``insecure=True`` for plaintext on loopback; or pass your own ``channel``.
+    * Errors raise :class:`TotpdError` with ``.code``, ``.reason``, ``.field``.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_attempts: int = 4,
+        initial_backoff: float = 0.1,
+        max_backoff: float = 2.0,
+        insecure: bool = False,
+        root_certificates: bytes | None = None,
+        client_certificate: bytes | None = None,
+        client_key: bytes | None = None,
+        server_name: str | None = None,
+        channel: grpc.Channel | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if (client_certificate is None) != (client_key is None):
+            raise ValueError("mTLS needs both client_certificate and client_key")
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self._owns_channel = channel is None
+        if channel is None:
+            opts = list(options)
+            if server_name:
+                opts.append(("grpc.ssl_target_name_override", server_name))
+            if insecure:
+                if root_certificates or client_certificate:
+                    raise ValueError("insecure=True excludes TLS options")
+                channel = grpc.insecure_channel(target, options=opts)
+            else:
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=root_certificates,
+                    private_key=client_key,
+                    certificate_chain=client_certificate,
+                )
+                channel = grpc.secure_channel(target, creds, options=opts)
+        self._channel = channel
+        self._stub = totp_service_pb2_grpc.TotpServiceStub(channel)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def close(self) -> None:
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> TotpdClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- RPCs --------------------------------------------------------------------
+    def enroll(
+        self,
+        account_id: str,
+        label: str = "",
+        *,
+        issuer: str = "",
+        algorithm: Algorithm = Algorithm.UNSPECIFIED,
+        digits: int = 0,
+        period_seconds: int = 0,
+        timeout: float | None = None,
+    ) -> Enrollment:
+        """Creates a PENDING factor; the response is the only copy of its secret."""
+        req = totp_service_pb2.EnrollRequest(
+            account_id=account_id,
+            label=label,
+            issuer=issuer,
+            algorithm=algorithm.value,
+            digits=digits,
+            period_seconds=period_seconds,
+        )
+        r = self._call(self._stub.Enroll, req, timeout)
+        return Enrollment(
+            factor=Factor.from_proto(r.factor),
+            otpauth_uri=r.otpauth_uri,
+            secret_base32=r.secret_base32,
+            qr_png=r.qr_png,
+            qr_svg=r.qr_svg,
+        )
+
+    def confirm(
+        self, account_id: str, factor_id: str, code: str, *, timeout: float | None = None
+    ) -> Confirmation:
+        """Activates a PENDING factor with the first code its app shows."""
+        req = totp_service_pb2.ConfirmEnrollmentRequest(
+            account_id=account_id, factor_id=factor_id, code=code
+        )
+        r = self._call(self._stub.ConfirmEnrollment, req, timeout)
+        return Confirmation(VerifyOutcome.from_proto(r.outcome), Factor.from_proto(r.factor))
+
+    def verify(
+        self, account_id: str, code: str, factor_id: str = "", *, timeout: float | None = None
+    ) -> VerifyOutcome:
+        """Checks a sign-in code against the account's ACTIVE factors (or one of them)."""
+        req = totp_service_pb2.VerifyRequest(account_id=account_id, code=code, factor_id=factor_id)
+        return VerifyOutcome.from_proto(self._call(self._stub.Verify, req, timeout).outcome)
+
+    def batch_verify(
+        self, items: Iterable[BatchItem], *, timeout: float | None = None
+    ) -> list[BatchResult]:
+        """Checks many codes at once; results in request order, each with its own error."""
+        req = totp_service_pb2.BatchVerifyRequest(
+            items=[
+                totp_service_pb2.BatchVerifyItem(
+                    account_id=i.account_id, code=i.code, factor_id=i.factor_id
+                )
+                for i in items
+            ]
+        )
+        out: list[BatchResult] = []
+        for r in self._call(self._stub.BatchVerify, req, timeout).results:
+            if r.WhichOneof("result") == "error":
+                e = r.error
+                out.append(
+                    BatchResult(
+                        error=TotpdError.from_item_error(
+                            e.code, _reason_name(e.reason), e.message, e.field
+                        )
+                    )
+                )
+            else:
+                out.append(BatchResult(outcome=VerifyOutcome.from_proto(r.outcome)))
+        return out
+
+    def disable(
+        self,
+        account_id: str,
+        factor_id: str = "",
+        code: str = "",
+        *,
+        force: bool = False,
+        timeout: float | None = None,
+    ) -> DisableResult:
+        """Disables one factor (or all of the account's) with a current code.
+
+        ``force=True`` is the privileged admin override that needs no code:
+        reserve it for authenticated administrator paths.
+        """
+        req = totp_service_pb2.DisableRequest(
+            account_id=account_id, factor_id=factor_id, code=code, force=force
+        )
+        r = self._call(self._stub.Disable, req, timeout)
+        return DisableResult(
+            VerifyOutcome.from_proto(r.outcome), [Factor.from_proto(f) for f in r.factors]
+        )
+
+    def get_factor(
+        self, account_id: str, factor_id: str, *, timeout: float | None = None
+    ) -> Factor:
+        req = totp_service_pb2.GetFactorRequest(account_id=account_id, factor_id=factor_id)
+        return Factor.from_proto(self._call(self._stub.GetFactor, req, timeout).factor)
+
+    def list_factors(
+        self, account_id: str, *, include_inactive: bool = False, timeout: float | None = None
+    ) -> list[Factor]:
+        req = totp_service_pb2.ListFactorsRequest(
+            account_id=account_id, include_inactive=include_inactive
+        )
+        return [Factor.from_proto(f) for f in self._call(self._stub.ListFactors, req, timeout).factors]
+
+    # -- plumbing ----------------------------------------------------------------
+    def _call(self, method: Callable[..., T], request: Any, timeout: float | None) -> T:
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        backoff = self.initial_backoff
+        attempt = 1
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return method(request, timeout=max(remaining, 0.001))
+            except grpc.RpcError as err:
+                code = err.code() if hasattr(err, "code") else None
+                if code is not grpc.StatusCode.UNAVAILABLE or attempt >= self.max_attempts:
+                    raise TotpdError.from_rpc_error(err) from None
+                sleep = random.uniform(backoff / 2, backoff)  # noqa: S311 (jitter, not crypto)
+                if deadline - time.monotonic() <= sleep:
+                    raise TotpdError.from_rpc_error(err) from None
+                time.sleep(sleep)
+                backoff = min(backoff * 2, self.max_backoff)
+                attempt += 1

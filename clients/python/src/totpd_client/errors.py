@@ -1,0 +1,99 @@
+"""The error model: every totpd error status becomes a :class:`TotpdError`."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+DOMAIN = "totpd.v1"
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class ErrorReason(enum.Enum):
+    """Why totpd refused a call: the ``reason`` of its ``google.rpc.ErrorInfo``.
+
+    Values are the proto's ``totpd.v1.ErrorReason`` names. ``UNSPECIFIED`` stands
+    for a status without a totpd ErrorInfo (for example a transport failure) and
+    for reasons newer than this client.
+    """
+
+    UNSPECIFIED = "ERROR_REASON_UNSPECIFIED"
+    INVALID_ARGUMENT = "ERROR_REASON_INVALID_ARGUMENT"
+    MALFORMED_CODE = "ERROR_REASON_MALFORMED_CODE"
+    ACCOUNT_NOT_FOUND = "ERROR_REASON_ACCOUNT_NOT_FOUND"
+    FACTOR_NOT_FOUND = "ERROR_REASON_FACTOR_NOT_FOUND"
+    FACTOR_NOT_ACTIVE = "ERROR_REASON_FACTOR_NOT_ACTIVE"
+    FACTOR_LIMIT_REACHED = "ERROR_REASON_FACTOR_LIMIT_REACHED"
+    LABEL_TAKEN = "ERROR_REASON_LABEL_TAKEN"
+    BATCH_TOO_LARGE = "ERROR_REASON_BATCH_TOO_LARGE"
+    OVERLOADED = "ERROR_REASON_OVERLOADED"
+    STORE_UNAVAILABLE = "ERROR_REASON_STORE_UNAVAILABLE"
+    SECRET_UNAVAILABLE = "ERROR_REASON_SECRET_UNAVAILABLE"
+    ENROLLMENT_EXPIRED = "ERROR_REASON_ENROLLMENT_EXPIRED"
+    CODE_REQUIRED = "ERROR_REASON_CODE_REQUIRED"
+    INTERNAL = "ERROR_REASON_INTERNAL"
+
+    @classmethod
+    def parse(cls, name: str) -> ErrorReason:
+        try:
+            return cls(name)
+        except ValueError:
+            return cls.UNSPECIFIED
+
+
+class TotpdError(Exception):
+    """A totpd call failed.
+
+    ``code`` is the gRPC status code, ``reason`` the machine-readable
+    :class:`ErrorReason`, ``field`` the request field at fault ("" if none).
+    A wrong or reused code is never an error: it is a ``VerifyOutcome``.
+    """
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        reason: ErrorReason,
+        message: str,
+        field: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{code.name} {reason.value}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.field = field
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+    @classmethod
+    def from_rpc_error(cls, err: grpc.RpcError) -> TotpdError:
+        """Decodes the ``google.rpc.Status`` details of a failed call."""
+        code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+        message = (err.details() if hasattr(err, "details") else "") or ""
+        trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+        reason, metadata = ErrorReason.UNSPECIFIED, {}
+        for key, value in trailers or ():
+            if key != _DETAILS_KEY:
+                continue
+            status = status_pb2.Status()
+            try:
+                status.ParseFromString(value)
+            except Exception:  # a malformed trailer leaves the reason unspecified
+                break
+            message = status.message or message
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == DOMAIN:
+                    reason, metadata = ErrorReason.parse(info.reason), dict(info.metadata)
+                    break
+        return cls(code or grpc.StatusCode.UNKNOWN, reason, message, metadata.get("field", ""),
+                   metadata)
+
+    @classmethod
+    def from_item_error(cls, code: int, reason_name: str, message: str, field: str) -> TotpdError:
+        """Builds the error of one BatchVerify item."""
+        status = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+        meta = {"field": field} if field else {}
+        return cls(status, ErrorReason.parse(reason_name), message, field, meta)

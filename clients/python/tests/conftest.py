@@ -1,0 +1,66 @@
+"""Starts a real totpd from this repository on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from totpd_client import TotpdClient
+
+REPO_ROOT = Path(os.environ.get("TOTPD_REPO_ROOT", Path(__file__).resolve().parents[3]))
+
+
+def totpd_python() -> str:
+    if os.environ.get("TOTPD_PYTHON"):
+        return os.environ["TOTPD_PYTHON"]
+    venv = REPO_ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else "python3"
+
+
+@pytest.fixture(scope="session")
+def totpd_target() -> Iterator[str]:
+    data_dir = Path(tempfile.mkdtemp(prefix="totpd-py-"))
+    ready = data_dir / "ready"
+    log = (data_dir / "server.log").open("wb")
+    proc = subprocess.Popen(  # noqa: S603 (our own server)
+        [totpd_python(), "-m", "totpd", "serve", "--dev", "--listen", "127.0.0.1:0",
+         "--data-dir", str(data_dir), "--ready-file", str(ready)],
+        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        target = ""
+        while time.monotonic() < deadline:
+            if ready.exists() and (text := ready.read_text().strip()) and ":" in text:
+                target = text
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not target:
+            log.flush()
+            pytest.fail("totpd did not start:\n" + (data_dir / "server.log").read_text())
+        yield target
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def client(totpd_target: str) -> Iterator[TotpdClient]:
+    with TotpdClient(totpd_target, insecure=True, timeout=10) as c:
+        yield c

@@ -1,0 +1,77 @@
+"""Error decoding and enum mirrors, without a server."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from totpd_client import ErrorReason, FactorState, TotpdError, VerifyResult
+from totpd_client.v1 import errors_pb2, factor_pb2
+
+
+class FakeRpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str, trailers: tuple) -> None:
+        self._code, self._details, self._trailers = code, details, trailers
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> tuple:
+        return self._trailers
+
+
+def rich(domain: str, reason: str, field: str) -> bytes:
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(domain=domain, reason=reason, metadata={"field": field}))
+    return status_pb2.Status(
+        code=code_pb2.INVALID_ARGUMENT, message="bad code", details=[detail]
+    ).SerializeToString()
+
+
+def test_decodes_reason_and_field() -> None:
+    err = TotpdError.from_rpc_error(FakeRpcError(
+        grpc.StatusCode.INVALID_ARGUMENT, "bad code",
+        (("grpc-status-details-bin", rich("totpd.v1", "ERROR_REASON_MALFORMED_CODE", "code")),),
+    ))
+    assert err.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert err.reason is ErrorReason.MALFORMED_CODE
+    assert err.field == "code"
+    assert err.metadata == {"field": "code"}
+
+
+def test_foreign_domain_and_unknown_reason_are_unspecified() -> None:
+    for domain, reason in (("example.com", "ERROR_REASON_MALFORMED_CODE"),
+                           ("totpd.v1", "ERROR_REASON_FROM_THE_FUTURE")):
+        err = TotpdError.from_rpc_error(FakeRpcError(
+            grpc.StatusCode.INVALID_ARGUMENT, "x",
+            (("grpc-status-details-bin", rich(domain, reason, "f")),),
+        ))
+        assert err.reason is ErrorReason.UNSPECIFIED
+        assert err.code is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_plain_status_and_garbage_trailer() -> None:
+    err = TotpdError.from_rpc_error(FakeRpcError(
+        grpc.StatusCode.UNAVAILABLE, "down", (("grpc-status-details-bin", b"\xff\xff\xff"),)))
+    assert (err.code, err.reason, err.field) == (grpc.StatusCode.UNAVAILABLE,
+                                                 ErrorReason.UNSPECIFIED, "")
+
+
+def test_item_error() -> None:
+    err = TotpdError.from_item_error(5, "ERROR_REASON_ACCOUNT_NOT_FOUND", "no", "account_id")
+    assert err.code is grpc.StatusCode.NOT_FOUND
+    assert err.reason is ErrorReason.ACCOUNT_NOT_FOUND
+    assert err.field == "account_id"
+
+
+def test_enums_mirror_the_proto() -> None:
+    assert {r.value for r in ErrorReason} == set(errors_pb2.ErrorReason.keys())
+    assert {f"VERIFY_RESULT_{r.name}": r.value for r in VerifyResult} == dict(
+        factor_pb2.VerifyResult.items())
+    assert {f"FACTOR_STATE_{s.name}": s.value for s in FactorState} == dict(
+        factor_pb2.FactorState.items())
+    assert VerifyResult(99) is VerifyResult.UNSPECIFIED
