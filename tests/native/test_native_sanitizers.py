@@ -17,6 +17,7 @@ FLAGS = [
     "-Wall",
     "-Wextra",
     "-Werror",
+    "-DTOTPD_SIMD=1",
     "-fsanitize=address,undefined",
     "-fno-omit-frame-pointer",
     "-fno-sanitize-recover=all",
