@@ -11,7 +11,7 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 
-from totpd.crypto import Keyring, SecretUnavailable
+from totpd.crypto import Keyring
 from totpd.service import provisioning, validation
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
@@ -123,22 +123,14 @@ class MfaService:
             account_id=validation.account_id(account_id),
             code=code,
             factor_id=validation.factor_id(factor_id),
-            state=FactorState.PENDING.value,
         )
-        outcome = self._checker.check(request)
+        outcome = self._checker.check(request, state=FactorState.PENDING.value)
         return outcome, self.get_factor(account_id, factor_id)
 
     # -- verification ------------------------------------------------------
 
     def verify(self, item: VerifyItem) -> VerifyOutcome:
-        return self._checker.check(
-            CodeCheck(
-                account_id=validation.account_id(item.account_id),
-                code=item.code,
-                factor_id=validation.optional_factor_id(item.factor_id),
-                state=FactorState.ACTIVE.value,
-            )
-        )
+        return self._checker.check(_code_check(item), state=FactorState.ACTIVE.value)
 
     def verify_batch(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome | TotpdError]:
         """Each item with exactly the semantics of `verify`; item errors stay per item."""
@@ -148,19 +140,19 @@ class MfaService:
                 f"a batch holds at most {self._policy.max_batch_items} items; split it",
                 field="items",
             )
-        results: list[VerifyOutcome | TotpdError] = []
-        for item in items:
+        results: list[VerifyOutcome | TotpdError | None] = [None] * len(items)
+        checks: list[CodeCheck] = []
+        positions: list[int] = []
+        for position, item in enumerate(items):
             try:
-                results.append(self.verify(item))
+                checks.append(_code_check(item))
+                positions.append(position)
             except TotpdError as error:
-                results.append(error)
-            except SecretUnavailable:
-                results.append(
-                    TotpdError(
-                        ErrorReason.SECRET_UNAVAILABLE, "the factor's secret cannot be opened"
-                    )
-                )
-        return results
+                results[position] = error
+        verdicts = self._checker.check_many(checks, state=FactorState.ACTIVE.value)
+        for position, verdict in zip(positions, verdicts, strict=True):
+            results[position] = verdict
+        return [result for result in results if result is not None]
 
     # -- disable -----------------------------------------------------------
 
@@ -186,7 +178,7 @@ class MfaService:
             # one when nothing is active yet (cancelling an enrollment).
             states = {row.state for row in targets}
             state = "active" if "active" in states else "pending"
-            outcome = self._checker.check(CodeCheck(account_id, code, factor_id, state))
+            outcome = self._checker.check(CodeCheck(account_id, code, factor_id), state=state)
             if outcome.result is not VerifyResult.VALID:
                 return outcome, []
         disabled = self._store.disable([row.id for row in targets])
@@ -255,6 +247,14 @@ def to_factor(row: FactorRow) -> Factor:
         confirmed_at=row.confirmed_at,
         last_used_at=row.last_used_at,
         expires_at=row.expires_at,
+    )
+
+
+def _code_check(item: VerifyItem) -> CodeCheck:
+    return CodeCheck(
+        account_id=validation.account_id(item.account_id),
+        code=item.code,
+        factor_id=validation.optional_factor_id(item.factor_id),
     )
 
 

@@ -1,39 +1,57 @@
-"""Checking one code against an account's factors: count, compare, consume.
+"""Checking codes against accounts' factors: count, compare, consume.
 
-The order is the security argument:
+One engine serves Verify, BatchVerify, ConfirmEnrollment and Disable, so they
+cannot drift apart. The order is the security argument:
 1. `reserve_attempts` counts the attempt on every eligible factor that is not
-   blocked, atomically, before any comparison (parallel guesses cannot outrun
-   the limit; a blocked factor is never compared and reveals nothing).
+   blocked, atomically, before any comparison: parallel guesses cannot outrun
+   the limit, and a blocked factor is never compared, so it reveals nothing.
 2. The native core compares every step of the window, without early exit.
-3. `consume_step` accepts the matched step only if it is newer than the last
-   used one, in one conditional UPDATE (exactly one concurrent caller wins).
+3. `consume_steps` accepts a matched step only if it is newer than the last
+   used one, in one conditional UPDATE: exactly one concurrent caller wins.
 A success resets the failure count of every factor that was counted.
+
+Each stage is vectorised: one UPDATE counts the attempts of a whole round, one
+C call compares every (code, factor) pair, one UPDATE consumes the winners.
+A round holds at most one item per account, which keeps each item's counting
+exactly as if the items had come one after another.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from totpd import otp
-from totpd.crypto import Keyring
+from totpd.crypto import Keyring, SecretUnavailable
 from totpd.service import validation
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
 from totpd.service.types import Algorithm, VerifyOutcome, VerifyResult
-from totpd.store import AttemptSchedule, FactorStore, ReservedFactor
+from totpd.store import AttemptRequest, AttemptSchedule, FactorStore, ReservedFactor
 from totpd.store.models import FactorRow
+
+CheckResult = VerifyOutcome | TotpdError
 
 
 @dataclass(frozen=True, slots=True)
 class CodeCheck:
-    """One code to check: against `factor_id` only, or every factor in `state`."""
+    """One code to check: against `factor_id` only, or every factor of the account.
+
+    `account_id` and `factor_id` are already validated; the code is checked here.
+    """
 
     account_id: str
     code: str
     factor_id: str | None
-    state: str  # "active" for sign-in, "pending" for confirmation
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    index: int
+    check: CodeCheck
+    digits: int
 
 
 class CodeChecker:
@@ -48,98 +66,211 @@ class CodeChecker:
             tuple(policy.wait_after(n) for n in range(policy.lock_after_failures + 1))
         )
 
-    def check(self, request: CodeCheck) -> VerifyOutcome:
-        digits = validation.code_digits(request.code)
+    def check(self, request: CodeCheck, *, state: str) -> VerifyOutcome:
+        """One code; errors are raised."""
+        (result,) = self.check_many([request], state=state)
+        if isinstance(result, TotpdError):
+            raise result
+        return result
+
+    def check_many(self, requests: Sequence[CodeCheck], *, state: str) -> list[CheckResult]:
+        """Many codes against factors in `state`; each gets its result or its error."""
+        results: list[CheckResult | None] = [None] * len(requests)
+        waiting: list[_Item] = []
+        for index, request in enumerate(requests):
+            try:
+                waiting.append(_Item(index, request, validation.code_digits(request.code)))
+            except TotpdError as error:
+                results[index] = error
         now = math.floor(self._clock())
+        while waiting:
+            this_round, waiting = _one_per_account(waiting)
+            for item, result in self._run_round(this_round, state, now):
+                results[item.index] = result
+        return [result for result in results if result is not None]
+
+    def _run_round(
+        self, items: list[_Item], state: str, now: int
+    ) -> list[tuple[_Item, CheckResult]]:
         reserved = self._store.reserve_attempts(
-            account_id=request.account_id,
-            factor_id=request.factor_id,
-            state=request.state,
-            digits=digits,
+            [AttemptRequest(i.check.account_id, i.digits, i.check.factor_id) for i in items],
+            state=state,
             now=now,
             schedule=self._schedule,
         )
-        if not reserved:
-            return self._explain_nothing_reserved(request, digits, now)
-        return self._compare_and_consume(request, reserved, now)
+        by_account: dict[str, list[ReservedFactor]] = defaultdict(list)
+        for factor in reserved:
+            by_account[factor.account_id].append(factor)
+        counted = [item for item in items if by_account.get(item.check.account_id)]
+        uncounted = [item for item in items if not by_account.get(item.check.account_id)]
+        results = self._compare_and_consume(counted, by_account, state, now)
+        results.extend(self._explain_uncounted(uncounted, state, now))
+        return results
 
     def _compare_and_consume(
-        self, request: CodeCheck, reserved: list[ReservedFactor], now: int
-    ) -> VerifyOutcome:
-        counters = [now // factor.period_seconds for factor in reserved]
-        matched = self._match(reserved, counters, int(request.code))
-        replayed: str | None = None
-        for factor, counter, step in zip(reserved, counters, matched, strict=True):
-            if step is None:
+        self,
+        items: list[_Item],
+        by_account: dict[str, list[ReservedFactor]],
+        state: str,
+        now: int,
+    ) -> list[tuple[_Item, CheckResult]]:
+        results: list[tuple[_Item, CheckResult]] = []
+        pairs: list[tuple[_Item, ReservedFactor, int]] = []  # item, factor, its counter
+        key_indices: list[int] = []
+        with otp.KeyTable() as table:
+            for item in items:
+                try:
+                    factors = by_account[item.check.account_id]
+                    keys = [self._keyring.open(f.factor_id, f.sealed) for f in factors]
+                except SecretUnavailable:
+                    # Fail closed: no verdict without every secret of the item.
+                    results.append((item, _secret_unavailable()))
+                    continue
+                for factor, key in zip(factors, keys, strict=True):
+                    counter = now // factor.period_seconds
+                    algorithm = Algorithm(factor.algorithm)
+                    key_indices.append(table.add(key, algorithm, factor.digits, counter))
+                    pairs.append((item, factor, counter))
+            codes = [int(item.check.code) for item, _, _ in pairs]
+            steps = otp.verify_batch(table, key_indices, codes, self._policy.window)
+
+        # Per item: the first matched factor whose step is fresh, else a replay.
+        matches: dict[int, list[tuple[ReservedFactor, int, int]]] = defaultdict(list)
+        for (item, factor, counter), step in zip(pairs, steps, strict=True):
+            if step >= 0:
+                matches[item.index].append((factor, int(step), counter))
+        winners: dict[int, tuple[ReservedFactor, int, int]] = {}
+        for index, found in matches.items():
+            fresh = [match for match in found if match[1] > match[0].last_used_step]
+            if fresh:
+                winners[index] = fresh[0]
+        won = self._store.consume_steps(
+            [(factor.factor_id, step) for factor, step, _ in winners.values()],
+            state=state,
+            now=now,
+        )
+        proved_accounts = set()
+        judged = {id(item) for item, _ in results}
+        for item in items:
+            if id(item) in judged:
                 continue
-            if step > factor.last_used_step and self._store.consume_step(
-                factor.factor_id, state=request.state, step=step, now=now
-            ):
-                self._store.reset_failures(
-                    [other.factor_id for other in reserved if other is not factor]
+            winner = winners.get(item.index)
+            if winner is not None and winner[0].factor_id in won:
+                factor, step, counter = winner
+                proved_accounts.add(item.check.account_id)
+                results.append(
+                    (
+                        item,
+                        VerifyOutcome(
+                            VerifyResult.VALID,
+                            factor_id=factor.factor_id,
+                            step_offset=step - counter,
+                            attempts_left=self._policy.lock_after_failures,
+                        ),
+                    )
                 )
-                return VerifyOutcome(
-                    VerifyResult.VALID,
-                    factor_id=factor.factor_id,
-                    step_offset=step - counter,
-                    attempts_left=self._policy.lock_after_failures,
-                )
-            replayed = replayed or factor.factor_id
-        worst = max(factor.failed_attempts for factor in reserved)
-        retry_after = min(self._policy.wait_after(factor.failed_attempts) for factor in reserved)
+                continue
+            matched = matches.get(item.index)
+            results.append((item, self._failure(by_account[item.check.account_id], matched)))
+        self._store.reset_failures(
+            [
+                factor.factor_id
+                for account in proved_accounts
+                for factor in by_account[account]
+                if factor.factor_id not in won
+            ]
+        )
+        return results
+
+    def _failure(
+        self, counted: list[ReservedFactor], matched: list[tuple[ReservedFactor, int, int]] | None
+    ) -> VerifyOutcome:
+        worst = max(factor.failed_attempts for factor in counted)
         return VerifyOutcome(
-            VerifyResult.REPLAYED if replayed else VerifyResult.INVALID,
-            factor_id=replayed,
+            VerifyResult.REPLAYED if matched else VerifyResult.INVALID,
+            factor_id=matched[0][0].factor_id if matched else None,
             attempts_left=self._policy.attempts_left(worst),
-            retry_after_seconds=retry_after,
+            retry_after_seconds=min(self._policy.wait_after(f.failed_attempts) for f in counted),
         )
 
-    def _match(
-        self, reserved: list[ReservedFactor], counters: list[int], code: int
-    ) -> list[int | None]:
-        with otp.KeyTable() as table:
-            for factor, counter in zip(reserved, counters, strict=True):
-                key = self._keyring.open(factor.factor_id, factor.sealed)
-                table.add(key, Algorithm(factor.algorithm), factor.digits, counter)
-            indices = list(range(len(reserved)))
-            steps = otp.verify_batch(table, indices, [code] * len(reserved), self._policy.window)
-        return [None if step < 0 else int(step) for step in steps]
-
-    def _explain_nothing_reserved(self, request: CodeCheck, digits: int, now: int) -> VerifyOutcome:
+    def _explain_uncounted(
+        self, items: list[_Item], state: str, now: int
+    ) -> list[tuple[_Item, CheckResult]]:
         """Nothing was counted: say why (not found, wrong state, digits, or blocked)."""
-        if request.factor_id is not None:
-            row = self._store.get(request.factor_id)
-            if row is None or row.account_id != request.account_id:
+        if not items:
+            return []
+        named = self._store.get_many(i.check.factor_id for i in items if i.check.factor_id)
+        in_state: dict[str, list[FactorRow]] = defaultdict(list)
+        for row in self._store.list_for_accounts((i.check.account_id for i in items), state):
+            in_state[row.account_id].append(row)
+        results: list[tuple[_Item, CheckResult]] = []
+        for item in items:
+            try:
+                results.append((item, self._explain(item, named, in_state, state, now)))
+            except TotpdError as error:
+                results.append((item, error))
+        return results
+
+    def _explain(
+        self,
+        item: _Item,
+        named: dict[str, FactorRow],
+        in_state: dict[str, list[FactorRow]],
+        state: str,
+        now: int,
+    ) -> VerifyOutcome:
+        check = item.check
+        if check.factor_id is not None:
+            row = named.get(check.factor_id)
+            if row is None or row.account_id != check.account_id:
                 raise TotpdError(
                     ErrorReason.FACTOR_NOT_FOUND,
                     "the account has no factor with this factor_id",
                     field="factor_id",
                 )
-            _require_state(row, request.state, now)
+            _require_state(row, state, now)
             candidates = [row]
         else:
-            candidates = self._store.list_for_account(request.account_id, [request.state])
+            candidates = in_state.get(check.account_id, [])
             if not candidates:
                 raise TotpdError(
                     ErrorReason.ACCOUNT_NOT_FOUND,
-                    f"the account has no {request.state} factor",
+                    f"the account has no {state} factor",
                     field="account_id",
                 )
         sizes = sorted({row.digits for row in candidates})
-        if digits not in sizes:
+        if item.digits not in sizes:
             allowed = " or ".join(str(size) for size in sizes)
             raise TotpdError(
                 ErrorReason.MALFORMED_CODE,
                 f"code must have {allowed} digits for this account's factors",
                 field="code",
             )
-        blocked = [row for row in candidates if row.digits == digits]
+        blocked = [row for row in candidates if row.digits == item.digits]
         return VerifyOutcome(
             VerifyResult.LOCKED,
-            factor_id=request.factor_id,
+            factor_id=check.factor_id,
             attempts_left=self._policy.attempts_left(min(row.failed_attempts for row in blocked)),
             retry_after_seconds=max(1, min(row.blocked_until for row in blocked) - now),
         )
+
+
+def _one_per_account(items: list[_Item]) -> tuple[list[_Item], list[_Item]]:
+    """Split off the first item of each account; the rest wait for the next round."""
+    seen: set[str] = set()
+    now_items: list[_Item] = []
+    later: list[_Item] = []
+    for item in items:
+        if item.check.account_id in seen:
+            later.append(item)
+        else:
+            seen.add(item.check.account_id)
+            now_items.append(item)
+    return now_items, later
+
+
+def _secret_unavailable() -> TotpdError:
+    return TotpdError(ErrorReason.SECRET_UNAVAILABLE, "a stored secret cannot be opened")
 
 
 def _require_state(row: FactorRow, state: str, now: int) -> None:

@@ -12,15 +12,31 @@ server processes sharing a database stay correct without locks in memory:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, case, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Engine,
+    Integer,
+    Row,
+    String,
+    case,
+    column,
+    or_,
+    select,
+    update,
+    values,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from totpd.crypto import SealedSecret
 from totpd.store.models import LIVE_STATES, FactorRow
+
+_T = TypeVar("_T")
 
 
 class LabelTaken(Exception):
@@ -39,10 +55,20 @@ class AttemptSchedule:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptRequest:
+    """One code to count against an account's factors with `digits` digits."""
+
+    account_id: str
+    digits: int
+    factor_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ReservedFactor:
     """A factor whose attempt was counted and may now be compared."""
 
     factor_id: str
+    account_id: str
     algorithm: str
     digits: int
     period_seconds: int
@@ -75,8 +101,25 @@ class FactorStore:
         with self._sessions() as session:
             return list(session.scalars(query))
 
-    def count_live(self, account_id: str) -> int:
-        return len(self.list_for_account(account_id, LIVE_STATES))
+    def list_for_accounts(self, account_ids: Iterable[str], state: str) -> list[FactorRow]:
+        rows: list[FactorRow] = []
+        with self._sessions() as session:
+            for chunk in _chunks(sorted(set(account_ids))):
+                query = select(FactorRow).where(
+                    FactorRow.account_id.in_(chunk), FactorRow.state == state
+                )
+                rows.extend(session.scalars(query))
+        return rows
+
+    def get_many(self, factor_ids: Iterable[str]) -> dict[str, FactorRow]:
+        rows: dict[str, FactorRow] = {}
+        with self._sessions() as session:
+            for chunk in _chunks(sorted(set(factor_ids))):
+                rows.update(
+                    (row.id, row)
+                    for row in session.scalars(select(FactorRow).where(FactorRow.id.in_(chunk)))
+                )
+        return rows
 
     # -- enrollment --------------------------------------------------------
 
@@ -105,109 +148,105 @@ class FactorStore:
 
     def reserve_attempts(
         self,
+        requests: Sequence[AttemptRequest],
         *,
-        account_id: str,
-        factor_id: str | None,
         state: str,
-        digits: int,
         now: int,
         schedule: AttemptSchedule,
     ) -> list[ReservedFactor]:
         """Count one attempt on every matching factor that is not blocked.
 
-        Matching: the account's factors in `state` with `digits` digits (and the
-        one `factor_id` if given; pending factors only until they expire).
-        Returns the counted factors with their sealed secrets.
+        A request matches the account's factors in `state` with its number of
+        digits (only `factor_id` if given; pending factors only until they
+        expire). The requests must name distinct accounts, so no factor is
+        counted twice. Returns the counted factors with their sealed secrets.
         """
         counted = FactorRow.failed_attempts + 1
-        statement = (
-            update(FactorRow)
-            .where(
-                FactorRow.account_id == account_id,
-                FactorRow.state == state,
-                FactorRow.digits == digits,
-                FactorRow.blocked_until <= now,
-            )
-            .values(failed_attempts=counted, blocked_until=_blocked_until(counted, now, schedule))
-            .returning(
-                FactorRow.id,
-                FactorRow.algorithm,
-                FactorRow.digits,
-                FactorRow.period_seconds,
-                FactorRow.secret_key_id,
-                FactorRow.secret_nonce,
-                FactorRow.secret_ciphertext,
-                FactorRow.last_used_step,
-                FactorRow.failed_attempts,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if factor_id is not None:
-            statement = statement.where(FactorRow.id == factor_id)
-        if state == "pending":
-            statement = statement.where(FactorRow.expires_at > now)
+        reserved: list[ReservedFactor | None] = []
         with self._sessions.begin() as session:
-            rows = session.execute(statement).all()
-        reserved = []
-        for row in rows:
-            if row.secret_key_id is None or row.secret_nonce is None:
-                continue  # erased concurrently; nothing to compare against
-            reserved.append(
-                ReservedFactor(
-                    factor_id=row.id,
-                    algorithm=row.algorithm,
-                    digits=row.digits,
-                    period_seconds=row.period_seconds,
-                    sealed=SealedSecret(
-                        row.secret_key_id, row.secret_nonce, row.secret_ciphertext or b""
-                    ),
-                    last_used_step=row.last_used_step,
-                    failed_attempts=row.failed_attempts,
+            for chunk in _chunks(requests):
+                wanted = (
+                    values(
+                        column("account_id", String),
+                        column("digits", Integer),
+                        column("factor_id", String),
+                        name="wanted",
+                    )
+                    .data([(r.account_id, r.digits, r.factor_id or "") for r in chunk])
+                    .cte("wanted")
                 )
-            )
-        return reserved
+                statement = (
+                    update(FactorRow)
+                    .add_cte(wanted)
+                    .where(
+                        FactorRow.account_id == wanted.c.account_id,
+                        FactorRow.digits == wanted.c.digits,
+                        or_(wanted.c.factor_id == "", FactorRow.id == wanted.c.factor_id),
+                        FactorRow.state == state,
+                        FactorRow.blocked_until <= now,
+                    )
+                    .values(
+                        failed_attempts=counted,
+                        blocked_until=_blocked_until(counted, now, schedule),
+                    )
+                    .returning(*_RESERVED_COLUMNS)
+                    .execution_options(synchronize_session=False)
+                )
+                if state == "pending":
+                    statement = statement.where(FactorRow.expires_at > now)
+                reserved.extend(_reserved(row) for row in session.execute(statement))
+        return [factor for factor in reserved if factor is not None]
 
-    def consume_step(self, factor_id: str, *, state: str, step: int, now: int) -> bool:
-        """Record `step` as used if it is newer than the last one; reset failures.
+    def consume_steps(self, steps: Sequence[tuple[str, int]], *, state: str, now: int) -> set[str]:
+        """Record each (factor, step) as used if the step is newer than the last one.
 
-        Confirming a pending factor activates it in the same statement.
-        True if this call won the step.
+        Also resets the factor's failures; confirming a pending factor activates
+        it in the same statement. Returns the factors whose step this call won.
         """
-        values: dict[str, object] = {
-            "last_used_step": step,
-            "last_used_at": now,
-            "failed_attempts": 0,
-            "blocked_until": 0,
-        }
+        extra: dict[str, object] = {}
         if state == "pending":
-            values.update(state="active", confirmed_at=now, expires_at=None)
-        statement = (
-            update(FactorRow)
-            .where(
-                FactorRow.id == factor_id,
-                FactorRow.state == state,
-                FactorRow.last_used_step < step,
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if state == "pending":
-            statement = statement.where(FactorRow.expires_at > now)
+            extra = {"state": "active", "confirmed_at": now, "expires_at": None}
+        won: set[str] = set()
         with self._sessions.begin() as session:
-            return _rowcount(session.execute(statement)) == 1
+            for chunk in _chunks(steps):
+                used = (
+                    values(column("factor_id", String), column("step", BigInteger), name="used")
+                    .data(list(chunk))
+                    .cte("used")
+                )
+                statement = (
+                    update(FactorRow)
+                    .add_cte(used)
+                    .where(
+                        FactorRow.id == used.c.factor_id,
+                        FactorRow.state == state,
+                        FactorRow.last_used_step < used.c.step,
+                    )
+                    .values(
+                        last_used_step=used.c.step,
+                        last_used_at=now,
+                        failed_attempts=0,
+                        blocked_until=0,
+                        **extra,
+                    )
+                    .returning(FactorRow.id)
+                    .execution_options(synchronize_session=False)
+                )
+                if state == "pending":
+                    statement = statement.where(FactorRow.expires_at > now)
+                won.update(session.scalars(statement))
+        return won
 
     def reset_failures(self, factor_ids: Sequence[str]) -> None:
         """Clear the consecutive-failure count: the account proved possession."""
-        if not factor_ids:
-            return
-        statement = (
-            update(FactorRow)
-            .where(FactorRow.id.in_(factor_ids))
-            .values(failed_attempts=0, blocked_until=0)
-            .execution_options(synchronize_session=False)
-        )
         with self._sessions.begin() as session:
-            session.execute(statement)
+            for chunk in _chunks(factor_ids):
+                session.execute(
+                    update(FactorRow)
+                    .where(FactorRow.id.in_(chunk))
+                    .values(failed_attempts=0, blocked_until=0)
+                    .execution_options(synchronize_session=False)
+                )
 
     # -- disable -----------------------------------------------------------
 
@@ -243,6 +282,44 @@ def _blocked_until(
         (failures >= last, now + schedule.waits[last]),
         *waits,
         else_=FactorRow.blocked_until,
+    )
+
+
+# Rows per statement: keeps every backend under its bound-parameter limit
+# (SQLite: 32,766) with three parameters a row.
+_CHUNK = 4000
+
+_RESERVED_COLUMNS = (
+    FactorRow.id,
+    FactorRow.account_id,
+    FactorRow.algorithm,
+    FactorRow.digits,
+    FactorRow.period_seconds,
+    FactorRow.secret_key_id,
+    FactorRow.secret_nonce,
+    FactorRow.secret_ciphertext,
+    FactorRow.last_used_step,
+    FactorRow.failed_attempts,
+)
+
+
+def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _reserved(row: Row[Any, *tuple[Any, ...]]) -> ReservedFactor | None:
+    if row.secret_key_id is None or row.secret_nonce is None or row.secret_ciphertext is None:
+        return None  # erased concurrently: nothing to compare against
+    return ReservedFactor(
+        factor_id=row.id,
+        account_id=row.account_id,
+        algorithm=row.algorithm,
+        digits=row.digits,
+        period_seconds=row.period_seconds,
+        sealed=SealedSecret(row.secret_key_id, row.secret_nonce, row.secret_ciphertext),
+        last_used_step=row.last_used_step,
+        failed_attempts=row.failed_attempts,
     )
 
 
