@@ -66,8 +66,9 @@ def _as_int(value: object) -> int:
         raise ValueError("expected an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("+-").isascii():
-        return int(value.strip(), 10)
+    text = value.strip() if isinstance(value, str) else ""
+    if text.lstrip("+-").isascii() and text.lstrip("+-").isdigit():
+        return int(text, 10)
     raise ValueError("expected an integer")
 
 
@@ -77,7 +78,10 @@ def _as_float(value: object) -> float:
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str) and value.strip().isascii():
-        return float(value.strip())
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
     raise ValueError("expected a number")
 
 
