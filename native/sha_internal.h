@@ -36,6 +36,9 @@ void totpd_sha256_compress_shani(uint32_t state[8], const uint32_t block[16]);
  * state: 5 x 8 words (state[i*8 + l] = word i of lane l), updated in place.
  * block: 16 x 8 words (block[t*8 + l] = word t of lane l). */
 void totpd_sha1_compress_avx2_x8(uint32_t state[40], const uint32_t block[128]);
+/* Same lanes and layout, with AVX-512VL (vprold, vpternlogd) on 256-bit vectors. */
+void totpd_sha1_compress_avx512_x8(uint32_t state[40], const uint32_t block[128]);
+typedef void (*totpd_x8_fn)(uint32_t state[40], const uint32_t block[128]);
 #endif
 
 static inline uint32_t totpd_load_be32(const uint8_t *p) {

@@ -58,6 +58,7 @@ static inline uint64_t ror64(uint64_t x, unsigned n) { return (x >> n) | (x << (
 void totpd_sha1_compress_portable(uint32_t state[5], const uint32_t block[16]) {
     uint32_t w[16];
     uint32_t a = state[0], b = state[1], c = state[2], d = state[3], e = state[4];
+#pragma GCC unroll 80
     for (int t = 0; t < 80; t++) {
         uint32_t wt;
         if (t < 16) {
@@ -99,6 +100,7 @@ void totpd_sha256_compress_portable(uint32_t state[8], const uint32_t block[16])
     uint32_t w[16];
     uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
     uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
+#pragma GCC unroll 64
     for (int t = 0; t < 64; t++) {
         uint32_t wt;
         if (t < 16) {
@@ -140,6 +142,8 @@ void totpd_sha512_compress_portable(uint64_t state[8], const uint64_t block[16])
     uint64_t w[16];
     uint64_t a = state[0], b = state[1], c = state[2], d = state[3];
     uint64_t e = state[4], f = state[5], g = state[6], h = state[7];
+    /* Fully unrolled: the variable rotation becomes register renaming. */
+#pragma GCC unroll 80
     for (int t = 0; t < 80; t++) {
         uint64_t wt;
         if (t < 16) {

@@ -54,7 +54,10 @@ static inline uint32_t reduce_digits(uint32_t bin, uint8_t digits) {
 
 typedef struct {
     int path;
-    int sha1_x8; /* SHA-1 verification through the 8-lane AVX2 kernel */
+    int sha1_x8; /* SHA-1 verification through an 8-lane kernel */
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+    totpd_x8_fn x8;
+#endif
     totpd_compress32_fn sha1;
     totpd_compress32_fn sha256;
 } impl_t;
@@ -65,6 +68,15 @@ static int cpu_has_shani(void) {
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
     return ((b >> 29) & 1u) && __builtin_cpu_supports("sse4.1") &&
            __builtin_cpu_supports("ssse3");
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_avx512(void) {
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512vl");
 #else
     return 0;
 #endif
@@ -84,6 +96,7 @@ int totpd_path_supported(int path) {
         case TOTPD_PATH_PORTABLE: return 1;
         case TOTPD_PATH_SHANI: return cpu_has_shani();
         case TOTPD_PATH_AVX2: return cpu_has_avx2();
+        case TOTPD_PATH_AVX512: return cpu_has_avx512();
         default: return 0;
     }
 }
@@ -91,6 +104,7 @@ int totpd_path_supported(int path) {
 /* Best path measured on the reference machine: AVX2 8-lane SHA-1 beats a
  * single SHA-NI stream; SHA-256 uses SHA-NI on either path. */
 static int best_path(void) {
+    if (cpu_has_avx512()) return TOTPD_PATH_AVX512;
     if (cpu_has_avx2()) return TOTPD_PATH_AVX2;
     if (cpu_has_shani()) return TOTPD_PATH_SHANI;
     return TOTPD_PATH_PORTABLE;
@@ -100,7 +114,7 @@ static atomic_int g_default_path = 0; /* 0: not chosen yet, resolves to auto */
 
 int totpd_set_default_path(int path) {
     if (path == TOTPD_PATH_AUTO) path = best_path();
-    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX2 || !totpd_path_supported(path))
+    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX512 || !totpd_path_supported(path))
         return TOTPD_ERR_PATH;
     atomic_store(&g_default_path, path);
     return TOTPD_OK;
@@ -120,7 +134,7 @@ int totpd_default_path(void) {
 static int resolve_impl(int path, impl_t *im) {
     if (path < 0) path = totpd_default_path();
     if (path == TOTPD_PATH_AUTO) path = best_path();
-    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX2 || !totpd_path_supported(path))
+    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX512 || !totpd_path_supported(path))
         return TOTPD_ERR_PATH;
     im->path = path;
     im->sha1_x8 = 0;
@@ -130,9 +144,16 @@ static int resolve_impl(int path, impl_t *im) {
     if (path == TOTPD_PATH_SHANI) {
         im->sha1 = totpd_sha1_compress_shani;
         im->sha256 = totpd_sha256_compress_shani;
-    } else if (path == TOTPD_PATH_AVX2) {
+    } else if (path == TOTPD_PATH_AVX2 || path == TOTPD_PATH_AVX512) {
         im->sha1_x8 = 1;
-        if (cpu_has_shani()) im->sha256 = totpd_sha256_compress_shani;
+        im->x8 = path == TOTPD_PATH_AVX2 ? totpd_sha1_compress_avx2_x8
+                                         : totpd_sha1_compress_avx512_x8;
+        /* Scalar SHA-1 (pad states, totpd_hotp) and SHA-256 use SHA-NI where
+         * present: separate functions, so no AVX2/SHA-NI mixing in a loop. */
+        if (cpu_has_shani()) {
+            im->sha1 = totpd_sha1_compress_shani;
+            im->sha256 = totpd_sha256_compress_shani;
+        }
     }
 #endif
     return TOTPD_OK;
@@ -263,7 +284,7 @@ static int64_t verify_scalar(const uint64_t *slot, uint8_t alg, uint8_t digits, 
 
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
 /* Eight SHA-1 pairs through the AVX2 kernel; lanes beyond n repeat lane 0. */
-static void verify_sha1_x8(const uint64_t *scratch, const uint8_t *digits,
+static void verify_sha1_x8(totpd_x8_fn x8, const uint64_t *scratch, const uint8_t *digits,
                            const uint64_t *counters, const uint32_t *key_index,
                            const uint32_t *codes, const uint32_t *pairs, int n, uint32_t window,
                            int64_t *out) {
@@ -304,10 +325,10 @@ static void verify_sha1_x8(const uint64_t *scratch, const uint8_t *digits,
             inner[1 * 8 + l] = (uint32_t)step;
         }
         memcpy(st, ist, sizeof st);
-        totpd_sha1_compress_avx2_x8(st, inner);
+        x8(st, inner);
         memcpy(outer, st, sizeof st); /* words 0..4 of every lane */
         memcpy(st, ost, sizeof st);
-        totpd_sha1_compress_avx2_x8(st, outer);
+        x8(st, outer);
         for (int l = 0; l < 8; l++) {
             uint32_t w5[5];
             for (int i = 0; i < 5; i++) w5[i] = st[i * 8 + l];
@@ -325,6 +346,45 @@ static void verify_sha1_x8(const uint64_t *scratch, const uint8_t *digits,
     explicit_bzero(st, sizeof st);
     explicit_bzero(inner, sizeof inner);
     explicit_bzero(outer, sizeof outer);
+}
+#endif
+
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+/* Pad states of up to eight SHA-1 keys of at most 64 bytes through the AVX2
+ * kernel (two 8-lane compressions for eight keys). Lanes beyond n repeat key 0. */
+static void prepare_sha1_x8(totpd_x8_fn x8, const uint8_t *keys, const uint32_t *key_offsets,
+                            const uint32_t *which, int n, uint64_t *scratch) {
+    uint32_t blk[2][128], st[2][40];
+    for (int l = 0; l < 8; l++) {
+        uint32_t i = which[l < n ? l : 0];
+        uint32_t len = key_offsets[i + 1] - key_offsets[i];
+        uint8_t k[64];
+        memset(k, 0, sizeof k);
+        if (len > 0) memcpy(k, keys + key_offsets[i], len);
+        for (int t = 0; t < 16; t++) {
+            uint32_t w = totpd_load_be32(k + 4 * t);
+            blk[0][t * 8 + l] = w ^ 0x36363636u;
+            blk[1][t * 8 + l] = w ^ 0x5c5c5c5cu;
+        }
+        for (int j = 0; j < 5; j++) st[0][j * 8 + l] = st[1][j * 8 + l] = totpd_sha1_iv[j];
+        explicit_bzero(k, sizeof k);
+    }
+    x8(st[0], blk[0]);
+    x8(st[1], blk[1]);
+    for (int l = 0; l < n; l++) {
+        uint32_t inner[5], outer[5];
+        for (int j = 0; j < 5; j++) {
+            inner[j] = st[0][j * 8 + l];
+            outer[j] = st[1][j * 8 + l];
+        }
+        uint8_t *slot = (uint8_t *)(scratch + (size_t)which[l] * TOTPD_PAD_SLOT_WORDS);
+        memcpy(slot, inner, sizeof inner);
+        memcpy(slot + 64, outer, sizeof outer);
+        explicit_bzero(inner, sizeof inner);
+        explicit_bzero(outer, sizeof outer);
+    }
+    explicit_bzero(blk, sizeof blk);
+    explicit_bzero(st, sizeof st);
 }
 #endif
 
@@ -387,11 +447,28 @@ int totpd_prepare_keys(const uint8_t *keys, uint32_t keys_len, const uint32_t *k
     if ((rc = check_offsets(key_offsets, n_keys, keys_len)) != TOTPD_OK) return rc;
     if ((rc = check_table(algorithms, NULL, NULL, n_keys, 0)) != TOTPD_OK) return rc;
     if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+    uint32_t lanes[8];
+    int n_lanes = 0;
+#endif
     for (uint32_t i = first_key; i < end_key; i++) {
+        uint32_t len = key_offsets[i + 1] - key_offsets[i];
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+        if (im.sha1_x8 && algorithms[i] == TOTPD_ALG_SHA1 && len <= 64) {
+            lanes[n_lanes++] = i;
+            if (n_lanes == 8) {
+                prepare_sha1_x8(im.x8, keys, key_offsets, lanes, 8, scratch);
+                n_lanes = 0;
+            }
+            continue;
+        }
+#endif
         const uint8_t *k = keys ? keys + key_offsets[i] : NULL;
-        prepare_slot(k, key_offsets[i + 1] - key_offsets[i], algorithms[i], &im,
-                     scratch + (size_t)i * TOTPD_PAD_SLOT_WORDS);
+        prepare_slot(k, len, algorithms[i], &im, scratch + (size_t)i * TOTPD_PAD_SLOT_WORDS);
     }
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+    if (n_lanes > 0) prepare_sha1_x8(im.x8, keys, key_offsets, lanes, n_lanes, scratch);
+#endif
     return TOTPD_OK;
 }
 
@@ -419,7 +496,7 @@ int totpd_verify_prepared(const uint64_t *scratch, const uint8_t *algorithms,
         if (im.sha1_x8 && alg == TOTPD_ALG_SHA1) {
             lanes[n_lanes++] = j;
             if (n_lanes == 8) {
-                verify_sha1_x8(scratch, digits, counters, key_index, codes, lanes, 8, window,
+                verify_sha1_x8(im.x8, scratch, digits, counters, key_index, codes, lanes, 8, window,
                                out_matched);
                 n_lanes = 0;
             }
@@ -432,7 +509,7 @@ int totpd_verify_prepared(const uint64_t *scratch, const uint8_t *algorithms,
     }
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
     if (n_lanes > 0)
-        verify_sha1_x8(scratch, digits, counters, key_index, codes, lanes, n_lanes, window,
+        verify_sha1_x8(im.x8, scratch, digits, counters, key_index, codes, lanes, n_lanes, window,
                        out_matched);
 #endif
     return TOTPD_OK;

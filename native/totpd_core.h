@@ -49,6 +49,7 @@
 #define TOTPD_PATH_PORTABLE 1 /* portable C for every algorithm */
 #define TOTPD_PATH_SHANI 2    /* SHA-NI for SHA-1 and SHA-256, portable SHA-512 */
 #define TOTPD_PATH_AVX2 3     /* SHA-1 8-lane AVX2; SHA-256 SHA-NI if present */
+#define TOTPD_PATH_AVX512 4   /* as AVX2, with AVX-512VL rotates and ternlog */
 
 /* One HOTP value (RFC 4226): the dynamic truncation modulo 10^digits.
  * path: TOTPD_PATH_* or -1 for the process default. */

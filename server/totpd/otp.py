@@ -61,6 +61,7 @@ _PATHS: Final[dict[str, int]] = {
     "portable": int(lib.TOTPD_PATH_PORTABLE),
     "shani": int(lib.TOTPD_PATH_SHANI),
     "avx2": int(lib.TOTPD_PATH_AVX2),
+    "avx512": int(lib.TOTPD_PATH_AVX512),
 }
 _PATH_NAMES: Final[dict[int, str]] = {v: k for k, v in _PATHS.items()}
 _DEFAULT: Final[int] = -1
@@ -116,9 +117,10 @@ def _init_path() -> None:
 
 
 def cpu_path() -> str:
-    """The path dispatch chose for this process: "portable", "shani" or "avx2".
+    """The path dispatch chose for this process: "portable", "shani", "avx2" or "avx512".
 
-    On "avx2", SHA-1 runs 8 lanes at a time and SHA-256 uses SHA-NI where present.
+    On "avx2" and "avx512", SHA-1 runs 8 lanes at a time (the latter with AVX-512VL
+    rotates and ternary logic) and scalar SHA-1/SHA-256 use SHA-NI where present.
     """
     return _PATH_NAMES[int(lib.totpd_default_path())]
 
