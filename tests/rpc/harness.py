@@ -22,7 +22,7 @@ from totpd.rpc.server import create_server
 from totpd.service.mfa import MfaService
 from totpd.v1 import factor_pb2, totp_service_pb2_grpc
 
-_DIGESTS = {
+_DIGESTS: dict[int, Any] = {
     factor_pb2.ALGORITHM_SHA1: hashlib.sha1,
     factor_pb2.ALGORITHM_SHA256: hashlib.sha256,
     factor_pb2.ALGORITHM_SHA512: hashlib.sha512,

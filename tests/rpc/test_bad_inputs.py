@@ -124,147 +124,110 @@ def unchanged(victim: Victim) -> Iterator[None]:
     assert table_snapshot(victim.database_url) == before
 
 
-RequestFactory = Callable[[Victim], tuple[str, Any]]
+Build = Callable[[Victim], Any]
+
+
+# One builder per request shape: the bad value goes in exactly one field.
+def code_requests(bad: str) -> dict[str, Build]:
+    return {
+        "ConfirmEnrollment": lambda v: pb.ConfirmEnrollmentRequest(
+            account_id=ACCOUNT, factor_id=v.pending_id, code=bad
+        ),
+        "Verify": lambda v: pb.VerifyRequest(account_id=ACCOUNT, code=bad),
+        "Verify one factor": lambda v: pb.VerifyRequest(
+            account_id=ACCOUNT, code=bad, factor_id=v.active_id
+        ),
+        "Disable": lambda v: pb.DisableRequest(account_id=ACCOUNT, factor_id=v.active_id, code=bad),
+        "BatchVerify": lambda v: pb.BatchVerifyRequest(
+            items=[pb.BatchVerifyItem(account_id=ACCOUNT, code=bad)]
+        ),
+    }
+
+
+def account_requests(bad: str) -> dict[str, Build]:
+    return {
+        "Enroll": lambda v: pb.EnrollRequest(account_id=bad),
+        "ConfirmEnrollment": lambda v: pb.ConfirmEnrollmentRequest(
+            account_id=bad, factor_id=v.pending_id, code="123456"
+        ),
+        "Verify": lambda v: pb.VerifyRequest(account_id=bad, code="123456"),
+        "BatchVerify": lambda v: pb.BatchVerifyRequest(
+            items=[pb.BatchVerifyItem(account_id=bad, code="123456")]
+        ),
+        "Disable": lambda v: pb.DisableRequest(account_id=bad, force=True),
+        "GetFactor": lambda v: pb.GetFactorRequest(account_id=bad, factor_id=v.active_id),
+        "ListFactors": lambda v: pb.ListFactorsRequest(account_id=bad),
+    }
+
+
+def factor_requests(spoil: Callable[[str], str]) -> dict[str, Build]:
+    return {
+        "ConfirmEnrollment": lambda v: pb.ConfirmEnrollmentRequest(
+            account_id=ACCOUNT, factor_id=spoil(v.pending_id), code="123456"
+        ),
+        "Verify": lambda v: pb.VerifyRequest(
+            account_id=ACCOUNT, code="123456", factor_id=spoil(v.active_id)
+        ),
+        "BatchVerify": lambda v: pb.BatchVerifyRequest(
+            items=[
+                pb.BatchVerifyItem(account_id=ACCOUNT, code="123456", factor_id=spoil(v.active_id))
+            ]
+        ),
+        "Disable": lambda v: pb.DisableRequest(
+            account_id=ACCOUNT, factor_id=spoil(v.active_id), force=True
+        ),
+        "GetFactor": lambda v: pb.GetFactorRequest(
+            account_id=ACCOUNT, factor_id=spoil(v.active_id)
+        ),
+    }
+
+
+def enroll_request(**fields: Any) -> Build:
+    return lambda v: pb.EnrollRequest(account_id=ACCOUNT, **fields)
+
+
+BAD_FACTOR_IDS: dict[str, Callable[[str], str]] = {
+    "leading space": lambda fid: " " + fid,
+    "NUL byte": lambda fid: fid + "\x00",
+    "upper case": str.upper,
+    "full-width": lambda fid: fid.translate({ord(c): ord(c) + 0xFEE0 for c in "0123456789"}),
+    "10 KB": lambda fid: fid * 300,
+}
 
 
 def _cases() -> Iterator[Any]:
-    """(rpc, request factory, expected reason, expected field) for every bad input."""
+    """(rpc, request builder, expected reason, expected field) for every bad input."""
 
-    def case(name: str, rpc: str, build: Callable[[Victim], Any], reason: str, fld: str) -> Any:
-        return pytest.param(rpc, build, reason, fld, id=f"{rpc}-{name}")
+    def case(name: str, target: str, build: Build, reason: str, fld: str) -> Any:
+        rpc = target.split()[0]
+        return pytest.param(rpc, build, reason, fld, id=f"{target}-{name}")
 
     for name, bad in BAD_CODES.items():
-        code_reason = "MALFORMED_CODE"
-        yield case(
-            f"code {name}",
-            "ConfirmEnrollment",
-            lambda v, bad=bad: pb.ConfirmEnrollmentRequest(
-                account_id=ACCOUNT, factor_id=v.pending_id, code=bad
-            ),
-            code_reason,
-            "code",
-        )
-        yield case(
-            f"code {name}",
-            "Verify",
-            lambda v, bad=bad: pb.VerifyRequest(account_id=ACCOUNT, code=bad),
-            code_reason,
-            "code",
-        )
-        yield case(
-            f"code {name} one factor",
-            "Verify",
-            lambda v, bad=bad: pb.VerifyRequest(
-                account_id=ACCOUNT, code=bad, factor_id=v.active_id
-            ),
-            code_reason,
-            "code",
-        )
-        yield case(
-            f"code {name}",
-            "Disable",
-            lambda v, bad=bad: pb.DisableRequest(
-                account_id=ACCOUNT, factor_id=v.active_id, code=bad
-            ),
-            "CODE_REQUIRED" if bad == "" else code_reason,
-            "code",
-        )
-        yield case(
-            f"code {name}",
-            "BatchVerify",
-            lambda v, bad=bad: pb.BatchVerifyRequest(
-                items=[pb.BatchVerifyItem(account_id=ACCOUNT, code=bad)]
-            ),
-            code_reason,
-            "code",
-        )
-
+        for target, build in code_requests(bad).items():
+            reason = "CODE_REQUIRED" if (bad, target) == ("", "Disable") else "MALFORMED_CODE"
+            yield case(f"code {name}", target, build, reason, "code")
     for name, bad in BAD_ACCOUNT_IDS.items():
-        requests: dict[str, Callable[[Victim], Any]] = {
-            "Enroll": lambda v, bad=bad: pb.EnrollRequest(account_id=bad),
-            "ConfirmEnrollment": lambda v, bad=bad: pb.ConfirmEnrollmentRequest(
-                account_id=bad, factor_id=v.pending_id, code="123456"
-            ),
-            "Verify": lambda v, bad=bad: pb.VerifyRequest(account_id=bad, code="123456"),
-            "BatchVerify": lambda v, bad=bad: pb.BatchVerifyRequest(
-                items=[pb.BatchVerifyItem(account_id=bad, code="123456")]
-            ),
-            "Disable": lambda v, bad=bad: pb.DisableRequest(account_id=bad, force=True),
-            "GetFactor": lambda v, bad=bad: pb.GetFactorRequest(
-                account_id=bad, factor_id=v.active_id
-            ),
-            "ListFactors": lambda v, bad=bad: pb.ListFactorsRequest(account_id=bad),
-        }
-        for rpc, build in requests.items():
-            yield case(f"account_id {name}", rpc, build, "INVALID_ARGUMENT", "account_id")
-
-    bad_factor_ids: dict[str, Callable[[str], str]] = {
-        "leading space": lambda fid: " " + fid,
-        "NUL byte": lambda fid: fid + "\x00",
-        "upper case": str.upper,
-        "full-width": lambda fid: fid.translate({ord(c): ord(c) + 0xFEE0 for c in "0123456789"}),
-        "10 KB": lambda fid: fid * 300,
-    }
-    for name, spoil in bad_factor_ids.items():
-        requests = {
-            "ConfirmEnrollment": lambda v, spoil=spoil: pb.ConfirmEnrollmentRequest(
-                account_id=ACCOUNT, factor_id=spoil(v.pending_id), code="123456"
-            ),
-            "Verify": lambda v, spoil=spoil: pb.VerifyRequest(
-                account_id=ACCOUNT, code="123456", factor_id=spoil(v.active_id)
-            ),
-            "BatchVerify": lambda v, spoil=spoil: pb.BatchVerifyRequest(
-                items=[
-                    pb.BatchVerifyItem(
-                        account_id=ACCOUNT, code="123456", factor_id=spoil(v.active_id)
-                    )
-                ]
-            ),
-            "Disable": lambda v, spoil=spoil: pb.DisableRequest(
-                account_id=ACCOUNT, factor_id=spoil(v.active_id), force=True
-            ),
-            "GetFactor": lambda v, spoil=spoil: pb.GetFactorRequest(
-                account_id=ACCOUNT, factor_id=spoil(v.active_id)
-            ),
-        }
-        for rpc, build in requests.items():
-            yield case(f"factor_id {name}", rpc, build, "INVALID_ARGUMENT", "factor_id")
-
+        for target, build in account_requests(bad).items():
+            yield case(f"account_id {name}", target, build, "INVALID_ARGUMENT", "account_id")
+    for name, spoil in BAD_FACTOR_IDS.items():
+        for target, build in factor_requests(spoil).items():
+            yield case(f"factor_id {name}", target, build, "INVALID_ARGUMENT", "factor_id")
     for name, bad in BAD_NAMES.items():
         for fld in ("label", "issuer"):
             yield case(
-                f"{fld} {name}",
-                "Enroll",
-                lambda v, bad=bad, fld=fld: pb.EnrollRequest(account_id=ACCOUNT, **{fld: bad}),
-                "INVALID_ARGUMENT",
-                fld,
+                f"{fld} {name}", "Enroll", enroll_request(**{fld: bad}), "INVALID_ARGUMENT", fld
             )
     for digits in (1, 5, 9, 10, 2**32 - 1):
-        yield case(
-            f"digits {digits}",
-            "Enroll",
-            lambda v, d=digits: pb.EnrollRequest(account_id=ACCOUNT, label="x", digits=d),
-            "INVALID_ARGUMENT",
-            "digits",
-        )
+        build = enroll_request(label="x", digits=digits)
+        yield case(f"digits {digits}", "Enroll", build, "INVALID_ARGUMENT", "digits")
     for period in (1, 14, 121, 3600, 2**32 - 1):
-        yield case(
-            f"period {period}",
-            "Enroll",
-            lambda v, p=period: pb.EnrollRequest(account_id=ACCOUNT, label="x", period_seconds=p),
-            "INVALID_ARGUMENT",
-            "period_seconds",
-        )
+        build = enroll_request(label="x", period_seconds=period)
+        yield case(f"period {period}", "Enroll", build, "INVALID_ARGUMENT", "period_seconds")
     for algorithm in (4, 99, 2**31 - 1, -1):
-        yield case(
-            f"algorithm {algorithm}",
-            "Enroll",
-            lambda v, a=algorithm: pb.EnrollRequest(account_id=ACCOUNT, label="x", algorithm=a),
-            "INVALID_ARGUMENT",
-            "algorithm",
-        )
+        build = enroll_request(label="x", algorithm=algorithm)
+        yield case(f"algorithm {algorithm}", "Enroll", build, "INVALID_ARGUMENT", "algorithm")
     yield case(
-        "disable without code or force",
+        "without code or force",
         "Disable",
         lambda v: pb.DisableRequest(account_id=ACCOUNT, factor_id=v.active_id),
         "CODE_REQUIRED",
@@ -275,7 +238,7 @@ def _cases() -> Iterator[Any]:
 @pytest.mark.usefixtures("unchanged")
 @pytest.mark.parametrize(("rpc", "build", "reason", "field"), list(_cases()))
 def test_bad_input_is_invalid_argument_and_writes_nothing(
-    victim: Victim, rpc: str, build: Callable[[Victim], Any], reason: str, field: str
+    victim: Victim, rpc: str, build: Build, reason: str, field: str
 ) -> None:
     request = build(victim)
     method = getattr(victim.live.stub, rpc)
@@ -335,7 +298,7 @@ RAW_METHODS = {
 
 
 def _raw_call(live: LiveServer, method: str, body: bytes) -> grpc.RpcError:
-    call = live.channel.unary_unary(f"/totpd.v1.TotpService/{method}", _registered_method=True)
+    call = live.channel.unary_unary(f"/totpd.v1.TotpService/{method}", None, None)
     with pytest.raises(grpc.RpcError) as caught:
         call(body, timeout=10)
     return caught.value
@@ -405,7 +368,7 @@ def test_message_over_the_limit_is_resource_exhausted(victim: Victim, rpc: str) 
 def test_zero_means_default(victim: Victim, secrets_seen: Secrets) -> None:
     """Proto3 zero values are "unset": digits 0, period 0, ALGORITHM_UNSPECIFIED."""
     enrolled = victim.live.stub.Enroll(
-        pb.EnrollRequest(account_id="zero-defaults", digits=0, period_seconds=0, algorithm=0),
+        pb.EnrollRequest(account_id="zero-defaults", digits=0, period_seconds=0),
         timeout=10,
     )
     secrets_seen.add(enrolled.secret_base32, enrolled.otpauth_uri)

@@ -316,7 +316,9 @@ def test_unexpected_error_is_logged_with_stack_but_not_its_message(
 def test_unknown_algorithm_number_is_invalid_argument(
     server: LiveServer, fake: RecordingService
 ) -> None:
-    failed = call_fails(server.stub.Enroll, pb.EnrollRequest(account_id="a", algorithm=42))
+    failed = call_fails(
+        server.stub.Enroll, pb.EnrollRequest(account_id="a", algorithm=cast(Any, 42))
+    )
     assert (failed.code, failed.reason, failed.metadata) == (
         grpc.StatusCode.INVALID_ARGUMENT,
         "ERROR_REASON_INVALID_ARGUMENT",
@@ -341,7 +343,6 @@ def test_invalid_utf8_is_invalid_argument_and_never_reaches_the_service(
         "/totpd.v1.TotpService/Verify",
         request_serializer=None,
         response_deserializer=None,
-        _registered_method=True,
     )
     with pytest.raises(grpc.RpcError) as caught:
         raw(_raw_verify_request(b"al\xffice"), timeout=5)
