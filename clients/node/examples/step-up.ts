@@ -1,0 +1,41 @@
+// A minimal sign-in step-up: verify the code a user typed and decide.
+//   npm run build:examples && node build/examples/step-up.js 127.0.0.1:50051 alice 123456
+// In your own code: import { TotpdClient, TotpdError, ErrorReason } from "@totpd/client";
+import { ErrorReason, TotpdClient, TotpdError } from "../src";
+
+async function stepUp(totpd: TotpdClient, accountId: string, code: string): Promise<boolean> {
+  try {
+    const outcome = await totpd.verify(accountId, code);
+    switch (outcome.result) {
+      case "VALID":
+        console.log("step-up granted");
+        return true;
+      case "REPLAYED":
+        console.log("that code was already used: wait for the next one");
+        break;
+      case "LOCKED":
+        console.log(`too many attempts: try again in ${outcome.retryAfterSeconds} s`);
+        break;
+      default:
+        console.log(`wrong code, ${outcome.attemptsLeft} attempts left`);
+    }
+  } catch (err) {
+    if (err instanceof TotpdError && err.reason === ErrorReason.ERROR_REASON_MALFORMED_CODE) {
+      console.log("a code is digits only, nothing else");
+    } else {
+      console.log(`cannot verify now: ${err}`);
+    }
+  }
+  return false;
+}
+
+const [target, accountId, code] = process.argv.slice(2);
+if (!code) {
+  console.error("usage: step-up HOST:PORT ACCOUNT CODE");
+  process.exit(2);
+}
+const totpd = new TotpdClient(target, { insecure: true });
+stepUp(totpd, accountId, code).then((ok) => {
+  totpd.close();
+  process.exitCode = ok ? 0 : 1;
+});

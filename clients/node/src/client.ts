@@ -1,0 +1,215 @@
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type ChannelOptions,
+  credentials as grpcCredentials,
+  Metadata,
+  type ServiceError,
+  status as Status,
+} from "@grpc/grpc-js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ErrorReason } from "./gen/totpd/v1/errors";
+import { Algorithm } from "./gen/totpd/v1/factor";
+import * as svc from "./gen/totpd/v1/totp_service";
+import { TotpdError } from "./errors";
+import {
+  type BatchItem,
+  type BatchResult,
+  type Confirmation,
+  type DisableResult,
+  type EnrollOptions,
+  type Enrollment,
+  type Factor,
+  type VerifyOutcome,
+  factorFromProto,
+  outcomeFromProto,
+} from "./types";
+
+export const DEFAULT_TIMEOUT_MS = 5000;
+
+export interface TotpdClientOptions {
+  /** Deadline of every call in milliseconds, retries included (default 5000). */
+  timeoutMs?: number;
+  /** Attempts per call when the server answers UNAVAILABLE (default 4; 1 disables retries). */
+  maxAttempts?: number;
+  /** First and largest wait between UNAVAILABLE retries (default 100 ms and 2000 ms). */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Plaintext: only for loopback or a trusted network. Default is TLS with the system roots. */
+  insecure?: boolean;
+  /** PEM CA certificates to trust instead of the system roots. */
+  rootCerts?: Buffer;
+  /** Mutual TLS: PEM client certificate chain and private key. */
+  clientCert?: Buffer;
+  clientKey?: Buffer;
+  /** Overrides the TLS server name (e.g. when dialing an IP address). */
+  serverName?: string;
+  /** Ready-made credentials; the TLS options above are then ignored. */
+  credentials?: ChannelCredentials;
+  /** grpc-js channel options (keepalive, message sizes...). */
+  channelOptions?: ChannelOptions;
+}
+
+type Unary<Req, Resp> = (
+  req: Req,
+  md: Metadata,
+  opts: Partial<CallOptions>,
+  cb: (err: ServiceError | null, resp: Resp) => void,
+) => unknown;
+
+/**
+ * Promise-based client for totpd's TotpService.
+ *
+ * Calls failing with UNAVAILABLE (server unreachable, or its database down: no
+ * verdict was reached) are retried with jittered exponential backoff; nothing
+ * else is. Errors reject with TotpdError; a wrong or reused code resolves to a
+ * VerifyOutcome.
+ */
+export class TotpdClient {
+  private readonly stub: svc.TotpServiceClient;
+  private readonly timeoutMs: number;
+  private readonly maxAttempts: number;
+  private readonly initialBackoffMs: number;
+  private readonly maxBackoffMs: number;
+
+  constructor(target: string, options: TotpdClientOptions = {}) {
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.maxAttempts = options.maxAttempts ?? 4;
+    this.initialBackoffMs = options.initialBackoffMs ?? 100;
+    this.maxBackoffMs = options.maxBackoffMs ?? 2000;
+    if (!(this.timeoutMs > 0)) throw new RangeError("timeoutMs must be positive");
+    if (!(this.maxAttempts >= 1)) throw new RangeError("maxAttempts must be at least 1");
+    if ((options.clientCert === undefined) !== (options.clientKey === undefined)) {
+      throw new TypeError("mTLS needs both clientCert and clientKey");
+    }
+    let creds = options.credentials;
+    if (!creds) {
+      if (options.insecure) {
+        if (options.rootCerts || options.clientCert) throw new TypeError("insecure excludes the TLS options");
+        creds = grpcCredentials.createInsecure();
+      } else {
+        creds = grpcCredentials.createSsl(options.rootCerts ?? null, options.clientKey ?? null, options.clientCert ?? null);
+      }
+    }
+    const channelOptions: ChannelOptions = { ...options.channelOptions };
+    if (options.serverName) channelOptions["grpc.ssl_target_name_override"] = options.serverName;
+    this.stub = new svc.TotpServiceClient(target, creds, channelOptions);
+  }
+
+  /** Closes the channel. */
+  close(): void {
+    this.stub.close();
+  }
+
+  /** Creates a PENDING factor; the result is the only copy of its secret. */
+  async enroll(accountId: string, options: EnrollOptions = {}): Promise<Enrollment> {
+    const r = await this.call<svc.EnrollRequest, svc.EnrollResponse>(this.stub.enroll, {
+      accountId,
+      label: options.label ?? "",
+      issuer: options.issuer ?? "",
+      algorithm: options.algorithm ?? Algorithm.ALGORITHM_UNSPECIFIED,
+      digits: options.digits ?? 0,
+      periodSeconds: options.periodSeconds ?? 0,
+    });
+    return {
+      factor: factorFromProto(r.factor),
+      otpauthUri: r.otpauthUri,
+      secretBase32: r.secretBase32,
+      qrPng: r.qrPng,
+      qrSvg: r.qrSvg,
+    };
+  }
+
+  /** Activates a PENDING factor with the first code its app shows. */
+  async confirm(accountId: string, factorId: string, code: string): Promise<Confirmation> {
+    const r = await this.call<svc.ConfirmEnrollmentRequest, svc.ConfirmEnrollmentResponse>(
+      this.stub.confirmEnrollment,
+      { accountId, factorId, code },
+    );
+    return { outcome: outcomeFromProto(r.outcome), factor: factorFromProto(r.factor) };
+  }
+
+  /** Checks a sign-in code against the account's ACTIVE factors (or one of them). */
+  async verify(accountId: string, code: string, factorId = ""): Promise<VerifyOutcome> {
+    const r = await this.call<svc.VerifyRequest, svc.VerifyResponse>(this.stub.verify, {
+      accountId,
+      code,
+      factorId,
+    });
+    return outcomeFromProto(r.outcome);
+  }
+
+  /** Checks many codes at once; results in request order, each with its own error. */
+  async batchVerify(items: readonly BatchItem[]): Promise<BatchResult[]> {
+    const r = await this.call<svc.BatchVerifyRequest, svc.BatchVerifyResponse>(this.stub.batchVerify, {
+      items: items.map((i) => ({ accountId: i.accountId, code: i.code, factorId: i.factorId ?? "" })),
+    });
+    return r.results.map((res): BatchResult => {
+      if (res.error) {
+        const e = res.error;
+        const reason = ErrorReason[e.reason] !== undefined && e.reason >= 0 ? e.reason : ErrorReason.ERROR_REASON_UNSPECIFIED;
+        const md: Record<string, string> = e.field ? { field: e.field } : {};
+        return { error: new TotpdError(e.code as Status, reason, e.message, e.field, md) };
+      }
+      return { outcome: outcomeFromProto(res.outcome) };
+    });
+  }
+
+  /**
+   * Disables one factor ("" for every factor of the account) with a current
+   * valid code, which is consumed. `force: true` is the privileged admin
+   * override that needs no code: reserve it for authenticated admin paths.
+   */
+  async disable(
+    accountId: string,
+    options: { factorId?: string; code?: string; force?: boolean },
+  ): Promise<DisableResult> {
+    const r = await this.call<svc.DisableRequest, svc.DisableResponse>(this.stub.disable, {
+      accountId,
+      factorId: options.factorId ?? "",
+      code: options.code ?? "",
+      force: options.force ?? false,
+    });
+    return { outcome: outcomeFromProto(r.outcome), factors: r.factors.map(factorFromProto) };
+  }
+
+  /** Returns one factor (never secret material). */
+  async getFactor(accountId: string, factorId: string): Promise<Factor> {
+    const r = await this.call<svc.GetFactorRequest, svc.GetFactorResponse>(this.stub.getFactor, {
+      accountId,
+      factorId,
+    });
+    return factorFromProto(r.factor);
+  }
+
+  /** Returns the account's factors, newest first. */
+  async listFactors(accountId: string, includeInactive = false): Promise<Factor[]> {
+    const r = await this.call<svc.ListFactorsRequest, svc.ListFactorsResponse>(this.stub.listFactors, {
+      accountId,
+      includeInactive,
+    });
+    return r.factors.map(factorFromProto);
+  }
+
+  private async call<Req, Resp>(method: Unary<Req, Resp>, req: Req): Promise<Resp> {
+    const deadline = Date.now() + this.timeoutMs;
+    let backoff = this.initialBackoffMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await new Promise<Resp>((resolve, reject) => {
+          method.call(this.stub, req, new Metadata(), { deadline }, (err, resp) =>
+            err ? reject(err) : resolve(resp),
+          );
+        });
+      } catch (err) {
+        const code = (err as Partial<ServiceError>).code;
+        const wait = backoff / 2 + Math.random() * (backoff / 2);
+        if (code !== Status.UNAVAILABLE || attempt >= this.maxAttempts || Date.now() + wait >= deadline) {
+          throw TotpdError.fromServiceError(err);
+        }
+        await sleep(wait);
+        backoff = Math.min(backoff * 2, this.maxBackoffMs);
+      }
+    }
+  }
+}

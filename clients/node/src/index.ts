@@ -1,0 +1,17 @@
+export { TotpdClient, DEFAULT_TIMEOUT_MS, type TotpdClientOptions } from "./client";
+export { TotpdError, DOMAIN, parseReason } from "./errors";
+export { ErrorReason } from "./gen/totpd/v1/errors";
+export {
+  Algorithm,
+  FactorState,
+  type BatchItem,
+  type BatchResult,
+  type Confirmation,
+  type DisableResult,
+  type EnrollOptions,
+  type Enrollment,
+  type Factor,
+  type VerifyOutcome,
+  type VerifyResult,
+} from "./types";
+export { status as GrpcStatus } from "@grpc/grpc-js";

@@ -1,0 +1,121 @@
+import * as pb from "./gen/totpd/v1/factor";
+import type { TotpdError } from "./errors";
+
+export { Algorithm, FactorState } from "./gen/totpd/v1/factor";
+
+/** The verdict on one code. A wrong or reused code is a result, not an error. */
+export type VerifyResult = "VALID" | "INVALID" | "REPLAYED" | "LOCKED" | "UNSPECIFIED";
+
+export function verifyResultFromProto(r: pb.VerifyResult): VerifyResult {
+  switch (r) {
+    case pb.VerifyResult.VERIFY_RESULT_VALID:
+      return "VALID";
+    case pb.VerifyResult.VERIFY_RESULT_INVALID:
+      return "INVALID";
+    case pb.VerifyResult.VERIFY_RESULT_REPLAYED:
+      return "REPLAYED";
+    case pb.VerifyResult.VERIFY_RESULT_LOCKED:
+      return "LOCKED";
+    default:
+      return "UNSPECIFIED"; // newer than this client: treat it as a refusal
+  }
+}
+
+/** The verdict with what a caller needs to act on it. */
+export interface VerifyOutcome {
+  readonly result: VerifyResult;
+  /** The factor that matched (VALID, REPLAYED) or is locked; "" otherwise. */
+  readonly factorId: string;
+  /** For VALID: the matched step minus the server's (-1, 0, 1). */
+  readonly stepOffset: number;
+  /** Failures left before the factor locks. */
+  readonly attemptsLeft: number;
+  /** For LOCKED and during backoff: seconds until the next attempt is compared. */
+  readonly retryAfterSeconds: number;
+}
+
+export function outcomeFromProto(o: pb.VerifyOutcome | undefined): VerifyOutcome {
+  return {
+    result: verifyResultFromProto(o?.result ?? pb.VerifyResult.VERIFY_RESULT_UNSPECIFIED),
+    factorId: o?.factorId ?? "",
+    stepOffset: o?.stepOffset ?? 0,
+    attemptsLeft: o?.attemptsLeft ?? 0,
+    retryAfterSeconds: o?.retryAfterSeconds ?? 0,
+  };
+}
+
+/** One authenticator app of one account, without secret material. */
+export interface Factor {
+  readonly factorId: string;
+  readonly accountId: string;
+  readonly label: string;
+  readonly issuer: string;
+  readonly algorithm: pb.Algorithm;
+  readonly digits: number;
+  readonly periodSeconds: number;
+  readonly state: pb.FactorState;
+  readonly createdAt: Date | undefined;
+  readonly confirmedAt: Date | undefined;
+  readonly lastUsedAt: Date | undefined;
+  readonly expiresAt: Date | undefined;
+}
+
+const time = (s: number): Date | undefined => (s ? new Date(s * 1000) : undefined);
+
+export function factorFromProto(f: pb.Factor | undefined): Factor {
+  const x = f ?? pb.Factor.create();
+  return {
+    factorId: x.factorId,
+    accountId: x.accountId,
+    label: x.label,
+    issuer: x.issuer,
+    algorithm: x.algorithm,
+    digits: x.digits,
+    periodSeconds: x.periodSeconds,
+    state: x.state,
+    createdAt: time(x.createdAtUnix),
+    confirmedAt: time(x.confirmedAtUnix),
+    lastUsedAt: time(x.lastUsedAtUnix),
+    expiresAt: time(x.expiresAtUnix),
+  };
+}
+
+/** Enroll options; omitted ones take the server's defaults (SHA1, 6, 30 s). */
+export interface EnrollOptions {
+  label?: string;
+  issuer?: string;
+  algorithm?: pb.Algorithm;
+  digits?: number;
+  periodSeconds?: number;
+}
+
+/** A new PENDING factor and the only copy of its secret. */
+export interface Enrollment {
+  readonly factor: Factor;
+  readonly otpauthUri: string;
+  readonly secretBase32: string;
+  readonly qrPng: Uint8Array;
+  readonly qrSvg: string;
+}
+
+export interface Confirmation {
+  readonly outcome: VerifyOutcome;
+  readonly factor: Factor;
+}
+
+export interface DisableResult {
+  readonly outcome: VerifyOutcome;
+  /** The factors now DISABLED (empty when the code was not VALID). */
+  readonly factors: readonly Factor[];
+}
+
+export interface BatchItem {
+  accountId: string;
+  code: string;
+  factorId?: string;
+}
+
+/** Exactly one of `outcome` and `error` is set. */
+export type BatchResult =
+  | { readonly outcome: VerifyOutcome; readonly error?: undefined }
+  | { readonly outcome?: undefined; readonly error: TotpdError };
