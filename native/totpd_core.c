@@ -62,33 +62,31 @@ typedef struct {
     totpd_compress32_fn sha256;
 } impl_t;
 
-static int cpu_has_shani(void) {
+/* CPU features, probed once: CPUID traps to the hypervisor in a VM, so it is
+ * far too slow to run per call. Bit 0: probed, 1: SHA-NI, 2: AVX2, 3: AVX-512VL. */
+static atomic_int g_cpu_features = 0;
+
+static int cpu_features(void) {
+    int f = atomic_load_explicit(&g_cpu_features, memory_order_relaxed);
+    if (f) return f;
+    f = 1;
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
     unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    return ((b >> 29) & 1u) && __builtin_cpu_supports("sse4.1") &&
-           __builtin_cpu_supports("ssse3");
-#else
-    return 0;
+    __builtin_cpu_init();
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && ((b >> 29) & 1u) &&
+        __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3"))
+        f |= 2;
+    if (__builtin_cpu_supports("avx2")) f |= 4;
+    if ((f & 4) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+        f |= 8;
 #endif
+    atomic_store_explicit(&g_cpu_features, f, memory_order_relaxed);
+    return f;
 }
 
-static int cpu_has_avx512(void) {
-#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512vl");
-#else
-    return 0;
-#endif
-}
-
-static int cpu_has_avx2(void) {
-#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
-    return __builtin_cpu_supports("avx2");
-#else
-    return 0;
-#endif
-}
+static int cpu_has_shani(void) { return (cpu_features() & 2) != 0; }
+static int cpu_has_avx2(void) { return (cpu_features() & 4) != 0; }
+static int cpu_has_avx512(void) { return (cpu_features() & 8) != 0; }
 
 int totpd_path_supported(int path) {
     switch (path) {
