@@ -82,7 +82,7 @@ for s in "${suites[@]}"; do
     python)
       say python
       if command -v python3 >/dev/null; then timed python run_python
-      else missing python "Python 3.10+ with venv (apt-get install python3 python3-venv)"; fi ;;
+      else missing python "Python 3.11+ with venv (apt-get install python3 python3-venv)"; fi ;;
     go)
       say go
       if command -v go >/dev/null; then timed go run_go

@@ -264,3 +264,25 @@ func TestInvalidArgumentIsNotRetried(t *testing.T) {
 		t.Fatalf("%d attempts, want 1", n)
 	}
 }
+
+func TestSHA512EightDigits(t *testing.T) {
+	c := newClient(t)
+	ctx := context.Background()
+	heidi := account("heidi")
+	e, err := c.Enroll(ctx, totpd.EnrollParams{AccountID: heidi, Label: "Work phone",
+		Algorithm: totpdv1.Algorithm_ALGORITHM_SHA512, Digits: 8, Period: 45 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Factor.Algorithm != totpdv1.Algorithm_ALGORITHM_SHA512 || e.Factor.Digits != 8 || e.Factor.Period != 45*time.Second {
+		t.Fatalf("factor: %+v", e.Factor)
+	}
+	conf, err := c.Confirm(ctx, heidi, e.Factor.FactorID, code(t, e, time.Now()))
+	if err != nil || !conf.Outcome.Valid() {
+		t.Fatalf("confirm: %+v %v", conf, err)
+	}
+	v, err := c.Verify(ctx, heidi, nextCode(t, e))
+	if err != nil || !v.Valid() {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+}

@@ -1,6 +1,6 @@
 """A minimal sign-in step-up: verify the code a user typed and decide.
 
-    python examples/step_up.py 127.0.0.1:50051 alice 123456
+python examples/step_up.py 127.0.0.1:50051 alice 123456
 """
 
 from __future__ import annotations

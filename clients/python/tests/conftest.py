@@ -31,9 +31,22 @@ def totpd_target() -> Iterator[str]:
     ready = data_dir / "ready"
     log = (data_dir / "server.log").open("wb")
     proc = subprocess.Popen(  # noqa: S603 (our own server)
-        [totpd_python(), "-m", "totpd", "serve", "--dev", "--listen", "127.0.0.1:0",
-         "--data-dir", str(data_dir), "--ready-file", str(ready)],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        [
+            totpd_python(),
+            "-m",
+            "totpd",
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data_dir),
+            "--ready-file",
+            str(ready),
+        ],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60

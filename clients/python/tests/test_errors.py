@@ -26,17 +26,21 @@ class FakeRpcError(grpc.RpcError):
 
 def rich(domain: str, reason: str, field: str) -> bytes:
     detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.ErrorInfo(domain=domain, reason=reason, metadata={"field": field}))
+    info = error_details_pb2.ErrorInfo(domain=domain, reason=reason, metadata={"field": field})
+    detail.Pack(info)
     return status_pb2.Status(
         code=code_pb2.INVALID_ARGUMENT, message="bad code", details=[detail]
     ).SerializeToString()
 
 
 def test_decodes_reason_and_field() -> None:
-    err = TotpdError.from_rpc_error(FakeRpcError(
-        grpc.StatusCode.INVALID_ARGUMENT, "bad code",
-        (("grpc-status-details-bin", rich("totpd.v1", "ERROR_REASON_MALFORMED_CODE", "code")),),
-    ))
+    err = TotpdError.from_rpc_error(
+        FakeRpcError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "bad code",
+            (("grpc-status-details-bin", rich("totpd.v1", "ERROR_REASON_MALFORMED_CODE", "code")),),
+        )
+    )
     assert err.code is grpc.StatusCode.INVALID_ARGUMENT
     assert err.reason is ErrorReason.MALFORMED_CODE
     assert err.field == "code"
@@ -44,21 +48,32 @@ def test_decodes_reason_and_field() -> None:
 
 
 def test_foreign_domain_and_unknown_reason_are_unspecified() -> None:
-    for domain, reason in (("example.com", "ERROR_REASON_MALFORMED_CODE"),
-                           ("totpd.v1", "ERROR_REASON_FROM_THE_FUTURE")):
-        err = TotpdError.from_rpc_error(FakeRpcError(
-            grpc.StatusCode.INVALID_ARGUMENT, "x",
-            (("grpc-status-details-bin", rich(domain, reason, "f")),),
-        ))
+    for domain, reason in (
+        ("example.com", "ERROR_REASON_MALFORMED_CODE"),
+        ("totpd.v1", "ERROR_REASON_FROM_THE_FUTURE"),
+    ):
+        err = TotpdError.from_rpc_error(
+            FakeRpcError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "x",
+                (("grpc-status-details-bin", rich(domain, reason, "f")),),
+            )
+        )
         assert err.reason is ErrorReason.UNSPECIFIED
         assert err.code is grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_plain_status_and_garbage_trailer() -> None:
-    err = TotpdError.from_rpc_error(FakeRpcError(
-        grpc.StatusCode.UNAVAILABLE, "down", (("grpc-status-details-bin", b"\xff\xff\xff"),)))
-    assert (err.code, err.reason, err.field) == (grpc.StatusCode.UNAVAILABLE,
-                                                 ErrorReason.UNSPECIFIED, "")
+    err = TotpdError.from_rpc_error(
+        FakeRpcError(
+            grpc.StatusCode.UNAVAILABLE, "down", (("grpc-status-details-bin", b"\xff\xff\xff"),)
+        )
+    )
+    assert (err.code, err.reason, err.field) == (
+        grpc.StatusCode.UNAVAILABLE,
+        ErrorReason.UNSPECIFIED,
+        "",
+    )
 
 
 def test_item_error() -> None:
@@ -71,7 +86,9 @@ def test_item_error() -> None:
 def test_enums_mirror_the_proto() -> None:
     assert {r.value for r in ErrorReason} == set(errors_pb2.ErrorReason.keys())
     assert {f"VERIFY_RESULT_{r.name}": r.value for r in VerifyResult} == dict(
-        factor_pb2.VerifyResult.items())
+        factor_pb2.VerifyResult.items()
+    )
     assert {f"FACTOR_STATE_{s.name}": s.value for s in FactorState} == dict(
-        factor_pb2.FactorState.items())
+        factor_pb2.FactorState.items()
+    )
     assert VerifyResult(99) is VerifyResult.UNSPECIFIED

@@ -26,9 +26,11 @@ def account(name: str) -> str:
 
 
 def totp(e: Enrollment) -> pyotp.TOTP:
-    digest = {Algorithm.SHA256: "sha256", Algorithm.SHA512: "sha512"}.get(e.factor.algorithm, "sha1")
-    return pyotp.TOTP(e.secret_base32, digits=e.factor.digits, interval=e.factor.period_seconds,
-                      digest=digest)
+    digests = {Algorithm.SHA256: "sha256", Algorithm.SHA512: "sha512"}
+    digest = digests.get(e.factor.algorithm, "sha1")
+    return pyotp.TOTP(
+        e.secret_base32, digits=e.factor.digits, interval=e.factor.period_seconds, digest=digest
+    )
 
 
 def next_code(e: Enrollment) -> str:
@@ -157,3 +159,20 @@ def test_unavailable_is_retried_then_raised() -> None:
     assert info.value.code is grpc.StatusCode.UNAVAILABLE
     assert info.value.reason is ErrorReason.UNSPECIFIED
     assert len(calls) == 3
+
+
+def test_sha256_eight_digits_sixty_seconds(client: TotpdClient) -> None:
+    grace = account("grace")
+    e = client.enroll(grace, "YubiKey", algorithm=Algorithm.SHA256, digits=8, period_seconds=60)
+    assert (e.factor.algorithm, e.factor.digits, e.factor.period_seconds) == (
+        Algorithm.SHA256,
+        8,
+        60,
+    )
+    uri = pyotp.parse_uri(e.otpauth_uri)
+    assert isinstance(uri, pyotp.TOTP)
+    assert (uri.digits, uri.interval) == (8, 60)
+    c = client.confirm(grace, e.factor.factor_id, totp(e).now())
+    assert c.outcome.result is VerifyResult.VALID, c.outcome
+    v = client.verify(grace, next_code(e))
+    assert v.result is VerifyResult.VALID, v

@@ -90,7 +90,7 @@ class TotpdClient:
                 )
                 channel = grpc.secure_channel(target, creds, options=opts)
         self._channel = channel
-        self._stub = totp_service_pb2_grpc.TotpServiceStub(channel)
+        self._stub = totp_service_pb2_grpc.TotpServiceStub(channel)  # type: ignore[no-untyped-call]
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
@@ -120,7 +120,7 @@ class TotpdClient:
             account_id=account_id,
             label=label,
             issuer=issuer,
-            algorithm=algorithm.value,
+            algorithm=f"ALGORITHM_{algorithm.name}",
             digits=digits,
             period_seconds=period_seconds,
         )
@@ -211,7 +211,8 @@ class TotpdClient:
         req = totp_service_pb2.ListFactorsRequest(
             account_id=account_id, include_inactive=include_inactive
         )
-        return [Factor.from_proto(f) for f in self._call(self._stub.ListFactors, req, timeout).factors]
+        response = self._call(self._stub.ListFactors, req, timeout)
+        return [Factor.from_proto(f) for f in response.factors]
 
     # -- plumbing ----------------------------------------------------------------
     def _call(self, method: Callable[..., T], request: Any, timeout: float | None) -> T:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import cast
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -31,7 +32,7 @@ class ErrorReason(enum.Enum):
     BATCH_TOO_LARGE = "ERROR_REASON_BATCH_TOO_LARGE"
     OVERLOADED = "ERROR_REASON_OVERLOADED"
     STORE_UNAVAILABLE = "ERROR_REASON_STORE_UNAVAILABLE"
-    SECRET_UNAVAILABLE = "ERROR_REASON_SECRET_UNAVAILABLE"
+    SECRET_UNAVAILABLE = "ERROR_REASON_SECRET_UNAVAILABLE"  # noqa: S105 (a reason name)
     ENROLLMENT_EXPIRED = "ERROR_REASON_ENROLLMENT_EXPIRED"
     CODE_REQUIRED = "ERROR_REASON_CODE_REQUIRED"
     INTERNAL = "ERROR_REASON_INTERNAL"
@@ -74,12 +75,13 @@ class TotpdError(Exception):
         message = (err.details() if hasattr(err, "details") else "") or ""
         trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
         reason, metadata = ErrorReason.UNSPECIFIED, {}
-        for key, value in trailers or ():
+        pairs = cast("Iterable[tuple[str, bytes | str]]", trailers or ())
+        for key, value in pairs:
             if key != _DETAILS_KEY:
                 continue
             status = status_pb2.Status()
             try:
-                status.ParseFromString(value)
+                status.ParseFromString(value if isinstance(value, bytes) else value.encode())
             except Exception:  # a malformed trailer leaves the reason unspecified
                 break
             message = status.message or message
@@ -88,8 +90,9 @@ class TotpdError(Exception):
                 if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == DOMAIN:
                     reason, metadata = ErrorReason.parse(info.reason), dict(info.metadata)
                     break
-        return cls(code or grpc.StatusCode.UNKNOWN, reason, message, metadata.get("field", ""),
-                   metadata)
+        return cls(
+            code or grpc.StatusCode.UNKNOWN, reason, message, metadata.get("field", ""), metadata
+        )
 
     @classmethod
     def from_item_error(cls, code: int, reason_name: str, message: str, field: str) -> TotpdError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .errors import TotpdError
 from .v1 import factor_pb2
@@ -48,7 +48,7 @@ class Algorithm(enum.Enum):
 
 
 def _time(unix: int) -> datetime | None:
-    return datetime.fromtimestamp(unix, tz=timezone.utc) if unix else None
+    return datetime.fromtimestamp(unix, tz=UTC) if unix else None
 
 
 @dataclass(frozen=True, slots=True)
