@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
+import { type ChannelOptions, InterceptingCall, type Interceptor } from "@grpc/grpc-js";
 import { generateSync } from "otplib";
 import {
   Algorithm,
@@ -146,6 +147,21 @@ describe("TotpdClient against a real totpd", () => {
     });
   });
 
+  it("does not retry INVALID_ARGUMENT", async () => {
+    let attempts = 0;
+    const counter: Interceptor = (options, next) => {
+      attempts++;
+      return new InterceptingCall(next(options));
+    };
+    const c = new TotpdClient(server.target, {
+      insecure: true,
+      channelOptions: { interceptors: [counter] } as ChannelOptions,
+    });
+    await assert.rejects(c.verify(account("frank"), "12a456"), TotpdError);
+    assert.equal(attempts, 1);
+    c.close();
+  });
+
   it("reports an unknown factor as NOT_FOUND", async () => {
     await assert.rejects(client.getFactor(account("erin"), randomUUID()), (err: unknown) => {
       assert.ok(err instanceof TotpdError);
@@ -156,11 +172,17 @@ describe("TotpdClient against a real totpd", () => {
   });
 
   it("retries UNAVAILABLE, then rejects with it", async () => {
+    let attempts = 0;
+    const counter: Interceptor = (options, next) => {
+      attempts++;
+      return new InterceptingCall(next(options));
+    };
     const dead = new TotpdClient("127.0.0.1:1", {
       insecure: true,
       maxAttempts: 3,
       initialBackoffMs: 20,
       maxBackoffMs: 40,
+      channelOptions: { interceptors: [counter] } as ChannelOptions,
     });
     const t0 = Date.now();
     await assert.rejects(dead.verify("x", "123456"), (err: unknown) => {
@@ -170,6 +192,7 @@ describe("TotpdClient against a real totpd", () => {
       return true;
     });
     assert.ok(Date.now() - t0 >= 20, "no backoff happened");
+    assert.equal(attempts, 3);
     dead.close();
   });
 });
