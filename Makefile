@@ -43,13 +43,13 @@ typecheck: install
 	$(VENV)/bin/mypy --strict server/totpd
 
 proto: install
-	PATH=$(abspath $(VENV))/bin:$$PATH scripts/gen-proto.sh
+	PATH=$(abspath $(VENV))/bin:$$PATH proto/generate.sh
 
 proto-check: install
-	PATH=$(abspath $(VENV))/bin:$$PATH scripts/check-proto.sh
+	PATH=$(abspath $(VENV))/bin:$$PATH proto/check.sh
 
 postgres:
-	scripts/ensure-postgres.sh
+	tests/ensure-postgres.sh
 
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI check for the API contract (what `make proto-check` / .ci/run call):
 #   1. buf lint
-#   2. regenerate every language (scripts/gen-proto.sh) and fail on any
+#   2. regenerate every language (proto/generate.sh) and fail on any
 #      difference from what is committed (git diff --exit-code)
 #   3. buf breaking: proto/ against the previous commit (or against
 #      $PROTO_BASE_REF, e.g. origin/main). Skipped with a message when git has
@@ -9,17 +9,17 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-BUF="$ROOT/tools/buf/node_modules/.bin/buf"
+BUF="$ROOT/proto/tools/node_modules/.bin/buf"
 log() { printf 'check-proto: %s\n' "$*" >&2; }
 
 GENERATED=(server/totpd/v1 clients/python/src/totpd_client/v1 clients/go/totpdv1 clients/node/src/gen)
 
-scripts/gen-proto.sh   # installs the pinned tools, runs buf lint, regenerates
+proto/generate.sh   # installs the pinned tools, runs buf lint, regenerates
 
 # Generated files must match the committed ones, and nothing new may appear.
 if ! git diff --exit-code --stat -- "${GENERATED[@]}"; then
   git diff -- "${GENERATED[@]}" | head -200
-  log "generated code is stale: run 'make proto' (scripts/gen-proto.sh) and commit the result"
+  log "generated code is stale: run 'make proto' (proto/generate.sh) and commit the result"
   exit 1
 fi
 untracked="$(git ls-files --others --exclude-standard -- "${GENERATED[@]}")"
