@@ -25,6 +25,7 @@ void totpd_sha512(const uint8_t *msg, size_t len, uint8_t out[64]);
 extern const uint32_t totpd_sha1_iv[5];
 extern const uint32_t totpd_sha256_iv[8];
 extern const uint64_t totpd_sha512_iv[8];
+extern const uint64_t totpd_sha512_k[80];
 
 #if defined(__x86_64__) || defined(__i386__)
 #define TOTPD_X86 1
@@ -39,6 +40,25 @@ void totpd_sha1_compress_avx2_x8(uint32_t state[40], const uint32_t block[128]);
 /* Same lanes and layout, with AVX-512VL (vprold, vpternlogd) on 256-bit vectors. */
 void totpd_sha1_compress_avx512_x8(uint32_t state[40], const uint32_t block[128]);
 typedef void (*totpd_x8_fn)(uint32_t state[40], const uint32_t block[128]);
+
+/* Fused AVX-512 (F, VL, BW) kernels on 512-bit registers (sha_avx512.c).
+ * verify: up to 16 SHA-1 pairs (8 SHA-512 pairs) pairs[0..n), everything
+ * from the pad states in scratch to out[pairs[l]]; lanes beyond n repeat
+ * lane 0 and are not written.
+ * prepare: the pad states of keys which[0..n) (SHA-1 keys <= 64 bytes,
+ * SHA-512 keys <= 128 bytes) into their scratch slots. */
+void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
+                           const uint64_t *counters, const uint32_t *key_index,
+                           const uint32_t *codes, const uint32_t *pairs, int n, uint32_t window,
+                           int64_t *out);
+void totpd_sha1_prepare_x16(const uint8_t *keys, const uint32_t *key_offsets,
+                            const uint32_t *which, int n, uint64_t *scratch);
+void totpd_sha512_verify_x8(const uint64_t *scratch, const uint8_t *digits,
+                            const uint64_t *counters, const uint32_t *key_index,
+                            const uint32_t *codes, const uint32_t *pairs, int n, uint32_t window,
+                            int64_t *out);
+void totpd_sha512_prepare_x8(const uint8_t *keys, const uint32_t *key_offsets,
+                             const uint32_t *which, int n, uint64_t *scratch);
 #endif
 
 static inline uint32_t totpd_load_be32(const uint8_t *p) {

@@ -29,7 +29,7 @@ static const uint32_t K256[64] = {
     0x748f82eeu, 0x78a5636fu, 0x84c87814u, 0x8cc70208u, 0x90befffau, 0xa4506cebu, 0xbef9a3f7u,
     0xc67178f2u};
 
-static const uint64_t K512[80] = {
+const uint64_t totpd_sha512_k[80] = {
     0x428a2f98d728ae22ull, 0x7137449123ef65cdull, 0xb5c0fbcfec4d3b2full, 0xe9b5dba58189dbbcull,
     0x3956c25bf348b538ull, 0x59f111f1b605d019ull, 0x923f82a4af194f9bull, 0xab1c5ed5da6d8118ull,
     0xd807aa98a3030242ull, 0x12835b0145706fbeull, 0x243185be4ee4b28cull, 0x550c7dc3d5ffb4e2ull,
@@ -157,7 +157,7 @@ void totpd_sha512_compress_portable(uint64_t state[8], const uint64_t block[16])
         w[t & 15] = wt;
         uint64_t S1 = ror64(e, 14) ^ ror64(e, 18) ^ ror64(e, 41);
         uint64_t ch = (e & f) ^ (~e & g);
-        uint64_t t1 = h + S1 + ch + K512[t] + wt;
+        uint64_t t1 = h + S1 + ch + totpd_sha512_k[t] + wt;
         uint64_t S0 = ror64(a, 28) ^ ror64(a, 34) ^ ror64(a, 39);
         uint64_t maj = (a & b) ^ (a & c) ^ (b & c);
         uint64_t t2 = S0 + maj;

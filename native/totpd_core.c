@@ -55,6 +55,7 @@ static inline uint32_t reduce_digits(uint32_t bin, uint8_t digits) {
 typedef struct {
     int path;
     int sha1_x8; /* SHA-1 verification through an 8-lane kernel */
+    int zmm;     /* SHA-1 16-lane and SHA-512 8-lane fused AVX-512 kernels */
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
     totpd_x8_fn x8;
 #endif
@@ -63,7 +64,8 @@ typedef struct {
 } impl_t;
 
 /* CPU features, probed once: CPUID traps to the hypervisor in a VM, so it is
- * far too slow to run per call. Bit 0: probed, 1: SHA-NI, 2: AVX2, 3: AVX-512VL. */
+ * far too slow to run per call. Bit 0: probed, 1: SHA-NI, 2: AVX2, 3: AVX-512VL,
+ * 4: AVX-512BW (with F and VL). */
 static atomic_int g_cpu_features = 0;
 
 static int cpu_features(void) {
@@ -79,6 +81,7 @@ static int cpu_features(void) {
     if (__builtin_cpu_supports("avx2")) f |= 4;
     if ((f & 4) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
         f |= 8;
+    if ((f & 8) && __builtin_cpu_supports("avx512bw")) f |= 16;
 #endif
     atomic_store_explicit(&g_cpu_features, f, memory_order_relaxed);
     return f;
@@ -87,6 +90,7 @@ static int cpu_features(void) {
 static int cpu_has_shani(void) { return (cpu_features() & 2) != 0; }
 static int cpu_has_avx2(void) { return (cpu_features() & 4) != 0; }
 static int cpu_has_avx512(void) { return (cpu_features() & 8) != 0; }
+static int cpu_has_avx512bw(void) { return (cpu_features() & 16) != 0; }
 
 int totpd_path_supported(int path) {
     switch (path) {
@@ -95,6 +99,7 @@ int totpd_path_supported(int path) {
         case TOTPD_PATH_SHANI: return cpu_has_shani();
         case TOTPD_PATH_AVX2: return cpu_has_avx2();
         case TOTPD_PATH_AVX512: return cpu_has_avx512();
+        case TOTPD_PATH_AVX512X16: return cpu_has_avx512bw();
         default: return 0;
     }
 }
@@ -102,6 +107,7 @@ int totpd_path_supported(int path) {
 /* Best path measured on the reference machine: AVX2 8-lane SHA-1 beats a
  * single SHA-NI stream; SHA-256 uses SHA-NI on either path. */
 static int best_path(void) {
+    if (cpu_has_avx512bw()) return TOTPD_PATH_AVX512X16;
     if (cpu_has_avx512()) return TOTPD_PATH_AVX512;
     if (cpu_has_avx2()) return TOTPD_PATH_AVX2;
     if (cpu_has_shani()) return TOTPD_PATH_SHANI;
@@ -112,7 +118,8 @@ static atomic_int g_default_path = 0; /* 0: not chosen yet, resolves to auto */
 
 int totpd_set_default_path(int path) {
     if (path == TOTPD_PATH_AUTO) path = best_path();
-    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX512 || !totpd_path_supported(path))
+    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX512X16 ||
+        !totpd_path_supported(path))
         return TOTPD_ERR_PATH;
     atomic_store(&g_default_path, path);
     return TOTPD_OK;
@@ -132,16 +139,24 @@ int totpd_default_path(void) {
 static int resolve_impl(int path, impl_t *im) {
     if (path < 0) path = totpd_default_path();
     if (path == TOTPD_PATH_AUTO) path = best_path();
-    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX512 || !totpd_path_supported(path))
+    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX512X16 ||
+        !totpd_path_supported(path))
         return TOTPD_ERR_PATH;
     im->path = path;
     im->sha1_x8 = 0;
+    im->zmm = 0;
     im->sha1 = totpd_sha1_compress_portable;
     im->sha256 = totpd_sha256_compress_portable;
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
     if (path == TOTPD_PATH_SHANI) {
         im->sha1 = totpd_sha1_compress_shani;
         im->sha256 = totpd_sha256_compress_shani;
+    } else if (path == TOTPD_PATH_AVX512X16) {
+        im->zmm = 1;
+        if (cpu_has_shani()) {
+            im->sha1 = totpd_sha1_compress_shani;
+            im->sha256 = totpd_sha256_compress_shani;
+        }
     } else if (path == TOTPD_PATH_AVX2 || path == TOTPD_PATH_AVX512) {
         im->sha1_x8 = 1;
         im->x8 = path == TOTPD_PATH_AVX2 ? totpd_sha1_compress_avx2_x8
@@ -446,12 +461,28 @@ int totpd_prepare_keys(const uint8_t *keys, uint32_t keys_len, const uint32_t *k
     if ((rc = check_table(algorithms, NULL, NULL, n_keys, 0)) != TOTPD_OK) return rc;
     if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
-    uint32_t lanes[8];
-    int n_lanes = 0;
+    uint32_t lanes[8], lanes16[16], lanes512[8];
+    int n_lanes = 0, n16 = 0, n512 = 0;
 #endif
     for (uint32_t i = first_key; i < end_key; i++) {
         uint32_t len = key_offsets[i + 1] - key_offsets[i];
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+        if (im.zmm && algorithms[i] == TOTPD_ALG_SHA1 && len <= 64) {
+            lanes16[n16++] = i;
+            if (n16 == 16) {
+                totpd_sha1_prepare_x16(keys, key_offsets, lanes16, 16, scratch);
+                n16 = 0;
+            }
+            continue;
+        }
+        if (im.zmm && algorithms[i] == TOTPD_ALG_SHA512 && len <= 128) {
+            lanes512[n512++] = i;
+            if (n512 == 8) {
+                totpd_sha512_prepare_x8(keys, key_offsets, lanes512, 8, scratch);
+                n512 = 0;
+            }
+            continue;
+        }
         if (im.sha1_x8 && algorithms[i] == TOTPD_ALG_SHA1 && len <= 64) {
             lanes[n_lanes++] = i;
             if (n_lanes == 8) {
@@ -466,6 +497,8 @@ int totpd_prepare_keys(const uint8_t *keys, uint32_t keys_len, const uint32_t *k
     }
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
     if (n_lanes > 0) prepare_sha1_x8(im.x8, keys, key_offsets, lanes, n_lanes, scratch);
+    if (n16 > 0) totpd_sha1_prepare_x16(keys, key_offsets, lanes16, n16, scratch);
+    if (n512 > 0) totpd_sha512_prepare_x8(keys, key_offsets, lanes512, n512, scratch);
 #endif
     return TOTPD_OK;
 }
@@ -484,13 +517,31 @@ int totpd_verify_prepared(const uint64_t *scratch, const uint8_t *algorithms,
     if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
 
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
-    uint32_t lanes[8];
-    int n_lanes = 0;
+    uint32_t lanes[8], lanes16[16], lanes512[8];
+    int n_lanes = 0, n16 = 0, n512 = 0;
 #endif
     for (uint32_t j = 0; j < n_pairs; j++) {
         uint32_t k = key_index[j];
         uint8_t alg = algorithms[k];
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+        if (im.zmm && alg == TOTPD_ALG_SHA1) {
+            lanes16[n16++] = j;
+            if (n16 == 16) {
+                totpd_sha1_verify_x16(scratch, digits, counters, key_index, codes, lanes16, 16,
+                                      window, out_matched);
+                n16 = 0;
+            }
+            continue;
+        }
+        if (im.zmm && alg == TOTPD_ALG_SHA512) {
+            lanes512[n512++] = j;
+            if (n512 == 8) {
+                totpd_sha512_verify_x8(scratch, digits, counters, key_index, codes, lanes512, 8,
+                                       window, out_matched);
+                n512 = 0;
+            }
+            continue;
+        }
         if (im.sha1_x8 && alg == TOTPD_ALG_SHA1) {
             lanes[n_lanes++] = j;
             if (n_lanes == 8) {
@@ -509,6 +560,12 @@ int totpd_verify_prepared(const uint64_t *scratch, const uint8_t *algorithms,
     if (n_lanes > 0)
         verify_sha1_x8(im.x8, scratch, digits, counters, key_index, codes, lanes, n_lanes, window,
                        out_matched);
+    if (n16 > 0)
+        totpd_sha1_verify_x16(scratch, digits, counters, key_index, codes, lanes16, n16, window,
+                              out_matched);
+    if (n512 > 0)
+        totpd_sha512_verify_x8(scratch, digits, counters, key_index, codes, lanes512, n512, window,
+                               out_matched);
 #endif
     return TOTPD_OK;
 }

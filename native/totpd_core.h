@@ -50,6 +50,9 @@
 #define TOTPD_PATH_SHANI 2    /* SHA-NI for SHA-1 and SHA-256, portable SHA-512 */
 #define TOTPD_PATH_AVX2 3     /* SHA-1 8-lane AVX2; SHA-256 SHA-NI if present */
 #define TOTPD_PATH_AVX512 4   /* as AVX2, with AVX-512VL rotates and ternlog */
+/* AVX512X16: fused kernels on 512-bit registers, SHA-1 16 lanes and SHA-512
+ * 8 lanes (AVX-512F/VL/BW); SHA-256 SHA-NI if present. */
+#define TOTPD_PATH_AVX512X16 5
 
 /* One HOTP value (RFC 4226): the dynamic truncation modulo 10^digits.
  * path: TOTPD_PATH_* or -1 for the process default. */

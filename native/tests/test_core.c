@@ -157,7 +157,7 @@ static void test_path(int path) {
 int main(void) {
     int tested = 0;
     CHECK(totpd_set_default_path(99) == TOTPD_ERR_PATH);
-    for (int path = TOTPD_PATH_PORTABLE; path <= TOTPD_PATH_AVX512; path++) {
+    for (int path = TOTPD_PATH_PORTABLE; path <= TOTPD_PATH_AVX512X16; path++) {
         if (!totpd_path_supported(path)) {
             uint32_t code;
             CHECK(totpd_hotp((const uint8_t *)"k", 1, 1, 6, 0, path, &code) == TOTPD_ERR_PATH);

@@ -62,6 +62,7 @@ _PATHS: Final[dict[str, int]] = {
     "shani": int(lib.TOTPD_PATH_SHANI),
     "avx2": int(lib.TOTPD_PATH_AVX2),
     "avx512": int(lib.TOTPD_PATH_AVX512),
+    "avx512x16": int(lib.TOTPD_PATH_AVX512X16),
 }
 _PATH_NAMES: Final[dict[int, str]] = {v: k for k, v in _PATHS.items()}
 _DEFAULT: Final[int] = -1

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 NATIVE = Path(__file__).resolve().parents[2] / "native"
-SOURCES = ["totpd_core.c", "sha_portable.c", "sha_shani.c", "sha1_avx2.c", "tests/test_core.c"]
+SOURCES = [
+    "totpd_core.c",
+    "sha_portable.c",
+    "sha_shani.c",
+    "sha1_avx2.c",
+    "sha_avx512.c",
+    "tests/test_core.c",
+]
 FLAGS = [
     "-std=c11",
     "-O1",
