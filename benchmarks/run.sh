@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Run every benchmark suite: the C core's micro-benchmarks (benchmarks/core/), then the
+# service benchmarks (benchmarks/service/). Results land in benchmarks/results/
+# (core_*.json/png from the core suite, service.json, service.png, service_profile_*.txt).
+#
+#   benchmarks/run.sh [--quick] [--core-only | --service-only] [-- extra service args]
+#
+#   --quick          a short smoke run with tiny sizes (a minute or two, figures not meaningful)
+#   --core-only      only benchmarks/core
+#   --service-only   only benchmarks/service
+#   after --, arguments go to `python -m benchmarks.service` (e.g. -- --db postgresql)
+#
+# PYTHON picks the interpreter (default: .venv/bin/python if present, else python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+OUT=benchmarks/results
+quick=0 core=1 service=1
+service_args=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) quick=1 ;;
+        --core-only) service=0 ;;
+        --service-only) core=0 ;;
+        --) shift; service_args+=("$@"); break ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+mkdir -p "$OUT"
+
+if [[ $core -eq 1 ]]; then
+    if [[ -f benchmarks/core/run_core_bench.py ]]; then
+        echo "== core benchmarks (benchmarks/core) =="
+        core_args=(--out "$OUT")
+        [[ $quick -eq 1 ]] && core_args+=(--repeat 3)
+        "$PYTHON" benchmarks/core/run_core_bench.py "${core_args[@]}"
+    else
+        echo "run.sh: benchmarks/core/run_core_bench.py not found; skipping the core suite" >&2
+    fi
+fi
+
+if [[ $service -eq 1 ]]; then
+    echo "== service benchmarks (benchmarks/service) =="
+    [[ $quick -eq 1 ]] && service_args=(--quick "${service_args[@]}")
+    "$PYTHON" -m benchmarks.service --out "$OUT" "${service_args[@]}"
+fi

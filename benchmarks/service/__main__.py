@@ -1,0 +1,174 @@
+"""Run the service benchmarks: ``python -m benchmarks.service [--quick] [--db sqlite] ...``.
+
+Per database (SQLite file, throwaway PostgreSQL): seed the factors, start one
+`totpd serve` process per core, then measure BatchVerify against the database's
+own bulk UPDATE at each batch size, break one large call down by stage, and
+load unary Verify at several concurrency levels. Then the wire-shape figures.
+Writes <out>/service.json, <out>/service.png and <out>/service_profile_<db>.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.service import batch, breakdown, report, unary, wire
+from benchmarks.service.fixtures import (
+    ROOT,
+    FactorPool,
+    ServerProcess,
+    postgres_database,
+    seed_database,
+    sqlite_database,
+)
+from totpd import otp
+
+FULL: dict[str, Any] = {
+    "factors": 100_000,
+    "batches": [1_000, 10_000],
+    "repeat": 5,
+    "breakdown_repeat": 3,
+    "levels": [1, 4, 16, 64],
+    "seconds": 8.0,
+    "wire_items": 10_000,
+}
+QUICK: dict[str, Any] = {
+    "factors": 20_000,
+    "batches": [100, 1_000],
+    "repeat": 2,
+    "breakdown_repeat": 1,
+    "levels": [1, 8],
+    "seconds": 2.0,
+    "wire_items": 10_000,
+}
+
+
+def _log(message: str) -> None:
+    print(f"[service-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_database(name: str, config: dict[str, Any], out: Path, unary_on: bool) -> dict[str, Any]:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"totpd-bench-{name}-"))
+    opener = sqlite_database(data_dir) if name == "sqlite" else postgres_database()
+    servers: list[ServerProcess] = []
+    try:
+        with opener as database:
+            _log(f"{name}: seeding {config['factors']:,} factors")
+            seeded = seed_database(database, data_dir, config["factors"])
+            pool = FactorPool(seeded)
+            processes = os.cpu_count() or 1
+            for k in range(processes):
+                server = ServerProcess(data_dir, database.url, name=f"totpd-{k}")
+                server.start()
+                servers.append(server)
+            addresses = [server.address for server in servers]
+            _log(f"{name}: servers at {', '.join(addresses)}")
+
+            rows = []
+            for n in config["batches"]:
+                _log(f"{name}: BatchVerify x{n}")
+                service = batch.run_service(addresses[0], pool, n, config["repeat"], servers[0].pid)
+                consume = batch.run_database(
+                    database, pool, n, config["repeat"], with_reserve=False
+                )
+                both = batch.run_database(database, pool, n, config["repeat"], with_reserve=True)
+                rows.append(
+                    {
+                        "batch": n,
+                        "service": service,
+                        "db_consume": consume,
+                        "db_reserve_consume": both,
+                        "ratio_vs_consume": service["rate"] / consume["rate"],
+                        "ratio_vs_reserve_consume": service["rate"] / both["rate"],
+                    }
+                )
+
+            n = max(config["batches"])
+            _log(f"{name}: stage breakdown of a {n}-item call")
+            parts = breakdown.run_breakdown(database, data_dir, pool, n, config["breakdown_repeat"])
+            (out / f"service_profile_{name}.txt").write_text(parts.pop("profile_top"))
+
+            levels = []
+            if unary_on:
+                for concurrency in config["levels"]:
+                    _log(f"{name}: unary Verify, {concurrency} in flight")
+                    levels.append(
+                        unary.run_level(
+                            addresses,
+                            [server.pid for server in servers],
+                            pool,
+                            concurrency,
+                            config["seconds"],
+                            max_rate=6000.0,
+                        )
+                    )
+            return {
+                "factors": config["factors"],
+                "seed_s": seeded.seconds,
+                "server_processes": len(servers),
+                "batch": rows,
+                "breakdown": parts,
+                "unary": levels,
+                "pool_waited_s": pool.waited_seconds,
+            }
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.service", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument(
+        "--db",
+        action="append",
+        choices=["sqlite", "postgresql"],
+        help="database(s) to run (default: both)",
+    )
+    parser.add_argument("--factors", type=int, help="override the number of seeded factors")
+    parser.add_argument("--no-unary", action="store_true", help="skip the unary load runs")
+    parser.add_argument("--no-wire", action="store_true", help="skip the wire-shape figures")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    config = dict(QUICK if args.quick else FULL)
+    if args.factors:
+        config["factors"] = args.factors
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    results: dict[str, Any] = {
+        "meta": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "quick": args.quick,
+            "config": config,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "cpu_path": otp.cpu_path(),
+        },
+        "databases": {},
+    }
+    for name in args.db or ["sqlite", "postgresql"]:
+        results["databases"][name] = run_database(name, config, args.out, not args.no_unary)
+    if not args.no_wire:
+        _log("wire shape")
+        results["wire"] = wire.measure(config["wire_items"], 3 if args.quick else 7)
+
+    print(report.table(results))
+    json_path = args.out / "service.json"
+    report.write_json(results, json_path)
+    png_path = args.out / "service.png"
+    plotted = report.plot(results, png_path)
+    print(f"\nwrote {json_path}" + (f" and {png_path}" if plotted else " (no matplotlib: no PNG)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

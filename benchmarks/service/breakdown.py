@@ -1,0 +1,303 @@
+"""Where one BatchVerify call spends its time, measured in-process.
+
+The benchmark builds the server's own objects (`MfaService` on `FactorStore`, the
+keyring, `TotpServicer`) against the same database and runs one call the way grpc
+would: parse the request bytes, call the servicer, serialize the response. Each
+stage is timed by wrapping the server's functions from the outside (no server
+code changes); the wrappers cost well under a microsecond per call. Stages:
+
+  parse            BatchVerifyRequest.FromString
+  to_domain        servicer: proto items -> VerifyItem (convert.verify_item)
+  validate         service: VerifyItem -> CodeCheck, code shape checks
+  reserve_update   FactorStore.reserve_attempts (SQL + result rows -> ReservedFactor)
+  decrypt          Keyring.open, AES-256-GCM per factor
+  key_table        KeyTable.add per factor
+  c_verify         otp.verify_batch (the C core)
+  consume_update   FactorStore.consume_steps
+  reset_update     FactorStore.reset_failures
+  engine_glue      the rest of CodeChecker (grouping, matching, results in Python)
+  response_build   servicer: domain results -> BatchVerifyResponse
+  serialize        BatchVerifyResponse.SerializeToString
+
+Inside the two UPDATEs, `*_sql_exec` is the time spent in the DB-API cursor's
+execute and fetch (the database and the driver); the rest of the stage is
+SQLAlchemy (statement construction, compilation, result processing).
+``gc_pauses`` is the time the cyclic garbage collector ran during the call; it
+is already inside whichever stage allocated, so it is not added to the total.
+
+It runs in a child process (``python -m benchmarks.service.breakdown``) that holds
+only what a server holds, so garbage-collection pauses are the server's, not
+those of the benchmark's heap with 100k secrets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import gc
+import io
+import json
+import pstats
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from benchmarks.service.batch import batch_request
+from benchmarks.service.fixtures import ROOT, Database, FactorPool, make_keyring
+from totpd import otp
+from totpd.rpc import convert
+from totpd.rpc.servicer import TotpServicer
+from totpd.service.mfa import MfaService
+from totpd.service.policy import Policy
+from totpd.store import FactorStore, open_engine
+from totpd.v1 import totp_service_pb2 as pb
+
+STAGES = (
+    "parse",
+    "to_domain",
+    "validate",
+    "reserve_update",
+    "decrypt",
+    "key_table",
+    "c_verify",
+    "consume_update",
+    "reset_update",
+    "engine_glue",
+    "response_build",
+    "serialize",
+)
+
+
+class _Timers:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        seconds = self.seconds
+        clock = time.perf_counter
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[name] += clock() - started
+
+        return timed
+
+
+@contextlib.contextmanager
+def _patched(target: Any, name: str, value: Any) -> Iterator[None]:
+    original = getattr(target, name)
+    setattr(target, name, value)
+    try:
+        yield
+    finally:
+        setattr(target, name, original)
+
+
+class InProcessServer:
+    """The server's objects in this process, on the benchmark database."""
+
+    def __init__(self, database_url: str, data_dir: Path) -> None:
+        self.engine = open_engine(database_url)
+        self.store = FactorStore(self.engine)
+        self.keyring = make_keyring(data_dir)
+        self.service = MfaService(self.store, self.keyring, Policy(), time.time)
+        self.servicer = TotpServicer(self.service)
+
+    def call(self, data: bytes) -> bytes:
+        request = pb.BatchVerifyRequest.FromString(data)
+        return self.servicer.BatchVerify(request, None).SerializeToString()  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
+    """One call with every stage timed; returns seconds per stage and the total."""
+    timers = _Timers()
+    seconds = timers.seconds
+    store = server.store
+    service = server.service
+    checker = service._checker
+    sql_stage: list[str] = ["other_sql"]
+
+    def before(
+        conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any
+    ) -> None:
+        context._bench_started = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any) -> None:
+        seconds[sql_stage[0] + "_sql_exec"] += time.perf_counter() - context._bench_started
+
+    def in_stage(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            sql_stage[0] = name
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                sql_stage[0] = "other_sql"
+
+        return timers.wrap(name, run)
+
+    event.listen(server.engine, "before_cursor_execute", before)
+    event.listen(server.engine, "after_cursor_execute", after)
+    with contextlib.ExitStack() as stack:
+        for method, stage in (
+            ("reserve_attempts", "reserve_update"),
+            ("consume_steps", "consume_update"),
+            ("reset_failures", "reset_update"),
+        ):
+            stack.enter_context(_patched(store, method, in_stage(stage, getattr(store, method))))
+        stack.enter_context(
+            _patched(server.keyring, "open", timers.wrap("decrypt", server.keyring.open))
+        )
+        stack.enter_context(
+            _patched(otp.KeyTable, "add", timers.wrap("key_table", otp.KeyTable.add))
+        )
+        stack.enter_context(
+            _patched(otp, "verify_batch", timers.wrap("c_verify", otp.verify_batch))
+        )
+        stack.enter_context(
+            _patched(convert, "verify_item", timers.wrap("to_domain", convert.verify_item))
+        )
+        stack.enter_context(
+            _patched(service, "verify_batch", timers.wrap("service", service.verify_batch))
+        )
+        stack.enter_context(
+            _patched(checker, "check_many", timers.wrap("check_many", checker.check_many))
+        )
+
+        gc_started: list[float] = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                gc_started[0] = time.perf_counter()
+            else:
+                seconds["gc_pauses"] += time.perf_counter() - gc_started[0]
+
+        gc.callbacks.append(on_gc)
+        stack.callback(gc.callbacks.remove, on_gc)
+        started = time.perf_counter()
+        request = timers.wrap("parse", pb.BatchVerifyRequest.FromString)(data)
+        response = timers.wrap("servicer", server.servicer.BatchVerify)(request, None)
+        timers.wrap("serialize", response.SerializeToString)()
+        total = time.perf_counter() - started
+    event.remove(server.engine, "before_cursor_execute", before)
+    event.remove(server.engine, "after_cursor_execute", after)
+
+    out = {name: seconds.get(name, 0.0) for name in STAGES}
+    out["validate"] = seconds["service"] - seconds["check_many"]
+    out["engine_glue"] = seconds["check_many"] - sum(
+        seconds[name]
+        for name in (
+            "reserve_update",
+            "decrypt",
+            "key_table",
+            "c_verify",
+            "consume_update",
+            "reset_update",
+        )
+    )
+    out["response_build"] = seconds["servicer"] - seconds["service"] - seconds["to_domain"]
+    for name in ("reserve_update", "consume_update", "reset_update", "other"):
+        key = name + "_sql_exec"
+        if key in seconds:
+            out[key] = seconds[key]
+    out["gc_pauses"] = seconds.get("gc_pauses", 0.0)
+    out["total"] = total
+    return out
+
+
+def run_breakdown(
+    database: Database, data_dir: Path, pool: FactorPool, n: int, repeat: int
+) -> dict[str, Any]:
+    """Write the requests, run the child process, return its measurements."""
+    requests = data_dir / f"breakdown-{database.name}-{n}"
+    requests.mkdir(parents=True, exist_ok=True)
+    # warm-up, `repeat` plain calls, `repeat` timed-by-stage calls, one profiled call
+    for i in range(2 * repeat + 2):
+        data = batch_request(pool, pool.take(n)).SerializeToString()
+        (requests / f"{i:03d}.bin").write_bytes(data)
+    out = requests / "result.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.service.breakdown",
+            "--database-url",
+            database.url,
+            "--data-dir",
+            str(data_dir),
+            "--requests",
+            str(requests),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def _measure(database_url: str, data_dir: Path, requests: list[bytes]) -> dict[str, Any]:
+    repeat = (len(requests) - 2) // 2
+    server = InProcessServer(database_url, data_dir)
+    n = len(pb.BatchVerifyRequest.FromString(requests[0]).items)
+    try:
+        server.call(requests[0])  # warm-up
+        plain: list[float] = []
+        for data in requests[1 : 1 + repeat]:
+            started = time.perf_counter()
+            server.call(data)
+            plain.append(time.perf_counter() - started)
+        staged = [stage_times(server, data) for data in requests[1 + repeat : 1 + 2 * repeat]]
+        profile = _profile(server, requests[-1])
+    finally:
+        server.close()
+    keys = staged[0].keys()
+    median = {k: sorted(s[k] for s in staged)[len(staged) // 2] for k in keys}
+    return {
+        "batch": n,
+        "calls": repeat,
+        "uninstrumented_median_s": sorted(plain)[len(plain) // 2],
+        "stages_median_s": median,
+        "profile_top": profile,
+    }
+
+
+def _profile(server: InProcessServer, data: bytes) -> str:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    server.call(data)
+    profiler.disable()
+    buffer = io.StringIO()
+    stats = pstats.Stats(profiler, stream=buffer)
+    stats.sort_stats("tottime").print_stats(25)
+    return buffer.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="stage breakdown of BatchVerify (child process)")
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--requests", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    requests = [path.read_bytes() for path in sorted(args.requests.glob("*.bin"))]
+    result = _measure(args.database_url, args.data_dir, requests)
+    args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

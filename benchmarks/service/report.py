@@ -1,0 +1,163 @@
+"""Terminal table, JSON file and PNG plot for the service benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+BATCH_TARGET = 0.70  # BatchVerify >= 70% of the database's own bulk-update throughput
+UNARY_RPS_TARGET = 2000.0
+UNARY_P99_TARGET_MS = 20.0
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _ms(seconds: float) -> str:
+    return f"{1000 * seconds:,.1f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    lines: list[str] = []
+    for name, db in results["databases"].items():
+        lines.append(
+            f"\n== {name}: {db['factors']:,} active factors (seeded in {db['seed_s']:.1f} s) =="
+        )
+        lines.append(
+            f"{'batch':>7} {'service/s':>11} {'call ms':>8} {'db 1-UPDATE/s':>14}"
+            f" {'db 2-UPDATE/s':>14} {'svc/db1':>8} {'svc/db2':>8} {'valid':>6}"
+        )
+        for row in db["batch"]:
+            service, one, two = row["service"], row["db_consume"], row["db_reserve_consume"]
+            lines.append(
+                f"{row['batch']:>7,} {_rate(service['rate']):>11} {_ms(service['median_s']):>8}"
+                f" {_rate(one['rate']):>14} {_rate(two['rate']):>14}"
+                f" {row['ratio_vs_consume']:>7.0%} {row['ratio_vs_reserve_consume']:>7.0%}"
+                f" {service['valid_fraction']:>6.0%}"
+            )
+        lines.append(f"   target: service >= {BATCH_TARGET:.0%} of db 1-UPDATE (svc/db1)")
+        breakdown = db.get("breakdown")
+        if breakdown:
+            stages = breakdown["stages_median_s"]
+            total = stages["total"]
+            lines.append(
+                f"\n   one {breakdown['batch']:,}-item call, in-process, median of"
+                f" {breakdown['calls']}: {_ms(total)} ms"
+                f" (uninstrumented {_ms(breakdown['uninstrumented_median_s'])} ms)"
+            )
+            for stage, seconds in stages.items():
+                if stage == "total":
+                    continue
+                note = ""
+                if stage.endswith("_sql_exec"):
+                    note = "  (inside the stage above: DB-API execute+fetch)"
+                elif stage == "gc_pauses":
+                    note = "  (inside the stages above)"
+                lines.append(f"   {stage:<24} {_ms(seconds):>8} ms {seconds / total:>5.0%}{note}")
+        if db.get("unary"):
+            lines.append(
+                f"\n   unary Verify, {db['unary'][0]['servers']} server processes"
+                f" (target >= {UNARY_RPS_TARGET:,.0f} req/s, p99 < {UNARY_P99_TARGET_MS:.0f} ms)"
+            )
+            lines.append(
+                f"   {'in-flight':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+                f" {'requests':>9} {'srv cpu':>8} {'cli cpu':>8}  verdicts"
+            )
+            for level in db["unary"]:
+                cpu = "+".join(f"{c:.1f}" for c in level["server_cpu_s"])
+                lines.append(
+                    f"   {level['concurrency']:>9} {level['rps']:>8,.0f} {level['p50_ms']:>8.1f}"
+                    f" {level['p99_ms']:>8.1f} {level['max_ms']:>8.1f} {level['requests']:>9,}"
+                    f" {cpu:>8} {level['client_cpu_s']:>8.1f}  {level['verdicts']}"
+                )
+    wire = results.get("wire")
+    if wire:
+        lines.append(
+            f"\n== wire shape, {wire['items']:,} items, protobuf {wire['protobuf_backend']} (ms) =="
+        )
+        lines.append(f"{'':<22} {'per-item':>9} {'columnar':>9}")
+        for key in ("server_parse_s", "server_respond_s", "client_build_s", "client_read_s"):
+            lines.append(
+                f"{key[:-2]:<22} {_ms(wire['per_item'][key]):>9} {_ms(wire['columnar'][key]):>9}"
+            )
+        for key in ("request_bytes", "response_bytes"):
+            lines.append(f"{key:<22} {wire['per_item'][key]:>9,} {wire['columnar'][key]:>9,}")
+        lines.append(
+            f"server parse+respond: per-item / columnar = {wire['server_side_ratio']:.1f}x"
+        )
+        for name, db in results["databases"].items():
+            big = [row for row in db["batch"] if row["batch"] == wire["items"]]
+            if big:
+                per_item = wire["per_item"]["server_parse_s"] + wire["per_item"]["server_respond_s"]
+                db_s = big[0]["db_consume"]["median_s"]
+                lines.append(
+                    f"{name}: per-item server parse+respond {_ms(per_item)} ms vs db 1-UPDATE"
+                    f" {_ms(db_s)} ms and the whole call {_ms(big[0]['service']['median_s'])} ms"
+                )
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=False))
+
+
+def plot(results: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    has_unary = any(db.get("unary") for db in results["databases"].values())
+    figure, axes = plt.subplots(1, 2 if has_unary else 1, figsize=(13 if has_unary else 7, 5))
+    left = axes[0] if has_unary else axes
+    styles = {"sqlite": "tab:blue", "postgresql": "tab:orange"}
+    for name, db in results["databases"].items():
+        sizes = [row["batch"] for row in db["batch"]]
+        color = styles.get(name, None)
+        left.plot(sizes, [r["service"]["rate"] for r in db["batch"]], "o-", color=color,
+                  label=f"{name}: BatchVerify end to end")  # fmt: skip
+        left.plot(sizes, [r["db_consume"]["rate"] for r in db["batch"]], "s--", color=color,
+                  label=f"{name}: db, 1 bulk UPDATE")  # fmt: skip
+        left.plot(sizes, [r["db_reserve_consume"]["rate"] for r in db["batch"]], "^:",
+                  color=color, label=f"{name}: db, reserve + consume UPDATEs")  # fmt: skip
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("items per call")
+    left.set_ylabel("verifications per second (median)")
+    left.set_title("BatchVerify vs the database's own bulk UPDATE")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    if has_unary:
+        right = axes[1]
+        twin = right.twinx()
+        for name, db in results["databases"].items():
+            levels = db.get("unary") or []
+            if not levels:
+                continue
+            color = styles.get(name, None)
+            xs = [level["concurrency"] for level in levels]
+            right.plot(xs, [level["rps"] for level in levels], "o-", color=color,
+                       label=f"{name}: req/s")  # fmt: skip
+            twin.plot(xs, [level["p99_ms"] for level in levels], "x:", color=color,
+                      label=f"{name}: p99 ms (right axis)")  # fmt: skip
+        twin.set_ylabel("p99 latency, ms (x, dotted)")
+        twin.axhline(UNARY_P99_TARGET_MS, color="grey", linewidth=0.8, linestyle=":")
+        right.axhline(UNARY_RPS_TARGET, color="grey", linewidth=0.8)
+        right.set_xscale("log", base=2)
+        right.set_xlabel("calls in flight")
+        right.set_ylabel("unary Verify requests per second")
+        right.set_title("unary Verify, one server process per core")
+        right.grid(True, alpha=0.3)
+        handles = right.get_legend_handles_labels()
+        twin_handles = twin.get_legend_handles_labels()
+        right.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
