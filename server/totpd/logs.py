@@ -18,6 +18,9 @@ _STANDARD_ATTRS: Final = frozenset(
     vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))
 ) | {"message", "asctime", "taskName"}
 
+# Libraries whose INFO lines say nothing an operator acts on.
+_QUIET_LOGGERS: Final = ("alembic.runtime.plugins",)
+
 LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FORMATS: Final = ("json", "text")
 
@@ -63,3 +66,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    for noisy in _QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from totpd import __version__, crypto
@@ -103,6 +104,19 @@ def ensure_key_file(settings: Settings) -> None:
     )
 
 
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """An unreachable database is an operator problem: one line, no traceback."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    try:
+        yield
+    except (OperationalError, DBAPIError) as error:
+        # The driver's own message (host, port, cause), never the SQL parameters.
+        cause = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        raise StartupError(f"cannot open the database: {cause}") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args, KEYS)
     configure_logging(settings.log_level, settings.log_format)
@@ -112,7 +126,8 @@ def _serve(args: argparse.Namespace) -> int:
     from totpd.rpc.server import ServerError, serve
 
     try:
-        service = build_service(settings)
+        with _database_errors():
+            service = build_service(settings)
         return serve(settings, service, ready_file=args.ready_file)
     except (crypto.KeyringError, ServerError) as error:
         raise StartupError(str(error)) from None
@@ -133,11 +148,12 @@ def _migrate(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     from totpd.store import migrate, open_engine
 
-    engine = open_engine(settings.resolved_database_url())
-    try:
-        migrate(engine)
-    finally:
-        engine.dispose()
+    with _database_errors():
+        engine = open_engine(settings.resolved_database_url())
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
     _log.info("database schema is up to date")
     return 0
 
