@@ -21,9 +21,6 @@ _STANDARD_ATTRS: Final = frozenset(
 # Libraries whose INFO lines say nothing an operator acts on.
 _QUIET_LOGGERS: Final = ("alembic.runtime.plugins",)
 
-LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-FORMATS: Final = ("json", "text")
-
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}

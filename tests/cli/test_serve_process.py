@@ -184,6 +184,31 @@ def test_bad_configuration_is_a_clear_startup_error(
     assert "TOTPD_MAX_WORKERS: max_workers: expected an integer" in result.stderr
 
 
+def test_config_file_is_read_and_validated(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    config = tmp_path / "totpd.toml"
+    config.write_text("[policy]\nwindow = 2\n", encoding="utf-8")
+    result = run_totpd("serve", "--config", str(config), env=subprocess_env)
+    assert (result.returncode, result.stderr.strip()) == (
+        2,
+        "totpd: error: policy: window must be 0 or 1",
+    )
+    env = {**subprocess_env, "TOTPD_CONFIG": str(config)}
+    assert "window must be 0 or 1" in run_totpd("serve", env=env).stderr
+    # A flag overrides the file: the error is now about the missing key file.
+    result = run_totpd(
+        "serve",
+        "--config",
+        str(config),
+        "--window",
+        "0",
+        "--data-dir",
+        str(tmp_path),
+        env=subprocess_env,
+    )
+    assert result.returncode == 2
+    assert "no key file" in result.stderr
+
+
 def test_address_in_use_is_a_clear_startup_error(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
