@@ -401,6 +401,23 @@ static void prepare_sha1_x8(totpd_x8_fn x8, const uint8_t *keys, const uint32_t 
 }
 #endif
 
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+/* Groups of at most this many pairs (keys) skip the 16-lane SHA-1 and 8-lane
+ * SHA-512 kernels for the scalar code: measured here, one SHA-NI stream wins
+ * below 5 SHA-1 lanes and the portable SHA-512 on a single lane. */
+static const int kScalarTail16 = 4;
+static const int kScalarTail8 = 1;
+
+/* The fused AVX-512 kernels keep pad states and digests in registers, but the
+ * compiler spills some of them into their stack frames (under 10 KiB). Called
+ * from the same frame that called the kernels, this overwrites that area. */
+__attribute__((noinline)) static void scrub_kernel_stack(void) {
+    uint8_t buf[16384];
+    explicit_bzero(buf, sizeof buf);
+    __asm__ __volatile__("" : : "r"(buf) : "memory");
+}
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Validation and public entry points.                                       */
 
@@ -462,7 +479,7 @@ int totpd_prepare_keys(const uint8_t *keys, uint32_t keys_len, const uint32_t *k
     if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
     uint32_t lanes[8], lanes16[16], lanes512[8];
-    int n_lanes = 0, n16 = 0, n512 = 0;
+    int n_lanes = 0, n16 = 0, n512 = 0, zmm_ran = 0;
 #endif
     for (uint32_t i = first_key; i < end_key; i++) {
         uint32_t len = key_offsets[i + 1] - key_offsets[i];
@@ -472,6 +489,7 @@ int totpd_prepare_keys(const uint8_t *keys, uint32_t keys_len, const uint32_t *k
             if (n16 == 16) {
                 totpd_sha1_prepare_x16(keys, key_offsets, lanes16, 16, scratch);
                 n16 = 0;
+                zmm_ran = 1;
             }
             continue;
         }
@@ -480,6 +498,7 @@ int totpd_prepare_keys(const uint8_t *keys, uint32_t keys_len, const uint32_t *k
             if (n512 == 8) {
                 totpd_sha512_prepare_x8(keys, key_offsets, lanes512, 8, scratch);
                 n512 = 0;
+                zmm_ran = 1;
             }
             continue;
         }
@@ -497,8 +516,28 @@ int totpd_prepare_keys(const uint8_t *keys, uint32_t keys_len, const uint32_t *k
     }
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
     if (n_lanes > 0) prepare_sha1_x8(im.x8, keys, key_offsets, lanes, n_lanes, scratch);
-    if (n16 > 0) totpd_sha1_prepare_x16(keys, key_offsets, lanes16, n16, scratch);
-    if (n512 > 0) totpd_sha512_prepare_x8(keys, key_offsets, lanes512, n512, scratch);
+    /* Short tails: a scalar stream beats a mostly idle 16 (8) lane kernel. */
+    if (n16 > kScalarTail16) {
+        totpd_sha1_prepare_x16(keys, key_offsets, lanes16, n16, scratch);
+        zmm_ran = 1;
+    } else {
+        for (int l = 0; l < n16; l++) {
+            uint32_t i = lanes16[l];
+            prepare_slot(keys + key_offsets[i], key_offsets[i + 1] - key_offsets[i],
+                         TOTPD_ALG_SHA1, &im, scratch + (size_t)i * TOTPD_PAD_SLOT_WORDS);
+        }
+    }
+    if (n512 > kScalarTail8) {
+        totpd_sha512_prepare_x8(keys, key_offsets, lanes512, n512, scratch);
+        zmm_ran = 1;
+    } else {
+        for (int l = 0; l < n512; l++) {
+            uint32_t i = lanes512[l];
+            prepare_slot(keys + key_offsets[i], key_offsets[i + 1] - key_offsets[i],
+                         TOTPD_ALG_SHA512, &im, scratch + (size_t)i * TOTPD_PAD_SLOT_WORDS);
+        }
+    }
+    if (zmm_ran) scrub_kernel_stack();
 #endif
     return TOTPD_OK;
 }
@@ -518,7 +557,7 @@ int totpd_verify_prepared(const uint64_t *scratch, const uint8_t *algorithms,
 
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
     uint32_t lanes[8], lanes16[16], lanes512[8];
-    int n_lanes = 0, n16 = 0, n512 = 0;
+    int n_lanes = 0, n16 = 0, n512 = 0, zmm_ran = 0;
 #endif
     for (uint32_t j = 0; j < n_pairs; j++) {
         uint32_t k = key_index[j];
@@ -530,6 +569,7 @@ int totpd_verify_prepared(const uint64_t *scratch, const uint8_t *algorithms,
                 totpd_sha1_verify_x16(scratch, digits, counters, key_index, codes, lanes16, 16,
                                       window, out_matched);
                 n16 = 0;
+                zmm_ran = 1;
             }
             continue;
         }
@@ -539,6 +579,7 @@ int totpd_verify_prepared(const uint64_t *scratch, const uint8_t *algorithms,
                 totpd_sha512_verify_x8(scratch, digits, counters, key_index, codes, lanes512, 8,
                                        window, out_matched);
                 n512 = 0;
+                zmm_ran = 1;
             }
             continue;
         }
@@ -560,12 +601,31 @@ int totpd_verify_prepared(const uint64_t *scratch, const uint8_t *algorithms,
     if (n_lanes > 0)
         verify_sha1_x8(im.x8, scratch, digits, counters, key_index, codes, lanes, n_lanes, window,
                        out_matched);
-    if (n16 > 0)
+    if (n16 > kScalarTail16) {
         totpd_sha1_verify_x16(scratch, digits, counters, key_index, codes, lanes16, n16, window,
                               out_matched);
-    if (n512 > 0)
+        zmm_ran = 1;
+    } else {
+        for (int l = 0; l < n16; l++) {
+            uint32_t j = lanes16[l], k = key_index[j];
+            out_matched[j] = verify_scalar(scratch + (size_t)k * TOTPD_PAD_SLOT_WORDS,
+                                           TOTPD_ALG_SHA1, digits[k], counters[k], codes[j],
+                                           window, &im);
+        }
+    }
+    if (n512 > kScalarTail8) {
         totpd_sha512_verify_x8(scratch, digits, counters, key_index, codes, lanes512, n512, window,
                                out_matched);
+        zmm_ran = 1;
+    } else {
+        for (int l = 0; l < n512; l++) {
+            uint32_t j = lanes512[l], k = key_index[j];
+            out_matched[j] = verify_scalar(scratch + (size_t)k * TOTPD_PAD_SLOT_WORDS,
+                                           TOTPD_ALG_SHA512, digits[k], counters[k], codes[j],
+                                           window, &im);
+        }
+    }
+    if (zmm_ran) scrub_kernel_stack();
 #endif
     return TOTPD_OK;
 }
