@@ -9,7 +9,7 @@ C return codes to :class:`NativeError`), and the friendly API below.
 * :func:`verify`, :func:`hotp` and :func:`totp` are the single-code conveniences.
 
 The C call releases the GIL; batches larger than :data:`THREAD_SPLIT` pairs are split
-across a thread pool. The CPU path (portable C, SHA-NI, AVX2) is chosen once at import,
+across a thread pool. The CPU path (portable C, SHA-NI, AVX2, AVX-512) is chosen once at import,
 from ``TOTPD_CPU_PATH`` (``auto`` by default); an unsupported forced path raises
 :class:`NativeError` at import.
 """
@@ -45,6 +45,9 @@ MIN_DIGITS: Final[int] = int(lib.TOTPD_MIN_DIGITS)
 MAX_DIGITS: Final[int] = int(lib.TOTPD_MAX_DIGITS)
 THREAD_SPLIT: Final[int] = 4096
 """Batches with more pairs than this are split across threads."""
+
+# os.cpu_count() reads sysfs on every call (about 6 us here): once, at import.
+_CPUS: Final[int] = os.cpu_count() or 1
 
 _PAD_SLOT_WORDS: Final[int] = int(lib.TOTPD_PAD_SLOT_WORDS)
 _U32_MAX: Final[int] = 0xFFFFFFFF
@@ -118,10 +121,13 @@ def _init_path() -> None:
 
 
 def cpu_path() -> str:
-    """The path dispatch chose for this process: "portable", "shani", "avx2" or "avx512".
+    """The path dispatch chose for this process: "portable", "shani", "avx2", "avx512"
+    or "avx512x16".
 
     On "avx2" and "avx512", SHA-1 runs 8 lanes at a time (the latter with AVX-512VL
     rotates and ternary logic) and scalar SHA-1/SHA-256 use SHA-NI where present.
+    "avx512x16" (the default where AVX-512BW exists) runs fused kernels on 512-bit
+    registers: SHA-1 16 lanes, SHA-512 8 lanes; short tails and SHA-256 go scalar.
     """
     return _PATH_NAMES[int(lib.totpd_default_path())]
 
@@ -257,9 +263,7 @@ def _pool() -> ThreadPoolExecutor:
     global _executor
     with _executor_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(
-                max_workers=os.cpu_count() or 1, thread_name_prefix="totpd-core"
-            )
+            _executor = ThreadPoolExecutor(max_workers=_CPUS, thread_name_prefix="totpd-core")
         return _executor
 
 
@@ -306,7 +310,7 @@ def verify_batch(
     idx_c = ffi.from_buffer("uint32_t[]", idx)
     cod_c = ffi.from_buffer("uint32_t[]", cod)
     out_c = ffi.from_buffer("int64_t[]", out)
-    n_threads = threads if threads is not None else (os.cpu_count() or 1)
+    n_threads = threads if threads is not None else _CPUS
 
     if n_threads <= 1 or n_pairs <= THREAD_SPLIT:
         rc = lib.totpd_verify_batch(
@@ -429,17 +433,35 @@ def verify(
     *,
     path: str | None = None,
 ) -> int | None:
-    """The matched step in ``[counter - window, counter + window]``, or None."""
-    buf = bytearray(key)
-    table = KeyTable()
+    """The matched step in ``[counter - window, counter + window]``, or None.
+
+    One pair straight to the C batch call over small cffi buffers (no
+    :class:`KeyTable`), so a single check stays a few microseconds.
+    """
+    alg = _alg_code(algorithm)
+    _check_digits(digits)
+    _check_counter(counter)
+    _check_window(window)
+    path_code = _path_code(path)
+    buf, cbuf = _owned_key(key)
+    n = len(buf)
     try:
-        table.add(buf, algorithm, digits, counter)
-        step = verify_batch(table, array("I", [0]), [code], window, threads=1, path=path)[0]
+        if n > _U32_MAX:
+            raise NativeError(int(lib.TOTPD_ERR_OFFSETS), "key buffer exceeds 4 GiB")
+        # u32: offsets[0..1], key index, code; u64: counter, then the pad slot.
+        u32 = ffi.new("uint32_t[4]", [0, n, 0, code if 0 <= code <= _U32_MAX else _NO_CODE])
+        u8 = ffi.new("uint8_t[2]", [alg, digits])
+        u64 = ffi.new("uint64_t[]", 1 + _PAD_SLOT_WORDS)
+        u64[0] = counter
+        out = ffi.new("int64_t[1]")
+        rc = lib.totpd_verify_batch(
+            cbuf, n, u32, u8, u8 + 1, u64, 1, u32 + 2, u32 + 3, 1, window, path_code, u64 + 1, out
+        )
+        _check(int(rc))
     finally:
-        table.wipe()
-        if buf:
-            lib.totpd_wipe(ffi.from_buffer(buf), len(buf))
-    return None if step < 0 else int(step)
+        lib.totpd_wipe(cbuf, n)
+    step = int(out[0])
+    return None if step < 0 else step
 
 
 _init_path()
