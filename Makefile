@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 NATIVE := $(wildcard native/*.c native/*.h) native/build_native.py
 
 .PHONY: all install run test test-python test-clients lint typecheck proto proto-check \
-        postgres bench clean
+        test-packages bench clean
 
 all: test
 
@@ -27,7 +27,7 @@ run: install
 	$(VENV)/bin/totpd serve --dev
 
 ## Everything CI checks: lint, types, the proto contract, all test suites.
-test: install lint typecheck proto-check postgres test-python test-clients
+test: install lint typecheck proto-check test-packages test-python test-clients
 
 test-python: install
 	$(PY) -m pytest
@@ -48,8 +48,8 @@ proto: install
 proto-check: install
 	PATH=$(abspath $(VENV))/bin:$$PATH proto/check.sh
 
-postgres:
-	tests/ensure-postgres.sh
+test-packages:
+	tests/ensure-test-packages.sh
 
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests use, if missing:
+#   postgresql  - server binaries; the tests start a throwaway server of their own
+#                 (tests/pg_server.py), nothing here starts a system-wide service
+#   zbar-tools  - zbarimg, which decodes the QR codes a person would scan
+set -euo pipefail
+missing=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+command -v zbarimg >/dev/null || missing+=(zbar-tools)
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+if [[ "$(id -u)" != 0 ]]; then
+  echo "ensure-test-packages: missing ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2
+  [[ "${CI:-}" == "true" ]] && exit 1
+  exit 0
+fi
+echo "ensure-test-packages: installing ${missing[*]} from Debian's packages" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
