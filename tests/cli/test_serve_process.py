@@ -190,7 +190,7 @@ def test_config_file_is_read_and_validated(tmp_path: Path, subprocess_env: dict[
     result = run_totpd("serve", "--config", str(config), env=subprocess_env)
     assert (result.returncode, result.stderr.strip()) == (
         2,
-        "totpd: error: policy: window must be 0 or 1",
+        "totpd: error: policy: window must be 0 or 1 (steps each side), got 2",
     )
     env = {**subprocess_env, "TOTPD_CONFIG": str(config)}
     assert "window must be 0 or 1" in run_totpd("serve", env=env).stderr

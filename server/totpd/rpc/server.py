@@ -55,6 +55,7 @@ def create_server(
         # First is outermost: the access log sees the status the error mapper set.
         interceptors=[AccessLogInterceptor(), ErrorInterceptor()],
         options=limits,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     totp_service_pb2_grpc.add_TotpServiceServicer_to_server(TotpServicer(service), server)
     health_servicer = health_servicer or health.HealthServicer()

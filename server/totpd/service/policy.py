@@ -24,16 +24,21 @@ class Policy:
     default_issuer: str = "totpd"
 
     def __post_init__(self) -> None:
+        """The one place the policy's bounds are checked (config errors quote these)."""
         if self.window not in (0, 1):
-            raise ValueError("window must be 0 or 1")
-        if not 1 <= self.backoff_after_failures <= self.lock_after_failures <= 1000:
-            raise ValueError("need 1 <= backoff_after_failures <= lock_after_failures <= 1000")
-        if self.backoff_base_seconds < 0 or self.lock_seconds < 1:
-            raise ValueError("backoff_base_seconds must be >= 0 and lock_seconds >= 1")
-        if self.max_factors_per_account < 1 or self.max_batch_items < 1:
-            raise ValueError("max_factors_per_account and max_batch_items must be >= 1")
-        if self.enrollment_ttl_seconds < 30:
-            raise ValueError("enrollment_ttl_seconds must be at least 30")
+            raise ValueError(f"window must be 0 or 1 (steps each side), got {self.window}")
+        _check_range("lock_after_failures", self.lock_after_failures, 1, 1000)
+        _check_range("backoff_after_failures", self.backoff_after_failures, 1, 1000)
+        _check_range("backoff_base_seconds", self.backoff_base_seconds, 0, 3600)
+        _check_range("lock_seconds", self.lock_seconds, 1, 7 * 86400)
+        _check_range("max_factors_per_account", self.max_factors_per_account, 1, 100)
+        _check_range("enrollment_ttl_seconds", self.enrollment_ttl_seconds, 30, 86400)
+        _check_range("max_batch_items", self.max_batch_items, 1, 1_000_000)
+        if self.backoff_after_failures > self.lock_after_failures:
+            raise ValueError("backoff_after_failures must not exceed lock_after_failures")
+        issuer = self.default_issuer
+        if not 1 <= len(issuer) <= 64 or ":" in issuer or not issuer.isprintable():
+            raise ValueError("default_issuer must be 1-64 printable characters without ':'")
 
     def wait_after(self, failures: int) -> int:
         """Seconds before the next attempt is compared, after `failures` in a row."""
@@ -47,3 +52,8 @@ class Policy:
 
     def attempts_left(self, failures: int) -> int:
         return max(0, self.lock_after_failures - failures)
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
