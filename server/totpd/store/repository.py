@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     Row,
     String,
+    Table,
     case,
     column,
     or_,
@@ -32,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.sql.selectable import CTE
+from sqlalchemy.types import TypeEngine
 
 from totpd.crypto import SealedSecret
 from totpd.store.models import LIVE_STATES, FactorRow
@@ -161,41 +164,42 @@ class FactorStore:
         expire). The requests must name distinct accounts, so no factor is
         counted twice. Returns the counted factors with their sealed secrets.
         """
-        counted = FactorRow.failed_attempts + 1
-        reserved: list[ReservedFactor | None] = []
-        with self._sessions.begin() as session:
-            for chunk in _chunks(requests):
-                wanted = (
-                    values(
-                        column("account_id", String),
-                        column("digits", Integer),
-                        column("factor_id", String),
-                        name="wanted",
-                    )
-                    .data([(r.account_id, r.digits, r.factor_id or "") for r in chunk])
-                    .cte("wanted")
+        counted = _FACTORS.c.failed_attempts + 1
+        base = (
+            update(_FACTORS)
+            .where(_FACTORS.c.state == state, _FACTORS.c.blocked_until <= now)
+            .values(failed_attempts=counted, blocked_until=_blocked_until(counted, now, schedule))
+            .returning(*_RESERVED_COLUMNS)
+        )
+        if state == "pending":
+            base = base.where(_FACTORS.c.expires_at > now)
+        statements = []
+        if len(requests) == 1:
+            # One request (every unary call): a plain statement SQLAlchemy caches.
+            (request,) = requests
+            single = base.where(
+                _FACTORS.c.account_id == request.account_id,
+                _FACTORS.c.digits == request.digits,
+            )
+            if request.factor_id is not None:
+                single = single.where(_FACTORS.c.id == request.factor_id)
+            statements.append(single)
+        for chunk in _chunks(requests) if len(requests) > 1 else ():
+            wanted = _rows_cte(
+                "wanted",
+                [("account_id", String), ("digits", Integer), ("factor_id", String)],
+                [(r.account_id, r.digits, r.factor_id or "") for r in chunk],
+            )
+            statements.append(
+                base.add_cte(wanted).where(
+                    _FACTORS.c.account_id == wanted.c.account_id,
+                    _FACTORS.c.digits == wanted.c.digits,
+                    or_(wanted.c.factor_id == "", _FACTORS.c.id == wanted.c.factor_id),
                 )
-                statement = (
-                    update(FactorRow)
-                    .add_cte(wanted)
-                    .where(
-                        FactorRow.account_id == wanted.c.account_id,
-                        FactorRow.digits == wanted.c.digits,
-                        or_(wanted.c.factor_id == "", FactorRow.id == wanted.c.factor_id),
-                        FactorRow.state == state,
-                        FactorRow.blocked_until <= now,
-                    )
-                    .values(
-                        failed_attempts=counted,
-                        blocked_until=_blocked_until(counted, now, schedule),
-                    )
-                    .returning(*_RESERVED_COLUMNS)
-                    .execution_options(synchronize_session=False)
-                )
-                if state == "pending":
-                    statement = statement.where(FactorRow.expires_at > now)
-                reserved.extend(_reserved(row) for row in session.execute(statement))
-        return [factor for factor in reserved if factor is not None]
+            )
+        with self._engine.begin() as connection:
+            rows = [row for statement in statements for row in connection.execute(statement)]
+        return [factor for factor in map(_reserved, rows) if factor is not None]
 
     def consume_steps(self, steps: Sequence[tuple[str, int]], *, state: str, now: int) -> set[str]:
         """Record each (factor, step) as used if the step is newer than the last one.
@@ -203,49 +207,46 @@ class FactorStore:
         Also resets the factor's failures; confirming a pending factor activates
         it in the same statement. Returns the factors whose step this call won.
         """
-        extra: dict[str, object] = {}
+        if not steps:
+            return set()
+        base = (
+            update(_FACTORS)
+            .where(_FACTORS.c.state == state)
+            .values(last_used_at=now, failed_attempts=0, blocked_until=0)
+            .returning(_FACTORS.c.id)
+        )
         if state == "pending":
-            extra = {"state": "active", "confirmed_at": now, "expires_at": None}
-        won: set[str] = set()
-        with self._sessions.begin() as session:
-            for chunk in _chunks(steps):
-                used = (
-                    values(column("factor_id", String), column("step", BigInteger), name="used")
-                    .data(list(chunk))
-                    .cte("used")
+            base = base.where(_FACTORS.c.expires_at > now).values(
+                state="active", confirmed_at=now, expires_at=None
+            )
+        statements = []
+        if len(steps) == 1:
+            ((factor_id, step),) = steps
+            statements.append(
+                base.where(_FACTORS.c.id == factor_id, _FACTORS.c.last_used_step < step).values(
+                    last_used_step=step
                 )
-                statement = (
-                    update(FactorRow)
-                    .add_cte(used)
-                    .where(
-                        FactorRow.id == used.c.factor_id,
-                        FactorRow.state == state,
-                        FactorRow.last_used_step < used.c.step,
-                    )
-                    .values(
-                        last_used_step=used.c.step,
-                        last_used_at=now,
-                        failed_attempts=0,
-                        blocked_until=0,
-                        **extra,
-                    )
-                    .returning(FactorRow.id)
-                    .execution_options(synchronize_session=False)
-                )
-                if state == "pending":
-                    statement = statement.where(FactorRow.expires_at > now)
-                won.update(session.scalars(statement))
-        return won
+            )
+        for chunk in _chunks(steps) if len(steps) > 1 else ():
+            used = _rows_cte("used", [("factor_id", String), ("step", BigInteger)], chunk)
+            statements.append(
+                base.add_cte(used)
+                .where(_FACTORS.c.id == used.c.factor_id, _FACTORS.c.last_used_step < used.c.step)
+                .values(last_used_step=used.c.step)
+            )
+        with self._engine.begin() as connection:
+            return {row.id for statement in statements for row in connection.execute(statement)}
 
     def reset_failures(self, factor_ids: Sequence[str]) -> None:
         """Clear the consecutive-failure count: the account proved possession."""
-        with self._sessions.begin() as session:
+        if not factor_ids:
+            return
+        with self._engine.begin() as connection:
             for chunk in _chunks(factor_ids):
-                session.execute(
-                    update(FactorRow)
-                    .where(FactorRow.id.in_(chunk))
+                connection.execute(
+                    update(_FACTORS)
+                    .where(_FACTORS.c.id.in_(chunk))
                     .values(failed_attempts=0, blocked_until=0)
-                    .execution_options(synchronize_session=False)
                 )
 
     # -- disable -----------------------------------------------------------
@@ -281,7 +282,7 @@ def _blocked_until(
     return case(
         (failures >= last, now + schedule.waits[last]),
         *waits,
-        else_=FactorRow.blocked_until,
+        else_=_FACTORS.c.blocked_until,
     )
 
 
@@ -289,18 +290,32 @@ def _blocked_until(
 # (SQLite: 32,766) with three parameters a row.
 _CHUNK = 4000
 
+# The hot statements run on the Core table: the ORM adds nothing to a bulk
+# UPDATE ... RETURNING but its per-statement bookkeeping.
+_FACTORS: Table = FactorRow.__table__  # type: ignore[assignment]
+
 _RESERVED_COLUMNS = (
-    FactorRow.id,
-    FactorRow.account_id,
-    FactorRow.algorithm,
-    FactorRow.digits,
-    FactorRow.period_seconds,
-    FactorRow.secret_key_id,
-    FactorRow.secret_nonce,
-    FactorRow.secret_ciphertext,
-    FactorRow.last_used_step,
-    FactorRow.failed_attempts,
+    _FACTORS.c.id,
+    _FACTORS.c.account_id,
+    _FACTORS.c.algorithm,
+    _FACTORS.c.digits,
+    _FACTORS.c.period_seconds,
+    _FACTORS.c.secret_key_id,
+    _FACTORS.c.secret_nonce,
+    _FACTORS.c.secret_ciphertext,
+    _FACTORS.c.last_used_step,
+    _FACTORS.c.failed_attempts,
 )
+
+
+def _rows_cte(
+    name: str, columns: Sequence[tuple[str, type[TypeEngine[Any]]]], rows: Sequence[tuple[Any, ...]]
+) -> CTE:
+    """`WITH name(columns) AS (VALUES ...)`: rows joined by a bulk UPDATE.
+
+    A CTE rather than `FROM (VALUES ...) AS v(cols)`, which SQLite cannot parse.
+    """
+    return values(*(column(n, t) for n, t in columns), name=name).data(list(rows)).cte(name)
 
 
 def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
