@@ -12,6 +12,7 @@ server processes sharing a database stay correct without locks in memory:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +25,8 @@ from sqlalchemy import (
     Row,
     String,
     Table,
+    Update,
+    bindparam,
     case,
     column,
     or_,
@@ -164,41 +167,35 @@ class FactorStore:
         expire). The requests must name distinct accounts, so no factor is
         counted twice. Returns the counted factors with their sealed secrets.
         """
-        counted = _FACTORS.c.failed_attempts + 1
-        base = (
-            update(_FACTORS)
-            .where(_FACTORS.c.state == state, _FACTORS.c.blocked_until <= now)
-            .values(failed_attempts=counted, blocked_until=_blocked_until(counted, now, schedule))
-            .returning(*_RESERVED_COLUMNS)
-        )
-        if state == "pending":
-            base = base.where(_FACTORS.c.expires_at > now)
-        statements = []
-        if len(requests) == 1:
-            # One request (every unary call): a plain statement SQLAlchemy caches.
-            (request,) = requests
-            single = base.where(
-                _FACTORS.c.account_id == request.account_id,
-                _FACTORS.c.digits == request.digits,
-            )
-            if request.factor_id is not None:
-                single = single.where(_FACTORS.c.id == request.factor_id)
-            statements.append(single)
-        for chunk in _chunks(requests) if len(requests) > 1 else ():
-            wanted = _rows_cte(
-                "wanted",
-                [("account_id", String), ("digits", Integer), ("factor_id", String)],
-                [(r.account_id, r.digits, r.factor_id or "") for r in chunk],
-            )
-            statements.append(
-                base.add_cte(wanted).where(
-                    _FACTORS.c.account_id == wanted.c.account_id,
-                    _FACTORS.c.digits == wanted.c.digits,
-                    or_(wanted.c.factor_id == "", _FACTORS.c.id == wanted.c.factor_id),
-                )
-            )
         with self._engine.begin() as connection:
-            rows = [row for statement in statements for row in connection.execute(statement)]
+            if len(requests) == 1:
+                (request,) = requests
+                statement = _reserve_one(state, schedule, request.factor_id is not None)
+                parameters = {
+                    "p_now": now,
+                    "p_account": request.account_id,
+                    "p_digits": request.digits,
+                    "p_factor": request.factor_id,
+                }
+                rows = list(connection.execute(statement, parameters))
+            else:
+                rows = []
+                for chunk in _chunks(requests):
+                    wanted = _rows_cte(
+                        "wanted",
+                        [("account_id", String), ("digits", Integer), ("factor_id", String)],
+                        [(r.account_id, r.digits, r.factor_id or "") for r in chunk],
+                    )
+                    statement = (
+                        _reserve_base(state, schedule)
+                        .add_cte(wanted)
+                        .where(
+                            _FACTORS.c.account_id == wanted.c.account_id,
+                            _FACTORS.c.digits == wanted.c.digits,
+                            or_(wanted.c.factor_id == "", _FACTORS.c.id == wanted.c.factor_id),
+                        )
+                    )
+                    rows.extend(connection.execute(statement, {"p_now": now}))
         return [factor for factor in map(_reserved, rows) if factor is not None]
 
     def consume_steps(self, steps: Sequence[tuple[str, int]], *, state: str, now: int) -> set[str]:
@@ -207,35 +204,28 @@ class FactorStore:
         Also resets the factor's failures; confirming a pending factor activates
         it in the same statement. Returns the factors whose step this call won.
         """
+        won: set[str] = set()
         if not steps:
-            return set()
-        base = (
-            update(_FACTORS)
-            .where(_FACTORS.c.state == state)
-            .values(last_used_at=now, failed_attempts=0, blocked_until=0)
-            .returning(_FACTORS.c.id)
-        )
-        if state == "pending":
-            base = base.where(_FACTORS.c.expires_at > now).values(
-                state="active", confirmed_at=now, expires_at=None
-            )
-        statements = []
-        if len(steps) == 1:
-            ((factor_id, step),) = steps
-            statements.append(
-                base.where(_FACTORS.c.id == factor_id, _FACTORS.c.last_used_step < step).values(
-                    last_used_step=step
-                )
-            )
-        for chunk in _chunks(steps) if len(steps) > 1 else ():
-            used = _rows_cte("used", [("factor_id", String), ("step", BigInteger)], chunk)
-            statements.append(
-                base.add_cte(used)
-                .where(_FACTORS.c.id == used.c.factor_id, _FACTORS.c.last_used_step < used.c.step)
-                .values(last_used_step=used.c.step)
-            )
+            return won
         with self._engine.begin() as connection:
-            return {row.id for statement in statements for row in connection.execute(statement)}
+            if len(steps) == 1:
+                ((factor_id, step),) = steps
+                parameters = {"p_now": now, "p_factor": factor_id, "p_step": step}
+                won.update(row.id for row in connection.execute(_consume_one(state), parameters))
+                return won
+            for chunk in _chunks(steps):
+                used = _rows_cte("used", [("factor_id", String), ("step", BigInteger)], chunk)
+                statement = (
+                    _consume_base(state)
+                    .add_cte(used)
+                    .where(
+                        _FACTORS.c.id == used.c.factor_id,
+                        _FACTORS.c.last_used_step < used.c.step,
+                    )
+                    .values(last_used_step=used.c.step)
+                )
+                won.update(row.id for row in connection.execute(statement, {"p_now": now}))
+        return won
 
     def reset_failures(self, factor_ids: Sequence[str]) -> None:
         """Clear the consecutive-failure count: the account proved possession."""
@@ -272,7 +262,7 @@ _ERASED_SECRET: dict[str, None] = {
 
 
 def _blocked_until(
-    failures: ColumnElement[int], now: int, schedule: AttemptSchedule
+    failures: ColumnElement[int], now: ColumnElement[int], schedule: AttemptSchedule
 ) -> ColumnElement[int]:
     """SQL for the new `blocked_until` after the `failures`-th consecutive failure."""
     last = len(schedule.waits) - 1
@@ -306,6 +296,62 @@ _RESERVED_COLUMNS = (
     _FACTORS.c.last_used_step,
     _FACTORS.c.failed_attempts,
 )
+
+
+# -- statements, built once per shape (SQLAlchemy then caches their SQL) ------
+
+_NOW = bindparam("p_now", type_=BigInteger)
+
+
+@functools.cache
+def _reserve_base(state: str, schedule: AttemptSchedule) -> Update:
+    counted = _FACTORS.c.failed_attempts + 1
+    statement = (
+        update(_FACTORS)
+        .where(_FACTORS.c.state == state, _FACTORS.c.blocked_until <= _NOW)
+        .values(failed_attempts=counted, blocked_until=_blocked_until(counted, _NOW, schedule))
+        .returning(*_RESERVED_COLUMNS)
+    )
+    if state == "pending":
+        statement = statement.where(_FACTORS.c.expires_at > _NOW)
+    return statement
+
+
+@functools.cache
+def _reserve_one(state: str, schedule: AttemptSchedule, with_factor: bool) -> Update:
+    """The unary shape: one account (and maybe one factor), no VALUES list."""
+    statement = _reserve_base(state, schedule).where(
+        _FACTORS.c.account_id == bindparam("p_account"),
+        _FACTORS.c.digits == bindparam("p_digits"),
+    )
+    if with_factor:
+        statement = statement.where(_FACTORS.c.id == bindparam("p_factor"))
+    return statement
+
+
+@functools.cache
+def _consume_base(state: str) -> Update:
+    statement = (
+        update(_FACTORS)
+        .where(_FACTORS.c.state == state)
+        .values(last_used_at=_NOW, failed_attempts=0, blocked_until=0)
+        .returning(_FACTORS.c.id)
+    )
+    if state == "pending":
+        statement = statement.where(_FACTORS.c.expires_at > _NOW).values(
+            state="active", confirmed_at=_NOW, expires_at=None
+        )
+    return statement
+
+
+@functools.cache
+def _consume_one(state: str) -> Update:
+    step = bindparam("p_step", type_=BigInteger)
+    return (
+        _consume_base(state)
+        .where(_FACTORS.c.id == bindparam("p_factor"), _FACTORS.c.last_used_step < step)
+        .values(last_used_step=step)
+    )
 
 
 def _rows_cte(
