@@ -13,12 +13,14 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import totpd
 from benchmarks.service import batch, breakdown, report, unary, wire
 from benchmarks.service.fixtures import (
     ROOT,
@@ -32,7 +34,7 @@ from totpd import otp
 
 FULL: dict[str, Any] = {
     "factors": 100_000,
-    "batches": [1_000, 10_000],
+    "batches": [100, 1_000, 10_000],
     "repeat": 5,
     "breakdown_repeat": 3,
     "levels": [1, 4, 16, 64],
@@ -124,6 +126,23 @@ def run_database(name: str, config: dict[str, Any], out: Path, unary_on: bool) -
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def _git_state() -> str:
+    """The commit measured, and whether server/ had uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "server"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return head + (" (server/ modified)" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.service", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
@@ -152,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
             "cpu_path": otp.cpu_path(),
+            "totpd": str(Path(totpd.__file__).parent),
+            "git": _git_state(),
         },
         "databases": {},
     }
