@@ -13,8 +13,8 @@ import random
 from array import array
 
 import pytest
-from conftest import PATHS
 
+from tests.native.conftest import PATHS
 from totpd import otp
 from totpd.service.types import Algorithm
 

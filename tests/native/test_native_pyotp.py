@@ -12,10 +12,10 @@ import base64
 import hashlib
 
 import pyotp
-from conftest import PATHS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.native.conftest import PATHS
 from totpd import otp
 from totpd.service.types import Algorithm
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from array import array
 
 import pytest
-from conftest import SEEDS
 
+from tests.native.conftest import SEEDS
 from totpd import otp
 from totpd.service.types import Algorithm
 

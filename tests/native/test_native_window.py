@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SEEDS
 
+from tests.native.conftest import SEEDS
 from totpd import otp
 from totpd.service.types import Algorithm
 
