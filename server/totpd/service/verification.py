@@ -2,13 +2,15 @@
 
 One engine serves Verify, BatchVerify, ConfirmEnrollment and Disable, so they
 cannot drift apart. The order is the security argument:
-1. `reserve_attempts` counts the attempt on every eligible factor that is not
-   blocked, atomically, before any comparison: parallel guesses cannot outrun
-   the limit, and a blocked factor is never compared, so it reveals nothing.
+1. `reserve` counts the attempt on every eligible factor that is not blocked,
+   atomically, before any comparison: parallel guesses cannot outrun the limit
+   (their own `reserve` waits for this round's commit), and a blocked factor is
+   never compared, so it reveals nothing.
 2. The native core compares every step of the window, without early exit.
-3. `consume_steps` accepts a matched step only if it is newer than the last
+3. `consume` accepts a matched step only if it is newer than the last
    used one, in one conditional UPDATE: exactly one concurrent caller wins.
-A success resets the failure count of every factor that was counted.
+A success resets the failure count of every factor that was counted. The three
+writes of a round share one transaction: one commit per verify.
 
 Each stage is vectorised: one UPDATE counts the attempts of a whole round, one
 C call compares every (code, factor) pair, one UPDATE consumes the winners.
@@ -29,7 +31,13 @@ from totpd.service import validation
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
 from totpd.service.types import Algorithm, VerifyOutcome, VerifyResult
-from totpd.store import AttemptRequest, AttemptSchedule, FactorStore, ReservedFactor
+from totpd.store import (
+    AttemptRequest,
+    AttemptSchedule,
+    AttemptTransaction,
+    FactorStore,
+    ReservedFactor,
+)
 from totpd.store.models import FactorRow
 
 CheckResult = VerifyOutcome | TotpdError
@@ -92,23 +100,25 @@ class CodeChecker:
     def _run_round(
         self, items: list[_Item], state: str, now: int
     ) -> list[tuple[_Item, CheckResult]]:
-        reserved = self._store.reserve_attempts(
-            [AttemptRequest(i.check.account_id, i.digits, i.check.factor_id) for i in items],
-            state=state,
-            now=now,
-            schedule=self._schedule,
-        )
-        by_account: dict[str, list[ReservedFactor]] = defaultdict(list)
-        for factor in reserved:
-            by_account[factor.account_id].append(factor)
-        counted = [item for item in items if by_account.get(item.check.account_id)]
-        uncounted = [item for item in items if not by_account.get(item.check.account_id)]
-        results = self._compare_and_consume(counted, by_account, state, now)
+        with self._store.attempt_transaction() as attempts:
+            reserved = attempts.reserve(
+                [AttemptRequest(i.check.account_id, i.digits, i.check.factor_id) for i in items],
+                state=state,
+                now=now,
+                schedule=self._schedule,
+            )
+            by_account: dict[str, list[ReservedFactor]] = defaultdict(list)
+            for factor in reserved:
+                by_account[factor.account_id].append(factor)
+            counted = [item for item in items if item.check.account_id in by_account]
+            uncounted = [item for item in items if item.check.account_id not in by_account]
+            results = self._compare_and_consume(attempts, counted, by_account, state, now)
         results.extend(self._explain_uncounted(uncounted, state, now))
         return results
 
     def _compare_and_consume(
         self,
+        attempts: AttemptTransaction,
         items: list[_Item],
         by_account: dict[str, list[ReservedFactor]],
         state: str,
@@ -144,7 +154,7 @@ class CodeChecker:
             fresh = [match for match in found if match[1] > match[0].last_used_step]
             if fresh:
                 winners[index] = fresh[0]
-        won = self._store.consume_steps(
+        won = attempts.consume(
             [(factor.factor_id, step) for factor, step, _ in winners.values()],
             state=state,
             now=now,
@@ -172,7 +182,7 @@ class CodeChecker:
                 continue
             matched = matches.get(item.index)
             results.append((item, self._failure(by_account[item.check.account_id], matched)))
-        self._store.reset_failures(
+        attempts.reset_failures(
             [
                 factor.factor_id
                 for account in proved_accounts

@@ -4,6 +4,7 @@ from totpd.store.database import migrate, open_engine
 from totpd.store.repository import (
     AttemptRequest,
     AttemptSchedule,
+    AttemptTransaction,
     FactorStore,
     LabelTaken,
     ReservedFactor,
@@ -12,6 +13,7 @@ from totpd.store.repository import (
 __all__ = [
     "AttemptRequest",
     "AttemptSchedule",
+    "AttemptTransaction",
     "FactorStore",
     "LabelTaken",
     "ReservedFactor",

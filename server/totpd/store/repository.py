@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ColumnElement,
+    Connection,
     Engine,
     Integer,
     Row,
@@ -156,70 +158,16 @@ class FactorStore:
 
     # -- verification ------------------------------------------------------
 
-    def reserve_attempts(
-        self,
-        requests: Sequence[AttemptRequest],
-        *,
-        state: str,
-        now: int,
-        schedule: AttemptSchedule,
-    ) -> list[ReservedFactor]:
-        """Count one attempt on every matching factor that is not blocked.
+    @contextmanager
+    def attempt_transaction(self) -> Iterator[AttemptTransaction]:
+        """One transaction for counting, consuming and resetting a round of codes.
 
-        A request matches the account's factors in `state` with its number of
-        digits (only `factor_id` if given; pending factors only until they
-        expire). The requests must name distinct accounts, so no factor is
-        counted twice. Returns the counted factors with their sealed secrets.
+        The rows that `reserve` counts stay locked (PostgreSQL) or the database
+        stays write-locked (SQLite) until the round commits, and a verify costs
+        one commit instead of two or three.
         """
         with self._engine.begin() as connection:
-            if len(requests) == 1:
-                (request,) = requests
-                statement = _reserve_one(state, schedule, request.factor_id is not None)
-                parameters = {
-                    "p_now": now,
-                    "p_account": request.account_id,
-                    "p_digits": request.digits,
-                    "p_factor": request.factor_id,
-                }
-                rows = list(connection.execute(statement, parameters))
-            else:
-                statement = _reserve_many(self._dialect, state, schedule)
-                payload = [(r.account_id, r.digits, r.factor_id or "") for r in requests]
-                parameters = {"p_now": now, "p_rows": json.dumps(payload)}
-                rows = list(connection.execute(statement, parameters))
-        return [factor for factor in map(_reserved, rows) if factor is not None]
-
-    def consume_steps(self, steps: Sequence[tuple[str, int]], *, state: str, now: int) -> set[str]:
-        """Record each (factor, step) as used if the step is newer than the last one.
-
-        Also resets the factor's failures; confirming a pending factor activates
-        it in the same statement. Returns the factors whose step this call won.
-        """
-        won: set[str] = set()
-        if not steps:
-            return won
-        with self._engine.begin() as connection:
-            if len(steps) == 1:
-                ((factor_id, step),) = steps
-                parameters = {"p_now": now, "p_factor": factor_id, "p_step": step}
-                won.update(row.id for row in connection.execute(_consume_one(state), parameters))
-                return won
-            statement = _consume_many(self._dialect, state)
-            parameters = {"p_now": now, "p_rows": json.dumps(steps)}
-            won.update(row.id for row in connection.execute(statement, parameters))
-        return won
-
-    def reset_failures(self, factor_ids: Sequence[str]) -> None:
-        """Clear the consecutive-failure count: the account proved possession."""
-        if not factor_ids:
-            return
-        with self._engine.begin() as connection:
-            for chunk in _chunks(factor_ids):
-                connection.execute(
-                    update(_FACTORS)
-                    .where(_FACTORS.c.id.in_(chunk))
-                    .values(failed_attempts=0, blocked_until=0)
-                )
+            yield AttemptTransaction(connection, self._dialect)
 
     # -- disable -----------------------------------------------------------
 
@@ -234,6 +182,76 @@ class FactorStore:
         )
         with self._sessions.begin() as session:
             return list(session.scalars(statement))
+
+
+class AttemptTransaction:
+    """The writes of one verification round, inside `FactorStore.attempt_transaction`.
+
+    Order of use: `reserve`, compare the codes, `consume` the matched steps,
+    `reset_failures` of accounts that proved possession.
+    """
+
+    def __init__(self, connection: Connection, dialect: str) -> None:
+        self._connection = connection
+        self._dialect = dialect
+
+    def reserve(
+        self,
+        requests: Sequence[AttemptRequest],
+        *,
+        state: str,
+        now: int,
+        schedule: AttemptSchedule,
+    ) -> list[ReservedFactor]:
+        """Count one attempt on every matching factor that is not blocked.
+
+        A request matches the account's factors in `state` with its number of
+        digits (only `factor_id` if given; pending factors only until they
+        expire). The requests must name distinct accounts, so no factor is
+        counted twice. Returns the counted factors with their sealed secrets.
+        """
+        if len(requests) == 1:
+            (request,) = requests
+            statement = _reserve_one(state, schedule, request.factor_id is not None)
+            parameters: dict[str, object] = {
+                "p_now": now,
+                "p_account": request.account_id,
+                "p_digits": request.digits,
+                "p_factor": request.factor_id,
+            }
+        else:
+            # Sorted, so concurrent batches lock shared rows in the same order.
+            payload = sorted((r.account_id, r.digits, r.factor_id or "") for r in requests)
+            statement = _reserve_many(self._dialect, state, schedule)
+            parameters = {"p_now": now, "p_rows": json.dumps(payload)}
+        rows = self._connection.execute(statement, parameters)
+        return [factor for factor in map(_reserved, rows) if factor is not None]
+
+    def consume(self, steps: Sequence[tuple[str, int]], *, state: str, now: int) -> set[str]:
+        """Record each (factor, step) as used if the step is newer than the last one.
+
+        Also resets the factor's failures; confirming a pending factor activates
+        it in the same statement. Returns the factors whose step this call won.
+        """
+        if not steps:
+            return set()
+        if len(steps) == 1:
+            ((factor_id, step),) = steps
+            statement = _consume_one(state)
+            parameters: dict[str, object] = {"p_now": now, "p_factor": factor_id, "p_step": step}
+        else:
+            statement = _consume_many(self._dialect, state)
+            parameters = {"p_now": now, "p_rows": json.dumps(sorted(steps))}
+        return {row.id for row in self._connection.execute(statement, parameters)}
+
+    def reset_failures(self, factor_ids: Sequence[str]) -> None:
+        """Clear the consecutive-failure count: the account proved possession."""
+        for chunk in _chunks(sorted(factor_ids)):
+            self._connection.execute(
+                update(_FACTORS)
+                .where(_FACTORS.c.id.in_(chunk))
+                .values(failed_attempts=0, blocked_until=0)
+            )
 
 
 _ERASED_SECRET: dict[str, None] = {
