@@ -56,7 +56,7 @@ from totpd.rpc import convert
 from totpd.rpc.servicer import TotpServicer
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
-from totpd.store import FactorStore, open_engine
+from totpd.store import AttemptTransaction, FactorStore, open_engine
 from totpd.v1 import totp_service_pb2 as pb
 
 STAGES = (
@@ -125,7 +125,6 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
     """One call with every stage timed; returns seconds per stage and the total."""
     timers = _Timers()
     seconds = timers.seconds
-    store = server.store
     service = server.service
     checker = service._checker
     sql_stage: list[str] = ["other_sql"]
@@ -152,11 +151,12 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
     event.listen(server.engine, "after_cursor_execute", after)
     with contextlib.ExitStack() as stack:
         for method, stage in (
-            ("reserve_attempts", "reserve_update"),
-            ("consume_steps", "consume_update"),
+            ("reserve", "reserve_update"),
+            ("consume", "consume_update"),
             ("reset_failures", "reset_update"),
         ):
-            stack.enter_context(_patched(store, method, in_stage(stage, getattr(store, method))))
+            original = getattr(AttemptTransaction, method)
+            stack.enter_context(_patched(AttemptTransaction, method, in_stage(stage, original)))
         stack.enter_context(
             _patched(server.keyring, "open", timers.wrap("decrypt", server.keyring.open))
         )

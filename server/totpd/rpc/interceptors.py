@@ -107,16 +107,35 @@ def domain_error(error: Exception, method: str) -> TotpdError:
     return _INTERNAL
 
 
-class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Maps exceptions of unary-request handlers to rich statuses."""
+class _CachingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Wraps each method's handler once, not on every call (~5% of a unary Verify)."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, Handler] = {}
 
     def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler.request_streaming:
-            return handler
         method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = continuation(handler_call_details)
+            if handler is None:
+                return None  # unknown method: not cached, or any name would grow the map
+            # A benign race: two threads may wrap the same handler; both are equal.
+            wrapped = self._wrapped[method] = self._wrap(handler, method)
+        return wrapped
+
+    def _wrap(self, handler: Handler, method: str) -> Handler:
+        raise NotImplementedError
+
+
+class ErrorInterceptor(_CachingInterceptor):
+    """Maps exceptions of unary-request handlers to rich statuses."""
+
+    def _wrap(self, handler: Handler, method: str) -> Handler:
+        if handler.request_streaming:
+            return handler
         if handler.response_streaming:
             assert handler.unary_stream is not None
             return grpc.unary_stream_rpc_method_handler(
@@ -175,16 +194,10 @@ def _status_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
     return code_of() if code_of is not None else None
 
 
-class AccessLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class AccessLogInterceptor(_CachingInterceptor):
     """One log line per RPC: method, status code, duration. Never a payload."""
 
-    def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
+    def _wrap(self, handler: Handler, method: str) -> Handler:
         options = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,

