@@ -429,6 +429,15 @@ func (x *VerifyResponse) GetOutcome() *VerifyOutcome {
 }
 
 // BatchVerifyRequest checks many codes at once.
+//
+// Wire shape, chosen by measurement (benchmarks/service, Python upb protobuf,
+// 10,000 items, 2-core machine): per-item messages cost the server 3.4 ms to
+// parse and 13.3 ms to build the response; a columnar shape (one repeated
+// field per column) costs 0.9 ms and 1.1 ms, 8 times less. But the per-item
+// 16.7 ms is at most 4% of a whole call (about 400 ms on SQLite, 600 ms on
+// PostgreSQL, of which the database's own bulk UPDATE is 48 ms and 293 ms),
+// and per-item messages are the natural shape for clients in every language,
+// so they stay.
 type BatchVerifyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The codes to check, at most the server's configured maximum (10,000 by
