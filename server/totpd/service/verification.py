@@ -1,19 +1,20 @@
 """Checking codes against accounts' factors: count, compare, consume.
 
 One engine serves Verify, BatchVerify, ConfirmEnrollment and Disable, so they
-cannot drift apart. The order is the security argument:
-1. `reserve` counts the attempt on every eligible factor that is not blocked,
-   atomically, before any comparison: parallel guesses cannot outrun the limit
-   (their own `reserve` waits for this round's commit), and a blocked factor is
-   never compared, so it reveals nothing.
-2. The native core compares every step of the window, without early exit.
-3. `consume` accepts a matched step only if it is newer than the last
-   used one, in one conditional UPDATE: exactly one concurrent caller wins.
-A success resets the failure count of every factor that was counted. The three
-writes of a round share one transaction: one commit per verify.
+cannot drift apart. A round is one transaction, and its order is the security argument:
+1. `lock` reads the candidate factors and locks them (PostgreSQL row locks,
+   SQLite's write lock) until the round commits: a parallel attempt on the
+   same factor waits, so guesses cannot outrun the attempt limit and a step
+   cannot be won twice.
+2. A blocked factor (backoff or lock) is never compared and reveals nothing.
+   The native core compares every step of the window of the others, without
+   early exit.
+3. `write` stores, in one conditional UPDATE, each compared factor's new state:
+   one more failure, or the consumed step (only if newer than the last used
+   one) with the failure count reset on every compared factor.
 
-Each stage is vectorised: one UPDATE counts the attempts of a whole round, one
-C call compares every (code, factor) pair, one UPDATE consumes the winners.
+Each stage is vectorised: one query locks the factors of a whole round, one C
+call compares every (code, factor) pair, one UPDATE writes the outcome.
 A round holds at most one item per account, which keeps each item's counting
 exactly as if the items had come one after another.
 """
@@ -31,13 +32,7 @@ from totpd.service import validation
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
 from totpd.service.types import Algorithm, VerifyOutcome, VerifyResult
-from totpd.store import (
-    AttemptRequest,
-    AttemptSchedule,
-    AttemptTransaction,
-    FactorStore,
-    ReservedFactor,
-)
+from totpd.store import AttemptRequest, FactorStore, FactorWrite, LockedFactor
 from totpd.store.models import FactorRow
 
 CheckResult = VerifyOutcome | TotpdError
@@ -70,9 +65,6 @@ class CodeChecker:
         self._keyring = keyring
         self._policy = policy
         self._clock = clock
-        self._schedule = AttemptSchedule(
-            tuple(policy.wait_after(n) for n in range(policy.lock_after_failures + 1))
-        )
 
     def check(self, request: CodeCheck, *, state: str) -> VerifyOutcome:
         """One code; errors are raised."""
@@ -101,42 +93,46 @@ class CodeChecker:
         self, items: list[_Item], state: str, now: int
     ) -> list[tuple[_Item, CheckResult]]:
         with self._store.attempt_transaction() as attempts:
-            reserved = attempts.reserve(
+            locked = attempts.lock(
                 [AttemptRequest(i.check.account_id, i.digits, i.check.factor_id) for i in items],
                 state=state,
                 now=now,
-                schedule=self._schedule,
             )
-            by_account: dict[str, list[ReservedFactor]] = defaultdict(list)
-            for factor in reserved:
+            by_account: dict[str, list[LockedFactor]] = defaultdict(list)
+            for factor in locked:
                 by_account[factor.account_id].append(factor)
-            counted = [item for item in items if item.check.account_id in by_account]
-            uncounted = [item for item in items if item.check.account_id not in by_account]
-            results = self._compare_and_consume(attempts, counted, by_account, state, now)
-        results.extend(self._explain_uncounted(uncounted, state, now))
+            found = [item for item in items if item.check.account_id in by_account]
+            missing = [item for item in items if item.check.account_id not in by_account]
+            results, writes = self._judge(found, by_account, now)
+            written = attempts.write(writes, state=state, now=now)
+        results = [(item, _unless_lost(result, written)) for item, result in results]
+        results.extend(self._explain_uncounted(missing, state, now))
         return results
 
-    def _compare_and_consume(
-        self,
-        attempts: AttemptTransaction,
-        items: list[_Item],
-        by_account: dict[str, list[ReservedFactor]],
-        state: str,
-        now: int,
-    ) -> list[tuple[_Item, CheckResult]]:
+    def _judge(
+        self, items: list[_Item], by_account: dict[str, list[LockedFactor]], now: int
+    ) -> tuple[list[tuple[_Item, CheckResult]], list[FactorWrite]]:
+        """Compare every code with its account's unblocked factors in one C call,
+        and decide each factor's new attempt state."""
         results: list[tuple[_Item, CheckResult]] = []
-        pairs: list[tuple[_Item, ReservedFactor, int]] = []  # item, factor, its counter
+        compared: dict[int, list[LockedFactor]] = {}  # item index -> factors compared
+        pairs: list[tuple[_Item, LockedFactor, int]] = []  # item, factor, its counter
         key_indices: list[int] = []
         with otp.KeyTable() as table:
             for item in items:
+                factors = by_account[item.check.account_id]
+                unblocked = [f for f in factors if f.blocked_until <= now]
+                if not unblocked:
+                    results.append((item, self._locked(item, factors, now)))
+                    continue
                 try:
-                    factors = by_account[item.check.account_id]
-                    keys = [self._keyring.open(f.factor_id, f.sealed) for f in factors]
+                    keys = [self._keyring.open(f.factor_id, f.sealed) for f in unblocked]
                 except SecretUnavailable:
                     # Fail closed: no verdict without every secret of the item.
                     results.append((item, _secret_unavailable()))
                     continue
-                for factor, key in zip(factors, keys, strict=True):
+                compared[item.index] = unblocked
+                for factor, key in zip(unblocked, keys, strict=True):
                     counter = now // factor.period_seconds
                     algorithm = Algorithm(factor.algorithm)
                     key_indices.append(table.add(key, algorithm, factor.digits, counter))
@@ -144,63 +140,73 @@ class CodeChecker:
             codes = [int(item.check.code) for item, _, _ in pairs]
             steps = otp.verify_batch(table, key_indices, codes, self._policy.window)
 
-        # Per item: the first matched factor whose step is fresh, else a replay.
-        matches: dict[int, list[tuple[ReservedFactor, int, int]]] = defaultdict(list)
+        matches: dict[int, list[tuple[LockedFactor, int, int]]] = defaultdict(list)
         for (item, factor, counter), step in zip(pairs, steps, strict=True):
             if step >= 0:
                 matches[item.index].append((factor, int(step), counter))
-        winners: dict[int, tuple[ReservedFactor, int, int]] = {}
-        for index, found in matches.items():
+        writes: list[FactorWrite] = []
+        for item in items:
+            if item.index not in compared:
+                continue  # already judged: locked, or a secret that cannot be opened
+            found = matches.get(item.index, [])
             fresh = [match for match in found if match[1] > match[0].last_used_step]
             if fresh:
-                winners[index] = fresh[0]
-        won = attempts.consume(
-            [(factor.factor_id, step) for factor, step, _ in winners.values()],
-            state=state,
-            now=now,
+                results.append((item, self._success(fresh[0], compared[item.index], writes)))
+            else:
+                results.append((item, self._failure(found, compared[item.index], writes, now)))
+        return results, writes
+
+    def _success(
+        self,
+        match: tuple[LockedFactor, int, int],
+        compared: list[LockedFactor],
+        writes: list[FactorWrite],
+    ) -> VerifyOutcome:
+        """The step is consumed; proof of possession resets every compared factor."""
+        winner, step, counter = match
+        writes.append(FactorWrite(winner.factor_id, 0, 0, step, consumed=True))
+        writes.extend(
+            FactorWrite(f.factor_id, 0, 0, f.last_used_step, consumed=False)
+            for f in compared
+            if f is not winner
         )
-        proved_accounts = set()
-        judged = {id(item) for item, _ in results}
-        for item in items:
-            if id(item) in judged:
-                continue
-            winner = winners.get(item.index)
-            if winner is not None and winner[0].factor_id in won:
-                factor, step, counter = winner
-                proved_accounts.add(item.check.account_id)
-                results.append(
-                    (
-                        item,
-                        VerifyOutcome(
-                            VerifyResult.VALID,
-                            factor_id=factor.factor_id,
-                            step_offset=step - counter,
-                            attempts_left=self._policy.lock_after_failures,
-                        ),
-                    )
-                )
-                continue
-            matched = matches.get(item.index)
-            results.append((item, self._failure(by_account[item.check.account_id], matched)))
-        attempts.reset_failures(
-            [
-                factor.factor_id
-                for account in proved_accounts
-                for factor in by_account[account]
-                if factor.factor_id not in won
-            ]
+        return VerifyOutcome(
+            VerifyResult.VALID,
+            factor_id=winner.factor_id,
+            step_offset=step - counter,
+            attempts_left=self._policy.lock_after_failures,
         )
-        return results
 
     def _failure(
-        self, counted: list[ReservedFactor], matched: list[tuple[ReservedFactor, int, int]] | None
+        self,
+        matched: list[tuple[LockedFactor, int, int]],
+        compared: list[LockedFactor],
+        writes: list[FactorWrite],
+        now: int,
     ) -> VerifyOutcome:
-        worst = max(factor.failed_attempts for factor in counted)
+        """A wrong or reused code counts one failure on every compared factor."""
+        counts = [f.failed_attempts + 1 for f in compared]
+        waits = [self._policy.wait_after(n) for n in counts]
+        writes.extend(
+            FactorWrite(
+                f.factor_id, n, now + wait if wait else f.blocked_until, f.last_used_step, False
+            )
+            for f, n, wait in zip(compared, counts, waits, strict=True)
+        )
         return VerifyOutcome(
             VerifyResult.REPLAYED if matched else VerifyResult.INVALID,
             factor_id=matched[0][0].factor_id if matched else None,
-            attempts_left=self._policy.attempts_left(worst),
-            retry_after_seconds=min(self._policy.wait_after(f.failed_attempts) for f in counted),
+            attempts_left=self._policy.attempts_left(max(counts)),
+            retry_after_seconds=min(waits),
+        )
+
+    def _locked(self, item: _Item, blocked: list[LockedFactor], now: int) -> VerifyOutcome:
+        """Every candidate is blocked: nothing is compared, nothing is revealed."""
+        return VerifyOutcome(
+            VerifyResult.LOCKED,
+            factor_id=item.check.factor_id,
+            attempts_left=self._policy.attempts_left(min(f.failed_attempts for f in blocked)),
+            retry_after_seconds=max(1, min(f.blocked_until for f in blocked) - now),
         )
 
     def _explain_uncounted(
@@ -263,6 +269,18 @@ class CodeChecker:
             attempts_left=self._policy.attempts_left(min(row.failed_attempts for row in blocked)),
             retry_after_seconds=max(1, min(row.blocked_until for row in blocked) - now),
         )
+
+
+def _unless_lost(result: CheckResult, written: set[str]) -> CheckResult:
+    """A success whose write did not land lost its step to someone else: a replay.
+
+    Cannot happen while the rows are locked; kept so that a broken lock shows
+    as a refusal, never as a second VALID.
+    """
+    if isinstance(result, VerifyOutcome) and result.result is VerifyResult.VALID:
+        if result.factor_id not in written:
+            return VerifyOutcome(VerifyResult.REPLAYED, factor_id=result.factor_id)
+    return result
 
 
 def _one_per_account(items: list[_Item]) -> tuple[list[_Item], list[_Item]]:

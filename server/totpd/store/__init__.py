@@ -3,20 +3,20 @@
 from totpd.store.database import migrate, open_engine
 from totpd.store.repository import (
     AttemptRequest,
-    AttemptSchedule,
     AttemptTransaction,
     FactorStore,
+    FactorWrite,
     LabelTaken,
-    ReservedFactor,
+    LockedFactor,
 )
 
 __all__ = [
     "AttemptRequest",
-    "AttemptSchedule",
     "AttemptTransaction",
     "FactorStore",
+    "FactorWrite",
     "LabelTaken",
-    "ReservedFactor",
+    "LockedFactor",
     "migrate",
     "open_engine",
 ]

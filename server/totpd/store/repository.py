@@ -28,14 +28,17 @@ from sqlalchemy import (
     Engine,
     Integer,
     Row,
+    Select,
     String,
     Table,
     Update,
+    and_,
     bindparam,
     case,
     cast,
     func,
     literal_column,
+    not_,
     or_,
     select,
     update,
@@ -46,6 +49,7 @@ from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
 
 from totpd.crypto import SealedSecret
+from totpd.store.database import WRITE_TRANSACTION
 from totpd.store.models import LIVE_STATES, FactorRow
 
 _T = TypeVar("_T")
@@ -56,19 +60,8 @@ class LabelTaken(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptSchedule:
-    """How failures turn into waiting time, decided by the service's policy.
-
-    `waits[n]` is the number of seconds no attempt is compared after the n-th
-    consecutive failure; the last entry applies to every count beyond it (the lock).
-    """
-
-    waits: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class AttemptRequest:
-    """One code to count against an account's factors with `digits` digits."""
+    """One code to check against an account's factors with `digits` digits."""
 
     account_id: str
     digits: int
@@ -76,8 +69,8 @@ class AttemptRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class ReservedFactor:
-    """A factor whose attempt was counted and may now be compared."""
+class LockedFactor:
+    """A factor read, and locked, by an attempt transaction."""
 
     factor_id: str
     account_id: str
@@ -87,6 +80,22 @@ class ReservedFactor:
     sealed: SealedSecret
     last_used_step: int
     failed_attempts: int
+    blocked_until: int
+
+
+@dataclass(frozen=True, slots=True)
+class FactorWrite:
+    """The new attempt state of one locked factor.
+
+    `consumed` marks a won step: `last_used_step` is then the new, greater
+    step (and a pending factor becomes active); otherwise it is unchanged.
+    """
+
+    factor_id: str
+    failed_attempts: int
+    blocked_until: int
+    last_used_step: int
+    consumed: bool
 
 
 class FactorStore:
@@ -167,14 +176,18 @@ class FactorStore:
 
     @contextmanager
     def attempt_transaction(self) -> Iterator[AttemptTransaction]:
-        """One transaction for counting, consuming and resetting a round of codes.
+        """One transaction for a round of codes: lock and read, then write once.
 
-        The rows that `reserve` counts stay locked (PostgreSQL) or the database
-        stays write-locked (SQLite) until the round commits, and a verify costs
-        one commit instead of two or three.
+        PostgreSQL locks the rows (`SELECT ... FOR UPDATE`, in id order so
+        concurrent rounds cannot deadlock); SQLite takes its write lock at
+        BEGIN IMMEDIATE. Either way no other attempt on these factors reads
+        them until this round commits, so counting before comparing holds and
+        a step is consumed once.
         """
-        with self._writer, self._engine.begin() as connection:
-            yield AttemptTransaction(connection, self._dialect)
+        with self._writer, self._engine.connect() as connection:
+            connection.execution_options(**{WRITE_TRANSACTION: True})
+            with connection.begin():
+                yield AttemptTransaction(connection, self._dialect)
 
     # -- disable -----------------------------------------------------------
 
@@ -192,34 +205,28 @@ class FactorStore:
 
 
 class AttemptTransaction:
-    """The writes of one verification round, inside `FactorStore.attempt_transaction`.
+    """The reads and the one write of a verification round.
 
-    Order of use: `reserve`, compare the codes, `consume` the matched steps,
-    `reset_failures` of accounts that proved possession.
+    Order of use: `lock` the candidate factors, decide (compare codes, count
+    failures), `write` every changed factor in one statement.
     """
 
     def __init__(self, connection: Connection, dialect: str) -> None:
         self._connection = connection
         self._dialect = dialect
 
-    def reserve(
-        self,
-        requests: Sequence[AttemptRequest],
-        *,
-        state: str,
-        now: int,
-        schedule: AttemptSchedule,
-    ) -> list[ReservedFactor]:
-        """Count one attempt on every matching factor that is not blocked.
+    def lock(
+        self, requests: Sequence[AttemptRequest], *, state: str, now: int
+    ) -> list[LockedFactor]:
+        """Lock and read the factors each request may be checked against.
 
         A request matches the account's factors in `state` with its number of
         digits (only `factor_id` if given; pending factors only until they
-        expire). The requests must name distinct accounts, so no factor is
-        counted twice. Returns the counted factors with their sealed secrets.
+        expire), blocked or not: the caller decides what a block means.
         """
         if len(requests) == 1:
             (request,) = requests
-            statement = _reserve_one(state, schedule, request.factor_id is not None)
+            statement = _lock_one(self._dialect, state, request.factor_id is not None)
             parameters: dict[str, object] = {
                 "p_now": now,
                 "p_account": request.account_id,
@@ -227,38 +234,41 @@ class AttemptTransaction:
                 "p_factor": request.factor_id,
             }
         else:
-            # Sorted, so concurrent batches lock shared rows in the same order.
-            payload = sorted((r.account_id, r.digits, r.factor_id or "") for r in requests)
-            statement = _reserve_many(self._dialect, state, schedule)
+            payload = [(r.account_id, r.digits, r.factor_id or "") for r in requests]
+            statement = _lock_many(self._dialect, state)
             parameters = {"p_now": now, "p_rows": json.dumps(payload)}
         rows = self._connection.execute(statement, parameters)
-        return [factor for factor in map(_reserved, rows) if factor is not None]
+        return [factor for factor in map(_locked, rows) if factor is not None]
 
-    def consume(self, steps: Sequence[tuple[str, int]], *, state: str, now: int) -> set[str]:
-        """Record each (factor, step) as used if the step is newer than the last one.
+    def write(self, writes: Sequence[FactorWrite], *, state: str, now: int) -> set[str]:
+        """Store each factor's new attempt state in one conditional UPDATE.
 
-        Also resets the factor's failures; confirming a pending factor activates
-        it in the same statement. Returns the factors whose step this call won.
+        The condition `last_used_step <= new last_used_step` (strictly less for
+        a consumed step) is the replay guard of design.md rule 4; the lock
+        already makes it hold, it stays as a second line. Returns the factors
+        written: a consumed step that is missing was not won.
         """
-        if not steps:
+        if not writes:
             return set()
-        if len(steps) == 1:
-            ((factor_id, step),) = steps
-            statement = _consume_one(state)
-            parameters: dict[str, object] = {"p_now": now, "p_factor": factor_id, "p_step": step}
+        if len(writes) == 1:
+            (write,) = writes
+            statement = _write_one(state)
+            parameters: dict[str, object] = {
+                "p_now": now,
+                "p_factor": write.factor_id,
+                "p_failed": write.failed_attempts,
+                "p_blocked": write.blocked_until,
+                "p_step": write.last_used_step,
+                "p_consumed": int(write.consumed),
+            }
         else:
-            statement = _consume_many(self._dialect, state)
-            parameters = {"p_now": now, "p_rows": json.dumps(sorted(steps))}
-        return {row.id for row in self._connection.execute(statement, parameters)}
-
-    def reset_failures(self, factor_ids: Sequence[str]) -> None:
-        """Clear the consecutive-failure count: the account proved possession."""
-        for chunk in _chunks(sorted(factor_ids)):
-            self._connection.execute(
-                update(_FACTORS)
-                .where(_FACTORS.c.id.in_(chunk))
-                .values(failed_attempts=0, blocked_until=0)
+            payload = sorted(
+                (w.factor_id, w.failed_attempts, w.blocked_until, w.last_used_step, int(w.consumed))
+                for w in writes
             )
+            statement = _write_many(self._dialect, state)
+            parameters = {"p_now": now, "p_rows": json.dumps(payload)}
+        return {row.id for row in self._connection.execute(statement, parameters)}
 
 
 _ERASED_SECRET: dict[str, None] = {
@@ -266,21 +276,6 @@ _ERASED_SECRET: dict[str, None] = {
     "secret_nonce": None,
     "secret_ciphertext": None,
 }
-
-
-def _blocked_until(
-    failures: ColumnElement[int], now: ColumnElement[int], schedule: AttemptSchedule
-) -> ColumnElement[int]:
-    """SQL for the new `blocked_until` after the `failures`-th consecutive failure."""
-    last = len(schedule.waits) - 1
-    waits = [
-        (failures == n, now + wait) for n, wait in enumerate(schedule.waits[:last]) if wait > 0
-    ]
-    return case(
-        (failures >= last, now + schedule.waits[last]),
-        *waits,
-        else_=_FACTORS.c.blocked_until,
-    )
 
 
 # Rows per statement: keeps every backend under its bound-parameter limit
@@ -291,7 +286,12 @@ _CHUNK = 4000
 # UPDATE ... RETURNING but its per-statement bookkeeping.
 _FACTORS: Table = FactorRow.__table__  # type: ignore[assignment]
 
-_RESERVED_COLUMNS = (
+
+# -- statements, built once per shape (SQLAlchemy then caches their SQL) ------
+
+_NOW = bindparam("p_now", type_=BigInteger)
+
+_LOCKED_COLUMNS = (
     _FACTORS.c.id,
     _FACTORS.c.account_id,
     _FACTORS.c.algorithm,
@@ -302,90 +302,135 @@ _RESERVED_COLUMNS = (
     _FACTORS.c.secret_ciphertext,
     _FACTORS.c.last_used_step,
     _FACTORS.c.failed_attempts,
+    _FACTORS.c.blocked_until,
 )
 
 
-# -- statements, built once per shape (SQLAlchemy then caches their SQL) ------
-
-_NOW = bindparam("p_now", type_=BigInteger)
-
-
-@functools.cache
-def _reserve_base(state: str, schedule: AttemptSchedule) -> Update:
-    counted = _FACTORS.c.failed_attempts + 1
-    statement = (
-        update(_FACTORS)
-        .where(_FACTORS.c.state == state, _FACTORS.c.blocked_until <= _NOW)
-        .values(failed_attempts=counted, blocked_until=_blocked_until(counted, _NOW, schedule))
-        .returning(*_RESERVED_COLUMNS)
-    )
+def _lock_base(state: str) -> Select[Any]:
+    statement = select(*_LOCKED_COLUMNS).where(_FACTORS.c.state == state)
     if state == "pending":
         statement = statement.where(_FACTORS.c.expires_at > _NOW)
-    return statement
+    # Rows are locked in this order: the same in every round, so no deadlock.
+    return statement.order_by(_FACTORS.c.id)
+
+
+def _for_update(statement: Select[Any], dialect: str) -> Select[Any]:
+    # SQLite has no row locks; its attempt transactions BEGIN IMMEDIATE instead.
+    return statement.with_for_update(of=_FACTORS) if dialect == "postgresql" else statement
 
 
 @functools.cache
-def _reserve_one(state: str, schedule: AttemptSchedule, with_factor: bool) -> Update:
-    """The unary shape: one account (and maybe one factor), no VALUES list."""
-    statement = _reserve_base(state, schedule).where(
+def _lock_one(dialect: str, state: str, with_factor: bool) -> Select[Any]:
+    """The unary shape: one account (and maybe one factor), no row list."""
+    statement = _lock_base(state).where(
         _FACTORS.c.account_id == bindparam("p_account"),
         _FACTORS.c.digits == bindparam("p_digits"),
     )
     if with_factor:
         statement = statement.where(_FACTORS.c.id == bindparam("p_factor"))
-    return statement
+    return _for_update(statement, dialect)
 
 
 @functools.cache
-def _consume_base(state: str) -> Update:
-    statement = (
-        update(_FACTORS)
-        .where(_FACTORS.c.state == state)
-        .values(last_used_at=_NOW, failed_attempts=0, blocked_until=0)
-        .returning(_FACTORS.c.id)
-    )
-    if state == "pending":
-        statement = statement.where(_FACTORS.c.expires_at > _NOW).values(
-            state="active", confirmed_at=_NOW, expires_at=None
-        )
-    return statement
-
-
-@functools.cache
-def _consume_one(state: str) -> Update:
-    step = bindparam("p_step", type_=BigInteger)
-    return (
-        _consume_base(state)
-        .where(_FACTORS.c.id == bindparam("p_factor"), _FACTORS.c.last_used_step < step)
-        .values(last_used_step=step)
-    )
-
-
-@functools.cache
-def _reserve_many(dialect: str, state: str, schedule: AttemptSchedule) -> Update:
-    """The bulk shape: every (account, digits, factor) of a round in one UPDATE."""
+def _lock_many(dialect: str, state: str) -> Select[Any]:
+    """The bulk shape: every (account, digits, factor) of a round in one query."""
     wanted = _json_rows(
         dialect, "wanted", [("account_id", String), ("digits", Integer), ("factor_id", String)]
     )
-    return (
-        _reserve_base(state, schedule)
+    statement = (
+        _lock_base(state)
         .add_cte(wanted)
-        .where(
-            _FACTORS.c.account_id == wanted.c.account_id,
-            _FACTORS.c.digits == wanted.c.digits,
-            or_(wanted.c.factor_id == "", _FACTORS.c.id == wanted.c.factor_id),
+        .join_from(
+            _FACTORS,
+            wanted,
+            and_(
+                _FACTORS.c.account_id == wanted.c.account_id,
+                _FACTORS.c.digits == wanted.c.digits,
+                or_(wanted.c.factor_id == "", _FACTORS.c.id == wanted.c.factor_id),
+            ),
         )
+    )
+    return _for_update(statement, dialect)
+
+
+def _write_values(
+    state: str,
+    failed: ColumnElement[int],
+    blocked: ColumnElement[int],
+    step: ColumnElement[int],
+    consumed: ColumnElement[bool],
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "failed_attempts": failed,
+        "blocked_until": blocked,
+        "last_used_step": step,
+        "last_used_at": case((consumed, _NOW), else_=_FACTORS.c.last_used_at),
+    }
+    if state == "pending":
+        values |= {
+            "state": case((consumed, "active"), else_=_FACTORS.c.state),
+            "confirmed_at": case((consumed, _NOW), else_=_FACTORS.c.confirmed_at),
+            "expires_at": case((consumed, None), else_=_FACTORS.c.expires_at),
+        }
+    return values
+
+
+def _write_guard(step: ColumnElement[int], consumed: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A consumed step must be newer than the last one; any other write keeps it."""
+    return or_(
+        and_(consumed, _FACTORS.c.last_used_step < step),
+        and_(not_(consumed), _FACTORS.c.last_used_step == step),
     )
 
 
 @functools.cache
-def _consume_many(dialect: str, state: str) -> Update:
-    used = _json_rows(dialect, "used", [("factor_id", String), ("step", BigInteger)])
+def _write_one(state: str) -> Update:
+    step = bindparam("p_step", type_=BigInteger)
+    consumed = bindparam("p_consumed", type_=Integer) == 1
     return (
-        _consume_base(state)
-        .add_cte(used)
-        .where(_FACTORS.c.id == used.c.factor_id, _FACTORS.c.last_used_step < used.c.step)
-        .values(last_used_step=used.c.step)
+        update(_FACTORS)
+        .where(
+            _FACTORS.c.id == bindparam("p_factor"),
+            _FACTORS.c.state == state,
+            _write_guard(step, consumed),
+        )
+        .values(
+            _write_values(
+                state,
+                bindparam("p_failed", type_=Integer),
+                bindparam("p_blocked", type_=BigInteger),
+                step,
+                consumed,
+            )
+        )
+        .returning(_FACTORS.c.id)
+    )
+
+
+@functools.cache
+def _write_many(dialect: str, state: str) -> Update:
+    new = _json_rows(
+        dialect,
+        "new",
+        [
+            ("factor_id", String),
+            ("failed", Integer),
+            ("blocked", BigInteger),
+            ("step", BigInteger),
+            ("consumed", Integer),
+        ],
+    )
+    consumed = new.c.consumed == 1
+    return (
+        update(_FACTORS)
+        .add_cte(new)
+        .where(
+            _FACTORS.c.id == new.c.factor_id,
+            _FACTORS.c.state == state,
+            _write_guard(new.c.step, consumed),
+        )
+        .values(_write_values(state, new.c.failed, new.c.blocked, new.c.step, consumed))
+        .returning(_FACTORS.c.id)
     )
 
 
@@ -416,10 +461,10 @@ def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
         yield items[start : start + _CHUNK]
 
 
-def _reserved(row: Row[Any, *tuple[Any, ...]]) -> ReservedFactor | None:
+def _locked(row: Row[Any, *tuple[Any, ...]]) -> LockedFactor | None:
     if row.secret_key_id is None or row.secret_nonce is None or row.secret_ciphertext is None:
-        return None  # erased concurrently: nothing to compare against
-    return ReservedFactor(
+        return None  # erased: nothing to compare against
+    return LockedFactor(
         factor_id=row.id,
         account_id=row.account_id,
         algorithm=row.algorithm,
@@ -428,6 +473,7 @@ def _reserved(row: Row[Any, *tuple[Any, ...]]) -> ReservedFactor | None:
         sealed=SealedSecret(row.secret_key_id, row.secret_nonce, row.secret_ciphertext),
         last_used_step=row.last_used_step,
         failed_attempts=row.failed_attempts,
+        blocked_until=row.blocked_until,
     )
 
 
