@@ -77,18 +77,16 @@ def run_database(name: str, config: dict[str, Any], out: Path, unary_on: bool) -
             for n in config["batches"]:
                 _log(f"{name}: BatchVerify x{n}")
                 service = batch.run_service(addresses[0], pool, n, config["repeat"], servers[0].pid)
-                consume = batch.run_database(
-                    database, pool, n, config["repeat"], with_reserve=False
-                )
-                both = batch.run_database(database, pool, n, config["repeat"], with_reserve=True)
+                consume = batch.run_database(database, pool, n, config["repeat"], with_lock=False)
+                both = batch.run_database(database, pool, n, config["repeat"], with_lock=True)
                 rows.append(
                     {
                         "batch": n,
                         "service": service,
                         "db_consume": consume,
-                        "db_reserve_consume": both,
+                        "db_lock_consume": both,
                         "ratio_vs_consume": service["rate"] / consume["rate"],
-                        "ratio_vs_reserve_consume": service["rate"] / both["rate"],
+                        "ratio_vs_lock_consume": service["rate"] / both["rate"],
                     }
                 )
 

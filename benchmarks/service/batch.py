@@ -4,15 +4,19 @@ Three figures per (database, batch size), all from the same run:
 
 - ``service``: `BatchVerify` through a real `totpd serve` process over loopback,
   every item a fresh valid code (replay protection and attempt accounting on:
-  the server counts the attempt, compares, and consumes the step).
+  the server locks the factors, compares, and writes the consumed step).
 - ``db_consume``: the one conditional bulk UPDATE that replay protection cannot
   avoid, ``UPDATE factors ... FROM (VALUES (id, step), ...) WHERE id = ... AND
   state = 'active' AND last_used_step < step RETURNING id``, run directly with
   sqlite3 / psycopg on fresh rows, one statement and one transaction.
-- ``db_reserve_consume``: the two statements the service's design issues (the
-  attempt-counting UPDATE ... RETURNING the sealed secrets, then the consume
-  UPDATE), raw SQL, as the service runs them (two transactions). The floor for
-  the current design without any Python around it.
+- ``db_lock_consume``: what the service's design cannot avoid per round, raw
+  SQL in one transaction: lock and read the same rows as the service's
+  `AttemptTransaction.lock` does (``SELECT <the columns the engine reads> FROM
+  factors JOIN (VALUES (account_id, digits, factor_id), ...) ... ORDER BY id FOR
+  UPDATE OF factors`` on PostgreSQL; ``BEGIN IMMEDIATE`` then the same SELECT
+  on SQLite, whose write lock is the database's), then the same bulk UPDATE as
+  ``db_consume``, then COMMIT. The floor for the current design without any
+  Python around it.
 
 Rates are rows (verifications) per second from the median call time.
 """
@@ -21,13 +25,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from benchmarks.service.fixtures import Database, FactorPool, cpu_seconds
-from totpd.service.policy import Policy
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
@@ -132,78 +134,90 @@ def consume_sql(database: Database, rows: int) -> str:
     )
 
 
-def reserve_sql(database: Database, rows: int, now: int, policy: Policy) -> str:
-    """The attempt-counting UPDATE as the store issues it (default policy, literal times)."""
+LOCKED_COLUMNS = (
+    "id, account_id, algorithm, digits, period_seconds, secret_key_id, secret_nonce,"
+    " secret_ciphertext, last_used_step, failed_attempts, blocked_until"
+)
+
+
+def lock_sql(database: Database, rows: int) -> str:
+    """The service's bulk lock: the candidate factors of every (account, digits, factor)."""
     p = _p(database)
-    waits = [policy.wait_after(n) for n in range(policy.lock_after_failures + 1)]
-    last = len(waits) - 1
-    failures = "(factors.failed_attempts + 1)"
-    cases = [f"WHEN {failures} >= {last} THEN {now + waits[last]}"]
-    cases += [f"WHEN {failures} = {n} THEN {now + w}" for n, w in enumerate(waits[:last]) if w > 0]
-    return (
+    columns = ", ".join(f"factors.{c.strip()}" for c in LOCKED_COLUMNS.split(","))
+    sql = (
         "WITH wanted(account_id, digits, factor_id) AS (VALUES "
         + _placeholders(database, ("varchar", "integer", "varchar"), rows)
-        + f") UPDATE factors SET failed_attempts = {failures},"
-        f" blocked_until = CASE {' '.join(cases)} ELSE factors.blocked_until END"
-        " FROM wanted WHERE factors.account_id = wanted.account_id"
-        " AND factors.digits = wanted.digits"
+        + f") SELECT {columns} FROM factors JOIN wanted"
+        " ON factors.account_id = wanted.account_id AND factors.digits = wanted.digits"
         " AND (wanted.factor_id = '' OR factors.id = wanted.factor_id)"
-        f" AND factors.state = {p} AND factors.blocked_until <= {p}"
-        " RETURNING factors.id, factors.account_id, factors.algorithm, factors.digits,"
-        " factors.period_seconds, factors.secret_key_id, factors.secret_nonce,"
-        " factors.secret_ciphertext, factors.last_used_step, factors.failed_attempts"
+        f" WHERE factors.state = {p} ORDER BY factors.id"
     )
+    if database.name == "postgresql":
+        sql += " FOR UPDATE OF factors"
+    return sql
 
 
-def _transaction(connection: Any, database: Database, sql: str, params: list[Any]) -> int:
+def _transaction(
+    connection: Any, database: Database, statements: list[tuple[str, list[Any]]]
+) -> list[int]:
+    """Run the statements in one transaction; rows returned by each.
+
+    SQLite begins IMMEDIATE (its write lock, taken up front as the service's
+    attempt transactions do); psycopg begins implicitly on the first statement.
+    """
     cursor = connection.cursor()
     if database.name == "sqlite":
-        cursor.execute("BEGIN")
-    cursor.execute(sql, params)
-    rows = len(cursor.fetchall())
+        cursor.execute("BEGIN IMMEDIATE")
+    counts = []
+    for sql, params in statements:
+        cursor.execute(sql, params)
+        counts.append(len(cursor.fetchall()))
     if database.name == "sqlite":
         cursor.execute("COMMIT")
     else:
         connection.commit()
     cursor.close()
-    return rows
+    return counts
 
 
 def run_database(
-    database: Database, pool: FactorPool, n: int, repeat: int, *, with_reserve: bool
+    database: Database, pool: FactorPool, n: int, repeat: int, *, with_lock: bool
 ) -> dict[str, Any]:
-    """Median time of the raw bulk UPDATE(s) for n fresh rows; statement text built untimed."""
+    """Median time of the raw transaction for n fresh rows: [lock SELECT +] bulk UPDATE.
+
+    Statement text and parameters are built before the timer.
+    """
     connection = database.connect_raw()
-    policy = Policy()
     times: list[float] = []
     updated = 0
+    locked = 0
     try:
         for call in range(repeat + 1):
             pairs = pool.take(n)
             now = int(time.time())
-            work: list[Callable[[], int]] = []
-            if with_reserve:
-                reserve_params: list[Any] = []
+            statements: list[tuple[str, list[Any]]] = []
+            if with_lock:
+                lock_params: list[Any] = []
                 for index, _ in pairs:
-                    reserve_params += [pool.account(index), 6, ""]
-                reserve_params += ["active", now]
-                sql_r = reserve_sql(database, n, now, policy)
-                work.append(
-                    lambda s=sql_r, p=reserve_params: _transaction(connection, database, s, p)
-                )
+                    lock_params += [pool.account(index), 6, ""]
+                lock_params.append("active")
+                statements.append((lock_sql(database, n), lock_params))
             consume_params: list[Any] = []
             for index, step in pairs:
                 consume_params += [pool.factor(index), step]
             consume_params += [now, "active"]
-            sql_c = consume_sql(database, n)
-            work.append(lambda s=sql_c, p=consume_params: _transaction(connection, database, s, p))
+            statements.append((consume_sql(database, n), consume_params))
             started = time.perf_counter()
-            counts = [job() for job in work]
+            counts = _transaction(connection, database, statements)
             elapsed = time.perf_counter() - started
             if call == 0:
-                continue
+                continue  # warm-up
             times.append(elapsed)
             updated += counts[-1]
+            locked += counts[0] if with_lock else 0
     finally:
         connection.close()
-    return summarize(n, times, updated_fraction=updated / (n * repeat))
+    extra: dict[str, Any] = {"updated_fraction": updated / (n * repeat)}
+    if with_lock:
+        extra["locked_fraction"] = locked / (n * repeat)
+    return summarize(n, times, **extra)

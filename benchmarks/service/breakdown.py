@@ -9,19 +9,28 @@ code changes); the wrappers cost well under a microsecond per call. Stages:
   parse            BatchVerifyRequest.FromString
   to_domain        servicer: proto items -> VerifyItem (convert.verify_item)
   validate         service: VerifyItem -> CodeCheck, code shape checks
-  reserve_update   FactorStore.reserve_attempts (SQL + result rows -> ReservedFactor)
+  begin_commit     FactorStore.attempt_transaction entered and left: connection
+                   checkout, BEGIN (IMMEDIATE on SQLite), COMMIT, checkin
+  lock_select      AttemptTransaction.lock: SELECT ... FOR UPDATE (PostgreSQL;
+                   SQLite holds its write lock from BEGIN IMMEDIATE) of the
+                   candidate factors, result rows -> LockedFactor
   decrypt          Keyring.open, AES-256-GCM per factor
   key_table        KeyTable.add per factor
   c_verify         otp.verify_batch (the C core)
-  consume_update   FactorStore.consume_steps
-  reset_update     FactorStore.reset_failures
-  engine_glue      the rest of CodeChecker (grouping, matching, results in Python)
+  judge            CodeChecker._judge minus decrypt, key_table and c_verify:
+                   blocked checks, matching steps, building results and writes
+  write_update     AttemptTransaction.write: the one conditional bulk UPDATE ...
+                   FROM (JSON rows) ... RETURNING id of every compared factor
+  engine_glue      the rest of CodeChecker: rounds, grouping by account, lost-step
+                   check, results in request order
   response_build   servicer: domain results -> BatchVerifyResponse
   serialize        BatchVerifyResponse.SerializeToString
 
-Inside the two UPDATEs, `*_sql_exec` is the time spent in the DB-API cursor's
-execute and fetch (the database and the driver); the rest of the stage is
-SQLAlchemy (statement construction, compilation, result processing).
+Inside lock_select and write_update, `*_sql_exec` is the time spent in the
+DB-API cursor's execute and fetch (the database and the driver); the rest of
+the stage is SQLAlchemy (statement compilation or cache lookup, parameter and
+result processing) and the JSON payload. `begin_commit_sql_exec` is BEGIN
+IMMEDIATE on SQLite (psycopg's BEGIN and both COMMITs are not cursor executes).
 ``gc_pauses`` is the time the cyclic garbage collector ran during the call; it
 is already inside whichever stage allocated, so it is not added to the total.
 
@@ -63,12 +72,13 @@ STAGES = (
     "parse",
     "to_domain",
     "validate",
-    "reserve_update",
+    "begin_commit",
+    "lock_select",
     "decrypt",
     "key_table",
     "c_verify",
-    "consume_update",
-    "reset_update",
+    "judge",
+    "write_update",
     "engine_glue",
     "response_build",
     "serialize",
@@ -127,7 +137,7 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
     seconds = timers.seconds
     service = server.service
     checker = service._checker
-    sql_stage: list[str] = ["other_sql"]
+    sql_stage: list[str] = ["other"]
 
     def before(
         conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any
@@ -143,20 +153,52 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
             try:
                 return fn(*args, **kwargs)
             finally:
-                sql_stage[0] = "other_sql"
+                sql_stage[0] = "other"
 
         return timers.wrap(name, run)
+
+    store = checker._store
+    original_transaction = store.attempt_transaction
+
+    @contextlib.contextmanager
+    def timed_transaction() -> Iterator[Any]:
+        # Entering (checkout, BEGIN) and leaving (COMMIT or ROLLBACK, checkin).
+        manager = original_transaction()
+        sql_stage[0] = "begin_commit"
+        started = time.perf_counter()
+        try:
+            value = manager.__enter__()
+        finally:
+            seconds["begin_commit"] += time.perf_counter() - started
+            sql_stage[0] = "other"
+        try:
+            yield value
+        except BaseException:
+            sql_stage[0] = "begin_commit"
+            started = time.perf_counter()
+            try:
+                if not manager.__exit__(*sys.exc_info()):
+                    raise
+            finally:
+                seconds["begin_commit"] += time.perf_counter() - started
+                sql_stage[0] = "other"
+        else:
+            sql_stage[0] = "begin_commit"
+            started = time.perf_counter()
+            try:
+                manager.__exit__(None, None, None)
+            finally:
+                seconds["begin_commit"] += time.perf_counter() - started
+                sql_stage[0] = "other"
 
     event.listen(server.engine, "before_cursor_execute", before)
     event.listen(server.engine, "after_cursor_execute", after)
     with contextlib.ExitStack() as stack:
-        for method, stage in (
-            ("reserve", "reserve_update"),
-            ("consume", "consume_update"),
-            ("reset_failures", "reset_update"),
-        ):
+        for method, stage in (("lock", "lock_select"), ("write", "write_update")):
             original = getattr(AttemptTransaction, method)
             stack.enter_context(_patched(AttemptTransaction, method, in_stage(stage, original)))
+        stack.enter_context(_patched(store, "attempt_transaction", timed_transaction))
+        stack.enter_context(_patched(checker, "_judge", timers.wrap("judge_total", checker._judge)))
         stack.enter_context(
             _patched(server.keyring, "open", timers.wrap("decrypt", server.keyring.open))
         )
@@ -196,19 +238,14 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
 
     out = {name: seconds.get(name, 0.0) for name in STAGES}
     out["validate"] = seconds["service"] - seconds["check_many"]
+    out["judge"] = seconds["judge_total"] - sum(
+        seconds[name] for name in ("decrypt", "key_table", "c_verify")
+    )
     out["engine_glue"] = seconds["check_many"] - sum(
-        seconds[name]
-        for name in (
-            "reserve_update",
-            "decrypt",
-            "key_table",
-            "c_verify",
-            "consume_update",
-            "reset_update",
-        )
+        seconds[name] for name in ("begin_commit", "lock_select", "judge_total", "write_update")
     )
     out["response_build"] = seconds["servicer"] - seconds["service"] - seconds["to_domain"]
-    for name in ("reserve_update", "consume_update", "reset_update", "other"):
+    for name in ("begin_commit", "lock_select", "write_update", "other"):
         key = name + "_sql_exec"
         if key in seconds:
             out[key] = seconds[key]

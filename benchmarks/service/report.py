@@ -27,14 +27,14 @@ def table(results: dict[str, Any]) -> str:
         )
         lines.append(
             f"{'batch':>7} {'service/s':>11} {'call ms':>8} {'db 1-UPDATE/s':>14}"
-            f" {'db 2-UPDATE/s':>14} {'svc/db1':>8} {'svc/db2':>8} {'valid':>6}"
+            f" {'db lock+UPD/s':>14} {'svc/db1':>8} {'svc/lock':>8} {'valid':>6}"
         )
         for row in db["batch"]:
-            service, one, two = row["service"], row["db_consume"], row["db_reserve_consume"]
+            service, one, two = row["service"], row["db_consume"], row["db_lock_consume"]
             lines.append(
                 f"{row['batch']:>7,} {_rate(service['rate']):>11} {_ms(service['median_s']):>8}"
                 f" {_rate(one['rate']):>14} {_rate(two['rate']):>14}"
-                f" {row['ratio_vs_consume']:>7.0%} {row['ratio_vs_reserve_consume']:>7.0%}"
+                f" {row['ratio_vs_consume']:>7.0%} {row['ratio_vs_lock_consume']:>7.0%}"
                 f" {service['valid_fraction']:>6.0%}"
             )
         lines.append(f"   target: service >= {BATCH_TARGET:.0%} of db 1-UPDATE (svc/db1)")
@@ -52,7 +52,7 @@ def table(results: dict[str, Any]) -> str:
                     continue
                 note = ""
                 if stage.endswith("_sql_exec"):
-                    note = "  (inside the stage above: DB-API execute+fetch)"
+                    note = f"  (inside {stage[: -len('_sql_exec')]}: DB-API execute+fetch)"
                 elif stage == "gc_pauses":
                     note = "  (inside the stages above)"
                 lines.append(f"   {stage:<24} {_ms(seconds):>8} ms {seconds / total:>5.0%}{note}")
@@ -123,8 +123,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
                   label=f"{name}: BatchVerify end to end")  # fmt: skip
         left.plot(sizes, [r["db_consume"]["rate"] for r in db["batch"]], "s--", color=color,
                   label=f"{name}: db, 1 bulk UPDATE")  # fmt: skip
-        left.plot(sizes, [r["db_reserve_consume"]["rate"] for r in db["batch"]], "^:",
-                  color=color, label=f"{name}: db, reserve + consume UPDATEs")  # fmt: skip
+        left.plot(sizes, [r["db_lock_consume"]["rate"] for r in db["batch"]], "^:",
+                  color=color, label=f"{name}: db, lock SELECT + bulk UPDATE")  # fmt: skip
     left.set_xscale("log")
     left.set_yscale("log")
     left.set_xlabel("items per call")
