@@ -1,13 +1,16 @@
-"""The only place with SQL: factor rows and the atomic updates that guard them.
+"""The only place with SQL: factor rows and the transactions that guard them.
 
-Every write that decides security is one conditional UPDATE, so several
-server processes sharing a database stay correct without locks in memory:
+Several server processes sharing a database stay correct without any state in
+memory, because every verification round is one database transaction
+(`FactorStore.attempt_transaction`):
 
-- `reserve_attempts` counts an attempt *before* any code is compared, and only
-  on factors that are not blocked (backoff or lock). Parallel guesses therefore
-  cannot outrun the attempt limit.
-- `consume_step` accepts a time step only if it is greater than the factor's
-  `last_used_step`, in the same statement that records it (rowcount 1 = won).
+- `AttemptTransaction.lock` reads the candidate factors and locks them (row
+  locks on PostgreSQL, the write lock on SQLite): a concurrent attempt on the
+  same factors waits for this round's commit, so attempts are counted in order
+  and parallel guesses cannot outrun the limit.
+- `AttemptTransaction.write` stores every outcome in one conditional UPDATE; a
+  step is accepted only if greater than the factor's `last_used_step`, in the
+  same statement that records it.
 """
 
 from __future__ import annotations
@@ -278,8 +281,8 @@ _ERASED_SECRET: dict[str, None] = {
 }
 
 
-# Rows per statement: keeps every backend under its bound-parameter limit
-# (SQLite: 32,766) with three parameters a row.
+# Ids per IN list of the read and reset helpers: keeps every backend under its
+# bound-parameter limit (SQLite: 32,766). The hot statements bind one JSON value.
 _CHUNK = 4000
 
 # The hot statements run on the Core table: the ORM adds nothing to a bulk
