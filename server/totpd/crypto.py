@@ -17,8 +17,8 @@ import base64
 import json
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -36,8 +36,7 @@ class KeyringError(Exception):
     """The keyring file is missing or malformed."""
 
 
-@dataclass(frozen=True, slots=True)
-class SealedSecret:
+class SealedSecret(NamedTuple):
     key_id: str
     nonce: bytes
     ciphertext: bytes

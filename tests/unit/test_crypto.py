@@ -3,7 +3,6 @@ from __future__ import annotations
 import base64
 import json
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,7 @@ def test_relabelled_key_id_fails(tmp_path: Path) -> None:
     ring = Keyring({"a": base64.b64decode(raw), "b": base64.b64decode(raw)}, "a")
     sealed = ring.seal("row", b"s" * 20)
     with pytest.raises(SecretUnavailable):
-        ring.open("row", replace(sealed, key_id="b"))
+        ring.open("row", sealed._replace(key_id="b"))
 
 
 def test_missing_or_wrong_key_fails_closed(keyring: Keyring, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from totpd import otp
 from totpd.crypto import Keyring, SecretUnavailable
@@ -36,10 +36,10 @@ from totpd.store import AttemptRequest, FactorStore, FactorWrite, LockedFactor
 from totpd.store.models import FactorRow
 
 CheckResult = VerifyOutcome | TotpdError
+_ALGORITHMS = {algorithm.value: algorithm for algorithm in Algorithm}
 
 
-@dataclass(frozen=True, slots=True)
-class CodeCheck:
+class CodeCheck(NamedTuple):
     """One code to check: against `factor_id` only, or every factor of the account.
 
     `account_id` and `factor_id` are already validated; the code is checked here.
@@ -50,9 +50,8 @@ class CodeCheck:
     factor_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
-    index: int
+class _Item(NamedTuple):
+    position: int  # in the caller's request list
     check: CodeCheck
     digits: int
 
@@ -86,7 +85,7 @@ class CodeChecker:
         while waiting:
             this_round, waiting = _one_per_account(waiting)
             for item, result in self._run_round(this_round, state, now):
-                results[item.index] = result
+                results[item.position] = result
         return [result for result in results if result is not None]
 
     def _run_round(
@@ -131,10 +130,10 @@ class CodeChecker:
                     # Fail closed: no verdict without every secret of the item.
                     results.append((item, _secret_unavailable()))
                     continue
-                compared[item.index] = unblocked
+                compared[item.position] = unblocked
                 for factor, key in zip(unblocked, keys, strict=True):
                     counter = now // factor.period_seconds
-                    algorithm = Algorithm(factor.algorithm)
+                    algorithm = _ALGORITHMS[factor.algorithm]
                     key_indices.append(table.add(key, algorithm, factor.digits, counter))
                     pairs.append((item, factor, counter))
             codes = [int(item.check.code) for item, _, _ in pairs]
@@ -143,17 +142,17 @@ class CodeChecker:
         matches: dict[int, list[tuple[LockedFactor, int, int]]] = defaultdict(list)
         for (item, factor, counter), step in zip(pairs, steps, strict=True):
             if step >= 0:
-                matches[item.index].append((factor, int(step), counter))
+                matches[item.position].append((factor, int(step), counter))
         writes: list[FactorWrite] = []
         for item in items:
-            if item.index not in compared:
+            if item.position not in compared:
                 continue  # already judged: locked, or a secret that cannot be opened
-            found = matches.get(item.index, [])
+            found = matches.get(item.position, [])
             fresh = [match for match in found if match[1] > match[0].last_used_step]
             if fresh:
-                results.append((item, self._success(fresh[0], compared[item.index], writes)))
+                results.append((item, self._success(fresh[0], compared[item.position], writes)))
             else:
-                results.append((item, self._failure(found, compared[item.index], writes, now)))
+                results.append((item, self._failure(found, compared[item.position], writes, now)))
         return results, writes
 
     def _success(

@@ -20,8 +20,7 @@ import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -62,8 +61,7 @@ class LabelTaken(Exception):
     """Another live factor of the account already has this label."""
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptRequest:
+class AttemptRequest(NamedTuple):
     """One code to check against an account's factors with `digits` digits."""
 
     account_id: str
@@ -71,9 +69,12 @@ class AttemptRequest:
     factor_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class LockedFactor:
-    """A factor read, and locked, by an attempt transaction."""
+class LockedFactor(NamedTuple):
+    """A factor read, and locked, by an attempt transaction.
+
+    Named tuples, not frozen dataclasses, for the per-row records of a round:
+    10,000 of them are built per large batch and a tuple builds 3x faster.
+    """
 
     factor_id: str
     account_id: str
@@ -86,8 +87,7 @@ class LockedFactor:
     blocked_until: int
 
 
-@dataclass(frozen=True, slots=True)
-class FactorWrite:
+class FactorWrite(NamedTuple):
     """The new attempt state of one locked factor.
 
     `consumed` marks a won step: `last_used_step` is then the new, greater
@@ -240,7 +240,7 @@ class AttemptTransaction:
             payload = [(r.account_id, r.digits, r.factor_id or "") for r in requests]
             statement = _lock_many(self._dialect, state)
             parameters = {"p_now": now, "p_rows": json.dumps(payload)}
-        rows = self._connection.execute(statement, parameters)
+        rows = self._connection.execute(statement, parameters).all()
         return [factor for factor in map(_locked, rows) if factor is not None]
 
     def write(self, writes: Sequence[FactorWrite], *, state: str, now: int) -> set[str]:
@@ -271,7 +271,7 @@ class AttemptTransaction:
             )
             statement = _write_many(self._dialect, state)
             parameters = {"p_now": now, "p_rows": json.dumps(payload)}
-        return {row.id for row in self._connection.execute(statement, parameters)}
+        return set(self._connection.execute(statement, parameters).scalars().all())
 
 
 _ERASED_SECRET: dict[str, None] = {
