@@ -15,6 +15,7 @@ from tests.rpc.conftest import (  # noqa: F401  (fixtures)
     rpc_policy,
     rpc_settings,
     secrets_seen,
+    tls_files,
 )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.rpc.harness import LiveServer, LogCapture, running_server
+from tests.tls_certs import TlsFiles, write_tls_files
 from totpd.config import Settings
 from totpd.crypto import write_new_keyring
 from totpd.service.policy import Policy
@@ -85,3 +86,9 @@ def live(rpc_settings: Settings) -> Iterator[LiveServer]:
 
     with running_server(rpc_settings, build_service(rpc_settings)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A throwaway CA, server and client certificates (and an unrelated CA), as PEM files."""
+    return write_tls_files(tmp_path_factory.mktemp("tls"))

@@ -43,11 +43,19 @@ class LiveServer:
 
 
 @contextmanager
-def running_server(settings: Settings, service: MfaService) -> Iterator[LiveServer]:
+def running_server(
+    settings: Settings,
+    service: MfaService,
+    channel_credentials: grpc.ChannelCredentials | None = None,
+) -> Iterator[LiveServer]:
+    """Start the server; `channel` is plaintext, or TLS with `channel_credentials`."""
     health_servicer = health.HealthServicer()
     server, port = create_server(settings, service, health_servicer=health_servicer)
     server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    if channel_credentials is None:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    else:
+        channel = grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials)
     try:
         yield LiveServer(
             server, port, channel, totp_service_pb2_grpc.TotpServiceStub(channel), health_servicer

@@ -1,6 +1,7 @@
 """The `totpd` command: serve, keygen, migrate.
 
     totpd serve [--config PATH] [--listen HOST:PORT] [--data-dir DIR] [--dev]
+                [--tls-cert-file PEM --tls-key-file PEM [--tls-client-ca-file PEM]]
                 [--ready-file PATH] [--<any setting> VALUE ...]
     totpd keygen --out PATH
     totpd migrate [--config PATH] [--database-url URL] [--data-dir DIR]
@@ -33,6 +34,9 @@ _METAVARS = {
     "log_level": "LEVEL",
     "log_format": "json|text",
     "default_issuer": "NAME",
+    "tls_cert_file": "PEM",
+    "tls_key_file": "PEM",
+    "tls_client_ca_file": "PEM",
 }
 _DATABASE_KEYS = ("database_url", "data_dir", "log_level", "log_format")
 

@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from totpd.config import Settings, parse_listen_address
+from totpd.config import ConfigError, Settings, load_tls, parse_listen_address
 from totpd.rpc.interceptors import AccessLogInterceptor, ErrorInterceptor
 from totpd.rpc.servicer import TotpServicer
 from totpd.service.mfa import MfaService
@@ -44,7 +44,11 @@ def create_server(
 
     Returns the server and the bound port (the real one when the settings ask for 0).
     Pass `health_servicer` to flip health later (shutdown); otherwise a fresh one is used.
+    With `tls_cert_file` and `tls_key_file` set the port speaks TLS only, and with
+    `tls_client_ca_file` too it requires a client certificate signed by that CA (mTLS);
+    otherwise it is plaintext.
     """
+    credentials = server_credentials(settings)
     limits = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -68,12 +72,40 @@ def create_server(
     )
     parse_listen_address(settings.listen_address)  # a clear error before grpc's terse one
     try:
-        port = server.add_insecure_port(settings.listen_address)
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen_address)
+        else:
+            port = server.add_secure_port(settings.listen_address, credentials)
     except RuntimeError as error:
         raise ServerError(f"cannot listen on {settings.listen_address}: {error}") from None
     if port == 0:
         raise ServerError(f"cannot listen on {settings.listen_address}")
     return server, port
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS (or mTLS) credentials from the settings' PEM files; None for plaintext."""
+    try:
+        material = load_tls(settings)
+    except ConfigError as error:
+        raise ServerError(str(error)) from None
+    if material is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [(material.private_key, material.certificate_chain)],
+        root_certificates=material.client_ca,
+        require_client_auth=material.client_ca is not None,
+    )
+
+
+def tls_log_fields(settings: Settings) -> dict[str, str]:
+    """What the startup log says about transport security: the mode and paths, no bytes."""
+    fields = {"tls": settings.tls_mode}
+    if settings.tls_cert_file is not None:
+        fields["tls_cert_file"] = str(settings.tls_cert_file)
+    if settings.tls_client_ca_file is not None:
+        fields["tls_client_ca_file"] = str(settings.tls_client_ca_file)
+    return fields
 
 
 def bound_address(listen_address: str, port: int) -> str:
@@ -128,7 +160,10 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
     try:
         server.start()
         address = bound_address(settings.listen_address, port)
-        _log.info("serving", extra={"address": address, "workers": settings.max_workers})
+        _log.info(
+            "serving",
+            extra={"address": address, "workers": settings.max_workers, **tls_log_fields(settings)},
+        )
         if ready_file is not None:
             write_ready_file(ready_file, address)
         server.wait_for_termination()
