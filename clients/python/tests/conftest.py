@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,9 @@ def totpd_python() -> str:
     return str(venv) if venv.exists() else "python3"
 
 
-@pytest.fixture(scope="session")
-def totpd_target() -> Iterator[str]:
+@contextmanager
+def running_totpd(*extra_args: str) -> Iterator[str]:
+    """`python -m totpd serve --dev` on 127.0.0.1:0 (plus `extra_args`); yields HOST:PORT."""
     data_dir = Path(tempfile.mkdtemp(prefix="totpd-py-"))
     ready = data_dir / "ready"
     log = (data_dir / "server.log").open("wb")
@@ -43,6 +45,7 @@ def totpd_target() -> Iterator[str]:
             str(data_dir),
             "--ready-file",
             str(ready),
+            *extra_args,
         ],
         cwd=REPO_ROOT,
         stdout=log,
@@ -71,6 +74,40 @@ def totpd_target() -> Iterator[str]:
             proc.wait()
         log.close()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def totpd_target() -> Iterator[str]:
+    with running_totpd() as target:
+        yield target
+
+
+@pytest.fixture(scope="session")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Throwaway PEM files from the repository's `python -m tests.tls_certs DIR`:
+    ca.pem, server.pem, server.key, client.pem, client.key, other-ca.pem."""
+    directory = tmp_path_factory.mktemp("tls")
+    subprocess.run(  # noqa: S603 (our own helper)
+        [totpd_python(), "-m", "tests.tls_certs", str(directory)],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return directory
+
+
+@pytest.fixture(scope="session")
+def mtls_target(tls_dir: Path) -> Iterator[str]:
+    """A second totpd that speaks TLS only and requires a client certificate signed by the CA."""
+    with running_totpd(
+        "--tls-cert-file",
+        str(tls_dir / "server.pem"),
+        "--tls-key-file",
+        str(tls_dir / "server.key"),
+        "--tls-client-ca-file",
+        str(tls_dir / "ca.pem"),
+    ) as target:
+        yield target
 
 
 @pytest.fixture(scope="session")
