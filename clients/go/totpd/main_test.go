@@ -45,31 +45,45 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	root := repoRoot()
 	dir, err := os.MkdirTemp("", "totpd-go-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	ready := filepath.Join(dir, "ready")
-	logPath := filepath.Join(dir, "server.log")
-	logFile, err := os.Create(logPath)
+	addr, stop, err := startTotpd(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	cmd := exec.Command(python(root), "-m", "totpd", "serve", "--dev",
-		"--listen", "127.0.0.1:0", "--data-dir", dir, "--ready-file", ready)
+	defer stop()
+	target = addr
+	return m.Run()
+}
+
+// startTotpd runs python -m totpd serve --dev --listen 127.0.0.1:0 with its
+// data, log and ready file in dir (plus extra flags) and waits for the ready
+// file. stop sends SIGTERM and waits (kills after 10 s).
+func startTotpd(dir string, extra ...string) (addr string, stop func(), err error) {
+	root := repoRoot()
+	ready := filepath.Join(dir, "ready")
+	logPath := filepath.Join(dir, "server.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return "", nil, err
+	}
+	args := append([]string{"-m", "totpd", "serve", "--dev",
+		"--listen", "127.0.0.1:0", "--data-dir", dir, "--ready-file", ready}, extra...)
+	cmd := exec.Command(python(root), args...)
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "starting totpd:", err)
-		return 1
+		logFile.Close()
+		return "", nil, fmt.Errorf("starting totpd: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	defer func() {
+	stop = func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -78,27 +92,25 @@ func run(m *testing.M) int {
 			<-exited
 		}
 		logFile.Close()
-	}()
+	}
 
 	deadline := time.Now().Add(60 * time.Second)
-	for target == "" {
+	for {
 		if b, err := os.ReadFile(ready); err == nil && addrRE.MatchString(strings.TrimSpace(string(b))) {
-			target = strings.TrimSpace(string(b))
-			break
+			return strings.TrimSpace(string(b)), stop, nil
 		}
 		select {
 		case err := <-exited:
 			exited <- err
+			stop()
 			b, _ := os.ReadFile(logPath)
-			fmt.Fprintf(os.Stderr, "totpd exited (%v):\n%s\n", err, b)
-			return 1
+			return "", nil, fmt.Errorf("totpd exited (%v):\n%s", err, b)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			stop()
 			b, _ := os.ReadFile(logPath)
-			fmt.Fprintf(os.Stderr, "totpd did not become ready in 60 s:\n%s\n", b)
-			return 1
+			return "", nil, fmt.Errorf("totpd did not become ready in 60 s:\n%s", b)
 		}
 	}
-	return m.Run()
 }
