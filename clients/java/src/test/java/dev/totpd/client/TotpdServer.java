@@ -46,17 +46,25 @@ final class TotpdServer implements AutoCloseable {
   }
 
   static TotpdServer start() throws IOException, InterruptedException {
+    return start(List.of());
+  }
+
+  /** Starts totpd with {@code extraArgs} after the usual flags (e.g. the TLS files). */
+  static TotpdServer start(List<String> extraArgs) throws IOException, InterruptedException {
     Path root = repoRoot();
     Path dataDir = Files.createTempDirectory("totpd-java-");
     Path ready = dataDir.resolve("ready");
     Path log = dataDir.resolve("server.log");
+    List<String> command =
+        new java.util.ArrayList<>(
+            List.of(
+                python(root), "-m", "totpd", "serve", "--dev",
+                "--listen", "127.0.0.1:0",
+                "--data-dir", dataDir.toString(),
+                "--ready-file", ready.toString()));
+    command.addAll(extraArgs);
     ProcessBuilder pb =
-        new ProcessBuilder(
-                List.of(
-                    python(root), "-m", "totpd", "serve", "--dev",
-                    "--listen", "127.0.0.1:0",
-                    "--data-dir", dataDir.toString(),
-                    "--ready-file", ready.toString()))
+        new ProcessBuilder(command)
             .directory(root.toFile())
             .redirectErrorStream(true)
             .redirectOutput(log.toFile());
@@ -87,6 +95,32 @@ final class TotpdServer implements AutoCloseable {
       process.destroyForcibly().waitFor();
     }
     try (Stream<Path> walk = Files.walk(dataDir)) {
+      walk.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    }
+  }
+
+  /**
+   * Writes throwaway TLS material into a new temporary directory with the repository's {@code
+   * python -m tests.tls_certs DIR}: ca.pem, server.pem, server.key, client.pem, client.key.
+   */
+  static Path writeTlsFiles() throws IOException, InterruptedException {
+    Path root = repoRoot();
+    Path dir = Files.createTempDirectory("totpd-java-tls-");
+    Process p =
+        new ProcessBuilder(List.of(python(root), "-m", "tests.tls_certs", dir.toString()))
+            .directory(root.toFile())
+            .redirectErrorStream(true)
+            .start();
+    String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    if (p.waitFor() != 0) {
+      throw new IllegalStateException("tests.tls_certs failed:\n" + output);
+    }
+    return dir;
+  }
+
+  /** Deletes a directory tree (best effort). */
+  static void deleteTree(Path dir) throws IOException {
+    try (Stream<Path> walk = Files.walk(dir)) {
       walk.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
     }
   }
