@@ -49,7 +49,10 @@ def wait_for_file(path: Path, process: subprocess.Popen[str]) -> str:
 
 
 @contextmanager
-def dev_server(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def dev_server(
+    tmp_path: Path, env: dict[str, str], *extra_args: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A `totpd serve --dev` process on a free loopback port; yields it and its address."""
     ready = tmp_path / "ready"
     process = totpd(
         "serve",
@@ -62,6 +65,7 @@ def dev_server(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[subprocess
         str(tmp_path / "data"),
         "--shutdown-grace-seconds",
         str(GRACE_SECONDS),
+        *extra_args,
         env=env,
     )
     try:

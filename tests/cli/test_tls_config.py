@@ -11,7 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cli.test_serve_process import GRACE_SECONDS, run_totpd, totpd, wait_for_file
+from tests.cli.test_serve_process import GRACE_SECONDS, dev_server, run_totpd
 from tests.tls_certs import TlsFiles
 from totpd.config import ConfigError, load_settings
 
@@ -141,28 +141,15 @@ def test_bad_tls_flags_are_a_one_line_startup_error(
 def test_mtls_server_process_logs_the_mode_and_never_the_key(
     tmp_path: Path, tls_files: TlsFiles, subprocess_env: dict[str, str]
 ) -> None:
-    ready = tmp_path / "ready"
-    process = totpd(
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--ready-file",
-        str(ready),
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--shutdown-grace-seconds",
-        str(GRACE_SECONDS),
+    tls_args = (
         "--tls-cert-file",
         str(tls_files.server_cert),
         "--tls-key-file",
         str(tls_files.server_key),
         "--tls-client-ca-file",
         str(tls_files.ca),
-        env=subprocess_env,
     )
-    try:
-        address = wait_for_file(ready, process)
+    with dev_server(tmp_path, subprocess_env, *tls_args) as (process, address):
         creds = grpc.ssl_channel_credentials(
             root_certificates=tls_files.ca.read_bytes(),
             private_key=tls_files.client_key.read_bytes(),
@@ -175,10 +162,6 @@ def test_mtls_server_process_logs_the_mode_and_never_the_key(
             assert check.status == health_pb2.HealthCheckResponse.SERVING
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=GRACE_SECONDS + 10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, stderr
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     serving = next(r for r in records if r["msg"] == "serving")
