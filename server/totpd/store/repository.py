@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
@@ -51,7 +50,7 @@ from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
 
 from totpd.crypto import SealedSecret
-from totpd.store.database import WRITE_TRANSACTION
+from totpd.store.database import WRITE_TRANSACTION, writer_queue
 from totpd.store.models import LIVE_STATES, FactorRow
 
 _T = TypeVar("_T")
@@ -105,12 +104,7 @@ class FactorStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
-        # SQLite has one writer at a time. Threads of this process queue on a
-        # lock instead of in SQLite's busy handler, which sleeps 1, 2, 5, 10...
-        # ms between retries and turned 2 ms verifications into 100 ms ones.
-        self._writer: AbstractContextManager[object] = (
-            threading.Lock() if self._dialect == "sqlite" else nullcontext()
-        )
+        self._writer = writer_queue(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @property
