@@ -19,7 +19,7 @@ _STANDARD_ATTRS: Final = frozenset(
 ) | {"message", "asctime", "taskName"}
 
 # Libraries whose INFO lines say nothing an operator acts on.
-_QUIET_LOGGERS: Final = ("alembic.runtime.plugins",)
+_QUIET_LOGGERS: Final = ("alembic",)
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Final
@@ -172,6 +172,10 @@ class KeyTable:
     __slots__ = ("algorithms", "counters", "digits", "keys", "offsets")
 
     def __init__(self) -> None:
+        self._empty()
+
+    def _empty(self) -> None:
+        # Fresh buffers rather than clear(): a live cffi view would block the resize.
         self.keys = bytearray()
         self.offsets = array("I", [0])
         self.algorithms = array("B")
@@ -198,31 +202,12 @@ class KeyTable:
         self.counters.append(counter)
         return len(self.algorithms) - 1
 
-    @classmethod
-    def from_columns(
-        cls,
-        keys: Iterable[bytes | bytearray],
-        algorithms: Iterable[Algorithm],
-        digits: Iterable[int],
-        counters: Iterable[int],
-    ) -> KeyTable:
-        """Build a table from parallel columns in one go (faster than many ``add``)."""
-        table = cls()
-        for key, algorithm, d, c in zip(keys, algorithms, digits, counters, strict=True):
-            table.add(key, algorithm, d, c)
-        return table
-
     def wipe(self) -> None:
         """Zero the key buffer and empty the table."""
         buf = self.keys
         if buf:
             lib.totpd_wipe(ffi.from_buffer(buf), len(buf))
-        # A fresh buffer rather than clear(): a live cffi view would block the resize.
-        self.keys = bytearray()
-        self.offsets = array("I", [0])
-        self.algorithms = array("B")
-        self.digits = array("B")
-        self.counters = array("Q")
+        self._empty()
 
     def __enter__(self) -> KeyTable:
         return self

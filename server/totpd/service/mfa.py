@@ -63,8 +63,7 @@ class MfaService:
         period = validation.period(params.period_seconds)
 
         now = self._now()
-        self._store.expire_stale_enrollments(now, account_id)
-        live = self._store.list_for_account(account_id, LIVE_STATES)
+        live = self._store.list_for_account(account_id, LIVE_STATES, now=now)
         if len(live) >= self._policy.max_factors_per_account:
             raise TotpdError(
                 ErrorReason.FACTOR_LIMIT_REACHED,
@@ -185,15 +184,17 @@ class MfaService:
         return outcome, [to_factor(row) for row in disabled]
 
     def _disable_targets(self, account_id: str, factor_id: str | None) -> list[FactorRow]:
-        self._store.expire_stale_enrollments(self._now(), account_id)
+        live = self._store.list_for_account(account_id, LIVE_STATES, now=self._now())
         if factor_id is None:
-            targets = self._store.list_for_account(account_id, LIVE_STATES)
-            if not targets:
+            if not live:
                 raise TotpdError(
                     ErrorReason.ACCOUNT_NOT_FOUND,
                     "the account has no active or pending factor",
                     field="account_id",
                 )
+            return live
+        targets = [row for row in live if row.id == factor_id]
+        if targets:
             return targets
         row = self._owned_row(account_id, factor_id)
         if row.state not in LIVE_STATES:
@@ -213,9 +214,9 @@ class MfaService:
 
     def list_factors(self, account_id: str, include_inactive: bool) -> list[Factor]:
         account_id = validation.account_id(account_id)
-        self._store.expire_stale_enrollments(self._now(), account_id)
         states = [state.value for state in FactorState] if include_inactive else LIVE_STATES
-        return [to_factor(row) for row in self._store.list_for_account(account_id, states)]
+        rows = self._store.list_for_account(account_id, states, now=self._now())
+        return [to_factor(row) for row in rows]
 
     def _owned_row(self, account_id: str, factor_id: str) -> FactorRow:
         row = self._store.get(factor_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import threading
 from contextlib import AbstractContextManager, nullcontext
@@ -99,8 +98,6 @@ def writer_queue(engine: Engine) -> AbstractContextManager[object]:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision."""
-    # Alembic narrates every plugin it loads at INFO; only its problems matter here.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:

@@ -107,23 +107,37 @@ class FactorStore:
         self._writer = writer_queue(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
-    @property
-    def engine(self) -> Engine:
-        return self._engine
-
     # -- reads -------------------------------------------------------------
 
     def get(self, factor_id: str) -> FactorRow | None:
         with self._sessions() as session:
             return session.get(FactorRow, factor_id)
 
-    def list_for_account(self, account_id: str, states: Iterable[str]) -> list[FactorRow]:
+    def list_for_account(
+        self, account_id: str, states: Iterable[str], *, now: int
+    ) -> list[FactorRow]:
+        """The account's factors in `states`, newest first.
+
+        Pending factors past their deadline are first marked EXPIRED, their
+        secrets erased, in the same transaction: expiry is lazy, per account.
+        """
+        expire = (
+            update(FactorRow)
+            .where(
+                FactorRow.account_id == account_id,
+                FactorRow.state == "pending",
+                FactorRow.expires_at <= now,
+            )
+            .values(state="expired", **_ERASED_SECRET)
+            .execution_options(synchronize_session=False)
+        )
         query = (
             select(FactorRow)
             .where(FactorRow.account_id == account_id, FactorRow.state.in_(tuple(states)))
             .order_by(FactorRow.created_at.desc(), FactorRow.id)
         )
-        with self._sessions() as session:
+        with self._sessions.begin() as session:
+            session.execute(expire)
             return list(session.scalars(query))
 
     def list_for_accounts(self, account_ids: Iterable[str], state: str) -> list[FactorRow]:
@@ -155,19 +169,6 @@ class FactorStore:
         except IntegrityError:
             raise LabelTaken from None
         return row
-
-    def expire_stale_enrollments(self, now: int, account_id: str | None = None) -> int:
-        """Mark pending factors past their deadline EXPIRED and erase their secrets."""
-        statement = (
-            update(FactorRow)
-            .where(FactorRow.state == "pending", FactorRow.expires_at <= now)
-            .values(state="expired", **_ERASED_SECRET)
-            .execution_options(synchronize_session=False)
-        )
-        if account_id is not None:
-            statement = statement.where(FactorRow.account_id == account_id)
-        with self._sessions.begin() as session:
-            return _rowcount(session.execute(statement))
 
     # -- verification ------------------------------------------------------
 
@@ -472,7 +473,3 @@ def _locked(row: Row[Any, *tuple[Any, ...]]) -> LockedFactor | None:
         failed_attempts=row.failed_attempts,
         blocked_until=row.blocked_until,
     )
-
-
-def _rowcount(result: object) -> int:
-    return int(getattr(result, "rowcount", 0))
