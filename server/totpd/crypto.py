@@ -63,13 +63,15 @@ class Keyring:
         return SealedSecret(self._primary, nonce, ciphertext)
 
     def open(self, row_id: str, sealed: SealedSecret) -> bytes:
-        cipher = self._ciphers.get(sealed.key_id)
+        return self.open_parts(row_id, *sealed)
+
+    def open_parts(self, row_id: str, key_id: str, nonce: bytes, ciphertext: bytes) -> bytes:
+        """`open` with the sealed secret's three parts as they come from a row."""
+        cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise SecretUnavailable("the secret was sealed with a key that is not in the keyring")
         try:
-            return cipher.decrypt(
-                sealed.nonce, sealed.ciphertext, _associated_data(row_id, sealed.key_id)
-            )
+            return cipher.decrypt(nonce, ciphertext, _associated_data(row_id, key_id))
         except InvalidTag:
             raise SecretUnavailable("the secret failed authentication") from None
 

@@ -207,3 +207,32 @@ def test_forced_path_env(tmp_path: object) -> None:
         )
         assert out.returncode != 0
         assert "NativeError" in out.stderr and "TOTPD_CPU_PATH" not in out.stdout
+
+
+def test_table_of_columns_equals_one_key_at_a_time() -> None:
+    keys = [hashlib.sha512(bytes([i])).digest()[: 16 + i] for i in range(9)]
+    algorithms = [ALGS[i % 3] for i in range(9)]
+    digits = [6 + i % 3 for i in range(9)]
+    counters = [1_000 + i for i in range(9)]
+    one_by_one = otp.KeyTable()
+    for column in zip(keys, algorithms, digits, counters, strict=True):
+        one_by_one.add(*column)
+    with otp.KeyTable.of(keys, algorithms, digits, counters) as table:
+        for name in ("keys", "offsets", "algorithms", "digits", "counters"):
+            assert getattr(table, name) == getattr(one_by_one, name), name
+        columns = zip(keys, algorithms, digits, counters, strict=True)
+        codes = [ref_hotp(k, c, d, a) for k, a, d, c in columns]
+        assert list(otp.verify_batch(table, range(9), codes, 1)) == counters
+
+
+def test_table_of_columns_refuses_what_add_refuses() -> None:
+    key = [b"k" * 20]
+    with pytest.raises(otp.NativeError, match="digits"):
+        otp.KeyTable.of(key, [Algorithm.SHA1], [9], [1])
+    with pytest.raises(otp.NativeError, match="algorithm"):
+        otp.KeyTable.of(key, ["SHA1"], [6], [1])  # type: ignore[list-item]
+    with pytest.raises(otp.NativeError):
+        otp.KeyTable.of(key, [Algorithm.SHA1], [6], [-1])
+    with pytest.raises(ValueError, match="length"):
+        otp.KeyTable.of(key, [Algorithm.SHA1], [6, 6], [1])
+    assert len(otp.KeyTable.of([], [], [], [])) == 0

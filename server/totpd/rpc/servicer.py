@@ -50,14 +50,15 @@ class TotpServicer:
     ) -> pb.BatchVerifyResponse:
         # The service checks the batch size first (BATCH_TOO_LARGE fails the
         # whole call); after that every item gets its own verdict or error.
-        results = self._service.verify_batch([convert.verify_item(item) for item in request.items])
+        results = self._service.verify_batch(convert.verify_items(request.items))
         response = pb.BatchVerifyResponse()
+        add_result = response.results.add
+        fill_outcome = convert.fill_outcome
         for result in results:
-            slot = response.results.add()
             if isinstance(result, TotpdError):
-                slot.error.CopyFrom(to_item_error(result))
+                add_result().error.CopyFrom(to_item_error(result))
             else:
-                slot.outcome.CopyFrom(convert.outcome_to_proto(result))
+                fill_outcome(add_result().outcome, result)
         return response
 
     def Disable(

@@ -253,9 +253,9 @@ def to_factor(row: FactorRow) -> Factor:
 
 def _code_check(item: VerifyItem) -> CodeCheck:
     return CodeCheck(
-        account_id=validation.account_id(item.account_id),
-        code=item.code,
-        factor_id=validation.optional_factor_id(item.factor_id),
+        validation.account_id(item.account_id),
+        item.code,
+        validation.optional_factor_id(item.factor_id),
     )
 
 

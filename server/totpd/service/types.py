@@ -1,13 +1,17 @@
 """Domain values shared by the service, the store and the gRPC layer.
 
-Plain frozen dataclasses and enums: no grpc, no SQL. The gRPC layer maps them
-to and from the proto messages; the store maps them to and from rows.
+Plain frozen dataclasses, named tuples and enums: no grpc, no SQL. The gRPC
+layer maps them to and from the proto messages; the store maps them to and
+from rows. The values a BatchVerify builds once per item (`VerifyItem`,
+`VerifyOutcome`) are named tuples: 10,000 per call, and a frozen dataclass
+takes about three times longer to build.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class Algorithm(enum.Enum):
@@ -58,8 +62,7 @@ class Factor:
     expires_at: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyOutcome:
+class VerifyOutcome(NamedTuple):
     """The verdict on one code and what a caller needs to act on it."""
 
     result: VerifyResult
@@ -92,8 +95,7 @@ class Enrollment:
     qr_svg: str
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyItem:
+class VerifyItem(NamedTuple):
     """One code to check, as in a Verify request or a BatchVerify item."""
 
     account_id: str
