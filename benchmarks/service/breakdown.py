@@ -27,9 +27,9 @@ code changes); the wrappers cost well under a microsecond per call. Stages:
   serialize        BatchVerifyResponse.SerializeToString
 
 Inside lock_select and write_update, `*_sql_exec` is the time spent in the
-DB-API cursor's execute and fetch (the database and the driver); the rest of
-the stage is SQLAlchemy (statement compilation or cache lookup, parameter and
-result processing) and the JSON payload. `begin_commit_sql_exec` is BEGIN
+DB-API cursor's execute and fetch (the database and the driver; the store runs
+these statements on the cursor, `repository.run_compiled`); the rest of the
+stage is the JSON payload and turning rows into records. `begin_commit_sql_exec` is BEGIN
 IMMEDIATE on SQLite (psycopg's BEGIN and both COMMITs are not cursor executes).
 ``gc_pauses`` is the time the cyclic garbage collector ran during the call; it
 is already inside whichever stage allocated, so it is not added to the total.
@@ -66,7 +66,7 @@ from totpd.rpc.server import tune_garbage_collector
 from totpd.rpc.servicer import TotpServicer
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
-from totpd.store import AttemptTransaction, FactorStore, open_engine
+from totpd.store import AttemptTransaction, FactorStore, open_engine, repository
 from totpd.v1 import totp_service_pb2 as pb
 
 STAGES = (
@@ -192,9 +192,19 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
                 seconds["begin_commit"] += time.perf_counter() - started
                 sql_stage[0] = "other"
 
+    def hot_statement(connection: Any, statement: Any, values: Any) -> Any:
+        # The store's hot statements run on the DB-API cursor, outside the events.
+        started = time.perf_counter()
+        try:
+            return original_run_compiled(connection, statement, values)
+        finally:
+            seconds[sql_stage[0] + "_sql_exec"] += time.perf_counter() - started
+
+    original_run_compiled = repository.run_compiled
     event.listen(server.engine, "before_cursor_execute", before)
     event.listen(server.engine, "after_cursor_execute", after)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_patched(repository, "run_compiled", hot_statement))
         for method, stage in (("lock", "lock_select"), ("write", "write_update")):
             original = getattr(AttemptTransaction, method)
             stack.enter_context(_patched(AttemptTransaction, method, in_stage(stage, original)))

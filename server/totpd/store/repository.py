@@ -43,7 +43,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
@@ -220,6 +220,11 @@ class AttemptTransaction:
         self._connection = connection
         self._dialect = dialect
 
+    def _run(
+        self, statement: Select[Any] | Update, values: dict[str, object]
+    ) -> Sequence[tuple[Any, ...]]:
+        return run_compiled(self._connection, _compiled(statement, self._connection), values)
+
     def lock(
         self, requests: Sequence[AttemptRequest], *, state: str, now: int
     ) -> list[LockedFactor]:
@@ -242,7 +247,7 @@ class AttemptTransaction:
             payload = [(r.account_id, r.digits, r.factor_id or "") for r in requests]
             statement = _lock_many(self._dialect, state)
             parameters = {"p_now": now, "p_rows": json.dumps(payload)}
-        rows = self._connection.execute(statement, parameters).all()
+        rows = self._run(statement, parameters)
         make = LockedFactor._make
         # A row without its secret was erased: nothing to compare against.
         return [make(row) for row in rows if row[_CIPHERTEXT_COLUMN] is not None]
@@ -273,7 +278,7 @@ class AttemptTransaction:
             payload = sorted(writes)
             statement = _write_many(self._dialect, state)
             parameters = {"p_now": now, "p_rows": json.dumps(payload)}
-        return set(self._connection.execute(statement, parameters).scalars().all())
+        return {factor_id for (factor_id,) in self._run(statement, parameters)}
 
 
 _ERASED_SECRET: dict[str, None] = {
@@ -290,6 +295,72 @@ _CHUNK = 4000
 # The hot statements run on the Core table: the ORM adds nothing to a bulk
 # UPDATE ... RETURNING but its per-statement bookkeeping.
 _FACTORS: Table = FactorRow.__table__  # type: ignore[assignment]
+
+
+# -- the hot statements' execution -------------------------------------------
+
+
+class CompiledStatement(NamedTuple):
+    """A statement's SQL for one dialect, and how to lay out its parameters."""
+
+    sql: str
+    defaults: dict[str, object]  # the values bound at build time (literals)
+    order: tuple[str, ...] | None  # parameter names by position; None: by name
+
+
+_COMPILED: dict[tuple[int, str], CompiledStatement] = {}
+
+
+def _compiled(statement: Select[Any] | Update, connection: Connection) -> CompiledStatement:
+    """Compile a cached statement once per dialect (the statements live forever)."""
+    key = (id(statement), connection.dialect.name)
+    found = _COMPILED.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=connection.dialect)
+        defaults = {name: bind.value for bind, name in compiled.bind_names.items()}
+        order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        found = _COMPILED[key] = CompiledStatement(compiled.string, defaults, order)
+    return found
+
+
+def run_compiled(
+    connection: Connection, statement: CompiledStatement, values: dict[str, object]
+) -> Sequence[tuple[Any, ...]]:
+    """Run the statement on the DB-API cursor of the connection's transaction.
+
+    For a one-row verification SQLAlchemy's per-execution work (cache lookup,
+    events, parameter and result processing) cost more than the statement;
+    the hot statements skip it. Their parameters and columns are plain ints,
+    strings and bytes, which need no processing. Driver errors are wrapped as
+    SQLAlchemy's would be, so the status mapping sees the same exceptions.
+    """
+    merged = {**statement.defaults, **values}
+    parameters: Sequence[object] | dict[str, object] = (
+        merged if statement.order is None else [merged[name] for name in statement.order]
+    )
+    dbapi = connection.dialect.loaded_dbapi
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(statement.sql, parameters)
+        return cursor.fetchall()
+    except dbapi.Error as error:
+        # A dropped database connection must leave the pool, as SQLAlchemy's
+        # own execution would see to.
+        lost = connection.dialect.is_disconnect(
+            error, connection.connection.dbapi_connection, cursor
+        )
+        if lost:
+            connection.invalidate()
+        raise DBAPIError.instance(
+            statement.sql,
+            None,
+            error,
+            dbapi.Error,
+            connection_invalidated=lost,
+            dialect=connection.dialect,
+        ) from error
+    finally:
+        cursor.close()
 
 
 # -- statements, built once per shape (SQLAlchemy then caches their SQL) ------

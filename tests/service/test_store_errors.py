@@ -1,0 +1,35 @@
+"""Driver errors on the store's hot statements reach callers as SQLAlchemy errors.
+
+The hot statements run on the DB-API cursor (`run_compiled`), so the status
+mapping (UNAVAILABLE for a database that is down) depends on this wrapping.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from totpd.store.repository import CompiledStatement, run_compiled
+
+
+def _statement(engine: Engine, sql: str, names: tuple[str, ...]) -> CompiledStatement:
+    positional = engine.dialect.paramstyle == "qmark"
+    return CompiledStatement(sql, {"p_default": 7}, names if positional else None)
+
+
+def test_parameters_are_bound_by_name_or_position(engine: Engine) -> None:
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%(p_value)s"
+    other = "?" if engine.dialect.paramstyle == "qmark" else "%(p_default)s"
+    statement = _statement(engine, f"SELECT {mark}, {other}", ("p_value", "p_default"))
+    with engine.connect() as connection:
+        assert list(run_compiled(connection, statement, {"p_value": 5})) == [(5, 7)]
+
+
+def test_a_driver_error_becomes_a_sqlalchemy_error_without_parameters(engine: Engine) -> None:
+    statement = _statement(engine, "SELECT * FROM no_such_table", ())
+    with engine.connect() as connection, pytest.raises(DBAPIError) as caught:
+        run_compiled(connection, statement, {"p_secret_looking": "123456"})
+    assert isinstance(caught.value.orig, engine.dialect.loaded_dbapi.Error)
+    assert not caught.value.connection_invalidated
+    assert "123456" not in str(caught.value)
