@@ -149,7 +149,7 @@ def lock_sql(database: Database, rows: int) -> str:
         + _placeholders(database, ("varchar", "integer", "varchar"), rows)
         + f") SELECT {columns} FROM factors JOIN wanted"
         " ON factors.account_id = wanted.account_id AND factors.digits = wanted.digits"
-        " AND (wanted.factor_id = '' OR factors.id = wanted.factor_id)"
+        " AND (wanted.factor_id IS NULL OR factors.id = wanted.factor_id)"
         f" WHERE factors.state = {p} ORDER BY factors.id"
     )
     if database.name == "postgresql":
@@ -199,7 +199,7 @@ def run_database(
             if with_lock:
                 lock_params: list[Any] = []
                 for index, _ in pairs:
-                    lock_params += [pool.account(index), 6, ""]
+                    lock_params += [pool.account(index), 6, None]
                 lock_params.append("active")
                 statements.append((lock_sql(database, n), lock_params))
             consume_params: list[Any] = []

@@ -181,3 +181,42 @@ def test_batch_racing_unary_verify(service: MfaService, clock: Clock, account_id
     verdicts = _race(calls)
     assert len(verdicts) == 16
     assert Counter(verdicts)[VerifyResult.VALID] == 1
+
+
+def test_named_factor_and_two_factor_accounts_in_one_bulk_round(
+    service: MfaService, engine: Engine, clock: Clock, account_id: str
+) -> None:
+    """The bulk lock (more than one item per round) honours a named factor, and
+    an account with two factors compares both; as the unary tests do one by one."""
+    phone = enroll_active(service, clock, account_id, "phone")
+    tablet = enroll_active(service, clock, account_id, "tablet")
+    other = enroll_active(service, clock, account_id + "-other")
+    clock.advance(30)
+    phone_code, tablet_code = code_at(phone, clock.now), code_at(tablet, clock.now)
+    if phone_code == tablet_code:
+        clock.advance(30)  # one in a million: the two devices agree on this step
+        phone_code, tablet_code = code_at(phone, clock.now), code_at(tablet, clock.now)
+    outcomes = service.verify_batch(
+        [
+            VerifyItem(account_id, phone_code, tablet.factor.factor_id),  # wrong device named
+            VerifyItem(account_id + "-other", code_at(other, clock.now)),
+        ]
+    )
+    assert results_of(outcomes) == [VerifyResult.INVALID, VerifyResult.VALID]
+    store = FactorStore(engine)
+
+    def failures() -> tuple[int, int]:
+        rows = [store.get(e.factor.factor_id) for e in (phone, tablet)]
+        return (rows[0].failed_attempts, rows[1].failed_attempts)  # type: ignore[union-attr]
+
+    assert failures() == (0, 1)  # only the named tablet was compared
+    outcomes = service.verify_batch(
+        [
+            VerifyItem(account_id, tablet_code),  # either device, no name
+            VerifyItem(account_id + "-other", wrong_code(code_at(other, clock.now))),
+        ]
+    )
+    assert results_of(outcomes) == [VerifyResult.VALID, VerifyResult.INVALID]
+    first = outcomes[0]
+    assert isinstance(first, VerifyOutcome) and first.factor_id == tablet.factor.factor_id
+    assert failures() == (0, 0)  # the proof of possession reset every compared factor

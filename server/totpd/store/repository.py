@@ -244,9 +244,9 @@ class AttemptTransaction:
                 "p_factor": request.factor_id,
             }
         else:
-            payload = [(r.account_id, r.digits, r.factor_id or "") for r in requests]
+            # Each request is its JSON row as it is: [account_id, digits, factor_id or null].
             statement = _lock_many(self._dialect, state)
-            parameters = {"p_now": now, "p_rows": json.dumps(payload)}
+            parameters = {"p_now": now, "p_rows": json.dumps(requests)}
         rows = self._run(statement, parameters)
         make = LockedFactor._make
         # A row without its secret was erased: nothing to compare against.
@@ -424,7 +424,7 @@ def _lock_many(dialect: str, state: str) -> Select[Any]:
             and_(
                 _FACTORS.c.account_id == wanted.c.account_id,
                 _FACTORS.c.digits == wanted.c.digits,
-                or_(wanted.c.factor_id == "", _FACTORS.c.id == wanted.c.factor_id),
+                or_(wanted.c.factor_id.is_(None), _FACTORS.c.id == wanted.c.factor_id),
             ),
         )
     )
