@@ -56,7 +56,9 @@ def _log(message: str) -> None:
     print(f"[service-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def run_database(name: str, config: dict[str, Any], out: Path, unary_on: bool) -> dict[str, Any]:
+def run_database(
+    name: str, config: dict[str, Any], out: Path, unary_on: bool, client: str = "go"
+) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"totpd-bench-{name}-"))
     opener = sqlite_database(data_dir) if name == "sqlite" else postgres_database()
     servers: list[ServerProcess] = []
@@ -98,7 +100,7 @@ def run_database(name: str, config: dict[str, Any], out: Path, unary_on: bool) -
             levels = []
             if unary_on:
                 for concurrency in config["levels"]:
-                    _log(f"{name}: unary Verify, {concurrency} in flight")
+                    _log(f"{name}: unary Verify, {concurrency} in flight ({client} client)")
                     levels.append(
                         unary.run_level(
                             addresses,
@@ -107,6 +109,7 @@ def run_database(name: str, config: dict[str, Any], out: Path, unary_on: bool) -
                             concurrency,
                             config["seconds"],
                             max_rate=6000.0,
+                            client=client,
                         )
                     )
             return {
@@ -152,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--factors", type=int, help="override the number of seeded factors")
     parser.add_argument("--no-unary", action="store_true", help="skip the unary load runs")
+    parser.add_argument(
+        "--python-client",
+        action="store_true",
+        help="drive the unary load with the Python grpc.aio client instead of the Go load"
+        " generator (benchmarks/service/loadgen; needs `go`)",
+    )
     parser.add_argument("--no-wire", action="store_true", help="skip the wire-shape figures")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
@@ -159,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.factors:
         config["factors"] = args.factors
     args.out.mkdir(parents=True, exist_ok=True)
+    client = "python-aio" if args.python_client else "go"
+    if client == "go" and not args.no_unary:
+        _log("building the Go load generator (benchmarks/service/loadgen)")
+        try:
+            unary.build_loadgen()  # fail before the seeding if `go` is missing or the build breaks
+        except RuntimeError as error:
+            print(f"python -m benchmarks.service: {error}", file=sys.stderr)
+            return 2
 
     results: dict[str, Any] = {
         "meta": {
@@ -171,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_path": otp.cpu_path(),
             "totpd": str(Path(totpd.__file__).parent),
             "git": _git_state(),
+            "unary_client": None if args.no_unary else client,
         },
         "databases": {},
     }
     for name in args.db or ["sqlite", "postgresql"]:
-        results["databases"][name] = run_database(name, config, args.out, not args.no_unary)
+        results["databases"][name] = run_database(name, config, args.out, not args.no_unary, client)
     if not args.no_wire:
         _log("wire shape")
         results["wire"] = wire.measure(config["wire_items"], 3 if args.quick else 7)

@@ -58,7 +58,8 @@ def table(results: dict[str, Any]) -> str:
                 lines.append(f"   {stage:<24} {_ms(seconds):>8} ms {seconds / total:>5.0%}{note}")
         if db.get("unary"):
             lines.append(
-                f"\n   unary Verify, {db['unary'][0]['servers']} server processes"
+                f"\n   unary Verify, {db['unary'][0]['servers']} server processes,"
+                f" {db['unary'][0].get('client', 'python-aio')} client"
                 f" (target >= {UNARY_RPS_TARGET:,.0f} req/s, p99 < {UNARY_P99_TARGET_MS:.0f} ms)"
             )
             lines.append(

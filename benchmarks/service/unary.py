@@ -2,20 +2,38 @@
 
 One `totpd serve` process per core, each on its own loopback port (the server
 turns SO_REUSEPORT off on purpose, so two processes cannot share a port); the
-client (grpc.aio, one channel per server) keeps `concurrency` calls in flight,
+client keeps `concurrency` calls in flight, one connection per server, the calls
 spread round-robin over the servers. Every request is a fresh valid code of a
 distinct factor, so each call does the full work: count the attempt, compare,
 consume the step. Each level is bounded: a fixed duration and a fixed budget of
 pre-built requests, whichever ends first, after a short warm-up that is not
 counted. Latency is measured by the client from send to response.
+
+Two clients drive the load:
+
+- ``go`` (the default): ``loadgen/``, a small Go program built once per run
+  with ``go build``. It costs a fraction of the CPU per call of a Python client
+  and runs with GOMAXPROCS=1, so on a 2-core machine the servers get the CPU.
+  The requests are written to a file, one ``account_id<TAB>code`` per line,
+  and the program prints its figures as JSON.
+- ``python-aio``: the grpc.aio driver below, kept as a fallback (``--python-client``).
+  It burns about as much CPU per call as a server, so its req/s mostly
+  measures itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import gc
+import json
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,12 +43,47 @@ from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
+LOADGEN_DIR = Path(__file__).resolve().parent / "loadgen"
+CLIENTS = ("go", "python-aio")
+CALL_TIMEOUT_S = 30
+
+
+@functools.cache
+def build_loadgen() -> Path:
+    """`go build` the load generator into a temporary directory, once per process."""
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError(
+            "the unary benchmark's load generator is a Go program"
+            f" ({LOADGEN_DIR.relative_to(LOADGEN_DIR.parents[2])}) and `go` is not on PATH:"
+            " install Go (see its go.mod for the version) or pass --python-client"
+            " to use the slower Python grpc.aio client"
+        )
+    out_dir = Path(tempfile.mkdtemp(prefix="totpd-loadgen-"))
+    atexit.register(shutil.rmtree, out_dir, True)
+    binary = out_dir / "totpd-loadgen"
+    built = subprocess.run(
+        [go, "build", "-o", str(binary), "."],
+        cwd=LOADGEN_DIR,
+        capture_output=True,
+        text=True,
+    )
+    if built.returncode != 0:
+        raise RuntimeError(f"`go build` in {LOADGEN_DIR} failed:\n{built.stderr.strip()}")
+    return binary
+
 
 def _requests(pool: FactorPool, n: int) -> list[pb.VerifyRequest]:
     return [
         pb.VerifyRequest(account_id=pool.account(index), code=pool.code(index, step))
         for index, step in pool.take(n)
     ]
+
+
+def _request_lines(pool: FactorPool, n: int) -> str:
+    return "".join(
+        f"{pool.account(index)}\t{pool.code(index, step)}\n" for index, step in pool.take(n)
+    )
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -65,7 +118,7 @@ async def _drive(
                     return
                 started = time.perf_counter()
                 try:
-                    response = await stub.Verify(request, timeout=30)
+                    response = await stub.Verify(request, timeout=CALL_TIMEOUT_S)
                     name = factor_pb2.VerifyResult.Name(response.outcome.result)
                 except grpc.aio.AioRpcError as error:
                     name = f"error:{error.code().name}"
@@ -85,7 +138,7 @@ async def _drive(
         return latencies, elapsed, verdicts
     finally:
         for ch in channels:
-            await ch.close()
+            await ch.close(None)
 
 
 def run_level(
@@ -95,9 +148,84 @@ def run_level(
     concurrency: int,
     seconds: float,
     max_rate: float,
+    client: str = "go",
+    gomaxprocs: int = 1,
 ) -> dict[str, Any]:
+    """One load level; `client` is "go" (the Go load generator) or "python-aio"."""
+    if client not in CLIENTS:
+        raise ValueError(f"client must be one of {CLIENTS}, not {client!r}")
     warmup = max(200, 4 * concurrency)
     budget = min(len(pool) - warmup, int(seconds * max_rate))
+    if client == "go":
+        return _run_level_go(
+            addresses, pids, pool, concurrency, seconds, warmup, budget, gomaxprocs
+        )
+    return _run_level_python(addresses, pids, pool, concurrency, seconds, warmup, budget)
+
+
+def _run_level_go(
+    addresses: list[str],
+    pids: list[int],
+    pool: FactorPool,
+    concurrency: int,
+    seconds: float,
+    warmup: int,
+    budget: int,
+    gomaxprocs: int,
+) -> dict[str, Any]:
+    binary = build_loadgen()
+    with tempfile.TemporaryDirectory(prefix="totpd-loadgen-") as tmp:
+        requests = Path(tmp) / "requests.txt"
+        requests.write_text(_request_lines(pool, warmup + budget))
+        command = [
+            str(binary),
+            f"-requests={requests}",
+            f"-addr={','.join(addresses)}",
+            f"-concurrency={concurrency}",
+            f"-seconds={seconds!r}",
+            f"-warmup={warmup}",
+            f"-timeout={CALL_TIMEOUT_S}s",
+            f"-gomaxprocs={gomaxprocs}",
+        ]
+        server_cpu = [cpu_seconds(pid) for pid in pids]
+        ran = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 180)
+        server_cpu = [
+            cpu_seconds(pid) - before for pid, before in zip(pids, server_cpu, strict=True)
+        ]
+    if ran.returncode != 0:
+        raise RuntimeError(f"totpd-loadgen failed ({ran.returncode}):\n{ran.stderr.strip()}")
+    out = json.loads(ran.stdout)
+    nan = float("nan")
+    return {
+        "concurrency": concurrency,
+        "servers": len(addresses),
+        "requests": out["requests"],
+        "seconds": out["seconds"],
+        "rps": out["rps"],
+        "p50_ms": nan if out["p50_ms"] is None else out["p50_ms"],
+        "p90_ms": nan if out["p90_ms"] is None else out["p90_ms"],
+        "p99_ms": nan if out["p99_ms"] is None else out["p99_ms"],
+        "max_ms": nan if out["max_ms"] is None else out["max_ms"],
+        "mean_ms": nan if out["mean_ms"] is None else out["mean_ms"],
+        "verdicts": out["verdicts"],
+        "budget_exhausted": out["budget_exhausted"],
+        "client_cpu_s": out["cpu_s"],
+        "server_cpu_s": server_cpu,
+        "client": "go",
+        "client_cpu_timed_s": out["cpu_timed_s"],
+        "client_gomaxprocs": out["gomaxprocs"],
+    }
+
+
+def _run_level_python(
+    addresses: list[str],
+    pids: list[int],
+    pool: FactorPool,
+    concurrency: int,
+    seconds: float,
+    warmup: int,
+    budget: int,
+) -> dict[str, Any]:
     requests = _requests(pool, warmup + budget)
     gc.collect()
     gc.freeze()  # the benchmark's own heap must not pause the client mid-run
@@ -128,4 +256,5 @@ def run_level(
         "budget_exhausted": count >= budget,
         "client_cpu_s": client_cpu,
         "server_cpu_s": server_cpu,
+        "client": "python-aio",
     }
