@@ -7,9 +7,10 @@ mapping (UNAVAILABLE for a database that is down) depends on this wrapping.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from totpd.store import AttemptRequest, FactorStore, open_engine
 from totpd.store.repository import CompiledStatement, run_compiled
 
 
@@ -33,3 +34,33 @@ def test_a_driver_error_becomes_a_sqlalchemy_error_without_parameters(engine: En
     assert isinstance(caught.value.orig, engine.dialect.loaded_dbapi.Error)
     assert not caught.value.connection_invalidated
     assert "123456" not in str(caught.value)
+
+
+@pytest.mark.postgres
+def test_a_dropped_postgres_connection_fails_once_then_is_replaced(
+    postgres_url: str, _postgres_engine: Engine
+) -> None:
+    """No pre-ping: a connection the server killed fails its next statement as a
+    store outage (UNAVAILABLE to callers), leaves the pool, and the next try works."""
+    engine = open_engine(f"{postgres_url}?application_name=totpd-dropped-connection-test")
+    store = FactorStore(engine)
+    nobody = [AttemptRequest("nobody", 6, None)]
+    try:
+        with store.attempt_transaction() as attempts:
+            assert attempts.lock(nobody, state="active", now=0) == []
+        with _postgres_engine.begin() as admin:
+            killed = admin.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'totpd-dropped-connection-test'"
+                )
+            ).scalar_one()
+        assert killed == 1
+        with pytest.raises(OperationalError) as caught:
+            with store.attempt_transaction() as attempts:
+                attempts.lock(nobody, state="active", now=0)
+        assert caught.value.connection_invalidated
+        with store.attempt_transaction() as attempts:
+            assert attempts.lock(nobody, state="active", now=0) == []
+    finally:
+        engine.dispose()
