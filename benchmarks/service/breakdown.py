@@ -9,28 +9,29 @@ code changes); the wrappers cost well under a microsecond per call. Stages:
   parse            BatchVerifyRequest.FromString
   to_domain        servicer: proto items -> VerifyItem (convert.verify_items)
   validate         service: VerifyItem -> CodeCheck, code shape checks
-  begin_commit     FactorStore.attempt_transaction entered and left: connection
-                   checkout, BEGIN (IMMEDIATE on SQLite), COMMIT, checkin
-  lock_select      AttemptTransaction.lock: SELECT ... FOR UPDATE (PostgreSQL;
-                   SQLite holds its write lock from BEGIN IMMEDIATE) of the
-                   candidate factors, result rows -> LockedFactor
+  read_select      Attempts.read: connection checkout, the SELECT of the
+                   candidate factors (no lock), result rows -> CandidateFactor
   decrypt          Keyring.open_parts, AES-256-GCM per factor
   key_table        KeyTable.of: the batch's keys into contiguous buffers
   c_verify         otp.verify_batch (the C core)
   judge            CodeChecker._judge minus decrypt, key_table and c_verify:
                    blocked checks, matching steps, building results and writes
-  write_update     AttemptTransaction.write: the one conditional bulk UPDATE ...
+  write_update     Attempts.write_if_unchanged: the writer queue (SQLite), BEGIN
+                   (IMMEDIATE on SQLite), the one conditional bulk UPDATE ...
                    FROM (JSON rows) ... RETURNING id of every compared factor
-  engine_glue      the rest of CodeChecker: rounds, grouping by account, lost-step
-                   check, results in request order
+                   (each only if still as read), COMMIT
+  engine_glue      the rest of CodeChecker: rounds, grouping by account, results
+                   in request order
   response_build   servicer: domain results -> BatchVerifyResponse
   serialize        BatchVerifyResponse.SerializeToString
 
-Inside lock_select and write_update, `*_sql_exec` is the time spent in the
+Inside read_select and write_update, `*_sql_exec` is the time spent in the
 DB-API cursor's execute and fetch (the database and the driver; the store runs
-these statements on the cursor, `repository.run_compiled`); the rest of the
-stage is the JSON payload and turning rows into records. `begin_commit_sql_exec` is BEGIN
-IMMEDIATE on SQLite (psycopg's BEGIN and both COMMITs are not cursor executes).
+these statements on the cursor, `attempts.run_compiled`; psycopg's implicit
+BEGIN is in it, COMMIT is not); the rest of the stage is the JSON payload,
+turning rows into records, connection checkout and commit. ``locked_retries``
+counts rounds decided again under locks after a conflict (`Attempts.locked`);
+none are expected here, where nothing else writes.
 ``gc_pauses`` is the time the cyclic garbage collector ran during the call; it
 is already inside whichever stage allocated, so it is not added to the total.
 
@@ -56,8 +57,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-
 from benchmarks.service.batch import batch_request
 from benchmarks.service.fixtures import ROOT, Database, FactorPool, make_keyring
 from totpd import otp
@@ -66,15 +65,15 @@ from totpd.rpc.server import tune_garbage_collector
 from totpd.rpc.servicer import TotpServicer
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
-from totpd.store import AttemptTransaction, FactorStore, open_engine, repository
+from totpd.store import FactorStore, open_engine
+from totpd.store import attempts as attempts_module
 from totpd.v1 import totp_service_pb2 as pb
 
 STAGES = (
     "parse",
     "to_domain",
     "validate",
-    "begin_commit",
-    "lock_select",
+    "read_select",
     "decrypt",
     "key_table",
     "c_verify",
@@ -140,14 +139,6 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
     checker = service._checker
     sql_stage: list[str] = ["other"]
 
-    def before(
-        conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any
-    ) -> None:
-        context._bench_started = time.perf_counter()
-
-    def after(conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any) -> None:
-        seconds[sql_stage[0] + "_sql_exec"] += time.perf_counter() - context._bench_started
-
     def in_stage(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
             sql_stage[0] = name
@@ -158,57 +149,27 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
 
         return timers.wrap(name, run)
 
-    store = checker._store
-    original_transaction = store.attempt_transaction
-
-    @contextlib.contextmanager
-    def timed_transaction() -> Iterator[Any]:
-        # Entering (checkout, BEGIN) and leaving (COMMIT or ROLLBACK, checkin).
-        manager = original_transaction()
-        sql_stage[0] = "begin_commit"
+    def statement(*args: Any) -> Any:
         started = time.perf_counter()
         try:
-            value = manager.__enter__()
-        finally:
-            seconds["begin_commit"] += time.perf_counter() - started
-            sql_stage[0] = "other"
-        try:
-            yield value
-        except BaseException:
-            sql_stage[0] = "begin_commit"
-            started = time.perf_counter()
-            try:
-                if not manager.__exit__(*sys.exc_info()):
-                    raise
-            finally:
-                seconds["begin_commit"] += time.perf_counter() - started
-                sql_stage[0] = "other"
-        else:
-            sql_stage[0] = "begin_commit"
-            started = time.perf_counter()
-            try:
-                manager.__exit__(None, None, None)
-            finally:
-                seconds["begin_commit"] += time.perf_counter() - started
-                sql_stage[0] = "other"
-
-    def hot_statement(connection: Any, statement: Any, values: Any) -> Any:
-        # The store's hot statements run on the DB-API cursor, outside the events.
-        started = time.perf_counter()
-        try:
-            return original_run_compiled(connection, statement, values)
+            return original_run_compiled(*args)
         finally:
             seconds[sql_stage[0] + "_sql_exec"] += time.perf_counter() - started
 
-    original_run_compiled = repository.run_compiled
-    event.listen(server.engine, "before_cursor_execute", before)
-    event.listen(server.engine, "after_cursor_execute", after)
+    original_run_compiled = attempts_module.run_compiled
+    attempts = checker._store.attempts
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_patched(repository, "run_compiled", hot_statement))
-        for method, stage in (("lock", "lock_select"), ("write", "write_update")):
-            original = getattr(AttemptTransaction, method)
-            stack.enter_context(_patched(AttemptTransaction, method, in_stage(stage, original)))
-        stack.enter_context(_patched(store, "attempt_transaction", timed_transaction))
+        stack.enter_context(_patched(attempts_module, "run_compiled", statement))
+        for method, stage in (("read", "read_select"), ("write_if_unchanged", "write_update")):
+            wrapped = in_stage(stage, getattr(attempts, method))
+            stack.enter_context(_patched(attempts, method, wrapped))
+        original_locked = attempts.locked
+
+        def counted_locked() -> Any:
+            seconds["locked_retries"] += 1
+            return original_locked()
+
+        stack.enter_context(_patched(attempts, "locked", counted_locked))
         stack.enter_context(_patched(checker, "_judge", timers.wrap("judge_total", checker._judge)))
         stack.enter_context(
             _patched(
@@ -244,8 +205,6 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
         response = timers.wrap("servicer", server.servicer.BatchVerify)(request, None)
         timers.wrap("serialize", response.SerializeToString)()
         total = time.perf_counter() - started
-    event.remove(server.engine, "before_cursor_execute", before)
-    event.remove(server.engine, "after_cursor_execute", after)
 
     out = {name: seconds.get(name, 0.0) for name in STAGES}
     out["validate"] = seconds["service"] - seconds["check_many"]
@@ -253,14 +212,15 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
         seconds[name] for name in ("decrypt", "key_table", "c_verify")
     )
     out["engine_glue"] = seconds["check_many"] - sum(
-        seconds[name] for name in ("begin_commit", "lock_select", "judge_total", "write_update")
+        seconds[name] for name in ("read_select", "judge_total", "write_update")
     )
     out["response_build"] = seconds["servicer"] - seconds["service"] - seconds["to_domain"]
-    for name in ("begin_commit", "lock_select", "write_update", "other"):
+    for name in ("read_select", "write_update", "other"):
         key = name + "_sql_exec"
         if key in seconds:
             out[key] = seconds[key]
     out["gc_pauses"] = seconds.get("gc_pauses", 0.0)
+    out["locked_retries"] = seconds.get("locked_retries", 0)
     out["total"] = total
     return out
 

@@ -48,6 +48,11 @@ def table(results: dict[str, Any]) -> str:
                 f" (uninstrumented {_ms(breakdown['uninstrumented_median_s'])} ms)"
             )
             for stage, seconds in stages.items():
+                if stage == "locked_retries":
+                    lines.append(
+                        f"   {stage:<24} {seconds:>8.0f}    (rounds re-decided under locks)"
+                    )
+                    continue
                 if stage == "total":
                     continue
                 note = ""

@@ -1,7 +1,7 @@
 """Driver errors on the store's hot statements reach callers as SQLAlchemy errors.
 
-The hot statements run on the DB-API cursor (`run_compiled`), so the status
-mapping (UNAVAILABLE for a database that is down) depends on this wrapping.
+The verification statements run on the DB-API cursor (`run_compiled`), so the
+status mapping (UNAVAILABLE for a database that is down) depends on this wrapping.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from totpd.store import AttemptRequest, FactorStore, open_engine
-from totpd.store.repository import CompiledStatement, run_compiled
+from totpd.store.attempts import CompiledStatement, run_compiled
 
 
 def _statement(engine: Engine, sql: str, names: tuple[str, ...]) -> CompiledStatement:
@@ -23,14 +23,21 @@ def test_parameters_are_bound_by_name_or_position(engine: Engine) -> None:
     mark = "?" if engine.dialect.paramstyle == "qmark" else "%(p_value)s"
     other = "?" if engine.dialect.paramstyle == "qmark" else "%(p_default)s"
     statement = _statement(engine, f"SELECT {mark}, {other}", ("p_value", "p_default"))
-    with engine.connect() as connection:
-        assert list(run_compiled(connection, statement, {"p_value": 5})) == [(5, 7)]
+    connection = engine.raw_connection()
+    try:
+        assert list(run_compiled(engine.dialect, connection, statement, {"p_value": 5})) == [(5, 7)]
+    finally:
+        connection.close()
 
 
 def test_a_driver_error_becomes_a_sqlalchemy_error_without_parameters(engine: Engine) -> None:
     statement = _statement(engine, "SELECT * FROM no_such_table", ())
-    with engine.connect() as connection, pytest.raises(DBAPIError) as caught:
-        run_compiled(connection, statement, {"p_secret_looking": "123456"})
+    connection = engine.raw_connection()
+    try:
+        with pytest.raises(DBAPIError) as caught:
+            run_compiled(engine.dialect, connection, statement, {"p_secret_looking": "123456"})
+    finally:
+        connection.close()
     assert isinstance(caught.value.orig, engine.dialect.loaded_dbapi.Error)
     assert not caught.value.connection_invalidated
     assert "123456" not in str(caught.value)
@@ -43,11 +50,10 @@ def test_a_dropped_postgres_connection_fails_once_then_is_replaced(
     """No pre-ping: a connection the server killed fails its next statement as a
     store outage (UNAVAILABLE to callers), leaves the pool, and the next try works."""
     engine = open_engine(f"{postgres_url}?application_name=totpd-dropped-connection-test")
-    store = FactorStore(engine)
+    attempts = FactorStore(engine).attempts
     nobody = [AttemptRequest("nobody", 6, None)]
     try:
-        with store.attempt_transaction() as attempts:
-            assert attempts.lock(nobody, state="active", now=0) == []
+        assert attempts.read(nobody, state="active", now=0) == []
         with _postgres_engine.begin() as admin:
             killed = admin.execute(
                 text(
@@ -57,10 +63,8 @@ def test_a_dropped_postgres_connection_fails_once_then_is_replaced(
             ).scalar_one()
         assert killed == 1
         with pytest.raises(OperationalError) as caught:
-            with store.attempt_transaction() as attempts:
-                attempts.lock(nobody, state="active", now=0)
+            attempts.read(nobody, state="active", now=0)
         assert caught.value.connection_invalidated
-        with store.attempt_transaction() as attempts:
-            assert attempts.lock(nobody, state="active", now=0) == []
+        assert attempts.read(nobody, state="active", now=0) == []
     finally:
         engine.dispose()

@@ -1,19 +1,21 @@
 """Checking codes against accounts' factors: count, compare, consume.
 
 One engine serves Verify, BatchVerify, ConfirmEnrollment and Disable, so they
-cannot drift apart. A round is one transaction, and its order is the security argument:
-1. `lock` reads the candidate factors and locks them (PostgreSQL row locks,
-   SQLite's write lock) until the round commits: a parallel attempt on the
-   same factor waits, so guesses cannot outrun the attempt limit and a step
-   cannot be won twice.
+cannot drift apart. A round's order is the security argument:
+1. Read the candidate factors with their attempt state (store/attempts.py).
 2. A blocked factor (backoff or lock) is never compared and reveals nothing.
    The native core compares every step of the window of the others, without
    early exit.
-3. `write` stores, in one conditional UPDATE, each compared factor's new state:
-   one more failure, or the consumed step (only if newer than the last used
-   one) with the failure count reset on every compared factor.
+3. Store, in one conditional UPDATE, each compared factor's new state: one
+   more failure, or the consumed step (only if newer than the last used one)
+   with the failure count reset on every compared factor. Each row is written
+   only if the factor still holds the state read in step 1, and the round's
+   rows are written all or none: so a decision always rests on the state it
+   replaces, guesses cannot outrun the attempt limit and a step is won once.
+   If any factor changed in between, nothing was written and the round is
+   decided again under locks (the read waits for other attempts to commit).
 
-Each stage is vectorised: one query locks the factors of a whole round, one C
+Each stage is vectorised: one query reads the factors of a whole round, one C
 call compares every (code, factor) pair, one UPDATE writes the outcome.
 A round holds at most one item per account, which keeps each item's counting
 exactly as if the items had come one after another.
@@ -32,7 +34,7 @@ from totpd.service import validation
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
 from totpd.service.types import Algorithm, VerifyOutcome, VerifyResult
-from totpd.store import AttemptRequest, FactorStore, FactorWrite, LockedFactor
+from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite
 from totpd.store.models import FactorRow
 
 CheckResult = VerifyOutcome | TotpdError
@@ -91,27 +93,37 @@ class CodeChecker:
     def _run_round(
         self, items: list[_Item], state: str, now: int
     ) -> list[tuple[_Item, CheckResult]]:
-        with self._store.attempt_transaction() as attempts:
-            locked = attempts.lock(
-                [AttemptRequest(i.check.account_id, i.digits, i.check.factor_id) for i in items],
-                state=state,
-                now=now,
-            )
-            by_account: dict[str, list[LockedFactor]] = defaultdict(list)
-            for factor in locked:
-                by_account[factor.account_id].append(factor)
-            found: list[_Item] = []
-            missing: list[_Item] = []
-            for item in items:
-                (found if item.check.account_id in by_account else missing).append(item)
-            results, writes = self._judge(found, by_account, now)
-            written = attempts.write(writes, state=state, now=now)
-        results = [(item, _unless_lost(result, written)) for item, result in results]
+        requests = [AttemptRequest(i.check.account_id, i.digits, i.check.factor_id) for i in items]
+        attempts = self._store.attempts
+        factors = attempts.read(requests, state=state, now=now)
+        results, writes, missing = self._decide(items, factors, now)
+        if not attempts.write_if_unchanged(writes, state=state, now=now):
+            # A factor changed between the read and the write (another attempt
+            # on it, a disable): nothing was written. Decide again under locks.
+            with attempts.locked() as locked:
+                factors = locked.read(requests, state=state, now=now)
+                results, writes, missing = self._decide(items, factors, now)
+                written = locked.write(writes, state=state, now=now)
+            results = [(item, _unless_lost(result, written)) for item, result in results]
         results.extend(self._explain_uncounted(missing, state, now))
         return results
 
+    def _decide(
+        self, items: list[_Item], factors: list[CandidateFactor], now: int
+    ) -> tuple[list[tuple[_Item, CheckResult]], list[FactorWrite], list[_Item]]:
+        """Judge the items whose account has candidate factors; the others are missing."""
+        by_account: dict[str, list[CandidateFactor]] = defaultdict(list)
+        for factor in factors:
+            by_account[factor.account_id].append(factor)
+        found: list[_Item] = []
+        missing: list[_Item] = []
+        for item in items:
+            (found if item.check.account_id in by_account else missing).append(item)
+        results, writes = self._judge(found, by_account, now)
+        return results, writes, missing
+
     def _judge(
-        self, items: list[_Item], by_account: dict[str, list[LockedFactor]], now: int
+        self, items: list[_Item], by_account: dict[str, list[CandidateFactor]], now: int
     ) -> tuple[list[tuple[_Item, CheckResult]], list[FactorWrite]]:
         """Compare every code with its account's unblocked factors in one C call,
         and decide each factor's new attempt state.
@@ -121,7 +133,7 @@ class CodeChecker:
         object and call per item shows.
         """
         results: list[tuple[_Item, CheckResult]] = []
-        compared: list[tuple[_Item, list[LockedFactor]]] = []  # in pair order
+        compared: list[tuple[_Item, list[CandidateFactor]]] = []  # in pair order
         keys: list[bytes] = []
         algorithms: list[Algorithm] = []
         digits: list[int] = []
@@ -163,8 +175,8 @@ class CodeChecker:
         writes: list[FactorWrite] = []
         pair = 0
         for item, unblocked in compared:
-            winner: LockedFactor | None = None
-            replayed: LockedFactor | None = None
+            winner: CandidateFactor | None = None
+            replayed: CandidateFactor | None = None
             for f in unblocked:
                 step = steps[pair]
                 if step >= 0 and winner is None:
@@ -182,20 +194,16 @@ class CodeChecker:
 
     def _success(
         self,
-        winner: LockedFactor,
+        winner: CandidateFactor,
         step: int,
         counter: int,
-        compared: list[LockedFactor],
+        compared: list[CandidateFactor],
         writes: list[FactorWrite],
     ) -> VerifyOutcome:
         """The step is consumed; proof of possession resets every compared factor."""
-        writes.append(FactorWrite(winner.factor_id, 0, 0, step, 1))
+        writes.append(_write(winner, 0, 0, step, 1))
         if len(compared) > 1:
-            writes.extend(
-                FactorWrite(f.factor_id, 0, 0, f.last_used_step, 0)
-                for f in compared
-                if f is not winner
-            )
+            writes.extend(_write(f, 0, 0, f.last_used_step, 0) for f in compared if f is not winner)
         return VerifyOutcome(
             VerifyResult.VALID,
             winner.factor_id,
@@ -205,8 +213,8 @@ class CodeChecker:
 
     def _failure(
         self,
-        replayed: LockedFactor | None,
-        compared: list[LockedFactor],
+        replayed: CandidateFactor | None,
+        compared: list[CandidateFactor],
         writes: list[FactorWrite],
         now: int,
     ) -> VerifyOutcome:
@@ -222,7 +230,7 @@ class CodeChecker:
             count = f.failed_attempts + 1
             wait = wait_after(count)
             blocked = now + wait if wait else f.blocked_until
-            writes.append(FactorWrite(f.factor_id, count, blocked, f.last_used_step, 0))
+            writes.append(_write(f, count, blocked, f.last_used_step, 0))
             most = max(most, count)
             shortest_wait = wait if shortest_wait is None else min(shortest_wait, wait)
         return VerifyOutcome(
@@ -232,7 +240,7 @@ class CodeChecker:
             retry_after_seconds=shortest_wait or 0,
         )
 
-    def _locked(self, item: _Item, blocked: list[LockedFactor], now: int) -> VerifyOutcome:
+    def _locked(self, item: _Item, blocked: list[CandidateFactor], now: int) -> VerifyOutcome:
         """Every candidate is blocked: nothing is compared, nothing is revealed."""
         return VerifyOutcome(
             VerifyResult.LOCKED,
@@ -301,6 +309,22 @@ class CodeChecker:
             attempts_left=self._policy.attempts_left(min(row.failed_attempts for row in blocked)),
             retry_after_seconds=max(1, min(row.blocked_until for row in blocked) - now),
         )
+
+
+def _write(
+    factor: CandidateFactor, failed: int, blocked_until: int, last_used_step: int, consumed: int
+) -> FactorWrite:
+    """The factor's new attempt state, to be stored only where it is still as read."""
+    return FactorWrite(
+        factor.factor_id,
+        failed,
+        blocked_until,
+        last_used_step,
+        consumed,
+        factor.failed_attempts,
+        factor.blocked_until,
+        factor.last_used_step,
+    )
 
 
 def _unless_lost(result: CheckResult, written: set[str]) -> CheckResult:

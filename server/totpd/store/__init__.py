@@ -1,22 +1,23 @@
-"""Persistence: SQLAlchemy models, migrations and the factor repository."""
+"""Persistence: SQLAlchemy models, migrations, the factor repository and verification rounds."""
 
-from totpd.store.database import migrate, open_engine
-from totpd.store.repository import (
+from totpd.store.attempts import (
     AttemptRequest,
-    AttemptTransaction,
-    FactorStore,
+    Attempts,
+    CandidateFactor,
     FactorWrite,
-    LabelTaken,
-    LockedFactor,
+    LockedRound,
 )
+from totpd.store.database import migrate, open_engine
+from totpd.store.repository import FactorStore, LabelTaken
 
 __all__ = [
     "AttemptRequest",
-    "AttemptTransaction",
+    "Attempts",
+    "CandidateFactor",
     "FactorStore",
     "FactorWrite",
     "LabelTaken",
-    "LockedFactor",
+    "LockedRound",
     "migrate",
     "open_engine",
 ]

@@ -16,8 +16,6 @@ from sqlalchemy.engine import make_url
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-# Execution option marking a transaction that reads rows and then writes them.
-WRITE_TRANSACTION = "totpd_write_transaction"
 
 
 def open_engine(url: str) -> Engine:
@@ -54,10 +52,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _begin_sqlite(connection: Connection) -> None:
-    """BEGIN IMMEDIATE for attempt transactions: they read, then write what they
-    read, so they take the write lock up front; everything else BEGINs lazily."""
-    immediate = connection.get_execution_options().get(WRITE_TRANSACTION, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    """The ORM's transactions BEGIN (deferred); verification rounds, which write
+    what they read, BEGIN IMMEDIATE themselves (store/attempts.py)."""
+    connection.exec_driver_sql("BEGIN")
 
 
 class SqliteWriterQueue:
@@ -93,7 +90,7 @@ class SqliteWriterQueue:
 
 
 def writer_queue(engine: Engine) -> AbstractContextManager[object]:
-    """What attempt transactions hold while they write: a queue for SQLite, nothing
+    """What verification rounds hold while they write: a queue for SQLite, nothing
     for PostgreSQL, whose row locks already order writers of the same rows."""
     if engine.dialect.name == "sqlite":
         return SqliteWriterQueue(engine.url.database)

@@ -1,0 +1,523 @@
+"""Verification rounds in the database: read the candidate factors, write the outcome.
+
+Several server processes share the database and keep no state in memory, so
+every round is decided from a read and stored with one conditional write:
+
+- **Optimistic** (`Attempts.read`, then `Attempts.write_if_unchanged`): the read
+  takes no lock. The write is one UPDATE in which every row is conditioned on
+  its factor still holding exactly the attempt state it was read with (state,
+  failures, block, last used step). It applies to every row, or, if any factor
+  changed in between, to none, and the caller decides again under locks. A
+  factor whose state did not change gets the decision a locked round would
+  have made, so counting before comparing holds and a step is won once.
+- **Locked** (`Attempts.locked`): the read locks the factors (`SELECT ... FOR
+  UPDATE` in id order on PostgreSQL; SQLite's write lock from `BEGIN
+  IMMEDIATE`) until the write commits. Only taken after a conflict: every
+  conflict means another attempt on the same factor was stored, and the locked
+  retry cannot conflict, so a round always finishes.
+
+Why optimistic first: the write lock is then held only for the UPDATE, not
+for the decryption and comparison in between, and on PostgreSQL a one-factor
+Verify is two round trips (SELECT, UPDATE) instead of four (BEGIN, SELECT FOR
+UPDATE, UPDATE, COMMIT).
+
+These statements run compiled once per dialect on the DB-API cursor: for a
+one-row verification, SQLAlchemy's per-execution work (cache lookup, events,
+parameter and result processing) cost more than the statement itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    Dialect,
+    Engine,
+    Integer,
+    Select,
+    String,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql.selectable import CTE
+from sqlalchemy.types import TypeEngine
+
+from totpd.crypto import SealedSecret
+from totpd.store.models import FactorRow
+
+# PostgreSQL's "deadlock detected": two optimistic multi-row writes met in
+# opposite order. Nothing was written; the round is decided again under locks.
+_DEADLOCK_SQLSTATE = "40P01"
+
+
+class AttemptRequest(NamedTuple):
+    """One code to check against an account's factors with `digits` digits."""
+
+    account_id: str
+    digits: int
+    factor_id: str | None
+
+
+class CandidateFactor(NamedTuple):
+    """A factor a code may be checked against, as a round read it.
+
+    A flat named tuple in the column order of the read, so a row becomes one
+    with a single `_make`: 10,000 of them are built per large batch, and
+    keyword construction or nested tuples cost 3x more.
+    """
+
+    factor_id: str
+    account_id: str
+    algorithm: str
+    digits: int
+    period_seconds: int
+    secret_key_id: str
+    secret_nonce: bytes
+    secret_ciphertext: bytes
+    last_used_step: int
+    failed_attempts: int
+    blocked_until: int
+
+    @property
+    def sealed(self) -> SealedSecret:
+        return SealedSecret(self.secret_key_id, self.secret_nonce, self.secret_ciphertext)
+
+
+class FactorWrite(NamedTuple):
+    """The new attempt state of one factor, and the state it was decided from.
+
+    In the JSON row order of the write. `consumed` is 1 for a won step:
+    `last_used_step` is then the new, greater step (and a pending factor
+    becomes active); 0 leaves it unchanged. An int, not a bool, because the
+    row goes to the database as JSON as it is. The `seen_*` fields are the
+    values read: the write applies only where the factor still holds them.
+    """
+
+    factor_id: str
+    failed_attempts: int
+    blocked_until: int
+    last_used_step: int
+    consumed: int
+    seen_failed_attempts: int
+    seen_blocked_until: int
+    seen_last_used_step: int
+
+
+class Attempts:
+    """The reads and writes of verification rounds on one engine."""
+
+    def __init__(self, engine: Engine, writer: AbstractContextManager[object]) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect
+        self._writer = writer  # queues SQLite's writers (see database.writer_queue)
+
+    def read(
+        self, requests: Sequence[AttemptRequest], *, state: str, now: int
+    ) -> list[CandidateFactor]:
+        """Read, without locking, the factors each request may be checked against."""
+        with _RawConnection(self._engine, autocommit=True) as connection:
+            return _read(connection, requests, state, now, lock=False)
+
+    def write_if_unchanged(self, writes: Sequence[FactorWrite], *, state: str, now: int) -> bool:
+        """Store every write, each only where its factor is as it was read.
+
+        All or nothing: False (nothing written) if any factor changed since the read.
+        """
+        if not writes:
+            return True
+        statement, values = _write_statement(self._dialect.name, writes, state, now)
+        with self._writer, _RawConnection(self._engine, autocommit=len(writes) == 1) as connection:
+            if len(writes) == 1:  # one row: the statement alone is atomic
+                return len(connection.run(statement, values)) == 1
+            connection.begin()
+            try:
+                written = connection.run(statement, values)
+            except DBAPIError as error:
+                if getattr(error.orig, "sqlstate", None) != _DEADLOCK_SQLSTATE:
+                    raise
+                connection.rollback()
+                return False
+            if len(written) == len(writes):
+                connection.commit()
+                return True
+            connection.rollback()
+            return False
+
+    @contextmanager
+    def locked(self) -> Iterator[LockedRound]:
+        """One transaction that locks what it reads until it writes and commits."""
+        with self._writer, _RawConnection(self._engine, autocommit=False) as connection:
+            connection.begin()
+            yield LockedRound(connection)
+            connection.commit()
+
+
+class LockedRound:
+    """A round under locks: `read` (locking), decide, `write` once."""
+
+    def __init__(self, connection: _RawConnection) -> None:
+        self._connection = connection
+
+    def read(
+        self, requests: Sequence[AttemptRequest], *, state: str, now: int
+    ) -> list[CandidateFactor]:
+        """Lock and read the candidate factors (blocked or not: the caller decides)."""
+        return _read(self._connection, requests, state, now, lock=True)
+
+    def write(self, writes: Sequence[FactorWrite], *, state: str, now: int) -> set[str]:
+        """Store every write in one conditional UPDATE; returns the factors written.
+
+        Under the lock every write applies; the conditions stay as a second
+        line, and a consumed step whose factor is missing was not won.
+        """
+        if not writes:
+            return set()
+        statement, values = _write_statement(self._connection.dialect.name, writes, state, now)
+        return {factor_id for (factor_id,) in self._connection.run(statement, values)}
+
+
+def _read(
+    connection: _RawConnection,
+    requests: Sequence[AttemptRequest],
+    state: str,
+    now: int,
+    *,
+    lock: bool,
+) -> list[CandidateFactor]:
+    """The factors of each request's account in `state` with its number of digits
+    (only `factor_id` if given; pending factors only until they expire)."""
+    dialect = connection.dialect.name
+    if len(requests) == 1:
+        (request,) = requests
+        statement = _read_one(dialect, state, request.factor_id is not None, lock)
+        values: dict[str, object] = {
+            "p_now": now,
+            "p_account": request.account_id,
+            "p_digits": request.digits,
+            "p_factor": request.factor_id,
+        }
+    else:
+        # Each request is its JSON row as it is: [account_id, digits, factor_id or null].
+        statement = _read_many(dialect, state, lock)
+        values = {"p_now": now, "p_rows": json.dumps(requests)}
+    rows = connection.run(statement, values)
+    make = CandidateFactor._make
+    # A row without its secret was erased: nothing to compare against.
+    return [make(row) for row in rows if row[_CIPHERTEXT_COLUMN] is not None]
+
+
+def _write_statement(
+    dialect: str, writes: Sequence[FactorWrite], state: str, now: int
+) -> tuple[Update, dict[str, object]]:
+    if len(writes) == 1:
+        (write,) = writes
+        return _write_one(state), {
+            "p_now": now,
+            "p_factor": write.factor_id,
+            "p_failed": write.failed_attempts,
+            "p_blocked": write.blocked_until,
+            "p_step": write.last_used_step,
+            "p_consumed": write.consumed,
+            "p_seen_failed": write.seen_failed_attempts,
+            "p_seen_blocked": write.seen_blocked_until,
+            "p_seen_step": write.seen_last_used_step,
+        }
+    # Sorted by factor id: the order the locked read takes PostgreSQL's row locks in.
+    return _write_many(dialect, state), {"p_now": now, "p_rows": json.dumps(sorted(writes))}
+
+
+# -- running the statements ----------------------------------------------------
+
+
+class CompiledStatement(NamedTuple):
+    """A statement's SQL for one dialect, and how to lay out its parameters."""
+
+    sql: str
+    defaults: dict[str, object]  # the values bound at build time (literals)
+    order: tuple[str, ...] | None  # parameter names by position; None: by name
+
+
+_COMPILED: dict[tuple[int, str], CompiledStatement] = {}
+_BEGIN_IMMEDIATE = CompiledStatement("BEGIN IMMEDIATE", {}, ())
+
+
+def compiled(statement: Select[Any] | Update, dialect: Dialect) -> CompiledStatement:
+    """Compile a cached statement once per dialect (the statements live forever)."""
+    key = (id(statement), dialect.name)
+    found = _COMPILED.get(key)
+    if found is None:
+        result = statement.compile(dialect=dialect)
+        defaults = {name: bind.value for bind, name in result.bind_names.items()}
+        order = tuple(result.positiontup or ()) if result.positional else None
+        found = _COMPILED[key] = CompiledStatement(result.string, defaults, order)
+    return found
+
+
+def run_compiled(
+    dialect: Dialect,
+    connection: PoolProxiedConnection,
+    statement: CompiledStatement,
+    values: dict[str, object],
+) -> Sequence[tuple[Any, ...]]:
+    """Run the statement on a DB-API cursor of the pooled connection.
+
+    The parameters and columns are plain ints, strings and bytes, which need
+    no processing. Driver errors are wrapped as SQLAlchemy's own would be (a
+    dropped connection is invalidated, so it leaves the pool), so the status
+    mapping sees the same exceptions; the parameters are left out of them.
+    """
+    merged = {**statement.defaults, **values}
+    parameters: Sequence[object] | dict[str, object] = (
+        merged if statement.order is None else [merged[name] for name in statement.order]
+    )
+    dbapi = dialect.loaded_dbapi
+    cursor = connection.cursor()
+    try:
+        cursor.execute(statement.sql, parameters)
+        return cursor.fetchall()
+    except dbapi.Error as error:
+        lost = dialect.is_disconnect(error, connection.dbapi_connection, cursor)
+        if lost:
+            connection.invalidate()
+        raise DBAPIError.instance(
+            statement.sql, None, error, dbapi.Error, connection_invalidated=lost, dialect=dialect
+        ) from error
+    finally:
+        cursor.close()
+
+
+class _RawConnection:
+    """A pooled DB-API connection for one round, in autocommit mode or not.
+
+    SQLite's connections are in autocommit mode already (database.py); a
+    transaction is an explicit `BEGIN IMMEDIATE`, the write lock up front.
+    psycopg's autocommit flag is set for the round and restored before the
+    connection goes back to the pool, where the ORM expects transactions.
+    """
+
+    def __init__(self, engine: Engine, *, autocommit: bool) -> None:
+        self.dialect = engine.dialect
+        self._engine = engine
+        self._autocommit = autocommit
+        self._postgres = engine.dialect.name == "postgresql"
+
+    def __enter__(self) -> _RawConnection:
+        self._connection = self._engine.raw_connection()
+        if self._postgres and self._autocommit:
+            self._connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        connection = self._connection
+        try:
+            dbapi = connection.dbapi_connection
+            if self._postgres and self._autocommit and dbapi is not None and not dbapi.closed:
+                dbapi.autocommit = False
+        finally:
+            connection.close()  # back to the pool, which rolls back what was left open
+
+    def run(self, statement: Select[Any] | Update, values: dict[str, object]) -> Sequence[Any]:
+        return run_compiled(
+            self.dialect, self._connection, compiled(statement, self.dialect), values
+        )
+
+    def begin(self) -> None:
+        # psycopg begins on the first statement; SQLite needs it said.
+        if not self._postgres:
+            run_compiled(self.dialect, self._connection, _BEGIN_IMMEDIATE, {})
+
+    def commit(self) -> None:
+        self._connection.commit()
+
+    def rollback(self) -> None:
+        self._connection.rollback()
+
+
+# -- statements, built once per shape ------------------------------------------
+
+# The hot statements run on the Core table: the ORM adds nothing to a bulk
+# UPDATE ... RETURNING but its per-statement bookkeeping.
+_FACTORS: Table = FactorRow.__table__  # type: ignore[assignment]
+_NOW = bindparam("p_now", type_=BigInteger)
+
+_READ_COLUMNS = (
+    _FACTORS.c.id,
+    _FACTORS.c.account_id,
+    _FACTORS.c.algorithm,
+    _FACTORS.c.digits,
+    _FACTORS.c.period_seconds,
+    _FACTORS.c.secret_key_id,
+    _FACTORS.c.secret_nonce,
+    _FACTORS.c.secret_ciphertext,
+    _FACTORS.c.last_used_step,
+    _FACTORS.c.failed_attempts,
+    _FACTORS.c.blocked_until,
+)
+# CandidateFactor's fields are these columns in this order (a store test checks).
+_CIPHERTEXT_COLUMN = CandidateFactor._fields.index("secret_ciphertext")
+
+
+def _read_base(state: str) -> Select[Any]:
+    statement = select(*_READ_COLUMNS).where(_FACTORS.c.state == state)
+    if state == "pending":
+        statement = statement.where(_FACTORS.c.expires_at > _NOW)
+    # Rows are locked in this order: the same in every round, so no deadlock.
+    return statement.order_by(_FACTORS.c.id)
+
+
+def _locking(statement: Select[Any], dialect: str, lock: bool) -> Select[Any]:
+    # SQLite has no row locks; its locked rounds BEGIN IMMEDIATE instead.
+    return statement.with_for_update(of=_FACTORS) if lock and dialect == "postgresql" else statement
+
+
+@functools.cache
+def _read_one(dialect: str, state: str, with_factor: bool, lock: bool) -> Select[Any]:
+    """The unary shape: one account (and maybe one factor), no row list."""
+    statement = _read_base(state).where(
+        _FACTORS.c.account_id == bindparam("p_account"),
+        _FACTORS.c.digits == bindparam("p_digits"),
+    )
+    if with_factor:
+        statement = statement.where(_FACTORS.c.id == bindparam("p_factor"))
+    return _locking(statement, dialect, lock)
+
+
+@functools.cache
+def _read_many(dialect: str, state: str, lock: bool) -> Select[Any]:
+    """The bulk shape: every (account, digits, factor) of a round in one query."""
+    wanted = _json_rows(
+        dialect, "wanted", [("account_id", String), ("digits", Integer), ("factor_id", String)]
+    )
+    statement = (
+        _read_base(state)
+        .add_cte(wanted)
+        .join_from(
+            _FACTORS,
+            wanted,
+            and_(
+                _FACTORS.c.account_id == wanted.c.account_id,
+                _FACTORS.c.digits == wanted.c.digits,
+                or_(wanted.c.factor_id.is_(None), _FACTORS.c.id == wanted.c.factor_id),
+            ),
+        )
+    )
+    return _locking(statement, dialect, lock)
+
+
+class _WriteColumns(NamedTuple):
+    factor_id: ColumnElement[str]
+    failed: ColumnElement[int]
+    blocked: ColumnElement[int]
+    step: ColumnElement[int]
+    consumed: ColumnElement[bool]
+    seen_failed: ColumnElement[int]
+    seen_blocked: ColumnElement[int]
+    seen_step: ColumnElement[int]
+
+
+def _write(state: str, new: _WriteColumns) -> Update:
+    """UPDATE the factor only where it still holds the attempt state that was read.
+
+    A consumed step must also be newer than the last one (design.md rule 4);
+    any other write keeps it. Both follow from the decision; they stay as a
+    second line.
+    """
+    values: dict[str, Any] = {
+        "failed_attempts": new.failed,
+        "blocked_until": new.blocked,
+        "last_used_step": new.step,
+        "last_used_at": case((new.consumed, _NOW), else_=_FACTORS.c.last_used_at),
+    }
+    if state == "pending":
+        values |= {
+            "state": case((new.consumed, "active"), else_=_FACTORS.c.state),
+            "confirmed_at": case((new.consumed, _NOW), else_=_FACTORS.c.confirmed_at),
+            "expires_at": case((new.consumed, None), else_=_FACTORS.c.expires_at),
+        }
+    return (
+        update(_FACTORS)
+        .where(
+            _FACTORS.c.id == new.factor_id,
+            _FACTORS.c.state == state,
+            _FACTORS.c.failed_attempts == new.seen_failed,
+            _FACTORS.c.blocked_until == new.seen_blocked,
+            _FACTORS.c.last_used_step == new.seen_step,
+            or_(
+                and_(new.consumed, _FACTORS.c.last_used_step < new.step),
+                and_(not_(new.consumed), _FACTORS.c.last_used_step == new.step),
+            ),
+        )
+        .values(values)
+        .returning(_FACTORS.c.id)
+    )
+
+
+_WRITE_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
+    ("factor_id", String),
+    ("failed", Integer),
+    ("blocked", BigInteger),
+    ("step", BigInteger),
+    ("consumed", Integer),
+    ("seen_failed", Integer),
+    ("seen_blocked", BigInteger),
+    ("seen_step", BigInteger),
+]
+
+
+@functools.cache
+def _write_one(state: str) -> Update:
+    """One factor, bound as plain parameters."""
+    binds = {name: bindparam(f"p_{name}", type_=kind) for name, kind in _WRITE_FIELDS}
+    binds["factor_id"] = bindparam("p_factor", type_=String)
+    consumed = binds.pop("consumed") == 1
+    return _write(state, _WriteColumns(consumed=consumed, **binds))
+
+
+@functools.cache
+def _write_many(dialect: str, state: str) -> Update:
+    """Many factors, their rows bound as one JSON parameter."""
+    new = _json_rows(dialect, "new", _WRITE_FIELDS)
+    columns = {name: new.c[name] for name, _ in _WRITE_FIELDS}
+    consumed = columns.pop("consumed") == 1
+    return _write(state, _WriteColumns(consumed=consumed, **columns)).add_cte(new)
+
+
+def _json_rows(
+    dialect: str, name: str, columns: Sequence[tuple[str, type[TypeEngine[Any]]]]
+) -> CTE:
+    """`WITH name AS (SELECT ... FROM <JSON array of rows>)`, bound as one parameter.
+
+    The SQL is the same for 1 or 10,000 rows, so it is compiled once; a VALUES
+    list is compiled anew for every batch (half a second for 10k rows).
+    SQLite reads the JSON with json_each, PostgreSQL with json_array_elements;
+    both name the element `value` and support `->>`.
+    """
+    rows = bindparam("p_rows", type_=String)
+    if dialect == "postgresql":
+        elements = func.json_array_elements(cast(rows, JSON)).table_valued("value")
+    else:
+        elements = func.json_each(rows).table_valued("value")
+    fields = [
+        cast(elements.c.value.op("->>")(literal_column(str(index))), kind()).label(column_name)
+        for index, (column_name, kind) in enumerate(columns)
+    ]
+    return select(*fields).select_from(elements).cte(name)

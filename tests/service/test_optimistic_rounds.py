@@ -1,0 +1,136 @@
+"""A round whose factors change between its read and its write writes nothing
+and is decided again under locks, on both databases.
+
+The interleaving is forced: the round's read is wrapped so that another
+attempt on the same factor runs (and commits) right after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.conftest import Clock
+from tests.service.test_verify import enroll_active
+from tests.totp_oracle import code_at, wrong_code
+from totpd.service.mfa import MfaService
+from totpd.service.types import VerifyItem, VerifyResult
+from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite
+
+
+def _one_more_failure(factor: CandidateFactor) -> FactorWrite:
+    return FactorWrite(
+        factor.factor_id,
+        factor.failed_attempts + 1,
+        factor.blocked_until,
+        factor.last_used_step,
+        0,
+        factor.failed_attempts,
+        factor.blocked_until,
+        factor.last_used_step,
+    )
+
+
+def test_a_changed_factor_stops_the_whole_write(
+    service: MfaService, engine: Engine, clock: Clock, account_id: str
+) -> None:
+    alice = enroll_active(service, clock, account_id + "-a")
+    bob = enroll_active(service, clock, account_id + "-b")
+    store = FactorStore(engine)
+    requests = [
+        AttemptRequest(account_id + "-a", 6, None),
+        AttemptRequest(account_id + "-b", 6, None),
+    ]
+    read = store.attempts.read(requests, state="active", now=int(clock.now))
+    assert len(read) == 2
+    # Bob's factor changes after the read: a wrong code counts one failure.
+    service.verify(VerifyItem(account_id + "-b", wrong_code(code_at(bob, clock.now))))
+    writes = [_one_more_failure(factor) for factor in read]
+    assert not store.attempts.write_if_unchanged(writes, state="active", now=int(clock.now))
+
+    def failures() -> dict[str, int]:
+        rows = [store.get(e.factor.factor_id) for e in (alice, bob)]
+        return {row.account_id: row.failed_attempts for row in rows if row is not None}
+
+    # Nothing of the stale write landed: not Alice's row, not a second count on Bob's.
+    assert failures() == {account_id + "-a": 0, account_id + "-b": 1}
+    # Read again, the same write applies.
+    read = store.attempts.read(requests, state="active", now=int(clock.now))
+    writes = [_one_more_failure(factor) for factor in read]
+    assert store.attempts.write_if_unchanged(writes, state="active", now=int(clock.now))
+    assert failures() == {account_id + "-a": 1, account_id + "-b": 2}
+
+
+def _interleave_after_read(
+    service: MfaService, monkeypatch: pytest.MonkeyPatch, other: Callable[[], object]
+) -> list[int]:
+    """Run `other` once, right after the next round's optimistic read; count locked rounds."""
+    attempts = service._checker._store.attempts
+    real_read, real_locked = attempts.read, attempts.locked
+    pending = [other]
+    locked_rounds = [0]
+
+    def read(requests: Sequence[AttemptRequest], **kwargs: Any) -> list[CandidateFactor]:
+        factors = real_read(requests, **kwargs)
+        if pending:
+            pending.pop()()
+        return factors
+
+    def locked() -> Any:
+        locked_rounds[0] += 1
+        return real_locked()
+
+    monkeypatch.setattr(attempts, "read", read)
+    monkeypatch.setattr(attempts, "locked", locked)
+    return locked_rounds
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_code_won_in_between_is_a_replay(
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    batch: bool,
+) -> None:
+    mine = enroll_active(service, clock, account_id)
+    other = enroll_active(service, clock, account_id + "-other")
+    code = code_at(mine, clock.now)
+    interleaved: list[VerifyResult] = []
+    locked_rounds = _interleave_after_read(
+        service,
+        monkeypatch,
+        lambda: interleaved.append(service.verify(VerifyItem(account_id, code)).result),
+    )
+    if batch:
+        outcomes = service.verify_batch(
+            [
+                VerifyItem(account_id, code),
+                VerifyItem(account_id + "-other", code_at(other, clock.now)),
+            ]
+        )
+        results = [o.result for o in outcomes]  # type: ignore[union-attr]
+    else:
+        results = [service.verify(VerifyItem(account_id, code)).result]
+    assert interleaved == [VerifyResult.VALID]
+    assert results[0] is VerifyResult.REPLAYED
+    if batch:  # the other item of the round was decided again and still won
+        assert results[1] is VerifyResult.VALID
+    assert locked_rounds == [1]
+
+
+def test_failures_counted_in_between_are_not_lost(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = enroll_active(service, clock, account_id)
+    wrong = wrong_code(code_at(mine, clock.now))
+    _interleave_after_read(
+        service, monkeypatch, lambda: service.verify(VerifyItem(account_id, wrong))
+    )
+    outcome = service.verify(VerifyItem(account_id, wrong))
+    assert outcome.result is VerifyResult.INVALID
+    # Two failures, each counted once: the stale decision (1 failure) was not stored.
+    assert outcome.attempts_left == service.policy.lock_after_failures - 2
