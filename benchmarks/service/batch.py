@@ -4,19 +4,18 @@ Three figures per (database, batch size), all from the same run:
 
 - ``service``: `BatchVerify` through a real `totpd serve` process over loopback,
   every item a fresh valid code (replay protection and attempt accounting on:
-  the server locks the factors, compares, and writes the consumed step).
+  the server reads the factors, compares, and writes the consumed step on the
+  condition that each factor is still as read).
 - ``db_consume``: the one conditional bulk UPDATE that replay protection cannot
   avoid, ``UPDATE factors ... FROM (VALUES (id, step), ...) WHERE id = ... AND
   state = 'active' AND last_used_step < step RETURNING id``, run directly with
   sqlite3 / psycopg on fresh rows, one statement and one transaction.
-- ``db_lock_consume``: what the service's design cannot avoid per round, raw
-  SQL in one transaction: lock and read the same rows as the service's
-  `AttemptTransaction.lock` does (``SELECT <the columns the engine reads> FROM
-  factors JOIN (VALUES (account_id, digits, factor_id), ...) ... ORDER BY id FOR
-  UPDATE OF factors`` on PostgreSQL; ``BEGIN IMMEDIATE`` then the same SELECT
-  on SQLite, whose write lock is the database's), then the same bulk UPDATE as
-  ``db_consume``, then COMMIT. The floor for the current design without any
-  Python around it.
+- ``db_read_consume``: what the service's design cannot avoid per round, raw
+  SQL: read the same rows as the service's `Attempts.read` does (``SELECT <the
+  columns the engine reads> FROM factors JOIN (VALUES (account_id, digits,
+  factor_id), ...) ... ORDER BY id``, no lock), then, in one transaction
+  (``BEGIN IMMEDIATE`` on SQLite), the same bulk UPDATE as ``db_consume``, then
+  COMMIT. The floor for the current design without any Python around it.
 
 Rates are rows (verifications) per second from the median call time.
 """
@@ -134,16 +133,16 @@ def consume_sql(database: Database, rows: int) -> str:
     )
 
 
-LOCKED_COLUMNS = (
+READ_COLUMNS = (
     "id, account_id, algorithm, digits, period_seconds, secret_key_id, secret_nonce,"
     " secret_ciphertext, last_used_step, failed_attempts, blocked_until"
 )
 
 
-def lock_sql(database: Database, rows: int) -> str:
-    """The service's bulk lock: the candidate factors of every (account, digits, factor)."""
+def read_sql(database: Database, rows: int) -> str:
+    """The service's bulk read: the candidate factors of every (account, digits, factor)."""
     p = _p(database)
-    columns = ", ".join(f"factors.{c.strip()}" for c in LOCKED_COLUMNS.split(","))
+    columns = ", ".join(f"factors.{c.strip()}" for c in READ_COLUMNS.split(","))
     sql = (
         "WITH wanted(account_id, digits, factor_id) AS (VALUES "
         + _placeholders(database, ("varchar", "integer", "varchar"), rows)
@@ -152,8 +151,6 @@ def lock_sql(database: Database, rows: int) -> str:
         " AND (wanted.factor_id IS NULL OR factors.id = wanted.factor_id)"
         f" WHERE factors.state = {p} ORDER BY factors.id"
     )
-    if database.name == "postgresql":
-        sql += " FOR UPDATE OF factors"
     return sql
 
 
@@ -163,7 +160,7 @@ def _transaction(
     """Run the statements in one transaction; rows returned by each.
 
     SQLite begins IMMEDIATE (its write lock, taken up front as the service's
-    attempt transactions do); psycopg begins implicitly on the first statement.
+    writes do); psycopg begins implicitly on the first statement.
     """
     cursor = connection.cursor()
     if database.name == "sqlite":
@@ -180,44 +177,56 @@ def _transaction(
     return counts
 
 
+def _read(connection: Any, database: Database, sql: str, params: list[Any]) -> int:
+    """One SELECT outside a write transaction (SQLite's connection is in
+    autocommit mode; psycopg's read transaction ends at once); rows read."""
+    cursor = connection.cursor()
+    cursor.execute(sql, params)
+    count = len(cursor.fetchall())
+    cursor.close()
+    if database.name == "postgresql":
+        connection.commit()
+    return count
+
+
 def run_database(
-    database: Database, pool: FactorPool, n: int, repeat: int, *, with_lock: bool
+    database: Database, pool: FactorPool, n: int, repeat: int, *, with_read: bool
 ) -> dict[str, Any]:
-    """Median time of the raw transaction for n fresh rows: [lock SELECT +] bulk UPDATE.
+    """Median time for n fresh rows of [the read SELECT, then] the bulk UPDATE transaction.
 
     Statement text and parameters are built before the timer.
     """
     connection = database.connect_raw()
     times: list[float] = []
     updated = 0
-    locked = 0
+    read = 0
     try:
         for call in range(repeat + 1):
             pairs = pool.take(n)
             now = int(time.time())
-            statements: list[tuple[str, list[Any]]] = []
-            if with_lock:
-                lock_params: list[Any] = []
-                for index, _ in pairs:
-                    lock_params += [pool.account(index), 6, None]
-                lock_params.append("active")
-                statements.append((lock_sql(database, n), lock_params))
+            read_params: list[Any] = []
+            for index, _ in pairs:
+                read_params += [pool.account(index), 6, None]
+            read_params.append("active")
             consume_params: list[Any] = []
             for index, step in pairs:
                 consume_params += [pool.factor(index), step]
             consume_params += [now, "active"]
-            statements.append((consume_sql(database, n), consume_params))
+            consume = (consume_sql(database, n), consume_params)
             started = time.perf_counter()
-            counts = _transaction(connection, database, statements)
+            rows_read = (
+                _read(connection, database, read_sql(database, n), read_params) if with_read else 0
+            )
+            (rows_updated,) = _transaction(connection, database, [consume])
             elapsed = time.perf_counter() - started
             if call == 0:
                 continue  # warm-up
             times.append(elapsed)
-            updated += counts[-1]
-            locked += counts[0] if with_lock else 0
+            updated += rows_updated
+            read += rows_read
     finally:
         connection.close()
     extra: dict[str, Any] = {"updated_fraction": updated / (n * repeat)}
-    if with_lock:
-        extra["locked_fraction"] = locked / (n * repeat)
+    if with_read:
+        extra["read_fraction"] = read / (n * repeat)
     return summarize(n, times, **extra)
