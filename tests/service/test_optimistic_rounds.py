@@ -18,7 +18,7 @@ from tests.service.test_verify import enroll_active
 from tests.totp_oracle import code_at, wrong_code
 from totpd.service.mfa import MfaService
 from totpd.service.types import VerifyItem, VerifyResult
-from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite
+from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, RoundAborted
 
 
 def _one_more_failure(factor: CandidateFactor) -> FactorWrite:
@@ -134,3 +134,43 @@ def test_failures_counted_in_between_are_not_lost(
     assert outcome.result is VerifyResult.INVALID
     # Two failures, each counted once: the stale decision (1 failure) was not stored.
     assert outcome.attempts_left == service.policy.lock_after_failures - 2
+
+
+def test_a_locked_round_aborted_by_the_database_is_decided_again(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = enroll_active(service, clock, account_id)
+    attempts = service._checker._store.attempts
+    real_locked = attempts.locked
+    aborts = [RoundAborted("SELECT ... FOR UPDATE", None, Exception("deadlock detected"))]
+
+    def locked() -> Any:
+        if aborts:
+            raise aborts.pop()
+        return real_locked()
+
+    monkeypatch.setattr(attempts, "write_if_unchanged", lambda *a, **k: False)
+    monkeypatch.setattr(attempts, "locked", locked)
+    outcome = service.verify(VerifyItem(account_id, code_at(mine, clock.now)))
+    assert outcome.result is VerifyResult.VALID and not aborts
+
+
+def test_a_round_aborted_every_time_fails_without_a_verdict(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = enroll_active(service, clock, account_id)
+    attempts = service._checker._store.attempts
+
+    def locked() -> Any:
+        raise RoundAborted("SELECT ... FOR UPDATE", None, Exception("deadlock detected"))
+
+    monkeypatch.setattr(attempts, "write_if_unchanged", lambda *a, **k: False)
+    monkeypatch.setattr(attempts, "locked", locked)
+    with pytest.raises(RoundAborted):
+        service.verify(VerifyItem(account_id, code_at(mine, clock.now)))
+    monkeypatch.undo()
+    # Nothing was written: the code still verifies once.
+    assert (
+        service.verify(VerifyItem(account_id, code_at(mine, clock.now))).result
+        is VerifyResult.VALID
+    )

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from totpd.store import AttemptRequest, FactorStore, open_engine
-from totpd.store.attempts import CompiledStatement, run_compiled
+from totpd.store.attempts import CompiledStatement, RoundAborted, run_compiled
 
 
 def _statement(engine: Engine, sql: str, names: tuple[str, ...]) -> CompiledStatement:
@@ -68,3 +68,21 @@ def test_a_dropped_postgres_connection_fails_once_then_is_replaced(
         assert attempts.read(nobody, state="active", now=0) == []
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_deadlock_is_a_round_aborted(_postgres_engine: Engine) -> None:
+    """PostgreSQL breaks a deadlock by aborting one transaction: the store says
+    RoundAborted (an OperationalError: UNAVAILABLE if nobody retries)."""
+    engine = _postgres_engine
+    statement = CompiledStatement(
+        "DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$", {}, None
+    )
+    connection = engine.raw_connection()
+    try:
+        with pytest.raises(RoundAborted) as caught:
+            run_compiled(engine.dialect, connection, statement, {})
+    finally:
+        connection.close()
+    assert isinstance(caught.value, OperationalError)
+    assert not caught.value.connection_invalidated

@@ -34,10 +34,12 @@ from totpd.service import validation
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
 from totpd.service.types import Algorithm, VerifyOutcome, VerifyResult
-from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite
+from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, RoundAborted
 from totpd.store.models import FactorRow
 
 CheckResult = VerifyOutcome | TotpdError
+# Locked rounds the database may abort to break a deadlock before we give up.
+_LOCKED_TRIES = 3
 _ALGORITHMS = {algorithm.value: algorithm for algorithm in Algorithm}
 
 
@@ -100,10 +102,16 @@ class CodeChecker:
         if not attempts.write_if_unchanged(writes, state=state, now=now):
             # A factor changed between the read and the write (another attempt
             # on it, a disable): nothing was written. Decide again under locks.
-            with attempts.locked() as locked:
-                factors = locked.read(requests, state=state, now=now)
-                results, writes, missing = self._decide(items, factors, now)
-                written = locked.write(writes, state=state, now=now)
+            for tries_left in reversed(range(_LOCKED_TRIES)):
+                try:
+                    with attempts.locked() as locked:
+                        factors = locked.read(requests, state=state, now=now)
+                        results, writes, missing = self._decide(items, factors, now)
+                        written = locked.write(writes, state=state, now=now)
+                    break
+                except RoundAborted:
+                    if not tries_left:
+                        raise  # UNAVAILABLE: nothing was written, the caller may retry
             results = [(item, _unless_lost(result, written)) for item, result in results]
         results.extend(self._explain_uncounted(missing, state, now))
         return results

@@ -6,6 +6,7 @@ from totpd.store.attempts import (
     CandidateFactor,
     FactorWrite,
     LockedRound,
+    RoundAborted,
 )
 from totpd.store.database import migrate, open_engine
 from totpd.store.repository import FactorStore, LabelTaken
@@ -18,6 +19,7 @@ __all__ = [
     "FactorWrite",
     "LabelTaken",
     "LockedRound",
+    "RoundAborted",
     "migrate",
     "open_engine",
 ]

@@ -14,7 +14,10 @@ every round is decided from a read and stored with one conditional write:
   UPDATE` in id order on PostgreSQL; SQLite's write lock from `BEGIN
   IMMEDIATE`) until the write commits. Only taken after a conflict: every
   conflict means another attempt on the same factor was stored, and the locked
-  retry cannot conflict, so a round always finishes.
+  retry cannot conflict, so a round finishes. (On PostgreSQL an optimistic
+  multi-row write takes its row locks in the plan's order, so it can deadlock
+  with a locked round; the database then aborts one of them, `RoundAborted`,
+  and it is decided again.)
 
 Why optimistic first: the write lock is then held only for the UPDATE, not
 for the decryption and comparison in between, and on PostgreSQL a one-factor
@@ -56,7 +59,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
@@ -64,9 +67,17 @@ from sqlalchemy.types import TypeEngine
 from totpd.crypto import SealedSecret
 from totpd.store.models import FactorRow
 
-# PostgreSQL's "deadlock detected": two optimistic multi-row writes met in
-# opposite order. Nothing was written; the round is decided again under locks.
+# PostgreSQL's "deadlock detected": a multi-row write (whose row order is the
+# plan's) met another round holding rows in the opposite order.
 _DEADLOCK_SQLSTATE = "40P01"
+
+
+class RoundAborted(OperationalError):
+    """The database aborted the round's transaction to break a deadlock.
+
+    Nothing of the round was written; it can be decided again. An
+    OperationalError, so a caller that gives up answers UNAVAILABLE.
+    """
 
 
 class AttemptRequest(NamedTuple):
@@ -151,9 +162,7 @@ class Attempts:
             connection.begin()
             try:
                 written = connection.run(statement, values)
-            except DBAPIError as error:
-                if getattr(error.orig, "sqlstate", None) != _DEADLOCK_SQLSTATE:
-                    raise
+            except RoundAborted:
                 connection.rollback()
                 return False
             if len(written) == len(writes):
@@ -295,6 +304,8 @@ def run_compiled(
         cursor.execute(statement.sql, parameters)
         return cursor.fetchall()
     except dbapi.Error as error:
+        if getattr(error, "sqlstate", None) == _DEADLOCK_SQLSTATE:
+            raise RoundAborted(statement.sql, None, error) from error
         lost = dialect.is_disconnect(error, connection.dbapi_connection, cursor)
         if lost:
             connection.invalidate()
