@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -155,24 +155,34 @@ def run_level(
     if client not in CLIENTS:
         raise ValueError(f"client must be one of {CLIENTS}, not {client!r}")
     warmup = max(200, 4 * concurrency)
-    budget = min(len(pool) - warmup, int(seconds * max_rate))
+    level = _Level(
+        addresses,
+        pids,
+        pool,
+        concurrency,
+        seconds,
+        warmup,
+        budget=min(len(pool) - warmup, int(seconds * max_rate)),
+    )
     if client == "go":
-        return _run_level_go(
-            addresses, pids, pool, concurrency, seconds, warmup, budget, gomaxprocs
-        )
-    return _run_level_python(addresses, pids, pool, concurrency, seconds, warmup, budget)
+        return _run_level_go(level, gomaxprocs)
+    return _run_level_python(level)
 
 
-def _run_level_go(
-    addresses: list[str],
-    pids: list[int],
-    pool: FactorPool,
-    concurrency: int,
-    seconds: float,
-    warmup: int,
-    budget: int,
-    gomaxprocs: int,
-) -> dict[str, Any]:
+class _Level(NamedTuple):
+    """One load level: where, how hard, for how long, with how many requests."""
+
+    addresses: list[str]
+    pids: list[int]
+    pool: FactorPool
+    concurrency: int
+    seconds: float
+    warmup: int  # requests sent first and not counted
+    budget: int  # requests available to the timed phase
+
+
+def _run_level_go(level: _Level, gomaxprocs: int) -> dict[str, Any]:
+    addresses, pids, pool, concurrency, seconds, warmup, budget = level
     binary = build_loadgen()
     with tempfile.TemporaryDirectory(prefix="totpd-loadgen-") as tmp:
         requests = Path(tmp) / "requests.txt"
@@ -217,15 +227,8 @@ def _run_level_go(
     }
 
 
-def _run_level_python(
-    addresses: list[str],
-    pids: list[int],
-    pool: FactorPool,
-    concurrency: int,
-    seconds: float,
-    warmup: int,
-    budget: int,
-) -> dict[str, Any]:
+def _run_level_python(level: _Level) -> dict[str, Any]:
+    addresses, pids, pool, concurrency, seconds, warmup, budget = level
     requests = _requests(pool, warmup + budget)
     gc.collect()
     gc.freeze()  # the benchmark's own heap must not pause the client mid-run
