@@ -17,6 +17,7 @@ message naming the source and the key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -262,6 +263,17 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     if not 0 <= int(port) <= 65535:
         raise ConfigError(f"listen_address port must be 0-65535, got {port}")
     return host, int(port)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for "localhost" and loopback addresses (127.0.0.0/8, ::1); a wildcard
+    (0.0.0.0, [::]) or any other name or address reaches beyond this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
 
 
 def validate(settings: Settings) -> None:

@@ -4,6 +4,7 @@ one clear line (exit 2), naming the setting and the path, never file content."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.cli.test_serve_process import GRACE_SECONDS, dev_server, run_totpd
 from tests.tls_certs import TlsFiles
-from totpd.config import ConfigError, load_settings
+from totpd.config import ConfigError, is_loopback_host, load_settings
+from totpd.rpc.server import warn_if_plaintext_beyond_loopback
 
 
 def test_tls_is_off_by_default() -> None:
@@ -172,3 +174,41 @@ def test_mtls_server_process_logs_the_mode_and_never_the_key(
     key_body = "".join(key_pem.strip().splitlines()[1:-1])
     assert "PRIVATE KEY" not in stderr
     assert key_body[:40] not in stderr.replace("\n", "")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.9.9.9", True),
+        ("localhost", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("[::]", False),
+        ("10.1.2.3", False),
+        ("totpd.internal", False),
+    ],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+def test_plaintext_beyond_loopback_is_warned_about_and_tls_or_loopback_is_not(
+    tls_files: TlsFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    wide = load_settings(None, {"listen_address": "0.0.0.0:50051"}, environ={})
+    with caplog.at_level(logging.WARNING, logger="totpd.server"):
+        assert warn_if_plaintext_beyond_loopback(wide, "0.0.0.0:50051")
+    assert any("plaintext beyond loopback" in r.getMessage() for r in caplog.records)
+    loopback = load_settings(environ={})
+    assert not warn_if_plaintext_beyond_loopback(loopback, "127.0.0.1:50051")
+    wide_tls = load_settings(
+        None,
+        {
+            "listen_address": "0.0.0.0:50051",
+            "tls_cert_file": str(tls_files.server_cert),
+            "tls_key_file": str(tls_files.server_key),
+        },
+        environ={},
+    )
+    assert not warn_if_plaintext_beyond_loopback(wide_tls, "0.0.0.0:50051")

@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from totpd.config import ConfigError, Settings, load_tls, parse_listen_address
+from totpd.config import ConfigError, Settings, is_loopback_host, load_tls, parse_listen_address
 from totpd.rpc.interceptors import AccessLogInterceptor, ErrorInterceptor
 from totpd.rpc.servicer import TotpServicer
 from totpd.service.mfa import MfaService
@@ -108,6 +108,20 @@ def tls_log_fields(settings: Settings) -> dict[str, str]:
     return fields
 
 
+def warn_if_plaintext_beyond_loopback(settings: Settings, address: str) -> bool:
+    """Codes crossing a network in the clear: allowed (a TLS-terminating sidecar is a
+    valid setup), but never silently. Returns whether it warned."""
+    host, _ = parse_listen_address(settings.listen_address)
+    if settings.tls_mode != "off" or is_loopback_host(host):
+        return False
+    _log.warning(
+        "plaintext beyond loopback: set tls_cert_file and tls_key_file"
+        " (and tls_client_ca_file for mTLS), or listen on 127.0.0.1",
+        extra={"address": address},
+    )
+    return True
+
+
 def bound_address(listen_address: str, port: int) -> str:
     host, _ = parse_listen_address(listen_address)
     return f"{host}:{port}"
@@ -164,6 +178,7 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
             "serving",
             extra={"address": address, "workers": settings.max_workers, **tls_log_fields(settings)},
         )
+        warn_if_plaintext_beyond_loopback(settings, address)
         if ready_file is not None:
             write_ready_file(ready_file, address)
         server.wait_for_termination()
