@@ -79,13 +79,22 @@ def run_database(
             for n in config["batches"]:
                 _log(f"{name}: BatchVerify x{n}")
                 service = batch.run_service(addresses[0], pool, n, config["repeat"], servers[0].pid)
-                consume = batch.run_database(database, pool, n, config["repeat"], with_read=False)
-                both = batch.run_database(database, pool, n, config["repeat"], with_read=True)
+                forms = {
+                    form: batch.run_database(
+                        database, pool, n, config["repeat"], with_read=False, form=form
+                    )
+                    for form in batch.forms(database)
+                }
+                consume = max(forms.values(), key=lambda figure: figure["rate"])
+                both = batch.run_database(
+                    database, pool, n, config["repeat"], with_read=True, form=consume["form"]
+                )
                 rows.append(
                     {
                         "batch": n,
                         "service": service,
                         "db_consume": consume,
+                        "db_consume_by_form": forms,
                         "db_read_consume": both,
                         "ratio_vs_consume": service["rate"] / consume["rate"],
                         "ratio_vs_read_consume": service["rate"] / both["rate"],

@@ -19,6 +19,16 @@ def _ms(seconds: float) -> str:
     return f"{1000 * seconds:,.1f}"
 
 
+def _forms(row: dict[str, Any]) -> str:
+    """Which form of the bulk UPDATE was the database's figure, and the other's rate."""
+    by_form = row.get("db_consume_by_form", {})
+    best = row["db_consume"].get("form", "values")
+    others = ", ".join(
+        f"{form} {_rate(figure['rate'])}/s" for form, figure in by_form.items() if form != best
+    )
+    return f"{best} (vs {others})" if others else best
+
+
 def table(results: dict[str, Any]) -> str:
     lines: list[str] = []
     for name, db in results["databases"].items():
@@ -27,7 +37,7 @@ def table(results: dict[str, Any]) -> str:
         )
         lines.append(
             f"{'batch':>7} {'service/s':>11} {'call ms':>8} {'db 1-UPDATE/s':>14}"
-            f" {'db read+UPD/s':>14} {'svc/db1':>8} {'svc/read':>8} {'valid':>6}"
+            f" {'db read+UPD/s':>14} {'svc/db1':>8} {'svc/read':>8} {'valid':>6}  db form"
         )
         for row in db["batch"]:
             service, one, two = row["service"], row["db_consume"], row["db_read_consume"]
@@ -35,7 +45,7 @@ def table(results: dict[str, Any]) -> str:
                 f"{row['batch']:>7,} {_rate(service['rate']):>11} {_ms(service['median_s']):>8}"
                 f" {_rate(one['rate']):>14} {_rate(two['rate']):>14}"
                 f" {row['ratio_vs_consume']:>7.0%} {row['ratio_vs_read_consume']:>7.0%}"
-                f" {service['valid_fraction']:>6.0%}"
+                f" {service['valid_fraction']:>6.0%}  {_forms(row)}"
             )
         lines.append(f"   target: service >= {BATCH_TARGET:.0%} of db 1-UPDATE (svc/db1)")
         breakdown = db.get("breakdown")
