@@ -64,7 +64,6 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
 
-from totpd.crypto import SealedSecret
 from totpd.store.models import FactorRow
 
 # PostgreSQL's "deadlock detected": a multi-row write (whose row order is the
@@ -107,10 +106,6 @@ class CandidateFactor(NamedTuple):
     last_used_step: int
     failed_attempts: int
     blocked_until: int
-
-    @property
-    def sealed(self) -> SealedSecret:
-        return SealedSecret(self.secret_key_id, self.secret_nonce, self.secret_ciphertext)
 
 
 class FactorWrite(NamedTuple):
