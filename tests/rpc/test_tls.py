@@ -3,15 +3,17 @@ certificates from tests/tls_certs.py: who is answered and who is turned away."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.rpc.harness import LiveServer, running_server
-from tests.tls_certs import TlsFiles
+from tests.tls_certs import TlsFiles, write_tls_files
 from totpd.config import Settings
 from totpd.rpc.server import ServerError, create_server, tls_log_fields
 from totpd.v1 import totp_service_pb2 as pb
@@ -169,3 +171,35 @@ def test_startup_log_fields_name_the_mode_and_paths(
         "tls_cert_file": str(tls_files.server_cert),
         "tls_client_ca_file": str(tls_files.ca),
     }
+
+
+def _install(source: TlsFiles, target: TlsFiles) -> None:
+    """Rotate: the server's certificate and key files now hold `source`'s pair."""
+    for name in ("server_cert", "server_key"):
+        getattr(target, name).write_bytes(getattr(source, name).read_bytes())
+
+
+def test_a_rotated_certificate_is_served_without_a_restart(
+    rpc_settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from totpd.app import build_service
+
+    served = write_tls_files(tmp_path / "served")  # the files the server reads
+    rotated = write_tls_files(tmp_path / "rotated")  # a new pair from another CA
+    settings = tls_settings(rpc_settings, served, mtls=False)
+    old_ca = served.ca.read_bytes()
+    with running_server(settings, build_service(settings), credentials(old_ca)) as server:
+        assert len(enroll_and_list(server.channel, "before-rotation")) == 1
+
+        # A replacement that does not load is refused; the old pair stays in use.
+        served.server_cert.write_bytes(rotated.server_cert.read_bytes())  # key not yet
+        with caplog.at_level(logging.WARNING, logger="totpd.server"):
+            with grpc.secure_channel(server.address, credentials(old_ca)) as channel:
+                assert len(enroll_and_list(channel, "half-rotated")) == 1
+        assert any("do not load" in r.getMessage() for r in caplog.records)
+
+        _install(rotated, served)
+        with grpc.secure_channel(server.address, credentials(rotated.ca.read_bytes())) as new:
+            assert len(enroll_and_list(new, "after-rotation")) == 1
+        with grpc.secure_channel(server.address, credentials(old_ca)) as stale:
+            assert refused(stale) == grpc.StatusCode.UNAVAILABLE

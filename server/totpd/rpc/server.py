@@ -20,7 +20,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from totpd.config import ConfigError, Settings, is_loopback_host, load_tls, parse_listen_address
+from totpd.config import (
+    ConfigError,
+    Settings,
+    TlsMaterial,
+    is_loopback_host,
+    load_tls,
+    parse_listen_address,
+)
 from totpd.rpc.interceptors import AccessLogInterceptor, ErrorInterceptor
 from totpd.rpc.servicer import TotpServicer
 from totpd.service.mfa import MfaService
@@ -84,17 +91,91 @@ def create_server(
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """TLS (or mTLS) credentials from the settings' PEM files; None for plaintext."""
+    """TLS (or mTLS) credentials from the settings' PEM files; None for plaintext.
+
+    The files are read again when they change (see CertificateReloader), so a
+    rotated certificate is served without a restart.
+    """
     try:
         material = load_tls(settings)
     except ConfigError as error:
         raise ServerError(str(error)) from None
     if material is None:
         return None
-    return grpc.ssl_server_credentials(
+    reloader = CertificateReloader(settings, material)
+    return grpc.dynamic_ssl_server_credentials(
+        reloader.current,
+        # grpc documents None as "no change"; its type stubs leave None out.
+        reloader.fetch,  # type: ignore[arg-type]
+        require_client_authentication=material.client_ca is not None,
+    )
+
+
+class CertificateReloader:
+    """Serves the TLS files as they are now: gRPC asks before every handshake.
+
+    A change (modification time, size or inode of any file) is loaded and
+    checked like at startup; a replacement that does not load (half written,
+    key and certificate from different pairs) is refused with one warning,
+    and the certificates in use stay, so a botched rotation never takes the
+    server down. Whether clients must present a certificate is fixed at
+    startup; the client CA's content may rotate.
+    """
+
+    def __init__(self, settings: Settings, material: TlsMaterial) -> None:
+        self._settings = settings
+        self._paths = [
+            path
+            for path in (
+                settings.tls_cert_file,
+                settings.tls_key_file,
+                settings.tls_client_ca_file,
+            )
+            if path is not None
+        ]
+        self._stamp = self._stamps()
+        self._refused: tuple[tuple[int, int, int] | None, ...] | None = None
+        self.current = _certificate_configuration(material)
+
+    def _stamps(self) -> tuple[tuple[int, int, int] | None, ...]:
+        stamps: list[tuple[int, int, int] | None] = []
+        for path in self._paths:
+            try:
+                status = os.stat(path)
+            except OSError:
+                stamps.append(None)
+            else:
+                stamps.append((status.st_mtime_ns, status.st_size, status.st_ino))
+        return tuple(stamps)
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """None keeps the configuration in use; never raises (gRPC would drop the handshake)."""
+        stamp = self._stamps()
+        if stamp == self._stamp or stamp == self._refused:
+            return None
+        try:
+            material = load_tls(self._settings)
+        except ConfigError as error:  # the message names the setting and path, no content
+            self._refused = stamp
+            _log.warning(
+                "TLS files changed but do not load; the previous certificates stay in use",
+                extra={"error": str(error)},
+            )
+            return None
+        if material is None or (material.client_ca is None) != (
+            self._settings.tls_client_ca_file is None
+        ):
+            return None
+        self._stamp, self._refused = stamp, None
+        self.current = _certificate_configuration(material)
+        _log.info("TLS certificates reloaded", extra=tls_log_fields(self._settings))
+        return self.current
+
+
+def _certificate_configuration(material: TlsMaterial) -> grpc.ServerCertificateConfiguration:
+    return grpc.ssl_server_certificate_configuration(
         [(material.private_key, material.certificate_chain)],
         root_certificates=material.client_ca,
-        require_client_auth=material.client_ca is not None,
     )
 
 
