@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -128,3 +129,30 @@ def test_bad_enroll_input_writes_nothing(
     assert caught.value.reason is ErrorReason.INVALID_ARGUMENT
     assert caught.value.field == field
     assert service.list_factors(account_id, include_inactive=True) == []
+
+
+def test_racing_enrollments_never_pass_the_factor_limit(
+    service: MfaService, account_id: str
+) -> None:
+    """Enrollments of one account are serialised in the store (an advisory lock on
+    PostgreSQL, the write lock on SQLite): the limit holds under concurrency."""
+    limit = service.policy.max_factors_per_account
+    racers = 2 * limit
+    start = threading.Barrier(racers)
+    outcomes: list[str] = []
+
+    def enroll(number: int) -> None:
+        start.wait(timeout=10)
+        try:
+            service.enroll(EnrollParams(account_id, f"device {number}"))
+            outcomes.append("enrolled")
+        except TotpdError as error:
+            outcomes.append(error.reason.name)
+
+    threads = [threading.Thread(target=enroll, args=(n,)) for n in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["FACTOR_LIMIT_REACHED"] * limit + ["enrolled"] * limit
+    assert len(service.list_factors(account_id, True)) == limit

@@ -63,41 +63,44 @@ class MfaService:
         period = validation.period(params.period_seconds)
 
         now = self._now()
-        live = self._store.list_for_account(account_id, LIVE_STATES, now=now)
-        if len(live) >= self._policy.max_factors_per_account:
-            raise TotpdError(
-                ErrorReason.FACTOR_LIMIT_REACHED,
-                f"the account already has {len(live)} factors, the maximum; disable one first",
-                field="account_id",
-            )
-        taken = {row.label for row in live}
-        label = label or _first_free_label(taken)
-        if label in taken:
-            raise _label_taken()
-
         factor_id = str(uuid.uuid4())
         secret = provisioning.new_secret(algorithm)
         sealed = self._keyring.seal(factor_id, secret)
-        row = FactorRow(
-            id=factor_id,
-            account_id=account_id,
-            label=label,
-            issuer=issuer,
-            algorithm=algorithm.value,
-            digits=digits,
-            period_seconds=period,
-            state=FactorState.PENDING.value,
-            secret_key_id=sealed.key_id,
-            secret_nonce=sealed.nonce,
-            secret_ciphertext=sealed.ciphertext,
-            last_used_step=NEVER_USED_STEP,
-            failed_attempts=0,
-            blocked_until=0,
-            created_at=now,
-            expires_at=now + self._policy.enrollment_ttl_seconds,
-        )
+
+        def new_row(live: list[FactorRow]) -> FactorRow:
+            # Runs in the store's enrollment transaction: nothing else enrolls
+            # this account meanwhile, so the limit and the labels hold.
+            if len(live) >= self._policy.max_factors_per_account:
+                raise TotpdError(
+                    ErrorReason.FACTOR_LIMIT_REACHED,
+                    f"the account already has {len(live)} factors, the maximum; disable one first",
+                    field="account_id",
+                )
+            taken = {row.label for row in live}
+            chosen = label or _first_free_label(taken)
+            if chosen in taken:
+                raise _label_taken()
+            return FactorRow(
+                id=factor_id,
+                account_id=account_id,
+                label=chosen,
+                issuer=issuer,
+                algorithm=algorithm.value,
+                digits=digits,
+                period_seconds=period,
+                state=FactorState.PENDING.value,
+                secret_key_id=sealed.key_id,
+                secret_nonce=sealed.nonce,
+                secret_ciphertext=sealed.ciphertext,
+                last_used_step=NEVER_USED_STEP,
+                failed_attempts=0,
+                blocked_until=0,
+                created_at=now,
+                expires_at=now + self._policy.enrollment_ttl_seconds,
+            )
+
         try:
-            self._store.insert(row)
+            row = self._store.add_to_account(account_id, now=now, make_row=new_row)
         except LabelTaken:
             raise _label_taken() from None
         uri = provisioning.otpauth_uri(

@@ -16,6 +16,9 @@ from sqlalchemy.engine import make_url
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option: this transaction reads and then writes what it read, so on
+# SQLite it takes the write lock up front (BEGIN IMMEDIATE).
+IMMEDIATE_TRANSACTION = "totpd_immediate_transaction"
 
 
 def open_engine(url: str) -> Engine:
@@ -52,9 +55,10 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _begin_sqlite(connection: Connection) -> None:
-    """The ORM's transactions BEGIN (deferred); verification rounds, which write
-    what they read, BEGIN IMMEDIATE themselves (store/attempts.py)."""
-    connection.exec_driver_sql("BEGIN")
+    """Reads BEGIN (deferred); a transaction that writes what it read BEGINs
+    IMMEDIATE (verification rounds say so themselves, store/attempts.py)."""
+    immediate = connection.get_execution_options().get(IMMEDIATE_TRANSACTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class SqliteWriterQueue:

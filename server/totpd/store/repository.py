@@ -7,18 +7,21 @@ on the driver's cursor.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from totpd.store.attempts import Attempts
-from totpd.store.database import writer_queue
+from totpd.store.database import IMMEDIATE_TRANSACTION, writer_queue
 from totpd.store.models import LIVE_STATES, FactorRow
 
 _T = TypeVar("_T")
+# The seed of hashtextextended(account_id, seed), the key of an account's
+# enrollment advisory lock.
+_ENROLLMENT_LOCK_SEED = 0
 
 
 class LabelTaken(Exception):
@@ -27,7 +30,9 @@ class LabelTaken(Exception):
 
 class FactorStore:
     def __init__(self, engine: Engine) -> None:
-        self.attempts = Attempts(engine, writer_queue(engine))
+        self._engine = engine
+        self._writer = writer_queue(engine)
+        self.attempts = Attempts(engine, self._writer)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     # -- reads -------------------------------------------------------------
@@ -44,24 +49,8 @@ class FactorStore:
         Pending factors past their deadline are first marked EXPIRED, their
         secrets erased, in the same transaction: expiry is lazy, per account.
         """
-        expire = (
-            update(FactorRow)
-            .where(
-                FactorRow.account_id == account_id,
-                FactorRow.state == "pending",
-                FactorRow.expires_at <= now,
-            )
-            .values(state="expired", **_ERASED_SECRET)
-            .execution_options(synchronize_session=False)
-        )
-        query = (
-            select(FactorRow)
-            .where(FactorRow.account_id == account_id, FactorRow.state.in_(tuple(states)))
-            .order_by(FactorRow.created_at.desc(), FactorRow.id)
-        )
         with self._sessions.begin() as session:
-            session.execute(expire)
-            return list(session.scalars(query))
+            return _expire_and_list(session, account_id, states, now)
 
     def list_for_accounts(self, account_ids: Iterable[str], state: str) -> list[FactorRow]:
         rows: list[FactorRow] = []
@@ -85,12 +74,29 @@ class FactorStore:
 
     # -- enrollment --------------------------------------------------------
 
-    def insert(self, row: FactorRow) -> FactorRow:
-        try:
-            with self._sessions.begin() as session:
+    def add_to_account(
+        self, account_id: str, *, now: int, make_row: Callable[[list[FactorRow]], FactorRow]
+    ) -> FactorRow:
+        """Insert the row `make_row` builds from the account's live factors, with no
+        other enrollment of the account in between: the count and the labels it
+        saw cannot change under it, so a limit it checks holds under concurrency.
+
+        One transaction, serialised per account: PostgreSQL takes an advisory
+        lock on the account id; SQLite takes its write lock up front (BEGIN
+        IMMEDIATE, queued with the other writers). `make_row` may raise to refuse.
+        """
+        with self._writer, self._engine.connect() as connection:
+            connection.execution_options(**{IMMEDIATE_TRANSACTION: True})
+            with connection.begin(), Session(bind=connection, expire_on_commit=False) as session:
+                if self._engine.dialect.name == "postgresql":
+                    key = func.hashtextextended(account_id, _ENROLLMENT_LOCK_SEED)
+                    session.execute(select(func.pg_advisory_xact_lock(key)))
+                row = make_row(_expire_and_list(session, account_id, LIVE_STATES, now))
                 session.add(row)
-        except IntegrityError:
-            raise LabelTaken from None
+                try:
+                    session.flush()
+                except IntegrityError:
+                    raise LabelTaken from None
         return row
 
     # -- disable -----------------------------------------------------------
@@ -118,6 +124,28 @@ _ERASED_SECRET: dict[str, None] = {
 # Ids per IN list of the read and reset helpers: keeps every backend under its
 # bound-parameter limit (SQLite: 32,766). The hot statements bind one JSON value.
 _CHUNK = 4000
+
+
+def _expire_and_list(
+    session: Session, account_id: str, states: Iterable[str], now: int
+) -> list[FactorRow]:
+    expire = (
+        update(FactorRow)
+        .where(
+            FactorRow.account_id == account_id,
+            FactorRow.state == "pending",
+            FactorRow.expires_at <= now,
+        )
+        .values(state="expired", **_ERASED_SECRET)
+        .execution_options(synchronize_session=False)
+    )
+    query = (
+        select(FactorRow)
+        .where(FactorRow.account_id == account_id, FactorRow.state.in_(tuple(states)))
+        .order_by(FactorRow.created_at.desc(), FactorRow.id)
+    )
+    session.execute(expire)
+    return list(session.scalars(query))
 
 
 def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
