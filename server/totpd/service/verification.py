@@ -23,6 +23,7 @@ exactly as if the items had come one after another.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -38,7 +39,7 @@ from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrit
 from totpd.store.models import FactorRow
 
 CheckResult = VerifyOutcome | TotpdError
-# Locked rounds the database may abort to break a deadlock before we give up.
+# Tries of a locked round, which the database may abort to break a deadlock.
 _LOCKED_TRIES = 3
 _ALGORITHMS = {algorithm.value: algorithm for algorithm in Algorithm}
 
@@ -102,19 +103,32 @@ class CodeChecker:
         if not attempts.write_if_unchanged(writes, state=state, now=now):
             # A factor changed between the read and the write (another attempt
             # on it, a disable): nothing was written. Decide again under locks.
-            for tries_left in reversed(range(_LOCKED_TRIES)):
-                try:
-                    with attempts.locked() as locked:
-                        factors = locked.read(requests, state=state, now=now)
-                        results, writes, missing = self._decide(items, factors, now)
-                        written = locked.write(writes, state=state, now=now)
-                    break
-                except RoundAborted:
-                    if not tries_left:
-                        raise  # UNAVAILABLE: nothing was written, the caller may retry
-            results = [(item, _unless_lost(result, written)) for item, result in results]
+            results, missing = self._run_locked_round(items, requests, state, now)
         results.extend(self._explain_uncounted(missing, state, now))
         return results
+
+    def _run_locked_round(
+        self, items: list[_Item], requests: list[AttemptRequest], state: str, now: int
+    ) -> tuple[list[tuple[_Item, CheckResult]], list[_Item]]:
+        """The round with its factors locked from read to write: it cannot conflict.
+
+        The database may abort it to break a deadlock; then it is tried again,
+        and the last try's RoundAborted reaches the caller as UNAVAILABLE
+        (nothing was written).
+        """
+        for _ in range(_LOCKED_TRIES - 1):
+            with contextlib.suppress(RoundAborted):
+                return self._locked_round(items, requests, state, now)
+        return self._locked_round(items, requests, state, now)
+
+    def _locked_round(
+        self, items: list[_Item], requests: list[AttemptRequest], state: str, now: int
+    ) -> tuple[list[tuple[_Item, CheckResult]], list[_Item]]:
+        with self._store.attempts.locked() as locked:
+            factors = locked.read(requests, state=state, now=now)
+            results, writes, missing = self._decide(items, factors, now)
+            written = locked.write(writes, state=state, now=now)
+        return [(item, _unless_lost(result, written)) for item, result in results], missing
 
     def _decide(
         self, items: list[_Item], factors: list[CandidateFactor], now: int
