@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -147,53 +148,9 @@ class CodeChecker:
     def _judge(
         self, items: list[_Item], by_account: dict[str, list[CandidateFactor]], now: int
     ) -> tuple[list[tuple[_Item, CheckResult]], list[FactorWrite]]:
-        """Compare every code with its account's unblocked factors in one C call,
-        and decide each factor's new attempt state.
-
-        Plain loops over flat lists, with the common one-factor account kept
-        cheap: this runs once per item of a 10,000-item batch, where every
-        object and call per item shows.
-        """
-        results: list[tuple[_Item, CheckResult]] = []
-        compared: list[tuple[_Item, list[CandidateFactor]]] = []  # in pair order
-        keys: list[bytes] = []
-        algorithms: list[Algorithm] = []
-        digits: list[int] = []
-        counters: list[int] = []
-        codes: list[int] = []
-        open_secret = self._keyring.open_parts
-        for item in items:
-            factors = by_account[item.check.account_id]
-            if len(factors) == 1:
-                unblocked = factors if factors[0].blocked_until <= now else []
-            else:
-                unblocked = [f for f in factors if f.blocked_until <= now]
-            if not unblocked:
-                results.append((item, self._locked(item, factors, now)))
-                continue
-            opened = len(keys)
-            try:
-                for f in unblocked:
-                    keys.append(
-                        open_secret(
-                            f.factor_id, f.secret_key_id, f.secret_nonce, f.secret_ciphertext
-                        )
-                    )
-            except SecretUnavailable:
-                # Fail closed: no verdict without every secret of the item.
-                del keys[opened:]
-                results.append((item, _secret_unavailable()))
-                continue
-            compared.append((item, unblocked))
-            code = int(item.check.code)
-            for f in unblocked:
-                algorithms.append(_ALGORITHMS[f.algorithm])
-                digits.append(f.digits)
-                counters.append(now // f.period_seconds)
-                codes.append(code)
-        with otp.KeyTable.of(keys, algorithms, digits, counters) as table:
-            steps = otp.verify_batch(table, range(len(keys)), codes, self._policy.window)
-
+        """Compare every code with its account's unblocked factors, and decide each
+        item's verdict and each compared factor's new attempt state."""
+        results, compared, steps, counters = self._compare(items, by_account, now)
         writes: list[FactorWrite] = []
         pair = 0
         for item, unblocked in compared:
@@ -213,6 +170,63 @@ class CodeChecker:
                 outcome = self._failure(replayed, unblocked, writes, now)
             results.append((item, outcome))
         return results, writes
+
+    def _compare(
+        self, items: list[_Item], by_account: dict[str, list[CandidateFactor]], now: int
+    ) -> tuple[
+        list[tuple[_Item, CheckResult]],
+        list[tuple[_Item, list[CandidateFactor]]],
+        array[int],
+        list[int],
+    ]:
+        """One C call for every (code, unblocked factor) pair.
+
+        Returns the items already answered (every factor blocked, or a secret
+        that cannot be opened), the compared items with their factors in pair
+        order, the matched step of each pair (-1: none) and its counter. Plain
+        loops over flat lists, the one-factor account kept cheap: this runs
+        once per item of a 10,000-item batch, where every object and call shows.
+        """
+        answered: list[tuple[_Item, CheckResult]] = []
+        compared: list[tuple[_Item, list[CandidateFactor]]] = []
+        keys: list[bytes] = []
+        algorithms: list[Algorithm] = []
+        digits: list[int] = []
+        counters: list[int] = []
+        codes: list[int] = []
+        open_secret = self._keyring.open_parts
+        for item in items:
+            factors = by_account[item.check.account_id]
+            if len(factors) == 1:
+                unblocked = factors if factors[0].blocked_until <= now else []
+            else:
+                unblocked = [f for f in factors if f.blocked_until <= now]
+            if not unblocked:
+                answered.append((item, self._locked(item, factors, now)))
+                continue
+            opened = len(keys)
+            try:
+                for f in unblocked:
+                    keys.append(
+                        open_secret(
+                            f.factor_id, f.secret_key_id, f.secret_nonce, f.secret_ciphertext
+                        )
+                    )
+            except SecretUnavailable:
+                # Fail closed: no verdict without every secret of the item.
+                del keys[opened:]
+                answered.append((item, _secret_unavailable()))
+                continue
+            compared.append((item, unblocked))
+            code = int(item.check.code)
+            for f in unblocked:
+                algorithms.append(_ALGORITHMS[f.algorithm])
+                digits.append(f.digits)
+                counters.append(now // f.period_seconds)
+                codes.append(code)
+        with otp.KeyTable.of(keys, algorithms, digits, counters) as table:
+            steps = otp.verify_batch(table, range(len(keys)), codes, self._policy.window)
+        return answered, compared, steps, counters
 
     def _success(
         self,
