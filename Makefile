@@ -41,6 +41,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy --strict server/totpd
+	$(VENV)/bin/mypy --strict -p benchmarks.service
 
 proto: install
 	PATH=$(abspath $(VENV))/bin:$$PATH proto/generate.sh

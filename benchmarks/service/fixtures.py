@@ -144,7 +144,7 @@ def seed_factors(engine: Engine, keyring: Keyring, count: int, *, prefix: str = 
         )
     with engine.begin() as connection:
         for start in range(0, len(rows), 5000):
-            connection.execute(insert(FactorRow.__table__), rows[start : start + 5000])
+            connection.execute(insert(FactorRow), rows[start : start + 5000])
     with engine.begin() as connection:
         # Fresh statistics, as autovacuum would have them on a long-running server.
         connection.execute(
