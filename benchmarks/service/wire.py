@@ -71,7 +71,7 @@ def compile_columnar(directory: Path) -> ModuleType:
     """Compile the throwaway proto with grpcio-tools and import it."""
     source = directory / "totpd_bench_columnar.proto"
     source.write_text(COLUMNAR_PROTO)
-    from grpc_tools import protoc  # type: ignore[import-untyped]
+    from grpc_tools import protoc
 
     include = Path(protoc.__file__).parent / "_proto"
     done = subprocess.run(
