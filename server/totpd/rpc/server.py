@@ -163,9 +163,7 @@ class CertificateReloader:
                 extra={"error": str(error)},
             )
             return None
-        if material is None or (material.client_ca is None) != (
-            self._settings.tls_client_ca_file is None
-        ):
+        if material is None:  # not with the startup settings, which turned TLS on
             return None
         self._stamp, self._refused = stamp, None
         self.current = _certificate_configuration(material)
