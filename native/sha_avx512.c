@@ -12,10 +12,15 @@
  * mask moves, with no early exit; the per-lane result is a step index turned
  * into the matched counter with masks.
  *
+ * The SHA-1 compressions of the verify kernel are inlined with their constant
+ * message words (the inner block has 2 variable words of 16, the outer 5), so
+ * the zero words, the padding and much of the schedule fold at compile time.
+ *
  * A prepare kernel computes the HMAC pad states of up to 16 (8) keys: masked
- * loads of the key bytes (no copy), a byte swap, an in-cache transpose, two
- * compressions and masked scatters into the slots. The transpose buffer is
- * the only key material in memory and is wiped with explicit_bzero.
+ * loads of the key bytes (no copy), a byte swap, a transpose (SHA-1: in
+ * registers; SHA-512: in cache), two compressions and masked stores (SHA-1)
+ * or scatters (SHA-512) into the slots. The SHA-512 transpose buffer is the
+ * only key material in memory and is wiped with explicit_bzero.
  *
  * Only AVX-512 code lives here: no SHA-NI in these functions (mixing them was
  * measured 57x slower); each public function ends with vzeroupper.
@@ -52,42 +57,55 @@ static const uint32_t kShift[3] = {51u, 55u, 58u}; /* 31 + l */
 /* ------------------------------------------------------------------------ */
 /* SHA-1, 16 lanes.                                                          */
 
-/* One compression. Not inlined (nor the two-stream one below): one copy of
- * each keeps the verify kernel inside the instruction cache, measured ~2%
- * faster than inlining; three interleaved streams were slower (spills). */
-TGT static __attribute__((noinline)) void sha1_x16(__m512i s[5], __m512i w[16]) {
+/* Generic vector operations (not intrinsics) for the message schedule and the
+ * K + W sums: GCC folds them when message words are compile-time constants
+ * (the padding and the zero words of the fixed-length HMAC blocks), and emits
+ * vprold / vpternlogd for the rest. */
+typedef uint32_t v16u __attribute__((vector_size(64)));
+
+/* W[t] = rol1(W[t-3] ^ W[t-8] ^ W[t-14] ^ W[t-16]). */
+INL __m512i sha1_sched_x16(__m512i a, __m512i b, __m512i c, __m512i d) {
+    v16u x = (v16u)a ^ (v16u)b ^ (v16u)c ^ (v16u)d;
+    return (__m512i)((x << 1) | (x >> 31));
+}
+
+/* One compression, always inlined so that the callers' constant message words
+ * fold (the verify kernel's inner and outer blocks have only 2 and 5 variable
+ * words of 16). One stream at a time: the state and the 16-word schedule
+ * window stay in registers (two interleaved streams spilled to the stack),
+ * and the out-of-order core already overlaps the rounds with the schedule. */
+INL void sha1_x16_rounds(__m512i s[5], __m512i w[16]) {
     __m512i a = s[0], b = s[1], c = s[2], d = s[3], e = s[4];
-    const __m512i k1 = _mm512_set1_epi32(0x5a827999);
-    const __m512i k2 = _mm512_set1_epi32(0x6ed9eba1);
-    const __m512i k3 = _mm512_set1_epi32((int)0x8f1bbcdcu);
-    const __m512i k4 = _mm512_set1_epi32((int)0xca62c1d6u);
 #pragma GCC unroll 80
     for (int t = 0; t < 80; t++) {
         __m512i wt;
         if (t < 16) {
             wt = w[t];
         } else {
-            wt = XOR3_32(_mm512_xor_si512(w[(t - 3) & 15], w[(t - 8) & 15]), w[(t - 14) & 15],
-                         w[t & 15]);
-            wt = _mm512_rol_epi32(wt, 1);
+            wt = sha1_sched_x16(w[(t - 3) & 15], w[(t - 8) & 15], w[(t - 14) & 15], w[t & 15]);
             w[t & 15] = wt;
         }
-        __m512i f, k;
+        __m512i f;
+        uint32_t k;
         if (t < 20) {
             f = CH_32(b, c, d);
-            k = k1;
+            k = 0x5a827999u;
         } else if (t < 40) {
             f = XOR3_32(b, c, d);
-            k = k2;
+            k = 0x6ed9eba1u;
         } else if (t < 60) {
             f = MAJ_32(b, c, d);
-            k = k3;
+            k = 0x8f1bbcdcu;
         } else {
             f = XOR3_32(b, c, d);
-            k = k4;
+            k = 0xca62c1d6u;
         }
-        __m512i tmp = _mm512_add_epi32(_mm512_add_epi32(_mm512_rol_epi32(a, 5), f),
-                                       _mm512_add_epi32(e, _mm512_add_epi32(k, wt)));
+        /* e + K + W is off the critical path; the opaque value keeps GCC's
+         * reassociation from chaining the five terms (a 4-add path through
+         * f(b, c, d) and the previous round instead of 3). */
+        __m512i ekw = _mm512_add_epi32(e, (__m512i)((v16u)wt + k));
+        __asm__("" : "+v"(ekw));
+        __m512i tmp = _mm512_add_epi32(_mm512_add_epi32(_mm512_rol_epi32(a, 5), f), ekw);
         e = d;
         d = c;
         c = _mm512_rol_epi32(b, 30);
@@ -101,54 +119,11 @@ TGT static __attribute__((noinline)) void sha1_x16(__m512i s[5], __m512i w[16]) 
     s[4] = _mm512_add_epi32(s[4], e);
 }
 
-/* Two independent compressions interleaved round by round (two dependency
- * chains in flight). */
-TGT static __attribute__((noinline)) void sha1_x16_2(__m512i s[2][5], __m512i w[2][16]) {
-    __m512i a[2], b[2], c[2], d[2], e[2];
-    const __m512i kk[4] = {_mm512_set1_epi32(0x5a827999), _mm512_set1_epi32(0x6ed9eba1),
-                           _mm512_set1_epi32((int)0x8f1bbcdcu),
-                           _mm512_set1_epi32((int)0xca62c1d6u)};
-    for (int i = 0; i < 2; i++) {
-        a[i] = s[i][0];
-        b[i] = s[i][1];
-        c[i] = s[i][2];
-        d[i] = s[i][3];
-        e[i] = s[i][4];
-    }
-#pragma GCC unroll 80
-    for (int t = 0; t < 80; t++) {
-#pragma GCC unroll 2
-        for (int i = 0; i < 2; i++) {
-            __m512i wt;
-            if (t < 16) {
-                wt = w[i][t];
-            } else {
-                wt = XOR3_32(_mm512_xor_si512(w[i][(t - 3) & 15], w[i][(t - 8) & 15]),
-                             w[i][(t - 14) & 15], w[i][t & 15]);
-                wt = _mm512_rol_epi32(wt, 1);
-                w[i][t & 15] = wt;
-            }
-            __m512i f;
-            if (t < 20) f = CH_32(b[i], c[i], d[i]);
-            else if (t < 40 || t >= 60) f = XOR3_32(b[i], c[i], d[i]);
-            else f = MAJ_32(b[i], c[i], d[i]);
-            __m512i tmp =
-                _mm512_add_epi32(_mm512_add_epi32(_mm512_rol_epi32(a[i], 5), f),
-                                 _mm512_add_epi32(e[i], _mm512_add_epi32(kk[t / 20], wt)));
-            e[i] = d[i];
-            d[i] = c[i];
-            c[i] = _mm512_rol_epi32(b[i], 30);
-            b[i] = a[i];
-            a[i] = tmp;
-        }
-    }
-    for (int i = 0; i < 2; i++) {
-        s[i][0] = _mm512_add_epi32(s[i][0], a[i]);
-        s[i][1] = _mm512_add_epi32(s[i][1], b[i]);
-        s[i][2] = _mm512_add_epi32(s[i][2], c[i]);
-        s[i][3] = _mm512_add_epi32(s[i][3], d[i]);
-        s[i][4] = _mm512_add_epi32(s[i][4], e[i]);
-    }
+/* The generic compression for the prepare kernel (one out-of-line copy). */
+TGT static __attribute__((noinline)) void sha1_x16(__m512i s[5], const __m512i win[16]) {
+    __m512i w[16];
+    for (int t = 0; t < 16; t++) w[t] = win[t];
+    sha1_x16_rounds(s, w);
 }
 
 /* Per-lane 32-bit values through a 3-entry table indexed by digits - 6. */
@@ -185,6 +160,54 @@ INL __m512i sha1_code_x16(const __m512i h[5], __m512i magic, __m512i magic_hi, _
     return _mm512_sub_epi32(bin, _mm512_mullo_epi32(q, div));
 }
 
+/* The verdicts of every candidate step for 16 lanes: per lane the step index
+ * (0 .. 2 * window) of the lowest matching step, or -1. hi_zero (a constant at
+ * each call site) says that no step's counter reaches 2^32, so the inner
+ * block's first word is the constant 0: the first rounds then depend on the
+ * key alone (hoisted out of the loop) and more of the schedule folds. */
+INL __m512i sha1_verify_steps_x16(const __m512i ist[5], const __m512i ost[5], __m512i vlo,
+                                  __m512i vhi, __m512i vlow8, __m512i vcode, __m512i magic,
+                                  __m512i magic_hi, __m512i post, __m512i div, uint32_t window,
+                                  const int hi_zero) {
+    const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
+    const __m512i pad80 = _mm512_set1_epi32((int)0x80000000u);
+    __m512i res_v = _mm512_set1_epi32(-1);
+    /* Candidate steps counter + d, d = +window .. -window; the mask move keeps
+     * the last match, the lowest step. Steps below zero wrap and are masked
+     * out. */
+    for (int64_t d = (int64_t)window; d >= -(int64_t)window; d--) {
+        __m512i slo = _mm512_add_epi32(vlo, _mm512_set1_epi32((int)d));
+        __m512i shi = zero;
+        if (!hi_zero) {
+            shi = vhi;
+            if (d > 0)
+                shi = _mm512_mask_add_epi32(shi, _mm512_cmplt_epu32_mask(slo, vlo), shi, one);
+            else if (d < 0)
+                shi = _mm512_mask_sub_epi32(shi, _mm512_cmpgt_epu32_mask(slo, vlo), shi, one);
+        }
+        __mmask16 valid = d < 0 ? _mm512_cmpge_epu32_mask(vlow8, _mm512_set1_epi32((int)-d))
+                                : (__mmask16)0xFFFF;
+        __m512i s[5], w[16];
+        for (int t = 0; t < 5; t++) s[t] = ist[t];
+        w[0] = shi;
+        w[1] = slo;
+        w[2] = pad80;
+        for (int t = 3; t < 15; t++) w[t] = zero;
+        w[15] = _mm512_set1_epi32((64 + 8) * 8);
+        sha1_x16_rounds(s, w);
+        for (int t = 0; t < 5; t++) w[t] = s[t];
+        w[5] = pad80;
+        for (int t = 6; t < 15; t++) w[t] = zero;
+        w[15] = _mm512_set1_epi32((64 + 20) * 8);
+        for (int t = 0; t < 5; t++) s[t] = ost[t];
+        sha1_x16_rounds(s, w);
+        __m512i got = sha1_code_x16(s, magic, magic_hi, post, div);
+        __mmask16 m = _mm512_cmpeq_epi32_mask(got, vcode) & valid;
+        res_v = _mm512_mask_mov_epi32(res_v, m, _mm512_set1_epi32((int)(d + (int64_t)window)));
+    }
+    return res_v;
+}
+
 TGT void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
                                const uint64_t *counters, const uint32_t *key_index,
                                const uint32_t *codes, const uint32_t *pairs, int n,
@@ -192,6 +215,10 @@ TGT void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
     __attribute__((aligned(64))) uint64_t slot[16], ctr[16];
     __attribute__((aligned(64))) uint32_t lo[16], hi[16], low8[16], code[16], dsel[16];
     __attribute__((aligned(64))) int32_t res[16];
+    /* Every step's counter below 2^32 (a public fact about the counters, not
+     * about which step matches): steps below zero are masked out, whatever
+     * their block. */
+    int hi_zero = 1;
     for (int l = 0; l < 16; l++) {
         uint32_t p = pairs[l < n ? l : 0];
         uint32_t k = key_index[p];
@@ -203,6 +230,7 @@ TGT void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
         low8[l] = c < 255 ? (uint32_t)c : 255u; /* only c < window matters */
         code[l] = codes[p];
         dsel[l] = (uint32_t)digits[k] - 6u;
+        hi_zero &= c <= (uint64_t)UINT32_MAX - window;
     }
     const __m512i vlo = _mm512_load_si512(lo), vhi = _mm512_load_si512(hi);
     const __m512i vlow8 = _mm512_load_si512(low8), vcode = _mm512_load_si512(code);
@@ -222,60 +250,11 @@ TGT void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
             _mm512_castsi256_si512(_mm512_i64gather_epi32(ix0, base + 16 + i, 4)),
             _mm512_i64gather_epi32(ix1, base + 16 + i, 4), 1);
     }
-    const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
-    const __m512i pad80 = _mm512_set1_epi32((int)0x80000000u);
-    __m512i res_v = _mm512_set1_epi32(-1);
-
-    /* Candidate steps counter + d, d = +window .. -window, two at a time
-     * (independent streams); the mask move keeps the last match, the lowest
-     * step. Steps below zero wrap and are masked out. */
-    int64_t d = (int64_t)window;
-    while (d >= -(int64_t)window) {
-        int two = d - 1 >= -(int64_t)window;
-        __m512i s[2][5], w[2][16];
-        __mmask16 valid[2];
-        for (int i = 0; i < 2; i++) {
-            int64_t dd = d - i;
-            __m512i slo = _mm512_add_epi32(vlo, _mm512_set1_epi32((int)dd));
-            __m512i shi = vhi;
-            if (dd > 0)
-                shi = _mm512_mask_add_epi32(shi, _mm512_cmplt_epu32_mask(slo, vlo), shi, one);
-            else if (dd < 0)
-                shi = _mm512_mask_sub_epi32(shi, _mm512_cmpgt_epu32_mask(slo, vlo), shi, one);
-            valid[i] = dd < 0 ? _mm512_cmpge_epu32_mask(vlow8, _mm512_set1_epi32((int)-dd))
-                              : (__mmask16)0xFFFF;
-            for (int t = 0; t < 5; t++) s[i][t] = ist[t];
-            w[i][0] = shi;
-            w[i][1] = slo;
-            w[i][2] = pad80;
-            for (int t = 3; t < 15; t++) w[i][t] = zero;
-            w[i][15] = _mm512_set1_epi32((64 + 8) * 8);
-        }
-        if (two) {
-            sha1_x16_2(s, w);
-        } else {
-            sha1_x16(s[0], w[0]);
-        }
-        for (int i = 0; i < 2; i++) {
-            for (int t = 0; t < 5; t++) w[i][t] = s[i][t];
-            w[i][5] = pad80;
-            for (int t = 6; t < 15; t++) w[i][t] = zero;
-            w[i][15] = _mm512_set1_epi32((64 + 20) * 8);
-            for (int t = 0; t < 5; t++) s[i][t] = ost[t];
-        }
-        if (two) {
-            sha1_x16_2(s, w);
-        } else {
-            sha1_x16(s[0], w[0]);
-        }
-        for (int i = 0; i < 1 + two; i++) {
-            __m512i got = sha1_code_x16(s[i], magic, magic_hi, post, div);
-            __mmask16 m = _mm512_cmpeq_epi32_mask(got, vcode) & valid[i];
-            res_v = _mm512_mask_mov_epi32(res_v, m,
-                                          _mm512_set1_epi32((int)(d - i + (int64_t)window)));
-        }
-        d -= 1 + two;
-    }
+    __m512i res_v =
+        hi_zero ? sha1_verify_steps_x16(ist, ost, vlo, vhi, vlow8, vcode, magic, magic_hi, post,
+                                        div, window, 1)
+                : sha1_verify_steps_x16(ist, ost, vlo, vhi, vlow8, vcode, magic, magic_hi, post,
+                                        div, window, 0);
     _mm512_store_si512(res, res_v);
     for (int l = 0; l < n; l++) {
         /* res = step - (counter - window), or -1: -1 stays -1 through the OR. */
@@ -306,41 +285,66 @@ INL __m512i load_key64(const uint8_t *p, uint32_t len) {
     return _mm512_maskz_loadu_epi8(m, p);
 }
 
+/* In-register transpose of a 16 x 16 matrix of 32-bit words (row i of the
+ * input becomes lane i of every output): 64 shuffles, no memory. */
+INL void transpose16_x16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    /* u[4i + k], 128-bit lane j: word 4j + k of rows 4i .. 4i + 3. */
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        __m512i a02 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88);
+        __m512i a13 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xDD);
+        __m512i b02 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88);
+        __m512i b13 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_i32x4(a02, b02, 0x88);
+        r[4 + k] = _mm512_shuffle_i32x4(a13, b13, 0x88);
+        r[8 + k] = _mm512_shuffle_i32x4(a02, b02, 0xDD);
+        r[12 + k] = _mm512_shuffle_i32x4(a13, b13, 0xDD);
+    }
+}
+
+/* The key blocks are loaded and transposed in registers (no key copy in
+ * memory), and the pad states transposed back and stored with masked stores:
+ * gathers and scatters cost as much as a compression here. Register spills
+ * are wiped by the caller's stack scrub. */
 TGT void totpd_sha1_prepare_x16(const uint8_t *keys, const uint32_t *key_offsets,
                                 const uint32_t *which, int n, uint64_t *scratch) {
-    __attribute__((aligned(64))) uint32_t kb[16 * 16];
-    __attribute__((aligned(64))) uint64_t slot[16];
+    __m512i r[16], w[16], s[2][5];
     for (int l = 0; l < 16; l++) {
         uint32_t i = which[l < n ? l : 0];
         uint32_t len = key_offsets[i + 1] - key_offsets[i];
-        slot[l] = (uint64_t)i * (TOTPD_PAD_SLOT_WORDS * 2);
-        _mm512_store_si512(kb + 16 * l,
-                           bswap32_x16(load_key64(len ? keys + key_offsets[i] : NULL, len)));
+        r[l] = bswap32_x16(load_key64(len ? keys + key_offsets[i] : NULL, len));
     }
-    __m512i s[2][5], w[2][16];
-    const __m512i col = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176,
-                                          192, 208, 224, 240);
-    for (int t = 0; t < 16; t++) {
-        __m512i v = _mm512_i32gather_epi32(_mm512_add_epi32(col, _mm512_set1_epi32(t)),
-                                           (const int *)kb, 4);
-        w[0][t] = _mm512_xor_si512(v, _mm512_set1_epi32(0x36363636));
-        w[1][t] = _mm512_xor_si512(v, _mm512_set1_epi32(0x5c5c5c5c));
-    }
-    for (int i = 0; i < 2; i++)
-        for (int t = 0; t < 5; t++) s[i][t] = _mm512_set1_epi32((int)totpd_sha1_iv[t]);
-    sha1_x16_2(s, w);
-    __mmask8 m0 = (__mmask8)(n >= 8 ? 0xFF : (1u << n) - 1);
-    __mmask8 m1 = (__mmask8)(n >= 16 ? 0xFF : n <= 8 ? 0 : (1u << (n - 8)) - 1);
-    const __m512i ix0 = _mm512_load_si512(slot), ix1 = _mm512_load_si512(slot + 8);
-    int *base = (int *)scratch;
+    transpose16_x16(r);
     for (int i = 0; i < 2; i++) {
-        for (int t = 0; t < 5; t++) {
-            int *dst = base + 16 * i + t;
-            _mm512_mask_i64scatter_epi32(dst, m0, ix0, _mm512_castsi512_si256(s[i][t]), 4);
-            _mm512_mask_i64scatter_epi32(dst, m1, ix1, _mm512_extracti64x4_epi64(s[i][t], 1), 4);
-        }
+        const __m512i pad = _mm512_set1_epi32(i ? 0x5c5c5c5c : 0x36363636);
+        for (int t = 0; t < 16; t++) w[t] = _mm512_xor_si512(r[t], pad);
+        for (int t = 0; t < 5; t++) s[i][t] = _mm512_set1_epi32((int)totpd_sha1_iv[t]);
+        sha1_x16(s[i], w);
     }
-    explicit_bzero(kb, sizeof kb);
+    /* Lane l's row: inner state in words 0..4, outer state in words 8..12,
+     * stored at slot words 0..4 and 16..20. */
+    for (int t = 0; t < 5; t++) {
+        r[t] = s[0][t];
+        r[8 + t] = s[1][t];
+    }
+    for (int t = 5; t < 8; t++) r[t] = r[8 + t] = _mm512_setzero_si512();
+    transpose16_x16(r);
+    uint32_t *base = (uint32_t *)scratch;
+    for (int l = 0; l < n; l++) {
+        uint32_t *slot = base + (size_t)which[l] * (TOTPD_PAD_SLOT_WORDS * 2);
+        _mm512_mask_storeu_epi32(slot, (__mmask16)0x001F, r[l]);
+        _mm512_mask_storeu_epi32(slot + 8, (__mmask16)0x1F00, r[l]);
+    }
     _mm256_zeroupper();
 }
 
