@@ -100,12 +100,15 @@ INL void sha1_x16_rounds(__m512i s[5], __m512i w[16]) {
             f = XOR3_32(b, c, d);
             k = 0xca62c1d6u;
         }
-        /* e + K + W is off the critical path; the opaque value keeps GCC's
-         * reassociation from chaining the five terms (a 4-add path through
-         * f(b, c, d) and the previous round instead of 3). */
+        /* The critical path is a -> rol5 (2 cycles on Zen 4) -> add, and
+         * a -> f -> add -> add: e + K + W is summed off the path, then added
+         * to f, then to rol5(a). The opaque values keep GCC's reassociation
+         * from chaining the five terms its own way (a 4-add path). */
         __m512i ekw = _mm512_add_epi32(e, (__m512i)((v16u)wt + k));
         __asm__("" : "+v"(ekw));
-        __m512i tmp = _mm512_add_epi32(_mm512_add_epi32(_mm512_rol_epi32(a, 5), f), ekw);
+        __m512i fekw = _mm512_add_epi32(f, ekw);
+        __asm__("" : "+v"(fekw));
+        __m512i tmp = _mm512_add_epi32(_mm512_rol_epi32(a, 5), fekw);
         e = d;
         d = c;
         c = _mm512_rol_epi32(b, 30);
