@@ -20,7 +20,7 @@ from pathlib import Path
 
 from totpd import __version__, crypto
 from totpd.config import KEYS, ConfigError, Settings, env_name, load_settings
-from totpd.logs import configure_logging
+from totpd.logs import configure_logging, flush_logs
 
 _log = logging.getLogger("totpd")
 
@@ -169,10 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ConfigError, StartupError) as error:
-        print(f"totpd: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
+    except (ConfigError, StartupError, OSError) as error:
+        flush_logs()  # the lines that led here come before the error
         print(f"totpd: error: {error}", file=sys.stderr)
         return 2
 
