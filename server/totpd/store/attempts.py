@@ -261,6 +261,7 @@ class CompiledStatement(NamedTuple):
 
 
 _COMPILED: dict[tuple[int, str], CompiledStatement] = {}
+_CURSOR = "totpd.attempts.cursor"  # key of the reusable cursor in a connection's info
 _BEGIN_IMMEDIATE = CompiledStatement("BEGIN IMMEDIATE", {}, ())
 
 
@@ -294,7 +295,11 @@ def run_compiled(
         merged if statement.order is None else [merged[name] for name in statement.order]
     )
     dbapi = dialect.loaded_dbapi
-    cursor = connection.cursor()
+    # One cursor per connection, kept with it (`info` lives as long as the
+    # DB-API connection): a new psycopg cursor per statement cost ~12 µs.
+    cursor = connection.info.get(_CURSOR)
+    if cursor is None:
+        cursor = connection.info[_CURSOR] = connection.cursor()
     try:
         cursor.execute(statement.sql, parameters)
         return cursor.fetchall()
@@ -307,8 +312,6 @@ def run_compiled(
         raise DBAPIError.instance(
             statement.sql, None, error, dbapi.Error, connection_invalidated=lost, dialect=dialect
         ) from error
-    finally:
-        cursor.close()
 
 
 class _RawConnection:
