@@ -4,7 +4,8 @@
  *   SHA-512:  8 messages at once, one per 64-bit lane.
  *
  * A verify kernel takes up to 16 (8) pairs and does everything in registers:
- * pad states are gathered from the scratch slots, every candidate step of the
+ * pad states are read from the scratch slots (SHA-1: row loads and an
+ * in-register transpose; SHA-512: gathers), every candidate step of the
  * window runs the inner and the outer compression back to back (the inner
  * digest never leaves the registers), then the dynamic truncation, the
  * reduction modulo 10^digits (a multiply-high by a per-lane magic constant)
@@ -163,6 +164,33 @@ INL __m512i sha1_code_x16(const __m512i h[5], __m512i magic, __m512i magic_hi, _
     return _mm512_sub_epi32(bin, _mm512_mullo_epi32(q, div));
 }
 
+/* In-register transpose of a 16 x 16 matrix of 32-bit words (row i of the
+ * input becomes lane i of every output): 64 shuffles, no memory. */
+INL void transpose16_x16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    /* u[4i + k], 128-bit lane j: word 4j + k of rows 4i .. 4i + 3. */
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        __m512i a02 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88);
+        __m512i a13 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xDD);
+        __m512i b02 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88);
+        __m512i b13 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_i32x4(a02, b02, 0x88);
+        r[4 + k] = _mm512_shuffle_i32x4(a13, b13, 0x88);
+        r[8 + k] = _mm512_shuffle_i32x4(a02, b02, 0xDD);
+        r[12 + k] = _mm512_shuffle_i32x4(a13, b13, 0xDD);
+    }
+}
+
 /* The verdicts of every candidate step for 16 lanes: per lane the step index
  * (0 .. 2 * window) of the lowest matching step, or -1. hi_zero (a constant at
  * each call site) says that no step's counter reaches 2^32, so the inner
@@ -242,16 +270,21 @@ TGT void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
     const __m512i magic_hi = _mm512_srli_epi64(magic, 32);
     const __m512i post = _mm512_sub_epi32(lut3_32(sel, kShift), _mm512_set1_epi32(32));
     const __m512i div = lut3_32(sel, kDiv);
-    const __m512i ix0 = _mm512_load_si512(slot), ix1 = _mm512_load_si512(slot + 8);
-    const int *base = (const int *)scratch;
-    __m512i ist[5], ost[5];
+    /* The pad states: lane l's row holds the inner state (slot words 0..4)
+     * in words 0..4 and the outer state (slot words 16..20) in words 8..12;
+     * a transpose turns the rows into the state vectors (cheaper than 20
+     * gathers). */
+    const uint32_t *base = (const uint32_t *)scratch;
+    __m512i r[16], ist[5], ost[5];
+    for (int l = 0; l < 16; l++) {
+        const uint32_t *p = base + slot[l];
+        r[l] = _mm512_mask_loadu_epi32(_mm512_maskz_loadu_epi32((__mmask16)0x001F, p),
+                                       (__mmask16)0x1F00, p + 8);
+    }
+    transpose16_x16(r);
     for (int i = 0; i < 5; i++) {
-        ist[i] = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm512_i64gather_epi32(ix0, base + i, 4)),
-            _mm512_i64gather_epi32(ix1, base + i, 4), 1);
-        ost[i] = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm512_i64gather_epi32(ix0, base + 16 + i, 4)),
-            _mm512_i64gather_epi32(ix1, base + 16 + i, 4), 1);
+        ist[i] = r[i];
+        ost[i] = r[8 + i];
     }
     __m512i res_v =
         hi_zero ? sha1_verify_steps_x16(ist, ost, vlo, vhi, vlow8, vcode, magic, magic_hi, post,
@@ -286,33 +319,6 @@ INL __m512i load_key64(const uint8_t *p, uint32_t len) {
     if (len == 0) return _mm512_setzero_si512();
     __mmask64 m = len >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << len) - 1);
     return _mm512_maskz_loadu_epi8(m, p);
-}
-
-/* In-register transpose of a 16 x 16 matrix of 32-bit words (row i of the
- * input becomes lane i of every output): 64 shuffles, no memory. */
-INL void transpose16_x16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    /* u[4i + k], 128-bit lane j: word 4j + k of rows 4i .. 4i + 3. */
-    for (int i = 0; i < 16; i += 4) {
-        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int k = 0; k < 4; k++) {
-        __m512i a02 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88);
-        __m512i a13 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xDD);
-        __m512i b02 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88);
-        __m512i b13 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xDD);
-        r[k] = _mm512_shuffle_i32x4(a02, b02, 0x88);
-        r[4 + k] = _mm512_shuffle_i32x4(a13, b13, 0x88);
-        r[8 + k] = _mm512_shuffle_i32x4(a02, b02, 0xDD);
-        r[12 + k] = _mm512_shuffle_i32x4(a13, b13, 0xDD);
-    }
 }
 
 /* The key blocks are loaded and transposed in registers (no key copy in
