@@ -7,6 +7,7 @@ the Enroll response returned.
 from __future__ import annotations
 
 import base64
+import json
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.rpc.conftest import Secrets
-from tests.rpc.harness import LiveServer, call_fails, code_at, wrong_code
+from tests.rpc.harness import LiveServer, LogCapture, call_fails, code_at, wrong_code
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
@@ -290,6 +291,39 @@ def test_health_reports_serving(live: LiveServer) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         stub.Check(health_pb2.HealthCheckRequest(service="nope.Service"), timeout=5)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_health_watchers_do_not_hold_worker_threads(
+    live: LiveServer, no_secrets_in_logs: LogCapture
+) -> None:
+    """Watch answers through callbacks, so more watching clients than worker
+    threads (4 here) leave the server free for calls, and every stream still
+    sees each change; its access line is written when it ends."""
+    stub = health_pb2_grpc.HealthStub(live.channel)
+    everything = health_pb2.HealthCheckRequest(service="")
+    # A deadline, so a watch stuck behind busy workers fails instead of hanging.
+    watches = [stub.Watch(everything, timeout=20) for _ in range(8)]
+    try:
+        for watch in watches:
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        assert stub.Check(everything, timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        listed = live.stub.ListFactors(pb.ListFactorsRequest(account_id="nobody"), timeout=5)
+        assert list(listed.factors) == []
+        live.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        for watch in watches:
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        for watch in watches:
+            watch.cancel()
+
+    def watch_lines() -> int:
+        records = [json.loads(line) for line in no_secrets_in_logs.lines]
+        return sum(r.get("method") == "/grpc.health.v1.Health/Watch" for r in records)
+
+    deadline = time.monotonic() + 10
+    while watch_lines() < len(watches) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert watch_lines() == len(watches)
 
 
 def test_reflection_lists_the_service(live: LiveServer) -> None:

@@ -138,8 +138,14 @@ class ErrorInterceptor(_CachingInterceptor):
             return handler
         if handler.response_streaming:
             assert handler.unary_stream is not None
+            behavior = handler.unary_stream
+            mapped = (
+                _map_callback_errors(behavior, method)
+                if _non_blocking(behavior)
+                else _map_stream_errors(behavior, method)
+            )
             return grpc.unary_stream_rpc_method_handler(
-                _map_stream_errors(handler.unary_stream, method),
+                mapped,
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
@@ -183,6 +189,36 @@ def _map_stream_errors(behavior: Streaming, method: str) -> Streaming:
     return handle
 
 
+def _non_blocking(behavior: Any) -> bool:
+    """A streaming handler that answers through a callback and returns at once.
+
+    grpc's health Watch is one: grpc then frees the worker thread, where a
+    generator would hold it for the stream's whole life (with the default 4
+    workers, four watching clients would stall the server). Wrappers keep it so.
+    """
+    return bool(getattr(behavior, "experimental_non_blocking", False))
+
+
+def _keep_non_blocking(wrapper: Any, behavior: Any) -> Any:
+    wrapper.experimental_non_blocking = True
+    wrapper.experimental_thread_pool = getattr(behavior, "experimental_thread_pool", None)
+    return wrapper
+
+
+def _map_callback_errors(behavior: Any, method: str) -> Any:
+    def handle(request: Any, context: grpc.ServicerContext, send_response_callback: Any) -> Any:
+        if request is _UNDECODABLE_REQUEST:
+            _abort(context, _UNDECODABLE, method)
+        try:
+            return behavior(request, context, send_response_callback=send_response_callback)
+        except Exception as error:
+            if _aborted(context):
+                raise
+            _abort(context, error, method)
+
+    return _keep_non_blocking(handle, behavior)
+
+
 def _aborted(context: grpc.ServicerContext) -> bool:
     # grpc's abort() raises a bare Exception after setting a non-OK code.
     code = _status_of(context)
@@ -211,9 +247,13 @@ class AccessLogInterceptor(_CachingInterceptor):
                 _timed(handler.stream_unary, method), **options
             )
         if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _timed_stream(handler.unary_stream, method), **options
+            behavior = handler.unary_stream
+            timed = (
+                _timed_callback(behavior, method)
+                if _non_blocking(behavior)
+                else _timed_stream(behavior, method)
             )
+            return grpc.unary_stream_rpc_method_handler(timed, **options)
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
                 _timed_stream(handler.stream_stream, method), **options
@@ -247,6 +287,17 @@ def _timed(behavior: Unary, method: str) -> Unary:
             _log_access(method, context, started, failed)
 
     return handle
+
+
+def _timed_callback(behavior: Any, method: str) -> Any:
+    """The line is written when the stream ends (grpc runs the callback then)."""
+
+    def handle(request: Any, context: grpc.ServicerContext, send_response_callback: Any) -> Any:
+        started = time.perf_counter()
+        context.add_callback(lambda: _log_access(method, context, started, False))
+        return behavior(request, context, send_response_callback=send_response_callback)
+
+    return _keep_non_blocking(handle, behavior)
 
 
 def _timed_stream(behavior: Streaming, method: str) -> Streaming:
