@@ -51,9 +51,9 @@ class Settings:
     # Create a development key on first start if key_file is missing.
     create_dev_key: bool = False
     policy: Policy = field(default_factory=Policy)
-    # gRPC worker threads. Python runs one thread at a time, so threads beyond
-    # the calls that wait on the database only trade the GIL back and forth:
-    # 4 measured best (unary Verify on 2 cores, 2,250 req/s against 1,580
+    # gRPC worker threads. Few threads that stay busy beat many that take turns:
+    # with 16, every call woke an idle thread, a hand-off that cost CPU on each
+    # call. 4 measured best (unary Verify on 2 cores, 2,250 req/s against 1,580
     # with 16). A BatchVerify call holds one for its whole run.
     max_workers: int = 4
     # Requests in flight or queued beyond this are refused with RESOURCE_EXHAUSTED
