@@ -65,11 +65,17 @@ class BatchedStreamHandler(logging.Handler):
     at once, with everything queued before it, so a line an operator acts on
     is not held back and survives a crash that follows it. `flush()` (called
     by logging.shutdown at exit) and `close()` write what is queued.
+
+    If the stream stops taking lines (a stuck log pipe), at most `max_queued`
+    wait; later ones are dropped and counted, and one WARNING line says how
+    many once writing resumes. A stuck pipe costs log lines, not memory.
     """
 
-    def __init__(self, stream: TextIO, interval: float = 0.05) -> None:
+    def __init__(self, stream: TextIO, interval: float = 0.05, max_queued: int = 100_000) -> None:
         super().__init__()
         self.stream = stream
+        self._max_queued = max_queued
+        self._dropped = 0  # a count, not an exact one: emitters race on it
         self._queued: collections.deque[logging.LogRecord] = collections.deque()
         self._write_lock = threading.Lock()  # keeps batches in order
         self._stopped = threading.Event()
@@ -79,6 +85,9 @@ class BatchedStreamHandler(logging.Handler):
         self._writer.start()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if len(self._queued) >= self._max_queued:
+            self._dropped += 1
+            return
         self._queued.append(record)  # deque.append is atomic: no lock, no I/O
         if record.levelno >= logging.WARNING:
             self.flush()
@@ -86,6 +95,9 @@ class BatchedStreamHandler(logging.Handler):
     def flush(self) -> None:
         with self._write_lock:
             lines = []
+            dropped, self._dropped = self._dropped, 0
+            if dropped:
+                self._queued.append(_dropped_lines(dropped))
             while self._queued:
                 record = self._queued.popleft()
                 try:
@@ -107,6 +119,20 @@ class BatchedStreamHandler(logging.Handler):
     def _write_every(self, interval: float) -> None:
         while not self._stopped.wait(interval):
             self.flush()
+
+
+def _dropped_lines(count: int) -> logging.LogRecord:
+    record = logging.LogRecord(
+        "totpd.logs",
+        logging.WARNING,
+        __file__,
+        0,
+        "log lines dropped: the log stream did not keep up",
+        None,
+        None,
+    )
+    record.dropped = count
+    return record
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:

@@ -112,3 +112,21 @@ def test_records_from_many_threads_all_arrive_whole(
     for worker in range(4):  # each thread's lines keep their order
         mine = [m for m in messages if m.startswith(f"{worker}:")]
         assert mine == [f"{worker}:{n}" for n in range(200)]
+
+
+def test_a_stream_that_stops_taking_lines_costs_lines_not_memory(
+    stream: RecordingStream,
+) -> None:
+    handler = BatchedStreamHandler(stream, interval=3600, max_queued=5)
+    handler.setFormatter(JsonFormatter())
+    try:
+        for n in range(8):  # nothing is written meanwhile: 5 wait, 3 are dropped
+            handler.handle(logging.LogRecord("t", logging.INFO, __file__, 1, f"{n}", None, None))
+        handler.flush()
+        records = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [r["msg"] for r in records[:5]] == ["0", "1", "2", "3", "4"]
+        assert records[5]["level"] == "WARNING" and records[5]["dropped"] == 3
+        handler.flush()  # the count was reported once
+        assert len(stream.getvalue().splitlines()) == 6
+    finally:
+        handler.close()
