@@ -208,8 +208,13 @@ def _read(
     lock: bool,
 ) -> list[CandidateFactor]:
     """The factors of each request's account in `state` with its number of digits
-    (only `factor_id` if given; pending factors only until they expire)."""
+    (only `factor_id` if given; pending factors only until they expire).
+
+    At most one request per account (a round holds one item per account).
+    Each account's factors come in id order.
+    """
     dialect = connection.dialect.name
+    make = CandidateFactor._make
     if len(requests) == 1:
         (request,) = requests
         statement = _read_one(dialect, state, request.factor_id is not None, lock)
@@ -219,14 +224,33 @@ def _read(
             "p_digits": request.digits,
             "p_factor": request.factor_id,
         }
-    else:
-        # Each request is its JSON row as it is: [account_id, digits, factor_id or null].
-        statement = _read_many(dialect, state, lock)
-        values = {"p_now": now, "p_rows": json.dumps(requests)}
-    rows = connection.run(statement, values)
-    make = CandidateFactor._make
-    # A row without its secret was erased: nothing to compare against.
-    return [make(row) for row in rows if row[_CIPHERTEXT_COLUMN] is not None]
+        # A row without its secret was erased: nothing to compare against.
+        return [
+            make(row) for row in connection.run(statement, values) if row[_CIPHERTEXT] is not None
+        ]
+    # The bulk read selects by account only, one JSON array of ids, and the
+    # digits and factor are matched here: joining a JSON list of (account,
+    # digits, factor) rows in SQL and sorting the result cost SQLite 50% more
+    # for 10,000 rows (PostgreSQL 15%).
+    wanted = {request.account_id: request for request in requests}
+    if len(wanted) != len(requests):
+        raise ValueError("a round reads at most one request per account")
+    statement = _read_many(dialect, state, lock)
+    rows = connection.run(statement, {"p_now": now, "p_accounts": json.dumps(list(wanted))})
+    found: list[CandidateFactor] = []
+    accounts: set[str] = set()
+    for row in rows:
+        request = wanted[row[_ACCOUNT]]
+        if (
+            row[_DIGITS] == request.digits
+            and (request.factor_id is None or row[_ID] == request.factor_id)
+            and row[_CIPHERTEXT] is not None
+        ):
+            found.append(make(row))
+            accounts.add(row[_ACCOUNT])
+    if len(accounts) < len(found) and not lock:  # an account with several factors
+        found.sort()  # by id (the locking read is ordered by the database)
+    return found
 
 
 def _write_statement(
@@ -382,15 +406,18 @@ _READ_COLUMNS = (
     _FACTORS.c.blocked_until,
 )
 # CandidateFactor's fields are these columns in this order (a store test checks).
-_CIPHERTEXT_COLUMN = CandidateFactor._fields.index("secret_ciphertext")
+_ID, _ACCOUNT, _DIGITS, _CIPHERTEXT = (
+    CandidateFactor._fields.index(name)
+    for name in ("factor_id", "account_id", "digits", "secret_ciphertext")
+)
 
 
-def _read_base(state: str) -> Select[Any]:
+def _read_base(state: str, *, ordered: bool = True) -> Select[Any]:
     statement = select(*_READ_COLUMNS).where(_FACTORS.c.state == state)
     if state == "pending":
         statement = statement.where(_FACTORS.c.expires_at > _NOW)
     # Rows are locked in this order: the same in every round, so no deadlock.
-    return statement.order_by(_FACTORS.c.id)
+    return statement.order_by(_FACTORS.c.id) if ordered else statement
 
 
 def _locking(statement: Select[Any], dialect: str, lock: bool) -> Select[Any]:
@@ -412,23 +439,15 @@ def _read_one(dialect: str, state: str, with_factor: bool, lock: bool) -> Select
 
 @functools.cache
 def _read_many(dialect: str, state: str, lock: bool) -> Select[Any]:
-    """The bulk shape: every (account, digits, factor) of a round in one query."""
-    wanted = _json_rows(
-        dialect, "wanted", [("account_id", String), ("digits", Integer), ("factor_id", String)]
-    )
-    statement = (
-        _read_base(state)
-        .add_cte(wanted)
-        .join_from(
-            _FACTORS,
-            wanted,
-            and_(
-                _FACTORS.c.account_id == wanted.c.account_id,
-                _FACTORS.c.digits == wanted.c.digits,
-                or_(wanted.c.factor_id.is_(None), _FACTORS.c.id == wanted.c.factor_id),
-            ),
-        )
-    )
+    """The bulk shape: every factor in `state` of the accounts of a round, the
+    account ids bound as one JSON array (ordered by id only when locking)."""
+    accounts = bindparam("p_accounts", type_=String)
+    if dialect == "postgresql":
+        elements = func.jsonb_array_elements_text(cast(accounts, JSONB))
+    else:
+        elements = func.json_each(accounts)
+    account_ids = select(elements.table_valued("value").c.value)
+    statement = _read_base(state, ordered=lock).where(_FACTORS.c.account_id.in_(account_ids))
     return _locking(statement, dialect, lock)
 
 
