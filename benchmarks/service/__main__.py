@@ -80,24 +80,21 @@ def run_database(
                 _log(f"{name}: BatchVerify x{n}")
                 service = batch.run_service(addresses[0], pool, n, config["repeat"], servers[0].pid)
                 forms = {
-                    form: batch.run_database(
-                        database, pool, n, config["repeat"], with_read=False, form=form
-                    )
+                    form: batch.run_database(database, pool, n, config["repeat"], form=form)
                     for form in batch.forms(database)
                 }
                 consume = max(forms.values(), key=lambda figure: figure["rate"])
-                both = batch.run_database(
-                    database, pool, n, config["repeat"], with_read=True, form=consume["form"]
-                )
+                own_sql = batch.run_service_sql(database, pool, n, config["repeat"])
                 rows.append(
                     {
                         "batch": n,
                         "service": service,
                         "db_consume": consume,
                         "db_consume_by_form": forms,
-                        "db_read_consume": both,
+                        "db_service_sql": own_sql,
                         "ratio_vs_consume": service["rate"] / consume["rate"],
-                        "ratio_vs_read_consume": service["rate"] / both["rate"],
+                        "ratio_vs_service_sql": service["rate"] / own_sql["rate"],
+                        "ratio_service_sql_vs_consume": own_sql["rate"] / consume["rate"],
                     }
                 )
 

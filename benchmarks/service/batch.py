@@ -14,13 +14,13 @@ Three figures per (database, batch size), all from the same run:
   its own; PostgreSQL reads it as json or jsonb). The fastest is the database's
   figure, so no form's quirks flatter the service (each database is slow at a
   different one).
-- ``db_read_consume``: what the service's design cannot avoid per round, raw
-  SQL: read the same rows as the service's `Attempts.read` does (``SELECT <the
-  columns the engine reads> FROM factors JOIN (VALUES (account_id, digits,
-  factor_id), ...) ... ORDER BY id``, no lock), then, in one transaction
-  (``BEGIN IMMEDIATE`` on SQLite), the same bulk UPDATE as ``db_consume``, then
-  COMMIT, in the faster form. The floor for the current design without any
-  Python around it.
+- ``db_service_sql``: the service's own two statements (the store's
+  `bulk_round_sql`), raw with sqlite3 / psycopg: the bulk read of the accounts'
+  factors (no lock), then in one transaction (``BEGIN IMMEDIATE`` on SQLite)
+  the conditional bulk write of each consumed step on the state just read,
+  and COMMIT. The floor of the service's design with no Python around it:
+  ``service / db_service_sql`` is the cost of the service's own code, and
+  ``db_service_sql / db_consume`` the most this design can reach.
 
 Rates are rows (verifications) per second from the median call time.
 """
@@ -35,6 +35,8 @@ from typing import Any
 import grpc
 
 from benchmarks.service.fixtures import Database, FactorPool, cpu_seconds
+from totpd.store import open_engine
+from totpd.store.attempts import bulk_round_sql
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
@@ -167,27 +169,6 @@ def _consume_params(pool: FactorPool, pairs: list[tuple[int, int]], form: str) -
     return params
 
 
-READ_COLUMNS = (
-    "id, account_id, algorithm, digits, period_seconds, secret_key_id, secret_nonce,"
-    " secret_ciphertext, last_used_step, failed_attempts, blocked_until"
-)
-
-
-def read_sql(database: Database, rows: int) -> str:
-    """The service's bulk read: the candidate factors of every (account, digits, factor)."""
-    p = _p(database)
-    columns = ", ".join(f"factors.{c.strip()}" for c in READ_COLUMNS.split(","))
-    sql = (
-        "WITH wanted(account_id, digits, factor_id) AS (VALUES "
-        + _placeholders(database, ("varchar", "integer", "varchar"), rows)
-        + f") SELECT {columns} FROM factors JOIN wanted"
-        " ON factors.account_id = wanted.account_id AND factors.digits = wanted.digits"
-        " AND (wanted.factor_id IS NULL OR factors.id = wanted.factor_id)"
-        f" WHERE factors.state = {p} ORDER BY factors.id"
-    )
-    return sql
-
-
 def _transaction(
     connection: Any, database: Database, statements: list[tuple[str, list[Any]]]
 ) -> list[int]:
@@ -211,59 +192,89 @@ def _transaction(
     return counts
 
 
-def _read(connection: Any, database: Database, sql: str, params: list[Any]) -> int:
-    """One SELECT outside a write transaction (SQLite's connection is in
-    autocommit mode; psycopg's read transaction ends at once); rows read."""
-    cursor = connection.cursor()
-    cursor.execute(sql, params)
-    count = len(cursor.fetchall())
-    cursor.close()
-    if database.name == "postgresql":
-        connection.commit()
-    return count
-
-
 def run_database(
-    database: Database,
-    pool: FactorPool,
-    n: int,
-    repeat: int,
-    *,
-    with_read: bool,
-    form: str = "values",
+    database: Database, pool: FactorPool, n: int, repeat: int, *, form: str = "values"
 ) -> dict[str, Any]:
-    """Median time for n fresh rows of [the read SELECT, then] the bulk UPDATE transaction.
+    """Median time for n fresh rows of the bulk UPDATE transaction, rows sent in `form`.
 
     Statement text and parameters are built before the timer.
     """
     connection = database.connect_raw()
     times: list[float] = []
     updated = 0
-    read = 0
     try:
         for call in range(repeat + 1):
             pairs = pool.take(n)
-            now = int(time.time())
-            read_params: list[Any] = []
-            for index, _ in pairs:
-                read_params += [pool.account(index), 6, None]
-            read_params.append("active")
-            consume_params = [*_consume_params(pool, pairs, form), now, "active"]
+            consume_params = [*_consume_params(pool, pairs, form), int(time.time()), "active"]
             consume = (consume_sql(database, n, form), consume_params)
             started = time.perf_counter()
-            rows_read = (
-                _read(connection, database, read_sql(database, n), read_params) if with_read else 0
-            )
             (rows_updated,) = _transaction(connection, database, [consume])
             elapsed = time.perf_counter() - started
             if call == 0:
                 continue  # warm-up
             times.append(elapsed)
             updated += rows_updated
-            read += rows_read
     finally:
         connection.close()
-    extra: dict[str, Any] = {"form": form, "updated_fraction": updated / (n * repeat)}
-    if with_read:
-        extra["read_fraction"] = read / (n * repeat)
-    return summarize(n, times, **extra)
+    return summarize(n, times, form=form, updated_fraction=updated / (n * repeat))
+
+
+def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -> dict[str, Any]:
+    """Median time for n fresh rows of the service's own two statements, raw.
+
+    The statements are the store's (`bulk_round_sql`): the bulk read of the
+    accounts' active factors (no lock), then, in one transaction, the
+    conditional bulk write of each consumed step on the state just read, and
+    COMMIT. Only the database's work is timed: the read's and the write's
+    wall times are added, and the write's JSON rows are built between them,
+    off the clock.
+    """
+    engine = open_engine(database.url)  # for its dialect only: nothing is run on it
+    read, write = bulk_round_sql(engine.dialect, "active")
+    engine.dispose()
+    connection = database.connect_raw()
+    if database.name == "postgresql":
+        connection.autocommit = True  # the service reads outside a transaction
+    times: list[float] = []
+    read_rows = 0
+    updated = 0
+    try:
+        for call in range(repeat + 1):
+            pairs = pool.take(n)
+            steps = {pool.factor(index): step for index, step in pairs}
+            now = int(time.time())
+            accounts = json.dumps([pool.account(index) for index, _ in pairs])
+            cursor = connection.cursor()
+            started = time.perf_counter()
+            cursor.execute(read.sql, read.parameters({"p_now": now, "p_accounts": accounts}))
+            rows = cursor.fetchall()
+            reading = time.perf_counter() - started
+            # FactorWrite rows: the consumed step on the state as read.
+            writes = sorted(
+                (row[0], 0, 0, steps[row[0]], 1, row[9], row[10], row[8])
+                for row in rows
+                if row[0] in steps
+            )
+            values = {"p_now": now, "p_rows": json.dumps(writes)}
+            started = time.perf_counter()
+            if database.name == "sqlite":
+                cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute(write.sql, write.parameters(values))
+                written = len(cursor.fetchall())
+                cursor.execute("COMMIT")
+            else:
+                with connection.transaction():
+                    cursor.execute(write.sql, write.parameters(values))
+                    written = len(cursor.fetchall())
+            elapsed = reading + time.perf_counter() - started
+            cursor.close()
+            if call == 0:
+                continue  # warm-up
+            times.append(elapsed)
+            read_rows += len(writes)
+            updated += written
+    finally:
+        connection.close()
+    return summarize(
+        n, times, read_fraction=read_rows / (n * repeat), updated_fraction=updated / (n * repeat)
+    )

@@ -37,17 +37,21 @@ def table(results: dict[str, Any]) -> str:
         )
         lines.append(
             f"{'batch':>7} {'service/s':>11} {'call ms':>8} {'db 1-UPDATE/s':>14}"
-            f" {'db read+UPD/s':>14} {'svc/db1':>8} {'svc/read':>8} {'valid':>6}  db form"
+            f" {'svc SQL/s':>10} {'svc/db1':>8} {'SQL/db1':>8} {'svc/SQL':>8} {'valid':>6}  db form"
         )
         for row in db["batch"]:
-            service, one, two = row["service"], row["db_consume"], row["db_read_consume"]
+            service, one, own = row["service"], row["db_consume"], row["db_service_sql"]
             lines.append(
                 f"{row['batch']:>7,} {_rate(service['rate']):>11} {_ms(service['median_s']):>8}"
-                f" {_rate(one['rate']):>14} {_rate(two['rate']):>14}"
-                f" {row['ratio_vs_consume']:>7.0%} {row['ratio_vs_read_consume']:>7.0%}"
+                f" {_rate(one['rate']):>14} {_rate(own['rate']):>10}"
+                f" {row['ratio_vs_consume']:>7.0%} {row['ratio_service_sql_vs_consume']:>7.0%}"
+                f" {row['ratio_vs_service_sql']:>7.0%}"
                 f" {service['valid_fraction']:>6.0%}  {_forms(row)}"
             )
-        lines.append(f"   target: service >= {BATCH_TARGET:.0%} of db 1-UPDATE (svc/db1)")
+        lines.append(
+            f"   target: service >= {BATCH_TARGET:.0%} of db 1-UPDATE (svc/db1); SQL/db1 is the"
+            " most the service's own SQL reaches with no Python around it"
+        )
         breakdown = db.get("breakdown")
         if breakdown:
             stages = breakdown["stages_median_s"]
@@ -139,8 +143,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
                   label=f"{name}: BatchVerify end to end")  # fmt: skip
         left.plot(sizes, [r["db_consume"]["rate"] for r in db["batch"]], "s--", color=color,
                   label=f"{name}: db, 1 bulk UPDATE")  # fmt: skip
-        left.plot(sizes, [r["db_read_consume"]["rate"] for r in db["batch"]], "^:",
-                  color=color, label=f"{name}: db, read SELECT + bulk UPDATE")  # fmt: skip
+        left.plot(sizes, [r["db_service_sql"]["rate"] for r in db["batch"]], "^:",
+                  color=color, label=f"{name}: db, the service's read + write SQL")  # fmt: skip
     left.set_xscale("log")
     left.set_yscale("log")
     left.set_xlabel("items per call")

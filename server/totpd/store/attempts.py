@@ -283,6 +283,11 @@ class CompiledStatement(NamedTuple):
     defaults: dict[str, object]  # the values bound at build time (literals)
     order: tuple[str, ...] | None  # parameter names by position; None: by name
 
+    def parameters(self, values: dict[str, object]) -> Sequence[object] | dict[str, object]:
+        """The DB-API parameters: `values` and the literals, laid out for the driver."""
+        merged = {**self.defaults, **values}
+        return merged if self.order is None else [merged[name] for name in self.order]
+
 
 _COMPILED: dict[tuple[int, str], CompiledStatement] = {}
 _CURSOR = "totpd.attempts.cursor"  # key of the reusable cursor in a connection's info
@@ -314,10 +319,7 @@ def run_compiled(
     dropped connection is invalidated, so it leaves the pool), so the status
     mapping sees the same exceptions; the parameters are left out of them.
     """
-    merged = {**statement.defaults, **values}
-    parameters: Sequence[object] | dict[str, object] = (
-        merged if statement.order is None else [merged[name] for name in statement.order]
-    )
+    parameters = statement.parameters(values)
     dbapi = dialect.loaded_dbapi
     # One cursor per connection, kept with it (`info` lives as long as the
     # DB-API connection): a new psycopg cursor per statement cost ~12 µs.
@@ -449,6 +451,20 @@ def _read_many(dialect: str, state: str, lock: bool) -> Select[Any]:
     account_ids = select(elements.table_valued("value").c.value)
     statement = _read_base(state, ordered=lock).where(_FACTORS.c.account_id.in_(account_ids))
     return _locking(statement, dialect, lock)
+
+
+def bulk_round_sql(dialect: Dialect, state: str) -> tuple[CompiledStatement, CompiledStatement]:
+    """The optimistic bulk read and the conditional bulk write, as run.
+
+    For the benchmarks, which time the service's own SQL without the service:
+    the read takes ``p_accounts`` (a JSON array of account ids) and ``p_now``;
+    the write ``p_rows`` (a JSON array of `FactorWrite` rows sorted by factor
+    id) and ``p_now``.
+    """
+    name = dialect.name
+    return compiled(_read_many(name, state, False), dialect), compiled(
+        _write_many(name, state), dialect
+    )
 
 
 class _WriteColumns(NamedTuple):
