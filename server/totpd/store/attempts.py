@@ -269,8 +269,11 @@ def _write_statement(
             "p_seen_blocked": write.seen_blocked_until,
             "p_seen_step": write.seen_last_used_step,
         }
-    # Sorted by factor id: the order the locked read takes PostgreSQL's row locks in.
-    return _write_many(dialect, state), {"p_now": now, "p_rows": json.dumps(sorted(writes))}
+    # On PostgreSQL, sorted by factor id: the order the locked read takes row
+    # locks in, so a write planned as a loop over the rows locks in that order
+    # too. SQLite locks the whole database (sorting 10k rows cost ~4 ms).
+    rows = sorted(writes) if dialect == "postgresql" else writes
+    return _write_many(dialect, state), {"p_now": now, "p_rows": json.dumps(rows)}
 
 
 # -- running the statements ----------------------------------------------------
