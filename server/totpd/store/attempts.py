@@ -461,8 +461,8 @@ def bulk_round_sql(dialect: Dialect, state: str) -> tuple[CompiledStatement, Com
 
     For the benchmarks, which time the service's own SQL without the service:
     the read takes ``p_accounts`` (a JSON array of account ids) and ``p_now``;
-    the write ``p_rows`` (a JSON array of `FactorWrite` rows sorted by factor
-    id) and ``p_now``.
+    the write ``p_rows`` (a JSON array of `FactorWrite` rows, sorted by factor
+    id on PostgreSQL) and ``p_now``.
     """
     name = dialect.name
     return compiled(_read_many(name, state, False), dialect), compiled(
