@@ -60,6 +60,11 @@ class ThrowawayPostgres:
     def url(self) -> str:
         return f"postgresql+psycopg://totpd@127.0.0.1:{self.port}/totpd"
 
+    @property
+    def postmaster_pid(self) -> int:
+        """The server's main process (first line of its postmaster.pid)."""
+        return int((self._dir / "data" / "postmaster.pid").read_text().split("\n", 1)[0])
+
     def _run(self, *args: str) -> None:
         done = subprocess.run([*self._prefix, *args], capture_output=True, text=True, timeout=120)
         if done.returncode != 0:

@@ -26,6 +26,7 @@ from benchmarks.service.fixtures import (
     ROOT,
     FactorPool,
     ServerProcess,
+    database_cpu_seconds,
     postgres_database,
     seed_database,
     sqlite_database,
@@ -116,6 +117,7 @@ def run_database(
                             config["seconds"],
                             max_rate=6000.0,
                             client=client,
+                            database_cpu=lambda: database_cpu_seconds(database),
                         )
                     )
             return {

@@ -49,6 +49,7 @@ class Database:
     url: str  # SQLAlchemy URL, also given to `totpd serve --database-url`
     sqlite_path: Path | None = None
     pg_port: int | None = None
+    pg_pid: int | None = None  # the postmaster; its children are the backends
 
     def connect_raw(self) -> Any:
         """A DB-API connection configured like the server's (for the baselines)."""
@@ -79,7 +80,7 @@ def postgres_database() -> Iterator[Database]:
     server = ThrowawayPostgres()
     server.start()
     try:
-        yield Database("postgresql", server.url, pg_port=server.port)
+        yield Database("postgresql", server.url, pg_port=server.port, pg_pid=server.postmaster_pid)
     finally:
         server.stop()
 
@@ -289,8 +290,33 @@ class ServerProcess:
             self.process.wait(timeout=10)
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat after the command name: state, ppid, ... (Linux)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _cpu(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return _cpu(_stat_fields(pid))
+
+
+def database_cpu_seconds(database: Database) -> float | None:
+    """CPU seconds used so far by a PostgreSQL server: the postmaster and every
+    process it started (backends, WAL writer, autovacuum). None for SQLite,
+    which runs inside the server processes. A backend that exited takes its
+    seconds with it: the servers keep their pooled connections open."""
+    if database.pg_pid is None:
+        return None
+    total = cpu_seconds(database.pg_pid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = _stat_fields(entry.name)
+            if int(fields[1]) == database.pg_pid:
+                total += _cpu(fields)
+    return total

@@ -83,14 +83,19 @@ def table(results: dict[str, Any]) -> str:
             )
             lines.append(
                 f"   {'in-flight':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
-                f" {'requests':>9} {'srv cpu':>8} {'cli cpu':>8}  verdicts"
+                f" {'requests':>9} {'srv cpu':>8} {'db cpu':>7} {'cli cpu':>8} {'ms cpu/call':>11}"
+                "  verdicts"
             )
             for level in db["unary"]:
                 cpu = "+".join(f"{c:.1f}" for c in level["server_cpu_s"])
+                database = level.get("database_cpu_s")
+                spent = sum(level["server_cpu_s"]) + (database or 0.0) + level["client_cpu_s"]
+                per_call = 1000 * spent / level["requests"] if level["requests"] else float("nan")
                 lines.append(
                     f"   {level['concurrency']:>9} {level['rps']:>8,.0f} {level['p50_ms']:>8.1f}"
                     f" {level['p99_ms']:>8.1f} {level['max_ms']:>8.1f} {level['requests']:>9,}"
-                    f" {cpu:>8} {level['client_cpu_s']:>8.1f}  {level['verdicts']}"
+                    f" {cpu:>8} {'-' if database is None else f'{database:.1f}':>7}"
+                    f" {level['client_cpu_s']:>8.1f} {per_call:>11.2f}  {level['verdicts']}"
                 )
     wire = results.get("wire")
     if wire:

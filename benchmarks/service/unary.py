@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -150,8 +151,13 @@ def run_level(
     max_rate: float,
     client: str = "go",
     gomaxprocs: int = 1,
+    database_cpu: Callable[[], float | None] = lambda: None,
 ) -> dict[str, Any]:
-    """One load level; `client` is "go" (the Go load generator) or "python-aio"."""
+    """One load level; `client` is "go" (the Go load generator) or "python-aio".
+
+    `database_cpu` reads the CPU seconds a separate database server has used
+    (None: the database runs inside the servers, as SQLite does).
+    """
     if client not in CLIENTS:
         raise ValueError(f"client must be one of {CLIENTS}, not {client!r}")
     warmup = max(200, 4 * concurrency)
@@ -164,9 +170,15 @@ def run_level(
         warmup,
         budget=min(len(pool) - warmup, int(seconds * max_rate)),
     )
-    if client == "go":
-        return _run_level_go(level, gomaxprocs)
-    return _run_level_python(level)
+    database_before = database_cpu()
+    figures = _run_level_go(level, gomaxprocs) if client == "go" else _run_level_python(level)
+    database_after = database_cpu()
+    figures["database_cpu_s"] = (
+        None
+        if database_before is None or database_after is None
+        else database_after - database_before
+    )
+    return figures
 
 
 class _Level(NamedTuple):
