@@ -36,7 +36,7 @@ import grpc
 
 from benchmarks.service.fixtures import Database, FactorPool, cpu_seconds
 from totpd.store import open_engine
-from totpd.store.attempts import bulk_round_sql
+from totpd.store.attempts import CandidateFactor, FactorWrite, bulk_round_sql
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
@@ -170,7 +170,7 @@ def _consume_params(pool: FactorPool, pairs: list[tuple[int, int]], form: str) -
 
 
 def _transaction(
-    connection: Any, database: Database, statements: list[tuple[str, list[Any]]]
+    connection: Any, database: Database, statements: list[tuple[str, Any]]
 ) -> list[int]:
     """Run the statements in one transaction; rows returned by each.
 
@@ -233,8 +233,7 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
     read, write = bulk_round_sql(engine.dialect, "active")
     engine.dispose()
     connection = database.connect_raw()
-    if database.name == "postgresql":
-        connection.autocommit = True  # the service reads outside a transaction
+    postgres = database.name == "postgresql"
     times: list[float] = []
     read_rows = 0
     updated = 0
@@ -244,30 +243,35 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
             steps = {pool.factor(index): step for index, step in pairs}
             now = int(time.time())
             accounts = json.dumps([pool.account(index) for index, _ in pairs])
+            if postgres:
+                connection.autocommit = True  # the service reads outside a transaction
             cursor = connection.cursor()
             started = time.perf_counter()
             cursor.execute(read.sql, read.parameters({"p_now": now, "p_accounts": accounts}))
             rows = cursor.fetchall()
             reading = time.perf_counter() - started
-            # FactorWrite rows: the consumed step on the state as read.
-            writes = sorted(
-                (row[0], 0, 0, steps[row[0]], 1, row[9], row[10], row[8])
-                for row in rows
-                if row[0] in steps
-            )
-            values = {"p_now": now, "p_rows": json.dumps(writes)}
-            started = time.perf_counter()
-            if database.name == "sqlite":
-                cursor.execute("BEGIN IMMEDIATE")
-                cursor.execute(write.sql, write.parameters(values))
-                written = len(cursor.fetchall())
-                cursor.execute("COMMIT")
-            else:
-                with connection.transaction():
-                    cursor.execute(write.sql, write.parameters(values))
-                    written = len(cursor.fetchall())
-            elapsed = reading + time.perf_counter() - started
             cursor.close()
+            # The consumed step of each factor, on the state as read.
+            writes = sorted(
+                FactorWrite(
+                    factor_id=f.factor_id,
+                    failed_attempts=0,
+                    blocked_until=0,
+                    last_used_step=steps[f.factor_id],
+                    consumed=1,
+                    seen_failed_attempts=f.failed_attempts,
+                    seen_blocked_until=f.blocked_until,
+                    seen_last_used_step=f.last_used_step,
+                )
+                for f in map(CandidateFactor._make, rows)
+                if f.factor_id in steps
+            )
+            if postgres:
+                connection.autocommit = False  # the write's transaction, as the store's
+            write_sql = (write.sql, write.parameters({"p_now": now, "p_rows": json.dumps(writes)}))
+            started = time.perf_counter()
+            (written,) = _transaction(connection, database, [write_sql])
+            elapsed = reading + time.perf_counter() - started
             if call == 0:
                 continue  # warm-up
             times.append(elapsed)
