@@ -10,8 +10,8 @@ C return codes to :class:`NativeError`), and the friendly API below.
 
 The C call releases the GIL; batches larger than :data:`THREAD_SPLIT` pairs are split
 across a thread pool. The CPU path (portable C, SHA-NI, AVX2, AVX-512) is chosen once at import,
-from ``TOTPD_CPU_PATH`` (``auto`` by default); an unsupported forced path raises
-:class:`NativeError` at import.
+from ``TOTPD_CPU_PATH`` (``auto`` by default); an unknown or unsupported forced path
+raises :class:`CpuPathError` at import.
 """
 
 from __future__ import annotations
@@ -114,11 +114,23 @@ def _path_code(path: str | None) -> int:
     return code
 
 
+class CpuPathError(NativeError, ValueError):
+    """``TOTPD_CPU_PATH`` names an unknown path, or one this CPU lacks.
+
+    A ValueError too, so `totpd serve` reports it as a configuration error
+    (one line, exit 2) although it is raised while importing this module.
+    """
+
+
 def _init_path() -> None:
     """Apply ``TOTPD_CPU_PATH`` once, at import."""
     wanted = os.environ.get("TOTPD_CPU_PATH", "auto").strip().lower() or "auto"
-    code = _path_code(wanted)
-    _check(int(lib.totpd_set_default_path(code)), f"TOTPD_CPU_PATH={wanted}")
+    try:
+        code = _path_code(wanted)
+        _check(int(lib.totpd_set_default_path(code)))
+    except NativeError as error:
+        usable = ", ".join(["auto", *cpu_paths()])
+        raise CpuPathError(error.code, f"TOTPD_CPU_PATH={wanted}; use one of {usable}") from None
 
 
 def cpu_path() -> str:

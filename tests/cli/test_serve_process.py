@@ -232,6 +232,19 @@ def test_address_in_use_is_a_clear_startup_error(
         process.communicate(timeout=GRACE_SECONDS + 10)
     assert result.returncode == 2
     assert f"cannot listen on {address}" in result.stderr
+    assert "choose another with --listen HOST:PORT" in result.stderr
+
+
+def test_unknown_cpu_path_is_a_clear_startup_error(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    env = {**subprocess_env, "TOTPD_CPU_PATH": "sse9"}
+    result = run_totpd("serve", "--dev", "--data-dir", str(tmp_path), env=env)
+    assert result.returncode == 2
+    (last_line,) = result.stderr.strip().splitlines()[-1:]
+    assert last_line.startswith("totpd: error: CPU path unknown or not supported")
+    assert "TOTPD_CPU_PATH=sse9; use one of auto, portable" in last_line
+    assert "Traceback" not in result.stderr
 
 
 def test_keygen_writes_once_and_never_overwrites(

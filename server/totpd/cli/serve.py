@@ -126,7 +126,10 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     ensure_key_file(settings)
     # Imported late so `totpd keygen` and `--help` work without the native core.
-    from totpd.app import build_service
+    try:
+        from totpd.app import build_service
+    except ValueError as error:  # otp.CpuPathError: TOTPD_CPU_PATH, applied at import
+        raise StartupError(str(error)) from None
     from totpd.rpc.server import ServerError, serve
 
     try:
