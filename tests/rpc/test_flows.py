@@ -21,7 +21,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.rpc.conftest import Secrets
 from tests.rpc.harness import LiveServer, LogCapture, call_fails, code_at, wrong_code
-from totpd.v1 import factor_pb2
+from totpd.config import Settings
+from totpd.v1 import errors_pb2, factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -281,6 +282,27 @@ def test_batch_verify_answers_each_item_in_order(live: LiveServer, secrets_seen:
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert error.field == "code"
     assert response.results[3].outcome.result == factor_pb2.VERIFY_RESULT_INVALID
+
+
+def test_batch_response_larger_than_the_request_limit_is_sent(
+    live: LiveServer, rpc_settings: Settings, secrets_seen: Secrets
+) -> None:
+    # Verdicts are stored before the response is sent: a response the server
+    # refused to send (it is several times its request) would lose them.
+    enrolled = activate(live, secrets_seen, "ivan")
+    good = enrolled.code(offset_steps=1)
+    secrets_seen.add(good)
+    unknown = [pb.BatchVerifyItem(account_id=f"u{n}", code="123456") for n in range(3000)]
+    request = pb.BatchVerifyRequest(items=[pb.BatchVerifyItem(account_id="ivan", code=good)])
+    request.items.extend(unknown)
+    assert request.ByteSize() < rpc_settings.max_message_bytes
+    response = live.stub.BatchVerify(request, timeout=30)
+    assert response.ByteSize() > rpc_settings.max_message_bytes
+    assert response.results[0].outcome.result == factor_pb2.VERIFY_RESULT_VALID
+    assert {r.error.reason for r in response.results[1:]} == {
+        errors_pb2.ERROR_REASON_ACCOUNT_NOT_FOUND
+    }
+    assert verify(live, "ivan", good).result == factor_pb2.VERIFY_RESULT_REPLAYED
 
 
 def test_health_reports_serving(live: LiveServer) -> None:

@@ -76,6 +76,9 @@ class RecordingService:
         self._record("verify", item)
         return VerifyOutcome(VerifyResult.LOCKED, FACTOR.factor_id, 0, 0, 900)
 
+    def check_batch_size(self, count: int) -> None:
+        pass  # the fake's verify_batch raises `error` instead
+
     def verify_batch(self, items: list[VerifyItem]) -> list[VerifyOutcome | TotpdError]:
         self._record("verify_batch", items)
         return self.batch_results
@@ -277,6 +280,11 @@ def test_status_table_covers_every_reason_with_the_documented_code() -> None:
             ),
             grpc.StatusCode.UNAVAILABLE,
             "ERROR_REASON_STORE_UNAVAILABLE",
+        ),
+        (
+            sqlalchemy.exc.TimeoutError("QueuePool limit of size 20 overflow 20 reached"),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "ERROR_REASON_OVERLOADED",
         ),
         (
             sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("dup")),

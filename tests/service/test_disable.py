@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
 
 from tests.conftest import Clock
 from tests.service.test_verify import enroll_active
@@ -9,6 +10,7 @@ from tests.totp_oracle import code_at, wrong_code
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa import MfaService
 from totpd.service.types import EnrollParams, FactorState, VerifyItem, VerifyResult
+from totpd.store import FactorStore
 from totpd.store.models import FactorRow
 
 
@@ -101,6 +103,31 @@ def test_cancel_a_pending_enrollment_with_its_own_code(
     pending = service.enroll(EnrollParams(account_id, "phone"))
     outcome, disabled = service.disable(
         account_id, pending.factor.factor_id, code_at(pending, clock.now), force=False
+    )
+    assert outcome.result is VerifyResult.VALID
+    assert [f.state for f in disabled] == [FactorState.DISABLED]
+
+
+def test_a_cancel_that_fails_half_way_leaves_the_enrollment_pending(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code check and the disable are two statements: if the second fails,
+    the enrollment being cancelled must not have been activated by the first."""
+    pending = service.enroll(EnrollParams(account_id, "phone"))
+    factor_id = pending.factor.factor_id
+
+    def store_down(self: FactorStore, ids: list[str]) -> None:
+        raise OperationalError("UPDATE factors ...", None, Exception("connection lost"))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(FactorStore, "disable", store_down)
+        with pytest.raises(OperationalError):
+            service.disable(account_id, factor_id, code_at(pending, clock.now), force=False)
+    assert service.get_factor(account_id, factor_id).state is FactorState.PENDING
+    # Its step was used up; the next code cancels it.
+    clock.advance(pending.factor.period_seconds)
+    outcome, disabled = service.disable(
+        account_id, factor_id, code_at(pending, clock.now), force=False
     )
     assert outcome.result is VerifyResult.VALID
     assert [f.state for f in disabled] == [FactorState.DISABLED]

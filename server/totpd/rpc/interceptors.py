@@ -3,7 +3,9 @@
 `ErrorInterceptor` is the one place where exceptions become statuses:
   TotpdError            -> the code of its reason (totpd.rpc.status table)
   SecretUnavailable     -> INTERNAL / SECRET_UNAVAILABLE (fail closed)
-  database disconnects  -> UNAVAILABLE / STORE_UNAVAILABLE (never a verdict)
+  database faults       -> UNAVAILABLE / STORE_UNAVAILABLE (never a verdict), or
+                           RESOURCE_EXHAUSTED / OVERLOADED when every pooled
+                           connection stayed busy (totpd.service.faults)
   an undecodable request (e.g. invalid UTF-8 in a string field)
                         -> INVALID_ARGUMENT / INVALID_ARGUMENT
   anything else         -> INTERNAL / INTERNAL, logged with its stack
@@ -24,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError
-from sqlalchemy import exc as sa_exc
 
 from totpd.crypto import SecretUnavailable
 from totpd.rpc.status import to_grpc_status
 from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.faults import store_fault
 
 _log = logging.getLogger("totpd.rpc")
 _access_log = logging.getLogger("totpd.access")
@@ -39,9 +41,6 @@ if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
     Unary = Callable[[Any, grpc.ServicerContext], Any]
     Streaming = Callable[[Any, grpc.ServicerContext], Iterator[Any]]
 
-_STORE_DOWN: Final = TotpdError(
-    ErrorReason.STORE_UNAVAILABLE, "the database is unavailable; no verdict was reached"
-)
 _SECRET_DOWN: Final = TotpdError(
     ErrorReason.SECRET_UNAVAILABLE, "a stored secret could not be opened; the server fails closed"
 )
@@ -77,12 +76,6 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return deserialize
 
 
-def _is_store_outage(error: BaseException) -> bool:
-    if isinstance(error, sa_exc.OperationalError | sa_exc.TimeoutError):
-        return True
-    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
-
-
 def domain_error(error: Exception, method: str) -> TotpdError:
     """The TotpdError a client sees for any exception raised by a handler."""
     if isinstance(error, TotpdError):
@@ -90,11 +83,9 @@ def domain_error(error: Exception, method: str) -> TotpdError:
     if isinstance(error, SecretUnavailable):
         _log.error("secret unavailable", extra={"method": method})
         return _SECRET_DOWN
-    if _is_store_outage(error):
-        _log.warning(
-            "store unavailable", extra={"method": method, "error_type": type(error).__name__}
-        )
-        return _STORE_DOWN
+    fault = store_fault(error, method)
+    if fault is not None:
+        return fault
     _log.error(
         "unhandled error",
         extra={

@@ -59,7 +59,11 @@ def create_server(
     credentials = server_credentials(settings)
     limits = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Responses are not capped: a BatchVerify response is several times its
+        # request and is sent only after its rounds were written, so refusing to
+        # send it would lose verdicts that were already counted. Its size is
+        # bounded by max_batch_items (about 130 bytes an item at most).
+        ("grpc.max_send_message_length", -1),
         # Without this a second server could bind the same port on Linux.
         ("grpc.so_reuseport", 0),
     ]
@@ -85,10 +89,15 @@ def create_server(
         else:
             port = server.add_secure_port(settings.listen_address, credentials)
     except RuntimeError as error:
-        raise ServerError(f"cannot listen on {settings.listen_address}: {error}") from None
+        raise ServerError(
+            f"cannot listen on {settings.listen_address}: {error}{_BIND_HINT}"
+        ) from None
     if port == 0:
-        raise ServerError(f"cannot listen on {settings.listen_address}")
+        raise ServerError(f"cannot listen on {settings.listen_address}{_BIND_HINT}")
     return server, port
+
+
+_BIND_HINT = " (is the port in use by another process? choose another with --listen HOST:PORT)"
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:

@@ -48,8 +48,9 @@ class TotpServicer:
     def BatchVerify(
         self, request: pb.BatchVerifyRequest, context: grpc.ServicerContext
     ) -> pb.BatchVerifyResponse:
-        # The service checks the batch size first (BATCH_TOO_LARGE fails the
-        # whole call); after that every item gets its own verdict or error.
+        # The batch size first (BATCH_TOO_LARGE fails the whole call), before
+        # the items are even converted; then every item gets its own verdict or error.
+        self._service.check_batch_size(len(request.items))
         results = self._service.verify_batch(convert.verify_items(request.items))
         response = pb.BatchVerifyResponse()
         add_result = response.results.add

@@ -134,14 +134,18 @@ class MfaService:
     def verify(self, item: VerifyItem) -> VerifyOutcome:
         return self._checker.check(_code_check(item), state=FactorState.ACTIVE.value)
 
-    def verify_batch(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome | TotpdError]:
-        """Each item with exactly the semantics of `verify`; item errors stay per item."""
-        if len(items) > self._policy.max_batch_items:
+    def check_batch_size(self, count: int) -> None:
+        """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
+        if count > self._policy.max_batch_items:
             raise TotpdError(
                 ErrorReason.BATCH_TOO_LARGE,
                 f"a batch holds at most {self._policy.max_batch_items} items; split it",
                 field="items",
             )
+
+    def verify_batch(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome | TotpdError]:
+        """Each item with exactly the semantics of `verify`; item errors stay per item."""
+        self.check_batch_size(len(items))
         results: list[VerifyOutcome | TotpdError | None] = [None] * len(items)
         checks: list[CodeCheck] = []
         positions: list[int] = []
@@ -180,7 +184,12 @@ class MfaService:
             # one when nothing is active yet (cancelling an enrollment).
             states = {row.state for row in targets}
             state = "active" if "active" in states else "pending"
-            outcome = self._checker.check(CodeCheck(account_id, code, factor_id), state=state)
+            # A pending factor's step is used up but the factor is not
+            # activated: if the disable below fails, the enrollment the caller
+            # is cancelling must not be left active.
+            outcome = self._checker.check(
+                CodeCheck(account_id, code, factor_id), state=state, activate=False
+            )
             if outcome.result is not VerifyResult.VALID:
                 return outcome, []
         disabled = self._store.disable([row.id for row in targets])

@@ -34,6 +34,7 @@ from totpd import otp
 from totpd.crypto import Keyring, SecretUnavailable
 from totpd.service import validation
 from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.faults import store_fault
 from totpd.service.policy import Policy
 from totpd.service.types import Algorithm, VerifyOutcome, VerifyResult
 from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, RoundAborted
@@ -71,15 +72,33 @@ class CodeChecker:
         self._policy = policy
         self._clock = clock
 
-    def check(self, request: CodeCheck, *, state: str) -> VerifyOutcome:
-        """One code; errors are raised."""
-        (result,) = self.check_many([request], state=state)
+    def check(self, request: CodeCheck, *, state: str, activate: bool = True) -> VerifyOutcome:
+        """One code; errors (database faults included) are raised.
+
+        `activate`: a code that wins a step of a pending factor confirms it.
+        """
+        (result,) = self.check_many(
+            [request], state=state, activate=activate, faults_per_item=False
+        )
         if isinstance(result, TotpdError):
             raise result
         return result
 
-    def check_many(self, requests: Sequence[CodeCheck], *, state: str) -> list[CheckResult]:
-        """Many codes against factors in `state`; each gets its result or its error."""
+    def check_many(
+        self,
+        requests: Sequence[CodeCheck],
+        *,
+        state: str,
+        activate: bool = True,
+        faults_per_item: bool = True,
+    ) -> list[CheckResult]:
+        """Many codes against factors in `state`; each gets its result or its error.
+
+        A database fault mid-batch does not discard the verdicts of the rounds
+        already stored (a retry would find their steps used and count their
+        failures twice): with `faults_per_item` those keep their verdict and
+        every item not decided gets the fault as its error.
+        """
         results: list[CheckResult | None] = [None] * len(requests)
         waiting: list[_Item] = []
         for index, request in enumerate(requests):
@@ -90,26 +109,44 @@ class CodeChecker:
         now = math.floor(self._clock())
         while waiting:
             this_round, waiting = _one_per_account(waiting)
-            for item, result in self._run_round(this_round, state, now):
-                results[item.position] = result
+            try:
+                decided, missing = self._run_round(this_round, state, now, activate)
+                for item, result in decided:
+                    results[item.position] = result
+                for item, result in self._explain_uncounted(missing, state, now):
+                    results[item.position] = result
+            except Exception as error:
+                fault = store_fault(error, "BatchVerify") if faults_per_item else None
+                if fault is None:
+                    raise
+                for item in [*this_round, *waiting]:
+                    if results[item.position] is None:
+                        results[item.position] = fault
+                break
         return [result for result in results if result is not None]
 
     def _run_round(
-        self, items: list[_Item], state: str, now: int
-    ) -> list[tuple[_Item, CheckResult]]:
+        self, items: list[_Item], state: str, now: int, activate: bool
+    ) -> tuple[list[tuple[_Item, CheckResult]], list[_Item]]:
+        """Decide and store one round; returns the verdicts and the items with
+        no candidate factor (nothing was counted for them)."""
         requests = [AttemptRequest(i.check.account_id, i.digits, i.check.factor_id) for i in items]
         attempts = self._store.attempts
         factors = attempts.read(requests, state=state, now=now)
         results, writes, missing = self._decide(items, factors, now)
-        if not attempts.write_if_unchanged(writes, state=state, now=now):
+        if not attempts.write_if_unchanged(writes, state=state, now=now, activate=activate):
             # A factor changed between the read and the write (another attempt
             # on it, a disable): nothing was written. Decide again under locks.
-            results, missing = self._run_locked_round(items, requests, state, now)
-        results.extend(self._explain_uncounted(missing, state, now))
-        return results
+            results, missing = self._run_locked_round(items, requests, state, now, activate)
+        return results, missing
 
     def _run_locked_round(
-        self, items: list[_Item], requests: list[AttemptRequest], state: str, now: int
+        self,
+        items: list[_Item],
+        requests: list[AttemptRequest],
+        state: str,
+        now: int,
+        activate: bool,
     ) -> tuple[list[tuple[_Item, CheckResult]], list[_Item]]:
         """The round with its factors locked from read to write: it cannot conflict.
 
@@ -119,16 +156,21 @@ class CodeChecker:
         """
         for _ in range(_LOCKED_TRIES - 1):
             with contextlib.suppress(RoundAborted):
-                return self._locked_round(items, requests, state, now)
-        return self._locked_round(items, requests, state, now)
+                return self._locked_round(items, requests, state, now, activate)
+        return self._locked_round(items, requests, state, now, activate)
 
     def _locked_round(
-        self, items: list[_Item], requests: list[AttemptRequest], state: str, now: int
+        self,
+        items: list[_Item],
+        requests: list[AttemptRequest],
+        state: str,
+        now: int,
+        activate: bool,
     ) -> tuple[list[tuple[_Item, CheckResult]], list[_Item]]:
         with self._store.attempts.locked() as locked:
             factors = locked.read(requests, state=state, now=now)
             results, writes, missing = self._decide(items, factors, now)
-            written = locked.write(writes, state=state, now=now)
+            written = locked.write(writes, state=state, now=now, activate=activate)
         return [(item, _unless_lost(result, written)) for item, result in results], missing
 
     def _decide(

@@ -143,14 +143,17 @@ class Attempts:
         with _RawConnection(self._engine, autocommit=True) as connection:
             return _read(connection, requests, state, now, lock=False)
 
-    def write_if_unchanged(self, writes: Sequence[FactorWrite], *, state: str, now: int) -> bool:
+    def write_if_unchanged(
+        self, writes: Sequence[FactorWrite], *, state: str, now: int, activate: bool = True
+    ) -> bool:
         """Store every write, each only where its factor is as it was read.
 
         All or nothing: False (nothing written) if any factor changed since the read.
+        `activate`: a step won on a pending factor confirms it (see `_write`).
         """
         if not writes:
             return True
-        statement, values = _write_statement(self._dialect.name, writes, state, now)
+        statement, values = _write_statement(self._dialect.name, writes, state, now, activate)
         with self._writer, _RawConnection(self._engine, autocommit=len(writes) == 1) as connection:
             if len(writes) == 1:  # one row: the statement alone is atomic
                 return len(connection.run(statement, values)) == 1
@@ -187,7 +190,9 @@ class LockedRound:
         """Lock and read the candidate factors (blocked or not: the caller decides)."""
         return _read(self._connection, requests, state, now, lock=True)
 
-    def write(self, writes: Sequence[FactorWrite], *, state: str, now: int) -> set[str]:
+    def write(
+        self, writes: Sequence[FactorWrite], *, state: str, now: int, activate: bool = True
+    ) -> set[str]:
         """Store every write in one conditional UPDATE; returns the factors written.
 
         Under the lock every write applies; the conditions stay as a second
@@ -195,7 +200,8 @@ class LockedRound:
         """
         if not writes:
             return set()
-        statement, values = _write_statement(self._connection.dialect.name, writes, state, now)
+        dialect = self._connection.dialect.name
+        statement, values = _write_statement(dialect, writes, state, now, activate)
         return {factor_id for (factor_id,) in self._connection.run(statement, values)}
 
 
@@ -254,11 +260,11 @@ def _read(
 
 
 def _write_statement(
-    dialect: str, writes: Sequence[FactorWrite], state: str, now: int
+    dialect: str, writes: Sequence[FactorWrite], state: str, now: int, activate: bool
 ) -> tuple[Update, dict[str, object]]:
     if len(writes) == 1:
         (write,) = writes
-        return _write_one(state), {
+        return _write_one(state, activate), {
             "p_now": now,
             "p_factor": write.factor_id,
             "p_failed": write.failed_attempts,
@@ -273,7 +279,7 @@ def _write_statement(
     # locks in, so a write planned as a loop over the rows locks in that order
     # too. SQLite locks the whole database (sorting 10k rows cost ~4 ms).
     rows = sorted(writes) if dialect == "postgresql" else writes
-    return _write_many(dialect, state), {"p_now": now, "p_rows": json.dumps(rows)}
+    return _write_many(dialect, state, activate), {"p_now": now, "p_rows": json.dumps(rows)}
 
 
 # -- running the statements ----------------------------------------------------
@@ -466,7 +472,7 @@ def bulk_round_sql(dialect: Dialect, state: str) -> tuple[CompiledStatement, Com
     """
     name = dialect.name
     return compiled(_read_many(name, state, False), dialect), compiled(
-        _write_many(name, state), dialect
+        _write_many(name, state, True), dialect
     )
 
 
@@ -481,12 +487,16 @@ class _WriteColumns(NamedTuple):
     seen_step: ColumnElement[int]
 
 
-def _write(state: str, new: _WriteColumns) -> Update:
+def _write(state: str, new: _WriteColumns, activate: bool) -> Update:
     """UPDATE the factor only where it still holds the attempt state that was read.
 
     A consumed step must also be newer than the last one (design.md rule 4);
     any other write keeps it. Both follow from the decision; they stay as a
     second line.
+
+    A step won on a pending factor confirms it (active) when `activate`; a
+    Disable that proves possession with the pending factor's own code does not,
+    so a disable that then fails cannot leave the enrollment it cancels active.
     """
     values: dict[str, Any] = {
         "failed_attempts": new.failed,
@@ -494,7 +504,7 @@ def _write(state: str, new: _WriteColumns) -> Update:
         "last_used_step": new.step,
         "last_used_at": case((new.consumed, _NOW), else_=_FACTORS.c.last_used_at),
     }
-    if state == "pending":
+    if state == "pending" and activate:
         values |= {
             "state": case((new.consumed, "active"), else_=_FACTORS.c.state),
             "confirmed_at": case((new.consumed, _NOW), else_=_FACTORS.c.confirmed_at),
@@ -531,21 +541,21 @@ _WRITE_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
 
 
 @functools.cache
-def _write_one(state: str) -> Update:
+def _write_one(state: str, activate: bool) -> Update:
     """One factor, bound as plain parameters."""
     binds = {name: bindparam(f"p_{name}", type_=kind) for name, kind in _WRITE_FIELDS}
     binds["factor_id"] = bindparam("p_factor", type_=String)
     consumed = binds.pop("consumed") == 1
-    return _write(state, _WriteColumns(consumed=consumed, **binds))
+    return _write(state, _WriteColumns(consumed=consumed, **binds), activate)
 
 
 @functools.cache
-def _write_many(dialect: str, state: str) -> Update:
+def _write_many(dialect: str, state: str, activate: bool) -> Update:
     """Many factors, their rows bound as one JSON parameter."""
     new = _json_rows(dialect, "new", _WRITE_FIELDS)
     columns = {name: new.c[name] for name, _ in _WRITE_FIELDS}
     consumed = columns.pop("consumed") == 1
-    return _write(state, _WriteColumns(consumed=consumed, **columns)).add_cte(new)
+    return _write(state, _WriteColumns(consumed=consumed, **columns), activate).add_cte(new)
 
 
 def _json_rows(

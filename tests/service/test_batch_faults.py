@@ -1,0 +1,111 @@
+"""A database fault in the middle of a BatchVerify loses no stored verdict.
+
+The rounds of a batch commit one by one. A fault after a round was stored
+must not turn the whole call into an error: the caller would retry and find
+its steps used (REPLAYED) and its failures counted twice. The stored items
+keep their verdict; every item not decided gets the fault as its own error.
+A unary call still fails whole (its one item was not decided).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError, TimeoutError
+
+from tests.conftest import Clock
+from tests.service.test_batch_verify import results_of
+from tests.service.test_verify import enroll_active
+from tests.totp_oracle import code_at, wrong_code
+from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.mfa import MfaService
+from totpd.service.types import VerifyItem, VerifyResult
+from totpd.store import Attempts, FactorStore
+
+DOWN = OperationalError("SELECT ...", None, Exception("connection lost"))
+
+
+def failing_after(calls: int, real: Callable[..., Any], error: Exception) -> Callable[..., Any]:
+    """`real` for the first `calls` calls, then `error` on every call."""
+    made = 0
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        nonlocal made
+        made += 1
+        if made > calls:
+            raise error
+        return real(*args, **kwargs)
+
+    return call
+
+
+def test_a_fault_explaining_unknown_accounts_keeps_the_stored_verdicts(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enrolled = enroll_active(service, clock, account_id)
+    code = code_at(enrolled, clock.now)
+    items = [VerifyItem(account_id, code), VerifyItem(account_id + "-nobody", "123456")]
+    monkeypatch.setattr(FactorStore, "list_for_accounts", failing_after(0, lambda: [], DOWN))
+
+    results = service.verify_batch(items)
+
+    assert results_of(results) == [VerifyResult.VALID, ErrorReason.STORE_UNAVAILABLE]
+    monkeypatch.undo()
+    # The step was stored as used: the caller was told VALID once, and only once.
+    assert results_of(service.verify_batch(items[:1])) == [VerifyResult.REPLAYED]
+
+
+def test_a_fault_in_a_later_round_fails_only_the_items_not_decided(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enrolled = enroll_active(service, clock, account_id)
+    other = enroll_active(service, clock, account_id + "-b")
+    code = code_at(enrolled, clock.now)
+    wrong = wrong_code(code)
+    # Two items of one account: two rounds. The second round's read fails.
+    items = [
+        VerifyItem(account_id, wrong),
+        VerifyItem(account_id + "-b", code_at(other, clock.now)),
+        VerifyItem(account_id, code),
+        VerifyItem(account_id, "12 456"),  # malformed: its own error, as always
+    ]
+    monkeypatch.setattr(Attempts, "read", failing_after(1, Attempts.read, DOWN))
+
+    results = service.verify_batch(items)
+
+    assert results_of(results) == [
+        VerifyResult.INVALID,
+        VerifyResult.VALID,
+        ErrorReason.STORE_UNAVAILABLE,
+        ErrorReason.MALFORMED_CODE,
+    ]
+    monkeypatch.undo()
+    # The first round's failure was counted once; the third item's code is unused.
+    factor_id = enrolled.factor.factor_id
+    assert service._store.get_many([factor_id])[factor_id].failed_attempts == 1
+    assert results_of(service.verify_batch([items[2]])) == [VerifyResult.VALID]
+
+
+def test_an_exhausted_pool_is_overloaded_per_item(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enrolled = enroll_active(service, clock, account_id)
+    busy = TimeoutError("QueuePool limit of size 20 overflow 20 reached")
+    monkeypatch.setattr(Attempts, "read", failing_after(0, Attempts.read, busy))
+
+    results = service.verify_batch([VerifyItem(account_id, code_at(enrolled, clock.now))])
+
+    (error,) = results
+    assert isinstance(error, TotpdError) and error.reason is ErrorReason.OVERLOADED
+    assert "retry" in error.message
+
+
+def test_a_unary_verify_still_fails_whole(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enrolled = enroll_active(service, clock, account_id)
+    monkeypatch.setattr(Attempts, "read", failing_after(0, Attempts.read, DOWN))
+    with pytest.raises(OperationalError):
+        service.verify(VerifyItem(account_id, code_at(enrolled, clock.now)))
