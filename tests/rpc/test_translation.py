@@ -302,6 +302,25 @@ def test_infrastructure_errors(
     assert (failed.code, failed.reason, failed.domain) == (code, reason, "totpd.v1")
 
 
+def test_a_store_outage_logs_the_drivers_cause_but_not_the_statement(
+    server: LiveServer, fake: RecordingService, no_secrets_in_logs: LogCapture
+) -> None:
+    fake.error = sqlalchemy.exc.OperationalError(
+        "UPDATE factors SET x = ? WHERE id = ?",
+        ("987654", "otpauth://totp/leak"),
+        Exception("database is locked\nsecond line"),
+    )
+    failed = call_fails(server.stub.Verify, pb.VerifyRequest(account_id="a", code="987654"))
+
+    assert failed.reason == "ERROR_REASON_STORE_UNAVAILABLE"
+    records = [json.loads(line) for line in no_secrets_in_logs.lines]
+    (outage,) = [r for r in records if r["msg"] == "store unavailable"]
+    assert outage["cause"] == "Exception: database is locked"
+    logged = "\n".join(no_secrets_in_logs.lines)
+    for leak in ("987654", "otpauth", "UPDATE factors", "second line"):
+        assert leak not in logged
+
+
 def test_unexpected_error_is_logged_with_stack_but_not_its_message(
     server: LiveServer, fake: RecordingService, no_secrets_in_logs: LogCapture
 ) -> None:

@@ -1,7 +1,9 @@
 """Database faults as the domain errors a caller sees: never a verdict.
 
 A fault leaves the verdict unknown, so it is always an error (retryable),
-never INVALID or LOCKED. Logged by type only: a driver's message may quote SQL.
+never INVALID or LOCKED. The log line names the driver's own one-line cause
+("database is locked", "connection refused"), never SQLAlchemy's message,
+which quotes the statement and its parameters.
 """
 
 from __future__ import annotations
@@ -24,9 +26,20 @@ def store_fault(error: BaseException, method: str) -> TotpdError | None:
         )
     if is_outage(error):
         _log.warning(
-            "store unavailable", extra={"method": method, "error_type": type(error).__name__}
+            "store unavailable",
+            extra={"method": method, "error_type": type(error).__name__, "cause": _cause(error)},
         )
         return TotpdError(
             ErrorReason.STORE_UNAVAILABLE, "the database is unavailable; no verdict was reached"
         )
     return None
+
+
+def _cause(error: BaseException) -> str:
+    """The first line of the driver's message (no SQL, no parameters), at most 200 chars."""
+    driver_error = getattr(error, "orig", None)
+    if driver_error is None:
+        return type(error).__name__
+    lines = str(driver_error).strip().splitlines()
+    first = lines[0] if lines else ""
+    return f"{type(driver_error).__name__}: {first}"[:200]
