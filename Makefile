@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml setup.py $(NATIVE)
 
 install: $(STAMP)
 
-## Serve on 127.0.0.1:50051 with SQLite and a development key under ./var/.
+## Serve on 127.0.0.1:50051 with SQLite and a development key under ./var/;
+## ARGS="--listen 127.0.0.1:50052" passes options to `totpd serve`.
 run: install
-	$(VENV)/bin/totpd serve --dev
+	$(VENV)/bin/totpd serve --dev $(ARGS)
 
 ## Everything CI checks: lint, types, the proto contract, all test suites.
 test: install lint typecheck proto-check test-packages test-python test-clients

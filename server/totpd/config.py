@@ -81,6 +81,16 @@ class Settings:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'totpd.sqlite3'}"
 
+    def prepared_database_url(self) -> str:
+        """The database URL, with the embedded default's data directory created.
+
+        An explicit URL's directory must already exist: a typo should not
+        create directories.
+        """
+        if not self.database_url:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.resolved_database_url()
+
 
 class ConfigError(ValueError):
     """The configuration is unreadable or a value is out of bounds."""

@@ -267,12 +267,13 @@ def test_keygen_writes_once_and_never_overwrites(
 def test_migrate_creates_the_schema(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     from sqlalchemy import create_engine, inspect
 
-    result = run_totpd("migrate", "--data-dir", str(tmp_path), env=subprocess_env)
+    data_dir = tmp_path / "var"  # not there yet: created, as `serve` does
+    result = run_totpd("migrate", "--data-dir", str(data_dir), env=subprocess_env)
     assert result.returncode == 0, result.stderr
-    engine = create_engine(f"sqlite:///{tmp_path / 'totpd.sqlite3'}")
+    engine = create_engine(f"sqlite:///{data_dir / 'totpd.sqlite3'}")
     try:
         assert "factors" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
-    again = run_totpd("migrate", "--data-dir", str(tmp_path), env=subprocess_env)
+    again = run_totpd("migrate", "--data-dir", str(data_dir), env=subprocess_env)
     assert again.returncode == 0, again.stderr

@@ -129,6 +129,7 @@ def test_unreachable_server_exits_2(capfd: pytest.CaptureFixture[str]) -> None:
     _, err = capfd.readouterr()
     assert exit_code == 2
     assert "UNAVAILABLE" in err
+    assert "is totpd running at 127.0.0.1:1? see --server or TOTPCTL_SERVER" in err
 
 
 def test_disable_needs_code_or_force(capfd: pytest.CaptureFixture[str]) -> None:

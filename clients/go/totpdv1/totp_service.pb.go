@@ -26,12 +26,13 @@ type EnrollRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The caller's user id: 1 to 128 bytes of printable ASCII without spaces.
 	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// A name for the device, unique within the account, 1 to 64 characters,
-	// no control characters and no ':' (for example "Pixel 8").
+	// A name for the device, unique among the account's live factors, 1 to 64
+	// characters, no ':', no control, format, private-use or unassigned
+	// characters, no white space at either end (for example "Pixel 8").
+	// Empty means "Authenticator".
 	Label string `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
-	// The issuer shown in the authenticator app, 1 to 64 characters, no
-	// control characters and no ':'. Empty means the server's configured
-	// default issuer.
+	// The issuer shown in the authenticator app, with the rules of label.
+	// Empty means the server's configured default issuer.
 	Issuer string `protobuf:"bytes,3,opt,name=issuer,proto3" json:"issuer,omitempty"`
 	// HMAC algorithm. UNSPECIFIED means SHA1, the only one every popular app
 	// honours.
@@ -442,6 +443,8 @@ type BatchVerifyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The codes to check, at most the server's configured maximum (10,000 by
 	// default); more fails the whole call with INVALID_ARGUMENT before any work.
+	// So does a string field that is not valid UTF-8 in any item: the protobuf
+	// runtime refuses the whole message before totpd sees it.
 	Items         []*BatchVerifyItem `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -674,6 +677,9 @@ type BatchVerifyResult_Outcome struct {
 
 type BatchVerifyResult_Error struct {
 	// Why this item could not be judged (malformed, unknown account...).
+	// STORE_UNAVAILABLE or OVERLOADED: a database fault stopped the batch
+	// before this item was decided (nothing was counted for it; retry it).
+	// The items already decided keep their verdicts.
 	Error *ItemError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
 }
 

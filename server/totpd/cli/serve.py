@@ -156,7 +156,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from totpd.store import migrate, open_engine
 
     with _database_errors():
-        engine = open_engine(settings.resolved_database_url())
+        engine = open_engine(settings.prepared_database_url())
         try:
             migrate(engine)
         finally:

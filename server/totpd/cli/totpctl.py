@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import segno
@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# No server answered (not a status from totpd itself, which carries a reason).
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Command = args.run
@@ -200,7 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return run(stub, args)
         except grpc.RpcError as error:
-            print(f"totpctl: error: {output.error_line(error)}", file=sys.stderr)
+            line = output.error_line(error)
+            if "ERROR_REASON_" not in line and cast(grpc.Call, error).code() in _UNREACHABLE:
+                line += f" (is totpd running at {args.server}? see --server or TOTPCTL_SERVER)"
+            print(f"totpctl: error: {line}", file=sys.stderr)
             return EXIT_ERROR
         except OSError as error:
             print(f"totpctl: error: {error}", file=sys.stderr)

@@ -30,14 +30,15 @@ export interface EnrollRequest {
   /** The caller's user id: 1 to 128 bytes of printable ASCII without spaces. */
   accountId: string;
   /**
-   * A name for the device, unique within the account, 1 to 64 characters,
-   * no control characters and no ':' (for example "Pixel 8").
+   * A name for the device, unique among the account's live factors, 1 to 64
+   * characters, no ':', no control, format, private-use or unassigned
+   * characters, no white space at either end (for example "Pixel 8").
+   * Empty means "Authenticator".
    */
   label: string;
   /**
-   * The issuer shown in the authenticator app, 1 to 64 characters, no
-   * control characters and no ':'. Empty means the server's configured
-   * default issuer.
+   * The issuer shown in the authenticator app, with the rules of label.
+   * Empty means the server's configured default issuer.
    */
   issuer: string;
   /**
@@ -122,6 +123,8 @@ export interface BatchVerifyRequest {
   /**
    * The codes to check, at most the server's configured maximum (10,000 by
    * default); more fails the whole call with INVALID_ARGUMENT before any work.
+   * So does a string field that is not valid UTF-8 in any item: the protobuf
+   * runtime refuses the whole message before totpd sees it.
    */
   items: BatchVerifyItem[];
 }
@@ -148,7 +151,12 @@ export interface BatchVerifyResult {
   outcome?:
     | VerifyOutcome
     | undefined;
-  /** Why this item could not be judged (malformed, unknown account...). */
+  /**
+   * Why this item could not be judged (malformed, unknown account...).
+   * STORE_UNAVAILABLE or OVERLOADED: a database fault stopped the batch
+   * before this item was decided (nothing was counted for it; retry it).
+   * The items already decided keep their verdicts.
+   */
   error?: ItemError | undefined;
 }
 
