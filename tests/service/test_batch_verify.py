@@ -17,7 +17,7 @@ from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, VerifyItem, VerifyOutcome, VerifyResult
-from totpd.store import FactorStore
+from totpd.store import Attempts, FactorStore
 
 
 def results_of(outcomes: list[VerifyOutcome | TotpdError]) -> list[object]:
@@ -74,6 +74,36 @@ def test_batch_counts_like_sequential_calls(
         limit - 3,
         limit - 3,
     ]
+
+
+def test_items_after_a_lock_are_answered_without_more_rounds(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    six = enroll_active(service, clock, account_id)
+    eight = enroll_active(service, clock, account_id, "tablet", digits=8)
+    wrong = wrong_code(code_at(six, clock.now))
+    reads = 0
+    real_read = Attempts.read
+
+    def counting_read(self: Attempts, *args: object, **kwargs: object) -> object:
+        nonlocal reads
+        reads += 1
+        return real_read(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Attempts, "read", counting_read)
+    # 40 wrong 6-digit codes, then a good 8-digit one: the 8-digit factor
+    # was never a candidate of the locked items, so it is still judged.
+    items = [VerifyItem(account_id, wrong)] * 40 + [
+        VerifyItem(account_id, code_at(eight, clock.now))
+    ]
+    outcomes = service.verify_batch(items)
+
+    assert results_of(outcomes) == (
+        [VerifyResult.INVALID] * 3 + [VerifyResult.LOCKED] * 37 + [VerifyResult.VALID]
+    )
+    locked = [o for o in outcomes if isinstance(o, VerifyOutcome)][3:40]
+    assert len({(o.attempts_left, o.retry_after_seconds) for o in locked}) == 1
+    assert reads == 5  # 3 counted, 1 locked, then the 8-digit item: not 41 rounds
 
 
 def test_batch_too_large_is_refused_before_any_work(

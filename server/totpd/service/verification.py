@@ -123,6 +123,7 @@ class CodeChecker:
                     if results[item.position] is None:
                         results[item.position] = fault
                 break
+            waiting = _answer_while_locked(this_round, waiting, results)
         return [result for result in results if result is not None]
 
     def _run_round(
@@ -415,6 +416,34 @@ def _unless_lost(result: CheckResult, written: set[str]) -> CheckResult:
         if result.factor_id not in written:
             return VerifyOutcome(VerifyResult.REPLAYED, factor_id=result.factor_id)
     return result
+
+
+def _answer_while_locked(
+    decided: list[_Item], waiting: list[_Item], results: list[CheckResult | None]
+) -> list[_Item]:
+    """Answer LOCKED, without another round, the waiting items whose exact
+    candidates (account, factor, digits) a decided item found all blocked.
+
+    Nothing was compared or counted for a LOCKED item, so the factors' state,
+    and the verdict at the batch's `now`, stay the same for the items after
+    it: the answer a round of their own would give. Without this, a batch of
+    10,000 items for one account ran 10,000 rounds.
+    """
+    locked: dict[tuple[str, str | None, int], CheckResult] = {}
+    for item in decided:
+        result = results[item.position]
+        if isinstance(result, VerifyOutcome) and result.result is VerifyResult.LOCKED:
+            locked[(item.check.account_id, item.check.factor_id, item.digits)] = result
+    if not locked:
+        return waiting
+    still: list[_Item] = []
+    for item in waiting:
+        answer = locked.get((item.check.account_id, item.check.factor_id, item.digits))
+        if answer is None:
+            still.append(item)
+        else:
+            results[item.position] = answer
+    return still
 
 
 def _one_per_account(items: list[_Item]) -> tuple[list[_Item], list[_Item]]:
