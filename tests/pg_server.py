@@ -4,6 +4,11 @@ Runs as the `postgres` system user when the tests run as root (initdb refuses
 root), listens on a free loopback port and a private socket dir, and is
 removed when the test session ends. TOTPD_TEST_POSTGRES_URL points the tests at
 an existing server instead.
+
+By default it trades durability for speed, as a test database may: initdb
+--no-sync, fsync=off, synchronous_commit=off, full_page_writes=off. `durable=True`
+(the service benchmark's choice) keeps PostgreSQL's own defaults instead: every
+COMMIT waits for its WAL flush, as on a production server.
 """
 
 from __future__ import annotations
@@ -40,8 +45,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# What the fast (default) mode changes; durable mode leaves PostgreSQL's defaults (all on).
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
 class ThrowawayPostgres:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         self._bin = _bin_dir()
         self._dir = Path(tempfile.mkdtemp(prefix="totpd-pg-"))
         self.port = _free_port()
@@ -59,6 +69,10 @@ class ThrowawayPostgres:
     @property
     def url(self) -> str:
         return f"postgresql+psycopg://totpd@127.0.0.1:{self.port}/totpd"
+
+    @property
+    def data_dir(self) -> Path:
+        return self._dir / "data"
 
     @property
     def postmaster_pid(self) -> int:
@@ -79,16 +93,17 @@ class ThrowawayPostgres:
             "-U",
             "totpd",
             "--auth=trust",
-            "--no-sync",
+            *([] if self.durable else ["--no-sync"]),
             "-E",
             "UTF8",
             "--locale=C",
         )
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
-            f" -c unix_socket_directories={self._dir}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            f" -c unix_socket_directories={self._dir} -c max_connections=200"
         )
+        if not self.durable:
+            options += "".join(f" -c {name}={value}" for name, value in FAST_SETTINGS.items())
         self._run(
             str(self._bin / "pg_ctl"),
             "-D",

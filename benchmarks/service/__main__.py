@@ -3,7 +3,12 @@
 Per database (SQLite file, throwaway PostgreSQL): seed the factors, start one
 `totpd serve` process per core, then measure BatchVerify against the database's
 own bulk UPDATE at each batch size, break one large call down by stage, and
-load unary Verify at several concurrency levels. Then the wire-shape figures.
+load unary Verify at several concurrency levels (closed loop), then at fixed
+rates (open loop, --open-loop-rate). Then the wire-shape figures.
+
+PostgreSQL is a throwaway server (tests/pg_server.py) with PostgreSQL's durable
+defaults (fsync, synchronous_commit, full_page_writes on), or the disposable
+database named by TOTPD_BENCH_POSTGRES_URL (its tables are dropped).
 Writes <out>/service.json, <out>/service.png and <out>/service_profile_<db>.txt.
 """
 
@@ -28,8 +33,10 @@ from benchmarks.service.fixtures import (
     ServerProcess,
     database_cpu_seconds,
     postgres_database,
+    postgres_settings,
     seed_database,
     sqlite_database,
+    sqlite_settings,
 )
 from totpd import otp
 
@@ -58,13 +65,27 @@ def _log(message: str) -> None:
 
 
 def run_database(
-    name: str, config: dict[str, Any], out: Path, unary_on: bool, client: str = "go"
+    name: str,
+    config: dict[str, Any],
+    out: Path,
+    unary_on: bool,
+    client: str = "go",
+    open_rates: list[float] | None = None,
+    max_outstanding: int = 1000,
 ) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"totpd-bench-{name}-"))
     opener = sqlite_database(data_dir) if name == "sqlite" else postgres_database()
     servers: list[ServerProcess] = []
     try:
         with opener as database:
+            if name == "sqlite":
+                settings = sqlite_settings(database)
+            else:
+                settings = postgres_settings(database)
+                _log(
+                    f"{name}: {settings['source']} server {settings['server_version']}, "
+                    + " ".join(f"{k}={v}" for k, v in settings["settings"].items())
+                )
             _log(f"{name}: seeding {config['factors']:,} factors")
             seeded = seed_database(database, data_dir, config["factors"])
             pool = FactorPool(seeded)
@@ -120,13 +141,29 @@ def run_database(
                             database_cpu=lambda: database_cpu_seconds(database),
                         )
                     )
+            open_levels = []
+            for rate in (open_rates or []) if unary_on and client == "go" else []:
+                _log(f"{name}: unary Verify, open loop at {rate:,.0f} req/s")
+                open_levels.append(
+                    unary.run_open_level(
+                        addresses,
+                        [server.pid for server in servers],
+                        pool,
+                        rate,
+                        config["seconds"],
+                        max_outstanding,
+                        database_cpu=lambda: database_cpu_seconds(database),
+                    )
+                )
             return {
+                "settings": settings,
                 "factors": config["factors"],
                 "seed_s": seeded.seconds,
                 "server_processes": len(servers),
                 "batch": rows,
                 "breakdown": parts,
                 "unary": levels,
+                "unary_open": open_levels,
                 "pool_waited_s": pool.waited_seconds,
             }
     finally:
@@ -169,6 +206,23 @@ def main(argv: list[str] | None = None) -> int:
         help="drive the unary load with the Python grpc.aio client instead of the Go load"
         " generator (benchmarks/service/loadgen; needs `go`)",
     )
+    parser.add_argument(
+        "--open-loop-rate",
+        action="append",
+        type=float,
+        metavar="REQ_PER_S",
+        help="after the closed-loop levels, offer unary Verify at this fixed rate (open loop,"
+        " Go client only; repeat for several rates; default: 2000, the issue's target;"
+        " 0: none)",
+    )
+    parser.add_argument(
+        "--open-loop-max-outstanding",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="open loop: at most N calls in flight; a request due beyond that is dropped"
+        " and counted (default: 1000)",
+    )
     parser.add_argument("--no-wire", action="store_true", help="skip the wire-shape figures")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
@@ -177,6 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         config["factors"] = args.factors
     args.out.mkdir(parents=True, exist_ok=True)
     client = "python-aio" if args.python_client else "go"
+    open_rates = [rate for rate in args.open_loop_rate or [2000.0] if rate != 0]
+    if any(not 0 < rate < float("inf") for rate in open_rates):
+        parser.error("--open-loop-rate must be a positive number of requests per second (0: none)")
+    if args.open_loop_max_outstanding < 1:
+        parser.error("--open-loop-max-outstanding must be >= 1")
+    if open_rates and client != "go" and not args.no_unary:
+        _log("the open-loop levels need the Go load generator: skipped with --python-client")
+        open_rates = []
     if client == "go" and not args.no_unary:
         _log("building the Go load generator (benchmarks/service/loadgen)")
         try:
@@ -197,11 +259,24 @@ def main(argv: list[str] | None = None) -> int:
             "totpd": str(Path(totpd.__file__).parent),
             "git": _git_state(),
             "unary_client": None if args.no_unary else client,
+            "unary_open_rates": [] if args.no_unary else open_rates,
+            "unary_open_max_outstanding": args.open_loop_max_outstanding,
         },
         "databases": {},
     }
     for name in args.db or ["sqlite", "postgresql"]:
-        results["databases"][name] = run_database(name, config, args.out, not args.no_unary, client)
+        figures = run_database(
+            name,
+            config,
+            args.out,
+            not args.no_unary,
+            client,
+            open_rates,
+            args.open_loop_max_outstanding,
+        )
+        # What the database's figures were measured with (PostgreSQL: durability settings).
+        results["meta"][name] = figures.pop("settings")
+        results["databases"][name] = figures
     if not args.no_wire:
         _log("wire shape")
         results["wire"] = wire.measure(config["wire_items"], 3 if args.quick else 7)

@@ -1,7 +1,10 @@
 """What every service benchmark needs: databases, seeded factors, codes, server processes.
 
-- `Database`: a SQLite file or a throwaway PostgreSQL (tests/pg_server.py), with
-  a SQLAlchemy URL for the server and a raw DB-API connection for the baselines.
+- `Database`: a SQLite file, a throwaway PostgreSQL (tests/pg_server.py, with
+  PostgreSQL's durable defaults) or the disposable PostgreSQL database named by
+  TOTPD_BENCH_POSTGRES_URL, with a SQLAlchemy URL for the server and a raw DB-API
+  connection for the baselines. `postgres_settings` reads the durability
+  settings the figures were measured with.
 - `seed_factors`: N ACTIVE SHA1/6/30 factors written straight through the store's
   table (the row shape `MfaService.enroll` + confirm produce), sealed with the
   server's keyring. The raw secrets stay in the benchmark's memory.
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, insert, make_url, text
 
 from totpd import otp
 from totpd.crypto import Keyring, write_new_keyring
@@ -48,8 +51,9 @@ class Database:
     name: str  # "sqlite" or "postgresql"
     url: str  # SQLAlchemy URL, also given to `totpd serve --database-url`
     sqlite_path: Path | None = None
-    pg_port: int | None = None
-    pg_pid: int | None = None  # the postmaster; its children are the backends
+    pg_pid: int | None = None  # the postmaster; its children are the backends (throwaway only)
+    source: str = ""  # PostgreSQL: "throwaway" (tests/pg_server.py) or "external" (the env var)
+    data_dir: Path | None = None  # the throwaway PostgreSQL's data directory
 
     def connect_raw(self) -> Any:
         """A DB-API connection configured like the server's (for the baselines)."""
@@ -61,7 +65,12 @@ class Database:
             return connection
         import psycopg
 
-        return psycopg.connect(f"host=127.0.0.1 port={self.pg_port} user=totpd dbname=totpd")
+        return psycopg.connect(libpq_url(self.url))
+
+
+def libpq_url(url: str) -> str:
+    """The SQLAlchemy URL as a libpq connection URI (for psycopg.connect)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @contextlib.contextmanager
@@ -70,19 +79,155 @@ def sqlite_database(directory: Path) -> Iterator[Database]:
     yield Database("sqlite", f"sqlite:///{path}", sqlite_path=path)
 
 
+POSTGRES_URL_ENV = "TOTPD_BENCH_POSTGRES_URL"
+# The benchmark's tables: migrate() creates them, an external database gets them dropped.
+BENCH_TABLES = ("factors", "alembic_version")
+BENCH_PREFIX = "bench"  # seed_factors' account ids: f"{BENCH_PREFIX}-{i:07d}"
+
+
 @contextlib.contextmanager
 def postgres_database() -> Iterator[Database]:
-    """A throwaway PostgreSQL server (the one the tests use), or TOTPD_BENCH_POSTGRES_URL."""
+    """A throwaway PostgreSQL server with PostgreSQL's durable defaults, or the
+    database named by TOTPD_BENCH_POSTGRES_URL.
+
+    The throwaway server is the one the tests use (tests/pg_server.py), started
+    with `durable=True`: fsync, synchronous_commit and full_page_writes stay on,
+    so every COMMIT waits for its WAL flush as on a production server (the tests
+    turn them off for speed).
+
+    TOTPD_BENCH_POSTGRES_URL (a SQLAlchemy URL, e.g.
+    postgresql+psycopg://user:password@host:5432/dbname; plain postgresql:// means
+    psycopg too) must name a **disposable** database: the benchmark drops its
+    tables (factors, alembic_version) before the run, creates and fills them, and
+    drops them again at the end. It refuses to drop a factors table that holds
+    any account the benchmark did not seed. The database's server is not the
+    benchmark's to measure: its CPU (`db cpu`) reads `-`.
+    """
+    external = os.environ.get(POSTGRES_URL_ENV, "").strip()
+    if external:
+        parsed = make_url(external)
+        if parsed.get_backend_name() != "postgresql":
+            raise ValueError(f"{POSTGRES_URL_ENV} must be a postgresql:// URL, not {external!r}")
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        database = Database(
+            "postgresql", parsed.render_as_string(hide_password=False), source="external"
+        )
+        _drop_bench_tables(database)
+        try:
+            yield database
+        finally:
+            _drop_bench_tables(database)
+        return
+
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from tests.pg_server import ThrowawayPostgres
 
-    server = ThrowawayPostgres()
+    server = ThrowawayPostgres(durable=True)
     server.start()
     try:
-        yield Database("postgresql", server.url, pg_port=server.port, pg_pid=server.postmaster_pid)
+        yield Database(
+            "postgresql",
+            server.url,
+            pg_pid=server.postmaster_pid,
+            source="throwaway",
+            data_dir=server.data_dir,
+        )
     finally:
         server.stop()
+
+
+def _drop_bench_tables(database: Database) -> None:
+    """Drop the benchmark's tables from an external database, if they hold only its rows."""
+    with database.connect_raw() as connection:
+        exists = connection.execute("SELECT to_regclass('factors') IS NOT NULL").fetchone()[0]
+        if exists:
+            foreign = connection.execute(
+                "SELECT count(*) FROM factors WHERE account_id NOT LIKE %s",
+                (f"{BENCH_PREFIX}-%",),
+            ).fetchone()[0]
+            if foreign:
+                raise RuntimeError(
+                    f"{POSTGRES_URL_ENV}: the database's factors table holds {foreign} accounts"
+                    " the benchmark did not seed; give it a disposable database (the benchmark"
+                    " drops its tables)"
+                )
+        for table in BENCH_TABLES:
+            connection.execute(f"DROP TABLE IF EXISTS {table}")
+        connection.commit()
+
+
+# The settings that decide what a COMMIT costs, and the server's shape.
+POSTGRES_SETTINGS = (
+    "fsync",
+    "synchronous_commit",
+    "full_page_writes",
+    "wal_sync_method",
+    "wal_level",
+    "commit_delay",
+    "shared_buffers",
+    "max_connections",
+)
+
+
+DURABILITY_SETTINGS = ("fsync", "synchronous_commit", "full_page_writes")
+
+
+def postgres_settings(database: Database) -> dict[str, Any]:
+    """What the PostgreSQL figures were measured with, read from the server itself."""
+    with database.connect_raw() as connection:
+        settings: dict[str, Any] = {
+            name: connection.execute(f"SHOW {name}").fetchone()[0] for name in POSTGRES_SETTINGS
+        }
+        version = connection.execute("SHOW server_version").fetchone()[0]
+    return {
+        "source": database.source,
+        "url": make_url(database.url).render_as_string(hide_password=True),
+        "server_version": version,
+        "durable": all(settings[name] == "on" for name in DURABILITY_SETTINGS),
+        "settings": settings,
+        "data_dir_filesystem": (
+            None if database.data_dir is None else filesystem_of(database.data_dir)
+        ),
+    }
+
+
+def sqlite_settings(database: Database) -> dict[str, Any]:
+    """The pragmas the server's own engine sets (server/totpd/store/database.py)."""
+    assert database.sqlite_path is not None
+    engine = open_engine(database.url)
+    try:
+        with engine.connect() as connection:
+            mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+            level = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+    finally:
+        engine.dispose()
+    names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+    return {
+        "journal_mode": mode,
+        "synchronous": names.get(int(level or 0), str(level)),
+        "file_filesystem": filesystem_of(database.sqlite_path.parent),
+    }
+
+
+def filesystem_of(path: Path) -> str | None:
+    """The filesystem type holding `path` (tmpfs makes fsync free), from /proc/self/mounts."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best, kind = "", None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
 
 
 # --- seeding -----------------------------------------------------------------
@@ -104,7 +249,9 @@ def make_keyring(data_dir: Path) -> Keyring:
     return Keyring.load(path)
 
 
-def seed_factors(engine: Engine, keyring: Keyring, count: int, *, prefix: str = "bench") -> Seeded:
+def seed_factors(
+    engine: Engine, keyring: Keyring, count: int, *, prefix: str = BENCH_PREFIX
+) -> Seeded:
     """Insert `count` ACTIVE SHA1/6/30 factors, one per account, in bulk."""
     started = time.perf_counter()
     migrate(engine)

@@ -29,8 +29,68 @@ def _forms(row: dict[str, Any]) -> str:
     return f"{best} (vs {others})" if others else best
 
 
-def table(results: dict[str, Any]) -> str:
+def _settings_header(meta: dict[str, Any]) -> list[str]:
+    """What each database ran with: PostgreSQL's durability settings, SQLite's pragmas."""
     lines: list[str] = []
+    pg = meta.get("postgresql")
+    if pg:
+        source = {
+            "throwaway": "throwaway server (tests/pg_server.py, durable=True)",
+            "external": f"external database {pg.get('url', '')}",
+        }.get(pg.get("source", ""), pg.get("source", ""))
+        settings = " ".join(f"{k}={v}" for k, v in pg.get("settings", {}).items())
+        where = pg.get("data_dir_filesystem")
+        lines.append(
+            f"postgresql: {source}, PostgreSQL {pg.get('server_version', '?')},"
+            f" {'durable' if pg.get('durable') else 'NOT DURABLE'}: {settings}"
+            + (f", data dir on {where}" if where else "")
+        )
+    lite = meta.get("sqlite")
+    if lite:
+        where = lite.get("file_filesystem")
+        lines.append(
+            f"sqlite: journal_mode={lite.get('journal_mode')} synchronous={lite.get('synchronous')}"
+            " (the server's own pragmas)" + (f", file on {where}" if where else "")
+        )
+    return lines
+
+
+def _open_loop(levels: list[dict[str, Any]]) -> list[str]:
+    """The open-loop (fixed-rate) levels of one database."""
+    first = levels[0]
+    lines = [
+        f"\n   unary Verify, open loop: requests due at a fixed rate, {first['servers']} server"
+        f" processes, at most {first['max_outstanding']:,} in flight",
+        "   (p50/p99/max from each request's due time, `p99 sent` from its actual send;"
+        f" late = sent > {first['late_after_ms']:g} ms after its due time;"
+        " dropped = due while the in-flight bound was full: never sent; peak = most in flight)",
+        f"   {'rate/s':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+        f" {'sent':>9} {'late':>7} {'dropped':>7} {'peak':>5} {'p99 sent':>8} {'srv cpu':>8}"
+        f" {'db cpu':>7} {'cli cpu':>8}  verdicts",
+    ]
+    for level in levels:
+        cpu = "+".join(f"{c:.1f}" for c in level["server_cpu_s"])
+        database = level.get("database_cpu_s")
+        meets = (
+            level["dropped"] == 0
+            and level["rps"] >= 0.99 * level["rate"]
+            and level["p99_ms"] < UNARY_P99_TARGET_MS
+        )
+        lines.append(
+            f"   {level['rate']:>9,.0f} {level['rps']:>8,.0f} {level['p50_ms']:>8.1f}"
+            f" {level['p99_ms']:>8.1f} {level['max_ms']:>8.1f} {level['sent']:>9,}"
+            f" {level['late']:>7,} {level['dropped']:>7,} {level['peak_outstanding']:>5,}"
+            f" {level['from_send_p99_ms']:>8.1f} {cpu:>8}"
+            f" {'-' if database is None else f'{database:.1f}':>7}"
+            f" {level['client_cpu_s']:>8.1f}  {level['verdicts']}"
+        )
+        if level["rate"] >= UNARY_RPS_TARGET:
+            lines[-1] += "  target met" if meets else "  target MISSED"
+    return lines
+
+
+def table(results: dict[str, Any]) -> str:
+    lines: list[str] = _settings_header(results.get("meta", {}))
     for name, db in results["databases"].items():
         lines.append(
             f"\n== {name}: {db['factors']:,} active factors (seeded in {db['seed_s']:.1f} s) =="
@@ -97,6 +157,8 @@ def table(results: dict[str, Any]) -> str:
                     f" {cpu:>8} {'-' if database is None else f'{database:.1f}':>7}"
                     f" {level['client_cpu_s']:>8.1f} {per_call:>11.2f}  {level['verdicts']}"
                 )
+        if db.get("unary_open"):
+            lines.extend(_open_loop(db["unary_open"]))
     wire = results.get("wire")
     if wire:
         lines.append(
@@ -170,6 +232,12 @@ def plot(results: dict[str, Any], path: Path) -> bool:
                        label=f"{name}: req/s")  # fmt: skip
             twin.plot(xs, [level["p99_ms"] for level in levels], "x:", color=color,
                       label=f"{name}: p99 ms (right axis)")  # fmt: skip
+            for level in db.get("unary_open") or []:
+                # Open loop has no calls-in-flight setting: a mark at its peak in flight.
+                twin.plot([max(1, level["peak_outstanding"])], [level["p99_ms"]], "D",
+                          color=color, markerfacecolor="none",
+                          label=f"{name}: p99 ms, open loop {level['rate']:,.0f}/s"
+                          f" ({level['dropped']:,} dropped)")  # fmt: skip
         twin.set_ylabel("p99 latency, ms (x, dotted)")
         twin.axhline(UNARY_P99_TARGET_MS, color="grey", linewidth=0.8, linestyle=":")
         right.axhline(UNARY_RPS_TARGET, color="grey", linewidth=0.8)

@@ -6,10 +6,23 @@ that every piece produces well-formed figures, never how fast anything is.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from pathlib import Path
 
+import pytest
+
 from benchmarks.service import batch, breakdown, report, unary, wire
-from benchmarks.service.fixtures import FactorPool, ServerProcess, seed_database, sqlite_database
+from benchmarks.service.fixtures import (
+    POSTGRES_URL_ENV,
+    FactorPool,
+    ServerProcess,
+    postgres_database,
+    postgres_settings,
+    seed_database,
+    sqlite_database,
+    sqlite_settings,
+)
 
 
 def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
@@ -24,6 +37,10 @@ def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
             own_sql = batch.run_service_sql(database, pool, 20, 1)
             parts = breakdown.run_breakdown(database, tmp_path, pool, 20, 1)
             level = unary.run_level([server.address], [server.pid], pool, 2, 0.3, max_rate=200)
+            open_level = unary.run_open_level(
+                [server.address], [server.pid], pool, 100.0, 0.4, 50, warmup=10
+            )
+            settings = sqlite_settings(database)
         finally:
             server.stop()
     # Fresh codes only: replay protection must not turn the measured calls into REPLAYED.
@@ -32,12 +49,29 @@ def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
     assert own_sql["read_fraction"] == 1.0
     assert set(breakdown.STAGES) <= set(parts["stages_median_s"])
     assert level["requests"] > 0 and set(level["verdicts"]) == {"VERIFY_RESULT_VALID"}
+    assert level["mode"] == "closed"
+
+    # Open loop: 100 req/s for 0.4 s is 40 requests due, each sent, dropped or failed.
+    assert open_level["mode"] == "open" and open_level["rate"] == 100.0
+    assert open_level["scheduled"] == 40 and open_level["max_outstanding"] == 50
+    assert open_level["sent"] + open_level["dropped"] == open_level["scheduled"]
+    assert open_level["requests"] == open_level["sent"] > 0
+    assert 0 <= open_level["late"] <= open_level["sent"]
+    assert 1 <= open_level["peak_outstanding"] <= open_level["max_outstanding"]
+    assert set(open_level["verdicts"]) == {"VERIFY_RESULT_VALID"}
+    assert sum(open_level["verdicts"].values()) == open_level["requests"]
+    assert 0 < open_level["rps"] and 0 < open_level["seconds"] and open_level["schedule_s"] == 0.4
+    p50, p99, top = open_level["p50_ms"], open_level["p99_ms"], open_level["max_ms"]
+    assert 0 < p50 <= p99 <= top and math.isfinite(top)
+    # From the due time, never shorter than from the actual send.
+    assert open_level["from_send_p99_ms"] <= p99 + 1e-6
+    assert settings["journal_mode"] == "wal"
 
     shapes = wire.measure(50, 1)
     assert shapes["per_item"]["request_bytes"] > 0 and shapes["columnar"]["request_bytes"] > 0
 
     results = {
-        "meta": {},
+        "meta": {"sqlite": settings},
         "databases": {
             "sqlite": {
                 "factors": 400,
@@ -55,11 +89,34 @@ def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
                 ],
                 "breakdown": {k: v for k, v in parts.items() if k != "profile_top"},
                 "unary": [level],
+                "unary_open": [open_level],
             }
         },
         "wire": shapes,
     }
-    assert "sqlite" in report.table(results)
+    printed = report.table(results)
+    assert "sqlite" in printed and "open loop" in printed and "synchronous=NORMAL" in printed
     report.write_json(results, tmp_path / "service.json")
     if report.plot(results, tmp_path / "service.png"):
         assert (tmp_path / "service.png").stat().st_size > 0
+
+
+def test_benchmark_postgres_is_durable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark's throwaway PostgreSQL keeps fsync & co. on (the tests' turns them off)."""
+    from tests.pg_server import PostgresUnavailable
+
+    monkeypatch.delenv(POSTGRES_URL_ENV, raising=False)
+    with contextlib.ExitStack() as stack:
+        try:
+            database = stack.enter_context(postgres_database())
+        except (PostgresUnavailable, OSError) as error:
+            pytest.skip(f"no PostgreSQL: {error}")
+        settings = postgres_settings(database)
+    assert settings["source"] == "throwaway" and settings["durable"] is True
+    assert {k: settings["settings"][k] for k in ("fsync", "synchronous_commit")} == {
+        "fsync": "on",
+        "synchronous_commit": "on",
+    }
+    assert settings["settings"]["full_page_writes"] == "on"
+    header = report.table({"meta": {"postgresql": settings}, "databases": {}})
+    assert "durable" in header and "fsync=on" in header

@@ -1,4 +1,4 @@
-"""Unary Verify under closed-loop load: requests/second and latency percentiles.
+"""Unary Verify under closed-loop and open-loop load: requests/second and latency percentiles.
 
 One `totpd serve` process per core, each on its own loopback port (the server
 turns SO_REUSEPORT off on purpose, so two processes cannot share a port); the
@@ -8,6 +8,13 @@ distinct factor, so each call does the full work: count the attempt, compare,
 consume the step. Each level is bounded: a fixed duration and a fixed budget of
 pre-built requests, whichever ends first, after a short warm-up that is not
 counted. Latency is measured by the client from send to response.
+
+Closed loop measures latency at whatever rate results: a stalled server also
+stops the sending, so its stalls barely show in the tail (coordinated
+omission). `run_open_level` therefore also offers a fixed rate (the Go client's
+``-rate``): requests are due at fixed intervals of 1/rate whatever the server
+does, latency runs from each request's due time, and a request due while
+`max_outstanding` calls are in flight is dropped and counted, never sent late.
 
 Two clients drive the load:
 
@@ -181,6 +188,56 @@ def run_level(
     return figures
 
 
+def run_open_level(
+    addresses: list[str],
+    pids: list[int],
+    pool: FactorPool,
+    rate: float,
+    seconds: float,
+    max_outstanding: int = 1000,
+    *,
+    warmup: int = 200,
+    warmup_concurrency: int = 8,
+    late_after_ms: float = 1.0,
+    gomaxprocs: int = 1,
+    database_cpu: Callable[[], float | None] = lambda: None,
+) -> dict[str, Any]:
+    """One open-loop level (Go client only): `rate` requests/second for `seconds`.
+
+    Request i is due `i / rate` seconds after the start, sent then whatever the
+    server does (round-robin over the servers); its latency runs from that due
+    time to the response, so a server stall shows in the tail. At most
+    `max_outstanding` calls are in flight: a request due beyond that is dropped
+    (`dropped`), never sent late; `late` counts the requests sent more than
+    `late_after_ms` past their due time (the generator itself was behind).
+    The warm-up (`warmup` requests, `warmup_concurrency` in flight, closed loop)
+    is not counted. `requests` and `rps` are completed calls and completed calls
+    per second (from the start until the last answer).
+    """
+    if rate <= 0 or seconds <= 0 or max_outstanding < 1:
+        raise ValueError("rate and seconds must be > 0 and max_outstanding >= 1")
+    scheduled = max(1, round(rate * seconds))
+    if warmup + scheduled > len(pool):
+        warmup = max(0, len(pool) - scheduled)
+    if scheduled > len(pool):
+        raise ValueError(f"{scheduled} requests need as many factors; the pool has {len(pool)}")
+    level = _Level(addresses, pids, pool, warmup_concurrency, seconds, warmup, budget=scheduled)
+    extra = (
+        f"-rate={rate!r}",
+        f"-max-outstanding={max_outstanding}",
+        f"-late-after={late_after_ms * 1000:.0f}us",
+    )
+    database_before = database_cpu()
+    figures = _run_level_go(level, gomaxprocs, extra)
+    database_after = database_cpu()
+    figures["database_cpu_s"] = (
+        None
+        if database_before is None or database_after is None
+        else database_after - database_before
+    )
+    return figures
+
+
 class _Level(NamedTuple):
     """One load level: where, how hard, for how long, with how many requests."""
 
@@ -193,7 +250,8 @@ class _Level(NamedTuple):
     budget: int  # requests available to the timed phase
 
 
-def _run_level_go(level: _Level, gomaxprocs: int) -> dict[str, Any]:
+def _run_level_go(level: _Level, gomaxprocs: int, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run the load generator once; `extra` are more flags (the open loop's)."""
     addresses, pids, pool, concurrency, seconds, warmup, budget = level
     binary = build_loadgen()
     with tempfile.TemporaryDirectory(prefix="totpd-loadgen-") as tmp:
@@ -208,35 +266,59 @@ def _run_level_go(level: _Level, gomaxprocs: int) -> dict[str, Any]:
             f"-warmup={warmup}",
             f"-timeout={CALL_TIMEOUT_S}s",
             f"-gomaxprocs={gomaxprocs}",
+            *extra,
         ]
         server_cpu = [cpu_seconds(pid) for pid in pids]
-        ran = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 180)
+        # Bounded: the timed phase, then every call's deadline, then the warm-up's limit.
+        limit = seconds + 2 * CALL_TIMEOUT_S + 120
+        ran = subprocess.run(command, capture_output=True, text=True, timeout=limit)
         server_cpu = [
             cpu_seconds(pid) - before for pid, before in zip(pids, server_cpu, strict=True)
         ]
     if ran.returncode != 0:
         raise RuntimeError(f"totpd-loadgen failed ({ran.returncode}):\n{ran.stderr.strip()}")
-    out = json.loads(ran.stdout)
+    out: dict[str, Any] = json.loads(ran.stdout)
     nan = float("nan")
-    return {
-        "concurrency": concurrency,
+    open_loop = out["mode"] == "open"
+    figures: dict[str, Any] = {
+        # Open loop: no calls-in-flight setting (`concurrency` is its warm-up's only).
+        "concurrency": None if open_loop else concurrency,
         "servers": len(addresses),
         "requests": out["requests"],
         "seconds": out["seconds"],
         "rps": out["rps"],
-        "p50_ms": nan if out["p50_ms"] is None else out["p50_ms"],
-        "p90_ms": nan if out["p90_ms"] is None else out["p90_ms"],
-        "p99_ms": nan if out["p99_ms"] is None else out["p99_ms"],
-        "max_ms": nan if out["max_ms"] is None else out["max_ms"],
-        "mean_ms": nan if out["mean_ms"] is None else out["mean_ms"],
-        "verdicts": out["verdicts"],
-        "budget_exhausted": out["budget_exhausted"],
-        "client_cpu_s": out["cpu_s"],
-        "server_cpu_s": server_cpu,
-        "client": "go",
-        "client_cpu_timed_s": out["cpu_timed_s"],
-        "client_gomaxprocs": out["gomaxprocs"],
     }
+    milliseconds = ["p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms"]
+    milliseconds += sorted(key for key in out if key.endswith("_ms") and key not in milliseconds)
+    for key in milliseconds:  # null (no call completed) becomes NaN, as the Python client's
+        figures[key] = nan if out[key] is None else out[key]
+    figures.update(
+        {
+            "verdicts": out["verdicts"],
+            "budget_exhausted": out["budget_exhausted"],
+            "client_cpu_s": out["cpu_s"],
+            "server_cpu_s": server_cpu,
+            "client": "go",
+            "client_cpu_timed_s": out["cpu_timed_s"],
+            "client_gomaxprocs": out["gomaxprocs"],
+            "mode": out["mode"],
+        }
+    )
+    if open_loop:
+        figures["warmup_concurrency"] = concurrency
+        for key in (
+            "rate",
+            "scheduled",
+            "schedule_s",
+            "sent",
+            "dropped",
+            "late",
+            "late_after_ms",
+            "max_outstanding",
+            "peak_outstanding",
+        ):
+            figures[key] = out[key]
+    return figures
 
 
 def _run_level_python(level: _Level) -> dict[str, Any]:
@@ -272,4 +354,5 @@ def _run_level_python(level: _Level) -> dict[str, Any]:
         "client_cpu_s": client_cpu,
         "server_cpu_s": server_cpu,
         "client": "python-aio",
+        "mode": "closed",
     }

@@ -9,9 +9,25 @@
 //
 // Requests file: one request per line, "account_id<TAB>code" (any whitespace).
 // The first -warmup lines are sent first, not recorded; the rest are the budget of
-// the timed phase. Each of -concurrency goroutines keeps one call in flight on the
-// connection k % len(addresses), taking the next request from a shared atomic
-// index, until the deadline passes or the requests run out.
+// the timed phase.
+//
+// Closed loop (the default): each of -concurrency goroutines keeps one call in
+// flight on the connection k % len(addresses), taking the next request from a
+// shared atomic index, until the deadline passes or the requests run out. The
+// latency of a call is measured from its send to its response, so a slow server
+// slows the sending down and its stalls hide from the tail (coordinated omission).
+//
+// Open loop (-rate R > 0): the timed phase schedules min(R * -seconds, budget)
+// requests at fixed intervals of 1/R from its start, whatever the server does;
+// request i is due at start + i/R and goes to connection i % len(addresses).
+// Latency is measured from the due time, not the actual send, so a stalled server
+// (or a generator that fell behind) shows in the tail. At most -max-outstanding
+// calls are in flight: a request due while the bound is full is not sent and is
+// counted as dropped, never sent later (the rate does not silently slow down). A
+// request sent more than -late-after past its due time is counted as late (the
+// generator itself was behind: it had no CPU). The phase ends when the last
+// request is due and every call sent has answered (each bounded by -timeout).
+// The warm-up is closed-loop at -concurrency, as before.
 package main
 
 import (
@@ -21,6 +37,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"runtime"
@@ -40,8 +57,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// notDone marks a timed slot whose request was never sent.
-const notDone = math.MinInt32
+// notDone marks a timed slot whose request was never sent; dropped, one the open
+// loop did not send because -max-outstanding calls were in flight at its due time.
+const (
+	notDone = math.MinInt32
+	dropped = math.MinInt32 + 1
+)
 
 // codeNames are gRPC's canonical code names, as grpc.StatusCode names them in Python.
 var codeNames = map[codes.Code]string{
@@ -75,6 +96,9 @@ type config struct {
 	warmupLimit    time.Duration
 	gomaxprocs     int
 	cpuProfile     string
+	rate           float64
+	maxOutstanding int
+	lateAfter      time.Duration
 }
 
 func parseFlags() (config, error) {
@@ -90,6 +114,9 @@ func parseFlags() (config, error) {
 	flag.DurationVar(&cfg.warmupLimit, "warmup-limit", 60*time.Second, "the warm-up phase stops after this even if requests remain")
 	flag.IntVar(&cfg.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS for the generator (keep it small: the servers need the CPU)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the timed phase to this file")
+	flag.Float64Var(&cfg.rate, "rate", 0, "open loop: requests per second scheduled at fixed intervals (0: closed loop)")
+	flag.IntVar(&cfg.maxOutstanding, "max-outstanding", 1000, "open loop: calls in flight at most; a request due beyond it is dropped")
+	flag.DurationVar(&cfg.lateAfter, "late-after", time.Millisecond, "open loop: a request sent this long past its due time counts as late")
 	flag.Parse()
 	for _, a := range strings.Split(addresses, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -109,6 +136,12 @@ func parseFlags() (config, error) {
 		return cfg, errors.New("-warmup must be >= 0")
 	case cfg.gomaxprocs < 1:
 		return cfg, errors.New("-gomaxprocs must be >= 1")
+	case cfg.rate < 0 || math.IsNaN(cfg.rate) || math.IsInf(cfg.rate, 0):
+		return cfg, errors.New("-rate must be a finite number >= 0")
+	case cfg.maxOutstanding < 1:
+		return cfg, errors.New("-max-outstanding must be >= 1")
+	case cfg.lateAfter < 0:
+		return cfg, errors.New("-late-after must be >= 0")
 	}
 	return cfg, nil
 }
@@ -240,6 +273,77 @@ func nanToNull(v float64) any {
 	return v
 }
 
+// openResult is what the open-loop phase counts besides each request's slot.
+type openResult struct {
+	scheduled int // requests due within the phase
+	dropped   int // due while -max-outstanding calls were in flight: never sent
+	peak      int // the most calls in flight at once
+}
+
+// openPhase sends requests[i] at its due time start + i/rate (i < n), each on its own
+// goroutine, whatever the server does; latencies[i] runs from the due time to the
+// response and lags[i] from the due time to the actual send. A request due while
+// maxOutstanding calls are in flight is dropped: its verdict stays `dropped`. Bounded:
+// n iterations, then every call sent answers within `timeout`.
+func openPhase(clients []totpdv1.TotpServiceClient, requests []*totpdv1.VerifyRequest, n int,
+	rate float64, maxOutstanding int, timeout time.Duration, started time.Time,
+	latencies, lags []int64, verdicts []int32) openResult {
+	interval := float64(time.Second) / rate
+	slots := make(chan struct{}, maxOutstanding)
+	var wg sync.WaitGroup
+	result := openResult{scheduled: n}
+	for i := range n {
+		due := started.Add(time.Duration(float64(i) * interval))
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			verdicts[i] = dropped
+			result.dropped++
+			continue
+		}
+		result.peak = max(result.peak, len(slots))
+		client := clients[i%len(clients)]
+		wg.Go(func() {
+			defer func() { <-slots }()
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			sent := time.Now()
+			response, err := client.Verify(ctx, requests[i])
+			answered := time.Now()
+			cancel()
+			latencies[i] = int64(answered.Sub(due))
+			lags[i] = int64(sent.Sub(due))
+			verdicts[i] = verdictOf(response, err)
+		})
+	}
+	wg.Wait()
+	return result
+}
+
+// latencyFigures are the percentiles of the given latencies (nanoseconds), in ms.
+func latencyFigures(values []int64, prefix string) map[string]any {
+	slices.Sort(values)
+	n := len(values)
+	mean, maxMs := math.NaN(), math.NaN()
+	if n > 0 {
+		var sum int64
+		for _, v := range values {
+			sum += v
+		}
+		mean = float64(sum) / float64(n) / 1e6
+		maxMs = float64(values[n-1]) / 1e6
+	}
+	return map[string]any{
+		prefix + "p50_ms":  nanToNull(percentile(values, 50)),
+		prefix + "p90_ms":  nanToNull(percentile(values, 90)),
+		prefix + "p99_ms":  nanToNull(percentile(values, 99)),
+		prefix + "max_ms":  nanToNull(maxMs),
+		prefix + "mean_ms": nanToNull(mean),
+	}
+}
+
 func run(cfg config) (map[string]any, error) {
 	runtime.GOMAXPROCS(cfg.gomaxprocs)
 	requests, err := readRequests(cfg.requestsPath)
@@ -251,9 +355,15 @@ func run(cfg config) (map[string]any, error) {
 	}
 	warm, timed := requests[:cfg.warmup], requests[cfg.warmup:]
 	latencies := make([]int64, len(timed))
+	lags := make([]int64, len(timed))
 	verdicts := make([]int32, len(timed))
 	for i := range verdicts {
 		verdicts[i] = notDone
+	}
+	open := cfg.rate > 0
+	wanted := 0 // open loop: the requests the schedule asks for
+	if open {
+		wanted = max(1, int(math.Round(cfg.rate*cfg.seconds)))
 	}
 
 	conns, err := dial(cfg.addresses, cfg.connectTimeout)
@@ -280,10 +390,17 @@ func run(cfg config) (map[string]any, error) {
 			return nil, err
 		}
 	}
+	var opened openResult
 	cpuBefore := cpuSeconds()
 	started := time.Now()
-	deadline := started.Add(time.Duration(cfg.seconds * float64(time.Second)))
-	phase(clients, timed, cfg.concurrency, deadline, cfg.timeout, latencies, verdicts)
+	if open {
+		n := min(wanted, len(timed))
+		opened = openPhase(clients, timed, n, cfg.rate, cfg.maxOutstanding, cfg.timeout, started,
+			latencies, lags, verdicts)
+	} else {
+		deadline := started.Add(time.Duration(cfg.seconds * float64(time.Second)))
+		phase(clients, timed, cfg.concurrency, deadline, cfg.timeout, latencies, verdicts)
+	}
 	elapsed := time.Since(started).Seconds()
 	cpuTimed := cpuSeconds() - cpuBefore
 	if cfg.cpuProfile != "" {
@@ -291,35 +408,35 @@ func run(cfg config) (map[string]any, error) {
 	}
 
 	done := make([]int64, 0, len(timed))
+	fromSend := make([]int64, 0, len(timed))
+	sendLags := make([]int64, 0, len(timed))
 	counts := map[string]int{}
-	var sum int64
+	late := 0
 	for i, v := range verdicts {
-		if v == notDone {
+		if v == notDone || v == dropped {
 			continue
 		}
 		done = append(done, latencies[i])
-		sum += latencies[i]
 		counts[verdictName(v)]++
+		if open {
+			fromSend = append(fromSend, latencies[i]-lags[i])
+			sendLags = append(sendLags, lags[i])
+			if lags[i] > int64(cfg.lateAfter) {
+				late++
+			}
+		}
 	}
-	slices.Sort(done)
 	n := len(done)
-	mean, maxMs, rps := math.NaN(), math.NaN(), 0.0
-	if n > 0 {
-		mean = float64(sum) / float64(n) / 1e6
-		maxMs = float64(done[n-1]) / 1e6
-	}
+	rps := 0.0
 	if elapsed > 0 {
 		rps = float64(n) / elapsed
 	}
-	return map[string]any{
+	out := latencyFigures(done, "")
+	for key, value := range map[string]any{
+		"mode":             "closed",
 		"requests":         n,
 		"seconds":          elapsed,
 		"rps":              rps,
-		"p50_ms":           nanToNull(percentile(done, 50)),
-		"p90_ms":           nanToNull(percentile(done, 90)),
-		"p99_ms":           nanToNull(percentile(done, 99)),
-		"max_ms":           nanToNull(maxMs),
-		"mean_ms":          nanToNull(mean),
 		"verdicts":         counts,
 		"budget":           len(timed),
 		"budget_exhausted": n >= len(timed),
@@ -330,7 +447,29 @@ func run(cfg config) (map[string]any, error) {
 		"concurrency":      cfg.concurrency,
 		"servers":          len(cfg.addresses),
 		"gomaxprocs":       runtime.GOMAXPROCS(0),
-	}, nil
+	} {
+		out[key] = value
+	}
+	if open {
+		// Latencies above run from each request's due time; these from its actual send.
+		maps.Copy(out, latencyFigures(fromSend, "from_send_"))
+		lagFigures := latencyFigures(sendLags, "send_lag_")
+		out["mode"] = "open"
+		out["rate"] = cfg.rate
+		out["scheduled"] = opened.scheduled
+		out["schedule_s"] = float64(opened.scheduled) / cfg.rate
+		out["sent"] = opened.scheduled - opened.dropped
+		out["dropped"] = opened.dropped
+		out["late"] = late
+		out["late_after_ms"] = float64(cfg.lateAfter) / 1e6
+		out["send_lag_p99_ms"] = lagFigures["send_lag_p99_ms"]
+		out["send_lag_max_ms"] = lagFigures["send_lag_max_ms"]
+		out["max_outstanding"] = cfg.maxOutstanding
+		out["peak_outstanding"] = opened.peak
+		// Exhausted: the file held fewer requests than R * seconds, so the schedule was cut short.
+		out["budget_exhausted"] = opened.scheduled < wanted
+	}
+	return out, nil
 }
 
 func main() {
