@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Run every benchmark suite: the C core's micro-benchmarks (benchmarks/core/), then the
 # service benchmarks (benchmarks/service/). Results land in benchmarks/results/
-# (core_*.json/png from the core suite, service.json, service.png, service_profile_*.txt).
+# (core_pytest_benchmark.json, core.json, core.png from the core suite; service.json,
+# service.png, service_profile_*.txt from the service suite).
 #
 #   benchmarks/run.sh [--quick] [--core-only | --service-only] [-- extra service args]
 #
 #   --quick          a short smoke run with tiny sizes (a minute or two, figures not meaningful)
+#                    (core: batches 1 and 100, one round; the full core suite takes ~2 minutes)
 #   --core-only      only benchmarks/core
 #   --service-only   only benchmarks/service
 #   after --, arguments go to `python -m benchmarks.service` (e.g. -- --db postgresql)
@@ -26,7 +28,7 @@ while [[ $# -gt 0 ]]; do
         --core-only) service=0 ;;
         --service-only) core=0 ;;
         --) shift; service_args+=("$@"); break ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -35,9 +37,11 @@ mkdir -p "$OUT"
 
 if [[ $core -eq 1 ]]; then
     if [[ -f benchmarks/core/run_core_bench.py ]]; then
+        # pytest-benchmark times the cells (test_core_bench.py); the script writes
+        # its raw JSON, then the table, core.json and core.png from it.
         echo "== core benchmarks (benchmarks/core) =="
         core_args=(--out "$OUT")
-        [[ $quick -eq 1 ]] && core_args+=(--repeat 3)
+        [[ $quick -eq 1 ]] && core_args+=(--quick)
         "$PYTHON" benchmarks/core/run_core_bench.py "${core_args[@]}"
     else
         echo "run.sh: benchmarks/core/run_core_bench.py not found; skipping the core suite" >&2
