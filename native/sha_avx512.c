@@ -239,9 +239,13 @@ INL __m512i sha1_verify_steps_x16(const __m512i ist[5], const __m512i ost[5], __
     return res_v;
 }
 
+/* low8 below saturates at 255: it decides "step counter + d < 0" for d down
+ * to -window, which needs window < 255. */
+_Static_assert(TOTPD_MAX_WINDOW < 255, "sha1_verify_x16 saturates the counter's low8 at 255");
+
 TGT void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
-                               const uint64_t *counters, const uint32_t *key_index,
-                               const uint32_t *codes, const uint32_t *pairs, int n,
+                               const uint64_t *counters, const uint32_t *codes,
+                               const uint32_t *pairs, const uint32_t *kidx, int n,
                                uint32_t window, int64_t *out) {
     __attribute__((aligned(64))) uint64_t slot[16], ctr[16];
     __attribute__((aligned(64))) uint32_t lo[16], hi[16], low8[16], code[16], dsel[16];
@@ -251,8 +255,8 @@ TGT void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
      * their block. */
     int hi_zero = 1;
     for (int l = 0; l < 16; l++) {
-        uint32_t p = pairs[l < n ? l : 0];
-        uint32_t k = key_index[p];
+        int s = l < n ? l : 0;
+        uint32_t p = pairs[s], k = kidx[s];
         uint64_t c = counters[k];
         slot[l] = (uint64_t)k * (TOTPD_PAD_SLOT_WORDS * 2); /* in uint32 words */
         ctr[l] = c;
@@ -325,13 +329,13 @@ INL __m512i load_key64(const uint8_t *p, uint32_t len) {
  * memory), and the pad states transposed back and stored with masked stores:
  * gathers and scatters cost as much as a compression here. Register spills
  * are wiped by the caller's stack scrub. */
-TGT void totpd_sha1_prepare_x16(const uint8_t *keys, const uint32_t *key_offsets,
+TGT void totpd_sha1_prepare_x16(const uint8_t *const *key_ptr, const uint32_t *key_len,
                                 const uint32_t *which, int n, uint64_t *scratch) {
     __m512i r[16], w[16], s[2][5];
     for (int l = 0; l < 16; l++) {
-        uint32_t i = which[l < n ? l : 0];
-        uint32_t len = key_offsets[i + 1] - key_offsets[i];
-        r[l] = bswap32_x16(load_key64(len ? keys + key_offsets[i] : NULL, len));
+        int src = l < n ? l : 0;
+        uint32_t len = key_len[src] < 64 ? key_len[src] : 64;
+        r[l] = bswap32_x16(load_key64(len ? key_ptr[src] : NULL, len));
     }
     transpose16_x16(r);
     for (int i = 0; i < 2; i++) {
@@ -412,14 +416,14 @@ INL __m512i lut3_64(__m512i sel, const uint32_t t[3]) {
 }
 
 TGT void totpd_sha512_verify_x8(const uint64_t *scratch, const uint8_t *digits,
-                                const uint64_t *counters, const uint32_t *key_index,
-                                const uint32_t *codes, const uint32_t *pairs, int n,
+                                const uint64_t *counters, const uint32_t *codes,
+                                const uint32_t *pairs, const uint32_t *kidx, int n,
                                 uint32_t window, int64_t *out) {
     __attribute__((aligned(64))) uint64_t slot[8], ctr[8], code[8], dsel[8];
     __attribute__((aligned(64))) int64_t res[8];
     for (int l = 0; l < 8; l++) {
-        uint32_t p = pairs[l < n ? l : 0];
-        uint32_t k = key_index[p];
+        int s = l < n ? l : 0;
+        uint32_t p = pairs[s], k = kidx[s];
         slot[l] = (uint64_t)k * TOTPD_PAD_SLOT_WORDS;
         ctr[l] = counters[k];
         code[l] = codes[p];
@@ -480,14 +484,15 @@ TGT void totpd_sha512_verify_x8(const uint64_t *scratch, const uint8_t *digits,
     _mm256_zeroupper();
 }
 
-TGT void totpd_sha512_prepare_x8(const uint8_t *keys, const uint32_t *key_offsets,
+TGT void totpd_sha512_prepare_x8(const uint8_t *const *key_ptr, const uint32_t *key_len,
                                  const uint32_t *which, int n, uint64_t *scratch) {
     __attribute__((aligned(64))) uint64_t kb[8 * 16];
     __attribute__((aligned(64))) uint64_t slot[8];
     for (int l = 0; l < 8; l++) {
-        uint32_t i = which[l < n ? l : 0];
-        uint32_t len = key_offsets[i + 1] - key_offsets[i];
-        const uint8_t *p = len ? keys + key_offsets[i] : NULL;
+        int src = l < n ? l : 0;
+        uint32_t i = which[src];
+        uint32_t len = key_len[src] < 128 ? key_len[src] : 128;
+        const uint8_t *p = len ? key_ptr[src] : NULL;
         slot[l] = (uint64_t)i * TOTPD_PAD_SLOT_WORDS;
         _mm512_store_si512(kb + 16 * l, bswap64_x8(load_key64(p, len < 64 ? len : 64)));
         _mm512_store_si512(kb + 16 * l + 8,

@@ -42,22 +42,26 @@ void totpd_sha1_compress_avx512_x8(uint32_t state[40], const uint32_t block[128]
 typedef void (*totpd_x8_fn)(uint32_t state[40], const uint32_t block[128]);
 
 /* Fused AVX-512 (F, VL, BW) kernels on 512-bit registers (sha_avx512.c).
- * verify: up to 16 SHA-1 pairs (8 SHA-512 pairs) pairs[0..n), everything
- * from the pad states in scratch to out[pairs[l]]; lanes beyond n repeat
- * lane 0 and are not written.
- * prepare: the pad states of keys which[0..n) (SHA-1 keys <= 64 bytes,
- * SHA-512 keys <= 128 bytes) into their scratch slots. */
+ * Every per-item value comes from the caller's own locals, read once from the
+ * caller's buffers (which may change during the call: cffi releases the GIL):
+ * verify: up to 16 SHA-1 pairs (8 SHA-512 pairs); lane l is pair pairs[l]
+ * checked against key kidx[l] (already range-checked), everything from the
+ * pad states in scratch to out[pairs[l]]; lanes beyond n repeat lane 0 and
+ * are not written.
+ * prepare: the pad states of keys which[0..n), key l being key_ptr[l] of
+ * key_len[l] bytes (the kernels read at most 64 (128) of them), into their
+ * scratch slots. */
 void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
-                           const uint64_t *counters, const uint32_t *key_index,
-                           const uint32_t *codes, const uint32_t *pairs, int n, uint32_t window,
+                           const uint64_t *counters, const uint32_t *codes,
+                           const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
                            int64_t *out);
-void totpd_sha1_prepare_x16(const uint8_t *keys, const uint32_t *key_offsets,
+void totpd_sha1_prepare_x16(const uint8_t *const *key_ptr, const uint32_t *key_len,
                             const uint32_t *which, int n, uint64_t *scratch);
 void totpd_sha512_verify_x8(const uint64_t *scratch, const uint8_t *digits,
-                            const uint64_t *counters, const uint32_t *key_index,
-                            const uint32_t *codes, const uint32_t *pairs, int n, uint32_t window,
+                            const uint64_t *counters, const uint32_t *codes,
+                            const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
                             int64_t *out);
-void totpd_sha512_prepare_x8(const uint8_t *keys, const uint32_t *key_offsets,
+void totpd_sha512_prepare_x8(const uint8_t *const *key_ptr, const uint32_t *key_len,
                              const uint32_t *which, int n, uint64_t *scratch);
 #endif
 

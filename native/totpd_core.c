@@ -178,13 +178,18 @@ static int resolve_impl(int path, impl_t *im) {
 /* HMAC pad states. A slot is TOTPD_PAD_SLOT_WORDS uint64 words: bytes       */
 /* [0, 64) hold the inner chaining state, [64, 128) the outer one.           */
 
-static const size_t kBlockSize[4] = {0, 64, 64, 128};
-
 static void prepare_slot(const uint8_t *key, uint32_t key_len, uint8_t alg, const impl_t *im,
                          uint64_t *slot) {
     uint8_t k[128];
     uint8_t pad[128];
-    size_t bs = kBlockSize[alg];
+    size_t bs;
+    /* alg was validated, but comes from a buffer the caller may change during
+     * the call: whatever it holds, bs stays within k and pad. */
+    switch (alg) {
+        case TOTPD_ALG_SHA1:
+        case TOTPD_ALG_SHA256: bs = 64; break;
+        default: alg = TOTPD_ALG_SHA512; bs = 128; break;
+    }
     memset(k, 0, sizeof k);
     if (key_len > bs) {
         if (alg == TOTPD_ALG_SHA1) totpd_sha1(key, key_len, k);
@@ -300,8 +305,8 @@ static int64_t verify_scalar(const uint64_t *slot, uint8_t alg, uint8_t digits, 
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
 /* Eight SHA-1 pairs through the AVX2 kernel; lanes beyond n repeat lane 0. */
 static void verify_sha1_x8(totpd_x8_fn x8, const uint64_t *scratch, const uint8_t *digits,
-                           const uint64_t *counters, const uint32_t *key_index,
-                           const uint32_t *codes, const uint32_t *pairs, int n, uint32_t window,
+                           const uint64_t *counters, const uint32_t *codes,
+                           const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
                            int64_t *out) {
     uint32_t ist[40], ost[40], st[40];
     uint32_t inner[128], outer[128];
@@ -311,8 +316,8 @@ static void verify_sha1_x8(totpd_x8_fn x8, const uint64_t *scratch, const uint8_
     memset(inner, 0, sizeof inner);
     memset(outer, 0, sizeof outer);
     for (int l = 0; l < 8; l++) {
-        uint32_t p = pairs[l < n ? l : 0];
-        uint32_t k = key_index[p];
+        int src = l < n ? l : 0;
+        uint32_t p = pairs[src], k = kidx[src];
         const uint8_t *s = (const uint8_t *)(scratch + (size_t)k * TOTPD_PAD_SLOT_WORDS);
         uint32_t a[5], b[5];
         memcpy(a, s, 20);
@@ -366,16 +371,21 @@ static void verify_sha1_x8(totpd_x8_fn x8, const uint64_t *scratch, const uint8_
 
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
 /* Pad states of up to eight SHA-1 keys of at most 64 bytes through the AVX2
- * kernel (two 8-lane compressions for eight keys). Lanes beyond n repeat key 0. */
-static void prepare_sha1_x8(totpd_x8_fn x8, const uint8_t *keys, const uint32_t *key_offsets,
-                            const uint32_t *which, int n, uint64_t *scratch) {
+ * kernel (two 8-lane compressions for eight keys). Key l is key_ptr[l] of
+ * key_len[l] bytes (read once by the caller). Lanes beyond n repeat key 0.
+ * Not inlined: its blocks live in its own frame, under the caller's scrub. */
+__attribute__((noinline)) static void prepare_sha1_x8(totpd_x8_fn x8,
+                                                      const uint8_t *const *key_ptr,
+                                                      const uint32_t *key_len,
+                                                      const uint32_t *which, int n,
+                                                      uint64_t *scratch) {
     uint32_t blk[2][128], st[2][40];
     for (int l = 0; l < 8; l++) {
-        uint32_t i = which[l < n ? l : 0];
-        uint32_t len = key_offsets[i + 1] - key_offsets[i];
+        int src = l < n ? l : 0;
+        uint32_t len = key_len[src] < 64 ? key_len[src] : 64;
         uint8_t k[64];
         memset(k, 0, sizeof k);
-        if (len > 0) memcpy(k, keys + key_offsets[i], len);
+        if (len > 0) memcpy(k, key_ptr[src], len);
         for (int t = 0; t < 16; t++) {
             uint32_t w = totpd_load_be32(k + 4 * t);
             blk[0][t * 8 + l] = w ^ 0x36363636u;
@@ -410,15 +420,37 @@ static void prepare_sha1_x8(totpd_x8_fn x8, const uint8_t *keys, const uint32_t 
 static const int kScalarTail16 = 4;
 static const int kScalarTail8 = 1;
 
-/* The fused AVX-512 kernels keep pad states and digests in registers, but the
- * compiler spills some of them into their stack frames (under 10 KiB). Called
- * from the same frame that called the kernels, this overwrites that area. */
-__attribute__((noinline)) static void scrub_kernel_stack(void) {
-    uint8_t buf[16384];
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Stack scrubbing. The compressors and kernels leave HMAC pad states (key    */
+/* equivalents) in their stack frames: the unrolled portable SHA-1/SHA-256    */
+/* spill the chaining state, the fused AVX-512 kernels spill some registers.  */
+/* Every public entry point does its work in a noinline callee and then,      */
+/* from its own frame, overwrites the stack area that callee and its callees  */
+/* used. Sizes from gcc -fstack-usage at -O3: the deepest non-zmm call chain  */
+/* uses under 3 KiB (prepare -> prepare_slot -> totpd_sha512 -> compress, or  */
+/* verify -> verify_sha1_x8 -> x8 kernel), the zmm kernels under 10 KiB.      */
+
+#define TOTPD_SCRUB_SMALL 4096
+#define TOTPD_SCRUB_LARGE 16384
+
+__attribute__((noinline)) static void scrub_stack_small(void) {
+    uint8_t buf[TOTPD_SCRUB_SMALL];
     explicit_bzero(buf, sizeof buf);
     __asm__ __volatile__("" : : "r"(buf) : "memory");
 }
-#endif
+
+__attribute__((noinline)) static void scrub_stack_large(void) {
+    uint8_t buf[TOTPD_SCRUB_LARGE];
+    explicit_bzero(buf, sizeof buf);
+    __asm__ __volatile__("" : : "r"(buf) : "memory");
+}
+
+static inline __attribute__((always_inline)) void scrub_stack(int zmm_ran) {
+    if (zmm_ran) scrub_stack_large();
+    else scrub_stack_small();
+}
 
 /* ------------------------------------------------------------------------ */
 /* Validation and public entry points.                                       */
@@ -452,20 +484,130 @@ static int check_offsets(const uint32_t *key_offsets, uint32_t n_keys, uint32_t 
     return TOTPD_OK;
 }
 
+/* One read of a value in a caller's buffer, which the compiler may not repeat
+ * (a plain load it could legally reload later, after the checks). */
+static inline uint32_t read_once_u32(const uint32_t *p) { return *(const volatile uint32_t *)p; }
+static inline uint8_t read_once_u8(const uint8_t *p) { return *(const volatile uint8_t *)p; }
+
+/* Key i of the table, its two offsets read once and clamped into the key
+ * buffer. The offsets were validated, but the caller's buffers may change
+ * during the call (cffi releases the GIL): every later use of key i goes
+ * through these values, never through key_offsets again, so no change can
+ * move a read outside keys[0, keys_len) or a copy past its buffer. Only
+ * public lengths decide the branches. */
+static inline const uint8_t *key_span(const uint8_t *keys, uint32_t keys_len,
+                                      const uint32_t *key_offsets, uint32_t i, uint32_t *len) {
+    uint32_t lo = read_once_u32(key_offsets + i), hi = read_once_u32(key_offsets + i + 1);
+    if (lo > keys_len) lo = keys_len;
+    if (hi > keys_len) hi = keys_len;
+    if (hi < lo) hi = lo;
+    *len = hi - lo;
+    return keys ? keys + lo : NULL; /* keys == NULL only with keys_len == 0 */
+}
+
+/* The work of totpd_hotp, below its frame (see the stack scrubbing above). */
+__attribute__((noinline)) static uint32_t hotp_work(const uint8_t *key, uint32_t key_len,
+                                                    uint8_t algorithm, uint8_t digits,
+                                                    uint64_t counter, const impl_t *im) {
+    uint64_t slot[TOTPD_PAD_SLOT_WORDS];
+    prepare_slot(key, key_len, algorithm, im, slot);
+    /* Scalar SHA-1/SHA-256 here run the path's scalar compressor: SHA-NI on
+     * every SIMD path where the CPU has it, else the portable one. */
+    uint32_t code = hotp_from_slot(slot, algorithm, counter, digits, im);
+    explicit_bzero(slot, sizeof slot);
+    return code;
+}
+
 int totpd_hotp(const uint8_t *key, uint32_t key_len, uint8_t algorithm, uint8_t digits,
                uint64_t counter, int path, uint32_t *out_code) {
     impl_t im;
-    uint64_t slot[TOTPD_PAD_SLOT_WORDS];
     int rc;
     if (!out_code || (!key && key_len > 0)) return TOTPD_ERR_NULL;
     if ((rc = check_alg(algorithm)) != TOTPD_OK) return rc;
     if ((rc = check_digits(digits)) != TOTPD_OK) return rc;
     if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
-    prepare_slot(key, key_len, algorithm, &im, slot);
-    /* The scalar SHA-1 compressor of the AVX2 path is the portable one. */
-    *out_code = hotp_from_slot(slot, algorithm, counter, digits, &im);
-    explicit_bzero(slot, sizeof slot);
+    *out_code = hotp_work(key, key_len, algorithm, digits, counter, &im);
+    scrub_stack(0);
     return TOTPD_OK;
+}
+
+/* The work of totpd_prepare_keys, after validation. Memory-safe whatever the
+ * caller's buffers hold by now: each key's offsets and algorithm are read once
+ * (key_span) and the kernels get those values, not the buffers. Returns 1 if
+ * a zmm kernel ran (its frame needs the large scrub). */
+__attribute__((noinline)) static int prepare_work(const uint8_t *keys, uint32_t keys_len,
+                                                  const uint32_t *key_offsets,
+                                                  const uint8_t *algorithms, uint32_t first_key,
+                                                  uint32_t end_key, const impl_t *im,
+                                                  uint64_t *scratch) {
+    int zmm_ran = 0;
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+    uint32_t lanes[8], lanes16[16], lanes512[8];
+    uint32_t len8[8], len16[16], len512[8];
+    const uint8_t *ptr8[8], *ptr16[16], *ptr512[8];
+    int n_lanes = 0, n16 = 0, n512 = 0;
+#endif
+    for (uint32_t i = first_key; i < end_key; i++) {
+        uint32_t len;
+        const uint8_t *k = key_span(keys, keys_len, key_offsets, i, &len);
+        uint8_t alg = read_once_u8(algorithms + i);
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+        if (im->zmm && alg == TOTPD_ALG_SHA1 && len <= 64) {
+            lanes16[n16] = i;
+            ptr16[n16] = k;
+            len16[n16++] = len;
+            if (n16 == 16) {
+                totpd_sha1_prepare_x16(ptr16, len16, lanes16, 16, scratch);
+                n16 = 0;
+                zmm_ran = 1;
+            }
+            continue;
+        }
+        if (im->zmm && alg == TOTPD_ALG_SHA512 && len <= 128) {
+            lanes512[n512] = i;
+            ptr512[n512] = k;
+            len512[n512++] = len;
+            if (n512 == 8) {
+                totpd_sha512_prepare_x8(ptr512, len512, lanes512, 8, scratch);
+                n512 = 0;
+                zmm_ran = 1;
+            }
+            continue;
+        }
+        if (im->sha1_x8 && alg == TOTPD_ALG_SHA1 && len <= 64) {
+            lanes[n_lanes] = i;
+            ptr8[n_lanes] = k;
+            len8[n_lanes++] = len;
+            if (n_lanes == 8) {
+                prepare_sha1_x8(im->x8, ptr8, len8, lanes, 8, scratch);
+                n_lanes = 0;
+            }
+            continue;
+        }
+#endif
+        prepare_slot(k, len, alg, im, scratch + (size_t)i * TOTPD_PAD_SLOT_WORDS);
+    }
+#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+    if (n_lanes > 0) prepare_sha1_x8(im->x8, ptr8, len8, lanes, n_lanes, scratch);
+    /* Short tails: a scalar stream beats a mostly idle 16 (8) lane kernel. */
+    if (n16 > kScalarTail16) {
+        totpd_sha1_prepare_x16(ptr16, len16, lanes16, n16, scratch);
+        zmm_ran = 1;
+    } else {
+        for (int l = 0; l < n16; l++)
+            prepare_slot(ptr16[l], len16[l], TOTPD_ALG_SHA1, im,
+                         scratch + (size_t)lanes16[l] * TOTPD_PAD_SLOT_WORDS);
+    }
+    if (n512 > kScalarTail8) {
+        totpd_sha512_prepare_x8(ptr512, len512, lanes512, n512, scratch);
+        zmm_ran = 1;
+    } else {
+        for (int l = 0; l < n512; l++)
+            prepare_slot(ptr512[l], len512[l], TOTPD_ALG_SHA512, im,
+                         scratch + (size_t)lanes512[l] * TOTPD_PAD_SLOT_WORDS);
+    }
+#endif
+    return zmm_ran;
 }
 
 int totpd_prepare_keys(const uint8_t *keys, uint32_t keys_len, const uint32_t *key_offsets,
@@ -479,69 +621,101 @@ int totpd_prepare_keys(const uint8_t *keys, uint32_t keys_len, const uint32_t *k
     if ((rc = check_offsets(key_offsets, n_keys, keys_len)) != TOTPD_OK) return rc;
     if ((rc = check_table(algorithms, NULL, NULL, n_keys, 0)) != TOTPD_OK) return rc;
     if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
+    if (first_key == end_key) return TOTPD_OK;
+    scrub_stack(
+        prepare_work(keys, keys_len, key_offsets, algorithms, first_key, end_key, &im, scratch));
+    return TOTPD_OK;
+}
+
+/* The work of totpd_verify_prepared, after validation. Memory-safe whatever
+ * the caller's buffers hold by now: each pair's key index is read once and
+ * re-checked against n_keys (a key index changed since validation selects key
+ * 0, never memory outside the table), and the kernels get that index, not
+ * key_index. Returns 1 if a zmm kernel ran. */
+__attribute__((noinline)) static int verify_work(const uint64_t *scratch,
+                                                 const uint8_t *algorithms,
+                                                 const uint8_t *digits, const uint64_t *counters,
+                                                 uint32_t n_keys, const uint32_t *key_index,
+                                                 const uint32_t *codes, uint32_t n_pairs,
+                                                 uint32_t window, const impl_t *im,
+                                                 int64_t *out_matched) {
+    int zmm_ran = 0;
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
     uint32_t lanes[8], lanes16[16], lanes512[8];
-    int n_lanes = 0, n16 = 0, n512 = 0, zmm_ran = 0;
+    uint32_t key8[8], key16[16], key512[8];
+    int n_lanes = 0, n16 = 0, n512 = 0;
 #endif
-    for (uint32_t i = first_key; i < end_key; i++) {
-        uint32_t len = key_offsets[i + 1] - key_offsets[i];
+    for (uint32_t j = 0; j < n_pairs; j++) {
+        uint32_t k = read_once_u32(key_index + j);
+        k = k < n_keys ? k : 0; /* n_keys > 0: validation saw n_pairs > 0 valid indices */
+        uint8_t alg = read_once_u8(algorithms + k);
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
-        if (im.zmm && algorithms[i] == TOTPD_ALG_SHA1 && len <= 64) {
-            lanes16[n16++] = i;
+        if (im->zmm && alg == TOTPD_ALG_SHA1) {
+            lanes16[n16] = j;
+            key16[n16++] = k;
             if (n16 == 16) {
-                totpd_sha1_prepare_x16(keys, key_offsets, lanes16, 16, scratch);
+                totpd_sha1_verify_x16(scratch, digits, counters, codes, lanes16, key16, 16,
+                                      window, out_matched);
                 n16 = 0;
                 zmm_ran = 1;
             }
             continue;
         }
-        if (im.zmm && algorithms[i] == TOTPD_ALG_SHA512 && len <= 128) {
-            lanes512[n512++] = i;
+        if (im->zmm && alg == TOTPD_ALG_SHA512) {
+            lanes512[n512] = j;
+            key512[n512++] = k;
             if (n512 == 8) {
-                totpd_sha512_prepare_x8(keys, key_offsets, lanes512, 8, scratch);
+                totpd_sha512_verify_x8(scratch, digits, counters, codes, lanes512, key512, 8,
+                                       window, out_matched);
                 n512 = 0;
                 zmm_ran = 1;
             }
             continue;
         }
-        if (im.sha1_x8 && algorithms[i] == TOTPD_ALG_SHA1 && len <= 64) {
-            lanes[n_lanes++] = i;
+        if (im->sha1_x8 && alg == TOTPD_ALG_SHA1) {
+            lanes[n_lanes] = j;
+            key8[n_lanes++] = k;
             if (n_lanes == 8) {
-                prepare_sha1_x8(im.x8, keys, key_offsets, lanes, 8, scratch);
+                verify_sha1_x8(im->x8, scratch, digits, counters, codes, lanes, key8, 8, window,
+                               out_matched);
                 n_lanes = 0;
             }
             continue;
         }
 #endif
-        const uint8_t *k = keys ? keys + key_offsets[i] : NULL;
-        prepare_slot(k, len, algorithms[i], &im, scratch + (size_t)i * TOTPD_PAD_SLOT_WORDS);
+        out_matched[j] = verify_scalar(scratch + (size_t)k * TOTPD_PAD_SLOT_WORDS, alg, digits[k],
+                                       counters[k], codes[j], window, im);
     }
 #if defined(TOTPD_X86) && defined(TOTPD_SIMD)
-    if (n_lanes > 0) prepare_sha1_x8(im.x8, keys, key_offsets, lanes, n_lanes, scratch);
-    /* Short tails: a scalar stream beats a mostly idle 16 (8) lane kernel. */
+    if (n_lanes > 0)
+        verify_sha1_x8(im->x8, scratch, digits, counters, codes, lanes, key8, n_lanes, window,
+                       out_matched);
     if (n16 > kScalarTail16) {
-        totpd_sha1_prepare_x16(keys, key_offsets, lanes16, n16, scratch);
+        totpd_sha1_verify_x16(scratch, digits, counters, codes, lanes16, key16, n16, window,
+                              out_matched);
         zmm_ran = 1;
     } else {
         for (int l = 0; l < n16; l++) {
-            uint32_t i = lanes16[l];
-            prepare_slot(keys + key_offsets[i], key_offsets[i + 1] - key_offsets[i],
-                         TOTPD_ALG_SHA1, &im, scratch + (size_t)i * TOTPD_PAD_SLOT_WORDS);
+            uint32_t j = lanes16[l], k = key16[l];
+            out_matched[j] = verify_scalar(scratch + (size_t)k * TOTPD_PAD_SLOT_WORDS,
+                                           TOTPD_ALG_SHA1, digits[k], counters[k], codes[j],
+                                           window, im);
         }
     }
     if (n512 > kScalarTail8) {
-        totpd_sha512_prepare_x8(keys, key_offsets, lanes512, n512, scratch);
+        totpd_sha512_verify_x8(scratch, digits, counters, codes, lanes512, key512, n512, window,
+                               out_matched);
         zmm_ran = 1;
     } else {
         for (int l = 0; l < n512; l++) {
-            uint32_t i = lanes512[l];
-            prepare_slot(keys + key_offsets[i], key_offsets[i + 1] - key_offsets[i],
-                         TOTPD_ALG_SHA512, &im, scratch + (size_t)i * TOTPD_PAD_SLOT_WORDS);
+            uint32_t j = lanes512[l], k = key512[l];
+            out_matched[j] = verify_scalar(scratch + (size_t)k * TOTPD_PAD_SLOT_WORDS,
+                                           TOTPD_ALG_SHA512, digits[k], counters[k], codes[j],
+                                           window, im);
         }
     }
-    if (zmm_ran) scrub_kernel_stack();
 #endif
-    return TOTPD_OK;
+    return zmm_ran;
 }
 
 int totpd_verify_prepared(const uint64_t *scratch, const uint8_t *algorithms,
@@ -556,79 +730,9 @@ int totpd_verify_prepared(const uint64_t *scratch, const uint8_t *algorithms,
     for (uint32_t j = 0; j < n_pairs; j++)
         if (key_index[j] >= n_keys) return TOTPD_ERR_KEY_INDEX;
     if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
-
-#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
-    uint32_t lanes[8], lanes16[16], lanes512[8];
-    int n_lanes = 0, n16 = 0, n512 = 0, zmm_ran = 0;
-#endif
-    for (uint32_t j = 0; j < n_pairs; j++) {
-        uint32_t k = key_index[j];
-        uint8_t alg = algorithms[k];
-#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
-        if (im.zmm && alg == TOTPD_ALG_SHA1) {
-            lanes16[n16++] = j;
-            if (n16 == 16) {
-                totpd_sha1_verify_x16(scratch, digits, counters, key_index, codes, lanes16, 16,
-                                      window, out_matched);
-                n16 = 0;
-                zmm_ran = 1;
-            }
-            continue;
-        }
-        if (im.zmm && alg == TOTPD_ALG_SHA512) {
-            lanes512[n512++] = j;
-            if (n512 == 8) {
-                totpd_sha512_verify_x8(scratch, digits, counters, key_index, codes, lanes512, 8,
-                                       window, out_matched);
-                n512 = 0;
-                zmm_ran = 1;
-            }
-            continue;
-        }
-        if (im.sha1_x8 && alg == TOTPD_ALG_SHA1) {
-            lanes[n_lanes++] = j;
-            if (n_lanes == 8) {
-                verify_sha1_x8(im.x8, scratch, digits, counters, key_index, codes, lanes, 8, window,
-                               out_matched);
-                n_lanes = 0;
-            }
-            continue;
-        }
-#endif
-        out_matched[j] =
-            verify_scalar(scratch + (size_t)k * TOTPD_PAD_SLOT_WORDS, alg, digits[k],
-                          counters[k], codes[j], window, &im);
-    }
-#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
-    if (n_lanes > 0)
-        verify_sha1_x8(im.x8, scratch, digits, counters, key_index, codes, lanes, n_lanes, window,
-                       out_matched);
-    if (n16 > kScalarTail16) {
-        totpd_sha1_verify_x16(scratch, digits, counters, key_index, codes, lanes16, n16, window,
-                              out_matched);
-        zmm_ran = 1;
-    } else {
-        for (int l = 0; l < n16; l++) {
-            uint32_t j = lanes16[l], k = key_index[j];
-            out_matched[j] = verify_scalar(scratch + (size_t)k * TOTPD_PAD_SLOT_WORDS,
-                                           TOTPD_ALG_SHA1, digits[k], counters[k], codes[j],
-                                           window, &im);
-        }
-    }
-    if (n512 > kScalarTail8) {
-        totpd_sha512_verify_x8(scratch, digits, counters, key_index, codes, lanes512, n512, window,
-                               out_matched);
-        zmm_ran = 1;
-    } else {
-        for (int l = 0; l < n512; l++) {
-            uint32_t j = lanes512[l], k = key_index[j];
-            out_matched[j] = verify_scalar(scratch + (size_t)k * TOTPD_PAD_SLOT_WORDS,
-                                           TOTPD_ALG_SHA512, digits[k], counters[k], codes[j],
-                                           window, &im);
-        }
-    }
-    if (zmm_ran) scrub_kernel_stack();
-#endif
+    if (n_pairs == 0) return TOTPD_OK;
+    scrub_stack(verify_work(scratch, algorithms, digits, counters, n_keys, key_index, codes,
+                            n_pairs, window, &im, out_matched));
     return TOTPD_OK;
 }
 
@@ -649,15 +753,15 @@ int totpd_verify_batch(const uint8_t *keys, uint32_t keys_len, const uint32_t *k
     for (uint32_t j = 0; j < n_pairs; j++)
         if (key_index[j] >= n_keys) return TOTPD_ERR_KEY_INDEX;
     if ((rc = resolve_impl(path, &im)) != TOTPD_OK) return rc;
+    if (n_keys == 0) return TOTPD_OK; /* and so n_pairs == 0 */
 
-    rc = totpd_prepare_keys(keys, keys_len, key_offsets, algorithms, n_keys, 0, n_keys, im.path,
-                            scratch);
-    if (rc == TOTPD_OK)
-        rc = totpd_verify_prepared(scratch, algorithms, digits, counters, n_keys, key_index, codes,
-                                   n_pairs, window, im.path, out_matched);
-    if (n_keys > 0)
-        explicit_bzero(scratch, (size_t)n_keys * TOTPD_PAD_SLOT_WORDS * sizeof(uint64_t));
-    return rc;
+    int zmm_ran = prepare_work(keys, keys_len, key_offsets, algorithms, 0, n_keys, &im, scratch);
+    if (n_pairs > 0)
+        zmm_ran |= verify_work(scratch, algorithms, digits, counters, n_keys, key_index, codes,
+                               n_pairs, window, &im, out_matched);
+    explicit_bzero(scratch, (size_t)n_keys * TOTPD_PAD_SLOT_WORDS * sizeof(uint64_t));
+    scrub_stack(zmm_ran);
+    return TOTPD_OK;
 }
 
 void totpd_wipe(void *buf, size_t len) {

@@ -11,7 +11,11 @@
  *   - every buffer belongs to the caller;
  *   - every candidate step of a window is computed and compared with no early
  *     exit, the verdict is accumulated with masks;
- *   - key material (key copies, HMAC pad states) is wiped with explicit_bzero.
+ *   - key material (key copies, HMAC pad states) is wiped with explicit_bzero,
+ *     and the stack the work used is scrubbed before an entry point returns;
+ *   - the caller's buffers must not change during a call; if they do (the GIL
+ *     is released), the answers are meaningless but every access stays inside
+ *     the buffers: each per-key and per-pair value is read once and clamped.
  *
  * Functions return TOTPD_OK (0) or a negative TOTPD_ERR_* code.
  */

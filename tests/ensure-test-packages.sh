@@ -3,10 +3,16 @@
 #   postgresql  - server binaries; the tests start a throwaway server of their own
 #                 (tests/pg_server.py), nothing here starts a system-wide service
 #   zbar-tools  - zbarimg, which decodes the QR codes a person would scan
+#   clang, libclang-rt-dev - the second sanitizer build of the C core
+#                 (tests/native/test_native_sanitizers.py): clang's UBSan reports
+#                 what gcc's misses; libclang-rt-dev holds its ASan/UBSan runtime
 set -euo pipefail
 missing=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v zbarimg >/dev/null || missing+=(zbar-tools)
+command -v clang >/dev/null || missing+=(clang)
+compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.asan-$(uname -m).a" >/dev/null ||
+  missing+=(libclang-rt-dev)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 if [[ "$(id -u)" != 0 ]]; then
   echo "ensure-test-packages: missing ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2

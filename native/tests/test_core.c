@@ -1,9 +1,11 @@
 /*
- * test_core.c - standalone checks of the C core, built with ASan+UBSan by
- * tests/native/test_native_sanitizers.py (and by `make -C native sanitize`).
- * Exits non-zero on the first failed check.
+ * test_core.c - standalone checks of the C core, built with ASan+UBSan (gcc,
+ * and clang where installed) by tests/native/test_native_sanitizers.py.
+ * Counts failed checks and exits non-zero if any failed.
  */
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +228,239 @@ static void test_differential(int path) {
     }
 }
 
+/* The split API (totpd_prepare_keys over key ranges, totpd_verify_prepared
+ * over pair ranges) gives the one-call answer for every way of cutting the
+ * batch, including empty ranges; its argument errors leave scratch and the
+ * output untouched. */
+static void test_split(int path) {
+    enum { NK = 41, NP = 67, MAXK = 140 };
+    static uint8_t keys[NK * MAXK];
+    static uint64_t scratch[NK * TOTPD_PAD_SLOT_WORDS];
+    uint8_t algs[NK], digs[NK];
+    uint32_t offsets[NK + 1], kidx[NP], codes[NP];
+    uint64_t ctr[NK];
+    int64_t want[NP], out[NP];
+    static const uint32_t cuts[] = {1, 2, 3, 7, 16, 41, 67};
+    for (size_t i = 0; i < sizeof keys; i++) keys[i] = (uint8_t)rng();
+    offsets[0] = 0;
+    for (int k = 0; k < NK; k++) {
+        offsets[k + 1] = offsets[k] + (uint32_t)(rng() % (MAXK + 1));
+        /* Mostly SHA-1 and SHA-512, so the lane kernels run. */
+        algs[k] = (uint8_t)(k % 5 == 4 ? TOTPD_ALG_SHA256 : k % 3 == 2 ? TOTPD_ALG_SHA512 : 1);
+        digs[k] = (uint8_t)(6 + rng() % 3);
+        ctr[k] = k % 7 == 0 ? (uint64_t)(k % 3) : 1000000 + rng() % 1000;
+    }
+    for (int j = 0; j < NP; j++) {
+        uint32_t k = (uint32_t)(rng() % NK);
+        kidx[j] = k;
+        codes[j] = (uint32_t)rng() % 1000000u;
+        if (rng() % 3 != 0)
+            CHECK(totpd_hotp(keys + offsets[k], offsets[k + 1] - offsets[k], algs[k], digs[k],
+                             ctr[k] + rng() % 3 - 1, TOTPD_PATH_PORTABLE, &codes[j]) == TOTPD_OK);
+    }
+    CHECK(totpd_verify_batch(keys, offsets[NK], offsets, algs, digs, ctr, NK, kidx, codes, NP, 1,
+                             path, scratch, want) == TOTPD_OK);
+    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        uint32_t step = cuts[c];
+        memset(out, 0x55, sizeof out);
+        for (uint32_t lo = 0; lo <= NK; lo += step) {
+            uint32_t hi = lo + step < NK ? lo + step : NK;
+            CHECK(totpd_prepare_keys(keys, offsets[NK], offsets, algs, NK, lo, hi, path, scratch) ==
+                  TOTPD_OK);
+        }
+        for (uint32_t lo = 0; lo <= NP; lo += step) {
+            uint32_t hi = lo + step < NP ? lo + step : NP;
+            CHECK(totpd_verify_prepared(scratch, algs, digs, ctr, NK, kidx + lo, codes + lo, hi - lo,
+                                        1, path, out + lo) == TOTPD_OK);
+        }
+        CHECK(memcmp(out, want, sizeof out) == 0);
+        totpd_wipe(scratch, sizeof scratch);
+    }
+
+    /* Argument errors: nothing written. */
+    memset(out, 0x55, sizeof out);
+    int64_t sentinel[NP];
+    memcpy(sentinel, out, sizeof out);
+    CHECK(totpd_prepare_keys(keys, offsets[NK], offsets, algs, NK, 5, 4, path, scratch) ==
+          TOTPD_ERR_RANGE);
+    CHECK(totpd_prepare_keys(keys, offsets[NK], offsets, algs, NK, 0, NK + 1, path, scratch) ==
+          TOTPD_ERR_RANGE);
+    CHECK(totpd_prepare_keys(keys, offsets[NK], NULL, algs, NK, 0, NK, path, scratch) ==
+          TOTPD_ERR_NULL);
+    CHECK(totpd_prepare_keys(keys, offsets[NK], offsets, NULL, NK, 0, NK, path, scratch) ==
+          TOTPD_ERR_NULL);
+    CHECK(totpd_prepare_keys(keys, offsets[NK], offsets, algs, NK, 0, NK, path, NULL) ==
+          TOTPD_ERR_NULL);
+    CHECK(totpd_prepare_keys(NULL, offsets[NK], offsets, algs, NK, 0, NK, path, scratch) ==
+          TOTPD_ERR_NULL);
+    CHECK(totpd_prepare_keys(keys, offsets[NK] - 1, offsets, algs, NK, 0, NK, path, scratch) ==
+          TOTPD_ERR_OFFSETS);
+    CHECK(totpd_prepare_keys(keys, offsets[NK], offsets, algs, NK, 0, NK, 99, scratch) ==
+          TOTPD_ERR_PATH);
+    for (size_t w = 0; w < NK * TOTPD_PAD_SLOT_WORDS; w++) CHECK(scratch[w] == 0);
+    CHECK(totpd_verify_prepared(NULL, algs, digs, ctr, NK, kidx, codes, NP, 1, path, out) ==
+          TOTPD_ERR_NULL);
+    CHECK(totpd_verify_prepared(scratch, algs, NULL, ctr, NK, kidx, codes, NP, 1, path, out) ==
+          TOTPD_ERR_NULL);
+    CHECK(totpd_verify_prepared(scratch, algs, digs, NULL, NK, kidx, codes, NP, 1, path, out) ==
+          TOTPD_ERR_NULL);
+    CHECK(totpd_verify_prepared(scratch, algs, digs, ctr, NK, NULL, codes, NP, 1, path, out) ==
+          TOTPD_ERR_NULL);
+    CHECK(totpd_verify_prepared(scratch, algs, digs, ctr, NK, kidx, NULL, NP, 1, path, out) ==
+          TOTPD_ERR_NULL);
+    CHECK(totpd_verify_prepared(scratch, algs, digs, ctr, NK, kidx, codes, NP, 1, path, NULL) ==
+          TOTPD_ERR_NULL);
+    uint32_t saved = kidx[3];
+    kidx[3] = NK;
+    CHECK(totpd_verify_prepared(scratch, algs, digs, ctr, NK, kidx, codes, NP, 1, path, out) ==
+          TOTPD_ERR_KEY_INDEX);
+    kidx[3] = saved;
+    CHECK(totpd_verify_prepared(scratch, algs, digs, ctr, NK, kidx, codes, NP,
+                                TOTPD_MAX_WINDOW + 1, path, out) == TOTPD_ERR_WINDOW);
+    CHECK(memcmp(out, sentinel, sizeof out) == 0);
+    /* Empty ranges and empty pair lists: OK, nothing touched, NULLs allowed. */
+    CHECK(totpd_prepare_keys(keys, offsets[NK], offsets, algs, NK, 7, 7, path, scratch) ==
+          TOTPD_OK);
+    for (size_t w = 0; w < NK * TOTPD_PAD_SLOT_WORDS; w++) CHECK(scratch[w] == 0);
+    CHECK(totpd_verify_prepared(scratch, algs, digs, ctr, NK, NULL, NULL, 0, 1, path, NULL) ==
+          TOTPD_OK);
+    CHECK(totpd_verify_prepared(NULL, NULL, NULL, NULL, 0, NULL, NULL, 0, 1, path, NULL) ==
+          TOTPD_OK);
+    CHECK(totpd_prepare_keys(NULL, 0, offsets, NULL, 0, 0, 0, path, NULL) == TOTPD_OK);
+}
+
+/* Empty tables, empty batches and keys == NULL (allowed with keys_len 0: every
+ * key empty), on every lane kernel and every scalar tail. */
+static void test_empty(int path) {
+    enum { NK = 2 * 16 + 8 + 8 + 5 };
+    uint32_t offsets[NK + 1] = {0};
+    uint8_t algs[NK], digs[NK];
+    uint64_t ctr[NK], scratch[NK * TOTPD_PAD_SLOT_WORDS];
+    uint32_t kidx[NK], codes[NK];
+    int64_t out[NK];
+    uint8_t one = 0;
+    CHECK(totpd_verify_batch(NULL, 0, offsets, NULL, NULL, NULL, 0, NULL, NULL, 0, 1, path, NULL,
+                             NULL) == TOTPD_OK);
+    kidx[0] = 0;
+    CHECK(totpd_verify_batch(NULL, 0, offsets, NULL, NULL, NULL, 0, kidx, codes, 1, 1, path, NULL,
+                             out) == TOTPD_ERR_KEY_INDEX);
+    CHECK(totpd_verify_batch(NULL, 1, offsets, NULL, NULL, NULL, 0, NULL, NULL, 0, 1, path, NULL,
+                             NULL) == TOTPD_ERR_NULL);
+    CHECK(totpd_verify_batch(NULL, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL, 0, 1, path, NULL,
+                             NULL) == TOTPD_ERR_NULL);
+    /* Group sizes per algorithm: SHA-1 16 + 16 + 3 (tail), SHA-512 8 + 1
+     * (tail), SHA-256 2; n_keys from 1 (the scalar tails alone) to NK. */
+    for (int k = 0; k < NK; k++) {
+        offsets[k + 1] = 0;
+        algs[k] = (uint8_t)(k < 35 ? TOTPD_ALG_SHA1 : k < 44 ? TOTPD_ALG_SHA512 : TOTPD_ALG_SHA256);
+        digs[k] = (uint8_t)(6 + k % 3);
+        ctr[k] = (uint64_t)k;
+    }
+    static const int sizes[] = {1, 2, 5, 16, 35, 36, 37, 44, NK};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        uint32_t nk = (uint32_t)sizes[s];
+        /* Reorder so that small tables also mix algorithms: key 0 SHA-1, key 1 SHA-512. */
+        uint8_t a[NK];
+        memcpy(a, algs, sizeof a);
+        if (nk <= 5) {
+            a[1] = TOTPD_ALG_SHA512;
+            a[2] = TOTPD_ALG_SHA256;
+        }
+        for (uint32_t j = 0; j < nk; j++) {
+            kidx[j] = j;
+            CHECK(totpd_hotp(NULL, 0, a[j], digs[j], ctr[j], TOTPD_PATH_PORTABLE, &codes[j]) ==
+                  TOTPD_OK);
+        }
+        memset(out, 0x55, sizeof out);
+        CHECK(totpd_verify_batch(NULL, 0, offsets, a, digs, ctr, nk, kidx, codes, nk, 0, path,
+                                 scratch, out) == TOTPD_OK);
+        for (uint32_t j = 0; j < nk; j++) CHECK(out[j] == (int64_t)ctr[j]);
+        for (size_t w = 0; w < nk * TOTPD_PAD_SLOT_WORDS; w++) CHECK(scratch[w] == 0);
+        /* No pairs: OK, the output untouched, scratch wiped. */
+        CHECK(totpd_verify_batch(NULL, 0, offsets, a, digs, ctr, nk, NULL, NULL, 0, 1, path,
+                                 scratch, NULL) == TOTPD_OK);
+        for (size_t w = 0; w < nk * TOTPD_PAD_SLOT_WORDS; w++) CHECK(scratch[w] == 0);
+        CHECK(totpd_prepare_keys(NULL, 0, offsets, a, nk, 0, nk, path, scratch) == TOTPD_OK);
+        CHECK(totpd_verify_prepared(scratch, a, digs, ctr, nk, kidx, codes, nk, 0, path, out) ==
+              TOTPD_OK);
+        for (uint32_t j = 0; j < nk; j++) CHECK(out[j] == (int64_t)ctr[j]);
+        totpd_wipe(scratch, sizeof scratch);
+    }
+    /* An empty key through a non-NULL pointer gives the same code. */
+    uint32_t c1, c2;
+    CHECK(totpd_hotp(NULL, 0, TOTPD_ALG_SHA1, 6, 5, path, &c1) == TOTPD_OK);
+    CHECK(totpd_hotp(&one, 0, TOTPD_ALG_SHA1, 6, 5, path, &c2) == TOTPD_OK);
+    CHECK(c1 == c2);
+    CHECK(totpd_hotp(NULL, 1, TOTPD_ALG_SHA1, 6, 5, path, &c1) == TOTPD_ERR_NULL);
+}
+
+/* A caller that changes its buffers during a call (cffi releases the GIL)
+ * gets meaningless answers, but no access outside the buffers: every value
+ * the core validated is read once more at most, then clamped. A second thread
+ * flips, between values that each pass validation (or not): key offsets so a
+ * key switches between 20 and 250 bytes (lane kernel or hashed), algorithms,
+ * and key indices. ASan reports any overflow. */
+enum { RACE_NK = 6, RACE_KEYS = 300, RACE_CALLS = 4000 };
+static uint8_t race_keys[RACE_KEYS];
+static volatile uint32_t race_off[RACE_NK + 1] = {0, 20, 260, 270, 280, 290, 300};
+static volatile uint8_t race_alg[RACE_NK] = {1, 1, 1, 1, 1, 3};
+static volatile uint32_t race_kidx[RACE_NK] = {0, 1, 2, 3, 4, 5};
+static atomic_int race_stop;
+
+static void *racer(void *arg) {
+    (void)arg;
+    /* Mostly values that each pass validation (so the calls get past it even
+     * while this thread is descheduled); now and then, for a moment, values
+     * validation would reject. */
+    for (uint32_t i = 0; !atomic_load_explicit(&race_stop, memory_order_relaxed); i++) {
+        race_off[1] = i & 1 ? 250 : 20;
+        race_alg[0] = (i & 2) ? TOTPD_ALG_SHA512 : TOTPD_ALG_SHA1;
+        race_alg[5] = (i & 4) ? TOTPD_ALG_SHA256 : TOTPD_ALG_SHA512;
+        race_kidx[0] = (i & 8) ? 5 : 0;
+        if (i % 64 == 0) {
+            race_alg[0] = 77;
+            race_kidx[0] = 0x40000000u;
+            race_kidx[3] = RACE_NK;
+            race_kidx[3] = 3;
+            race_kidx[0] = 0;
+            race_alg[0] = TOTPD_ALG_SHA1;
+        }
+    }
+    return NULL;
+}
+
+static void test_race(void) {
+    uint8_t digs[RACE_NK] = {6, 6, 6, 6, 6, 6};
+    uint64_t ctr[RACE_NK] = {5, 5, 5, 5, 5, 5}, scratch[RACE_NK * TOTPD_PAD_SLOT_WORDS];
+    uint32_t codes[RACE_NK] = {0};
+    int64_t out[RACE_NK];
+    const uint32_t *off = (const uint32_t *)race_off;
+    const uint8_t *alg = (const uint8_t *)race_alg;
+    const uint32_t *kidx = (const uint32_t *)race_kidx;
+    pthread_t t;
+    for (size_t i = 0; i < sizeof race_keys; i++) race_keys[i] = (uint8_t)i;
+    atomic_store(&race_stop, 0);
+    if (pthread_create(&t, NULL, racer, NULL) != 0) {
+        fprintf(stderr, "test_race: pthread_create failed\n");
+        failures++;
+        return;
+    }
+    for (int path = TOTPD_PATH_PORTABLE; path <= TOTPD_PATH_AVX512X16; path++) {
+        if (!totpd_path_supported(path)) continue;
+        for (int i = 0; i < RACE_CALLS; i++) {
+            /* Return codes vary with the race; only memory safety is checked. */
+            (void)totpd_verify_batch(race_keys, RACE_KEYS, off, alg, digs, ctr, RACE_NK, kidx,
+                                     codes, RACE_NK, 1, path, scratch, out);
+            (void)totpd_prepare_keys(race_keys, RACE_KEYS, off, alg, RACE_NK, 0, RACE_NK, path,
+                                     scratch);
+            (void)totpd_verify_prepared(scratch, alg, digs, ctr, RACE_NK, kidx, codes, RACE_NK, 1,
+                                        path, out);
+        }
+    }
+    atomic_store(&race_stop, 1);
+    pthread_join(t, NULL);
+}
+
 int main(void) {
     int tested = 0;
     CHECK(totpd_set_default_path(99) == TOTPD_ERR_PATH);
@@ -241,8 +476,11 @@ int main(void) {
         test_path(path);
         test_path(-1);
         test_differential(path);
+        test_split(path);
+        test_empty(path);
         tested++;
     }
+    test_race();
     CHECK(totpd_set_default_path(TOTPD_PATH_AUTO) == TOTPD_OK);
     CHECK(totpd_default_path() != TOTPD_PATH_AUTO);
     printf("paths tested: %d, failures: %d\n", tested, failures);

@@ -21,7 +21,7 @@ import os
 import threading
 from array import array
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any, Final
 
@@ -180,23 +180,46 @@ class KeyTable:
     Key ``i`` is ``keys[offsets[i]:offsets[i + 1]]``; ``counters[i]`` is the server's
     current time step for that key's period. Call :meth:`wipe` (or use the table as a
     context manager) when done: it zeroes the key buffer.
+
+    ``keys`` is a view of the used part of a larger buffer. :meth:`add` grows that
+    buffer itself (doubling, copy, then wipe the old one) rather than with
+    ``bytearray +=``, whose reallocation would free old copies of the keys unwiped.
+    Do not change the buffers during a :func:`verify_batch` call (it releases the
+    GIL): the C core stays memory-safe, but the answers would be meaningless.
     """
 
-    __slots__ = ("algorithms", "counters", "digits", "keys", "offsets")
+    __slots__ = ("_buf", "_used", "algorithms", "counters", "digits", "offsets")
 
     def __init__(self) -> None:
         self._empty()
 
     def _empty(self) -> None:
         # Fresh buffers rather than clear(): a live cffi view would block the resize.
-        self.keys = bytearray()
+        self._buf = bytearray()
+        self._used = 0
         self.offsets = array("I", [0])
         self.algorithms = array("B")
         self.digits = array("B")
         self.counters = array("Q")
 
+    @property
+    def keys(self) -> memoryview:
+        """The key bytes, all keys back to back (a view; the table owns the buffer)."""
+        return memoryview(self._buf)[: self._used]
+
     def __len__(self) -> int:
         return len(self.algorithms)
+
+    def _reserve(self, size: int) -> None:
+        """Room for ``size`` key bytes; a buffer left behind is wiped first."""
+        old = self._buf
+        if size <= len(old):
+            return
+        new = bytearray(max(size, 2 * len(old), 256))
+        if self._used:
+            ffi.memmove(ffi.from_buffer(new), ffi.from_buffer(old), self._used)
+            lib.totpd_wipe(ffi.from_buffer(old), len(old))
+        self._buf = new
 
     def add(
         self, key: bytes | bytearray | memoryview, algorithm: Algorithm, digits: int, counter: int
@@ -205,10 +228,14 @@ class KeyTable:
         alg = _alg_code(algorithm)
         _check_digits(digits)
         _check_counter(counter)
-        end = len(self.keys) + len(key)
+        data = memoryview(key)
+        start = self._used
+        end = start + data.nbytes
         if end > _U32_MAX:
             raise NativeError(int(lib.TOTPD_ERR_OFFSETS), "key buffer exceeds 4 GiB")
-        self.keys += key
+        self._reserve(end)
+        self._buf[start:end] = data  # same length: written in place, never reallocated
+        self._used = end
         self.offsets.append(end)
         self.algorithms.append(alg)
         self.digits.append(digits)
@@ -237,8 +264,10 @@ class KeyTable:
             _check_counter(min(counters))
             _check_counter(max(counters))
         table = cls()
-        table.keys = bytearray().join(keys)
-        if len(table.keys) > _U32_MAX:
+        # join sizes its result first: one allocation, no reallocated copy left behind.
+        table._buf = bytearray().join(keys)
+        table._used = len(table._buf)
+        if table._used > _U32_MAX:
             table.wipe()
             raise NativeError(int(lib.TOTPD_ERR_OFFSETS), "key buffer exceeds 4 GiB")
         table.offsets = array("I", [0, *itertools.accumulate(map(len, keys))])
@@ -249,7 +278,7 @@ class KeyTable:
 
     def wipe(self) -> None:
         """Zero the key buffer and empty the table."""
-        buf = self.keys
+        buf = self._buf
         if buf:
             lib.totpd_wipe(ffi.from_buffer(buf), len(buf))
         self._empty()
@@ -302,6 +331,13 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
 
 
+def _check_all(futures: list[Future[int]]) -> None:
+    """Wait for every chunk, then raise the first error (a C error code or an exception)."""
+    wait(futures)
+    for future in futures:
+        _check(future.result())
+
+
 def verify_batch(
     keys: KeyTable,
     key_indices: array[int] | Sequence[int],
@@ -332,7 +368,9 @@ def verify_batch(
         return out
 
     scratch = ffi.new("uint64_t[]", max(1, n_keys) * _PAD_SLOT_WORDS)
-    key_buf = ffi.from_buffer("uint8_t[]", keys.keys)
+    key_view = keys.keys
+    keys_len = len(key_view)
+    key_buf = ffi.from_buffer("uint8_t[]", key_view)
     offsets = ffi.from_buffer("uint32_t[]", keys.offsets)
     algs = ffi.from_buffer("uint8_t[]", keys.algorithms)
     digs = ffi.from_buffer("uint8_t[]", keys.digits)
@@ -345,7 +383,7 @@ def verify_batch(
     if n_threads <= 1 or n_pairs <= THREAD_SPLIT:
         rc = lib.totpd_verify_batch(
             key_buf,
-            len(keys.keys),
+            keys_len,
             offsets,
             algs,
             digs,
@@ -363,6 +401,7 @@ def verify_batch(
         return out
 
     size = n_keys * _PAD_SLOT_WORDS * 8
+    pending: list[Future[int]] = []
     try:
         pool = _pool()
 
@@ -370,7 +409,7 @@ def verify_batch(
             return int(
                 lib.totpd_prepare_keys(
                     key_buf,
-                    len(keys.keys),
+                    keys_len,
                     offsets,
                     algs,
                     n_keys,
@@ -400,11 +439,19 @@ def verify_batch(
             )
 
         key_parts = _split(n_keys, n_threads) if n_keys else []
-        for rc in pool.map(prepare, key_parts):
-            _check(rc)
-        for rc in pool.map(run, _split(n_pairs, n_threads)):
-            _check(rc)
+        for part in key_parts:
+            pending.append(pool.submit(prepare, part))
+        _check_all(pending)
+        pending = []
+        for part in _split(n_pairs, n_threads):
+            pending.append(pool.submit(run, part))
+        _check_all(pending)
     finally:
+        # Whatever raised, no worker may still be writing pad states into scratch
+        # when it is wiped (and freed).
+        for future in pending:
+            future.cancel()
+        wait(pending)
         lib.totpd_wipe(scratch, size)
     return out
 
