@@ -8,6 +8,8 @@ from totpd.config import Settings
 from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService
 from totpd.store import FactorStore, migrate, open_engine
+from totpd.store.checkpoints import start_checkpointer
+from totpd.store.database import SQLITE_BUSY_TIMEOUT_MS
 
 
 def build_service(settings: Settings) -> MfaService:
@@ -18,4 +20,6 @@ def build_service(settings: Settings) -> MfaService:
     keyring = Keyring.load(settings.key_file)
     engine = open_engine(settings.prepared_database_url())
     migrate(engine)
+    # SQLite only: WAL checkpoints in a daemon thread, off the writers' path.
+    start_checkpointer(engine, SQLITE_BUSY_TIMEOUT_MS)
     return MfaService(FactorStore(engine), keyring, settings.policy, time.time)
