@@ -111,13 +111,13 @@ export interface VerifyResponse {
  * BatchVerifyRequest checks many codes at once.
  *
  * Wire shape, chosen by measurement (benchmarks/service, Python upb protobuf,
- * 10,000 items, 2-core machine): per-item messages cost the server 3.3 ms to
- * parse and 12.1 ms to build the response; a columnar shape (one repeated
- * field per column) costs 0.9 ms and 1.1 ms, 8 times less. But the per-item
- * 15.4 ms is 7% of a whole call on SQLite (212 ms) and 4% on PostgreSQL
- * (352 ms), whose own bulk UPDATEs of the same rows take 40 ms and 152 ms,
- * and per-item messages are the natural shape for clients in every language,
- * so they stay.
+ * 10,000 items, 2-core machine, two runs): per-item messages cost the server
+ * 3.2-3.5 ms to parse and 12.4-12.7 ms to build the response; a columnar
+ * shape (one repeated field per column) costs 1.0 ms and 1.2 ms, about 7.4
+ * times less. But the per-item 16 ms is 9-10% of a whole call on SQLite
+ * (166-169 ms) and 5% on PostgreSQL (295-296 ms), whose own bulk UPDATEs of
+ * the same rows take 38-39 ms and 150-151 ms, and per-item messages are the
+ * natural shape for clients in every language, so they stay.
  */
 export interface BatchVerifyRequest {
   /**
