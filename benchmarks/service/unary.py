@@ -177,15 +177,9 @@ def run_level(
         warmup,
         budget=min(len(pool) - warmup, int(seconds * max_rate)),
     )
-    database_before = database_cpu()
-    figures = _run_level_go(level, gomaxprocs) if client == "go" else _run_level_python(level)
-    database_after = database_cpu()
-    figures["database_cpu_s"] = (
-        None
-        if database_before is None or database_after is None
-        else database_after - database_before
-    )
-    return figures
+    if client == "go":
+        return _with_database_cpu(lambda: _run_level_go(level, gomaxprocs), database_cpu)
+    return _with_database_cpu(lambda: _run_level_python(level), database_cpu)
 
 
 def run_open_level(
@@ -227,14 +221,17 @@ def run_open_level(
         f"-max-outstanding={max_outstanding}",
         f"-late-after={late_after_ms * 1000:.0f}us",
     )
-    database_before = database_cpu()
-    figures = _run_level_go(level, gomaxprocs, extra)
-    database_after = database_cpu()
-    figures["database_cpu_s"] = (
-        None
-        if database_before is None or database_after is None
-        else database_after - database_before
-    )
+    return _with_database_cpu(lambda: _run_level_go(level, gomaxprocs, extra), database_cpu)
+
+
+def _with_database_cpu(
+    run: Callable[[], dict[str, Any]], database_cpu: Callable[[], float | None]
+) -> dict[str, Any]:
+    """The level's figures, plus the database's CPU seconds during it (None if unknown)."""
+    before = database_cpu()
+    figures = run()
+    after = database_cpu()
+    figures["database_cpu_s"] = None if before is None or after is None else after - before
     return figures
 
 

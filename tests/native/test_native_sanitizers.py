@@ -70,6 +70,16 @@ def _build(cc: str, flags: list[str], program: str, exe: Path) -> subprocess.Com
     )
 
 
+def _run_passing(exe: Path, env: dict[str, str], *, timeout: float) -> str:
+    """Run a C test program; it must exit 0 and report no failed check. Its output."""
+    run = subprocess.run(
+        [str(exe)], capture_output=True, text=True, check=False, timeout=timeout, env=env
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "failures: 0" in run.stdout
+    return run.stdout
+
+
 @pytest.mark.parametrize("compiler", _compilers(), ids=["gcc", "clang"])
 def test_core_under_asan_ubsan(compiler: tuple[str, str], tmp_path: Path) -> None:
     family, cc = compiler
@@ -88,20 +98,9 @@ def test_core_under_asan_ubsan(compiler: tuple[str, str], tmp_path: Path) -> Non
             pytest.skip(f"{cc} has no sanitizer runtime (libclang-rt-dev): {check.stderr[-300:]}")
     build = _build(cc, flags, "tests/test_core.c", exe)
     assert build.returncode == 0, build.stderr
-    run = subprocess.run(
-        [str(exe)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        env={
-            "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
-            "UBSAN_OPTIONS": "print_stacktrace=1",
-        },
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "failures: 0" in run.stdout
-    assert "paths tested: 0" not in run.stdout
+    env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    output = _run_passing(exe, env, timeout=300)
+    assert "paths tested: 0" not in output
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
@@ -110,17 +109,7 @@ def test_no_pad_state_left_on_the_stack(tmp_path: Path) -> None:
     # The flags native/build_native.py compiles the module with.
     build = _build("gcc", ["-O3", "-fno-strict-aliasing"], "tests/test_residue.c", exe)
     assert build.returncode == 0, build.stderr
-    run = subprocess.run(
-        [str(exe)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        # Lazy symbol binding saves the vector registers on the stack, below
-        # the frames the core scrubs: register contents are not what this
-        # test checks.
-        env={"LD_BIND_NOW": "1"},
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "failures: 0" in run.stdout
-    assert "paths tested: 0" not in run.stdout
+    # Lazy symbol binding saves the vector registers on the stack, below the
+    # frames the core scrubs: register contents are not what this test checks.
+    output = _run_passing(exe, {"LD_BIND_NOW": "1"}, timeout=120)
+    assert "paths tested: 0" not in output

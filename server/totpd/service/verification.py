@@ -63,6 +63,16 @@ class _Item(NamedTuple):
     digits: int
 
 
+class _Round(NamedTuple):
+    """A round decided again under locks: its items and what its stages need."""
+
+    items: list[_Item]
+    requests: list[AttemptRequest]
+    state: str
+    now: int
+    activate: bool
+
+
 class CodeChecker:
     def __init__(
         self, store: FactorStore, keyring: Keyring, policy: Policy, clock: Callable[[], float]
@@ -138,16 +148,12 @@ class CodeChecker:
         if not attempts.write_if_unchanged(writes, state=state, now=now, activate=activate):
             # A factor changed between the read and the write (another attempt
             # on it, a disable): nothing was written. Decide again under locks.
-            results, missing = self._run_locked_round(items, requests, state, now, activate)
+            locked_round = _Round(items, requests, state, now, activate)
+            results, missing = self._run_locked_round(locked_round)
         return results, missing
 
     def _run_locked_round(
-        self,
-        items: list[_Item],
-        requests: list[AttemptRequest],
-        state: str,
-        now: int,
-        activate: bool,
+        self, round_: _Round
     ) -> tuple[list[tuple[_Item, CheckResult]], list[_Item]]:
         """The round with its factors locked from read to write: it cannot conflict.
 
@@ -157,21 +163,15 @@ class CodeChecker:
         """
         for _ in range(_LOCKED_TRIES - 1):
             with contextlib.suppress(RoundAborted):
-                return self._locked_round(items, requests, state, now, activate)
-        return self._locked_round(items, requests, state, now, activate)
+                return self._locked_round(round_)
+        return self._locked_round(round_)
 
-    def _locked_round(
-        self,
-        items: list[_Item],
-        requests: list[AttemptRequest],
-        state: str,
-        now: int,
-        activate: bool,
-    ) -> tuple[list[tuple[_Item, CheckResult]], list[_Item]]:
+    def _locked_round(self, round_: _Round) -> tuple[list[tuple[_Item, CheckResult]], list[_Item]]:
+        state, now = round_.state, round_.now
         with self._store.attempts.locked() as locked:
-            factors = locked.read(requests, state=state, now=now)
-            results, writes, missing = self._decide(items, factors, now)
-            written = locked.write(writes, state=state, now=now, activate=activate)
+            factors = locked.read(round_.requests, state=state, now=now)
+            results, writes, missing = self._decide(round_.items, factors, now)
+            written = locked.write(writes, state=state, now=now, activate=round_.activate)
         return [(item, _unless_lost(result, written)) for item, result in results], missing
 
     def _decide(
