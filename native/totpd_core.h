@@ -15,7 +15,9 @@
  *     and the stack the work used is scrubbed before an entry point returns;
  *   - the caller's buffers must not change during a call; if they do (the GIL
  *     is released), the answers are meaningless but every access stays inside
- *     the buffers: each per-key and per-pair value is read once and clamped.
+ *     the buffers: every value that selects memory (key offsets, algorithm,
+ *     key index) is read once and clamped; digits, counters and codes select
+ *     none and are read as needed.
  *
  * Functions return TOTPD_OK (0) or a negative TOTPD_ERR_* code.
  */

@@ -4,7 +4,8 @@ The rounds of a batch commit one by one. A fault after a round was stored
 must not turn the whole call into an error: the caller would retry and find
 its steps used (REPLAYED) and its failures counted twice. The stored items
 keep their verdict; every item not decided gets the fault as its own error.
-A unary call still fails whole (its one item was not decided).
+A fault before any item has its verdict fails the whole call, as a unary
+call does: nothing was stored, and clients retry a failed call.
 """
 
 from __future__ import annotations
@@ -88,18 +89,30 @@ def test_a_fault_in_a_later_round_fails_only_the_items_not_decided(
     assert results_of(service.verify_batch([items[2]])) == [VerifyResult.VALID]
 
 
-def test_an_exhausted_pool_is_overloaded_per_item(
+def test_an_exhausted_pool_after_a_verdict_is_overloaded_per_item(
     service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     enrolled = enroll_active(service, clock, account_id)
     busy = TimeoutError("QueuePool limit of size 20 overflow 20 reached")
-    monkeypatch.setattr(Attempts, "read", failing_after(0, Attempts.read, busy))
+    monkeypatch.setattr(Attempts, "read", failing_after(1, Attempts.read, busy))
+    wrong = wrong_code(code_at(enrolled, clock.now))
 
-    results = service.verify_batch([VerifyItem(account_id, code_at(enrolled, clock.now))])
+    results = service.verify_batch([VerifyItem(account_id, wrong)] * 2)  # two rounds
 
-    (error,) = results
-    assert isinstance(error, TotpdError) and error.reason is ErrorReason.OVERLOADED
-    assert "retry" in error.message
+    assert results_of(results) == [VerifyResult.INVALID, ErrorReason.OVERLOADED]
+    error = results[1]
+    assert isinstance(error, TotpdError) and "retry" in error.message
+
+
+def test_a_fault_before_any_verdict_fails_the_whole_batch(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing was stored: the call fails (UNAVAILABLE), and clients retry it whole."""
+    enrolled = enroll_active(service, clock, account_id)
+    monkeypatch.setattr(Attempts, "read", failing_after(0, Attempts.read, DOWN))
+    items = [VerifyItem(account_id, code_at(enrolled, clock.now)), VerifyItem("x", "12 456")]
+    with pytest.raises(OperationalError):
+        service.verify_batch(items)
 
 
 def test_a_unary_verify_still_fails_whole(

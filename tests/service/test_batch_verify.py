@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -16,7 +17,7 @@ from totpd.crypto import Keyring, write_new_keyring
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
-from totpd.service.types import Enrollment, VerifyItem, VerifyOutcome, VerifyResult
+from totpd.service.types import Enrollment, EnrollParams, VerifyItem, VerifyOutcome, VerifyResult
 from totpd.store import Attempts, FactorStore
 
 
@@ -104,6 +105,52 @@ def test_items_after_a_lock_are_answered_without_more_rounds(
     locked = [o for o in outcomes if isinstance(o, VerifyOutcome)][3:40]
     assert len({(o.attempts_left, o.retry_after_seconds) for o in locked}) == 1
     assert reads == 5  # 3 counted, 1 locked, then the 8-digit item: not 41 rounds
+
+
+def test_a_lock_on_one_named_factor_answers_only_items_naming_it(
+    service: MfaService, clock: Clock, account_id: str
+) -> None:
+    phone = enroll_active(service, clock, account_id)
+    tablet = enroll_active(service, clock, account_id, "tablet")
+    period = tablet.factor.period_seconds
+    wrong = wrong_code(code_at(phone, clock.now))
+    items = [VerifyItem(account_id, wrong, phone.factor.factor_id)] * 5 + [
+        # Account-wide: the phone is blocked, so only the tablet is compared.
+        VerifyItem(account_id, code_at(tablet, clock.now)),
+        # Naming the tablet, which is not blocked: judged (the next step, in the window).
+        VerifyItem(account_id, code_at(tablet, clock.now + period), tablet.factor.factor_id),
+    ]
+    outcomes = service.verify_batch(items)
+    assert results_of(outcomes) == (
+        [VerifyResult.INVALID] * 3 + [VerifyResult.LOCKED] * 2 + [VerifyResult.VALID] * 2
+    )
+
+
+def test_a_lock_found_while_explaining_is_not_copied_to_later_items(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An item the round's read found no candidate for is explained by a second
+    read, which can race (here another client confirms the factor in between)
+    and answer LOCKED: later items still get a round of their own."""
+    pending = service.enroll(EnrollParams(account_id, "phone"))
+    factor_id = pending.factor.factor_id
+    real_read = Attempts.read
+    reads = 0
+
+    def confirm_after_first_read(self: Attempts, *args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        rows = real_read(self, *args, **kwargs)
+        reads += 1
+        if reads == 1:
+            service.confirm(account_id, factor_id, code_at(pending, clock.now))
+        return rows
+
+    monkeypatch.setattr(Attempts, "read", confirm_after_first_read)
+    later = code_at(pending, clock.now + pending.factor.period_seconds)  # next step, in window
+    outcomes = service.verify_batch(
+        [VerifyItem(account_id, "000000", factor_id), VerifyItem(account_id, later, factor_id)]
+    )
+    assert results_of(outcomes) == [VerifyResult.LOCKED, VerifyResult.VALID]
 
 
 def test_batch_too_large_is_refused_before_any_work(

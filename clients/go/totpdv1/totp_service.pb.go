@@ -678,8 +678,10 @@ type BatchVerifyResult_Outcome struct {
 type BatchVerifyResult_Error struct {
 	// Why this item could not be judged (malformed, unknown account...).
 	// STORE_UNAVAILABLE or OVERLOADED: a database fault stopped the batch
-	// before this item was decided (nothing was counted for it; retry it).
-	// The items already decided keep their verdicts.
+	// before this item was decided; retry it (its verdict is unknown: if the
+	// fault hit a commit, the attempt may have been counted, as for a unary
+	// call that fails). The items already decided keep their verdicts. A fault
+	// before any item has its verdict fails the whole call instead.
 	Error *ItemError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
 }
 

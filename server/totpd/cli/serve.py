@@ -128,7 +128,11 @@ def _serve(args: argparse.Namespace) -> int:
     # Imported late so `totpd keygen` and `--help` work without the native core.
     try:
         from totpd.app import build_service
-    except ValueError as error:  # otp.CpuPathError: TOTPD_CPU_PATH, applied at import
+    except ValueError as error:
+        # otp.CpuPathError (TOTPD_CPU_PATH is applied at import); not importable
+        # by name here, as its module failed to import. Any other error stays loud.
+        if type(error).__name__ != "CpuPathError":
+            raise
         raise StartupError(str(error)) from None
     from totpd.rpc.server import ServerError, serve
 

@@ -16,6 +16,11 @@ from totpd.store.faults import is_outage, is_pool_exhausted
 _log = logging.getLogger("totpd.store")
 
 
+def is_store_fault(error: BaseException) -> bool:
+    """Whether `error` is a database fault (without logging it)."""
+    return is_pool_exhausted(error) or is_outage(error)
+
+
 def store_fault(error: BaseException, method: str) -> TotpdError | None:
     """The error for a database fault (logged once here), or None if `error` is not one."""
     if is_pool_exhausted(error):

@@ -34,7 +34,7 @@ from totpd import otp
 from totpd.crypto import Keyring, SecretUnavailable
 from totpd.service import validation
 from totpd.service.errors import ErrorReason, TotpdError
-from totpd.service.faults import store_fault
+from totpd.service.faults import is_store_fault, store_fault
 from totpd.service.policy import Policy
 from totpd.service.types import Algorithm, VerifyOutcome, VerifyResult
 from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, RoundAborted
@@ -104,10 +104,12 @@ class CodeChecker:
     ) -> list[CheckResult]:
         """Many codes against factors in `state`; each gets its result or its error.
 
-        A database fault mid-batch does not discard the verdicts of the rounds
-        already stored (a retry would find their steps used and count their
-        failures twice): with `faults_per_item` those keep their verdict and
-        every item not decided gets the fault as its error.
+        A database fault before any item has its verdict fails the whole call
+        (nothing was stored; the caller retries it). After that, with
+        `faults_per_item`, it does not discard the verdicts already reached (a
+        retry would find their steps used and count their failures twice):
+        those items keep them and every item not decided gets the fault as its
+        own error.
         """
         results: list[CheckResult | None] = [None] * len(requests)
         waiting: list[_Item] = []
@@ -117,23 +119,26 @@ class CodeChecker:
             except TotpdError as error:
                 results[index] = error
         now = math.floor(self._clock())
+        judged_any = False
         while waiting:
             this_round, waiting = _one_per_account(waiting)
+            decided: list[tuple[_Item, CheckResult]] = []
             try:
                 decided, missing = self._run_round(this_round, state, now, activate)
                 for item, result in decided:
                     results[item.position] = result
+                judged_any = judged_any or bool(decided)
                 for item, result in self._explain_uncounted(missing, state, now):
                     results[item.position] = result
             except Exception as error:
-                fault = store_fault(error, "BatchVerify") if faults_per_item else None
-                if fault is None:
+                if not (faults_per_item and judged_any and is_store_fault(error)):
                     raise
+                fault = store_fault(error, "BatchVerify")
                 for item in [*this_round, *waiting]:
                     if results[item.position] is None:
                         results[item.position] = fault
                 break
-            waiting = _answer_while_locked(this_round, waiting, results)
+            waiting = _answer_while_locked(decided, waiting, results)
         return [result for result in results if result is not None]
 
     def _run_round(
@@ -419,19 +424,22 @@ def _unless_lost(result: CheckResult, written: set[str]) -> CheckResult:
 
 
 def _answer_while_locked(
-    decided: list[_Item], waiting: list[_Item], results: list[CheckResult | None]
+    decided: list[tuple[_Item, CheckResult]],
+    waiting: list[_Item],
+    results: list[CheckResult | None],
 ) -> list[_Item]:
     """Answer LOCKED, without another round, the waiting items whose exact
-    candidates (account, factor, digits) a decided item found all blocked.
+    candidates (account, factor, digits) a round's read found all blocked.
 
     Nothing was compared or counted for a LOCKED item, so the factors' state,
     and the verdict at the batch's `now`, stay the same for the items after
-    it: the answer a round of their own would give. Without this, a batch of
+    it: the answer a round of their own would give. Only verdicts of the
+    round's read count (`decided`), not the explanations of items it found no
+    candidate for, which read again and may race. Without this, a batch of
     10,000 items for one account ran 10,000 rounds.
     """
     locked: dict[tuple[str, str | None, int], CheckResult] = {}
-    for item in decided:
-        result = results[item.position]
+    for item, result in decided:
         if isinstance(result, VerifyOutcome) and result.result is VerifyResult.LOCKED:
             locked[(item.check.account_id, item.check.factor_id, item.digits)] = result
     if not locked:

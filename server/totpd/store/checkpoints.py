@@ -1,16 +1,16 @@
 """SQLite WAL checkpoints off the write path.
 
-SQLite checkpoints inline: the commit that grows the WAL past
-`wal_autocheckpoint` pages then copies every page back into the database file
-and syncs it, while that writer still holds the write lock (and totpd's writer
-queue, database.SqliteWriterQueue), so every other writer of every server
-process waits. Under a steady 2,000 unary Verify/s that stall set the p99 at
-43 ms. Here a daemon thread runs a PASSIVE checkpoint every `interval`: it
-takes no write lock, so writers go on while it copies and syncs. The inline
-checkpoint still runs at `wal_autocheckpoint` pages (only a checkpoint that
-saw no write in between can let the WAL restart from its beginning, so it
-stays the one that bounds the file), but it finds the pages already copied
-and synced and finishes the rest quickly.
+SQLite checkpoints inline: once a commit grows the WAL past
+`wal_autocheckpoint` pages, that same call copies every page back into the
+database file and syncs it. SQLite's own write lock is released by then, but
+totpd's writer queue (database.SqliteWriterQueue, held around the statement)
+is not, so every other writer of every server process waits. Under a steady
+2,000 unary Verify/s that stall set the p99 at 43 ms. Here a daemon thread
+runs a PASSIVE checkpoint every `interval`: it takes no lock writers wait for,
+so they go on while it copies and syncs. The inline checkpoint still runs at
+`wal_autocheckpoint` pages (only a checkpoint that saw no write in between
+lets the WAL restart from its beginning, so it stays the one that bounds the
+file), but it finds the pages already copied and synced and finishes quickly.
 """
 
 from __future__ import annotations
@@ -25,27 +25,30 @@ from sqlalchemy import Engine
 _log = logging.getLogger("totpd.store")
 
 CHECKPOINT_INTERVAL_SECONDS = 0.1
+THREAD_NAME = "totpd-wal-checkpoint"
 
 
 class WalCheckpointer:
     """A daemon thread checkpointing one SQLite database file's WAL.
 
     It lives as long as the engine it serves: it holds only a weak reference,
-    and stops once the engine is gone (or at `stop`).
+    and stops once the engine is gone (or at `stop`). A failing checkpoint is
+    logged once, not every interval, and tried again: meanwhile the commits'
+    own inline checkpoints keep the WAL bounded.
     """
 
     def __init__(
         self, engine: Engine, busy_timeout_ms: int, interval: float = CHECKPOINT_INTERVAL_SECONDS
     ) -> None:
         database = engine.url.database
-        if not database:
+        if not database or database == ":memory:":
             raise ValueError("a WAL checkpointer needs a SQLite database file")
         self._engine = weakref.ref(engine)
         self._database = database
         self._busy_timeout_ms = busy_timeout_ms
         self._interval = interval
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="totpd-wal-checkpoint", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
 
     def start(self) -> WalCheckpointer:
         self._thread.start()
@@ -55,25 +58,50 @@ class WalCheckpointer:
         self._stopping.set()
         self._thread.join()
 
+    def is_running(self) -> bool:
+        return self._thread.is_alive()
+
     def checkpoint(self, connection: sqlite3.Connection) -> tuple[int, int, int]:
         """One PASSIVE checkpoint: (busy, WAL frames, frames checkpointed)."""
         busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         return int(busy), int(frames), int(copied)
 
-    def _run(self) -> None:
+    def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
+        connection.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        return connection
+
+    def _run(self) -> None:
+        connection: sqlite3.Connection | None = None
+        failing = False
         try:
-            connection.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
             while not self._stopping.wait(self._interval) and self._engine() is not None:
                 try:
+                    connection = connection or self._connect()
                     self.checkpoint(connection)
-                except sqlite3.Error as error:
-                    # The next commit's inline checkpoint still bounds the WAL.
-                    _log.warning(
-                        "WAL checkpoint failed", extra={"error_type": type(error).__name__}
-                    )
+                except Exception as error:  # the thread must outlive any one failure
+                    if not failing:
+                        _log.warning(
+                            "background WAL checkpoints failing; commits checkpoint inline",
+                            extra={"error_type": type(error).__name__, "cause": _cause(error)},
+                        )
+                    failing = True
+                    if connection is not None:
+                        connection.close()
+                        connection = None
+                    continue
+                if failing:
+                    _log.info("background WAL checkpoints work again")
+                    failing = False
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
+
+
+def _cause(error: Exception) -> str:
+    """SQLite's own one-line message ("database is locked", "disk I/O error")."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else "")[:200]
 
 
 def start_checkpointer(engine: Engine, busy_timeout_ms: int) -> WalCheckpointer | None:
