@@ -173,8 +173,12 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "tls_key_file": _as_optional_path,
     "tls_client_ca_file": _as_optional_path,
 }
+_POLICY_PARSERS: Final[dict[str, Callable[[object], Any]]] = {
+    "default_issuer": _as_str,
+    "allow_force_disable": _as_bool,
+}
 _POLICY: Final[dict[str, Callable[[object], Any]]] = {
-    f.name: (_as_str if f.name == "default_issuer" else _as_int) for f in fields(Policy)
+    f.name: _POLICY_PARSERS.get(f.name, _as_int) for f in fields(Policy)
 }
 KEYS: Final = tuple(_TOP_LEVEL) + tuple(_POLICY)
 

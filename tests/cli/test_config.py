@@ -31,6 +31,7 @@ def test_every_source_and_its_precedence(tmp_path: Path) -> None:
         window = 0
         lock_after_failures = 5
         default_issuer = "From File"
+        allow_force_disable = false
         """,
     )
     environ = {"TOTPD_LOCK_AFTER_FAILURES": "7", "TOTPD_MAX_WORKERS": "8"}
@@ -44,6 +45,9 @@ def test_every_source_and_its_precedence(tmp_path: Path) -> None:
     assert settings.policy.lock_after_failures == 7  # environment beats file
     assert settings.max_workers == 2  # flag beats environment
     assert settings.policy.default_issuer == "From File"
+    assert settings.policy.allow_force_disable is False
+    allowed = load_settings(None, {}, {"TOTPD_ALLOW_FORCE_DISABLE": "yes"})
+    assert allowed.policy.allow_force_disable is True
 
 
 def test_config_file_from_environment(tmp_path: Path) -> None:

@@ -61,7 +61,8 @@ const (
 	// The enrollment expired before it was confirmed. Status
 	// FAILED_PRECONDITION.
 	ErrorReason_ERROR_REASON_ENROLLMENT_EXPIRED ErrorReason = 12
-	// Disable needs a code or the force flag. Status INVALID_ARGUMENT.
+	// Disable needs a code or the force flag (or a code only, where the server
+	// turned force off). Status INVALID_ARGUMENT.
 	ErrorReason_ERROR_REASON_CODE_REQUIRED ErrorReason = 13
 	// An unexpected server fault. Status INTERNAL.
 	ErrorReason_ERROR_REASON_INTERNAL ErrorReason = 14

@@ -700,7 +700,9 @@ type DisableRequest struct {
 	// account when factor_id is empty). Required unless force is set.
 	Code string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
 	// Privileged administrator override: disables without a code. Callers
-	// must reserve it for authenticated admin paths.
+	// must reserve it for authenticated admin paths. A server configured with
+	// allow_force_disable = false refuses it (INVALID_ARGUMENT, CODE_REQUIRED,
+	// field "force").
 	Force         bool `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

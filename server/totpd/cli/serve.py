@@ -28,6 +28,7 @@ _log = logging.getLogger("totpd")
 _FLAG_NAMES = {"listen_address": "--listen", "create_dev_key": "--dev"}
 _METAVARS = {
     "listen_address": "HOST:PORT",
+    "allow_force_disable": "true|false",
     "database_url": "URL",
     "data_dir": "DIR",
     "key_file": "PATH",

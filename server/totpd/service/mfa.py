@@ -167,6 +167,13 @@ class MfaService:
     ) -> tuple[VerifyOutcome, list[Factor]]:
         account_id = validation.account_id(account_id)
         factor_id = validation.optional_factor_id(factor_id)
+        if force and not self._policy.allow_force_disable:
+            raise TotpdError(
+                ErrorReason.CODE_REQUIRED,
+                "force is turned off on this server (allow_force_disable); "
+                "disable needs a current code",
+                field="force",
+            )
         if not force:
             if not code:
                 raise TotpdError(

@@ -67,7 +67,10 @@ export enum ErrorReason {
    * FAILED_PRECONDITION.
    */
   ERROR_REASON_ENROLLMENT_EXPIRED = 12,
-  /** ERROR_REASON_CODE_REQUIRED - Disable needs a code or the force flag. Status INVALID_ARGUMENT. */
+  /**
+   * ERROR_REASON_CODE_REQUIRED - Disable needs a code or the force flag (or a code only, where the server
+   * turned force off). Status INVALID_ARGUMENT.
+   */
   ERROR_REASON_CODE_REQUIRED = 13,
   /** ERROR_REASON_INTERNAL - An unexpected server fault. Status INTERNAL. */
   ERROR_REASON_INTERNAL = 14,

@@ -175,7 +175,9 @@ export interface DisableRequest {
   code: string;
   /**
    * Privileged administrator override: disables without a code. Callers
-   * must reserve it for authenticated admin paths.
+   * must reserve it for authenticated admin paths. A server configured with
+   * allow_force_disable = false refuses it (INVALID_ARGUMENT, CODE_REQUIRED,
+   * field "force").
    */
   force: boolean;
 }
