@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from totpd.service.errors import ErrorReason, TotpdError
-from totpd.store.faults import is_outage, is_pool_exhausted
+from totpd.store.faults import first_line, is_outage, is_pool_exhausted
 
 _log = logging.getLogger("totpd.store")
 
@@ -41,10 +41,8 @@ def store_fault(error: BaseException, method: str) -> TotpdError | None:
 
 
 def _cause(error: BaseException) -> str:
-    """The first line of the driver's message (no SQL, no parameters), at most 200 chars."""
+    """The driver's error (SQLAlchemy keeps it as `orig`): its type and first line."""
     driver_error = getattr(error, "orig", None)
     if driver_error is None:
         return type(error).__name__
-    lines = str(driver_error).strip().splitlines()
-    first = lines[0] if lines else ""
-    return f"{type(driver_error).__name__}: {first}"[:200]
+    return f"{type(driver_error).__name__}: {first_line(driver_error)}"[:200]

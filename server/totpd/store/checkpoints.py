@@ -22,6 +22,9 @@ import weakref
 
 from sqlalchemy import Engine
 
+from totpd.store.database import sqlite_file
+from totpd.store.faults import first_line
+
 _log = logging.getLogger("totpd.store")
 
 CHECKPOINT_INTERVAL_SECONDS = 0.1
@@ -40,8 +43,8 @@ class WalCheckpointer:
     def __init__(
         self, engine: Engine, busy_timeout_ms: int, interval: float = CHECKPOINT_INTERVAL_SECONDS
     ) -> None:
-        database = engine.url.database
-        if not database or database == ":memory:":
+        database = sqlite_file(engine)
+        if database is None:
             raise ValueError("a WAL checkpointer needs a SQLite database file")
         self._engine = weakref.ref(engine)
         self._database = database
@@ -83,7 +86,7 @@ class WalCheckpointer:
                     if not failing:
                         _log.warning(
                             "background WAL checkpoints failing; commits checkpoint inline",
-                            extra={"error_type": type(error).__name__, "cause": _cause(error)},
+                            extra={"error_type": type(error).__name__, "cause": first_line(error)},
                         )
                     failing = True
                     if connection is not None:
@@ -98,16 +101,9 @@ class WalCheckpointer:
                 connection.close()
 
 
-def _cause(error: Exception) -> str:
-    """SQLite's own one-line message ("database is locked", "disk I/O error")."""
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else "")[:200]
-
-
 def start_checkpointer(engine: Engine, busy_timeout_ms: int) -> WalCheckpointer | None:
     """Start checkpointing the engine's database in the background, if it is a
     SQLite file (PostgreSQL checkpoints on its own; memory databases have no WAL)."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+    if sqlite_file(engine) is None:
         return None
     return WalCheckpointer(engine, busy_timeout_ms).start()

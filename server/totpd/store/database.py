@@ -71,8 +71,9 @@ class SqliteWriterQueue:
     """
 
     def __init__(self, database: str | None) -> None:
+        """`database`: the SQLite file (`sqlite_file`); None for one in memory."""
         self._threads = threading.Lock()
-        self._path = f"{database}.writers" if database and database != ":memory:" else None
+        self._path = f"{database}.writers" if database else None
         self._fd: int | None = None
 
     def __enter__(self) -> None:
@@ -93,11 +94,19 @@ class SqliteWriterQueue:
         self._threads.release()
 
 
+def sqlite_file(engine: Engine) -> str | None:
+    """The path of the engine's SQLite database file; None for PostgreSQL or memory."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return database
+
+
 def writer_queue(engine: Engine) -> AbstractContextManager[object]:
     """What verification rounds hold while they write: a queue for SQLite, nothing
     for PostgreSQL, whose row locks already order writers of the same rows."""
     if engine.dialect.name == "sqlite":
-        return SqliteWriterQueue(engine.url.database)
+        return SqliteWriterQueue(sqlite_file(engine))
     return nullcontext()
 
 

@@ -19,3 +19,11 @@ def is_outage(error: BaseException) -> bool:
     if isinstance(error, sa_exc.OperationalError):
         return True
     return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, at most 200 characters: for log
+    lines about a driver's own error ("database is locked", "disk I/O error"),
+    never SQLAlchemy's wrapper, whose message quotes the SQL and its parameters."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else "")[:200]
