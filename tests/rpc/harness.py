@@ -72,7 +72,8 @@ class RpcFailure:
     reason: str
     domain: str
     metadata: dict[str, str]
-    detail_count: int
+    detail_count: int  # ErrorInfo details: exactly one on every error
+    retry_delay_seconds: float | None = None  # the google.rpc.RetryInfo delay, if any
 
 
 def failure(error: grpc.RpcError) -> RpcFailure:
@@ -80,10 +81,15 @@ def failure(error: grpc.RpcError) -> RpcFailure:
     call: Any = error
     status = rpc_status.from_call(call)
     infos = []
+    delay: float | None = None
     if status is not None:
         for detail in status.details:
             info = error_details_pb2.ErrorInfo()
-            assert detail.Unpack(info), "every detail must be an ErrorInfo"
+            retry = error_details_pb2.RetryInfo()
+            if detail.Unpack(retry):
+                delay = retry.retry_delay.ToNanoseconds() / 1e9
+                continue
+            assert detail.Unpack(info), "every detail must be an ErrorInfo or a RetryInfo"
             infos.append(info)
     first = infos[0] if infos else error_details_pb2.ErrorInfo()
     return RpcFailure(
@@ -93,6 +99,7 @@ def failure(error: grpc.RpcError) -> RpcFailure:
         first.domain,
         dict(first.metadata),
         len(infos),
+        delay,
     )
 
 

@@ -241,6 +241,18 @@ def test_every_reason_has_its_status_and_error_info(
     assert failed.detail_count == 1
 
 
+def test_a_known_delay_travels_as_retry_info(server: LiveServer, fake: RecordingService) -> None:
+    fake.error = TotpdError(ErrorReason.RATE_LIMITED, "slow down", retry_after_seconds=2.5)
+    failed = call_fails(server.stub.GetFactor, pb.GetFactorRequest(account_id="a"))
+
+    assert (failed.code, failed.reason) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "ERROR_REASON_RATE_LIMITED",
+    )
+    assert failed.detail_count == 1
+    assert failed.retry_delay_seconds == 2.5
+
+
 def test_status_table_covers_every_reason_with_the_documented_code() -> None:
     expected = {
         "INVALID_ARGUMENT": "INVALID_ARGUMENT",
@@ -257,6 +269,9 @@ def test_status_table_covers_every_reason_with_the_documented_code() -> None:
         "STORE_UNAVAILABLE": "UNAVAILABLE",
         "SECRET_UNAVAILABLE": "INTERNAL",
         "INTERNAL": "INTERNAL",
+        "DEADLINE_EXCEEDED": "DEADLINE_EXCEEDED",
+        "RATE_LIMITED": "RESOURCE_EXHAUSTED",
+        "REQUEST_ID_REUSED": "INVALID_ARGUMENT",
     }
     assert {r.name: c.name for r, c in STATUS_BY_REASON.items()} == expected
     # The domain enum and the proto enum name the same reasons.

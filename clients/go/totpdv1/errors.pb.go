@@ -66,6 +66,19 @@ const (
 	ErrorReason_ERROR_REASON_CODE_REQUIRED ErrorReason = 13
 	// An unexpected server fault. Status INTERNAL.
 	ErrorReason_ERROR_REASON_INTERNAL ErrorReason = 14
+	// The call's deadline (or the server's maximum database wait) passed
+	// before the verdict or change was committed: nothing was stored, no step
+	// consumed and no failure counted; retry with a fresh deadline. Status
+	// DEADLINE_EXCEEDED.
+	ErrorReason_ERROR_REASON_DEADLINE_EXCEEDED ErrorReason = 15
+	// This caller's failed verifications across accounts passed the server's
+	// rate; nothing was compared or counted on the accounts. Status
+	// RESOURCE_EXHAUSTED with a google.rpc.RetryInfo delay.
+	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 16
+	// The request_id was already used within the retention window for a
+	// different request (another method, account or field). Status
+	// INVALID_ARGUMENT, field "request_id". Nothing was written.
+	ErrorReason_ERROR_REASON_REQUEST_ID_REUSED ErrorReason = 17
 )
 
 // Enum value maps for ErrorReason.
@@ -86,6 +99,9 @@ var (
 		12: "ERROR_REASON_ENROLLMENT_EXPIRED",
 		13: "ERROR_REASON_CODE_REQUIRED",
 		14: "ERROR_REASON_INTERNAL",
+		15: "ERROR_REASON_DEADLINE_EXCEEDED",
+		16: "ERROR_REASON_RATE_LIMITED",
+		17: "ERROR_REASON_REQUEST_ID_REUSED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":          0,
@@ -103,6 +119,9 @@ var (
 		"ERROR_REASON_ENROLLMENT_EXPIRED":   12,
 		"ERROR_REASON_CODE_REQUIRED":        13,
 		"ERROR_REASON_INTERNAL":             14,
+		"ERROR_REASON_DEADLINE_EXCEEDED":    15,
+		"ERROR_REASON_RATE_LIMITED":         16,
+		"ERROR_REASON_REQUEST_ID_REUSED":    17,
 	}
 )
 
@@ -216,7 +235,7 @@ const file_totpd_v1_errors_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12-\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x15.totpd.v1.ErrorReasonR\x06reason\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x14\n" +
-	"\x05field\x18\x04 \x01(\tR\x05field*\x87\x04\n" +
+	"\x05field\x18\x04 \x01(\tR\x05field*\xee\x04\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12\x1f\n" +
@@ -233,7 +252,10 @@ const file_totpd_v1_errors_proto_rawDesc = "" +
 	"\x1fERROR_REASON_SECRET_UNAVAILABLE\x10\v\x12#\n" +
 	"\x1fERROR_REASON_ENROLLMENT_EXPIRED\x10\f\x12\x1e\n" +
 	"\x1aERROR_REASON_CODE_REQUIRED\x10\r\x12\x19\n" +
-	"\x15ERROR_REASON_INTERNAL\x10\x0eBP\n" +
+	"\x15ERROR_REASON_INTERNAL\x10\x0e\x12\"\n" +
+	"\x1eERROR_REASON_DEADLINE_EXCEEDED\x10\x0f\x12\x1d\n" +
+	"\x19ERROR_REASON_RATE_LIMITED\x10\x10\x12\"\n" +
+	"\x1eERROR_REASON_REQUEST_ID_REUSED\x10\x11BP\n" +
 	"\fdev.totpd.v1B\vErrorsProtoP\x01Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1b\x06proto3"
 
 var (

@@ -360,10 +360,14 @@ type VerifyOutcome struct {
 	// smallest count among the account's active factors.
 	AttemptsLeft uint32 `protobuf:"varint,4,opt,name=attempts_left,json=attemptsLeft,proto3" json:"attempts_left,omitempty"`
 	// For LOCKED and during backoff: seconds until the next attempt is
-	// compared. Zero otherwise.
+	// compared. Zero otherwise, and zero when unlock_required is set.
 	RetryAfterSeconds uint32 `protobuf:"varint,5,opt,name=retry_after_seconds,json=retryAfterSeconds,proto3" json:"retry_after_seconds,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// For LOCKED: the account reached the maximum number of consecutive
+	// failures and stays locked until an operator unlocks it (or the user
+	// proves possession through another factor); waiting does not help.
+	UnlockRequired bool `protobuf:"varint,6,opt,name=unlock_required,json=unlockRequired,proto3" json:"unlock_required,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *VerifyOutcome) Reset() {
@@ -431,6 +435,13 @@ func (x *VerifyOutcome) GetRetryAfterSeconds() uint32 {
 	return 0
 }
 
+func (x *VerifyOutcome) GetUnlockRequired() bool {
+	if x != nil {
+		return x.UnlockRequired
+	}
+	return false
+}
+
 var File_totpd_v1_factor_proto protoreflect.FileDescriptor
 
 const file_totpd_v1_factor_proto_rawDesc = "" +
@@ -450,14 +461,15 @@ const file_totpd_v1_factor_proto_rawDesc = "" +
 	"\x11confirmed_at_unix\x18\n" +
 	" \x01(\x03R\x0fconfirmedAtUnix\x12)\n" +
 	"\x11last_used_at_unix\x18\v \x01(\x03R\x0elastUsedAtUnix\x12&\n" +
-	"\x0fexpires_at_unix\x18\f \x01(\x03R\rexpiresAtUnix\"\xd2\x01\n" +
+	"\x0fexpires_at_unix\x18\f \x01(\x03R\rexpiresAtUnix\"\xfb\x01\n" +
 	"\rVerifyOutcome\x12.\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x16.totpd.v1.VerifyResultR\x06result\x12\x1b\n" +
 	"\tfactor_id\x18\x02 \x01(\tR\bfactorId\x12\x1f\n" +
 	"\vstep_offset\x18\x03 \x01(\x05R\n" +
 	"stepOffset\x12#\n" +
 	"\rattempts_left\x18\x04 \x01(\rR\fattemptsLeft\x12.\n" +
-	"\x13retry_after_seconds\x18\x05 \x01(\rR\x11retryAfterSeconds*f\n" +
+	"\x13retry_after_seconds\x18\x05 \x01(\rR\x11retryAfterSeconds\x12'\n" +
+	"\x0funlock_required\x18\x06 \x01(\bR\x0eunlockRequired*f\n" +
 	"\tAlgorithm\x12\x19\n" +
 	"\x15ALGORITHM_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eALGORITHM_SHA1\x10\x01\x12\x14\n" +

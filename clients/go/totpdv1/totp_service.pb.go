@@ -41,6 +41,12 @@ type EnrollRequest struct {
 	Digits uint32 `protobuf:"varint,5,opt,name=digits,proto3" json:"digits,omitempty"`
 	// Time step in seconds, 15 to 120. Zero means 30.
 	PeriodSeconds uint32 `protobuf:"varint,6,opt,name=period_seconds,json=periodSeconds,proto3" json:"period_seconds,omitempty"`
+	// Optional idempotency key (AIP-155), at most 64 printable ASCII
+	// characters: a retry with the same request_id and the same fields within
+	// the server's retention window returns the first call's result instead of
+	// acting twice. Reusing it for a different request fails with
+	// INVALID_ARGUMENT (REQUEST_ID_REUSED). Empty means no idempotency.
+	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -115,6 +121,13 @@ func (x *EnrollRequest) GetPeriodSeconds() uint32 {
 		return x.PeriodSeconds
 	}
 	return 0
+}
+
+func (x *EnrollRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // EnrollResponse carries the pending factor and its secret material.
@@ -207,7 +220,13 @@ type ConfirmEnrollmentRequest struct {
 	// The pending factor returned by Enroll.
 	FactorId string `protobuf:"bytes,2,opt,name=factor_id,json=factorId,proto3" json:"factor_id,omitempty"`
 	// The code the app shows: exactly `digits` ASCII digits.
-	Code          string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	Code string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	// Optional idempotency key (AIP-155), at most 64 printable ASCII
+	// characters: a retry with the same request_id and the same fields within
+	// the server's retention window returns the first call's result instead of
+	// acting twice. Reusing it for a different request fails with
+	// INVALID_ARGUMENT (REQUEST_ID_REUSED). Empty means no idempotency.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -259,6 +278,13 @@ func (x *ConfirmEnrollmentRequest) GetFactorId() string {
 func (x *ConfirmEnrollmentRequest) GetCode() string {
 	if x != nil {
 		return x.Code
+	}
+	return ""
+}
+
+func (x *ConfirmEnrollmentRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -703,7 +729,13 @@ type DisableRequest struct {
 	// must reserve it for authenticated admin paths. A server configured with
 	// allow_force_disable = false refuses it (INVALID_ARGUMENT, CODE_REQUIRED,
 	// field "force").
-	Force         bool `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
+	Force bool `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
+	// Optional idempotency key (AIP-155), at most 64 printable ASCII
+	// characters: a retry with the same request_id and the same fields within
+	// the server's retention window returns the first call's result instead of
+	// acting twice. Reusing it for a different request fails with
+	// INVALID_ARGUMENT (REQUEST_ID_REUSED). Empty means no idempotency.
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -764,6 +796,13 @@ func (x *DisableRequest) GetForce() bool {
 		return x.Force
 	}
 	return false
+}
+
+func (x *DisableRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // DisableResponse lists the factors that were disabled.
@@ -1027,7 +1066,7 @@ var File_totpd_v1_totp_service_proto protoreflect.FileDescriptor
 
 const file_totpd_v1_totp_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1btotpd/v1/totp_service.proto\x12\btotpd.v1\x1a\x15totpd/v1/errors.proto\x1a\x15totpd/v1/factor.proto\"\xce\x01\n" +
+	"\x1btotpd/v1/totp_service.proto\x12\btotpd.v1\x1a\x15totpd/v1/errors.proto\x1a\x15totpd/v1/factor.proto\"\xed\x01\n" +
 	"\rEnrollRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x14\n" +
@@ -1035,19 +1074,23 @@ const file_totpd_v1_totp_service_proto_rawDesc = "" +
 	"\x06issuer\x18\x03 \x01(\tR\x06issuer\x121\n" +
 	"\talgorithm\x18\x04 \x01(\x0e2\x13.totpd.v1.AlgorithmR\talgorithm\x12\x16\n" +
 	"\x06digits\x18\x05 \x01(\rR\x06digits\x12%\n" +
-	"\x0eperiod_seconds\x18\x06 \x01(\rR\rperiodSeconds\"\xae\x01\n" +
+	"\x0eperiod_seconds\x18\x06 \x01(\rR\rperiodSeconds\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\"\xae\x01\n" +
 	"\x0eEnrollResponse\x12(\n" +
 	"\x06factor\x18\x01 \x01(\v2\x10.totpd.v1.FactorR\x06factor\x12\x1f\n" +
 	"\votpauth_uri\x18\x02 \x01(\tR\n" +
 	"otpauthUri\x12#\n" +
 	"\rsecret_base32\x18\x03 \x01(\tR\fsecretBase32\x12\x15\n" +
 	"\x06qr_png\x18\x04 \x01(\fR\x05qrPng\x12\x15\n" +
-	"\x06qr_svg\x18\x05 \x01(\tR\x05qrSvg\"j\n" +
+	"\x06qr_svg\x18\x05 \x01(\tR\x05qrSvg\"\x89\x01\n" +
 	"\x18ConfirmEnrollmentRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1b\n" +
 	"\tfactor_id\x18\x02 \x01(\tR\bfactorId\x12\x12\n" +
-	"\x04code\x18\x03 \x01(\tR\x04code\"x\n" +
+	"\x04code\x18\x03 \x01(\tR\x04code\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"x\n" +
 	"\x19ConfirmEnrollmentResponse\x121\n" +
 	"\aoutcome\x18\x01 \x01(\v2\x17.totpd.v1.VerifyOutcomeR\aoutcome\x12(\n" +
 	"\x06factor\x18\x02 \x01(\v2\x10.totpd.v1.FactorR\x06factor\"_\n" +
@@ -1070,13 +1113,15 @@ const file_totpd_v1_totp_service_proto_rawDesc = "" +
 	"\x11BatchVerifyResult\x123\n" +
 	"\aoutcome\x18\x01 \x01(\v2\x17.totpd.v1.VerifyOutcomeH\x00R\aoutcome\x12+\n" +
 	"\x05error\x18\x02 \x01(\v2\x13.totpd.v1.ItemErrorH\x00R\x05errorB\b\n" +
-	"\x06result\"v\n" +
+	"\x06result\"\x95\x01\n" +
 	"\x0eDisableRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1b\n" +
 	"\tfactor_id\x18\x02 \x01(\tR\bfactorId\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n" +
-	"\x05force\x18\x04 \x01(\bR\x05force\"p\n" +
+	"\x05force\x18\x04 \x01(\bR\x05force\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"p\n" +
 	"\x0fDisableResponse\x121\n" +
 	"\aoutcome\x18\x01 \x01(\v2\x17.totpd.v1.VerifyOutcomeR\aoutcome\x12*\n" +
 	"\afactors\x18\x02 \x03(\v2\x10.totpd.v1.FactorR\afactors\"N\n" +

@@ -121,3 +121,5 @@ def fill_outcome(message: factor_pb2.VerifyOutcome, outcome: VerifyOutcome) -> N
         message.attempts_left = outcome.attempts_left
     if outcome.retry_after_seconds > 0:
         message.retry_after_seconds = outcome.retry_after_seconds
+    if outcome.unlock_required:
+        message.unlock_required = True

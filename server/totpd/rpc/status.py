@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Final, cast
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -34,6 +35,9 @@ STATUS_BY_REASON: Final[dict[ErrorReason, grpc.StatusCode]] = {
     ErrorReason.STORE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorReason.SECRET_UNAVAILABLE: grpc.StatusCode.INTERNAL,
     ErrorReason.INTERNAL: grpc.StatusCode.INTERNAL,
+    ErrorReason.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorReason.RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorReason.REQUEST_ID_REUSED: grpc.StatusCode.INVALID_ARGUMENT,
 }
 
 
@@ -60,13 +64,22 @@ def to_status_proto(error: TotpdError) -> status_pb2.Status:
     info = error_details_pb2.ErrorInfo(reason=reason_name(error.reason), domain=DOMAIN)
     if error.field:
         info.metadata["field"] = error.field
-    detail = any_pb2.Any()
-    detail.Pack(info)
+    details = [_packed(info)]
+    if error.retry_after_seconds is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(max(0, round(error.retry_after_seconds * 1e9)))
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(
         code=numeric_code(status_code(error.reason)),
         message=error.message,
-        details=[detail],
+        details=details,
     )
+
+
+def _packed(message: Message) -> any_pb2.Any:
+    detail = any_pb2.Any()
+    detail.Pack(message)
+    return detail
 
 
 def to_grpc_status(error: TotpdError) -> grpc.Status:

@@ -27,19 +27,31 @@ class ErrorReason(enum.Enum):
     ENROLLMENT_EXPIRED = "ENROLLMENT_EXPIRED"
     CODE_REQUIRED = "CODE_REQUIRED"
     INTERNAL = "INTERNAL"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    RATE_LIMITED = "RATE_LIMITED"
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
 
 
 class TotpdError(Exception):
     """A request the service refuses, with a machine-readable reason.
 
-    `field` names the request field at fault, when there is one.
+    `field` names the request field at fault, when there is one;
+    `retry_after_seconds`, when set, is sent as a google.rpc.RetryInfo delay.
     """
 
-    def __init__(self, reason: ErrorReason, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: ErrorReason,
+        message: str,
+        *,
+        field: str | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.field = field
+        self.retry_after_seconds = retry_after_seconds
 
     def __repr__(self) -> str:
         return f"TotpdError({self.reason.name}, {self.message!r}, field={self.field!r})"

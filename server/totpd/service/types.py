@@ -70,6 +70,8 @@ class VerifyOutcome(NamedTuple):
     step_offset: int = 0
     attempts_left: int = 0
     retry_after_seconds: int = 0
+    # LOCKED until an operator unlocks the account: waiting does not help.
+    unlock_required: bool = False
 
 
 @dataclass(frozen=True, slots=True)

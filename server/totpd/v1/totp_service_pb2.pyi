@@ -9,20 +9,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EnrollRequest(_message.Message):
-    __slots__ = ("account_id", "label", "issuer", "algorithm", "digits", "period_seconds")
+    __slots__ = ("account_id", "label", "issuer", "algorithm", "digits", "period_seconds", "request_id")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     ISSUER_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     DIGITS_FIELD_NUMBER: _ClassVar[int]
     PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     label: str
     issuer: str
     algorithm: _factor_pb2.Algorithm
     digits: int
     period_seconds: int
-    def __init__(self, account_id: _Optional[str] = ..., label: _Optional[str] = ..., issuer: _Optional[str] = ..., algorithm: _Optional[_Union[_factor_pb2.Algorithm, str]] = ..., digits: _Optional[int] = ..., period_seconds: _Optional[int] = ...) -> None: ...
+    request_id: str
+    def __init__(self, account_id: _Optional[str] = ..., label: _Optional[str] = ..., issuer: _Optional[str] = ..., algorithm: _Optional[_Union[_factor_pb2.Algorithm, str]] = ..., digits: _Optional[int] = ..., period_seconds: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
     __slots__ = ("factor", "otpauth_uri", "secret_base32", "qr_png", "qr_svg")
@@ -39,14 +41,16 @@ class EnrollResponse(_message.Message):
     def __init__(self, factor: _Optional[_Union[_factor_pb2.Factor, _Mapping]] = ..., otpauth_uri: _Optional[str] = ..., secret_base32: _Optional[str] = ..., qr_png: _Optional[bytes] = ..., qr_svg: _Optional[str] = ...) -> None: ...
 
 class ConfirmEnrollmentRequest(_message.Message):
-    __slots__ = ("account_id", "factor_id", "code")
+    __slots__ = ("account_id", "factor_id", "code", "request_id")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     FACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     factor_id: str
     code: str
-    def __init__(self, account_id: _Optional[str] = ..., factor_id: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, account_id: _Optional[str] = ..., factor_id: _Optional[str] = ..., code: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ConfirmEnrollmentResponse(_message.Message):
     __slots__ = ("outcome", "factor")
@@ -103,16 +107,18 @@ class BatchVerifyResult(_message.Message):
     def __init__(self, outcome: _Optional[_Union[_factor_pb2.VerifyOutcome, _Mapping]] = ..., error: _Optional[_Union[_errors_pb2.ItemError, _Mapping]] = ...) -> None: ...
 
 class DisableRequest(_message.Message):
-    __slots__ = ("account_id", "factor_id", "code", "force")
+    __slots__ = ("account_id", "factor_id", "code", "force", "request_id")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     FACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     factor_id: str
     code: str
     force: bool
-    def __init__(self, account_id: _Optional[str] = ..., factor_id: _Optional[str] = ..., code: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+    request_id: str
+    def __init__(self, account_id: _Optional[str] = ..., factor_id: _Optional[str] = ..., code: _Optional[str] = ..., force: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DisableResponse(_message.Message):
     __slots__ = ("outcome", "factors")

@@ -22,6 +22,9 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_ENROLLMENT_EXPIRED: _ClassVar[ErrorReason]
     ERROR_REASON_CODE_REQUIRED: _ClassVar[ErrorReason]
     ERROR_REASON_INTERNAL: _ClassVar[ErrorReason]
+    ERROR_REASON_DEADLINE_EXCEEDED: _ClassVar[ErrorReason]
+    ERROR_REASON_RATE_LIMITED: _ClassVar[ErrorReason]
+    ERROR_REASON_REQUEST_ID_REUSED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 ERROR_REASON_INVALID_ARGUMENT: ErrorReason
 ERROR_REASON_MALFORMED_CODE: ErrorReason
@@ -37,6 +40,9 @@ ERROR_REASON_SECRET_UNAVAILABLE: ErrorReason
 ERROR_REASON_ENROLLMENT_EXPIRED: ErrorReason
 ERROR_REASON_CODE_REQUIRED: ErrorReason
 ERROR_REASON_INTERNAL: ErrorReason
+ERROR_REASON_DEADLINE_EXCEEDED: ErrorReason
+ERROR_REASON_RATE_LIMITED: ErrorReason
+ERROR_REASON_REQUEST_ID_REUSED: ErrorReason
 
 class ItemError(_message.Message):
     __slots__ = ("code", "reason", "message", "field")

@@ -71,15 +71,17 @@ class Factor(_message.Message):
     def __init__(self, factor_id: _Optional[str] = ..., account_id: _Optional[str] = ..., label: _Optional[str] = ..., issuer: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., digits: _Optional[int] = ..., period_seconds: _Optional[int] = ..., state: _Optional[_Union[FactorState, str]] = ..., created_at_unix: _Optional[int] = ..., confirmed_at_unix: _Optional[int] = ..., last_used_at_unix: _Optional[int] = ..., expires_at_unix: _Optional[int] = ...) -> None: ...
 
 class VerifyOutcome(_message.Message):
-    __slots__ = ("result", "factor_id", "step_offset", "attempts_left", "retry_after_seconds")
+    __slots__ = ("result", "factor_id", "step_offset", "attempts_left", "retry_after_seconds", "unlock_required")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     FACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_OFFSET_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_LEFT_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     result: VerifyResult
     factor_id: str
     step_offset: int
     attempts_left: int
     retry_after_seconds: int
-    def __init__(self, result: _Optional[_Union[VerifyResult, str]] = ..., factor_id: _Optional[str] = ..., step_offset: _Optional[int] = ..., attempts_left: _Optional[int] = ..., retry_after_seconds: _Optional[int] = ...) -> None: ...
+    unlock_required: bool
+    def __init__(self, result: _Optional[_Union[VerifyResult, str]] = ..., factor_id: _Optional[str] = ..., step_offset: _Optional[int] = ..., attempts_left: _Optional[int] = ..., retry_after_seconds: _Optional[int] = ..., unlock_required: _Optional[bool] = ...) -> None: ...

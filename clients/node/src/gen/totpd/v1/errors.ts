@@ -74,6 +74,25 @@ export enum ErrorReason {
   ERROR_REASON_CODE_REQUIRED = 13,
   /** ERROR_REASON_INTERNAL - An unexpected server fault. Status INTERNAL. */
   ERROR_REASON_INTERNAL = 14,
+  /**
+   * ERROR_REASON_DEADLINE_EXCEEDED - The call's deadline (or the server's maximum database wait) passed
+   * before the verdict or change was committed: nothing was stored, no step
+   * consumed and no failure counted; retry with a fresh deadline. Status
+   * DEADLINE_EXCEEDED.
+   */
+  ERROR_REASON_DEADLINE_EXCEEDED = 15,
+  /**
+   * ERROR_REASON_RATE_LIMITED - This caller's failed verifications across accounts passed the server's
+   * rate; nothing was compared or counted on the accounts. Status
+   * RESOURCE_EXHAUSTED with a google.rpc.RetryInfo delay.
+   */
+  ERROR_REASON_RATE_LIMITED = 16,
+  /**
+   * ERROR_REASON_REQUEST_ID_REUSED - The request_id was already used within the retention window for a
+   * different request (another method, account or field). Status
+   * INVALID_ARGUMENT, field "request_id". Nothing was written.
+   */
+  ERROR_REASON_REQUEST_ID_REUSED = 17,
   UNRECOGNIZED = -1,
 }
 
@@ -124,6 +143,15 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 14:
     case "ERROR_REASON_INTERNAL":
       return ErrorReason.ERROR_REASON_INTERNAL;
+    case 15:
+    case "ERROR_REASON_DEADLINE_EXCEEDED":
+      return ErrorReason.ERROR_REASON_DEADLINE_EXCEEDED;
+    case 16:
+    case "ERROR_REASON_RATE_LIMITED":
+      return ErrorReason.ERROR_REASON_RATE_LIMITED;
+    case 17:
+    case "ERROR_REASON_REQUEST_ID_REUSED":
+      return ErrorReason.ERROR_REASON_REQUEST_ID_REUSED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -163,6 +191,12 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "ERROR_REASON_CODE_REQUIRED";
     case ErrorReason.ERROR_REASON_INTERNAL:
       return "ERROR_REASON_INTERNAL";
+    case ErrorReason.ERROR_REASON_DEADLINE_EXCEEDED:
+      return "ERROR_REASON_DEADLINE_EXCEEDED";
+    case ErrorReason.ERROR_REASON_RATE_LIMITED:
+      return "ERROR_REASON_RATE_LIMITED";
+    case ErrorReason.ERROR_REASON_REQUEST_ID_REUSED:
+      return "ERROR_REASON_REQUEST_ID_REUSED";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

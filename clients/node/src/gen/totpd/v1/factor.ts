@@ -224,9 +224,15 @@ export interface VerifyOutcome {
   attemptsLeft: number;
   /**
    * For LOCKED and during backoff: seconds until the next attempt is
-   * compared. Zero otherwise.
+   * compared. Zero otherwise, and zero when unlock_required is set.
    */
   retryAfterSeconds: number;
+  /**
+   * For LOCKED: the account reached the maximum number of consecutive
+   * failures and stays locked until an operator unlocks it (or the user
+   * proves possession through another factor); waiting does not help.
+   */
+  unlockRequired: boolean;
 }
 
 function createBaseFactor(): Factor {
@@ -516,7 +522,7 @@ export const Factor: MessageFns<Factor> = {
 };
 
 function createBaseVerifyOutcome(): VerifyOutcome {
-  return { result: 0, factorId: "", stepOffset: 0, attemptsLeft: 0, retryAfterSeconds: 0 };
+  return { result: 0, factorId: "", stepOffset: 0, attemptsLeft: 0, retryAfterSeconds: 0, unlockRequired: false };
 }
 
 export const VerifyOutcome: MessageFns<VerifyOutcome> = {
@@ -535,6 +541,9 @@ export const VerifyOutcome: MessageFns<VerifyOutcome> = {
     }
     if (message.retryAfterSeconds !== 0) {
       writer.uint32(40).uint32(message.retryAfterSeconds);
+    }
+    if (message.unlockRequired !== false) {
+      writer.uint32(48).bool(message.unlockRequired);
     }
     return writer;
   },
@@ -592,6 +601,14 @@ export const VerifyOutcome: MessageFns<VerifyOutcome> = {
             message.retryAfterSeconds = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.unlockRequired = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -627,6 +644,11 @@ export const VerifyOutcome: MessageFns<VerifyOutcome> = {
         : isSet(object.retry_after_seconds)
         ? globalThis.Number(object.retry_after_seconds)
         : 0,
+      unlockRequired: isSet(object.unlockRequired)
+        ? globalThis.Boolean(object.unlockRequired)
+        : isSet(object.unlock_required)
+        ? globalThis.Boolean(object.unlock_required)
+        : false,
     };
   },
 
@@ -647,6 +669,9 @@ export const VerifyOutcome: MessageFns<VerifyOutcome> = {
     if (message.retryAfterSeconds !== 0) {
       obj.retryAfterSeconds = Math.round(message.retryAfterSeconds);
     }
+    if (message.unlockRequired !== false) {
+      obj.unlockRequired = message.unlockRequired;
+    }
     return obj;
   },
 
@@ -660,6 +685,7 @@ export const VerifyOutcome: MessageFns<VerifyOutcome> = {
     message.stepOffset = object.stepOffset ?? 0;
     message.attemptsLeft = object.attemptsLeft ?? 0;
     message.retryAfterSeconds = object.retryAfterSeconds ?? 0;
+    message.unlockRequired = object.unlockRequired ?? false;
     return message;
   },
 };

@@ -50,6 +50,14 @@ export interface EnrollRequest {
   digits: number;
   /** Time step in seconds, 15 to 120. Zero means 30. */
   periodSeconds: number;
+  /**
+   * Optional idempotency key (AIP-155), at most 64 printable ASCII
+   * characters: a retry with the same request_id and the same fields within
+   * the server's retention window returns the first call's result instead of
+   * acting twice. Reusing it for a different request fails with
+   * INVALID_ARGUMENT (REQUEST_ID_REUSED). Empty means no idempotency.
+   */
+  requestId: string;
 }
 
 /** EnrollResponse carries the pending factor and its secret material. */
@@ -76,6 +84,14 @@ export interface ConfirmEnrollmentRequest {
   factorId: string;
   /** The code the app shows: exactly `digits` ASCII digits. */
   code: string;
+  /**
+   * Optional idempotency key (AIP-155), at most 64 printable ASCII
+   * characters: a retry with the same request_id and the same fields within
+   * the server's retention window returns the first call's result instead of
+   * acting twice. Reusing it for a different request fails with
+   * INVALID_ARGUMENT (REQUEST_ID_REUSED). Empty means no idempotency.
+   */
+  requestId: string;
 }
 
 /** ConfirmEnrollmentResponse reports the outcome of a confirmation. */
@@ -180,6 +196,14 @@ export interface DisableRequest {
    * field "force").
    */
   force: boolean;
+  /**
+   * Optional idempotency key (AIP-155), at most 64 printable ASCII
+   * characters: a retry with the same request_id and the same fields within
+   * the server's retention window returns the first call's result instead of
+   * acting twice. Reusing it for a different request fails with
+   * INVALID_ARGUMENT (REQUEST_ID_REUSED). Empty means no idempotency.
+   */
+  requestId: string;
 }
 
 /** DisableResponse lists the factors that were disabled. */
@@ -221,7 +245,7 @@ export interface ListFactorsResponse {
 }
 
 function createBaseEnrollRequest(): EnrollRequest {
-  return { accountId: "", label: "", issuer: "", algorithm: 0, digits: 0, periodSeconds: 0 };
+  return { accountId: "", label: "", issuer: "", algorithm: 0, digits: 0, periodSeconds: 0, requestId: "" };
 }
 
 export const EnrollRequest: MessageFns<EnrollRequest> = {
@@ -243,6 +267,9 @@ export const EnrollRequest: MessageFns<EnrollRequest> = {
     }
     if (message.periodSeconds !== 0) {
       writer.uint32(48).uint32(message.periodSeconds);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(58).string(message.requestId);
     }
     return writer;
   },
@@ -308,6 +335,14 @@ export const EnrollRequest: MessageFns<EnrollRequest> = {
             message.periodSeconds = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -336,6 +371,11 @@ export const EnrollRequest: MessageFns<EnrollRequest> = {
         : isSet(object.period_seconds)
         ? globalThis.Number(object.period_seconds)
         : 0,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -359,6 +399,9 @@ export const EnrollRequest: MessageFns<EnrollRequest> = {
     if (message.periodSeconds !== 0) {
       obj.periodSeconds = Math.round(message.periodSeconds);
     }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
     return obj;
   },
 
@@ -373,6 +416,7 @@ export const EnrollRequest: MessageFns<EnrollRequest> = {
     message.algorithm = object.algorithm ?? 0;
     message.digits = object.digits ?? 0;
     message.periodSeconds = object.periodSeconds ?? 0;
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };
@@ -529,7 +573,7 @@ export const EnrollResponse: MessageFns<EnrollResponse> = {
 };
 
 function createBaseConfirmEnrollmentRequest(): ConfirmEnrollmentRequest {
-  return { accountId: "", factorId: "", code: "" };
+  return { accountId: "", factorId: "", code: "", requestId: "" };
 }
 
 export const ConfirmEnrollmentRequest: MessageFns<ConfirmEnrollmentRequest> = {
@@ -542,6 +586,9 @@ export const ConfirmEnrollmentRequest: MessageFns<ConfirmEnrollmentRequest> = {
     }
     if (message.code !== "") {
       writer.uint32(26).string(message.code);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(34).string(message.requestId);
     }
     return writer;
   },
@@ -583,6 +630,14 @@ export const ConfirmEnrollmentRequest: MessageFns<ConfirmEnrollmentRequest> = {
             message.code = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -608,6 +663,11 @@ export const ConfirmEnrollmentRequest: MessageFns<ConfirmEnrollmentRequest> = {
         ? globalThis.String(object.factor_id)
         : "",
       code: isSet(object.code) ? globalThis.String(object.code) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -622,6 +682,9 @@ export const ConfirmEnrollmentRequest: MessageFns<ConfirmEnrollmentRequest> = {
     if (message.code !== "") {
       obj.code = message.code;
     }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
     return obj;
   },
 
@@ -633,6 +696,7 @@ export const ConfirmEnrollmentRequest: MessageFns<ConfirmEnrollmentRequest> = {
     message.accountId = object.accountId ?? "";
     message.factorId = object.factorId ?? "";
     message.code = object.code ?? "";
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };
@@ -1243,7 +1307,7 @@ export const BatchVerifyResult: MessageFns<BatchVerifyResult> = {
 };
 
 function createBaseDisableRequest(): DisableRequest {
-  return { accountId: "", factorId: "", code: "", force: false };
+  return { accountId: "", factorId: "", code: "", force: false, requestId: "" };
 }
 
 export const DisableRequest: MessageFns<DisableRequest> = {
@@ -1259,6 +1323,9 @@ export const DisableRequest: MessageFns<DisableRequest> = {
     }
     if (message.force !== false) {
       writer.uint32(32).bool(message.force);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(42).string(message.requestId);
     }
     return writer;
   },
@@ -1308,6 +1375,14 @@ export const DisableRequest: MessageFns<DisableRequest> = {
             message.force = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1334,6 +1409,11 @@ export const DisableRequest: MessageFns<DisableRequest> = {
         : "",
       code: isSet(object.code) ? globalThis.String(object.code) : "",
       force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -1351,6 +1431,9 @@ export const DisableRequest: MessageFns<DisableRequest> = {
     if (message.force !== false) {
       obj.force = message.force;
     }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
     return obj;
   },
 
@@ -1363,6 +1446,7 @@ export const DisableRequest: MessageFns<DisableRequest> = {
     message.factorId = object.factorId ?? "";
     message.code = object.code ?? "";
     message.force = object.force ?? false;
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };
