@@ -110,6 +110,7 @@ export class TotpdClient {
       algorithm: options.algorithm ?? Algorithm.ALGORITHM_UNSPECIFIED,
       digits: options.digits ?? 0,
       periodSeconds: options.periodSeconds ?? 0,
+      requestId: "",
     });
     return {
       factor: factorFromProto(r.factor),
@@ -124,7 +125,7 @@ export class TotpdClient {
   async confirm(accountId: string, factorId: string, code: string): Promise<Confirmation> {
     const r = await this.call<svc.ConfirmEnrollmentRequest, svc.ConfirmEnrollmentResponse>(
       this.stub.confirmEnrollment,
-      { accountId, factorId, code },
+      { accountId, factorId, code, requestId: "" },
     );
     return { outcome: outcomeFromProto(r.outcome), factor: factorFromProto(r.factor) };
   }
@@ -169,6 +170,7 @@ export class TotpdClient {
       factorId: options.factorId ?? "",
       code: options.code ?? "",
       force: options.force ?? false,
+      requestId: "",
     });
     return { outcome: outcomeFromProto(r.outcome), factors: r.factors.map(factorFromProto) };
   }
