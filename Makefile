@@ -9,10 +9,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NATIVE := $(wildcard native/*.c native/*.h) native/build_native.py
 
-.PHONY: all install run test test-python test-clients lint typecheck proto proto-check \
-        test-packages bench clean
+.PHONY: all help install run test test-fast test-python test-clients lint fmt typecheck proto \
+        proto-check test-packages bench clean
 
 all: test
+
+## List the targets and what they do.
+help:
+	@awk '/^## /{doc = doc substr($$0, 4) " "; next} \
+	      /^[a-z][a-z-]*:/{if (doc) {split($$0, t, ":"); printf "  %-14s %s\n", t[1], doc}; doc = ""} \
+	      !/^## /{doc = ""}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml setup.py $(NATIVE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +26,7 @@ $(STAMP): pyproject.toml setup.py $(NATIVE)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+## Set up .venv and compile the C core, without running anything.
 install: $(STAMP)
 
 ## Serve on 127.0.0.1:50051 with SQLite and a development key under ./var/;
@@ -30,32 +37,50 @@ run: install
 ## Everything CI checks: lint, types, the proto contract, all test suites.
 test: install lint typecheck proto-check test-packages test-python test-clients
 
+## The inner loop: SQLite only, no sanitizer builds, server processes or client suites.
+test-fast: install
+	$(PY) -m pytest -q -m "not postgres and not slow" -p no:cacheprovider
+
+## Every Python test (PostgreSQL included).
 test-python: install
 	$(PY) -m pytest
 
+## The Python, Go, Node and Java client suites against a real server.
 test-clients: install
 	TOTPD_PYTHON=$(abspath $(PY)) clients/run-tests.sh
 
+## ruff (lint and format check) on every Python tree.
 lint: install
 	$(VENV)/bin/ruff check server tests benchmarks clients/python
 	$(VENV)/bin/ruff format --check server tests benchmarks clients/python
 
+## Rewrite Python files in the house format (ruff format, ruff's import order).
+fmt: install
+	$(VENV)/bin/ruff check --select I --fix server tests benchmarks clients/python
+	$(VENV)/bin/ruff format server tests benchmarks clients/python
+
+## mypy --strict on the server and the service benchmarks.
 typecheck: install
 	$(VENV)/bin/mypy --strict server/totpd
 	$(VENV)/bin/mypy --strict -p benchmarks.service
 
+## Regenerate every language's code from proto/ with pinned tools.
 proto: install
 	PATH=$(abspath $(VENV))/bin:$$PATH proto/generate.sh
 
+## buf lint, regenerated code equals the committed code, buf breaking.
 proto-check: install
 	PATH=$(abspath $(VENV))/bin:$$PATH proto/check.sh
 
+## Install the Debian packages the tests use (PostgreSQL, zbar, clang), if missing.
 test-packages:
 	tests/ensure-test-packages.sh
 
+## The core and service benchmarks, with their reports (benchmarks/README.md).
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	benchmarks/run.sh
 
+## Remove the virtualenv, build outputs and tool caches.
 clean:
 	rm -rf $(VENV) build server/totpd/_native*.so .pytest_cache .mypy_cache .ruff_cache

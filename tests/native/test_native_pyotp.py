@@ -16,6 +16,7 @@ import base64
 import hashlib
 
 import pyotp
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import DrawFn
@@ -32,6 +33,7 @@ DIGESTS = {
 YEAR_9999 = 253402300799  # pyotp's limit; 2**32 steps of 30 s end at 128849018880
 
 
+@pytest.mark.slow  # 10,000 examples; the lane test below keeps a pyotp check in the fast run
 @settings(
     max_examples=10_000,
     deadline=None,

@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 
+# Each case compiles the whole core with sanitizers: seconds, not milliseconds.
+pytestmark = pytest.mark.slow
+
 NATIVE = Path(__file__).resolve().parents[2] / "native"
 CORE = ["totpd_core.c", "sha_portable.c", "sha_shani.c", "sha1_avx2.c", "sha_avx512.c"]
 WARN = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-DTOTPD_SIMD=1"]
