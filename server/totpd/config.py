@@ -8,11 +8,10 @@ file, `TOTPD_WINDOW` in the environment and `--window` on the command line.
 Relative paths are relative to the working directory. `key_file` defaults to
 `<data_dir>/totpd.key`. TLS is off unless `tls_cert_file` and `tls_key_file`
 are both set; `tls_client_ca_file` on top of them requires client certificates
-(mTLS). Validation reads the PEM files, so a wrong path, a key that does not
-match its certificate or a client CA without a server certificate fails at
-startup, not at the first handshake. Unknown keys in the file are errors (typos must not
-silently fall back to a default); `load_settings` raises `ConfigError` with a
-message naming the source and the key.
+(mTLS); the files themselves are read and checked by `totpd.rpc.tls` at
+startup. Unknown keys in the file are errors (typos must not silently fall
+back to a default); `load_settings` raises `ConfigError` with a message naming
+the source and the key.
 """
 
 from __future__ import annotations
@@ -24,10 +23,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 from totpd.service.policy import Policy
 
@@ -306,84 +301,3 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
-    load_tls(settings)
-
-
-# --- TLS --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TlsMaterial:
-    """The PEM bytes `grpc.ssl_server_credentials` takes; never logged or printed."""
-
-    certificate_chain: bytes = field(repr=False)
-    private_key: bytes = field(repr=False)
-    client_ca: bytes | None = field(default=None, repr=False)
-
-
-def _read_pem(key: str, path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{key}: {path} does not exist") from None
-    except OSError as error:
-        raise ConfigError(f"{key}: {path} is unreadable: {error.strerror or error}") from None
-    if b"-----BEGIN " not in data:
-        raise ConfigError(f"{key}: {path} is not a PEM file")
-    return data
-
-
-def _load_certificates(key: str, path: Path, data: bytes) -> list[x509.Certificate]:
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise ConfigError(f"{key}: {path} holds no PEM certificate") from None
-
-
-def _public_der(public_key: Any) -> bytes:
-    der: bytes = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return der
-
-
-def load_tls(settings: Settings) -> TlsMaterial | None:
-    """Read and check the TLS files: None when TLS is off, ConfigError when they are wrong.
-
-    Error messages name the setting and the path, never the file's content.
-    """
-    cert_file, key_file, ca_file = (
-        settings.tls_cert_file,
-        settings.tls_key_file,
-        settings.tls_client_ca_file,
-    )
-    if cert_file is None and key_file is None:
-        if ca_file is not None:
-            raise ConfigError(
-                "tls_client_ca_file needs tls_cert_file and tls_key_file: "
-                "mTLS is TLS with client certificates"
-            )
-        return None
-    if cert_file is None or key_file is None:
-        missing = "tls_key_file" if key_file is None else "tls_cert_file"
-        raise ConfigError(f"TLS needs both tls_cert_file and tls_key_file; {missing} is not set")
-    chain = _read_pem("tls_cert_file", cert_file)
-    private_key = _read_pem("tls_key_file", key_file)
-    leaf = _load_certificates("tls_cert_file", cert_file, chain)[0]
-    try:
-        loaded_key = serialization.load_pem_private_key(private_key, password=None)
-    except TypeError:
-        raise ConfigError(
-            f"tls_key_file: {key_file} is encrypted; totpd needs it unencrypted"
-        ) from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise ConfigError(f"tls_key_file: {key_file} holds no usable PEM private key") from None
-    if _public_der(loaded_key.public_key()) != _public_der(leaf.public_key()):
-        raise ConfigError(
-            f"tls_key_file: {key_file} is not the private key of the certificate in {cert_file}"
-        )
-    client_ca = None
-    if ca_file is not None:
-        client_ca = _read_pem("tls_client_ca_file", ca_file)
-        _load_certificates("tls_client_ca_file", ca_file, client_ca)
-    return TlsMaterial(chain, private_key, client_ca)

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.cli.test_serve_process import GRACE_SECONDS, dev_server, run_totpd
 from tests.tls_certs import TlsFiles
 from totpd.config import ConfigError, is_loopback_host, load_settings
-from totpd.rpc.server import warn_if_plaintext_beyond_loopback
+from totpd.rpc.tls import load_tls, warn_if_plaintext_beyond_loopback
 
 
 def test_tls_is_off_by_default() -> None:
@@ -98,7 +98,7 @@ def _bad_cases(files: TlsFiles, tmp: Path) -> list[tuple[dict[str, str], str]]:
 def test_bad_tls_settings_are_config_errors(tmp_path: Path, tls_files: TlsFiles) -> None:
     for overrides, message in _bad_cases(tls_files, tmp_path):
         with pytest.raises(ConfigError, match=message) as caught:
-            load_settings(overrides=overrides, environ={})
+            load_tls(load_settings(overrides=overrides, environ={}))
         assert "BEGIN" not in str(caught.value)
 
 
@@ -106,9 +106,14 @@ def test_unreadable_key_file(tmp_path: Path, tls_files: TlsFiles) -> None:
     directory = tmp_path / "a-directory.key"
     directory.mkdir()
     with pytest.raises(ConfigError, match=r"tls_key_file: .* is unreadable"):
-        load_settings(
-            overrides={"tls_cert_file": str(tls_files.server_cert), "tls_key_file": str(directory)},
-            environ={},
+        load_tls(
+            load_settings(
+                overrides={
+                    "tls_cert_file": str(tls_files.server_cert),
+                    "tls_key_file": str(directory),
+                },
+                environ={},
+            )
         )
 
 

@@ -15,7 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.rpc.harness import LiveServer, running_server
 from tests.tls_certs import TlsFiles, write_tls_files
 from totpd.config import Settings
-from totpd.rpc.server import ServerError, create_server, tls_log_fields
+from totpd.rpc.server import ServerError, create_server
+from totpd.rpc.tls import tls_log_fields
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc
 

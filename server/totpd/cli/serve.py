@@ -21,6 +21,7 @@ from pathlib import Path
 from totpd import __version__, crypto
 from totpd.config import KEYS, ConfigError, Settings, env_name, load_settings
 from totpd.logs import configure_logging, flush_logs
+from totpd.rpc.tls import load_tls
 
 _log = logging.getLogger("totpd")
 
@@ -125,6 +126,7 @@ def _database_errors() -> Iterator[None]:
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args, KEYS)
     configure_logging(settings.log_level, settings.log_format)
+    load_tls(settings)  # bad TLS files stop the start before anything is created
     ensure_key_file(settings)
     # Imported late so `totpd keygen` and `--help` work without the native core.
     try:

@@ -7,7 +7,6 @@ signals or a ready file.
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import os
 import signal
@@ -21,16 +20,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from totpd.config import (
-    ConfigError,
-    Settings,
-    TlsMaterial,
-    is_loopback_host,
-    load_tls,
-    parse_listen_address,
-)
+from totpd.config import ConfigError, Settings, parse_listen_address
 from totpd.rpc.interceptors import AccessLogInterceptor, ErrorInterceptor
 from totpd.rpc.servicer import TotpServicer
+from totpd.rpc.tls import server_credentials, tls_log_fields, warn_if_plaintext_beyond_loopback
 from totpd.service.mfa import MfaService
 from totpd.v1 import totp_service_pb2, totp_service_pb2_grpc
 
@@ -56,7 +49,10 @@ def create_server(
     `tls_client_ca_file` too it requires a client certificate signed by that CA (mTLS);
     otherwise it is plaintext.
     """
-    credentials = server_credentials(settings)
+    try:
+        credentials = server_credentials(settings)
+    except ConfigError as error:
+        raise ServerError(str(error)) from None
     limits = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         # Responses are not capped: a BatchVerify response is several times its
@@ -98,117 +94,6 @@ def create_server(
 
 
 _BIND_HINT = " (is the port in use by another process? choose another with --listen HOST:PORT)"
-
-
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """TLS (or mTLS) credentials from the settings' PEM files; None for plaintext.
-
-    The files are read again when they change (see CertificateReloader), so a
-    rotated certificate is served without a restart.
-    """
-    try:
-        material = load_tls(settings)
-    except ConfigError as error:
-        raise ServerError(str(error)) from None
-    if material is None:
-        return None
-    reloader = CertificateReloader(settings, material)
-    return grpc.dynamic_ssl_server_credentials(
-        reloader.current,
-        # grpc documents None as "no change"; its type stubs leave None out.
-        reloader.fetch,  # type: ignore[arg-type]
-        require_client_authentication=material.client_ca is not None,
-    )
-
-
-class CertificateReloader:
-    """Serves the TLS files as they are now: gRPC asks before every handshake.
-
-    A change in any file's content (compared by SHA-256: file timestamps are
-    too coarse to tell two quick writes apart) is loaded and checked like at
-    startup; a replacement that does not load (half written, key and
-    certificate from different pairs) is refused with one warning, and the
-    certificates in use stay, so a botched rotation never takes the server
-    down. Whether clients must present a certificate is fixed at startup; the
-    client CA's content may rotate. Reading a few small files per new
-    connection is cheap next to the TLS handshake itself.
-    """
-
-    def __init__(self, settings: Settings, material: TlsMaterial) -> None:
-        self._settings = settings
-        self._paths = [
-            path
-            for path in (
-                settings.tls_cert_file,
-                settings.tls_key_file,
-                settings.tls_client_ca_file,
-            )
-            if path is not None
-        ]
-        self._stamp = self._stamps()
-        self._refused: tuple[bytes | None, ...] | None = None
-        self.current = _certificate_configuration(material)
-
-    def _stamps(self) -> tuple[bytes | None, ...]:
-        stamps: list[bytes | None] = []
-        for path in self._paths:
-            try:
-                stamps.append(hashlib.sha256(path.read_bytes()).digest())
-            except OSError:
-                stamps.append(None)
-        return tuple(stamps)
-
-    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
-        """None keeps the configuration in use; never raises (gRPC would drop the handshake)."""
-        stamp = self._stamps()
-        if stamp == self._stamp or stamp == self._refused:
-            return None
-        try:
-            material = load_tls(self._settings)
-        except ConfigError as error:  # the message names the setting and path, no content
-            self._refused = stamp
-            _log.warning(
-                "TLS files changed but do not load; the previous certificates stay in use",
-                extra={"error": str(error)},
-            )
-            return None
-        if material is None:  # not with the startup settings, which turned TLS on
-            return None
-        self._stamp, self._refused = stamp, None
-        self.current = _certificate_configuration(material)
-        _log.info("TLS certificates reloaded", extra=tls_log_fields(self._settings))
-        return self.current
-
-
-def _certificate_configuration(material: TlsMaterial) -> grpc.ServerCertificateConfiguration:
-    return grpc.ssl_server_certificate_configuration(
-        [(material.private_key, material.certificate_chain)],
-        root_certificates=material.client_ca,
-    )
-
-
-def tls_log_fields(settings: Settings) -> dict[str, str]:
-    """What the startup log says about transport security: the mode and paths, no bytes."""
-    fields = {"tls": settings.tls_mode}
-    if settings.tls_cert_file is not None:
-        fields["tls_cert_file"] = str(settings.tls_cert_file)
-    if settings.tls_client_ca_file is not None:
-        fields["tls_client_ca_file"] = str(settings.tls_client_ca_file)
-    return fields
-
-
-def warn_if_plaintext_beyond_loopback(settings: Settings, address: str) -> bool:
-    """Codes crossing a network in the clear: allowed (a TLS-terminating sidecar is a
-    valid setup), but never silently. Returns whether it warned."""
-    host, _ = parse_listen_address(settings.listen_address)
-    if settings.tls_mode != "off" or is_loopback_host(host):
-        return False
-    _log.warning(
-        "plaintext beyond loopback: set tls_cert_file and tls_key_file"
-        " (and tls_client_ca_file for mTLS), or listen on 127.0.0.1",
-        extra={"address": address},
-    )
-    return True
 
 
 def bound_address(listen_address: str, port: int) -> str:
