@@ -29,6 +29,7 @@ from totpd.config import (
     load_tls,
     parse_listen_address,
 )
+from totpd.rpc.health_probe import StoreHealthProbe
 from totpd.rpc.interceptors import AccessLogInterceptor, ErrorInterceptor
 from totpd.rpc.servicer import TotpServicer
 from totpd.service.mfa import MfaService
@@ -95,6 +96,22 @@ def create_server(
     if port == 0:
         raise ServerError(f"cannot listen on {settings.listen_address}{_BIND_HINT}")
     return server, port
+
+
+def start_health_probe(
+    settings: Settings, service: MfaService, health_servicer: health.HealthServicer
+) -> StoreHealthProbe:
+    """Turn health NOT_SERVING while the store is unreachable (rpc/health_probe.py).
+
+    Stop it when the server stops.
+    """
+    return StoreHealthProbe(
+        service.ping,
+        health_servicer,
+        ("", SERVICE_NAME),
+        interval=settings.health_probe_interval_seconds,
+        timeout=settings.health_probe_timeout_seconds,
+    ).start()
 
 
 _BIND_HINT = " (is the port in use by another process? choose another with --listen HOST:PORT)"
@@ -247,6 +264,7 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
     health_servicer = health.HealthServicer()
     server, port = create_server(settings, service, health_servicer=health_servicer)
     stopping = threading.Event()
+    probe: StoreHealthProbe | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if stopping.is_set():
@@ -255,6 +273,8 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
         grace = settings.shutdown_grace_seconds
         _log.info("shutting down", extra={"signal": signal.Signals(signum).name, "grace_s": grace})
         # Load balancers watching health stop routing here; in-flight calls finish.
+        if probe is not None:
+            probe.stop()
         health_servicer.enter_graceful_shutdown()
         server.stop(grace)
 
@@ -262,6 +282,7 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
     tune_garbage_collector()
     try:
         server.start()
+        probe = start_health_probe(settings, service, health_servicer)
         address = bound_address(settings.listen_address, port)
         _log.info(
             "serving",
@@ -272,6 +293,8 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
             write_ready_file(ready_file, address)
         server.wait_for_termination()
     finally:
+        if probe is not None:
+            probe.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _log.info("stopped")
