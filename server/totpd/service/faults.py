@@ -62,12 +62,16 @@ class LogLimiter:
             self._seen[key] = (now, 0)
             return 0 if entry is None else entry[1]
 
+    def __len__(self) -> int:
+        """How many keys are remembered."""
+        return len(self._seen)
+
     def reset(self) -> None:
         with self._lock:
             self._seen.clear()
 
     def _forget_older_than(self, cutoff: float) -> None:
-        for key in [k for k, (written, _) in self._seen.items() if written < cutoff]:
+        for key in [k for k, (written, _) in self._seen.items() if written <= cutoff]:
             del self._seen[key]
 
 
