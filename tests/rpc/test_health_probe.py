@@ -315,3 +315,30 @@ def test_health_is_not_serving_while_the_sqlite_file_cannot_be_opened(
 
 def _sqlite_files(database: Path) -> list[Path]:
     return [database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm")]
+
+
+# -- settings --------------------------------------------------------------------
+
+
+def test_the_probe_settings_default_to_two_seconds_and_are_bounded() -> None:
+    from totpd.config import ConfigError, load_settings
+
+    defaults = load_settings(environ={})
+    assert (defaults.health_probe_interval_seconds, defaults.health_probe_timeout_seconds) == (
+        2.0,
+        2.0,
+    )
+    tuned = load_settings(
+        environ={
+            "TOTPD_HEALTH_PROBE_INTERVAL_SECONDS": "0.5",
+            "TOTPD_HEALTH_PROBE_TIMEOUT_SECONDS": "3",
+        }
+    )
+    assert (tuned.health_probe_interval_seconds, tuned.health_probe_timeout_seconds) == (0.5, 3.0)
+    for key, value in [
+        ("TOTPD_HEALTH_PROBE_INTERVAL_SECONDS", "0"),
+        ("TOTPD_HEALTH_PROBE_TIMEOUT_SECONDS", "-1"),
+        ("TOTPD_HEALTH_PROBE_TIMEOUT_SECONDS", "soon"),
+    ]:
+        with pytest.raises(ConfigError, match=key.removeprefix("TOTPD_").lower()):
+            load_settings(environ={key: value})
