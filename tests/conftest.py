@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from tests.pg_server import PostgresUnavailable, ThrowawayPostgres
 from totpd.crypto import Keyring, write_new_keyring
+from totpd.service.faults import FAULT_LOG
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.store import FactorStore, migrate, open_engine
@@ -76,6 +77,12 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     with pg_engine.begin() as connection:
         connection.execute(text("TRUNCATE factors"))
     yield pg_engine
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fault_log() -> None:
+    """Store-fault log lines are rate-limited per process: each test starts afresh."""
+    FAULT_LOG.reset()
 
 
 @pytest.fixture

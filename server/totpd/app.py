@@ -5,21 +5,47 @@ from __future__ import annotations
 import time
 
 from totpd.config import Settings
-from totpd.crypto import Keyring
+from totpd.crypto import Keyring, KeyringError
 from totpd.service.mfa import MfaService
 from totpd.store import FactorStore, migrate, open_engine
 from totpd.store.checkpoints import start_checkpointer
 from totpd.store.database import SQLITE_BUSY_TIMEOUT_MS
 
 
+class MissingKeys(KeyringError):
+    """Stored secrets are sealed with keys the keyring does not hold."""
+
+
 def build_service(settings: Settings) -> MfaService:
     """Load the keyring, open the database (running migrations), wire the service.
 
     The key file must exist: `totpd serve --dev` creates a development one first.
+    Refuses (MissingKeys) a keyring that lacks a key the stored secrets need.
     """
     keyring = Keyring.load(settings.key_file)
     engine = open_engine(settings.prepared_database_url())
     migrate(engine)
+    store = FactorStore(engine)
+    try:
+        check_keyring(store, keyring, settings)
+    except MissingKeys:
+        engine.dispose()
+        raise
     # SQLite only: WAL checkpoints in a daemon thread, off the writers' path.
     start_checkpointer(engine, SQLITE_BUSY_TIMEOUT_MS)
-    return MfaService(FactorStore(engine), keyring, settings.policy, time.time)
+    return MfaService(store, keyring, settings.policy, time.time)
+
+
+def check_keyring(store: FactorStore, keyring: Keyring, settings: Settings) -> None:
+    """Every key a stored secret is sealed with must be in the keyring.
+
+    Otherwise every verification of those factors would fail closed
+    (SECRET_UNAVAILABLE) while health said SERVING: a server started with the
+    wrong keyring file must not start at all.
+    """
+    missing = sorted(store.secret_key_ids() - keyring.key_ids)
+    if missing:
+        raise MissingKeys(
+            f"the keyring at {settings.key_file} lacks key id(s) {', '.join(missing)}, "
+            "which stored secrets are sealed with; start with the keyring that holds them"
+        )

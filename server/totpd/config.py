@@ -56,6 +56,10 @@ class Settings:
     max_concurrent_rpcs: int = 1000
     max_message_bytes: int = 4 * 1024 * 1024
     shutdown_grace_seconds: float = 10.0
+    # The health probe pings the store this often, and turns health NOT_SERVING
+    # when a ping fails or gives no answer within the timeout (a hung database).
+    health_probe_interval_seconds: float = 2.0
+    health_probe_timeout_seconds: float = 2.0
     log_level: str = "INFO"
     log_format: str = "json"
     # TLS: both PEM files or neither (plaintext, the loopback default).
@@ -162,6 +166,8 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "max_concurrent_rpcs": _as_int,
     "max_message_bytes": _as_int,
     "shutdown_grace_seconds": _as_float,
+    "health_probe_interval_seconds": _as_float,
+    "health_probe_timeout_seconds": _as_float,
     "log_level": _as_str,
     "log_format": _as_str,
     "tls_cert_file": _as_optional_path,
@@ -297,6 +303,8 @@ def validate(settings: Settings) -> None:
     _check_range("max_concurrent_rpcs", settings.max_concurrent_rpcs, 1, 1_000_000)
     _check_range("max_message_bytes", settings.max_message_bytes, 1024, 2**31 - 1)
     _check_range("shutdown_grace_seconds", settings.shutdown_grace_seconds, 0, 3600)
+    _check_range("health_probe_interval_seconds", settings.health_probe_interval_seconds, 0.1, 3600)
+    _check_range("health_probe_timeout_seconds", settings.health_probe_timeout_seconds, 0.1, 3600)
     if settings.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if settings.log_format not in LOG_FORMATS:

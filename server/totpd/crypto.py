@@ -56,6 +56,10 @@ class Keyring:
     def primary_key_id(self) -> str:
         return self._primary
 
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._ciphers)
+
     def seal(self, row_id: str, secret: bytes) -> SealedSecret:
         nonce = os.urandom(_NONCE_BYTES)
         aad = _associated_data(row_id, self._primary)

@@ -5,7 +5,10 @@
   SecretUnavailable     -> INTERNAL / SECRET_UNAVAILABLE (fail closed)
   database faults       -> UNAVAILABLE / STORE_UNAVAILABLE (never a verdict), or
                            RESOURCE_EXHAUSTED / OVERLOADED when every pooled
-                           connection stayed busy (totpd.service.faults)
+                           connection stayed busy (totpd.service.faults: the
+                           store's own errors and SQLAlchemy's, on every path
+                           including connection acquisition; logged once per
+                           cause and interval, without a stack)
   an undecodable request (e.g. invalid UTF-8 in a string field)
                         -> INVALID_ARGUMENT / INVALID_ARGUMENT
   anything else         -> INTERNAL / INTERNAL, logged with its stack

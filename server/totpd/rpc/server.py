@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from totpd.config import ConfigError, Settings, parse_listen_address
+from totpd.rpc.health_probe import StoreHealthProbe
 from totpd.rpc.interceptors import AccessLogInterceptor, ErrorInterceptor
 from totpd.rpc.servicer import TotpServicer
 from totpd.rpc.tls import server_credentials, tls_log_fields, warn_if_plaintext_beyond_loopback
@@ -93,6 +94,22 @@ def create_server(
     return server, port
 
 
+def start_health_probe(
+    settings: Settings, service: MfaService, health_servicer: health.HealthServicer
+) -> StoreHealthProbe:
+    """Turn health NOT_SERVING while the store is unreachable (rpc/health_probe.py).
+
+    Stop it when the server stops.
+    """
+    return StoreHealthProbe(
+        service.ping,
+        health_servicer,
+        ("", SERVICE_NAME),
+        interval=settings.health_probe_interval_seconds,
+        timeout=settings.health_probe_timeout_seconds,
+    ).start()
+
+
 _BIND_HINT = " (is the port in use by another process? choose another with --listen HOST:PORT)"
 
 
@@ -132,6 +149,7 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
     health_servicer = health.HealthServicer()
     server, port = create_server(settings, service, health_servicer=health_servicer)
     stopping = threading.Event()
+    probe: StoreHealthProbe | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if stopping.is_set():
@@ -140,6 +158,8 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
         grace = settings.shutdown_grace_seconds
         _log.info("shutting down", extra={"signal": signal.Signals(signum).name, "grace_s": grace})
         # Load balancers watching health stop routing here; in-flight calls finish.
+        if probe is not None:
+            probe.stop()
         health_servicer.enter_graceful_shutdown()
         server.stop(grace)
 
@@ -147,6 +167,7 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
     tune_garbage_collector()
     try:
         server.start()
+        probe = start_health_probe(settings, service, health_servicer)
         address = bound_address(settings.listen_address, port)
         _log.info(
             "serving",
@@ -157,6 +178,8 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
             write_ready_file(ready_file, address)
         server.wait_for_termination()
     finally:
+        if probe is not None:
+            probe.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _log.info("stopped")

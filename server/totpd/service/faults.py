@@ -4,16 +4,84 @@ A fault leaves the verdict unknown, so it is always an error (retryable),
 never INVALID or LOCKED. The log line names the driver's own one-line cause
 ("database is locked", "connection refused"), never SQLAlchemy's message,
 which quotes the statement and its parameters.
+
+An outage fails every call until it ends, hundreds a second: each would log
+the same line. So a fault is logged at most once per (reason, cause) and
+`FAULT_LOG_INTERVAL_SECONDS`, as one WARNING without a stack trace (an outage
+is expected, not a bug), and the next line for it says how many were held back.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
 
 from totpd.service.errors import ErrorReason, TotpdError
-from totpd.store.faults import first_line, is_outage, is_pool_exhausted
+from totpd.store.faults import cause_of, is_outage, is_pool_exhausted
 
 _log = logging.getLogger("totpd.store")
+
+FAULT_LOG_INTERVAL_SECONDS = 10.0
+
+
+class LogLimiter:
+    """At most one line per key per `interval` seconds, counting the ones held back.
+
+    Thread-safe. Keys whose interval ended are forgotten once there are more
+    than `max_keys`, so many distinct causes cannot grow it without bound.
+    """
+
+    def __init__(
+        self,
+        interval: float = FAULT_LOG_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 1024,
+    ) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._max_keys = max_keys
+        self._lock = threading.Lock()
+        # key -> (when its last line was written, lines held back since)
+        self._seen: dict[Hashable, tuple[float, int]] = {}
+
+    def admit(self, key: Hashable) -> int | None:
+        """None: hold this line back. Otherwise write it, saying how many were
+        held back for `key` since its previous line (0 for none)."""
+        now = self._clock()
+        with self._lock:
+            entry = self._seen.get(key)
+            if entry is not None:
+                written, held_back = entry
+                if now - written < self._interval:
+                    self._seen[key] = (written, held_back + 1)
+                    return None
+            elif len(self._seen) >= self._max_keys:
+                self._forget_older_than(now - self._interval)
+            self._seen[key] = (now, 0)
+            return 0 if entry is None else entry[1]
+
+    def __len__(self) -> int:
+        """How many keys are remembered."""
+        return len(self._seen)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+    def _forget_older_than(self, cutoff: float) -> None:
+        for key in [k for k, (written, _) in self._seen.items() if written <= cutoff]:
+            del self._seen[key]
+
+
+FAULT_LOG = LogLimiter()
+
+
+def fault_cause(error: BaseException) -> str:
+    """What a log line may say about a fault: the underlying error's type and
+    first line, never a statement or its parameters."""
+    return cause_of(error)
 
 
 def is_store_fault(error: BaseException) -> bool:
@@ -22,27 +90,32 @@ def is_store_fault(error: BaseException) -> bool:
 
 
 def store_fault(error: BaseException, method: str) -> TotpdError | None:
-    """The error for a database fault (logged once here), or None if `error` is not one."""
+    """The error for a database fault (logged here, rate-limited), or None if `error` is not one."""
     if is_pool_exhausted(error):
-        _log.warning("database pool exhausted", extra={"method": method})
+        _log_fault("database pool exhausted", ErrorReason.OVERLOADED, error, method)
         return TotpdError(
             ErrorReason.OVERLOADED,
             "every database connection is busy; no verdict was reached, retry with backoff",
         )
     if is_outage(error):
-        _log.warning(
-            "store unavailable",
-            extra={"method": method, "error_type": type(error).__name__, "cause": _cause(error)},
-        )
+        _log_fault("store unavailable", ErrorReason.STORE_UNAVAILABLE, error, method)
         return TotpdError(
             ErrorReason.STORE_UNAVAILABLE, "the database is unavailable; no verdict was reached"
         )
     return None
 
 
-def _cause(error: BaseException) -> str:
-    """The driver's error (SQLAlchemy keeps it as `orig`): its type and first line."""
-    driver_error = getattr(error, "orig", None)
-    if driver_error is None:
-        return type(error).__name__
-    return f"{type(driver_error).__name__}: {first_line(driver_error)}"[:200]
+def _log_fault(message: str, reason: ErrorReason, error: BaseException, method: str) -> None:
+    cause = cause_of(error)
+    held_back = FAULT_LOG.admit((reason, cause))
+    if held_back is None:
+        return
+    fields: dict[str, object] = {
+        "method": method,
+        "reason": reason.value,
+        "error_type": type(error).__name__,
+        "cause": cause,
+    }
+    if held_back:
+        fields["suppressed"] = held_back
+    _log.warning(message, extra=fields)

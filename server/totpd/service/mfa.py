@@ -46,6 +46,10 @@ class MfaService:
     def policy(self) -> Policy:
         return self._policy
 
+    def ping(self) -> None:
+        """Return if the store answers now, raise its error if not (the health probe)."""
+        self._store.ping()
+
     # -- enrollment --------------------------------------------------------
 
     def enroll(self, params: EnrollParams) -> Enrollment:

@@ -24,6 +24,7 @@ exactly as if the items had come one after another.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from array import array
 from collections import defaultdict
@@ -41,6 +42,7 @@ from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrit
 from totpd.store.models import FactorRow
 
 CheckResult = VerifyOutcome | TotpdError
+_log = logging.getLogger("totpd.service")
 # Tries of a locked round, which the database may abort to break a deadlock.
 _LOCKED_TRIES = 3
 _ALGORITHMS = {algorithm.value: algorithm for algorithm in Algorithm}
@@ -262,6 +264,7 @@ class CodeChecker:
                     )
             except SecretUnavailable:
                 # Fail closed: no verdict without every secret of the item.
+                _log_secret_unavailable(unblocked[len(keys) - opened])
                 del keys[opened:]
                 answered.append((item, _secret_unavailable()))
                 continue
@@ -466,6 +469,17 @@ def _one_per_account(items: list[_Item]) -> tuple[list[_Item], list[_Item]]:
             seen.add(item.check.account_id)
             now_items.append(item)
     return now_items, later
+
+
+def _log_secret_unavailable(factor: CandidateFactor) -> None:
+    """One ERROR line per occurrence: which factor and key, never the secret or code.
+
+    The only line: the caller gets a TotpdError, which the gRPC layer does not log.
+    """
+    _log.error(
+        "stored secret cannot be opened",
+        extra={"factor_id": factor.factor_id, "key_id": factor.secret_key_id},
+    )
 
 
 def _secret_unavailable() -> TotpdError:

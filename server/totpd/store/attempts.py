@@ -64,6 +64,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
 
+from totpd.store.errors import acquiring, ending
 from totpd.store.models import FactorRow
 
 # PostgreSQL's "deadlock detected": a multi-row write (whose row order is the
@@ -365,7 +366,10 @@ class _RawConnection:
         self._postgres = engine.dialect.name == "postgresql"
 
     def __enter__(self) -> _RawConnection:
-        self._connection = self._engine.raw_connection()
+        # The pool raises the driver's own errors here (SQLAlchemy wraps only
+        # statements): made the store's, so an outage is never taken for a bug.
+        with acquiring(self.dialect):
+            self._connection = self._engine.raw_connection()
         if self._postgres and self._autocommit:
             self._connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
         return self
@@ -390,10 +394,12 @@ class _RawConnection:
             run_compiled(self.dialect, self._connection, _BEGIN_IMMEDIATE, {})
 
     def commit(self) -> None:
-        self._connection.commit()
+        with ending(self.dialect, self._connection, "COMMIT"):
+            self._connection.commit()
 
     def rollback(self) -> None:
-        self._connection.rollback()
+        with ending(self.dialect, self._connection, "ROLLBACK"):
+            self._connection.rollback()
 
 
 # -- statements, built once per shape ------------------------------------------

@@ -14,6 +14,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from totpd.store.errors import unusable_file
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Execution option: this transaction reads and then writes what it read, so on
@@ -84,8 +86,10 @@ class SqliteWriterQueue:
             if self._fd is None:
                 self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
+        except BaseException as error:
             self._threads.release()
+            if isinstance(error, OSError):  # a read-only or full filesystem: an outage
+                raise unusable_file(error, "the writers' lock file beside the database") from error
             raise
 
     def __exit__(self, *exc_info: object) -> None:

@@ -1,29 +1,37 @@
 """Which exceptions mean the database, not the request, failed.
 
 Both the gRPC error mapping and BatchVerify (which answers a fault per item)
-classify errors here, so the two can never disagree.
+classify errors here, so the two can never disagree. The store's own errors
+(store/errors.py: connection acquisition, the SQLite writer queue's lock file)
+and SQLAlchemy's (statements) are both recognised.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import exc as sa_exc
 
+from totpd.store.errors import StoreOverloadedError, StoreUnavailableError
+from totpd.store.errors import first_line as first_line
+
 
 def is_pool_exhausted(error: BaseException) -> bool:
     """No pooled connection freed up in time: every one is busy (overload)."""
-    return isinstance(error, sa_exc.TimeoutError)
+    return isinstance(error, StoreOverloadedError | sa_exc.TimeoutError)
 
 
 def is_outage(error: BaseException) -> bool:
     """The database refused, dropped or failed the connection or statement."""
-    if isinstance(error, sa_exc.OperationalError):
+    if isinstance(error, StoreUnavailableError | sa_exc.OperationalError):
         return True
     return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message, at most 200 characters: for log
-    lines about a driver's own error ("database is locked", "disk I/O error"),
-    never SQLAlchemy's wrapper, whose message quotes the SQL and its parameters."""
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else "")[:200]
+def cause_of(error: BaseException) -> str:
+    """The underlying error's type and first line: the driver's error (SQLAlchemy
+    keeps it as `orig`) or the store error's cause; never a statement."""
+    if isinstance(error, StoreUnavailableError | StoreOverloadedError):
+        return error.cause
+    driver_error = getattr(error, "orig", None)
+    if driver_error is None:
+        return type(error).__name__
+    return f"{type(driver_error).__name__}: {first_line(driver_error)}"[:200]

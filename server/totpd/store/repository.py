@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, create_engine, func, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from totpd.store.attempts import Attempts
-from totpd.store.database import IMMEDIATE_TRANSACTION, writer_queue
+from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
+from totpd.store.errors import StoreUnavailableError
 from totpd.store.models import LIVE_STATES, FactorRow
 
 _T = TypeVar("_T")
@@ -34,6 +36,30 @@ class FactorStore:
         self._writer = writer_queue(engine)
         self.attempts = Attempts(engine, self._writer)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._ping_engine = _ping_engine(engine)
+
+    # -- health ------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Read one row on a new connection; StoreUnavailableError if the database
+        cannot be reached or read. May block as long as the database does (a
+        hung server): the health probe runs it where it can stop waiting."""
+        try:
+            with self._ping_engine.connect() as connection:
+                connection.execute(select(FactorRow.id).limit(1)).all()
+        except DBAPIError as error:
+            cause = error.orig if error.orig is not None else error
+            raise StoreUnavailableError("the database does not answer", cause) from error
+
+    def secret_key_ids(self) -> set[str]:
+        """The id of every key a stored secret is sealed with."""
+        query = (
+            select(FactorRow.secret_key_id)
+            .where(FactorRow.secret_ciphertext.is_not(None))
+            .distinct()
+        )
+        with self._sessions() as session:
+            return {key_id for key_id in session.scalars(query) if key_id is not None}
 
     # -- reads -------------------------------------------------------------
 
@@ -112,6 +138,16 @@ class FactorStore:
         )
         with self._sessions.begin() as session:
             return list(session.scalars(statement))
+
+
+def _ping_engine(engine: Engine) -> Engine:
+    """An engine that connects anew for every ping: it tests connection
+    acquisition itself (the pool's connections may be stale, or point at a
+    SQLite file since replaced), and a pool exhausted by load, an overload,
+    does not read as an outage. A memory database exists only in its own pool."""
+    if engine.dialect.name == "sqlite" and sqlite_file(engine) is None:
+        return engine
+    return create_engine(engine.url, poolclass=NullPool)
 
 
 _ERASED_SECRET: dict[str, None] = {

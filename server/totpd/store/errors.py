@@ -1,0 +1,88 @@
+"""The store's own errors for a database that failed, not the request.
+
+Statements run through SQLAlchemy (or `attempts.run_compiled`, which wraps
+like it) fail with SQLAlchemy's errors. Two paths do not: taking a DB-API
+connection from the pool (`Engine.raw_connection`) raises the driver's own
+errors (psycopg's or sqlite3's `OperationalError`), and the SQLite writer
+queue raises `OSError` when its lock file cannot be opened (a read-only
+filesystem). There they become these errors, so a caller never has to know
+every driver, or the operating system, to tell an outage from a bug.
+
+Deliberately not subclasses of SQLAlchemy's classes: the cause is not a
+statement, and these carry no SQL or parameters, only the cause's first line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Dialect
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import PoolProxiedConnection
+
+
+class StoreError(Exception):
+    """The database or its files failed for a reason outside the request.
+
+    `cause` is the underlying error's type and first line, safe to log.
+    """
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.cause = f"{type(cause).__name__}: {first_line(cause)}"[:200]
+
+
+class StoreUnavailableError(StoreError):
+    """The database refused, dropped or failed the connection, or its files cannot be used."""
+
+
+class StoreOverloadedError(StoreError):
+    """No pooled connection freed up in time: every one is busy."""
+
+
+@contextmanager
+def acquiring(dialect: Dialect) -> Iterator[None]:
+    """Around taking a connection from the pool: the driver's and the pool's
+    errors become the store's own (the connection does not exist yet, so
+    there is nothing to invalidate)."""
+    try:
+        yield
+    except sa_exc.TimeoutError as error:
+        raise StoreOverloadedError("no database connection freed up in time", error) from error
+    except dialect.loaded_dbapi.Error as error:
+        raise StoreUnavailableError("cannot connect to the database", error) from error
+
+
+@contextmanager
+def ending(dialect: Dialect, connection: PoolProxiedConnection, what: str) -> Iterator[None]:
+    """Around COMMIT or ROLLBACK on a pooled DB-API connection: the driver's
+    errors wrapped as SQLAlchemy wraps a statement's (a dropped connection is
+    invalidated, so the pool does not try to reset it and log a stack trace)."""
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as error:
+        lost = dialect.is_disconnect(error, connection.dbapi_connection, None)
+        if lost:
+            connection.invalidate()
+        raise sa_exc.DBAPIError.instance(
+            what,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=dialect,
+        ) from error
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, at most 200 characters: for log
+    lines about a driver's own error ("database is locked", "disk I/O error"),
+    never SQLAlchemy's wrapper, whose message quotes the SQL and its parameters."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else "")[:200]
+
+
+def unusable_file(error: OSError, what: str) -> StoreUnavailableError:
+    """A file the store needs cannot be opened or locked (read-only, full, gone)."""
+    return StoreUnavailableError(f"cannot use {what}", error)

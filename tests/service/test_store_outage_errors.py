@@ -1,0 +1,138 @@
+"""Where driver and OS errors cross into the store's callers, they become the
+store's own (StoreUnavailableError, StoreOverloadedError) or SQLAlchemy's, both
+of which the fault classifier knows: never a bare psycopg, sqlite3 or OS error.
+
+The paths: taking a DB-API connection from the pool (verification rounds),
+COMMIT and ROLLBACK on it, the SQLite writers' lock file, and the health ping.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from totpd.service.errors import ErrorReason
+from totpd.service.faults import is_store_fault, store_fault
+from totpd.store import AttemptRequest, FactorStore, open_engine
+from totpd.store.database import SqliteWriterQueue
+from totpd.store.errors import StoreOverloadedError, StoreUnavailableError
+from totpd.store.faults import is_outage, is_pool_exhausted
+
+NOBODY = [AttemptRequest("nobody", 6, None)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _unreachable(kind: str, tmp_path: Path) -> Engine:
+    """An engine whose every connection attempt fails: nothing listens on the
+    PostgreSQL port; the SQLite path is a directory (unopenable, as root too)."""
+    if kind == "postgresql":
+        return open_engine(f"postgresql+psycopg://totpd@127.0.0.1:{_free_port()}/totpd")
+    (tmp_path / "gone.sqlite3").mkdir()
+    return open_engine(f"sqlite:///{tmp_path / 'gone.sqlite3'}")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_connection_the_pool_cannot_open_is_store_unavailable_on_every_round_path(
+    kind: str, tmp_path: Path
+) -> None:
+    engine = _unreachable(kind, tmp_path)
+    attempts = FactorStore(engine).attempts
+    try:
+        with pytest.raises(StoreUnavailableError) as read:
+            attempts.read(NOBODY, state="active", now=0)
+        with pytest.raises(StoreUnavailableError), attempts.locked():
+            pass
+    finally:
+        engine.dispose()
+    assert is_outage(read.value)
+    assert is_store_fault(read.value)
+    driver = "OperationalError: "
+    assert read.value.cause.startswith(driver)
+    assert "SELECT" not in read.value.cause
+    fault = store_fault(read.value, "Verify")
+    assert fault is not None
+    assert fault.reason is ErrorReason.STORE_UNAVAILABLE
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_ping_of_an_unreachable_database_is_store_unavailable(
+    kind: str, tmp_path: Path
+) -> None:
+    engine = _unreachable(kind, tmp_path)
+    try:
+        with pytest.raises(StoreUnavailableError) as caught:
+            FactorStore(engine).ping()
+    finally:
+        engine.dispose()
+    assert caught.value.cause.startswith("OperationalError: ")
+
+
+def test_the_ping_of_a_reachable_database_returns(engine: Engine) -> None:
+    FactorStore(engine).ping()
+
+
+def test_a_pool_with_no_free_connection_is_store_overloaded(engine: Engine) -> None:
+    small = create_engine(engine.url, pool_size=1, max_overflow=0, pool_timeout=0.05)
+    held = small.raw_connection()
+    try:
+        with pytest.raises(StoreOverloadedError) as caught:
+            FactorStore(small).attempts.read(NOBODY, state="active", now=0)
+    finally:
+        held.close()
+        small.dispose()
+    assert is_pool_exhausted(caught.value)
+    assert not is_outage(caught.value)
+    fault = store_fault(caught.value, "Verify")
+    assert fault is not None
+    assert fault.reason is ErrorReason.OVERLOADED
+
+
+def test_an_unopenable_writers_lock_file_is_store_unavailable_and_releases_the_queue(
+    tmp_path: Path,
+) -> None:
+    """A read-only filesystem refuses to create the lock file; a directory in its
+    place refuses it too, as root, where file modes would not."""
+    database = tmp_path / "ro.sqlite3"
+    Path(f"{database}.writers").mkdir()
+    queue = SqliteWriterQueue(str(database))
+    for _ in range(2):  # the thread lock was released: the second try fails alike
+        with pytest.raises(StoreUnavailableError) as caught, queue:
+            pass
+        assert caught.value.cause.startswith("IsADirectoryError: ")
+        assert is_outage(caught.value)
+
+
+@pytest.mark.postgres
+def test_a_commit_on_a_dropped_postgres_connection_is_an_outage_without_a_pool_stack(
+    postgres_url: str, _postgres_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    engine = open_engine(f"{postgres_url}?application_name=totpd-commit-drop-test")
+    attempts = FactorStore(engine).attempts
+    try:
+        with pytest.raises(OperationalError) as caught, attempts.locked() as locked:
+            assert locked.read(NOBODY, state="active", now=0) == []
+            with _postgres_engine.begin() as admin:
+                admin.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE application_name = 'totpd-commit-drop-test'"
+                    )
+                )
+        # the pool replaced the dropped connection: the next round works
+        assert attempts.read(NOBODY, state="active", now=0) == []
+    finally:
+        engine.dispose()
+    assert caught.value.connection_invalidated
+    assert is_outage(caught.value)
+    assert not [r for r in caplog.records if r.exc_info is not None]
