@@ -7,19 +7,25 @@ import time
 from totpd.config import Settings
 from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService
+from totpd.service.purging import Purger
+from totpd.service.resealing import reseal_legacy_secrets
 from totpd.store import FactorStore, migrate, open_engine
 from totpd.store.checkpoints import start_checkpointer
 from totpd.store.database import SQLITE_BUSY_TIMEOUT_MS
 
 
 def build_service(settings: Settings) -> MfaService:
-    """Load the keyring, open the database (running migrations), wire the service.
+    """Load the keyring, open the database (running migrations and re-sealing
+    legacy secrets), start the purge, wire the service.
 
     The key file must exist: `totpd serve --dev` creates a development one first.
     """
     keyring = Keyring.load(settings.key_file)
     engine = open_engine(settings.prepared_database_url())
     migrate(engine)
+    store = FactorStore(engine)
+    reseal_legacy_secrets(store.legacy_secrets, keyring)
     # SQLite only: WAL checkpoints in a daemon thread, off the writers' path.
     start_checkpointer(engine, SQLITE_BUSY_TIMEOUT_MS)
-    return MfaService(FactorStore(engine), keyring, settings.policy, time.time)
+    Purger(store, settings.policy, time.time, interval=settings.purge_interval_seconds).start()
+    return MfaService(store, keyring, settings.policy, time.time)
