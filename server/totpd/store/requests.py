@@ -84,9 +84,11 @@ class RequestStore:
             dialect.insert(_TABLE)
             .values(**new._asdict(), state=RUNNING)
             .on_conflict_do_nothing(index_elements=[_TABLE.c.request_id, _TABLE.c.scope])
+            # A returned row, not rowcount: drivers disagree on an upsert's rowcount.
+            .returning(_TABLE.c.request_id)
         )
         with self._transaction() as connection:
-            if connection.execute(claim).rowcount == 1:
+            if connection.execute(claim).first() is not None:
                 return None
             taken_over = connection.execute(
                 update(_TABLE)
