@@ -17,7 +17,7 @@ from tests.service.test_verify import enroll_active
 from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
-from totpd.service.purging import Purger
+from totpd.service.purging import Purger, PurgeReport
 from totpd.service.types import EnrollParams, FactorState
 from totpd.store import FactorStore, migrate, open_engine
 from totpd.store.models import FactorRow, RequestRecord
@@ -40,8 +40,9 @@ def record_count(engine: Engine) -> int:
         return int(connection.scalar(select(func.count()).select_from(RequestRecord)) or 0)
 
 
-def purger(service: MfaService, engine: Engine, clock: Clock, **options: object) -> Purger:
-    return Purger(FactorStore(engine), service.policy, clock, interval=3600, **options)  # type: ignore[arg-type]
+def purge_once(service: MfaService, engine: Engine, clock: Clock) -> PurgeReport:
+    store = FactorStore(engine)  # the purger keeps only a weak reference
+    return Purger(store, service.policy, clock, interval=3600).run_once()
 
 
 def test_disable_and_expiry_record_when_a_factor_ended(
@@ -76,7 +77,7 @@ def test_factors_past_the_retention_are_purged_and_the_others_kept(
     pending = service.enroll(EnrollParams("pending", "")).factor.factor_id
     clock.advance(1)
 
-    report = purger(service, engine, clock).run_once()
+    report = purge_once(service, engine, clock)
 
     assert report.factors == 3
     assert ids_in(engine) == {active, recent_disabled, pending}
@@ -89,10 +90,10 @@ def test_a_factor_is_kept_until_its_retention_has_passed(
     factor_id = enroll_active(service, clock, "acct").factor.factor_id
     service.disable("acct", None, None, True)
     clock.advance(service.policy.ended_factor_retention_days * DAY)
-    assert purger(service, engine, clock).run_once().factors == 0
+    assert purge_once(service, engine, clock).factors == 0
     assert factor_id in ids_in(engine)
     clock.advance(1)
-    assert purger(service, engine, clock).run_once().factors == 1
+    assert purge_once(service, engine, clock).factors == 1
     assert ids_in(engine) == set()
 
 
@@ -125,10 +126,10 @@ def test_expired_request_records_are_purged(engine: Engine, keyring: Keyring, cl
     clock.advance(300)
     service.enroll(EnrollParams("b", ""), request_id="r-2")
     clock.advance(300)
-    report = purger(service, engine, clock).run_once()
+    report = purge_once(service, engine, clock)
     assert (report.requests, record_count(engine)) == (1, 1)
     clock.advance(300)
-    assert purger(service, engine, clock).run_once().requests == 1
+    assert purge_once(service, engine, clock).requests == 1
     assert record_count(engine) == 0
 
 
@@ -139,9 +140,8 @@ def test_the_purge_runs_while_accounts_enroll_and_disable(
         enroll_active(service, clock, f"old-{i}")
         service.disable(f"old-{i}", None, None, True)
     clock.advance(service.policy.ended_factor_retention_days * DAY + 1)
-    background = Purger(
-        FactorStore(engine), service.policy, clock, interval=0.01, batch=3, pause=0.001
-    ).start()
+    store = FactorStore(engine)
+    background = Purger(store, service.policy, clock, interval=0.01, batch=3, pause=0.001).start()
     errors: list[BaseException] = []
 
     def churn(worker: int) -> None:
@@ -209,7 +209,8 @@ def test_a_database_fault_does_not_end_the_purge_thread(
         engine.dispose()
         clock.advance(31 * DAY)
         with caplog.at_level(logging.WARNING, logger="totpd.purge"):
-            background = Purger(FactorStore(engine), service.policy, clock, interval=0.05).start()
+            store = FactorStore(engine)  # the purger keeps only a weak reference
+            background = Purger(store, service.policy, clock, interval=0.05).start()
             wait_for(lambda: background.runs >= 3)
             assert background.is_running()
             failures = [r for r in caplog.records if r.name == "totpd.purge"]

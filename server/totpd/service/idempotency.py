@@ -84,15 +84,19 @@ class Call:
     def claimed(self) -> bool:
         return self._requests is not None and self.replay is None
 
-    def completion(self, result: Result) -> Completion:
-        """The record of `result`, for the store to write with the change."""
+    def completion(self, result: Result) -> Completion | None:
+        """The record of `result`, for the store to write in the change's
+        transaction; None when the call has no request_id."""
+        if not self.claimed:
+            return None
         self._completed = True
         return Completion(self._request_id, DEFAULT_SCOPE, self._token, json.dumps(result))
 
     def complete(self, result: Result) -> None:
         """Store `result` now, in its own transaction (when the change made its own)."""
-        if self._requests is not None and self.claimed:
-            self._requests.complete(self.completion(result))
+        completion = self.completion(result)
+        if self._requests is not None and completion is not None:
+            self._requests.complete(completion)
 
     def __enter__(self) -> Call:
         return self

@@ -107,7 +107,7 @@ class MfaService:
                 expires_at=now + self._policy.enrollment_ttl_seconds,
             )
 
-        record = call.completion(idempotency.factors_result([factor_id])) if call.claimed else None
+        record = call.completion(idempotency.factors_result([factor_id]))
         with call:
             try:
                 row = self._store.add_to_account(
@@ -254,11 +254,11 @@ class MfaService:
                 call.complete(idempotency.outcome_result(outcome))
                 return outcome, []
 
-        def record(rows: list[FactorRow]) -> Completion:
+        def record(rows: list[FactorRow]) -> Completion | None:
             return call.completion(idempotency.outcome_result(outcome, [row.id for row in rows]))
 
         disabled = self._store.disable(
-            [row.id for row in targets], now=self._now(), completes=record if call.claimed else None
+            [row.id for row in targets], now=self._now(), completes=record
         )
         return outcome, [to_factor(row) for row in disabled]
 

@@ -6,7 +6,8 @@ request records past `request_id_retention_seconds`: each in batches of
 `batch` rows, one short transaction per batch, with a pause between batches
 so the writers it shares the database with are not held up. A fault (the
 database down, a lock timeout) logs one line and waits for the next interval;
-the thread never ends on an error.
+the thread never ends on an error. It holds only a weak reference to the store,
+so it ends with the store (and never keeps a dropped service's database open).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import weakref
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -44,7 +46,7 @@ class Purger:
         batch: int = BATCH_ROWS,
         pause: float = BATCH_PAUSE_SECONDS,
     ) -> None:
-        self._store = store
+        self._store = weakref.ref(store)
         self._policy = policy
         self._clock = clock
         self._interval = interval
@@ -67,14 +69,13 @@ class Purger:
 
     def run_once(self) -> PurgeReport:
         """Purge everything due now, batch by batch; errors reach the caller."""
+        store = self._store()
+        if store is None:
+            return PurgeReport(0, 0)
         now = math.floor(self._clock())
         ended_before = now - self._policy.ended_factor_retention_days * _DAY
-        factors = self._drain(
-            lambda: self._store.purge.ended_before(ended_before, limit=self._batch)
-        )
-        requests = self._drain(
-            lambda: self._store.requests.purge_expired(now=now, limit=self._batch)
-        )
+        factors = self._drain(lambda: store.purge.ended_before(ended_before, limit=self._batch))
+        requests = self._drain(lambda: store.requests.purge_expired(now=now, limit=self._batch))
         if factors or requests:
             _log.info("purged", extra={"factors": factors, "request_records": requests})
         return PurgeReport(factors, requests)
@@ -92,7 +93,7 @@ class Purger:
     def _run(self) -> None:
         # The first run at start: a server restarted more often than the
         # interval must still purge.
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and self._store() is not None:
             try:
                 self.run_once()
             except Exception as error:  # the thread must outlive any one failure

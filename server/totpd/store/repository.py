@@ -120,7 +120,7 @@ class FactorStore:
         factor_ids: Sequence[str],
         *,
         now: int,
-        completes: Callable[[list[FactorRow]], Completion] | None = None,
+        completes: Callable[[list[FactorRow]], Completion | None] | None = None,
     ) -> list[FactorRow]:
         """Turn live factors DISABLED and erase their secrets; returns them.
 
@@ -136,8 +136,9 @@ class FactorStore:
         )
         with self._sessions.begin() as session:
             disabled = list(session.scalars(statement))
-            if completes is not None:
-                complete_in(session.connection(), completes(disabled))
+            completion = completes(disabled) if completes is not None else None
+            if completion is not None:
+                complete_in(session.connection(), completion)
             return disabled
 
 
