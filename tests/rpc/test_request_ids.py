@@ -10,11 +10,14 @@ from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
+from tests.pg_server import ThrowawayPostgres
 from tests.rpc.conftest import Secrets, make_settings
 from tests.rpc.harness import LiveServer, call_fails, running_server
 from tests.rpc.test_flows import Enrolled
+from totpd.store import open_engine
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
@@ -155,3 +158,56 @@ def test_concurrent_duplicate_enrolls_create_one_factor(
     assert len(factor_ids) + len(refused) == threads and factor_ids
     assert len(set(factor_ids)) == 1
     assert listed(server, "alice") == factor_ids[:1]
+
+
+def set_connections(admin: Engine, allowed: bool) -> None:
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(
+            text(f"ALTER DATABASE totpd ALLOW_CONNECTIONS {'true' if allowed else 'false'}")
+        )
+        if not allowed:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = 'totpd' AND pid <> pg_backend_pid()"
+                )
+            )
+
+
+@pytest.mark.postgres
+def test_a_request_id_call_during_an_outage_is_unavailable_and_its_retry_acts_once(
+    tmp_path: Path, secrets_seen: Secrets
+) -> None:
+    from totpd.app import build_service
+
+    database = ThrowawayPostgres()
+    database.start()
+    admin = open_engine(
+        make_url(database.url).set(database="postgres").render_as_string(hide_password=False)
+    )
+    try:
+        settings = replace(make_settings(tmp_path), database_url=database.url)
+        with running_server(settings, build_service(settings)) as server:
+            set_connections(admin, allowed=False)
+            request = pb.EnrollRequest(account_id="alice", label="phone", request_id="e-1")
+            failure = call_fails(server.stub.Enroll, request)
+            assert (failure.code, failure.reason) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "ERROR_REASON_STORE_UNAVAILABLE",
+            )
+            set_connections(admin, allowed=True)
+            # The pool may still hold connections the outage ended: retry as a client would.
+            first = None
+            for _ in range(5):
+                try:
+                    first = server.stub.Enroll(request, timeout=10)
+                    break
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE
+            assert first is not None
+            secrets_seen.add(first.secret_base32, first.otpauth_uri)
+            assert server.stub.Enroll(request, timeout=10) == first
+            assert listed(server, "alice") == [first.factor.factor_id]
+    finally:
+        admin.dispose()
+        database.stop()
