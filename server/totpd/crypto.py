@@ -26,6 +26,7 @@ import hmac
 import json
 import os
 import secrets
+import struct
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +39,7 @@ _NONCE_BYTES = 12
 _KEY_BYTES = 32
 _FORMAT_V1 = b"totpd.secret.v1"
 _FORMAT_V2 = b"totpd.secret.v2"
+_LENGTHS = struct.Struct(">4H")
 # The tenant slot of the v2 layout. Tenants do not exist yet: every secret is
 # sealed with the empty tenant, and the issue that adds tenants passes the
 # row's tenant here (re-sealing the rows it moves into a tenant).
@@ -155,12 +157,17 @@ def _associated_data_v1(row_id: str, key_id: str) -> bytes:
 
 
 def _associated_data_v2(tenant_id: str, account_id: str, factor_id: str, key_id: str) -> bytes:
-    """Each part length-prefixed, so no choice of ids can make two layouts collide."""
-    parts = [_FORMAT_V2]
-    for value in (tenant_id, account_id, factor_id, key_id):
-        encoded = value.encode()
-        parts.append(len(encoded).to_bytes(2, "big") + encoded)
-    return b"".join(parts)
+    """The four parts' lengths first, then the parts: no choice of ids can make
+    two different bindings collide. (Built in one expression: it runs per
+    factor of every verification.)"""
+    tenant, account, factor, key = (
+        tenant_id.encode(),
+        account_id.encode(),
+        factor_id.encode(),
+        key_id.encode(),
+    )
+    lengths = _LENGTHS.pack(len(tenant), len(account), len(factor), len(key))
+    return b"".join((_FORMAT_V2, lengths, tenant, account, factor, key))
 
 
 def write_new_keyring(path: Path) -> str:
