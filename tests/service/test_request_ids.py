@@ -288,3 +288,17 @@ def test_a_claim_left_by_a_crashed_call_is_taken_over_after_its_lease(
     retried = service.enroll(EnrollParams(account_id, "phone"), request_id="r-1")
     assert service.get_factor(account_id, retried.factor.factor_id).state is FactorState.PENDING
     assert factor_count(engine) == 1
+
+
+def test_a_duplicate_of_a_call_still_running_is_told_to_retry_later(
+    service: MfaService, account_id: str, engine: Engine
+) -> None:
+    service.enroll(EnrollParams(account_id, "phone"), request_id="r-1")
+    # As if the first call were still between its claim and its result.
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE request_records SET state = 'running', result = NULL"))
+    error = refused(service.enroll, EnrollParams(account_id, "phone"), request_id="r-1")
+    assert (error.reason, error.field) == (ErrorReason.OVERLOADED, "request_id")
+    assert error.retry_after_seconds == 1.0
+    assert "in progress" in error.message
+    assert factor_count(engine) == 1

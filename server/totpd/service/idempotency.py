@@ -146,24 +146,27 @@ class Idempotency:
         key_id = self._keyring.primary_key_id
         fingerprint = self._keyring.fingerprint(key_id, data)
         give_up = time.monotonic() + _WAIT_SECONDS
+        first: StoredRequest | None = None
         while True:
-            now = math.floor(self._clock())
-            token = secrets.token_hex(16)
-            new = NewRequest(
-                request_id=request_id,
-                scope=DEFAULT_SCOPE,
-                method=method,
-                account_id=account_id,
-                fingerprint=fingerprint,
-                fingerprint_key_id=key_id,
-                claim_token=token,
-                created_at=now,
-                lease_until=now + CLAIM_LEASE_SECONDS,
-                expires_at=now + self._policy.request_id_retention_seconds,
-            )
-            first = self._requests.claim(new, now=now)
             if first is None:
-                return Call(self._requests, request_id, token)
+                # Absent, released by a call that failed, or abandoned: claim it.
+                now = math.floor(self._clock())
+                token = secrets.token_hex(16)
+                new = NewRequest(
+                    request_id=request_id,
+                    scope=DEFAULT_SCOPE,
+                    method=method,
+                    account_id=account_id,
+                    fingerprint=fingerprint,
+                    fingerprint_key_id=key_id,
+                    claim_token=token,
+                    created_at=now,
+                    lease_until=now + CLAIM_LEASE_SECONDS,
+                    expires_at=now + self._policy.request_id_retention_seconds,
+                )
+                first = self._requests.claim(new, now=now)
+                if first is None:
+                    return Call(self._requests, request_id, token)
             self._check_same(first, method, account_id, data)
             if first.state == DONE and first.result is not None:
                 return Call(replay=json.loads(first.result))
@@ -176,6 +179,8 @@ class Idempotency:
                     retry_after_seconds=1.0,
                 )
             self._sleep(_POLL_SECONDS)
+            # Waiting reads only: the running call needs the write lock to finish.
+            first = self._requests.get(request_id, DEFAULT_SCOPE, now=math.floor(self._clock()))
 
     def _check_same(self, first: StoredRequest, method: str, account_id: str, data: bytes) -> None:
         try:
