@@ -3,7 +3,7 @@
 Enroll, ConfirmEnrollment and Disable accept an optional `request_id`. The
 first call with an id claims it (store/requests.py) before it acts; a retry
 with the same id and the same fields within the retention window gets the
-first call's result and acts not again; the same id with different fields is
+first call's result and nothing is done again; the same id with different fields is
 INVALID_ARGUMENT/REQUEST_ID_REUSED. A duplicate that arrives while the first
 call is still running waits for it (up to `_WAIT_SECONDS`), then gets its
 result, or RESOURCE_EXHAUSTED/OVERLOADED with a RetryInfo delay if it is still
