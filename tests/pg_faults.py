@@ -24,12 +24,19 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 class FaultyPostgres(ThrowawayPostgres):
+    def __init__(self) -> None:
+        # Durable: an immediate stop kills the server like a crash, and with the
+        # fast settings (synchronous_commit off) it lost commits the test had seen.
+        super().__init__(durable=True)
+
     def _options(self) -> str:
         # The options ThrowawayPostgres.start gives the server: a restart must listen alike.
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
             f" -c unix_socket_directories={self._dir} -c max_connections=200"
         )
+        if self.durable:
+            return options
         return options + "".join(f" -c {name}={value}" for name, value in FAST_SETTINGS.items())
 
     def halt(self, mode: str = "fast") -> None:

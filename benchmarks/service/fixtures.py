@@ -264,7 +264,7 @@ def seed_factors(
         factor_id = str(uuid.uuid4())
         account_id = f"{prefix}-{i:07d}"
         secret = os.urandom(20)
-        sealed = keyring.seal(factor_id, secret)
+        sealed = keyring.seal(factor_id, account_id, secret)
         factor_ids.append(factor_id)
         account_ids.append(account_id)
         secrets.append(secret)
@@ -281,6 +281,7 @@ def seed_factors(
                 "secret_key_id": sealed.key_id,
                 "secret_nonce": sealed.nonce,
                 "secret_ciphertext": sealed.ciphertext,
+                "secret_format": 2,
                 "last_used_step": -1,
                 "failed_attempts": 0,
                 "blocked_until": 0,

@@ -7,6 +7,8 @@ import time
 from totpd.config import Settings
 from totpd.crypto import Keyring, KeyringError
 from totpd.service.mfa import MfaService
+from totpd.service.purging import Purger
+from totpd.service.resealing import reseal_legacy_secrets
 from totpd.store import FactorStore, migrate, open_engine
 from totpd.store.checkpoints import start_checkpointer
 from totpd.store.database import SQLITE_BUSY_TIMEOUT_MS
@@ -17,7 +19,8 @@ class MissingKeys(KeyringError):
 
 
 def build_service(settings: Settings) -> MfaService:
-    """Load the keyring, open the database (running migrations), wire the service.
+    """Load the keyring, open the database (running migrations and re-sealing
+    legacy secrets), start the purge, wire the service.
 
     The key file must exist: `totpd serve --dev` creates a development one first.
     Refuses (MissingKeys) a keyring that lacks a key the stored secrets need.
@@ -31,8 +34,10 @@ def build_service(settings: Settings) -> MfaService:
     except MissingKeys:
         engine.dispose()
         raise
+    reseal_legacy_secrets(store.legacy_secrets, keyring)
     # SQLite only: WAL checkpoints in a daemon thread, off the writers' path.
     start_checkpointer(engine, SQLITE_BUSY_TIMEOUT_MS)
+    Purger(store, settings.policy, time.time, interval=settings.purge_interval_seconds).start()
     return MfaService(store, keyring, settings.policy, time.time)
 
 

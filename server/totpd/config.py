@@ -67,6 +67,9 @@ class Settings:
     tls_key_file: Path | None = None
     # With this PEM CA bundle, clients must present a certificate it signed (mTLS).
     tls_client_ca_file: Path | None = None
+    # How often the purge thread deletes ended factors and expired request
+    # records (the retentions are [policy] keys).
+    purge_interval_seconds: float = 3600.0
 
     @property
     def tls_mode(self) -> str:
@@ -173,6 +176,7 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "tls_cert_file": _as_optional_path,
     "tls_key_file": _as_optional_path,
     "tls_client_ca_file": _as_optional_path,
+    "purge_interval_seconds": _as_float,
 }
 _POLICY_PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "default_issuer": _as_str,
@@ -305,6 +309,7 @@ def validate(settings: Settings) -> None:
     _check_range("shutdown_grace_seconds", settings.shutdown_grace_seconds, 0, 3600)
     _check_range("health_probe_interval_seconds", settings.health_probe_interval_seconds, 0.1, 3600)
     _check_range("health_probe_timeout_seconds", settings.health_probe_timeout_seconds, 0.1, 3600)
+    _check_range("purge_interval_seconds", settings.purge_interval_seconds, 1, 86400)
     if settings.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if settings.log_format not in LOG_FORMATS:

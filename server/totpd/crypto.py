@@ -1,9 +1,16 @@
 """Secrets at rest: AES-256-GCM under a keyring of identified keys.
 
-Every encryption uses a fresh 96-bit nonce from the OS and binds the row it
-belongs to and the key id as associated data, so a ciphertext copied to another
-row, or relabelled with another key id, fails to decrypt. A missing or wrong key
-fails closed with `SecretUnavailable`.
+Every encryption uses a fresh 96-bit nonce from the OS and binds, as
+associated data, the factor (row) it belongs to, the account that owns it, the
+tenant slot and the key id: a ciphertext copied to another row, moved to
+another account or relabelled with another key id fails to decrypt. A missing
+or wrong key fails closed with `SecretUnavailable`.
+
+Formats (the AAD layout, tagged): v1 bound the row and key id only; v2 adds the
+tenant and the account. Only v2 opens on the serving path (`open_parts`); v1
+opens solely through `open_legacy_parts`, for the one-time re-seal step
+(service/resealing.py). A v2 ciphertext never opens under the v1 layout, so
+relabelling a row as v1 in the database cannot undo the account binding.
 
 Keyring file format (JSON, mode 0600):
     {"primary": "<key id>", "keys": {"<key id>": "<base64 of 32 bytes>", ...}}
@@ -14,18 +21,32 @@ New secrets are sealed with the primary key; older keys stay to open old rows
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import secrets
+import struct
 from pathlib import Path
 from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _NONCE_BYTES = 12
 _KEY_BYTES = 32
-_FORMAT = b"totpd.secret.v1"
+_FORMAT_V1 = b"totpd.secret.v1"
+_FORMAT_V2 = b"totpd.secret.v2"
+_LENGTHS = struct.Struct(">4H")
+# The tenant slot of the v2 layout. Tenants do not exist yet: every secret is
+# sealed with the empty tenant, and the issue that adds tenants passes the
+# row's tenant here (re-sealing the rows it moves into a tenant).
+NO_TENANT = ""
+# HKDF info of the key that fingerprints idempotent requests (their fields can
+# include a one-time code, which a plain hash would let anyone enumerate).
+_FINGERPRINT_INFO = b"totpd.request-fingerprint.v1"
 
 
 class SecretUnavailable(Exception):
@@ -50,6 +71,8 @@ class Keyring:
             if len(key) != _KEY_BYTES:
                 raise KeyringError("every key must be 32 bytes (AES-256)")
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self._raw = dict(keys)
+        self._fingerprint_keys: dict[str, bytes] = {}
         self._primary = primary
 
     @property
@@ -60,24 +83,62 @@ class Keyring:
     def key_ids(self) -> frozenset[str]:
         return frozenset(self._ciphers)
 
-    def seal(self, row_id: str, secret: bytes) -> SealedSecret:
+    def seal(
+        self, factor_id: str, account_id: str, secret: bytes, *, tenant_id: str = NO_TENANT
+    ) -> SealedSecret:
+        """Seal a factor's secret to the factor, its account and tenant (format v2)."""
         nonce = os.urandom(_NONCE_BYTES)
-        aad = _associated_data(row_id, self._primary)
+        aad = _associated_data_v2(tenant_id, account_id, factor_id, self._primary)
         ciphertext = self._ciphers[self._primary].encrypt(nonce, secret, aad)
         return SealedSecret(self._primary, nonce, ciphertext)
 
-    def open(self, row_id: str, sealed: SealedSecret) -> bytes:
-        return self.open_parts(row_id, *sealed)
+    def open(
+        self, factor_id: str, account_id: str, sealed: SealedSecret, *, tenant_id: str = NO_TENANT
+    ) -> bytes:
+        return self.open_parts(factor_id, account_id, *sealed, tenant_id=tenant_id)
 
-    def open_parts(self, row_id: str, key_id: str, nonce: bytes, ciphertext: bytes) -> bytes:
-        """`open` with the sealed secret's three parts as they come from a row."""
+    def open_parts(
+        self,
+        factor_id: str,
+        account_id: str,
+        key_id: str,
+        nonce: bytes,
+        ciphertext: bytes,
+        *,
+        tenant_id: str = NO_TENANT,
+    ) -> bytes:
+        """Open a v2 secret from its three stored parts; the only opener of the serving path."""
+        aad = _associated_data_v2(tenant_id, account_id, factor_id, key_id)
+        return self._decrypt(key_id, nonce, ciphertext, aad)
+
+    def open_legacy_parts(
+        self, factor_id: str, key_id: str, nonce: bytes, ciphertext: bytes
+    ) -> bytes:
+        """Open a v1 secret (bound to its row and key id only). For re-sealing, nothing else."""
+        return self._decrypt(key_id, nonce, ciphertext, _associated_data_v1(factor_id, key_id))
+
+    def _decrypt(self, key_id: str, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise SecretUnavailable("the secret was sealed with a key that is not in the keyring")
         try:
-            return cipher.decrypt(nonce, ciphertext, _associated_data(row_id, key_id))
+            return cipher.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
             raise SecretUnavailable("the secret failed authentication") from None
+
+    def fingerprint(self, key_id: str, data: bytes) -> bytes:
+        """HMAC-SHA256 of `data` under a key derived (HKDF) from key `key_id`.
+
+        Raises SecretUnavailable when the key is not in the keyring.
+        """
+        key = self._fingerprint_keys.get(key_id)
+        if key is None:
+            raw = self._raw.get(key_id)
+            if raw is None:
+                raise SecretUnavailable("the fingerprint key is not in the keyring")
+            derive = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_FINGERPRINT_INFO)
+            key = self._fingerprint_keys.setdefault(key_id, derive.derive(raw))
+        return hmac.new(key, data, hashlib.sha256).digest()
 
     @classmethod
     def load(cls, path: Path) -> Keyring:
@@ -95,8 +156,22 @@ class Keyring:
         return cls(keys, primary)
 
 
-def _associated_data(row_id: str, key_id: str) -> bytes:
-    return b"\x00".join((_FORMAT, row_id.encode(), key_id.encode()))
+def _associated_data_v1(row_id: str, key_id: str) -> bytes:
+    return b"\x00".join((_FORMAT_V1, row_id.encode(), key_id.encode()))
+
+
+def _associated_data_v2(tenant_id: str, account_id: str, factor_id: str, key_id: str) -> bytes:
+    """The four parts' lengths first, then the parts: no choice of ids can make
+    two different bindings collide. (Built in one expression: it runs per
+    factor of every verification.)"""
+    tenant, account, factor, key = (
+        tenant_id.encode(),
+        account_id.encode(),
+        factor_id.encode(),
+        key_id.encode(),
+    )
+    lengths = _LENGTHS.pack(len(tenant), len(account), len(factor), len(key))
+    return b"".join((_FORMAT_V2, lengths, tenant, account, factor, key))
 
 
 def write_new_keyring(path: Path) -> str:

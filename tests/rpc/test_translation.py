@@ -51,6 +51,11 @@ FACTOR = Factor(
 )
 
 
+def _given(request_id: str | None) -> tuple[str, ...]:
+    """A request_id among the recorded arguments only when the call sent one."""
+    return () if request_id is None else (request_id,)
+
+
 @dataclass
 class RecordingService:
     """Answers every call with fixed values, or raises `error`; records arguments."""
@@ -64,12 +69,14 @@ class RecordingService:
         if self.error is not None:
             raise self.error
 
-    def enroll(self, params: EnrollParams) -> Enrollment:
-        self._record("enroll", params)
+    def enroll(self, params: EnrollParams, request_id: str | None = None) -> Enrollment:
+        self._record("enroll", params, *_given(request_id))
         return Enrollment(FACTOR, "otpauth://totp/x", "SECRET", b"\x89PNG", "<svg/>")
 
-    def confirm(self, account_id: str, factor_id: str, code: str) -> tuple[VerifyOutcome, Factor]:
-        self._record("confirm", account_id, factor_id, code)
+    def confirm(
+        self, account_id: str, factor_id: str, code: str, request_id: str | None = None
+    ) -> tuple[VerifyOutcome, Factor]:
+        self._record("confirm", account_id, factor_id, code, *_given(request_id))
         return VerifyOutcome(VerifyResult.VALID, FACTOR.factor_id, -1, 10, 0), FACTOR
 
     def verify(self, item: VerifyItem) -> VerifyOutcome:
@@ -84,9 +91,14 @@ class RecordingService:
         return self.batch_results
 
     def disable(
-        self, account_id: str, factor_id: str | None, code: str | None, force: bool
+        self,
+        account_id: str,
+        factor_id: str | None,
+        code: str | None,
+        force: bool,
+        request_id: str | None = None,
     ) -> tuple[VerifyOutcome, list[Factor]]:
-        self._record("disable", account_id, factor_id, code, force)
+        self._record("disable", account_id, factor_id, code, force, *_given(request_id))
         return VerifyOutcome(VerifyResult.VALID), [FACTOR]
 
     def get_factor(self, account_id: str, factor_id: str) -> Factor:
@@ -120,6 +132,28 @@ def test_enroll_maps_zero_values_to_server_defaults(
     assert response.secret_base32 == "SECRET"
     assert response.qr_png == b"\x89PNG"
     assert response.qr_svg == "<svg/>"
+
+
+def test_request_ids_reach_the_service_and_empty_means_none(
+    server: LiveServer, fake: RecordingService
+) -> None:
+    server.stub.Enroll(pb.EnrollRequest(account_id="alice", request_id="r-1"), timeout=5)
+    server.stub.ConfirmEnrollment(
+        pb.ConfirmEnrollmentRequest(
+            account_id="alice", factor_id="f", code="123456", request_id="r-2"
+        ),
+        timeout=5,
+    )
+    server.stub.Disable(
+        pb.DisableRequest(account_id="alice", force=True, request_id="r-3"), timeout=5
+    )
+    server.stub.Disable(pb.DisableRequest(account_id="alice", force=True), timeout=5)
+    assert fake.calls == [
+        ("enroll", (EnrollParams("alice", "", None, None, None, None), "r-1")),
+        ("confirm", ("alice", "f", "123456", "r-2")),
+        ("disable", ("alice", None, None, True, "r-3")),
+        ("disable", ("alice", None, None, True)),
+    ]
 
 
 def test_enroll_passes_every_chosen_option(server: LiveServer, fake: RecordingService) -> None:

@@ -135,7 +135,7 @@ def test_a_cancel_that_fails_half_way_leaves_the_enrollment_pending(
     pending = service.enroll(EnrollParams(account_id, "phone"))
     factor_id = pending.factor.factor_id
 
-    def store_down(self: FactorStore, ids: list[str]) -> None:
+    def store_down(self: FactorStore, ids: list[str], **_: object) -> None:
         raise OperationalError("UPDATE factors ...", None, Exception("connection lost"))
 
     with monkeypatch.context() as patched:

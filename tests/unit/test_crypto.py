@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from totpd.crypto import Keyring, KeyringError, SecretUnavailable, write_new_keyring
 
@@ -19,44 +21,95 @@ def keyring(tmp_path: Path) -> Keyring:
 
 def test_round_trip_with_fresh_nonces(keyring: Keyring) -> None:
     secret = b"\x01" * 20
-    first, second = keyring.seal("row-1", secret), keyring.seal("row-1", secret)
+    first, second = keyring.seal("row-1", "acct", secret), keyring.seal("row-1", "acct", secret)
     assert first.nonce != second.nonce and len(first.nonce) == 12
     assert secret not in first.ciphertext
-    assert keyring.open("row-1", first) == keyring.open("row-1", second) == secret
+    assert keyring.open("row-1", "acct", first) == keyring.open("row-1", "acct", second) == secret
 
 
 def test_ciphertext_moved_to_another_row_fails(keyring: Keyring) -> None:
-    sealed = keyring.seal("row-1", b"secret-bytes-123456")
+    sealed = keyring.seal("row-1", "acct", b"secret-bytes-123456")
     with pytest.raises(SecretUnavailable):
-        keyring.open("row-2", sealed)
+        keyring.open("row-2", "acct", sealed)
+
+
+def test_ciphertext_moved_to_another_account_fails(keyring: Keyring) -> None:
+    sealed = keyring.seal("row-1", "alice", b"secret-bytes-123456")
+    with pytest.raises(SecretUnavailable):
+        keyring.open("row-1", "mallory", sealed)
+
+
+def test_ciphertext_of_another_tenant_fails(keyring: Keyring) -> None:
+    sealed = keyring.seal("row-1", "alice", b"secret-bytes-123456", tenant_id="t1")
+    assert keyring.open("row-1", "alice", sealed, tenant_id="t1") == b"secret-bytes-123456"
+    with pytest.raises(SecretUnavailable):
+        keyring.open("row-1", "alice", sealed)
+
+
+def test_ids_cannot_shift_between_the_bound_parts(keyring: Keyring) -> None:
+    sealed = keyring.seal("b-row", "a", b"s" * 20, tenant_id="t")
+    with pytest.raises(SecretUnavailable):
+        keyring.open("row", "a-b", sealed, tenant_id="t")
+    with pytest.raises(SecretUnavailable):
+        keyring.open("b-row", "", sealed, tenant_id="ta")
+
+
+def test_a_v2_ciphertext_never_opens_with_the_legacy_layout(keyring: Keyring) -> None:
+    sealed = keyring.seal("row-1", "alice", b"s" * 20)
+    with pytest.raises(SecretUnavailable):
+        keyring.open_legacy_parts("row-1", *sealed)
+
+
+def test_a_legacy_ciphertext_opens_only_with_the_legacy_opener() -> None:
+    key = b"\x05" * 32
+    ring = Keyring({"k1": key}, "k1")
+    nonce = b"\x00" * 12
+    legacy = AESGCM(key).encrypt(nonce, b"s" * 20, b"totpd.secret.v1\x00row-1\x00k1")
+    assert ring.open_legacy_parts("row-1", "k1", nonce, legacy) == b"s" * 20
+    with pytest.raises(SecretUnavailable):
+        ring.open_parts("row-1", "alice", "k1", nonce, legacy)
+
+
+def test_fingerprints_are_keyed_and_stable(keyring: Keyring, tmp_path: Path) -> None:
+    data = b'["Disable", "alice", "123456"]'
+    key_id = keyring.primary_key_id
+    assert keyring.fingerprint(key_id, data) == keyring.fingerprint(key_id, data)
+    assert keyring.fingerprint(key_id, data) != keyring.fingerprint(key_id, data + b" ")
+    assert keyring.fingerprint(key_id, data) != hashlib.sha256(data).digest()
+    other_path = tmp_path / "other.json"
+    write_new_keyring(other_path)
+    other = Keyring.load(other_path)
+    assert other.fingerprint(other.primary_key_id, data) != keyring.fingerprint(key_id, data)
+    with pytest.raises(SecretUnavailable):
+        keyring.fingerprint("no-such-key", data)
 
 
 def test_relabelled_key_id_fails(tmp_path: Path) -> None:
     raw = base64.b64encode(b"\x07" * 32).decode()
     ring = Keyring({"a": base64.b64decode(raw), "b": base64.b64decode(raw)}, "a")
-    sealed = ring.seal("row", b"s" * 20)
+    sealed = ring.seal("row", "acct", b"s" * 20)
     with pytest.raises(SecretUnavailable):
-        ring.open("row", sealed._replace(key_id="b"))
+        ring.open("row", "acct", sealed._replace(key_id="b"))
 
 
 def test_missing_or_wrong_key_fails_closed(keyring: Keyring, tmp_path: Path) -> None:
-    sealed = keyring.seal("row", b"s" * 20)
+    sealed = keyring.seal("row", "acct", b"s" * 20)
     other_path = tmp_path / "other.json"
     write_new_keyring(other_path)
     other = Keyring.load(other_path)
     with pytest.raises(SecretUnavailable):
-        other.open("row", sealed)
+        other.open("row", "acct", sealed)
     same_id = Keyring({sealed.key_id: b"\x00" * 32}, sealed.key_id)
     with pytest.raises(SecretUnavailable):
-        same_id.open("row", sealed)
+        same_id.open("row", "acct", sealed)
 
 
 def test_rotation_keeps_old_secrets_readable(tmp_path: Path) -> None:
     old, new = b"\x01" * 32, b"\x02" * 32
-    sealed = Keyring({"old": old}, "old").seal("row", b"x" * 20)
+    sealed = Keyring({"old": old}, "old").seal("row", "acct", b"x" * 20)
     rotated = Keyring({"old": old, "new": new}, "new")
-    assert rotated.open("row", sealed) == b"x" * 20
-    assert rotated.seal("row", b"y" * 20).key_id == "new"
+    assert rotated.open("row", "acct", sealed) == b"x" * 20
+    assert rotated.seal("row", "acct", b"y" * 20).key_id == "new"
 
 
 def test_keyring_file_is_private_and_never_overwritten(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@
                 [--tls-cert-file PEM --tls-key-file PEM [--tls-client-ca-file PEM]]
                 [--ready-file PATH] [--<any setting> VALUE ...]
     totpd keygen --out PATH
-    totpd migrate [--config PATH] [--database-url URL] [--data-dir DIR]
+    totpd migrate [--config PATH] [--database-url URL] [--data-dir DIR] [--key-file PATH]
 
 Exit codes: 0 success, 2 configuration or startup error.
 """
@@ -40,7 +40,7 @@ _METAVARS = {
     "tls_key_file": "PEM",
     "tls_client_ca_file": "PEM",
 }
-_DATABASE_KEYS = ("database_url", "data_dir", "log_level", "log_format")
+_DATABASE_KEYS = ("database_url", "data_dir", "key_file", "log_level", "log_format")
 
 
 class StartupError(Exception):
@@ -164,12 +164,21 @@ def _keygen(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     settings = _settings(args, _DATABASE_KEYS)
     configure_logging(settings.log_level, settings.log_format)
-    from totpd.store import migrate, open_engine
+    from totpd.service.resealing import reseal_legacy_secrets
+    from totpd.store import FactorStore, migrate, open_engine
 
+    # The keyring step needs the key file; without it only the schema moves,
+    # and `totpd serve` re-seals at its start.
+    try:
+        keyring = crypto.Keyring.load(settings.key_file) if settings.key_file.exists() else None
+    except crypto.KeyringError as error:
+        raise StartupError(str(error)) from None
     with _database_errors():
         engine = open_engine(settings.prepared_database_url())
         try:
             migrate(engine)
+            if keyring is not None:
+                reseal_legacy_secrets(FactorStore(engine).legacy_secrets, keyring)
         finally:
             engine.dispose()
     _log.info("database schema is up to date")

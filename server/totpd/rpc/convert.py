@@ -63,6 +63,15 @@ def algorithm_from_proto(number: int, field: str = "algorithm") -> Algorithm | N
     return algorithm
 
 
+def request_id(
+    request: totp_service_pb2.EnrollRequest
+    | totp_service_pb2.ConfirmEnrollmentRequest
+    | totp_service_pb2.DisableRequest,
+) -> str | None:
+    """The optional AIP-155 request_id; the service validates it."""
+    return request.request_id or None
+
+
 def enroll_params(request: totp_service_pb2.EnrollRequest) -> EnrollParams:
     return EnrollParams(
         account_id=request.account_id,

@@ -23,7 +23,9 @@ class TotpServicer:
         self._service = service
 
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
-        enrollment = self._service.enroll(convert.enroll_params(request))
+        enrollment = self._service.enroll(
+            convert.enroll_params(request), request_id=convert.request_id(request)
+        )
         return pb.EnrollResponse(
             factor=convert.factor_to_proto(enrollment.factor),
             otpauth_uri=enrollment.otpauth_uri,
@@ -35,7 +37,12 @@ class TotpServicer:
     def ConfirmEnrollment(
         self, request: pb.ConfirmEnrollmentRequest, context: grpc.ServicerContext
     ) -> pb.ConfirmEnrollmentResponse:
-        outcome, factor = self._service.confirm(request.account_id, request.factor_id, request.code)
+        outcome, factor = self._service.confirm(
+            request.account_id,
+            request.factor_id,
+            request.code,
+            request_id=convert.request_id(request),
+        )
         return pb.ConfirmEnrollmentResponse(
             outcome=convert.outcome_to_proto(outcome),
             factor=convert.factor_to_proto(factor),
@@ -70,6 +77,7 @@ class TotpServicer:
             convert.optional_str(request.factor_id),
             convert.optional_str(request.code),
             request.force,
+            request_id=convert.request_id(request),
         )
         return pb.DisableResponse(
             outcome=convert.outcome_to_proto(outcome),

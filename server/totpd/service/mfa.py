@@ -2,7 +2,8 @@
 
 No grpc and no SQL here: the store persists, the native core computes codes,
 this module decides. Every public method validates its input first and raises
-`TotpdError` before anything is written or counted.
+`TotpdError` before anything is written or counted. The mutations take an
+optional request_id and run through `idempotency` (its module says how).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 
-from totpd.crypto import Keyring
-from totpd.service import provisioning, validation
+from totpd.crypto import Keyring, SecretUnavailable
+from totpd.service import idempotency, provisioning, validation
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
 from totpd.service.types import (
@@ -28,6 +29,7 @@ from totpd.service.types import (
 from totpd.service.verification import CodeCheck, CodeChecker
 from totpd.store import FactorStore, LabelTaken
 from totpd.store.models import LIVE_STATES, NEVER_USED_STEP, FactorRow
+from totpd.store.requests import Completion
 
 _DEFAULT_LABEL = "Authenticator"
 
@@ -41,6 +43,7 @@ class MfaService:
         self._policy = policy
         self._clock = clock
         self._checker = CodeChecker(store, keyring, policy, clock)
+        self._requests = idempotency.Idempotency(store.requests, keyring, policy, clock)
 
     @property
     def policy(self) -> Policy:
@@ -52,7 +55,8 @@ class MfaService:
 
     # -- enrollment --------------------------------------------------------
 
-    def enroll(self, params: EnrollParams) -> Enrollment:
+    def enroll(self, params: EnrollParams, request_id: str | None = None) -> Enrollment:
+        request_id = idempotency.request_id(request_id)
         account_id = validation.account_id(params.account_id)
         issuer = validation.display_name(
             params.issuer or self._policy.default_issuer, "issuer", validation.ISSUER_MAX
@@ -65,11 +69,15 @@ class MfaService:
         algorithm = validation.algorithm(params.algorithm)
         digits = validation.digits(params.digits)
         period = validation.period(params.period_seconds)
+        call = self._requests.start(request_id, "Enroll", account_id, _enroll_fields(params))
+        if call.replay is not None:
+            (first_factor_id,) = idempotency.factor_ids_of(call.replay)
+            return self._enrollment_again(account_id, first_factor_id)
 
         now = self._now()
         factor_id = str(uuid.uuid4())
         secret = provisioning.new_secret(algorithm)
-        sealed = self._keyring.seal(factor_id, secret)
+        sealed = self._keyring.seal(factor_id, account_id, secret)
 
         def new_row(live: list[FactorRow]) -> FactorRow:
             # Runs in the store's enrollment transaction: nothing else enrolls
@@ -103,34 +111,58 @@ class MfaService:
                 expires_at=now + self._policy.enrollment_ttl_seconds,
             )
 
-        try:
-            row = self._store.add_to_account(account_id, now=now, make_row=new_row)
-        except LabelTaken:
-            raise _label_taken() from None
-        uri = provisioning.otpauth_uri(
-            secret=secret,
-            issuer=issuer,
-            account_name=account_id,
-            algorithm=algorithm,
-            digits=digits,
-            period=period,
-        )
-        png, svg = provisioning.qr_codes(uri)
-        return Enrollment(
-            factor=to_factor(row),
-            otpauth_uri=uri,
-            secret_base32=provisioning.base32_secret(secret),
-            qr_png=png,
-            qr_svg=svg,
-        )
+        record = call.completion(idempotency.factors_result([factor_id]))
+        with call:
+            try:
+                row = self._store.add_to_account(
+                    account_id, now=now, make_row=new_row, completes=record
+                )
+            except LabelTaken:
+                raise _label_taken() from None
+        return _enrollment(row, secret)
 
-    def confirm(self, account_id: str, factor_id: str, code: str) -> tuple[VerifyOutcome, Factor]:
+    def _enrollment_again(self, account_id: str, factor_id: str) -> Enrollment:
+        """A retried Enroll: the first call's secret, only while its factor is pending."""
+        row = self._owned_row(account_id, factor_id)
+        if row.state == FactorState.ACTIVE.value or row.state == FactorState.DISABLED.value:
+            raise TotpdError(
+                ErrorReason.FACTOR_NOT_ACTIVE,
+                f"the factor this request_id enrolled is {row.state}; its secret is not "
+                "returned again (enroll with a new request_id for a new factor)",
+                field="request_id",
+            )
+        if row.state == FactorState.EXPIRED.value or (row.expires_at or 0) <= self._now():
+            raise TotpdError(
+                ErrorReason.ENROLLMENT_EXPIRED,
+                "the enrollment this request_id made expired; enroll again with a new request_id",
+                field="request_id",
+            )
+        if row.secret_key_id is None or row.secret_nonce is None or row.secret_ciphertext is None:
+            raise _secret_unavailable()
+        try:
+            secret = self._keyring.open_parts(
+                row.id, row.account_id, row.secret_key_id, row.secret_nonce, row.secret_ciphertext
+            )
+        except SecretUnavailable:
+            raise _secret_unavailable() from None
+        return _enrollment(row, secret)
+
+    def confirm(
+        self, account_id: str, factor_id: str, code: str, request_id: str | None = None
+    ) -> tuple[VerifyOutcome, Factor]:
+        request_id = idempotency.request_id(request_id)
         request = CodeCheck(
             account_id=validation.account_id(account_id),
             code=code,
             factor_id=validation.factor_id(factor_id),
         )
-        outcome = self._checker.check(request, state=FactorState.PENDING.value)
+        validation.code_digits(code)
+        call = self._requests.start(request_id, "ConfirmEnrollment", account_id, (factor_id, code))
+        if call.replay is not None:
+            return idempotency.outcome_of(call.replay), self.get_factor(account_id, factor_id)
+        with call:
+            outcome = self._checker.check(request, state=FactorState.PENDING.value)
+            call.complete(idempotency.outcome_result(outcome))
         return outcome, self.get_factor(account_id, factor_id)
 
     # -- verification ------------------------------------------------------
@@ -167,8 +199,14 @@ class MfaService:
     # -- disable -----------------------------------------------------------
 
     def disable(
-        self, account_id: str, factor_id: str | None, code: str | None, force: bool
+        self,
+        account_id: str,
+        factor_id: str | None,
+        code: str | None,
+        force: bool,
+        request_id: str | None = None,
     ) -> tuple[VerifyOutcome, list[Factor]]:
+        request_id = idempotency.request_id(request_id)
         account_id = validation.account_id(account_id)
         factor_id = validation.optional_factor_id(factor_id)
         if force and not self._policy.allow_force_disable:
@@ -186,6 +224,21 @@ class MfaService:
                     field="code",
                 )
             validation.code_digits(code)
+        fields = (factor_id or "", code or "", "force" if force else "")
+        call = self._requests.start(request_id, "Disable", account_id, fields)
+        if call.replay is not None:
+            return self._disabled_again(account_id, call.replay)
+        with call:
+            return self._disable(account_id, factor_id, code, force, call)
+
+    def _disable(
+        self,
+        account_id: str,
+        factor_id: str | None,
+        code: str | None,
+        force: bool,
+        call: idempotency.Call,
+    ) -> tuple[VerifyOutcome, list[Factor]]:
         targets = self._disable_targets(account_id, factor_id)
         if force:
             outcome = VerifyOutcome(VerifyResult.VALID, factor_id=factor_id)
@@ -202,9 +255,29 @@ class MfaService:
                 CodeCheck(account_id, code, factor_id), state=state, activate=False
             )
             if outcome.result is not VerifyResult.VALID:
+                call.complete(idempotency.outcome_result(outcome))
                 return outcome, []
-        disabled = self._store.disable([row.id for row in targets])
+
+        def record(rows: list[FactorRow]) -> Completion | None:
+            return call.completion(idempotency.outcome_result(outcome, [row.id for row in rows]))
+
+        disabled = self._store.disable(
+            [row.id for row in targets], now=self._now(), completes=record
+        )
         return outcome, [to_factor(row) for row in disabled]
+
+    def _disabled_again(
+        self, account_id: str, first: idempotency.Result
+    ) -> tuple[VerifyOutcome, list[Factor]]:
+        """A retried Disable: the first verdict and the factors it disabled, as they are now
+        (a factor purged since is left out)."""
+        rows = self._store.get_many(idempotency.factor_ids_of(first))
+        factors = [
+            to_factor(rows[factor_id])
+            for factor_id in idempotency.factor_ids_of(first)
+            if factor_id in rows and rows[factor_id].account_id == account_id
+        ]
+        return idempotency.outcome_of(first), factors
 
     def _disable_targets(self, account_id: str, factor_id: str | None) -> list[FactorRow]:
         live = self._store.list_for_account(account_id, LIVE_STATES, now=self._now())
@@ -256,6 +329,37 @@ class MfaService:
         return math.floor(self._clock())
 
 
+def _enrollment(row: FactorRow, secret: bytes) -> Enrollment:
+    """The Enroll response of a pending factor: its secret as URI, base32 and QR codes."""
+    uri = provisioning.otpauth_uri(
+        secret=secret,
+        issuer=row.issuer,
+        account_name=row.account_id,
+        algorithm=Algorithm(row.algorithm),
+        digits=row.digits,
+        period=row.period_seconds,
+    )
+    png, svg = provisioning.qr_codes(uri)
+    return Enrollment(
+        factor=to_factor(row),
+        otpauth_uri=uri,
+        secret_base32=provisioning.base32_secret(secret),
+        qr_png=png,
+        qr_svg=svg,
+    )
+
+
+def _enroll_fields(params: EnrollParams) -> tuple[str, ...]:
+    """The fields of an Enroll request as sent (None: the server's default)."""
+    return (
+        params.label,
+        params.issuer or "",
+        params.algorithm.value if params.algorithm else "",
+        str(params.digits or ""),
+        str(params.period_seconds or ""),
+    )
+
+
 def to_factor(row: FactorRow) -> Factor:
     """The public view of a row: everything but the secret and the counters."""
     return Factor(
@@ -289,6 +393,10 @@ def _first_free_label(taken: set[str]) -> str:
     while f"{_DEFAULT_LABEL} {number}" in taken:
         number += 1
     return f"{_DEFAULT_LABEL} {number}"
+
+
+def _secret_unavailable() -> TotpdError:
+    return TotpdError(ErrorReason.SECRET_UNAVAILABLE, "a stored secret cannot be opened")
 
 
 def _label_taken() -> TotpdError:

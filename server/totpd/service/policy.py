@@ -26,6 +26,11 @@ class Policy:
     # caller identities, so any client that reaches the port can send it; turn
     # it off where no such path uses totpd, and Disable always needs a code.
     allow_force_disable: bool = True
+    # Retention: disabled and expired factors (and pending ones never
+    # confirmed) are purged this long after they ended; a request_id's first
+    # result is replayed this long (AIP-155).
+    ended_factor_retention_days: int = 30
+    request_id_retention_seconds: int = 86400
 
     def __post_init__(self) -> None:
         """The one place the policy's bounds are checked (config errors quote these)."""
@@ -38,6 +43,11 @@ class Policy:
         _check_range("max_factors_per_account", self.max_factors_per_account, 1, 100)
         _check_range("enrollment_ttl_seconds", self.enrollment_ttl_seconds, 30, 86400)
         _check_range("max_batch_items", self.max_batch_items, 1, 1_000_000)
+        _check_range("ended_factor_retention_days", self.ended_factor_retention_days, 1, 3650)
+        # At least the claim lease of a running call (service/idempotency.py).
+        _check_range(
+            "request_id_retention_seconds", self.request_id_retention_seconds, 300, 2592000
+        )
         if self.backoff_after_failures > self.lock_after_failures:
             raise ValueError("backoff_after_failures must not exceed lock_after_failures")
         issuer = self.default_issuer

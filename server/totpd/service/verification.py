@@ -259,7 +259,11 @@ class CodeChecker:
                 for f in unblocked:
                     keys.append(
                         open_secret(
-                            f.factor_id, f.secret_key_id, f.secret_nonce, f.secret_ciphertext
+                            f.factor_id,
+                            f.account_id,
+                            f.secret_key_id,
+                            f.secret_nonce,
+                            f.secret_ciphertext,
                         )
                     )
             except SecretUnavailable:

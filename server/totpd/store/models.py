@@ -1,8 +1,19 @@
-"""SQLAlchemy 2.0 typed mapping of the factors table."""
+"""SQLAlchemy 2.0 typed mapping of the tables."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, MetaData, SmallInteger, String, text
+from sqlalchemy import (
+    BigInteger,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Constraint names are fixed so migrations stay identical on every database.
@@ -15,7 +26,14 @@ NAMING_CONVENTION = {
 
 # States whose label is taken and which count toward the per-account limit.
 LIVE_STATES = ("pending", "active")
+# States a factor never leaves: purged once they have been ended long enough.
+ENDED_STATES = ("disabled", "expired")
 NEVER_USED_STEP = -1
+# The AAD layout of a row's sealed secret (totpd.crypto): 1 binds the row and
+# key id, 2 adds the account and tenant. Rows stored before format 2 existed
+# are 1 (the column's server default) until the re-seal step upgrades them.
+LEGACY_SECRET_FORMAT = 1
+SECRET_FORMAT = 2
 
 
 class Base(DeclarativeBase):
@@ -47,9 +65,18 @@ class FactorRow(Base):
     confirmed_at: Mapped[int | None] = mapped_column(BigInteger)
     last_used_at: Mapped[int | None] = mapped_column(BigInteger)
     expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    # -- secrets bound to their account; retention of ended factors --------
+    secret_format: Mapped[int] = mapped_column(
+        SmallInteger, default=SECRET_FORMAT, server_default=text(str(LEGACY_SECRET_FORMAT))
+    )
+    # When the factor was disabled or expired (Unix seconds): the purge
+    # deletes it once this is older than the retention.
+    ended_at: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index("ix_factors_account_id_state", "account_id", "state"),
+        Index("ix_factors_ended_at", "ended_at"),
+        Index("ix_factors_expires_at", "expires_at"),
         # A label is unique among an account's live factors only: a disabled
         # "Pixel 8" must not block enrolling the replacement "Pixel 8".
         Index(
@@ -60,4 +87,42 @@ class FactorRow(Base):
             sqlite_where=text("state IN ('pending', 'active')"),
             postgresql_where=text("state IN ('pending', 'active')"),
         ),
+    )
+
+
+# -- idempotent requests (AIP-155) -------------------------------------------
+
+
+class RequestRecord(Base):
+    """One mutating call made with a request_id: claimed, then its result.
+
+    Never a secret, code or URI: the fields are kept as a keyed fingerprint,
+    the result as factor ids and the verdict (service/idempotency.py).
+    """
+
+    __tablename__ = "request_records"
+
+    request_id: Mapped[str] = mapped_column(String(64))
+    # The namespace of request ids: one for now; the caller or tenant when
+    # callers and tenants exist, so that theirs cannot collide.
+    scope: Mapped[str] = mapped_column(String(128))
+    method: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[str] = mapped_column(String(128))
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary)
+    fingerprint_key_id: Mapped[str] = mapped_column(String(32))
+    # A random token of the call holding the claim: only it completes or releases it.
+    claim_token: Mapped[str] = mapped_column(String(32))
+    # "running" until the result is stored, then "done".
+    state: Mapped[str] = mapped_column(String(16))
+    # JSON of the result (see service/idempotency.py); NULL while running.
+    result: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    # A running claim older than this was abandoned (crash): another call may take it over.
+    lease_until: Mapped[int] = mapped_column(BigInteger)
+    # End of the retention window: the record is ignored, then purged.
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("request_id", "scope"),
+        Index("ix_request_records_expires_at", "expires_at"),
     )

@@ -18,7 +18,10 @@ from sqlalchemy.pool import NullPool
 from totpd.store.attempts import Attempts
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import StoreUnavailableError
+from totpd.store.legacy_secrets import LegacySecrets
 from totpd.store.models import LIVE_STATES, FactorRow
+from totpd.store.purge import FactorPurge
+from totpd.store.requests import Completion, RequestStore, complete_in
 
 _T = TypeVar("_T")
 # The seed of hashtextextended(account_id, seed), the key of an account's
@@ -35,6 +38,9 @@ class FactorStore:
         self._engine = engine
         self._writer = writer_queue(engine)
         self.attempts = Attempts(engine, self._writer)
+        self.requests = RequestStore(engine, self._writer)
+        self.purge = FactorPurge(engine, self._writer)
+        self.legacy_secrets = LegacySecrets(engine, self._writer)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._ping_engine = _ping_engine(engine)
 
@@ -101,7 +107,12 @@ class FactorStore:
     # -- enrollment --------------------------------------------------------
 
     def add_to_account(
-        self, account_id: str, *, now: int, make_row: Callable[[list[FactorRow]], FactorRow]
+        self,
+        account_id: str,
+        *,
+        now: int,
+        make_row: Callable[[list[FactorRow]], FactorRow],
+        completes: Completion | None = None,
     ) -> FactorRow:
         """Insert the row `make_row` builds from the account's live factors, with no
         other enrollment of the account in between: the count and the labels it
@@ -110,6 +121,7 @@ class FactorStore:
         One transaction, serialised per account: PostgreSQL takes an advisory
         lock on the account id; SQLite takes its write lock up front (BEGIN
         IMMEDIATE, queued with the other writers). `make_row` may raise to refuse.
+        `completes`: the request record that stores this result, in the same transaction.
         """
         with self._writer, self._engine.connect() as connection:
             connection.execution_options(**{IMMEDIATE_TRANSACTION: True})
@@ -123,21 +135,37 @@ class FactorStore:
                     session.flush()
                 except IntegrityError:
                     raise LabelTaken from None
+                if completes is not None:
+                    complete_in(connection, completes)
         return row
 
     # -- disable -----------------------------------------------------------
 
-    def disable(self, factor_ids: Sequence[str]) -> list[FactorRow]:
-        """Turn live factors DISABLED and erase their secrets; returns them."""
+    def disable(
+        self,
+        factor_ids: Sequence[str],
+        *,
+        now: int,
+        completes: Callable[[list[FactorRow]], Completion | None] | None = None,
+    ) -> list[FactorRow]:
+        """Turn live factors DISABLED and erase their secrets; returns them.
+
+        `completes`: builds, from the disabled rows, the request record that
+        stores this result, written in the same transaction.
+        """
         statement = (
             update(FactorRow)
             .where(FactorRow.id.in_(factor_ids), FactorRow.state.in_(LIVE_STATES))
-            .values(state="disabled", expires_at=None, **_ERASED_SECRET)
+            .values(state="disabled", expires_at=None, ended_at=now, **_ERASED_SECRET)
             .returning(FactorRow)
             .execution_options(synchronize_session=False)
         )
         with self._sessions.begin() as session:
-            return list(session.scalars(statement))
+            disabled = list(session.scalars(statement))
+            completion = completes(disabled) if completes is not None else None
+            if completion is not None:
+                complete_in(session.connection(), completion)
+            return disabled
 
 
 def _ping_engine(engine: Engine) -> Engine:
@@ -172,7 +200,8 @@ def _expire_and_list(
             FactorRow.state == "pending",
             FactorRow.expires_at <= now,
         )
-        .values(state="expired", **_ERASED_SECRET)
+        # It ended when its deadline passed, not when expiry noticed it.
+        .values(state="expired", ended_at=FactorRow.expires_at, **_ERASED_SECRET)
         .execution_options(synchronize_session=False)
     )
     query = (

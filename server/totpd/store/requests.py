@@ -1,0 +1,186 @@
+"""Request records of idempotent mutations (AIP-155): claim, complete, release.
+
+A call with a request_id first claims the id with an INSERT, committed on its
+own, so a duplicate arriving meanwhile finds the claim and never acts twice.
+The call then stores its result in the same transaction as its change where the
+store makes the change in one (`complete_in`), or right after (`complete`); a
+call that fails releases its claim so that a retry runs again. A claim left
+running by a crashed process is taken over once its lease passes; a record
+past its retention is ignored and taken over like an absent one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import NamedTuple, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    delete,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from totpd.store.database import IMMEDIATE_TRANSACTION
+from totpd.store.models import RequestRecord
+
+RUNNING = "running"
+DONE = "done"
+_TABLE = cast(Table, RequestRecord.__table__)
+
+
+class NewRequest(NamedTuple):
+    """A claim to insert: the call's identity, fingerprint and deadlines."""
+
+    request_id: str
+    scope: str
+    method: str
+    account_id: str
+    fingerprint: bytes
+    fingerprint_key_id: str
+    claim_token: str
+    created_at: int
+    lease_until: int
+    expires_at: int
+
+
+class StoredRequest(NamedTuple):
+    """A live record as another call with the same id finds it."""
+
+    method: str
+    account_id: str
+    fingerprint: bytes
+    fingerprint_key_id: str
+    state: str
+    result: str | None
+
+
+class Completion(NamedTuple):
+    """The result to store on a claim, if the claim is still the caller's."""
+
+    request_id: str
+    scope: str
+    claim_token: str
+    result: str
+
+
+class RequestStore:
+    def __init__(self, engine: Engine, writer: AbstractContextManager[object]) -> None:
+        self._engine = engine
+        self._writer = writer  # queues SQLite's writers (see database.writer_queue)
+
+    def claim(self, new: NewRequest, *, now: int) -> StoredRequest | None:
+        """Claim the id: None when the claim is now the caller's, else the live
+        record that holds it (running or done)."""
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        claim = (
+            dialect.insert(_TABLE)
+            .values(**new._asdict(), state=RUNNING)
+            .on_conflict_do_nothing(index_elements=[_TABLE.c.request_id, _TABLE.c.scope])
+            # A returned row, not rowcount: drivers disagree on an upsert's rowcount.
+            .returning(_TABLE.c.request_id)
+        )
+        with self._transaction() as connection:
+            if connection.execute(claim).first() is not None:
+                return None
+            taken_over = connection.execute(
+                update(_TABLE)
+                .where(_key(new.request_id, new.scope), _dead(now))
+                .values(**new._asdict(), state=RUNNING, result=None)
+            )
+            if taken_over.rowcount == 1:
+                return None
+            return _live(connection, new.request_id, new.scope, now)
+
+    def get(self, request_id: str, scope: str, *, now: int) -> StoredRequest | None:
+        """The live record of an id, or None (absent, or only a dead claim is left)."""
+        with self._engine.connect() as connection:
+            return _live(connection, request_id, scope, now)
+
+    def complete(self, completion: Completion) -> None:
+        with self._transaction() as connection:
+            complete_in(connection, completion)
+
+    def release(self, request_id: str, scope: str, claim_token: str) -> None:
+        """Drop the caller's running claim: the call failed and changed nothing it keeps."""
+        with self._transaction() as connection:
+            connection.execute(
+                delete(_TABLE).where(
+                    _key(request_id, scope),
+                    _TABLE.c.claim_token == claim_token,
+                    _TABLE.c.state == RUNNING,
+                )
+            )
+
+    def purge_expired(self, *, now: int, limit: int) -> int:
+        """Delete up to `limit` records past their retention; returns how many."""
+        batch = select(_TABLE.c.request_id).where(_TABLE.c.expires_at <= now).limit(limit)
+        statement = delete(_TABLE).where(
+            _TABLE.c.expires_at <= now, _TABLE.c.request_id.in_(batch.scalar_subquery())
+        )
+        with self._transaction() as connection:
+            return int(connection.execute(statement).rowcount)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction: queued with SQLite's other writers, its lock taken up front."""
+        with self._writer, self._engine.connect() as connection:
+            connection.execution_options(**{IMMEDIATE_TRANSACTION: True})
+            with connection.begin():
+                yield connection
+
+
+def complete_in(connection: Connection, completion: Completion) -> bool:
+    """Store the result on the claim inside the caller's transaction.
+
+    False when the claim is no longer the caller's (its lease passed and another
+    call took it over): the change stands, and that call's result is kept.
+    """
+    result = connection.execute(
+        update(_TABLE)
+        .where(
+            _key(completion.request_id, completion.scope),
+            _TABLE.c.claim_token == completion.claim_token,
+        )
+        .values(state=DONE, result=completion.result)
+    )
+    return bool(result.rowcount == 1)
+
+
+def _key(request_id: str, scope: str) -> ColumnElement[bool]:
+    return and_(_TABLE.c.request_id == request_id, _TABLE.c.scope == scope)
+
+
+def _dead(now: int) -> ColumnElement[bool]:
+    """Past its retention, or a running claim whose lease passed."""
+    return or_(
+        _TABLE.c.expires_at <= now,
+        and_(_TABLE.c.state == RUNNING, _TABLE.c.lease_until <= now),
+    )
+
+
+def _live(connection: Connection, request_id: str, scope: str, now: int) -> StoredRequest | None:
+    row = connection.execute(
+        select(
+            _TABLE.c.method,
+            _TABLE.c.account_id,
+            _TABLE.c.fingerprint,
+            _TABLE.c.fingerprint_key_id,
+            _TABLE.c.state,
+            _TABLE.c.result,
+            _TABLE.c.lease_until,
+            _TABLE.c.expires_at,
+        ).where(_key(request_id, scope))
+    ).one_or_none()
+    if row is None or row.expires_at <= now or (row.state == RUNNING and row.lease_until <= now):
+        return None
+    return StoredRequest(
+        row.method, row.account_id, row.fingerprint, row.fingerprint_key_id, row.state, row.result
+    )
