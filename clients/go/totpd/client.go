@@ -237,19 +237,21 @@ func call[Req, Resp any](ctx context.Context, c *Client, rpc func(context.Contex
 		if err == nil {
 			return resp, nil
 		}
-		terr := FromError(err).(*Error)
+		ferr := FromError(err)
+		var terr *Error
+		errors.As(ferr, &terr) // ferr may wrap it: an interceptor's own error
 		if !retryable(terr) || attempt >= c.cfg.maxAttempts {
-			return resp, terr
+			return resp, ferr
 		}
 		sleep := max(backoff/2+rand.N(backoff/2+1), terr.RetryAfter)
 		if dl, _ := ctx.Deadline(); time.Until(dl) <= sleep {
-			return resp, terr
+			return resp, ferr
 		}
 		t := time.NewTimer(sleep)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return resp, terr
+			return resp, ferr
 		case <-t.C:
 		}
 		backoff = min(backoff*2, c.cfg.maxBackoff)
