@@ -8,8 +8,18 @@
 //
 // Every call has a deadline (WithTimeout, default 5 s, retries included)
 // unless ctx already has one. Calls failing with UNAVAILABLE (server
-// unreachable or its database down: no verdict was reached) are retried with
-// jittered exponential backoff; nothing else is retried. Errors are *Error.
+// unreachable or its database down: no verdict was reached) or
+// RESOURCE_EXHAUSTED/OVERLOADED (refused before any work) are retried with
+// jittered exponential backoff, waiting at least the server's
+// google.rpc.RetryInfo delay; nothing else is retried, RATE_LIMITED least of
+// all (it means "stop guessing"). Errors are *Error.
+//
+// Enroll, Confirm, Disable and ForceDisable send a request_id (WithRequestID,
+// or a random UUID made once per call and reused by each of its retries), so
+// a retry after a lost response gets the first attempt's result instead of
+// acting twice. Verify and BatchVerify are not idempotent: a verification
+// retried after a lost response may be answered VerifyReplayed, which is the
+// safe answer (ask for the next code).
 package totpd
 
 import (
@@ -22,11 +32,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
 	"github.com/totpd/totpd/clients/go/totpdv1"
 )
@@ -63,12 +73,12 @@ type Option func(*config)
 // WithTimeout sets the deadline of calls whose context has none (default 5 s).
 func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
 
-// WithMaxAttempts bounds the attempts per call on UNAVAILABLE (default 4; 1
-// disables retries).
+// WithMaxAttempts bounds the attempts per call on UNAVAILABLE and OVERLOADED
+// (default 4; 1 disables retries).
 func WithMaxAttempts(n int) Option { return func(c *config) { c.maxAttempts = n } }
 
-// WithBackoff sets the first and the largest wait between UNAVAILABLE
-// retries (default 100 ms and 2 s).
+// WithBackoff sets the first and the largest wait between retries (default
+// 100 ms and 2 s); a longer google.rpc.RetryInfo delay from the server wins.
 func WithBackoff(initial, max time.Duration) Option {
 	return func(c *config) { c.initialBackoff, c.maxBackoff = initial, max }
 }
@@ -175,7 +185,46 @@ func (c *Client) Close() error {
 	return c.conn.Close()
 }
 
-// call runs one RPC with the default deadline and the UNAVAILABLE retries.
+// CallOption configures one call of Enroll, Confirm, Disable or ForceDisable.
+type CallOption func(*callConfig)
+
+type callConfig struct {
+	requestID string
+}
+
+// WithRequestID sets the call's idempotency key (AIP-155; at most 64
+// printable ASCII characters): a repeat with the same id and the same fields
+// within the server's retention window returns the first result instead of
+// acting twice; the same id with different fields fails with
+// REQUEST_ID_REUSED. Without it (or with "") the client makes a random one
+// per call. Pass your own to retry a call yourself, for example after it
+// failed with DEADLINE_EXCEEDED or UNAVAILABLE.
+func WithRequestID(id string) CallOption { return func(c *callConfig) { c.requestID = id } }
+
+// requestID is the caller's request id, or a new random one.
+func requestID(opts []CallOption) string {
+	var cc callConfig
+	for _, o := range opts {
+		o(&cc)
+	}
+	if cc.requestID != "" {
+		return cc.requestID
+	}
+	return uuid.NewString()
+}
+
+// retryable reports whether no work was done, so another attempt is safe and
+// may succeed. UNAVAILABLE: the server or its database was unreachable (or
+// the response was lost: a mutating call's request_id makes the retry return
+// the first result). OVERLOADED: refused before any work. RATE_LIMITED is
+// deliberately not retried: the caller must stop, not wait and guess again.
+func retryable(e *Error) bool {
+	return e.Code == codes.Unavailable ||
+		(e.Code == codes.ResourceExhausted && e.Reason == totpdv1.ErrorReason_ERROR_REASON_OVERLOADED)
+}
+
+// call runs one logical call, the same req (and request_id) on every
+// attempt, with the default deadline and the retries.
 func call[Req, Resp any](ctx context.Context, c *Client, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -188,18 +237,21 @@ func call[Req, Resp any](ctx context.Context, c *Client, rpc func(context.Contex
 		if err == nil {
 			return resp, nil
 		}
-		if status.Code(err) != codes.Unavailable || attempt >= c.cfg.maxAttempts {
-			return resp, FromError(err)
+		ferr := FromError(err)
+		var terr *Error
+		errors.As(ferr, &terr) // ferr may wrap it: an interceptor's own error
+		if !retryable(terr) || attempt >= c.cfg.maxAttempts {
+			return resp, ferr
 		}
-		sleep := backoff/2 + rand.N(backoff/2+1)
+		sleep := max(backoff/2+rand.N(backoff/2+1), terr.RetryAfter)
 		if dl, _ := ctx.Deadline(); time.Until(dl) <= sleep {
-			return resp, FromError(err)
+			return resp, ferr
 		}
 		t := time.NewTimer(sleep)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return resp, FromError(err)
+			return resp, ferr
 		case <-t.C:
 		}
 		backoff = min(backoff*2, c.cfg.maxBackoff)
@@ -207,7 +259,8 @@ func call[Req, Resp any](ctx context.Context, c *Client, rpc func(context.Contex
 }
 
 // Enroll creates a PENDING factor; the result is the only copy of its secret.
-func (c *Client) Enroll(ctx context.Context, p EnrollParams) (*Enrollment, error) {
+// It is idempotent per request id (see WithRequestID).
+func (c *Client) Enroll(ctx context.Context, p EnrollParams, opts ...CallOption) (*Enrollment, error) {
 	r, err := call(ctx, c, c.rpc.Enroll, &totpdv1.EnrollRequest{
 		AccountId:     p.AccountID,
 		Label:         p.Label,
@@ -215,6 +268,7 @@ func (c *Client) Enroll(ctx context.Context, p EnrollParams) (*Enrollment, error
 		Algorithm:     p.Algorithm,
 		Digits:        uint32(p.Digits),
 		PeriodSeconds: uint32(p.Period / time.Second),
+		RequestId:     requestID(opts),
 	})
 	if err != nil {
 		return nil, err
@@ -228,10 +282,11 @@ func (c *Client) Enroll(ctx context.Context, p EnrollParams) (*Enrollment, error
 	}, nil
 }
 
-// Confirm activates a PENDING factor with the first code its app shows.
-func (c *Client) Confirm(ctx context.Context, accountID, factorID, code string) (*Confirmation, error) {
+// Confirm activates a PENDING factor with the first code its app shows. It
+// is idempotent per request id (see WithRequestID).
+func (c *Client) Confirm(ctx context.Context, accountID, factorID, code string, opts ...CallOption) (*Confirmation, error) {
 	r, err := call(ctx, c, c.rpc.ConfirmEnrollment, &totpdv1.ConfirmEnrollmentRequest{
-		AccountId: accountID, FactorId: factorID, Code: code,
+		AccountId: accountID, FactorId: factorID, Code: code, RequestId: requestID(opts),
 	})
 	if err != nil {
 		return nil, err
@@ -240,6 +295,8 @@ func (c *Client) Confirm(ctx context.Context, accountID, factorID, code string) 
 }
 
 // Verify checks a sign-in code against every ACTIVE factor of the account.
+// It is not idempotent: after a retried UNAVAILABLE the answer may be
+// VerifyReplayed.
 func (c *Client) Verify(ctx context.Context, accountID, code string) (VerifyOutcome, error) {
 	return c.VerifyFactor(ctx, accountID, "", code)
 }
@@ -279,15 +336,21 @@ func (c *Client) BatchVerify(ctx context.Context, items []BatchItem) ([]BatchRes
 }
 
 // Disable turns off one factor ("" means every factor of the account) with
-// a current valid code, which is consumed.
-func (c *Client) Disable(ctx context.Context, accountID, factorID, code string) (*DisableResult, error) {
-	return c.disable(ctx, &totpdv1.DisableRequest{AccountId: accountID, FactorId: factorID, Code: code})
+// a current valid code, which is consumed. It is idempotent per request id
+// (see WithRequestID).
+func (c *Client) Disable(ctx context.Context, accountID, factorID, code string, opts ...CallOption) (*DisableResult, error) {
+	return c.disable(ctx, &totpdv1.DisableRequest{
+		AccountId: accountID, FactorId: factorID, Code: code, RequestId: requestID(opts),
+	})
 }
 
 // ForceDisable is the privileged admin override that needs no code. Reserve
-// it for authenticated administrator paths.
-func (c *Client) ForceDisable(ctx context.Context, accountID, factorID string) (*DisableResult, error) {
-	return c.disable(ctx, &totpdv1.DisableRequest{AccountId: accountID, FactorId: factorID, Force: true})
+// it for authenticated administrator paths. It is idempotent per request id
+// (see WithRequestID).
+func (c *Client) ForceDisable(ctx context.Context, accountID, factorID string, opts ...CallOption) (*DisableResult, error) {
+	return c.disable(ctx, &totpdv1.DisableRequest{
+		AccountId: accountID, FactorId: factorID, Force: true, RequestId: requestID(opts),
+	})
 }
 
 func (c *Client) disable(ctx context.Context, req *totpdv1.DisableRequest) (*DisableResult, error) {

@@ -3,6 +3,7 @@ package totpd
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -31,7 +32,10 @@ type Error struct {
 	Field    string
 	Metadata map[string]string
 	Message  string
-	status   *status.Status
+	// RetryAfter is the wait the server asked for in a google.rpc.RetryInfo
+	// detail (OVERLOADED, RATE_LIMITED); zero when the status carried none.
+	RetryAfter time.Duration
+	status     *status.Status
 }
 
 func (e *Error) Error() string {
@@ -82,17 +86,22 @@ func FromError(err error) error {
 		Message: st.Message(),
 		status:  st,
 	}
+	foundInfo := false
 	for _, d := range st.Details() {
-		info, ok := d.(*errdetails.ErrorInfo)
-		if !ok || info.GetDomain() != Domain {
-			continue
+		switch detail := d.(type) {
+		case *errdetails.RetryInfo:
+			e.RetryAfter = max(detail.GetRetryDelay().AsDuration(), 0)
+		case *errdetails.ErrorInfo:
+			if foundInfo || detail.GetDomain() != Domain {
+				continue
+			}
+			foundInfo = true
+			if v, known := totpdv1.ErrorReason_value[detail.GetReason()]; known {
+				e.Reason = totpdv1.ErrorReason(v)
+			}
+			e.Metadata = detail.GetMetadata()
+			e.Field = detail.GetMetadata()["field"]
 		}
-		if v, known := totpdv1.ErrorReason_value[info.GetReason()]; known {
-			e.Reason = totpdv1.ErrorReason(v)
-		}
-		e.Metadata = info.GetMetadata()
-		e.Field = info.GetMetadata()["field"]
-		break
 	}
 	return e
 }

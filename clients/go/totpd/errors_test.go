@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/totpd/totpd/clients/go/totpd"
 	"github.com/totpd/totpd/clients/go/totpdv1"
@@ -53,5 +55,37 @@ func TestFromErrorIgnoresForeignAndUnknownReasons(t *testing.T) {
 	}
 	if status.Code(totpd.FromError(errors.New("boom"))) != codes.Unknown {
 		t.Fatal("plain error must be Unknown")
+	}
+}
+
+func TestFromErrorDecodesTheNewReasons(t *testing.T) {
+	for _, want := range []totpdv1.ErrorReason{
+		totpdv1.ErrorReason_ERROR_REASON_DEADLINE_EXCEEDED,
+		totpdv1.ErrorReason_ERROR_REASON_RATE_LIMITED,
+		totpdv1.ErrorReason_ERROR_REASON_REQUEST_ID_REUSED,
+	} {
+		if got := totpd.ReasonOf(totpd.FromError(richErr(t, "totpd.v1", want.String()))); got != want {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+}
+
+func TestFromErrorExposesTheRetryInfoDelay(t *testing.T) {
+	st, err := status.New(codes.ResourceExhausted, "slow down").WithDetails(
+		&errdetails.ErrorInfo{Domain: "totpd.v1", Reason: "ERROR_REASON_RATE_LIMITED"},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(1500 * time.Millisecond)},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var terr *totpd.Error
+	if !errors.As(totpd.FromError(st.Err()), &terr) {
+		t.Fatal("errors.As failed")
+	}
+	if terr.Code != codes.ResourceExhausted || terr.Reason != totpdv1.ErrorReason_ERROR_REASON_RATE_LIMITED || terr.RetryAfter != 1500*time.Millisecond {
+		t.Fatalf("%+v", terr)
+	}
+	if totpd.FromError(richErr(t, "totpd.v1", "ERROR_REASON_MALFORMED_CODE")).(*totpd.Error).RetryAfter != 0 {
+		t.Fatal("no RetryInfo must mean no RetryAfter")
 	}
 }

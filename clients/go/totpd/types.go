@@ -66,6 +66,10 @@ type VerifyOutcome struct {
 	// RetryAfter is, for LOCKED and during backoff, the wait before the next
 	// attempt is compared.
 	RetryAfter time.Duration
+	// UnlockRequired is, for LOCKED, true when the account stays locked until
+	// an operator unlocks it (or the user proves possession through another
+	// factor): waiting does not help and RetryAfter is zero.
+	UnlockRequired bool
 }
 
 // Valid reports whether the verdict is VALID.
@@ -73,11 +77,12 @@ func (o VerifyOutcome) Valid() bool { return o.Result == VerifyValid }
 
 func outcomeFromProto(o *totpdv1.VerifyOutcome) VerifyOutcome {
 	return VerifyOutcome{
-		Result:       verifyResultFromProto(o.GetResult()),
-		FactorID:     o.GetFactorId(),
-		StepOffset:   int(o.GetStepOffset()),
-		AttemptsLeft: int(o.GetAttemptsLeft()),
-		RetryAfter:   time.Duration(o.GetRetryAfterSeconds()) * time.Second,
+		Result:         verifyResultFromProto(o.GetResult()),
+		FactorID:       o.GetFactorId(),
+		StepOffset:     int(o.GetStepOffset()),
+		AttemptsLeft:   int(o.GetAttemptsLeft()),
+		RetryAfter:     time.Duration(o.GetRetryAfterSeconds()) * time.Second,
+		UnlockRequired: o.GetUnlockRequired(),
 	}
 }
 

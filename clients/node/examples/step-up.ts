@@ -14,7 +14,8 @@ async function stepUp(totpd: TotpdClient, accountId: string, code: string): Prom
         console.log("that code was already used: wait for the next one");
         break;
       case "LOCKED":
-        console.log(`too many attempts: try again in ${outcome.retryAfterSeconds} s`);
+        if (outcome.unlockRequired) console.log("locked: ask support to unlock the account");
+        else console.log(`too many attempts: try again in ${outcome.retryAfterSeconds} s`);
         break;
       default:
         console.log(`wrong code, ${outcome.attemptsLeft} attempts left`);
@@ -22,6 +23,8 @@ async function stepUp(totpd: TotpdClient, accountId: string, code: string): Prom
   } catch (err) {
     if (err instanceof TotpdError && err.reason === ErrorReason.ERROR_REASON_MALFORMED_CODE) {
       console.log("a code is digits only, nothing else");
+    } else if (err instanceof TotpdError && err.reason === ErrorReason.ERROR_REASON_RATE_LIMITED) {
+      console.log(`too many failed codes from this service: pause ${(err.retryAfterMs ?? 0) / 1000} s`);
     } else {
       console.log(`cannot verify now: ${err}`);
     }

@@ -7,6 +7,7 @@ import {
   type ServiceError,
   status as Status,
 } from "@grpc/grpc-js";
+import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorReason } from "./gen/totpd/v1/errors";
 import { Algorithm } from "./gen/totpd/v1/factor";
@@ -16,10 +17,12 @@ import {
   type BatchItem,
   type BatchResult,
   type Confirmation,
+  type DisableOptions,
   type DisableResult,
   type EnrollOptions,
   type Enrollment,
   type Factor,
+  type MutationOptions,
   type VerifyOutcome,
   factorFromProto,
   outcomeFromProto,
@@ -30,9 +33,12 @@ export const DEFAULT_TIMEOUT_MS = 5000;
 export interface TotpdClientOptions {
   /** Deadline of every call in milliseconds, retries included (default 5000). */
   timeoutMs?: number;
-  /** Attempts per call when the server answers UNAVAILABLE (default 4; 1 disables retries). */
+  /** Attempts per call on UNAVAILABLE or OVERLOADED (default 4; 1 disables retries). */
   maxAttempts?: number;
-  /** First and largest wait between UNAVAILABLE retries (default 100 ms and 2000 ms). */
+  /**
+   * First and largest wait between retries (default 100 ms and 2000 ms); a
+   * longer google.rpc.RetryInfo delay from the server wins.
+   */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
   /** Plaintext: only for loopback or a trusted network. Default is TLS with the system roots. */
@@ -61,9 +67,18 @@ type Unary<Req, Resp> = (
  * Promise-based client for totpd's TotpService.
  *
  * Calls failing with UNAVAILABLE (server unreachable, or its database down: no
- * verdict was reached) are retried with jittered exponential backoff; nothing
- * else is. Errors reject with TotpdError; a wrong or reused code resolves to a
- * VerifyOutcome.
+ * verdict was reached) or RESOURCE_EXHAUSTED/OVERLOADED (refused before any
+ * work) are retried with jittered exponential backoff, waiting at least the
+ * server's google.rpc.RetryInfo delay and never past the deadline; nothing else
+ * is, RATE_LIMITED least of all (it means "stop guessing"). Errors reject with
+ * TotpdError; a wrong or reused code resolves to a VerifyOutcome.
+ *
+ * enroll, confirm and disable send a request id (`requestId`, or a random UUID
+ * made once per call and reused by each of its retries), so a retry after a
+ * lost response gets the first attempt's result instead of acting twice.
+ * verify and batchVerify are not idempotent: a verification retried after a
+ * lost response may resolve to REPLAYED, which is the safe answer (ask for the
+ * next code).
  */
 export class TotpdClient {
   private readonly stub: svc.TotpServiceClient;
@@ -101,7 +116,7 @@ export class TotpdClient {
     this.stub.close();
   }
 
-  /** Creates a PENDING factor; the result is the only copy of its secret. */
+  /** Creates a PENDING factor; the result is the only copy of its secret. Idempotent per `requestId`. */
   async enroll(accountId: string, options: EnrollOptions = {}): Promise<Enrollment> {
     const r = await this.call<svc.EnrollRequest, svc.EnrollResponse>(this.stub.enroll, {
       accountId,
@@ -110,7 +125,7 @@ export class TotpdClient {
       algorithm: options.algorithm ?? Algorithm.ALGORITHM_UNSPECIFIED,
       digits: options.digits ?? 0,
       periodSeconds: options.periodSeconds ?? 0,
-      requestId: "",
+      requestId: requestIdOf(options),
     });
     return {
       factor: factorFromProto(r.factor),
@@ -121,16 +136,24 @@ export class TotpdClient {
     };
   }
 
-  /** Activates a PENDING factor with the first code its app shows. */
-  async confirm(accountId: string, factorId: string, code: string): Promise<Confirmation> {
+  /** Activates a PENDING factor with the first code its app shows. Idempotent per `requestId`. */
+  async confirm(
+    accountId: string,
+    factorId: string,
+    code: string,
+    options: MutationOptions = {},
+  ): Promise<Confirmation> {
     const r = await this.call<svc.ConfirmEnrollmentRequest, svc.ConfirmEnrollmentResponse>(
       this.stub.confirmEnrollment,
-      { accountId, factorId, code, requestId: "" },
+      { accountId, factorId, code, requestId: requestIdOf(options) },
     );
     return { outcome: outcomeFromProto(r.outcome), factor: factorFromProto(r.factor) };
   }
 
-  /** Checks a sign-in code against the account's ACTIVE factors (or one of them). */
+  /**
+   * Checks a sign-in code against the account's ACTIVE factors (or one of them).
+   * Not idempotent: after a retried UNAVAILABLE the answer may be REPLAYED.
+   */
   async verify(accountId: string, code: string, factorId = ""): Promise<VerifyOutcome> {
     const r = await this.call<svc.VerifyRequest, svc.VerifyResponse>(this.stub.verify, {
       accountId,
@@ -160,17 +183,15 @@ export class TotpdClient {
    * Disables one factor ("" for every factor of the account) with a current
    * valid code, which is consumed. `force: true` is the privileged admin
    * override that needs no code: reserve it for authenticated admin paths.
+   * Idempotent per `requestId`.
    */
-  async disable(
-    accountId: string,
-    options: { factorId?: string; code?: string; force?: boolean },
-  ): Promise<DisableResult> {
+  async disable(accountId: string, options: DisableOptions): Promise<DisableResult> {
     const r = await this.call<svc.DisableRequest, svc.DisableResponse>(this.stub.disable, {
       accountId,
       factorId: options.factorId ?? "",
       code: options.code ?? "",
       force: options.force ?? false,
-      requestId: "",
+      requestId: requestIdOf(options),
     });
     return { outcome: outcomeFromProto(r.outcome), factors: r.factors.map(factorFromProto) };
   }
@@ -193,6 +214,7 @@ export class TotpdClient {
     return r.factors.map(factorFromProto);
   }
 
+  /** One logical call: the same `req` (and request id) on every attempt. */
   private async call<Req, Resp>(method: Unary<Req, Resp>, req: Req): Promise<Resp> {
     const deadline = Date.now() + this.timeoutMs;
     let backoff = this.initialBackoffMs;
@@ -204,14 +226,32 @@ export class TotpdClient {
           );
         });
       } catch (err) {
-        const code = (err as Partial<ServiceError>).code;
-        const wait = backoff / 2 + Math.random() * (backoff / 2);
-        if (code !== Status.UNAVAILABLE || attempt >= this.maxAttempts || Date.now() + wait >= deadline) {
-          throw TotpdError.fromServiceError(err);
-        }
+        const e = TotpdError.fromServiceError(err);
+        const jitter = backoff / 2 + Math.random() * (backoff / 2);
+        const wait = Math.max(jitter, e.retryAfterMs ?? 0);
+        if (!retryable(e) || attempt >= this.maxAttempts || Date.now() + wait >= deadline) throw e;
         await sleep(wait);
         backoff = Math.min(backoff * 2, this.maxBackoffMs);
       }
     }
   }
+}
+
+/** The caller's request id, or a new random one. */
+function requestIdOf(options: MutationOptions): string {
+  return options.requestId || randomUUID();
+}
+
+/**
+ * Whether no work was done, so another attempt is safe and may succeed.
+ * UNAVAILABLE: the server or its database was unreachable (or the response was
+ * lost: a mutating call's request id makes the retry return the first result).
+ * OVERLOADED: refused before any work. RATE_LIMITED is deliberately not
+ * retried: the caller must stop, not wait and guess again.
+ */
+function retryable(e: TotpdError): boolean {
+  return (
+    e.code === Status.UNAVAILABLE ||
+    (e.code === Status.RESOURCE_EXHAUSTED && e.reason === ErrorReason.ERROR_REASON_OVERLOADED)
+  );
 }

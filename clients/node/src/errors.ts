@@ -6,6 +6,7 @@ import { ErrorReason } from "./gen/totpd/v1/errors";
 export const DOMAIN = "totpd.v1";
 const DETAILS_KEY = "grpc-status-details-bin";
 const ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo";
+const RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo";
 
 /**
  * A failed totpd call: the gRPC status code, the machine-readable reason and
@@ -14,6 +15,11 @@ const ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo";
  */
 export class TotpdError extends Error {
   override readonly name = "TotpdError";
+  /**
+   * The wait in milliseconds the server asked for in a google.rpc.RetryInfo
+   * detail (OVERLOADED, RATE_LIMITED); undefined when the status carried none.
+   */
+  readonly retryAfterMs: number | undefined;
 
   constructor(
     /** The gRPC status code (grpc-js `status` enum). */
@@ -24,9 +30,10 @@ export class TotpdError extends Error {
     /** The request field at fault, or "". */
     readonly field: string = "",
     readonly metadata: Readonly<Record<string, string>> = {},
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(`${Status[code] ?? code} ${ErrorReason[reason] ?? reason}: ${message}`, options);
+    this.retryAfterMs = options?.retryAfterMs;
   }
 
   /** The reason's proto name, e.g. "ERROR_REASON_MALFORMED_CODE". */
@@ -42,24 +49,29 @@ export class TotpdError extends Error {
     let message = se.details ?? (err instanceof Error ? err.message : String(err));
     let reason = ErrorReason.ERROR_REASON_UNSPECIFIED;
     let metadata: Record<string, string> = {};
+    let retryAfterMs: number | undefined;
     const raw = se.metadata instanceof Metadata ? se.metadata.get(DETAILS_KEY)[0] : undefined;
     if (raw instanceof Uint8Array) {
       try {
         const st = decodeStatus(raw);
         message = st.message || message;
+        let foundInfo = false;
         for (const d of st.details) {
-          if (d.typeUrl !== ERROR_INFO_TYPE) continue;
-          const info = decodeErrorInfo(d.value);
-          if (info.domain !== DOMAIN) continue;
-          reason = parseReason(info.reason);
-          metadata = info.metadata;
-          break;
+          if (d.typeUrl === RETRY_INFO_TYPE) {
+            retryAfterMs = decodeRetryDelayMs(d.value);
+          } else if (d.typeUrl === ERROR_INFO_TYPE && !foundInfo) {
+            const info = decodeErrorInfo(d.value);
+            if (info.domain !== DOMAIN) continue;
+            reason = parseReason(info.reason);
+            metadata = info.metadata;
+            foundInfo = true;
+          }
         }
       } catch {
         // A malformed trailer leaves the reason unspecified.
       }
     }
-    return new TotpdError(code, reason, message, metadata.field ?? "", metadata, { cause: err });
+    return new TotpdError(code, reason, message, metadata.field ?? "", metadata, { cause: err, retryAfterMs });
   }
 }
 
@@ -123,4 +135,27 @@ function decodeErrorInfo(buf: Uint8Array): { reason: string; domain: string; met
     } else r.skip(wire);
   }
   return out;
+}
+
+// google.rpc.RetryInfo { google.protobuf.Duration retry_delay = 1; }
+// google.protobuf.Duration { int64 seconds = 1; int32 nanos = 2; }
+function decodeRetryDelayMs(buf: Uint8Array): number {
+  const r = new BinaryReader(buf);
+  let seconds = 0;
+  let nanos = 0;
+  while (r.pos < r.len) {
+    const [field, wire] = r.tag();
+    if (field !== 1) {
+      r.skip(wire);
+      continue;
+    }
+    const d = new BinaryReader(r.bytes());
+    while (d.pos < d.len) {
+      const [f, w] = d.tag();
+      if (f === 1) seconds = Number(d.int64());
+      else if (f === 2) nanos = d.int32();
+      else d.skip(w);
+    }
+  }
+  return Math.max(0, seconds * 1000 + nanos / 1e6);
 }

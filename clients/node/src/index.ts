@@ -7,10 +7,12 @@ export {
   type BatchItem,
   type BatchResult,
   type Confirmation,
+  type DisableOptions,
   type DisableResult,
   type EnrollOptions,
   type Enrollment,
   type Factor,
+  type MutationOptions,
   type VerifyOutcome,
   type VerifyResult,
 } from "./types";

@@ -32,6 +32,11 @@ export interface VerifyOutcome {
   readonly attemptsLeft: number;
   /** For LOCKED and during backoff: seconds until the next attempt is compared. */
   readonly retryAfterSeconds: number;
+  /**
+   * For LOCKED: the account stays locked until an operator unlocks it (or the
+   * user proves possession through another factor); waiting does not help.
+   */
+  readonly unlockRequired: boolean;
 }
 
 export function outcomeFromProto(o: pb.VerifyOutcome | undefined): VerifyOutcome {
@@ -41,6 +46,7 @@ export function outcomeFromProto(o: pb.VerifyOutcome | undefined): VerifyOutcome
     stepOffset: o?.stepOffset ?? 0,
     attemptsLeft: o?.attemptsLeft ?? 0,
     retryAfterSeconds: o?.retryAfterSeconds ?? 0,
+    unlockRequired: o?.unlockRequired ?? false,
   };
 }
 
@@ -80,13 +86,33 @@ export function factorFromProto(f: pb.Factor | undefined): Factor {
   };
 }
 
+/** Options of the calls that change state: Enroll, ConfirmEnrollment, Disable. */
+export interface MutationOptions {
+  /**
+   * Idempotency key (AIP-155; at most 64 printable ASCII characters): a repeat
+   * with the same id and the same fields within the server's retention window
+   * returns the first result instead of acting twice; the same id with
+   * different fields fails with REQUEST_ID_REUSED. Omitted or "": the client
+   * makes a random one per call (reused by that call's retries). Pass your own
+   * to retry a call yourself, e.g. after DEADLINE_EXCEEDED.
+   */
+  requestId?: string;
+}
+
 /** Enroll options; omitted ones take the server's defaults (SHA1, 6, 30 s). */
-export interface EnrollOptions {
+export interface EnrollOptions extends MutationOptions {
   label?: string;
   issuer?: string;
   algorithm?: pb.Algorithm;
   digits?: number;
   periodSeconds?: number;
+}
+
+/** Disable options: a current code, or `force` (the privileged admin override). */
+export interface DisableOptions extends MutationOptions {
+  factorId?: string;
+  code?: string;
+  force?: boolean;
 }
 
 /** A new PENDING factor and the only copy of its secret. */

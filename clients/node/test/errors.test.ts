@@ -4,6 +4,9 @@ import { describe, it } from "node:test";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Metadata, status } from "@grpc/grpc-js";
 import { ErrorReason, TotpdError } from "../src";
+import * as pb from "../src/gen/totpd/v1/factor";
+import { outcomeFromProto } from "../src/types";
+import { statusDetails } from "./fake";
 
 function richStatus(domain: string, reason: string, field: string): Buffer {
   const info = new BinaryWriter();
@@ -49,5 +52,43 @@ describe("TotpdError.fromServiceError", () => {
     assert.equal(e.code, status.UNAVAILABLE);
     assert.equal(e.reason, ErrorReason.ERROR_REASON_UNSPECIFIED);
     assert.equal(e.field, "");
+  });
+});
+
+describe("new reasons and RetryInfo", () => {
+  it("decodes DEADLINE_EXCEEDED, RATE_LIMITED and REQUEST_ID_REUSED", () => {
+    for (const [name, reason] of [
+      ["ERROR_REASON_DEADLINE_EXCEEDED", ErrorReason.ERROR_REASON_DEADLINE_EXCEEDED],
+      ["ERROR_REASON_RATE_LIMITED", ErrorReason.ERROR_REASON_RATE_LIMITED],
+      ["ERROR_REASON_REQUEST_ID_REUSED", ErrorReason.ERROR_REASON_REQUEST_ID_REUSED],
+    ] as const) {
+      const e = TotpdError.fromServiceError(serviceError(status.INVALID_ARGUMENT, richStatus("totpd.v1", name, "request_id")));
+      assert.equal(e.reason, reason);
+    }
+  });
+
+  it("exposes the RetryInfo delay beside the reason", () => {
+    const details = statusDetails(
+      { code: status.RESOURCE_EXHAUSTED, reason: "ERROR_REASON_RATE_LIMITED", retryAfterMs: 1500 },
+      "slow down",
+    );
+    const e = TotpdError.fromServiceError(serviceError(status.RESOURCE_EXHAUSTED, details));
+    assert.equal(e.code, status.RESOURCE_EXHAUSTED);
+    assert.equal(e.reason, ErrorReason.ERROR_REASON_RATE_LIMITED);
+    assert.equal(e.retryAfterMs, 1500);
+  });
+
+  it("has no retryAfterMs without a RetryInfo", () => {
+    const e = TotpdError.fromServiceError(
+      serviceError(status.INVALID_ARGUMENT, richStatus("totpd.v1", "ERROR_REASON_MALFORMED_CODE", "code")),
+    );
+    assert.equal(e.retryAfterMs, undefined);
+  });
+
+  it("decodes unlockRequired", () => {
+    const o = outcomeFromProto({ ...pb.VerifyOutcome.create(), result: pb.VerifyResult.VERIFY_RESULT_LOCKED, unlockRequired: true });
+    assert.equal(o.result, "LOCKED");
+    assert.equal(o.unlockRequired, true);
+    assert.equal(outcomeFromProto(undefined).unlockRequired, false);
   });
 });

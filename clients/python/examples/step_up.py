@@ -16,6 +16,8 @@ def step_up(totpd: TotpdClient, account_id: str, code: str) -> bool:
     except TotpdError as err:
         if err.reason is ErrorReason.MALFORMED_CODE:
             print("a code is digits only, nothing else")
+        elif err.reason is ErrorReason.RATE_LIMITED:
+            print(f"too many failed codes from this service: pause {err.retry_after or 0:.0f} s")
         else:
             print(f"cannot verify now ({err.code.name}, {err.reason.name})")
         return False
@@ -23,6 +25,8 @@ def step_up(totpd: TotpdClient, account_id: str, code: str) -> bool:
         print("step-up granted")
     elif outcome.result is VerifyResult.REPLAYED:
         print("that code was already used: wait for the next one")
+    elif outcome.result is VerifyResult.LOCKED and outcome.unlock_required:
+        print("locked: ask support to unlock the account")
     elif outcome.result is VerifyResult.LOCKED:
         print(f"too many attempts: try again in {outcome.retry_after:.0f} s")
     else:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from totpd_client import ErrorReason, FactorState, TotpdError, VerifyResult
+from totpd_client import ErrorReason, FactorState, TotpdError, VerifyOutcome, VerifyResult
 from totpd_client.v1 import errors_pb2, factor_pb2
 
 
@@ -92,3 +92,70 @@ def test_enums_mirror_the_proto() -> None:
         factor_pb2.FactorState.items()
     )
     assert VerifyResult(99) is VerifyResult.UNSPECIFIED
+
+
+def test_new_reasons_decode() -> None:
+    for name, reason in (
+        ("ERROR_REASON_DEADLINE_EXCEEDED", ErrorReason.DEADLINE_EXCEEDED),
+        ("ERROR_REASON_RATE_LIMITED", ErrorReason.RATE_LIMITED),
+        ("ERROR_REASON_REQUEST_ID_REUSED", ErrorReason.REQUEST_ID_REUSED),
+    ):
+        err = TotpdError.from_rpc_error(
+            FakeRpcError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "x",
+                (("grpc-status-details-bin", rich("totpd.v1", name, "request_id")),),
+            )
+        )
+        assert err.reason is reason
+        assert TotpdError.from_item_error(3, name, "x", "").reason is reason
+
+
+def with_retry_info(reason: str, seconds: int, nanos: int) -> bytes:
+    info, retry = any_pb2.Any(), any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(domain="totpd.v1", reason=reason))
+    retry.Pack(
+        error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds, nanos=nanos))
+    )
+    return status_pb2.Status(
+        code=code_pb2.RESOURCE_EXHAUSTED, message="slow down", details=[info, retry]
+    ).SerializeToString()
+
+
+def test_retry_info_delay_is_exposed_beside_the_reason() -> None:
+    err = TotpdError.from_rpc_error(
+        FakeRpcError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "slow down",
+            (
+                (
+                    "grpc-status-details-bin",
+                    with_retry_info("ERROR_REASON_RATE_LIMITED", 1, 500_000_000),
+                ),
+            ),
+        )
+    )
+    assert err.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.reason is ErrorReason.RATE_LIMITED
+    assert err.retry_after == 1.5
+
+
+def test_no_retry_info_means_no_retry_after() -> None:
+    err = TotpdError.from_rpc_error(
+        FakeRpcError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "bad code",
+            (("grpc-status-details-bin", rich("totpd.v1", "ERROR_REASON_MALFORMED_CODE", "code")),),
+        )
+    )
+    assert err.retry_after is None
+
+
+def test_unlock_required_decodes() -> None:
+    locked = factor_pb2.VerifyOutcome(
+        result=factor_pb2.VERIFY_RESULT_LOCKED, factor_id="f", unlock_required=True
+    )
+    outcome = VerifyOutcome.from_proto(locked)
+    assert outcome.result is VerifyResult.LOCKED
+    assert outcome.unlock_required is True
+    assert VerifyOutcome.from_proto(factor_pb2.VerifyOutcome()).unlock_required is False

@@ -31,6 +31,8 @@ func main() {
 	switch {
 	case errors.As(err, &terr) && terr.Reason == totpdv1.ErrorReason_ERROR_REASON_MALFORMED_CODE:
 		fmt.Println("a code is digits only, nothing else")
+	case errors.As(err, &terr) && terr.Reason == totpdv1.ErrorReason_ERROR_REASON_RATE_LIMITED:
+		fmt.Printf("too many failed codes from this service: pause %s\n", terr.RetryAfter)
 	case err != nil:
 		fmt.Println("cannot verify now:", err)
 	case out.Result == totpd.VerifyValid:
@@ -38,6 +40,8 @@ func main() {
 		return
 	case out.Result == totpd.VerifyReplayed:
 		fmt.Println("that code was already used: wait for the next one")
+	case out.Result == totpd.VerifyLocked && out.UnlockRequired:
+		fmt.Println("locked: ask support to unlock the account")
 	case out.Result == totpd.VerifyLocked:
 		fmt.Printf("too many attempts: try again in %s\n", out.RetryAfter)
 	default:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 
-from .errors import TotpdError
+from .errors import ErrorReason, TotpdError
 from .types import (
     Algorithm,
     BatchItem,
@@ -39,8 +40,17 @@ class TotpdClient:
 
     * ``timeout``: deadline of every call in seconds, retries included (default 5).
     * Calls failing with ``UNAVAILABLE`` (server unreachable, or its database down:
-      no verdict was reached) are retried with jittered exponential backoff, at most
-      ``max_attempts`` attempts in all. Nothing else is retried.
+      no verdict was reached) or ``RESOURCE_EXHAUSTED``/``OVERLOADED`` (refused
+      before any work) are retried with jittered exponential backoff, waiting at
+      least the server's ``google.rpc.RetryInfo`` delay, at most ``max_attempts``
+      attempts in all and never past the deadline. Nothing else is retried; in
+      particular ``RATE_LIMITED`` is not (it means "stop guessing").
+    * ``enroll``, ``confirm`` and ``disable`` send a ``request_id`` (yours, or a
+      random UUID4 made once per call and reused by every retry of it), so a
+      retry after a lost response returns the first attempt's result instead of
+      acting twice. ``verify`` and ``batch_verify`` carry none: a verification
+      retried after a lost response may be answered ``REPLAYED`` (the code was
+      used by the first attempt), which is the safe answer: ask for the next code.
     * Transport: TLS with the system roots by default; ``root_certificates`` (PEM
       bytes) to trust your own CA; ``client_certificate`` + ``client_key`` for mTLS;
       ``insecure=True`` for plaintext on loopback; or pass your own ``channel``.
@@ -113,9 +123,15 @@ class TotpdClient:
         algorithm: Algorithm = Algorithm.UNSPECIFIED,
         digits: int = 0,
         period_seconds: int = 0,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> Enrollment:
-        """Creates a PENDING factor; the response is the only copy of its secret."""
+        """Creates a PENDING factor; the response is the only copy of its secret.
+
+        ``request_id`` (at most 64 printable ASCII characters) makes the call
+        idempotent within the server's retention window; None or "" means a random
+        one made for this call. Pass your own to retry the call yourself later.
+        """
         req = totp_service_pb2.EnrollRequest(
             account_id=account_id,
             label=label,
@@ -123,6 +139,7 @@ class TotpdClient:
             algorithm=f"ALGORITHM_{algorithm.name}",
             digits=digits,
             period_seconds=period_seconds,
+            request_id=_request_id(request_id),
         )
         r = self._call(self._stub.Enroll, req, timeout)
         return Enrollment(
@@ -134,11 +151,23 @@ class TotpdClient:
         )
 
     def confirm(
-        self, account_id: str, factor_id: str, code: str, *, timeout: float | None = None
+        self,
+        account_id: str,
+        factor_id: str,
+        code: str,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
     ) -> Confirmation:
-        """Activates a PENDING factor with the first code its app shows."""
+        """Activates a PENDING factor with the first code its app shows.
+
+        ``request_id``: as for :meth:`enroll`.
+        """
         req = totp_service_pb2.ConfirmEnrollmentRequest(
-            account_id=account_id, factor_id=factor_id, code=code
+            account_id=account_id,
+            factor_id=factor_id,
+            code=code,
+            request_id=_request_id(request_id),
         )
         r = self._call(self._stub.ConfirmEnrollment, req, timeout)
         return Confirmation(VerifyOutcome.from_proto(r.outcome), Factor.from_proto(r.factor))
@@ -146,7 +175,10 @@ class TotpdClient:
     def verify(
         self, account_id: str, code: str, factor_id: str = "", *, timeout: float | None = None
     ) -> VerifyOutcome:
-        """Checks a sign-in code against the account's ACTIVE factors (or one of them)."""
+        """Checks a sign-in code against the account's ACTIVE factors (or one of them).
+
+        Not idempotent: after a retried ``UNAVAILABLE`` the answer may be ``REPLAYED``.
+        """
         req = totp_service_pb2.VerifyRequest(account_id=account_id, code=code, factor_id=factor_id)
         return VerifyOutcome.from_proto(self._call(self._stub.Verify, req, timeout).outcome)
 
@@ -184,15 +216,21 @@ class TotpdClient:
         code: str = "",
         *,
         force: bool = False,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> DisableResult:
         """Disables one factor (or all of the account's) with a current code.
 
         ``force=True`` is the privileged admin override that needs no code:
-        reserve it for authenticated administrator paths.
+        reserve it for authenticated administrator paths. ``request_id``: as for
+        :meth:`enroll`.
         """
         req = totp_service_pb2.DisableRequest(
-            account_id=account_id, factor_id=factor_id, code=code, force=force
+            account_id=account_id,
+            factor_id=factor_id,
+            code=code,
+            force=force,
+            request_id=_request_id(request_id),
         )
         r = self._call(self._stub.Disable, req, timeout)
         return DisableResult(
@@ -216,6 +254,7 @@ class TotpdClient:
 
     # -- plumbing ----------------------------------------------------------------
     def _call(self, method: Callable[..., T], request: Any, timeout: float | None) -> T:
+        """One logical call: the same ``request`` (and request_id) on every attempt."""
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         backoff = self.initial_backoff
         attempt = 1
@@ -223,13 +262,31 @@ class TotpdClient:
             remaining = deadline - time.monotonic()
             try:
                 return method(request, timeout=max(remaining, 0.001))
-            except grpc.RpcError as err:
-                code = err.code() if hasattr(err, "code") else None
-                if code is not grpc.StatusCode.UNAVAILABLE or attempt >= self.max_attempts:
-                    raise TotpdError.from_rpc_error(err) from None
-                sleep = random.uniform(backoff / 2, backoff)  # noqa: S311 (jitter, not crypto)
+            except grpc.RpcError as rpc_error:
+                err = TotpdError.from_rpc_error(rpc_error)
+                if not _retryable(err) or attempt >= self.max_attempts:
+                    raise err from None
+                jitter = random.uniform(backoff / 2, backoff)  # noqa: S311 (jitter, not crypto)
+                sleep = max(jitter, err.retry_after or 0.0)
                 if deadline - time.monotonic() <= sleep:
-                    raise TotpdError.from_rpc_error(err) from None
+                    raise err from None
                 time.sleep(sleep)
                 backoff = min(backoff * 2, self.max_backoff)
                 attempt += 1
+
+
+def _request_id(given: str | None) -> str:
+    return given or str(uuid.uuid4())
+
+
+def _retryable(err: TotpdError) -> bool:
+    """Whether no work was done, so another attempt is safe and may succeed.
+
+    UNAVAILABLE: the server or its database was unreachable (or the response was
+    lost: the mutating calls' request_id makes that retry return the first
+    result). OVERLOADED: refused before any work. RATE_LIMITED is deliberately
+    not retried: the caller must stop, not wait and guess again.
+    """
+    if err.code is grpc.StatusCode.UNAVAILABLE:
+        return True
+    return err.code is grpc.StatusCode.RESOURCE_EXHAUSTED and err.reason is ErrorReason.OVERLOADED

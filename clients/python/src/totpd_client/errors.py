@@ -53,6 +53,9 @@ class TotpdError(Exception):
 
     ``code`` is the gRPC status code, ``reason`` the machine-readable
     :class:`ErrorReason`, ``field`` the request field at fault ("" if none).
+    ``retry_after`` is the wait in seconds the server asked for in a
+    ``google.rpc.RetryInfo`` detail (``OVERLOADED``, ``RATE_LIMITED``), or
+    None when the status carried none.
     A wrong or reused code is never an error: it is a ``VerifyOutcome``.
     """
 
@@ -63,6 +66,7 @@ class TotpdError(Exception):
         message: str,
         field: str = "",
         metadata: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(f"{code.name} {reason.value}: {message}")
         self.code = code
@@ -70,6 +74,7 @@ class TotpdError(Exception):
         self.message = message
         self.field = field
         self.metadata: dict[str, str] = dict(metadata or {})
+        self.retry_after = retry_after
 
     @classmethod
     def from_rpc_error(cls, err: grpc.RpcError) -> TotpdError:
@@ -78,6 +83,7 @@ class TotpdError(Exception):
         message = (err.details() if hasattr(err, "details") else "") or ""
         trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
         reason, metadata = ErrorReason.UNSPECIFIED, {}
+        retry_after: float | None = None
         pairs = cast("Iterable[tuple[str, bytes | str]]", trailers or ())
         for key, value in pairs:
             if key != _DETAILS_KEY:
@@ -88,13 +94,28 @@ class TotpdError(Exception):
             except Exception:  # a malformed trailer leaves the reason unspecified
                 break
             message = status.message or message
+            found_info = False
             for detail in status.details:
                 info = error_details_pb2.ErrorInfo()
-                if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == DOMAIN:
+                retry = error_details_pb2.RetryInfo()
+                if detail.Is(retry.DESCRIPTOR) and detail.Unpack(retry):
+                    retry_after = retry.retry_delay.ToNanoseconds() / 1e9
+                elif (
+                    not found_info
+                    and detail.Is(info.DESCRIPTOR)
+                    and detail.Unpack(info)
+                    and info.domain == DOMAIN
+                ):
                     reason, metadata = ErrorReason.parse(info.reason), dict(info.metadata)
-                    break
+                    found_info = True
+            break
         return cls(
-            code or grpc.StatusCode.UNKNOWN, reason, message, metadata.get("field", ""), metadata
+            code or grpc.StatusCode.UNKNOWN,
+            reason,
+            message,
+            metadata.get("field", ""),
+            metadata,
+            max(retry_after, 0.0) if retry_after is not None else None,
         )
 
     @classmethod

@@ -96,6 +96,9 @@ class VerifyOutcome:
     attempts_left: int
     retry_after: float
     """Seconds until the next attempt is compared (LOCKED, backoff); 0 otherwise."""
+    unlock_required: bool = False
+    """LOCKED until an operator unlocks the account (or the user proves possession
+    through another factor): waiting does not help, ``retry_after`` is 0."""
 
     @property
     def valid(self) -> bool:
@@ -109,6 +112,7 @@ class VerifyOutcome:
             step_offset=o.step_offset,
             attempts_left=o.attempts_left,
             retry_after=float(o.retry_after_seconds),
+            unlock_required=o.unlock_required,
         )
 
 

@@ -28,6 +28,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
+import java.util.UUID;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
@@ -36,9 +37,21 @@ import java.util.function.Function;
  * A small, thread-safe client for totpd's {@code totpd.v1.TotpService}.
  *
  * <p>Every call has a deadline (default 5 s, covering retries). Calls that fail with UNAVAILABLE
- * (server unreachable or its database down: no verdict was reached) are retried with exponential
- * backoff, at most {@code maxAttempts} times in all; no other status is retried. Errors are thrown
- * as {@link TotpdException}; a wrong or reused code is a {@link VerifyOutcome}, not an exception.
+ * (server unreachable or its database down: no verdict was reached) or RESOURCE_EXHAUSTED /
+ * OVERLOADED (refused before any work) are retried with jittered exponential backoff, waiting at
+ * least the server's {@code google.rpc.RetryInfo} delay, at most {@code maxAttempts} times in all
+ * and never past the deadline; no other status is retried, RATE_LIMITED least of all (it means
+ * "stop guessing"). Errors are thrown as {@link TotpdException}; a wrong or reused code is a
+ * {@link VerifyOutcome}, not an exception.
+ *
+ * <p>{@code enroll}, {@code confirm}, {@code disable} and {@code forceDisable} send a request id
+ * (AIP-155): the caller's, or a random UUID made once per call and reused by each of its retries,
+ * so a retry after a lost response gets the first attempt's result instead of acting twice. A
+ * request id is at most 64 printable ASCII characters; null or empty means a generated one. Pass
+ * your own to retry a call yourself (for example after DEADLINE_EXCEEDED); the same id with
+ * different fields fails with REQUEST_ID_REUSED. {@code verify} and {@code batchVerify} are not
+ * idempotent: a verification retried after a lost response may be answered REPLAYED, which is the
+ * safe answer (ask for the next code).
  *
  * <pre>{@code
  * try (TotpdClient totpd = TotpdClient.builder("127.0.0.1:50051").plaintext().build()) {
@@ -74,12 +87,29 @@ public final class TotpdClient implements AutoCloseable {
 
   /** Enrolls a new authenticator app with the server's defaults (SHA1, 6 digits, 30 s). */
   public Enrollment enroll(String accountId, String label) {
-    return enroll(EnrollRequest.newBuilder().setAccountId(accountId).setLabel(label).build());
+    return enroll(accountId, label, null);
   }
 
-  /** Enrolls with every option of the request (issuer, algorithm, digits, period). */
+  /** Enrolls with the server's defaults under the caller's request id. */
+  public Enrollment enroll(String accountId, String label, String requestId) {
+    return enroll(
+        EnrollRequest.newBuilder()
+            .setAccountId(accountId)
+            .setLabel(label)
+            .setRequestId(requestId(requestId))
+            .build());
+  }
+
+  /**
+   * Enrolls with every option of the request (issuer, algorithm, digits, period, request id); an
+   * empty request id is replaced by a generated one.
+   */
   public Enrollment enroll(EnrollRequest request) {
-    EnrollResponse r = call(s -> s.enroll(request));
+    EnrollRequest withId =
+        request.getRequestId().isEmpty()
+            ? request.toBuilder().setRequestId(requestId(null)).build()
+            : request;
+    EnrollResponse r = call(s -> s.enroll(withId));
     return new Enrollment(
         Factor.fromProto(r.getFactor()),
         r.getOtpauthUri(),
@@ -104,19 +134,26 @@ public final class TotpdClient implements AutoCloseable {
 
   /** Activates a PENDING factor with the first code its app shows. */
   public Confirmation confirm(String accountId, String factorId, String code) {
-    ConfirmEnrollmentResponse r =
-        call(
-            s ->
-                s.confirmEnrollment(
-                    ConfirmEnrollmentRequest.newBuilder()
-                        .setAccountId(accountId)
-                        .setFactorId(factorId)
-                        .setCode(code)
-                        .build()));
+    return confirm(accountId, factorId, code, null);
+  }
+
+  /** Activates a PENDING factor under the caller's request id. */
+  public Confirmation confirm(String accountId, String factorId, String code, String requestId) {
+    ConfirmEnrollmentRequest request =
+        ConfirmEnrollmentRequest.newBuilder()
+            .setAccountId(accountId)
+            .setFactorId(factorId)
+            .setCode(code)
+            .setRequestId(requestId(requestId))
+            .build();
+    ConfirmEnrollmentResponse r = call(s -> s.confirmEnrollment(request));
     return new Confirmation(VerifyOutcome.fromProto(r.getOutcome()), Factor.fromProto(r.getFactor()));
   }
 
-  /** Checks a sign-in code against every ACTIVE factor of the account. */
+  /**
+   * Checks a sign-in code against every ACTIVE factor of the account. Not idempotent: after a
+   * retried UNAVAILABLE the answer may be REPLAYED.
+   */
   public VerifyOutcome verify(String accountId, String code) {
     return verify(accountId, code, "");
   }
@@ -155,21 +192,33 @@ public final class TotpdClient implements AutoCloseable {
 
   /** Disables one factor (or every factor when factorId is empty) with a current valid code. */
   public DisableResult disable(String accountId, String factorId, String code) {
+    return disable(accountId, factorId, code, null);
+  }
+
+  /** Disables with a current valid code under the caller's request id. */
+  public DisableResult disable(String accountId, String factorId, String code, String requestId) {
     return disable(
         DisableRequest.newBuilder()
             .setAccountId(accountId)
             .setFactorId(factorId == null ? "" : factorId)
             .setCode(code)
+            .setRequestId(requestId(requestId))
             .build());
   }
 
   /** Privileged admin override: disables without a code. Reserve it for authenticated admins. */
   public DisableResult forceDisable(String accountId, String factorId) {
+    return forceDisable(accountId, factorId, null);
+  }
+
+  /** The admin override under the caller's request id. */
+  public DisableResult forceDisable(String accountId, String factorId, String requestId) {
     return disable(
         DisableRequest.newBuilder()
             .setAccountId(accountId)
             .setFactorId(factorId == null ? "" : factorId)
             .setForce(true)
+            .setRequestId(requestId(requestId))
             .build());
   }
 
@@ -210,6 +259,11 @@ public final class TotpdClient implements AutoCloseable {
 
   // ---- plumbing ---------------------------------------------------------------------------
 
+  private static String requestId(String given) {
+    return given == null || given.isEmpty() ? UUID.randomUUID().toString() : given;
+  }
+
+  /** One logical call: the same request (and request id) on every attempt. */
   private <T> T call(Function<TotpServiceGrpc.TotpServiceBlockingStub, T> rpc) {
     Deadline overall = Deadline.after(deadline.toNanos(), TimeUnit.NANOSECONDS);
     long backoffNanos = initialBackoff.toNanos();
@@ -217,19 +271,21 @@ public final class TotpdClient implements AutoCloseable {
       try {
         return rpc.apply(stub.withDeadline(overall));
       } catch (StatusRuntimeException e) {
-        if (!TotpdException.isUnavailable(e) || attempt >= maxAttempts) {
-          throw TotpdException.fromThrowable(e);
+        TotpdException error = TotpdException.fromThrowable(e);
+        if (!error.isRetryable() || attempt >= maxAttempts) {
+          throw error;
         }
-        // Full jitter, and never sleep past the overall deadline.
-        long sleep = ThreadLocalRandom.current().nextLong(backoffNanos / 2, backoffNanos + 1);
+        // Jitter, at least the server's delay, and never sleep past the overall deadline.
+        long jitter = ThreadLocalRandom.current().nextLong(backoffNanos / 2, backoffNanos + 1);
+        long sleep = Math.max(jitter, error.retryAfter().map(Duration::toNanos).orElse(0L));
         if (overall.timeRemaining(TimeUnit.NANOSECONDS) <= sleep) {
-          throw TotpdException.fromThrowable(e);
+          throw error;
         }
         try {
           TimeUnit.NANOSECONDS.sleep(sleep);
         } catch (InterruptedException ie) {
           Thread.currentThread().interrupt();
-          throw TotpdException.fromThrowable(e);
+          throw error;
         }
         backoffNanos = Math.min(backoffNanos * 2, maxBackoff.toNanos());
       }
@@ -280,7 +336,7 @@ public final class TotpdClient implements AutoCloseable {
       return this;
     }
 
-    /** Attempts per call when the server answers UNAVAILABLE (default 4; 1 disables retries). */
+    /** Attempts per call on UNAVAILABLE or OVERLOADED (default 4; 1 disables retries). */
     public Builder maxAttempts(int n) {
       if (n < 1) {
         throw new IllegalArgumentException("maxAttempts must be at least 1");
@@ -289,7 +345,10 @@ public final class TotpdClient implements AutoCloseable {
       return this;
     }
 
-    /** First and largest backoff between UNAVAILABLE retries (default 100 ms and 2 s). */
+    /**
+     * First and largest backoff between retries (default 100 ms and 2 s); a longer {@code
+     * google.rpc.RetryInfo} delay from the server wins.
+     */
     public Builder backoff(Duration initial, Duration max) {
       this.initialBackoff = initial;
       this.maxBackoff = max;

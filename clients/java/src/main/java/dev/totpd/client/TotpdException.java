@@ -3,17 +3,20 @@ package dev.totpd.client;
 import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.rpc.ErrorInfo;
+import com.google.rpc.RetryInfo;
 import dev.totpd.v1.ErrorReason;
 import dev.totpd.v1.ItemError;
 import io.grpc.Status;
-import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
+import java.time.Duration;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * An error returned by totpd: the gRPC status code plus the machine-readable {@link ErrorReason}
  * and the request field at fault, decoded from the {@code google.rpc.ErrorInfo} in the status
- * details. A wrong or reused code is never an exception: see {@link VerifyOutcome}.
+ * details, and the wait the server asked for in a {@code google.rpc.RetryInfo} detail. A wrong or
+ * reused code is never an exception: see {@link VerifyOutcome}.
  */
 public final class TotpdException extends RuntimeException {
   private static final long serialVersionUID = 1L;
@@ -25,6 +28,7 @@ public final class TotpdException extends RuntimeException {
   private final ErrorReason reason;
   private final String field;
   private final transient Map<String, String> metadata;
+  private final Duration retryAfter;
 
   TotpdException(
       Status.Code code,
@@ -33,11 +37,23 @@ public final class TotpdException extends RuntimeException {
       Map<String, String> metadata,
       String message,
       Throwable cause) {
+    this(code, reason, field, metadata, message, cause, null);
+  }
+
+  TotpdException(
+      Status.Code code,
+      ErrorReason reason,
+      String field,
+      Map<String, String> metadata,
+      String message,
+      Throwable cause,
+      Duration retryAfter) {
     super(code + " " + reason + ": " + message, cause);
     this.code = code;
     this.reason = reason;
     this.field = field;
     this.metadata = Map.copyOf(metadata);
+    this.retryAfter = retryAfter;
   }
 
   /** The gRPC status code (INVALID_ARGUMENT, NOT_FOUND, ...). */
@@ -63,33 +79,51 @@ public final class TotpdException extends RuntimeException {
     return metadata;
   }
 
+  /**
+   * The wait the server asked for before another attempt, from a {@code google.rpc.RetryInfo}
+   * detail (OVERLOADED, RATE_LIMITED); empty when the status carried none.
+   */
+  public Optional<Duration> retryAfter() {
+    return Optional.ofNullable(retryAfter);
+  }
+
   /** Decodes a failed call. Works for any throwable carrying a gRPC status. */
   public static TotpdException fromThrowable(Throwable t) {
     Status status = Status.fromThrowable(t);
     ErrorReason reason = ErrorReason.ERROR_REASON_UNSPECIFIED;
     Map<String, String> metadata = Map.of();
+    Duration retryAfter = null;
+    boolean foundInfo = false;
     com.google.rpc.Status rich = StatusProto.fromThrowable(t);
     if (rich != null) {
       for (Any detail : rich.getDetailsList()) {
-        if (!detail.is(ErrorInfo.class)) {
-          continue;
-        }
         try {
-          ErrorInfo info = detail.unpack(ErrorInfo.class);
-          if (!DOMAIN.equals(info.getDomain())) {
-            continue;
+          if (detail.is(RetryInfo.class)) {
+            com.google.protobuf.Duration d = detail.unpack(RetryInfo.class).getRetryDelay();
+            Duration delay = Duration.ofSeconds(d.getSeconds(), d.getNanos());
+            retryAfter = delay.isNegative() ? Duration.ZERO : delay;
+          } else if (!foundInfo && detail.is(ErrorInfo.class)) {
+            ErrorInfo info = detail.unpack(ErrorInfo.class);
+            if (DOMAIN.equals(info.getDomain())) {
+              reason = parseReason(info.getReason());
+              metadata = info.getMetadataMap();
+              foundInfo = true;
+            }
           }
-          reason = parseReason(info.getReason());
-          metadata = info.getMetadataMap();
-          break;
         } catch (InvalidProtocolBufferException e) {
-          // A malformed detail leaves the reason unspecified.
+          // A malformed detail is ignored: the reason stays unspecified, no delay.
         }
       }
     }
     String message = status.getDescription() == null ? "" : status.getDescription();
     return new TotpdException(
-        status.getCode(), reason, metadata.getOrDefault("field", ""), metadata, message, t);
+        status.getCode(),
+        reason,
+        metadata.getOrDefault("field", ""),
+        metadata,
+        message,
+        t,
+        retryAfter);
   }
 
   static TotpdException fromItemError(ItemError e) {
@@ -108,8 +142,14 @@ public final class TotpdException extends RuntimeException {
     }
   }
 
-  static boolean isUnavailable(Throwable t) {
-    return t instanceof StatusRuntimeException
-        && ((StatusRuntimeException) t).getStatus().getCode() == Status.Code.UNAVAILABLE;
+  /**
+   * Whether no work was done, so another attempt is safe and may succeed. UNAVAILABLE: the server
+   * or its database was unreachable (or the response was lost: a mutating call's request id makes
+   * the retry return the first result). OVERLOADED: refused before any work. RATE_LIMITED is
+   * deliberately not retried: the caller must stop, not wait and guess again.
+   */
+  boolean isRetryable() {
+    return code == Status.Code.UNAVAILABLE
+        || (code == Status.Code.RESOURCE_EXHAUSTED && reason == ErrorReason.ERROR_REASON_OVERLOADED);
   }
 }

@@ -10,9 +10,22 @@ import java.time.Duration;
  * @param stepOffset for VALID, the matched step minus the server's step (-1, 0 or 1)
  * @param attemptsLeft failures left before the factor locks
  * @param retryAfter for LOCKED and during backoff, when the next attempt is compared
+ * @param unlockRequired for LOCKED: the account stays locked until an operator unlocks it (or the
+ *     user proves possession through another factor); waiting does not help, retryAfter is zero
  */
 public record VerifyOutcome(
-    VerifyResult result, String factorId, int stepOffset, int attemptsLeft, Duration retryAfter) {
+    VerifyResult result,
+    String factorId,
+    int stepOffset,
+    int attemptsLeft,
+    Duration retryAfter,
+    boolean unlockRequired) {
+
+  /** An outcome without {@code unlockRequired}, as before that field existed. */
+  public VerifyOutcome(
+      VerifyResult result, String factorId, int stepOffset, int attemptsLeft, Duration retryAfter) {
+    this(result, factorId, stepOffset, attemptsLeft, retryAfter, false);
+  }
 
   /** True only for {@link VerifyResult#VALID}. */
   public boolean isValid() {
@@ -25,6 +38,7 @@ public record VerifyOutcome(
         o.getFactorId(),
         o.getStepOffset(),
         o.getAttemptsLeft(),
-        Duration.ofSeconds(Integer.toUnsignedLong(o.getRetryAfterSeconds())));
+        Duration.ofSeconds(Integer.toUnsignedLong(o.getRetryAfterSeconds())),
+        o.getUnlockRequired());
   }
 }

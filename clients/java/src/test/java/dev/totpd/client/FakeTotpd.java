@@ -1,0 +1,143 @@
+package dev.totpd.client;
+
+import com.google.protobuf.Any;
+import com.google.rpc.ErrorInfo;
+import com.google.rpc.RetryInfo;
+import dev.totpd.v1.ConfirmEnrollmentRequest;
+import dev.totpd.v1.ConfirmEnrollmentResponse;
+import dev.totpd.v1.DisableRequest;
+import dev.totpd.v1.DisableResponse;
+import dev.totpd.v1.EnrollRequest;
+import dev.totpd.v1.EnrollResponse;
+import dev.totpd.v1.Factor;
+import dev.totpd.v1.TotpServiceGrpc;
+import dev.totpd.v1.VerifyOutcome;
+import dev.totpd.v1.VerifyRequest;
+import dev.totpd.v1.VerifyResponse;
+import dev.totpd.v1.VerifyResult;
+import io.grpc.Grpc;
+import io.grpc.InsecureServerCredentials;
+import io.grpc.Server;
+import io.grpc.Status;
+import io.grpc.protobuf.StatusProto;
+import io.grpc.stub.StreamObserver;
+import java.io.IOException;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+
+/**
+ * An in-process TotpService that answers from a script and records what it received: for what a
+ * real totpd cannot be made to do on demand (fail an attempt with UNAVAILABLE or OVERLOADED, attach
+ * a google.rpc.RetryInfo).
+ */
+final class FakeTotpd extends TotpServiceGrpc.TotpServiceImplBase implements AutoCloseable {
+  /** One scripted failure: a status with a totpd ErrorInfo (unless reason is null) and a RetryInfo. */
+  record Fail(Status.Code code, String reason, Duration retryAfter) {
+    static Fail of(Status.Code code, String reason) {
+      return new Fail(code, reason, null);
+    }
+
+    com.google.rpc.Status toStatus() {
+      var st = com.google.rpc.Status.newBuilder()
+          .setCode(code.value())
+          .setMessage("scripted " + code);
+      if (reason != null) {
+        st.addDetails(Any.pack(ErrorInfo.newBuilder().setDomain("totpd.v1").setReason(reason).build()));
+      }
+      if (retryAfter != null) {
+        st.addDetails(Any.pack(RetryInfo.newBuilder()
+            .setRetryDelay(com.google.protobuf.Duration.newBuilder()
+                .setSeconds(retryAfter.getSeconds())
+                .setNanos(retryAfter.getNano()))
+            .build()));
+      }
+      return st.build();
+    }
+  }
+
+  static final Fail UNAVAILABLE = Fail.of(Status.Code.UNAVAILABLE, "ERROR_REASON_STORE_UNAVAILABLE");
+
+  record Received(String method, String requestId, long atNanos) {}
+
+  private final Deque<Fail> script = new ArrayDeque<>();
+  private final List<Received> received = new ArrayList<>();
+  private volatile VerifyOutcome outcome =
+      VerifyOutcome.newBuilder().setResult(VerifyResult.VERIFY_RESULT_VALID).build();
+  private final Server server;
+
+  FakeTotpd(Fail... script) throws IOException {
+    this.script.addAll(List.of(script));
+    this.server = Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create())
+        .addService(this)
+        .build()
+        .start();
+  }
+
+  String target() {
+    return "127.0.0.1:" + server.getPort();
+  }
+
+  synchronized List<Received> received() {
+    return List.copyOf(received);
+  }
+
+  void outcome(VerifyOutcome o) {
+    outcome = o;
+  }
+
+  private <T> void answer(
+      String method, String requestId, StreamObserver<T> out, Supplier<T> reply) {
+    Fail fail;
+    synchronized (this) {
+      received.add(new Received(method, requestId, System.nanoTime()));
+      fail = script.poll();
+    }
+    if (fail != null) {
+      out.onError(StatusProto.toStatusRuntimeException(fail.toStatus()));
+      return;
+    }
+    out.onNext(reply.get());
+    out.onCompleted();
+  }
+
+  private static Factor factor(String accountId, String factorId) {
+    return Factor.newBuilder().setAccountId(accountId).setFactorId(factorId).build();
+  }
+
+  @Override
+  public void enroll(EnrollRequest r, StreamObserver<EnrollResponse> out) {
+    answer("Enroll", r.getRequestId(), out,
+        () -> EnrollResponse.newBuilder().setFactor(factor(r.getAccountId(), "f-1")).build());
+  }
+
+  @Override
+  public void confirmEnrollment(
+      ConfirmEnrollmentRequest r, StreamObserver<ConfirmEnrollmentResponse> out) {
+    answer("ConfirmEnrollment", r.getRequestId(), out,
+        () -> ConfirmEnrollmentResponse.newBuilder()
+            .setOutcome(outcome)
+            .setFactor(factor(r.getAccountId(), r.getFactorId()))
+            .build());
+  }
+
+  @Override
+  public void verify(VerifyRequest r, StreamObserver<VerifyResponse> out) {
+    answer("Verify", "", out, () -> VerifyResponse.newBuilder().setOutcome(outcome).build());
+  }
+
+  @Override
+  public void disable(DisableRequest r, StreamObserver<DisableResponse> out) {
+    answer("Disable", r.getRequestId(), out,
+        () -> DisableResponse.newBuilder().setOutcome(outcome).build());
+  }
+
+  @Override
+  public void close() throws InterruptedException {
+    server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+  }
+}

@@ -1,0 +1,124 @@
+"""An in-process TotpService that answers from a script and records what it received.
+
+For what a real totpd cannot be made to do on demand: fail an attempt with
+UNAVAILABLE or OVERLOADED, attach a google.rpc.RetryInfo, answer a new reason.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from totpd_client.v1 import factor_pb2, totp_service_pb2, totp_service_pb2_grpc
+
+
+@dataclass(frozen=True)
+class Fail:
+    """One scripted failure: a status with a totpd ErrorInfo and maybe a RetryInfo."""
+
+    code: grpc.StatusCode
+    reason: str = ""
+    retry_after: float | None = None
+
+
+def status_details(
+    code: grpc.StatusCode, reason: str, message: str, retry_after: float | None
+) -> bytes:
+    """A serialized google.rpc.Status as totpd sends it in grpc-status-details-bin."""
+    details = []
+    if reason:
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(domain="totpd.v1", reason=reason))
+        details.append(info)
+    if retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(round(retry_after * 1e9))
+        retry = any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        details.append(retry)
+    return status_pb2.Status(
+        code=code.value[0], message=message, details=details
+    ).SerializeToString()
+
+
+@dataclass
+class Received:
+    method: str
+    request: Any
+    at: float  # time.monotonic() on arrival
+
+
+@dataclass
+class FakeTotpd(totp_service_pb2_grpc.TotpServiceServicer):
+    """Pops one scripted `Fail` per call while the script lasts, then succeeds."""
+
+    script: list[Fail] = field(default_factory=list)
+    outcome: factor_pb2.VerifyOutcome = field(
+        default_factory=lambda: factor_pb2.VerifyOutcome(result=factor_pb2.VERIFY_RESULT_VALID)
+    )
+    received: list[Received] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _answer(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            self.received.append(Received(method, request, time.monotonic()))
+            fail = self.script.pop(0) if self.script else None
+        if fail is not None:
+            message = f"scripted {fail.code.name}"
+            context.set_trailing_metadata(
+                (
+                    (
+                        "grpc-status-details-bin",
+                        status_details(fail.code, fail.reason, message, fail.retry_after),
+                    ),
+                )
+            )
+            context.abort(fail.code, message)
+
+    def _factor(self, request: Any) -> factor_pb2.Factor:
+        # A new id per attempt, so a test can tell which attempt answered.
+        return factor_pb2.Factor(
+            factor_id=f"factor-{len(self.received)}",
+            account_id=request.account_id,
+            state=factor_pb2.FACTOR_STATE_PENDING,
+        )
+
+    def Enroll(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._answer("Enroll", request, context)
+        return totp_service_pb2.EnrollResponse(factor=self._factor(request))
+
+    def ConfirmEnrollment(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._answer("ConfirmEnrollment", request, context)
+        return totp_service_pb2.ConfirmEnrollmentResponse(
+            outcome=self.outcome, factor=self._factor(request)
+        )
+
+    def Verify(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._answer("Verify", request, context)
+        return totp_service_pb2.VerifyResponse(outcome=self.outcome)
+
+    def Disable(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._answer("Disable", request, context)
+        return totp_service_pb2.DisableResponse(outcome=self.outcome)
+
+
+@contextmanager
+def serving(fake: FakeTotpd) -> Iterator[str]:
+    """Serves `fake` on a free loopback port; yields HOST:PORT."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    totp_service_pb2_grpc.add_TotpServiceServicer_to_server(fake, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)
