@@ -152,3 +152,19 @@ def test_many_threads_never_exceed_the_budget_and_leave_it_empty() -> None:
 def test_budgets_below_one_are_a_programming_error() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Admission(0, max_calls=1)
+
+
+def test_refusals_are_logged_once_per_interval_with_their_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    admission = Admission(1, max_calls=1, clock=clock)
+    caplog.set_level("WARNING", logger="totpd.admission")
+    with admission.acquire(1):
+        for _ in range(5):
+            refusal(admission, 1)
+        clock.now += 10.0
+        refusal(admission, 1)
+    counts = [getattr(record, "refused", None) for record in caplog.records]
+    assert counts == [1, 5]
+    assert all(record.getMessage() == "overloaded: calls refused" for record in caplog.records)

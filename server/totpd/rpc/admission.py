@@ -126,7 +126,9 @@ class Admission:
                 self._items += cost
                 return Ticket(self, key)
             delay = self._retry_after(cost, now)
-            self._note_refusal(now)
+            report = self._count_refusal(now)
+        if report is not None:
+            _log.warning("overloaded: calls refused", extra=report)
         raise TotpdError(
             ErrorReason.OVERLOADED,
             "the server is at capacity (work in flight); nothing was done, retry after the delay",
@@ -159,21 +161,20 @@ class Admission:
         wait = min(max(wait, MIN_RETRY_SECONDS), MAX_RETRY_SECONDS)
         return round(wait * (1.0 + 0.5 * self._jitter()), 3)
 
-    def _note_refusal(self, now: float) -> None:
-        """One warning per interval, with the number refused, not one per call."""
+    def _count_refusal(self, now: float) -> dict[str, int] | None:
+        """What to log: one warning per interval with the number refused, not one per call."""
         self._refused += 1
-        if now - self._logged_at >= _REFUSAL_LOG_INTERVAL_SECONDS:
-            _log.warning(
-                "overloaded: calls refused",
-                extra={
-                    "refused": self._refused,
-                    "items_in_flight": self._items,
-                    "max_items_in_flight": self.max_items,
-                    "calls_in_flight": len(self._in_flight),
-                },
-            )
-            self._refused = 0
-            self._logged_at = now
+        if now - self._logged_at < _REFUSAL_LOG_INTERVAL_SECONDS:
+            return None
+        report = {
+            "refused": self._refused,
+            "items_in_flight": self._items,
+            "max_items_in_flight": self.max_items,
+            "calls_in_flight": len(self._in_flight),
+        }
+        self._refused = 0
+        self._logged_at = now
+        return report
 
 
 _SERVICE: Final = totp_service_pb2.DESCRIPTOR.services_by_name["TotpService"]
