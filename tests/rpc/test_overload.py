@@ -112,17 +112,23 @@ def assert_overloaded(refused: RpcFailure | None) -> None:
     assert MIN_RETRY_SECONDS <= refused.retry_delay_seconds <= 1.5 * MAX_RETRY_SECONDS
 
 
-def wait_until_full(live: LiveServer) -> None:
-    """Poll with a one-item call until the budget is full (the held call was admitted)."""
+def hold_the_budget(live: LiveServer, request: pb.BatchVerifyRequest) -> Any:
+    """Send a batch of the whole budget until the server admits and holds it.
+
+    A probe admitted at the same instant takes budget, and the batch is then
+    refused (correctly): send it again. Bounded."""
     probe = pb.VerifyRequest(account_id="nobody-probe", code="000000")
     for _ in range(LOOP_LIMIT):
-        try:
-            live.stub.Verify(probe, timeout=10)
-        except grpc.RpcError as error:
-            if failure(error).reason == "ERROR_REASON_OVERLOADED":
-                return
-        time.sleep(0.05)
-    pytest.fail("the held call was never admitted")
+        held = live.stub.BatchVerify.future(request, timeout=30)
+        while not held.done():
+            try:
+                live.stub.Verify(probe, timeout=10)
+            except grpc.RpcError as error:
+                if failure(error).reason == "ERROR_REASON_OVERLOADED":
+                    return held
+            time.sleep(0.05)
+        assert_overloaded(outcome_of(held))  # refused beside a probe: send it again
+    pytest.fail("the batch was never admitted")
 
 
 def assert_budget_is_empty(live: LiveServer, account: str, code: str) -> None:
@@ -209,8 +215,7 @@ def test_the_budget_comes_back_after_errors_refusals_and_cancelled_calls(
 
     # A call the client cancels while it is held inside the server.
     with writes_blocked(engine):
-        held = live.stub.BatchVerify.future(full_batch("release-paths", wrong), timeout=30)
-        wait_until_full(live)
+        held = hold_the_budget(live, full_batch("release-paths", wrong))
         assert held.cancel()
         assert_overloaded(
             call_fails(live.stub.BatchVerify, full_batch("release-paths-other", "000000"))
