@@ -20,6 +20,8 @@ if [[ -z "${TOTPD_PYTHON:-}" ]]; then
   if [[ -x "$ROOT/.venv/bin/python" ]]; then TOTPD_PYTHON="$ROOT/.venv/bin/python"; else TOTPD_PYTHON=python3; fi
 fi
 export TOTPD_PYTHON TOTPD_REPO_ROOT="$ROOT"
+# The test servers stop at once when a suite ends; the drain has its own tests.
+export TOTPD_DRAIN_SECONDS=0
 CI="${CI:-false}"
 
 suites=("$@")

@@ -408,6 +408,9 @@ class ServerProcess:
             self.database_url,
             "--ready-file",
             str(self.ready_file),
+            # No load balancer to drain for: stop as soon as asked.
+            "--drain-seconds",
+            "0",
         ]
         self.process = subprocess.Popen(command, stdout=log, stderr=log, cwd=self.data_dir)
         log.close()

@@ -54,7 +54,16 @@ class Settings:
     # Requests in flight or queued beyond this are refused with RESOURCE_EXHAUSTED
     # by gRPC itself, before they cost a database round trip.
     max_concurrent_rpcs: int = 1000
+    # Admission by cost: items being verified at once (a unary verification 1,
+    # a BatchVerify its item count, an Enroll a few). Calls beyond it are refused
+    # at once with RESOURCE_EXHAUSTED/OVERLOADED and a retry delay. Room for one
+    # batch of the default max_batch_items and the unary traffic beside it.
+    max_items_in_flight: int = 25_000
     max_message_bytes: int = 4 * 1024 * 1024
+    # On SIGTERM/SIGINT health turns NOT_SERVING and the server keeps serving
+    # this long, so load balancers move traffic away before the port closes.
+    drain_seconds: float = 5.0
+    # Then new calls are refused and calls in flight get this long to finish.
     shutdown_grace_seconds: float = 10.0
     # The health probe pings the store this often, and turns health NOT_SERVING
     # when a ping fails or gives no answer within the timeout (a hung database).
@@ -167,7 +176,9 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "create_dev_key": _as_bool,
     "max_workers": _as_int,
     "max_concurrent_rpcs": _as_int,
+    "max_items_in_flight": _as_int,
     "max_message_bytes": _as_int,
+    "drain_seconds": _as_float,
     "shutdown_grace_seconds": _as_float,
     "health_probe_interval_seconds": _as_float,
     "health_probe_timeout_seconds": _as_float,
@@ -306,6 +317,15 @@ def validate(settings: Settings) -> None:
     _check_range("max_workers", settings.max_workers, 1, 1024)
     _check_range("max_concurrent_rpcs", settings.max_concurrent_rpcs, 1, 1_000_000)
     _check_range("max_message_bytes", settings.max_message_bytes, 1024, 2**31 - 1)
+    _check_range("max_items_in_flight", settings.max_items_in_flight, 1, 10_000_000)
+    if settings.policy.max_batch_items > settings.max_items_in_flight:
+        raise ConfigError(
+            f"max_batch_items ({settings.policy.max_batch_items}) must not exceed"
+            f" max_items_in_flight ({settings.max_items_in_flight}): a batch of the"
+            " allowed size could never be admitted; raise max_items_in_flight or"
+            " lower max_batch_items"
+        )
+    _check_range("drain_seconds", settings.drain_seconds, 0, 3600)
     _check_range("shutdown_grace_seconds", settings.shutdown_grace_seconds, 0, 3600)
     _check_range("health_probe_interval_seconds", settings.health_probe_interval_seconds, 0.1, 3600)
     _check_range("health_probe_timeout_seconds", settings.health_probe_timeout_seconds, 0.1, 3600)

@@ -129,3 +129,43 @@ def test_bad_config_files(tmp_path: Path, text: str, message: str) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"TOTPD_DRAIN_SECONDS": "-1"}, "drain_seconds must be between 0 and 3600, got -1"),
+        ({"TOTPD_DRAIN_SECONDS": "soon"}, "TOTPD_DRAIN_SECONDS: drain_seconds: expected a number"),
+        ({"TOTPD_DRAIN_SECONDS": "nan"}, "drain_seconds must be between 0 and 3600"),
+        ({"TOTPD_DRAIN_SECONDS": "7200"}, "drain_seconds must be between 0 and 3600"),
+        ({"TOTPD_MAX_ITEMS_IN_FLIGHT": "0"}, "max_items_in_flight must be between 1 and 1e+07"),
+        ({"TOTPD_MAX_ITEMS_IN_FLIGHT": "2.5"}, "max_items_in_flight: expected an integer"),
+        (
+            {"TOTPD_MAX_ITEMS_IN_FLIGHT": "5000"},
+            "max_batch_items (10000) must not exceed max_items_in_flight (5000)",
+        ),
+        (
+            {"TOTPD_MAX_BATCH_ITEMS": "30000"},
+            "max_batch_items (30000) must not exceed max_items_in_flight (25000)",
+        ),
+    ],
+)
+def test_bad_drain_and_admission_settings_fail_with_a_clear_message(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=environ)
+    assert message in str(caught.value)
+
+
+def test_drain_and_admission_settings_are_read_and_consistent_by_default(tmp_path: Path) -> None:
+    defaults = Settings()
+    assert defaults.drain_seconds == 5.0
+    # One batch of the largest allowed size fits, with room for unary calls beside it.
+    assert defaults.max_items_in_flight > defaults.policy.max_batch_items
+    config = write(tmp_path / "c.toml", "drain_seconds = 0\nmax_items_in_flight = 100\n")
+    settings = load_settings(config, {"max_batch_items": "100"}, {})
+    assert (settings.drain_seconds, settings.max_items_in_flight) == (0.0, 100)
+    assert settings.policy.max_batch_items == 100
+    environ = {"TOTPD_DRAIN_SECONDS": "0.5", "TOTPD_MAX_ITEMS_IN_FLIGHT": "10000"}
+    assert load_settings(environ=environ).drain_seconds == 0.5

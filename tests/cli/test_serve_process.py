@@ -65,6 +65,9 @@ def dev_server(
         str(tmp_path / "data"),
         "--shutdown-grace-seconds",
         str(GRACE_SECONDS),
+        # No drain window unless a test asks for one (extra_args win).
+        "--drain-seconds",
+        "0",
         *extra_args,
         env=env,
     )
@@ -129,7 +132,7 @@ def test_dev_server_ready_file_health_and_sigterm(
     assert any("DEVELOPMENT key" in m or "development keyring" in m for m in messages)
     assert any(r.get("key_file") == str(key_file) for r in records)
     assert "serving" in messages
-    assert "shutting down" in messages
+    assert "draining: health is NOT_SERVING, still serving" in messages
     # The cancelled Watch stream may write its access line after the stop.
     lifecycle = [record["msg"] for record in records if record["logger"] != "totpd.access"]
     assert lifecycle[-1] == "stopped"

@@ -9,27 +9,29 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import signal
 import tempfile
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from totpd.config import ConfigError, Settings, parse_listen_address
+from totpd.rpc.admission import Admission, AdmissionInterceptor
+from totpd.rpc.drain import DrainingHealthServicer, StopSignals, drain_and_stop
 from totpd.rpc.health_probe import StoreHealthProbe
 from totpd.rpc.interceptors import AccessLogInterceptor, ErrorInterceptor
 from totpd.rpc.servicer import TotpServicer
 from totpd.rpc.tls import server_credentials, tls_log_fields, warn_if_plaintext_beyond_loopback
 from totpd.service.mfa import MfaService
+from totpd.store.database import POOL_OVERFLOW, POOL_SIZE
 from totpd.v1 import totp_service_pb2, totp_service_pb2_grpc
 
 SERVICE_NAME = totp_service_pb2.DESCRIPTOR.services_by_name["TotpService"].full_name
 _log = logging.getLogger("totpd.server")
+# Connections kept free for background work (health probe, checkpoints, purge).
+_BACKGROUND_CONNECTIONS = 4
 
 
 class ServerError(Exception):
@@ -46,6 +48,7 @@ def create_server(
 
     Returns the server and the bound port (the real one when the settings ask for 0).
     Pass `health_servicer` to flip health later (shutdown); otherwise a fresh one is used.
+    Every TotpService call passes admission by cost (`totpd.rpc.admission`).
     With `tls_cert_file` and `tls_key_file` set the port speaks TLS only, and with
     `tls_client_ca_file` too it requires a client certificate signed by that CA (mTLS);
     otherwise it is plaintext.
@@ -66,13 +69,14 @@ def create_server(
     ]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc"),
-        # First is outermost: the access log sees the status the error mapper set.
-        interceptors=[AccessLogInterceptor(), ErrorInterceptor()],
+        # First is outermost: the access log sees the status the error mapper
+        # set, and the error mapper turns an admission refusal into a status.
+        interceptors=[AccessLogInterceptor(), ErrorInterceptor(), admission_interceptor(settings)],
         options=limits,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     totp_service_pb2_grpc.add_TotpServiceServicer_to_server(TotpServicer(service), server)
-    health_servicer = health_servicer or health.HealthServicer()
+    health_servicer = health_servicer or DrainingHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -110,6 +114,18 @@ def start_health_probe(
     ).start()
 
 
+def admission_interceptor(settings: Settings) -> AdmissionInterceptor:
+    """Items in flight up to `max_items_in_flight`; calls in flight up to the
+    database connections they can get without waiting. Each call holds one
+    worker thread and at most one connection at a time, so the second bound
+    only matters when `max_workers` exceeds the pool."""
+    admission = Admission(
+        settings.max_items_in_flight,
+        max_calls=POOL_SIZE + POOL_OVERFLOW - _BACKGROUND_CONNECTIONS,
+    )
+    return AdmissionInterceptor(admission, settings.policy.max_batch_items)
+
+
 _BIND_HINT = " (is the port in use by another process? choose another with --listen HOST:PORT)"
 
 
@@ -145,27 +161,11 @@ def tune_garbage_collector() -> None:
 
 
 def serve(settings: Settings, service: MfaService, ready_file: Path | None = None) -> int:
-    """Serve until SIGTERM or SIGINT: then NOT_SERVING, drain for the grace period, stop."""
-    health_servicer = health.HealthServicer()
+    """Serve until SIGTERM or SIGINT, then drain and stop (`totpd.rpc.drain`); returns 0."""
+    health_servicer = DrainingHealthServicer()
     server, port = create_server(settings, service, health_servicer=health_servicer)
-    stopping = threading.Event()
-    probe: StoreHealthProbe | None = None
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stopping.is_set():
-            return
-        stopping.set()
-        grace = settings.shutdown_grace_seconds
-        _log.info("shutting down", extra={"signal": signal.Signals(signum).name, "grace_s": grace})
-        # Load balancers watching health stop routing here; in-flight calls finish.
-        if probe is not None:
-            probe.stop()
-        health_servicer.enter_graceful_shutdown()
-        server.stop(grace)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     tune_garbage_collector()
-    try:
+    with StopSignals().installed() as signals:
         server.start()
         probe = start_health_probe(settings, service, health_servicer)
         address = bound_address(settings.listen_address, port)
@@ -176,11 +176,17 @@ def serve(settings: Settings, service: MfaService, ready_file: Path | None = Non
         warn_if_plaintext_beyond_loopback(settings, address)
         if ready_file is not None:
             write_ready_file(ready_file, address)
-        server.wait_for_termination()
-    finally:
-        if probe is not None:
+        try:
+            signals.wait(1)
+        finally:
+            # Before the drain: health stays NOT_SERVING from here on.
             probe.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        drain_and_stop(
+            server,
+            health_servicer,
+            signals,
+            drain_seconds=settings.drain_seconds,
+            grace_seconds=settings.shutdown_grace_seconds,
+        )
     _log.info("stopped")
     return 0

@@ -21,6 +21,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Execution option: this transaction reads and then writes what it read, so on
 # SQLite it takes the write lock up front (BEGIN IMMEDIATE).
 IMMEDIATE_TRANSACTION = "totpd_immediate_transaction"
+# PostgreSQL connections per engine: kept open, and opened on demand beyond them.
+POOL_SIZE = 20
+POOL_OVERFLOW = 20
 
 
 def open_engine(url: str) -> Engine:
@@ -40,7 +43,7 @@ def open_engine(url: str) -> Engine:
     # 500 us Verify). A connection the database dropped fails its next
     # statement instead, is invalidated there, and the call answers UNAVAILABLE
     # (never a verdict), which clients retry; the retry gets a fresh connection.
-    return create_engine(parsed, pool_size=20, max_overflow=20)
+    return create_engine(parsed, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

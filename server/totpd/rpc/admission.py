@@ -1,0 +1,245 @@
+"""Admission by cost: a call starts only if the work already in flight leaves room.
+
+gRPC's own cap (`max_concurrent_rpcs`) counts requests, so one 10,000-item
+BatchVerify weighs as much as one Verify, and a pile of large batches queues
+until the callers' deadlines pass. Here every TotpService call costs the items
+it verifies (a unary verification-type call 1, a BatchVerify its item count,
+an Enroll `ENROLL_COST` for its QR rendering) against `max_items`, and counts
+as one call against `max_calls` (calls that will want a database connection).
+A call that does not fit is refused at once, before any work, with
+RESOURCE_EXHAUSTED/OVERLOADED and a google.rpc.RetryInfo delay; nothing waits.
+
+The delay is a hint: the time until enough of the work in flight is expected to
+finish for the refused call to fit, from each admitted call's start and cost
+and the recent seconds per item of completed calls, clamped to
+[`MIN_RETRY_SECONDS`, `MAX_RETRY_SECONDS`] and stretched by up to half again at
+random so refused callers do not all come back at the same instant.
+
+Health and reflection calls are never admitted or refused: health must answer
+while the server is busy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import grpc
+
+from totpd.service.errors import ErrorReason, TotpdError
+from totpd.v1 import totp_service_pb2
+
+if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    Continuation = Callable[[grpc.HandlerCallDetails], Handler | None]
+
+_log = logging.getLogger("totpd.admission")
+
+# QR rendering (PNG and SVG) makes an Enroll several times as costly as one verification.
+ENROLL_COST: Final = 10
+MIN_RETRY_SECONDS: Final = 0.05
+MAX_RETRY_SECONDS: Final = 5.0
+# A guess used until the first calls complete; replaced by what they measure.
+INITIAL_SECONDS_PER_ITEM: Final = 1e-4
+# The seconds-per-item average follows the last few batches' worth of items.
+_AVERAGE_OVER_ITEMS: Final = 20_000
+_REFUSAL_LOG_INTERVAL_SECONDS: Final = 10.0
+
+
+class Ticket:
+    """An admitted call's share of the budget; `release` (or leaving the `with`) returns it."""
+
+    __slots__ = ("_admission", "_key", "_released")
+
+    def __init__(self, admission: Admission, key: int) -> None:
+        self._admission = admission
+        self._key = key
+        self._released = False
+
+    def release(self) -> None:
+        """Give the cost back; a second call does nothing."""
+        if not self._released:
+            self._released = True
+            self._admission._release(self._key)
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
+class Admission:
+    """Counts the cost of the calls in flight; refuses, never waits. Thread-safe."""
+
+    def __init__(
+        self,
+        max_items: int,
+        max_calls: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        if max_items < 1 or max_calls < 1:
+            raise ValueError("admission budgets must be at least 1")
+        self.max_items = max_items
+        self.max_calls = max_calls
+        self._clock = clock
+        self._jitter = jitter
+        self._lock = threading.Lock()
+        self._keys = itertools.count()
+        # key -> (started, cost) of each admitted call
+        self._in_flight: dict[int, tuple[float, int]] = {}
+        self._items = 0
+        self._seconds_per_item = INITIAL_SECONDS_PER_ITEM
+        self._refused = 0
+        self._logged_at = -_REFUSAL_LOG_INTERVAL_SECONDS
+
+    @property
+    def items_in_flight(self) -> int:
+        with self._lock:
+            return self._items
+
+    @property
+    def calls_in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    def acquire(self, cost: int) -> Ticket:
+        """Admit a call of `cost` items, or raise TotpdError(OVERLOADED) with a retry delay.
+
+        A call costlier than the whole item budget is admitted only on an idle
+        server (its cost is capped at the budget): refusing it forever would
+        be a permanent error disguised as a transient one.
+        """
+        cost = min(max(cost, 1), self.max_items)
+        with self._lock:
+            now = self._clock()
+            if self._items + cost <= self.max_items and len(self._in_flight) < self.max_calls:
+                key = next(self._keys)
+                self._in_flight[key] = (now, cost)
+                self._items += cost
+                return Ticket(self, key)
+            delay = self._retry_after(cost, now)
+            report = self._count_refusal(now)
+        if report is not None:
+            _log.warning("overloaded: calls refused", extra=report)
+        raise TotpdError(
+            ErrorReason.OVERLOADED,
+            "the server is at capacity (work in flight); nothing was done, retry after the delay",
+            retry_after_seconds=delay,
+        )
+
+    def _release(self, key: int) -> None:
+        with self._lock:
+            started, cost = self._in_flight.pop(key)
+            self._items -= cost
+            per_item = (self._clock() - started) / cost
+            weight = min(1.0, cost / _AVERAGE_OVER_ITEMS)
+            self._seconds_per_item += weight * (per_item - self._seconds_per_item)
+
+    def _retry_after(self, cost: int, now: float) -> float:
+        """Seconds until enough calls in flight should have finished for `cost` to fit."""
+        items_to_free = self._items + cost - self.max_items
+        calls_to_free = len(self._in_flight) + 1 - self.max_calls
+        wait = 0.0
+        ends = sorted(
+            (started + call_cost * self._seconds_per_item, call_cost)
+            for started, call_cost in self._in_flight.values()
+        )
+        for end, call_cost in ends:
+            if items_to_free <= 0 and calls_to_free <= 0:
+                break
+            wait = end - now
+            items_to_free -= call_cost
+            calls_to_free -= 1
+        wait = min(max(wait, MIN_RETRY_SECONDS), MAX_RETRY_SECONDS)
+        return round(wait * (1.0 + 0.5 * self._jitter()), 3)
+
+    def _count_refusal(self, now: float) -> dict[str, int] | None:
+        """What to log: one warning per interval with the number refused, not one per call."""
+        self._refused += 1
+        if now - self._logged_at < _REFUSAL_LOG_INTERVAL_SECONDS:
+            return None
+        report = {
+            "refused": self._refused,
+            "items_in_flight": self._items,
+            "max_items_in_flight": self.max_items,
+            "calls_in_flight": len(self._in_flight),
+        }
+        self._refused = 0
+        self._logged_at = now
+        return report
+
+
+_SERVICE: Final = totp_service_pb2.DESCRIPTOR.services_by_name["TotpService"]
+_PREFIX: Final = f"/{_SERVICE.full_name}/"
+BATCH_VERIFY: Final = _PREFIX + "BatchVerify"
+
+
+def _fixed(cost: int) -> Callable[[Any], int | None]:
+    return lambda _request: cost
+
+
+class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Applies `Admission` to every TotpService call, around its handler.
+
+    Register it inside the error interceptor, which turns the refusal into a
+    status. A BatchVerify beyond `max_batch_items` passes unadmitted: the
+    servicer refuses it as BATCH_TOO_LARGE before any work, and that answer
+    must not turn into a retryable OVERLOADED on a busy server.
+    """
+
+    def __init__(self, admission: Admission, max_batch_items: int) -> None:
+        self._admission = admission
+        self._max_batch_items = max_batch_items
+        self._costs: dict[str, Callable[[Any], int | None]] = {
+            _PREFIX + method.name: _fixed(1) for method in _SERVICE.methods
+        }
+        self._costs[_PREFIX + "Enroll"] = _fixed(ENROLL_COST)
+        self._costs[BATCH_VERIFY] = self._batch_cost
+        self._wrapped: dict[str, Handler] = {}
+
+    def _batch_cost(self, request: Any) -> int | None:
+        count = len(request.items)
+        return None if count > self._max_batch_items else count
+
+    def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = continuation(handler_call_details)
+        cost_of = self._costs.get(method)
+        if handler is None or cost_of is None or handler.unary_unary is None:
+            return handler  # not a TotpService call: health, reflection, unknown names
+        # A benign race: two threads may wrap the same handler; both are equal.
+        wrapped = self._wrapped[method] = grpc.unary_unary_rpc_method_handler(
+            self._admitted(handler.unary_unary, cost_of),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        return wrapped
+
+    def _admitted(
+        self,
+        behavior: Callable[[Any, grpc.ServicerContext], Any],
+        cost_of: Callable[[Any], int | None],
+    ) -> Callable[[Any, grpc.ServicerContext], Any]:
+        acquire = self._admission.acquire
+
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            cost = cost_of(request)
+            if cost is None:
+                return behavior(request, context)
+            with acquire(cost):
+                return behavior(request, context)
+
+        return handle
