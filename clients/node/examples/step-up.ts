@@ -24,7 +24,9 @@ async function stepUp(totpd: TotpdClient, accountId: string, code: string): Prom
     if (err instanceof TotpdError && err.reason === ErrorReason.ERROR_REASON_MALFORMED_CODE) {
       console.log("a code is digits only, nothing else");
     } else if (err instanceof TotpdError && err.reason === ErrorReason.ERROR_REASON_RATE_LIMITED) {
-      console.log(`too many failed codes from this service: pause ${(err.retryAfterMs ?? 0) / 1000} s`);
+      console.log(
+        `too many failed codes from this service: pause ${(err.retryAfterMs ?? 0) / 1000} s`,
+      );
     } else {
       console.log(`cannot verify now: ${err}`);
     }

@@ -100,10 +100,15 @@ export class TotpdClient {
     let creds = options.credentials;
     if (!creds) {
       if (options.insecure) {
-        if (options.rootCerts || options.clientCert) throw new TypeError("insecure excludes the TLS options");
+        if (options.rootCerts || options.clientCert)
+          throw new TypeError("insecure excludes the TLS options");
         creds = grpcCredentials.createInsecure();
       } else {
-        creds = grpcCredentials.createSsl(options.rootCerts ?? null, options.clientKey ?? null, options.clientCert ?? null);
+        creds = grpcCredentials.createSsl(
+          options.rootCerts ?? null,
+          options.clientKey ?? null,
+          options.clientCert ?? null,
+        );
       }
     }
     const channelOptions: ChannelOptions = { ...options.channelOptions };
@@ -165,13 +170,23 @@ export class TotpdClient {
 
   /** Checks many codes at once; results in request order, each with its own error. */
   async batchVerify(items: readonly BatchItem[]): Promise<BatchResult[]> {
-    const r = await this.call<svc.BatchVerifyRequest, svc.BatchVerifyResponse>(this.stub.batchVerify, {
-      items: items.map((i) => ({ accountId: i.accountId, code: i.code, factorId: i.factorId ?? "" })),
-    });
+    const r = await this.call<svc.BatchVerifyRequest, svc.BatchVerifyResponse>(
+      this.stub.batchVerify,
+      {
+        items: items.map((i) => ({
+          accountId: i.accountId,
+          code: i.code,
+          factorId: i.factorId ?? "",
+        })),
+      },
+    );
     return r.results.map((res): BatchResult => {
       if (res.error) {
         const e = res.error;
-        const reason = ErrorReason[e.reason] !== undefined && e.reason >= 0 ? e.reason : ErrorReason.ERROR_REASON_UNSPECIFIED;
+        const reason =
+          ErrorReason[e.reason] !== undefined && e.reason >= 0
+            ? e.reason
+            : ErrorReason.ERROR_REASON_UNSPECIFIED;
         const md: Record<string, string> = e.field ? { field: e.field } : {};
         return { error: new TotpdError(e.code as Status, reason, e.message, e.field, md) };
       }
@@ -207,10 +222,13 @@ export class TotpdClient {
 
   /** Returns the account's factors, newest first. */
   async listFactors(accountId: string, includeInactive = false): Promise<Factor[]> {
-    const r = await this.call<svc.ListFactorsRequest, svc.ListFactorsResponse>(this.stub.listFactors, {
-      accountId,
-      includeInactive,
-    });
+    const r = await this.call<svc.ListFactorsRequest, svc.ListFactorsResponse>(
+      this.stub.listFactors,
+      {
+        accountId,
+        includeInactive,
+      },
+    );
     return r.factors.map(factorFromProto);
   }
 

@@ -71,14 +71,19 @@ export class TotpdError extends Error {
         // A malformed trailer leaves the reason unspecified.
       }
     }
-    return new TotpdError(code, reason, message, metadata.field ?? "", metadata, { cause: err, retryAfterMs });
+    return new TotpdError(code, reason, message, metadata.field ?? "", metadata, {
+      cause: err,
+      retryAfterMs,
+    });
   }
 }
 
 /** Maps a reason name to the enum; unknown (newer) names become UNSPECIFIED. */
 export function parseReason(name: string): ErrorReason {
   const v = (ErrorReason as unknown as Record<string, number>)[name];
-  return typeof v === "number" && v >= 0 ? (v as ErrorReason) : ErrorReason.ERROR_REASON_UNSPECIFIED;
+  return typeof v === "number" && v >= 0
+    ? (v as ErrorReason)
+    : ErrorReason.ERROR_REASON_UNSPECIFIED;
 }
 
 interface AnyMsg {
@@ -114,7 +119,11 @@ function decodeAny(buf: Uint8Array): AnyMsg {
 }
 
 // google.rpc.ErrorInfo { string reason = 1; string domain = 2; map<string, string> metadata = 3; }
-function decodeErrorInfo(buf: Uint8Array): { reason: string; domain: string; metadata: Record<string, string> } {
+function decodeErrorInfo(buf: Uint8Array): {
+  reason: string;
+  domain: string;
+  metadata: Record<string, string>;
+} {
   const r = new BinaryReader(buf);
   const out = { reason: "", domain: "", metadata: {} as Record<string, string> };
   while (r.pos < r.len) {

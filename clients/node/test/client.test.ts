@@ -22,9 +22,11 @@ const account = (name: string) => `node-${name}-${randomUUID()}`;
 
 function code(e: Enrollment, atMs: number): string {
   const algorithm =
-    e.factor.algorithm === Algorithm.ALGORITHM_SHA256 ? "sha256"
-    : e.factor.algorithm === Algorithm.ALGORITHM_SHA512 ? "sha512"
-    : "sha1";
+    e.factor.algorithm === Algorithm.ALGORITHM_SHA256
+      ? "sha256"
+      : e.factor.algorithm === Algorithm.ALGORITHM_SHA512
+        ? "sha512"
+        : "sha1";
   return generateSync({
     secret: e.secretBase32,
     algorithm,
@@ -86,11 +88,17 @@ describe("TotpdClient against a real totpd", () => {
     const got = await client.getFactor(alice, f.factorId);
     assert.equal(got.state, FactorState.FACTOR_STATE_ACTIVE);
     assert.ok(got.lastUsedAt instanceof Date);
-    assert.deepEqual((await client.listFactors(alice)).map((x) => x.factorId), [f.factorId]);
+    assert.deepEqual(
+      (await client.listFactors(alice)).map((x) => x.factorId),
+      [f.factorId],
+    );
 
     const d = await client.disable(alice, { factorId: f.factorId, force: true });
     assert.equal(d.outcome.result, "VALID");
-    assert.deepEqual(d.factors.map((x) => [x.factorId, x.state]), [[f.factorId, FactorState.FACTOR_STATE_DISABLED]]);
+    assert.deepEqual(
+      d.factors.map((x) => [x.factorId, x.state]),
+      [[f.factorId, FactorState.FACTOR_STATE_DISABLED]],
+    );
     assert.deepEqual(await client.listFactors(alice), []);
     assert.equal((await client.listFactors(alice, true)).length, 1);
   });
@@ -100,7 +108,10 @@ describe("TotpdClient against a real totpd", () => {
     const e = await enrollActive(carol);
     const d = await client.disable(carol, { factorId: e.factor.factorId, code: nextCode(e) });
     assert.equal(d.outcome.result, "VALID");
-    assert.deepEqual(d.factors.map((x) => x.state), [FactorState.FACTOR_STATE_DISABLED]);
+    assert.deepEqual(
+      d.factors.map((x) => x.state),
+      [FactorState.FACTOR_STATE_DISABLED],
+    );
   });
 
   it("batch verifies, every item in order with its own error", async (t) => {

@@ -13,12 +13,17 @@ function richStatus(domain: string, reason: string, field: string): Buffer {
   info.uint32(10).string(reason).uint32(18).string(domain);
   info.uint32(26).fork().uint32(10).string("field").uint32(18).string(field).join();
   const any = new BinaryWriter()
-    .uint32(10).string("type.googleapis.com/google.rpc.ErrorInfo")
-    .uint32(18).bytes(info.finish());
+    .uint32(10)
+    .string("type.googleapis.com/google.rpc.ErrorInfo")
+    .uint32(18)
+    .bytes(info.finish());
   const st = new BinaryWriter()
-    .uint32(8).int32(status.INVALID_ARGUMENT)
-    .uint32(18).string("bad code")
-    .uint32(26).bytes(any.finish());
+    .uint32(8)
+    .int32(status.INVALID_ARGUMENT)
+    .uint32(18)
+    .string("bad code")
+    .uint32(26)
+    .bytes(any.finish());
   return Buffer.from(st.finish());
 }
 
@@ -31,7 +36,10 @@ function serviceError(code: status, details?: Buffer) {
 describe("TotpdError.fromServiceError", () => {
   it("decodes reason, field and metadata", () => {
     const e = TotpdError.fromServiceError(
-      serviceError(status.INVALID_ARGUMENT, richStatus("totpd.v1", "ERROR_REASON_MALFORMED_CODE", "code")),
+      serviceError(
+        status.INVALID_ARGUMENT,
+        richStatus("totpd.v1", "ERROR_REASON_MALFORMED_CODE", "code"),
+      ),
     );
     assert.equal(e.code, status.INVALID_ARGUMENT);
     assert.equal(e.reason, ErrorReason.ERROR_REASON_MALFORMED_CODE);
@@ -40,15 +48,22 @@ describe("TotpdError.fromServiceError", () => {
   });
 
   it("ignores foreign domains and unknown reasons", () => {
-    for (const [domain, reason] of [["example.com", "ERROR_REASON_MALFORMED_CODE"], ["totpd.v1", "ERROR_REASON_FROM_THE_FUTURE"]]) {
-      const e = TotpdError.fromServiceError(serviceError(status.INVALID_ARGUMENT, richStatus(domain, reason, "f")));
+    for (const [domain, reason] of [
+      ["example.com", "ERROR_REASON_MALFORMED_CODE"],
+      ["totpd.v1", "ERROR_REASON_FROM_THE_FUTURE"],
+    ]) {
+      const e = TotpdError.fromServiceError(
+        serviceError(status.INVALID_ARGUMENT, richStatus(domain, reason, "f")),
+      );
       assert.equal(e.reason, ErrorReason.ERROR_REASON_UNSPECIFIED);
       assert.equal(e.code, status.INVALID_ARGUMENT);
     }
   });
 
   it("survives a plain status and a garbage trailer", () => {
-    const e = TotpdError.fromServiceError(serviceError(status.UNAVAILABLE, Buffer.from([0xff, 0xff, 0xff])));
+    const e = TotpdError.fromServiceError(
+      serviceError(status.UNAVAILABLE, Buffer.from([0xff, 0xff, 0xff])),
+    );
     assert.equal(e.code, status.UNAVAILABLE);
     assert.equal(e.reason, ErrorReason.ERROR_REASON_UNSPECIFIED);
     assert.equal(e.field, "");
@@ -62,7 +77,9 @@ describe("new reasons and RetryInfo", () => {
       ["ERROR_REASON_RATE_LIMITED", ErrorReason.ERROR_REASON_RATE_LIMITED],
       ["ERROR_REASON_REQUEST_ID_REUSED", ErrorReason.ERROR_REASON_REQUEST_ID_REUSED],
     ] as const) {
-      const e = TotpdError.fromServiceError(serviceError(status.INVALID_ARGUMENT, richStatus("totpd.v1", name, "request_id")));
+      const e = TotpdError.fromServiceError(
+        serviceError(status.INVALID_ARGUMENT, richStatus("totpd.v1", name, "request_id")),
+      );
       assert.equal(e.reason, reason);
     }
   });
@@ -80,13 +97,20 @@ describe("new reasons and RetryInfo", () => {
 
   it("has no retryAfterMs without a RetryInfo", () => {
     const e = TotpdError.fromServiceError(
-      serviceError(status.INVALID_ARGUMENT, richStatus("totpd.v1", "ERROR_REASON_MALFORMED_CODE", "code")),
+      serviceError(
+        status.INVALID_ARGUMENT,
+        richStatus("totpd.v1", "ERROR_REASON_MALFORMED_CODE", "code"),
+      ),
     );
     assert.equal(e.retryAfterMs, undefined);
   });
 
   it("decodes unlockRequired", () => {
-    const o = outcomeFromProto({ ...pb.VerifyOutcome.create(), result: pb.VerifyResult.VERIFY_RESULT_LOCKED, unlockRequired: true });
+    const o = outcomeFromProto({
+      ...pb.VerifyOutcome.create(),
+      result: pb.VerifyResult.VERIFY_RESULT_LOCKED,
+      unlockRequired: true,
+    });
     assert.equal(o.result, "LOCKED");
     assert.equal(o.unlockRequired, true);
     assert.equal(outcomeFromProto(undefined).unlockRequired, false);

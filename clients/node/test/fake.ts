@@ -21,7 +21,10 @@ export interface Fail {
   retryAfterMs?: number;
 }
 
-export const UNAVAILABLE: Fail = { code: status.UNAVAILABLE, reason: "ERROR_REASON_STORE_UNAVAILABLE" };
+export const UNAVAILABLE: Fail = {
+  code: status.UNAVAILABLE,
+  reason: "ERROR_REASON_STORE_UNAVAILABLE",
+};
 
 /** A serialized google.rpc.Status as totpd sends it in grpc-status-details-bin. */
 export function statusDetails(f: Fail, message: string): Buffer {
@@ -29,8 +32,10 @@ export function statusDetails(f: Fail, message: string): Buffer {
   if (f.reason) {
     const info = new BinaryWriter().uint32(10).string(f.reason).uint32(18).string("totpd.v1");
     const any = new BinaryWriter()
-      .uint32(10).string("type.googleapis.com/google.rpc.ErrorInfo")
-      .uint32(18).bytes(info.finish());
+      .uint32(10)
+      .string("type.googleapis.com/google.rpc.ErrorInfo")
+      .uint32(18)
+      .bytes(info.finish());
     st.uint32(26).bytes(any.finish());
   }
   if (f.retryAfterMs !== undefined) {
@@ -39,8 +44,10 @@ export function statusDetails(f: Fail, message: string): Buffer {
     const duration = new BinaryWriter().uint32(8).int64(seconds).uint32(16).int32(nanos);
     const retry = new BinaryWriter().uint32(10).bytes(duration.finish());
     const any = new BinaryWriter()
-      .uint32(10).string("type.googleapis.com/google.rpc.RetryInfo")
-      .uint32(18).bytes(retry.finish());
+      .uint32(10)
+      .string("type.googleapis.com/google.rpc.RetryInfo")
+      .uint32(18)
+      .bytes(retry.finish());
     st.uint32(26).bytes(any.finish());
   }
   return Buffer.from(st.finish());
@@ -54,7 +61,10 @@ export interface Received {
 
 export class FakeTotpd {
   script: Fail[] = [];
-  outcome: pb.VerifyOutcome = { ...pb.VerifyOutcome.create(), result: pb.VerifyResult.VERIFY_RESULT_VALID };
+  outcome: pb.VerifyOutcome = {
+    ...pb.VerifyOutcome.create(),
+    result: pb.VerifyResult.VERIFY_RESULT_VALID,
+  };
   readonly received: Received[] = [];
   private readonly server = new Server();
   target = "";
@@ -72,28 +82,46 @@ export class FakeTotpd {
         metadata.set("grpc-status-details-bin", statusDetails(fail, message));
         callback({ code: fail.code, details: message, metadata } as ServerErrorResponse);
       };
-    const factor = (accountId: string, factorId = "f-1") => ({ ...pb.Factor.create(), accountId, factorId });
+    const factor = (accountId: string, factorId = "f-1") => ({
+      ...pb.Factor.create(),
+      accountId,
+      factorId,
+    });
     this.server.addService(svc.TotpServiceService, {
-      enroll: unary<svc.EnrollRequest, svc.EnrollResponse>("Enroll", (r) => r.requestId, (r) => ({
-        ...svc.EnrollResponse.create(),
-        factor: factor(r.accountId),
-      })),
+      enroll: unary<svc.EnrollRequest, svc.EnrollResponse>(
+        "Enroll",
+        (r) => r.requestId,
+        (r) => ({
+          ...svc.EnrollResponse.create(),
+          factor: factor(r.accountId),
+        }),
+      ),
       confirmEnrollment: unary<svc.ConfirmEnrollmentRequest, svc.ConfirmEnrollmentResponse>(
         "ConfirmEnrollment",
         (r) => r.requestId,
         (r) => ({ outcome: this.outcome, factor: factor(r.accountId, r.factorId) }),
       ),
-      verify: unary<svc.VerifyRequest, svc.VerifyResponse>("Verify", () => "", () => ({ outcome: this.outcome })),
-      disable: unary<svc.DisableRequest, svc.DisableResponse>("Disable", (r) => r.requestId, () => ({
-        outcome: this.outcome,
-        factors: [],
-      })),
+      verify: unary<svc.VerifyRequest, svc.VerifyResponse>(
+        "Verify",
+        () => "",
+        () => ({ outcome: this.outcome }),
+      ),
+      disable: unary<svc.DisableRequest, svc.DisableResponse>(
+        "Disable",
+        (r) => r.requestId,
+        () => ({
+          outcome: this.outcome,
+          factors: [],
+        }),
+      ),
     });
   }
 
   async start(): Promise<this> {
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      this.server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
     );
     this.target = `127.0.0.1:${port}`;
     return this;

@@ -27,7 +27,19 @@ export async function startTotpd(extraArgs: string[] = []): Promise<Server> {
   const log = openSync(logPath, "w");
   const proc: ChildProcess = spawn(
     python(),
-    ["-m", "totpd", "serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", dir, "--ready-file", ready, ...extraArgs],
+    [
+      "-m",
+      "totpd",
+      "serve",
+      "--dev",
+      "--listen",
+      "127.0.0.1:0",
+      "--data-dir",
+      dir,
+      "--ready-file",
+      ready,
+      ...extraArgs,
+    ],
     { cwd: repoRoot, stdio: ["ignore", log, log] },
   );
   let exited = false;
@@ -67,7 +79,10 @@ export interface TlsFiles {
 
 export function writeTlsFiles(): TlsFiles {
   const dir = mkdtempSync(join(tmpdir(), "totpd-node-tls-"));
-  const run = spawnSync(python(), ["-m", "tests.tls_certs", dir], { cwd: repoRoot, encoding: "utf8" });
+  const run = spawnSync(python(), ["-m", "tests.tls_certs", dir], {
+    cwd: repoRoot,
+    encoding: "utf8",
+  });
   if (run.status !== 0) throw new Error(`tests.tls_certs failed (${run.status}):\n${run.stderr}`);
   return {
     dir,

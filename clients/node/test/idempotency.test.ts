@@ -4,7 +4,13 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { type ChannelOptions, InterceptingCall, type Interceptor, Metadata, status } from "@grpc/grpc-js";
+import {
+  type ChannelOptions,
+  InterceptingCall,
+  type Interceptor,
+  Metadata,
+  status,
+} from "@grpc/grpc-js";
 import { generateSync } from "otplib";
 import { ErrorReason, GrpcStatus, TotpdClient, TotpdError } from "../src";
 import type { EnrollRequest, EnrollResponse } from "../src/gen/totpd/v1/totp_service";
@@ -43,7 +49,8 @@ async function probe(): Promise<boolean> {
 function loseFirstEnrollResponse() {
   const seen = { requestIds: [] as string[], dropped: undefined as EnrollResponse | undefined };
   const interceptor: Interceptor = (options, next) => {
-    if (!options.method_definition.path.endsWith("/Enroll")) return new InterceptingCall(next(options));
+    if (!options.method_definition.path.endsWith("/Enroll"))
+      return new InterceptingCall(next(options));
     let drop = false;
     return new InterceptingCall(next(options), {
       sendMessage(message: EnrollRequest, send) {
@@ -62,7 +69,15 @@ function loseFirstEnrollResponse() {
             receive(message);
           },
           onReceiveStatus(st, receive) {
-            receive(drop ? { code: status.UNAVAILABLE, details: "connection lost after the server answered", metadata: new Metadata() } : st);
+            receive(
+              drop
+                ? {
+                    code: status.UNAVAILABLE,
+                    details: "connection lost after the server answered",
+                    metadata: new Metadata(),
+                  }
+                : st,
+            );
           },
         });
       },
@@ -97,16 +112,28 @@ describe("request ids against a real totpd", () => {
         enrolled = await c.enroll(alice, { label: "Pixel 8" });
       } catch (err) {
         // Without server support the retry enrolls again and collides with the first.
-        if (requestIdsKept || !(err instanceof TotpdError) || err.reason !== ErrorReason.ERROR_REASON_LABEL_TAKEN) throw err;
+        if (
+          requestIdsKept ||
+          !(err instanceof TotpdError) ||
+          err.reason !== ErrorReason.ERROR_REASON_LABEL_TAKEN
+        )
+          throw err;
       }
       assert.equal(seen.requestIds.length, 2);
       assert.ok(seen.requestIds[0]);
-      assert.equal(seen.requestIds[1], seen.requestIds[0], "the retry must carry the first attempt's request id");
+      assert.equal(
+        seen.requestIds[1],
+        seen.requestIds[0],
+        "the retry must carry the first attempt's request id",
+      );
       if (!requestIdsKept) return t.skip(SERVER_IGNORES_REQUEST_ID);
       const first = seen.dropped?.factor?.factorId;
       assert.equal(enrolled?.factor.factorId, first);
       assert.equal(enrolled?.secretBase32, seen.dropped?.secretBase32);
-      assert.deepEqual((await c.listFactors(alice, true)).map((f) => f.factorId), [first]);
+      assert.deepEqual(
+        (await c.listFactors(alice, true)).map((f) => f.factorId),
+        [first],
+      );
     } finally {
       c.close();
     }
@@ -143,7 +170,10 @@ describe("request ids against a real totpd", () => {
     for (let i = 0; i < 2; i++) {
       const d = await client.disable(dave, { factorId: e.factor.factorId, force: true, requestId });
       assert.equal(d.outcome.result, "VALID", `disable ${i + 1}`);
-      assert.deepEqual(d.factors.map((f) => f.factorId), [e.factor.factorId]);
+      assert.deepEqual(
+        d.factors.map((f) => f.factorId),
+        [e.factor.factorId],
+      );
     }
   });
 });

@@ -1,7 +1,14 @@
 // Retries, request ids and RetryInfo against a scripted in-process server.
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
-import { ErrorReason, GrpcStatus, type MutationOptions, TotpdClient, type TotpdClientOptions, TotpdError } from "../src";
+import {
+  ErrorReason,
+  GrpcStatus,
+  type MutationOptions,
+  TotpdClient,
+  type TotpdClientOptions,
+  TotpdError,
+} from "../src";
 import * as pb from "../src/gen/totpd/v1/factor";
 import { type Fail, FakeTotpd, UNAVAILABLE } from "./fake";
 
@@ -11,9 +18,18 @@ let fake: FakeTotpd | undefined;
 let client: TotpdClient | undefined;
 
 /** A client whose own backoff is 1-2 ms: any longer wait comes from the server's RetryInfo. */
-async function serve(script: Fail[], options: TotpdClientOptions = {}): Promise<[FakeTotpd, TotpdClient]> {
+async function serve(
+  script: Fail[],
+  options: TotpdClientOptions = {},
+): Promise<[FakeTotpd, TotpdClient]> {
   fake = await new FakeTotpd(...script).start();
-  client = new TotpdClient(fake.target, { insecure: true, timeoutMs: 10_000, initialBackoffMs: 1, maxBackoffMs: 2, ...options });
+  client = new TotpdClient(fake.target, {
+    insecure: true,
+    timeoutMs: 10_000,
+    initialBackoffMs: 1,
+    maxBackoffMs: 2,
+    ...options,
+  });
   return [fake, client];
 }
 
@@ -35,7 +51,10 @@ describe("request ids", () => {
       const [f, c] = await serve([UNAVAILABLE, UNAVAILABLE]);
       await call(c);
       await call(c);
-      assert.deepEqual(f.received.map((r) => r.method), [method, method, method, method]);
+      assert.deepEqual(
+        f.received.map((r) => r.method),
+        [method, method, method, method],
+      );
       const ids = f.received.map((r) => r.requestId);
       assert.match(ids[0], UUID4);
       assert.equal(ids[1], ids[0], "the retries of one call must carry its request id");
@@ -46,7 +65,10 @@ describe("request ids", () => {
     it(`${method}: a request id given by the caller is sent on every attempt`, async () => {
       const [f, c] = await serve([UNAVAILABLE]);
       await call(c, { requestId: "checkout-42" });
-      assert.deepEqual(f.received.map((r) => r.requestId), ["checkout-42", "checkout-42"]);
+      assert.deepEqual(
+        f.received.map((r) => r.requestId),
+        ["checkout-42", "checkout-42"],
+      );
     });
   }
 
@@ -59,7 +81,9 @@ describe("request ids", () => {
 
 describe("retries and RetryInfo", () => {
   it("retries OVERLOADED after at least the server's retry delay", async () => {
-    const [f, c] = await serve([{ code: GrpcStatus.RESOURCE_EXHAUSTED, reason: "ERROR_REASON_OVERLOADED", retryAfterMs: 200 }]);
+    const [f, c] = await serve([
+      { code: GrpcStatus.RESOURCE_EXHAUSTED, reason: "ERROR_REASON_OVERLOADED", retryAfterMs: 200 },
+    ]);
     const outcome = await c.verify("alice", "123456");
     assert.equal(outcome.result, "VALID");
     assert.equal(f.received.length, 2);
@@ -69,7 +93,13 @@ describe("retries and RetryInfo", () => {
 
   it("rejects at once with OVERLOADED when the delay outlasts the deadline", async () => {
     const [f, c] = await serve(
-      [{ code: GrpcStatus.RESOURCE_EXHAUSTED, reason: "ERROR_REASON_OVERLOADED", retryAfterMs: 30_000 }],
+      [
+        {
+          code: GrpcStatus.RESOURCE_EXHAUSTED,
+          reason: "ERROR_REASON_OVERLOADED",
+          retryAfterMs: 30_000,
+        },
+      ],
       { timeoutMs: 2000 },
     );
     await assert.rejects(c.verify("alice", "123456"), (err: unknown) => {
@@ -83,7 +113,13 @@ describe("retries and RetryInfo", () => {
   });
 
   it("does not retry RATE_LIMITED and exposes the server's delay", async () => {
-    const [f, c] = await serve([{ code: GrpcStatus.RESOURCE_EXHAUSTED, reason: "ERROR_REASON_RATE_LIMITED", retryAfterMs: 10 }]);
+    const [f, c] = await serve([
+      {
+        code: GrpcStatus.RESOURCE_EXHAUSTED,
+        reason: "ERROR_REASON_RATE_LIMITED",
+        retryAfterMs: 10,
+      },
+    ]);
     await assert.rejects(c.verify("alice", "123456"), (err: unknown) => {
       assert.ok(err instanceof TotpdError);
       assert.equal(err.reason, ErrorReason.ERROR_REASON_RATE_LIMITED);
@@ -110,12 +146,15 @@ describe("retries and RetryInfo", () => {
   ]) {
     it(`types ${fail.reason} and does not retry it`, async () => {
       const [f, c] = await serve([fail]);
-      await assert.rejects(c.disable("alice", { factorId: "f-1", code: "123456" }), (err: unknown) => {
-        assert.ok(err instanceof TotpdError);
-        assert.equal(err.code, fail.code);
-        assert.equal(err.reasonName, fail.reason);
-        return true;
-      });
+      await assert.rejects(
+        c.disable("alice", { factorId: "f-1", code: "123456" }),
+        (err: unknown) => {
+          assert.ok(err instanceof TotpdError);
+          assert.equal(err.code, fail.code);
+          assert.equal(err.reasonName, fail.reason);
+          return true;
+        },
+      );
       assert.equal(f.received.length, 1);
     });
   }
@@ -123,17 +162,29 @@ describe("retries and RetryInfo", () => {
   it("retries UNAVAILABLE on verify like before", async () => {
     const [f, c] = await serve([UNAVAILABLE]);
     assert.equal((await c.verify("alice", "123456")).result, "VALID");
-    assert.deepEqual(f.received.map((r) => r.method), ["Verify", "Verify"]);
+    assert.deepEqual(
+      f.received.map((r) => r.method),
+      ["Verify", "Verify"],
+    );
   });
 
   it("carries unlockRequired into the outcome", async () => {
     const [f, c] = await serve([]);
-    f.outcome = { ...pb.VerifyOutcome.create(), result: pb.VerifyResult.VERIFY_RESULT_LOCKED, factorId: "f-1", unlockRequired: true };
+    f.outcome = {
+      ...pb.VerifyOutcome.create(),
+      result: pb.VerifyResult.VERIFY_RESULT_LOCKED,
+      factorId: "f-1",
+      unlockRequired: true,
+    };
     const locked = await c.verify("alice", "123456");
     assert.equal(locked.result, "LOCKED");
     assert.equal(locked.unlockRequired, true);
     assert.equal(locked.retryAfterSeconds, 0);
-    f.outcome = { ...pb.VerifyOutcome.create(), result: pb.VerifyResult.VERIFY_RESULT_LOCKED, retryAfterSeconds: 60 };
+    f.outcome = {
+      ...pb.VerifyOutcome.create(),
+      result: pb.VerifyResult.VERIFY_RESULT_LOCKED,
+      retryAfterSeconds: 60,
+    };
     const waiting = await c.verify("alice", "123456");
     assert.equal(waiting.unlockRequired, false);
     assert.equal(waiting.retryAfterSeconds, 60);

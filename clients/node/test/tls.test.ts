@@ -13,9 +13,12 @@ describe("TotpdClient over mTLS", () => {
   before(async () => {
     tls = writeTlsFiles();
     server = await startTotpd([
-      "--tls-cert-file", tls.serverCert,
-      "--tls-key-file", tls.serverKey,
-      "--tls-client-ca-file", tls.ca,
+      "--tls-cert-file",
+      tls.serverCert,
+      "--tls-key-file",
+      tls.serverKey,
+      "--tls-client-ca-file",
+      tls.ca,
     ]);
   });
   after(async () => {
@@ -35,7 +38,10 @@ describe("TotpdClient over mTLS", () => {
       const e = await client.enroll(accountId, { label: "Pixel 8" });
       assert.equal(e.factor.state, FactorState.FACTOR_STATE_PENDING);
       const listed = await client.listFactors(accountId);
-      assert.deepEqual(listed.map((f) => f.factorId), [e.factor.factorId]);
+      assert.deepEqual(
+        listed.map((f) => f.factorId),
+        [e.factor.factorId],
+      );
     } finally {
       client.close();
     }

@@ -17,7 +17,8 @@ public record BatchResult(Optional<VerifyOutcome> outcome, Optional<TotpdExcepti
 
   static BatchResult fromProto(dev.totpd.v1.BatchVerifyResult r) {
     if (r.hasError()) {
-      return new BatchResult(Optional.empty(), Optional.of(TotpdException.fromItemError(r.getError())));
+      return new BatchResult(
+          Optional.empty(), Optional.of(TotpdException.fromItemError(r.getError())));
     }
     return new BatchResult(Optional.of(VerifyOutcome.fromProto(r.getOutcome())), Optional.empty());
   }

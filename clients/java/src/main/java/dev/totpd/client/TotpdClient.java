@@ -41,8 +41,8 @@ import java.util.function.Function;
  * OVERLOADED (refused before any work) are retried with jittered exponential backoff, waiting at
  * least the server's {@code google.rpc.RetryInfo} delay, at most {@code maxAttempts} times in all
  * and never past the deadline; no other status is retried, RATE_LIMITED least of all (it means
- * "stop guessing"). Errors are thrown as {@link TotpdException}; a wrong or reused code is a
- * {@link VerifyOutcome}, not an exception.
+ * "stop guessing"). Errors are thrown as {@link TotpdException}; a wrong or reused code is a {@link
+ * VerifyOutcome}, not an exception.
  *
  * <p>{@code enroll}, {@code confirm}, {@code disable} and {@code forceDisable} send a request id
  * (AIP-155): the caller's, or a random UUID made once per call and reused by each of its retries,
@@ -147,7 +147,8 @@ public final class TotpdClient implements AutoCloseable {
             .setRequestId(requestId(requestId))
             .build();
     ConfirmEnrollmentResponse r = call(s -> s.confirmEnrollment(request));
-    return new Confirmation(VerifyOutcome.fromProto(r.getOutcome()), Factor.fromProto(r.getFactor()));
+    return new Confirmation(
+        VerifyOutcome.fromProto(r.getOutcome()), Factor.fromProto(r.getFactor()));
   }
 
   /**
@@ -161,14 +162,13 @@ public final class TotpdClient implements AutoCloseable {
   /** Checks a sign-in code against one factor of the account (empty factorId: all of them). */
   public VerifyOutcome verify(String accountId, String code, String factorId) {
     return VerifyOutcome.fromProto(
-        call(
-                s ->
-                    s.verify(
-                        VerifyRequest.newBuilder()
-                            .setAccountId(accountId)
-                            .setCode(code)
-                            .setFactorId(factorId == null ? "" : factorId)
-                            .build()))
+        call(s ->
+                s.verify(
+                    VerifyRequest.newBuilder()
+                        .setAccountId(accountId)
+                        .setCode(code)
+                        .setFactorId(factorId == null ? "" : factorId)
+                        .build()))
             .getOutcome());
   }
 
@@ -232,26 +232,24 @@ public final class TotpdClient implements AutoCloseable {
   /** Returns one factor (never secret material). */
   public Factor getFactor(String accountId, String factorId) {
     return Factor.fromProto(
-        call(
-                s ->
-                    s.getFactor(
-                        GetFactorRequest.newBuilder()
-                            .setAccountId(accountId)
-                            .setFactorId(factorId)
-                            .build()))
+        call(s ->
+                s.getFactor(
+                    GetFactorRequest.newBuilder()
+                        .setAccountId(accountId)
+                        .setFactorId(factorId)
+                        .build()))
             .getFactor());
   }
 
   /** Returns the account's factors, newest first; inactive ones too when asked. */
   public List<Factor> listFactors(String accountId, boolean includeInactive) {
     List<Factor> out = new ArrayList<>();
-    call(
-            s ->
-                s.listFactors(
-                    ListFactorsRequest.newBuilder()
-                        .setAccountId(accountId)
-                        .setIncludeInactive(includeInactive)
-                        .build()))
+    call(s ->
+            s.listFactors(
+                ListFactorsRequest.newBuilder()
+                    .setAccountId(accountId)
+                    .setIncludeInactive(includeInactive)
+                    .build()))
         .getFactorsList()
         .forEach(f -> out.add(Factor.fromProto(f)));
     return List.copyOf(out);

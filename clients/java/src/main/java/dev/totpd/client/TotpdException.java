@@ -62,8 +62,8 @@ public final class TotpdException extends RuntimeException {
   }
 
   /**
-   * The totpd error reason; {@link ErrorReason#ERROR_REASON_UNSPECIFIED} when the status carried
-   * no totpd ErrorInfo (for example a transport failure).
+   * The totpd error reason; {@link ErrorReason#ERROR_REASON_UNSPECIFIED} when the status carried no
+   * totpd ErrorInfo (for example a transport failure).
    */
   public ErrorReason reason() {
     return reason;
@@ -130,7 +130,9 @@ public final class TotpdException extends RuntimeException {
     Status.Code code = Status.fromCodeValue(e.getCode()).getCode();
     Map<String, String> md = e.getField().isEmpty() ? Map.of() : Map.of("field", e.getField());
     ErrorReason reason =
-        e.getReason() == ErrorReason.UNRECOGNIZED ? ErrorReason.ERROR_REASON_UNSPECIFIED : e.getReason();
+        e.getReason() == ErrorReason.UNRECOGNIZED
+            ? ErrorReason.ERROR_REASON_UNSPECIFIED
+            : e.getReason();
     return new TotpdException(code, reason, e.getField(), md, e.getMessage(), null);
   }
 
@@ -150,6 +152,7 @@ public final class TotpdException extends RuntimeException {
    */
   boolean isRetryable() {
     return code == Status.Code.UNAVAILABLE
-        || (code == Status.Code.RESOURCE_EXHAUSTED && reason == ErrorReason.ERROR_REASON_OVERLOADED);
+        || (code == Status.Code.RESOURCE_EXHAUSTED
+            && reason == ErrorReason.ERROR_REASON_OVERLOADED);
   }
 }

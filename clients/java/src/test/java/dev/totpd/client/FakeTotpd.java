@@ -36,31 +36,37 @@ import java.util.function.Supplier;
  * a google.rpc.RetryInfo).
  */
 final class FakeTotpd extends TotpServiceGrpc.TotpServiceImplBase implements AutoCloseable {
-  /** One scripted failure: a status with a totpd ErrorInfo (unless reason is null) and a RetryInfo. */
+  /**
+   * One scripted failure: a status with a totpd ErrorInfo (unless reason is null) and a RetryInfo.
+   */
   record Fail(Status.Code code, String reason, Duration retryAfter) {
     static Fail of(Status.Code code, String reason) {
       return new Fail(code, reason, null);
     }
 
     com.google.rpc.Status toStatus() {
-      var st = com.google.rpc.Status.newBuilder()
-          .setCode(code.value())
-          .setMessage("scripted " + code);
+      var st =
+          com.google.rpc.Status.newBuilder().setCode(code.value()).setMessage("scripted " + code);
       if (reason != null) {
-        st.addDetails(Any.pack(ErrorInfo.newBuilder().setDomain("totpd.v1").setReason(reason).build()));
+        st.addDetails(
+            Any.pack(ErrorInfo.newBuilder().setDomain("totpd.v1").setReason(reason).build()));
       }
       if (retryAfter != null) {
-        st.addDetails(Any.pack(RetryInfo.newBuilder()
-            .setRetryDelay(com.google.protobuf.Duration.newBuilder()
-                .setSeconds(retryAfter.getSeconds())
-                .setNanos(retryAfter.getNano()))
-            .build()));
+        st.addDetails(
+            Any.pack(
+                RetryInfo.newBuilder()
+                    .setRetryDelay(
+                        com.google.protobuf.Duration.newBuilder()
+                            .setSeconds(retryAfter.getSeconds())
+                            .setNanos(retryAfter.getNano()))
+                    .build()));
       }
       return st.build();
     }
   }
 
-  static final Fail UNAVAILABLE = Fail.of(Status.Code.UNAVAILABLE, "ERROR_REASON_STORE_UNAVAILABLE");
+  static final Fail UNAVAILABLE =
+      Fail.of(Status.Code.UNAVAILABLE, "ERROR_REASON_STORE_UNAVAILABLE");
 
   record Received(String method, String requestId, long atNanos) {}
 
@@ -72,10 +78,11 @@ final class FakeTotpd extends TotpServiceGrpc.TotpServiceImplBase implements Aut
 
   FakeTotpd(Fail... script) throws IOException {
     this.script.addAll(List.of(script));
-    this.server = Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create())
-        .addService(this)
-        .build()
-        .start();
+    this.server =
+        Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create())
+            .addService(this)
+            .build()
+            .start();
   }
 
   String target() {
@@ -111,18 +118,25 @@ final class FakeTotpd extends TotpServiceGrpc.TotpServiceImplBase implements Aut
 
   @Override
   public void enroll(EnrollRequest r, StreamObserver<EnrollResponse> out) {
-    answer("Enroll", r.getRequestId(), out,
+    answer(
+        "Enroll",
+        r.getRequestId(),
+        out,
         () -> EnrollResponse.newBuilder().setFactor(factor(r.getAccountId(), "f-1")).build());
   }
 
   @Override
   public void confirmEnrollment(
       ConfirmEnrollmentRequest r, StreamObserver<ConfirmEnrollmentResponse> out) {
-    answer("ConfirmEnrollment", r.getRequestId(), out,
-        () -> ConfirmEnrollmentResponse.newBuilder()
-            .setOutcome(outcome)
-            .setFactor(factor(r.getAccountId(), r.getFactorId()))
-            .build());
+    answer(
+        "ConfirmEnrollment",
+        r.getRequestId(),
+        out,
+        () ->
+            ConfirmEnrollmentResponse.newBuilder()
+                .setOutcome(outcome)
+                .setFactor(factor(r.getAccountId(), r.getFactorId()))
+                .build());
   }
 
   @Override
@@ -132,7 +146,10 @@ final class FakeTotpd extends TotpServiceGrpc.TotpServiceImplBase implements Aut
 
   @Override
   public void disable(DisableRequest r, StreamObserver<DisableResponse> out) {
-    answer("Disable", r.getRequestId(), out,
+    answer(
+        "Disable",
+        r.getRequestId(),
+        out,
         () -> DisableResponse.newBuilder().setOutcome(outcome).build());
   }
 

@@ -32,7 +32,8 @@ class TotpdClientTest {
   @BeforeAll
   static void start() throws Exception {
     server = TotpdServer.start();
-    client = TotpdClient.builder(server.target).plaintext().deadline(Duration.ofSeconds(10)).build();
+    client =
+        TotpdClient.builder(server.target).plaintext().deadline(Duration.ofSeconds(10)).build();
   }
 
   @AfterAll
@@ -60,7 +61,8 @@ class TotpdClientTest {
           default -> TimeBasedOneTimePasswordGenerator.TOTP_ALGORITHM_HMAC_SHA1;
         };
     var gen =
-        new TimeBasedOneTimePasswordGenerator(Duration.ofSeconds(f.periodSeconds()), f.digits(), hmac);
+        new TimeBasedOneTimePasswordGenerator(
+            Duration.ofSeconds(f.periodSeconds()), f.digits(), hmac);
     var key = new SecretKeySpec(new Base32().decode(e.secretBase32()), hmac);
     return gen.generateOneTimePasswordString(key, at);
   }
@@ -133,8 +135,8 @@ class TotpdClientTest {
     Enrollment e = enrollActive(carol);
     DisableResult d = client.disable(carol, e.factor().factorId(), code(e, nextStep(e)));
     assertEquals(VerifyResult.VALID, d.outcome().result(), "disable: " + d.outcome());
-    assertEquals(List.of(e.factor().factorId()),
-        d.factors().stream().map(Factor::factorId).toList());
+    assertEquals(
+        List.of(e.factor().factorId()), d.factors().stream().map(Factor::factorId).toList());
     assertEquals(FactorState.FACTOR_STATE_DISABLED, d.factors().get(0).state());
   }
 

@@ -52,7 +52,8 @@ class TotpdIdempotencyTest {
   @BeforeAll
   static void start() throws Exception {
     server = TotpdServer.start();
-    client = TotpdClient.builder(server.target).plaintext().deadline(Duration.ofSeconds(10)).build();
+    client =
+        TotpdClient.builder(server.target).plaintext().deadline(Duration.ofSeconds(10)).build();
     requestIdsKept = probe();
   }
 
@@ -169,14 +170,16 @@ class TotpdIdempotencyTest {
       }
       assertEquals(2, lose.requestIds.size());
       assertFalse(lose.requestIds.get(0).isEmpty());
-      assertEquals(lose.requestIds.get(0), lose.requestIds.get(1),
+      assertEquals(
+          lose.requestIds.get(0),
+          lose.requestIds.get(1),
           "the retry must carry the first attempt's request id");
       Assumptions.assumeTrue(requestIdsKept, SERVER_IGNORES_REQUEST_ID);
       String first = lose.lost.getFactor().getFactorId();
       assertEquals(first, e.factor().factorId());
       assertEquals(lose.lost.getSecretBase32(), e.secretBase32());
-      assertEquals(List.of(first),
-          c.listFactors(alice, true).stream().map(Factor::factorId).toList());
+      assertEquals(
+          List.of(first), c.listFactors(alice, true).stream().map(Factor::factorId).toList());
     } finally {
       channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
@@ -219,8 +222,8 @@ class TotpdIdempotencyTest {
     for (int i = 1; i <= 2; i++) {
       DisableResult d = client.forceDisable(dave, e.factor().factorId(), id);
       assertTrue(d.outcome().isValid(), "disable " + i);
-      assertEquals(List.of(e.factor().factorId()),
-          d.factors().stream().map(Factor::factorId).toList());
+      assertEquals(
+          List.of(e.factor().factorId()), d.factors().stream().map(Factor::factorId).toList());
     }
   }
 }

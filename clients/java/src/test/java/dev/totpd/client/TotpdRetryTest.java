@@ -33,11 +33,12 @@ class TotpdRetryTest {
   }
 
   /** The calls that carry a request id, by the RPC they make; a null id means "generate one". */
-  private static final Map<String, BiConsumer<TotpdClient, String>> MUTATIONS = Map.of(
-      "Enroll", (c, id) -> c.enroll("alice", "Pixel 8", id),
-      "ConfirmEnrollment", (c, id) -> c.confirm("alice", "f-1", "123456", id),
-      "Disable", (c, id) -> c.disable("alice", "f-1", "123456", id),
-      "Disable(force)", (c, id) -> c.forceDisable("alice", "f-1", id));
+  private static final Map<String, BiConsumer<TotpdClient, String>> MUTATIONS =
+      Map.of(
+          "Enroll", (c, id) -> c.enroll("alice", "Pixel 8", id),
+          "ConfirmEnrollment", (c, id) -> c.confirm("alice", "f-1", "123456", id),
+          "Disable", (c, id) -> c.disable("alice", "f-1", "123456", id),
+          "Disable(force)", (c, id) -> c.forceDisable("alice", "f-1", id));
 
   private static String rpc(String name) {
     return name.replace("(force)", "");
@@ -65,7 +66,8 @@ class TotpdRetryTest {
   @Test
   void aRequestIdGivenByTheCallerIsSentOnEveryAttempt() throws Exception {
     for (var m : MUTATIONS.entrySet()) {
-      try (var fake = new FakeTotpd(FakeTotpd.UNAVAILABLE); var c = client(fake)) {
+      try (var fake = new FakeTotpd(FakeTotpd.UNAVAILABLE);
+          var c = client(fake)) {
         m.getValue().accept(c, "checkout-42");
         assertEquals(
             List.of("checkout-42", "checkout-42"),
@@ -77,7 +79,8 @@ class TotpdRetryTest {
 
   @Test
   void anEmptyRequestIdMeansAGeneratedOne() throws Exception {
-    try (var fake = new FakeTotpd(); var c = client(fake)) {
+    try (var fake = new FakeTotpd();
+        var c = client(fake)) {
       c.enroll("alice", "Pixel 8", "");
       c.enroll(dev.totpd.v1.EnrollRequest.newBuilder().setAccountId("alice").build());
       fake.received().forEach(r -> assertEquals(4, UUID.fromString(r.requestId()).version()));
@@ -87,8 +90,9 @@ class TotpdRetryTest {
   @Test
   void overloadedIsRetriedAfterAtLeastTheServersRetryDelay() throws Exception {
     Duration delay = Duration.ofMillis(200);
-    try (var fake = new FakeTotpd(
-            new Fail(Status.Code.RESOURCE_EXHAUSTED, "ERROR_REASON_OVERLOADED", delay));
+    try (var fake =
+            new FakeTotpd(
+                new Fail(Status.Code.RESOURCE_EXHAUSTED, "ERROR_REASON_OVERLOADED", delay));
         var c = client(fake)) {
       assertTrue(c.verify("alice", "123456").isValid());
       List<Received> got = fake.received();
@@ -100,8 +104,12 @@ class TotpdRetryTest {
 
   @Test
   void overloadedWhoseDelayOutlastsTheDeadlineIsThrownAtOnce() throws Exception {
-    try (var fake = new FakeTotpd(new Fail(
-            Status.Code.RESOURCE_EXHAUSTED, "ERROR_REASON_OVERLOADED", Duration.ofSeconds(30)));
+    try (var fake =
+            new FakeTotpd(
+                new Fail(
+                    Status.Code.RESOURCE_EXHAUSTED,
+                    "ERROR_REASON_OVERLOADED",
+                    Duration.ofSeconds(30)));
         var c = client(fake, Duration.ofSeconds(2))) {
       var e = assertThrows(TotpdException.class, () -> c.verify("alice", "123456"));
       assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.code());
@@ -113,8 +121,12 @@ class TotpdRetryTest {
 
   @Test
   void rateLimitedIsNotRetriedAndCarriesTheServersDelay() throws Exception {
-    try (var fake = new FakeTotpd(new Fail(
-            Status.Code.RESOURCE_EXHAUSTED, "ERROR_REASON_RATE_LIMITED", Duration.ofMillis(10)));
+    try (var fake =
+            new FakeTotpd(
+                new Fail(
+                    Status.Code.RESOURCE_EXHAUSTED,
+                    "ERROR_REASON_RATE_LIMITED",
+                    Duration.ofMillis(10)));
         var c = client(fake)) {
       var e = assertThrows(TotpdException.class, () -> c.verify("alice", "123456"));
       assertEquals(ErrorReason.ERROR_REASON_RATE_LIMITED, e.reason());
@@ -136,10 +148,12 @@ class TotpdRetryTest {
 
   @Test
   void deadlineExceededAndRequestIdReusedAreTypedAndNotRetried() throws Exception {
-    for (Fail f : List.of(
-        Fail.of(Status.Code.DEADLINE_EXCEEDED, "ERROR_REASON_DEADLINE_EXCEEDED"),
-        Fail.of(Status.Code.INVALID_ARGUMENT, "ERROR_REASON_REQUEST_ID_REUSED"))) {
-      try (var fake = new FakeTotpd(f); var c = client(fake)) {
+    for (Fail f :
+        List.of(
+            Fail.of(Status.Code.DEADLINE_EXCEEDED, "ERROR_REASON_DEADLINE_EXCEEDED"),
+            Fail.of(Status.Code.INVALID_ARGUMENT, "ERROR_REASON_REQUEST_ID_REUSED"))) {
+      try (var fake = new FakeTotpd(f);
+          var c = client(fake)) {
         var e = assertThrows(TotpdException.class, () -> c.disable("alice", "f-1", "123456"));
         assertEquals(f.code(), e.code());
         assertEquals(ErrorReason.valueOf(f.reason()), e.reason());
@@ -150,29 +164,33 @@ class TotpdRetryTest {
 
   @Test
   void verifyRetriesUnavailableLikeBefore() throws Exception {
-    try (var fake = new FakeTotpd(FakeTotpd.UNAVAILABLE); var c = client(fake)) {
+    try (var fake = new FakeTotpd(FakeTotpd.UNAVAILABLE);
+        var c = client(fake)) {
       assertTrue(c.verify("alice", "123456").isValid());
-      assertEquals(List.of("Verify", "Verify"),
-          fake.received().stream().map(Received::method).toList());
+      assertEquals(
+          List.of("Verify", "Verify"), fake.received().stream().map(Received::method).toList());
     }
   }
 
   @Test
   void unlockRequiredReachesTheOutcome() throws Exception {
-    try (var fake = new FakeTotpd(); var c = client(fake)) {
-      fake.outcome(dev.totpd.v1.VerifyOutcome.newBuilder()
-          .setResult(dev.totpd.v1.VerifyResult.VERIFY_RESULT_LOCKED)
-          .setFactorId("f-1")
-          .setUnlockRequired(true)
-          .build());
+    try (var fake = new FakeTotpd();
+        var c = client(fake)) {
+      fake.outcome(
+          dev.totpd.v1.VerifyOutcome.newBuilder()
+              .setResult(dev.totpd.v1.VerifyResult.VERIFY_RESULT_LOCKED)
+              .setFactorId("f-1")
+              .setUnlockRequired(true)
+              .build());
       VerifyOutcome locked = c.verify("alice", "123456");
       assertEquals(VerifyResult.LOCKED, locked.result());
       assertTrue(locked.unlockRequired());
       assertEquals(Duration.ZERO, locked.retryAfter());
-      fake.outcome(dev.totpd.v1.VerifyOutcome.newBuilder()
-          .setResult(dev.totpd.v1.VerifyResult.VERIFY_RESULT_LOCKED)
-          .setRetryAfterSeconds(60)
-          .build());
+      fake.outcome(
+          dev.totpd.v1.VerifyOutcome.newBuilder()
+              .setResult(dev.totpd.v1.VerifyResult.VERIFY_RESULT_LOCKED)
+              .setRetryAfterSeconds(60)
+              .build());
       VerifyOutcome waiting = c.verify("alice", "123456");
       assertEquals(false, waiting.unlockRequired());
       assertEquals(Duration.ofSeconds(60), waiting.retryAfter());

@@ -11,9 +11,9 @@ import java.util.List;
 import java.util.stream.Stream;
 
 /**
- * Starts a real totpd from this repository on a free loopback port:
- * {@code python -m totpd serve --dev --listen 127.0.0.1:0 --data-dir D --ready-file F}. The Python
- * is {@code $TOTPD_PYTHON}, else the repository's {@code .venv/bin/python}, else {@code python3}.
+ * Starts a real totpd from this repository on a free loopback port: {@code python -m totpd serve
+ * --dev --listen 127.0.0.1:0 --data-dir D --ready-file F}. The Python is {@code $TOTPD_PYTHON},
+ * else the repository's {@code .venv/bin/python}, else {@code python3}.
  */
 final class TotpdServer implements AutoCloseable {
   private final Process process;
@@ -58,10 +58,17 @@ final class TotpdServer implements AutoCloseable {
     List<String> command =
         new java.util.ArrayList<>(
             List.of(
-                python(root), "-m", "totpd", "serve", "--dev",
-                "--listen", "127.0.0.1:0",
-                "--data-dir", dataDir.toString(),
-                "--ready-file", ready.toString()));
+                python(root),
+                "-m",
+                "totpd",
+                "serve",
+                "--dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                dataDir.toString(),
+                "--ready-file",
+                ready.toString()));
     command.addAll(extraArgs);
     ProcessBuilder pb =
         new ProcessBuilder(command)
@@ -84,13 +91,15 @@ final class TotpdServer implements AutoCloseable {
       Thread.sleep(50);
     }
     p.destroyForcibly();
-    throw new IllegalStateException("totpd did not become ready in 60 s:\n" + Files.readString(log));
+    throw new IllegalStateException(
+        "totpd did not become ready in 60 s:\n" + Files.readString(log));
   }
 
   @Override
   public void close() throws IOException, InterruptedException {
     process.destroy(); // SIGTERM: the server drains and stops
-    if (!process.waitFor(java.util.concurrent.TimeUnit.SECONDS.toMillis(10),
+    if (!process.waitFor(
+        java.util.concurrent.TimeUnit.SECONDS.toMillis(10),
         java.util.concurrent.TimeUnit.MILLISECONDS)) {
       process.destroyForcibly().waitFor();
     }

@@ -26,10 +26,11 @@ public final class StepUp {
       switch (v.result()) {
         case VALID -> System.out.println("step-up granted");
         case REPLAYED -> System.out.println("that code was already used: wait for the next one");
-        case LOCKED -> System.out.println(
-            v.unlockRequired()
-                ? "locked: ask support to unlock the account"
-                : "too many attempts: try again in " + v.retryAfter().toSeconds() + " s");
+        case LOCKED ->
+            System.out.println(
+                v.unlockRequired()
+                    ? "locked: ask support to unlock the account"
+                    : "too many attempts: try again in " + v.retryAfter().toSeconds() + " s");
         default -> System.out.printf("wrong code, %d attempts left%n", v.attemptsLeft());
       }
       System.exit(v.isValid() ? 0 : 1);
@@ -37,8 +38,9 @@ public final class StepUp {
       if (e.reason() == ErrorReason.ERROR_REASON_MALFORMED_CODE) {
         System.out.println("a code is digits only, nothing else");
       } else if (e.reason() == ErrorReason.ERROR_REASON_RATE_LIMITED) {
-        System.out.println("too many failed codes from this service: pause "
-            + e.retryAfter().map(d -> d.toSeconds() + " s").orElse("a while"));
+        System.out.println(
+            "too many failed codes from this service: pause "
+                + e.retryAfter().map(d -> d.toSeconds() + " s").orElse("a while"));
       } else {
         System.out.println("cannot verify now (" + e.code() + ", " + e.reason() + ")");
       }
