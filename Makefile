@@ -49,15 +49,19 @@ test-python: install
 test-clients: install
 	TOTPD_PYTHON=$(abspath $(PY)) clients/run-tests.sh
 
-## ruff (lint and format check) on every Python tree.
+## ruff (lint and format check) on every Python tree, then the format check of the
+## Go (gofmt), Node (prettier) and Java (google-java-format) clients.
 lint: install
 	$(VENV)/bin/ruff check server tests benchmarks clients/python
 	$(VENV)/bin/ruff format --check server tests benchmarks clients/python
+	clients/format.sh check
 
-## Rewrite Python files in the house format (ruff format, ruff's import order).
+## Rewrite files in the house format: Python (ruff format, ruff's import order),
+## Go (gofmt), Node (prettier) and Java (google-java-format).
 fmt: install
 	$(VENV)/bin/ruff check --select I --fix server tests benchmarks clients/python
 	$(VENV)/bin/ruff format server tests benchmarks clients/python
+	clients/format.sh write
 
 ## mypy --strict on the server and the service benchmarks.
 typecheck: install
