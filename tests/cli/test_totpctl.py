@@ -14,8 +14,8 @@ import pytest
 
 from tests.rpc.conftest import Secrets
 from tests.rpc.harness import LiveServer, code_at, wrong_code
-from totpd.cli.totpctl import main
 from totpd.v1 import factor_pb2
+from totpd_client.cli.totpctl import main
 
 
 @dataclass
