@@ -217,17 +217,25 @@ def _error(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     run: Command = args.run
     try:
         with connect(args) as client:
-            exit_code = run(client, args)
-        sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
-        return exit_code
-    except BrokenPipeError:
-        return _quiet_broken_pipe()
+            return run(client, args)
     except TotpdError as error:
         return _error(output.error_line(error, server=args.server, tls=uses_tls(args)))
+    except BrokenPipeError:
+        raise  # not an error to report: see main
     except (OSError, UsageError, commands.MissingExtraError) as error:
         return _error(str(error))
 
