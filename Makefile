@@ -62,10 +62,11 @@ fmt: install
 	$(VENV)/bin/ruff check --select I --fix server tests benchmarks clients/python
 	$(VENV)/bin/ruff format server tests benchmarks clients/python
 
-## mypy --strict on the server and the service benchmarks.
+## mypy --strict on the server, the service benchmarks and the Python client (with totpctl).
 typecheck: install
 	$(VENV)/bin/mypy --strict server/totpd
 	$(VENV)/bin/mypy --strict -p benchmarks.service
+	cd clients/python && $(abspath $(VENV))/bin/mypy src
 
 ## Regenerate every language's code from proto/ with pinned tools.
 proto: install

@@ -171,3 +171,14 @@ def test_a_reader_that_leaves_early_ends_totpctl_quietly(
     assert proc.returncode == EXIT_BROKEN_PIPE == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err
     assert err == ""
+
+
+def test_enroll_without_segno_says_so_before_creating_a_factor(
+    live: LiveServer, totpctl: Totpctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "segno", None)  # as if the [cli] extra were missing
+    refused = totpctl("enroll", "no-segno")
+    assert (refused.exit_code, refused.out) == (2, "")
+    assert "pip install 'totpd-client[cli]', or pass --no-qr" in refused.err
+    listed = live.stub.ListFactors(pb.ListFactorsRequest(account_id="no-segno"), timeout=5)
+    assert list(listed.factors) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..client import TotpdClient
@@ -45,18 +46,24 @@ def _print(lines: list[str]) -> None:
         print(line)
 
 
-def _terminal_qr(uri: str) -> None:
+def _qr_printer() -> Callable[[str], None]:
+    """Checked before enrolling: the response is the only copy of the secret."""
     try:
         import segno
     except ImportError as missing:
         raise MissingExtraError(
             "the terminal QR code needs segno: pip install 'totpd-client[cli]', or pass --no-qr"
         ) from missing
-    segno.make(uri).terminal(out=sys.stdout, compact=True)
-    print("Scan the QR code with your authenticator app, or type the secret.\n")
+
+    def print_qr(uri: str) -> None:
+        segno.make(uri).terminal(out=sys.stdout, compact=True)
+        print("Scan the QR code with your authenticator app, or type the secret.\n")
+
+    return print_qr
 
 
 def enroll(client: TotpdClient, args: argparse.Namespace) -> int:
+    print_qr = None if args.no_qr else _qr_printer()
     enrolled = client.enroll(
         args.account,
         args.label,
@@ -65,8 +72,8 @@ def enroll(client: TotpdClient, args: argparse.Namespace) -> int:
         digits=args.digits or 0,
         period_seconds=args.period or 0,
     )
-    if not args.no_qr:
-        _terminal_qr(enrolled.otpauth_uri)
+    if print_qr is not None:
+        print_qr(enrolled.otpauth_uri)
     _print(output.factor_lines(enrolled.factor))
     print(f"secret:      {enrolled.secret_base32}")
     print(f"uri:         {enrolled.otpauth_uri}")
