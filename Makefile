@@ -20,10 +20,13 @@ help:
 	      /^[a-z][a-z-]*:/{if (doc) {split($$0, t, ":"); printf "  %-14s %s\n", t[1], doc}; doc = ""} \
 	      !/^## /{doc = ""}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml setup.py $(NATIVE)
+# The Python client comes too, editable: it provides `totpctl` (its console script). A
+# second pip run so that replacing an older server install cannot remove that script.
+$(STAMP): pyproject.toml setup.py $(NATIVE) clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e './clients/python[cli]'
 	touch $(STAMP)
 
 ## Set up .venv and compile the C core, without running anything.
@@ -63,10 +66,11 @@ fmt: install
 	$(VENV)/bin/ruff format server tests benchmarks clients/python
 	clients/format.sh write
 
-## mypy --strict on the server and the service benchmarks.
+## mypy --strict on the server, the service benchmarks and the Python client (with totpctl).
 typecheck: install
 	$(VENV)/bin/mypy --strict server/totpd
 	$(VENV)/bin/mypy --strict -p benchmarks.service
+	cd clients/python && $(abspath $(VENV))/bin/mypy src
 
 ## Regenerate every language's code from proto/ with pinned tools.
 proto: install

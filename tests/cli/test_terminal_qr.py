@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_totpctl import Totpctl, field, totpctl  # noqa: F401  (fixture)
+from tests.cli.conftest import Totpctl, field
 from tests.conftest import IN_CI
 
 ZBARIMG = shutil.which("zbarimg")
@@ -50,7 +50,7 @@ def terminal_qr_to_pbm(lines: list[str], path: Path) -> None:
     path.write_text(f"P1\n{width * SCALE} {len(rows) * SCALE}\n" + "\n".join(pixels) + "\n")
 
 
-def test_png_and_terminal_qr_decode_to_the_uri(totpctl: Totpctl, tmp_path: Path) -> None:  # noqa: F811
+def test_png_and_terminal_qr_decode_to_the_uri(totpctl: Totpctl, tmp_path: Path) -> None:
     png = tmp_path / "qr.png"
     enrolled = totpctl("enroll", "alice@example.com", "--issuer", "Example Corp", "--png", str(png))
     assert enrolled.exit_code == 0

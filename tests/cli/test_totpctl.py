@@ -6,46 +6,15 @@ from __future__ import annotations
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.cli.conftest import Totpctl, field
 from tests.rpc.conftest import Secrets
-from tests.rpc.harness import LiveServer, code_at, wrong_code
-from totpd.cli.totpctl import main
+from tests.rpc.harness import code_at, wrong_code
 from totpd.v1 import factor_pb2
-
-
-@dataclass
-class Run:
-    exit_code: int
-    out: str
-    err: str
-
-
-Totpctl = Callable[..., Run]
-
-
-@pytest.fixture
-def totpctl(live: LiveServer, capfd: pytest.CaptureFixture[str], secrets_seen: Secrets) -> Totpctl:
-    def run(*args: str) -> Run:
-        capfd.readouterr()
-        exit_code = main(["--server", live.address, *args])
-        out, err = capfd.readouterr()
-        # Only enroll may print secret material, and only on stdout.
-        leaked = [value for value in secrets_seen.values if value in err]
-        assert not leaked
-        return Run(exit_code, out, err)
-
-    return run
-
-
-def field(out: str, name: str) -> str:
-    match = re.search(rf"^{name}:\s+(\S+)$", out, re.MULTILINE)
-    assert match, f"no {name!r} line in output"
-    return match.group(1)
+from totpd_client.cli.totpctl import main
 
 
 def now_code(secret: str, offset_steps: int = 0) -> str:

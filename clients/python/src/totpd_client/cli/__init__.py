@@ -1,0 +1,1 @@
+"""`totpctl`, the command-line client for people, built on :class:`totpd_client.TotpdClient`."""

@@ -1,0 +1,122 @@
+"""The `totpctl` subcommands: one call each, printed for people.
+
+Each returns the exit code: 0 success or VALID, 1 a negative verdict. Errors
+propagate as :class:`totpd_client.TotpdError` for `totpctl.main` to print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ..client import TotpdClient
+from ..types import Algorithm, VerifyOutcome
+from . import output
+
+EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2
+ALGORITHMS = {"sha1": Algorithm.SHA1, "sha256": Algorithm.SHA256, "sha512": Algorithm.SHA512}
+
+# Authenticator apps show a code in two groups ("123 456"); people type it that way.
+_GROUPED_CODE = re.compile(r"[0-9]+ [0-9]+")
+
+
+class MissingExtraError(Exception):
+    """An optional dependency of the CLI is not installed."""
+
+
+def app_code(words: list[str]) -> str:
+    """The code as typed, quoted ("123 456") or not (123 456), without its grouping space.
+
+    Only one space between two runs of ASCII digits is removed; anything else is
+    sent as typed, so the server's validation (the API stays strict) explains it.
+    """
+    typed = " ".join(words)
+    return typed.replace(" ", "") if _GROUPED_CODE.fullmatch(typed) else typed
+
+
+def _verdict(outcome: VerifyOutcome) -> int:
+    return EXIT_OK if outcome.valid else EXIT_NEGATIVE
+
+
+def _print(lines: list[str]) -> None:
+    for line in lines:
+        print(line)
+
+
+def _qr_printer() -> Callable[[str], None]:
+    """Checked before enrolling: the response is the only copy of the secret."""
+    try:
+        import segno
+    except ImportError as missing:
+        raise MissingExtraError(
+            "the terminal QR code needs segno: pip install 'totpd-client[cli]', or pass --no-qr"
+        ) from missing
+
+    def print_qr(uri: str) -> None:
+        segno.make(uri).terminal(out=sys.stdout, compact=True)
+        print("Scan the QR code with your authenticator app, or type the secret.\n")
+
+    return print_qr
+
+
+def enroll(client: TotpdClient, args: argparse.Namespace) -> int:
+    print_qr = None if args.no_qr else _qr_printer()
+    enrolled = client.enroll(
+        args.account,
+        args.label,
+        issuer=args.issuer or "",
+        algorithm=ALGORITHMS.get(args.algorithm or "", Algorithm.UNSPECIFIED),
+        digits=args.digits or 0,
+        period_seconds=args.period or 0,
+    )
+    if print_qr is not None:
+        print_qr(enrolled.otpauth_uri)
+    _print(output.factor_lines(enrolled.factor))
+    print(f"secret:      {enrolled.secret_base32}")
+    print(f"uri:         {enrolled.otpauth_uri}")
+    if args.png:
+        Path(args.png).write_bytes(enrolled.qr_png)
+        print(f"wrote {args.png}")
+    if args.svg:
+        Path(args.svg).write_text(enrolled.qr_svg, encoding="utf-8")
+        print(f"wrote {args.svg}")
+    factor = enrolled.factor
+    print(f"\nNext: totpctl confirm {factor.account_id} {factor.factor_id} <CODE FROM THE APP>")
+    return EXIT_OK
+
+
+def confirm(client: TotpdClient, args: argparse.Namespace) -> int:
+    confirmation = client.confirm(args.account, args.factor_id, app_code(args.code))
+    print(output.outcome_line(confirmation.outcome))
+    _print(output.factor_lines(confirmation.factor))
+    return _verdict(confirmation.outcome)
+
+
+def verify(client: TotpdClient, args: argparse.Namespace) -> int:
+    outcome = client.verify(args.account, app_code(args.code), args.factor or "")
+    print(output.outcome_line(outcome))
+    return _verdict(outcome)
+
+
+def disable(client: TotpdClient, args: argparse.Namespace) -> int:
+    code = app_code(args.code) if args.code else ""
+    result = client.disable(args.account, args.factor or "", code, force=args.force)
+    _print(output.disable_lines(result, forced=args.force))
+    return EXIT_OK if args.force else _verdict(result.outcome)
+
+
+def list_factors(client: TotpdClient, args: argparse.Namespace) -> int:
+    factors = client.list_factors(args.account, include_inactive=args.all)
+    if not factors:
+        print(f"no factors for {args.account}")
+        return EXIT_OK
+    _print(output.factor_table(factors))
+    return EXIT_OK
+
+
+def get_factor(client: TotpdClient, args: argparse.Namespace) -> int:
+    _print(output.factor_lines(client.get_factor(args.account, args.factor_id)))
+    return EXIT_OK
