@@ -11,6 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The x86 SIMD kernels (SHA-NI, AVX2, AVX-512) are compiled in: an x86 target
+ * and a build that asks for them (TOTPD_SIMD, set by native/build_native.py).
+ * The one place this condition is written; everything else tests this macro. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(TOTPD_SIMD)
+#define TOTPD_HAVE_X86_SIMD 1
+#else
+#define TOTPD_HAVE_X86_SIMD 0
+#endif
+
 typedef void (*totpd_compress32_fn)(uint32_t *state, const uint32_t *block);
 
 void totpd_sha1_compress_portable(uint32_t state[5], const uint32_t block[16]);
@@ -25,10 +34,13 @@ void totpd_sha512(const uint8_t *msg, size_t len, uint8_t out[64]);
 extern const uint32_t totpd_sha1_iv[5];
 extern const uint32_t totpd_sha256_iv[8];
 extern const uint64_t totpd_sha512_iv[8];
+/* 16-byte aligned: the SHA-NI rounds load it four words at a time. */
+extern const uint32_t totpd_sha256_k[64] __attribute__((aligned(16)));
 extern const uint64_t totpd_sha512_k[80];
 
-#if defined(__x86_64__) || defined(__i386__)
-#define TOTPD_X86 1
+/* The SIMD kernels below exist only when TOTPD_HAVE_X86_SIMD; the dispatcher
+ * (dispatch.c) is the only code that names them. */
+
 /* SHA-NI (compiled with target("sha,sse4.1"); call only when supported). */
 void totpd_sha1_compress_shani(uint32_t state[5], const uint32_t block[16]);
 void totpd_sha256_compress_shani(uint32_t state[8], const uint32_t block[16]);
@@ -63,7 +75,6 @@ void totpd_sha512_verify_x8(const uint64_t *scratch, const uint8_t *digits,
                             int64_t *out);
 void totpd_sha512_prepare_x8(const uint8_t *const *key_ptr, const uint32_t *key_len,
                              const uint32_t *which, int n, uint64_t *scratch);
-#endif
 
 static inline uint32_t totpd_load_be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
