@@ -42,6 +42,8 @@ static inline const uint64_t *const_slot_of(const uint64_t *scratch, uint32_t k)
 /* The items of one algorithm waiting for its lane kernel. */
 typedef struct {
     const totpd_lane_kernel *kernel; /* NULL: this algorithm runs scalar on this path */
+    int width;                       /* the kernel's, kept here for the per-item test */
+    uint32_t max_key_len;            /* likewise */
     uint8_t alg;
     int n;
     uint32_t item[TOTPD_MAX_LANES];      /* the pair (verify) or the key (prepare) */
@@ -52,7 +54,10 @@ typedef struct {
 
 static void lanes_init(lanes_t g[TOTPD_N_ALGS], const totpd_impl *im) {
     for (int a = 0; a < TOTPD_N_ALGS; a++) {
-        g[a].kernel = im->lanes[a];
+        const totpd_lane_kernel *k = im->lanes[a];
+        g[a].kernel = k;
+        g[a].width = k ? k->width : 0;
+        g[a].max_key_len = k ? k->max_key_len : 0;
         g[a].alg = (uint8_t)(a + 1);
         g[a].n = 0;
     }
@@ -62,18 +67,58 @@ static void lanes_init(lanes_t g[TOTPD_N_ALGS], const totpd_impl *im) {
  * algorithm: the caller changed its buffer since validation). */
 static inline lanes_t *lanes_for(lanes_t g[TOTPD_N_ALGS], uint8_t alg) {
     unsigned a = (unsigned)alg - 1u;
-    return a < TOTPD_N_ALGS && g[a].kernel ? &g[a] : NULL;
+    return a < TOTPD_N_ALGS && g[a].width ? &g[a] : NULL;
 }
 
-/* Adds one item; 1 when the group is full. */
-static inline int lanes_push(lanes_t *g, uint32_t item, uint32_t key, const uint8_t *ptr,
-                             uint32_t len) {
-    int l = g->n++;
-    g->item[l] = item;
-    g->key[l] = key;
+/* A work loop's cursor: the group the last item went to, and its count. The
+ * count stays in the loop's registers while a run of items of one algorithm
+ * lasts and goes back to the group when the run ends (lanes_enter) or the
+ * group is full (lanes_full): kept in the group, it would put a store-to-load
+ * round trip on every item. */
+typedef struct {
+    lanes_t *g; /* NULL before the first item */
+    int n;
+} lanes_cursor;
+
+/* The lane of group g for the next item. */
+static inline int lanes_enter(lanes_cursor *cur, lanes_t *g) {
+    if (cur->g != g) {
+        if (cur->g) cur->g->n = cur->n;
+        cur->g = g;
+        cur->n = g->n;
+    }
+    return cur->n++;
+}
+
+/* 1 when the cursor's group is full: its count is back in the group, to flush. */
+static inline int lanes_full(lanes_cursor *cur) {
+    if (cur->n < cur->g->width) return 0;
+    cur->g->n = cur->n;
+    cur->n = 0;
+    return 1;
+}
+
+/* Every count back in its group, to flush the last groups. */
+static inline void lanes_leave(lanes_cursor *cur) {
+    if (cur->g) cur->g->n = cur->n;
+    cur->g = NULL;
+}
+
+/* Adds a key (prepare) or a pair (verify) to group g; 1 when it is full. */
+static inline int lanes_push_key(lanes_cursor *cur, lanes_t *g, uint32_t i, const uint8_t *ptr,
+                                 uint32_t len) {
+    int l = lanes_enter(cur, g);
+    g->item[l] = i;
     g->ptr[l] = ptr;
     g->len[l] = len;
-    return g->n == g->kernel->width;
+    return lanes_full(cur);
+}
+
+static inline int lanes_push_pair(lanes_cursor *cur, lanes_t *g, uint32_t j, uint32_t k) {
+    int l = lanes_enter(cur, g);
+    g->item[l] = j;
+    g->key[l] = k;
+    return lanes_full(cur);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -100,17 +145,20 @@ static int lanes_flush_prepare(lanes_t *g, const totpd_call *c, uint64_t *scratc
 
 __attribute__((noinline)) int totpd_prepare_range(const totpd_call *c, uint32_t first,
                                                   uint32_t end, uint64_t *scratch) {
+    const totpd_key_table t = c->keys; /* in registers through the loop */
     lanes_t groups[TOTPD_N_ALGS];
+    lanes_cursor cur = {NULL, 0};
     int large = 0;
     lanes_init(groups, &c->im);
     for (uint32_t i = first; i < end; i++) {
         uint32_t len;
-        const uint8_t *key = key_span(&c->keys, i, &len);
-        uint8_t alg = read_once_u8(c->keys.algorithms + i);
+        const uint8_t *key = key_span(&t, i, &len);
+        uint8_t alg = read_once_u8(t.algorithms + i);
         lanes_t *g = lanes_for(groups, alg);
-        if (!g || len > g->kernel->max_key_len) prepare_one(c, i, key, len, alg, scratch);
-        else if (lanes_push(g, i, i, key, len)) large |= lanes_flush_prepare(g, c, scratch);
+        if (!g || len > g->max_key_len) prepare_one(c, i, key, len, alg, scratch);
+        else if (lanes_push_key(&cur, g, i, key, len)) large |= lanes_flush_prepare(g, c, scratch);
     }
+    lanes_leave(&cur);
     for (int a = 0; a < TOTPD_N_ALGS; a++) large |= lanes_flush_prepare(&groups[a], c, scratch);
     return large;
 }
@@ -144,6 +192,7 @@ __attribute__((noinline)) int totpd_verify_range(const totpd_call *c, uint32_t f
                                                  uint32_t end, const uint64_t *scratch,
                                                  int64_t *out) {
     lanes_t groups[TOTPD_N_ALGS];
+    lanes_cursor cur = {NULL, 0};
     int large = 0;
     lanes_init(groups, &c->im);
     for (uint32_t j = first; j < end; j++) {
@@ -152,8 +201,9 @@ __attribute__((noinline)) int totpd_verify_range(const totpd_call *c, uint32_t f
         uint8_t alg = read_once_u8(c->keys.algorithms + k);
         lanes_t *g = lanes_for(groups, alg);
         if (!g) verify_one(c, j, k, alg, scratch, out);
-        else if (lanes_push(g, j, k, NULL, 0)) large |= lanes_flush_verify(g, c, scratch, out);
+        else if (lanes_push_pair(&cur, g, j, k)) large |= lanes_flush_verify(g, c, scratch, out);
     }
+    lanes_leave(&cur);
     for (int a = 0; a < TOTPD_N_ALGS; a++) large |= lanes_flush_verify(&groups[a], c, scratch, out);
     return large;
 }
