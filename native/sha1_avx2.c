@@ -3,8 +3,8 @@
  * one message per 32-bit lane.
  *
  * Kept in its own function and file, away from the SHA-NI code: mixing the
- * two in one loop is far slower (benchmarks/NOTES.md). The function ends with vzeroupper
- * (emitted by GCC for AVX functions) before returning to SSE code.
+ * two in one loop is far slower (benchmarks/NOTES.md). The function ends with
+ * vzeroupper (emitted by GCC for AVX functions) before returning to SSE code.
  */
 #define _DEFAULT_SOURCE 1
 #include "sha_internal.h"

@@ -53,16 +53,10 @@ void totpd_sha1_compress_avx2_x8(uint32_t state[40], const uint32_t block[128]);
 void totpd_sha1_compress_avx512_x8(uint32_t state[40], const uint32_t block[128]);
 typedef void (*totpd_x8_fn)(uint32_t state[40], const uint32_t block[128]);
 
-/* Fused AVX-512 (F, VL, BW) kernels on 512-bit registers (sha_avx512.c).
- * Every per-item value comes from the caller's own locals, read once from the
- * caller's buffers (which may change during the call: cffi releases the GIL):
- * verify: up to 16 SHA-1 pairs (8 SHA-512 pairs); lane l is pair pairs[l]
- * checked against key kidx[l] (already range-checked), everything from the
- * pad states in scratch to out[pairs[l]]; lanes beyond n repeat lane 0 and
- * are not written.
- * prepare: the pad states of keys which[0..n), key l being key_ptr[l] of
- * key_len[l] bytes (the kernels read at most 64 (128) of them), into their
- * scratch slots. */
+/* Fused AVX-512 (F, VL, BW) kernels on 512-bit registers (sha1_avx512.c,
+ * sha512_avx512.c): 16 SHA-1 (8 SHA-512) lanes, the lane kernel interface of
+ * core_internal.h (totpd_lane_kernel); prepare reads at most 64 (128) bytes of
+ * a key. */
 void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
                            const uint64_t *counters, const uint32_t *codes,
                            const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
