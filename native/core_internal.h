@@ -22,6 +22,8 @@
 
 #define TOTPD_MAX_LANES 16
 #define TOTPD_N_ALGS 3 /* TOTPD_ALG_SHA1 .. TOTPD_ALG_SHA512 */
+_Static_assert(TOTPD_ALG_SHA1 == 1 && TOTPD_ALG_SHA512 == TOTPD_N_ALGS,
+               "per-algorithm tables are indexed by algorithm - 1");
 
 /* A multi-lane kernel (the fused AVX-512 ones in sha_avx512_*.c, the 8-lane
  * SHA-1 drivers in hmac_x8.c). verify: lane l is pair pairs[l] checked against

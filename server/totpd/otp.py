@@ -423,6 +423,16 @@ def verify_batch(
         _check(int(lib.totpd_verify_batch(table, pairs, window, path_code, scratch, out_c)))
         return out
 
+    _verify_split(table, pairs, n_threads, window, path_code, scratch, out_c)
+    return out
+
+
+def _verify_split(
+    table: Any, pairs: Any, n_threads: int, window: int, path_code: int, scratch: Any, out_c: Any
+) -> None:
+    """One batch across the pool: pad states by key range, then verdicts by pair range.
+    ``scratch`` is wiped once every worker is done, whatever raised."""
+    n_keys = int(table.n_keys)
     pending: list[Future[int]] = []
     try:
         pool = _pool()
@@ -440,17 +450,16 @@ def verify_batch(
             pending.append(pool.submit(prepare, part))
         _check_all(pending)
         pending = []
-        for part in _split(n_pairs, n_threads):
+        for part in _split(int(pairs.n_pairs), n_threads):
             pending.append(pool.submit(run, part))
         _check_all(pending)
     finally:
-        # Whatever raised, no worker may still be writing pad states into scratch
-        # when it is wiped (and freed).
+        # No worker may still be writing pad states into scratch when it is wiped
+        # (and freed).
         for future in pending:
             future.cancel()
         wait(pending)
         lib.totpd_wipe(scratch, n_keys * _PAD_SLOT_WORDS * 8)
-    return out
 
 
 def _owned_key(key: bytes | bytearray | memoryview) -> tuple[bytearray, Any]:
