@@ -19,7 +19,19 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 HEADER = HERE / "totpd_core.h"
-SOURCES = ["totpd_core.c", "sha_portable.c", "sha_shani.c", "sha1_avx2.c", "sha_avx512.c"]
+SOURCES = [
+    "batch.c",
+    "dispatch.c",
+    "errors.c",
+    "hmac.c",
+    "hmac_x8.c",
+    "lanes.c",
+    "sha_portable.c",
+    "sha_shani.c",
+    "sha1_avx2.c",
+    "sha1_avx512.c",
+    "sha512_avx512.c",
+]
 
 # Our C is held to -Werror; SIMD functions carry their own target attributes
 # so the module still runs on CPUs without them (runtime dispatch).

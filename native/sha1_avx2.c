@@ -3,13 +3,13 @@
  * one message per 32-bit lane.
  *
  * Kept in its own function and file, away from the SHA-NI code: mixing the
- * two in one loop was measured 57x slower. The function ends with vzeroupper
- * (emitted by GCC for AVX functions) before returning to SSE code.
+ * two in one loop is far slower (benchmarks/NOTES.md). The function ends with
+ * vzeroupper (emitted by GCC for AVX functions) before returning to SSE code.
  */
 #define _DEFAULT_SOURCE 1
 #include "sha_internal.h"
 
-#if defined(TOTPD_X86) && defined(TOTPD_SIMD)
+#if TOTPD_HAVE_X86_SIMD
 #include <immintrin.h>
 
 /* ---- AVX2: rotates as shift/shift/or ---------------------------------- */

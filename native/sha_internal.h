@@ -11,6 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The x86 SIMD kernels (SHA-NI, AVX2, AVX-512) are compiled in: an x86 target
+ * and a build that asks for them (TOTPD_SIMD, set by native/build_native.py).
+ * The one place this condition is written; everything else tests this macro. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(TOTPD_SIMD)
+#define TOTPD_HAVE_X86_SIMD 1
+#else
+#define TOTPD_HAVE_X86_SIMD 0
+#endif
+
 typedef void (*totpd_compress32_fn)(uint32_t *state, const uint32_t *block);
 
 void totpd_sha1_compress_portable(uint32_t state[5], const uint32_t block[16]);
@@ -25,10 +34,13 @@ void totpd_sha512(const uint8_t *msg, size_t len, uint8_t out[64]);
 extern const uint32_t totpd_sha1_iv[5];
 extern const uint32_t totpd_sha256_iv[8];
 extern const uint64_t totpd_sha512_iv[8];
+/* 16-byte aligned: the SHA-NI rounds load it four words at a time. */
+extern const uint32_t totpd_sha256_k[64] __attribute__((aligned(16)));
 extern const uint64_t totpd_sha512_k[80];
 
-#if defined(__x86_64__) || defined(__i386__)
-#define TOTPD_X86 1
+/* The SIMD kernels below exist only when TOTPD_HAVE_X86_SIMD; the dispatcher
+ * (dispatch.c) is the only code that names them. */
+
 /* SHA-NI (compiled with target("sha,sse4.1"); call only when supported). */
 void totpd_sha1_compress_shani(uint32_t state[5], const uint32_t block[16]);
 void totpd_sha256_compress_shani(uint32_t state[8], const uint32_t block[16]);
@@ -41,16 +53,10 @@ void totpd_sha1_compress_avx2_x8(uint32_t state[40], const uint32_t block[128]);
 void totpd_sha1_compress_avx512_x8(uint32_t state[40], const uint32_t block[128]);
 typedef void (*totpd_x8_fn)(uint32_t state[40], const uint32_t block[128]);
 
-/* Fused AVX-512 (F, VL, BW) kernels on 512-bit registers (sha_avx512.c).
- * Every per-item value comes from the caller's own locals, read once from the
- * caller's buffers (which may change during the call: cffi releases the GIL):
- * verify: up to 16 SHA-1 pairs (8 SHA-512 pairs); lane l is pair pairs[l]
- * checked against key kidx[l] (already range-checked), everything from the
- * pad states in scratch to out[pairs[l]]; lanes beyond n repeat lane 0 and
- * are not written.
- * prepare: the pad states of keys which[0..n), key l being key_ptr[l] of
- * key_len[l] bytes (the kernels read at most 64 (128) of them), into their
- * scratch slots. */
+/* Fused AVX-512 (F, VL, BW) kernels on 512-bit registers (sha1_avx512.c,
+ * sha512_avx512.c): 16 SHA-1 (8 SHA-512) lanes, the lane kernel interface of
+ * core_internal.h (totpd_lane_kernel); prepare reads at most 64 (128) bytes of
+ * a key. */
 void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
                            const uint64_t *counters, const uint32_t *codes,
                            const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
@@ -63,7 +69,6 @@ void totpd_sha512_verify_x8(const uint64_t *scratch, const uint8_t *digits,
                             int64_t *out);
 void totpd_sha512_prepare_x8(const uint8_t *const *key_ptr, const uint32_t *key_len,
                              const uint32_t *which, int n, uint64_t *scratch);
-#endif
 
 static inline uint32_t totpd_load_be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |

@@ -17,7 +17,7 @@ const uint64_t totpd_sha512_iv[8] = {
     0xa54ff53a5f1d36f1ull, 0x510e527fade682d1ull, 0x9b05688c2b3e6c1full,
     0x1f83d9abfb41bd6bull, 0x5be0cd19137e2179ull};
 
-static const uint32_t K256[64] = {
+const uint32_t totpd_sha256_k[64] __attribute__((aligned(16))) = {
     0x428a2f98u, 0x71374491u, 0xb5c0fbcfu, 0xe9b5dba5u, 0x3956c25bu, 0x59f111f1u, 0x923f82a4u,
     0xab1c5ed5u, 0xd807aa98u, 0x12835b01u, 0x243185beu, 0x550c7dc3u, 0x72be5d74u, 0x80deb1feu,
     0x9bdc06a7u, 0xc19bf174u, 0xe49b69c1u, 0xefbe4786u, 0x0fc19dc6u, 0x240ca1ccu, 0x2de92c6fu,
@@ -114,7 +114,7 @@ void totpd_sha256_compress_portable(uint32_t state[8], const uint32_t block[16])
         w[t & 15] = wt;
         uint32_t S1 = ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25);
         uint32_t ch = (e & f) ^ (~e & g);
-        uint32_t t1 = h + S1 + ch + K256[t] + wt;
+        uint32_t t1 = h + S1 + ch + totpd_sha256_k[t] + wt;
         uint32_t S0 = ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22);
         uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
         uint32_t t2 = S0 + maj;

@@ -144,8 +144,8 @@ PEER_RUNNERS: dict[str, Callable[[PeerWork], int]] = {
 
 # --- Which kernel a forced CPU path runs ------------------------------------------
 # The C core has no query for this, so it is derived from its dispatch code
-# (native/totpd_core.c: resolve_impl, totpd_prepare_keys/totpd_verify_prepared and
-# kScalarTail16/kScalarTail8). Keep in step with it.
+# (native/dispatch.c: simd_impl and the lane kernels' scalar tails). Keep in step
+# with it.
 SCALAR_TAIL_X16 = 4
 """SHA-1 on avx512x16: groups of at most this many pairs go scalar."""
 SCALAR_TAIL_X8_512 = 1

@@ -1,7 +1,8 @@
 /*
  * bench_core.c - quick C-level throughput check of totpd_verify_batch (no
  * Python). Not part of the test suite; build by hand:
- *   gcc -O3 -std=c11 -DTOTPD_SIMD=1 -Inative native/[a-z]*.c native/tests/bench_core.c
+ *   gcc -O3 -std=c11 -fno-strict-aliasing -DTOTPD_SIMD=1 -Inative native/[a-z]*.c \
+ *       native/tests/bench_core.c
  * usage: bench_core [n_keys] [reps]  -> median verifications/s per alg/path.
  */
 #define _POSIX_C_SOURCE 199309L
@@ -35,6 +36,13 @@ int main(int argc, char **argv) {
     uint64_t *ctr = malloc((size_t)n * 8);
     uint64_t *scratch = malloc((size_t)n * TOTPD_PAD_SLOT_WORDS * 8);
     int64_t *out = malloc((size_t)n * 8);
+    totpd_key_table tab = {.keys = keys,
+                           .n_keys = n,
+                           .offsets = off,
+                           .algorithms = algs,
+                           .digits = digs,
+                           .counters = ctr};
+    const totpd_pairs prs = {.key_index = idx, .codes = codes, .n_pairs = n};
     srand(1);
     for (size_t i = 0; i < (size_t)n * 64; i++) keys[i] = (uint8_t)rand();
     for (int alg = 1; alg <= 3; alg++) {
@@ -46,6 +54,7 @@ int main(int argc, char **argv) {
             ctr[i] = 56666666 + i;
             idx[i] = i;
         }
+        tab.keys_len = off[n];
         for (uint32_t i = 0; i < n; i++)
             totpd_hotp(keys + off[i], klen[alg], (uint8_t)alg, 6, ctr[i], 1, &codes[i]);
         for (int path = 1; path <= 5; path++) {
@@ -54,8 +63,7 @@ int main(int argc, char **argv) {
             int r = reps < 64 ? reps : 64;
             for (int k = 0; k < r; k++) {
                 double t0 = now();
-                totpd_verify_batch(keys, off[n], off, algs, digs, ctr, n, idx, codes, n, 1, path,
-                                   scratch, out);
+                totpd_verify_batch(&tab, &prs, 1, path, scratch, out);
                 t[k] = now() - t0;
             }
             int bad = 0;

@@ -27,6 +27,13 @@ static uint64_t ctr[NK], scratch[NK * TOTPD_PAD_SLOT_WORDS];
 static uint64_t secret[NK * TOTPD_PAD_SLOT_WORDS];
 static int64_t out[NK];
 static uint32_t hotp_code;
+static totpd_key_table tab = {.keys = keys,
+                              .n_keys = NK,
+                              .offsets = offsets,
+                              .algorithms = algs,
+                              .digits = digs,
+                              .counters = ctr};
+static totpd_pairs prs = {.key_index = kidx, .codes = codes};
 
 __attribute__((noinline)) static void clear_stack(void) {
     volatile uint32_t area[AREA + 1024];
@@ -59,17 +66,14 @@ enum { CALL_BATCH, CALL_SPLIT, CALL_HOTP };
 
 /* The entry point and the scan, called from one frame; nothing in between. */
 __attribute__((noinline)) static int call_and_scan(int call, int path, uint32_t np) {
+    prs.n_pairs = np;
     clear_stack();
     switch (call) {
         case CALL_BATCH:
-            if (totpd_verify_batch(keys, offsets[NK], offsets, algs, digs, ctr, NK, kidx, codes,
-                                   np, 1, path, scratch, out) != TOTPD_OK)
-                return -1;
+            if (totpd_verify_batch(&tab, &prs, 1, path, scratch, out) != TOTPD_OK) return -1;
             break;
         case CALL_SPLIT:
-            if (totpd_prepare_keys(keys, offsets[NK], offsets, algs, NK, 0, NK, path, scratch) !=
-                TOTPD_OK)
-                return -1;
+            if (totpd_prepare_keys(&tab, 0, NK, path, scratch) != TOTPD_OK) return -1;
             break;
         default:
             if (totpd_hotp(keys, offsets[1], algs[0], digs[0], ctr[0], path, &hotp_code) !=
@@ -83,9 +87,7 @@ __attribute__((noinline)) static int call_and_scan(int call, int path, uint32_t 
 /* As call_and_scan, for the second half of the split API. */
 __attribute__((noinline)) static int call_verify_prepared_and_scan(int path, uint32_t np) {
     clear_stack();
-    if (totpd_verify_prepared(scratch, algs, digs, ctr, NK, kidx, codes, np, 1, path, out) !=
-        TOTPD_OK)
-        return -1;
+    if (totpd_verify_prepared(&tab, &prs, 0, np, 1, path, scratch, out) != TOTPD_OK) return -1;
     return scan_stack();
 }
 
@@ -102,9 +104,9 @@ static void run(int path, uint8_t alg, uint32_t klen, uint32_t np) {
         codes[i] = 123456;
     }
     for (uint32_t i = 0; i < NK * klen; i++) keys[i] = (uint8_t)(0xA5 ^ (i * 37 + 11));
+    tab.keys_len = offsets[NK];
     /* The secrets; this call's own residue is cleared by clear_stack(). */
-    if (totpd_prepare_keys(keys, offsets[NK], offsets, algs, NK, 0, NK, TOTPD_PATH_PORTABLE,
-                           secret) != TOTPD_OK) {
+    if (totpd_prepare_keys(&tab, 0, NK, TOTPD_PATH_PORTABLE, secret) != TOTPD_OK) {
         failures++;
         return;
     }

@@ -71,28 +71,17 @@ _PATHS: Final[dict[str, int]] = {
 _PATH_NAMES: Final[dict[int, str]] = {v: k for k, v in _PATHS.items()}
 _DEFAULT: Final[int] = -1
 
-_ERRORS: Final[dict[int, str]] = {
-    int(lib.TOTPD_ERR_ALGORITHM): "unknown algorithm",
-    int(lib.TOTPD_ERR_DIGITS): "digits must be 6, 7 or 8",
-    int(lib.TOTPD_ERR_OFFSETS): "key offsets are inconsistent with the key buffer",
-    int(lib.TOTPD_ERR_WINDOW): f"window must be at most {int(lib.TOTPD_MAX_WINDOW)}",
-    int(lib.TOTPD_ERR_KEY_INDEX): "a key index is outside the key table",
-    int(lib.TOTPD_ERR_COUNTER): "counter + window does not fit in a signed 64-bit integer",
-    int(lib.TOTPD_ERR_PATH): "CPU path unknown or not supported by this CPU",
-    int(lib.TOTPD_ERR_NULL): "a required buffer is missing",
-    int(lib.TOTPD_ERR_RANGE): "key range outside the key table",
-}
-
 
 class NativeError(Exception):
     """An error code from the C core (or input the core would reject).
 
-    ``code`` is the C error code (a negative ``TOTPD_ERR_*`` value).
+    ``code`` is the C error code (a negative ``TOTPD_ERR_*`` value); the message is the
+    core's own (``totpd_strerror``).
     """
 
     def __init__(self, code: int, detail: str | None = None) -> None:
         self.code = code
-        message = _ERRORS.get(code, f"native error {code}")
+        message = ffi.string(lib.totpd_strerror(code)).decode()
         super().__init__(f"{message}: {detail}" if detail else message)
 
 
@@ -186,29 +175,54 @@ class KeyTable:
     ``bytearray +=``, whose reallocation would free old copies of the keys unwiped.
     Do not change the buffers during a :func:`verify_batch` call (it releases the
     GIL): the C core stays memory-safe, but the answers would be meaningless.
+
+    The table owns its C view (:meth:`c_table`): built at the first call, kept until
+    :meth:`add` or :meth:`wipe` changes the table. Meanwhile the column arrays are
+    exported to cffi, so their values may change but not their length: grow the table
+    with :meth:`add`.
     """
 
-    __slots__ = ("_buf", "_used", "algorithms", "counters", "digits", "offsets")
+    __slots__ = ("_algorithms", "_buf", "_c", "_counters", "_digits", "_offsets", "_used")
 
     def __init__(self) -> None:
         self._empty()
 
     def _empty(self) -> None:
         # Fresh buffers rather than clear(): a live cffi view would block the resize.
+        self._c: tuple[Any, tuple[Any, ...]] | None = None
         self._buf = bytearray()
         self._used = 0
-        self.offsets = array("I", [0])
-        self.algorithms = array("B")
-        self.digits = array("B")
-        self.counters = array("Q")
+        self._offsets = array("I", [0])
+        self._algorithms = array("B")
+        self._digits = array("B")
+        self._counters = array("Q")
 
     @property
     def keys(self) -> memoryview:
         """The key bytes, all keys back to back (a view; the table owns the buffer)."""
         return memoryview(self._buf)[: self._used]
 
+    @property
+    def offsets(self) -> array[int]:
+        """Key ``i`` is ``keys[offsets[i]:offsets[i + 1]]`` (``len(self) + 1`` entries)."""
+        return self._offsets
+
+    @property
+    def algorithms(self) -> array[int]:
+        """Each key's ``TOTPD_ALG_*`` code."""
+        return self._algorithms
+
+    @property
+    def digits(self) -> array[int]:
+        return self._digits
+
+    @property
+    def counters(self) -> array[int]:
+        """Each key's current time step."""
+        return self._counters
+
     def __len__(self) -> int:
-        return len(self.algorithms)
+        return len(self._algorithms)
 
     def _reserve(self, size: int) -> None:
         """Room for ``size`` key bytes; a buffer left behind is wiped first."""
@@ -228,6 +242,7 @@ class KeyTable:
         alg = _alg_code(algorithm)
         _check_digits(digits)
         _check_counter(counter)
+        self._c = None  # releases the exports that would block the appends below
         data = memoryview(key)
         start = self._used
         end = start + data.nbytes
@@ -236,11 +251,11 @@ class KeyTable:
         self._reserve(end)
         self._buf[start:end] = data  # same length: written in place, never reallocated
         self._used = end
-        self.offsets.append(end)
-        self.algorithms.append(alg)
-        self.digits.append(digits)
-        self.counters.append(counter)
-        return len(self.algorithms) - 1
+        self._offsets.append(end)
+        self._algorithms.append(alg)
+        self._digits.append(digits)
+        self._counters.append(counter)
+        return len(self._algorithms) - 1
 
     @classmethod
     def of(
@@ -270,14 +285,41 @@ class KeyTable:
         if table._used > _U32_MAX:
             table.wipe()
             raise NativeError(int(lib.TOTPD_ERR_OFFSETS), "key buffer exceeds 4 GiB")
-        table.offsets = array("I", [0, *itertools.accumulate(map(len, keys))])
-        table.algorithms = codes
-        table.digits = array("B", digits)
-        table.counters = array("Q", counters)
+        table._offsets = array("I", [0, *itertools.accumulate(map(len, keys))])
+        table._algorithms = codes
+        table._digits = array("B", digits)
+        table._counters = array("Q", counters)
         return table
+
+    def c_table(self) -> tuple[Any, tuple[Any, ...]]:
+        """The table as the C core reads it: a ``totpd_key_table *`` and the cffi views
+        its pointers go through. A caller keeps the pair alive until its C call returns.
+
+        A change makes a new struct rather than rewriting this one: a call in another
+        thread (the GIL is released) may be reading it.
+        """
+        view = self._c
+        if view is None:
+            view = self._c = self._new_c_table()
+        return view
+
+    def _new_c_table(self) -> tuple[Any, tuple[Any, ...]]:
+        key_view = self.keys
+        views = (
+            ffi.from_buffer("uint8_t[]", key_view),
+            ffi.from_buffer("uint32_t[]", self._offsets),
+            ffi.from_buffer("uint8_t[]", self._algorithms),
+            ffi.from_buffer("uint8_t[]", self._digits),
+            ffi.from_buffer("uint64_t[]", self._counters),
+        )
+        columns = (self._algorithms, self._digits, self._counters)
+        n_keys = max(0, min(len(self._offsets) - 1, *map(len, columns)))
+        table = ffi.new("totpd_key_table *", (views[0], len(key_view), n_keys, *views[1:]))
+        return table, views
 
     def wipe(self) -> None:
         """Zero the key buffer and empty the table."""
+        self._c = None
         buf = self._buf
         if buf:
             lib.totpd_wipe(ffi.from_buffer(buf), len(buf))
@@ -361,99 +403,63 @@ def verify_batch(
         raise ValueError("key_indices and codes differ in length")
     _check_window(window)
     path_code = _path_code(path)
-    n_keys = len(keys.algorithms)
     n_pairs = len(idx)
     out = array("q", bytes(8 * n_pairs))
     if n_pairs == 0:
         return out
 
+    # c_view (the struct and the buffers it points into) lives until this returns.
+    c_view = keys.c_table()
+    table = c_view[0]
+    n_keys = int(table.n_keys)
     scratch = ffi.new("uint64_t[]", max(1, n_keys) * _PAD_SLOT_WORDS)
-    key_view = keys.keys
-    keys_len = len(key_view)
-    key_buf = ffi.from_buffer("uint8_t[]", key_view)
-    offsets = ffi.from_buffer("uint32_t[]", keys.offsets)
-    algs = ffi.from_buffer("uint8_t[]", keys.algorithms)
-    digs = ffi.from_buffer("uint8_t[]", keys.digits)
-    ctrs = ffi.from_buffer("uint64_t[]", keys.counters)
     idx_c = ffi.from_buffer("uint32_t[]", idx)
     cod_c = ffi.from_buffer("uint32_t[]", cod)
+    pairs = ffi.new("totpd_pairs *", (idx_c, cod_c, n_pairs))
     out_c = ffi.from_buffer("int64_t[]", out)
     n_threads = threads if threads is not None else _CPUS
 
     if n_threads <= 1 or n_pairs <= THREAD_SPLIT:
-        rc = lib.totpd_verify_batch(
-            key_buf,
-            keys_len,
-            offsets,
-            algs,
-            digs,
-            ctrs,
-            n_keys,
-            idx_c,
-            cod_c,
-            n_pairs,
-            window,
-            path_code,
-            scratch,
-            out_c,
-        )
-        _check(int(rc))
+        _check(int(lib.totpd_verify_batch(table, pairs, window, path_code, scratch, out_c)))
         return out
 
-    size = n_keys * _PAD_SLOT_WORDS * 8
+    _verify_split(table, pairs, n_threads, window, path_code, scratch, out_c)
+    return out
+
+
+def _verify_split(
+    table: Any, pairs: Any, n_threads: int, window: int, path_code: int, scratch: Any, out_c: Any
+) -> None:
+    """One batch across the pool: pad states by key range, then verdicts by pair range.
+    ``scratch`` is wiped once every worker is done, whatever raised."""
+    n_keys = int(table.n_keys)
     pending: list[Future[int]] = []
     try:
         pool = _pool()
 
         def prepare(bounds: tuple[int, int]) -> int:
-            return int(
-                lib.totpd_prepare_keys(
-                    key_buf,
-                    keys_len,
-                    offsets,
-                    algs,
-                    n_keys,
-                    bounds[0],
-                    bounds[1],
-                    path_code,
-                    scratch,
-                )
-            )
+            return int(lib.totpd_prepare_keys(table, bounds[0], bounds[1], path_code, scratch))
 
         def run(bounds: tuple[int, int]) -> int:
             lo, hi = bounds
             return int(
-                lib.totpd_verify_prepared(
-                    scratch,
-                    algs,
-                    digs,
-                    ctrs,
-                    n_keys,
-                    idx_c + lo,
-                    cod_c + lo,
-                    hi - lo,
-                    window,
-                    path_code,
-                    out_c + lo,
-                )
+                lib.totpd_verify_prepared(table, pairs, lo, hi, window, path_code, scratch, out_c)
             )
 
-        key_parts = _split(n_keys, n_threads) if n_keys else []
-        for part in key_parts:
+        for part in _split(n_keys, n_threads) if n_keys else []:
             pending.append(pool.submit(prepare, part))
         _check_all(pending)
         pending = []
-        for part in _split(n_pairs, n_threads):
+        for part in _split(int(pairs.n_pairs), n_threads):
             pending.append(pool.submit(run, part))
         _check_all(pending)
     finally:
-        # Whatever raised, no worker may still be writing pad states into scratch
-        # when it is wiped (and freed).
+        # No worker may still be writing pad states into scratch when it is wiped
+        # (and freed).
         for future in pending:
             future.cancel()
         wait(pending)
-        lib.totpd_wipe(scratch, size)
-    return out
+        lib.totpd_wipe(scratch, n_keys * _PAD_SLOT_WORDS * 8)
 
 
 def _owned_key(key: bytes | bytearray | memoryview) -> tuple[bytearray, Any]:
@@ -512,32 +518,15 @@ def verify(
 ) -> int | None:
     """The matched step in ``[counter - window, counter + window]``, or None.
 
-    One pair straight to the C batch call over small cffi buffers (no
-    :class:`KeyTable`), so a single check stays a few microseconds.
+    A one-key :class:`KeyTable` through :func:`verify_batch`; the table's copy of the
+    key is wiped before returning.
     """
-    alg = _alg_code(algorithm)
-    _check_digits(digits)
-    _check_counter(counter)
-    _check_window(window)
-    path_code = _path_code(path)
-    buf, cbuf = _owned_key(key)
-    n = len(buf)
+    table = KeyTable()
     try:
-        if n > _U32_MAX:
-            raise NativeError(int(lib.TOTPD_ERR_OFFSETS), "key buffer exceeds 4 GiB")
-        # u32: offsets[0..1], key index, code; u64: counter, then the pad slot.
-        u32 = ffi.new("uint32_t[4]", [0, n, 0, code if 0 <= code <= _U32_MAX else _NO_CODE])
-        u8 = ffi.new("uint8_t[2]", [alg, digits])
-        u64 = ffi.new("uint64_t[]", 1 + _PAD_SLOT_WORDS)
-        u64[0] = counter
-        out = ffi.new("int64_t[1]")
-        rc = lib.totpd_verify_batch(
-            cbuf, n, u32, u8, u8 + 1, u64, 1, u32 + 2, u32 + 3, 1, window, path_code, u64 + 1, out
-        )
-        _check(int(rc))
+        table.add(key, algorithm, digits, counter)
+        step = verify_batch(table, [0], [code], window, threads=1, path=path)[0]
     finally:
-        lib.totpd_wipe(cbuf, n)
-    step = int(out[0])
+        table.wipe()
     return None if step < 0 else step
 
 

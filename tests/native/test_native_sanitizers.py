@@ -1,6 +1,6 @@
 """Build the C core with sanitizers into standalone test programs and run them.
 
-* ``native/tests/test_core.c`` under ASan+UBSan with gcc, and with clang where it
+* ``native/tests/test_core*.c`` under ASan+UBSan with gcc, and with clang where it
   is installed: clang's UBSan also reports what gcc's misses (``NULL + 0``
   pointer arithmetic). ``tests/ensure-test-packages.sh`` installs clang in CI.
 * ``native/tests/test_residue.c`` with the production flags (``-O3``, no
@@ -23,7 +23,20 @@ import pytest
 pytestmark = pytest.mark.slow
 
 NATIVE = Path(__file__).resolve().parents[2] / "native"
-CORE = ["totpd_core.c", "sha_portable.c", "sha_shani.c", "sha1_avx2.c", "sha_avx512.c"]
+CORE = [
+    "batch.c",
+    "dispatch.c",
+    "errors.c",
+    "hmac.c",
+    "hmac_x8.c",
+    "lanes.c",
+    "sha_portable.c",
+    "sha_shani.c",
+    "sha1_avx2.c",
+    "sha1_avx512.c",
+    "sha512_avx512.c",
+]
+TEST_CORE = ["tests/test_core.c", "tests/test_core_split.c", "tests/test_core_race.c"]
 WARN = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-DTOTPD_SIMD=1"]
 SANITIZE = {
     "gcc": ["-fsanitize=address,undefined"],
@@ -63,8 +76,10 @@ def _compilers() -> list[Any]:
     ]
 
 
-def _build(cc: str, flags: list[str], program: str, exe: Path) -> subprocess.CompletedProcess[str]:
-    sources = [str(NATIVE / s) for s in [*CORE, program]]
+def _build(
+    cc: str, flags: list[str], program: list[str], exe: Path
+) -> subprocess.CompletedProcess[str]:
+    sources = [str(NATIVE / s) for s in [*CORE, *program]]
     return subprocess.run(
         [cc, *WARN, *flags, f"-I{NATIVE}", *sources, "-o", str(exe)],
         capture_output=True,
@@ -99,7 +114,7 @@ def test_core_under_asan_ubsan(compiler: tuple[str, str], tmp_path: Path) -> Non
         )
         if check.returncode != 0:
             pytest.skip(f"{cc} has no sanitizer runtime (libclang-rt-dev): {check.stderr[-300:]}")
-    build = _build(cc, flags, "tests/test_core.c", exe)
+    build = _build(cc, flags, TEST_CORE, exe)
     assert build.returncode == 0, build.stderr
     env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
     output = _run_passing(exe, env, timeout=300)
@@ -110,7 +125,7 @@ def test_core_under_asan_ubsan(compiler: tuple[str, str], tmp_path: Path) -> Non
 def test_no_pad_state_left_on_the_stack(tmp_path: Path) -> None:
     exe = tmp_path / "test_residue"
     # The flags native/build_native.py compiles the module with.
-    build = _build("gcc", ["-O3", "-fno-strict-aliasing"], "tests/test_residue.c", exe)
+    build = _build("gcc", ["-O3", "-fno-strict-aliasing"], ["tests/test_residue.c"], exe)
     assert build.returncode == 0, build.stderr
     # Lazy symbol binding saves the vector registers on the stack, below the
     # frames the core scrubs: register contents are not what this test checks.
