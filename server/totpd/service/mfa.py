@@ -120,19 +120,23 @@ class MfaService:
             qr_svg=svg,
         )
 
-    def confirm(self, account_id: str, factor_id: str, code: str) -> tuple[VerifyOutcome, Factor]:
+    def confirm(
+        self, account_id: str, factor_id: str, code: str, caller: str | None = None
+    ) -> tuple[VerifyOutcome, Factor]:
+        """`caller` (on every code check): who asks, for the per-caller rate of
+        failures (caller_limits.py); None for a call from inside totpd."""
         request = CodeCheck(
             account_id=validation.account_id(account_id),
             code=code,
             factor_id=validation.factor_id(factor_id),
         )
-        outcome = self._checker.check(request, state=FactorState.PENDING.value)
+        outcome = self._checker.check(request, state=FactorState.PENDING.value, caller=caller)
         return outcome, self.get_factor(account_id, factor_id)
 
     # -- verification ------------------------------------------------------
 
-    def verify(self, item: VerifyItem) -> VerifyOutcome:
-        return self._checker.check(_code_check(item), state=FactorState.ACTIVE.value)
+    def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
+        return self._checker.check(_code_check(item), state=FactorState.ACTIVE.value, caller=caller)
 
     def check_batch_size(self, count: int) -> None:
         """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
@@ -143,8 +147,13 @@ class MfaService:
                 field="items",
             )
 
-    def verify_batch(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome | TotpdError]:
-        """Each item with exactly the semantics of `verify`; item errors stay per item."""
+    def verify_batch(
+        self, items: Sequence[VerifyItem], caller: str | None = None
+    ) -> list[VerifyOutcome | TotpdError]:
+        """Each item with exactly the semantics of `verify`; item errors stay per item.
+
+        RATE_LIMITED fails the whole batch, before any item is checked.
+        """
         self.check_batch_size(len(items))
         results: list[VerifyOutcome | TotpdError | None] = [None] * len(items)
         checks: list[CodeCheck] = []
@@ -155,7 +164,7 @@ class MfaService:
                 positions.append(position)
             except TotpdError as error:
                 results[position] = error
-        verdicts = self._checker.check_many(checks, state=FactorState.ACTIVE.value)
+        verdicts = self._checker.check_many(checks, state=FactorState.ACTIVE.value, caller=caller)
         for position, verdict in zip(positions, verdicts, strict=True):
             results[position] = verdict
         return [result for result in results if result is not None]
@@ -163,7 +172,12 @@ class MfaService:
     # -- disable -----------------------------------------------------------
 
     def disable(
-        self, account_id: str, factor_id: str | None, code: str | None, force: bool
+        self,
+        account_id: str,
+        factor_id: str | None,
+        code: str | None,
+        force: bool,
+        caller: str | None = None,
     ) -> tuple[VerifyOutcome, list[Factor]]:
         account_id = validation.account_id(account_id)
         factor_id = validation.optional_factor_id(factor_id)
@@ -195,7 +209,7 @@ class MfaService:
             # activated: if the disable below fails, the enrollment the caller
             # is cancelling must not be left active.
             outcome = self._checker.check(
-                CodeCheck(account_id, code, factor_id), state=state, activate=False
+                CodeCheck(account_id, code, factor_id), state=state, activate=False, caller=caller
             )
             if outcome.result is not VerifyResult.VALID:
                 return outcome, []

@@ -1,6 +1,7 @@
 """Persistence: SQLAlchemy models, migrations, the factor repository and verification rounds."""
 
 from totpd.store.attempts import (
+    AccountWrite,
     AttemptRequest,
     Attempts,
     CandidateFactor,
@@ -12,6 +13,7 @@ from totpd.store.database import migrate, open_engine
 from totpd.store.repository import FactorStore, LabelTaken
 
 __all__ = [
+    "AccountWrite",
     "AttemptRequest",
     "Attempts",
     "CandidateFactor",
