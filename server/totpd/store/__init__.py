@@ -10,9 +10,10 @@ from totpd.store.attempts import (
     RoundAborted,
 )
 from totpd.store.database import migrate, open_engine
-from totpd.store.repository import FactorStore, LabelTaken
+from totpd.store.repository import AccountUnlock, FactorStore, LabelTaken
 
 __all__ = [
+    "AccountUnlock",
     "AccountWrite",
     "AttemptRequest",
     "Attempts",
