@@ -74,3 +74,27 @@ def test_a_caller_past_its_failure_rate_is_refused_with_a_retry_delay(
         pb.VerifyRequest(account_id="alice", code=wrong_code(code())), timeout=10
     ).outcome
     assert wrong.attempts_left == before + 2  # the success reset the factor's count
+
+
+class _Peer:
+    def __init__(self, peer: str) -> None:
+        self._peer = peer
+
+    def peer(self) -> str:
+        return self._peer
+
+
+@pytest.mark.parametrize(
+    ("peer", "caller"),
+    [
+        ("ipv4:10.0.0.7:53012", "10.0.0.7"),
+        ("ipv6:[::1]:4711", "::1"),
+        ("ipv6:%5B2001:db8::5%5D:4711", "2001:db8::5"),
+        ("unix:/run/totpd.sock", "unix:/run/totpd.sock"),
+        ("", ""),
+    ],
+)
+def test_the_caller_is_the_peer_host_without_its_port(peer: str, caller: str) -> None:
+    from totpd.rpc.servicer import caller_of
+
+    assert caller_of(_Peer(peer)) == caller  # type: ignore[arg-type]
