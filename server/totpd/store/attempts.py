@@ -227,13 +227,13 @@ class LockedRound:
     ) -> list[CandidateFactor]:
         """Lock and read the candidate factors (blocked or not: the caller decides).
 
-        On PostgreSQL the accounts' rows are locked first (created if missing,
-        in account order), then the factors: every writer takes accounts
-        before factors, so they cannot deadlock on each other.
+        On PostgreSQL the accounts' rows are locked first, in account order,
+        then the factors: every writer takes accounts before factors, so they
+        cannot deadlock on each other.
         """
         if self._connection.dialect.name == "postgresql":
-            accounts = sorted({request.account_id for request in requests})
-            self._connection.run(_lock_accounts(), {"p_accounts": json.dumps(accounts)})
+            accounts = json.dumps(sorted({request.account_id for request in requests}))
+            self._connection.run(_lock_accounts(), {"p_accounts": accounts})
         return _read(self._connection, requests, state, now, lock=True)
 
     def write(
@@ -249,8 +249,9 @@ class LockedRound:
 
         Under the lock every write applies; the conditions stay as a second
         line, and a consumed step whose factor is missing was not won. An
-        account write that does not apply aborts the round (`RoundAborted`):
-        its failures must not go uncounted.
+        account write that does not apply (a missing row, which the read could
+        not lock, inserted meanwhile) aborts the round (`RoundAborted`) to be
+        decided again: its failures must not go uncounted.
         """
         dialect = self._connection.dialect.name
         for statement, values, expected in _account_statements(dialect, accounts):
@@ -744,16 +745,20 @@ def _account_insert_many(dialect: str) -> Insert:
 
 
 @functools.cache
-def _lock_accounts() -> Insert:
-    """PostgreSQL: lock the rows of a round's accounts (a JSON array, sorted),
-    inserting the missing ones, so that a locked round holds them to its commit."""
+def _lock_accounts() -> Select[Any]:
+    """PostgreSQL: lock the existing rows of a round's accounts (a JSON array),
+    in account order, so that a locked round holds them to its commit.
+
+    A missing row cannot be locked; the round inserts it only if it is still
+    missing (`AccountWrite`), and aborts to be decided again if not.
+    """
     accounts = bindparam("p_accounts", type_=String)
-    ids = func.jsonb_array_elements_text(cast(accounts, JSONB)).table_valued("value")
-    zero: ColumnElement[int] = literal_column("0", BigInteger)
-    rows = select(ids.c.value, zero, zero).order_by(ids.c.value)
-    statement = postgresql.insert(_ACCOUNTS).from_select(list(_ACCOUNT_COLUMNS[:3]), rows)
-    locking: Insert = statement.on_conflict_do_update(
-        index_elements=[_ACCOUNTS.c.account_id],
-        set_={"consecutive_failures": _ACCOUNTS.c.consecutive_failures},
-    ).returning(_ACCOUNTS.c.account_id)
-    return locking
+    ids = select(
+        func.jsonb_array_elements_text(cast(accounts, JSONB)).table_valued("value").c.value
+    )
+    return (
+        select(_ACCOUNTS.c.account_id)
+        .where(_ACCOUNTS.c.account_id.in_(ids))
+        .order_by(_ACCOUNTS.c.account_id)
+        .with_for_update()
+    )
