@@ -175,3 +175,13 @@ def test_a_batch_needs_room_for_every_item_or_is_refused_whole(
     fresh = [VerifyItem(f"{account_id}-{i}", code_at(p, clock.now)) for i, p in enumerate(phones)]
     outcomes = service.verify_batch(fresh, "bulk")
     assert all(isinstance(o, VerifyOutcome) and o.result is VerifyResult.VALID for o in outcomes)
+
+
+def test_room_held_by_calls_in_flight_is_retried_within_a_second(clock: Clock) -> None:
+    limits = CallerLimits(1, 10, clock)
+    batch = limits.reserve("bulk", 10)
+    # A second batch while the first runs: the room comes back when it ends, not by refill.
+    assert refused(lambda: limits.reserve("bulk", 10)).retry_after_seconds == 1.0
+    limits.settle(batch, failures=0)
+    limits.settle(limits.reserve("bulk", 10), failures=3)
+    assert refused(lambda: limits.reserve("bulk", 10)).retry_after_seconds == pytest.approx(3.0)

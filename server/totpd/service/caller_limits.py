@@ -9,7 +9,10 @@ tokens refilled at `per_second`.
 A call first reserves one token for every item it holds (each may fail), or
 is refused whole with RATE_LIMITED and a retry delay before anything is
 compared or counted; once its verdicts are in, the tokens of the items that
-did not fail are given back. The buckets live in this process's memory: N
+did not fail are given back. So concurrent calls of one caller share its
+room: a caller that runs several batches at once needs a burst of that many
+batches (a refused call is told to retry within a second when its own calls
+in flight hold the room). The buckets live in this process's memory: N
 server processes allow N times the rate. The caller is an opaque string
 (today the peer's address).
 """
@@ -27,17 +30,22 @@ from totpd.service.errors import ErrorReason, TotpdError
 _PRUNE_ABOVE = 10_000
 
 
+# The retry delay when the missing room is held by the caller's calls in flight.
+_HELD_RETRY_SECONDS = 1.0
+
+
 class Reservation(NamedTuple):
     caller: str
     tokens: int
 
 
 class _Bucket:
-    __slots__ = ("tokens", "updated")
+    __slots__ = ("held", "tokens", "updated")
 
     def __init__(self, tokens: float, updated: float) -> None:
         self.tokens = tokens
         self.updated = updated
+        self.held = 0  # reserved by the caller's calls in flight
 
 
 class CallerLimits:
@@ -68,7 +76,12 @@ class CallerLimits:
             else:
                 self._refill(bucket, now)
             if bucket.tokens < tokens:
-                wait = (tokens - bucket.tokens) / self._rate
+                missing = tokens - bucket.tokens
+                wait = missing / self._rate
+                if bucket.held >= missing:
+                    # The caller's own calls in flight hold the room, and give
+                    # back what did not fail as soon as they finish.
+                    wait = min(wait, _HELD_RETRY_SECONDS)
                 raise TotpdError(
                     ErrorReason.RATE_LIMITED,
                     "too many failed verifications from this caller across accounts; "
@@ -76,6 +89,7 @@ class CallerLimits:
                     retry_after_seconds=wait,
                 )
             bucket.tokens -= tokens
+            bucket.held += tokens
         return Reservation(caller, tokens)
 
     def settle(self, reservation: Reservation | None, failures: int) -> None:
@@ -83,11 +97,10 @@ class CallerLimits:
         if reservation is None:
             return
         unused = reservation.tokens - min(failures, reservation.tokens)
-        if not unused:
-            return
         with self._lock:
             bucket = self._buckets.get(reservation.caller)
             if bucket is not None:
+                bucket.held -= reservation.tokens
                 bucket.tokens = min(self._burst, bucket.tokens + unused)
 
     def _refill(self, bucket: _Bucket, now: float) -> None:
@@ -99,7 +112,7 @@ class CallerLimits:
     def _prune(self, now: float) -> None:
         for caller, bucket in list(self._buckets.items()):
             self._refill(bucket, now)
-            if bucket.tokens >= self._burst:
+            if bucket.tokens >= self._burst and not bucket.held:
                 del self._buckets[caller]
         # Pruning again only after the map doubles keeps it O(1) per new caller.
         self._prune_at = max(_PRUNE_ABOVE, 2 * len(self._buckets))
