@@ -305,10 +305,10 @@ class CodeChecker:
 
         Returns the items already answered (every factor blocked, the account
         locked or its budget short, or a secret that cannot be opened), the
-        compared items with their factors in pair
-        order, the matched step of each pair (-1: none) and its counter. Plain
-        loops over flat lists, the one-factor account kept cheap: this runs
-        once per item of a 10,000-item batch, where every object and call shows.
+        compared items with their factors in pair order, the matched step of
+        each pair (-1: none) and its counter. Plain loops over flat lists, the
+        one-factor account kept cheap: this runs once per item of a
+        10,000-item batch, where every object and call shows.
         """
         answered: list[tuple[_Item, CheckResult]] = []
         compared: list[tuple[_Item, list[CandidateFactor]]] = []

@@ -1,5 +1,9 @@
 """Verification rounds in the database: read the candidate factors, write the outcome.
 
+Each factor is read with its account's row (`accounts`: failure budget,
+consecutive failures, lock), and a round writes the accounts it counted on
+with its factors, under the same condition: all as read, or nothing.
+
 Several server processes share the database and keep no state in memory, so
 every round is decided from a read and stored with one conditional write:
 
