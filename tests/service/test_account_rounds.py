@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from tests.conftest import Clock
 from tests.service.test_account_limits import enroll_many, store_of, wrong_for_all
@@ -18,6 +19,7 @@ from totpd.service import failure_budget
 from totpd.service.mfa import MfaService
 from totpd.service.types import VerifyItem, VerifyResult
 from totpd.store import LockedRound
+from totpd.store import attempts as attempts_module
 
 
 def account_state(service: MfaService, account_id: str) -> tuple[int, int] | None:
@@ -111,3 +113,29 @@ def test_a_locked_round_that_finds_its_account_inserted_is_decided_again(
 def _never(*args: object, **kwargs: object) -> bool:
     """An optimistic write that always finds a change: every round is locked."""
     return False
+
+
+def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (phone,) = enroll_many(service, clock, account_id, 1)
+    wrong = wrong_for_all([phone], clock.now)
+    real_run = attempts_module.run_compiled
+    faults = [OperationalError("UPDATE factors", None, Exception("server closed the connection"))]
+
+    def run(dialect: Any, connection: Any, statement: Any, values: Any) -> Any:
+        if statement.sql.startswith("UPDATE factors") and faults:
+            raise faults.pop()
+        return real_run(dialect, connection, statement, values)
+
+    monkeypatch.setattr(attempts_module, "run_compiled", run)
+    with pytest.raises(OperationalError):
+        service.verify(VerifyItem(account_id, wrong))
+    assert not faults
+    # The account's row (written first) went with the failed transaction.
+    assert account_state(service, account_id) is None
+    row = store_of(service).get(phone.factor.factor_id)
+    assert row is not None and row.failed_attempts == 0
+    outcome = service.verify(VerifyItem(account_id, wrong))
+    assert outcome.result is VerifyResult.INVALID
+    assert account_state(service, account_id) is not None
