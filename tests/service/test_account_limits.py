@@ -332,3 +332,19 @@ def test_parallel_failures_never_exceed_the_budget(
     assert state.budget_tat == int(clock.now) + failure_budget.cost_seconds(
         policy, allowed * factors
     )
+
+
+@pytest.mark.parametrize("policy", [Policy(backoff_base_seconds=0, max_consecutive_failures=3)])
+def test_re_enrolling_does_not_lift_the_account_lock(
+    service: MfaService, clock: Clock, account_id: str
+) -> None:
+    (phone,) = enroll_many(service, clock, account_id, 1)
+    for _ in range(3):
+        service.verify(VerifyItem(account_id, wrong_for_all([phone], clock.now)))
+    service.disable(account_id, None, None, True)
+    (new_phone,) = enroll_many(service, clock, account_id, 1)  # confirmed: pending is not guarded
+    locked = service.verify(VerifyItem(account_id, code_at(new_phone, clock.now)))
+    assert locked.result is VerifyResult.LOCKED and locked.unlock_required
+    store_of(service).unlock_account(account_id)
+    valid = service.verify(VerifyItem(account_id, code_at(new_phone, clock.now)))
+    assert valid.result is VerifyResult.VALID
