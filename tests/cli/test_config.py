@@ -145,7 +145,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
             "max_batch_items (10000) must not exceed max_items_in_flight (5000)",
         ),
         (
-            {"TOTPD_MAX_BATCH_ITEMS": "30000"},
+            {"TOTPD_MAX_BATCH_ITEMS": "30000", "TOTPD_CALLER_FAILURE_BURST": "30000"},
             "max_batch_items (30000) must not exceed max_items_in_flight (25000)",
         ),
     ],

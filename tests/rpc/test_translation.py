@@ -63,6 +63,8 @@ class RecordingService:
     error: BaseException | None = None
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     batch_results: list[VerifyOutcome | TotpdError] = field(default_factory=list)
+    # The caller identity each code check was given (kept apart from `calls`).
+    callers: list[str | None] = field(default_factory=list)
 
     def _record(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))
@@ -74,19 +76,29 @@ class RecordingService:
         return Enrollment(FACTOR, "otpauth://totp/x", "SECRET", b"\x89PNG", "<svg/>")
 
     def confirm(
-        self, account_id: str, factor_id: str, code: str, request_id: str | None = None
+        self,
+        account_id: str,
+        factor_id: str,
+        code: str,
+        request_id: str | None = None,
+        caller: str | None = None,
     ) -> tuple[VerifyOutcome, Factor]:
+        self.callers.append(caller)
         self._record("confirm", account_id, factor_id, code, *_given(request_id))
         return VerifyOutcome(VerifyResult.VALID, FACTOR.factor_id, -1, 10, 0), FACTOR
 
-    def verify(self, item: VerifyItem) -> VerifyOutcome:
+    def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
+        self.callers.append(caller)
         self._record("verify", item)
         return VerifyOutcome(VerifyResult.LOCKED, FACTOR.factor_id, 0, 0, 900)
 
     def check_batch_size(self, count: int) -> None:
         pass  # the fake's verify_batch raises `error` instead
 
-    def verify_batch(self, items: list[VerifyItem]) -> list[VerifyOutcome | TotpdError]:
+    def verify_batch(
+        self, items: list[VerifyItem], caller: str | None = None
+    ) -> list[VerifyOutcome | TotpdError]:
+        self.callers.append(caller)
         self._record("verify_batch", items)
         return self.batch_results
 
@@ -97,7 +109,9 @@ class RecordingService:
         code: str | None,
         force: bool,
         request_id: str | None = None,
+        caller: str | None = None,
     ) -> tuple[VerifyOutcome, list[Factor]]:
+        self.callers.append(caller)
         self._record("disable", account_id, factor_id, code, force, *_given(request_id))
         return VerifyOutcome(VerifyResult.VALID), [FACTOR]
 
@@ -202,6 +216,8 @@ def test_verify_empty_factor_id_means_every_factor(
 ) -> None:
     response = server.stub.Verify(pb.VerifyRequest(account_id="alice", code="123456"), timeout=5)
     assert fake.calls == [("verify", (VerifyItem("alice", "123456", None),))]
+    # The caller is the peer's host, without its port.
+    assert fake.callers == ["127.0.0.1"]
     assert response.outcome.result == factor_pb2.VERIFY_RESULT_LOCKED
     assert response.outcome.retry_after_seconds == 900
 

@@ -5,8 +5,10 @@
                 [--ready-file PATH] [--<any setting> VALUE ...]
     totpd keygen --out PATH
     totpd migrate [--config PATH] [--database-url URL] [--data-dir DIR] [--key-file PATH]
+    totpd unlock --account ID [--config PATH] [--database-url URL] [--data-dir DIR]
 
-Exit codes: 0 success, 2 configuration or startup error.
+Exit codes: 0 success (for unlock also "nothing to unlock"), 2 configuration
+or startup error, or an account id totpd knows nothing about.
 """
 
 from __future__ import annotations
@@ -14,14 +16,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from totpd import __version__, crypto
 from totpd.config import KEYS, ConfigError, Settings, env_name, load_settings
 from totpd.logs import configure_logging, flush_logs
 from totpd.rpc.tls import load_tls
+from totpd.service.policy import Policy
+
+if TYPE_CHECKING:
+    from totpd.store import AccountUnlock
 
 _log = logging.getLogger("totpd")
 
@@ -85,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     _add_setting_flags(migrate, _DATABASE_KEYS)
+
+    unlock = commands.add_parser(
+        "unlock",
+        help="unlock an account: lift its lock after too many consecutive failures, "
+        "refill its failure budget, clear its factors' failures",
+    )
+    unlock.add_argument("--account", required=True, metavar="ID", help="the account id")
+    _add_setting_flags(unlock, _DATABASE_KEYS)
     return parser
 
 
@@ -185,7 +201,57 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"serve": _serve, "keygen": _keygen, "migrate": _migrate}
+def _unlock(args: argparse.Namespace) -> int:
+    settings = _settings(args, _DATABASE_KEYS)
+    configure_logging(settings.log_level, settings.log_format)
+    from totpd.service import validation
+    from totpd.service.errors import TotpdError
+    from totpd.store import FactorStore, open_engine
+
+    try:
+        account_id = validation.account_id(args.account)
+    except TotpdError as error:
+        raise StartupError(f"--account: {error.message}") from None
+    with _database_errors():
+        engine = open_engine(settings.prepared_database_url())
+        try:
+            found = FactorStore(engine).unlock_account(account_id)
+        finally:
+            engine.dispose()
+    if not found.known:
+        raise StartupError(
+            f"account {account_id!r} has no factors and no attempt state: "
+            "nothing to unlock (check the account id)"
+        )
+    done = _unlock_report(found, settings.policy)
+    if not done:
+        print(f"account {account_id}: nothing to unlock (not locked, no failures counted)")
+        return 0
+    _log.info("account unlocked by an operator", extra={"account_id": account_id})
+    print(f"account {account_id} unlocked: " + "; ".join(done))
+    return 0
+
+
+def _unlock_report(found: AccountUnlock, policy: Policy) -> list[str]:
+    """What the unlock cleared, one phrase per item."""
+    from totpd.service import failure_budget
+
+    done: list[str] = []
+    if found.locked_at is not None:
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(found.locked_at))
+        done.append(f"lock after too many consecutive failures lifted (locked since {since})")
+    if found.consecutive_failures:
+        done.append(f"{found.consecutive_failures} consecutive failures cleared")
+    now = int(time.time())
+    if found.budget_tat > now:
+        left = failure_budget.pairs_left(policy, found.budget_tat, now)
+        done.append(f"failure budget refilled ({left} of {policy.failure_budget} were left)")
+    if found.factors_unblocked:
+        done.append(f"failures and timed locks of {found.factors_unblocked} factor(s) cleared")
+    return done
+
+
+_COMMANDS = {"serve": _serve, "keygen": _keygen, "migrate": _migrate, "unlock": _unlock}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

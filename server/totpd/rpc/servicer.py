@@ -7,6 +7,8 @@ no error handling: the service raises `TotpdError`, and the interceptor in
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import grpc
 
 from totpd.rpc import convert
@@ -42,6 +44,7 @@ class TotpServicer:
             request.factor_id,
             request.code,
             request_id=convert.request_id(request),
+            caller=caller_of(context),
         )
         return pb.ConfirmEnrollmentResponse(
             outcome=convert.outcome_to_proto(outcome),
@@ -49,7 +52,7 @@ class TotpServicer:
         )
 
     def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
-        outcome = self._service.verify(convert.verify_item(request))
+        outcome = self._service.verify(convert.verify_item(request), caller_of(context))
         return pb.VerifyResponse(outcome=convert.outcome_to_proto(outcome))
 
     def BatchVerify(
@@ -58,7 +61,9 @@ class TotpServicer:
         # The batch size first (BATCH_TOO_LARGE fails the whole call), before
         # the items are even converted; then every item gets its own verdict or error.
         self._service.check_batch_size(len(request.items))
-        results = self._service.verify_batch(convert.verify_items(request.items))
+        results = self._service.verify_batch(
+            convert.verify_items(request.items), caller_of(context)
+        )
         response = pb.BatchVerifyResponse()
         add_result = response.results.add
         fill_outcome = convert.fill_outcome
@@ -78,6 +83,7 @@ class TotpServicer:
             convert.optional_str(request.code),
             request.force,
             request_id=convert.request_id(request),
+            caller=caller_of(context),
         )
         return pb.DisableResponse(
             outcome=convert.outcome_to_proto(outcome),
@@ -95,3 +101,19 @@ class TotpServicer:
     ) -> pb.ListFactorsResponse:
         factors = self._service.list_factors(request.account_id, request.include_inactive)
         return pb.ListFactorsResponse(factors=[convert.factor_to_proto(f) for f in factors])
+
+
+def caller_of(context: grpc.ServicerContext) -> str:
+    """Who is calling, for the per-caller failure rate: the peer's host without
+    its port ("ipv4:10.0.0.7:53012" -> "10.0.0.7", "ipv6:[::1]:4711" -> "::1"),
+    or the whole peer string for other transports. Callers behind one proxy or
+    NAT share it.
+    """
+    peer: str = unquote(context.peer() or "")
+    kind, _, address = peer.partition(":")
+    if kind == "ipv4":
+        return address.rpartition(":")[0] or address
+    if kind == "ipv6":
+        host = address.rpartition(":")[0] or address
+        return host.removeprefix("[").removesuffix("]")
+    return peer

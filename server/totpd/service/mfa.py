@@ -148,8 +148,15 @@ class MfaService:
         return _enrollment(row, secret)
 
     def confirm(
-        self, account_id: str, factor_id: str, code: str, request_id: str | None = None
+        self,
+        account_id: str,
+        factor_id: str,
+        code: str,
+        request_id: str | None = None,
+        caller: str | None = None,
     ) -> tuple[VerifyOutcome, Factor]:
+        """`caller` (on every code check): who asks, for the per-caller rate of
+        failures (caller_limits.py); None for a call from inside totpd."""
         request_id = idempotency.request_id(request_id)
         request = CodeCheck(
             account_id=validation.account_id(account_id),
@@ -161,14 +168,14 @@ class MfaService:
         if call.replay is not None:
             return idempotency.outcome_of(call.replay), self.get_factor(account_id, factor_id)
         with call:
-            outcome = self._checker.check(request, state=FactorState.PENDING.value)
+            outcome = self._checker.check(request, state=FactorState.PENDING.value, caller=caller)
             call.complete(idempotency.outcome_result(outcome))
         return outcome, self.get_factor(account_id, factor_id)
 
     # -- verification ------------------------------------------------------
 
-    def verify(self, item: VerifyItem) -> VerifyOutcome:
-        return self._checker.check(_code_check(item), state=FactorState.ACTIVE.value)
+    def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
+        return self._checker.check(_code_check(item), state=FactorState.ACTIVE.value, caller=caller)
 
     def check_batch_size(self, count: int) -> None:
         """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
@@ -179,8 +186,13 @@ class MfaService:
                 field="items",
             )
 
-    def verify_batch(self, items: Sequence[VerifyItem]) -> list[VerifyOutcome | TotpdError]:
-        """Each item with exactly the semantics of `verify`; item errors stay per item."""
+    def verify_batch(
+        self, items: Sequence[VerifyItem], caller: str | None = None
+    ) -> list[VerifyOutcome | TotpdError]:
+        """Each item with exactly the semantics of `verify`; item errors stay per item.
+
+        RATE_LIMITED fails the whole batch, before any item is checked.
+        """
         self.check_batch_size(len(items))
         results: list[VerifyOutcome | TotpdError | None] = [None] * len(items)
         checks: list[CodeCheck] = []
@@ -191,7 +203,7 @@ class MfaService:
                 positions.append(position)
             except TotpdError as error:
                 results[position] = error
-        verdicts = self._checker.check_many(checks, state=FactorState.ACTIVE.value)
+        verdicts = self._checker.check_many(checks, state=FactorState.ACTIVE.value, caller=caller)
         for position, verdict in zip(positions, verdicts, strict=True):
             results[position] = verdict
         return [result for result in results if result is not None]
@@ -205,6 +217,7 @@ class MfaService:
         code: str | None,
         force: bool,
         request_id: str | None = None,
+        caller: str | None = None,
     ) -> tuple[VerifyOutcome, list[Factor]]:
         request_id = idempotency.request_id(request_id)
         account_id = validation.account_id(account_id)
@@ -229,7 +242,7 @@ class MfaService:
         if call.replay is not None:
             return self._disabled_again(account_id, call.replay)
         with call:
-            return self._disable(account_id, factor_id, code, force, call)
+            return self._disable(account_id, factor_id, code, force, call, caller)
 
     def _disable(
         self,
@@ -238,6 +251,7 @@ class MfaService:
         code: str | None,
         force: bool,
         call: idempotency.Call,
+        caller: str | None,
     ) -> tuple[VerifyOutcome, list[Factor]]:
         targets = self._disable_targets(account_id, factor_id)
         if force:
@@ -252,7 +266,7 @@ class MfaService:
             # activated: if the disable below fails, the enrollment the caller
             # is cancelling must not be left active.
             outcome = self._checker.check(
-                CodeCheck(account_id, code, factor_id), state=state, activate=False
+                CodeCheck(account_id, code, factor_id), state=state, activate=False, caller=caller
             )
             if outcome.result is not VerifyResult.VALID:
                 call.complete(idempotency.outcome_result(outcome))

@@ -31,6 +31,26 @@ class Policy:
     # result is replayed this long (AIP-155).
     ended_factor_retention_days: int = 30
     request_id_retention_seconds: int = 86400
+    # The account's rolling budget of compared failures, counted per (code,
+    # factor) pair compared: an account-wide guess against 5 factors spends 5.
+    # It holds `failure_budget` pairs and refills one every
+    # failure_budget_window_seconds / failure_budget seconds, so in any span
+    # of L seconds at most failure_budget * (1 + L / window) pairs are
+    # compared: 355 a year at the defaults, a success chance of 1.07e-3 at 6
+    # digits and window 1 (3 codes in 10^6 accepted per pair).
+    failure_budget: int = 27
+    failure_budget_window_seconds: int = 30 * 86400
+    # Consecutive failed verifications of an account, across its factors and
+    # timed locks, after which it stays locked until an operator unlocks it
+    # (NIST SP 800-63B section 5.2.2: at most 100). Only a success resets it.
+    max_consecutive_failures: int = 100
+    # Failed verifications per second one caller may cause across all
+    # accounts (a token bucket of caller_failure_burst), so that no caller
+    # can lock accounts en masse; 0 turns it off. A call needs room for all
+    # of its possible failures before anything is compared, so the burst is
+    # at least max_batch_items.
+    caller_failures_per_second: int = 10
+    caller_failure_burst: int = 10_000
 
     def __post_init__(self) -> None:
         """The one place the policy's bounds are checked (config errors quote these)."""
@@ -48,6 +68,21 @@ class Policy:
         _check_range(
             "request_id_retention_seconds", self.request_id_retention_seconds, 300, 2592000
         )
+        _check_range("failure_budget", self.failure_budget, 1, 100_000)
+        _check_range(
+            "failure_budget_window_seconds", self.failure_budget_window_seconds, 60, 366 * 86400
+        )
+        _check_range("max_consecutive_failures", self.max_consecutive_failures, 1, 100)
+        _check_range("caller_failures_per_second", self.caller_failures_per_second, 0, 1_000_000)
+        _check_range("caller_failure_burst", self.caller_failure_burst, 1, 100_000_000)
+        if self.failure_budget < self.max_factors_per_account:
+            # An account-wide guess spends one per factor: it must fit in the budget.
+            raise ValueError("failure_budget must be at least max_factors_per_account")
+        if self.caller_failures_per_second and self.caller_failure_burst < self.max_batch_items:
+            raise ValueError(
+                "caller_failure_burst must be at least max_batch_items "
+                "(a batch needs room for all of its possible failures)"
+            )
         if self.backoff_after_failures > self.lock_after_failures:
             raise ValueError("backoff_after_failures must not exceed lock_after_failures")
         issuer = self.default_issuer
@@ -66,6 +101,11 @@ class Policy:
 
     def attempts_left(self, failures: int) -> int:
         return max(0, self.lock_after_failures - failures)
+
+    def yearly_failure_bound(self) -> float:
+        """The most (code, factor) pairs an account's budget lets be compared and
+        fail in any 365 days: failure_budget * (1 + 365 days / window)."""
+        return self.failure_budget * (1 + 365 * 86400 / self.failure_budget_window_seconds)
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:

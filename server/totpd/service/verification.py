@@ -15,6 +15,15 @@ cannot drift apart. A round's order is the security argument:
    If any factor changed in between, nothing was written and the round is
    decided again under locks (the read waits for other attempts to commit).
 
+On active factors the account's own state counts too (failure_budget.py):
+a permanently locked account, or one whose failure budget cannot pay for
+every factor the code would be compared with, is answered LOCKED before
+anything is compared; a failure spends one budget pair per factor compared
+and one consecutive failure, written with the factors, under the same
+all-or-nothing condition. Before any round, the caller must have room in its
+own rate of failures for every item (caller_limits.py), or the call is
+refused whole.
+
 Each stage is vectorised: one query reads the factors of a whole round, one C
 call compares every (code, factor) pair, one UPDATE writes the outcome.
 A round holds at most one item per account, which keeps each item's counting
@@ -33,12 +42,20 @@ from typing import NamedTuple
 
 from totpd import otp
 from totpd.crypto import Keyring, SecretUnavailable
-from totpd.service import validation
+from totpd.service import failure_budget, validation
+from totpd.service.caller_limits import CallerLimits
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.faults import is_store_fault, store_fault
 from totpd.service.policy import Policy
 from totpd.service.types import Algorithm, VerifyOutcome, VerifyResult
-from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, RoundAborted
+from totpd.store import (
+    AccountWrite,
+    AttemptRequest,
+    CandidateFactor,
+    FactorStore,
+    FactorWrite,
+    RoundAborted,
+)
 from totpd.store.models import FactorRow
 
 CheckResult = VerifyOutcome | TotpdError
@@ -83,14 +100,24 @@ class CodeChecker:
         self._keyring = keyring
         self._policy = policy
         self._clock = clock
+        self._callers = CallerLimits(
+            policy.caller_failures_per_second, policy.caller_failure_burst, clock
+        )
 
-    def check(self, request: CodeCheck, *, state: str, activate: bool = True) -> VerifyOutcome:
+    def check(
+        self,
+        request: CodeCheck,
+        *,
+        state: str,
+        activate: bool = True,
+        caller: str | None = None,
+    ) -> VerifyOutcome:
         """One code; errors (database faults included) are raised.
 
         `activate`: a code that wins a step of a pending factor confirms it.
         """
         (result,) = self.check_many(
-            [request], state=state, activate=activate, faults_per_item=False
+            [request], state=state, activate=activate, faults_per_item=False, caller=caller
         )
         if isinstance(result, TotpdError):
             raise result
@@ -103,6 +130,31 @@ class CodeChecker:
         state: str,
         activate: bool = True,
         faults_per_item: bool = True,
+        caller: str | None = None,
+    ) -> list[CheckResult]:
+        """`_check_all` for a caller with room for every item to fail.
+
+        RATE_LIMITED (nothing compared, nothing counted) if `caller` has no
+        room for len(requests) failures; the room its items did not fail in
+        is given back. None: a call from inside totpd, not limited.
+        """
+        reservation = self._callers.reserve(caller, len(requests))
+        results: list[CheckResult] = []
+        try:
+            results = self._check_all(
+                requests, state=state, activate=activate, faults_per_item=faults_per_item
+            )
+        finally:
+            self._callers.settle(reservation, _failures(results))
+        return results
+
+    def _check_all(
+        self,
+        requests: Sequence[CodeCheck],
+        *,
+        state: str,
+        activate: bool,
+        faults_per_item: bool,
     ) -> list[CheckResult]:
         """Many codes against factors in `state`; each gets its result or its error.
 
@@ -151,8 +203,10 @@ class CodeChecker:
         requests = [AttemptRequest(i.check.account_id, i.digits, i.check.factor_id) for i in items]
         attempts = self._store.attempts
         factors = attempts.read(requests, state=state, now=now)
-        results, writes, missing = self._decide(items, factors, now)
-        if not attempts.write_if_unchanged(writes, state=state, now=now, activate=activate):
+        results, writes, accounts, missing = self._decide(items, factors, now, state)
+        if not attempts.write_if_unchanged(
+            writes, state=state, now=now, activate=activate, accounts=accounts
+        ):
             # A factor changed between the read and the write (another attempt
             # on it, a disable): nothing was written. Decide again under locks.
             locked_round = _Round(items, requests, state, now, activate)
@@ -177,14 +231,20 @@ class CodeChecker:
         state, now = round_.state, round_.now
         with self._store.attempts.locked() as locked:
             factors = locked.read(round_.requests, state=state, now=now)
-            results, writes, missing = self._decide(round_.items, factors, now)
-            written = locked.write(writes, state=state, now=now, activate=round_.activate)
+            results, writes, accounts, missing = self._decide(round_.items, factors, now, state)
+            written = locked.write(
+                writes, state=state, now=now, activate=round_.activate, accounts=accounts
+            )
         return [(item, _unless_lost(result, written)) for item, result in results], missing
 
     def _decide(
-        self, items: list[_Item], factors: list[CandidateFactor], now: int
-    ) -> tuple[list[tuple[_Item, CheckResult]], list[FactorWrite], list[_Item]]:
-        """Judge the items whose account has candidate factors; the others are missing."""
+        self, items: list[_Item], factors: list[CandidateFactor], now: int, state: str
+    ) -> tuple[list[tuple[_Item, CheckResult]], list[FactorWrite], list[AccountWrite], list[_Item]]:
+        """Judge the items whose account has candidate factors; the others are missing.
+
+        The account's limits guard active factors only: a pending factor's
+        code confirms an enrollment, it does not sign anyone in.
+        """
         by_account: dict[str, list[CandidateFactor]] = defaultdict(list)
         for factor in factors:
             by_account[factor.account_id].append(factor)
@@ -192,16 +252,22 @@ class CodeChecker:
         missing: list[_Item] = []
         for item in items:
             (found if item.check.account_id in by_account else missing).append(item)
-        results, writes = self._judge(found, by_account, now)
-        return results, writes, missing
+        results, writes, accounts = self._judge(found, by_account, now, state == "active")
+        return results, writes, accounts, missing
 
     def _judge(
-        self, items: list[_Item], by_account: dict[str, list[CandidateFactor]], now: int
-    ) -> tuple[list[tuple[_Item, CheckResult]], list[FactorWrite]]:
+        self,
+        items: list[_Item],
+        by_account: dict[str, list[CandidateFactor]],
+        now: int,
+        guarded: bool,
+    ) -> tuple[list[tuple[_Item, CheckResult]], list[FactorWrite], list[AccountWrite]]:
         """Compare every code with its account's unblocked factors, and decide each
-        item's verdict and each compared factor's new attempt state."""
-        results, compared, steps, counters = self._compare(items, by_account, now)
+        item's verdict and each compared factor's (and, when `guarded`, account's)
+        new attempt state."""
+        results, compared, steps, counters = self._compare(items, by_account, now, guarded)
         writes: list[FactorWrite] = []
+        accounts: list[AccountWrite] = []
         pair = 0
         for item, unblocked in compared:
             winner: CandidateFactor | None = None
@@ -216,13 +282,21 @@ class CodeChecker:
                 pair += 1
             if winner is not None:
                 outcome = self._success(winner, won_step, counter, unblocked, writes)
+                if guarded and winner.consecutive_failures:
+                    accounts.append(_account_reset(winner))
             else:
                 outcome = self._failure(replayed, unblocked, writes, now)
+                if guarded:
+                    outcome = self._count_on_account(outcome, unblocked, accounts, now)
             results.append((item, outcome))
-        return results, writes
+        return results, writes, accounts
 
     def _compare(
-        self, items: list[_Item], by_account: dict[str, list[CandidateFactor]], now: int
+        self,
+        items: list[_Item],
+        by_account: dict[str, list[CandidateFactor]],
+        now: int,
+        guarded: bool,
     ) -> tuple[
         list[tuple[_Item, CheckResult]],
         list[tuple[_Item, list[CandidateFactor]]],
@@ -231,11 +305,12 @@ class CodeChecker:
     ]:
         """One C call for every (code, unblocked factor) pair.
 
-        Returns the items already answered (every factor blocked, or a secret
-        that cannot be opened), the compared items with their factors in pair
-        order, the matched step of each pair (-1: none) and its counter. Plain
-        loops over flat lists, the one-factor account kept cheap: this runs
-        once per item of a 10,000-item batch, where every object and call shows.
+        Returns the items already answered (every factor blocked, the account
+        locked or its budget short, or a secret that cannot be opened), the
+        compared items with their factors in pair order, the matched step of
+        each pair (-1: none) and its counter. Plain loops over flat lists, the
+        one-factor account kept cheap: this runs once per item of a
+        10,000-item batch, where every object and call shows.
         """
         answered: list[tuple[_Item, CheckResult]] = []
         compared: list[tuple[_Item, list[CandidateFactor]]] = []
@@ -247,6 +322,9 @@ class CodeChecker:
         open_secret = self._keyring.open_parts
         for item in items:
             factors = by_account[item.check.account_id]
+            if guarded and factors[0].locked_at is not None:
+                answered.append((item, _account_locked(item)))
+                continue
             if len(factors) == 1:
                 unblocked = factors if factors[0].blocked_until <= now else []
             else:
@@ -254,6 +332,12 @@ class CodeChecker:
             if not unblocked:
                 answered.append((item, self._locked(item, factors, now)))
                 continue
+            tat = factors[0].budget_tat
+            if guarded and tat is not None:  # None: no failure yet, a full budget
+                wait = failure_budget.wait_seconds(self._policy, tat, now, len(unblocked))
+                if wait:
+                    answered.append((item, _budget_spent(item, wait)))
+                    continue
             opened = len(keys)
             try:
                 for f in unblocked:
@@ -329,6 +413,45 @@ class CodeChecker:
             None if replayed is None else replayed.factor_id,
             attempts_left=self._policy.attempts_left(most),
             retry_after_seconds=shortest_wait or 0,
+        )
+
+    def _count_on_account(
+        self,
+        outcome: VerifyOutcome,
+        compared: list[CandidateFactor],
+        accounts: list[AccountWrite],
+        now: int,
+    ) -> VerifyOutcome:
+        """A failure spends one budget pair per compared factor and one
+        consecutive failure of the account; the outcome says what is left."""
+        policy = self._policy
+        account = compared[0]
+        pairs = len(compared)
+        tat = failure_budget.spend(policy, account.budget_tat or 0, now, pairs)
+        failures = (account.consecutive_failures or 0) + 1
+        locked = failures >= policy.max_consecutive_failures
+        accounts.append(
+            AccountWrite(
+                account.account_id,
+                tat,
+                failures,
+                now if locked else None,
+                account.budget_tat,
+                account.consecutive_failures,
+            )
+        )
+        if locked:
+            return outcome._replace(attempts_left=0, retry_after_seconds=0, unlock_required=True)
+        return outcome._replace(
+            attempts_left=min(
+                outcome.attempts_left,
+                policy.max_consecutive_failures - failures,
+                failure_budget.pairs_left(policy, tat, now) // pairs,
+            ),
+            retry_after_seconds=max(
+                outcome.retry_after_seconds,
+                failure_budget.wait_seconds(policy, tat, now, pairs),
+            ),
         )
 
     def _locked(self, item: _Item, blocked: list[CandidateFactor], now: int) -> VerifyOutcome:
@@ -415,6 +538,35 @@ def _write(
         factor.failed_attempts,
         factor.blocked_until,
         factor.last_used_step,
+    )
+
+
+def _account_reset(winner: CandidateFactor) -> AccountWrite:
+    """A success ends the account's run of failures; its budget stays spent."""
+    tat = winner.budget_tat or 0
+    return AccountWrite(
+        winner.account_id, tat, 0, None, winner.budget_tat, winner.consecutive_failures
+    )
+
+
+def _account_locked(item: _Item) -> VerifyOutcome:
+    """Too many failures in a row: locked until unlocked; waiting does not help."""
+    return VerifyOutcome(VerifyResult.LOCKED, factor_id=item.check.factor_id, unlock_required=True)
+
+
+def _budget_spent(item: _Item, wait: int) -> VerifyOutcome:
+    """The budget cannot pay for this code's possible failures: nothing is compared."""
+    return VerifyOutcome(
+        VerifyResult.LOCKED, factor_id=item.check.factor_id, retry_after_seconds=wait
+    )
+
+
+_FAILED = (VerifyResult.INVALID, VerifyResult.REPLAYED)
+
+
+def _failures(results: list[CheckResult]) -> int:
+    return sum(
+        1 for result in results if isinstance(result, VerifyOutcome) and result.result in _FAILED
     )
 
 

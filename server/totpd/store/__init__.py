@@ -1,6 +1,7 @@
 """Persistence: SQLAlchemy models, migrations, the factor repository and verification rounds."""
 
 from totpd.store.attempts import (
+    AccountWrite,
     AttemptRequest,
     Attempts,
     CandidateFactor,
@@ -9,9 +10,11 @@ from totpd.store.attempts import (
     RoundAborted,
 )
 from totpd.store.database import migrate, open_engine
-from totpd.store.repository import FactorStore, LabelTaken
+from totpd.store.repository import AccountUnlock, FactorStore, LabelTaken
 
 __all__ = [
+    "AccountUnlock",
+    "AccountWrite",
     "AttemptRequest",
     "Attempts",
     "CandidateFactor",

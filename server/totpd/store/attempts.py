@@ -1,5 +1,9 @@
 """Verification rounds in the database: read the candidate factors, write the outcome.
 
+Each factor is read with its account's row (`accounts`: failure budget,
+consecutive failures, lock), and a round writes the accounts it counted on
+with its factors, under the same condition: all as read, or nothing.
+
 Several server processes share the database and keep no state in memory, so
 every round is decided from a read and stored with one conditional write:
 
@@ -42,6 +46,7 @@ from sqlalchemy import (
     ColumnElement,
     Dialect,
     Engine,
+    Insert,
     Integer,
     Select,
     String,
@@ -56,8 +61,10 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    true,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import PoolProxiedConnection
@@ -65,7 +72,7 @@ from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
 
 from totpd.store.errors import acquiring, ending
-from totpd.store.models import FactorRow
+from totpd.store.models import AccountRow, FactorRow
 
 # PostgreSQL's "deadlock detected": a multi-row write (whose row order is the
 # plan's) met another round holding rows in the opposite order.
@@ -107,6 +114,11 @@ class CandidateFactor(NamedTuple):
     last_used_step: int
     failed_attempts: int
     blocked_until: int
+    # The account's row (accounts table), the same on each of its factors;
+    # all None when the account has none yet (a full budget, no failures).
+    budget_tat: int | None
+    consecutive_failures: int | None
+    locked_at: int | None
 
 
 class FactorWrite(NamedTuple):
@@ -129,6 +141,22 @@ class FactorWrite(NamedTuple):
     seen_last_used_step: int
 
 
+class AccountWrite(NamedTuple):
+    """The new attempt state of one account, and the state it was decided from.
+
+    In the JSON row order of the write. `seen_*` None: the account had no
+    row; it is then inserted, only if still absent. Otherwise the row is
+    updated only where it still holds the values read (and is not locked).
+    """
+
+    account_id: str
+    budget_tat: int
+    consecutive_failures: int
+    locked_at: int | None
+    seen_budget_tat: int | None
+    seen_consecutive_failures: int | None
+
+
 class Attempts:
     """The reads and writes of verification rounds on one engine."""
 
@@ -145,30 +173,44 @@ class Attempts:
             return _read(connection, requests, state, now, lock=False)
 
     def write_if_unchanged(
-        self, writes: Sequence[FactorWrite], *, state: str, now: int, activate: bool = True
+        self,
+        writes: Sequence[FactorWrite],
+        *,
+        state: str,
+        now: int,
+        activate: bool = True,
+        accounts: Sequence[AccountWrite] = (),
     ) -> bool:
-        """Store every write, each only where its factor is as it was read.
+        """Store every write, each only where its factor (or account) is as it was read.
 
-        All or nothing: False (nothing written) if any factor changed since the read.
-        `activate`: a step won on a pending factor confirms it (see `_write`).
+        All or nothing: False (nothing written) if any factor or account
+        changed since the read. `activate`: a step won on a pending factor
+        confirms it (see `_write`). Accounts are written before factors, the
+        order a locked round locks them in.
         """
-        if not writes:
+        statements = _account_statements(self._dialect.name, accounts)
+        if writes:
+            statements.append(
+                (*_write_statement(self._dialect.name, writes, state, now, activate), len(writes))
+            )
+        if not statements:
             return True
-        statement, values = _write_statement(self._dialect.name, writes, state, now, activate)
-        with self._writer, _RawConnection(self._engine, autocommit=len(writes) == 1) as connection:
-            if len(writes) == 1:  # one row: the statement alone is atomic
+        alone = len(statements) == 1 and statements[0][2] == 1
+        with self._writer, _RawConnection(self._engine, autocommit=alone) as connection:
+            if alone:  # one row: the statement alone is atomic
+                statement, values, _ = statements[0]
                 return len(connection.run(statement, values)) == 1
             connection.begin()
             try:
-                written = connection.run(statement, values)
+                for statement, values, expected in statements:
+                    if len(connection.run(statement, values)) != expected:
+                        connection.rollback()
+                        return False
             except RoundAborted:
                 connection.rollback()
                 return False
-            if len(written) == len(writes):
-                connection.commit()
-                return True
-            connection.rollback()
-            return False
+            connection.commit()
+            return True
 
     @contextmanager
     def locked(self) -> Iterator[LockedRound]:
@@ -188,20 +230,40 @@ class LockedRound:
     def read(
         self, requests: Sequence[AttemptRequest], *, state: str, now: int
     ) -> list[CandidateFactor]:
-        """Lock and read the candidate factors (blocked or not: the caller decides)."""
+        """Lock and read the candidate factors (blocked or not: the caller decides).
+
+        On PostgreSQL the accounts' rows are locked first, in account order,
+        then the factors: every writer takes accounts before factors, so they
+        cannot deadlock on each other.
+        """
+        if self._connection.dialect.name == "postgresql":
+            accounts = json.dumps(sorted({request.account_id for request in requests}))
+            self._connection.run(_lock_accounts(), {"p_accounts": accounts})
         return _read(self._connection, requests, state, now, lock=True)
 
     def write(
-        self, writes: Sequence[FactorWrite], *, state: str, now: int, activate: bool = True
+        self,
+        writes: Sequence[FactorWrite],
+        *,
+        state: str,
+        now: int,
+        activate: bool = True,
+        accounts: Sequence[AccountWrite] = (),
     ) -> set[str]:
         """Store every write in one conditional UPDATE; returns the factors written.
 
         Under the lock every write applies; the conditions stay as a second
-        line, and a consumed step whose factor is missing was not won.
+        line, and a consumed step whose factor is missing was not won. An
+        account write that does not apply (a missing row, which the read could
+        not lock, inserted meanwhile) aborts the round (`RoundAborted`) to be
+        decided again: its failures must not go uncounted.
         """
+        dialect = self._connection.dialect.name
+        for statement, values, expected in _account_statements(dialect, accounts):
+            if len(self._connection.run(statement, values)) != expected:
+                raise RoundAborted("account write", None, Exception("account changed under lock"))
         if not writes:
             return set()
-        dialect = self._connection.dialect.name
         statement, values = _write_statement(dialect, writes, state, now, activate)
         return {factor_id for (factor_id,) in self._connection.run(statement, values)}
 
@@ -304,7 +366,7 @@ _CURSOR = "totpd.attempts.cursor"  # key of the reusable cursor in a connection'
 _BEGIN_IMMEDIATE = CompiledStatement("BEGIN IMMEDIATE", {}, ())
 
 
-def compiled(statement: Select[Any] | Update, dialect: Dialect) -> CompiledStatement:
+def compiled(statement: Select[Any] | Update | Insert, dialect: Dialect) -> CompiledStatement:
     """Compile a cached statement once per dialect (the statements live forever)."""
     key = (id(statement), dialect.name)
     found = _COMPILED.get(key)
@@ -383,7 +445,9 @@ class _RawConnection:
         finally:
             connection.close()  # back to the pool, which rolls back what was left open
 
-    def run(self, statement: Select[Any] | Update, values: dict[str, object]) -> Sequence[Any]:
+    def run(
+        self, statement: Select[Any] | Update | Insert, values: dict[str, object]
+    ) -> Sequence[Any]:
         return run_compiled(
             self.dialect, self._connection, compiled(statement, self.dialect), values
         )
@@ -407,6 +471,7 @@ class _RawConnection:
 # The hot statements run on the Core table: the ORM adds nothing to a bulk
 # UPDATE ... RETURNING but its per-statement bookkeeping.
 _FACTORS: Table = FactorRow.__table__  # type: ignore[assignment]
+_ACCOUNTS: Table = AccountRow.__table__  # type: ignore[assignment]
 _NOW = bindparam("p_now", type_=BigInteger)
 
 _READ_COLUMNS = (
@@ -421,6 +486,9 @@ _READ_COLUMNS = (
     _FACTORS.c.last_used_step,
     _FACTORS.c.failed_attempts,
     _FACTORS.c.blocked_until,
+    _ACCOUNTS.c.budget_tat,
+    _ACCOUNTS.c.consecutive_failures,
+    _ACCOUNTS.c.locked_at,
 )
 # CandidateFactor's fields are these columns in this order (a store test checks).
 _ID, _ACCOUNT, _DIGITS, _CIPHERTEXT = (
@@ -430,7 +498,10 @@ _ID, _ACCOUNT, _DIGITS, _CIPHERTEXT = (
 
 
 def _read_base(state: str, *, ordered: bool = True) -> Select[Any]:
-    statement = select(*_READ_COLUMNS).where(_FACTORS.c.state == state)
+    # The account's row comes with each factor (a primary-key lookup per
+    # account): its budget is decided on in the same round.
+    with_account = _FACTORS.outerjoin(_ACCOUNTS, _ACCOUNTS.c.account_id == _FACTORS.c.account_id)
+    statement = select(*_READ_COLUMNS).select_from(with_account).where(_FACTORS.c.state == state)
     if state == "pending":
         statement = statement.where(_FACTORS.c.expires_at > _NOW)
     # Rows are locked in this order: the same in every round, so no deadlock.
@@ -585,3 +656,119 @@ def _json_rows(
         for index, (column_name, kind) in enumerate(columns)
     ]
     return select(*fields).select_from(elements).cte(name)
+
+
+# -- account writes ------------------------------------------------------------
+
+_ACCOUNT_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
+    ("account_id", String),
+    ("budget_tat", BigInteger),
+    ("consecutive_failures", Integer),
+    ("locked_at", BigInteger),
+    ("seen_budget_tat", BigInteger),
+    ("seen_consecutive_failures", Integer),
+]
+_ACCOUNT_COLUMNS = ("account_id", "budget_tat", "consecutive_failures", "locked_at")
+_AccountStatement = tuple[Update | Insert, dict[str, object], int]
+
+
+def _account_statements(dialect: str, accounts: Sequence[AccountWrite]) -> list[_AccountStatement]:
+    """The statements storing `accounts`, each with the rows it must return.
+
+    Rows read as present are updated where still as read; rows read as
+    absent are inserted where still absent. On PostgreSQL sorted by account
+    id, the order locked rounds lock them in.
+    """
+    if dialect == "postgresql":
+        accounts = sorted(accounts)
+    updates = [a for a in accounts if a.seen_budget_tat is not None]
+    inserts = [a for a in accounts if a.seen_budget_tat is None]
+    statements: list[_AccountStatement] = []
+    for rows, many, one in (
+        (updates, _account_update_many, _account_update_one),
+        (inserts, _account_insert_many, _account_insert_one),
+    ):
+        if len(rows) == 1:
+            values: dict[str, object] = {
+                f"p_{name}": value for name, value in rows[0]._asdict().items()
+            }
+            statements.append((one(dialect), values, 1))
+        elif rows:
+            statements.append((many(dialect), {"p_rows": json.dumps(rows)}, len(rows)))
+    return statements
+
+
+def _account_update(new: dict[str, ColumnElement[Any]]) -> Update:
+    """UPDATE the account only where it still holds the state read and is not locked
+    (a locked account is never compared, so nothing is written for it)."""
+    return (
+        update(_ACCOUNTS)
+        .where(
+            _ACCOUNTS.c.account_id == new["account_id"],
+            _ACCOUNTS.c.budget_tat == new["seen_budget_tat"],
+            _ACCOUNTS.c.consecutive_failures == new["seen_consecutive_failures"],
+            _ACCOUNTS.c.locked_at.is_(None),
+        )
+        .values({name: new[name] for name in _ACCOUNT_COLUMNS[1:]})
+        .returning(_ACCOUNTS.c.account_id)
+    )
+
+
+@functools.cache
+def _account_update_one(dialect: str) -> Update:
+    return _account_update(
+        {name: bindparam(f"p_{name}", type_=kind) for name, kind in _ACCOUNT_FIELDS}
+    )
+
+
+@functools.cache
+def _account_update_many(dialect: str) -> Update:
+    new = _json_rows(dialect, "new", _ACCOUNT_FIELDS)
+    return _account_update({name: new.c[name] for name, _ in _ACCOUNT_FIELDS}).add_cte(new)
+
+
+def _insert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+@functools.cache
+def _account_insert_one(dialect: str) -> Insert:
+    """INSERT the account's first row, unless another round inserted it meanwhile."""
+    values = {name: bindparam(f"p_{name}", type_=kind) for name, kind in _ACCOUNT_FIELDS[:4]}
+    statement = _insert(dialect)(_ACCOUNTS).values(values)
+    inserted: Insert = statement.on_conflict_do_nothing(
+        index_elements=[_ACCOUNTS.c.account_id]
+    ).returning(_ACCOUNTS.c.account_id)
+    return inserted
+
+
+@functools.cache
+def _account_insert_many(dialect: str) -> Insert:
+    new = _json_rows(dialect, "new", _ACCOUNT_FIELDS)
+    # The WHERE resolves SQLite's parsing ambiguity of INSERT ... SELECT ... ON CONFLICT.
+    rows = select(*(new.c[name] for name in _ACCOUNT_COLUMNS)).where(true())
+    statement = _insert(dialect)(_ACCOUNTS).from_select(list(_ACCOUNT_COLUMNS), rows)
+    inserted: Insert = statement.on_conflict_do_nothing(
+        index_elements=[_ACCOUNTS.c.account_id]
+    ).returning(_ACCOUNTS.c.account_id)
+    return inserted
+
+
+@functools.cache
+def _lock_accounts() -> Select[Any]:
+    """PostgreSQL: lock the existing rows of a round's accounts (a JSON array),
+    in account order, so that a locked round holds them to its commit.
+
+    A missing row cannot be locked; the round inserts it only if it is still
+    missing (`AccountWrite`), and aborts to be decided again if not.
+    """
+    accounts = bindparam("p_accounts", type_=String)
+    ids = select(
+        func.jsonb_array_elements_text(cast(accounts, JSONB)).table_valued("value").c.value
+    )
+    return (
+        select(_ACCOUNTS.c.account_id)
+        .where(_ACCOUNTS.c.account_id.in_(ids))
+        .order_by(_ACCOUNTS.c.account_id)
+        .with_for_update()
+    )

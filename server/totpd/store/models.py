@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 typed mapping of the tables."""
+"""SQLAlchemy 2.0 typed mappings: factors, accounts, request records."""
 
 from __future__ import annotations
 
@@ -88,6 +88,29 @@ class FactorRow(Base):
             postgresql_where=text("state IN ('pending', 'active')"),
         ),
     )
+
+
+class AccountRow(Base):
+    """Attempt state of a whole account, across its factors.
+
+    A row appears with an account's first counted failure (or when a locked
+    round locks it); an account without one has a full budget and no failures.
+    """
+
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The failure budget as a GCRA "theoretical arrival time" (Unix seconds):
+    # each compared failed (code, factor) pair pushes it later by
+    # window / budget seconds, and a pair may be compared only while it stays
+    # within one window of now. At or before now: the budget is full.
+    budget_tat: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Failed verifications in a row, across factors and timed locks; only a
+    # success (or an operator's unlock) resets it.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # When consecutive_failures reached the policy's maximum: the account is
+    # locked until unlocked (`FactorStore.unlock_account`). NULL: not locked.
+    locked_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 # -- idempotent requests (AIP-155) -------------------------------------------

@@ -1,4 +1,4 @@
-"""Factor rows: enrollment, reads, disable. Verification rounds are in attempts.py.
+"""Factor rows: enrollment, reads, disable; account unlock. Verification rounds are in attempts.py.
 
 `store/` is the only place with SQL. The ORM serves the low-rate operations;
 the verification hot path (`FactorStore.attempts`) runs compiled statements
@@ -8,7 +8,7 @@ on the driver's cursor.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy import Engine, create_engine, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -19,7 +19,7 @@ from totpd.store.attempts import Attempts
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import StoreUnavailableError
 from totpd.store.legacy_secrets import LegacySecrets
-from totpd.store.models import LIVE_STATES, FactorRow
+from totpd.store.models import LIVE_STATES, AccountRow, FactorRow
 from totpd.store.purge import FactorPurge
 from totpd.store.requests import Completion, RequestStore, complete_in
 
@@ -31,6 +31,16 @@ _ENROLLMENT_LOCK_SEED = 0
 
 class LabelTaken(Exception):
     """Another live factor of the account already has this label."""
+
+
+class AccountUnlock(NamedTuple):
+    """What `unlock_account` found, all of which it cleared."""
+
+    known: bool  # the account has factors (in any state) or attempt state
+    locked_at: int | None  # when it locked after too many consecutive failures
+    consecutive_failures: int
+    budget_tat: int  # the failure budget's arrival time (at or before now: full)
+    factors_unblocked: int  # live factors whose failures or timed lock were cleared
 
 
 class FactorStore:
@@ -138,6 +148,51 @@ class FactorStore:
                 if completes is not None:
                     complete_in(connection, completes)
         return row
+
+    # -- account unlock ----------------------------------------------------
+
+    def unlock_account(self, account_id: str) -> AccountUnlock:
+        """Lift the account's lock after too many consecutive failures, end its run
+        of failures, refill its failure budget, and clear its live factors'
+        failures, backoff and timed lock: the user can sign in at once.
+
+        One transaction; a round that read the old state writes nothing and
+        is decided again. For operators (`totpd unlock`) and for a recovery
+        path that proves possession another way.
+        """
+        clear_factors = (
+            update(FactorRow)
+            .where(
+                FactorRow.account_id == account_id,
+                FactorRow.state.in_(LIVE_STATES),
+                (FactorRow.failed_attempts != 0) | (FactorRow.blocked_until != 0),
+            )
+            .values(failed_attempts=0, blocked_until=0)
+            .returning(FactorRow.id)
+            .execution_options(synchronize_session=False)
+        )
+        has_factors = select(FactorRow.id).where(FactorRow.account_id == account_id).limit(1)
+        with self._writer, self._engine.connect() as connection:
+            connection.execution_options(**{IMMEDIATE_TRANSACTION: True})
+            with connection.begin(), Session(bind=connection, expire_on_commit=False) as session:
+                row = session.get(AccountRow, account_id, with_for_update=True)
+                unblocked = len(session.scalars(clear_factors).all())
+                known = row is not None or session.scalar(has_factors) is not None
+                if row is None:
+                    return AccountUnlock(known, None, 0, 0, unblocked)
+                found = AccountUnlock(
+                    known, row.locked_at, row.consecutive_failures, row.budget_tat, unblocked
+                )
+                row.locked_at = None
+                row.consecutive_failures = 0
+                row.budget_tat = 0
+                session.flush()
+        return found
+
+    def account_state(self, account_id: str) -> AccountRow | None:
+        """The account's attempt state; None: no failure was ever counted."""
+        with self._sessions() as session:
+            return session.get(AccountRow, account_id)
 
     # -- disable -----------------------------------------------------------
 

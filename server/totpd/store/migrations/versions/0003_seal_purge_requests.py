@@ -1,7 +1,7 @@
 """Account-bound secrets (secret_format), ended_at for the purge, request records.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 
 Existing secrets keep format 1 (the server default) until the keyring step
 (service/resealing.py) re-seals them as format 2; a migration cannot see the
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

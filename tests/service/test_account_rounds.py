@@ -1,0 +1,141 @@
+"""An account changed between a round's read and its write, on both databases:
+nothing of the round is written, it is decided again under locks, and every
+failure is counted once on the account (consecutive count and budget)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from tests.conftest import Clock
+from tests.service.test_account_limits import enroll_many, store_of, wrong_for_all
+from tests.service.test_optimistic_rounds import _interleave_after_read
+from tests.totp_oracle import code_at
+from totpd.service import failure_budget
+from totpd.service.mfa import MfaService
+from totpd.service.types import VerifyItem, VerifyResult
+from totpd.store import LockedRound
+from totpd.store import attempts as attempts_module
+
+
+def account_state(service: MfaService, account_id: str) -> tuple[int, int] | None:
+    state = store_of(service).account_state(account_id)
+    return None if state is None else (state.consecutive_failures, state.budget_tat)
+
+
+@pytest.mark.parametrize("failed_before", [0, 1])
+def test_a_failure_on_another_factor_in_between_is_not_lost(
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    failed_before: int,
+) -> None:
+    phone, tablet = enroll_many(service, clock, account_id, 2)
+    wrong = wrong_for_all([phone, tablet], clock.now)
+    for _ in range(failed_before):  # the account's row exists, or not yet
+        service.verify(VerifyItem(account_id, wrong, tablet.factor.factor_id))
+    # Each round names its own factor: only the account's row is shared.
+    locked_rounds = _interleave_after_read(
+        service,
+        monkeypatch,
+        lambda: service.verify(VerifyItem(account_id, wrong, tablet.factor.factor_id)),
+    )
+    outcome = service.verify(VerifyItem(account_id, wrong, phone.factor.factor_id))
+    assert outcome.result is VerifyResult.INVALID
+    assert locked_rounds == [1]
+    failures = failed_before + 2
+    cost = failure_budget.cost_seconds(service.policy, failures)
+    assert account_state(service, account_id) == (failures, int(clock.now) + cost)
+
+
+def test_a_success_in_between_does_not_undo_a_failure(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    phone, tablet = enroll_many(service, clock, account_id, 2)
+    wrong = wrong_for_all([phone, tablet], clock.now)
+    service.verify(VerifyItem(account_id, wrong, phone.factor.factor_id))
+    # My failure on the phone is read first; the user's success on the tablet lands first.
+    _interleave_after_read(
+        service,
+        monkeypatch,
+        lambda: service.verify(
+            VerifyItem(account_id, code_at(tablet, clock.now), tablet.factor.factor_id)
+        ),
+    )
+    outcome = service.verify(VerifyItem(account_id, wrong, phone.factor.factor_id))
+    assert outcome.result is VerifyResult.INVALID
+    state = account_state(service, account_id)
+    assert state is not None and state[0] == 1  # reset by the success, then mine
+
+
+def test_a_locked_round_that_finds_its_account_inserted_is_decided_again(
+    service: MfaService,
+    engine: Engine,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite's locked round holds the database's write lock: nobody inserts")
+    phone, tablet = enroll_many(service, clock, account_id, 2)
+    wrong = wrong_for_all([phone, tablet], clock.now)
+    real_read = LockedRound.read
+    pending = [True]
+
+    def read(self: LockedRound, requests: Any, **kwargs: Any) -> Any:
+        factors = real_read(self, requests, **kwargs)
+        if pending:
+            pending.pop()
+            # A failure on the tablet commits while this round holds the phone:
+            # it inserts the account's row, which this round read as missing.
+            other = threading.Thread(
+                target=service.verify,
+                args=(VerifyItem(account_id, wrong, tablet.factor.factor_id),),
+            )
+            other.start()
+            other.join(timeout=30)
+            assert not other.is_alive()
+        return factors
+
+    monkeypatch.setattr(service._checker._store.attempts, "write_if_unchanged", _never)
+    monkeypatch.setattr(LockedRound, "read", read)
+    outcome = service.verify(VerifyItem(account_id, wrong, phone.factor.factor_id))
+    assert outcome.result is VerifyResult.INVALID and not pending
+    cost = failure_budget.cost_seconds(service.policy, 2)
+    assert account_state(service, account_id) == (2, int(clock.now) + cost)
+
+
+def _never(*args: object, **kwargs: object) -> bool:
+    """An optimistic write that always finds a change: every round is locked."""
+    return False
+
+
+def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (phone,) = enroll_many(service, clock, account_id, 1)
+    wrong = wrong_for_all([phone], clock.now)
+    real_run = attempts_module.run_compiled
+    faults = [OperationalError("UPDATE factors", None, Exception("server closed the connection"))]
+
+    def run(dialect: Any, connection: Any, statement: Any, values: Any) -> Any:
+        if statement.sql.startswith("UPDATE factors") and faults:
+            raise faults.pop()
+        return real_run(dialect, connection, statement, values)
+
+    monkeypatch.setattr(attempts_module, "run_compiled", run)
+    with pytest.raises(OperationalError):
+        service.verify(VerifyItem(account_id, wrong))
+    assert not faults
+    # The account's row (written first) went with the failed transaction.
+    assert account_state(service, account_id) is None
+    row = store_of(service).get(phone.factor.factor_id)
+    assert row is not None and row.failed_attempts == 0
+    outcome = service.verify(VerifyItem(account_id, wrong))
+    assert outcome.result is VerifyResult.INVALID
+    assert account_state(service, account_id) is not None
