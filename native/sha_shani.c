@@ -48,10 +48,13 @@ SHANI void totpd_sha1_compress_shani(uint32_t state[5], const uint32_t block[16]
         m3 = mn;                              \
         GROUP(mn, f)                          \
     }
+    /* Five groups a row, as the comments count them. */
+    /* clang-format off */
     GROUP_N(0) /* 4 */
     GROUP_N(1) GROUP_N(1) GROUP_N(1) GROUP_N(1) GROUP_N(1)  /* 5..9 */
     GROUP_N(2) GROUP_N(2) GROUP_N(2) GROUP_N(2) GROUP_N(2)  /* 10..14 */
     GROUP_N(3) GROUP_N(3) GROUP_N(3) GROUP_N(3) GROUP_N(3)  /* 15..19 */
+    /* clang-format on */
 #undef GROUP_N
 #undef GROUP
     e0 = _mm_sha1nexte_epu32(prev, e_save);

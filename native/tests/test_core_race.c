@@ -25,9 +25,11 @@ typedef struct {
 /* Key lengths, algorithms, digits and counters; with low32, every counter of
  * a lane group below 2^32 (the kernels' folded path), else mixed. */
 static void diff_keys(diff_batch *b, int low32) {
+    /* clang-format off */
     static const uint64_t edge[] = {0, 1, 2, 7, 8, 9, 0xfffffff8ull, 0xfffffffeull, 0xffffffffull,
                                     0x100000000ull, 0x100000001ull, 0x1fffffffeull,
                                     0x7ffffffffffffff0ull};
+    /* clang-format on */
     b->offsets[0] = 0;
     for (int k = 0; k < DIFF_NK; k++) {
         uint32_t r = (uint32_t)(rng() % 8);
