@@ -53,17 +53,20 @@ test-clients: install
 	TOTPD_PYTHON=$(abspath $(PY)) clients/run-tests.sh
 
 ## ruff (lint and format check) on every Python tree, then the format check of the
-## Go (gofmt), Node (prettier) and Java (google-java-format) clients.
+## C core (clang-format 14) and of the Go (gofmt), Node (prettier) and Java
+## (google-java-format) clients.
 lint: install
 	$(VENV)/bin/ruff check server tests benchmarks clients/python
 	$(VENV)/bin/ruff format --check server tests benchmarks clients/python
+	native/format.sh check
 	clients/format.sh check
 
 ## Rewrite files in the house format: Python (ruff format, ruff's import order),
-## Go (gofmt), Node (prettier) and Java (google-java-format).
+## C (clang-format), Go (gofmt), Node (prettier) and Java (google-java-format).
 fmt: install
 	$(VENV)/bin/ruff check --select I --fix server tests benchmarks clients/python
 	$(VENV)/bin/ruff format server tests benchmarks clients/python
+	native/format.sh write
 	clients/format.sh write
 
 ## mypy --strict on the server, the service benchmarks and the Python client (with totpctl).
@@ -80,7 +83,7 @@ proto: install
 proto-check: install
 	PATH=$(abspath $(VENV))/bin:$$PATH proto/check.sh
 
-## Install the Debian packages the tests use (PostgreSQL, zbar, clang), if missing.
+## Install the Debian packages the tests use (PostgreSQL, zbar, clang, clang-format), if missing.
 test-packages:
 	tests/ensure-test-packages.sh
 

@@ -72,8 +72,7 @@ static int check_alg(uint8_t alg) {
 }
 
 static int check_digits(uint8_t digits) {
-    return (digits >= TOTPD_MIN_DIGITS && digits <= TOTPD_MAX_DIGITS) ? TOTPD_OK
-                                                                      : TOTPD_ERR_DIGITS;
+    return (digits >= TOTPD_MIN_DIGITS && digits <= TOTPD_MAX_DIGITS) ? TOTPD_OK : TOTPD_ERR_DIGITS;
 }
 
 /* The buffers the key-bytes side (prepare) reads. */
@@ -146,8 +145,8 @@ int totpd_verify_batch(const totpd_key_table *keys, const totpd_pairs *pairs, ui
     return TOTPD_OK;
 }
 
-int totpd_prepare_keys(const totpd_key_table *keys, uint32_t first_key, uint32_t end_key,
-                       int path, uint64_t *scratch) {
+int totpd_prepare_keys(const totpd_key_table *keys, uint32_t first_key, uint32_t end_key, int path,
+                       uint64_t *scratch) {
     totpd_call c;
     int rc;
     if (!keys) return TOTPD_ERR_NULL;

@@ -78,8 +78,8 @@ int64_t totpd_hmac_verify(const uint64_t *slot, uint8_t alg, uint8_t digits, uin
  * only when TOTPD_HAVE_X86_SIMD). */
 void totpd_sha1_verify_x8_avx2(const uint64_t *scratch, const uint8_t *digits,
                                const uint64_t *counters, const uint32_t *codes,
-                               const uint32_t *pairs, const uint32_t *kidx, int n,
-                               uint32_t window, int64_t *out);
+                               const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
+                               int64_t *out);
 void totpd_sha1_verify_x8_avx512(const uint64_t *scratch, const uint8_t *digits,
                                  const uint64_t *counters, const uint32_t *codes,
                                  const uint32_t *pairs, const uint32_t *kidx, int n,
@@ -112,9 +112,7 @@ int totpd_verify_range(const totpd_call *c, uint32_t first, uint32_t end, const 
 /* Constant-time helpers and the HOTP truncation.                            */
 
 /* All ones if x == 0, else 0 (x < 2^32). */
-static inline uint64_t totpd_ct_zero_mask32(uint32_t x) {
-    return 0u - (((uint64_t)x - 1u) >> 63);
-}
+static inline uint64_t totpd_ct_zero_mask32(uint32_t x) { return 0u - (((uint64_t)x - 1u) >> 63); }
 
 /* All ones if a < b (unsigned 64-bit), else 0. */
 static inline uint64_t totpd_ct_lt_mask64(uint64_t a, uint64_t b) {

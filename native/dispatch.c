@@ -22,8 +22,7 @@ static int probe_features(void) {
         __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3"))
         f |= FEAT_SHANI;
     if (__builtin_cpu_supports("avx2")) f |= FEAT_AVX2;
-    if ((f & FEAT_AVX2) && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512vl"))
+    if ((f & FEAT_AVX2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
         f |= FEAT_AVX512;
     if ((f & FEAT_AVX512) && __builtin_cpu_supports("avx512bw")) f |= FEAT_AVX512BW;
     return f;
@@ -106,8 +105,7 @@ static atomic_int g_default_path = 0; /* 0: not chosen yet, resolves to auto */
 /* path itself, AUTO resolved; 0 if unknown or not supported here. */
 static int concrete(int path) {
     if (path == TOTPD_PATH_AUTO) path = best_path();
-    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX512X16 ||
-        !totpd_path_supported(path))
+    if (path < TOTPD_PATH_PORTABLE || path > TOTPD_PATH_AVX512X16 || !totpd_path_supported(path))
         return 0;
     return path;
 }

@@ -15,8 +15,7 @@ const char *totpd_strerror(int code) {
         case TOTPD_ERR_OFFSETS: return "key offsets are inconsistent with the key buffer";
         case TOTPD_ERR_WINDOW: return "window must be at most " TOTPD_XSTR(TOTPD_MAX_WINDOW);
         case TOTPD_ERR_KEY_INDEX: return "a key index is outside the key table";
-        case TOTPD_ERR_COUNTER:
-            return "counter + window does not fit in a signed 64-bit integer";
+        case TOTPD_ERR_COUNTER: return "counter + window does not fit in a signed 64-bit integer";
         case TOTPD_ERR_PATH: return "CPU path unknown or not supported by this CPU";
         case TOTPD_ERR_NULL: return "a required buffer is missing";
         case TOTPD_ERR_RANGE: return "key or pair range outside its table";

@@ -45,7 +45,10 @@ void totpd_hmac_pads(const uint8_t *key, uint32_t key_len, uint8_t alg, const to
     switch (alg) {
         case TOTPD_ALG_SHA1:
         case TOTPD_ALG_SHA256: bs = 64; break;
-        default: alg = TOTPD_ALG_SHA512; bs = 128; break;
+        default:
+            alg = TOTPD_ALG_SHA512;
+            bs = 128;
+            break;
     }
     memset(k, 0, sizeof k);
     if (key_len > bs) {

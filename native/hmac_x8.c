@@ -69,8 +69,7 @@ static void x8_step(x8_verify *x, totpd_x8_fn x8, int64_t d) {
     for (int l = 0; l < 8; l++) {
         uint32_t w5[5];
         for (int i = 0; i < 5; i++) w5[i] = x->st[i * 8 + l];
-        uint32_t got =
-            totpd_reduce_digits(totpd_truncate(w5, x->st[4 * 8 + l] & 0xffu), x->dig[l]);
+        uint32_t got = totpd_reduce_digits(totpd_truncate(w5, x->st[4 * 8 + l] & 0xffu), x->dig[l]);
         uint64_t valid = ~totpd_ct_lt_mask64(x->ctr[l], below);
         uint64_t step = x->ctr[l] + (uint64_t)d;
         x->result[l] = totpd_ct_keep(x->result[l], step, got, x->code[l], valid);
@@ -79,9 +78,8 @@ static void x8_step(x8_verify *x, totpd_x8_fn x8, int64_t d) {
 }
 
 static inline void verify_x8(totpd_x8_fn x8, const uint64_t *scratch, const uint8_t *digits,
-                             const uint64_t *counters, const uint32_t *codes,
-                             const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
-                             int64_t *out) {
+                             const uint64_t *counters, const uint32_t *codes, const uint32_t *pairs,
+                             const uint32_t *kidx, int n, uint32_t window, int64_t *out) {
     x8_verify x;
     x8_load(&x, scratch, digits, counters, codes, pairs, kidx, n);
     for (int64_t d = (int64_t)window; d >= -(int64_t)window; d--) x8_step(&x, x8, d);
@@ -129,10 +127,10 @@ static inline void prepare_x8(totpd_x8_fn x8, const uint8_t *const *key_ptr,
 
 void totpd_sha1_verify_x8_avx2(const uint64_t *scratch, const uint8_t *digits,
                                const uint64_t *counters, const uint32_t *codes,
-                               const uint32_t *pairs, const uint32_t *kidx, int n,
-                               uint32_t window, int64_t *out) {
-    verify_x8(totpd_sha1_compress_avx2_x8, scratch, digits, counters, codes, pairs, kidx, n,
-              window, out);
+                               const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
+                               int64_t *out) {
+    verify_x8(totpd_sha1_compress_avx2_x8, scratch, digits, counters, codes, pairs, kidx, n, window,
+              out);
 }
 
 void totpd_sha1_verify_x8_avx512(const uint64_t *scratch, const uint8_t *digits,

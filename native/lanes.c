@@ -143,8 +143,8 @@ static int lanes_flush_prepare(lanes_t *g, const totpd_call *c, uint64_t *scratc
     return 0;
 }
 
-__attribute__((noinline)) int totpd_prepare_range(const totpd_call *c, uint32_t first,
-                                                  uint32_t end, uint64_t *scratch) {
+__attribute__((noinline)) int totpd_prepare_range(const totpd_call *c, uint32_t first, uint32_t end,
+                                                  uint64_t *scratch) {
     const totpd_key_table t = c->keys; /* in registers through the loop */
     lanes_t groups[TOTPD_N_ALGS];
     lanes_cursor cur = {NULL, 0};
@@ -188,9 +188,8 @@ static int lanes_flush_verify(lanes_t *g, const totpd_call *c, const uint64_t *s
     return 0;
 }
 
-__attribute__((noinline)) int totpd_verify_range(const totpd_call *c, uint32_t first,
-                                                 uint32_t end, const uint64_t *scratch,
-                                                 int64_t *out) {
+__attribute__((noinline)) int totpd_verify_range(const totpd_call *c, uint32_t first, uint32_t end,
+                                                 const uint64_t *scratch, int64_t *out) {
     lanes_t groups[TOTPD_N_ALGS];
     lanes_cursor cur = {NULL, 0};
     int large = 0;

@@ -19,8 +19,7 @@
 #define XOR4(p, q, r, s) _mm256_xor_si256(_mm256_xor_si256((p), (q)), _mm256_xor_si256((r), (s)))
 #define F_CH _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)))
 #define F_PAR _mm256_xor_si256(_mm256_xor_si256(b, c), d)
-#define F_MAJ \
-    _mm256_or_si256(_mm256_and_si256(b, c), _mm256_and_si256(d, _mm256_or_si256(b, c)))
+#define F_MAJ _mm256_or_si256(_mm256_and_si256(b, c), _mm256_and_si256(d, _mm256_or_si256(b, c)))
 #include "sha1_x8_body.h"
 #undef SHA1X8_NAME
 #undef SHA1X8_ATTR

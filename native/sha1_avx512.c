@@ -85,8 +85,8 @@ TGT static __attribute__((noinline)) void sha1_x16(__m512i s[5], const __m512i w
 
 /* Per-lane 32-bit values through a 3-entry table indexed by digits - 6. */
 INL __m512i lut3_32(__m512i sel, const uint32_t t[3]) {
-    return _mm512_permutexvar_epi32(sel, _mm512_setr_epi32((int)t[0], (int)t[1], (int)t[2], 0, 0,
-                                                           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+    return _mm512_permutexvar_epi32(sel, _mm512_setr_epi32((int)t[0], (int)t[1], (int)t[2], 0, 0, 0,
+                                                           0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
 }
 
 /* The HOTP value of every lane from the outer state (SHA-1, 32-bit lanes). */
@@ -106,8 +106,9 @@ INL __m512i sha1_code_x16(const __m512i h[5], __m512i magic, __m512i magic_hi, _
     lo = _mm512_mask_blend_epi32(j2, lo, h[3]);
     lo = _mm512_mask_blend_epi32(j3, lo, h[4]);
     /* srlv by 32 gives 0, as the offset-multiple-of-4 case needs. */
-    __m512i bin = _mm512_or_si512(_mm512_sllv_epi32(hi, sh),
-                                  _mm512_srlv_epi32(lo, _mm512_sub_epi32(_mm512_set1_epi32(32), sh)));
+    __m512i bin = _mm512_or_si512(
+        _mm512_sllv_epi32(hi, sh),
+        _mm512_srlv_epi32(lo, _mm512_sub_epi32(_mm512_set1_epi32(32), sh)));
     bin = _mm512_and_si512(bin, _mm512_set1_epi32(0x7fffffff));
     /* floor(bin / D): high halves of the 64-bit products of even and odd lanes. */
     __m512i pe = _mm512_mul_epu32(bin, magic);
@@ -198,8 +199,8 @@ _Static_assert(TOTPD_MAX_WINDOW < 255, "sha1_verify_x16 saturates the counter's 
 
 TGT void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
                                const uint64_t *counters, const uint32_t *codes,
-                               const uint32_t *pairs, const uint32_t *kidx, int n,
-                               uint32_t window, int64_t *out) {
+                               const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
+                               int64_t *out) {
     __attribute__((aligned(64))) uint64_t slot[16], ctr[16];
     __attribute__((aligned(64))) uint32_t lo[16], hi[16], low8[16], code[16], dsel[16];
     __attribute__((aligned(64))) int32_t res[16];
@@ -243,11 +244,10 @@ TGT void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
         ist[i] = r[i];
         ost[i] = r[8 + i];
     }
-    __m512i res_v =
-        hi_zero ? sha1_verify_steps_x16(ist, ost, vlo, vhi, vlow8, vcode, magic, magic_hi, post,
-                                        div, window, 1)
-                : sha1_verify_steps_x16(ist, ost, vlo, vhi, vlow8, vcode, magic, magic_hi, post,
-                                        div, window, 0);
+    __m512i res_v = hi_zero ? sha1_verify_steps_x16(ist, ost, vlo, vhi, vlow8, vcode, magic,
+                                                    magic_hi, post, div, window, 1)
+                            : sha1_verify_steps_x16(ist, ost, vlo, vhi, vlow8, vcode, magic,
+                                                    magic_hi, post, div, window, 0);
     _mm512_store_si512(res, res_v);
     for (int l = 0; l < n; l++) {
         /* res = step - (counter - window), or -1: -1 stays -1 through the OR. */

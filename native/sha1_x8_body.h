@@ -20,7 +20,7 @@ SHA1X8_ATTR void SHA1X8_NAME(uint32_t state[40], const uint32_t block[128]) {
         if ((t) < 16) {                                                                 \
             wt = w[(t)&15];                                                             \
         } else {                                                                        \
-            wt = XOR4(w[((t)-3) & 15], w[((t)-8) & 15], w[((t)-14) & 15], w[(t)&15]);  \
+            wt = XOR4(w[((t)-3) & 15], w[((t)-8) & 15], w[((t)-14) & 15], w[(t)&15]);   \
             wt = ROL(wt, 1);                                                            \
             w[(t)&15] = wt;                                                             \
         }                                                                               \

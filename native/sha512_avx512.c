@@ -36,11 +36,11 @@ INL void sha512_x8(__m512i s[8], __m512i w[16]) {
         }
         __m512i S1 = XOR3_64(_mm512_ror_epi64(e, 14), _mm512_ror_epi64(e, 18),
                              _mm512_ror_epi64(e, 41));
-        __m512i t1 = _mm512_add_epi64(_mm512_add_epi64(h, S1),
-                                      _mm512_add_epi64(CH_64(e, f, g),
-                                                       _mm512_add_epi64(_mm512_set1_epi64(
-                                                                            (long long)totpd_sha512_k[t]),
-                                                                        wt)));
+        __m512i t1 = _mm512_add_epi64(
+            _mm512_add_epi64(h, S1),
+            _mm512_add_epi64(
+                CH_64(e, f, g),
+                _mm512_add_epi64(_mm512_set1_epi64((long long)totpd_sha512_k[t]), wt)));
         __m512i S0 = XOR3_64(_mm512_ror_epi64(a, 28), _mm512_ror_epi64(a, 34),
                              _mm512_ror_epi64(a, 39));
         __m512i t2 = _mm512_add_epi64(S0, MAJ_64(a, b, c));
@@ -64,14 +64,14 @@ INL void sha512_x8(__m512i s[8], __m512i w[16]) {
 }
 
 INL __m512i lut3_64(__m512i sel, const uint32_t t[3]) {
-    return _mm512_permutexvar_epi64(sel, _mm512_setr_epi64((long long)t[0], (long long)t[1],
-                                                           (long long)t[2], 0, 0, 0, 0, 0));
+    return _mm512_permutexvar_epi64(
+        sel, _mm512_setr_epi64((long long)t[0], (long long)t[1], (long long)t[2], 0, 0, 0, 0, 0));
 }
 
 TGT void totpd_sha512_verify_x8(const uint64_t *scratch, const uint8_t *digits,
                                 const uint64_t *counters, const uint32_t *codes,
-                                const uint32_t *pairs, const uint32_t *kidx, int n,
-                                uint32_t window, int64_t *out) {
+                                const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
+                                int64_t *out) {
     __attribute__((aligned(64))) uint64_t slot[8], ctr[8], code[8], dsel[8];
     __attribute__((aligned(64))) int64_t res[8];
     for (int l = 0; l < 8; l++) {
@@ -148,8 +148,8 @@ TGT void totpd_sha512_prepare_x8(const uint8_t *const *key_ptr, const uint32_t *
         const uint8_t *p = len ? key_ptr[src] : NULL;
         slot[l] = (uint64_t)i * TOTPD_PAD_SLOT_WORDS;
         _mm512_store_si512(kb + 16 * l, bswap64_x8(load_key64(p, len < 64 ? len : 64)));
-        _mm512_store_si512(kb + 16 * l + 8,
-                           bswap64_x8(load_key64(len > 64 ? p + 64 : NULL, len > 64 ? len - 64 : 0)));
+        _mm512_store_si512(kb + 16 * l + 8, bswap64_x8(load_key64(len > 64 ? p + 64 : NULL,
+                                                                  len > 64 ? len - 64 : 0)));
     }
     __m512i s[2][8], w[2][16];
     const __m512i col = _mm512_setr_epi64(0, 16, 32, 48, 64, 80, 96, 112);
@@ -167,7 +167,8 @@ TGT void totpd_sha512_prepare_x8(const uint8_t *const *key_ptr, const uint32_t *
     const __m512i ix = _mm512_load_si512(slot);
     long long *base = (long long *)scratch;
     for (int i = 0; i < 2; i++)
-        for (int t = 0; t < 8; t++) _mm512_mask_i64scatter_epi64(base + 8 * i + t, m, ix, s[i][t], 8);
+        for (int t = 0; t < 8; t++)
+            _mm512_mask_i64scatter_epi64(base + 8 * i + t, m, ix, s[i][t], 8);
     explicit_bzero(kb, sizeof kb);
     _mm256_zeroupper();
 }

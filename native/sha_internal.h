@@ -57,22 +57,19 @@ typedef void (*totpd_x8_fn)(uint32_t state[40], const uint32_t block[128]);
  * sha512_avx512.c): 16 SHA-1 (8 SHA-512) lanes, the lane kernel interface of
  * core_internal.h (totpd_lane_kernel); prepare reads at most 64 (128) bytes of
  * a key. */
-void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits,
-                           const uint64_t *counters, const uint32_t *codes,
-                           const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
-                           int64_t *out);
+void totpd_sha1_verify_x16(const uint64_t *scratch, const uint8_t *digits, const uint64_t *counters,
+                           const uint32_t *codes, const uint32_t *pairs, const uint32_t *kidx,
+                           int n, uint32_t window, int64_t *out);
 void totpd_sha1_prepare_x16(const uint8_t *const *key_ptr, const uint32_t *key_len,
                             const uint32_t *which, int n, uint64_t *scratch);
 void totpd_sha512_verify_x8(const uint64_t *scratch, const uint8_t *digits,
-                            const uint64_t *counters, const uint32_t *codes,
-                            const uint32_t *pairs, const uint32_t *kidx, int n, uint32_t window,
-                            int64_t *out);
+                            const uint64_t *counters, const uint32_t *codes, const uint32_t *pairs,
+                            const uint32_t *kidx, int n, uint32_t window, int64_t *out);
 void totpd_sha512_prepare_x8(const uint8_t *const *key_ptr, const uint32_t *key_len,
                              const uint32_t *which, int n, uint64_t *scratch);
 
 static inline uint32_t totpd_load_be32(const uint8_t *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
-           (uint32_t)p[3];
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
 }
 
 static inline uint64_t totpd_load_be64(const uint8_t *p) {

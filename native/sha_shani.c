@@ -31,37 +31,40 @@ SHANI void totpd_sha1_compress_shani(uint32_t state[5], const uint32_t block[16]
     e0 = _mm_add_epi32(e0, m0);
     prev = abcd;
     abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
-#define GROUP(msg, f)                         \
-    e1 = _mm_sha1nexte_epu32(prev, (msg));    \
-    prev = abcd;                              \
+#define GROUP(msg, f)                      \
+    e1 = _mm_sha1nexte_epu32(prev, (msg)); \
+    prev = abcd;                           \
     abcd = _mm_sha1rnds4_epu32(abcd, e1, f);
     GROUP(m1, 0)
     GROUP(m2, 0)
     GROUP(m3, 0)
     /* groups 4..19, rotating m0..m3 as M[g-4..g-1] */
-#define GROUP_N(f)                            \
-    {                                         \
+#define GROUP_N(f)                              \
+    {                                           \
         __m128i mn = SHA1_NEXT(m0, m1, m2, m3); \
-        m0 = m1;                              \
-        m1 = m2;                              \
-        m2 = m3;                              \
-        m3 = mn;                              \
-        GROUP(mn, f)                          \
+        m0 = m1;                                \
+        m1 = m2;                                \
+        m2 = m3;                                \
+        m3 = mn;                                \
+        GROUP(mn, f)                            \
     }
+    /* Five groups a row, as the comments count them. */
+    /* clang-format off */
     GROUP_N(0) /* 4 */
     GROUP_N(1) GROUP_N(1) GROUP_N(1) GROUP_N(1) GROUP_N(1)  /* 5..9 */
     GROUP_N(2) GROUP_N(2) GROUP_N(2) GROUP_N(2) GROUP_N(2)  /* 10..14 */
     GROUP_N(3) GROUP_N(3) GROUP_N(3) GROUP_N(3) GROUP_N(3)  /* 15..19 */
+    /* clang-format on */
 #undef GROUP_N
 #undef GROUP
-    e0 = _mm_sha1nexte_epu32(prev, e_save);
+        e0 = _mm_sha1nexte_epu32(prev, e_save);
     abcd = _mm_add_epi32(abcd, abcd_save);
     _mm_storeu_si128((__m128i *)state, _mm_shuffle_epi32(abcd, 0x1B));
     state[4] = (uint32_t)_mm_extract_epi32(e0, 3);
 }
 
 SHANI void totpd_sha256_compress_shani(uint32_t state[8], const uint32_t block[16]) {
-    __m128i tmp = _mm_loadu_si128((const __m128i *)state);        /* a b c d */
+    __m128i tmp = _mm_loadu_si128((const __m128i *)state);       /* a b c d */
     __m128i st1 = _mm_loadu_si128((const __m128i *)(state + 4)); /* e f g h */
     tmp = _mm_shuffle_epi32(tmp, 0xB1);                          /* c d a b */
     st1 = _mm_shuffle_epi32(st1, 0x1B);                          /* h g f e */
@@ -75,8 +78,7 @@ SHANI void totpd_sha256_compress_shani(uint32_t state[8], const uint32_t block[1
         if (g < 4) {
             cur = m[g];
         } else {
-            __m128i a = m[(g - 4) & 3], b = m[(g - 3) & 3], c = m[(g - 2) & 3],
-                    d = m[(g - 1) & 3];
+            __m128i a = m[(g - 4) & 3], b = m[(g - 3) & 3], c = m[(g - 2) & 3], d = m[(g - 1) & 3];
             cur = _mm_sha256msg2_epu32(
                 _mm_add_epi32(_mm_sha256msg1_epu32(a, b), _mm_alignr_epi8(d, c, 4)), d);
             m[g & 3] = cur;

@@ -104,8 +104,8 @@ int totpd_verify_batch(const totpd_key_table *keys, const totpd_pairs *pairs, ui
  * (it reads algorithms, digits and counters, and writes out_matched[j] for the
  * pairs j of its range), then totpd_wipe(scratch): the caller owns the wipe in
  * this mode. */
-int totpd_prepare_keys(const totpd_key_table *keys, uint32_t first_key, uint32_t end_key,
-                       int path, uint64_t *scratch);
+int totpd_prepare_keys(const totpd_key_table *keys, uint32_t first_key, uint32_t end_key, int path,
+                       uint64_t *scratch);
 int totpd_verify_prepared(const totpd_key_table *keys, const totpd_pairs *pairs,
                           uint32_t first_pair, uint32_t end_pair, uint32_t window, int path,
                           const uint64_t *scratch, int64_t *out_matched);

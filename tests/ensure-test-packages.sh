@@ -6,13 +6,25 @@
 #   clang, libclang-rt-dev - the second sanitizer build of the C core
 #                 (tests/native/test_native_sanitizers.py): clang's UBSan reports
 #                 what gcc's misses; libclang-rt-dev holds its ASan/UBSan runtime
+#   clang-format - the C format check of `make lint` (native/format.sh)
+#
+#   tests/ensure-test-packages.sh [package...]   # only those named, default all
 set -euo pipefail
+want=("$@")
+[[ ${#want[@]} -eq 0 ]] && want=(postgresql zbar-tools clang libclang-rt-dev clang-format)
 missing=()
-compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
-command -v zbarimg >/dev/null || missing+=(zbar-tools)
-command -v clang >/dev/null || missing+=(clang)
-compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.asan-$(uname -m).a" >/dev/null ||
-  missing+=(libclang-rt-dev)
+for pkg in "${want[@]}"; do
+  case "$pkg" in
+    postgresql) compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql) ;;
+    zbar-tools) command -v zbarimg >/dev/null || missing+=(zbar-tools) ;;
+    clang) command -v clang >/dev/null || missing+=(clang) ;;
+    libclang-rt-dev)
+      compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.asan-$(uname -m).a" >/dev/null ||
+        missing+=(libclang-rt-dev) ;;
+    clang-format) command -v clang-format >/dev/null || missing+=(clang-format) ;;
+    *) echo "ensure-test-packages: unknown package '$pkg'" >&2; exit 2 ;;
+  esac
+done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 if [[ "$(id -u)" != 0 ]]; then
   echo "ensure-test-packages: missing ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2

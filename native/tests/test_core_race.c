@@ -25,14 +25,17 @@ typedef struct {
 /* Key lengths, algorithms, digits and counters; with low32, every counter of
  * a lane group below 2^32 (the kernels' folded path), else mixed. */
 static void diff_keys(diff_batch *b, int low32) {
+    /* clang-format off */
     static const uint64_t edge[] = {0, 1, 2, 7, 8, 9, 0xfffffff8ull, 0xfffffffeull, 0xffffffffull,
                                     0x100000000ull, 0x100000001ull, 0x1fffffffeull,
                                     0x7ffffffffffffff0ull};
+    /* clang-format on */
     b->offsets[0] = 0;
     for (int k = 0; k < DIFF_NK; k++) {
         uint32_t r = (uint32_t)(rng() % 8);
-        uint32_t len =
-            r < 3 ? 20 : r < 5 ? (uint32_t)(rng() % 65) : (uint32_t)(rng() % (DIFF_MAXK + 1));
+        uint32_t len = r < 3   ? 20
+                       : r < 5 ? (uint32_t)(rng() % 65)
+                               : (uint32_t)(rng() % (DIFF_MAXK + 1));
         b->offsets[k + 1] = b->offsets[k] + len;
         b->algs[k] = (uint8_t)(rng() % 5 == 0 ? 1 + rng() % 3 : 1);
         b->digs[k] = (uint8_t)(6 + rng() % 3);
@@ -52,9 +55,8 @@ static void diff_pairs(diff_batch *b, uint32_t window) {
         uint64_t step = b->ctr[k] + (uint64_t)off;
         b->codes[j] = (uint32_t)rng() % 100000000u;
         if ((int64_t)b->ctr[k] + off >= 0 && rng() % 4 != 0)
-            CHECK(totpd_hotp(b->keys + b->offsets[k], b->offsets[k + 1] - b->offsets[k],
-                             b->algs[k], b->digs[k], step, TOTPD_PATH_PORTABLE,
-                             &b->codes[j]) == TOTPD_OK);
+            CHECK(totpd_hotp(b->keys + b->offsets[k], b->offsets[k + 1] - b->offsets[k], b->algs[k],
+                             b->digs[k], step, TOTPD_PATH_PORTABLE, &b->codes[j]) == TOTPD_OK);
     }
 }
 
@@ -64,8 +66,7 @@ static int64_t diff_want(const diff_batch *b, uint32_t k, uint32_t code, uint32_
         uint32_t c;
         if ((int64_t)b->ctr[k] + d < 0) continue;
         CHECK(totpd_hotp(b->keys + b->offsets[k], b->offsets[k + 1] - b->offsets[k], b->algs[k],
-                         b->digs[k], b->ctr[k] + (uint64_t)d, TOTPD_PATH_PORTABLE,
-                         &c) == TOTPD_OK);
+                         b->digs[k], b->ctr[k] + (uint64_t)d, TOTPD_PATH_PORTABLE, &c) == TOTPD_OK);
         if (c == code) return (int64_t)(b->ctr[k] + (uint64_t)d);
     }
     return -1;
@@ -92,8 +93,9 @@ void test_differential(int path) {
             uint32_t k = b.kidx[j];
             int64_t want = diff_want(&b, k, b.codes[j], window);
             if (b.out[j] != want) {
-                fprintf(stderr, "path %d pair %d key %u alg %u ctr %" PRIu64 " window %u: %" PRId64
-                                " != %" PRId64 "\n",
+                fprintf(stderr,
+                        "path %d pair %d key %u alg %u ctr %" PRIu64 " window %u: %" PRId64
+                        " != %" PRId64 "\n",
                         path, j, k, b.algs[k], b.ctr[k], window, b.out[j], want);
                 failures++;
             }

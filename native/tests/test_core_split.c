@@ -24,8 +24,7 @@ static void split_setup(split_batch *b) {
     b->offsets[0] = 0;
     for (int k = 0; k < SPLIT_NK; k++) {
         b->offsets[k + 1] = b->offsets[k] + (uint32_t)(rng() % (SPLIT_MAXK + 1));
-        b->algs[k] =
-            (uint8_t)(k % 5 == 4 ? TOTPD_ALG_SHA256 : k % 3 == 2 ? TOTPD_ALG_SHA512 : 1);
+        b->algs[k] = (uint8_t)(k % 5 == 4 ? TOTPD_ALG_SHA256 : k % 3 == 2 ? TOTPD_ALG_SHA512 : 1);
         b->digs[k] = (uint8_t)(6 + rng() % 3);
         b->ctr[k] = k % 7 == 0 ? (uint64_t)(k % 3) : 1000000 + rng() % 1000;
     }
@@ -34,9 +33,9 @@ static void split_setup(split_batch *b) {
         b->kidx[j] = k;
         b->codes[j] = (uint32_t)rng() % 1000000u;
         if (rng() % 3 != 0)
-            CHECK(totpd_hotp(b->keys + b->offsets[k], b->offsets[k + 1] - b->offsets[k],
-                             b->algs[k], b->digs[k], b->ctr[k] + rng() % 3 - 1,
-                             TOTPD_PATH_PORTABLE, &b->codes[j]) == TOTPD_OK);
+            CHECK(totpd_hotp(b->keys + b->offsets[k], b->offsets[k + 1] - b->offsets[k], b->algs[k],
+                             b->digs[k], b->ctr[k] + rng() % 3 - 1, TOTPD_PATH_PORTABLE,
+                             &b->codes[j]) == TOTPD_OK);
     }
     b->tab = (totpd_key_table){.keys = b->keys,
                                .keys_len = b->offsets[SPLIT_NK],
@@ -112,21 +111,16 @@ void test_split_verify_errors(int path) {
     const uint64_t *scr = b.scratch;
     totpd_key_table bad = b.tab;
     totpd_pairs bad_pairs = b.prs;
-    CHECK(totpd_verify_prepared(NULL, &b.prs, 0, SPLIT_NP, 1, path, scr, b.out) ==
-          TOTPD_ERR_NULL);
-    CHECK(totpd_verify_prepared(&b.tab, NULL, 0, SPLIT_NP, 1, path, scr, b.out) ==
-          TOTPD_ERR_NULL);
+    CHECK(totpd_verify_prepared(NULL, &b.prs, 0, SPLIT_NP, 1, path, scr, b.out) == TOTPD_ERR_NULL);
+    CHECK(totpd_verify_prepared(&b.tab, NULL, 0, SPLIT_NP, 1, path, scr, b.out) == TOTPD_ERR_NULL);
     CHECK(totpd_verify_prepared(&b.tab, &b.prs, 0, SPLIT_NP, 1, path, NULL, b.out) ==
           TOTPD_ERR_NULL);
-    CHECK(totpd_verify_prepared(&b.tab, &b.prs, 0, SPLIT_NP, 1, path, scr, NULL) ==
-          TOTPD_ERR_NULL);
+    CHECK(totpd_verify_prepared(&b.tab, &b.prs, 0, SPLIT_NP, 1, path, scr, NULL) == TOTPD_ERR_NULL);
     bad.digits = NULL;
-    CHECK(totpd_verify_prepared(&bad, &b.prs, 0, SPLIT_NP, 1, path, scr, b.out) ==
-          TOTPD_ERR_NULL);
+    CHECK(totpd_verify_prepared(&bad, &b.prs, 0, SPLIT_NP, 1, path, scr, b.out) == TOTPD_ERR_NULL);
     bad = b.tab;
     bad.counters = NULL;
-    CHECK(totpd_verify_prepared(&bad, &b.prs, 0, SPLIT_NP, 1, path, scr, b.out) ==
-          TOTPD_ERR_NULL);
+    CHECK(totpd_verify_prepared(&bad, &b.prs, 0, SPLIT_NP, 1, path, scr, b.out) == TOTPD_ERR_NULL);
     bad_pairs.key_index = NULL;
     CHECK(totpd_verify_prepared(&b.tab, &bad_pairs, 0, SPLIT_NP, 1, path, scr, b.out) ==
           TOTPD_ERR_NULL);
