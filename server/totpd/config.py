@@ -60,6 +60,10 @@ class Settings:
     # by gRPC itself, before they cost a database round trip.
     max_concurrent_rpcs: int = 1000
     max_message_bytes: int = 4 * 1024 * 1024
+    # A call waits for the database until its deadline: the client's, but at
+    # most this long after the call started, deadline or none. Past it the
+    # call answers DEADLINE_EXCEEDED and stores nothing.
+    max_database_wait_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
     log_format: str = "json"
@@ -166,6 +170,7 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "max_workers": _as_int,
     "max_concurrent_rpcs": _as_int,
     "max_message_bytes": _as_int,
+    "max_database_wait_seconds": _as_float,
     "shutdown_grace_seconds": _as_float,
     "log_level": _as_str,
     "log_format": _as_str,
@@ -301,6 +306,7 @@ def validate(settings: Settings) -> None:
     _check_range("max_workers", settings.max_workers, 1, 1024)
     _check_range("max_concurrent_rpcs", settings.max_concurrent_rpcs, 1, 1_000_000)
     _check_range("max_message_bytes", settings.max_message_bytes, 1024, 2**31 - 1)
+    _check_range("max_database_wait_seconds", settings.max_database_wait_seconds, 0.01, 600)
     _check_range("shutdown_grace_seconds", settings.shutdown_grace_seconds, 0, 3600)
     if settings.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")

@@ -29,7 +29,7 @@ from totpd.config import (
     load_tls,
     parse_listen_address,
 )
-from totpd.rpc.interceptors import AccessLogInterceptor, ErrorInterceptor
+from totpd.rpc.interceptors import AccessLogInterceptor, DeadlineInterceptor, ErrorInterceptor
 from totpd.rpc.servicer import TotpServicer
 from totpd.service.mfa import MfaService
 from totpd.v1 import totp_service_pb2, totp_service_pb2_grpc
@@ -69,8 +69,13 @@ def create_server(
     ]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc"),
-        # First is outermost: the access log sees the status the error mapper set.
-        interceptors=[AccessLogInterceptor(), ErrorInterceptor()],
+        # First is outermost: the access log sees the status the error mapper set,
+        # which maps what the handler raises within its deadline.
+        interceptors=[
+            AccessLogInterceptor(),
+            ErrorInterceptor(),
+            DeadlineInterceptor(settings.max_database_wait_seconds),
+        ],
         options=limits,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )

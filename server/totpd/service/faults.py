@@ -4,6 +4,10 @@ A fault leaves the verdict unknown, so it is always an error (retryable),
 never INVALID or LOCKED. The log line names the driver's own one-line cause
 ("database is locked", "connection refused"), never SQLAlchemy's message,
 which quotes the statement and its parameters.
+
+A call's deadline that passed while it waited for the database is
+DEADLINE_EXCEEDED: nothing was committed. It is not logged here (the access
+log has the call's status); a hung database shows as many such lines at once.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 
 from totpd.service.errors import ErrorReason, TotpdError
+from totpd.store.deadline import DeadlineExceededError
 from totpd.store.faults import first_line, is_outage, is_pool_exhausted
 
 _log = logging.getLogger("totpd.store")
@@ -18,11 +23,16 @@ _log = logging.getLogger("totpd.store")
 
 def is_store_fault(error: BaseException) -> bool:
     """Whether `error` is a database fault (without logging it)."""
-    return is_pool_exhausted(error) or is_outage(error)
+    return isinstance(error, DeadlineExceededError) or is_pool_exhausted(error) or is_outage(error)
 
 
 def store_fault(error: BaseException, method: str) -> TotpdError | None:
     """The error for a database fault (logged once here), or None if `error` is not one."""
+    if isinstance(error, DeadlineExceededError):
+        return TotpdError(
+            ErrorReason.DEADLINE_EXCEEDED,
+            "the deadline passed before the database answered; nothing was stored",
+        )
     if is_pool_exhausted(error):
         _log.warning("database pool exhausted", extra={"method": method})
         return TotpdError(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import math
 import os
 import threading
+import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
+from totpd import deadlines
+from totpd.store.deadline import DeadlineExceededError, DeadlinePool, wait_limit
+from totpd.store.watchdog import WATCHDOG, Watch
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -25,11 +33,18 @@ def open_engine(url: str) -> Engine:
     """Create an engine with the settings each backend needs for concurrent use."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        in_memory = parsed.database in (None, "", ":memory:")
+        # A checkout waits at most until the call's deadline (DeadlinePool);
+        # an in-memory database keeps SQLAlchemy's per-thread pool.
+        pool: dict[str, Any] = {} if in_memory else {"poolclass": DeadlinePool}
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            **pool,
         )
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_sqlite)
+        event.listen(engine, "checkout", _bound_sqlite_busy_wait)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # psycopg 3 is the supported driver; plain postgresql:// means it too.
@@ -38,7 +53,68 @@ def open_engine(url: str) -> Engine:
     # 500 us Verify). A connection the database dropped fails its next
     # statement instead, is invalidated there, and the call answers UNAVAILABLE
     # (never a verdict), which clients retry; the retry gets a fresh connection.
-    return create_engine(parsed, pool_size=20, max_overflow=20)
+    engine = create_engine(parsed, pool_size=20, max_overflow=20, poolclass=DeadlinePool)
+    _watch_postgres(engine)
+    return engine
+
+
+# -- bounding every wait by the call's deadline (store/deadline.py) ------------
+
+_BUSY_MS = "totpd.busy_timeout_ms"  # the busy timeout last set on a connection
+_WATCH = "totpd.watch"
+
+
+def _bound_sqlite_busy_wait(
+    dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+) -> None:
+    """SQLite waits for another writer's lock at most until the call's deadline.
+
+    Set per checkout (a pragma costs a few microseconds), and only when it changes.
+    """
+    left = deadlines.remaining()
+    busy_ms = SQLITE_BUSY_TIMEOUT_MS
+    if left is not None:
+        busy_ms = max(1, min(busy_ms, math.ceil(left * 1000)))
+    if record.info.get(_BUSY_MS) != busy_ms:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
+        record.info[_BUSY_MS] = busy_ms
+
+
+def _watch_postgres(engine: Engine) -> None:
+    """Bound every PostgreSQL wait of a call by its deadline (store/watchdog.py).
+
+    A connection is watched while a call with a deadline has it checked out,
+    reset-on-return included; one cut at the deadline is invalidated when it
+    comes back, so the pool never hands it out again. Opening a connection is
+    bounded by libpq's connect_timeout, which counts whole seconds, at least 2.
+    """
+
+    @event.listens_for(engine, "do_connect")
+    def bound_connect(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        if deadlines.current() is not None:
+            params["connect_timeout"] = max(2, math.ceil(wait_limit(math.inf)))
+
+    @event.listens_for(engine, "connect")
+    def remember_socket(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_WATCH] = Watch(dbapi_connection.fileno())
+
+    @event.listens_for(engine, "checkout")
+    def arm(_dbapi: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
+        deadline = deadlines.current()
+        if deadline is not None:
+            WATCHDOG.arm(record.info[_WATCH], deadline)
+
+    @event.listens_for(engine, "checkin")
+    def disarm(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        watch = record.info.get(_WATCH)
+        if watch is not None and WATCHDOG.disarm(watch) and dbapi_connection is not None:
+            record.invalidate()  # its socket is shut: never reused
+
+    @event.listens_for(engine, "close")
+    def forget(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        watch = record.info.get(_WATCH)
+        if watch is not None:
+            WATCHDOG.disarm(watch)  # the fd is about to be closed, maybe reused
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -77,13 +153,14 @@ class SqliteWriterQueue:
         self._fd: int | None = None
 
     def __enter__(self) -> None:
-        self._threads.acquire()
+        if not self._threads.acquire(timeout=wait_limit(threading.TIMEOUT_MAX)):
+            raise DeadlineExceededError
         if self._path is None:
             return
         try:
             if self._fd is None:
                 self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            _flock_until_deadline(self._fd)
         except BaseException:
             self._threads.release()
             raise
@@ -92,6 +169,33 @@ class SqliteWriterQueue:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._threads.release()
+
+
+# Polling the writers' lock: the first retry soon (writes take well under a
+# millisecond), then backing off to a few milliseconds.
+_FLOCK_FIRST_SLEEP = 0.0001
+_FLOCK_LONGEST_SLEEP = 0.002
+
+
+def _flock_until_deadline(fd: int) -> None:
+    """Take the exclusive flock, waiting at most until the call's deadline.
+
+    flock(2) has no timeout, so a held lock is polled: one try first (the
+    lock is free unless another process is writing), then short sleeps. Only
+    one thread per process polls: the others queue on the process's lock.
+    """
+    sleep = _FLOCK_FIRST_SLEEP
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        time.sleep(wait_limit(sleep))
+        sleep = min(sleep * 2, _FLOCK_LONGEST_SLEEP)
 
 
 def sqlite_file(engine: Engine) -> str | None:

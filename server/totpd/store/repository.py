@@ -3,6 +3,10 @@
 `store/` is the only place with SQL. The ORM serves the low-rate operations;
 the verification hot path (`FactorStore.attempts`) runs compiled statements
 on the driver's cursor.
+
+Every operation waits for the database at most until the call's deadline
+(store/deadline.py) and raises DeadlineExceededError then; a transaction
+commits only while the deadline holds, otherwise it rolls back.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from totpd.store import deadline
 from totpd.store.attempts import Attempts
 from totpd.store.database import IMMEDIATE_TRANSACTION, writer_queue
 from totpd.store.models import LIVE_STATES, FactorRow
@@ -37,10 +42,12 @@ class FactorStore:
 
     # -- reads -------------------------------------------------------------
 
+    @deadline.bounded
     def get(self, factor_id: str) -> FactorRow | None:
         with self._sessions() as session:
             return session.get(FactorRow, factor_id)
 
+    @deadline.bounded
     def list_for_account(
         self, account_id: str, states: Iterable[str], *, now: int
     ) -> list[FactorRow]:
@@ -50,8 +57,11 @@ class FactorStore:
         secrets erased, in the same transaction: expiry is lazy, per account.
         """
         with self._sessions.begin() as session:
-            return _expire_and_list(session, account_id, states, now)
+            rows = _expire_and_list(session, account_id, states, now)
+            deadline.check()  # before the commit
+            return rows
 
+    @deadline.bounded
     def list_for_accounts(self, account_ids: Iterable[str], state: str) -> list[FactorRow]:
         rows: list[FactorRow] = []
         with self._sessions() as session:
@@ -62,6 +72,7 @@ class FactorStore:
                 rows.extend(session.scalars(query))
         return rows
 
+    @deadline.bounded
     def get_many(self, factor_ids: Iterable[str]) -> dict[str, FactorRow]:
         rows: dict[str, FactorRow] = {}
         with self._sessions() as session:
@@ -74,6 +85,7 @@ class FactorStore:
 
     # -- enrollment --------------------------------------------------------
 
+    @deadline.bounded
     def add_to_account(
         self, account_id: str, *, now: int, make_row: Callable[[list[FactorRow]], FactorRow]
     ) -> FactorRow:
@@ -97,10 +109,12 @@ class FactorStore:
                     session.flush()
                 except IntegrityError:
                     raise LabelTaken from None
+                deadline.check()  # before the commit
         return row
 
     # -- disable -----------------------------------------------------------
 
+    @deadline.bounded
     def disable(self, factor_ids: Sequence[str]) -> list[FactorRow]:
         """Turn live factors DISABLED and erase their secrets; returns them."""
         statement = (
@@ -111,7 +125,9 @@ class FactorStore:
             .execution_options(synchronize_session=False)
         )
         with self._sessions.begin() as session:
-            return list(session.scalars(statement))
+            disabled = list(session.scalars(statement))
+            deadline.check()  # before the commit
+            return disabled
 
 
 _ERASED_SECRET: dict[str, None] = {
