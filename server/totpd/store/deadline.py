@@ -18,7 +18,7 @@ from typing import ParamSpec, TypeVar
 
 import psycopg
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from totpd import deadlines
 
@@ -104,6 +104,14 @@ class DeadlinePool(QueuePool):
     """
 
     _configured_timeout: float
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except sa_exc.TimeoutError:
+            if deadlines.expired():
+                raise DeadlineExceededError from None
+            raise
 
     @property
     def _timeout(self) -> float:
