@@ -126,7 +126,7 @@ class LockedSqlite:
         if self.how == "write-lock":
             import sqlite3
 
-            other = sqlite3.connect(self.path, isolation_level=None)
+            other = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             try:
                 other.execute("BEGIN IMMEDIATE")
                 yield
