@@ -61,6 +61,7 @@ def open_engine(url: str) -> Engine:
 # -- bounding every wait by the call's deadline (store/deadline.py) ------------
 
 _BUSY_MS = "totpd.busy_timeout_ms"  # the busy timeout last set on a connection
+_BUSY_STEP_MS = 100
 _WATCH = "totpd.watch"
 
 
@@ -69,12 +70,16 @@ def _bound_sqlite_busy_wait(
 ) -> None:
     """SQLite waits for another writer's lock at most until the call's deadline.
 
-    Set per checkout (a pragma costs a few microseconds), and only when it changes.
+    Rounded up to `_BUSY_STEP_MS`, and set only when that changes: calls
+    capped by the same maximum then share one value, and a checkout costs no
+    pragma. A wait may so end up to a step after the deadline; a write never
+    commits after it (store/attempts.py).
     """
     left = deadlines.remaining()
     busy_ms = SQLITE_BUSY_TIMEOUT_MS
     if left is not None:
-        busy_ms = max(1, min(busy_ms, math.ceil(left * 1000)))
+        steps = max(1, math.ceil(left * 1000 / _BUSY_STEP_MS))
+        busy_ms = min(busy_ms, steps * _BUSY_STEP_MS)
     if record.info.get(_BUSY_MS) != busy_ms:
         dbapi_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
         record.info[_BUSY_MS] = busy_ms
