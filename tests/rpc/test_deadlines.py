@@ -168,3 +168,26 @@ def test_a_guess_whose_client_gave_up_is_not_counted(
     outcome = verify(live_on, "erin", guess, timeout=10)
     assert outcome.result == factor_pb2.VERIFY_RESULT_INVALID
     assert outcome.attempts_left == LOCK_AFTER - 1
+
+
+def test_many_calls_hung_at_once_all_end_and_the_server_recovers(
+    database: HangingDatabase,
+    live_on: LiveServer,
+    secrets_seen: Secrets,
+    no_secrets_in_logs: LogCapture,
+) -> None:
+    accounts = [f"grace-{number}" for number in range(6)]
+    enrollments = [activate(live_on, secrets_seen, account) for account in accounts]
+    codes = [enrollment.code(offset_steps=1) for enrollment in enrollments]
+    secrets_seen.add(*codes)
+    with database.hung():
+        calls = [
+            live_on.stub.Verify.future(pb.VerifyRequest(account_id=account, code=code))
+            for account, code in zip(accounts, codes, strict=True)
+        ]  # no client deadline: the server's maximum ends them
+        errors = [call.exception(timeout=60) for call in calls]
+    assert all(isinstance(error, grpc.RpcError) for error in errors)
+    assert {failure(error).reason for error in errors} == {"ERROR_REASON_DEADLINE_EXCEEDED"}
+    assert access_codes(no_secrets_in_logs, VERIFY).count("DEADLINE_EXCEEDED") == len(calls)
+    for account, code in zip(accounts, codes, strict=True):
+        assert verify(live_on, account, code, timeout=10).result == factor_pb2.VERIFY_RESULT_VALID

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import socket
 import threading
 import time
@@ -46,6 +47,13 @@ class Watchdog:
         self._lock = threading.Lock()
         self._armed: set[Watch] = set()
         self._thread: threading.Thread | None = None
+        # A forked child has none of the parent's threads, and maybe its lock held.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._armed = set()
+        self._thread = None
 
     def arm(self, watch: Watch, deadline: float) -> None:
         """Cut `watch`'s connection at `deadline` (time.monotonic()) unless disarmed first."""
