@@ -183,6 +183,9 @@ def test_an_enrollment_that_outlives_its_deadline_adds_no_factor(
     assert [factor.label for factor in factors] == ["phone"]
 
 
+# SQLite's readers never wait for its writers (WAL): only a stopped server hangs a read.
+@pytest.mark.postgres
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("operation", ["get", "list", "disable"])
 def test_reads_and_disable_on_a_stopped_postgresql_end_by_the_deadline(
     database: HangingDatabase,
@@ -191,8 +194,6 @@ def test_reads_and_disable_on_a_stopped_postgresql_end_by_the_deadline(
     account_id: str,
     operation: str,
 ) -> None:
-    if database.kind != "postgresql":
-        pytest.skip("SQLite's readers never wait for its writers (WAL)")
     factor_id = enrolled(service, clock, account_id).factor.factor_id
     calls: dict[str, Callable[[], object]] = {
         "get": lambda: service.get_factor(account_id, factor_id),
