@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import math
 import os
 import threading
-import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from totpd import deadlines
 from totpd.store.deadline import DeadlineExceededError, DeadlinePool, wait_limit
+from totpd.store.flock_waiter import FlockWaiter
 from totpd.store.watchdog import WATCHDOG, Watch
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -156,16 +155,21 @@ class SqliteWriterQueue:
         self._threads = threading.Lock()
         self._path = f"{database}.writers" if database else None
         self._fd: int | None = None
+        self._flock: FlockWaiter | None = None
 
     def __enter__(self) -> None:
+        # Both waits end by the call's deadline (store/flock_waiter.py says
+        # why the flock is waited for in a thread of its own).
         if not self._threads.acquire(timeout=wait_limit(threading.TIMEOUT_MAX)):
             raise DeadlineExceededError
         if self._path is None:
             return
         try:
-            if self._fd is None:
+            if self._flock is None:
                 self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            _flock_until_deadline(self._fd)
+                self._flock = FlockWaiter(self._fd)
+            if not self._flock.acquire(wait_limit(threading.TIMEOUT_MAX)):
+                raise DeadlineExceededError
         except BaseException:
             self._threads.release()
             raise
@@ -174,33 +178,6 @@ class SqliteWriterQueue:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._threads.release()
-
-
-# Polling the writers' lock: the first retry soon (writes take well under a
-# millisecond), then backing off to a few milliseconds.
-_FLOCK_FIRST_SLEEP = 0.0001
-_FLOCK_LONGEST_SLEEP = 0.002
-
-
-def _flock_until_deadline(fd: int) -> None:
-    """Take the exclusive flock, waiting at most until the call's deadline.
-
-    flock(2) has no timeout, so a held lock is polled: one try first (the
-    lock is free unless another process is writing), then short sleeps. Only
-    one thread per process polls: the others queue on the process's lock.
-    """
-    sleep = _FLOCK_FIRST_SLEEP
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-        time.sleep(wait_limit(sleep))
-        sleep = min(sleep * 2, _FLOCK_LONGEST_SLEEP)
 
 
 def sqlite_file(engine: Engine) -> str | None:
