@@ -31,6 +31,9 @@ SPIN_SECONDS = 0.0002
 class FlockWaiter:
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        self._start()
+
+    def _start(self) -> None:
         self._changed = threading.Condition(threading.Lock())
         self._pending = False  # the helper is (or is about to be) blocked in LOCK_EX
         self._wanted = False  # a caller waits for the helper's lock
@@ -42,7 +45,7 @@ class FlockWaiter:
     def acquire(self, timeout: float) -> bool:
         """Take the lock, waiting at most `timeout` seconds; False if it did not come."""
         if self._pid != os.getpid():  # a forked child: none of the parent's threads
-            self.__init__(self._fd)  # type: ignore[misc]
+            self._start()
         with self._changed:
             if not self._pending and self._spin():
                 return True
