@@ -60,6 +60,10 @@ class Settings:
     # batch of the default max_batch_items and the unary traffic beside it.
     max_items_in_flight: int = 25_000
     max_message_bytes: int = 4 * 1024 * 1024
+    # A call waits for the database until its deadline: the client's, but at
+    # most this long after the call started, deadline or none. Past it the
+    # call answers DEADLINE_EXCEEDED and stores nothing.
+    max_database_wait_seconds: float = 5.0
     # On SIGTERM/SIGINT health turns NOT_SERVING and the server keeps serving
     # this long, so load balancers move traffic away before the port closes.
     drain_seconds: float = 5.0
@@ -179,6 +183,7 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "max_items_in_flight": _as_int,
     "max_message_bytes": _as_int,
     "drain_seconds": _as_float,
+    "max_database_wait_seconds": _as_float,
     "shutdown_grace_seconds": _as_float,
     "health_probe_interval_seconds": _as_float,
     "health_probe_timeout_seconds": _as_float,
@@ -326,6 +331,7 @@ def validate(settings: Settings) -> None:
             " lower max_batch_items"
         )
     _check_range("drain_seconds", settings.drain_seconds, 0, 3600)
+    _check_range("max_database_wait_seconds", settings.max_database_wait_seconds, 0.01, 600)
     _check_range("shutdown_grace_seconds", settings.shutdown_grace_seconds, 0, 3600)
     _check_range("health_probe_interval_seconds", settings.health_probe_interval_seconds, 0.1, 3600)
     _check_range("health_probe_timeout_seconds", settings.health_probe_timeout_seconds, 0.1, 3600)

@@ -17,6 +17,11 @@ exceptions are logged by type and stack frames only, because their message
 may quote the input (``int("12345a")`` does).
 
 `AccessLogInterceptor` writes one line per RPC: method, status code, duration.
+
+`DeadlineInterceptor` gives each unary call its deadline for the store
+(totpd.deadlines): the client's, capped at `max_database_wait_seconds` from
+the call's start. A call whose deadline has already passed is answered
+DEADLINE_EXCEEDED before its handler runs: nothing is read or counted.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import grpc
 from google.protobuf.message import DecodeError
 
+from totpd import deadlines
 from totpd.crypto import SecretUnavailable
 from totpd.rpc.status import to_grpc_status
 from totpd.service.errors import ErrorReason, TotpdError
@@ -53,6 +59,9 @@ _UNDECODABLE: Final = TotpdError(
 )
 # These instances are only ever read (turned into a status), never raised.
 _INTERNAL: Final = TotpdError(ErrorReason.INTERNAL, "internal server error")
+_DEADLINE_PASSED: Final = TotpdError(
+    ErrorReason.DEADLINE_EXCEEDED, "the call's deadline passed before it was served"
+)
 
 
 class _Undecodable:
@@ -222,6 +231,35 @@ def _aborted(context: grpc.ServicerContext) -> bool:
 def _status_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
     code_of: Callable[[], grpc.StatusCode | None] | None = getattr(context, "code", None)
     return code_of() if code_of is not None else None
+
+
+class DeadlineInterceptor(_CachingInterceptor):
+    """Runs each unary handler within the call's deadline, capped at `longest` seconds."""
+
+    def __init__(self, longest: float) -> None:
+        super().__init__()
+        self._longest = longest
+
+    def _wrap(self, handler: Handler, method: str) -> Handler:
+        if handler.unary_unary is None:  # streams (health Watch) do not use the store
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            _within_deadline(handler.unary_unary, self._longest),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _within_deadline(behavior: Unary, longest: float) -> Unary:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        left: float | None = context.time_remaining()  # None or huge: no client deadline
+        seconds = longest if left is None else min(left, longest)
+        if seconds <= 0:
+            raise _DEADLINE_PASSED
+        with deadlines.within(seconds):
+            return behavior(request, context)
+
+    return handle
 
 
 class AccessLogInterceptor(_CachingInterceptor):

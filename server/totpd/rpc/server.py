@@ -21,7 +21,7 @@ from totpd.config import ConfigError, Settings, parse_listen_address
 from totpd.rpc.admission import Admission, AdmissionInterceptor
 from totpd.rpc.drain import DrainingHealthServicer, StopSignals, drain_and_stop
 from totpd.rpc.health_probe import StoreHealthProbe
-from totpd.rpc.interceptors import AccessLogInterceptor, ErrorInterceptor
+from totpd.rpc.interceptors import AccessLogInterceptor, DeadlineInterceptor, ErrorInterceptor
 from totpd.rpc.servicer import TotpServicer
 from totpd.rpc.tls import server_credentials, tls_log_fields, warn_if_plaintext_beyond_loopback
 from totpd.service.mfa import MfaService
@@ -70,8 +70,14 @@ def create_server(
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc"),
         # First is outermost: the access log sees the status the error mapper
-        # set, and the error mapper turns an admission refusal into a status.
-        interceptors=[AccessLogInterceptor(), ErrorInterceptor(), admission_interceptor(settings)],
+        # set; the error mapper maps what the inner ones raise: a deadline
+        # already passed, an admission refusal, the handler's errors.
+        interceptors=[
+            AccessLogInterceptor(),
+            ErrorInterceptor(),
+            DeadlineInterceptor(settings.max_database_wait_seconds),
+            admission_interceptor(settings),
+        ],
         options=limits,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )

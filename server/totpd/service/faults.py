@@ -9,6 +9,10 @@ An outage fails every call until it ends, hundreds a second: each would log
 the same line. So a fault is logged at most once per (reason, cause) and
 `FAULT_LOG_INTERVAL_SECONDS`, as one WARNING without a stack trace (an outage
 is expected, not a bug), and the next line for it says how many were held back.
+
+A call's deadline that passed while it waited for the database is
+DEADLINE_EXCEEDED: nothing was committed. It is not logged here (the access
+log has the call's status); a hung database shows as many such lines at once.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from collections.abc import Callable, Hashable
 
 from totpd.service.errors import ErrorReason, TotpdError
+from totpd.store.deadline import DeadlineExceededError
 from totpd.store.faults import cause_of, is_outage, is_pool_exhausted
 
 _log = logging.getLogger("totpd.store")
@@ -86,11 +91,16 @@ def fault_cause(error: BaseException) -> str:
 
 def is_store_fault(error: BaseException) -> bool:
     """Whether `error` is a database fault (without logging it)."""
-    return is_pool_exhausted(error) or is_outage(error)
+    return isinstance(error, DeadlineExceededError) or is_pool_exhausted(error) or is_outage(error)
 
 
 def store_fault(error: BaseException, method: str) -> TotpdError | None:
     """The error for a database fault (logged here, rate-limited), or None if `error` is not one."""
+    if isinstance(error, DeadlineExceededError):
+        return TotpdError(
+            ErrorReason.DEADLINE_EXCEEDED,
+            "the deadline passed before the database answered; nothing was stored",
+        )
     if is_pool_exhausted(error):
         _log_fault("database pool exhausted", ErrorReason.OVERLOADED, error, method)
         return TotpdError(

@@ -31,12 +31,21 @@ UPDATE, UPDATE, COMMIT).
 These statements run compiled once per dialect on the DB-API cursor: for a
 one-row verification, SQLAlchemy's per-execution work (cache lookup, events,
 parameter and result processing) cost more than the statement itself.
+
+Deadlines (store/deadline.py): no write commits after the call's deadline.
+A transaction commits only while the deadline holds (a connection cut at the
+deadline leaves it open, and PostgreSQL aborts it). The one-row optimistic
+write runs alone, outside a transaction (one round trip, the hot path), so it
+carries the deadline in its condition, read on the database's own clock: a
+write a hung server executes after it wakes matches no row.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, NamedTuple
@@ -46,6 +55,7 @@ from sqlalchemy import (
     ColumnElement,
     Dialect,
     Engine,
+    Float,
     Insert,
     Integer,
     Select,
@@ -71,6 +81,8 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
 
+from totpd import deadlines
+from totpd.store import deadline
 from totpd.store.errors import acquiring, ending
 from totpd.store.models import AccountRow, FactorRow
 
@@ -165,6 +177,7 @@ class Attempts:
         self._dialect = engine.dialect
         self._writer = writer  # queues SQLite's writers (see database.writer_queue)
 
+    @deadline.bounded
     def read(
         self, requests: Sequence[AttemptRequest], *, state: str, now: int
     ) -> list[CandidateFactor]:
@@ -172,6 +185,7 @@ class Attempts:
         with _RawConnection(self._engine, autocommit=True) as connection:
             return _read(connection, requests, state, now, lock=False)
 
+    @deadline.bounded
     def write_if_unchanged(
         self,
         writes: Sequence[FactorWrite],
@@ -187,19 +201,29 @@ class Attempts:
         changed since the read. `activate`: a step won on a pending factor
         confirms it (see `_write`). Accounts are written before factors, the
         order a locked round locks them in.
+        DeadlineExceededError if the deadline passed first: nothing was written.
         """
-        statements = _account_statements(self._dialect.name, accounts)
+        dialect = self._dialect.name
+        statements = _account_statements(dialect, accounts)
+        # One factor row and no account row: the statement alone is atomic, and
+        # outside a transaction it carries the call's deadline in its condition.
+        alone = not statements and len(writes) == 1
         if writes:
-            statements.append(
-                (*_write_statement(self._dialect.name, writes, state, now, activate), len(writes))
-            )
+            factors = _write_statement(dialect, writes, state, now, activate, alone=alone)
+            statements.append((*factors, len(writes)))
         if not statements:
             return True
-        alone = len(statements) == 1 and statements[0][2] == 1
         with self._writer, _RawConnection(self._engine, autocommit=alone) as connection:
             if alone:  # one row: the statement alone is atomic
-                statement, values, _ = statements[0]
-                return len(connection.run(statement, values)) == 1
+                one, values, _ = statements[0]
+                values["p_deadline"] = _deadline_on_database_clock(connection)
+                if len(connection.run(one, values)) == 1:
+                    return True
+                # Changed meanwhile, or too late by the database's clock: the
+                # clock's offset is measured again before the next write.
+                connection.info.pop(_CLOCK_OFFSET, None)
+                deadline.check()
+                return False
             connection.begin()
             try:
                 for statement, values, expected in statements:
@@ -214,8 +238,15 @@ class Attempts:
 
     @contextmanager
     def locked(self) -> Iterator[LockedRound]:
-        """One transaction that locks what it reads until it writes and commits."""
-        with self._writer, _RawConnection(self._engine, autocommit=False) as connection:
+        """One transaction that locks what it reads until it writes and commits.
+
+        It commits only while the call's deadline holds (DeadlineExceededError).
+        """
+        with (
+            deadline.CUT_AT_DEADLINE,
+            self._writer,
+            _RawConnection(self._engine, autocommit=False) as connection,
+        ):
             connection.begin()
             yield LockedRound(connection)
             connection.commit()
@@ -264,7 +295,7 @@ class LockedRound:
                 raise RoundAborted("account write", None, Exception("account changed under lock"))
         if not writes:
             return set()
-        statement, values = _write_statement(dialect, writes, state, now, activate)
+        statement, values = _write_statement(dialect, writes, state, now, activate, alone=False)
         return {factor_id for (factor_id,) in self._connection.run(statement, values)}
 
 
@@ -323,11 +354,19 @@ def _read(
 
 
 def _write_statement(
-    dialect: str, writes: Sequence[FactorWrite], state: str, now: int, activate: bool
+    dialect: str,
+    writes: Sequence[FactorWrite],
+    state: str,
+    now: int,
+    activate: bool,
+    *,
+    alone: bool,
 ) -> tuple[Update, dict[str, object]]:
+    """`alone`: the one-row write runs outside a transaction, so it carries the
+    call's deadline (``p_deadline``, to be bound by the caller)."""
     if len(writes) == 1:
         (write,) = writes
-        return _write_one(state, activate), {
+        return _write_one(dialect, state, activate, alone), {
             "p_now": now,
             "p_factor": write.factor_id,
             "p_failed": write.failed_attempts,
@@ -457,7 +496,20 @@ class _RawConnection:
         if not self._postgres:
             run_compiled(self.dialect, self._connection, _BEGIN_IMMEDIATE, {})
 
+    @property
+    def postgres(self) -> bool:
+        return self._postgres
+
+    @property
+    def info(self) -> dict[Any, Any]:
+        """Kept with the DB-API connection, as long as it lives."""
+        return self._connection.info
+
+    def run_sql(self, statement: CompiledStatement) -> Sequence[Any]:
+        return run_compiled(self.dialect, self._connection, statement, {})
+
     def commit(self) -> None:
+        deadline.check()  # after its deadline a transaction is rolled back instead
         with ending(self.dialect, self._connection, "COMMIT"):
             self._connection.commit()
 
@@ -564,6 +616,50 @@ class _WriteColumns(NamedTuple):
     seen_step: ColumnElement[int]
 
 
+# -- the deadline on the database's clock --------------------------------------
+
+_CLOCK_OFFSET = "totpd.attempts.clock_offset"  # (offset, measured at), in a connection's info
+_CLOCK_OFFSET_TTL = 60.0  # seconds before the offset is measured again
+_POSTGRES_CLOCK = CompiledStatement(
+    "SELECT extract(epoch FROM clock_timestamp())::float8", {}, None
+)
+
+
+def _deadline_on_database_clock(connection: _RawConnection) -> float:
+    """The call's deadline as the database's clock reads it: seconds since the
+    epoch (infinity without a deadline); DeadlineExceededError once it passed.
+
+    SQLite runs in this process, on this clock. PostgreSQL's clock may be off
+    ours: its offset is measured per connection, with the round trip counted
+    against the deadline, so the deadline in SQL falls no later than ours.
+    """
+    left = deadline.wait_limit(math.inf)
+    ends = deadlines.current()
+    if ends is None:
+        return math.inf
+    if not connection.postgres:
+        return time.time() + left
+    measured = connection.info.get(_CLOCK_OFFSET)
+    if measured is None or time.monotonic() - measured[1] > _CLOCK_OFFSET_TTL:
+        ((database_now,),) = connection.run_sql(_POSTGRES_CLOCK)
+        now = time.monotonic()
+        # The database read its clock before we received it: `now` is late,
+        # so the offset is low, never high.
+        measured = connection.info[_CLOCK_OFFSET] = (float(database_now) - now, now)
+    offset: float = measured[0]
+    return ends + offset
+
+
+def _database_now(dialect: str) -> ColumnElement[Any]:
+    """The database's clock, in seconds since the epoch, when the row is written."""
+    if dialect == "postgresql":
+        # clock_timestamp(), not now(): the time of this row's write, not of a
+        # statement received before the server stopped.
+        return func.extract("epoch", func.clock_timestamp())
+    # SQLite's 'now' is read once per statement, in this process.
+    return (func.julianday("now") - 2440587.5) * 86400.0
+
+
 def _write(state: str, new: _WriteColumns, activate: bool) -> Update:
     """UPDATE the factor only where it still holds the attempt state that was read.
 
@@ -618,12 +714,15 @@ _WRITE_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
 
 
 @functools.cache
-def _write_one(state: str, activate: bool) -> Update:
-    """One factor, bound as plain parameters."""
+def _write_one(dialect: str, state: str, activate: bool, alone: bool) -> Update:
+    """One factor, bound as plain parameters; `alone`: only until ``p_deadline``."""
     binds = {name: bindparam(f"p_{name}", type_=kind) for name, kind in _WRITE_FIELDS}
     binds["factor_id"] = bindparam("p_factor", type_=String)
     consumed = binds.pop("consumed") == 1
-    return _write(state, _WriteColumns(consumed=consumed, **binds), activate)
+    statement = _write(state, _WriteColumns(consumed=consumed, **binds), activate)
+    if alone:
+        statement = statement.where(_database_now(dialect) < bindparam("p_deadline", type_=Float))
+    return statement
 
 
 @functools.cache

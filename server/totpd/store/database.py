@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import threading
 from contextlib import AbstractContextManager, nullcontext
@@ -13,8 +14,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from totpd import deadlines
+from totpd.store.deadline import DeadlineExceededError, DeadlinePool, wait_limit
 from totpd.store.errors import unusable_file
+from totpd.store.flock_waiter import FlockWaiter
+from totpd.store.watchdog import WATCHDOG, Watch
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -30,11 +36,18 @@ def open_engine(url: str) -> Engine:
     """Create an engine with the settings each backend needs for concurrent use."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        in_memory = parsed.database in (None, "", ":memory:")
+        # A checkout waits at most until the call's deadline (DeadlinePool);
+        # an in-memory database keeps SQLAlchemy's per-thread pool.
+        pool: dict[str, Any] = {} if in_memory else {"poolclass": DeadlinePool}
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            **pool,
         )
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_sqlite)
+        event.listen(engine, "checkout", _bound_sqlite_busy_wait)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # psycopg 3 is the supported driver; plain postgresql:// means it too.
@@ -43,7 +56,75 @@ def open_engine(url: str) -> Engine:
     # 500 us Verify). A connection the database dropped fails its next
     # statement instead, is invalidated there, and the call answers UNAVAILABLE
     # (never a verdict), which clients retry; the retry gets a fresh connection.
-    return create_engine(parsed, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+    engine = create_engine(
+        parsed, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, poolclass=DeadlinePool
+    )
+    _watch_postgres(engine)
+    return engine
+
+
+# -- bounding every wait by the call's deadline (store/deadline.py) ------------
+
+_BUSY_MS = "totpd.busy_timeout_ms"  # the busy timeout last set on a connection
+_BUSY_STEP_MS = 100
+_WATCH = "totpd.watch"
+
+
+def _bound_sqlite_busy_wait(
+    dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+) -> None:
+    """SQLite waits for another writer's lock at most until the call's deadline.
+
+    Rounded up to `_BUSY_STEP_MS`, and set only when that changes: calls
+    capped by the same maximum then share one value, and a checkout costs no
+    pragma. A wait may so end up to a step after the deadline; a write never
+    commits after it (store/attempts.py).
+    """
+    left = deadlines.remaining()
+    busy_ms = SQLITE_BUSY_TIMEOUT_MS
+    if left is not None:
+        steps = max(1, math.ceil(left * 1000 / _BUSY_STEP_MS))
+        busy_ms = min(busy_ms, steps * _BUSY_STEP_MS)
+    if record.info.get(_BUSY_MS) != busy_ms:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={busy_ms}")
+        record.info[_BUSY_MS] = busy_ms
+
+
+def _watch_postgres(engine: Engine) -> None:
+    """Bound every PostgreSQL wait of a call by its deadline (store/watchdog.py).
+
+    A connection is watched while a call with a deadline has it checked out,
+    reset-on-return included; one cut at the deadline is invalidated when it
+    comes back, so the pool never hands it out again. Opening a connection is
+    bounded by libpq's connect_timeout, which counts whole seconds, at least 2.
+    """
+
+    @event.listens_for(engine, "do_connect")
+    def bound_connect(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        if deadlines.current() is not None:
+            params["connect_timeout"] = max(2, math.ceil(wait_limit(math.inf)))
+
+    @event.listens_for(engine, "connect")
+    def remember_socket(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_WATCH] = Watch(dbapi_connection.fileno())
+
+    @event.listens_for(engine, "checkout")
+    def arm(_dbapi: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
+        deadline = deadlines.current()
+        if deadline is not None:
+            WATCHDOG.arm(record.info[_WATCH], deadline)
+
+    @event.listens_for(engine, "checkin")
+    def disarm(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        watch = record.info.get(_WATCH)
+        if watch is not None and WATCHDOG.disarm(watch) and dbapi_connection is not None:
+            record.invalidate()  # its socket is shut: never reused
+
+    @event.listens_for(engine, "close")
+    def forget(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        watch = record.info.get(_WATCH)
+        if watch is not None:
+            WATCHDOG.disarm(watch)  # the fd is about to be closed, maybe reused
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -80,15 +161,21 @@ class SqliteWriterQueue:
         self._threads = threading.Lock()
         self._path = f"{database}.writers" if database else None
         self._fd: int | None = None
+        self._flock: FlockWaiter | None = None
 
     def __enter__(self) -> None:
-        self._threads.acquire()
+        # Both waits end by the call's deadline (store/flock_waiter.py says
+        # why the flock is waited for in a thread of its own).
+        if not self._threads.acquire(timeout=wait_limit(threading.TIMEOUT_MAX)):
+            raise DeadlineExceededError
         if self._path is None:
             return
         try:
-            if self._fd is None:
+            if self._flock is None:
                 self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+                self._flock = FlockWaiter(self._fd)
+            if not self._flock.acquire(wait_limit(threading.TIMEOUT_MAX)):
+                raise DeadlineExceededError
         except BaseException as error:
             self._threads.release()
             if isinstance(error, OSError):  # a read-only or full filesystem: an outage

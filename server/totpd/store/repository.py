@@ -3,6 +3,10 @@
 `store/` is the only place with SQL. The ORM serves the low-rate operations;
 the verification hot path (`FactorStore.attempts`) runs compiled statements
 on the driver's cursor.
+
+Every operation waits for the database at most until the call's deadline
+(store/deadline.py) and raises DeadlineExceededError then; a transaction
+commits only while the deadline holds, otherwise it rolls back.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from totpd.store import deadline
 from totpd.store.attempts import Attempts
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import StoreUnavailableError
@@ -79,10 +84,12 @@ class FactorStore:
 
     # -- reads -------------------------------------------------------------
 
+    @deadline.bounded
     def get(self, factor_id: str) -> FactorRow | None:
         with self._sessions() as session:
             return session.get(FactorRow, factor_id)
 
+    @deadline.bounded
     def list_for_account(
         self, account_id: str, states: Iterable[str], *, now: int
     ) -> list[FactorRow]:
@@ -92,8 +99,11 @@ class FactorStore:
         secrets erased, in the same transaction: expiry is lazy, per account.
         """
         with self._sessions.begin() as session:
-            return _expire_and_list(session, account_id, states, now)
+            rows = _expire_and_list(session, account_id, states, now)
+            deadline.check()  # before the commit
+            return rows
 
+    @deadline.bounded
     def list_for_accounts(self, account_ids: Iterable[str], state: str) -> list[FactorRow]:
         rows: list[FactorRow] = []
         with self._sessions() as session:
@@ -104,6 +114,7 @@ class FactorStore:
                 rows.extend(session.scalars(query))
         return rows
 
+    @deadline.bounded
     def get_many(self, factor_ids: Iterable[str]) -> dict[str, FactorRow]:
         rows: dict[str, FactorRow] = {}
         with self._sessions() as session:
@@ -116,6 +127,7 @@ class FactorStore:
 
     # -- enrollment --------------------------------------------------------
 
+    @deadline.bounded
     def add_to_account(
         self,
         account_id: str,
@@ -147,6 +159,7 @@ class FactorStore:
                     raise LabelTaken from None
                 if completes is not None:
                     complete_in(connection, completes)
+                deadline.check()  # before the commit
         return row
 
     # -- account unlock ----------------------------------------------------
@@ -196,6 +209,7 @@ class FactorStore:
 
     # -- disable -----------------------------------------------------------
 
+    @deadline.bounded
     def disable(
         self,
         factor_ids: Sequence[str],
@@ -220,6 +234,7 @@ class FactorStore:
             completion = completes(disabled) if completes is not None else None
             if completion is not None:
                 complete_in(session.connection(), completion)
+            deadline.check()  # before the commit
             return disabled
 
 

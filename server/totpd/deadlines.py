@@ -1,0 +1,59 @@
+"""The deadline of the call being served, from the rpc layer down to the store.
+
+The rpc layer knows a call's deadline (gRPC's, capped by
+`max_database_wait_seconds`); the store is where the call waits for the
+database. Between them sits the service, which must not know grpc. So the
+deadline travels in a context variable: the rpc layer sets it around the
+handler (`within`), the store reads it (`remaining`, `expired`) before and
+while it waits. Each gRPC worker thread serves one call at a time and has its
+own context, so calls never see each other's deadline.
+
+A deadline is an absolute `time.monotonic()` instant, immune to wall-clock
+steps. No deadline (None) means the caller set none: the CLI and tests that
+drive the service directly; the store then waits as long as its own settings
+allow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_DEADLINE: ContextVar[float | None] = ContextVar("totpd_deadline", default=None)
+
+
+def current() -> float | None:
+    """The call's deadline as a `time.monotonic()` instant, or None."""
+    return _DEADLINE.get()
+
+
+def remaining() -> float | None:
+    """Seconds left before the call's deadline (0 or less once it passed); None without one."""
+    deadline = _DEADLINE.get()
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def expired() -> bool:
+    """Whether the call has a deadline and it has passed."""
+    deadline = _DEADLINE.get()
+    return deadline is not None and time.monotonic() >= deadline
+
+
+@contextmanager
+def within(seconds: float | None) -> Iterator[None]:
+    """Run the block with a deadline `seconds` from now (None: no deadline).
+
+    An enclosing deadline that comes sooner stays in force: a deadline is
+    only ever shortened.
+    """
+    deadline = None if seconds is None else time.monotonic() + seconds
+    outer = _DEADLINE.get()
+    if outer is not None and (deadline is None or outer < deadline):
+        deadline = outer
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)

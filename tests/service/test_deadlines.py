@@ -1,0 +1,281 @@
+"""A call whose deadline passes while the database is hung stores nothing.
+
+On both databases, hung for real (tests/hung_database.py): PostgreSQL stopped
+with SIGSTOP, SQLite's write lock or totpd's writer queue held by another
+holder. Every call ends by its deadline with DeadlineExceededError, and once
+the database is back, nothing of it was stored: its code still verifies, its
+failure was not counted, even when its write reached PostgreSQL before the
+deadline and ran after it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, event
+
+from tests.conftest import Clock
+from tests.hung_database import HangingDatabase, database, paused_postgres
+from tests.service.test_batch_verify import results_of
+from tests.service.test_verify import enroll_active
+from tests.totp_oracle import code_at, wrong_code
+from totpd import deadlines
+from totpd.crypto import Keyring
+from totpd.service.errors import ErrorReason
+from totpd.service.mfa import MfaService
+from totpd.service.policy import Policy
+from totpd.service.types import Enrollment, EnrollParams, VerifyItem, VerifyResult
+from totpd.store import Attempts, FactorStore, open_engine
+from totpd.store.deadline import DeadlineExceededError, DeadlinePool
+
+__all__ = ["database", "paused_postgres"]  # fixtures
+
+# How long a call may wait here; the database stays hung longer than that.
+DEADLINE = 0.5
+
+
+@pytest.fixture
+def hung_engine(database: HangingDatabase) -> Iterator[Engine]:
+    engine = open_engine(database.url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def service(hung_engine: Engine, keyring: Keyring, policy: Policy, clock: Clock) -> MfaService:
+    return MfaService(FactorStore(hung_engine), keyring, policy, clock)
+
+
+def enrolled(service: MfaService, clock: Clock, account_id: str) -> Enrollment:
+    """An active factor, enrolled within a deadline: the connection that will
+    write later has measured the database's clock (as a served call would)."""
+    with deadlines.within(30):
+        return enroll_active(service, clock, account_id)
+
+
+def failures(service: MfaService, factor_id: str) -> int:
+    return service._store.get_many([factor_id])[factor_id].failed_attempts
+
+
+def hang_before_write(
+    monkeypatch: pytest.MonkeyPatch, database: HangingDatabase, stack: ExitStack, write: int = 1
+) -> None:
+    """Hang the database just before the `write`-th round write: its read was answered."""
+    real = Attempts.write_if_unchanged
+    made = 0
+
+    def write_after_hanging(self: Attempts, *args: Any, **kwargs: Any) -> Any:
+        nonlocal made
+        made += 1
+        if made == write:
+            stack.enter_context(database.hung())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Attempts, "write_if_unchanged", write_after_hanging)
+
+
+def test_a_correct_code_whose_call_outlives_its_deadline_is_not_consumed(
+    database: HangingDatabase, service: MfaService, clock: Clock, account_id: str
+) -> None:
+    enrollment = enrolled(service, clock, account_id)
+    code = code_at(enrollment, clock.now)
+    with database.hung(), deadlines.within(DEADLINE), pytest.raises(DeadlineExceededError):
+        service.verify(VerifyItem(account_id, code))
+    assert service.verify(VerifyItem(account_id, code)).result is VerifyResult.VALID
+
+
+@pytest.mark.parametrize("correct", [True, False], ids=["correct code", "wrong code"])
+def test_a_write_that_reaches_the_database_after_the_deadline_changes_nothing(
+    database: HangingDatabase,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    correct: bool,
+) -> None:
+    """The round's read was answered; its write was sent to a database that had
+    just stopped, and ran when it resumed, after the deadline."""
+    enrollment = enrolled(service, clock, account_id)
+    right = code_at(enrollment, clock.now)
+    with ExitStack() as stack:
+        hang_before_write(monkeypatch, database, stack)
+        with deadlines.within(DEADLINE), pytest.raises(DeadlineExceededError):
+            service.verify(VerifyItem(account_id, right if correct else wrong_code(right)))
+    monkeypatch.undo()
+    # A won step on an account with no failures is one autocommit UPDATE, whose
+    # condition carries the deadline; a failure also writes the account's row,
+    # in a transaction whose BEGIN ran late and which is never committed.
+    database.settle("UPDATE factors" if correct else "BEGIN")
+    assert failures(service, enrollment.factor.factor_id) == 0
+    assert service.verify(VerifyItem(account_id, right)).result is VerifyResult.VALID
+
+
+def test_a_batch_keeps_the_verdicts_of_rounds_committed_before_its_deadline(
+    database: HangingDatabase,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = enrolled(service, clock, account_id)
+    other = enrolled(service, clock, account_id + "-b")
+    code, other_code = code_at(first, clock.now), code_at(other, clock.now)
+    # Two items of one account: two rounds. The second round's write hangs.
+    items = [
+        VerifyItem(account_id, wrong_code(code)),
+        VerifyItem(account_id + "-b", other_code),
+        VerifyItem(account_id, code),
+        VerifyItem(account_id, "12 456"),  # malformed: its own error, as always
+    ]
+    with ExitStack() as stack:
+        hang_before_write(monkeypatch, database, stack, write=2)
+        with deadlines.within(DEADLINE):
+            results = service.verify_batch(items)
+    monkeypatch.undo()
+    # The second round's success resets the account's failure: a transaction
+    # (account, then factor) whose BEGIN ran late and which is never committed.
+    database.settle("BEGIN")
+
+    assert results_of(results) == [
+        VerifyResult.INVALID,
+        VerifyResult.VALID,
+        ErrorReason.DEADLINE_EXCEEDED,
+        ErrorReason.MALFORMED_CODE,
+    ]
+    # The first round was stored once; the third item's code is still unused.
+    assert failures(service, first.factor.factor_id) == 1
+    assert results_of(service.verify_batch(items[1:3])) == [
+        VerifyResult.REPLAYED,
+        VerifyResult.VALID,
+    ]
+
+
+def test_a_batch_whose_deadline_passes_before_any_verdict_fails_whole(
+    database: HangingDatabase,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One round of two accounts: its write is one transaction, begun but never committed."""
+    first = enrolled(service, clock, account_id)
+    other = enrolled(service, clock, account_id + "-b")
+    items = [
+        VerifyItem(account_id, code_at(first, clock.now)),
+        VerifyItem(account_id + "-b", wrong_code(code_at(other, clock.now))),
+    ]
+    with ExitStack() as stack:
+        hang_before_write(monkeypatch, database, stack)
+        with deadlines.within(DEADLINE), pytest.raises(DeadlineExceededError):
+            service.verify_batch(items)
+    monkeypatch.undo()
+    database.settle("BEGIN")
+    assert failures(service, other.factor.factor_id) == 0
+    assert results_of(service.verify_batch(items[:1])) == [VerifyResult.VALID]
+
+
+def test_an_enrollment_that_outlives_its_deadline_adds_no_factor(
+    database: HangingDatabase, service: MfaService, clock: Clock, account_id: str
+) -> None:
+    enrolled(service, clock, account_id)
+    with database.hung(), deadlines.within(DEADLINE), pytest.raises(DeadlineExceededError):
+        service.enroll(EnrollParams(account_id, "laptop"))
+    factors = service.list_factors(account_id, include_inactive=True)
+    assert [factor.label for factor in factors] == ["phone"]
+
+
+# SQLite's readers never wait for its writers (WAL): only a stopped server hangs a read.
+@pytest.mark.postgres
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("operation", ["get", "list", "disable"])
+def test_reads_and_disable_on_a_stopped_postgresql_end_by_the_deadline(
+    database: HangingDatabase,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    operation: str,
+) -> None:
+    factor_id = enrolled(service, clock, account_id).factor.factor_id
+    calls: dict[str, Callable[[], object]] = {
+        "get": lambda: service.get_factor(account_id, factor_id),
+        "list": lambda: service.list_factors(account_id, include_inactive=False),
+        "disable": lambda: service.disable(account_id, factor_id, None, True),
+    }
+    with database.hung(), deadlines.within(DEADLINE), pytest.raises(DeadlineExceededError):
+        calls[operation]()
+    assert [f.state.value for f in service.list_factors(account_id, False)] == ["active"]
+
+
+def test_a_call_whose_deadline_already_passed_touches_nothing(
+    database: HangingDatabase,
+    hung_engine: Engine,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+) -> None:
+    enrollment = enrolled(service, clock, account_id)
+    code = code_at(enrollment, clock.now)
+    checkouts: list[object] = []
+    event.listen(hung_engine, "checkout", lambda *_: checkouts.append(None))
+    calls: list[Callable[[], object]] = [
+        lambda: service.verify(VerifyItem(account_id, wrong_code(code))),
+        lambda: service.verify_batch([VerifyItem(account_id, code)] * 3),
+        lambda: service.enroll(EnrollParams(account_id, "laptop")),
+        lambda: service.list_factors(account_id, include_inactive=True),
+        lambda: service.disable(account_id, None, code, False),
+    ]
+    for call in calls:
+        with deadlines.within(0), pytest.raises(DeadlineExceededError):
+            call()
+    assert checkouts == []
+    assert failures(service, enrollment.factor.factor_id) == 0
+    assert service.verify(VerifyItem(account_id, code)).result is VerifyResult.VALID
+
+
+def test_many_calls_hung_at_once_all_end_and_the_store_recovers(
+    database: HangingDatabase, service: MfaService, clock: Clock, account_id: str
+) -> None:
+    accounts = [f"{account_id}-{number}" for number in range(6)]
+    enrollments = [enrolled(service, clock, account) for account in accounts]
+    codes = [code_at(enrollment, clock.now) for enrollment in enrollments]
+    ended: list[BaseException | None] = [None] * len(accounts)
+
+    def verify(index: int) -> None:
+        with deadlines.within(DEADLINE):
+            try:
+                service.verify(VerifyItem(accounts[index], codes[index]))
+            except BaseException as error:
+                ended[index] = error
+
+    with database.hung():
+        threads = [threading.Thread(target=verify, args=(i,)) for i in range(len(accounts))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+    assert all(isinstance(error, DeadlineExceededError) for error in ended), ended
+    for account, code in zip(accounts, codes, strict=True):
+        assert service.verify(VerifyItem(account, code)).result is VerifyResult.VALID
+
+
+def test_a_pool_checkout_waits_only_until_the_deadline(tmp_path: Any) -> None:
+    engine = create_engine(
+        f"sqlite:///{tmp_path / 'pool.sqlite3'}",
+        poolclass=DeadlinePool,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=60,
+    )
+    try:
+        held = engine.raw_connection()
+        with deadlines.within(0.2), pytest.raises(DeadlineExceededError):
+            engine.raw_connection()
+        held.close()
+        engine.raw_connection().close()  # the pool itself is unharmed
+    finally:
+        engine.dispose()
