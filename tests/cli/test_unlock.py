@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
+from tests.enrollments import enroll_active
 from tests.rpc.conftest import Secrets
 from tests.rpc.harness import LiveServer, code_at, wrong_code
-from tests.service.test_verify import enroll_active
 from tests.totp_oracle import code_at as oracle_code_at
 from tests.totp_oracle import wrong_code as oracle_wrong_code
 from totpd.config import Settings

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_active
 from tests.totp_oracle import code_at
 from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService

@@ -12,8 +12,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import Clock
+from tests.enrollments import enroll_active
 from tests.pg_server import ThrowawayPostgres
-from tests.service.test_verify import enroll_active
 from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from tests.conftest import Clock
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_active
 from tests.totp_oracle import code_at, wrong_code
 from totpd.crypto import Keyring
 from totpd.service.errors import ErrorReason, TotpdError
