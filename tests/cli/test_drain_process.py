@@ -23,9 +23,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cli.test_serve_process import NOT_SERVING, SERVING, dev_server
+from tests.cli.processes import NOT_SERVING, SERVING, dev_server
 from tests.rpc.conftest import Secrets
-from tests.rpc.harness import code_at
+from tests.totp_oracle import wire_code_at
 from totpd.v1 import factor_pb2, totp_service_pb2_grpc
 from totpd.v1 import totp_service_pb2 as pb
 
@@ -82,7 +82,9 @@ def activate(stub: Any, secrets: Secrets, account: str) -> tuple[pb.EnrollRespon
     factor = enrolled.factor
     now = time.time()
     code, next_code = (
-        code_at(enrolled.secret_base32, factor.algorithm, factor.digits, factor.period_seconds, t)
+        wire_code_at(
+            enrolled.secret_base32, factor.algorithm, factor.digits, factor.period_seconds, t
+        )
         for t in (now, now + factor.period_seconds)
     )
     secrets.add(enrolled.secret_base32, enrolled.otpauth_uri, code, next_code)

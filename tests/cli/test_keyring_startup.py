@@ -8,7 +8,7 @@ import json
 import signal
 from pathlib import Path
 
-from tests.cli.test_serve_process import GRACE_SECONDS, dev_server, run_totpd
+from tests.cli.processes import GRACE_SECONDS, dev_server, run_totpd
 from totpd.app import build_service
 from totpd.config import Settings
 from totpd.crypto import Keyring, write_new_keyring

@@ -12,7 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cli.test_serve_process import GRACE_SECONDS, dev_server, run_totpd
+from tests.cli.processes import GRACE_SECONDS, dev_server, run_totpd
 from tests.tls_certs import TlsFiles
 from totpd.config import ConfigError, is_loopback_host, load_settings
 from totpd.rpc.tls import load_tls, warn_if_plaintext_beyond_loopback
