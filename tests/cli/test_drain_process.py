@@ -29,6 +29,8 @@ from tests.totp_oracle import wire_code_at
 from totpd.v1 import factor_pb2, totp_service_pb2_grpc
 from totpd.v1 import totp_service_pb2 as pb
 
+pytestmark = pytest.mark.slow  # every test runs a `totpd serve` process
+
 DRAIN_SECONDS = 3.0
 GRACE_SECONDS = 20.0
 POLLS = 200  # bounded polls of 25 ms

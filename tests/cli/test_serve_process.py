@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.cli.processes import GRACE_SECONDS, NOT_SERVING, SERVING, dev_server, run_totpd
@@ -18,6 +19,7 @@ from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc
 
 
+@pytest.mark.slow  # a `totpd serve` process
 def test_dev_server_ready_file_health_and_sigterm(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
@@ -83,6 +85,7 @@ def test_dev_server_ready_file_health_and_sigterm(
         assert leak not in stderr
 
 
+@pytest.mark.slow  # a `totpd serve` process
 def test_second_start_reuses_the_dev_key(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     with dev_server(tmp_path, subprocess_env) as (process, _):
         process.send_signal(signal.SIGTERM)
@@ -146,6 +149,7 @@ def test_config_file_is_read_and_validated(tmp_path: Path, subprocess_env: dict[
     assert "no key file" in result.stderr
 
 
+@pytest.mark.slow  # a `totpd serve` process
 def test_address_in_use_is_a_clear_startup_error(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:

@@ -145,6 +145,7 @@ def test_bad_tls_flags_are_a_one_line_startup_error(
     assert not (tmp_path / "totpd.key").exists()  # stopped before touching anything
 
 
+@pytest.mark.slow  # a `totpd serve` process
 def test_mtls_server_process_logs_the_mode_and_never_the_key(
     tmp_path: Path, tls_files: TlsFiles, subprocess_env: dict[str, str]
 ) -> None:

@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
@@ -69,6 +70,7 @@ def _process_worker(
     out.put(results)  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # worker processes
 def test_processes_share_the_database_one_valid(
     engine: Engine, keyring: Keyring, clock: Clock, account_id: str, tmp_path: Path
 ) -> None:

@@ -133,6 +133,7 @@ def test_expired_request_records_are_purged(engine: Engine, keyring: Keyring, cl
     assert record_count(engine) == 0
 
 
+@pytest.mark.slow
 def test_the_purge_runs_while_accounts_enroll_and_disable(
     service: MfaService, clock: Clock, engine: Engine
 ) -> None:
