@@ -29,8 +29,6 @@ from tests.totp_oracle import wire_code_at
 from totpd.v1 import factor_pb2, totp_service_pb2_grpc
 from totpd.v1 import totp_service_pb2 as pb
 
-pytestmark = pytest.mark.slow  # every test runs a `totpd serve` process
-
 DRAIN_SECONDS = 3.0
 GRACE_SECONDS = 20.0
 POLLS = 200  # bounded polls of 25 ms
@@ -119,6 +117,7 @@ def lifecycle(stderr: str) -> list[str]:
     return [r["msg"] for r in records if r["logger"] == "totpd.server"]
 
 
+@pytest.mark.slow  # a `totpd serve` process draining for seconds
 def test_sigterm_drains_then_refuses_new_connections_and_finishes_calls_in_flight(
     tmp_path: Path, subprocess_env: dict[str, str], secrets_seen: Secrets
 ) -> None:
@@ -181,6 +180,7 @@ def test_sigterm_drains_then_refuses_new_connections_and_finishes_calls_in_fligh
     assert next(r for r in records if r["msg"].startswith("draining"))["signal"] == "SIGTERM"
 
 
+# Not slow: the one drain test of the fast run (rpc/drain.py runs only in a process).
 def test_a_second_signal_cuts_the_drain_short_and_the_process_exits_0(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
@@ -207,6 +207,7 @@ def test_a_second_signal_cuts_the_drain_short_and_the_process_exits_0(
     ]
 
 
+@pytest.mark.slow  # a `totpd serve` process
 def test_with_no_drain_window_the_process_stops_at_once_and_exits_0(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
