@@ -23,9 +23,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cli.test_serve_process import NOT_SERVING, SERVING, dev_server
+from tests.cli.processes import NOT_SERVING, SERVING, dev_server
 from tests.rpc.conftest import Secrets
-from tests.rpc.harness import code_at
+from tests.totp_oracle import wire_code_at
 from totpd.v1 import factor_pb2, totp_service_pb2_grpc
 from totpd.v1 import totp_service_pb2 as pb
 
@@ -82,7 +82,9 @@ def activate(stub: Any, secrets: Secrets, account: str) -> tuple[pb.EnrollRespon
     factor = enrolled.factor
     now = time.time()
     code, next_code = (
-        code_at(enrolled.secret_base32, factor.algorithm, factor.digits, factor.period_seconds, t)
+        wire_code_at(
+            enrolled.secret_base32, factor.algorithm, factor.digits, factor.period_seconds, t
+        )
         for t in (now, now + factor.period_seconds)
     )
     secrets.add(enrolled.secret_base32, enrolled.otpauth_uri, code, next_code)
@@ -115,6 +117,7 @@ def lifecycle(stderr: str) -> list[str]:
     return [r["msg"] for r in records if r["logger"] == "totpd.server"]
 
 
+@pytest.mark.slow  # a `totpd serve` process draining for seconds
 def test_sigterm_drains_then_refuses_new_connections_and_finishes_calls_in_flight(
     tmp_path: Path, subprocess_env: dict[str, str], secrets_seen: Secrets
 ) -> None:
@@ -177,6 +180,7 @@ def test_sigterm_drains_then_refuses_new_connections_and_finishes_calls_in_fligh
     assert next(r for r in records if r["msg"].startswith("draining"))["signal"] == "SIGTERM"
 
 
+# Not slow: the one drain test of the fast run (rpc/drain.py runs only in a process).
 def test_a_second_signal_cuts_the_drain_short_and_the_process_exits_0(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
@@ -203,6 +207,7 @@ def test_a_second_signal_cuts_the_drain_short_and_the_process_exits_0(
     ]
 
 
+@pytest.mark.slow  # a `totpd serve` process
 def test_with_no_drain_window_the_process_stops_at_once_and_exits_0(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:

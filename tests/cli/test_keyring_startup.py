@@ -8,11 +8,15 @@ import json
 import signal
 from pathlib import Path
 
-from tests.cli.test_serve_process import GRACE_SECONDS, dev_server, run_totpd
+import pytest
+
+from tests.cli.processes import GRACE_SECONDS, dev_server, run_totpd
 from totpd.app import build_service
 from totpd.config import Settings
 from totpd.crypto import Keyring, write_new_keyring
 from totpd.service.types import EnrollParams
+
+pytestmark = pytest.mark.slow  # `totpd serve` and `totpd migrate` processes
 
 
 def database_with_a_secret(data_dir: Path) -> Path:

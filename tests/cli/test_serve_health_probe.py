@@ -13,8 +13,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cli.test_serve_process import GRACE_SECONDS, dev_server
+from tests.cli.processes import GRACE_SECONDS, dev_server
 from tests.pg_faults import FaultyPostgres, start_faulty_postgres
+
+pytestmark = pytest.mark.slow  # a `totpd serve` process and a PostgreSQL server
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

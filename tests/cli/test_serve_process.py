@@ -5,80 +5,21 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.cli.processes import GRACE_SECONDS, NOT_SERVING, SERVING, dev_server, run_totpd
 from totpd.crypto import Keyring
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc
 
-GRACE_SECONDS = 2.0
-START_TIMEOUT = 30.0
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
-
-def totpd(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "totpd", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for_file(path: Path, process: subprocess.Popen[str]) -> str:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if path.exists():
-            return path.read_text(encoding="ascii")
-        if process.poll() is not None:
-            pytest.fail(f"totpd exited with {process.returncode}: {process.communicate()[1]}")
-        time.sleep(0.05)
-    pytest.fail("totpd did not write its ready file in time")
-
-
-@contextmanager
-def dev_server(
-    tmp_path: Path, env: dict[str, str], *extra_args: str
-) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """A `totpd serve --dev` process on a free loopback port; yields it and its address."""
-    ready = tmp_path / "ready"
-    process = totpd(
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--ready-file",
-        str(ready),
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--shutdown-grace-seconds",
-        str(GRACE_SECONDS),
-        # No drain window unless a test asks for one (extra_args win).
-        "--drain-seconds",
-        "0",
-        *extra_args,
-        env=env,
-    )
-    try:
-        yield process, wait_for_file(ready, process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-
-
+@pytest.mark.slow  # a `totpd serve` process
 def test_dev_server_ready_file_health_and_sigterm(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
@@ -144,6 +85,7 @@ def test_dev_server_ready_file_health_and_sigterm(
         assert leak not in stderr
 
 
+@pytest.mark.slow  # a `totpd serve` process
 def test_second_start_reuses_the_dev_key(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     with dev_server(tmp_path, subprocess_env) as (process, _):
         process.send_signal(signal.SIGTERM)
@@ -156,17 +98,6 @@ def test_second_start_reuses_the_dev_key(tmp_path: Path, subprocess_env: dict[st
     assert process.returncode == 0
     assert (tmp_path / "data" / "totpd.key").read_bytes() == key
     assert "DEVELOPMENT" not in stderr
-
-
-def run_totpd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "totpd", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_missing_key_without_dev_is_a_clear_startup_error(
@@ -218,6 +149,7 @@ def test_config_file_is_read_and_validated(tmp_path: Path, subprocess_env: dict[
     assert "no key file" in result.stderr
 
 
+@pytest.mark.slow  # a `totpd serve` process
 def test_address_in_use_is_a_clear_startup_error(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:

@@ -12,7 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cli.test_serve_process import GRACE_SECONDS, dev_server, run_totpd
+from tests.cli.processes import GRACE_SECONDS, dev_server, run_totpd
 from tests.tls_certs import TlsFiles
 from totpd.config import ConfigError, is_loopback_host, load_settings
 from totpd.rpc.tls import load_tls, warn_if_plaintext_beyond_loopback
@@ -145,6 +145,7 @@ def test_bad_tls_flags_are_a_one_line_startup_error(
     assert not (tmp_path / "totpd.key").exists()  # stopped before touching anything
 
 
+@pytest.mark.slow  # a `totpd serve` process
 def test_mtls_server_process_logs_the_mode_and_never_the_key(
     tmp_path: Path, tls_files: TlsFiles, subprocess_env: dict[str, str]
 ) -> None:

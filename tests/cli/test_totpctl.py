@@ -12,13 +12,13 @@ import pytest
 
 from tests.cli.conftest import Totpctl, field
 from tests.rpc.conftest import Secrets
-from tests.rpc.harness import code_at, wrong_code
+from tests.totp_oracle import wire_code_at, wrong_code
 from totpd.v1 import factor_pb2
 from totpd_client.cli.totpctl import main
 
 
 def now_code(secret: str, offset_steps: int = 0) -> str:
-    return code_at(secret, factor_pb2.ALGORITHM_SHA1, 6, 30, time.time() + 30 * offset_steps)
+    return wire_code_at(secret, factor_pb2.ALGORITHM_SHA1, 6, 30, time.time() + 30 * offset_steps)
 
 
 def test_walkthrough_enroll_confirm_verify_list_disable(

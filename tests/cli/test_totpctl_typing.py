@@ -14,7 +14,8 @@ import pytest
 
 from tests.cli.conftest import Totpctl, field
 from tests.rpc.conftest import Secrets
-from tests.rpc.harness import LiveServer, code_at, failure
+from tests.rpc.harness import LiveServer, failure
+from tests.totp_oracle import wire_code_at
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 from totpd_client.cli.commands import app_code
@@ -34,7 +35,7 @@ def enroll_active(totpctl: Totpctl, secrets_seen: Secrets, account: str) -> tupl
 
 
 def step_code(secret: str, offset_steps: int) -> str:
-    return code_at(secret, factor_pb2.ALGORITHM_SHA1, 6, 30, time.time() + 30 * offset_steps)
+    return wire_code_at(secret, factor_pb2.ALGORITHM_SHA1, 6, 30, time.time() + 30 * offset_steps)
 
 
 def grouped(code: str) -> str:

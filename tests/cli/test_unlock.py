@@ -12,11 +12,10 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
+from tests.enrollments import enroll_active
 from tests.rpc.conftest import Secrets
-from tests.rpc.harness import LiveServer, code_at, wrong_code
-from tests.service.test_verify import enroll_active
-from tests.totp_oracle import code_at as oracle_code_at
-from tests.totp_oracle import wrong_code as oracle_wrong_code
+from tests.rpc.harness import LiveServer
+from tests.totp_oracle import code_at, wire_code_at, wrong_code
 from totpd.config import Settings
 from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService
@@ -50,9 +49,9 @@ def test_unlock_lifts_the_lock_and_says_what_it_did(
     service = MfaService(FactorStore(engine), keyring, LOCK_AFTER_THREE, clock)
     phone = enroll_active(service, clock, account_id)
     for _ in range(3):
-        wrong = oracle_wrong_code(oracle_code_at(phone, clock.now))
+        wrong = wrong_code(code_at(phone, clock.now))
         assert service.verify(VerifyItem(account_id, wrong)).result is VerifyResult.INVALID
-    locked = service.verify(VerifyItem(account_id, oracle_code_at(phone, clock.now)))
+    locked = service.verify(VerifyItem(account_id, code_at(phone, clock.now)))
     assert locked.result is VerifyResult.LOCKED and locked.unlock_required
     url = engine.url.render_as_string(hide_password=False)
 
@@ -62,7 +61,7 @@ def test_unlock_lifts_the_lock_and_says_what_it_did(
     assert "lock after too many consecutive failures lifted (locked since 20" in done.stdout
     assert "3 consecutive failures cleared" in done.stdout
     assert "failures and timed locks of 1 factor(s) cleared" in done.stdout
-    valid = service.verify(VerifyItem(account_id, oracle_code_at(phone, clock.now)))
+    valid = service.verify(VerifyItem(account_id, code_at(phone, clock.now)))
     assert valid.result is VerifyResult.VALID
 
     again = unlock(subprocess_env, "--account", account_id, "--database-url", url)
@@ -113,7 +112,7 @@ def test_a_locked_account_over_grpc_then_unlocked_by_the_operator(
 
     def code(offset: float = 0) -> str:
         now = time.time() + offset
-        return code_at(
+        return wire_code_at(
             response.secret_base32, factor.algorithm, factor.digits, factor.period_seconds, now
         )
 

@@ -33,7 +33,7 @@ DIGESTS = {
 YEAR_9999 = 253402300799  # pyotp's limit; 2**32 steps of 30 s end at 128849018880
 
 
-@pytest.mark.slow  # 10,000 examples; the lane test below keeps a pyotp check in the fast run
+@pytest.mark.slow  # 10,000 examples; the fast run checks pyotp codes through the service tests
 @settings(
     max_examples=10_000,
     deadline=None,
@@ -126,6 +126,7 @@ def lane_batches(draw: DrawFn) -> tuple[list[LaneRow], list[tuple[int, int | Non
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(batch=lane_batches(), window=st.integers(0, 2))
+@pytest.mark.slow  # 300 drawn batches
 def test_lane_batches_against_pyotp(
     batch: tuple[list[LaneRow], list[tuple[int, int | None]]], window: int
 ) -> None:

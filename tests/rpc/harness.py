@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import pyotp
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health
 from grpc_status import rpc_status
 
+from tests.totp_oracle import wire_code_at
 from totpd.config import Settings
 from totpd.logs import JsonFormatter
 from totpd.rpc.server import create_server
 from totpd.service.mfa import MfaService
 from totpd.v1 import factor_pb2, totp_service_pb2_grpc
-
-_DIGESTS: dict[int, Any] = {
-    factor_pb2.ALGORITHM_SHA1: hashlib.sha1,
-    factor_pb2.ALGORITHM_SHA256: hashlib.sha256,
-    factor_pb2.ALGORITHM_SHA512: hashlib.sha512,
-}
+from totpd.v1 import totp_service_pb2 as pb
 
 
 @dataclass
@@ -63,6 +58,22 @@ def running_server(
     finally:
         channel.close()
         server.stop(None).wait()
+
+
+@dataclass
+class Enrolled:
+    response: pb.EnrollResponse
+
+    @property
+    def factor(self) -> factor_pb2.Factor:
+        return self.response.factor
+
+    def code(self, offset_steps: int = 0) -> str:
+        f = self.factor
+        now = time.time() + offset_steps * f.period_seconds
+        return wire_code_at(
+            self.response.secret_base32, f.algorithm, f.digits, f.period_seconds, now
+        )
 
 
 @dataclass(frozen=True)
@@ -107,16 +118,6 @@ def call_fails(method: Any, request: Any, **kwargs: Any) -> RpcFailure:
     with pytest.raises(grpc.RpcError) as caught:
         method(request, timeout=10, **kwargs)
     return failure(caught.value)
-
-
-def code_at(secret_base32: str, algorithm: int, digits: int, period: int, unix: float) -> str:
-    padded = secret_base32 + "=" * (-len(secret_base32) % 8)
-    totp = pyotp.TOTP(padded, digits=digits, digest=_DIGESTS[algorithm], interval=period)
-    return totp.at(int(unix))
-
-
-def wrong_code(right: str) -> str:
-    return "".join(str((int(ch) + 5) % 10) for ch in right)
 
 
 class LogCapture(logging.Handler):

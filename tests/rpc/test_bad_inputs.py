@@ -31,7 +31,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.rpc.conftest import Secrets, make_settings
-from tests.rpc.harness import LiveServer, code_at, failure, running_server
+from tests.rpc.harness import LiveServer, failure, running_server
+from tests.totp_oracle import wire_code_at
 from totpd.service.policy import Policy
 from totpd.v1 import errors_pb2, factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
@@ -95,7 +96,9 @@ def victim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victim]:
     with running_server(settings, build_service(settings)) as live:
         active = live.stub.Enroll(pb.EnrollRequest(account_id=ACCOUNT, label="active"), timeout=10)
         f = active.factor
-        code = code_at(active.secret_base32, f.algorithm, f.digits, f.period_seconds, time.time())
+        code = wire_code_at(
+            active.secret_base32, f.algorithm, f.digits, f.period_seconds, time.time()
+        )
         confirmed = live.stub.ConfirmEnrollment(
             pb.ConfirmEnrollmentRequest(account_id=ACCOUNT, factor_id=f.factor_id, code=code),
             timeout=10,

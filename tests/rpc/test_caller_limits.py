@@ -9,7 +9,8 @@ import grpc
 import pytest
 
 from tests.rpc.conftest import Secrets
-from tests.rpc.harness import LiveServer, call_fails, code_at, wrong_code
+from tests.rpc.harness import LiveServer, call_fails
+from tests.totp_oracle import wire_code_at, wrong_code
 from totpd.service.policy import Policy
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
@@ -34,7 +35,7 @@ def test_a_caller_past_its_failure_rate_is_refused_with_a_retry_delay(
     factor = enrolled.factor
 
     def code(offset: float = 0) -> str:
-        value = code_at(
+        value = wire_code_at(
             enrolled.secret_base32,
             factor.algorithm,
             factor.digits,

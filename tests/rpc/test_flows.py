@@ -10,7 +10,6 @@ import base64
 import json
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -20,26 +19,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.rpc.conftest import Secrets
-from tests.rpc.harness import LiveServer, LogCapture, call_fails, code_at, wrong_code
+from tests.rpc.harness import Enrolled, LiveServer, LogCapture, call_fails
+from tests.totp_oracle import wrong_code
 from totpd.config import Settings
 from totpd.v1 import errors_pb2, factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass
-class Enrolled:
-    response: pb.EnrollResponse
-
-    @property
-    def factor(self) -> factor_pb2.Factor:
-        return self.response.factor
-
-    def code(self, offset_steps: int = 0) -> str:
-        f = self.factor
-        now = time.time() + offset_steps * f.period_seconds
-        return code_at(self.response.secret_base32, f.algorithm, f.digits, f.period_seconds, now)
 
 
 def enroll(live: LiveServer, secrets: Secrets, account: str, **options: Any) -> Enrolled:

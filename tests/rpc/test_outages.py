@@ -26,7 +26,8 @@ from sqlalchemy import Engine, event
 from tests.conftest import Clock
 from tests.pg_faults import FaultyPostgres, start_faulty_postgres
 from tests.rpc.conftest import Secrets, make_settings
-from tests.rpc.harness import LiveServer, LogCapture, code_at, failure, running_server
+from tests.rpc.harness import LiveServer, LogCapture, failure, running_server
+from tests.totp_oracle import wire_code_at
 from totpd.config import Settings
 from totpd.crypto import Keyring
 from totpd.service import faults
@@ -79,7 +80,7 @@ class Matrix:
         self.secrets = secrets
 
     def code(self, secret: str) -> str:
-        code = code_at(secret, factor_pb2.ALGORITHM_SHA1, 6, 30, self.clock.now)
+        code = wire_code_at(secret, factor_pb2.ALGORITHM_SHA1, 6, 30, self.clock.now)
         self.secrets.add(code)
         return code
 

@@ -22,7 +22,8 @@ from sqlalchemy import Engine, text
 
 from tests.conftest import Clock
 from tests.rpc.conftest import Secrets, make_settings
-from tests.rpc.harness import LiveServer, RpcFailure, call_fails, code_at, failure, running_server
+from tests.rpc.harness import LiveServer, RpcFailure, call_fails, failure, running_server
+from tests.totp_oracle import wire_code_at
 from totpd.rpc.admission import MAX_RETRY_SECONDS, MIN_RETRY_SECONDS
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
@@ -71,7 +72,7 @@ def activate(live: LiveServer, clock: Clock, secrets: Secrets, account: str) -> 
     """An active factor for `account`; returns a wrong code for it."""
     enrolled = live.stub.Enroll(pb.EnrollRequest(account_id=account), timeout=10)
     factor = enrolled.factor
-    code = code_at(
+    code = wire_code_at(
         enrolled.secret_base32, factor.algorithm, factor.digits, factor.period_seconds, clock.now
     )
     secrets.add(enrolled.secret_base32, enrolled.otpauth_uri, code)

@@ -15,8 +15,7 @@ from sqlalchemy.engine import make_url
 
 from tests.pg_server import ThrowawayPostgres
 from tests.rpc.conftest import Secrets, make_settings
-from tests.rpc.harness import LiveServer, call_fails, running_server
-from tests.rpc.test_flows import Enrolled
+from tests.rpc.harness import Enrolled, LiveServer, call_fails, running_server
 from totpd.store import open_engine
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb

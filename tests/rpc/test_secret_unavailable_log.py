@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
+from tests.enrollments import enroll_active
 from tests.rpc.conftest import Secrets, make_settings
 from tests.rpc.harness import LogCapture, call_fails, running_server
-from tests.service.test_verify import enroll_active
 from tests.totp_oracle import code_at
 from totpd.crypto import Keyring, write_new_keyring
 from totpd.service.mfa import MfaService

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, select, text, update
 
 from tests.conftest import Clock
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_active
 from tests.totp_oracle import code_at
 from totpd.crypto import Keyring
 from totpd.service.errors import ErrorReason, TotpdError

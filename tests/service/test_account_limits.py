@@ -10,66 +10,24 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_many, store_of, wrong_for_all
+from tests.service.conftest import Compared
 from tests.totp_oracle import code_at, wrong_code
-from totpd import otp
 from totpd.crypto import Keyring
 from totpd.service import failure_budget
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
-from totpd.service.types import Enrollment, VerifyItem, VerifyOutcome, VerifyResult
+from totpd.service.types import VerifyItem, VerifyOutcome, VerifyResult
 from totpd.store import FactorStore
 
 DAY = 86400
 # Failures lock nothing but the account limits under test.
 NO_FACTOR_LIMITS = {"backoff_base_seconds": 0, "lock_after_failures": 1000}
-
-
-class Compared:
-    """Counts the (code, factor) pairs the native core compares."""
-
-    def __init__(self) -> None:
-        self.pairs = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> int:
-        with self._lock:
-            pairs, self.pairs = self.pairs, 0
-        return pairs
-
-
-@pytest.fixture
-def compared(monkeypatch: pytest.MonkeyPatch) -> Iterator[Compared]:
-    counter = Compared()
-    real = otp.verify_batch
-
-    def counting(table: object, indices: object, codes: list[int], window: int) -> object:
-        with counter._lock:
-            counter.pairs += len(codes)
-        return real(table, indices, codes, window)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(otp, "verify_batch", counting)
-    yield counter
-
-
-def store_of(service: MfaService) -> FactorStore:
-    return service._store
-
-
-def wrong_for_all(enrollments: list[Enrollment], now: float) -> str:
-    """A code no factor accepts at `now` (window 1: three steps each)."""
-    taken = {code_at(e, now + offset) for e in enrollments for offset in (-30, 0, 30)}
-    return next(code for code in (f"{n:06d}" for n in range(1000)) if code not in taken)
-
-
-def enroll_many(service: MfaService, clock: Clock, account_id: str, count: int) -> list[Enrollment]:
-    return [enroll_active(service, clock, account_id, f"phone {i}") for i in range(count)]
 
 
 @pytest.mark.parametrize("policy", [Policy(**NO_FACTOR_LIMITS)])

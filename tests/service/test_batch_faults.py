@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy.exc import OperationalError, TimeoutError
 
 from tests.conftest import Clock
-from tests.service.test_batch_verify import results_of
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_active
+from tests.service.conftest import results_of
 from tests.totp_oracle import code_at, wrong_code
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa import MfaService

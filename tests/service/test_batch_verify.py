@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_active
+from tests.service.conftest import results_of
 from tests.totp_oracle import code_at, wrong_code
 from totpd.crypto import Keyring, write_new_keyring
 from totpd.service.errors import ErrorReason, TotpdError
@@ -19,10 +20,6 @@ from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, EnrollParams, VerifyItem, VerifyOutcome, VerifyResult
 from totpd.store import Attempts, FactorStore
-
-
-def results_of(outcomes: list[VerifyOutcome | TotpdError]) -> list[object]:
-    return [o.reason if isinstance(o, TotpdError) else o.result for o in outcomes]
 
 
 def test_items_answered_in_order_with_their_own_verdicts(

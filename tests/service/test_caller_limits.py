@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from tests.conftest import Clock
-from tests.service.test_account_limits import enroll_many, store_of
+from tests.enrollments import enroll_many, store_of
 from tests.totp_oracle import code_at, wrong_code
 from totpd.service.caller_limits import CallerLimits
 from totpd.service.errors import ErrorReason, TotpdError

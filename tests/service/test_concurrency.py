@@ -7,10 +7,11 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_active
 from tests.totp_oracle import code_at
 from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService
@@ -69,6 +70,7 @@ def _process_worker(
     out.put(results)  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # worker processes
 def test_processes_share_the_database_one_valid(
     engine: Engine, keyring: Keyring, clock: Clock, account_id: str, tmp_path: Path
 ) -> None:

@@ -5,7 +5,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import Clock
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_active
 from tests.totp_oracle import code_at, wrong_code
 from totpd.crypto import Keyring
 from totpd.service.errors import ErrorReason, TotpdError

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_active
 from totpd.app import MissingKeys, check_keyring
 from totpd.config import Settings
 from totpd.crypto import Keyring, KeyringError, write_new_keyring

@@ -12,8 +12,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import Clock
+from tests.enrollments import enroll_active
 from tests.pg_server import ThrowawayPostgres
-from tests.service.test_verify import enroll_active
 from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
@@ -133,6 +133,7 @@ def test_expired_request_records_are_purged(engine: Engine, keyring: Keyring, cl
     assert record_count(engine) == 0
 
 
+@pytest.mark.slow
 def test_the_purge_runs_while_accounts_enroll_and_disable(
     service: MfaService, clock: Clock, engine: Engine
 ) -> None:

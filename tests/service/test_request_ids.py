@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from tests.conftest import Clock
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_active
 from tests.totp_oracle import code_at, wrong_code
 from totpd.crypto import Keyring
 from totpd.service.errors import ErrorReason, TotpdError
@@ -290,6 +290,7 @@ def test_a_claim_left_by_a_crashed_call_is_taken_over_after_its_lease(
     assert factor_count(engine) == 1
 
 
+@pytest.mark.slow  # the duplicate first waits its full time for the running call
 def test_a_duplicate_of_a_call_still_running_is_told_to_retry_later(
     service: MfaService, account_id: str, engine: Engine
 ) -> None:

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import Clock
-from tests.service.test_account_limits import Compared, compared, enroll_many, wrong_for_all
+from tests.enrollments import enroll_many, wrong_for_all
+from tests.service.conftest import Compared
 from tests.totp_oracle import code_at
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, VerifyItem, VerifyResult
-
-__all__ = ["compared"]  # the fixture, imported for this module's tests
 
 YEAR = 365 * 86400
 P_PAIR = 3 / 10**6  # three accepted codes (window 1) out of 10^6

@@ -5,31 +5,18 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Clock
+from tests.enrollments import enroll_active
 from tests.totp_oracle import code_at, wrong_code
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import (
     Algorithm,
-    Enrollment,
     EnrollParams,
     FactorState,
     VerifyItem,
     VerifyResult,
 )
-
-
-def enroll_active(
-    service: MfaService, clock: Clock, account_id: str, label: str = "phone", **options: object
-) -> Enrollment:
-    enrollment = service.enroll(EnrollParams(account_id, label, **options))  # type: ignore[arg-type]
-    outcome, factor = service.confirm(
-        account_id, enrollment.factor.factor_id, code_at(enrollment, clock.now)
-    )
-    assert outcome.result is VerifyResult.VALID
-    assert factor.state is FactorState.ACTIVE
-    clock.advance(enrollment.factor.period_seconds)  # the confirmation consumed the current step
-    return enrollment
 
 
 def test_confirm_activates_and_consumes_the_step(

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_active
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, FactorStore
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import pyotp
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import START_TIME
 from tests.rpc.conftest import make_settings
+from tests.totp_oracle import totp
 from totpd.cli.serve import main
 from totpd.crypto import Keyring, write_new_keyring
 from totpd.service.mfa import MfaService
@@ -130,7 +131,7 @@ def test_startup_re_seals_legacy_secrets_and_they_verify(old_database: str, tmp_
     service: MfaService = build_service(settings)
     assert column(engine, "secret_format", factor_id) == 2
     account = f"acct-{factor_id[:8]}"
-    code = pyotp.TOTP(base64.b32encode(SECRET).decode()).now()
+    code = totp(base64.b32encode(SECRET).decode(), time.time())
     assert service.verify(VerifyItem(account, code)).result is VerifyResult.VALID
     engine.dispose()
 

@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import Clock
-from tests.service.test_account_limits import enroll_many, store_of, wrong_for_all
-from tests.service.test_optimistic_rounds import _interleave_after_read
+from tests.enrollments import enroll_many, store_of, wrong_for_all
+from tests.store.conftest import interleave_after_read
 from tests.totp_oracle import code_at
 from totpd.service import failure_budget
 from totpd.service.mfa import MfaService
@@ -40,7 +40,7 @@ def test_a_failure_on_another_factor_in_between_is_not_lost(
     for _ in range(failed_before):  # the account's row exists, or not yet
         service.verify(VerifyItem(account_id, wrong, tablet.factor.factor_id))
     # Each round names its own factor: only the account's row is shared.
-    locked_rounds = _interleave_after_read(
+    locked_rounds = interleave_after_read(
         service,
         monkeypatch,
         lambda: service.verify(VerifyItem(account_id, wrong, tablet.factor.factor_id)),
@@ -60,7 +60,7 @@ def test_a_success_in_between_does_not_undo_a_failure(
     wrong = wrong_for_all([phone, tablet], clock.now)
     service.verify(VerifyItem(account_id, wrong, phone.factor.factor_id))
     # My failure on the phone is read first; the user's success on the tablet lands first.
-    _interleave_after_read(
+    interleave_after_read(
         service,
         monkeypatch,
         lambda: service.verify(

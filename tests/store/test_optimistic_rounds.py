@@ -7,14 +7,14 @@ attempt on the same factor runs (and commits) right after it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
-from tests.service.test_verify import enroll_active
+from tests.enrollments import enroll_active
+from tests.store.conftest import interleave_after_read
 from tests.totp_oracle import code_at, wrong_code
 from totpd.service.mfa import MfaService
 from totpd.service.types import VerifyItem, VerifyResult
@@ -64,30 +64,6 @@ def test_a_changed_factor_stops_the_whole_write(
     assert failures() == {account_id + "-a": 1, account_id + "-b": 2}
 
 
-def _interleave_after_read(
-    service: MfaService, monkeypatch: pytest.MonkeyPatch, other: Callable[[], object]
-) -> list[int]:
-    """Run `other` once, right after the next round's optimistic read; count locked rounds."""
-    attempts = service._checker._store.attempts
-    real_read, real_locked = attempts.read, attempts.locked
-    pending = [other]
-    locked_rounds = [0]
-
-    def read(requests: Sequence[AttemptRequest], **kwargs: Any) -> list[CandidateFactor]:
-        factors = real_read(requests, **kwargs)
-        if pending:
-            pending.pop()()
-        return factors
-
-    def locked() -> Any:
-        locked_rounds[0] += 1
-        return real_locked()
-
-    monkeypatch.setattr(attempts, "read", read)
-    monkeypatch.setattr(attempts, "locked", locked)
-    return locked_rounds
-
-
 @pytest.mark.parametrize("batch", [False, True])
 def test_a_code_won_in_between_is_a_replay(
     service: MfaService,
@@ -100,7 +76,7 @@ def test_a_code_won_in_between_is_a_replay(
     other = enroll_active(service, clock, account_id + "-other")
     code = code_at(mine, clock.now)
     interleaved: list[VerifyResult] = []
-    locked_rounds = _interleave_after_read(
+    locked_rounds = interleave_after_read(
         service,
         monkeypatch,
         lambda: interleaved.append(service.verify(VerifyItem(account_id, code)).result),
@@ -127,7 +103,7 @@ def test_failures_counted_in_between_are_not_lost(
 ) -> None:
     mine = enroll_active(service, clock, account_id)
     wrong = wrong_code(code_at(mine, clock.now))
-    _interleave_after_read(
+    interleave_after_read(
         service, monkeypatch, lambda: service.verify(VerifyItem(account_id, wrong))
     )
     outcome = service.verify(VerifyItem(account_id, wrong))
