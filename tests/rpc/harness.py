@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -22,6 +22,9 @@ from totpd.rpc.server import create_server
 from totpd.service.mfa import MfaService
 from totpd.v1 import factor_pb2, totp_service_pb2_grpc
 from totpd.v1 import totp_service_pb2 as pb
+
+if TYPE_CHECKING:  # conftest imports this module
+    from tests.rpc.conftest import Secrets
 
 
 @dataclass
@@ -74,6 +77,26 @@ class Enrolled:
         return wire_code_at(
             self.response.secret_base32, f.algorithm, f.digits, f.period_seconds, now
         )
+
+
+def enroll(live: LiveServer, secrets: Secrets, account: str, **options: Any) -> Enrolled:
+    response = live.stub.Enroll(pb.EnrollRequest(account_id=account, **options), timeout=10)
+    secrets.add(response.secret_base32, response.otpauth_uri)
+    return Enrolled(response)
+
+
+def activate(live: LiveServer, secrets: Secrets, account: str, **options: Any) -> Enrolled:
+    enrolled = enroll(live, secrets, account, **options)
+    code = enrolled.code()
+    secrets.add(code)
+    confirmed = live.stub.ConfirmEnrollment(
+        pb.ConfirmEnrollmentRequest(
+            account_id=account, factor_id=enrolled.factor.factor_id, code=code
+        ),
+        timeout=10,
+    )
+    assert confirmed.outcome.result == factor_pb2.VERIFY_RESULT_VALID
+    return enrolled
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import pytest
 
 from tests.hung_database import HangingDatabase, database, paused_postgres
 from tests.rpc.conftest import Secrets, make_settings
-from tests.rpc.harness import LiveServer, LogCapture, failure, running_server, wrong_code
-from tests.rpc.test_flows import activate
+from tests.rpc.harness import LiveServer, LogCapture, activate, failure, running_server
+from tests.totp_oracle import wrong_code
 from totpd.app import build_service
 from totpd.service.policy import Policy
 from totpd.store import Attempts

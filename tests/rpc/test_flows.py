@@ -19,33 +19,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.rpc.conftest import Secrets
-from tests.rpc.harness import Enrolled, LiveServer, LogCapture, call_fails
+from tests.rpc.harness import LiveServer, LogCapture, activate, call_fails, enroll
 from tests.totp_oracle import wrong_code
 from totpd.config import Settings
 from totpd.v1 import errors_pb2, factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def enroll(live: LiveServer, secrets: Secrets, account: str, **options: Any) -> Enrolled:
-    response = live.stub.Enroll(pb.EnrollRequest(account_id=account, **options), timeout=10)
-    secrets.add(response.secret_base32, response.otpauth_uri)
-    return Enrolled(response)
-
-
-def activate(live: LiveServer, secrets: Secrets, account: str, **options: Any) -> Enrolled:
-    enrolled = enroll(live, secrets, account, **options)
-    code = enrolled.code()
-    secrets.add(code)
-    confirmed = live.stub.ConfirmEnrollment(
-        pb.ConfirmEnrollmentRequest(
-            account_id=account, factor_id=enrolled.factor.factor_id, code=code
-        ),
-        timeout=10,
-    )
-    assert confirmed.outcome.result == factor_pb2.VERIFY_RESULT_VALID
-    return enrolled
 
 
 def verify(live: LiveServer, account: str, code: str, factor_id: str = "") -> Any:

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import Engine, create_engine, event
 
 from tests.conftest import Clock
+from tests.enrollments import enroll_active
 from tests.hung_database import HangingDatabase, database, paused_postgres
-from tests.service.test_batch_verify import results_of
-from tests.service.test_verify import enroll_active
+from tests.service.conftest import results_of
 from tests.totp_oracle import code_at, wrong_code
 from totpd import deadlines
 from totpd.crypto import Keyring

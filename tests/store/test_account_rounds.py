@@ -73,39 +73,40 @@ def test_a_success_in_between_does_not_undo_a_failure(
     assert state is not None and state[0] == 1  # reset by the success, then mine
 
 
-def test_a_locked_round_that_finds_its_account_inserted_is_decided_again(
+def test_a_failure_racing_a_locked_round_on_a_new_account_waits_and_both_count(
     service: MfaService,
     engine: Engine,
     clock: Clock,
     account_id: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """On PostgreSQL a locked round gives a missing account its row and locks it
+    before the factors: a failure on another factor of the account then waits
+    for the round's commit instead of deadlocking with it, and both count."""
     if engine.dialect.name == "sqlite":
         pytest.skip("SQLite's locked round holds the database's write lock: nobody inserts")
     phone, tablet = enroll_many(service, clock, account_id, 2)
     wrong = wrong_for_all([phone, tablet], clock.now)
     real_read = LockedRound.read
-    pending = [True]
+    others: list[threading.Thread] = []
 
     def read(self: LockedRound, requests: Any, **kwargs: Any) -> Any:
         factors = real_read(self, requests, **kwargs)
-        if pending:
-            pending.pop()
-            # A failure on the tablet commits while this round holds the phone:
-            # it inserts the account's row, which this round read as missing.
+        if not others:
+            # A failure on the tablet while this round holds the account and the phone.
             other = threading.Thread(
                 target=service.verify,
                 args=(VerifyItem(account_id, wrong, tablet.factor.factor_id),),
             )
+            others.append(other)
             other.start()
-            other.join(timeout=30)
-            assert not other.is_alive()
         return factors
 
     monkeypatch.setattr(service._checker._store.attempts, "write_if_unchanged", _never)
     monkeypatch.setattr(LockedRound, "read", read)
     outcome = service.verify(VerifyItem(account_id, wrong, phone.factor.factor_id))
-    assert outcome.result is VerifyResult.INVALID and not pending
+    others[0].join(timeout=30)
+    assert outcome.result is VerifyResult.INVALID and not others[0].is_alive()
     cost = failure_budget.cost_seconds(service.policy, 2)
     assert account_state(service, account_id) == (2, int(clock.now) + cost)
 

@@ -67,8 +67,10 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal,
     literal_column,
     not_,
+    null,
     or_,
     select,
     true,
@@ -265,10 +267,14 @@ class LockedRound:
 
         On PostgreSQL the accounts' rows are locked first, in account order,
         then the factors: every writer takes accounts before factors, so they
-        cannot deadlock on each other.
+        cannot deadlock on each other. A missing row is inserted first, with a
+        full budget (what a missing row means): a row that does not exist
+        cannot be locked, and a round that held a factor while it inserted the
+        account deadlocked with a failure inserting the same account first.
         """
         if self._connection.dialect.name == "postgresql":
             accounts = json.dumps(sorted({request.account_id for request in requests}))
+            self._connection.run(_insert_missing_accounts(), {"p_accounts": accounts})
             self._connection.run(_lock_accounts(), {"p_accounts": accounts})
         return _read(self._connection, requests, state, now, lock=True)
 
@@ -853,18 +859,34 @@ def _account_insert_many(dialect: str) -> Insert:
     return inserted
 
 
-@functools.cache
-def _lock_accounts() -> Select[Any]:
-    """PostgreSQL: lock the existing rows of a round's accounts (a JSON array),
-    in account order, so that a locked round holds them to its commit.
-
-    A missing row cannot be locked; the round inserts it only if it is still
-    missing (`AccountWrite`), and aborts to be decided again if not.
-    """
+def _round_account_ids() -> Select[Any]:
+    """PostgreSQL: the account ids of a round, bound as one JSON array."""
     accounts = bindparam("p_accounts", type_=String)
-    ids = select(
+    return select(
         func.jsonb_array_elements_text(cast(accounts, JSONB)).table_valued("value").c.value
     )
+
+
+@functools.cache
+def _insert_missing_accounts() -> Insert:
+    """PostgreSQL: give each account of a locked round its row, in account order,
+    with a full budget and no failures, where it has none yet."""
+    ids = _round_account_ids().subquery()
+    rows = select(ids.c.value, literal(0, BigInteger), literal(0, Integer), null()).order_by(
+        ids.c.value
+    )
+    statement = postgresql.insert(_ACCOUNTS).from_select(list(_ACCOUNT_COLUMNS), rows)
+    inserted: Insert = statement.on_conflict_do_nothing(
+        index_elements=[_ACCOUNTS.c.account_id]
+    ).returning(_ACCOUNTS.c.account_id)
+    return inserted
+
+
+@functools.cache
+def _lock_accounts() -> Select[Any]:
+    """PostgreSQL: lock the rows of a round's accounts (a JSON array), in
+    account order, so that a locked round holds them to its commit."""
+    ids = _round_account_ids()
     return (
         select(_ACCOUNTS.c.account_id)
         .where(_ACCOUNTS.c.account_id.in_(ids))
