@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -23,19 +24,18 @@ import pytest
 pytestmark = pytest.mark.slow
 
 NATIVE = Path(__file__).resolve().parents[2] / "native"
-CORE = [
-    "batch.c",
-    "dispatch.c",
-    "errors.c",
-    "hmac.c",
-    "hmac_x8.c",
-    "lanes.c",
-    "sha_portable.c",
-    "sha_shani.c",
-    "sha1_avx2.c",
-    "sha1_avx512.c",
-    "sha512_avx512.c",
-]
+
+
+def _core_sources() -> list[str]:
+    """The core's C files, as native/build_native.py lists them for the build."""
+    spec = importlib.util.spec_from_file_location("build_native", NATIVE / "build_native.py")
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    return list(build.SOURCES)
+
+
+CORE = _core_sources()
 TEST_CORE = ["tests/test_core.c", "tests/test_core_split.c", "tests/test_core_race.c"]
 WARN = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-DTOTPD_SIMD=1"]
 SANITIZE = {
