@@ -108,3 +108,15 @@ def start_faulty_postgres() -> FaultyPostgres:
             pytest.fail(f"CI needs PostgreSQL for the fault tests: {error}")
         pytest.skip(f"PostgreSQL fault tests skipped: {error}")
     return server
+
+
+@contextmanager
+def faulty_postgres() -> Iterator[FaultyPostgres]:
+    """A started server for the block; stopped after it (restarted first if a test halted it)."""
+    server = start_faulty_postgres()
+    try:
+        yield server
+    finally:
+        if not server.is_running():
+            server.restart()
+        server.stop()

@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.cli.processes import GRACE_SECONDS, dev_server
-from tests.pg_faults import FaultyPostgres, start_faulty_postgres
+from tests.pg_faults import FaultyPostgres, faulty_postgres
 
 pytestmark = pytest.mark.slow  # a `totpd serve` process and a PostgreSQL server
 
@@ -24,13 +24,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 @pytest.fixture
 def pg() -> Iterator[FaultyPostgres]:
-    server = start_faulty_postgres()
-    try:
+    with faulty_postgres() as server:
         yield server
-    finally:
-        if not server.is_running():
-            server.restart()
-        server.stop()
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> None:

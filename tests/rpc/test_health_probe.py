@@ -24,7 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
-from tests.pg_faults import FaultyPostgres, start_faulty_postgres
+from tests.pg_faults import FaultyPostgres, faulty_postgres
 from tests.rpc.conftest import make_settings
 from tests.rpc.harness import LiveServer, LogCapture, running_server
 from totpd.config import Settings
@@ -230,13 +230,8 @@ def probed_server(
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[FaultyPostgres]:
-    server = start_faulty_postgres()
-    try:
+    with faulty_postgres() as server:
         yield server
-    finally:
-        if not server.is_running():
-            server.restart()
-        server.stop()
 
 
 @pytest.mark.postgres

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from tests.conftest import Clock
-from tests.pg_faults import FaultyPostgres, start_faulty_postgres
+from tests.pg_faults import FaultyPostgres, faulty_postgres
 from tests.rpc.conftest import Secrets, make_settings
 from tests.rpc.harness import LiveServer, LogCapture, failure, running_server
 from tests.totp_oracle import wire_code_at
@@ -51,13 +51,8 @@ RPCS = (
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[FaultyPostgres]:
-    server = start_faulty_postgres()
-    try:
+    with faulty_postgres() as server:
         yield server
-    finally:
-        if not server.is_running():
-            server.restart()
-        server.stop()
 
 
 @dataclass
