@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from totpd._native import ffi, lib
-from totpd.service.types import Algorithm
+from totpd.domain import Algorithm
 
 __all__ = [
     "MAX_WINDOW",
