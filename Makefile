@@ -52,11 +52,13 @@ test-python: install
 test-clients: install
 	TOTPD_PYTHON=$(abspath $(PY)) clients/run-tests.sh
 
-## ruff (lint and format check) on every Python tree, then the format check of the
-## Go (gofmt), Node (prettier) and Java (google-java-format) clients.
+## ruff (lint and format check) on every Python tree, the layer contracts
+## (lint-imports, [tool.importlinter] in pyproject.toml), then the format check of
+## the Go (gofmt), Node (prettier) and Java (google-java-format) clients.
 lint: install
 	$(VENV)/bin/ruff check server tests benchmarks clients/python
 	$(VENV)/bin/ruff format --check server tests benchmarks clients/python
+	$(VENV)/bin/lint-imports
 	clients/format.sh check
 
 ## Rewrite files in the house format: Python (ruff format, ruff's import order),

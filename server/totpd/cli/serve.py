@@ -130,18 +130,15 @@ def ensure_key_file(settings: Settings) -> None:
 @contextmanager
 def _database_errors() -> Iterator[None]:
     """An unreachable database is an operator problem: one line, no traceback."""
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
-    from totpd.store.errors import StoreError
+    from totpd.store.faults import database_failure
 
     try:
         yield
-    except (OperationalError, DBAPIError) as error:
-        # The driver's own message (host, port, cause), never the SQL parameters.
-        cause = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+    except Exception as error:
+        cause = database_failure(error)
+        if cause is None:
+            raise
         raise StartupError(f"cannot open the database: {cause}") from None
-    except StoreError as error:
-        raise StartupError(f"cannot open the database: {error.cause}") from None
 
 
 def _serve(args: argparse.Namespace) -> int:
