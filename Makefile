@@ -52,12 +52,14 @@ test-python: install
 test-clients: install
 	TOTPD_PYTHON=$(abspath $(PY)) clients/run-tests.sh
 
-## ruff (lint and format check) on every Python tree, then the format check of the
+## ruff (lint and format check) on every Python tree, the layer contracts
+## (lint-imports, [tool.importlinter] in pyproject.toml), then the format check of the
 ## C core (clang-format 14) and of the Go (gofmt), Node (prettier) and Java
 ## (google-java-format) clients.
 lint: install
 	$(VENV)/bin/ruff check server tests benchmarks clients/python
 	$(VENV)/bin/ruff format --check server tests benchmarks clients/python
+	$(VENV)/bin/lint-imports
 	native/format.sh check
 	clients/format.sh check
 

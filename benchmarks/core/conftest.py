@@ -15,6 +15,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import coremeta
 
+from totpd import otp
+from totpd.config import load_settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The CPU path as totpd's composition root sets it: the cpu_path setting
+    (TOTPD_CPU_PATH), so a forced path is the one the default-path rows time."""
+    otp.use_cpu_path(load_settings().cpu_path)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -39,6 +39,7 @@ from benchmarks.service.fixtures import (
     sqlite_settings,
 )
 from totpd import otp
+from totpd.config import load_settings
 
 FULL: dict[str, Any] = {
     "factors": 100_000,
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wire", action="store_true", help="skip the wire-shape figures")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
+    # The in-process figures run on the path the `totpd serve` processes use.
+    otp.use_cpu_path(load_settings().cpu_path)
     config = dict(QUICK if args.quick else FULL)
     if args.factors:
         config["factors"] = args.factors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from totpd import otp
 from totpd.config import Settings
 from totpd.crypto import Keyring, KeyringError
 from totpd.service.mfa import MfaService
@@ -23,8 +24,10 @@ def build_service(settings: Settings) -> MfaService:
     legacy secrets), start the purge, wire the service.
 
     The key file must exist: `totpd serve --dev` creates a development one first.
-    Refuses (MissingKeys) a keyring that lacks a key the stored secrets need.
+    Refuses (MissingKeys) a keyring that lacks a key the stored secrets need,
+    and (otp.CpuPathError) a CPU path this machine cannot run.
     """
+    otp.use_cpu_path(settings.cpu_path)
     keyring = Keyring.load(settings.key_file)
     engine = open_engine(settings.prepared_database_url())
     migrate(engine)

@@ -83,6 +83,10 @@ class Settings:
     # How often the purge thread deletes ended factors and expired request
     # records (the retentions are [policy] keys).
     purge_interval_seconds: float = 3600.0
+    # The C core's CPU path: "auto" (the fastest this CPU has), or one forced
+    # ("portable", "shani", "avx2", "avx512", "avx512x16"); checked against the
+    # CPU when the service is built (totpd.otp.use_cpu_path).
+    cpu_path: str = "auto"
 
     @property
     def tls_mode(self) -> str:
@@ -164,6 +168,12 @@ def _as_path(value: object) -> Path:
     raise ValueError("expected a non-empty path")
 
 
+def _as_cpu_path(value: object) -> str:
+    """A path name, lowercased; empty means "auto". Whether the CPU has it is
+    for the C core to say, at startup."""
+    return _as_str(value).strip().lower() or "auto"
+
+
 def _as_optional_path(value: object) -> Path | None:
     """A path, or None for an empty string (an environment variable set to "" unsets)."""
     if isinstance(value, str) and not value:
@@ -193,6 +203,7 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "tls_key_file": _as_optional_path,
     "tls_client_ca_file": _as_optional_path,
     "purge_interval_seconds": _as_float,
+    "cpu_path": _as_cpu_path,
 }
 _POLICY_PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "default_issuer": _as_str,

@@ -9,9 +9,9 @@ C return codes to :class:`NativeError`), and the friendly API below.
 * :func:`verify`, :func:`hotp` and :func:`totp` are the single-code conveniences.
 
 The C call releases the GIL; batches larger than :data:`THREAD_SPLIT` pairs are split
-across a thread pool. The CPU path (portable C, SHA-NI, AVX2, AVX-512) is chosen once at import,
-from ``TOTPD_CPU_PATH`` (``auto`` by default); an unknown or unsupported forced path
-raises :class:`CpuPathError` at import.
+across a thread pool. The CPU path (portable C, SHA-NI, AVX2, AVX-512) is ``auto`` unless the
+composition root forces one with :func:`use_cpu_path` (the ``cpu_path`` setting); an
+unknown or unsupported path raises :class:`CpuPathError` there.
 """
 
 from __future__ import annotations
@@ -26,17 +26,19 @@ from types import TracebackType
 from typing import Any, Final
 
 from totpd._native import ffi, lib
-from totpd.service.types import Algorithm
+from totpd.domain import Algorithm
 
 __all__ = [
     "MAX_WINDOW",
     "THREAD_SPLIT",
+    "CpuPathError",
     "KeyTable",
     "NativeError",
     "cpu_path",
     "cpu_paths",
     "hotp",
     "totp",
+    "use_cpu_path",
     "verify",
     "verify_batch",
 ]
@@ -104,22 +106,26 @@ def _path_code(path: str | None) -> int:
 
 
 class CpuPathError(NativeError, ValueError):
-    """``TOTPD_CPU_PATH`` names an unknown path, or one this CPU lacks.
+    """The ``cpu_path`` setting names an unknown path, or one this CPU lacks.
 
-    A ValueError too, so `totpd serve` reports it as a configuration error
-    (one line, exit 2) although it is raised while importing this module.
+    A ValueError too: a configuration error, which `totpd serve` reports in one line.
     """
 
 
-def _init_path() -> None:
-    """Apply ``TOTPD_CPU_PATH`` once, at import."""
-    wanted = os.environ.get("TOTPD_CPU_PATH", "auto").strip().lower() or "auto"
+def use_cpu_path(name: str) -> None:
+    """Make ``name`` ("auto" or one of :func:`cpu_paths`) the path of every call that
+    does not force its own. Called once at startup by the composition root, with the
+    ``cpu_path`` setting (``TOTPD_CPU_PATH`` in the environment), before any call runs.
+    """
+    wanted = name.strip().lower() or "auto"
     try:
-        code = _path_code(wanted)
-        _check(int(lib.totpd_set_default_path(code)))
+        _check(int(lib.totpd_set_default_path(_path_code(wanted))))
     except NativeError as error:
         usable = ", ".join(["auto", *cpu_paths()])
-        raise CpuPathError(error.code, f"TOTPD_CPU_PATH={wanted}; use one of {usable}") from None
+        # The message names the environment variable: the usual way to set it.
+        raise CpuPathError(
+            error.code, f"cpu_path setting, TOTPD_CPU_PATH={wanted}; use one of {usable}"
+        ) from None
 
 
 def cpu_path() -> str:
@@ -528,6 +534,3 @@ def verify(
     finally:
         table.wipe()
     return None if step < 0 else step
-
-
-_init_path()

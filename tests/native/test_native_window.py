@@ -186,7 +186,11 @@ def test_threaded_batch_matches_single_thread(path: str) -> None:
 
 
 def test_forced_path_env(tmp_path: object) -> None:
-    script = "from totpd import otp; print(otp.cpu_path())"
+    # The composition root's step: the cpu_path setting, read from TOTPD_CPU_PATH.
+    script = (
+        "from totpd import config, otp; "
+        "otp.use_cpu_path(config.load_settings().cpu_path); print(otp.cpu_path())"
+    )
     for name in otp.cpu_paths():
         env = dict(os.environ, TOTPD_CPU_PATH=name)
         out = subprocess.run(

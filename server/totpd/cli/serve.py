@@ -47,6 +47,7 @@ _METAVARS = {
     "tls_cert_file": "PEM",
     "tls_key_file": "PEM",
     "tls_client_ca_file": "PEM",
+    "cpu_path": "NAME",
 }
 _DATABASE_KEYS = ("database_url", "data_dir", "key_file", "log_level", "log_format")
 
@@ -129,18 +130,15 @@ def ensure_key_file(settings: Settings) -> None:
 @contextmanager
 def _database_errors() -> Iterator[None]:
     """An unreachable database is an operator problem: one line, no traceback."""
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
-    from totpd.store.errors import StoreError
+    from totpd.store.faults import database_failure
 
     try:
         yield
-    except (OperationalError, DBAPIError) as error:
-        # The driver's own message (host, port, cause), never the SQL parameters.
-        cause = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+    except Exception as error:
+        cause = database_failure(error)
+        if cause is None:
+            raise
         raise StartupError(f"cannot open the database: {cause}") from None
-    except StoreError as error:
-        raise StartupError(f"cannot open the database: {error.cause}") from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -149,21 +147,15 @@ def _serve(args: argparse.Namespace) -> int:
     load_tls(settings)  # bad TLS files stop the start before anything is created
     ensure_key_file(settings)
     # Imported late so `totpd keygen` and `--help` work without the native core.
-    try:
-        from totpd.app import build_service
-    except ValueError as error:
-        # otp.CpuPathError (TOTPD_CPU_PATH is applied at import); not importable
-        # by name here, as its module failed to import. Any other error stays loud.
-        if type(error).__name__ != "CpuPathError":
-            raise
-        raise StartupError(str(error)) from None
+    from totpd.app import build_service
+    from totpd.otp import CpuPathError
     from totpd.rpc.server import ServerError, serve
 
     try:
         with _database_errors():
             service = build_service(settings)
         return serve(settings, service, ready_file=args.ready_file)
-    except (crypto.KeyringError, ServerError) as error:
+    except (crypto.KeyringError, CpuPathError, ServerError) as error:
         raise StartupError(str(error)) from None
 
 

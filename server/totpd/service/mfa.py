@@ -13,22 +13,20 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from totpd.crypto import Keyring, SecretUnavailable
+from totpd.domain import ISSUER_MAX, LABEL_MAX, LIVE_STATES, FactorState
 from totpd.service import idempotency, provisioning, validation
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
 from totpd.service.types import (
-    Algorithm,
     Enrollment,
     EnrollParams,
     Factor,
-    FactorState,
     VerifyItem,
     VerifyOutcome,
     VerifyResult,
 )
 from totpd.service.verification import CodeCheck, CodeChecker
-from totpd.store import FactorStore, LabelTaken
-from totpd.store.models import LIVE_STATES, NEVER_USED_STEP, FactorRow
+from totpd.store import FactorStore, LabelTaken, NewFactor, StoredFactor
 from totpd.store.requests import Completion
 
 _DEFAULT_LABEL = "Authenticator"
@@ -59,13 +57,9 @@ class MfaService:
         request_id = idempotency.request_id(request_id)
         account_id = validation.account_id(params.account_id)
         issuer = validation.display_name(
-            params.issuer or self._policy.default_issuer, "issuer", validation.ISSUER_MAX
+            params.issuer or self._policy.default_issuer, "issuer", ISSUER_MAX
         )
-        label = (
-            validation.display_name(params.label, "label", validation.LABEL_MAX)
-            if params.label
-            else None
-        )
+        label = validation.display_name(params.label, "label", LABEL_MAX) if params.label else None
         algorithm = validation.algorithm(params.algorithm)
         digits = validation.digits(params.digits)
         period = validation.period(params.period_seconds)
@@ -79,7 +73,7 @@ class MfaService:
         secret = provisioning.new_secret(algorithm)
         sealed = self._keyring.seal(factor_id, account_id, secret)
 
-        def new_row(live: list[FactorRow]) -> FactorRow:
+        def new_factor(live: list[StoredFactor]) -> NewFactor:
             # Runs in the store's enrollment transaction: nothing else enrolls
             # this account meanwhile, so the limit and the labels hold.
             if len(live) >= self._policy.max_factors_per_account:
@@ -88,25 +82,21 @@ class MfaService:
                     f"the account already has {len(live)} factors, the maximum; disable one first",
                     field="account_id",
                 )
-            taken = {row.label for row in live}
+            taken = {factor.label for factor in live}
             chosen = label or _first_free_label(taken)
             if chosen in taken:
                 raise _label_taken()
-            return FactorRow(
-                id=factor_id,
+            return NewFactor(
+                factor_id=factor_id,
                 account_id=account_id,
                 label=chosen,
                 issuer=issuer,
-                algorithm=algorithm.value,
+                algorithm=algorithm,
                 digits=digits,
                 period_seconds=period,
-                state=FactorState.PENDING.value,
                 secret_key_id=sealed.key_id,
                 secret_nonce=sealed.nonce,
                 secret_ciphertext=sealed.ciphertext,
-                last_used_step=NEVER_USED_STEP,
-                failed_attempts=0,
-                blocked_until=0,
                 created_at=now,
                 expires_at=now + self._policy.enrollment_ttl_seconds,
             )
@@ -114,38 +104,43 @@ class MfaService:
         record = call.completion(idempotency.factors_result([factor_id]))
         with call:
             try:
-                row = self._store.add_to_account(
-                    account_id, now=now, make_row=new_row, completes=record
+                factor = self._store.add_to_account(
+                    account_id, now=now, make_factor=new_factor, completes=record
                 )
             except LabelTaken:
                 raise _label_taken() from None
-        return _enrollment(row, secret)
+        return _enrollment(factor, secret)
 
     def _enrollment_again(self, account_id: str, factor_id: str) -> Enrollment:
         """A retried Enroll: the first call's secret, only while its factor is pending."""
-        row = self._owned_row(account_id, factor_id)
-        if row.state == FactorState.ACTIVE.value or row.state == FactorState.DISABLED.value:
+        factor = self._owned_factor(account_id, factor_id)
+        if factor.state in (FactorState.ACTIVE, FactorState.DISABLED):
             raise TotpdError(
                 ErrorReason.FACTOR_NOT_ACTIVE,
-                f"the factor this request_id enrolled is {row.state}; its secret is not "
+                f"the factor this request_id enrolled is {factor.state}; its secret is not "
                 "returned again (enroll with a new request_id for a new factor)",
                 field="request_id",
             )
-        if row.state == FactorState.EXPIRED.value or (row.expires_at or 0) <= self._now():
+        if factor.state is FactorState.EXPIRED or (factor.expires_at or 0) <= self._now():
             raise TotpdError(
                 ErrorReason.ENROLLMENT_EXPIRED,
                 "the enrollment this request_id made expired; enroll again with a new request_id",
                 field="request_id",
             )
-        if row.secret_key_id is None or row.secret_nonce is None or row.secret_ciphertext is None:
+        key_id, nonce, ciphertext = (
+            factor.secret_key_id,
+            factor.secret_nonce,
+            factor.secret_ciphertext,
+        )
+        if key_id is None or nonce is None or ciphertext is None:
             raise _secret_unavailable()
         try:
             secret = self._keyring.open_parts(
-                row.id, row.account_id, row.secret_key_id, row.secret_nonce, row.secret_ciphertext
+                factor.factor_id, factor.account_id, key_id, nonce, ciphertext
             )
         except SecretUnavailable:
             raise _secret_unavailable() from None
-        return _enrollment(row, secret)
+        return _enrollment(factor, secret)
 
     def confirm(
         self,
@@ -168,14 +163,14 @@ class MfaService:
         if call.replay is not None:
             return idempotency.outcome_of(call.replay), self.get_factor(account_id, factor_id)
         with call:
-            outcome = self._checker.check(request, state=FactorState.PENDING.value, caller=caller)
+            outcome = self._checker.check(request, state=FactorState.PENDING, caller=caller)
             call.complete(idempotency.outcome_result(outcome))
         return outcome, self.get_factor(account_id, factor_id)
 
     # -- verification ------------------------------------------------------
 
     def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
-        return self._checker.check(_code_check(item), state=FactorState.ACTIVE.value, caller=caller)
+        return self._checker.check(_code_check(item), state=FactorState.ACTIVE, caller=caller)
 
     def check_batch_size(self, count: int) -> None:
         """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
@@ -203,7 +198,7 @@ class MfaService:
                 positions.append(position)
             except TotpdError as error:
                 results[position] = error
-        verdicts = self._checker.check_many(checks, state=FactorState.ACTIVE.value, caller=caller)
+        verdicts = self._checker.check_many(checks, state=FactorState.ACTIVE, caller=caller)
         for position, verdict in zip(positions, verdicts, strict=True):
             results[position] = verdict
         return [result for result in results if result is not None]
@@ -260,8 +255,8 @@ class MfaService:
             assert code is not None  # checked above
             # The code proves possession of an active target, or of the pending
             # one when nothing is active yet (cancelling an enrollment).
-            states = {row.state for row in targets}
-            state = "active" if "active" in states else "pending"
+            states = {factor.state for factor in targets}
+            state = FactorState.ACTIVE if FactorState.ACTIVE in states else FactorState.PENDING
             # A pending factor's step is used up but the factor is not
             # activated: if the disable below fails, the enrollment the caller
             # is cancelling must not be left active.
@@ -272,28 +267,29 @@ class MfaService:
                 call.complete(idempotency.outcome_result(outcome))
                 return outcome, []
 
-        def record(rows: list[FactorRow]) -> Completion | None:
-            return call.completion(idempotency.outcome_result(outcome, [row.id for row in rows]))
+        def record(factors: list[StoredFactor]) -> Completion | None:
+            ids = [factor.factor_id for factor in factors]
+            return call.completion(idempotency.outcome_result(outcome, ids))
 
         disabled = self._store.disable(
-            [row.id for row in targets], now=self._now(), completes=record
+            [factor.factor_id for factor in targets], now=self._now(), completes=record
         )
-        return outcome, [to_factor(row) for row in disabled]
+        return outcome, [to_factor(factor) for factor in disabled]
 
     def _disabled_again(
         self, account_id: str, first: idempotency.Result
     ) -> tuple[VerifyOutcome, list[Factor]]:
         """A retried Disable: the first verdict and the factors it disabled, as they are now
         (a factor purged since is left out)."""
-        rows = self._store.get_many(idempotency.factor_ids_of(first))
+        stored = self._store.get_many(idempotency.factor_ids_of(first))
         factors = [
-            to_factor(rows[factor_id])
+            to_factor(stored[factor_id])
             for factor_id in idempotency.factor_ids_of(first)
-            if factor_id in rows and rows[factor_id].account_id == account_id
+            if factor_id in stored and stored[factor_id].account_id == account_id
         ]
         return idempotency.outcome_of(first), factors
 
-    def _disable_targets(self, account_id: str, factor_id: str | None) -> list[FactorRow]:
+    def _disable_targets(self, account_id: str, factor_id: str | None) -> list[StoredFactor]:
         live = self._store.list_for_account(account_id, LIVE_STATES, now=self._now())
         if factor_id is None:
             if not live:
@@ -303,59 +299,59 @@ class MfaService:
                     field="account_id",
                 )
             return live
-        targets = [row for row in live if row.id == factor_id]
+        targets = [factor for factor in live if factor.factor_id == factor_id]
         if targets:
             return targets
-        row = self._owned_row(account_id, factor_id)
-        if row.state not in LIVE_STATES:
+        factor = self._owned_factor(account_id, factor_id)
+        if factor.state not in LIVE_STATES:
             raise TotpdError(
                 ErrorReason.FACTOR_NOT_ACTIVE,
-                f"the factor is already {row.state}",
+                f"the factor is already {factor.state}",
                 field="factor_id",
             )
-        return [row]
+        return [factor]
 
     # -- reads -------------------------------------------------------------
 
     def get_factor(self, account_id: str, factor_id: str) -> Factor:
         account_id = validation.account_id(account_id)
         factor_id = validation.factor_id(factor_id)
-        return to_factor(self._owned_row(account_id, factor_id))
+        return to_factor(self._owned_factor(account_id, factor_id))
 
     def list_factors(self, account_id: str, include_inactive: bool) -> list[Factor]:
         account_id = validation.account_id(account_id)
-        states = [state.value for state in FactorState] if include_inactive else LIVE_STATES
-        rows = self._store.list_for_account(account_id, states, now=self._now())
-        return [to_factor(row) for row in rows]
+        states = tuple(FactorState) if include_inactive else LIVE_STATES
+        stored = self._store.list_for_account(account_id, states, now=self._now())
+        return [to_factor(factor) for factor in stored]
 
-    def _owned_row(self, account_id: str, factor_id: str) -> FactorRow:
-        row = self._store.get(factor_id)
+    def _owned_factor(self, account_id: str, factor_id: str) -> StoredFactor:
+        factor = self._store.get(factor_id)
         # Another account's factor is reported exactly like a missing one.
-        if row is None or row.account_id != account_id:
+        if factor is None or factor.account_id != account_id:
             raise TotpdError(
                 ErrorReason.FACTOR_NOT_FOUND,
                 "the account has no factor with this factor_id",
                 field="factor_id",
             )
-        return row
+        return factor
 
     def _now(self) -> int:
         return math.floor(self._clock())
 
 
-def _enrollment(row: FactorRow, secret: bytes) -> Enrollment:
+def _enrollment(factor: StoredFactor, secret: bytes) -> Enrollment:
     """The Enroll response of a pending factor: its secret as URI, base32 and QR codes."""
     uri = provisioning.otpauth_uri(
         secret=secret,
-        issuer=row.issuer,
-        account_name=row.account_id,
-        algorithm=Algorithm(row.algorithm),
-        digits=row.digits,
-        period=row.period_seconds,
+        issuer=factor.issuer,
+        account_name=factor.account_id,
+        algorithm=factor.algorithm,
+        digits=factor.digits,
+        period=factor.period_seconds,
     )
     png, svg = provisioning.qr_codes(uri)
     return Enrollment(
-        factor=to_factor(row),
+        factor=to_factor(factor),
         otpauth_uri=uri,
         secret_base32=provisioning.base32_secret(secret),
         qr_png=png,
@@ -374,21 +370,21 @@ def _enroll_fields(params: EnrollParams) -> tuple[str, ...]:
     )
 
 
-def to_factor(row: FactorRow) -> Factor:
-    """The public view of a row: everything but the secret and the counters."""
+def to_factor(stored: StoredFactor) -> Factor:
+    """The public view of a stored factor: everything but the secret and the counters."""
     return Factor(
-        factor_id=row.id,
-        account_id=row.account_id,
-        label=row.label,
-        issuer=row.issuer,
-        algorithm=Algorithm(row.algorithm),
-        digits=row.digits,
-        period_seconds=row.period_seconds,
-        state=FactorState(row.state),
-        created_at=row.created_at,
-        confirmed_at=row.confirmed_at,
-        last_used_at=row.last_used_at,
-        expires_at=row.expires_at,
+        factor_id=stored.factor_id,
+        account_id=stored.account_id,
+        label=stored.label,
+        issuer=stored.issuer,
+        algorithm=stored.algorithm,
+        digits=stored.digits,
+        period_seconds=stored.period_seconds,
+        state=stored.state,
+        created_at=stored.created_at,
+        confirmed_at=stored.confirmed_at,
+        last_used_at=stored.last_used_at,
+        expires_at=stored.expires_at,
     )
 
 

@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 import segno
 
-from totpd.service.types import Algorithm
+from totpd.domain import Algorithm
 
 
 def new_secret(algorithm: Algorithm) -> bytes:

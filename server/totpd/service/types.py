@@ -1,10 +1,10 @@
-"""Domain values shared by the service, the store and the gRPC layer.
+"""The service's values, as its callers (the gRPC layer) see them.
 
 Plain frozen dataclasses, named tuples and enums: no grpc, no SQL. The gRPC
-layer maps them to and from the proto messages; the store maps them to and
-from rows. The values a BatchVerify builds once per item (`VerifyItem`,
-`VerifyOutcome`) are named tuples: 10,000 per call, and a frozen dataclass
-takes about three times longer to build.
+layer maps them to and from the proto messages. The words every layer shares
+(`Algorithm`, `FactorState`) live in totpd.domain. The values a BatchVerify
+builds once per item (`VerifyItem`, `VerifyOutcome`) are named tuples: 10,000
+per call, and a frozen dataclass takes about three times longer to build.
 """
 
 from __future__ import annotations
@@ -13,28 +13,19 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from totpd.domain import Algorithm, FactorState
 
-class Algorithm(enum.Enum):
-    """HMAC hash of a factor; the value is the otpauth URI spelling."""
-
-    SHA1 = "SHA1"
-    SHA256 = "SHA256"
-    SHA512 = "SHA512"
-
-    @property
-    def secret_size(self) -> int:
-        """Secret length in bytes: the digest size (RFC 6238 section 5.1)."""
-        return _SECRET_SIZES[self]
-
-
-_SECRET_SIZES = {Algorithm.SHA1: 20, Algorithm.SHA256: 32, Algorithm.SHA512: 64}
-
-
-class FactorState(enum.Enum):
-    PENDING = "pending"
-    ACTIVE = "active"
-    DISABLED = "disabled"
-    EXPIRED = "expired"
+# Re-exported: the service's callers name them through this module too.
+__all__ = [
+    "Algorithm",
+    "EnrollParams",
+    "Enrollment",
+    "Factor",
+    "FactorState",
+    "VerifyItem",
+    "VerifyOutcome",
+    "VerifyResult",
+]
 
 
 class VerifyResult(enum.Enum):

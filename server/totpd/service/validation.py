@@ -10,14 +10,16 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from totpd.domain import (
+    ACCOUNT_ID_MAX,
+    DEFAULT_ALGORITHM,
+    DEFAULT_DIGITS,
+    DEFAULT_PERIOD_SECONDS,
+    DIGITS_RANGE,
+    PERIOD_RANGE,
+    Algorithm,
+)
 from totpd.service.errors import ErrorReason, TotpdError
-from totpd.service.types import Algorithm
-
-ACCOUNT_ID_MAX = 128
-LABEL_MAX = 64
-ISSUER_MAX = 64
-DIGITS_RANGE = range(6, 9)
-PERIOD_RANGE = range(15, 121)
 
 # Printable ASCII without spaces: an id a caller copies, never a display name.
 _ACCOUNT_ID = re.compile(r"[\x21-\x7e]{1,128}")
@@ -76,7 +78,7 @@ def display_name(value: str, field: str, maximum: int) -> str:
 
 def digits(value: int | None) -> int:
     if value is None:
-        return 6
+        return DEFAULT_DIGITS
     if value not in DIGITS_RANGE:
         raise _invalid("digits", "digits must be 6, 7 or 8")
     return value
@@ -84,14 +86,14 @@ def digits(value: int | None) -> int:
 
 def period(value: int | None) -> int:
     if value is None:
-        return 30
+        return DEFAULT_PERIOD_SECONDS
     if value not in PERIOD_RANGE:
         raise _invalid("period_seconds", "period_seconds must be between 15 and 120")
     return value
 
 
 def algorithm(value: Algorithm | None) -> Algorithm:
-    return Algorithm.SHA1 if value is None else value
+    return DEFAULT_ALGORITHM if value is None else value
 
 
 def _invalid(field: str, message: str) -> TotpdError:

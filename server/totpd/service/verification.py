@@ -42,12 +42,13 @@ from typing import NamedTuple
 
 from totpd import otp
 from totpd.crypto import Keyring, SecretUnavailable
+from totpd.domain import Algorithm, FactorState
 from totpd.service import failure_budget, validation
 from totpd.service.caller_limits import CallerLimits
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.faults import is_store_fault, store_fault
 from totpd.service.policy import Policy
-from totpd.service.types import Algorithm, VerifyOutcome, VerifyResult
+from totpd.service.types import VerifyOutcome, VerifyResult
 from totpd.store import (
     AccountWrite,
     AttemptRequest,
@@ -55,8 +56,8 @@ from totpd.store import (
     FactorStore,
     FactorWrite,
     RoundAborted,
+    StoredFactor,
 )
-from totpd.store.models import FactorRow
 
 CheckResult = VerifyOutcome | TotpdError
 _log = logging.getLogger("totpd.service")
@@ -87,7 +88,7 @@ class _Round(NamedTuple):
 
     items: list[_Item]
     requests: list[AttemptRequest]
-    state: str
+    state: FactorState
     now: int
     activate: bool
 
@@ -108,7 +109,7 @@ class CodeChecker:
         self,
         request: CodeCheck,
         *,
-        state: str,
+        state: FactorState,
         activate: bool = True,
         caller: str | None = None,
     ) -> VerifyOutcome:
@@ -127,7 +128,7 @@ class CodeChecker:
         self,
         requests: Sequence[CodeCheck],
         *,
-        state: str,
+        state: FactorState,
         activate: bool = True,
         faults_per_item: bool = True,
         caller: str | None = None,
@@ -152,7 +153,7 @@ class CodeChecker:
         self,
         requests: Sequence[CodeCheck],
         *,
-        state: str,
+        state: FactorState,
         activate: bool,
         faults_per_item: bool,
     ) -> list[CheckResult]:
@@ -196,7 +197,7 @@ class CodeChecker:
         return [result for result in results if result is not None]
 
     def _run_round(
-        self, items: list[_Item], state: str, now: int, activate: bool
+        self, items: list[_Item], state: FactorState, now: int, activate: bool
     ) -> tuple[list[tuple[_Item, CheckResult]], list[_Item]]:
         """Decide and store one round; returns the verdicts and the items with
         no candidate factor (nothing was counted for them)."""
@@ -238,7 +239,7 @@ class CodeChecker:
         return [(item, _unless_lost(result, written)) for item, result in results], missing
 
     def _decide(
-        self, items: list[_Item], factors: list[CandidateFactor], now: int, state: str
+        self, items: list[_Item], factors: list[CandidateFactor], now: int, state: FactorState
     ) -> tuple[list[tuple[_Item, CheckResult]], list[FactorWrite], list[AccountWrite], list[_Item]]:
         """Judge the items whose account has candidate factors; the others are missing.
 
@@ -252,7 +253,7 @@ class CodeChecker:
         missing: list[_Item] = []
         for item in items:
             (found if item.check.account_id in by_account else missing).append(item)
-        results, writes, accounts = self._judge(found, by_account, now, state == "active")
+        results, writes, accounts = self._judge(found, by_account, now, state is FactorState.ACTIVE)
         return results, writes, accounts, missing
 
     def _judge(
@@ -464,15 +465,15 @@ class CodeChecker:
         )
 
     def _explain_uncounted(
-        self, items: list[_Item], state: str, now: int
+        self, items: list[_Item], state: FactorState, now: int
     ) -> list[tuple[_Item, CheckResult]]:
         """Nothing was counted: say why (not found, wrong state, digits, or blocked)."""
         if not items:
             return []
         named = self._store.get_many(i.check.factor_id for i in items if i.check.factor_id)
-        in_state: dict[str, list[FactorRow]] = defaultdict(list)
-        for row in self._store.list_for_accounts((i.check.account_id for i in items), state):
-            in_state[row.account_id].append(row)
+        in_state: dict[str, list[StoredFactor]] = defaultdict(list)
+        for factor in self._store.list_for_accounts((i.check.account_id for i in items), state):
+            in_state[factor.account_id].append(factor)
         results: list[tuple[_Item, CheckResult]] = []
         for item in items:
             try:
@@ -484,9 +485,9 @@ class CodeChecker:
     def _explain(
         self,
         item: _Item,
-        named: dict[str, FactorRow],
-        in_state: dict[str, list[FactorRow]],
-        state: str,
+        named: dict[str, StoredFactor],
+        in_state: dict[str, list[StoredFactor]],
+        state: FactorState,
         now: int,
     ) -> VerifyOutcome:
         check = item.check
@@ -642,19 +643,21 @@ def _secret_unavailable() -> TotpdError:
     return TotpdError(ErrorReason.SECRET_UNAVAILABLE, "a stored secret cannot be opened")
 
 
-def _require_state(row: FactorRow, state: str, now: int) -> None:
-    if state == "pending" and (
-        row.state == "expired" or (row.state == "pending" and (row.expires_at or 0) <= now)
+def _require_state(factor: StoredFactor, state: FactorState, now: int) -> None:
+    pending = FactorState.PENDING
+    if state is pending and (
+        factor.state is FactorState.EXPIRED
+        or (factor.state is pending and (factor.expires_at or 0) <= now)
     ):
         raise TotpdError(
             ErrorReason.ENROLLMENT_EXPIRED,
             "the enrollment expired before it was confirmed; enroll again",
             field="factor_id",
         )
-    if row.state != state:
-        wanted = "pending (not yet confirmed)" if state == "pending" else "active"
+    if factor.state is not state:
+        wanted = "pending (not yet confirmed)" if state is pending else "active"
         raise TotpdError(
             ErrorReason.FACTOR_NOT_ACTIVE,
-            f"the factor is {row.state}, it must be {wanted}",
+            f"the factor is {factor.state}, it must be {wanted}",
             field="factor_id",
         )

@@ -1,4 +1,5 @@
-"""Persistence: SQLAlchemy models, migrations, the factor repository and verification rounds."""
+"""Persistence: migrations, the factor repository and verification rounds, behind records
+(store/records.py); the SQLAlchemy models (store/models.py) stay inside this package."""
 
 from totpd.store.attempts import (
     AccountWrite,
@@ -10,9 +11,11 @@ from totpd.store.attempts import (
     RoundAborted,
 )
 from totpd.store.database import migrate, open_engine
+from totpd.store.records import AccountState, NewFactor, StoredFactor
 from totpd.store.repository import AccountUnlock, FactorStore, LabelTaken
 
 __all__ = [
+    "AccountState",
     "AccountUnlock",
     "AccountWrite",
     "AttemptRequest",
@@ -22,7 +25,9 @@ __all__ = [
     "FactorWrite",
     "LabelTaken",
     "LockedRound",
+    "NewFactor",
     "RoundAborted",
+    "StoredFactor",
     "migrate",
     "open_engine",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import exc as sa_exc
 
-from totpd.store.errors import StoreOverloadedError, StoreUnavailableError
+from totpd.store.errors import StoreError, StoreOverloadedError, StoreUnavailableError
 from totpd.store.errors import first_line as first_line
 
 
@@ -35,3 +35,14 @@ def cause_of(error: BaseException) -> str:
     if driver_error is None:
         return type(error).__name__
     return f"{type(driver_error).__name__}: {first_line(driver_error)}"[:200]
+
+
+def database_failure(error: BaseException) -> str | None:
+    """Why the database could not be opened, migrated or read, safe to print:
+    the driver's own first line (host, port, cause) or the store error's cause,
+    never a statement or its parameters. None: `error` is not the database's."""
+    if isinstance(error, StoreError):
+        return error.cause
+    if isinstance(error, sa_exc.DBAPIError):
+        return first_line(error.orig) if error.orig is not None else type(error).__name__
+    return None

@@ -16,6 +16,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from totpd.domain import ACCOUNT_ID_MAX, ISSUER_MAX, LABEL_MAX, NEVER_USED_STEP
+
 # Constraint names are fixed so migrations stay identical on every database.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -24,11 +26,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# States whose label is taken and which count toward the per-account limit.
-LIVE_STATES = ("pending", "active")
-# States a factor never leaves: purged once they have been ended long enough.
-ENDED_STATES = ("disabled", "expired")
-NEVER_USED_STEP = -1
 # The AAD layout of a row's sealed secret (totpd.crypto): 1 binds the row and
 # key id, 2 adds the account and tenant. Rows stored before format 2 existed
 # are 1 (the column's server default) until the re-seal step upgrades them.
@@ -44,9 +41,9 @@ class FactorRow(Base):
     __tablename__ = "factors"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    account_id: Mapped[str] = mapped_column(String(128))
-    label: Mapped[str] = mapped_column(String(64))
-    issuer: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX))
+    label: Mapped[str] = mapped_column(String(LABEL_MAX))
+    issuer: Mapped[str] = mapped_column(String(ISSUER_MAX))
     algorithm: Mapped[str] = mapped_column(String(8))
     digits: Mapped[int] = mapped_column(SmallInteger)
     period_seconds: Mapped[int] = mapped_column(SmallInteger)
@@ -99,7 +96,7 @@ class AccountRow(Base):
 
     __tablename__ = "accounts"
 
-    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX), primary_key=True)
     # The failure budget as a GCRA "theoretical arrival time" (Unix seconds):
     # each compared failed (code, factor) pair pushes it later by
     # window / budget seconds, and a pair may be compared only while it stays
@@ -130,7 +127,7 @@ class RequestRecord(Base):
     # callers and tenants exist, so that theirs cannot collide.
     scope: Mapped[str] = mapped_column(String(128))
     method: Mapped[str] = mapped_column(String(32))
-    account_id: Mapped[str] = mapped_column(String(128))
+    account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX))
     fingerprint: Mapped[bytes] = mapped_column(LargeBinary)
     fingerprint_key_id: Mapped[str] = mapped_column(String(32))
     # A random token of the call holding the claim: only it completes or releases it.

@@ -13,8 +13,9 @@ from contextlib import AbstractContextManager
 
 from sqlalchemy import Engine, and_, delete, or_, select
 
+from totpd.domain import ENDED_STATES, FactorState
 from totpd.store.database import IMMEDIATE_TRANSACTION
-from totpd.store.models import ENDED_STATES, FactorRow
+from totpd.store.models import FactorRow
 
 
 class FactorPurge:
@@ -27,7 +28,7 @@ class FactorPurge:
         `cutoff`; returns how many."""
         gone = or_(
             and_(FactorRow.state.in_(ENDED_STATES), FactorRow.ended_at < cutoff),
-            and_(FactorRow.state == "pending", FactorRow.expires_at < cutoff),
+            and_(FactorRow.state == FactorState.PENDING, FactorRow.expires_at < cutoff),
         )
         batch = select(FactorRow.id).where(gone).limit(limit)
         # The condition again on the DELETE: a row that came back to life

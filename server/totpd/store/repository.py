@@ -1,8 +1,9 @@
-"""Factor rows: enrollment, reads, disable; account unlock. Verification rounds are in attempts.py.
+"""Factors: enrollment, reads, disable; account unlock. Verification rounds are in attempts.py.
 
 `store/` is the only place with SQL. The ORM serves the low-rate operations;
 the verification hot path (`FactorStore.attempts`) runs compiled statements
-on the driver's cursor.
+on the driver's cursor. Rows never leave this module: every method takes and
+returns the records of store/records.py.
 
 Every operation waits for the database at most until the call's deadline
 (store/deadline.py) and raises DeadlineExceededError then; a transaction
@@ -19,13 +20,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from totpd.domain import LIVE_STATES, NEVER_USED_STEP, Algorithm, FactorState
 from totpd.store import deadline
 from totpd.store.attempts import Attempts
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import StoreUnavailableError
 from totpd.store.legacy_secrets import LegacySecrets
-from totpd.store.models import LIVE_STATES, AccountRow, FactorRow
+from totpd.store.models import AccountRow, FactorRow
 from totpd.store.purge import FactorPurge
+from totpd.store.records import AccountState, NewFactor, StoredFactor
 from totpd.store.requests import Completion, RequestStore, complete_in
 
 _T = TypeVar("_T")
@@ -85,45 +88,48 @@ class FactorStore:
     # -- reads -------------------------------------------------------------
 
     @deadline.bounded
-    def get(self, factor_id: str) -> FactorRow | None:
+    def get(self, factor_id: str) -> StoredFactor | None:
         with self._sessions() as session:
-            return session.get(FactorRow, factor_id)
+            row = session.get(FactorRow, factor_id)
+            return None if row is None else _stored(row)
 
     @deadline.bounded
     def list_for_account(
-        self, account_id: str, states: Iterable[str], *, now: int
-    ) -> list[FactorRow]:
+        self, account_id: str, states: Iterable[FactorState], *, now: int
+    ) -> list[StoredFactor]:
         """The account's factors in `states`, newest first.
 
         Pending factors past their deadline are first marked EXPIRED, their
         secrets erased, in the same transaction: expiry is lazy, per account.
         """
         with self._sessions.begin() as session:
-            rows = _expire_and_list(session, account_id, states, now)
+            factors = [_stored(row) for row in _expire_and_list(session, account_id, states, now)]
             deadline.check()  # before the commit
-            return rows
+            return factors
 
     @deadline.bounded
-    def list_for_accounts(self, account_ids: Iterable[str], state: str) -> list[FactorRow]:
-        rows: list[FactorRow] = []
+    def list_for_accounts(
+        self, account_ids: Iterable[str], state: FactorState
+    ) -> list[StoredFactor]:
+        factors: list[StoredFactor] = []
         with self._sessions() as session:
             for chunk in _chunks(sorted(set(account_ids))):
                 query = select(FactorRow).where(
                     FactorRow.account_id.in_(chunk), FactorRow.state == state
                 )
-                rows.extend(session.scalars(query))
-        return rows
+                factors.extend(_stored(row) for row in session.scalars(query))
+        return factors
 
     @deadline.bounded
-    def get_many(self, factor_ids: Iterable[str]) -> dict[str, FactorRow]:
-        rows: dict[str, FactorRow] = {}
+    def get_many(self, factor_ids: Iterable[str]) -> dict[str, StoredFactor]:
+        factors: dict[str, StoredFactor] = {}
         with self._sessions() as session:
             for chunk in _chunks(sorted(set(factor_ids))):
-                rows.update(
-                    (row.id, row)
+                factors.update(
+                    (row.id, _stored(row))
                     for row in session.scalars(select(FactorRow).where(FactorRow.id.in_(chunk)))
                 )
-        return rows
+        return factors
 
     # -- enrollment --------------------------------------------------------
 
@@ -133,16 +139,16 @@ class FactorStore:
         account_id: str,
         *,
         now: int,
-        make_row: Callable[[list[FactorRow]], FactorRow],
+        make_factor: Callable[[list[StoredFactor]], NewFactor],
         completes: Completion | None = None,
-    ) -> FactorRow:
-        """Insert the row `make_row` builds from the account's live factors, with no
+    ) -> StoredFactor:
+        """Insert the factor `make_factor` builds from the account's live factors, with no
         other enrollment of the account in between: the count and the labels it
         saw cannot change under it, so a limit it checks holds under concurrency.
 
         One transaction, serialised per account: PostgreSQL takes an advisory
         lock on the account id; SQLite takes its write lock up front (BEGIN
-        IMMEDIATE, queued with the other writers). `make_row` may raise to refuse.
+        IMMEDIATE, queued with the other writers). `make_factor` may raise to refuse.
         `completes`: the request record that stores this result, in the same transaction.
         """
         with self._writer, self._engine.connect() as connection:
@@ -151,7 +157,8 @@ class FactorStore:
                 if self._engine.dialect.name == "postgresql":
                     key = func.hashtextextended(account_id, _ENROLLMENT_LOCK_SEED)
                     session.execute(select(func.pg_advisory_xact_lock(key)))
-                row = make_row(_expire_and_list(session, account_id, LIVE_STATES, now))
+                live = _expire_and_list(session, account_id, LIVE_STATES, now)
+                row = _new_row(make_factor([_stored(factor) for factor in live]))
                 session.add(row)
                 try:
                     session.flush()
@@ -160,7 +167,7 @@ class FactorStore:
                 if completes is not None:
                     complete_in(connection, completes)
                 deadline.check()  # before the commit
-        return row
+        return _stored(row)
 
     # -- account unlock ----------------------------------------------------
 
@@ -202,10 +209,15 @@ class FactorStore:
                 session.flush()
         return found
 
-    def account_state(self, account_id: str) -> AccountRow | None:
+    def account_state(self, account_id: str) -> AccountState | None:
         """The account's attempt state; None: no failure was ever counted."""
         with self._sessions() as session:
-            return session.get(AccountRow, account_id)
+            row = session.get(AccountRow, account_id)
+            if row is None:
+                return None
+            return AccountState(
+                row.account_id, row.budget_tat, row.consecutive_failures, row.locked_at
+            )
 
     # -- disable -----------------------------------------------------------
 
@@ -215,27 +227,71 @@ class FactorStore:
         factor_ids: Sequence[str],
         *,
         now: int,
-        completes: Callable[[list[FactorRow]], Completion | None] | None = None,
-    ) -> list[FactorRow]:
+        completes: Callable[[list[StoredFactor]], Completion | None] | None = None,
+    ) -> list[StoredFactor]:
         """Turn live factors DISABLED and erase their secrets; returns them.
 
-        `completes`: builds, from the disabled rows, the request record that
+        `completes`: builds, from the disabled factors, the request record that
         stores this result, written in the same transaction.
         """
         statement = (
             update(FactorRow)
             .where(FactorRow.id.in_(factor_ids), FactorRow.state.in_(LIVE_STATES))
-            .values(state="disabled", expires_at=None, ended_at=now, **_ERASED_SECRET)
+            .values(state=FactorState.DISABLED, expires_at=None, ended_at=now, **_ERASED_SECRET)
             .returning(FactorRow)
             .execution_options(synchronize_session=False)
         )
         with self._sessions.begin() as session:
-            disabled = list(session.scalars(statement))
+            disabled = [_stored(row) for row in session.scalars(statement)]
             completion = completes(disabled) if completes is not None else None
             if completion is not None:
                 complete_in(session.connection(), completion)
             deadline.check()  # before the commit
             return disabled
+
+
+def _stored(row: FactorRow) -> StoredFactor:
+    return StoredFactor(
+        factor_id=row.id,
+        account_id=row.account_id,
+        label=row.label,
+        issuer=row.issuer,
+        algorithm=Algorithm(row.algorithm),
+        digits=row.digits,
+        period_seconds=row.period_seconds,
+        state=FactorState(row.state),
+        secret_key_id=row.secret_key_id,
+        secret_nonce=row.secret_nonce,
+        secret_ciphertext=row.secret_ciphertext,
+        last_used_step=row.last_used_step,
+        failed_attempts=row.failed_attempts,
+        blocked_until=row.blocked_until,
+        created_at=row.created_at,
+        confirmed_at=row.confirmed_at,
+        last_used_at=row.last_used_at,
+        expires_at=row.expires_at,
+    )
+
+
+def _new_row(factor: NewFactor) -> FactorRow:
+    return FactorRow(
+        id=factor.factor_id,
+        account_id=factor.account_id,
+        label=factor.label,
+        issuer=factor.issuer,
+        algorithm=factor.algorithm.value,
+        digits=factor.digits,
+        period_seconds=factor.period_seconds,
+        state=FactorState.PENDING.value,
+        secret_key_id=factor.secret_key_id,
+        secret_nonce=factor.secret_nonce,
+        secret_ciphertext=factor.secret_ciphertext,
+        last_used_step=NEVER_USED_STEP,
+        failed_attempts=0,
+        blocked_until=0,
+        created_at=factor.created_at,
+        expires_at=factor.expires_at,
+    )
 
 
 def _ping_engine(engine: Engine) -> Engine:
@@ -261,17 +317,17 @@ _CHUNK = 4000
 
 
 def _expire_and_list(
-    session: Session, account_id: str, states: Iterable[str], now: int
+    session: Session, account_id: str, states: Iterable[FactorState], now: int
 ) -> list[FactorRow]:
     expire = (
         update(FactorRow)
         .where(
             FactorRow.account_id == account_id,
-            FactorRow.state == "pending",
+            FactorRow.state == FactorState.PENDING,
             FactorRow.expires_at <= now,
         )
         # It ended when its deadline passed, not when expiry noticed it.
-        .values(state="expired", ended_at=FactorRow.expires_at, **_ERASED_SECRET)
+        .values(state=FactorState.EXPIRED, ended_at=FactorRow.expires_at, **_ERASED_SECRET)
         .execution_options(synchronize_session=False)
     )
     query = (
