@@ -47,9 +47,9 @@ class Settings:
     create_dev_key: bool = False
     policy: Policy = field(default_factory=Policy)
     # gRPC worker threads. Few threads that stay busy beat many that take turns:
-    # with 16, every call woke an idle thread, a hand-off that cost CPU on each
-    # call. 4 measured best (unary Verify on 2 cores, 2,250 req/s against 1,580
-    # with 16). A BatchVerify call holds one for its whole run.
+    # with many, every call wakes an idle thread, a hand-off that costs CPU on
+    # each call (benchmarks/NOTES.md has the figures). A BatchVerify call holds
+    # one for its whole run.
     max_workers: int = 4
     # Requests in flight or queued beyond this are refused with RESOURCE_EXHAUSTED
     # by gRPC itself, before they cost a database round trip.

@@ -5,8 +5,9 @@ Nothing here redacts: the rule is that secrets, codes, otpauth URIs and QR
 payloads are never handed to a logger in the first place (design.md 5.9).
 
 Lines are written by a background thread (`BatchedStreamHandler`): a request
-thread only queues its record. One write per call under load cost a unary
-Verify about 15% of its throughput (each write gives up the GIL mid-request).
+thread only queues its record. One write per call under load cost unary
+Verify a visible share of its throughput (each write gives up the GIL
+mid-request; benchmarks/NOTES.md).
 """
 
 from __future__ import annotations
@@ -152,8 +153,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
     root.addHandler(handler)
     root.setLevel(level)
     # No line shows the caller's file and line, thread or process, so records
-    # skip looking them up: the logging docs' "Optimization" settings. That
-    # halves the cost of the access line in the request thread (8.5 -> 4.7 µs).
+    # skip looking them up: the logging docs' "Optimization" settings, which
+    # make the access line about half as costly in the request thread.
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     for noisy in _QUIET_LOGGERS:

@@ -49,7 +49,7 @@ MAX_DIGITS: Final[int] = int(lib.TOTPD_MAX_DIGITS)
 THREAD_SPLIT: Final[int] = 4096
 """Batches with more pairs than this are split across threads."""
 
-# os.cpu_count() reads sysfs on every call (about 6 us here): once, at import.
+# os.cpu_count() reads sysfs on every call: read it once, at import.
 _CPUS: Final[int] = os.cpu_count() or 1
 
 _PAD_SLOT_WORDS: Final[int] = int(lib.TOTPD_PAD_SLOT_WORDS)

@@ -156,10 +156,10 @@ def write_ready_file(path: Path, address: str) -> None:
 def tune_garbage_collector() -> None:
     """Keep the collector off the request path.
 
-    A 10k-item BatchVerify allocates ~100k short-lived objects; with the default
-    thresholds the cyclic collector ran ~100 ms per call, mostly re-scanning the
-    long-lived objects of startup (measured in benchmarks/service). Freezing
-    those and collecting the young generation less often cut a call by ~22%.
+    A large BatchVerify allocates many short-lived objects; with the default
+    thresholds the cyclic collector ran several times per call, mostly
+    re-scanning the long-lived objects of startup. Freezing those and collecting
+    the young generation less often takes it off the path (benchmarks/NOTES.md).
     """
     gc.collect()
     gc.freeze()

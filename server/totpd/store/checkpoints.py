@@ -4,8 +4,8 @@ SQLite checkpoints inline: once a commit grows the WAL past
 `wal_autocheckpoint` pages, that same call copies every page back into the
 database file and syncs it. SQLite's own write lock is released by then, but
 totpd's writer queue (database.SqliteWriterQueue, held around the statement)
-is not, so every other writer of every server process waits. Under a steady
-2,000 unary Verify/s that stall set the p99 at 43 ms. Here a daemon thread
+is not, so every other writer of every server process waits: under steady
+unary load that stall set the p99 (benchmarks/NOTES.md). Here a daemon thread
 runs a PASSIVE checkpoint every `interval`: it takes no lock writers wait for,
 so they go on while it copies and syncs. The inline checkpoint still runs at
 `wal_autocheckpoint` pages (only a checkpoint that saw no write in between

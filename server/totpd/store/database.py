@@ -52,8 +52,8 @@ def open_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # psycopg 3 is the supported driver; plain postgresql:// means it too.
         parsed = parsed.set(drivername="postgresql+psycopg")
-    # No pre-ping: it is one more round trip on every checkout (~100 us of a
-    # 500 us Verify). A connection the database dropped fails its next
+    # No pre-ping: it is one more round trip on every checkout, a large share of
+    # a unary Verify. A connection the database dropped fails its next
     # statement instead, is invalidated there, and the call answers UNAVAILABLE
     # (never a verdict), which clients retry; the retry gets a fresh connection.
     engine = create_engine(
@@ -151,9 +151,10 @@ class SqliteWriterQueue:
     """Queues writers of one SQLite database, across threads and processes.
 
     SQLite admits one writer; the others wait in its busy handler, which sleeps
-    1, 2, 5, 10... ms between retries and turned 1 ms verifications into 100 ms
-    ones under load. Here threads queue on a lock and processes on an flock(2)
-    of a file beside the database, and the kernel wakes the next one at once.
+    longer and longer between retries and, under load, made millisecond
+    verifications take a hundred times longer. Here threads queue on a lock and
+    processes on an flock(2) of a file beside the database, and the kernel
+    wakes the next one at once.
     """
 
     def __init__(self, database: str | None) -> None:
