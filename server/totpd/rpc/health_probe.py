@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 
 from grpc_health.v1 import health, health_pb2
 
+from totpd.daemon import DaemonThread
 from totpd.service.faults import fault_cause
 
 _log = logging.getLogger("totpd.health")
@@ -55,7 +56,7 @@ class _Ping:
             self.done.set()
 
 
-class StoreHealthProbe:
+class StoreHealthProbe(DaemonThread):
     """Sets `services` NOT_SERVING on `health_servicer` while `ping` fails or hangs.
 
     Starts believing the store healthy (the server starts SERVING after its
@@ -76,26 +77,20 @@ class StoreHealthProbe:
         self._services = tuple(services)
         self._interval = interval
         self._timeout = timeout
+        super().__init__(THREAD_NAME)
         self._lock = threading.Lock()  # orders `stop` against a status change
-        self._stopping = threading.Event()
         self._healthy = True
         self._pending: _Ping | None = None  # a ping that has not answered yet
-        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
 
     @property
     def healthy(self) -> bool:
         return self._healthy
 
-    def start(self) -> StoreHealthProbe:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         """Stop probing; no status is set after this returns. Idempotent."""
         with self._lock:
             self._stopping.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join()
+        super().stop()
 
     def check(self) -> bool:
         """Ping once (or wait again for a ping still running), within `timeout`;

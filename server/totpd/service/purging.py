@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import weakref
 from collections.abc import Callable
 from typing import NamedTuple
 
+from totpd.daemon import DaemonThread
 from totpd.service.policy import Policy
 from totpd.store import FactorStore
 from totpd.store.faults import first_line
@@ -35,7 +35,7 @@ class PurgeReport(NamedTuple):
     requests: int
 
 
-class Purger:
+class Purger(DaemonThread):
     def __init__(
         self,
         store: FactorStore,
@@ -52,20 +52,8 @@ class Purger:
         self._interval = interval
         self._batch = batch
         self._pause = pause
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+        super().__init__(THREAD_NAME)
         self.runs = 0  # completed runs, faults included: for tests and health checks
-
-    def start(self) -> Purger:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join()
-
-    def is_running(self) -> bool:
-        return self._thread.is_alive()
 
     def run_once(self) -> PurgeReport:
         """Purge everything due now, batch by batch; errors reach the caller."""

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import weakref
 
 from sqlalchemy import Engine
 
+from totpd.daemon import DaemonThread
 from totpd.store.database import sqlite_file
 from totpd.store.faults import first_line
 
@@ -31,7 +31,7 @@ CHECKPOINT_INTERVAL_SECONDS = 0.1
 THREAD_NAME = "totpd-wal-checkpoint"
 
 
-class WalCheckpointer:
+class WalCheckpointer(DaemonThread):
     """A daemon thread checkpointing one SQLite database file's WAL.
 
     It lives as long as the engine it serves: it holds only a weak reference,
@@ -50,19 +50,7 @@ class WalCheckpointer:
         self._database = database
         self._busy_timeout_ms = busy_timeout_ms
         self._interval = interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
-
-    def start(self) -> WalCheckpointer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join()
-
-    def is_running(self) -> bool:
-        return self._thread.is_alive()
+        super().__init__(THREAD_NAME)
 
     def checkpoint(self, connection: sqlite3.Connection) -> tuple[int, int, int]:
         """One PASSIVE checkpoint: (busy, WAL frames, frames checkpointed)."""
