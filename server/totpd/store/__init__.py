@@ -1,16 +1,16 @@
 """Persistence: SQLAlchemy models, migrations, the factor repository and verification rounds."""
 
-from totpd.store.attempts import (
+from totpd.store.database import migrate, open_engine
+from totpd.store.dbapi import RoundAborted
+from totpd.store.repository import AccountUnlock, FactorStore, LabelTaken
+from totpd.store.rounds import (
     AccountWrite,
     AttemptRequest,
     Attempts,
     CandidateFactor,
     FactorWrite,
     LockedRound,
-    RoundAborted,
 )
-from totpd.store.database import migrate, open_engine
-from totpd.store.repository import AccountUnlock, FactorStore, LabelTaken
 
 __all__ = [
     "AccountUnlock",

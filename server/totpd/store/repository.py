@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from totpd.store import deadline
-from totpd.store.attempts import Attempts
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import StoreUnavailableError
 from totpd.store.legacy_secrets import LegacySecrets
 from totpd.store.models import LIVE_STATES, AccountRow, FactorRow
 from totpd.store.purge import FactorPurge
 from totpd.store.requests import Completion, RequestStore, complete_in
+from totpd.store.rounds import Attempts
 
 _T = TypeVar("_T")
 # The seed of hashtextextended(account_id, seed), the key of an account's
