@@ -112,6 +112,9 @@ def read_many(dialect: str, state: str, lock: bool) -> Select[Any]:
     return _locking(statement, dialect, lock)
 
 
+# -- factor writes -------------------------------------------------------------
+
+
 class _WriteColumns(NamedTuple):
     factor_id: ColumnElement[str]
     failed: ColumnElement[int]

@@ -321,6 +321,10 @@ def _read(
     return found
 
 
+# -- a round's writes bound to their statements ---------------------------------
+# The parameter names are those round_sql's statements bind (``p_`` + field).
+
+
 def _write_statement(
     dialect: str,
     writes: Sequence[FactorWrite],
