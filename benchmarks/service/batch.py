@@ -15,10 +15,10 @@ Three figures per (database, batch size), all from the same run:
   figure, so no form's quirks flatter the service (each database is slow at a
   different one).
 - ``db_service_sql``: the service's own two statements (the store's
-  `bulk_round_sql`), raw with sqlite3 / psycopg: the bulk read of the accounts'
-  factors (no lock), then in one transaction (``BEGIN IMMEDIATE`` on SQLite)
-  the conditional bulk write of each consumed step on the state just read,
-  and COMMIT. The floor of the service's design with no Python around it:
+  `round_sql.bulk_round_sql`), raw with sqlite3 / psycopg: the bulk read of
+  the accounts' factors (no lock), then in one transaction (``BEGIN
+  IMMEDIATE`` on SQLite) the conditional bulk write of each consumed step on
+  the state just read, and COMMIT. The floor of the service's design with no Python around it:
   ``service / db_service_sql`` is the cost of the service's own code, and
   ``db_service_sql / db_consume`` the most this design can reach.
 
@@ -35,8 +35,8 @@ from typing import Any
 import grpc
 
 from benchmarks.service.fixtures import Database, FactorPool, cpu_seconds
-from totpd.store import open_engine
-from totpd.store.attempts import CandidateFactor, FactorWrite, bulk_round_sql
+from totpd.store import CandidateFactor, FactorWrite, open_engine
+from totpd.store.round_sql import bulk_round_sql
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc

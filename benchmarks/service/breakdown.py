@@ -27,9 +27,10 @@ code changes); the wrappers cost well under a microsecond per call. Stages:
 
 Inside read_select and write_update, `*_sql_exec` is the time spent in the
 DB-API cursor's execute and fetch (the database and the driver; the store runs
-these statements on the cursor, `attempts.run_compiled`; psycopg's implicit
-BEGIN is in it, COMMIT is not); the rest of the stage is the JSON payload,
-turning rows into records, connection checkout and commit. ``locked_retries``
+these statements on the cursor, `dbapi.run_compiled`, and reports their time
+through `dbapi.timed_statements`; psycopg's implicit BEGIN is in it, COMMIT is
+not); the rest of the stage is the JSON payload, turning rows into records,
+connection checkout and commit. ``locked_retries``
 counts rounds decided again under locks after a conflict (`Attempts.locked`);
 none are expected here, where nothing else writes.
 ``gc_pauses`` is the time the cyclic garbage collector ran during the call; it
@@ -65,8 +66,7 @@ from totpd.rpc.server import tune_garbage_collector
 from totpd.rpc.servicer import TotpServicer
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
-from totpd.store import FactorStore, open_engine
-from totpd.store import attempts as attempts_module
+from totpd.store import FactorStore, dbapi, open_engine
 from totpd.v1 import totp_service_pb2 as pb
 
 STAGES = (
@@ -160,17 +160,12 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
 
         return timers.wrap(name, run)
 
-    def statement(*args: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return original_run_compiled(*args)
-        finally:
-            seconds[sql_stage[0] + "_sql_exec"] += time.perf_counter() - started
+    def statement(elapsed: float) -> None:
+        seconds[sql_stage[0] + "_sql_exec"] += elapsed
 
-    original_run_compiled = attempts_module.run_compiled
-    attempts = checker._store.attempts
+    attempts = server.store.attempts
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_patched(attempts_module, "run_compiled", statement))
+        stack.enter_context(dbapi.timed_statements(statement))
         for method, stage in (("read", "read_select"), ("write_if_unchanged", "write_update")):
             wrapped = in_stage(stage, getattr(attempts, method))
             stack.enter_context(_patched(attempts, method, wrapped))

@@ -48,6 +48,8 @@ def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
     assert consume["updated_fraction"] == 1.0 and own_sql["updated_fraction"] == 1.0
     assert own_sql["read_fraction"] == 1.0
     assert set(breakdown.STAGES) <= set(parts["stages_median_s"])
+    # The store reported the time of the read's and the write's statements.
+    assert {"read_select_sql_exec", "write_update_sql_exec"} <= set(parts["stages_median_s"])
     assert level["requests"] > 0 and set(level["verdicts"]) == {"VERIFY_RESULT_VALID"}
     assert level["mode"] == "closed"
 

@@ -18,8 +18,7 @@ from tests.totp_oracle import code_at
 from totpd.service import failure_budget
 from totpd.service.mfa import MfaService
 from totpd.service.types import VerifyItem, VerifyResult
-from totpd.store import LockedRound
-from totpd.store import attempts as attempts_module
+from totpd.store import LockedRound, dbapi
 
 
 def account_state(service: MfaService, account_id: str) -> tuple[int, int] | None:
@@ -121,7 +120,7 @@ def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
 ) -> None:
     (phone,) = enroll_many(service, clock, account_id, 1)
     wrong = wrong_for_all([phone], clock.now)
-    real_run = attempts_module.run_compiled
+    real_run = dbapi.run_compiled
     faults = [OperationalError("UPDATE factors", None, Exception("server closed the connection"))]
 
     def run(dialect: Any, connection: Any, statement: Any, values: Any) -> Any:
@@ -129,7 +128,7 @@ def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
             raise faults.pop()
         return real_run(dialect, connection, statement, values)
 
-    monkeypatch.setattr(attempts_module, "run_compiled", run)
+    monkeypatch.setattr(dbapi, "run_compiled", run)
     with pytest.raises(OperationalError):
         service.verify(VerifyItem(account_id, wrong))
     assert not faults

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from totpd.store import AttemptRequest, FactorStore, open_engine
-from totpd.store.attempts import CompiledStatement, RoundAborted, run_compiled
+from totpd.store.dbapi import CompiledStatement, RoundAborted, run_compiled
 
 
 def _statement(engine: Engine, sql: str, names: tuple[str, ...]) -> CompiledStatement:

@@ -1,18 +1,18 @@
 """Persistence: migrations, the factor repository and verification rounds, behind records
 (store/records.py); the SQLAlchemy models (store/models.py) stay inside this package."""
 
-from totpd.store.attempts import (
+from totpd.store.database import migrate, open_engine
+from totpd.store.dbapi import RoundAborted
+from totpd.store.records import AccountState, NewFactor, StoredFactor
+from totpd.store.repository import AccountUnlock, FactorStore, LabelTaken
+from totpd.store.rounds import (
     AccountWrite,
     AttemptRequest,
     Attempts,
     CandidateFactor,
     FactorWrite,
     LockedRound,
-    RoundAborted,
 )
-from totpd.store.database import migrate, open_engine
-from totpd.store.records import AccountState, NewFactor, StoredFactor
-from totpd.store.repository import AccountUnlock, FactorStore, LabelTaken
 
 __all__ = [
     "AccountState",

@@ -78,7 +78,7 @@ def _bound_sqlite_busy_wait(
     Rounded up to `_BUSY_STEP_MS`, and set only when that changes: calls
     capped by the same maximum then share one value, and a checkout costs no
     pragma. A wait may so end up to a step after the deadline; a write never
-    commits after it (store/attempts.py).
+    commits after it (store/rounds.py).
     """
     left = deadlines.remaining()
     busy_ms = SQLITE_BUSY_TIMEOUT_MS
@@ -142,7 +142,7 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 def _begin_sqlite(connection: Connection) -> None:
     """Reads BEGIN (deferred); a transaction that writes what it read BEGINs
-    IMMEDIATE (verification rounds say so themselves, store/attempts.py)."""
+    IMMEDIATE (verification rounds say so themselves, store/rounds.py)."""
     immediate = connection.get_execution_options().get(IMMEDIATE_TRANSACTION, False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 

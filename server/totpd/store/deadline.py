@@ -6,7 +6,7 @@ timeout, and every PostgreSQL statement and commit (store/watchdog.py cuts
 the connection at the deadline). A wait that ends because the deadline
 passed raises `DeadlineExceededError`, and nothing the call sent is
 committed after its deadline: writes commit only while the deadline holds
-(store/attempts.py says how for each round).
+(store/rounds.py says how for each round).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The store's own errors for a database that failed, not the request.
 
-Statements run through SQLAlchemy (or `attempts.run_compiled`, which wraps
+Statements run through SQLAlchemy (or `dbapi.run_compiled`, which wraps
 like it) fail with SQLAlchemy's errors. Two paths do not: taking a DB-API
 connection from the pool (`Engine.raw_connection`) raises the driver's own
 errors (psycopg's or sqlite3's `OperationalError`), and the SQLite writer

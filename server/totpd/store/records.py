@@ -3,7 +3,7 @@
 The service reads a factor as `StoredFactor` and enrolls one as `NewFactor`; the
 mapping to and from rows (store/models.py) stays inside the store. The hot
 verification path has its own records (`CandidateFactor`, `FactorWrite`,
-`AccountWrite`, in store/attempts.py).
+`AccountWrite`, in store/rounds.py).
 """
 
 from __future__ import annotations

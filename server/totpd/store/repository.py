@@ -1,4 +1,4 @@
-"""Factors: enrollment, reads, disable; account unlock. Verification rounds are in attempts.py.
+"""Factors: enrollment, reads, disable; account unlock. Rounds live in rounds.py.
 
 `store/` is the only place with SQL. The ORM serves the low-rate operations;
 the verification hot path (`FactorStore.attempts`) runs compiled statements
@@ -22,7 +22,6 @@ from sqlalchemy.pool import NullPool
 
 from totpd.domain import LIVE_STATES, NEVER_USED_STEP, Algorithm, FactorState
 from totpd.store import deadline
-from totpd.store.attempts import Attempts
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import StoreUnavailableError
 from totpd.store.legacy_secrets import LegacySecrets
@@ -30,6 +29,7 @@ from totpd.store.models import AccountRow, FactorRow
 from totpd.store.purge import FactorPurge
 from totpd.store.records import AccountState, NewFactor, StoredFactor
 from totpd.store.requests import Completion, RequestStore, complete_in
+from totpd.store.rounds import Attempts
 
 _T = TypeVar("_T")
 # The seed of hashtextextended(account_id, seed), the key of an account's

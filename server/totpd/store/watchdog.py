@@ -10,7 +10,7 @@ the connection unexpectedly"). Then:
   half used (SQLAlchemy also invalidates it on the driver's error);
 - whatever the server had not committed stays uncommitted: when it wakes up
   it reads the end of the stream and aborts the open transaction. A write
-  outside a transaction carries its own deadline in SQL (store/attempts.py).
+  outside a transaction carries its own deadline in SQL (store/rounds.py).
 
 One daemon thread wakes every `TICK` seconds, or at the earliest deadline it
 knows of if that comes sooner, and cuts the connections whose call's

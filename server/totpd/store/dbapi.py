@@ -1,0 +1,241 @@
+"""Statements on the DB-API cursor: compiled once per dialect, run without SQLAlchemy's
+per-execution work.
+
+For a one-row verification, SQLAlchemy's per-execution work (cache lookup,
+events, parameter and result processing) cost more than the statement itself,
+so a round's statements (store/round_sql.py) are compiled once per dialect and
+run here on a pooled connection's cursor (`RawConnection`), with driver errors
+wrapped as SQLAlchemy's own would be.
+
+The one-row optimistic write runs outside a transaction, so it carries the
+call's deadline in its condition, read on the database's own clock
+(`deadline_on_database_clock`): a write a hung server executes after it wakes
+matches no row.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+from sqlalchemy import Dialect, Engine, Insert, Select, Update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import PoolProxiedConnection
+
+from totpd import deadlines
+from totpd.store import deadline
+from totpd.store.errors import acquiring, ending
+
+# PostgreSQL's "deadlock detected": a multi-row write (whose row order is the
+# plan's) met another round holding rows in the opposite order.
+_DEADLOCK_SQLSTATE = "40P01"
+
+
+class RoundAborted(OperationalError):
+    """The database aborted the round's transaction to break a deadlock.
+
+    Nothing of the round was written; it can be decided again. An
+    OperationalError, so a caller that gives up answers UNAVAILABLE.
+    """
+
+
+class CompiledStatement(NamedTuple):
+    """A statement's SQL for one dialect, and how to lay out its parameters."""
+
+    sql: str
+    defaults: dict[str, object]  # the values bound at build time (literals)
+    order: tuple[str, ...] | None  # parameter names by position; None: by name
+
+    def parameters(self, values: dict[str, object]) -> Sequence[object] | dict[str, object]:
+        """The DB-API parameters: `values` and the literals, laid out for the driver."""
+        merged = {**self.defaults, **values}
+        return merged if self.order is None else [merged[name] for name in self.order]
+
+
+_COMPILED: dict[tuple[int, str], CompiledStatement] = {}
+_CURSOR = "totpd.store.cursor"  # key of the reusable cursor in a connection's info
+_BEGIN_IMMEDIATE = CompiledStatement("BEGIN IMMEDIATE", {}, ())
+
+
+def compiled(statement: Select[Any] | Update | Insert, dialect: Dialect) -> CompiledStatement:
+    """Compile a cached statement once per dialect (the statements live forever)."""
+    key = (id(statement), dialect.name)
+    found = _COMPILED.get(key)
+    if found is None:
+        result = statement.compile(dialect=dialect)
+        defaults = {name: bind.value for bind, name in result.bind_names.items()}
+        order = tuple(result.positiontup or ()) if result.positional else None
+        found = _COMPILED[key] = CompiledStatement(result.string, defaults, order)
+    return found
+
+
+def run_compiled(
+    dialect: Dialect,
+    connection: PoolProxiedConnection,
+    statement: CompiledStatement,
+    values: dict[str, object],
+) -> Sequence[tuple[Any, ...]]:
+    """Run the statement on a DB-API cursor of the pooled connection.
+
+    The parameters and columns are plain ints, strings and bytes, which need
+    no processing. Driver errors are wrapped as SQLAlchemy's own would be (a
+    dropped connection is invalidated, so it leaves the pool), so the status
+    mapping sees the same exceptions; the parameters are left out of them.
+    """
+    parameters = statement.parameters(values)
+    dbapi = dialect.loaded_dbapi
+    # One cursor per connection, kept with it (`info` lives as long as the
+    # DB-API connection): a new psycopg cursor per statement cost ~12 µs.
+    cursor = connection.info.get(_CURSOR)
+    if cursor is None:
+        cursor = connection.info[_CURSOR] = connection.cursor()
+    timer = _statement_timer
+    started = time.perf_counter() if timer is not None else 0.0
+    try:
+        cursor.execute(statement.sql, parameters)
+        return cursor.fetchall()
+    except dbapi.Error as error:
+        if getattr(error, "sqlstate", None) == _DEADLOCK_SQLSTATE:
+            raise RoundAborted(statement.sql, None, error) from error
+        lost = dialect.is_disconnect(error, connection.dbapi_connection, cursor)
+        if lost:
+            connection.invalidate()
+        raise DBAPIError.instance(
+            statement.sql, None, error, dbapi.Error, connection_invalidated=lost, dialect=dialect
+        ) from error
+    finally:
+        if timer is not None:
+            timer(time.perf_counter() - started)
+
+
+class RawConnection:
+    """A pooled DB-API connection for one round, in autocommit mode or not.
+
+    SQLite's connections are in autocommit mode already (database.py); a
+    transaction is an explicit `BEGIN IMMEDIATE`, the write lock up front.
+    psycopg's autocommit flag is set for the round and restored before the
+    connection goes back to the pool, where the ORM expects transactions.
+    """
+
+    def __init__(self, engine: Engine, *, autocommit: bool) -> None:
+        self.dialect = engine.dialect
+        self._engine = engine
+        self._autocommit = autocommit
+        self._postgres = engine.dialect.name == "postgresql"
+
+    def __enter__(self) -> RawConnection:
+        # The pool raises the driver's own errors here (SQLAlchemy wraps only
+        # statements): made the store's, so an outage is never taken for a bug.
+        with acquiring(self.dialect):
+            self._connection = self._engine.raw_connection()
+        if self._postgres and self._autocommit:
+            self._connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        connection = self._connection
+        try:
+            dbapi = connection.dbapi_connection
+            if self._postgres and self._autocommit and dbapi is not None and not dbapi.closed:
+                dbapi.autocommit = False
+        finally:
+            connection.close()  # back to the pool, which rolls back what was left open
+
+    def run(
+        self, statement: Select[Any] | Update | Insert, values: dict[str, object]
+    ) -> Sequence[Any]:
+        return run_compiled(
+            self.dialect, self._connection, compiled(statement, self.dialect), values
+        )
+
+    def begin(self) -> None:
+        # psycopg begins on the first statement; SQLite needs it said.
+        if not self._postgres:
+            run_compiled(self.dialect, self._connection, _BEGIN_IMMEDIATE, {})
+
+    @property
+    def postgres(self) -> bool:
+        return self._postgres
+
+    @property
+    def info(self) -> dict[Any, Any]:
+        """Kept with the DB-API connection, as long as it lives."""
+        return self._connection.info
+
+    def run_sql(self, statement: CompiledStatement) -> Sequence[Any]:
+        return run_compiled(self.dialect, self._connection, statement, {})
+
+    def commit(self) -> None:
+        deadline.check()  # after its deadline a transaction is rolled back instead
+        with ending(self.dialect, self._connection, "COMMIT"):
+            self._connection.commit()
+
+    def rollback(self) -> None:
+        with ending(self.dialect, self._connection, "ROLLBACK"):
+            self._connection.rollback()
+
+
+# -- timing statements (benchmarks) --------------------------------------------
+
+# Set only inside `timed_statements`; a server never sets it.
+_statement_timer: Callable[[float], None] | None = None
+
+
+@contextmanager
+def timed_statements(record: Callable[[float], None]) -> Iterator[None]:
+    """Pass `record` the seconds each statement spends in the driver while the block runs.
+
+    The seam for benchmarks (benchmarks/service/breakdown.py) that tell the
+    database's and driver's time (the cursor's execute and fetch) from the
+    store's own work around it. Process-wide, one block at a time.
+    """
+    global _statement_timer
+    if _statement_timer is not None:
+        raise RuntimeError("statements are already being timed")
+    _statement_timer = record
+    try:
+        yield
+    finally:
+        _statement_timer = None
+
+
+# -- the deadline on the database's clock --------------------------------------
+
+_CLOCK_OFFSET = "totpd.store.clock_offset"  # (offset, measured at), in a connection's info
+_CLOCK_OFFSET_TTL = 60.0  # seconds before the offset is measured again
+_POSTGRES_CLOCK = CompiledStatement(
+    "SELECT extract(epoch FROM clock_timestamp())::float8", {}, None
+)
+
+
+def deadline_on_database_clock(connection: RawConnection) -> float:
+    """The call's deadline as the database's clock reads it: seconds since the
+    epoch (infinity without a deadline); DeadlineExceededError once it passed.
+
+    SQLite runs in this process, on this clock. PostgreSQL's clock may be off
+    ours: its offset is measured per connection, with the round trip counted
+    against the deadline, so the deadline in SQL falls no later than ours.
+    """
+    left = deadline.wait_limit(math.inf)
+    ends = deadlines.current()
+    if ends is None:
+        return math.inf
+    if not connection.postgres:
+        return time.time() + left
+    measured = connection.info.get(_CLOCK_OFFSET)
+    if measured is None or time.monotonic() - measured[1] > _CLOCK_OFFSET_TTL:
+        ((database_now,),) = connection.run_sql(_POSTGRES_CLOCK)
+        now = time.monotonic()
+        # The database read its clock before we received it: `now` is late,
+        # so the offset is low, never high.
+        measured = connection.info[_CLOCK_OFFSET] = (float(database_now) - now, now)
+    offset: float = measured[0]
+    return ends + offset
+
+
+def forget_clock_offset(connection: RawConnection) -> None:
+    """Measure the database clock's offset again before the connection's next write."""
+    connection.info.pop(_CLOCK_OFFSET, None)
