@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 
 from tests.rpc.conftest import make_settings
 from tests.rpc.harness import LiveServer, LogCapture, call_fails, failure, running_server
+from totpd import otp
 from totpd.crypto import SecretUnavailable
 from totpd.rpc.status import STATUS_BY_REASON, numeric_code
 from totpd.service.errors import ErrorReason, TotpdError
@@ -330,6 +331,15 @@ def test_status_table_covers_every_reason_with_the_documented_code() -> None:
     assert numeric_code(grpc.StatusCode.INVALID_ARGUMENT) == 3
 
 
+def _native_error() -> otp.NativeError:
+    """What the C core raises for input it refuses (here: digits the service never sends)."""
+    try:
+        otp.KeyTable.of([b"k" * 20], [Algorithm.SHA1], [9], [0])
+    except otp.NativeError as error:
+        return error
+    raise AssertionError("the core accepted 9 digits")
+
+
 @pytest.mark.parametrize(
     ("error", "code", "reason"),
     [
@@ -357,6 +367,7 @@ def test_status_table_covers_every_reason_with_the_documented_code() -> None:
             "ERROR_REASON_INTERNAL",
         ),
         (ZeroDivisionError("boom"), grpc.StatusCode.INTERNAL, "ERROR_REASON_INTERNAL"),
+        (_native_error(), grpc.StatusCode.INTERNAL, "ERROR_REASON_INTERNAL"),
     ],
 )
 def test_infrastructure_errors(

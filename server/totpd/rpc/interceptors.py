@@ -1,17 +1,12 @@
 """Server interceptors: error mapping and the access log.
 
-`ErrorInterceptor` is the one place where exceptions become statuses:
-  TotpdError            -> the code of its reason (totpd.rpc.status table)
-  SecretUnavailable     -> INTERNAL / SECRET_UNAVAILABLE (fail closed)
-  database faults       -> UNAVAILABLE / STORE_UNAVAILABLE (never a verdict), or
-                           RESOURCE_EXHAUSTED / OVERLOADED when every pooled
-                           connection stayed busy (totpd.service.faults: the
-                           store's own errors and SQLAlchemy's, on every path
-                           including connection acquisition; logged once per
-                           cause and interval, without a stack)
-  an undecodable request (e.g. invalid UTF-8 in a string field)
-                        -> INVALID_ARGUMENT / INVALID_ARGUMENT
-  anything else         -> INTERNAL / INTERNAL, logged with its stack
+`ErrorInterceptor` is the one place where exceptions become statuses. It
+knows domain errors and "unknown": `totpd.service.faults.as_domain_error`
+turns store, crypto and native errors into domain errors (a database fault is
+never a verdict: UNAVAILABLE, OVERLOADED or DEADLINE_EXCEEDED), the status
+table (totpd.rpc.status) gives each reason its code, an undecodable request
+(e.g. invalid UTF-8 in a string field) is INVALID_ARGUMENT, and anything else
+is INTERNAL, logged with its stack.
 Request contents never reach a log line or a status message: unexpected
 exceptions are logged by type and stack frames only, because their message
 may quote the input (``int("12345a")`` does).
@@ -36,10 +31,9 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from totpd import deadlines
-from totpd.crypto import SecretUnavailable
 from totpd.rpc.status import to_grpc_status
 from totpd.service.errors import ErrorReason, TotpdError
-from totpd.service.faults import store_fault
+from totpd.service.faults import as_domain_error
 
 _log = logging.getLogger("totpd.rpc")
 _access_log = logging.getLogger("totpd.access")
@@ -50,9 +44,6 @@ if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
     Unary = Callable[[Any, grpc.ServicerContext], Any]
     Streaming = Callable[[Any, grpc.ServicerContext], Iterator[Any]]
 
-_SECRET_DOWN: Final = TotpdError(
-    ErrorReason.SECRET_UNAVAILABLE, "a stored secret could not be opened; the server fails closed"
-)
 _UNDECODABLE: Final = TotpdError(
     ErrorReason.INVALID_ARGUMENT,
     "the request is not a valid message of this method (for example, invalid UTF-8 in a string)",
@@ -90,14 +81,9 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 
 def domain_error(error: Exception, method: str) -> TotpdError:
     """The TotpdError a client sees for any exception raised by a handler."""
-    if isinstance(error, TotpdError):
-        return error
-    if isinstance(error, SecretUnavailable):
-        _log.error("secret unavailable", extra={"method": method})
-        return _SECRET_DOWN
-    fault = store_fault(error, method)
-    if fault is not None:
-        return fault
+    known = as_domain_error(error, method)
+    if known is not None:
+        return known
     _log.error(
         "unhandled error",
         extra={

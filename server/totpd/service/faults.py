@@ -22,6 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
+from totpd.crypto import SecretUnavailable
+from totpd.otp import NativeError
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.store.deadline import DeadlineExceededError
 from totpd.store.faults import cause_of, is_outage, is_pool_exhausted
@@ -87,6 +89,30 @@ def fault_cause(error: BaseException) -> str:
     """What a log line may say about a fault: the underlying error's type and
     first line, never a statement or its parameters."""
     return cause_of(error)
+
+
+def as_domain_error(error: BaseException, method: str) -> TotpdError | None:
+    """The one translation of a lower layer's error into the error a caller sees.
+
+    A domain error stays itself; a store fault becomes STORE_UNAVAILABLE,
+    OVERLOADED or DEADLINE_EXCEEDED (`store_fault`); a secret that cannot be
+    opened fails closed as SECRET_UNAVAILABLE; the native core refusing its
+    input is INTERNAL (the service validates first, so it is a bug). None for
+    anything else: an unknown error, which the caller treats as a bug.
+    """
+    if isinstance(error, TotpdError):
+        return error
+    if isinstance(error, SecretUnavailable):
+        _log.error("secret unavailable", extra={"method": method})
+        return TotpdError(
+            ErrorReason.SECRET_UNAVAILABLE,
+            "a stored secret could not be opened; the server fails closed",
+        )
+    if isinstance(error, NativeError):
+        # The C message names the rule broken (never a key or a code).
+        _log.error("native core error", extra={"method": method, "cause": str(error)})
+        return TotpdError(ErrorReason.INTERNAL, "internal server error")
+    return store_fault(error, method)
 
 
 def is_store_fault(error: BaseException) -> bool:
