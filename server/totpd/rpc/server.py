@@ -89,19 +89,22 @@ def create_server(
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    parse_listen_address(settings.listen_address)  # a clear error before grpc's terse one
+    return server, _bind(server, settings.listen_address, credentials)
+
+
+def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Bind the listening port (plaintext or TLS); the bound port number."""
+    parse_listen_address(address)  # a clear error before grpc's terse one
     try:
         if credentials is None:
-            port = server.add_insecure_port(settings.listen_address)
+            port = server.add_insecure_port(address)
         else:
-            port = server.add_secure_port(settings.listen_address, credentials)
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as error:
-        raise ServerError(
-            f"cannot listen on {settings.listen_address}: {error}{_BIND_HINT}"
-        ) from None
+        raise ServerError(f"cannot listen on {address}: {error}{_BIND_HINT}") from None
     if port == 0:
-        raise ServerError(f"cannot listen on {settings.listen_address}{_BIND_HINT}")
-    return server, port
+        raise ServerError(f"cannot listen on {address}{_BIND_HINT}")
+    return port
 
 
 def start_health_probe(
