@@ -1,41 +1,10 @@
-"""Verification rounds in the database: read the candidate factors, write the outcome.
+"""Verification rounds in the database: read the candidate factors (with their
+account's row), write the outcome under one all-or-nothing condition.
 
-Each factor is read with its account's row (`accounts`: failure budget,
-consecutive failures, lock), and a round writes the accounts it counted on
-with its factors, under the same condition: all as read, or nothing.
-
-Several server processes share the database and keep no state in memory, so
-every round is decided from a read and stored with one conditional write:
-
-- **Optimistic** (`Attempts.read`, then `Attempts.write_if_unchanged`): the read
-  takes no lock. The write is one UPDATE in which every row is conditioned on
-  its factor still holding exactly the attempt state it was read with (state,
-  failures, block, last used step). It applies to every row, or, if any factor
-  changed in between, to none, and the caller decides again under locks. A
-  factor whose state did not change gets the decision a locked round would
-  have made, so counting before comparing holds and a step is won once.
-- **Locked** (`Attempts.locked`): the read locks the factors (`SELECT ... FOR
-  UPDATE` in id order on PostgreSQL; SQLite's write lock from `BEGIN
-  IMMEDIATE`) until the write commits. Only taken after a conflict: every
-  conflict means another attempt on the same factor was stored, and the locked
-  retry cannot conflict, so a round finishes. (On PostgreSQL an optimistic
-  multi-row write takes its row locks in the plan's order, so it can deadlock
-  with a locked round; the database then aborts one of them, `RoundAborted`,
-  and it is decided again.)
-
-Why optimistic first: the write lock is then held only for the UPDATE, not
-for the decryption and comparison in between, and on PostgreSQL a one-factor
-Verify is two round trips (SELECT, UPDATE) instead of four (BEGIN, SELECT FOR
-UPDATE, UPDATE, COMMIT).
-The statements are built in store/round_sql.py and run compiled on the
-DB-API cursor (store/dbapi.py).
-
-Deadlines (store/deadline.py): no write commits after the call's deadline.
-A transaction commits only while the deadline holds (a connection cut at the
-deadline leaves it open, and PostgreSQL aborts it). The one-row optimistic
-write runs alone, outside a transaction (one round trip, the hot path), so it
-carries the deadline in its condition, read on the database's own clock: a
-write a hung server executes after it wakes matches no row.
+Optimistic first (no lock on the read; the conditional write applies to every
+row or none), locked after a conflict; no write commits after the call's
+deadline. ARCHITECTURE.md ("A round in the database") says why; the statements
+are in round_sql.py and run on the DB-API cursor (dbapi.py).
 """
 
 from __future__ import annotations
