@@ -20,17 +20,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 from sqlalchemy import Engine, text
 
 from tests.conftest import IN_CI
 from tests.pg_server import PostgresUnavailable, ThrowawayPostgres
-from totpd.store import migrate, open_engine
+from totpd.store import Attempts, migrate, open_engine
 
 
 class HangingDatabase(Protocol):
@@ -217,3 +217,20 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> HangingDatabase:
     migrate(engine)
     engine.dispose()
     return locked
+
+
+def hang_before_write(
+    monkeypatch: pytest.MonkeyPatch, database: HangingDatabase, stack: ExitStack, write: int = 1
+) -> None:
+    """Hang the database just before the `write`-th round write: its read was answered."""
+    real = Attempts.write_if_unchanged
+    made = 0
+
+    def write_after_hanging(self: Attempts, *args: Any, **kwargs: Any) -> Any:
+        nonlocal made
+        made += 1
+        if made == write:
+            stack.enter_context(database.hung())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Attempts, "write_if_unchanged", write_after_hanging)

@@ -19,13 +19,12 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.hung_database import HangingDatabase, database, paused_postgres
+from tests.hung_database import HangingDatabase, database, hang_before_write, paused_postgres
 from tests.rpc.conftest import Secrets, make_settings
 from tests.rpc.harness import LiveServer, LogCapture, activate, failure, running_server
 from tests.totp_oracle import wrong_code
 from totpd.app import build_service
 from totpd.service.policy import Policy
-from totpd.store import Attempts
 from totpd.v1 import errors_pb2, factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
@@ -120,7 +119,7 @@ def test_batch_verify_fails_per_item_only_the_rounds_it_could_not_commit(
         pb.BatchVerifyItem(account_id="carol", code=code),  # a second round
     ]
     with ExitStack() as stack:
-        hang_before_second_write(monkeypatch, database, stack)
+        hang_before_write(monkeypatch, database, stack, write=2)
         response = live_on.stub.BatchVerify(pb.BatchVerifyRequest(items=items), timeout=60)
     monkeypatch.undo()
     # The second round's success resets carol's failure: a transaction
@@ -134,22 +133,6 @@ def test_batch_verify_fails_per_item_only_the_rounds_it_could_not_commit(
     assert late.error.code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
     assert late.error.reason == errors_pb2.ERROR_REASON_DEADLINE_EXCEEDED
     assert verify(live_on, "carol", code, timeout=10).result == factor_pb2.VERIFY_RESULT_VALID
-
-
-def hang_before_second_write(
-    monkeypatch: pytest.MonkeyPatch, database: HangingDatabase, stack: ExitStack
-) -> None:
-    real = Attempts.write_if_unchanged
-    made = 0
-
-    def write_after_hanging(self: Attempts, *args: Any, **kwargs: Any) -> Any:
-        nonlocal made
-        made += 1
-        if made == 2:
-            stack.enter_context(database.hung())
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Attempts, "write_if_unchanged", write_after_hanging)
 
 
 def test_a_guess_whose_client_gave_up_is_not_counted(

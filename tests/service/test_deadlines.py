@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
-from tests.hung_database import HangingDatabase, database, paused_postgres
+from tests.hung_database import HangingDatabase, database, hang_before_write, paused_postgres
 from tests.service.conftest import results_of
 from tests.totp_oracle import code_at, wrong_code
 from totpd import deadlines
@@ -29,7 +29,7 @@ from totpd.service.errors import ErrorReason
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, EnrollParams, VerifyItem, VerifyResult
-from totpd.store import Attempts, FactorStore, open_engine
+from totpd.store import FactorStore, open_engine
 from totpd.store.deadline import DeadlineExceededError, DeadlinePool
 
 __all__ = ["database", "paused_postgres"]  # fixtures
@@ -59,23 +59,6 @@ def enrolled(service: MfaService, clock: Clock, account_id: str) -> Enrollment:
 
 def failures(service: MfaService, factor_id: str) -> int:
     return service._store.get_many([factor_id])[factor_id].failed_attempts
-
-
-def hang_before_write(
-    monkeypatch: pytest.MonkeyPatch, database: HangingDatabase, stack: ExitStack, write: int = 1
-) -> None:
-    """Hang the database just before the `write`-th round write: its read was answered."""
-    real = Attempts.write_if_unchanged
-    made = 0
-
-    def write_after_hanging(self: Attempts, *args: Any, **kwargs: Any) -> Any:
-        nonlocal made
-        made += 1
-        if made == write:
-            stack.enter_context(database.hung())
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Attempts, "write_if_unchanged", write_after_hanging)
 
 
 def test_a_correct_code_whose_call_outlives_its_deadline_is_not_consumed(
