@@ -181,11 +181,13 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
             return original_locked()
 
         stack.enter_context(_patched(attempts, "locked", counted_locked))
-        stack.enter_context(_patched(
+        stack.enter_context(
+            _patched(
                 checker,
                 "_candidate_verdicts",
                 timers.wrap("judge_total", checker._candidate_verdicts),
-            ))
+            )
+        )
         stack.enter_context(
             _patched(
                 server.keyring, "open_parts", timers.wrap("decrypt", server.keyring.open_parts)
