@@ -75,6 +75,8 @@ class _Round(NamedTuple):
 
 
 class CodeChecker:
+    """The engine: checks requests in rounds and stores what each round decided."""
+
     def __init__(
         self, store: FactorStore, keyring: Keyring, policy: Policy, clock: Callable[[], float]
     ) -> None:
@@ -181,7 +183,7 @@ class CodeChecker:
 
     def _round_verdicts(
         self, checks: list[Check], state: FactorState, now: int, activate: bool
-    ) -> tuple[list[tuple[Check, Verdict]], list[Check]]:
+    ) -> _RoundVerdicts:
         """Decide and store one round; returns the verdicts and the checks with
         no candidate factor (nothing was counted for them)."""
         requests = [AttemptRequest(c.item.account_id, c.digits, c.item.factor_id) for c in checks]
@@ -199,9 +201,7 @@ class CodeChecker:
             verdicts, uncounted = self._locked_round_verdicts(locked_round)
         return verdicts, uncounted
 
-    def _locked_round_verdicts(
-        self, round_: _Round
-    ) -> tuple[list[tuple[Check, Verdict]], list[Check]]:
+    def _locked_round_verdicts(self, round_: _Round) -> _RoundVerdicts:
         """The round with its factors locked from read to write: it cannot conflict.
 
         The database may abort it to break a deadlock; then it is tried again,
@@ -213,7 +213,7 @@ class CodeChecker:
                 return self._locked_round_try(round_)
         return self._locked_round_try(round_)
 
-    def _locked_round_try(self, round_: _Round) -> tuple[list[tuple[Check, Verdict]], list[Check]]:
+    def _locked_round_try(self, round_: _Round) -> _RoundVerdicts:
         state, now = round_.state, round_.now
         with self._store.attempts.locked() as locked:
             factors = locked.read(round_.requests, state=state, now=now)
