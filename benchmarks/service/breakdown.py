@@ -8,13 +8,13 @@ code changes); the wrappers cost well under a microsecond per call. Stages:
 
   parse            BatchVerifyRequest.FromString
   to_domain        servicer: proto items -> VerifyItem (convert.verify_items)
-  validate         service: VerifyItem -> CodeCheck, code shape checks
+  validate         service: VerifyItem -> its ids validated, code shape checks
   read_select      Attempts.read: connection checkout, the SELECT of the
                    candidate factors (no lock), result rows -> CandidateFactor
   decrypt          Keyring.open_parts, AES-256-GCM per factor
   key_table        KeyTable.of: the batch's keys into contiguous buffers
   c_verify         otp.verify_batch (the C core)
-  judge            CodeChecker._judge minus decrypt, key_table and c_verify:
+  judge            CodeChecker._candidate_verdicts minus decrypt, key_table and c_verify:
                    blocked checks, matching steps, building results and writes
   write_update     Attempts.write_if_unchanged: the writer queue (SQLite), BEGIN
                    (IMMEDIATE on SQLite), the one conditional bulk UPDATE ...
@@ -176,7 +176,13 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
             return original_locked()
 
         stack.enter_context(_patched(attempts, "locked", counted_locked))
-        stack.enter_context(_patched(checker, "_judge", timers.wrap("judge_total", checker._judge)))
+        stack.enter_context(
+            _patched(
+                checker,
+                "_candidate_verdicts",
+                timers.wrap("judge_total", checker._candidate_verdicts),
+            )
+        )
         stack.enter_context(
             _patched(
                 server.keyring, "open_parts", timers.wrap("decrypt", server.keyring.open_parts)

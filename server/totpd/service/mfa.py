@@ -25,7 +25,7 @@ from totpd.service.types import (
     VerifyOutcome,
     VerifyResult,
 )
-from totpd.service.verification import CodeCheck, CodeChecker
+from totpd.service.verification import CodeChecker
 from totpd.store import FactorStore, LabelTaken, NewFactor, StoredFactor
 from totpd.store.requests import Completion
 
@@ -153,7 +153,7 @@ class MfaService:
         """`caller` (on every code check): who asks, for the per-caller rate of
         failures (caller_limits.py); None for a call from inside totpd."""
         request_id = idempotency.request_id(request_id)
-        request = CodeCheck(
+        request = VerifyItem(
             account_id=validation.account_id(account_id),
             code=code,
             factor_id=validation.factor_id(factor_id),
@@ -170,7 +170,7 @@ class MfaService:
     # -- verification ------------------------------------------------------
 
     def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
-        return self._checker.check(_code_check(item), state=FactorState.ACTIVE, caller=caller)
+        return self._checker.check(_validated(item), state=FactorState.ACTIVE, caller=caller)
 
     def check_batch_size(self, count: int) -> None:
         """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
@@ -190,15 +190,15 @@ class MfaService:
         """
         self.check_batch_size(len(items))
         results: list[VerifyOutcome | TotpdError | None] = [None] * len(items)
-        checks: list[CodeCheck] = []
+        requests: list[VerifyItem] = []
         positions: list[int] = []
         for position, item in enumerate(items):
             try:
-                checks.append(_code_check(item))
+                requests.append(_validated(item))
                 positions.append(position)
             except TotpdError as error:
                 results[position] = error
-        verdicts = self._checker.check_many(checks, state=FactorState.ACTIVE, caller=caller)
+        verdicts = self._checker.check_many(requests, state=FactorState.ACTIVE, caller=caller)
         for position, verdict in zip(positions, verdicts, strict=True):
             results[position] = verdict
         return [result for result in results if result is not None]
@@ -261,7 +261,7 @@ class MfaService:
             # activated: if the disable below fails, the enrollment the caller
             # is cancelling must not be left active.
             outcome = self._checker.check(
-                CodeCheck(account_id, code, factor_id), state=state, activate=False, caller=caller
+                VerifyItem(account_id, code, factor_id), state=state, activate=False, caller=caller
             )
             if outcome.result is not VerifyResult.VALID:
                 call.complete(idempotency.outcome_result(outcome))
@@ -388,8 +388,9 @@ def to_factor(stored: StoredFactor) -> Factor:
     )
 
 
-def _code_check(item: VerifyItem) -> CodeCheck:
-    return CodeCheck(
+def _validated(item: VerifyItem) -> VerifyItem:
+    """The request with its ids validated, as the engine takes it."""
+    return VerifyItem(
         validation.account_id(item.account_id),
         item.code,
         validation.optional_factor_id(item.factor_id),

@@ -1,0 +1,74 @@
+"""How a call's checks are spread over rounds, and what one round's verdicts
+settle for the checks after it (glossary: verification.py)."""
+
+from __future__ import annotations
+
+from totpd.service.checks import Check, Verdict
+from totpd.service.types import VerifyOutcome, VerifyResult
+
+FAILED_RESULTS = (VerifyResult.INVALID, VerifyResult.REPLAYED)
+
+
+def failures(verdicts: list[Verdict]) -> int:
+    return sum(
+        1
+        for verdict in verdicts
+        if isinstance(verdict, VerifyOutcome) and verdict.result in FAILED_RESULTS
+    )
+
+
+def unless_lost(verdict: Verdict, written: set[str]) -> Verdict:
+    """A success whose write did not land lost its step to someone else: a replay.
+
+    Cannot happen while the rows are locked; kept so that a broken lock shows
+    as a refusal, never as a second VALID.
+    """
+    if isinstance(verdict, VerifyOutcome) and verdict.result is VerifyResult.VALID:
+        if verdict.factor_id not in written:
+            return VerifyOutcome(VerifyResult.REPLAYED, factor_id=verdict.factor_id)
+    return verdict
+
+
+def answer_while_locked(
+    decided: list[tuple[Check, Verdict]],
+    waiting: list[Check],
+    verdicts: list[Verdict | None],
+) -> list[Check]:
+    """Answer LOCKED, without another round, the waiting checks whose exact
+    candidates (account, factor, digits) a round's read found all blocked.
+
+    Nothing was compared or counted for a LOCKED check, so the factors' state,
+    and the verdict at the batch's `now`, stay the same for the checks after
+    it: the answer a round of their own would give. Only verdicts of the
+    round's read count (`decided`), not the explanations of checks it found no
+    candidate for, which read again and may race. Without this, a batch for
+    one account would run one round per check (benchmarks/NOTES.md).
+    """
+    locked: dict[tuple[str, str | None, int], Verdict] = {}
+    for check, verdict in decided:
+        if isinstance(verdict, VerifyOutcome) and verdict.result is VerifyResult.LOCKED:
+            locked[(check.item.account_id, check.item.factor_id, check.digits)] = verdict
+    if not locked:
+        return waiting
+    still: list[Check] = []
+    for check in waiting:
+        answer = locked.get((check.item.account_id, check.item.factor_id, check.digits))
+        if answer is None:
+            still.append(check)
+        else:
+            verdicts[check.position] = answer
+    return still
+
+
+def one_per_account(checks: list[Check]) -> tuple[list[Check], list[Check]]:
+    """Split off the first check of each account; the rest wait for the next round."""
+    seen: set[str] = set()
+    now_items: list[Check] = []
+    later: list[Check] = []
+    for check in checks:
+        if check.item.account_id in seen:
+            later.append(check)
+        else:
+            seen.add(check.item.account_id)
+            now_items.append(check)
+    return now_items, later
