@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.pg_server import PostgresUnavailable, ThrowawayPostgres
+from tests.pg_server import PostgresUnavailableError, ThrowawayPostgres
 from totpd.crypto import Keyring, write_new_keyring
 from totpd.service.faults import FAULT_LOG
 from totpd.service.mfa import MfaService
@@ -46,7 +46,7 @@ def postgres_url() -> Iterator[str]:
     try:
         server = ThrowawayPostgres()
         server.start()
-    except (PostgresUnavailable, OSError) as error:
+    except (PostgresUnavailableError, OSError) as error:
         if IN_CI:
             pytest.fail(f"CI needs PostgreSQL for the store tests: {error}")
         pytest.skip(f"PostgreSQL tests skipped: {error}")

@@ -29,7 +29,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.conftest import IN_CI
-from tests.pg_server import PostgresUnavailable, ThrowawayPostgres
+from tests.pg_server import PostgresUnavailableError, ThrowawayPostgres
 from totpd.store import Attempts, migrate, open_engine
 
 
@@ -182,7 +182,7 @@ def paused_postgres() -> Iterator[PausedPostgres]:
     try:
         server = ThrowawayPostgres()
         server.start()
-    except (PostgresUnavailable, OSError) as error:
+    except (PostgresUnavailableError, OSError) as error:
         if IN_CI:
             pytest.fail(f"CI needs PostgreSQL for the deadline tests: {error}")
         pytest.skip(f"PostgreSQL tests skipped: {error}")

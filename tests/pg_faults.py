@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pg_server import FAST_SETTINGS, PostgresUnavailable, ThrowawayPostgres
+from tests.pg_server import FAST_SETTINGS, PostgresUnavailableError, ThrowawayPostgres
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -103,7 +103,7 @@ def start_faulty_postgres() -> FaultyPostgres:
     try:
         server = FaultyPostgres()
         server.start()
-    except (PostgresUnavailable, OSError) as error:
+    except (PostgresUnavailableError, OSError) as error:
         if IN_CI:
             pytest.fail(f"CI needs PostgreSQL for the fault tests: {error}")
         pytest.skip(f"PostgreSQL fault tests skipped: {error}")

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 
-class PostgresUnavailable(Exception):
+class PostgresUnavailableError(Exception):
     pass
 
 
@@ -36,7 +36,7 @@ def _bin_dir() -> Path:
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
-    raise PostgresUnavailable("PostgreSQL is not installed (apt-get install postgresql)")
+    raise PostgresUnavailableError("PostgreSQL is not installed (apt-get install postgresql)")
 
 
 def _free_port() -> int:
@@ -60,7 +60,7 @@ class ThrowawayPostgres:
             try:
                 user = pwd.getpwnam("postgres")
             except KeyError:
-                raise PostgresUnavailable(
+                raise PostgresUnavailableError(
                     "running as root needs the postgres system user"
                 ) from None
             os.chown(self._dir, user.pw_uid, user.pw_gid)
@@ -82,7 +82,9 @@ class ThrowawayPostgres:
     def _run(self, *args: str) -> None:
         done = subprocess.run([*self._prefix, *args], capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            raise PostgresUnavailable(f"{Path(args[0]).name} failed: {done.stderr.strip()[-500:]}")
+            raise PostgresUnavailableError(
+                f"{Path(args[0]).name} failed: {done.stderr.strip()[-500:]}"
+            )
 
     def start(self) -> None:
         data = self._dir / "data"
@@ -133,7 +135,7 @@ class ThrowawayPostgres:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.1)
-        raise PostgresUnavailable("PostgreSQL did not start listening")
+        raise PostgresUnavailableError("PostgreSQL did not start listening")
 
     def stop(self) -> None:
         try:

@@ -35,6 +35,7 @@ from typing import Any
 import grpc
 
 from benchmarks.service.fixtures import Database, FactorPool, cpu_seconds
+from totpd.domain import FactorState
 from totpd.store import CandidateFactor, FactorWrite, open_engine
 from totpd.store.round_sql import bulk_round_sql
 from totpd.v1 import factor_pb2
@@ -230,7 +231,7 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
     off the clock.
     """
     engine = open_engine(database.url)  # for its dialect only: nothing is run on it
-    read, write = bulk_round_sql(engine.dialect, "active")
+    read, write = bulk_round_sql(engine.dialect, FactorState.ACTIVE)
     engine.dispose()
     connection = database.connect_raw()
     postgres = database.name == "postgresql"

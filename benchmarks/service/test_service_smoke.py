@@ -105,13 +105,13 @@ def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
 
 def test_benchmark_postgres_is_durable(monkeypatch: pytest.MonkeyPatch) -> None:
     """The benchmark's throwaway PostgreSQL keeps fsync & co. on (the tests' turns them off)."""
-    from tests.pg_server import PostgresUnavailable
+    from tests.pg_server import PostgresUnavailableError
 
     monkeypatch.delenv(POSTGRES_URL_ENV, raising=False)
     with contextlib.ExitStack() as stack:
         try:
             database = stack.enter_context(postgres_database())
-        except (PostgresUnavailable, OSError) as error:
+        except (PostgresUnavailableError, OSError) as error:
             pytest.skip(f"no PostgreSQL: {error}")
         settings = postgres_settings(database)
     assert settings["source"] == "throwaway" and settings["durable"] is True

@@ -15,7 +15,7 @@ from totpd.store.checkpoints import start_checkpointer
 from totpd.store.database import SQLITE_BUSY_TIMEOUT_MS
 
 
-class MissingKeys(KeyringError):
+class MissingKeysError(KeyringError):
     """Stored secrets are sealed with keys the keyring does not hold."""
 
 
@@ -24,7 +24,7 @@ def build_service(settings: Settings) -> MfaService:
     legacy secrets), start the purge, wire the service.
 
     The key file must exist: `totpd serve --dev` creates a development one first.
-    Refuses (MissingKeys) a keyring that lacks a key the stored secrets need,
+    Refuses (MissingKeysError) a keyring that lacks a key the stored secrets need,
     and (otp.CpuPathError) a CPU path this machine cannot run.
     """
     otp.use_cpu_path(settings.cpu_path)
@@ -34,7 +34,7 @@ def build_service(settings: Settings) -> MfaService:
     store = FactorStore(engine)
     try:
         check_keyring(store, keyring, settings)
-    except MissingKeys:
+    except MissingKeysError:
         engine.dispose()
         raise
     reseal_legacy_secrets(store.legacy_secrets, keyring)
@@ -53,7 +53,7 @@ def check_keyring(store: FactorStore, keyring: Keyring, settings: Settings) -> N
     """
     missing = sorted(store.secret_key_ids() - keyring.key_ids)
     if missing:
-        raise MissingKeys(
+        raise MissingKeysError(
             f"the keyring at {settings.key_file} lacks key id(s) {', '.join(missing)}, "
             "which stored secrets are sealed with; start with the keyring that holds them"
         )

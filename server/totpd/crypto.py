@@ -4,7 +4,7 @@ Every encryption uses a fresh 96-bit nonce from the OS and binds, as
 associated data, the factor (row) it belongs to, the account that owns it, the
 tenant slot and the key id: a ciphertext copied to another row, moved to
 another account or relabelled with another key id fails to decrypt. A missing
-or wrong key fails closed with `SecretUnavailable`.
+or wrong key fails closed with `SecretUnavailableError`.
 
 Formats (the AAD layout, tagged): v1 bound the row and key id only; v2 adds the
 tenant and the account. Only v2 opens on the serving path (`open_parts`); v1
@@ -49,7 +49,7 @@ NO_TENANT = ""
 _FINGERPRINT_INFO = b"totpd.request-fingerprint.v1"
 
 
-class SecretUnavailable(Exception):
+class SecretUnavailableError(Exception):
     """A stored secret cannot be opened: unknown key id or failed authentication."""
 
 
@@ -120,22 +120,24 @@ class Keyring:
     def _decrypt(self, key_id: str, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
         cipher = self._ciphers.get(key_id)
         if cipher is None:
-            raise SecretUnavailable("the secret was sealed with a key that is not in the keyring")
+            raise SecretUnavailableError(
+                "the secret was sealed with a key that is not in the keyring"
+            )
         try:
             return cipher.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
-            raise SecretUnavailable("the secret failed authentication") from None
+            raise SecretUnavailableError("the secret failed authentication") from None
 
     def fingerprint(self, key_id: str, data: bytes) -> bytes:
         """HMAC-SHA256 of `data` under a key derived (HKDF) from key `key_id`.
 
-        Raises SecretUnavailable when the key is not in the keyring.
+        Raises SecretUnavailableError when the key is not in the keyring.
         """
         key = self._fingerprint_keys.get(key_id)
         if key is None:
             raw = self._raw.get(key_id)
             if raw is None:
-                raise SecretUnavailable("the fingerprint key is not in the keyring")
+                raise SecretUnavailableError("the fingerprint key is not in the keyring")
             derive = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_FINGERPRINT_INFO)
             key = self._fingerprint_keys.setdefault(key_id, derive.derive(raw))
         return hmac.new(key, data, hashlib.sha256).digest()

@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from tests.rpc.conftest import make_settings
 from tests.rpc.harness import LiveServer, LogCapture, call_fails, failure, running_server
 from totpd import otp
-from totpd.crypto import SecretUnavailable
+from totpd.crypto import SecretUnavailableError
 from totpd.rpc.status import STATUS_BY_REASON, numeric_code
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa import MfaService
@@ -343,7 +343,7 @@ def _native_error() -> otp.NativeError:
 @pytest.mark.parametrize(
     ("error", "code", "reason"),
     [
-        (SecretUnavailable("x"), grpc.StatusCode.INTERNAL, "ERROR_REASON_SECRET_UNAVAILABLE"),
+        (SecretUnavailableError("x"), grpc.StatusCode.INTERNAL, "ERROR_REASON_SECRET_UNAVAILABLE"),
         (
             sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused")),
             grpc.StatusCode.UNAVAILABLE,

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
-from totpd.app import MissingKeys, check_keyring
+from totpd.app import MissingKeysError, check_keyring
 from totpd.config import Settings
 from totpd.crypto import Keyring, KeyringError, write_new_keyring
 from totpd.service.mfa import MfaService
@@ -43,7 +43,7 @@ def test_a_keyring_without_a_stored_key_is_refused_naming_the_missing_ids(
     other = other_keyring(tmp_path, "b.key")
 
     check_keyring(store, keyring, settings_for(tmp_path))  # the keyring that sealed them
-    with pytest.raises(MissingKeys) as caught:
+    with pytest.raises(MissingKeysError) as caught:
         check_keyring(store, other, settings_for(tmp_path))
 
     assert isinstance(caught.value, KeyringError)  # the CLI's startup-error path
@@ -74,7 +74,7 @@ def test_every_missing_key_id_is_named_once_in_order(
         MfaService(store, sealing, Policy(), clock).enroll(EnrollParams(f"user-{index}", "phone"))
 
     assert store.secret_key_ids() == {first.primary_key_id, second.primary_key_id}
-    with pytest.raises(MissingKeys) as caught:
+    with pytest.raises(MissingKeysError) as caught:
         check_keyring(store, other_keyring(tmp_path, "3.key"), settings_for(tmp_path))
     ids = ", ".join(sorted([first.primary_key_id, second.primary_key_id]))
     assert f"lacks key id(s) {ids}," in str(caught.value)

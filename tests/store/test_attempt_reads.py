@@ -11,12 +11,15 @@ from sqlalchemy import Engine
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
+from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, FactorStore
 
 
 def _read(engine: Engine, clock: Clock, *requests: AttemptRequest) -> list[tuple[str, str]]:
-    found = FactorStore(engine).attempts.read(requests, state="active", now=int(clock.now))
+    found = FactorStore(engine).attempts.read(
+        requests, state=FactorState.ACTIVE, now=int(clock.now)
+    )
     return [(factor.account_id, factor.factor_id) for factor in found]
 
 

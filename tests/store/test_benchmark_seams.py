@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
+from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, dbapi
 from totpd.store.round_sql import bulk_round_sql
@@ -23,11 +24,11 @@ def test_each_statement_run_inside_a_timed_block_is_reported_and_none_outside(
     attempts = FactorStore(engine).attempts
     reported: list[float] = []
     with dbapi.timed_statements(reported.append):
-        assert attempts.read(NOBODY, state="active", now=0) == []
-        assert attempts.read(NOBODY, state="pending", now=0) == []
+        assert attempts.read(NOBODY, state=FactorState.ACTIVE, now=0) == []
+        assert attempts.read(NOBODY, state=FactorState.PENDING, now=0) == []
     assert len(reported) == 2
     assert all(seconds >= 0.0 for seconds in reported)
-    assert attempts.read(NOBODY, state="active", now=0) == []
+    assert attempts.read(NOBODY, state=FactorState.ACTIVE, now=0) == []
     assert len(reported) == 2
 
 
@@ -41,10 +42,10 @@ def test_a_second_timed_block_at_once_is_refused_and_the_first_keeps_reporting(
         with pytest.raises(RuntimeError, match="already being timed"):
             with dbapi.timed_statements(second.append):
                 pass
-        assert attempts.read(NOBODY, state="active", now=0) == []
+        assert attempts.read(NOBODY, state=FactorState.ACTIVE, now=0) == []
     assert (len(first), second) == (1, [])
     with dbapi.timed_statements(second.append):  # free again once the first block ended
-        assert attempts.read(NOBODY, state="active", now=0) == []
+        assert attempts.read(NOBODY, state=FactorState.ACTIVE, now=0) == []
     assert len(second) == 1
 
 
@@ -72,5 +73,5 @@ def test_the_bulk_round_sql_run_raw_reads_the_factors_and_wins_a_step_once(
     finally:
         connection.close()
     requests = [AttemptRequest(account_id, 6, None)]
-    (stored,) = FactorStore(engine).attempts.read(requests, state="active", now=now)
+    (stored,) = FactorStore(engine).attempts.read(requests, state=FactorState.ACTIVE, now=now)
     assert stored.last_used_step == step

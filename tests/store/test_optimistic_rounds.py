@@ -16,9 +16,10 @@ from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from tests.store.conftest import interleave_after_read
 from tests.totp_oracle import code_at, wrong_code
+from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.service.types import VerifyItem, VerifyResult
-from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, RoundAborted
+from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, RoundAbortedError
 
 
 def _one_more_failure(factor: CandidateFactor) -> FactorWrite:
@@ -44,12 +45,14 @@ def test_a_changed_factor_stops_the_whole_write(
         AttemptRequest(account_id + "-a", 6, None),
         AttemptRequest(account_id + "-b", 6, None),
     ]
-    read = store.attempts.read(requests, state="active", now=int(clock.now))
+    read = store.attempts.read(requests, state=FactorState.ACTIVE, now=int(clock.now))
     assert len(read) == 2
     # Bob's factor changes after the read: a wrong code counts one failure.
     service.verify(VerifyItem(account_id + "-b", wrong_code(code_at(bob, clock.now))))
     writes = [_one_more_failure(factor) for factor in read]
-    assert not store.attempts.write_if_unchanged(writes, state="active", now=int(clock.now))
+    assert not store.attempts.write_if_unchanged(
+        writes, state=FactorState.ACTIVE, now=int(clock.now)
+    )
 
     def failures() -> dict[str, int]:
         rows = [store.get(e.factor.factor_id) for e in (alice, bob)]
@@ -58,9 +61,9 @@ def test_a_changed_factor_stops_the_whole_write(
     # Nothing of the stale write landed: not Alice's row, not a second count on Bob's.
     assert failures() == {account_id + "-a": 0, account_id + "-b": 1}
     # Read again, the same write applies.
-    read = store.attempts.read(requests, state="active", now=int(clock.now))
+    read = store.attempts.read(requests, state=FactorState.ACTIVE, now=int(clock.now))
     writes = [_one_more_failure(factor) for factor in read]
-    assert store.attempts.write_if_unchanged(writes, state="active", now=int(clock.now))
+    assert store.attempts.write_if_unchanged(writes, state=FactorState.ACTIVE, now=int(clock.now))
     assert failures() == {account_id + "-a": 1, account_id + "-b": 2}
 
 
@@ -118,7 +121,7 @@ def test_a_locked_round_aborted_by_the_database_is_decided_again(
     mine = enroll_active(service, clock, account_id)
     attempts = service._checker._store.attempts
     real_locked = attempts.locked
-    aborts = [RoundAborted("SELECT ... FOR UPDATE", None, Exception("deadlock detected"))]
+    aborts = [RoundAbortedError("deadlock", Exception("deadlock detected"))]
 
     def locked() -> Any:
         if aborts:
@@ -138,11 +141,11 @@ def test_a_round_aborted_every_time_fails_without_a_verdict(
     attempts = service._checker._store.attempts
 
     def locked() -> Any:
-        raise RoundAborted("SELECT ... FOR UPDATE", None, Exception("deadlock detected"))
+        raise RoundAbortedError("deadlock", Exception("deadlock detected"))
 
     monkeypatch.setattr(attempts, "write_if_unchanged", lambda *a, **k: False)
     monkeypatch.setattr(attempts, "locked", locked)
-    with pytest.raises(RoundAborted):
+    with pytest.raises(RoundAbortedError):
         service.verify(VerifyItem(account_id, code_at(mine, clock.now)))
     monkeypatch.undo()
     # Nothing was written: the code still verifies once.

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from totpd.store import AttemptRequest, FactorStore, open_engine
-from totpd.store.dbapi import CompiledStatement, RoundAborted, run_compiled
+from totpd.store.dbapi import CompiledStatement, run_compiled
+from totpd.store.errors import RoundAbortedError, StoreUnavailableError
 
 
 def _statement(engine: Engine, sql: str, names: tuple[str, ...]) -> CompiledStatement:
@@ -73,16 +74,18 @@ def test_a_dropped_postgres_connection_fails_once_then_is_replaced(
 @pytest.mark.postgres
 def test_a_deadlock_is_a_round_aborted(_postgres_engine: Engine) -> None:
     """PostgreSQL breaks a deadlock by aborting one transaction: the store says
-    RoundAborted (an OperationalError: UNAVAILABLE if nobody retries)."""
+    RoundAbortedError (a store-unavailable error: UNAVAILABLE if nobody retries),
+    and the connection stays usable."""
     engine = _postgres_engine
     statement = CompiledStatement(
         "DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$", {}, None
     )
     connection = engine.raw_connection()
     try:
-        with pytest.raises(RoundAborted) as caught:
+        with pytest.raises(RoundAbortedError) as caught:
             run_compiled(engine.dialect, connection, statement, {})
+        assert connection.is_valid  # not invalidated: the connection itself is fine
     finally:
         connection.close()
-    assert isinstance(caught.value, OperationalError)
-    assert not caught.value.connection_invalidated
+    assert isinstance(caught.value, StoreUnavailableError)
+    assert not isinstance(caught.value, SQLAlchemyError)

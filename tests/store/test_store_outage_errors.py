@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from totpd.domain import FactorState
 from totpd.service.errors import ErrorReason
 from totpd.service.faults import is_store_fault, store_fault
 from totpd.store import AttemptRequest, FactorStore, open_engine
@@ -49,7 +50,7 @@ def test_a_connection_the_pool_cannot_open_is_store_unavailable_on_every_round_p
     attempts = FactorStore(engine).attempts
     try:
         with pytest.raises(StoreUnavailableError) as read:
-            attempts.read(NOBODY, state="active", now=0)
+            attempts.read(NOBODY, state=FactorState.ACTIVE, now=0)
         with pytest.raises(StoreUnavailableError), attempts.locked():
             pass
     finally:
@@ -86,7 +87,7 @@ def test_a_pool_with_no_free_connection_is_store_overloaded(engine: Engine) -> N
     held = small.raw_connection()
     try:
         with pytest.raises(StoreOverloadedError) as caught:
-            FactorStore(small).attempts.read(NOBODY, state="active", now=0)
+            FactorStore(small).attempts.read(NOBODY, state=FactorState.ACTIVE, now=0)
     finally:
         held.close()
         small.dispose()
@@ -121,7 +122,7 @@ def test_a_commit_on_a_dropped_postgres_connection_is_an_outage_without_a_pool_s
     attempts = FactorStore(engine).attempts
     try:
         with pytest.raises(OperationalError) as caught, attempts.locked() as locked:
-            assert locked.read(NOBODY, state="active", now=0) == []
+            assert locked.read(NOBODY, state=FactorState.ACTIVE, now=0) == []
             with _postgres_engine.begin() as admin:
                 admin.execute(
                     text(
@@ -130,7 +131,7 @@ def test_a_commit_on_a_dropped_postgres_connection_is_an_outage_without_a_pool_s
                     )
                 )
         # the pool replaced the dropped connection: the next round works
-        assert attempts.read(NOBODY, state="active", now=0) == []
+        assert attempts.read(NOBODY, state=FactorState.ACTIVE, now=0) == []
     finally:
         engine.dispose()
     assert caught.value.connection_invalidated

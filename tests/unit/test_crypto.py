@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from totpd.crypto import Keyring, KeyringError, SecretUnavailable, write_new_keyring
+from totpd.crypto import Keyring, KeyringError, SecretUnavailableError, write_new_keyring
 
 
 @pytest.fixture
@@ -29,34 +29,34 @@ def test_round_trip_with_fresh_nonces(keyring: Keyring) -> None:
 
 def test_ciphertext_moved_to_another_row_fails(keyring: Keyring) -> None:
     sealed = keyring.seal("row-1", "acct", b"secret-bytes-123456")
-    with pytest.raises(SecretUnavailable):
+    with pytest.raises(SecretUnavailableError):
         keyring.open("row-2", "acct", sealed)
 
 
 def test_ciphertext_moved_to_another_account_fails(keyring: Keyring) -> None:
     sealed = keyring.seal("row-1", "alice", b"secret-bytes-123456")
-    with pytest.raises(SecretUnavailable):
+    with pytest.raises(SecretUnavailableError):
         keyring.open("row-1", "mallory", sealed)
 
 
 def test_ciphertext_of_another_tenant_fails(keyring: Keyring) -> None:
     sealed = keyring.seal("row-1", "alice", b"secret-bytes-123456", tenant_id="t1")
     assert keyring.open("row-1", "alice", sealed, tenant_id="t1") == b"secret-bytes-123456"
-    with pytest.raises(SecretUnavailable):
+    with pytest.raises(SecretUnavailableError):
         keyring.open("row-1", "alice", sealed)
 
 
 def test_ids_cannot_shift_between_the_bound_parts(keyring: Keyring) -> None:
     sealed = keyring.seal("b-row", "a", b"s" * 20, tenant_id="t")
-    with pytest.raises(SecretUnavailable):
+    with pytest.raises(SecretUnavailableError):
         keyring.open("row", "a-b", sealed, tenant_id="t")
-    with pytest.raises(SecretUnavailable):
+    with pytest.raises(SecretUnavailableError):
         keyring.open("b-row", "", sealed, tenant_id="ta")
 
 
 def test_a_v2_ciphertext_never_opens_with_the_legacy_layout(keyring: Keyring) -> None:
     sealed = keyring.seal("row-1", "alice", b"s" * 20)
-    with pytest.raises(SecretUnavailable):
+    with pytest.raises(SecretUnavailableError):
         keyring.open_legacy_parts("row-1", *sealed)
 
 
@@ -66,7 +66,7 @@ def test_a_legacy_ciphertext_opens_only_with_the_legacy_opener() -> None:
     nonce = b"\x00" * 12
     legacy = AESGCM(key).encrypt(nonce, b"s" * 20, b"totpd.secret.v1\x00row-1\x00k1")
     assert ring.open_legacy_parts("row-1", "k1", nonce, legacy) == b"s" * 20
-    with pytest.raises(SecretUnavailable):
+    with pytest.raises(SecretUnavailableError):
         ring.open_parts("row-1", "alice", "k1", nonce, legacy)
 
 
@@ -80,7 +80,7 @@ def test_fingerprints_are_keyed_and_stable(keyring: Keyring, tmp_path: Path) -> 
     write_new_keyring(other_path)
     other = Keyring.load(other_path)
     assert other.fingerprint(other.primary_key_id, data) != keyring.fingerprint(key_id, data)
-    with pytest.raises(SecretUnavailable):
+    with pytest.raises(SecretUnavailableError):
         keyring.fingerprint("no-such-key", data)
 
 
@@ -88,7 +88,7 @@ def test_relabelled_key_id_fails(tmp_path: Path) -> None:
     raw = base64.b64encode(b"\x07" * 32).decode()
     ring = Keyring({"a": base64.b64decode(raw), "b": base64.b64decode(raw)}, "a")
     sealed = ring.seal("row", "acct", b"s" * 20)
-    with pytest.raises(SecretUnavailable):
+    with pytest.raises(SecretUnavailableError):
         ring.open("row", "acct", sealed._replace(key_id="b"))
 
 
@@ -97,10 +97,10 @@ def test_missing_or_wrong_key_fails_closed(keyring: Keyring, tmp_path: Path) -> 
     other_path = tmp_path / "other.json"
     write_new_keyring(other_path)
     other = Keyring.load(other_path)
-    with pytest.raises(SecretUnavailable):
+    with pytest.raises(SecretUnavailableError):
         other.open("row", "acct", sealed)
     same_id = Keyring({sealed.key_id: b"\x00" * 32}, sealed.key_id)
-    with pytest.raises(SecretUnavailable):
+    with pytest.raises(SecretUnavailableError):
         same_id.open("row", "acct", sealed)
 
 

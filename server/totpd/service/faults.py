@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
-from totpd.crypto import SecretUnavailable
+from totpd.crypto import SecretUnavailableError
 from totpd.otp import NativeError
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.store.deadline import DeadlineExceededError
@@ -102,7 +102,7 @@ def as_domain_error(error: BaseException, method: str) -> TotpdError | None:
     """
     if isinstance(error, TotpdError):
         return error
-    if isinstance(error, SecretUnavailable):
+    if isinstance(error, SecretUnavailableError):
         _log.error("secret unavailable", extra={"method": method})
         return TotpdError(
             ErrorReason.SECRET_UNAVAILABLE,

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from totpd.crypto import Keyring, SecretUnavailable
+from totpd.crypto import Keyring, SecretUnavailableError
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
 from totpd.service.types import VerifyOutcome, VerifyResult
@@ -185,7 +185,7 @@ class Idempotency:
     def _check_same(self, first: StoredRequest, method: str, account_id: str, data: bytes) -> None:
         try:
             expected = self._keyring.fingerprint(first.fingerprint_key_id, data)
-        except SecretUnavailable:
+        except SecretUnavailableError:
             raise TotpdError(
                 ErrorReason.SECRET_UNAVAILABLE,
                 "the key that fingerprinted the first call with this request_id "

@@ -12,7 +12,7 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 
-from totpd.crypto import Keyring, SecretUnavailable
+from totpd.crypto import Keyring, SecretUnavailableError
 from totpd.domain import ISSUER_MAX, LABEL_MAX, LIVE_STATES, FactorState
 from totpd.service import idempotency, provisioning, validation
 from totpd.service.errors import ErrorReason, TotpdError
@@ -26,7 +26,7 @@ from totpd.service.types import (
     VerifyResult,
 )
 from totpd.service.verification import CodeChecker
-from totpd.store import FactorStore, LabelTaken, NewFactor, StoredFactor
+from totpd.store import FactorStore, LabelTakenError, NewFactor, StoredFactor
 from totpd.store.requests import Completion
 
 _DEFAULT_LABEL = "Authenticator"
@@ -107,7 +107,7 @@ class MfaService:
                 factor = self._store.add_to_account(
                     account_id, now=now, make_factor=new_factor, completes=record
                 )
-            except LabelTaken:
+            except LabelTakenError:
                 raise _label_taken() from None
         return _enrollment(factor, secret)
 
@@ -138,7 +138,7 @@ class MfaService:
             secret = self._keyring.open_parts(
                 factor.factor_id, factor.account_id, key_id, nonce, ciphertext
             )
-        except SecretUnavailable:
+        except SecretUnavailableError:
             raise _secret_unavailable() from None
         return _enrollment(factor, secret)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
-from totpd.crypto import Keyring, SecretUnavailable
+from totpd.crypto import Keyring, SecretUnavailableError
 from totpd.store.legacy_secrets import LegacySecrets, Resealed
 
 _log = logging.getLogger("totpd.crypto")
@@ -43,7 +43,7 @@ def reseal_legacy_secrets(
                 secret = keyring.open_legacy_parts(
                     row.factor_id, row.key_id, row.nonce, row.ciphertext
                 )
-            except SecretUnavailable:
+            except SecretUnavailableError:
                 unavailable += 1
                 _log.error(
                     "stored secret cannot be re-sealed; its factor stays unavailable "

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from totpd import otp
-from totpd.crypto import Keyring, SecretUnavailable
+from totpd.crypto import Keyring, SecretUnavailableError
 from totpd.domain import Algorithm, FactorState
 from totpd.service import failure_budget, validation
 from totpd.service.accounting import (
@@ -53,7 +53,7 @@ from totpd.store import (
     CandidateFactor,
     FactorStore,
     FactorWrite,
-    RoundAborted,
+    RoundAbortedError,
 )
 
 _log = logging.getLogger("totpd.service")
@@ -205,11 +205,11 @@ class CodeChecker:
         """The round with its factors locked from read to write: it cannot conflict.
 
         The database may abort it to break a deadlock; then it is tried again,
-        and the last try's RoundAborted reaches the caller as UNAVAILABLE
+        and the last try's RoundAbortedError reaches the caller as UNAVAILABLE
         (nothing was written).
         """
         for _ in range(_LOCKED_TRIES - 1):
-            with contextlib.suppress(RoundAborted):
+            with contextlib.suppress(RoundAbortedError):
                 return self._locked_round_try(round_)
         return self._locked_round_try(round_)
 
@@ -360,7 +360,7 @@ def _open_keys(
                     f.factor_id, f.account_id, f.secret_key_id, f.secret_nonce, f.secret_ciphertext
                 )
             )
-    except SecretUnavailable:
+    except SecretUnavailableError:
         _log_secret_unavailable(factors[len(keys) - opened])
         del keys[opened:]
         return False

@@ -2,9 +2,9 @@
 (store/records.py); the SQLAlchemy models (store/models.py) stay inside this package."""
 
 from totpd.store.database import migrate, open_engine
-from totpd.store.dbapi import RoundAborted
+from totpd.store.errors import LabelTakenError, RoundAbortedError, StoreError
 from totpd.store.records import AccountState, NewFactor, StoredFactor
-from totpd.store.repository import AccountUnlock, FactorStore, LabelTaken
+from totpd.store.repository import AccountUnlock, FactorStore
 from totpd.store.rounds import (
     AccountWrite,
     AttemptRequest,
@@ -23,10 +23,11 @@ __all__ = [
     "CandidateFactor",
     "FactorStore",
     "FactorWrite",
-    "LabelTaken",
+    "LabelTakenError",
     "LockedRound",
     "NewFactor",
-    "RoundAborted",
+    "RoundAbortedError",
+    "StoreError",
     "StoredFactor",
     "migrate",
     "open_engine",

@@ -22,24 +22,16 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from sqlalchemy import Dialect, Engine, Insert, Select, Update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from totpd import deadlines
 from totpd.store import deadline
-from totpd.store.errors import acquiring, ending
+from totpd.store.errors import RoundAbortedError, acquiring, ending
 
 # PostgreSQL's "deadlock detected": a multi-row write (whose row order is the
 # plan's) met another round holding rows in the opposite order.
 _DEADLOCK_SQLSTATE = "40P01"
-
-
-class RoundAborted(OperationalError):
-    """The database aborted the round's transaction to break a deadlock.
-
-    Nothing of the round was written; it can be decided again. An
-    OperationalError, so a caller that gives up answers UNAVAILABLE.
-    """
 
 
 class CompiledStatement(NamedTuple):
@@ -99,7 +91,9 @@ def run_compiled(
         return cursor.fetchall()
     except dbapi.Error as error:
         if getattr(error, "sqlstate", None) == _DEADLOCK_SQLSTATE:
-            raise RoundAborted(statement.sql, None, error) from error
+            raise RoundAbortedError(
+                "the database broke a deadlock by aborting the round", error
+            ) from error
         lost = dialect.is_disconnect(error, connection.dbapi_connection, cursor)
         if lost:
             connection.invalidate()

@@ -22,7 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from totpd import deadlines
-from totpd.store.errors import StoreError
+from totpd.store.errors import StoreFaultError
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -68,7 +68,7 @@ _WAIT_ERRORS = (
     psycopg.Error,
     sqlite3.Error,
     OSError,
-    StoreError,
+    StoreFaultError,
 )
 
 

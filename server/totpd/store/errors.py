@@ -23,6 +23,14 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 
 class StoreError(Exception):
+    """The root of the store's own errors; never a subclass of SQLAlchemy's classes."""
+
+
+class LabelTakenError(StoreError):
+    """Another live factor of the account already has this label."""
+
+
+class StoreFaultError(StoreError):
     """The database or its files failed for a reason outside the request.
 
     `cause` is the underlying error's type and first line, safe to log.
@@ -33,12 +41,21 @@ class StoreError(Exception):
         self.cause = f"{type(cause).__name__}: {first_line(cause)}"[:200]
 
 
-class StoreUnavailableError(StoreError):
+class StoreUnavailableError(StoreFaultError):
     """The database refused, dropped or failed the connection, or its files cannot be used."""
 
 
-class StoreOverloadedError(StoreError):
+class StoreOverloadedError(StoreFaultError):
     """No pooled connection freed up in time: every one is busy."""
+
+
+class RoundAbortedError(StoreUnavailableError):
+    """The database aborted a verification round's transaction (a deadlock it broke,
+    or an account row that changed under the round's lock).
+
+    Nothing of the round was written; it can be decided again, and a caller
+    that gives up answers UNAVAILABLE.
+    """
 
 
 @contextmanager

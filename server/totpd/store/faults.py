@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import exc as sa_exc
 
-from totpd.store.errors import StoreError, StoreOverloadedError, StoreUnavailableError
+from totpd.store.errors import StoreFaultError, StoreOverloadedError, StoreUnavailableError
 from totpd.store.errors import first_line as first_line
 
 
@@ -41,7 +41,7 @@ def database_failure(error: BaseException) -> str | None:
     """Why the database could not be opened, migrated or read, safe to print:
     the driver's own first line (host, port, cause) or the store error's cause,
     never a statement or its parameters. None: `error` is not the database's."""
-    if isinstance(error, StoreError):
+    if isinstance(error, StoreFaultError):
         return error.cause
     if isinstance(error, sa_exc.DBAPIError):
         return first_line(error.orig) if error.orig is not None else type(error).__name__

@@ -23,7 +23,7 @@ from sqlalchemy.pool import NullPool
 from totpd.domain import LIVE_STATES, NEVER_USED_STEP, Algorithm, FactorState
 from totpd.store import deadline
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
-from totpd.store.errors import StoreUnavailableError
+from totpd.store.errors import LabelTakenError, StoreUnavailableError
 from totpd.store.legacy_secrets import LegacySecrets
 from totpd.store.models import AccountRow, FactorRow
 from totpd.store.purge import FactorPurge
@@ -35,10 +35,6 @@ _T = TypeVar("_T")
 # The seed of hashtextextended(account_id, seed), the key of an account's
 # enrollment advisory lock.
 _ENROLLMENT_LOCK_SEED = 0
-
-
-class LabelTaken(Exception):
-    """Another live factor of the account already has this label."""
 
 
 class AccountUnlock(NamedTuple):
@@ -163,7 +159,7 @@ class FactorStore:
                 try:
                     session.flush()
                 except IntegrityError:
-                    raise LabelTaken from None
+                    raise LabelTakenError from None
                 if completes is not None:
                     complete_in(connection, completes)
                 deadline.check()  # before the commit

@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
 
+from totpd.domain import FactorState
 from totpd.store.dbapi import CompiledStatement, compiled
 from totpd.store.models import AccountRow, FactorRow
 
@@ -70,12 +71,12 @@ READ_COLUMNS = (
 )
 
 
-def _read_base(state: str, *, ordered: bool = True) -> Select[Any]:
+def _read_base(state: FactorState, *, ordered: bool = True) -> Select[Any]:
     # The account's row comes with each factor (a primary-key lookup per
     # account): its budget is decided on in the same round.
     with_account = _FACTORS.outerjoin(_ACCOUNTS, _ACCOUNTS.c.account_id == _FACTORS.c.account_id)
     statement = select(*READ_COLUMNS).select_from(with_account).where(_FACTORS.c.state == state)
-    if state == "pending":
+    if state == FactorState.PENDING:
         statement = statement.where(_FACTORS.c.expires_at > _NOW)
     # Rows are locked in this order: the same in every round, so no deadlock.
     return statement.order_by(_FACTORS.c.id) if ordered else statement
@@ -87,7 +88,7 @@ def _locking(statement: Select[Any], dialect: str, lock: bool) -> Select[Any]:
 
 
 @functools.cache
-def read_one(dialect: str, state: str, with_factor: bool, lock: bool) -> Select[Any]:
+def read_one(dialect: str, state: FactorState, with_factor: bool, lock: bool) -> Select[Any]:
     """The unary shape: one account (and maybe one factor), no row list."""
     statement = _read_base(state).where(
         _FACTORS.c.account_id == bindparam("p_account"),
@@ -99,7 +100,7 @@ def read_one(dialect: str, state: str, with_factor: bool, lock: bool) -> Select[
 
 
 @functools.cache
-def read_many(dialect: str, state: str, lock: bool) -> Select[Any]:
+def read_many(dialect: str, state: FactorState, lock: bool) -> Select[Any]:
     """The bulk shape: every factor in `state` of the accounts of a round, the
     account ids bound as one JSON array (ordered by id only when locking)."""
     accounts = bindparam("p_accounts", type_=String)
@@ -136,7 +137,7 @@ def _database_now(dialect: str) -> ColumnElement[Any]:
     return (func.julianday("now") - 2440587.5) * 86400.0
 
 
-def _write(state: str, new: _WriteColumns, activate: bool) -> Update:
+def _write(state: FactorState, new: _WriteColumns, activate: bool) -> Update:
     """UPDATE the factor only where it still holds the attempt state that was read.
 
     A consumed step must also be newer than the last one (design.md rule 4);
@@ -153,9 +154,9 @@ def _write(state: str, new: _WriteColumns, activate: bool) -> Update:
         "last_used_step": new.step,
         "last_used_at": case((new.consumed, _NOW), else_=_FACTORS.c.last_used_at),
     }
-    if state == "pending" and activate:
+    if state == FactorState.PENDING and activate:
         values |= {
-            "state": case((new.consumed, "active"), else_=_FACTORS.c.state),
+            "state": case((new.consumed, FactorState.ACTIVE.value), else_=_FACTORS.c.state),
             "confirmed_at": case((new.consumed, _NOW), else_=_FACTORS.c.confirmed_at),
             "expires_at": case((new.consumed, None), else_=_FACTORS.c.expires_at),
         }
@@ -190,7 +191,7 @@ _WRITE_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
 
 
 @functools.cache
-def write_one(dialect: str, state: str, activate: bool, alone: bool) -> Update:
+def write_one(dialect: str, state: FactorState, activate: bool, alone: bool) -> Update:
     """One factor, bound as plain parameters; `alone`: only until ``p_deadline``."""
     binds = {name: bindparam(f"p_{name}", type_=kind) for name, kind in _WRITE_FIELDS}
     binds["factor_id"] = bindparam("p_factor", type_=String)
@@ -202,7 +203,7 @@ def write_one(dialect: str, state: str, activate: bool, alone: bool) -> Update:
 
 
 @functools.cache
-def write_many(dialect: str, state: str, activate: bool) -> Update:
+def write_many(dialect: str, state: FactorState, activate: bool) -> Update:
     """Many factors, their rows bound as one JSON parameter."""
     new = _json_rows(dialect, "new", _WRITE_FIELDS)
     columns = {name: new.c[name] for name, _ in _WRITE_FIELDS}
@@ -355,7 +356,7 @@ class BulkRoundSql(NamedTuple):
     write: CompiledStatement
 
 
-def bulk_round_sql(dialect: Dialect, state: str) -> BulkRoundSql:
+def bulk_round_sql(dialect: Dialect, state: FactorState) -> BulkRoundSql:
     """The optimistic bulk read and the conditional bulk write of factors in `state`.
 
     The seam for benchmarks that time the service's own SQL without the

@@ -16,13 +16,10 @@ from typing import NamedTuple
 
 from sqlalchemy import Engine, Insert, Update
 
+from totpd.domain import FactorState
 from totpd.store import deadline, round_sql
-from totpd.store.dbapi import (
-    RawConnection,
-    RoundAborted,
-    deadline_on_database_clock,
-    forget_clock_offset,
-)
+from totpd.store.dbapi import RawConnection, deadline_on_database_clock, forget_clock_offset
+from totpd.store.errors import RoundAbortedError
 
 
 class AttemptRequest(NamedTuple):
@@ -112,7 +109,7 @@ class Attempts:
 
     @deadline.bounded
     def read(
-        self, requests: Sequence[AttemptRequest], *, state: str, now: int
+        self, requests: Sequence[AttemptRequest], *, state: FactorState, now: int
     ) -> list[CandidateFactor]:
         """Read, without locking, the factors each request may be checked against."""
         with RawConnection(self._engine, autocommit=True) as connection:
@@ -123,7 +120,7 @@ class Attempts:
         self,
         writes: Sequence[FactorWrite],
         *,
-        state: str,
+        state: FactorState,
         now: int,
         activate: bool = True,
         accounts: Sequence[AccountWrite] = (),
@@ -163,7 +160,7 @@ class Attempts:
                     if len(connection.run(statement, values)) != expected:
                         connection.rollback()
                         return False
-            except RoundAborted:
+            except RoundAbortedError:
                 connection.rollback()
                 return False
             connection.commit()
@@ -192,7 +189,7 @@ class LockedRound:
         self._connection = connection
 
     def read(
-        self, requests: Sequence[AttemptRequest], *, state: str, now: int
+        self, requests: Sequence[AttemptRequest], *, state: FactorState, now: int
     ) -> list[CandidateFactor]:
         """Lock and read the candidate factors (blocked or not: the caller decides).
 
@@ -213,7 +210,7 @@ class LockedRound:
         self,
         writes: Sequence[FactorWrite],
         *,
-        state: str,
+        state: FactorState,
         now: int,
         activate: bool = True,
         accounts: Sequence[AccountWrite] = (),
@@ -223,13 +220,16 @@ class LockedRound:
         Under the lock every write applies; the conditions stay as a second
         line, and a consumed step whose factor is missing was not won. An
         account write that does not apply (a missing row, which the read could
-        not lock, inserted meanwhile) aborts the round (`RoundAborted`) to be
+        not lock, inserted meanwhile) aborts the round (`RoundAbortedError`) to be
         decided again: its failures must not go uncounted.
         """
         dialect = self._connection.dialect.name
         for statement, values, expected in _account_statements(dialect, accounts):
             if len(self._connection.run(statement, values)) != expected:
-                raise RoundAborted("account write", None, Exception("account changed under lock"))
+                raise RoundAbortedError(
+                    "an account row changed under the round's lock",
+                    Exception("account changed under lock"),
+                )
         if not writes:
             return set()
         statement, values = _write_statement(dialect, writes, state, now, activate, alone=False)
@@ -239,7 +239,7 @@ class LockedRound:
 def _read(
     connection: RawConnection,
     requests: Sequence[AttemptRequest],
-    state: str,
+    state: FactorState,
     now: int,
     *,
     lock: bool,
@@ -297,7 +297,7 @@ def _read(
 def _write_statement(
     dialect: str,
     writes: Sequence[FactorWrite],
-    state: str,
+    state: FactorState,
     now: int,
     activate: bool,
     *,
