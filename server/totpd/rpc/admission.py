@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 
+from totpd.rpc.interceptors import CachingInterceptor
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.v1 import totp_service_pb2
 
 if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
     Handler = grpc.RpcMethodHandler[Any, Any]
-    Continuation = Callable[[grpc.HandlerCallDetails], Handler | None]
 
 _log = logging.getLogger("totpd.admission")
 
@@ -186,7 +186,7 @@ def _fixed(cost: int) -> Callable[[Any], int | None]:
     return lambda _request: cost
 
 
-class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class AdmissionInterceptor(CachingInterceptor):
     """Applies `Admission` to every TotpService call, around its handler.
 
     Register it inside the error interceptor, which turns the refusal into a
@@ -196,6 +196,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """
 
     def __init__(self, admission: Admission, max_batch_items: int) -> None:
+        super().__init__()
         self._admission = admission
         self._max_batch_items = max_batch_items
         self._costs: dict[str, Callable[[Any], int | None]] = {
@@ -203,30 +204,20 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         }
         self._costs[_PREFIX + "Enroll"] = _fixed(ENROLL_COST)
         self._costs[BATCH_VERIFY] = self._batch_cost
-        self._wrapped: dict[str, Handler] = {}
 
     def _batch_cost(self, request: Any) -> int | None:
         count = len(request.items)
         return None if count > self._max_batch_items else count
 
-    def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = continuation(handler_call_details)
+    def _wrap(self, handler: Handler, method: str) -> Handler:
         cost_of = self._costs.get(method)
-        if handler is None or cost_of is None or handler.unary_unary is None:
-            return handler  # not a TotpService call: health, reflection, unknown names
-        # A benign race: two threads may wrap the same handler; both are equal.
-        wrapped = self._wrapped[method] = grpc.unary_unary_rpc_method_handler(
+        if cost_of is None or handler.unary_unary is None:
+            return handler  # not a TotpService call: health, reflection
+        return grpc.unary_unary_rpc_method_handler(
             self._admitted(handler.unary_unary, cost_of),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
-        return wrapped
 
     def _admitted(
         self,

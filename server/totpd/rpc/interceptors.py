@@ -96,7 +96,7 @@ def domain_error(error: Exception, method: str) -> TotpdError:
     return _INTERNAL
 
 
-class _CachingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+class CachingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Wraps each method's handler once, not on every call (a visible share of a unary Verify)."""
 
     def __init__(self) -> None:
@@ -119,7 +119,7 @@ class _CachingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         raise NotImplementedError
 
 
-class ErrorInterceptor(_CachingInterceptor):
+class ErrorInterceptor(CachingInterceptor):
     """Maps exceptions of unary-request handlers to rich statuses."""
 
     def _wrap(self, handler: Handler, method: str) -> Handler:
@@ -219,7 +219,7 @@ def _status_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
     return code_of() if code_of is not None else None
 
 
-class DeadlineInterceptor(_CachingInterceptor):
+class DeadlineInterceptor(CachingInterceptor):
     """Runs each unary handler within the call's deadline, capped at `longest` seconds."""
 
     def __init__(self, longest: float) -> None:
@@ -248,7 +248,7 @@ def _within_deadline(behavior: Unary, longest: float) -> Unary:
     return handle
 
 
-class AccessLogInterceptor(_CachingInterceptor):
+class AccessLogInterceptor(CachingInterceptor):
     """One log line per RPC: method, status code, duration. Never a payload."""
 
     def _wrap(self, handler: Handler, method: str) -> Handler:

@@ -55,3 +55,17 @@ class TotpdError(Exception):
 
     def __repr__(self) -> str:
         return f"TotpdError({self.reason.name}, {self.message!r}, field={self.field!r})"
+
+
+def secret_unavailable() -> TotpdError:
+    """A stored secret that cannot be opened: the check fails closed."""
+    return TotpdError(ErrorReason.SECRET_UNAVAILABLE, "a stored secret cannot be opened")
+
+
+def factor_not_found() -> TotpdError:
+    """Another account's factor is reported exactly like a missing one."""
+    return TotpdError(
+        ErrorReason.FACTOR_NOT_FOUND,
+        "the account has no factor with this factor_id",
+        field="factor_id",
+    )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from totpd.crypto import Keyring, SecretUnavailableError
 from totpd.domain import ISSUER_MAX, LABEL_MAX, LIVE_STATES, FactorState
 from totpd.service import idempotency, provisioning, validation
-from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.errors import ErrorReason, TotpdError, factor_not_found, secret_unavailable
 from totpd.service.policy import Policy
 from totpd.service.types import (
     Enrollment,
@@ -133,13 +133,13 @@ class MfaService:
             factor.secret_ciphertext,
         )
         if key_id is None or nonce is None or ciphertext is None:
-            raise _secret_unavailable()
+            raise secret_unavailable()
         try:
             secret = self._keyring.open_parts(
                 factor.factor_id, factor.account_id, key_id, nonce, ciphertext
             )
         except SecretUnavailableError:
-            raise _secret_unavailable() from None
+            raise secret_unavailable() from None
         return _enrollment(factor, secret)
 
     def confirm(
@@ -328,11 +328,7 @@ class MfaService:
         factor = self._store.get(factor_id)
         # Another account's factor is reported exactly like a missing one.
         if factor is None or factor.account_id != account_id:
-            raise TotpdError(
-                ErrorReason.FACTOR_NOT_FOUND,
-                "the account has no factor with this factor_id",
-                field="factor_id",
-            )
+            raise factor_not_found()
         return factor
 
     def _now(self) -> int:
@@ -404,10 +400,6 @@ def _first_free_label(taken: set[str]) -> str:
     while f"{_DEFAULT_LABEL} {number}" in taken:
         number += 1
     return f"{_DEFAULT_LABEL} {number}"
-
-
-def _secret_unavailable() -> TotpdError:
-    return TotpdError(ErrorReason.SECRET_UNAVAILABLE, "a stored secret cannot be opened")
 
 
 def _label_taken() -> TotpdError:

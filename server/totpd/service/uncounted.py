@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from totpd.domain import FactorState
 from totpd.service.checks import Check, Verdict
-from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.errors import ErrorReason, TotpdError, factor_not_found
 from totpd.service.policy import Policy
 from totpd.service.types import VerifyOutcome, VerifyResult
 from totpd.store import FactorStore, StoredFactor
@@ -21,7 +21,9 @@ def uncounted_verdicts(
         return []
     named = store.get_many(c.item.factor_id for c in checks if c.item.factor_id)
     in_state: dict[str, list[StoredFactor]] = defaultdict(list)
-    for factor in store.list_for_accounts((c.item.account_id for c in checks), state):
+    # A check naming its factor reads only that factor (`named`).
+    account_wide = (c.item.account_id for c in checks if c.item.factor_id is None)
+    for factor in store.list_for_accounts(account_wide, state):
         in_state[factor.account_id].append(factor)
     verdicts: list[tuple[Check, Verdict]] = []
     for check in checks:
@@ -45,11 +47,7 @@ def _uncounted_verdict(
     if item.factor_id is not None:
         row = named.get(item.factor_id)
         if row is None or row.account_id != item.account_id:
-            raise TotpdError(
-                ErrorReason.FACTOR_NOT_FOUND,
-                "the account has no factor with this factor_id",
-                field="factor_id",
-            )
+            raise factor_not_found()
         _require_state(row, state, now)
         candidates = [row]
     else:

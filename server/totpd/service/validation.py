@@ -22,11 +22,11 @@ from totpd.domain import (
 from totpd.service.errors import ErrorReason, TotpdError
 
 # Printable ASCII without spaces: an id a caller copies, never a display name.
-_ACCOUNT_ID = re.compile(r"[\x21-\x7e]{1,128}")
+_ACCOUNT_ID = re.compile(rf"[\x21-\x7e]{{1,{ACCOUNT_ID_MAX}}}")
 # The canonical lowercase UUID form that totpd hands out.
 _FACTOR_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # ASCII digits only; `str.isdigit`, `int()` and `\d` accept other scripts' digits.
-_CODE = re.compile(r"[0-9]{6,8}")
+_CODE = re.compile(rf"[0-9]{{{min(DIGITS_RANGE)},{max(DIGITS_RANGE)}}}")
 
 
 def account_id(value: str, field: str = "account_id") -> str:

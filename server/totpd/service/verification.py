@@ -41,7 +41,7 @@ from totpd.service.accounting import (
 )
 from totpd.service.caller_limits import CallerLimits
 from totpd.service.checks import Check, Verdict
-from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.errors import TotpdError, secret_unavailable
 from totpd.service.faults import is_store_fault, store_fault
 from totpd.service.policy import Policy
 from totpd.service.round_plan import answer_while_locked, failures, one_per_account, unless_lost
@@ -129,7 +129,8 @@ class CodeChecker:
                 requests, state=state, activate=activate, faults_per_item=faults_per_item
             )
         finally:
-            self._callers.settle(reservation, failures(verdicts))
+            if reservation is not None:
+                self._callers.settle(reservation, failures(verdicts))
         return verdicts
 
     def _check_all(
@@ -330,7 +331,7 @@ class CodeChecker:
                     answered.append((check, budget_spent_verdict(check, wait)))
                     continue
             if not _open_keys(open_secret, unblocked, keys):
-                answered.append((check, _secret_unavailable()))
+                answered.append((check, secret_unavailable()))
                 continue
             compared.append((check, unblocked))
             code = int(check.item.code)
@@ -376,7 +377,3 @@ def _log_secret_unavailable(factor: CandidateFactor) -> None:
         "stored secret cannot be opened",
         extra={"factor_id": factor.factor_id, "key_id": factor.secret_key_id},
     )
-
-
-def _secret_unavailable() -> TotpdError:
-    return TotpdError(ErrorReason.SECRET_UNAVAILABLE, "a stored secret cannot be opened")

@@ -127,7 +127,7 @@ def _watch_postgres(engine: Engine) -> None:
             WATCHDOG.disarm(watch)  # the fd is about to be closed, maybe reused
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+def _configure_sqlite(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     # SQLAlchemy, not the driver, begins transactions (see _begin_sqlite).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -135,6 +135,7 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # writers queue instead of failing; NORMAL is durable at every WAL checkpoint.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    record.info[_BUSY_MS] = SQLITE_BUSY_TIMEOUT_MS  # a checkout sets it again only if it differs
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

@@ -22,12 +22,11 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from sqlalchemy import Dialect, Engine, Insert, Select, Update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from totpd import deadlines
 from totpd.store import deadline
-from totpd.store.errors import RoundAbortedError, acquiring, ending
+from totpd.store.errors import RoundAbortedError, acquiring, ending, wrap_driver_error
 
 # PostgreSQL's "deadlock detected": a multi-row write (whose row order is the
 # plan's) met another round holding rows in the opposite order.
@@ -94,12 +93,7 @@ def run_compiled(
             raise RoundAbortedError(
                 "the database broke a deadlock by aborting the round", error
             ) from error
-        lost = dialect.is_disconnect(error, connection.dbapi_connection, cursor)
-        if lost:
-            connection.invalidate()
-        raise DBAPIError.instance(
-            statement.sql, None, error, dbapi.Error, connection_invalidated=lost, dialect=dialect
-        ) from error
+        raise wrap_driver_error(dialect, connection, statement.sql, error, cursor) from error
     finally:
         if timer is not None:
             timer(time.perf_counter() - started)

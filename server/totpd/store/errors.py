@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Dialect
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.pool import PoolProxiedConnection
 
 
@@ -38,7 +40,7 @@ class StoreFaultError(StoreError):
 
     def __init__(self, message: str, cause: BaseException) -> None:
         super().__init__(message)
-        self.cause = f"{type(cause).__name__}: {first_line(cause)}"[:200]
+        self.cause = describe(cause)
 
 
 class StoreUnavailableError(StoreFaultError):
@@ -79,17 +81,30 @@ def ending(dialect: Dialect, connection: PoolProxiedConnection, what: str) -> It
     try:
         yield
     except dialect.loaded_dbapi.Error as error:
-        lost = dialect.is_disconnect(error, connection.dbapi_connection, None)
-        if lost:
-            connection.invalidate()
-        raise sa_exc.DBAPIError.instance(
-            what,
-            None,
-            error,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=lost,
-            dialect=dialect,
-        ) from error
+        raise wrap_driver_error(dialect, connection, what, error) from error
+
+
+def wrap_driver_error(
+    dialect: Dialect,
+    connection: PoolProxiedConnection,
+    what: str,
+    error: Any,  # the driver's own Error
+    cursor: DBAPICursor | None = None,
+) -> sa_exc.StatementError:
+    """A driver's error as SQLAlchemy wraps a statement's, without its parameters;
+    a connection the error shows lost is invalidated, so it leaves the pool."""
+    lost = dialect.is_disconnect(error, connection.dbapi_connection, cursor)
+    if lost:
+        connection.invalidate()
+    wrapped: sa_exc.StatementError = sa_exc.DBAPIError.instance(
+        what, None, error, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
+    )
+    return wrapped
+
+
+def describe(cause: BaseException) -> str:
+    """An error's type and first line, safe to log: never a statement or parameters."""
+    return f"{type(cause).__name__}: {first_line(cause)}"[:200]
 
 
 def first_line(error: BaseException) -> str:

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from sqlalchemy import exc as sa_exc
 
-from totpd.store.errors import StoreFaultError, StoreOverloadedError, StoreUnavailableError
+from totpd.store.errors import (
+    StoreFaultError,
+    StoreOverloadedError,
+    StoreUnavailableError,
+    describe,
+)
 from totpd.store.errors import first_line as first_line
 
 
@@ -29,12 +34,12 @@ def is_outage(error: BaseException) -> bool:
 def cause_of(error: BaseException) -> str:
     """The underlying error's type and first line: the driver's error (SQLAlchemy
     keeps it as `orig`) or the store error's cause; never a statement."""
-    if isinstance(error, StoreUnavailableError | StoreOverloadedError):
+    if isinstance(error, StoreFaultError):
         return error.cause
     driver_error = getattr(error, "orig", None)
     if driver_error is None:
         return type(error).__name__
-    return f"{type(driver_error).__name__}: {first_line(driver_error)}"[:200]
+    return describe(driver_error)
 
 
 def database_failure(error: BaseException) -> str | None:
