@@ -14,8 +14,10 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.cli.processes import dev_server, run_totpd
+from tests.tls_certs import TlsFiles
 from totpd.cli.serve import build_parser, main
 from totpd.cli.workers import available_cores
 from totpd.v1 import factor_pb2, totp_service_pb2_grpc
@@ -196,6 +198,10 @@ def test_a_worker_that_cannot_start_again_stops_the_supervisor_with_exit_1(
         and "failed to start 3 times in a row" in gave_up["msg"]
     )
     assert "giving up" in gave_up["msg"]
+    # The other worker was drained, not killed.
+    stopping = next(r for r in lines if r["msg"] == "stopping: every worker drains")
+    assert stopping["reason"] == "giving up"
+    assert sum(r["msg"] == "stopped" and r["logger"] == "totpd.server" for r in lines) == 1
     restarts = [r for r in lines if r["msg"] == "worker exited; starting it again"]
     assert [r["restart_in_s"] for r in restarts] == [0.5, 1.0, 2.0]
     # Each failed start said why, without the key file's content.
@@ -256,3 +262,25 @@ def test_a_bad_keyring_stops_the_start_once_in_the_supervisor(
     assert result.stderr.count("totpd: error:") == 1
     assert result.stderr.strip().splitlines()[-1].startswith("totpd: error: ")
     assert "supervising" not in result.stderr and '"worker"' not in result.stderr
+
+
+@pytest.mark.slow  # a supervisor and two TLS workers
+def test_tls_workers_serve_on_one_port(
+    tmp_path: Path, tls_files: TlsFiles, subprocess_env: dict[str, str]
+) -> None:
+    tls = (f"--tls-cert-file={tls_files.server_cert}", f"--tls-key-file={tls_files.server_key}")
+    with dev_server(tmp_path, subprocess_env, "--processes=2", *tls) as (supervisor, address):
+        creds = grpc.ssl_channel_credentials(root_certificates=tls_files.ca.read_bytes())
+        for _ in range(10):
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            with grpc.secure_channel(address, creds, options=options) as channel:
+                check = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=10
+                )
+                assert check.status == health_pb2.HealthCheckResponse.SERVING
+        supervisor.send_signal(signal.SIGTERM)
+        _, stderr = supervisor.communicate(timeout=60)
+    assert supervisor.returncode == 0, stderr
+    serving = [r for r in records(stderr) if r["msg"] == "serving"]
+    assert sorted(r["worker"] for r in serving) == [0, 1]
+    assert {r["tls"] for r in serving} == {"tls"}

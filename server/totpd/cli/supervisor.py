@@ -9,7 +9,7 @@ once every worker serves. Then:
 
 - a worker that exits is started again after a backoff (0.5 s, doubling per
   exit of that worker within the last minute, at most 30 s);
-- it gives up, stops the others and exits 1 when the workers keep dying (more
+- it gives up, drains the others and exits 1 when the workers keep dying (more
   than max(5, 2N) exits within a minute) or one worker fails to start 3 times
   in a row; a worker that exits before the first start completed stops the
   start at once (StartupError: exit 2), nothing is retried;
@@ -206,7 +206,7 @@ class Supervisor:
                 failure = self._exited(slot, returncode, now)
                 if failure is not None:
                     _log.error(failure)
-                    self._stop_now()
+                    self._shutdown(signals, reason="giving up")
                     return 1
             time.sleep(_POLL_SECONDS)
         return self._shutdown(signals)
@@ -246,14 +246,18 @@ class Supervisor:
     def _running(self) -> list[_Slot]:
         return [slot for slot in self._slots if slot.process is not None]
 
-    def _shutdown(self, signals: StopSignals) -> int:
-        """Forward each of the first two signals to every worker; wait for all to stop."""
-        _log.info("stopping: every worker drains", extra={"signal": signals.names[0]})
+    def _shutdown(self, signals: StopSignals, reason: str = "") -> int:
+        """SIGTERM every worker, and again on a second signal; wait for all to stop.
+
+        0 when every worker stopped cleanly, else 1.
+        """
+        cause = {"signal": signals.names[0]} if signals.names else {"reason": reason}
+        _log.info("stopping: every worker drains", extra=cause)
         bound = self._settings.drain_seconds + self._settings.shutdown_grace_seconds
         deadline = time.monotonic() + bound + STOP_MARGIN_SECONDS
         forwarded, unclean = 0, []
         while running := self._running():
-            while forwarded < min(signals.count, 2):
+            while forwarded < min(max(signals.count, 1), 2):
                 forwarded += 1
                 for slot in running:
                     _signal(slot, signal.SIGTERM)
