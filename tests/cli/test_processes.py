@@ -208,6 +208,33 @@ def test_a_worker_that_cannot_start_again_stops_the_supervisor_with_exit_1(
     assert stderr.count("totpd: error:") == 3
 
 
+@pytest.mark.slow  # a supervisor and two workers draining
+def test_a_second_signal_is_forwarded_and_cuts_every_drain_short(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    # A drain far longer than the test: only the second signal can end it in time.
+    long_drain = ("--processes=2", "--drain-seconds=3600")
+    with dev_server(tmp_path, subprocess_env, *long_drain) as (supervisor, address):
+        workers = children(supervisor.pid)
+        supervisor.send_signal(signal.SIGTERM)
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service="")
+            wait_until(
+                lambda: (
+                    health.Check(request, timeout=5).status
+                    == health_pb2.HealthCheckResponse.NOT_SERVING
+                ),
+                "health is NOT_SERVING",
+            )
+        assert supervisor.poll() is None and all(alive(pid) for pid in workers)  # draining
+        supervisor.send_signal(signal.SIGINT)
+        _, stderr = supervisor.communicate(timeout=60)
+    assert supervisor.returncode == 0, stderr
+    cut = [r for r in records(stderr) if r["msg"] == "drain cut short by a second signal"]
+    assert sorted(r["worker"] for r in cut) == [0, 1]
+
+
 @pytest.mark.slow  # a supervisor killed with SIGKILL
 def test_workers_stop_when_the_supervisor_is_killed(
     tmp_path: Path, subprocess_env: dict[str, str]
