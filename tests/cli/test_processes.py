@@ -154,8 +154,10 @@ def test_a_killed_worker_is_started_again_and_calls_keep_succeeding(
         workers = children(supervisor.pid)
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: not alive(victim), "the killed worker is gone")
-        # Its socket is closed: new connections reach the other worker.
+        # Reaped: all its threads ended, so its listening socket is closed (its first
+        # thread is a zombie earlier, while the others still hold the socket).
+        wait_until(lambda: not Path(f"/proc/{victim}").exists(), "the killed worker is reaped")
+        # New connections reach the other worker.
         enroll_on_new_connections(address, 5, "meanwhile")
         wait_until(lambda: len(children(supervisor.pid) - {victim}) == 2, "a new worker runs")
         (replacement,) = children(supervisor.pid) - workers
