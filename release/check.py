@@ -233,14 +233,14 @@ def check_sdist(scratch: Scratch, venv_unused: Path, target_unused: str) -> None
     )
     probe = (
         "from totpd import otp; from totpd.domain import Algorithm; "
-        "print(otp.totp(b'12345678901234567890', 59, 30, 8, Algorithm.SHA1), otp.cpu_paths())"
+        "print(otp.totp(b'12345678901234567890', 59, 30, 8, Algorithm.SHA1), *otp.cpu_paths())"
     )
     code, *paths = run(scratch, "sdist", [py, "-c", probe], out).split(maxsplit=1)
     if code != RFC6238_SHA1_AT_59:
         raise CheckError(f"the core built from the sdist computes {code}, not {RFC6238_SHA1_AT_59}")
     say(
         f"sdist: pip built {wheels[0].name} from {sdist.name} (C core compiled from source); "
-        f"it computes the RFC 6238 vector (CPU paths {' '.join(paths)})"
+        f"it computes the RFC 6238 vector (CPU paths: {' '.join(paths).strip()})"
     )
 
 
