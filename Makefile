@@ -101,7 +101,8 @@ clean:
 # --- Releases: one version, dist/, the install checks (release/; CONTRIBUTING.md) ----------
 # Kept in one block: lint and test gain prerequisites here rather than by editing their lines.
 
-.PHONY: version version-check release-lint proto-snapshot cut-release dist release-check
+.PHONY: version version-check release-lint proto-snapshot cut-release dist release-check \
+        clean-dist
 
 ## Copy VERSION into every manifest and client README install line; V=X.Y.Z sets it first.
 version:
@@ -142,3 +143,9 @@ release-check: dist
 	$(PY) release/check.py
 
 test: release-check
+
+## Remove dist/ and the clients' build outputs (make clean does too).
+clean-dist:
+	rm -rf dist clients/node/dist clients/java/.flattened-pom.xml
+
+clean: clean-dist
