@@ -147,14 +147,15 @@ def _serve(args: argparse.Namespace) -> int:
     load_tls(settings)  # bad TLS files stop the start before anything is created
     ensure_key_file(settings)
     # Imported late so `totpd keygen` and `--help` work without the native core.
-    from totpd.app import build_service
+    from totpd.app import build_service, observed
     from totpd.otp import CpuPathError
     from totpd.rpc.server import ServerError, serve
 
     try:
         with _database_errors():
             service = build_service(settings)
-        return serve(settings, service, ready_file=args.ready_file)
+        with observed(settings):
+            return serve(settings, service, ready_file=args.ready_file)
     except (crypto.KeyringError, CpuPathError, ServerError) as error:
         raise StartupError(str(error)) from None
 
