@@ -37,8 +37,9 @@ from totpd.v1 import totp_service_pb2_grpc
 _WORKER = textwrap.dedent(
     """
     import sys
+    from totpd.service.types import VerifyResult
     from totpd.telemetry import metrics
-    metrics.count_verdicts(["valid"] * int(sys.argv[1]))
+    metrics.count_verdicts([VerifyResult.VALID] * int(sys.argv[1]))
     metrics.connection_checked_out()
     metrics.RPC_DURATION.labels("totpd.v1.TotpService", "Verify").observe(0.002)
     print("ready", flush=True)

@@ -132,7 +132,7 @@ class CodeChecker:
         finally:
             if reservation is not None:
                 self._callers.settle(reservation, failures(verdicts))
-        metrics.count_verdicts([v.result.value for v in verdicts if type(v) is VerifyOutcome])
+        metrics.count_verdicts([v.result for v in verdicts if type(v) is VerifyOutcome])
         return verdicts
 
     def _check_all(

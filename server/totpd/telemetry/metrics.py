@@ -27,10 +27,9 @@ live process reports it).
 
 from __future__ import annotations
 
+import enum
 import platform
 import time
-from collections import Counter as _Tally
-from collections.abc import Sequence
 from typing import Any, Final
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
@@ -55,7 +54,7 @@ __all__ = [
 
 # A `_created` series per counter and histogram doubles what Prometheus stores
 # for nothing a dashboard uses (multiprocess mode has none anyway).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _LATENCY_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -138,9 +137,8 @@ CPU_PATH: Final = Gauge(
 
 BUILD_INFO.labels(__version__, platform.python_version()).set(1)
 
-_VERDICT_CHILDREN: Final = {
-    result: VERDICTS.labels(result) for result in ("valid", "invalid", "replayed", "locked")
-}
+# A verdict result member (its value is the label) -> its counter.
+_VERDICT_CHILDREN: dict[enum.Enum, Counter] = {}
 _POOL_WAITS: Final = STORE_WAITS.labels("pool")
 _POOL_WAIT_SECONDS: Final = STORE_WAIT_SECONDS.labels("pool")
 
@@ -151,18 +149,27 @@ def set_cpu_path(path: str) -> None:
     CPU_PATH.labels(path).set(1)
 
 
-def count_verdicts(results: Sequence[str]) -> None:
-    """Count verdicts by result ("valid", "invalid", "replayed", "locked")."""
+def count_verdicts(results: list[enum.Enum]) -> None:
+    """Count verdicts by result: members of one enum whose values are the labels
+    ("valid", "invalid", "replayed", "locked").
+
+    A 10,000-item batch is counted with one C-level `list.count` per member:
+    hashing each item (an enum's hash is Python code) cost 10x more.
+    """
     if len(results) == 1:
         _verdict(results[0]).inc()
-        return
-    for result, count in _Tally(results).items():
-        _verdict(result).inc(count)
+    elif results:
+        for member in type(results[0]):
+            count = results.count(member)
+            if count:
+                _verdict(member).inc(count)
 
 
-def _verdict(result: str) -> Counter:
+def _verdict(result: enum.Enum) -> Counter:
     child = _VERDICT_CHILDREN.get(result)
-    return child if child is not None else VERDICTS.labels(result)
+    if child is None:  # one per member: a benign race
+        child = _VERDICT_CHILDREN[result] = VERDICTS.labels(result.value)
+    return child
 
 
 def secret_unavailable() -> None:
