@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,3 +85,15 @@ def test_tracing_is_wanted_only_when_an_endpoint_is_configured() -> None:
     assert tracing.wanted("", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
     assert tracing.wanted("", {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4317"})
     assert not tracing.wanted("http://127.0.0.1:4317", {"OTEL_SDK_DISABLED": "true"})
+
+
+def test_tracing_configured_without_its_packages_is_a_configuration_error(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if `totpd[tracing]` were not installed: the SDK's import fails."""
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
+    configured = replace(settings, otlp_endpoint="http://127.0.0.1:4317")
+    with pytest.raises(ConfigError, match=r"pip install 'totpd\[tracing\]'"):
+        with observed(configured):
+            pass
+    assert not tracing.enabled()
