@@ -48,6 +48,8 @@ _METAVARS = {
     "tls_key_file": "PEM",
     "tls_client_ca_file": "PEM",
     "cpu_path": "NAME",
+    "metrics_address": "HOST:PORT",
+    "otlp_endpoint": "URL",
 }
 _DATABASE_KEYS = ("database_url", "data_dir", "key_file", "log_level", "log_format")
 
