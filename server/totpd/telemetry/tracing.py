@@ -138,10 +138,14 @@ def add_event(name: str) -> None:
 
 def rpc_span(
     service: str, method: str, metadata: Sequence[tuple[str, str | bytes]] | None
-) -> contextlib.AbstractContextManager[Span]:
-    """The SERVER span of one RPC, continuing the caller's trace (W3C `traceparent`)."""
+) -> contextlib.AbstractContextManager[Span | None]:
+    """The SERVER span of one RPC, continuing the caller's trace (W3C `traceparent`);
+    a no-op yielding None if tracing stopped since the caller checked `enabled`."""
+    tracer = _tracer
+    if tracer is None:
+        return _OFF
     carrier = {key: value for key, value in metadata or () if isinstance(value, str)}
-    return _tracer.start_as_current_span(  # type: ignore[no-any-return]
+    return tracer.start_as_current_span(  # type: ignore[no-any-return]
         f"{service}/{method}",
         context=_api.extract(carrier),
         kind=_api.server,
@@ -151,8 +155,10 @@ def rpc_span(
     )
 
 
-def end_rpc(span: Span, code_name: str, code_number: int) -> None:
+def end_rpc(span: Span | None, code_name: str, code_number: int) -> None:
     """Record the RPC's status code on its span (an error for server-side faults)."""
+    if span is None:
+        return
     span.set_attribute("rpc.grpc.status_code", code_number)
     if code_name in _SERVER_ERRORS:
         span.set_status(_api.error)
