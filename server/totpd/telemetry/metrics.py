@@ -2,8 +2,8 @@
 
 Every label set is bounded: RPC method and status code names, verdict results,
 fault reasons, wait resources. Never an account id, a factor id, a code or a
-caller. The hooks are plain calls on pre-bound label children, a microsecond
-or less each (benchmarks/NOTES.md has the cost of a unary Verify with them).
+caller. The hooks are plain calls on label children bound once, about a
+microsecond each (benchmarks/NOTES.md has what a unary Verify pays for them).
 
 Several processes (`totpd serve --processes N`): prometheus_client's
 multiprocess mode. Contract for the supervisor:
