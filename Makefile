@@ -25,7 +25,7 @@ help:
 $(STAMP): pyproject.toml setup.py $(NATIVE) clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,tracing]'
 	$(PY) -m pip install --quiet -e './clients/python[cli]'
 	touch $(STAMP)
 

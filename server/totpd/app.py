@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from totpd import otp
-from totpd.config import Settings
+from totpd.config import ConfigError, Settings
 from totpd.crypto import Keyring, KeyringError
 from totpd.service.mfa import MfaService
 from totpd.service.purging import Purger
@@ -13,6 +17,9 @@ from totpd.service.resealing import reseal_legacy_secrets
 from totpd.store import FactorStore, migrate, open_engine
 from totpd.store.checkpoints import start_checkpointer
 from totpd.store.database import SQLITE_BUSY_TIMEOUT_MS
+from totpd.telemetry import metrics, tracing
+
+_log = logging.getLogger("totpd.telemetry")
 
 
 class MissingKeysError(KeyringError):
@@ -30,6 +37,7 @@ def build_service(settings: Settings, *, prepared: bool = False) -> MfaService:
     and (otp.CpuPathError) a CPU path this machine cannot run.
     """
     otp.use_cpu_path(settings.cpu_path)
+    metrics.set_cpu_path(otp.cpu_path())
     keyring = Keyring.load(settings.key_file)
     engine = open_engine(settings.prepared_database_url())
     if not prepared:
@@ -80,3 +88,35 @@ def check_keyring(store: FactorStore, keyring: Keyring, settings: Settings) -> N
             f"the keyring at {settings.key_file} lacks key id(s) {', '.join(missing)}, "
             "which stored secrets are sealed with; start with the keyring that holds them"
         )
+
+
+@contextmanager
+def observed(settings: Settings) -> Iterator[metrics.MetricsListener | None]:
+    """Metrics listener and tracing for a serving process's life; yields the
+    listener (None when off or served by a supervisor).
+
+    A listener that cannot bind is logged, not fatal: verifications matter more
+    than their metrics, and Prometheus shows the missing target (`up == 0`).
+    Tracing configured without its packages is a configuration error.
+    """
+    if tracing.wanted(settings.otlp_endpoint):
+        try:
+            tracing.configure(settings.otlp_endpoint)
+        except tracing.TracingUnavailableError as error:
+            raise ConfigError(str(error)) from None
+    listener = None
+    supervised = os.environ.get(metrics.LISTENER_ENV) == "supervisor"
+    if settings.metrics_address and not supervised:
+        try:
+            listener = metrics.start_metrics_listener(settings.metrics_address)
+        except OSError as error:
+            _log.warning(
+                "metrics listener not started",
+                extra={"address": settings.metrics_address, "error": error.strerror},
+            )
+    try:
+        yield listener
+    finally:
+        if listener is not None:
+            listener.close()
+        tracing.shutdown()

@@ -50,6 +50,8 @@ _METAVARS = {
     "tls_key_file": "PEM",
     "tls_client_ca_file": "PEM",
     "cpu_path": "NAME",
+    "metrics_address": "HOST:PORT",
+    "otlp_endpoint": "URL",
 }
 _DATABASE_KEYS = ("database_url", "data_dir", "key_file", "log_level", "log_format")
 
@@ -164,7 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not worker:
         ensure_key_file(settings)
     # Imported late so `totpd keygen` and `--help` work without the native core.
-    from totpd.app import build_service, prepare_database
+    from totpd.app import build_service, observed, prepare_database
     from totpd.cli.supervisor import Supervisor, SupervisorError
     from totpd.otp import CpuPathError
     from totpd.rpc.server import ServerError, serve
@@ -176,7 +178,8 @@ def _serve(args: argparse.Namespace) -> int:
             return Supervisor(args.argv, args.processes, settings, args.ready_file).run()
         with _database_errors():
             service = build_service(settings, prepared=worker)
-        return serve(settings, service, ready_file=args.ready_file, tls=tls, share_port=worker)
+        with observed(settings):
+            return serve(settings, service, ready_file=args.ready_file, tls=tls, share_port=worker)
     except (
         crypto.KeyringError,
         CpuPathError,

@@ -25,7 +25,6 @@ dies (`workers.join_supervisor`), so none is left behind.
 from __future__ import annotations
 
 import collections
-import importlib
 import logging
 import os
 import signal
@@ -33,7 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -42,6 +42,7 @@ from totpd.cli.workers import LineRelay, PortReservation
 from totpd.config import Settings
 from totpd.rpc.drain import StopSignals
 from totpd.rpc.server import write_ready_file
+from totpd.telemetry import metrics
 
 _log = logging.getLogger("totpd.supervisor")
 
@@ -98,7 +99,6 @@ class Supervisor:
         self._address = ""
         self._run_dir = Path()
         self._env: dict[str, str] = {}
-        self._worker_exited: Callable[[int], None] = lambda pid: None
 
     def run(self) -> int:
         """Serve until a signal; 0 when every worker drained, 1 when they kept dying.
@@ -113,14 +113,14 @@ class Supervisor:
             self._address = reservation.address
             self._run_dir = Path(run_dir)
             self._env = _worker_environment(self._run_dir / "metrics")
-            self._worker_exited = _metrics_hooks(self._settings)
             try:
-                if self._start_all(signals):
-                    return self._supervise(signals)
-                return self._shutdown(signals)
+                with _metrics_listener(self._settings.metrics_address):
+                    if self._start_all(signals):
+                        return self._supervise(signals)
+                    return self._shutdown(signals)
             finally:
                 self._stop_now()
-                os.environ.pop(_MULTIPROC_DIR, None)
+                os.environ.pop(metrics.MULTIPROC_ENV, None)
 
     # -- starting -------------------------------------------------------------
 
@@ -215,7 +215,7 @@ class Supervisor:
         """Schedule the restart of a worker that exited, or say why not."""
         assert slot.process is not None
         pid = slot.process.pid
-        self._worker_exited(pid)
+        metrics.worker_exited(pid)
         slot.process = None
         slot.failed_starts = 0 if slot.serving else slot.failed_starts + 1
         for exits in (self._exits, slot.exits):
@@ -265,7 +265,7 @@ class Supervisor:
                 assert slot.process is not None
                 returncode = slot.process.poll()
                 if returncode is not None:
-                    self._worker_exited(slot.process.pid)
+                    metrics.worker_exited(slot.process.pid)
                     slot.process = None
                     if returncode not in (0, -signal.SIGTERM):
                         unclean.append(f"worker {slot.index}: {_how(returncode)}")
@@ -285,7 +285,7 @@ class Supervisor:
             assert slot.process is not None
             _signal(slot, signal.SIGKILL)
             slot.process.wait()
-            self._worker_exited(slot.process.pid)
+            metrics.worker_exited(slot.process.pid)
             slot.process = None
         for slot in self._slots:
             if slot.relay is not None:
@@ -298,30 +298,33 @@ def _signal(slot: _Slot, signum: int) -> None:
         slot.process.send_signal(signum)
 
 
-# --- the metrics contract ----------------------------------------------------------
-
-_MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
+# --- metrics: the workers write files, the supervisor serves their sum ------------
 
 
 def _worker_environment(metrics_dir: Path) -> dict[str, str]:
     """Workers write their metrics to files in `metrics_dir`; the supervisor serves them."""
     metrics_dir.mkdir()
-    os.environ[_MULTIPROC_DIR] = str(metrics_dir)  # the supervisor's listener reads it too
-    return {**os.environ, "TOTPD_METRICS_LISTENER": "supervisor"}
+    os.environ[metrics.MULTIPROC_ENV] = str(metrics_dir)  # the supervisor's listener reads it too
+    return {**os.environ, metrics.LISTENER_ENV: "supervisor"}
 
 
-def _metrics_hooks(settings: Settings) -> Callable[[int], None]:
-    """Start the metrics listener (one for all workers); returns `worker_exited(pid)`.
+@contextmanager
+def _metrics_listener(address: str) -> Iterator[None]:
+    """One listener for every worker, while the supervisor runs (none when `address` is empty).
 
-    Both come from `totpd.telemetry.metrics` when it is installed; without it
-    they do nothing.
+    A listener that cannot bind is logged, not fatal, as in a single process
+    (`app.observed`): Prometheus shows the missing target.
     """
+    listener = None
+    if address:
+        try:
+            listener = metrics.start_metrics_listener(address)
+        except OSError as error:
+            _log.warning(
+                "metrics listener not started", extra={"address": address, "error": error.strerror}
+            )
     try:
-        metrics = importlib.import_module("totpd.telemetry.metrics")
-    except ImportError:
-        return lambda pid: None
-    # metrics_address is a setting of the metrics branch.
-    address = settings.metrics_address  # type: ignore[attr-defined,unused-ignore]
-    metrics.start_metrics_listener(address)
-    exited: Callable[[int], None] = metrics.worker_exited
-    return exited
+        yield
+    finally:
+        if listener is not None:
+            listener.close()

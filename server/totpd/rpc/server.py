@@ -22,6 +22,7 @@ from totpd.rpc.admission import Admission, AdmissionInterceptor
 from totpd.rpc.drain import DrainingHealthServicer, StopSignals, drain_and_stop
 from totpd.rpc.health_probe import StoreHealthProbe
 from totpd.rpc.interceptors import AccessLogInterceptor, DeadlineInterceptor, ErrorInterceptor
+from totpd.rpc.metrics import MetricsInterceptor
 from totpd.rpc.servicer import TotpServicer
 from totpd.rpc.tls import (
     TlsMaterial,
@@ -85,6 +86,7 @@ def create_server(
         # already passed, an admission refusal, the handler's errors.
         interceptors=[
             AccessLogInterceptor(),
+            MetricsInterceptor(),
             ErrorInterceptor(),
             DeadlineInterceptor(settings.max_database_wait_seconds),
             admission_interceptor(settings),

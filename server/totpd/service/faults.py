@@ -27,6 +27,7 @@ from totpd.otp import NativeError
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.store.deadline import DeadlineExceededError
 from totpd.store.faults import cause_of, is_outage, is_pool_exhausted
+from totpd.telemetry import metrics
 
 _log = logging.getLogger("totpd.store")
 
@@ -103,6 +104,7 @@ def as_domain_error(error: BaseException, method: str) -> TotpdError | None:
     if isinstance(error, TotpdError):
         return error
     if isinstance(error, SecretUnavailableError):
+        metrics.secret_unavailable()
         _log.error("secret unavailable", extra={"method": method})
         return TotpdError(
             ErrorReason.SECRET_UNAVAILABLE,
@@ -121,7 +123,15 @@ def is_store_fault(error: BaseException) -> bool:
 
 
 def store_fault(error: BaseException, method: str) -> TotpdError | None:
-    """The error for a database fault (logged here, rate-limited), or None if `error` is not one."""
+    """The error for a database fault (counted, and logged rate-limited), or None
+    if `error` is not one."""
+    fault = _store_fault(error, method)
+    if fault is not None:
+        metrics.store_fault(fault.reason.value)
+    return fault
+
+
+def _store_fault(error: BaseException, method: str) -> TotpdError | None:
     if isinstance(error, DeadlineExceededError):
         return TotpdError(
             ErrorReason.DEADLINE_EXCEEDED,

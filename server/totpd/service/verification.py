@@ -55,6 +55,7 @@ from totpd.store import (
     FactorWrite,
     RoundAbortedError,
 )
+from totpd.telemetry import metrics, tracing
 
 _log = logging.getLogger("totpd.service")
 # Tries of a locked round, which the database may abort to break a deadlock.
@@ -131,6 +132,7 @@ class CodeChecker:
         finally:
             if reservation is not None:
                 self._callers.settle(reservation, failures(verdicts))
+        metrics.count_verdicts([v.result for v in verdicts if type(v) is VerifyOutcome])
         return verdicts
 
     def _check_all(
@@ -189,17 +191,19 @@ class CodeChecker:
         no candidate factor (nothing was counted for them)."""
         requests = [AttemptRequest(c.item.account_id, c.digits, c.item.factor_id) for c in checks]
         attempts = self._store.attempts
-        factors = attempts.read(requests, state=state, now=now)
-        verdicts, writes, accounts, uncounted = self._verdicts_and_writes(
-            checks, factors, now, state
-        )
-        if not attempts.write_if_unchanged(
-            writes, state=state, now=now, activate=activate, accounts=accounts
-        ):
-            # A factor changed between the read and the write (another attempt
-            # on it, a disable): nothing was written. Decide again under locks.
-            locked_round = _Round(checks, requests, state, now, activate)
-            verdicts, uncounted = self._locked_round_verdicts(locked_round)
+        with metrics.StoreRound(len(checks)):
+            factors = attempts.read(requests, state=state, now=now)
+            verdicts, writes, accounts, uncounted = self._verdicts_and_writes(
+                checks, factors, now, state
+            )
+            if not attempts.write_if_unchanged(
+                writes, state=state, now=now, activate=activate, accounts=accounts
+            ):
+                # A factor changed between the read and the write (another attempt
+                # on it, a disable): nothing was written. Decide again under locks.
+                metrics.round_relocked()
+                locked_round = _Round(checks, requests, state, now, activate)
+                verdicts, uncounted = self._locked_round_verdicts(locked_round)
         return verdicts, uncounted
 
     def _locked_round_verdicts(self, round_: _Round) -> _RoundVerdicts:
@@ -340,7 +344,10 @@ class CodeChecker:
                 digits.append(f.digits)
                 counters.append(now // f.period_seconds)
                 codes.append(code)
-        with otp.KeyTable.of(keys, algorithms, digits, counters) as table:
+        with (
+            otp.KeyTable.of(keys, algorithms, digits, counters) as table,
+            tracing.span("totpd.core.verify_batch", "totpd.core.pairs", len(keys)),
+        ):
             steps = otp.verify_batch(table, range(len(keys)), codes, self._policy.window)
         return answered, compared, steps, counters
 
@@ -373,6 +380,7 @@ def _log_secret_unavailable(factor: CandidateFactor) -> None:
 
     The only line: the caller gets a TotpdError, which the gRPC layer does not log.
     """
+    metrics.secret_unavailable()
     _log.error(
         "stored secret cannot be opened",
         extra={"factor_id": factor.factor_id, "key_id": factor.secret_key_id},

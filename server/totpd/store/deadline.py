@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -23,6 +24,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from totpd import deadlines
 from totpd.store.errors import StoreFaultError
+from totpd.telemetry import metrics
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -116,12 +118,18 @@ class DeadlinePool(QueuePool):
     _configured_timeout: float
 
     def _do_get(self) -> ConnectionPoolEntry:
+        # Every connection taken and no more may be opened: this checkout waits.
+        waits = 0 <= self._max_overflow <= self._overflow and self._pool.empty()
+        started = time.perf_counter() if waits else 0.0
         try:
             return super()._do_get()
         except sa_exc.TimeoutError:
             if deadlines.expired():
                 raise DeadlineExceededError from None
             raise
+        finally:
+            if waits:
+                metrics.pool_waited(time.perf_counter() - started)
 
     @property
     def _timeout(self) -> float:
