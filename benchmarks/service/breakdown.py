@@ -147,7 +147,7 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
     timers = _Timers()
     seconds = timers.seconds
     service = server.service
-    checker = service._checker
+    checker = service.deps.checker
     sql_stage: list[str] = ["other"]
 
     def in_stage(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:

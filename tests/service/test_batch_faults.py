@@ -85,7 +85,7 @@ def test_a_fault_in_a_later_round_fails_only_the_items_not_decided(
     monkeypatch.undo()
     # The first round's failure was counted once; the third item's code is unused.
     factor_id = enrolled.factor.factor_id
-    assert service._store.get_many([factor_id])[factor_id].failed_attempts == 1
+    assert service.deps.store.get_many([factor_id])[factor_id].failed_attempts == 1
     assert results_of(service.verify_batch([items[2]])) == [VerifyResult.VALID]
 
 

@@ -16,7 +16,7 @@ def interleave_after_read(
     service: MfaService, monkeypatch: pytest.MonkeyPatch, other: Callable[[], object]
 ) -> list[int]:
     """Run `other` once, right after the next round's optimistic read; count locked rounds."""
-    attempts = service._checker._store.attempts
+    attempts = service.deps.store.attempts
     real_read, real_locked = attempts.read, attempts.locked
     pending = [other]
     locked_rounds = [0]

@@ -101,7 +101,7 @@ def test_a_failure_racing_a_locked_round_on_a_new_account_waits_and_both_count(
             other.start()
         return factors
 
-    monkeypatch.setattr(service._checker._store.attempts, "write_if_unchanged", _never)
+    monkeypatch.setattr(service.deps.store.attempts, "write_if_unchanged", _never)
     monkeypatch.setattr(LockedRound, "read", read)
     outcome = service.verify(VerifyItem(account_id, wrong, phone.factor.factor_id))
     others[0].join(timeout=30)
