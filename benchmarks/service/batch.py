@@ -246,27 +246,9 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
             accounts = json.dumps([pool.account(index) for index, _ in pairs])
             if postgres:
                 connection.autocommit = True  # the service reads outside a transaction
-            cursor = connection.cursor()
-            started = time.perf_counter()
-            cursor.execute(read.sql, read.parameters({"p_now": now, "p_accounts": accounts}))
-            rows = cursor.fetchall()
-            reading = time.perf_counter() - started
-            cursor.close()
-            # The consumed step of each factor, on the state as read.
-            writes = sorted(
-                FactorWrite(
-                    factor_id=f.factor_id,
-                    failed_attempts=0,
-                    blocked_until=0,
-                    last_used_step=steps[f.factor_id],
-                    consumed=1,
-                    seen_failed_attempts=f.failed_attempts,
-                    seen_blocked_until=f.blocked_until,
-                    seen_last_used_step=f.last_used_step,
-                )
-                for f in map(CandidateFactor._make, rows)
-                if f.factor_id in steps
-            )
+            params = read.parameters({"p_now": now, "p_accounts": accounts})
+            reading, rows = _timed_read(connection, read.sql, params)
+            writes = _consumed_steps(rows, steps)
             if postgres:
                 connection.autocommit = False  # the write's transaction, as the store's
             write_sql = (write.sql, write.parameters({"p_now": now, "p_rows": json.dumps(writes)}))
@@ -282,4 +264,33 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
         connection.close()
     return summarize(
         n, times, read_fraction=read_rows / (n * repeat), updated_fraction=updated / (n * repeat)
+    )
+
+
+def _timed_read(connection: Any, sql: str, params: Any) -> tuple[float, list[Any]]:
+    """The read's wall time and its rows."""
+    cursor = connection.cursor()
+    started = time.perf_counter()
+    cursor.execute(sql, params)
+    rows = cursor.fetchall()
+    reading = time.perf_counter() - started
+    cursor.close()
+    return reading, rows
+
+
+def _consumed_steps(rows: list[Any], steps: dict[str, int]) -> list[FactorWrite]:
+    """The consumed step of each factor, on the state as read."""
+    return sorted(
+        FactorWrite(
+            factor_id=f.factor_id,
+            failed_attempts=0,
+            blocked_until=0,
+            last_used_step=steps[f.factor_id],
+            consumed=1,
+            seen_failed_attempts=f.failed_attempts,
+            seen_blocked_until=f.blocked_until,
+            seen_last_used_step=f.last_used_step,
+        )
+        for f in map(CandidateFactor._make, rows)
+        if f.factor_id in steps
     )
