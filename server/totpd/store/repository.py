@@ -1,13 +1,6 @@
 """Factors: enrollment, reads, disable; account unlock. Rounds live in rounds.py.
 
-`store/` is the only place with SQL. The ORM serves the low-rate operations;
-the verification hot path (`FactorStore.attempts`) runs compiled statements
-on the driver's cursor. Rows never leave this module: every method takes and
-returns the records of store/records.py.
-
-Every operation waits for the database at most until the call's deadline
-(store/deadline.py) and raises DeadlineExceededError then; a transaction
-commits only while the deadline holds, otherwise it rolls back.
+Design notes: ARCHITECTURE.md, "Module notes", store/repository.py.
 """
 
 from __future__ import annotations
@@ -21,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from totpd.domain import LIVE_STATES, NEVER_USED_STEP, Algorithm, FactorState
-from totpd.store import deadline
+from totpd.store import deadline, faults
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import LabelTakenError, StoreUnavailableError
 from totpd.store.legacy_secrets import LegacySecrets
@@ -71,6 +64,7 @@ class FactorStore:
             cause = error.orig if error.orig is not None else error
             raise StoreUnavailableError("the database does not answer", cause) from error
 
+    @faults.translated
     def secret_key_ids(self) -> set[str]:
         """The id of every key a stored secret is sealed with."""
         query = (
@@ -167,6 +161,7 @@ class FactorStore:
 
     # -- account unlock ----------------------------------------------------
 
+    @faults.translated
     def unlock_account(self, account_id: str) -> AccountUnlock:
         """Lift the account's lock after too many consecutive failures, end its run
         of failures, refill its failure budget, and clear its live factors'
@@ -205,6 +200,7 @@ class FactorStore:
                 session.flush()
         return found
 
+    @faults.translated
     def account_state(self, account_id: str) -> AccountState | None:
         """The account's attempt state; None: no failure was ever counted."""
         with self._sessions() as session:
