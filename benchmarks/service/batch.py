@@ -1,28 +1,7 @@
-"""BatchVerify end to end, and the database's own bulk UPDATE for the same rows.
+"""BatchVerify end to end, and the database's own bulk UPDATE and the service's own SQL
+for the same rows; rates are rows per second from the median call time.
 
-Three figures per (database, batch size), all from the same run:
-
-- ``service``: `BatchVerify` through a real `totpd serve` process over loopback,
-  every item a fresh valid code (replay protection and attempt accounting on:
-  the server reads the factors, compares, and writes the consumed step on the
-  condition that each factor is still as read).
-- ``db_consume``: the one conditional bulk UPDATE that replay protection cannot
-  avoid, ``UPDATE factors ... FROM <rows (id, step)> WHERE id = ... AND state =
-  'active' AND last_used_step < step RETURNING id``, run directly with sqlite3 /
-  psycopg on fresh rows, one statement and one transaction. The rows go in each
-  of `forms`: a VALUES list, and one JSON array parameter (as the service sends
-  its own; PostgreSQL reads it as json or jsonb). The fastest is the database's
-  figure, so no form's quirks flatter the service (each database is slow at a
-  different one).
-- ``db_service_sql``: the service's own two statements (the store's
-  `round_sql.bulk_round_sql`), raw with sqlite3 / psycopg: the bulk read of
-  the accounts' factors (no lock), then in one transaction (``BEGIN
-  IMMEDIATE`` on SQLite) the conditional bulk write of each consumed step on
-  the state just read, and COMMIT. The floor of the service's design with no Python around it:
-  ``service / db_service_sql`` is the cost of the service's own code, and
-  ``db_service_sql / db_consume`` the most this design can reach.
-
-Rates are rows (verifications) per second from the median call time.
+The figures: benchmarks/README.md, "BatchVerify against the database".
 """
 
 from __future__ import annotations

@@ -1,44 +1,7 @@
-"""Where one BatchVerify call spends its time, measured in-process.
+"""Where one BatchVerify call spends its time, measured in-process (a child process that
+holds only what a server holds), each stage timed by wrapping the server's functions.
 
-The benchmark builds the server's own objects (`MfaService` on `FactorStore`, the
-keyring, `TotpServicer`) against the same database and runs one call the way grpc
-would: parse the request bytes, call the servicer, serialize the response. Each
-stage is timed by wrapping the server's functions from the outside (no server
-code changes); the wrappers cost well under a microsecond per call. Stages:
-
-  parse            BatchVerifyRequest.FromString
-  to_domain        servicer: proto items -> VerifyItem (convert.verify_items)
-  validate         service: VerifyItem -> its ids validated, code shape checks
-  read_select      Attempts.read: connection checkout, the SELECT of the
-                   candidate factors (no lock), result rows -> CandidateFactor
-  decrypt          Keyring.open_parts, AES-256-GCM per factor
-  key_table        KeyTable.of: the batch's keys into contiguous buffers
-  c_verify         otp.verify_batch (the C core)
-  judge            CodeChecker._candidate_verdicts minus decrypt, key_table and c_verify:
-                   blocked checks, matching steps, building results and writes
-  write_update     Attempts.write_if_unchanged: the writer queue (SQLite), BEGIN
-                   (IMMEDIATE on SQLite), the one conditional bulk UPDATE ...
-                   FROM (JSON rows) ... RETURNING id of every compared factor
-                   (each only if still as read), COMMIT
-  engine_glue      the rest of CodeChecker: rounds, grouping by account, results
-                   in request order
-  response_build   servicer: domain results -> BatchVerifyResponse
-  serialize        BatchVerifyResponse.SerializeToString
-
-Inside read_select and write_update, `*_sql_exec` is the time spent in the
-DB-API cursor's execute and fetch (the database and the driver; the store runs
-these statements on the cursor, `dbapi.run_compiled`, and reports their time
-through `dbapi.timed_statements`; psycopg's implicit BEGIN is in it, COMMIT is
-not); the rest of the stage is the JSON payload, turning rows into records,
-connection checkout and commit. ``locked_retries``
-counts rounds decided again under locks after a conflict (`Attempts.locked`);
-none are expected here, where nothing else writes.
-``gc_pauses`` is the time the cyclic garbage collector ran during the call; it
-is already inside whichever stage allocated, so it is not added to the total.
-
-It runs in a child process (``python -m benchmarks.service.breakdown``) that holds
-only what a server holds, so garbage-collection pauses are the server's, not
-those of the benchmark's heap with 100k secrets.
+The stages: benchmarks/README.md, "Where one call's time goes".
 """
 
 from __future__ import annotations

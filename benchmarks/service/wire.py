@@ -1,26 +1,7 @@
-"""Wire shape for BatchVerify: per-item messages (proto/ today) against columnar fields.
+"""Wire shape for BatchVerify: per-item messages (proto/ today) against columnar fields
+(a throwaway .proto, `COLUMNAR_PROTO`, compiled into a temp dir; proto/ is untouched).
 
-The columnar alternative lives only in a throwaway .proto compiled into a temp
-dir (proto/ is untouched):
-
-    message ColumnarBatchVerifyRequest {
-      repeated string account_ids = 1; repeated string codes = 2;
-      repeated string factor_ids = 3;            // empty, or one per item
-    }
-    message ColumnarBatchVerifyResponse {
-      repeated totpd.v1.VerifyResult results = 1; // packed enum
-      repeated string factor_ids = 2;
-      repeated sint32 step_offsets = 3;           // packed
-      repeated uint32 attempts_left = 4;          // packed
-      repeated uint32 retry_after_seconds = 5;    // packed
-      repeated ItemErrorAt errors = 6;            // sparse: only failed items
-    }
-
-For each shape, with the installed protobuf runtime (upb), medians of:
-  server_parse     request bytes -> message -> the three fields of every item in Python
-  server_respond   every item's verdict -> response message -> bytes
-  client_build     the three fields of every item -> request message -> bytes
-  client_read      response bytes -> message -> every item's verdict fields in Python
+The timings: benchmarks/README.md, "Wire shape".
 """
 
 from __future__ import annotations
