@@ -5,8 +5,9 @@ Design notes: ARCHITECTURE.md, "Module notes", store/repository.py.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import NamedTuple, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 from sqlalchemy import Engine, create_engine, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -242,47 +243,37 @@ class FactorStore:
             return disabled
 
 
+# The record fields a factor row holds under the same name, as the same value.
+_SAME_IN_ROW: Final = tuple(
+    field.name
+    for field in dataclasses.fields(StoredFactor)
+    if field.name not in ("factor_id", "algorithm", "state")
+)
+_NEW_IN_ROW: Final = tuple(
+    field.name
+    for field in dataclasses.fields(NewFactor)
+    if field.name not in ("factor_id", "algorithm")
+)
+
+
 def _stored(row: FactorRow) -> StoredFactor:
     return StoredFactor(
         factor_id=row.id,
-        account_id=row.account_id,
-        label=row.label,
-        issuer=row.issuer,
         algorithm=Algorithm(row.algorithm),
-        digits=row.digits,
-        period_seconds=row.period_seconds,
         state=FactorState(row.state),
-        secret_key_id=row.secret_key_id,
-        secret_nonce=row.secret_nonce,
-        secret_ciphertext=row.secret_ciphertext,
-        last_used_step=row.last_used_step,
-        failed_attempts=row.failed_attempts,
-        blocked_until=row.blocked_until,
-        created_at=row.created_at,
-        confirmed_at=row.confirmed_at,
-        last_used_at=row.last_used_at,
-        expires_at=row.expires_at,
+        **{name: getattr(row, name) for name in _SAME_IN_ROW},
     )
 
 
 def _new_row(factor: NewFactor) -> FactorRow:
     return FactorRow(
         id=factor.factor_id,
-        account_id=factor.account_id,
-        label=factor.label,
-        issuer=factor.issuer,
         algorithm=factor.algorithm.value,
-        digits=factor.digits,
-        period_seconds=factor.period_seconds,
         state=FactorState.PENDING.value,
-        secret_key_id=factor.secret_key_id,
-        secret_nonce=factor.secret_nonce,
-        secret_ciphertext=factor.secret_ciphertext,
         last_used_step=NEVER_USED_STEP,
         failed_attempts=0,
         blocked_until=0,
-        created_at=factor.created_at,
-        expires_at=factor.expires_at,
+        **{name: getattr(factor, name) for name in _NEW_IN_ROW},
     )
 
 

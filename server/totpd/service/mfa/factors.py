@@ -3,6 +3,8 @@ of a stored factor (no secret, no counters)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from totpd.domain import LIVE_STATES, FactorState
 from totpd.service import validation
 from totpd.service.errors import factor_not_found
@@ -33,19 +35,9 @@ def owned_factor(deps: Deps, account_id: str, factor_id: str) -> StoredFactor:
     return factor
 
 
+_PUBLIC_FIELDS = tuple(field.name for field in dataclasses.fields(Factor))
+
+
 def to_factor(stored: StoredFactor) -> Factor:
     """The public view of a stored factor: everything but the secret and the counters."""
-    return Factor(
-        factor_id=stored.factor_id,
-        account_id=stored.account_id,
-        label=stored.label,
-        issuer=stored.issuer,
-        algorithm=stored.algorithm,
-        digits=stored.digits,
-        period_seconds=stored.period_seconds,
-        state=stored.state,
-        created_at=stored.created_at,
-        confirmed_at=stored.confirmed_at,
-        last_used_at=stored.last_used_at,
-        expires_at=stored.expires_at,
-    )
+    return Factor(**{name: getattr(stored, name) for name in _PUBLIC_FIELDS})
