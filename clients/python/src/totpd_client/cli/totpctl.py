@@ -55,24 +55,12 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
         "TLS", "plaintext (for a server on loopback) unless one of these is given"
     )
     tls.add_argument("--tls", action="store_true", help="TLS, trusting the system's CA roots")
-    tls.add_argument(
-        "--tls-ca",
-        default=env("TOTPCTL_TLS_CA") or None,
-        metavar="FILE",
-        help="TLS, trusting this CA (PEM file)",
-    )
-    tls.add_argument(
-        "--tls-cert",
-        default=env("TOTPCTL_TLS_CERT") or None,
-        metavar="FILE",
-        help="mTLS: client certificate (PEM)",
-    )
-    tls.add_argument(
-        "--tls-key",
-        default=env("TOTPCTL_TLS_KEY") or None,
-        metavar="FILE",
-        help="mTLS: the certificate's key (PEM)",
-    )
+    for flag, variable, what in (
+        ("--tls-ca", "TOTPCTL_TLS_CA", "TLS, trusting this CA (PEM file)"),
+        ("--tls-cert", "TOTPCTL_TLS_CERT", "mTLS: client certificate (PEM)"),
+        ("--tls-key", "TOTPCTL_TLS_KEY", "mTLS: the certificate's key (PEM)"),
+    ):
+        tls.add_argument(flag, default=env(variable) or None, metavar="FILE", help=what)
     tls.add_argument(
         "--tls-server-name",
         metavar="NAME",
