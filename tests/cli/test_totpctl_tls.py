@@ -52,6 +52,13 @@ def last_line(err: str) -> str:
     return err.splitlines()[-1]
 
 
+def refused_trusting(totpctl_at: Totpctl, server: LiveServer, ca: Path) -> Run:
+    """A command trusting `ca` (and nothing else) that the server's TLS refuses."""
+    refused = totpctl_at(server.address, "--timeout", "3", "--tls-ca", str(ca), "list", "x")
+    assert_unavailable(refused)
+    return refused
+
+
 def assert_unavailable(refused: Run) -> None:
     """A connection that did not come about: exit 2, totpctl's UNAVAILABLE line last."""
     assert refused.exit_code == 2
@@ -126,10 +133,7 @@ def test_plaintext_to_a_tls_server_says_tls_is_needed(
 def test_a_server_certificate_from_another_ca_is_refused(
     tls_server: LiveServer, tls_files: TlsFiles, totpctl_at: Totpctl
 ) -> None:
-    refused = totpctl_at(
-        tls_server.address, "--timeout", "3", "--tls-ca", str(tls_files.other_ca), "list", "x"
-    )
-    assert_unavailable(refused)
+    refused = refused_trusting(totpctl_at, tls_server, tls_files.other_ca)
     assert "check --tls-ca, --tls-cert and --tls-key" in refused.err
 
 
@@ -142,10 +146,7 @@ def test_mtls_with_the_client_certificate_works(
 def test_mtls_without_a_client_certificate_is_refused(
     mtls_server: LiveServer, tls_files: TlsFiles, totpctl_at: Totpctl
 ) -> None:
-    refused = totpctl_at(
-        mtls_server.address, "--timeout", "3", "--tls-ca", str(tls_files.ca), "list", "x"
-    )
-    assert_unavailable(refused)
+    refused_trusting(totpctl_at, mtls_server, tls_files.ca)
 
 
 @pytest.mark.parametrize("given", ["--tls-cert", "--tls-key"])

@@ -210,6 +210,15 @@ def serving(engine: Engine, settings: Settings, clock: Clock, secrets: Secrets) 
         yield Matrix(live, clock, secrets)
 
 
+Serve = Callable[[Engine], AbstractContextManager[Matrix]]
+
+
+@pytest.fixture
+def serve(settings: Settings, clock: Clock, secrets_seen: Secrets) -> Serve:
+    """`serving` with this test's settings, clock and secrets."""
+    return lambda engine: serving(engine, settings, clock, secrets_seen)
+
+
 def down_then_back(
     matrix: Matrix, account: Account, outage: AbstractContextManager[object], times: int
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -251,9 +260,7 @@ def halted(
 )
 def test_every_rpc_is_unavailable_while_postgresql_is_stopped_and_works_after_restart(
     pg: FaultyPostgres,
-    settings: Settings,
-    clock: Clock,
-    secrets_seen: Secrets,
+    serve: Serve,
     no_secrets_in_logs: LogCapture,
     pool: str,
     stop: str,
@@ -263,7 +270,7 @@ def test_every_rpc_is_unavailable_while_postgresql_is_stopped_and_works_after_re
     # A disposed pool: every call must open a new connection.
     then = engine.dispose if pool == "disposed pool" else lambda: None
     try:
-        with serving(engine, settings, clock, secrets_seen) as matrix:
+        with serve(engine) as matrix:
             account = matrix.new_account()
             matrix.answers(matrix.new_account())  # every RPC once: connections in the pool
             down, back = down_then_back(matrix, account, halted(pg, stop, then), times=3)
@@ -276,21 +283,19 @@ def test_every_rpc_is_unavailable_while_postgresql_is_stopped_and_works_after_re
 @pytest.mark.postgres
 def test_a_fresh_engine_on_a_stopped_postgresql_answers_unavailable(
     pg: FaultyPostgres,
-    settings: Settings,
-    clock: Clock,
-    secrets_seen: Secrets,
+    serve: Serve,
     no_secrets_in_logs: LogCapture,
 ) -> None:
     """A server (re)started during the outage has no connection at all yet."""
     engine = open_engine(pg.url)
     migrate(engine)
-    with serving(engine, settings, clock, secrets_seen) as matrix:
+    with serve(engine) as matrix:
         account = matrix.new_account()
     engine.dispose()
 
     fresh = open_engine(pg.url)
     try:
-        with serving(fresh, settings, clock, secrets_seen) as matrix:
+        with serve(fresh) as matrix:
             down, back = down_then_back(matrix, account, halted(pg), times=2)
     finally:
         fresh.dispose()
@@ -300,9 +305,7 @@ def test_a_fresh_engine_on_a_stopped_postgresql_answers_unavailable(
 
 def test_every_rpc_is_unavailable_while_the_sqlite_file_cannot_be_opened(
     tmp_path: Path,
-    settings: Settings,
-    clock: Clock,
-    secrets_seen: Secrets,
+    serve: Serve,
     no_secrets_in_logs: LogCapture,
 ) -> None:
     """The database file replaced by a directory: SQLite cannot open it (as root
@@ -312,7 +315,7 @@ def test_every_rpc_is_unavailable_while_the_sqlite_file_cannot_be_opened(
     engine = open_engine(f"sqlite:///{database}")
     migrate(engine)
     try:
-        with serving(engine, settings, clock, secrets_seen) as matrix:
+        with serve(engine) as matrix:
             account = matrix.new_account()
             engine.dispose()
             down, back = down_then_back(matrix, account, sqlite_file_gone(database), times=2)
@@ -330,9 +333,7 @@ def _read_only(dbapi_connection: Any, _record: Any) -> None:
 
 def test_sqlite_on_a_read_only_filesystem_refuses_every_write_as_unavailable(
     tmp_path: Path,
-    settings: Settings,
-    clock: Clock,
-    secrets_seen: Secrets,
+    serve: Serve,
     no_secrets_in_logs: LogCapture,
 ) -> None:
     """A server started on a read-only filesystem. Tests may run as root, where
@@ -344,7 +345,7 @@ def test_sqlite_on_a_read_only_filesystem_refuses_every_write_as_unavailable(
     database = tmp_path / "readonly.sqlite3"
     engine = open_engine(f"sqlite:///{database}")
     migrate(engine)
-    with serving(engine, settings, clock, secrets_seen) as matrix:
+    with serve(engine) as matrix:
         account = matrix.new_account()
     engine.dispose()
     writers = database.with_name(database.name + ".writers")
@@ -354,7 +355,7 @@ def test_sqlite_on_a_read_only_filesystem_refuses_every_write_as_unavailable(
     restarted = open_engine(f"sqlite:///{database}")
     event.listen(restarted, "connect", _read_only)
     try:
-        with serving(restarted, settings, clock, secrets_seen) as matrix:
+        with serve(restarted) as matrix:
             down = matrix.answers(account, times=2)
     finally:
         restarted.dispose()
