@@ -13,7 +13,8 @@ from typing import Any
 
 import grpc
 
-from benchmarks.service.fixtures import Database, FactorPool, cpu_seconds
+from benchmarks.service.fixtures import Database, FactorPool
+from benchmarks.service.servers import cpu_seconds
 from totpd.domain import FactorState
 from totpd.store import CandidateFactor, FactorWrite, open_engine
 from totpd.store.round_sql import bulk_round_sql

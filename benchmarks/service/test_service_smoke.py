@@ -17,13 +17,13 @@ from benchmarks.service import batch, breakdown, report, unary, wire
 from benchmarks.service.fixtures import (
     POSTGRES_URL_ENV,
     FactorPool,
-    ServerProcess,
     postgres_database,
     postgres_settings,
     seed_database,
     sqlite_database,
     sqlite_settings,
 )
+from benchmarks.service.servers import ServerProcess
 
 
 def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
@@ -39,6 +39,10 @@ def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
     assert {"read_select_sql_exec", "write_update_sql_exec"} <= set(parts["stages_median_s"])
     assert level["requests"] > 0 and set(level["verdicts"]) == {"VERIFY_RESULT_VALID"}
     assert level["mode"] == "closed"
+    # `--processes 2`: two workers on one port, at least two connections each, and the
+    # server's CPU is theirs (the supervisor alone is idle: far below this).
+    assert level["servers"] == 2 and level["connections"] >= 4
+    assert level["server_cpu_s"][0] > 0.05
     _check_open_level(figures["open_level"])
     assert figures["settings"]["journal_mode"] == "wal"
 
@@ -58,7 +62,7 @@ def _run_every_piece(tmp_path: Path) -> dict[str, Any]:
     with sqlite_database(tmp_path) as database:
         seeded = seed_database(database, tmp_path, 400)
         pool = FactorPool(seeded)
-        server = ServerProcess(tmp_path, database.url)
+        server = ServerProcess(tmp_path, database.url, processes=2)
         server.start()
         try:
             return {
@@ -67,12 +71,8 @@ def _run_every_piece(tmp_path: Path) -> dict[str, Any]:
                 "consume": batch.run_database(database, pool, 20, 1),
                 "own_sql": batch.run_service_sql(database, pool, 20, 1),
                 "parts": breakdown.run_breakdown(database, tmp_path, pool, 20, 1),
-                "level": unary.run_level(
-                    [server.address], [server.pid], pool, 2, 0.3, max_rate=200
-                ),
-                "open_level": unary.run_open_level(
-                    [server.address], [server.pid], pool, 100.0, 0.4, 50, warmup=10
-                ),
+                "level": unary.run_level(server, pool, 2, 0.3, max_rate=200),
+                "open_level": unary.run_open_level(server, pool, 100.0, 0.4, 50, warmup=10),
                 "settings": sqlite_settings(database),
             }
         finally:

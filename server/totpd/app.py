@@ -19,10 +19,12 @@ class MissingKeysError(KeyringError):
     """Stored secrets are sealed with keys the keyring does not hold."""
 
 
-def build_service(settings: Settings) -> MfaService:
-    """Load the keyring, open the database (running migrations and re-sealing
-    legacy secrets), start the purge, wire the service.
+def build_service(settings: Settings, *, prepared: bool = False) -> MfaService:
+    """Load the keyring, open the database, start the purge, wire the service.
 
+    Unless `prepared` (a worker of `totpd serve --processes N`, whose supervisor
+    ran `prepare_database` once for all of them), first run the migrations,
+    check the keyring and re-seal legacy secrets.
     The key file must exist: `totpd serve --dev` creates a development one first.
     Refuses (MissingKeysError) a keyring that lacks a key the stored secrets need,
     and (otp.CpuPathError) a CPU path this machine cannot run.
@@ -30,18 +32,39 @@ def build_service(settings: Settings) -> MfaService:
     otp.use_cpu_path(settings.cpu_path)
     keyring = Keyring.load(settings.key_file)
     engine = open_engine(settings.prepared_database_url())
-    migrate(engine)
+    if not prepared:
+        migrate(engine)
     store = FactorStore(engine)
-    try:
-        check_keyring(store, keyring, settings)
-    except MissingKeysError:
-        engine.dispose()
-        raise
-    reseal_legacy_secrets(store.legacy_secrets, keyring)
+    if not prepared:
+        try:
+            _check_and_reseal(store, keyring, settings)
+        except MissingKeysError:
+            engine.dispose()
+            raise
     # SQLite only: WAL checkpoints in a daemon thread, off the writers' path.
     start_checkpointer(engine, SQLITE_BUSY_TIMEOUT_MS)
     Purger(store, settings.policy, time.time, interval=settings.purge_interval_seconds).start()
     return MfaService(store, keyring, settings.policy, time.time)
+
+
+def prepare_database(settings: Settings) -> None:
+    """What `build_service` does once before serving, alone: check the CPU path,
+    load the keyring, migrate, check the keyring against the stored key ids,
+    re-seal legacy secrets. A supervisor runs it before its workers start, so
+    they do not race to migrate."""
+    otp.use_cpu_path(settings.cpu_path)
+    keyring = Keyring.load(settings.key_file)
+    engine = open_engine(settings.prepared_database_url())
+    try:
+        migrate(engine)
+        _check_and_reseal(FactorStore(engine), keyring, settings)
+    finally:
+        engine.dispose()
+
+
+def _check_and_reseal(store: FactorStore, keyring: Keyring, settings: Settings) -> None:
+    check_keyring(store, keyring, settings)
+    reseal_legacy_secrets(store.legacy_secrets, keyring)
 
 
 def check_keyring(store: FactorStore, keyring: Keyring, settings: Settings) -> None:
