@@ -18,8 +18,8 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { ItemError } from "./errors";
-import { Algorithm, algorithmFromJSON, algorithmToJSON, Factor, VerifyOutcome } from "./factor";
+import { ItemError } from "./errors.js";
+import { Algorithm, algorithmFromJSON, algorithmToJSON, Factor, VerifyOutcome } from "./factor.js";
 
 export const protobufPackage = "totpd.v1";
 
