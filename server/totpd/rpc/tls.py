@@ -1,11 +1,6 @@
 """Transport security: the TLS files read and checked, served, and reloaded when they change.
 
-TLS is off unless `tls_cert_file` and `tls_key_file` are both set;
-`tls_client_ca_file` on top of them requires client certificates (mTLS).
-`load_tls` runs at startup (`totpd serve` checks the files before it touches
-anything), so a wrong path, a key that does not match its certificate or a
-client CA without a server certificate fails then, not at the first handshake.
-Messages name the setting and the path, never a file's content.
+Design notes: ARCHITECTURE.md, "Module notes", rpc/tls.py.
 """
 
 from __future__ import annotations

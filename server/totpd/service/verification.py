@@ -1,19 +1,6 @@
 """The verification engine: checks codes against accounts' factors in rounds.
 
-One engine serves Verify, BatchVerify, ConfirmEnrollment and Disable, so they
-cannot drift apart. The round's order is the security argument: see
-ARCHITECTURE.md, "One Verify, through the code".
-
-Glossary (one name per concept):
-- request: `VerifyItem`, a code to check for an account (and maybe one factor);
-  the engine receives it with the ids validated.
-- check: `Check` (checks.py), a request with its position and digit count.
-- candidate: `CandidateFactor`, a factor with its attempt state as a round read
-  it; the store's read request for one check is `AttemptRequest` (store/).
-- verdict: `Verdict` (checks.py), a check's `VerifyOutcome` or `TotpdError`.
-- writes: `FactorWrite`/`AccountWrite`, the new attempt state a round stores
-  (accounting.py); an uncounted check (no candidate read) is explained by
-  uncounted.py.
+Design notes: ARCHITECTURE.md, "Module notes", service/verification.py.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from totpd import deadlines
+from totpd.store import faults
 from totpd.store.deadline import DeadlineExceededError, DeadlinePool, wait_limit
 from totpd.store.errors import unusable_file
 from totpd.store.flock_waiter import FlockWaiter
@@ -220,6 +221,7 @@ def writer_queue(engine: Engine) -> AbstractContextManager[object]:
     return nullcontext()
 
 
+@faults.translated
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision."""
     config = Config()
