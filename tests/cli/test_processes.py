@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.cli.processes import dev_server, run_totpd
+from tests.telemetry.scrape import scrape, value
 from tests.tls_certs import TlsFiles
 from totpd.cli.serve import build_parser, main
 from totpd.cli.workers import available_cores
@@ -313,3 +314,34 @@ def test_tls_workers_serve_on_one_port(
     serving = [r for r in records(stderr) if r["msg"] == "serving"]
     assert sorted(r["worker"] for r in serving) == [0, 1]
     assert {r["tls"] for r in serving} == {"tls"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow  # a supervisor and two workers, one killed
+def test_one_scrape_of_the_supervisor_sums_every_worker_and_keeps_a_dead_ones_counts(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    metrics_port = free_port()
+    flags = ("--processes", "2", "--metrics-address", f"127.0.0.1:{metrics_port}")
+    with dev_server(tmp_path, subprocess_env, *flags) as (supervisor, address):
+        enroll_on_new_connections(address, 30, "counted")
+        enrolled = value(scrape(metrics_port), "totpd_rpc_requests_total", method="Enroll")
+        victim = min(children(supervisor.pid))
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(children(supervisor.pid) - {victim}) == 2, "a new worker runs")
+        after_death = value(scrape(metrics_port), "totpd_rpc_requests_total", method="Enroll")
+        supervisor.send_signal(signal.SIGTERM)
+        _, stderr = supervisor.communicate(timeout=60)
+
+    assert supervisor.returncode == 0, stderr
+    lines = records(stderr)
+    answered = {r["worker"] for r in lines if r["logger"] == "totpd.access"}
+    assert answered == {0, 1}  # the 30 calls were spread, yet one scrape counts them all
+    assert enrolled == 30
+    assert after_death == 30  # a dead worker's counters stay in the sum
+    assert not any(r.get("worker") is not None and "metrics listening" in r["msg"] for r in lines)
