@@ -324,6 +324,9 @@ def test_status_table_covers_every_reason_with_the_documented_code() -> None:
         "DEADLINE_EXCEEDED": "DEADLINE_EXCEEDED",
         "RATE_LIMITED": "RESOURCE_EXHAUSTED",
         "REQUEST_ID_REUSED": "INVALID_ARGUMENT",
+        "UNAUTHENTICATED": "UNAUTHENTICATED",
+        "PERMISSION_DENIED": "PERMISSION_DENIED",
+        "TENANT_REQUIRED": "INVALID_ARGUMENT",
     }
     assert {r.name: c.name for r, c in STATUS_BY_REASON.items()} == expected
     # The domain enum and the proto enum name the same reasons.
