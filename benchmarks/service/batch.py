@@ -15,6 +15,7 @@ import grpc
 
 from benchmarks.service.fixtures import Database, FactorPool
 from benchmarks.service.servers import cpu_seconds
+from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
 from totpd.store import CandidateFactor, FactorWrite, open_engine
 from totpd.store.round_sql import bulk_round_sql
@@ -226,12 +227,14 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
             accounts = json.dumps([pool.account(index) for index, _ in pairs])
             if postgres:
                 connection.autocommit = True  # the service reads outside a transaction
-            params = read.parameters({"p_now": now, "p_accounts": accounts})
+            values = {"p_now": now, "p_accounts": accounts, "p_tenant": DEFAULT_TENANT}
+            params = read.parameters(values)
             reading, rows = _timed_read(connection, read.sql, params)
             writes = _consumed_steps(rows, steps)
             if postgres:
                 connection.autocommit = False  # the write's transaction, as the store's
-            write_sql = (write.sql, write.parameters({"p_now": now, "p_rows": json.dumps(writes)}))
+            values = {"p_now": now, "p_rows": json.dumps(writes), "p_tenant": DEFAULT_TENANT}
+            write_sql = (write.sql, write.parameters(values))
             started = time.perf_counter()
             (written,) = _transaction(connection, database, [write_sql])
             elapsed = reading + time.perf_counter() - started

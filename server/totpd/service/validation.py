@@ -17,12 +17,15 @@ from totpd.domain import (
     DEFAULT_PERIOD_SECONDS,
     DIGITS_RANGE,
     PERIOD_RANGE,
+    TENANT_MAX,
     Algorithm,
 )
 from totpd.service.errors import ErrorReason, TotpdError
 
 # Printable ASCII without spaces: an id a caller copies, never a display name.
 _ACCOUNT_ID = re.compile(rf"[\x21-\x7e]{{1,{ACCOUNT_ID_MAX}}}")
+# A tenant's name: the same rule as an account id.
+_TENANT = re.compile(rf"[\x21-\x7e]{{1,{TENANT_MAX}}}")
 # The canonical lowercase UUID form that totpd hands out.
 _FACTOR_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # ASCII digits only; `str.isdigit`, `int()` and `\d` accept other scripts' digits.
@@ -34,6 +37,15 @@ def account_id(value: str, field: str = "account_id") -> str:
         raise _invalid(
             field,
             f"{field} must be 1 to {ACCOUNT_ID_MAX} printable ASCII characters without spaces",
+        )
+    return value
+
+
+def tenant(value: str, field: str = "x-totpd-tenant") -> str:
+    if not _TENANT.fullmatch(value):
+        raise _invalid(
+            field,
+            f"a tenant is named by 1 to {TENANT_MAX} printable ASCII characters without spaces",
         )
     return value
 

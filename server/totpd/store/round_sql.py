@@ -51,6 +51,8 @@ from totpd.store.models import AccountRow, FactorRow
 _FACTORS: Table = FactorRow.__table__  # type: ignore[assignment]
 _ACCOUNTS: Table = AccountRow.__table__  # type: ignore[assignment]
 _NOW = bindparam("p_now", type_=BigInteger)
+# A round acts in one tenant: one more equality in every key it reads or writes.
+_TENANT = bindparam("p_tenant", type_=String)
 
 # CandidateFactor's fields (store/rounds.py) are these columns in this order (a store test checks).
 READ_COLUMNS = (
@@ -74,8 +76,18 @@ READ_COLUMNS = (
 def _read_base(state: FactorState, *, ordered: bool = True) -> Select[Any]:
     # The account's row comes with each factor (a primary-key lookup per
     # account): its budget is decided on in the same round.
-    with_account = _FACTORS.outerjoin(_ACCOUNTS, _ACCOUNTS.c.account_id == _FACTORS.c.account_id)
-    statement = select(*READ_COLUMNS).select_from(with_account).where(_FACTORS.c.state == state)
+    with_account = _FACTORS.outerjoin(
+        _ACCOUNTS,
+        and_(
+            _ACCOUNTS.c.tenant == _FACTORS.c.tenant,
+            _ACCOUNTS.c.account_id == _FACTORS.c.account_id,
+        ),
+    )
+    statement = (
+        select(*READ_COLUMNS)
+        .select_from(with_account)
+        .where(_FACTORS.c.tenant == _TENANT, _FACTORS.c.state == state)
+    )
     if state == FactorState.PENDING:
         statement = statement.where(_FACTORS.c.expires_at > _NOW)
     # Rows are locked in this order: the same in every round, so no deadlock.
@@ -164,6 +176,7 @@ def _write(state: FactorState, new: _WriteColumns, activate: bool) -> Update:
         update(_FACTORS)
         .where(
             _FACTORS.c.id == new.factor_id,
+            _FACTORS.c.tenant == _TENANT,
             _FACTORS.c.state == state,
             _FACTORS.c.failed_attempts == new.seen_failed,
             _FACTORS.c.blocked_until == new.seen_blocked,
@@ -245,6 +258,9 @@ _ACCOUNT_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
     ("seen_consecutive_failures", Integer),
 ]
 _ACCOUNT_COLUMNS = ("account_id", "budget_tat", "consecutive_failures", "locked_at")
+# An insert's columns: the round's tenant, then the account's.
+_INSERT_COLUMNS = ("tenant", *_ACCOUNT_COLUMNS)
+_ACCOUNT_KEY = [_ACCOUNTS.c.tenant, _ACCOUNTS.c.account_id]
 
 
 def _account_update(new: dict[str, ColumnElement[Any]]) -> Update:
@@ -253,6 +269,7 @@ def _account_update(new: dict[str, ColumnElement[Any]]) -> Update:
     return (
         update(_ACCOUNTS)
         .where(
+            _ACCOUNTS.c.tenant == _TENANT,
             _ACCOUNTS.c.account_id == new["account_id"],
             _ACCOUNTS.c.budget_tat == new["seen_budget_tat"],
             _ACCOUNTS.c.consecutive_failures == new["seen_consecutive_failures"],
@@ -284,10 +301,10 @@ def _insert(dialect: str) -> Any:
 def account_insert_one(dialect: str) -> Insert:
     """INSERT the account's first row, unless another round inserted it meanwhile."""
     values = {name: bindparam(f"p_{name}", type_=kind) for name, kind in _ACCOUNT_FIELDS[:4]}
-    statement = _insert(dialect)(_ACCOUNTS).values(values)
-    inserted: Insert = statement.on_conflict_do_nothing(
-        index_elements=[_ACCOUNTS.c.account_id]
-    ).returning(_ACCOUNTS.c.account_id)
+    statement = _insert(dialect)(_ACCOUNTS).values(tenant=_TENANT, **values)
+    inserted: Insert = statement.on_conflict_do_nothing(index_elements=_ACCOUNT_KEY).returning(
+        _ACCOUNTS.c.account_id
+    )
     return inserted
 
 
@@ -295,11 +312,11 @@ def account_insert_one(dialect: str) -> Insert:
 def account_insert_many(dialect: str) -> Insert:
     new = _json_rows(dialect, "new", _ACCOUNT_FIELDS)
     # The WHERE resolves SQLite's parsing ambiguity of INSERT ... SELECT ... ON CONFLICT.
-    rows = select(*(new.c[name] for name in _ACCOUNT_COLUMNS)).where(true())
-    statement = _insert(dialect)(_ACCOUNTS).from_select(list(_ACCOUNT_COLUMNS), rows)
-    inserted: Insert = statement.on_conflict_do_nothing(
-        index_elements=[_ACCOUNTS.c.account_id]
-    ).returning(_ACCOUNTS.c.account_id)
+    rows = select(_TENANT, *(new.c[name] for name in _ACCOUNT_COLUMNS)).where(true())
+    statement = _insert(dialect)(_ACCOUNTS).from_select(list(_INSERT_COLUMNS), rows)
+    inserted: Insert = statement.on_conflict_do_nothing(index_elements=_ACCOUNT_KEY).returning(
+        _ACCOUNTS.c.account_id
+    )
     return inserted
 
 
@@ -316,13 +333,13 @@ def insert_missing_accounts() -> Insert:
     """PostgreSQL: give each account of a locked round its row, in account order,
     with a full budget and no failures, where it has none yet."""
     ids = _round_account_ids().subquery()
-    rows = select(ids.c.value, literal(0, BigInteger), literal(0, Integer), null()).order_by(
-        ids.c.value
+    rows = select(
+        _TENANT, ids.c.value, literal(0, BigInteger), literal(0, Integer), null()
+    ).order_by(ids.c.value)
+    statement = postgresql.insert(_ACCOUNTS).from_select(list(_INSERT_COLUMNS), rows)
+    inserted: Insert = statement.on_conflict_do_nothing(index_elements=_ACCOUNT_KEY).returning(
+        _ACCOUNTS.c.account_id
     )
-    statement = postgresql.insert(_ACCOUNTS).from_select(list(_ACCOUNT_COLUMNS), rows)
-    inserted: Insert = statement.on_conflict_do_nothing(
-        index_elements=[_ACCOUNTS.c.account_id]
-    ).returning(_ACCOUNTS.c.account_id)
     return inserted
 
 
@@ -333,7 +350,7 @@ def lock_accounts() -> Select[Any]:
     ids = _round_account_ids()
     return (
         select(_ACCOUNTS.c.account_id)
-        .where(_ACCOUNTS.c.account_id.in_(ids))
+        .where(_ACCOUNTS.c.tenant == _TENANT, _ACCOUNTS.c.account_id.in_(ids))
         .order_by(_ACCOUNTS.c.account_id)
         .with_for_update()
     )
@@ -345,6 +362,7 @@ def lock_accounts() -> Select[Any]:
 class BulkRoundSql(NamedTuple):
     """The SQL of an optimistic bulk round, compiled for one database, as the store runs it.
 
+    Both take ``p_tenant``, the tenant the round acts in.
     `read` takes ``p_accounts`` (a JSON array of account ids) and ``p_now``;
     its rows are `rounds.CandidateFactor` fields in order. `write` takes
     ``p_rows`` (a JSON array of `rounds.FactorWrite` rows, sorted by factor id
