@@ -171,8 +171,12 @@ class CodeChecker:
             this_round, waiting = one_per_account(waiting)
             decided: list[tuple[Check, Verdict]] = []
             try:
+                reads = [
+                    AttemptRequest(c.item.account_id, c.digits, c.item.factor_id)
+                    for c in this_round
+                ]
                 decided, uncounted = self._round_verdicts(
-                    _Round(this_round, [], state, now, activate, tenant, policy)
+                    _Round(this_round, reads, state, now, activate, tenant, policy)
                 )
                 for check, verdict in decided:
                     verdicts[check.position] = verdict
@@ -195,14 +199,11 @@ class CodeChecker:
     def _round_verdicts(self, round_: _Round) -> _RoundVerdicts:
         """Decide and store one round; returns the verdicts and the checks with
         no candidate factor (nothing was counted for them)."""
-        checks, state, now, tenant = round_.checks, round_.state, round_.now, round_.tenant
-        requests = [AttemptRequest(c.item.account_id, c.digits, c.item.factor_id) for c in checks]
+        state, now, tenant = round_.state, round_.now, round_.tenant
         attempts = self._store.attempts
-        with metrics.StoreRound(len(checks)):
-            factors = attempts.read(requests, state=state, now=now, tenant=tenant)
-            verdicts, writes, accounts, uncounted = self._verdicts_and_writes(
-                checks, factors, now, state, round_
-            )
+        with metrics.StoreRound(len(round_.checks)):
+            factors = attempts.read(round_.requests, state=state, now=now, tenant=tenant)
+            verdicts, writes, accounts, uncounted = self._verdicts_and_writes(round_, factors)
             if not attempts.write_if_unchanged(
                 writes,
                 state=state,
@@ -214,8 +215,7 @@ class CodeChecker:
                 # A factor changed between the read and the write (another attempt
                 # on it, a disable): nothing was written. Decide again under locks.
                 metrics.round_relocked()
-                locked_round = round_._replace(requests=requests)
-                verdicts, uncounted = self._locked_round_verdicts(locked_round)
+                verdicts, uncounted = self._locked_round_verdicts(round_)
         return verdicts, uncounted
 
     def _locked_round_verdicts(self, round_: _Round) -> _RoundVerdicts:
@@ -234,9 +234,7 @@ class CodeChecker:
         state, now = round_.state, round_.now
         with self._store.attempts.locked() as locked:
             factors = locked.read(round_.requests, state=state, now=now, tenant=round_.tenant)
-            verdicts, writes, accounts, uncounted = self._verdicts_and_writes(
-                round_.checks, factors, now, state, round_
-            )
+            verdicts, writes, accounts, uncounted = self._verdicts_and_writes(round_, factors)
             written = locked.write(
                 writes,
                 state=state,
@@ -248,12 +246,7 @@ class CodeChecker:
         return [(check, unless_lost(verdict, written)) for check, verdict in verdicts], uncounted
 
     def _verdicts_and_writes(
-        self,
-        checks: list[Check],
-        factors: list[CandidateFactor],
-        now: int,
-        state: FactorState,
-        round_: _Round,
+        self, round_: _Round, factors: list[CandidateFactor]
     ) -> tuple[list[tuple[Check, Verdict]], list[FactorWrite], list[AccountWrite], list[Check]]:
         """Verdicts and writes of the checks whose account has candidate factors;
         the others are returned uncounted.
@@ -266,10 +259,11 @@ class CodeChecker:
             by_account[factor.account_id].append(factor)
         found: list[Check] = []
         uncounted: list[Check] = []
-        for check in checks:
+        for check in round_.checks:
             (found if check.item.account_id in by_account else uncounted).append(check)
+        guarded = round_.state is FactorState.ACTIVE
         verdicts, writes, accounts = self._candidate_verdicts(
-            found, by_account, now, state is FactorState.ACTIVE, round_
+            found, by_account, round_.now, guarded, round_
         )
         return verdicts, writes, accounts, uncounted
 
