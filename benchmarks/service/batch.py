@@ -224,11 +224,10 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
             pairs = pool.take(n)
             steps = {pool.factor(index): step for index, step in pairs}
             now = int(time.time())
-            accounts = json.dumps([pool.account(index) for index, _ in pairs])
+            keys = json.dumps([(pool.account(index), DEFAULT_TENANT) for index, _ in pairs])
             if postgres:
                 connection.autocommit = True  # the service reads outside a transaction
-            values = {"p_now": now, "p_accounts": accounts, "p_tenant": DEFAULT_TENANT}
-            params = read.parameters(values)
+            params = read.parameters({"p_now": now, "p_keys": keys})
             reading, rows = _timed_read(connection, read.sql, params)
             writes = _consumed_steps(rows, steps)
             if postgres:

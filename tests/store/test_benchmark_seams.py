@@ -59,9 +59,8 @@ def test_the_bulk_round_sql_run_raw_reads_the_factors_and_wins_a_step_once(
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
-        accounts = json.dumps([account_id, account_id + "-nobody"])
-        values = {"p_now": now, "p_accounts": accounts, "p_tenant": DEFAULT_TENANT}
-        cursor.execute(read.sql, read.parameters(values))
+        keys = json.dumps([(account, DEFAULT_TENANT) for account in (account_id, "nobody")])
+        cursor.execute(read.sql, read.parameters({"p_now": now, "p_keys": keys}))
         (factor,) = map(CandidateFactor._make, cursor.fetchall())
         assert (factor.factor_id, factor.account_id) == (factor_id, account_id)
         step = factor.last_used_step + 1

@@ -140,8 +140,8 @@ def test_rows_of_0003_land_in_the_default_tenant_and_still_verify(
         for table in ("accounts", "request_records")
     }
     assert keys == {
-        "accounts": ["tenant", "account_id"],
-        "request_records": ["tenant", "request_id", "scope"],
+        "accounts": ["account_id", "tenant"],
+        "request_records": ["request_id", "scope", "tenant"],
     }
     store = FactorStore(engine)
     state = store.account_state(ACCOUNT)

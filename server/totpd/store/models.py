@@ -75,15 +75,18 @@ class FactorRow(Base):
     ended_at: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
-        Index("ix_factors_tenant_account_id_state", "tenant", "account_id", "state"),
+        # The account leads the keys, the tenant follows: no statement filters on
+        # the tenant alone, and SQLite's planner (no statistics) would otherwise
+        # scan a tenant's rows for a bulk UPDATE ... FROM its JSON rows.
+        Index("ix_factors_account_id_tenant_state", "account_id", "tenant", "state"),
         Index("ix_factors_ended_at", "ended_at"),
         Index("ix_factors_expires_at", "expires_at"),
         # A label is unique among an account's live factors only: a disabled
         # "Pixel 8" must not block enrolling the replacement "Pixel 8".
         Index(
-            "uq_factors_tenant_account_id_label_live",
-            "tenant",
+            "uq_factors_account_id_tenant_label_live",
             "account_id",
+            "tenant",
             "label",
             unique=True,
             sqlite_where=text("state IN ('pending', 'active')"),
@@ -101,8 +104,9 @@ class AccountRow(Base):
 
     __tablename__ = "accounts"
 
-    tenant: Mapped[str] = mapped_column(String(TENANT_MAX), primary_key=True)
+    # The key is (account_id, tenant): see FactorRow's indexes.
     account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(TENANT_MAX), primary_key=True)
     # The failure budget as a GCRA "theoretical arrival time" (Unix seconds):
     # each compared failed (code, factor) pair pushes it later by
     # window / budget seconds, and a pair may be compared only while it stays
@@ -150,6 +154,6 @@ class RequestRecord(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (
-        PrimaryKeyConstraint("tenant", "request_id", "scope"),
+        PrimaryKeyConstraint("request_id", "scope", "tenant"),
         Index("ix_request_records_expires_at", "expires_at"),
     )

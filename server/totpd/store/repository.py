@@ -204,7 +204,7 @@ class FactorStore:
         with self._writer, self._engine.connect() as connection:
             connection.execution_options(**{IMMEDIATE_TRANSACTION: True})
             with connection.begin(), Session(bind=connection, expire_on_commit=False) as session:
-                row = session.get(AccountRow, (tenant, account_id), with_for_update=True)
+                row = session.get(AccountRow, (account_id, tenant), with_for_update=True)
                 unblocked = len(session.scalars(clear_factors).all())
                 known = row is not None or session.scalar(has_factors) is not None
                 if row is None:
@@ -224,7 +224,7 @@ class FactorStore:
     ) -> AccountState | None:
         """The account's attempt state; None: no failure was ever counted."""
         with self._sessions() as session:
-            row = session.get(AccountRow, (tenant, account_id))
+            row = session.get(AccountRow, (account_id, tenant))
             if row is None:
                 return None
             return AccountState(

@@ -82,7 +82,7 @@ class RequestStore:
             dialect.insert(_TABLE)
             .values(**new._asdict(), state=RUNNING)
             .on_conflict_do_nothing(
-                index_elements=[_TABLE.c.tenant, _TABLE.c.request_id, _TABLE.c.scope]
+                index_elements=[_TABLE.c.request_id, _TABLE.c.scope, _TABLE.c.tenant]
             )
             # A returned row, not rowcount: drivers disagree on an upsert's rowcount.
             .returning(_TABLE.c.request_id)

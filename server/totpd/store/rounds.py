@@ -10,7 +10,7 @@ are in round_sql.py and run on the DB-API cursor (dbapi.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import NamedTuple
 
@@ -213,8 +213,8 @@ class LockedRound:
         account deadlocked with a failure inserting the same account first.
         """
         if self._connection.dialect.name == "postgresql":
-            accounts = json.dumps(sorted({request.account_id for request in requests}))
-            values: dict[str, object] = {"p_accounts": accounts, "p_tenant": tenant}
+            accounts = sorted({request.account_id for request in requests})
+            values: dict[str, object] = {"p_keys": _keys(accounts, tenant)}
             self._connection.run(round_sql.insert_missing_accounts(), values)
             self._connection.run(round_sql.lock_accounts(), values)
         return _read(self._connection, requests, state, now, tenant, lock=True)
@@ -291,8 +291,7 @@ def _read(
     if len(wanted) != len(requests):
         raise ValueError("a round reads at most one request per account")
     statement = round_sql.read_many(dialect, state, lock)
-    values = {"p_now": now, "p_tenant": tenant, "p_accounts": json.dumps(list(wanted))}
-    rows = connection.run(statement, values)
+    rows = connection.run(statement, {"p_now": now, "p_keys": _keys(wanted, tenant)})
     found: list[CandidateFactor] = []
     accounts: set[str] = set()
     for row in rows:
@@ -307,6 +306,11 @@ def _read(
     if len(accounts) < len(found) and not lock:  # an account with several factors
         found.sort()  # by id (the locking read is ordered by the database)
     return found
+
+
+def _keys(accounts: Iterable[str], tenant: str) -> str:
+    """The (account, tenant) pairs a bulk read or lock binds (round_sql._round_keys)."""
+    return json.dumps([(account, tenant) for account in accounts])
 
 
 # -- a round's writes bound to their statements ---------------------------------

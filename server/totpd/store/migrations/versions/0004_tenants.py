@@ -3,11 +3,15 @@
 Revision ID: 0004
 Revises: 0003
 
-The tenant leads every key (tenant, account_id, ...), so `alice` of two
-tenants are two accounts. The column is added with the server default
-"default", which fills the existing rows, and the default is then dropped:
-from here on every write names its tenant. SQLite rebuilds a table to change
-its primary key (batch mode); PostgreSQL alters it in place.
+The tenant joins every key, after the account or request id (account_id,
+tenant, ...), so `alice` of two tenants are two accounts. The id leads: no
+statement filters on the tenant alone, and SQLite's planner, which has no
+statistics, would scan a tenant's rows for each row of a bulk write.
+
+The column is added with the server default "default", which fills the
+existing rows, and the default is then dropped: from here on every write
+names its tenant. SQLite rebuilds a table to change its primary key (batch
+mode); PostgreSQL alters it in place.
 """
 
 import sqlalchemy as sa
@@ -36,18 +40,18 @@ def upgrade() -> None:
     with op.batch_alter_table("factors") as batch:
         batch.alter_column("tenant", existing_type=sa.String(64), server_default=None)
     op.create_index(
-        "ix_factors_tenant_account_id_state", "factors", ["tenant", "account_id", "state"]
+        "ix_factors_account_id_tenant_state", "factors", ["account_id", "tenant", "state"]
     )
     op.create_index(
-        "uq_factors_tenant_account_id_label_live",
+        "uq_factors_account_id_tenant_label_live",
         "factors",
-        ["tenant", "account_id", "label"],
+        ["account_id", "tenant", "label"],
         unique=True,
         sqlite_where=_LIVE,
         postgresql_where=_LIVE,
     )
-    _rekey("accounts", ["tenant", "account_id"])
-    _rekey("request_records", ["tenant", "request_id", "scope"])
+    _rekey("accounts", ["account_id", "tenant"])
+    _rekey("request_records", ["request_id", "scope", "tenant"])
 
 
 def _rekey(table: str, key: list[str]) -> None:
@@ -69,8 +73,8 @@ def downgrade() -> None:
         ).first()
         if others is not None:
             raise RuntimeError(f"{table} holds rows of tenants other than default")
-    op.drop_index("uq_factors_tenant_account_id_label_live", "factors")
-    op.drop_index("ix_factors_tenant_account_id_state", "factors")
+    op.drop_index("uq_factors_account_id_tenant_label_live", "factors")
+    op.drop_index("ix_factors_account_id_tenant_state", "factors")
     for table, key in (("accounts", ["account_id"]), ("request_records", ["request_id", "scope"])):
         with op.batch_alter_table(table) as batch:
             batch.drop_constraint(f"pk_{table}", type_="primary")
