@@ -41,4 +41,7 @@ def test_round_robin_spreads_calls_over_every_replica(totpd_target: str) -> None
             with TotpdClient(replica, insecure=True, timeout=10) as one:
                 found = [one.list_factors(a, include_inactive=True) for a in accounts]
                 landed.append(sum(map(len, found)))
-    assert landed == [3, 3]
+    # Each got some (round_robin picks among the connections ready so far, so the
+    # first calls may all go to the first one up), and every one landed once.
+    assert min(landed) > 0
+    assert sum(landed) == len(accounts)
