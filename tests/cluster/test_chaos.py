@@ -15,8 +15,6 @@ may count twice); the test counts them and prints the totals.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
@@ -27,18 +25,17 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import grpc
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.cluster.local_cluster import load
 from tests.totp_oracle import totp, wrong_code
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
 
-ROOT = Path(__file__).resolve().parents[2]
 PERIOD = 30
 WORKERS = 4
 # See Worker.confirm: set False once a confirmation's result survives a database
@@ -50,19 +47,9 @@ SERVICE_CONFIG = {
 }
 
 
-def load_cluster_module() -> ModuleType:
-    path = ROOT / "deploy" / "local-cluster"
-    loader = importlib.machinery.SourceFileLoader("local_cluster", str(path))
-    spec = importlib.util.spec_from_loader("local_cluster", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def cluster() -> Iterator[Any]:
-    local_cluster = load_cluster_module()
+    local_cluster = load()
     settings = {"TOTPD_LOG_LEVEL": "WARNING", "TOTPD_DRAIN_SECONDS": "0"}
     # Not tmp_path: its parents are private to root, and PostgreSQL runs as postgres.
     base = Path(tempfile.mkdtemp(prefix="totpd-chaos-"))

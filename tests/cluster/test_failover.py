@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.cluster.test_chaos import load_cluster_module
+from tests.cluster.local_cluster import load
 from tests.totp_oracle import totp, wrong_code
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
 @pytest.fixture
 def pair() -> Iterator[tuple[Any, Any]]:
     """A primary and its synchronous standby, each in a directory of its own."""
-    local_cluster = load_cluster_module()
+    local_cluster = load()
     base = Path(tempfile.mkdtemp(prefix="totpd-failover-"))
     base.chmod(0o711)  # the postgres user (when run as root) must reach the data below
     started = []
