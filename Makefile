@@ -25,7 +25,7 @@ help:
 $(STAMP): pyproject.toml setup.py $(NATIVE) clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,tracing]'
 	$(PY) -m pip install --quiet -e './clients/python[cli]'
 	touch $(STAMP)
 
@@ -97,3 +97,55 @@ bench: install
 ## Remove the virtualenv, build outputs and tool caches.
 clean:
 	rm -rf $(VENV) build server/totpd/_native*.so .pytest_cache .mypy_cache .ruff_cache
+
+# --- Releases: one version, dist/, the install checks (release/; CONTRIBUTING.md) ----------
+# Kept in one block: lint and test gain prerequisites here rather than by editing their lines.
+
+.PHONY: version version-check release-lint proto-snapshot cut-release dist release-check \
+        clean-dist
+
+## Copy VERSION into every manifest and client README install line; V=X.Y.Z sets it first.
+version:
+	$(PYTHON) release/version.py set $(or $(V),$(shell cat VERSION))
+
+## Every manifest agrees with VERSION and CHANGELOG.md has its entry (part of make lint).
+version-check:
+	$(PYTHON) release/version.py check
+
+## ruff, ruff format and mypy --strict on the release scripts; gofmt and go vet on gomodzip.
+release-lint: install
+	$(VENV)/bin/ruff check release
+	$(VENV)/bin/ruff format --check release
+	$(VENV)/bin/mypy --strict release/version.py release/check.py
+	@if command -v go >/dev/null; then \
+	  test -z "$$(gofmt -l release)" || { gofmt -l release; echo "gofmt: run gofmt -w release"; exit 1; }; \
+	  cd release/gomodzip && go vet ./...; \
+	elif [ "$$CI" = true ]; then echo "release-lint: go missing under CI=true"; exit 1; fi
+
+lint: version-check release-lint
+
+## Save the proto of the version in VERSION as proto/releases/vX.Y.Z.binpb (buf breaking's base).
+proto-snapshot: install
+	PATH=$(abspath $(VENV))/bin:$$PATH proto/snapshot.sh
+
+## Cut release V=X.Y.Z: VERSION and every copy, CHANGELOG's Unreleased entry, the proto snapshot.
+cut-release: install
+	@test -n "$(V)" || { echo "usage: make cut-release V=X.Y.Z"; exit 2; }
+	$(PYTHON) release/version.py cut $(V)
+	$(MAKE) proto-snapshot
+
+## Build every release artifact into dist/ (release/dist.sh lists them) with SHA256SUMS.
+dist: install
+	release/dist.sh
+
+## Install each artifact from dist/ in a clean place and use it against a live server.
+release-check: dist
+	$(PY) release/check.py
+
+test: release-check
+
+## Remove dist/ and the clients' build outputs (make clean does too).
+clean-dist:
+	rm -rf dist clients/node/dist clients/java/.flattened-pom.xml
+
+clean: clean-dist

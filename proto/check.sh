@@ -3,7 +3,10 @@
 #   1. buf lint
 #   2. regenerate every language (proto/generate.sh) and fail on any
 #      difference from what is committed (git diff --exit-code)
-#   3. buf breaking: proto/ against the previous commit (or against
+#   3. buf breaking: proto/ against the last release, the newest snapshot in
+#      proto/releases/ (vX.Y.Z.binpb, written by `make cut-release`): runs on any
+#      clone, shallow ones included, and holds the contract across many commits.
+#   4. buf breaking: proto/ against the previous commit (or against
 #      $PROTO_BASE_REF, e.g. origin/main). Skipped with a message when git has
 #      no such commit (first commit, shallow clone) or it has no proto/.
 set -euo pipefail
@@ -29,6 +32,16 @@ if [[ -n "$untracked" ]]; then
   exit 1
 fi
 log "generated code is up to date"
+
+# Breaking-change check against the last release (a checked-in buf image).
+last_release="$(ls proto/releases/v*.binpb 2>/dev/null | sort -V | tail -1 || true)"
+if [[ -z "$last_release" ]]; then
+  log "no snapshot in proto/releases: nothing released to compare against (make proto-snapshot)"
+else
+  log "buf breaking against the last release, $last_release"
+  "$BUF" breaking --against "$last_release"
+  log "no breaking change against $last_release"
+fi
 
 # Breaking-change check against the previous commit.
 base="${PROTO_BASE_REF:-HEAD~1}"

@@ -19,6 +19,10 @@ from totpd.service.policy import Policy
 from totpd.store import FactorStore, migrate, open_engine
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Servers the tests start as processes (`totpd serve`) put their metrics
+# listener on a free port, not the default 9464 that any other totpd on this
+# machine may hold (a taken port is only a warning, but a test reads logs).
+os.environ.setdefault("TOTPD_METRICS_ADDRESS", "127.0.0.1:0")
 
 # A fixed, realistic start time: 2026-11-28, past 2^31 seconds is tested in the core.
 START_TIME = 1_795_000_000.0

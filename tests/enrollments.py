@@ -28,7 +28,7 @@ def enroll_many(service: MfaService, clock: Clock, account_id: str, count: int) 
 
 
 def store_of(service: MfaService) -> FactorStore:
-    return service._store
+    return service.deps.store
 
 
 def wrong_for_all(enrollments: list[Enrollment], now: float) -> str:

@@ -7,11 +7,14 @@
 #                 (tests/native/test_native_sanitizers.py): clang's UBSan reports
 #                 what gcc's misses; libclang-rt-dev holds its ASan/UBSan runtime
 #   clang-format - the C format check of `make lint` (native/format.sh)
+#   prometheus  - prometheus and promtool: the telemetry tests start a server of
+#                 their own that scrapes a live totpd (tests/telemetry/), and check
+#                 the alert rules; nothing here starts the system-wide service
 #
 #   tests/ensure-test-packages.sh [package...]   # only those named, default all
 set -euo pipefail
 want=("$@")
-[[ ${#want[@]} -eq 0 ]] && want=(postgresql zbar-tools clang libclang-rt-dev clang-format)
+[[ ${#want[@]} -eq 0 ]] && want=(postgresql zbar-tools clang libclang-rt-dev clang-format prometheus)
 missing=()
 for pkg in "${want[@]}"; do
   case "$pkg" in
@@ -22,6 +25,8 @@ for pkg in "${want[@]}"; do
       compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.asan-$(uname -m).a" >/dev/null ||
         missing+=(libclang-rt-dev) ;;
     clang-format) command -v clang-format >/dev/null || missing+=(clang-format) ;;
+    prometheus)
+      { command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus) ;;
     *) echo "ensure-test-packages: unknown package '$pkg'" >&2; exit 2 ;;
   esac
 done

@@ -1,11 +1,7 @@
-"""Shared pieces of the core micro-benchmarks: workloads, runners, kernels and cells.
+"""Shared pieces of the core micro-benchmarks: workloads, runners, kernels and cells
+(a cell is one figure of the report: implementation, algorithm, batch size, kind of code).
 
-A workload is ``batch`` distinct random keys of the algorithm's secret size, one pair
-per key, window 1, with either the valid code of the current step (``valid``) or a
-code that is wrong for all three candidate steps (``invalid``).
-
-A cell is one figure of the report: an implementation (a totpd kernel, pyotp or the
-plain ``hmac`` loop), an algorithm, a batch size and a kind of code.
+The workloads: benchmarks/README.md, "Core benchmarks: how to run, how to read".
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from totpd.service.types import Algorithm
 
 ROOT = Path(__file__).resolve().parents[2]
 # Sources whose edits change what the core benchmark measures.
-CORE_SOURCES = ("native", "server/totpd/otp.py", "benchmarks/core")
+CORE_SOURCES = ("native", "server/totpd/otp", "benchmarks/core")
 CPU_FLAGS = ("sha_ni", "sse4_1", "ssse3", "avx2", "avx512f", "avx512vl", "avx512bw")
 # Read when pytest loads the conftest, before any benchmark adds its own load.
 LOADAVG_AT_START = os.getloadavg()

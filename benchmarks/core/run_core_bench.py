@@ -1,16 +1,7 @@
-"""Core benchmarks: run the pytest-benchmark suite, then write the table, JSON and plot.
+"""Core benchmarks: run the pytest-benchmark suite, then write the table, JSON and plot
+(``--quick``: smoke sizes; ``--from-json``: redraw from an earlier run's raw JSON).
 
-    python benchmarks/core/run_core_bench.py [--out benchmarks/results] [--quick]
-    python benchmarks/core/run_core_bench.py --from-json <out>/core_pytest_benchmark.json
-
-The timing is pytest-benchmark's (``test_core_bench.py``, ``--core-sizes full``); its
-raw JSON, with the run's metadata under ``totpd_core``, lands in
-``<out>/core_pytest_benchmark.json``. This script turns it into the terminal table,
-``<out>/core.json`` and ``<out>/core.png``. ``--quick`` runs the smoke sizes (batches
-1 and 100, one round: figures not meaningful). ``--from-json`` only redraws the
-report from an earlier run's raw JSON (into ``--out``). Times are the CPU time of
-the verifying thread (``time.thread_time``); ``--wall-clock`` uses
-``time.perf_counter`` instead, for an otherwise idle machine.
+How to run and read them: benchmarks/README.md, "Core benchmarks: how to run, how to read".
 """
 
 from __future__ import annotations

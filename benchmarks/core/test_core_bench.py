@@ -1,17 +1,7 @@
 """pytest-benchmark micro-benchmarks of the C core, against pyotp and a plain hmac loop.
+No test asserts a rate: the assertions check that the code verified what it should.
 
-    pytest benchmarks/core                        # smoke: batches 1 and 100, 1 round
-    pytest benchmarks/core/test_core_bench.py --core-sizes full \
-        --benchmark-json benchmarks/results/core_pytest_benchmark.json
-
-One core (threads=1), window 1, valid and invalid codes, batch sizes 1, 100, 10k and
-100k, each totpd kernel once (the CPU paths that run the same kernel are merged, see
-``corebench.kernel_for``). The full run makes three passes over every cell, so a
-burst of load from elsewhere on this shared machine hits a third of a figure's
-rounds, not all of them; the report takes the median over all of them. Every cell
-carries its description in ``extra_info``; ``run_core_bench.py`` turns the JSON into
-the table, core.json and core.png. No test asserts a rate: the assertions only check
-that the code verified what it should.
+How to run and read them: benchmarks/README.md, "Core benchmarks: how to run, how to read".
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Run the service benchmarks: ``python -m benchmarks.service [--quick] [--db sqlite] ...``.
 
-Per database (SQLite file, throwaway PostgreSQL): seed the factors, start one
-`totpd serve` process per core, then measure BatchVerify against the database's
-own bulk UPDATE at each batch size, break one large call down by stage, and
-load unary Verify at several concurrency levels (closed loop), then at fixed
-rates (open loop, --open-loop-rate). Then the wire-shape figures.
+Per database (SQLite file, throwaway PostgreSQL): seed the factors, start
+`totpd serve --processes auto` (one worker per core), then measure BatchVerify
+against the database's own bulk UPDATE at each batch size, break one large call
+down by stage, and load unary Verify at several concurrency levels (closed
+loop), then at fixed rates (open loop, --open-loop-rate). Then the wire-shape
+figures.
 
 PostgreSQL is a throwaway server (tests/pg_server.py) with PostgreSQL's durable
 defaults (fsync, synchronous_commit, full_page_writes on), or the disposable
@@ -29,15 +30,15 @@ import totpd
 from benchmarks.service import batch, breakdown, report, unary, wire
 from benchmarks.service.fixtures import (
     ROOT,
+    Database,
     FactorPool,
-    ServerProcess,
-    database_cpu_seconds,
     postgres_database,
     postgres_settings,
     seed_database,
     sqlite_database,
     sqlite_settings,
 )
+from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd import otp
 from totpd.config import load_settings
 
@@ -76,101 +77,132 @@ def run_database(
 ) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"totpd-bench-{name}-"))
     opener = sqlite_database(data_dir) if name == "sqlite" else postgres_database()
-    servers: list[ServerProcess] = []
+    server: ServerProcess | None = None
     try:
         with opener as database:
-            if name == "sqlite":
-                settings = sqlite_settings(database)
-            else:
-                settings = postgres_settings(database)
-                _log(
-                    f"{name}: {settings['source']} server {settings['server_version']}, "
-                    + " ".join(f"{k}={v}" for k, v in settings["settings"].items())
-                )
+            settings = _database_settings(database)
             _log(f"{name}: seeding {config['factors']:,} factors")
             seeded = seed_database(database, data_dir, config["factors"])
             pool = FactorPool(seeded)
-            processes = os.cpu_count() or 1
-            for k in range(processes):
-                server = ServerProcess(data_dir, database.url, name=f"totpd-{k}")
-                server.start()
-                servers.append(server)
-            addresses = [server.address for server in servers]
-            _log(f"{name}: servers at {', '.join(addresses)}")
-
-            rows = []
-            for n in config["batches"]:
-                _log(f"{name}: BatchVerify x{n}")
-                service = batch.run_service(addresses[0], pool, n, config["repeat"], servers[0].pid)
-                forms = {
-                    form: batch.run_database(database, pool, n, config["repeat"], form=form)
-                    for form in batch.forms(database)
-                }
-                consume = max(forms.values(), key=lambda figure: figure["rate"])
-                own_sql = batch.run_service_sql(database, pool, n, config["repeat"])
-                rows.append(
-                    {
-                        "batch": n,
-                        "service": service,
-                        "db_consume": consume,
-                        "db_consume_by_form": forms,
-                        "db_service_sql": own_sql,
-                        "ratio_vs_consume": service["rate"] / consume["rate"],
-                        "ratio_vs_service_sql": service["rate"] / own_sql["rate"],
-                        "ratio_service_sql_vs_consume": own_sql["rate"] / consume["rate"],
-                    }
-                )
-
+            server = ServerProcess(data_dir, database.url, processes="auto")
+            server.start()
+            _log(f"{name}: {server.workers} server processes at {server.address}")
+            rows = _batch_rows(database, server, pool, config)
             n = max(config["batches"])
             _log(f"{name}: stage breakdown of a {n}-item call")
             parts = breakdown.run_breakdown(database, data_dir, pool, n, config["breakdown_repeat"])
             (out / f"service_profile_{name}.txt").write_text(parts.pop("profile_top"))
-
-            levels = []
+            closed, opened = [], []
             if unary_on:
-                for concurrency in config["levels"]:
-                    _log(f"{name}: unary Verify, {concurrency} in flight ({client} client)")
-                    levels.append(
-                        unary.run_level(
-                            addresses,
-                            [server.pid for server in servers],
-                            pool,
-                            concurrency,
-                            config["seconds"],
-                            max_rate=6000.0,
-                            client=client,
-                            database_cpu=lambda: database_cpu_seconds(database),
-                        )
+                closed = _unary_levels(database, server, pool, config, client)
+                if client == "go":
+                    opened = _open_levels(
+                        database, server, pool, config, open_rates or [], max_outstanding
                     )
-            open_levels = []
-            for rate in (open_rates or []) if unary_on and client == "go" else []:
-                _log(f"{name}: unary Verify, open loop at {rate:,.0f} req/s")
-                open_levels.append(
-                    unary.run_open_level(
-                        addresses,
-                        [server.pid for server in servers],
-                        pool,
-                        rate,
-                        config["seconds"],
-                        max_outstanding,
-                        database_cpu=lambda: database_cpu_seconds(database),
-                    )
-                )
             return {
                 "settings": settings,
                 "factors": config["factors"],
                 "seed_s": seeded.seconds,
-                "server_processes": len(servers),
+                "server_processes": server.workers,
                 "batch": rows,
                 "breakdown": parts,
-                "unary": levels,
-                "unary_open": open_levels,
+                "unary": closed,
+                "unary_open": opened,
                 "pool_waited_s": pool.waited_seconds,
             }
     finally:
-        for server in servers:
+        if server is not None:
             server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _database_settings(database: Database) -> dict[str, Any]:
+    if database.name == "sqlite":
+        return sqlite_settings(database)
+    settings = postgres_settings(database)
+    _log(
+        f"{database.name}: {settings['source']} server {settings['server_version']}, "
+        + " ".join(f"{k}={v}" for k, v in settings["settings"].items())
+    )
+    return settings
+
+
+def _batch_rows(
+    database: Database, server: ServerProcess, pool: FactorPool, config: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """BatchVerify through the server against the database's own bulk UPDATE, per size."""
+    rows = []
+    repeat = config["repeat"]
+    for n in config["batches"]:
+        _log(f"{database.name}: BatchVerify x{n}")
+        service = batch.run_service(server.address, pool, n, repeat, server.pid)
+        forms = {
+            form: batch.run_database(database, pool, n, repeat, form=form)
+            for form in batch.forms(database)
+        }
+        consume = max(forms.values(), key=lambda figure: figure["rate"])
+        own_sql = batch.run_service_sql(database, pool, n, repeat)
+        rows.append(
+            {
+                "batch": n,
+                "service": service,
+                "db_consume": consume,
+                "db_consume_by_form": forms,
+                "db_service_sql": own_sql,
+                "ratio_vs_consume": service["rate"] / consume["rate"],
+                "ratio_vs_service_sql": service["rate"] / own_sql["rate"],
+                "ratio_service_sql_vs_consume": own_sql["rate"] / consume["rate"],
+            }
+        )
+    return rows
+
+
+def _unary_levels(
+    database: Database,
+    server: ServerProcess,
+    pool: FactorPool,
+    config: dict[str, Any],
+    client: str,
+) -> list[dict[str, Any]]:
+    levels = []
+    for concurrency in config["levels"]:
+        _log(f"{database.name}: unary Verify, {concurrency} in flight ({client} client)")
+        levels.append(
+            unary.run_level(
+                server,
+                pool,
+                concurrency,
+                config["seconds"],
+                max_rate=6000.0,
+                client=client,
+                database_cpu=lambda: database_cpu_seconds(database),
+            )
+        )
+    return levels
+
+
+def _open_levels(
+    database: Database,
+    server: ServerProcess,
+    pool: FactorPool,
+    config: dict[str, Any],
+    rates: list[float],
+    max_outstanding: int,
+) -> list[dict[str, Any]]:
+    levels = []
+    for rate in rates:
+        _log(f"{database.name}: unary Verify, open loop at {rate:,.0f} req/s")
+        levels.append(
+            unary.run_open_level(
+                server,
+                pool,
+                rate,
+                config["seconds"],
+                max_outstanding,
+                database_cpu=lambda: database_cpu_seconds(database),
+            )
+        )
+    return levels
 
 
 def _git_state() -> str:
@@ -190,7 +222,7 @@ def _git_state() -> str:
     return head + (" (server/ modified)" if dirty else "")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.service", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument(
@@ -226,6 +258,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-wire", action="store_true", help="skip the wire-shape figures")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    return parser
+
+
+def _meta(args: argparse.Namespace, config: dict[str, Any], client: str) -> dict[str, Any]:
+    """What the run measured with: sizes, machine, code, clients."""
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "quick": args.quick,
+        "config": config,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "cpu_path": otp.cpu_path(),
+        "totpd": str(Path(totpd.__file__).parent),
+        "git": _git_state(),
+        "unary_client": None if args.no_unary else client,
+        "unary_open_rates": [] if args.no_unary else args.open_loop_rate,
+        "unary_open_max_outstanding": args.open_loop_max_outstanding,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     # The in-process figures run on the path the `totpd serve` processes use.
     otp.use_cpu_path(load_settings().cpu_path)
@@ -249,24 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as error:
             print(f"python -m benchmarks.service: {error}", file=sys.stderr)
             return 2
-
-    results: dict[str, Any] = {
-        "meta": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "quick": args.quick,
-            "config": config,
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "cpu_path": otp.cpu_path(),
-            "totpd": str(Path(totpd.__file__).parent),
-            "git": _git_state(),
-            "unary_client": None if args.no_unary else client,
-            "unary_open_rates": [] if args.no_unary else open_rates,
-            "unary_open_max_outstanding": args.open_loop_max_outstanding,
-        },
-        "databases": {},
-    }
+    args.open_loop_rate = open_rates
+    results: dict[str, Any] = {"meta": _meta(args, config, client), "databases": {}}
     for name in args.db or ["sqlite", "postgresql"]:
         figures = run_database(
             name,
@@ -283,11 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_wire:
         _log("wire shape")
         results["wire"] = wire.measure(config["wire_items"], 3 if args.quick else 7)
+    return _write(results, args.out)
 
+
+def _write(results: dict[str, Any], out: Path) -> int:
     print(report.table(results))
-    json_path = args.out / "service.json"
+    json_path = out / "service.json"
     report.write_json(results, json_path)
-    png_path = args.out / "service.png"
+    png_path = out / "service.png"
     plotted = report.plot(results, png_path)
     print(f"\nwrote {json_path}" + (f" and {png_path}" if plotted else " (no matplotlib: no PNG)"))
     return 0

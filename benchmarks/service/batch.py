@@ -1,28 +1,7 @@
-"""BatchVerify end to end, and the database's own bulk UPDATE for the same rows.
+"""BatchVerify end to end, and the database's own bulk UPDATE and the service's own SQL
+for the same rows; rates are rows per second from the median call time.
 
-Three figures per (database, batch size), all from the same run:
-
-- ``service``: `BatchVerify` through a real `totpd serve` process over loopback,
-  every item a fresh valid code (replay protection and attempt accounting on:
-  the server reads the factors, compares, and writes the consumed step on the
-  condition that each factor is still as read).
-- ``db_consume``: the one conditional bulk UPDATE that replay protection cannot
-  avoid, ``UPDATE factors ... FROM <rows (id, step)> WHERE id = ... AND state =
-  'active' AND last_used_step < step RETURNING id``, run directly with sqlite3 /
-  psycopg on fresh rows, one statement and one transaction. The rows go in each
-  of `forms`: a VALUES list, and one JSON array parameter (as the service sends
-  its own; PostgreSQL reads it as json or jsonb). The fastest is the database's
-  figure, so no form's quirks flatter the service (each database is slow at a
-  different one).
-- ``db_service_sql``: the service's own two statements (the store's
-  `round_sql.bulk_round_sql`), raw with sqlite3 / psycopg: the bulk read of
-  the accounts' factors (no lock), then in one transaction (``BEGIN
-  IMMEDIATE`` on SQLite) the conditional bulk write of each consumed step on
-  the state just read, and COMMIT. The floor of the service's design with no Python around it:
-  ``service / db_service_sql`` is the cost of the service's own code, and
-  ``db_service_sql / db_consume`` the most this design can reach.
-
-Rates are rows (verifications) per second from the median call time.
+The figures: benchmarks/README.md, "BatchVerify against the database".
 """
 
 from __future__ import annotations
@@ -34,7 +13,8 @@ from typing import Any
 
 import grpc
 
-from benchmarks.service.fixtures import Database, FactorPool, cpu_seconds
+from benchmarks.service.fixtures import Database, FactorPool
+from benchmarks.service.servers import cpu_seconds
 from totpd.domain import FactorState
 from totpd.store import CandidateFactor, FactorWrite, open_engine
 from totpd.store.round_sql import bulk_round_sql
@@ -246,27 +226,9 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
             accounts = json.dumps([pool.account(index) for index, _ in pairs])
             if postgres:
                 connection.autocommit = True  # the service reads outside a transaction
-            cursor = connection.cursor()
-            started = time.perf_counter()
-            cursor.execute(read.sql, read.parameters({"p_now": now, "p_accounts": accounts}))
-            rows = cursor.fetchall()
-            reading = time.perf_counter() - started
-            cursor.close()
-            # The consumed step of each factor, on the state as read.
-            writes = sorted(
-                FactorWrite(
-                    factor_id=f.factor_id,
-                    failed_attempts=0,
-                    blocked_until=0,
-                    last_used_step=steps[f.factor_id],
-                    consumed=1,
-                    seen_failed_attempts=f.failed_attempts,
-                    seen_blocked_until=f.blocked_until,
-                    seen_last_used_step=f.last_used_step,
-                )
-                for f in map(CandidateFactor._make, rows)
-                if f.factor_id in steps
-            )
+            params = read.parameters({"p_now": now, "p_accounts": accounts})
+            reading, rows = _timed_read(connection, read.sql, params)
+            writes = _consumed_steps(rows, steps)
             if postgres:
                 connection.autocommit = False  # the write's transaction, as the store's
             write_sql = (write.sql, write.parameters({"p_now": now, "p_rows": json.dumps(writes)}))
@@ -282,4 +244,33 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
         connection.close()
     return summarize(
         n, times, read_fraction=read_rows / (n * repeat), updated_fraction=updated / (n * repeat)
+    )
+
+
+def _timed_read(connection: Any, sql: str, params: Any) -> tuple[float, list[Any]]:
+    """The read's wall time and its rows."""
+    cursor = connection.cursor()
+    started = time.perf_counter()
+    cursor.execute(sql, params)
+    rows = cursor.fetchall()
+    reading = time.perf_counter() - started
+    cursor.close()
+    return reading, rows
+
+
+def _consumed_steps(rows: list[Any], steps: dict[str, int]) -> list[FactorWrite]:
+    """The consumed step of each factor, on the state as read."""
+    return sorted(
+        FactorWrite(
+            factor_id=f.factor_id,
+            failed_attempts=0,
+            blocked_until=0,
+            last_used_step=steps[f.factor_id],
+            consumed=1,
+            seen_failed_attempts=f.failed_attempts,
+            seen_blocked_until=f.blocked_until,
+            seen_last_used_step=f.last_used_step,
+        )
+        for f in map(CandidateFactor._make, rows)
+        if f.factor_id in steps
     )

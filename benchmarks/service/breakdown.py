@@ -1,44 +1,7 @@
-"""Where one BatchVerify call spends its time, measured in-process.
+"""Where one BatchVerify call spends its time, measured in-process (a child process that
+holds only what a server holds), each stage timed by wrapping the server's functions.
 
-The benchmark builds the server's own objects (`MfaService` on `FactorStore`, the
-keyring, `TotpServicer`) against the same database and runs one call the way grpc
-would: parse the request bytes, call the servicer, serialize the response. Each
-stage is timed by wrapping the server's functions from the outside (no server
-code changes); the wrappers cost well under a microsecond per call. Stages:
-
-  parse            BatchVerifyRequest.FromString
-  to_domain        servicer: proto items -> VerifyItem (convert.verify_items)
-  validate         service: VerifyItem -> its ids validated, code shape checks
-  read_select      Attempts.read: connection checkout, the SELECT of the
-                   candidate factors (no lock), result rows -> CandidateFactor
-  decrypt          Keyring.open_parts, AES-256-GCM per factor
-  key_table        KeyTable.of: the batch's keys into contiguous buffers
-  c_verify         otp.verify_batch (the C core)
-  judge            CodeChecker._candidate_verdicts minus decrypt, key_table and c_verify:
-                   blocked checks, matching steps, building results and writes
-  write_update     Attempts.write_if_unchanged: the writer queue (SQLite), BEGIN
-                   (IMMEDIATE on SQLite), the one conditional bulk UPDATE ...
-                   FROM (JSON rows) ... RETURNING id of every compared factor
-                   (each only if still as read), COMMIT
-  engine_glue      the rest of CodeChecker: rounds, grouping by account, results
-                   in request order
-  response_build   servicer: domain results -> BatchVerifyResponse
-  serialize        BatchVerifyResponse.SerializeToString
-
-Inside read_select and write_update, `*_sql_exec` is the time spent in the
-DB-API cursor's execute and fetch (the database and the driver; the store runs
-these statements on the cursor, `dbapi.run_compiled`, and reports their time
-through `dbapi.timed_statements`; psycopg's implicit BEGIN is in it, COMMIT is
-not); the rest of the stage is the JSON payload, turning rows into records,
-connection checkout and commit. ``locked_retries``
-counts rounds decided again under locks after a conflict (`Attempts.locked`);
-none are expected here, where nothing else writes.
-``gc_pauses`` is the time the cyclic garbage collector ran during the call; it
-is already inside whichever stage allocated, so it is not added to the total.
-
-It runs in a child process (``python -m benchmarks.service.breakdown``) that holds
-only what a server holds, so garbage-collection pauses are the server's, not
-those of the benchmark's heap with 100k secrets.
+The stages: benchmarks/README.md, "Where one call's time goes".
 """
 
 from __future__ import annotations
@@ -145,9 +108,21 @@ class InProcessServer:
 def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
     """One call with every stage timed; returns seconds per stage and the total."""
     timers = _Timers()
+    with contextlib.ExitStack() as stack:
+        _time_store(stack, server, timers)
+        _time_engine(stack, server, timers)
+        _time_gc(stack, timers.seconds)
+        started = time.perf_counter()
+        request = timers.wrap("parse", pb.BatchVerifyRequest.FromString)(data)
+        response = timers.wrap("servicer", server.servicer.BatchVerify)(request, LOOPBACK_CONTEXT)
+        timers.wrap("serialize", response.SerializeToString)()
+        total = time.perf_counter() - started
+    return _stages(timers.seconds, total)
+
+
+def _time_store(stack: contextlib.ExitStack, server: InProcessServer, timers: _Timers) -> None:
+    """The round's read and write, the SQL inside each, and the locked retries."""
     seconds = timers.seconds
-    service = server.service
-    checker = service._checker
     sql_stage: list[str] = ["other"]
 
     def in_stage(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -164,60 +139,52 @@ def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
         seconds[sql_stage[0] + "_sql_exec"] += elapsed
 
     attempts = server.store.attempts
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(dbapi.timed_statements(statement))
-        for method, stage in (("read", "read_select"), ("write_if_unchanged", "write_update")):
-            wrapped = in_stage(stage, getattr(attempts, method))
-            stack.enter_context(_patched(attempts, method, wrapped))
-        original_locked = attempts.locked
+    stack.enter_context(dbapi.timed_statements(statement))
+    for method, stage in (("read", "read_select"), ("write_if_unchanged", "write_update")):
+        wrapped = in_stage(stage, getattr(attempts, method))
+        stack.enter_context(_patched(attempts, method, wrapped))
+    original_locked = attempts.locked
 
-        def counted_locked() -> Any:
-            seconds["locked_retries"] += 1
-            return original_locked()
+    def counted_locked() -> Any:
+        seconds["locked_retries"] += 1
+        return original_locked()
 
-        stack.enter_context(_patched(attempts, "locked", counted_locked))
-        stack.enter_context(
-            _patched(
-                checker,
-                "_candidate_verdicts",
-                timers.wrap("judge_total", checker._candidate_verdicts),
-            )
-        )
-        stack.enter_context(
-            _patched(
-                server.keyring, "open_parts", timers.wrap("decrypt", server.keyring.open_parts)
-            )
-        )
-        stack.enter_context(_patched(otp.KeyTable, "of", timers.wrap("key_table", otp.KeyTable.of)))
-        stack.enter_context(
-            _patched(otp, "verify_batch", timers.wrap("c_verify", otp.verify_batch))
-        )
-        stack.enter_context(
-            _patched(convert, "verify_items", timers.wrap("to_domain", convert.verify_items))
-        )
-        stack.enter_context(
-            _patched(service, "verify_batch", timers.wrap("service", service.verify_batch))
-        )
-        stack.enter_context(
-            _patched(checker, "check_many", timers.wrap("check_many", checker.check_many))
-        )
+    stack.enter_context(_patched(attempts, "locked", counted_locked))
 
-        gc_started: list[float] = [0.0]
 
-        def on_gc(phase: str, info: dict[str, int]) -> None:
-            if phase == "start":
-                gc_started[0] = time.perf_counter()
-            else:
-                seconds["gc_pauses"] += time.perf_counter() - gc_started[0]
+def _time_engine(stack: contextlib.ExitStack, server: InProcessServer, timers: _Timers) -> None:
+    """The servicer's conversion, the service, the engine, decryption and the C core."""
+    service = server.service
+    checker = service.deps.checker
+    patches: list[tuple[Any, str, str]] = [
+        (checker, "_candidate_verdicts", "judge_total"),
+        (server.keyring, "open_parts", "decrypt"),
+        (otp.KeyTable, "of", "key_table"),
+        (otp, "verify_batch", "c_verify"),
+        (convert, "verify_items", "to_domain"),
+        (service, "verify_batch", "service"),
+        (checker, "check_many", "check_many"),
+    ]
+    for target, name, stage in patches:
+        stack.enter_context(_patched(target, name, timers.wrap(stage, getattr(target, name))))
 
-        gc.callbacks.append(on_gc)
-        stack.callback(gc.callbacks.remove, on_gc)
-        started = time.perf_counter()
-        request = timers.wrap("parse", pb.BatchVerifyRequest.FromString)(data)
-        response = timers.wrap("servicer", server.servicer.BatchVerify)(request, LOOPBACK_CONTEXT)
-        timers.wrap("serialize", response.SerializeToString)()
-        total = time.perf_counter() - started
 
+def _time_gc(stack: contextlib.ExitStack, seconds: dict[str, float]) -> None:
+    """The cyclic collector's pauses, whichever stage they fell in."""
+    gc_started: list[float] = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            seconds["gc_pauses"] += time.perf_counter() - gc_started[0]
+
+    gc.callbacks.append(on_gc)
+    stack.callback(gc.callbacks.remove, on_gc)
+
+
+def _stages(seconds: dict[str, float], total: float) -> dict[str, float]:
+    """The stages of the module docstring from the timed functions (some nest)."""
     out = {name: seconds.get(name, 0.0) for name in STAGES}
     out["validate"] = seconds["service"] - seconds["check_many"]
     out["judge"] = seconds["judge_total"] - sum(

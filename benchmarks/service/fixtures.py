@@ -1,4 +1,5 @@
-"""What every service benchmark needs: databases, seeded factors, codes, server processes.
+"""What every service benchmark needs: databases, seeded factors, codes (the
+server processes are in servers.py).
 
 - `Database`: a SQLite file, a throwaway PostgreSQL (tests/pg_server.py, with
   PostgreSQL's durable defaults) or the disposable PostgreSQL database named by
@@ -11,16 +12,13 @@
 - `FactorPool`: hands out (factor, step) pairs that the server will accept as
   VALID: each factor's steps ascend and stay within [now, now + 1], the window the
   server accepts, so replay protection never turns a measured call into REPLAYED.
-- `ServerProcess`: `python -m totpd serve` on 127.0.0.1:0 with a ready file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import time
 import uuid
@@ -375,99 +373,3 @@ class FactorPool:
 
     def factor(self, index: int) -> str:
         return self.seeded.factor_ids[index]
-
-
-# --- server processes --------------------------------------------------------
-
-
-class ServerProcess:
-    """`python -m totpd serve` on a free loopback port; `address` once it is serving."""
-
-    def __init__(self, data_dir: Path, database_url: str, name: str = "totpd") -> None:
-        self.data_dir = data_dir
-        self.database_url = database_url
-        self.name = name
-        self.ready_file = data_dir / f"{name}.ready"
-        self.log_path = data_dir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.address = ""
-
-    def start(self, timeout: float = 90.0) -> str:
-        self.ready_file.unlink(missing_ok=True)
-        log = self.log_path.open("ab")
-        command = [
-            sys.executable,
-            "-m",
-            "totpd",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(self.data_dir),
-            "--database-url",
-            self.database_url,
-            "--ready-file",
-            str(self.ready_file),
-            # No load balancer to drain for: stop as soon as asked.
-            "--drain-seconds",
-            "0",
-        ]
-        self.process = subprocess.Popen(command, stdout=log, stderr=log, cwd=self.data_dir)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early; see {self.log_path}")
-            if self.ready_file.exists():
-                self.address = self.ready_file.read_text().strip()
-                return self.address
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not become ready; see {self.log_path}")
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-def _stat_fields(pid: int | str) -> list[str]:
-    """/proc/<pid>/stat after the command name: state, ppid, ... (Linux)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _cpu(fields: list[str]) -> float:
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    return _cpu(_stat_fields(pid))
-
-
-def database_cpu_seconds(database: Database) -> float | None:
-    """CPU seconds used so far by a PostgreSQL server: the postmaster and every
-    process it started (backends, WAL writer, autovacuum). None for SQLite,
-    which runs inside the server processes. A backend that exited takes its
-    seconds with it: the servers keep their pooled connections open."""
-    if database.pg_pid is None:
-        return None
-    total = cpu_seconds(database.pg_pid)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = _stat_fields(entry.name)
-            if int(fields[1]) == database.pg_pid:
-                total += _cpu(fields)
-    return total

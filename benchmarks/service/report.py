@@ -92,103 +92,122 @@ def _open_loop(levels: list[dict[str, Any]]) -> list[str]:
 def table(results: dict[str, Any]) -> str:
     lines: list[str] = _settings_header(results.get("meta", {}))
     for name, db in results["databases"].items():
-        lines.append(
-            f"\n== {name}: {db['factors']:,} active factors (seeded in {db['seed_s']:.1f} s) =="
-        )
-        lines.append(
-            f"{'batch':>7} {'service/s':>11} {'call ms':>8} {'db 1-UPDATE/s':>14}"
-            f" {'svc SQL/s':>10} {'svc/db1':>8} {'SQL/db1':>8} {'svc/SQL':>8} {'valid':>6}  db form"
-        )
-        for row in db["batch"]:
-            service, one, own = row["service"], row["db_consume"], row["db_service_sql"]
-            lines.append(
-                f"{row['batch']:>7,} {_rate(service['rate']):>11} {_ms(service['median_s']):>8}"
-                f" {_rate(one['rate']):>14} {_rate(own['rate']):>10}"
-                f" {row['ratio_vs_consume']:>7.0%} {row['ratio_service_sql_vs_consume']:>7.0%}"
-                f" {row['ratio_vs_service_sql']:>7.0%}"
-                f" {service['valid_fraction']:>6.0%}  {_forms(row)}"
-            )
-        lines.append(
-            f"   target: service >= {BATCH_TARGET:.0%} of db 1-UPDATE (svc/db1); SQL/db1 is the"
-            " most the service's own SQL reaches with no Python around it"
-        )
+        lines.extend(_batch_rows(name, db))
         breakdown = db.get("breakdown")
         if breakdown:
-            stages = breakdown["stages_median_s"]
-            total = stages["total"]
-            lines.append(
-                f"\n   one {breakdown['batch']:,}-item call, in-process, median of"
-                f" {breakdown['calls']}: {_ms(total)} ms"
-                f" (uninstrumented {_ms(breakdown['uninstrumented_median_s'])} ms)"
-            )
-            for stage, seconds in stages.items():
-                if stage == "locked_retries":
-                    lines.append(
-                        f"   {stage:<24} {seconds:>8.0f}    (rounds re-decided under locks)"
-                    )
-                    continue
-                if stage == "total":
-                    continue
-                note = ""
-                if stage.endswith("_sql_exec"):
-                    note = f"  (inside {stage[: -len('_sql_exec')]}: DB-API execute+fetch)"
-                elif stage == "gc_pauses":
-                    note = "  (inside the stages above)"
-                lines.append(f"   {stage:<24} {_ms(seconds):>8} ms {seconds / total:>5.0%}{note}")
+            lines.extend(_breakdown(breakdown))
         if db.get("unary"):
-            lines.append(
-                f"\n   unary Verify, {db['unary'][0]['servers']} server processes,"
-                f" {db['unary'][0].get('client', 'python-aio')} client"
-                f" (target >= {UNARY_RPS_TARGET:,.0f} req/s, p99 < {UNARY_P99_TARGET_MS:.0f} ms)"
-            )
-            lines.append(
-                f"   {'in-flight':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
-                f" {'requests':>9} {'srv cpu':>8} {'db cpu':>7} {'cli cpu':>8} {'ms cpu/call':>11}"
-                "  verdicts"
-            )
-            for level in db["unary"]:
-                cpu = "+".join(f"{c:.1f}" for c in level["server_cpu_s"])
-                database = level.get("database_cpu_s")
-                spent = sum(level["server_cpu_s"]) + (database or 0.0) + level["client_cpu_s"]
-                per_call = 1000 * spent / level["requests"] if level["requests"] else float("nan")
-                lines.append(
-                    f"   {level['concurrency']:>9} {level['rps']:>8,.0f} {level['p50_ms']:>8.1f}"
-                    f" {level['p99_ms']:>8.1f} {level['max_ms']:>8.1f} {level['requests']:>9,}"
-                    f" {cpu:>8} {'-' if database is None else f'{database:.1f}':>7}"
-                    f" {level['client_cpu_s']:>8.1f} {per_call:>11.2f}  {level['verdicts']}"
-                )
+            lines.extend(_closed_loop(db["unary"]))
         if db.get("unary_open"):
             lines.extend(_open_loop(db["unary_open"]))
     wire = results.get("wire")
     if wire:
-        lines.append(
-            f"\n== wire shape, {wire['items']:,} items, protobuf {wire['protobuf_backend']} (ms) =="
-        )
-        lines.append(f"{'':<22} {'per-item':>9} {'columnar':>9}")
-        for key in ("server_parse_s", "server_respond_s", "client_build_s", "client_read_s"):
-            lines.append(
-                f"{key[:-2]:<22} {_ms(wire['per_item'][key]):>9} {_ms(wire['columnar'][key]):>9}"
-            )
-        for key in ("request_bytes", "response_bytes"):
-            lines.append(f"{key:<22} {wire['per_item'][key]:>9,} {wire['columnar'][key]:>9,}")
-        lines.append(
-            f"server parse+respond: per-item / columnar = {wire['server_side_ratio']:.1f}x"
-        )
-        for name, db in results["databases"].items():
-            big = [row for row in db["batch"] if row["batch"] == wire["items"]]
-            if big:
-                per_item = wire["per_item"]["server_parse_s"] + wire["per_item"]["server_respond_s"]
-                db_s = big[0]["db_consume"]["median_s"]
-                lines.append(
-                    f"{name}: per-item server parse+respond {_ms(per_item)} ms vs db 1-UPDATE"
-                    f" {_ms(db_s)} ms and the whole call {_ms(big[0]['service']['median_s'])} ms"
-                )
+        lines.extend(_wire(wire, results["databases"]))
     return "\n".join(lines)
+
+
+def _batch_rows(name: str, db: dict[str, Any]) -> list[str]:
+    """BatchVerify against the database's own bulk UPDATE, per batch size."""
+    lines = [
+        f"\n== {name}: {db['factors']:,} active factors (seeded in {db['seed_s']:.1f} s) ==",
+        f"{'batch':>7} {'service/s':>11} {'call ms':>8} {'db 1-UPDATE/s':>14}"
+        f" {'svc SQL/s':>10} {'svc/db1':>8} {'SQL/db1':>8} {'svc/SQL':>8} {'valid':>6}  db form",
+    ]
+    for row in db["batch"]:
+        service, one, own = row["service"], row["db_consume"], row["db_service_sql"]
+        lines.append(
+            f"{row['batch']:>7,} {_rate(service['rate']):>11} {_ms(service['median_s']):>8}"
+            f" {_rate(one['rate']):>14} {_rate(own['rate']):>10}"
+            f" {row['ratio_vs_consume']:>7.0%} {row['ratio_service_sql_vs_consume']:>7.0%}"
+            f" {row['ratio_vs_service_sql']:>7.0%}"
+            f" {service['valid_fraction']:>6.0%}  {_forms(row)}"
+        )
+    lines.append(
+        f"   target: service >= {BATCH_TARGET:.0%} of db 1-UPDATE (svc/db1); SQL/db1 is the"
+        " most the service's own SQL reaches with no Python around it"
+    )
+    return lines
+
+
+def _breakdown(breakdown: dict[str, Any]) -> list[str]:
+    """One in-process call's stages, each with its share of the call."""
+    stages = breakdown["stages_median_s"]
+    total = stages["total"]
+    lines = [
+        f"\n   one {breakdown['batch']:,}-item call, in-process, median of"
+        f" {breakdown['calls']}: {_ms(total)} ms"
+        f" (uninstrumented {_ms(breakdown['uninstrumented_median_s'])} ms)"
+    ]
+    for stage, seconds in stages.items():
+        if stage == "locked_retries":
+            lines.append(f"   {stage:<24} {seconds:>8.0f}    (rounds re-decided under locks)")
+            continue
+        if stage == "total":
+            continue
+        note = ""
+        if stage.endswith("_sql_exec"):
+            note = f"  (inside {stage[: -len('_sql_exec')]}: DB-API execute+fetch)"
+        elif stage == "gc_pauses":
+            note = "  (inside the stages above)"
+        lines.append(f"   {stage:<24} {_ms(seconds):>8} ms {seconds / total:>5.0%}{note}")
+    return lines
+
+
+def _closed_loop(levels: list[dict[str, Any]]) -> list[str]:
+    """The closed-loop (fixed calls in flight) levels of one database."""
+    lines = [
+        f"\n   unary Verify, {levels[0]['servers']} server processes,"
+        f" {levels[0].get('client', 'python-aio')} client"
+        f" (target >= {UNARY_RPS_TARGET:,.0f} req/s, p99 < {UNARY_P99_TARGET_MS:.0f} ms)",
+        f"   {'in-flight':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+        f" {'requests':>9} {'srv cpu':>8} {'db cpu':>7} {'cli cpu':>8} {'ms cpu/call':>11}"
+        "  verdicts",
+    ]
+    for level in levels:
+        cpu = "+".join(f"{c:.1f}" for c in level["server_cpu_s"])
+        database = level.get("database_cpu_s")
+        spent = sum(level["server_cpu_s"]) + (database or 0.0) + level["client_cpu_s"]
+        per_call = 1000 * spent / level["requests"] if level["requests"] else float("nan")
+        lines.append(
+            f"   {level['concurrency']:>9} {level['rps']:>8,.0f} {level['p50_ms']:>8.1f}"
+            f" {level['p99_ms']:>8.1f} {level['max_ms']:>8.1f} {level['requests']:>9,}"
+            f" {cpu:>8} {'-' if database is None else f'{database:.1f}':>7}"
+            f" {level['client_cpu_s']:>8.1f} {per_call:>11.2f}  {level['verdicts']}"
+        )
+    return lines
+
+
+def _wire(wire: dict[str, Any], databases: dict[str, Any]) -> list[str]:
+    """The two wire shapes, and the per-item one beside each database's figures."""
+    lines = [
+        f"\n== wire shape, {wire['items']:,} items, protobuf {wire['protobuf_backend']} (ms) ==",
+        f"{'':<22} {'per-item':>9} {'columnar':>9}",
+    ]
+    for key in ("server_parse_s", "server_respond_s", "client_build_s", "client_read_s"):
+        lines.append(
+            f"{key[:-2]:<22} {_ms(wire['per_item'][key]):>9} {_ms(wire['columnar'][key]):>9}"
+        )
+    for key in ("request_bytes", "response_bytes"):
+        lines.append(f"{key:<22} {wire['per_item'][key]:>9,} {wire['columnar'][key]:>9,}")
+    lines.append(f"server parse+respond: per-item / columnar = {wire['server_side_ratio']:.1f}x")
+    per_item = wire["per_item"]["server_parse_s"] + wire["per_item"]["server_respond_s"]
+    for name, db in databases.items():
+        big = [row for row in db["batch"] if row["batch"] == wire["items"]]
+        if big:
+            db_s = big[0]["db_consume"]["median_s"]
+            lines.append(
+                f"{name}: per-item server parse+respond {_ms(per_item)} ms vs db 1-UPDATE"
+                f" {_ms(db_s)} ms and the whole call {_ms(big[0]['service']['median_s'])} ms"
+            )
+    return lines
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, sort_keys=False))
+
+
+_STYLES = {"sqlite": "tab:blue", "postgresql": "tab:orange"}
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:
@@ -201,11 +220,21 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         return False
     has_unary = any(db.get("unary") for db in results["databases"].values())
     figure, axes = plt.subplots(1, 2 if has_unary else 1, figsize=(13 if has_unary else 7, 5))
-    left = axes[0] if has_unary else axes
-    styles = {"sqlite": "tab:blue", "postgresql": "tab:orange"}
-    for name, db in results["databases"].items():
+    _plot_batch(axes[0] if has_unary else axes, results["databases"])
+    if has_unary:
+        _plot_unary(axes[1], results["databases"])
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def _plot_batch(left: Any, databases: dict[str, Any]) -> None:
+    """BatchVerify's rate against the database's own, per batch size."""
+    for name, db in databases.items():
         sizes = [row["batch"] for row in db["batch"]]
-        color = styles.get(name, None)
+        color = _STYLES.get(name, None)
         left.plot(sizes, [r["service"]["rate"] for r in db["batch"]], "o-", color=color,
                   label=f"{name}: BatchVerify end to end")  # fmt: skip
         left.plot(sizes, [r["db_consume"]["rate"] for r in db["batch"]], "s--", color=color,
@@ -219,38 +248,35 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     left.set_title("BatchVerify vs the database's own bulk UPDATE")
     left.grid(True, which="both", alpha=0.3)
     left.legend(fontsize=8)
-    if has_unary:
-        right = axes[1]
-        twin = right.twinx()
-        for name, db in results["databases"].items():
-            levels = db.get("unary") or []
-            if not levels:
-                continue
-            color = styles.get(name, None)
-            xs = [level["concurrency"] for level in levels]
-            right.plot(xs, [level["rps"] for level in levels], "o-", color=color,
-                       label=f"{name}: req/s")  # fmt: skip
-            twin.plot(xs, [level["p99_ms"] for level in levels], "x:", color=color,
-                      label=f"{name}: p99 ms (right axis)")  # fmt: skip
-            for level in db.get("unary_open") or []:
-                # Open loop has no calls-in-flight setting: a mark at its peak in flight.
-                twin.plot([max(1, level["peak_outstanding"])], [level["p99_ms"]], "D",
-                          color=color, markerfacecolor="none",
-                          label=f"{name}: p99 ms, open loop {level['rate']:,.0f}/s"
-                          f" ({level['dropped']:,} dropped)")  # fmt: skip
-        twin.set_ylabel("p99 latency, ms (x, dotted)")
-        twin.axhline(UNARY_P99_TARGET_MS, color="grey", linewidth=0.8, linestyle=":")
-        right.axhline(UNARY_RPS_TARGET, color="grey", linewidth=0.8)
-        right.set_xscale("log", base=2)
-        right.set_xlabel("calls in flight")
-        right.set_ylabel("unary Verify requests per second")
-        right.set_title("unary Verify, one server process per core")
-        right.grid(True, alpha=0.3)
-        handles = right.get_legend_handles_labels()
-        twin_handles = twin.get_legend_handles_labels()
-        right.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return True
+
+
+def _plot_unary(right: Any, databases: dict[str, Any]) -> None:
+    """Unary Verify's rate (left axis) and p99 (right axis) per calls in flight."""
+    twin = right.twinx()
+    for name, db in databases.items():
+        levels = db.get("unary") or []
+        if not levels:
+            continue
+        color = _STYLES.get(name, None)
+        xs = [level["concurrency"] for level in levels]
+        right.plot(xs, [level["rps"] for level in levels], "o-", color=color,
+                   label=f"{name}: req/s")  # fmt: skip
+        twin.plot(xs, [level["p99_ms"] for level in levels], "x:", color=color,
+                  label=f"{name}: p99 ms (right axis)")  # fmt: skip
+        for level in db.get("unary_open") or []:
+            # Open loop has no calls-in-flight setting: a mark at its peak in flight.
+            twin.plot([max(1, level["peak_outstanding"])], [level["p99_ms"]], "D",
+                      color=color, markerfacecolor="none",
+                      label=f"{name}: p99 ms, open loop {level['rate']:,.0f}/s"
+                      f" ({level['dropped']:,} dropped)")  # fmt: skip
+    twin.set_ylabel("p99 latency, ms (x, dotted)")
+    twin.axhline(UNARY_P99_TARGET_MS, color="grey", linewidth=0.8, linestyle=":")
+    right.axhline(UNARY_RPS_TARGET, color="grey", linewidth=0.8)
+    right.set_xscale("log", base=2)
+    right.set_xlabel("calls in flight")
+    right.set_ylabel("unary Verify requests per second")
+    right.set_title("unary Verify, one server process per core")
+    right.grid(True, alpha=0.3)
+    handles = right.get_legend_handles_labels()
+    twin_handles = twin.get_legend_handles_labels()
+    right.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], fontsize=8)

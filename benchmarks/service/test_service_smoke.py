@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,33 +17,19 @@ from benchmarks.service import batch, breakdown, report, unary, wire
 from benchmarks.service.fixtures import (
     POSTGRES_URL_ENV,
     FactorPool,
-    ServerProcess,
     postgres_database,
     postgres_settings,
     seed_database,
     sqlite_database,
     sqlite_settings,
 )
+from benchmarks.service.servers import ServerProcess
 
 
 def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
-    with sqlite_database(tmp_path) as database:
-        seeded = seed_database(database, tmp_path, 400)
-        pool = FactorPool(seeded)
-        server = ServerProcess(tmp_path, database.url)
-        server.start()
-        try:
-            service = batch.run_service(server.address, pool, 20, 1, server.pid)
-            consume = batch.run_database(database, pool, 20, 1)
-            own_sql = batch.run_service_sql(database, pool, 20, 1)
-            parts = breakdown.run_breakdown(database, tmp_path, pool, 20, 1)
-            level = unary.run_level([server.address], [server.pid], pool, 2, 0.3, max_rate=200)
-            open_level = unary.run_open_level(
-                [server.address], [server.pid], pool, 100.0, 0.4, 50, warmup=10
-            )
-            settings = sqlite_settings(database)
-        finally:
-            server.stop()
+    figures = _run_every_piece(tmp_path)
+    service, consume, own_sql = figures["service"], figures["consume"], figures["own_sql"]
+    parts, level = figures["parts"], figures["level"]
     # Fresh codes only: replay protection must not turn the measured calls into REPLAYED.
     assert service["valid_fraction"] == 1.0
     assert consume["updated_fraction"] == 1.0 and own_sql["updated_fraction"] == 1.0
@@ -52,8 +39,48 @@ def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
     assert {"read_select_sql_exec", "write_update_sql_exec"} <= set(parts["stages_median_s"])
     assert level["requests"] > 0 and set(level["verdicts"]) == {"VERIFY_RESULT_VALID"}
     assert level["mode"] == "closed"
+    # `--processes 2`: two workers on one port, at least two connections each, and the
+    # server's CPU is theirs (the supervisor alone is idle: far below this).
+    assert level["servers"] == 2 and level["connections"] >= 4
+    assert level["server_cpu_s"][0] > 0.05
+    _check_open_level(figures["open_level"])
+    assert figures["settings"]["journal_mode"] == "wal"
 
-    # Open loop: 100 req/s for 0.4 s is 40 requests due, each sent, dropped or failed.
+    shapes = wire.measure(50, 1)
+    assert shapes["per_item"]["request_bytes"] > 0 and shapes["columnar"]["request_bytes"] > 0
+
+    results = _results(figures, shapes)
+    printed = report.table(results)
+    assert "sqlite" in printed and "open loop" in printed and "synchronous=NORMAL" in printed
+    report.write_json(results, tmp_path / "service.json")
+    if report.plot(results, tmp_path / "service.png"):
+        assert (tmp_path / "service.png").stat().st_size > 0
+
+
+def _run_every_piece(tmp_path: Path) -> dict[str, Any]:
+    """Every measurement once, at tiny sizes, on one SQLite database and one server."""
+    with sqlite_database(tmp_path) as database:
+        seeded = seed_database(database, tmp_path, 400)
+        pool = FactorPool(seeded)
+        server = ServerProcess(tmp_path, database.url, processes=2)
+        server.start()
+        try:
+            return {
+                "seed_s": seeded.seconds,
+                "service": batch.run_service(server.address, pool, 20, 1, server.pid),
+                "consume": batch.run_database(database, pool, 20, 1),
+                "own_sql": batch.run_service_sql(database, pool, 20, 1),
+                "parts": breakdown.run_breakdown(database, tmp_path, pool, 20, 1),
+                "level": unary.run_level(server, pool, 2, 0.3, max_rate=200),
+                "open_level": unary.run_open_level(server, pool, 100.0, 0.4, 50, warmup=10),
+                "settings": sqlite_settings(database),
+            }
+        finally:
+            server.stop()
+
+
+def _check_open_level(open_level: dict[str, Any]) -> None:
+    """Open loop: 100 req/s for 0.4 s is 40 requests due, each sent, dropped or failed."""
     assert open_level["mode"] == "open" and open_level["rate"] == 100.0
     assert open_level["scheduled"] == 40 and open_level["max_outstanding"] == 50
     assert open_level["sent"] + open_level["dropped"] == open_level["scheduled"]
@@ -67,17 +94,17 @@ def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
     assert 0 < p50 <= p99 <= top and math.isfinite(top)
     # From the due time, never shorter than from the actual send.
     assert open_level["from_send_p99_ms"] <= p99 + 1e-6
-    assert settings["journal_mode"] == "wal"
 
-    shapes = wire.measure(50, 1)
-    assert shapes["per_item"]["request_bytes"] > 0 and shapes["columnar"]["request_bytes"] > 0
 
-    results = {
-        "meta": {"sqlite": settings},
+def _results(figures: dict[str, Any], shapes: dict[str, Any]) -> dict[str, Any]:
+    """The figures in the shape `__main__` gives the report."""
+    service, consume, own_sql = figures["service"], figures["consume"], figures["own_sql"]
+    return {
+        "meta": {"sqlite": figures["settings"]},
         "databases": {
             "sqlite": {
                 "factors": 400,
-                "seed_s": seeded.seconds,
+                "seed_s": figures["seed_s"],
                 "batch": [
                     {
                         "batch": 20,
@@ -89,18 +116,13 @@ def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
                         "ratio_service_sql_vs_consume": own_sql["rate"] / consume["rate"],
                     }
                 ],
-                "breakdown": {k: v for k, v in parts.items() if k != "profile_top"},
-                "unary": [level],
-                "unary_open": [open_level],
+                "breakdown": {k: v for k, v in figures["parts"].items() if k != "profile_top"},
+                "unary": [figures["level"]],
+                "unary_open": [figures["open_level"]],
             }
         },
         "wire": shapes,
     }
-    printed = report.table(results)
-    assert "sqlite" in printed and "open loop" in printed and "synchronous=NORMAL" in printed
-    report.write_json(results, tmp_path / "service.json")
-    if report.plot(results, tmp_path / "service.png"):
-        assert (tmp_path / "service.png").stat().st_size > 0
 
 
 def test_benchmark_postgres_is_durable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,11 @@
 """Unary Verify under closed-loop and open-loop load: requests/second and latency percentiles.
 
-One `totpd serve` process per core, each on its own loopback port (the server
-turns SO_REUSEPORT off on purpose, so two processes cannot share a port); the
-client keeps `concurrency` calls in flight, one connection per server, the calls
-spread round-robin over the servers. Every request is a fresh valid code of a
+One `totpd serve --processes N` server (a supervisor and N workers on one
+loopback port, SO_REUSEPORT), or one process. The client keeps `concurrency`
+calls in flight over several connections, the calls spread round-robin over
+them; the kernel spreads the connections over the workers at random, so with
+few calls in flight one worker may carry more than its share
+(`ServerProcess.connections`). Every request is a fresh valid code of a
 distinct factor, so each call does the full work: count the attempt, compare,
 consume the step. Each level is bounded: a fixed duration and a fixed budget of
 pre-built requests, whichever ends first, after a short warm-up that is not
@@ -46,7 +48,8 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from benchmarks.service.fixtures import FactorPool, cpu_seconds
+from benchmarks.service.fixtures import FactorPool
+from benchmarks.service.servers import ServerProcess, cpu_seconds
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
@@ -108,7 +111,9 @@ async def _drive(
     concurrency: int,
     seconds: float,
 ) -> tuple[list[float], float, dict[str, int]]:
-    channels = [grpc.aio.insecure_channel(address) for address in addresses]
+    # Each its own connection: grpc shares one between channels to the same address.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(address, options=options) for address in addresses]
     stubs = [pb_grpc.TotpServiceStub(ch) for ch in channels]
     try:
         for ch in channels:
@@ -150,8 +155,7 @@ async def _drive(
 
 
 def run_level(
-    addresses: list[str],
-    pids: list[int],
+    server: ServerProcess,
     pool: FactorPool,
     concurrency: int,
     seconds: float,
@@ -169,8 +173,9 @@ def run_level(
         raise ValueError(f"client must be one of {CLIENTS}, not {client!r}")
     warmup = max(200, 4 * concurrency)
     level = _Level(
-        addresses,
-        pids,
+        server.connections(concurrency),
+        server.pid,
+        server.workers,
         pool,
         concurrency,
         seconds,
@@ -183,8 +188,7 @@ def run_level(
 
 
 def run_open_level(
-    addresses: list[str],
-    pids: list[int],
+    server: ServerProcess,
     pool: FactorPool,
     rate: float,
     seconds: float,
@@ -215,7 +219,16 @@ def run_open_level(
         warmup = max(0, len(pool) - scheduled)
     if scheduled > len(pool):
         raise ValueError(f"{scheduled} requests need as many factors; the pool has {len(pool)}")
-    level = _Level(addresses, pids, pool, warmup_concurrency, seconds, warmup, budget=scheduled)
+    level = _Level(
+        server.connections(warmup_concurrency),
+        server.pid,
+        server.workers,
+        pool,
+        warmup_concurrency,
+        seconds,
+        warmup,
+        budget=scheduled,
+    )
     extra = (
         f"-rate={rate!r}",
         f"-max-outstanding={max_outstanding}",
@@ -238,8 +251,9 @@ def _with_database_cpu(
 class _Level(NamedTuple):
     """One load level: where, how hard, for how long, with how many requests."""
 
-    addresses: list[str]
-    pids: list[int]
+    addresses: list[str]  # one per client connection
+    pid: int  # the server process (with --processes N, the supervisor)
+    processes: int  # the processes that serve
     pool: FactorPool
     concurrency: int
     seconds: float
@@ -249,38 +263,52 @@ class _Level(NamedTuple):
 
 def _run_level_go(level: _Level, gomaxprocs: int, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run the load generator once; `extra` are more flags (the open loop's)."""
-    addresses, pids, pool, concurrency, seconds, warmup, budget = level
     binary = build_loadgen()
     with tempfile.TemporaryDirectory(prefix="totpd-loadgen-") as tmp:
         requests = Path(tmp) / "requests.txt"
-        requests.write_text(_request_lines(pool, warmup + budget))
+        requests.write_text(_request_lines(level.pool, level.warmup + level.budget))
         command = [
             str(binary),
             f"-requests={requests}",
-            f"-addr={','.join(addresses)}",
-            f"-concurrency={concurrency}",
-            f"-seconds={seconds!r}",
-            f"-warmup={warmup}",
+            f"-addr={','.join(level.addresses)}",
+            f"-concurrency={level.concurrency}",
+            f"-seconds={level.seconds!r}",
+            f"-warmup={level.warmup}",
             f"-timeout={CALL_TIMEOUT_S}s",
             f"-gomaxprocs={gomaxprocs}",
             *extra,
         ]
-        server_cpu = [cpu_seconds(pid) for pid in pids]
+        server_cpu = cpu_seconds(level.pid)
         # Bounded: the timed phase, then every call's deadline, then the warm-up's limit.
-        limit = seconds + 2 * CALL_TIMEOUT_S + 120
+        limit = level.seconds + 2 * CALL_TIMEOUT_S + 120
         ran = subprocess.run(command, capture_output=True, text=True, timeout=limit)
-        server_cpu = [
-            cpu_seconds(pid) - before for pid, before in zip(pids, server_cpu, strict=True)
-        ]
+        server_cpu = cpu_seconds(level.pid) - server_cpu
     if ran.returncode != 0:
         raise RuntimeError(f"totpd-loadgen failed ({ran.returncode}):\n{ran.stderr.strip()}")
-    out: dict[str, Any] = json.loads(ran.stdout)
-    nan = float("nan")
+    return _go_figures(level, json.loads(ran.stdout), server_cpu)
+
+
+_OPEN_LOOP_KEYS = (
+    "rate",
+    "scheduled",
+    "schedule_s",
+    "sent",
+    "dropped",
+    "late",
+    "late_after_ms",
+    "max_outstanding",
+    "peak_outstanding",
+)
+
+
+def _go_figures(level: _Level, out: dict[str, Any], server_cpu: float) -> dict[str, Any]:
+    """The load generator's JSON as the level's figures."""
     open_loop = out["mode"] == "open"
     figures: dict[str, Any] = {
         # Open loop: no calls-in-flight setting (`concurrency` is its warm-up's only).
-        "concurrency": None if open_loop else concurrency,
-        "servers": len(addresses),
+        "concurrency": None if open_loop else level.concurrency,
+        "servers": level.processes,
+        "connections": len(level.addresses),
         "requests": out["requests"],
         "seconds": out["seconds"],
         "rps": out["rps"],
@@ -288,13 +316,13 @@ def _run_level_go(level: _Level, gomaxprocs: int, extra: tuple[str, ...] = ()) -
     milliseconds = ["p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms"]
     milliseconds += sorted(key for key in out if key.endswith("_ms") and key not in milliseconds)
     for key in milliseconds:  # null (no call completed) becomes NaN, as the Python client's
-        figures[key] = nan if out[key] is None else out[key]
+        figures[key] = float("nan") if out[key] is None else out[key]
     figures.update(
         {
             "verdicts": out["verdicts"],
             "budget_exhausted": out["budget_exhausted"],
             "client_cpu_s": out["cpu_s"],
-            "server_cpu_s": server_cpu,
+            "server_cpu_s": [server_cpu],
             "client": "go",
             "client_cpu_timed_s": out["cpu_timed_s"],
             "client_gomaxprocs": out["gomaxprocs"],
@@ -302,28 +330,17 @@ def _run_level_go(level: _Level, gomaxprocs: int, extra: tuple[str, ...] = ()) -
         }
     )
     if open_loop:
-        figures["warmup_concurrency"] = concurrency
-        for key in (
-            "rate",
-            "scheduled",
-            "schedule_s",
-            "sent",
-            "dropped",
-            "late",
-            "late_after_ms",
-            "max_outstanding",
-            "peak_outstanding",
-        ):
-            figures[key] = out[key]
+        figures["warmup_concurrency"] = level.concurrency
+        figures.update({key: out[key] for key in _OPEN_LOOP_KEYS})
     return figures
 
 
 def _run_level_python(level: _Level) -> dict[str, Any]:
-    addresses, pids, pool, concurrency, seconds, warmup, budget = level
+    addresses, pid, processes, pool, concurrency, seconds, warmup, budget = level
     requests = _requests(pool, warmup + budget)
     gc.collect()
     gc.freeze()  # the benchmark's own heap must not pause the client mid-run
-    server_cpu = [cpu_seconds(pid) for pid in pids]
+    server_cpu = cpu_seconds(pid)
     client_cpu = time.process_time()
     try:
         latencies, elapsed, verdicts = asyncio.run(
@@ -332,12 +349,13 @@ def _run_level_python(level: _Level) -> dict[str, Any]:
     finally:
         gc.unfreeze()
     client_cpu = time.process_time() - client_cpu
-    server_cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, server_cpu, strict=True)]
+    server_cpu = cpu_seconds(pid) - server_cpu
     latencies.sort()
     count = len(latencies)
     return {
         "concurrency": concurrency,
-        "servers": len(addresses),
+        "servers": processes,
+        "connections": len(addresses),
         "requests": count,
         "seconds": elapsed,
         "rps": count / elapsed if elapsed else 0.0,
@@ -349,7 +367,7 @@ def _run_level_python(level: _Level) -> dict[str, Any]:
         "verdicts": verdicts,
         "budget_exhausted": count >= budget,
         "client_cpu_s": client_cpu,
-        "server_cpu_s": server_cpu,
+        "server_cpu_s": [server_cpu],
         "client": "python-aio",
         "mode": "closed",
     }

@@ -1,26 +1,7 @@
-"""Wire shape for BatchVerify: per-item messages (proto/ today) against columnar fields.
+"""Wire shape for BatchVerify: per-item messages (proto/ today) against columnar fields
+(a throwaway .proto, `COLUMNAR_PROTO`, compiled into a temp dir; proto/ is untouched).
 
-The columnar alternative lives only in a throwaway .proto compiled into a temp
-dir (proto/ is untouched):
-
-    message ColumnarBatchVerifyRequest {
-      repeated string account_ids = 1; repeated string codes = 2;
-      repeated string factor_ids = 3;            // empty, or one per item
-    }
-    message ColumnarBatchVerifyResponse {
-      repeated totpd.v1.VerifyResult results = 1; // packed enum
-      repeated string factor_ids = 2;
-      repeated sint32 step_offsets = 3;           // packed
-      repeated uint32 attempts_left = 4;          // packed
-      repeated uint32 retry_after_seconds = 5;    // packed
-      repeated ItemErrorAt errors = 6;            // sparse: only failed items
-    }
-
-For each shape, with the installed protobuf runtime (upb), medians of:
-  server_parse     request bytes -> message -> the three fields of every item in Python
-  server_respond   every item's verdict -> response message -> bytes
-  client_build     the three fields of every item -> request message -> bytes
-  client_read      response bytes -> message -> every item's verdict fields in Python
+The timings: benchmarks/README.md, "Wire shape".
 """
 
 from __future__ import annotations
@@ -33,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -114,112 +96,27 @@ def measure(n: int = 10_000, repeat: int = 7) -> dict[str, Any]:
         return _measure(columnar, n, repeat)
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """The items both shapes carry: n accounts, codes and factor ids."""
+
+    accounts: list[str]
+    codes: list[str]
+    factor_ids: list[str]
+
+    @classmethod
+    def of(cls, n: int) -> _Batch:
+        return cls(
+            accounts=[f"bench-{i:07d}" for i in range(n)],
+            codes=[f"{(i * 7919) % 1_000_000:06d}" for i in range(n)],
+            factor_ids=[str(uuid.uuid4()) for _ in range(n)],
+        )
+
+
 def _measure(col: ModuleType, n: int, repeat: int) -> dict[str, Any]:
-    accounts = [f"bench-{i:07d}" for i in range(n)]
-    codes = [f"{(i * 7919) % 1_000_000:06d}" for i in range(n)]
-    factor_ids = [str(uuid.uuid4()) for _ in range(n)]
-    valid = factor_pb2.VERIFY_RESULT_VALID
-
-    # -- per item (the proto today) --
-    def item_client_build() -> bytes:
-        request = pb.BatchVerifyRequest(
-            items=[
-                pb.BatchVerifyItem(account_id=a, code=c)
-                for a, c in zip(accounts, codes, strict=True)
-            ]
-        )
-        return request.SerializeToString()
-
-    item_request = item_client_build()
-
-    def item_server_parse() -> object:
-        request = pb.BatchVerifyRequest.FromString(item_request)
-        return [(i.account_id, i.code, i.factor_id) for i in request.items]
-
-    def item_server_respond() -> bytes:
-        # As the servicer does it: one VerifyOutcome per item, copied into its slot.
-        response = pb.BatchVerifyResponse()
-        for factor_id in factor_ids:
-            slot = response.results.add()
-            slot.outcome.CopyFrom(
-                factor_pb2.VerifyOutcome(
-                    result=valid, factor_id=factor_id, step_offset=0, attempts_left=10
-                )
-            )
-        return response.SerializeToString()
-
-    def item_server_respond_direct() -> bytes:
-        # Without the temporary message: set the fields in place.
-        response = pb.BatchVerifyResponse()
-        for factor_id in factor_ids:
-            outcome = response.results.add().outcome
-            outcome.result = valid
-            outcome.factor_id = factor_id
-            outcome.attempts_left = 10
-        return response.SerializeToString()
-
-    item_response = item_server_respond()
-
-    def item_client_read() -> object:
-        response = pb.BatchVerifyResponse.FromString(item_response)
-        return [
-            (r.outcome.result, r.outcome.factor_id, r.outcome.step_offset, r.outcome.attempts_left)
-            for r in response.results
-        ]
-
-    # -- columnar --
-    def col_client_build() -> bytes:
-        request = col.ColumnarBatchVerifyRequest(account_ids=accounts, codes=codes)
-        return bytes(request.SerializeToString())
-
-    col_request = col_client_build()
-
-    def col_server_parse() -> object:
-        request = col.ColumnarBatchVerifyRequest.FromString(col_request)
-        return (list(request.account_ids), list(request.codes), list(request.factor_ids))
-
-    zeros = [0] * n
-    tens = [10] * n
-    results = [valid] * n
-
-    def col_server_respond() -> bytes:
-        response = col.ColumnarBatchVerifyResponse(
-            results=results,
-            factor_ids=factor_ids,
-            step_offsets=zeros,
-            attempts_left=tens,
-            retry_after_seconds=zeros,
-        )
-        return bytes(response.SerializeToString())
-
-    col_response = col_server_respond()
-
-    def col_client_read() -> object:
-        response = col.ColumnarBatchVerifyResponse.FromString(col_response)
-        return (
-            list(response.results),
-            list(response.factor_ids),
-            list(response.step_offsets),
-            list(response.attempts_left),
-        )
-
-    per_item = {
-        "server_parse_s": _median(item_server_parse, repeat),
-        "server_respond_s": _median(item_server_respond, repeat),
-        "server_respond_in_place_s": _median(item_server_respond_direct, repeat),
-        "client_build_s": _median(item_client_build, repeat),
-        "client_read_s": _median(item_client_read, repeat),
-        "request_bytes": len(item_request),
-        "response_bytes": len(item_response),
-    }
-    columnar = {
-        "server_parse_s": _median(col_server_parse, repeat),
-        "server_respond_s": _median(col_server_respond, repeat),
-        "client_build_s": _median(col_client_build, repeat),
-        "client_read_s": _median(col_client_read, repeat),
-        "request_bytes": len(col_request),
-        "response_bytes": len(col_response),
-    }
+    batch = _Batch.of(n)
+    per_item = _per_item(batch, repeat)
+    columnar = _columnar(col, batch, repeat)
     from google.protobuf.internal import api_implementation
 
     return {
@@ -229,6 +126,117 @@ def _measure(col: ModuleType, n: int, repeat: int) -> dict[str, Any]:
         "columnar": columnar,
         "server_side_ratio": (per_item["server_parse_s"] + per_item["server_respond_s"])
         / (columnar["server_parse_s"] + columnar["server_respond_s"]),
+    }
+
+
+def _per_item(batch: _Batch, repeat: int) -> dict[str, float]:
+    """The proto today: one message per item."""
+    valid = factor_pb2.VERIFY_RESULT_VALID
+
+    def client_build() -> bytes:
+        pairs = zip(batch.accounts, batch.codes, strict=True)
+        request = pb.BatchVerifyRequest(
+            items=[pb.BatchVerifyItem(account_id=a, code=c) for a, c in pairs]
+        )
+        return request.SerializeToString()
+
+    request_bytes = client_build()
+
+    def server_parse() -> object:
+        request = pb.BatchVerifyRequest.FromString(request_bytes)
+        return [(i.account_id, i.code, i.factor_id) for i in request.items]
+
+    def server_respond() -> bytes:
+        # As the servicer does it: one VerifyOutcome per item, copied into its slot.
+        response = pb.BatchVerifyResponse()
+        for factor_id in batch.factor_ids:
+            slot = response.results.add()
+            slot.outcome.CopyFrom(
+                factor_pb2.VerifyOutcome(
+                    result=valid, factor_id=factor_id, step_offset=0, attempts_left=10
+                )
+            )
+        return response.SerializeToString()
+
+    def server_respond_in_place() -> bytes:
+        # Without the temporary message: set the fields in place.
+        response = pb.BatchVerifyResponse()
+        for factor_id in batch.factor_ids:
+            outcome = response.results.add().outcome
+            outcome.result = valid
+            outcome.factor_id = factor_id
+            outcome.attempts_left = 10
+        return response.SerializeToString()
+
+    response_bytes = server_respond()
+
+    def client_read() -> object:
+        response = pb.BatchVerifyResponse.FromString(response_bytes)
+        return [
+            (r.outcome.result, r.outcome.factor_id, r.outcome.step_offset, r.outcome.attempts_left)
+            for r in response.results
+        ]
+
+    timed = _medians(repeat, server_parse, server_respond, client_build, client_read)
+    timed["server_respond_in_place_s"] = _median(server_respond_in_place, repeat)
+    return timed | {"request_bytes": len(request_bytes), "response_bytes": len(response_bytes)}
+
+
+def _columnar(col: ModuleType, batch: _Batch, repeat: int) -> dict[str, float]:
+    """The throwaway proto: one repeated field per column."""
+    n = len(batch.accounts)
+    zeros = [0] * n
+    tens = [10] * n
+    results = [factor_pb2.VERIFY_RESULT_VALID] * n
+
+    def client_build() -> bytes:
+        request = col.ColumnarBatchVerifyRequest(account_ids=batch.accounts, codes=batch.codes)
+        return bytes(request.SerializeToString())
+
+    request_bytes = client_build()
+
+    def server_parse() -> object:
+        request = col.ColumnarBatchVerifyRequest.FromString(request_bytes)
+        return (list(request.account_ids), list(request.codes), list(request.factor_ids))
+
+    def server_respond() -> bytes:
+        response = col.ColumnarBatchVerifyResponse(
+            results=results,
+            factor_ids=batch.factor_ids,
+            step_offsets=zeros,
+            attempts_left=tens,
+            retry_after_seconds=zeros,
+        )
+        return bytes(response.SerializeToString())
+
+    response_bytes = server_respond()
+
+    def client_read() -> object:
+        response = col.ColumnarBatchVerifyResponse.FromString(response_bytes)
+        return (
+            list(response.results),
+            list(response.factor_ids),
+            list(response.step_offsets),
+            list(response.attempts_left),
+        )
+
+    timed = _medians(repeat, server_parse, server_respond, client_build, client_read)
+    return timed | {"request_bytes": len(request_bytes), "response_bytes": len(response_bytes)}
+
+
+def _medians(
+    repeat: int,
+    server_parse: Callable[[], object],
+    server_respond: Callable[[], object],
+    client_build: Callable[[], object],
+    client_read: Callable[[], object],
+) -> dict[str, float]:
+    """The four timings the module docstring names, for one shape."""
+    return {
+        "server_parse_s": _median(server_parse, repeat),
+        "server_respond_s": _median(server_respond, repeat),
+        "client_build_s": _median(client_build, repeat),
+        "client_read_s": _median(client_read, repeat),
     }
 
 

@@ -87,6 +87,12 @@ class Settings:
     # ("portable", "shani", "avx2", "avx512", "avx512x16"); checked against the
     # CPU when the service is built (totpd.otp.use_cpu_path).
     cpu_path: str = "auto"
+    # Prometheus metrics on their own HTTP listener (/metrics); loopback by
+    # default, "" for none. Port 0 picks a free port (logged).
+    metrics_address: str = "127.0.0.1:9464"
+    # OpenTelemetry tracing over OTLP (the `tracing` extra), e.g.
+    # "http://127.0.0.1:4317"; "" leaves it to OTEL_EXPORTER_OTLP_ENDPOINT, or off.
+    otlp_endpoint: str = ""
 
     @property
     def tls_mode(self) -> str:
@@ -204,6 +210,8 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "tls_client_ca_file": _as_optional_path,
     "purge_interval_seconds": _as_float,
     "cpu_path": _as_cpu_path,
+    "metrics_address": _as_str,
+    "otlp_endpoint": _as_str,
 }
 _POLICY_PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "default_issuer": _as_str,
@@ -315,6 +323,15 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _check_metrics_address(address: str) -> None:
+    try:
+        parse_listen_address(address)
+    except ConfigError:
+        raise ConfigError(
+            f"metrics_address must be HOST:PORT, or empty for no metrics listener, got {address!r}"
+        ) from None
+
+
 def is_loopback_host(host: str) -> bool:
     """True for "localhost" and loopback addresses (127.0.0.0/8, ::1); a wildcard
     (0.0.0.0, [::]) or any other name or address reaches beyond this machine."""
@@ -328,6 +345,8 @@ def is_loopback_host(host: str) -> bool:
 
 def validate(settings: Settings) -> None:
     parse_listen_address(settings.listen_address)
+    if settings.metrics_address:
+        _check_metrics_address(settings.metrics_address)
     if settings.database_url and "://" not in settings.database_url:
         raise ConfigError("database_url must be an SQLAlchemy URL such as postgresql+psycopg://...")
     _check_range("max_workers", settings.max_workers, 1, 1024)

@@ -1,21 +1,6 @@
 """Secrets at rest: AES-256-GCM under a keyring of identified keys.
 
-Every encryption uses a fresh 96-bit nonce from the OS and binds, as
-associated data, the factor (row) it belongs to, the account that owns it, the
-tenant slot and the key id: a ciphertext copied to another row, moved to
-another account or relabelled with another key id fails to decrypt. A missing
-or wrong key fails closed with `SecretUnavailableError`.
-
-Formats (the AAD layout, tagged): v1 bound the row and key id only; v2 adds the
-tenant and the account. Only v2 opens on the serving path (`open_parts`); v1
-opens solely through `open_legacy_parts`, for the one-time re-seal step
-(service/resealing.py). A v2 ciphertext never opens under the v1 layout, so
-relabelling a row as v1 in the database cannot undo the account binding.
-
-Keyring file format (JSON, mode 0600):
-    {"primary": "<key id>", "keys": {"<key id>": "<base64 of 32 bytes>", ...}}
-New secrets are sealed with the primary key; older keys stay to open old rows
-(rotation: add a key, make it primary, re-seal at leisure).
+Design notes: ARCHITECTURE.md, "Module notes", crypto.py.
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
 """The deadline of the call being served, from the rpc layer down to the store.
 
-The rpc layer knows a call's deadline (gRPC's, capped by
-`max_database_wait_seconds`); the store is where the call waits for the
-database. Between them sits the service, which must not know grpc. So the
-deadline travels in a context variable: the rpc layer sets it around the
-handler (`within`), the store reads it (`remaining`, `expired`) before and
-while it waits. Each gRPC worker thread serves one call at a time and has its
-own context, so calls never see each other's deadline.
-
-A deadline is an absolute `time.monotonic()` instant, immune to wall-clock
-steps. No deadline (None) means the caller set none: the CLI and tests that
-drive the service directly; the store then waits as long as its own settings
-allow.
+Design notes: ARCHITECTURE.md, "Module notes", deadlines.py.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """The words every layer shares: algorithms, factor states, bounds.
 
 Below everything: imports nothing from totpd, so the store, the C core's
-wrapper (otp.py), the service and the gRPC layer can all use it without an
+wrapper (otp/), the service and the gRPC layer can all use it without an
 arrow pointing up. See ARCHITECTURE.md for the layer picture.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Final
 
 
@@ -40,6 +41,20 @@ class FactorState(enum.StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
     EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class FactorFields:
+    """What every view of a factor holds: whose it is, its label, and how its codes are
+    made. The service's `Factor` and the store's `StoredFactor` and `NewFactor` extend it."""
+
+    factor_id: str
+    account_id: str
+    label: str
+    issuer: str
+    algorithm: Algorithm
+    digits: int
+    period_seconds: int
 
 
 # States whose label is taken and which count toward the per-account limit.

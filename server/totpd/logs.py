@@ -1,13 +1,6 @@
 """Structured logging: one JSON object per line on stderr (or plain text).
 
-Callers pass context as `extra={...}`; every extra key becomes a JSON field.
-Nothing here redacts: the rule is that secrets, codes, otpauth URIs and QR
-payloads are never handed to a logger in the first place (design.md 5.9).
-
-Lines are written by a background thread (`BatchedStreamHandler`): a request
-thread only queues its record. One write per call under load cost unary
-Verify a visible share of its throughput (each write gives up the GIL
-mid-request; benchmarks/NOTES.md).
+Design notes: ARCHITECTURE.md, "Module notes", logs.py.
 """
 
 from __future__ import annotations

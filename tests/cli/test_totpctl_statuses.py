@@ -85,17 +85,28 @@ def test_a_timed_lock_shows_its_delay(scripted: Scripted, totpctl_at: Totpctl) -
     assert (run.exit_code, run.out) == (1, "LOCKED (attempts left 0, retry after 30 s)\n")
 
 
-def test_rate_limited_is_not_retried_and_shows_the_servers_delay(
-    scripted: Scripted, totpctl_at: Totpctl
+@pytest.mark.parametrize(
+    ("reason", "message", "args"),
+    [
+        # Rate limited: never retried, whatever the timeout.
+        (ErrorReason.RATE_LIMITED, "too many failures", ("verify", "alice", "123456")),
+        # Overloaded with a delay past the timeout: fails at once.
+        (ErrorReason.OVERLOADED, "at capacity", ("--timeout", "2", "list", "alice")),
+    ],
+)
+def test_a_refusal_not_retried_shows_the_servers_delay(
+    scripted: Scripted,
+    totpctl_at: Totpctl,
+    reason: ErrorReason,
+    message: str,
+    args: tuple[str, ...],
 ) -> None:
-    scripted.totpd.answers.append(
-        TotpdError(ErrorReason.RATE_LIMITED, "too many failures", retry_after_seconds=30)
-    )
-    run = totpctl_at(scripted.address, "verify", "alice", "123456")
+    scripted.totpd.answers.append(TotpdError(reason, message, retry_after_seconds=30))
+    run = totpctl_at(scripted.address, *args)
     assert (run.exit_code, run.out) == (2, "")
     assert run.err == (
-        "totpctl: error: RESOURCE_EXHAUSTED ERROR_REASON_RATE_LIMITED:"
-        " too many failures (retry after 30 s)\n"
+        f"totpctl: error: RESOURCE_EXHAUSTED ERROR_REASON_{reason.name}: {message}"
+        " (retry after 30 s)\n"
     )
     assert len(scripted.totpd.received) == 1
 
@@ -110,21 +121,6 @@ def test_overloaded_is_retried_after_the_servers_delay(
     run = totpctl_at(scripted.address, "verify", "alice", "123456")
     assert (run.exit_code, run.out) == (0, "VALID (factor f-1, step offset +0)\n")
     assert len(scripted.totpd.received) == 2
-
-
-def test_overloaded_past_the_timeout_fails_at_once_with_the_delay(
-    scripted: Scripted, totpctl_at: Totpctl
-) -> None:
-    scripted.totpd.answers.append(
-        TotpdError(ErrorReason.OVERLOADED, "at capacity", retry_after_seconds=30)
-    )
-    run = totpctl_at(scripted.address, "--timeout", "2", "list", "alice")
-    assert run.exit_code == 2
-    assert run.err == (
-        "totpctl: error: RESOURCE_EXHAUSTED ERROR_REASON_OVERLOADED: at capacity"
-        " (retry after 30 s)\n"
-    )
-    assert len(scripted.totpd.received) == 1
 
 
 def test_a_server_side_deadline_is_not_mistaken_for_an_absent_server(

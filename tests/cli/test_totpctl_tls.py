@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.cli.conftest import Totpctl, field
+from tests.cli.conftest import Run, Totpctl, field
 from tests.rpc.conftest import Secrets
 from tests.rpc.harness import LiveServer, running_server
 from tests.tls_certs import TlsFiles
@@ -50,6 +50,19 @@ def mtls_server(rpc_settings: Settings, tls_files: TlsFiles) -> Iterator[LiveSer
 def last_line(err: str) -> str:
     """totpctl's own line: gRPC's C core may log the TLS handshake failure above it."""
     return err.splitlines()[-1]
+
+
+def refused_trusting(totpctl_at: Totpctl, server: LiveServer, ca: Path) -> Run:
+    """A command trusting `ca` (and nothing else) that the server's TLS refuses."""
+    refused = totpctl_at(server.address, "--timeout", "3", "--tls-ca", str(ca), "list", "x")
+    assert_unavailable(refused)
+    return refused
+
+
+def assert_unavailable(refused: Run) -> None:
+    """A connection that did not come about: exit 2, totpctl's UNAVAILABLE line last."""
+    assert refused.exit_code == 2
+    assert last_line(refused.err).startswith("totpctl: error: UNAVAILABLE")
 
 
 def mtls_options(files: TlsFiles) -> list[str]:
@@ -104,17 +117,15 @@ def test_the_server_name_can_be_checked_against_another_name(
     wrong = totpctl_at(
         tls_server.address, "--timeout", "3", *options, "elsewhere.test", "list", "nobody"
     )
-    assert wrong.exit_code == 2
-    assert last_line(wrong.err).startswith("totpctl: error: UNAVAILABLE")
+    assert_unavailable(wrong)
 
 
 def test_plaintext_to_a_tls_server_says_tls_is_needed(
     tls_server: LiveServer, totpctl_at: Totpctl
 ) -> None:
     refused = totpctl_at(tls_server.address, "--timeout", "3", "list", "nobody")
-    assert refused.exit_code == 2
+    assert_unavailable(refused)
     assert refused.out == ""
-    assert last_line(refused.err).startswith("totpctl: error: UNAVAILABLE")
     assert f"is totpd running at {tls_server.address}?" in refused.err
     assert "a TLS server needs --tls or --tls-ca" in refused.err
 
@@ -122,11 +133,7 @@ def test_plaintext_to_a_tls_server_says_tls_is_needed(
 def test_a_server_certificate_from_another_ca_is_refused(
     tls_server: LiveServer, tls_files: TlsFiles, totpctl_at: Totpctl
 ) -> None:
-    refused = totpctl_at(
-        tls_server.address, "--timeout", "3", "--tls-ca", str(tls_files.other_ca), "list", "x"
-    )
-    assert refused.exit_code == 2
-    assert last_line(refused.err).startswith("totpctl: error: UNAVAILABLE")
+    refused = refused_trusting(totpctl_at, tls_server, tls_files.other_ca)
     assert "check --tls-ca, --tls-cert and --tls-key" in refused.err
 
 
@@ -139,11 +146,7 @@ def test_mtls_with_the_client_certificate_works(
 def test_mtls_without_a_client_certificate_is_refused(
     mtls_server: LiveServer, tls_files: TlsFiles, totpctl_at: Totpctl
 ) -> None:
-    refused = totpctl_at(
-        mtls_server.address, "--timeout", "3", "--tls-ca", str(tls_files.ca), "list", "x"
-    )
-    assert refused.exit_code == 2
-    assert last_line(refused.err).startswith("totpctl: error: UNAVAILABLE")
+    refused_trusting(totpctl_at, mtls_server, tls_files.ca)
 
 
 @pytest.mark.parametrize("given", ["--tls-cert", "--tls-key"])

@@ -18,6 +18,7 @@ import pytest
 from tests.native.conftest import SEEDS
 from totpd import otp
 from totpd._native import ffi
+from totpd.otp import _core
 from totpd.service.types import Algorithm
 
 MARKER = b"\xa5KEY" * 5  # 20 bytes
@@ -72,8 +73,11 @@ def test_table_views_and_key_formats() -> None:
 def test_threaded_error_waits_for_every_worker_before_the_wipe(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """One chunk fails at once while another is still running: the wipe must wait."""
-    real = otp.lib
+    """One chunk fails at once while another is still running: the wipe must wait.
+
+    Through the package's seam: every otp module reaches C as ``_core.lib`` at call time.
+    """
+    real = _core.lib
     events: list[str] = []
     lock = threading.Lock()
 
@@ -103,7 +107,7 @@ def test_threaded_error_waits_for_every_worker_before_the_wipe(
     table.add(SEEDS[Algorithm.SHA1], Algorithm.SHA1, 6, 1)
     n = otp.THREAD_SPLIT + 3  # split in two: first chunk one pair longer
     first_chunk = (n + 1) // 2
-    monkeypatch.setattr(otp, "lib", SlowLib())
+    monkeypatch.setattr(_core, "lib", SlowLib())
     with pytest.raises(otp.NativeError):
         otp.verify_batch(table, [0] * n, [0] * n, 1, threads=2)
     seen = list(events)

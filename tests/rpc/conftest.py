@@ -6,17 +6,22 @@ an otpauth URI it registered."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from tests.rpc.harness import LiveServer, LogCapture, running_server
 from tests.tls_certs import TlsFiles, write_tls_files
 from totpd.config import Settings
-from totpd.crypto import write_new_keyring
+from totpd.crypto import Keyring, write_new_keyring
+from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
+from totpd.store import FactorStore
 
 
 class Secrets:
@@ -92,3 +97,32 @@ def live(rpc_settings: Settings) -> Iterator[LiveServer]:
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A throwaway CA, server and client certificates (and an unrelated CA), as PEM files."""
     return write_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+def mfa_service(engine: Engine, settings: Settings, clock: Callable[[], float]) -> MfaService:
+    """A real service on `engine` with the settings' keyring and policy."""
+    keyring = Keyring.load(settings.key_file)
+    return MfaService(FactorStore(engine), keyring, settings.policy, clock)
+
+
+@contextmanager
+def sqlite_file_gone(database: Path) -> Iterator[None]:
+    """The SQLite file (and its -wal and -shm) moved aside and a directory in its place,
+    which SQLite cannot open, as root too (as when its volume is gone); then put back."""
+    aside = database.with_name(database.name + ".aside")
+    aside.mkdir()
+    moved = [
+        path
+        for path in (database.with_name(database.name + end) for end in ("", "-wal", "-shm"))
+        if path.exists()
+    ]
+    for path in moved:
+        shutil.move(path, aside / path.name)
+    database.mkdir()
+    try:
+        yield
+    finally:
+        database.rmdir()
+        for path in moved:
+            shutil.move(aside / path.name, path)
+        aside.rmdir()

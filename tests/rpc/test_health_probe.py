@@ -10,7 +10,6 @@ paused with SIGSTOP) and SQLite (its file made unopenable).
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,14 +24,12 @@ from sqlalchemy import Engine
 
 from tests.conftest import Clock
 from tests.pg_faults import FaultyPostgres, faulty_postgres
-from tests.rpc.conftest import make_settings
+from tests.rpc.conftest import make_settings, mfa_service, sqlite_file_gone
 from tests.rpc.harness import LiveServer, LogCapture, running_server
 from totpd.config import Settings
-from totpd.crypto import Keyring
 from totpd.rpc.health_probe import StoreHealthProbe
 from totpd.rpc.server import SERVICE_NAME, start_health_probe
-from totpd.service.mfa import MfaService
-from totpd.store import FactorStore, migrate, open_engine
+from totpd.store import migrate, open_engine
 from totpd.store.errors import StoreUnavailableError
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -218,8 +215,7 @@ def probed_server(
     settings: Settings, engine: Engine
 ) -> Iterator[tuple[LiveServer, StoreHealthProbe]]:
     """A real server on `engine` with the store probe running, as `serve` runs it."""
-    keyring = Keyring.load(settings.key_file)
-    service = MfaService(FactorStore(engine), keyring, settings.policy, Clock())
+    service = mfa_service(engine, settings, Clock())
     with running_server(settings, service) as live:
         probe = start_health_probe(settings, service, live.health)
         try:
@@ -287,29 +283,15 @@ def test_health_is_not_serving_while_the_sqlite_file_cannot_be_opened(
     database = tmp_path / "probed.sqlite3"
     engine = open_engine(f"sqlite:///{database}")
     migrate(engine)
-    aside = tmp_path / "aside"
-    aside.mkdir()
     try:
         with probed_server(probe_settings, engine) as (live, _probe):
             assert checked(live) == {SERVING}
             engine.dispose()
-            moved = [p for p in _sqlite_files(database) if p.exists()]
-            for path in moved:
-                shutil.move(path, aside / path.name)
-            database.mkdir()
-            try:
+            with sqlite_file_gone(database):
                 wait_until(lambda: checked(live) == {NOT_SERVING})
-            finally:
-                database.rmdir()
-                for path in moved:
-                    shutil.move(aside / path.name, path)
             wait_until(lambda: checked(live) == {SERVING})
     finally:
         engine.dispose()
-
-
-def _sqlite_files(database: Path) -> list[Path]:
-    return [database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm")]
 
 
 # -- settings --------------------------------------------------------------------

@@ -12,9 +12,9 @@ where the driver's own errors surface).
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,15 +25,13 @@ from sqlalchemy import Engine, event
 
 from tests.conftest import Clock
 from tests.pg_faults import FaultyPostgres, faulty_postgres
-from tests.rpc.conftest import Secrets, make_settings
+from tests.rpc.conftest import Secrets, make_settings, mfa_service, sqlite_file_gone
 from tests.rpc.harness import LiveServer, LogCapture, failure, running_server
 from tests.totp_oracle import wire_code_at
 from totpd.config import Settings
-from totpd.crypto import Keyring
 from totpd.service import faults
-from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
-from totpd.store import FactorStore, migrate, open_engine
+from totpd.store import migrate, open_engine
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
@@ -205,9 +203,50 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path, Policy(backoff_base_seconds=0))
 
 
-def service_on(engine: Engine, settings: Settings, clock: Clock) -> MfaService:
-    keyring = Keyring.load(settings.key_file)
-    return MfaService(FactorStore(engine), keyring, settings.policy, clock)
+@contextmanager
+def serving(engine: Engine, settings: Settings, clock: Clock, secrets: Secrets) -> Iterator[Matrix]:
+    """A real server on `engine`, and the matrix that calls every RPC on it."""
+    with running_server(settings, mfa_service(engine, settings, clock)) as live:
+        yield Matrix(live, clock, secrets)
+
+
+Serve = Callable[[Engine], AbstractContextManager[Matrix]]
+
+
+@pytest.fixture
+def serve(settings: Settings, clock: Clock, secrets_seen: Secrets) -> Serve:
+    """`serving` with this test's settings, clock and secrets."""
+    return lambda engine: serving(engine, settings, clock, secrets_seen)
+
+
+def down_then_back(
+    matrix: Matrix, account: Account, outage: AbstractContextManager[object], times: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Every RPC `times` over during the outage, then once after it ended."""
+    with outage:
+        down = matrix.answers(account, times=times)
+    return down, matrix.works(account)
+
+
+def assert_down_then_back(
+    down: dict[str, str], back: dict[str, str], capture: LogCapture, failed_calls: int
+) -> None:
+    assert down == ALL_UNAVAILABLE
+    assert back == ALL_OK
+    assert_outage_logged_briefly(capture, failed_calls=failed_calls)
+
+
+@contextmanager
+def halted(
+    pg: FaultyPostgres, stop: str = "fast", then: Callable[[], object] = lambda: None
+) -> Iterator[None]:
+    """PostgreSQL stopped (`then` runs once it is), restarted whatever happens."""
+    pg.halt(stop)
+    try:
+        then()
+        yield
+    finally:
+        pg.restart()
 
 
 @pytest.mark.postgres
@@ -221,78 +260,52 @@ def service_on(engine: Engine, settings: Settings, clock: Clock) -> MfaService:
 )
 def test_every_rpc_is_unavailable_while_postgresql_is_stopped_and_works_after_restart(
     pg: FaultyPostgres,
-    settings: Settings,
-    clock: Clock,
-    secrets_seen: Secrets,
+    serve: Serve,
     no_secrets_in_logs: LogCapture,
     pool: str,
     stop: str,
 ) -> None:
     engine = open_engine(pg.url)
     migrate(engine)
+    # A disposed pool: every call must open a new connection.
+    then = engine.dispose if pool == "disposed pool" else lambda: None
     try:
-        with running_server(settings, service_on(engine, settings, clock)) as live:
-            matrix = Matrix(live, clock, secrets_seen)
+        with serve(engine) as matrix:
             account = matrix.new_account()
             matrix.answers(matrix.new_account())  # every RPC once: connections in the pool
-            pg.halt(stop)
-            try:
-                if pool == "disposed pool":
-                    engine.dispose()  # every call must open a new connection
-                down = matrix.answers(account, times=3)
-            finally:
-                pg.restart()
-            back = matrix.works(account)
+            down, back = down_then_back(matrix, account, halted(pg, stop, then), times=3)
     finally:
         engine.dispose()
 
-    assert down == ALL_UNAVAILABLE
-    assert back == ALL_OK
-    assert_outage_logged_briefly(no_secrets_in_logs, failed_calls=3 * len(RPCS))
+    assert_down_then_back(down, back, no_secrets_in_logs, failed_calls=3 * len(RPCS))
 
 
 @pytest.mark.postgres
 def test_a_fresh_engine_on_a_stopped_postgresql_answers_unavailable(
     pg: FaultyPostgres,
-    settings: Settings,
-    clock: Clock,
-    secrets_seen: Secrets,
+    serve: Serve,
     no_secrets_in_logs: LogCapture,
 ) -> None:
     """A server (re)started during the outage has no connection at all yet."""
     engine = open_engine(pg.url)
     migrate(engine)
-    with running_server(settings, service_on(engine, settings, clock)) as live:
-        account = Matrix(live, clock, secrets_seen).new_account()
+    with serve(engine) as matrix:
+        account = matrix.new_account()
     engine.dispose()
 
     fresh = open_engine(pg.url)
     try:
-        with running_server(settings, service_on(fresh, settings, clock)) as live:
-            matrix = Matrix(live, clock, secrets_seen)
-            pg.halt()
-            try:
-                down = matrix.answers(account, times=2)
-            finally:
-                pg.restart()
-            back = matrix.works(account)
+        with serve(fresh) as matrix:
+            down, back = down_then_back(matrix, account, halted(pg), times=2)
     finally:
         fresh.dispose()
 
-    assert down == ALL_UNAVAILABLE
-    assert back == ALL_OK
-    assert_outage_logged_briefly(no_secrets_in_logs, failed_calls=2 * len(RPCS))
-
-
-def _sqlite_files(database: Path) -> list[Path]:
-    return [database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm")]
+    assert_down_then_back(down, back, no_secrets_in_logs, failed_calls=2 * len(RPCS))
 
 
 def test_every_rpc_is_unavailable_while_the_sqlite_file_cannot_be_opened(
     tmp_path: Path,
-    settings: Settings,
-    clock: Clock,
-    secrets_seen: Secrets,
+    serve: Serve,
     no_secrets_in_logs: LogCapture,
 ) -> None:
     """The database file replaced by a directory: SQLite cannot open it (as root
@@ -301,30 +314,15 @@ def test_every_rpc_is_unavailable_while_the_sqlite_file_cannot_be_opened(
     database = tmp_path / "outage.sqlite3"
     engine = open_engine(f"sqlite:///{database}")
     migrate(engine)
-    aside = tmp_path / "aside"
-    aside.mkdir()
     try:
-        with running_server(settings, service_on(engine, settings, clock)) as live:
-            matrix = Matrix(live, clock, secrets_seen)
+        with serve(engine) as matrix:
             account = matrix.new_account()
             engine.dispose()
-            for path in _sqlite_files(database):
-                if path.exists():
-                    shutil.move(path, aside / path.name)
-            database.mkdir()
-            try:
-                down = matrix.answers(account, times=2)
-            finally:
-                database.rmdir()
-                for path in aside.iterdir():
-                    shutil.move(path, tmp_path / path.name)
-            back = matrix.works(account)
+            down, back = down_then_back(matrix, account, sqlite_file_gone(database), times=2)
     finally:
         engine.dispose()
 
-    assert down == ALL_UNAVAILABLE
-    assert back == ALL_OK
-    assert_outage_logged_briefly(no_secrets_in_logs, failed_calls=2 * len(RPCS))
+    assert_down_then_back(down, back, no_secrets_in_logs, failed_calls=2 * len(RPCS))
 
 
 def _read_only(dbapi_connection: Any, _record: Any) -> None:
@@ -335,9 +333,7 @@ def _read_only(dbapi_connection: Any, _record: Any) -> None:
 
 def test_sqlite_on_a_read_only_filesystem_refuses_every_write_as_unavailable(
     tmp_path: Path,
-    settings: Settings,
-    clock: Clock,
-    secrets_seen: Secrets,
+    serve: Serve,
     no_secrets_in_logs: LogCapture,
 ) -> None:
     """A server started on a read-only filesystem. Tests may run as root, where
@@ -349,8 +345,8 @@ def test_sqlite_on_a_read_only_filesystem_refuses_every_write_as_unavailable(
     database = tmp_path / "readonly.sqlite3"
     engine = open_engine(f"sqlite:///{database}")
     migrate(engine)
-    with running_server(settings, service_on(engine, settings, clock)) as live:
-        account = Matrix(live, clock, secrets_seen).new_account()
+    with serve(engine) as matrix:
+        account = matrix.new_account()
     engine.dispose()
     writers = database.with_name(database.name + ".writers")
     writers.unlink()
@@ -359,8 +355,8 @@ def test_sqlite_on_a_read_only_filesystem_refuses_every_write_as_unavailable(
     restarted = open_engine(f"sqlite:///{database}")
     event.listen(restarted, "connect", _read_only)
     try:
-        with running_server(settings, service_on(restarted, settings, clock)) as live:
-            down = Matrix(live, clock, secrets_seen).answers(account, times=2)
+        with serve(restarted) as matrix:
+            down = matrix.answers(account, times=2)
     finally:
         restarted.dispose()
 

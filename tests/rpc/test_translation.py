@@ -33,6 +33,7 @@ from totpd.service.types import (
     VerifyOutcome,
     VerifyResult,
 )
+from totpd.store.faults import as_store_error
 from totpd.v1 import errors_pb2, factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
@@ -323,6 +324,9 @@ def test_status_table_covers_every_reason_with_the_documented_code() -> None:
         "DEADLINE_EXCEEDED": "DEADLINE_EXCEEDED",
         "RATE_LIMITED": "RESOURCE_EXHAUSTED",
         "REQUEST_ID_REUSED": "INVALID_ARGUMENT",
+        "UNAUTHENTICATED": "UNAUTHENTICATED",
+        "PERMISSION_DENIED": "PERMISSION_DENIED",
+        "TENANT_REQUIRED": "INVALID_ARGUMENT",
     }
     assert {r.name: c.name for r, c in STATUS_BY_REASON.items()} == expected
     # The domain enum and the proto enum name the same reasons.
@@ -344,29 +348,42 @@ def _native_error() -> otp.NativeError:
     ("error", "code", "reason"),
     [
         (SecretUnavailableError("x"), grpc.StatusCode.INTERNAL, "ERROR_REASON_SECRET_UNAVAILABLE"),
+        # SQLAlchemy's errors as the store raises them (its boundary: store/faults.py)
         (
-            sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused")),
-            grpc.StatusCode.UNAVAILABLE,
-            "ERROR_REASON_STORE_UNAVAILABLE",
-        ),
-        (
-            sqlalchemy.exc.DBAPIError(
-                "SELECT 1", {}, Exception("gone"), connection_invalidated=True
+            as_store_error(
+                sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
             ),
             grpc.StatusCode.UNAVAILABLE,
             "ERROR_REASON_STORE_UNAVAILABLE",
         ),
         (
-            sqlalchemy.exc.TimeoutError("QueuePool limit of size 20 overflow 20 reached"),
+            as_store_error(
+                sqlalchemy.exc.DBAPIError(
+                    "SELECT 1", {}, Exception("gone"), connection_invalidated=True
+                )
+            ),
+            grpc.StatusCode.UNAVAILABLE,
+            "ERROR_REASON_STORE_UNAVAILABLE",
+        ),
+        (
+            as_store_error(
+                sqlalchemy.exc.TimeoutError("QueuePool limit of size 20 overflow 20 reached")
+            ),
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             "ERROR_REASON_OVERLOADED",
         ),
         (
-            sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("dup")),
+            as_store_error(sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("dup"))),
             grpc.StatusCode.INTERNAL,
             "ERROR_REASON_INTERNAL",
         ),
         (ZeroDivisionError("boom"), grpc.StatusCode.INTERNAL, "ERROR_REASON_INTERNAL"),
+        # Past the store, a SQLAlchemy error is no known error: the interceptor knows none.
+        (
+            sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused")),
+            grpc.StatusCode.INTERNAL,
+            "ERROR_REASON_INTERNAL",
+        ),
         (_native_error(), grpc.StatusCode.INTERNAL, "ERROR_REASON_INTERNAL"),
     ],
 )
@@ -381,10 +398,12 @@ def test_infrastructure_errors(
 def test_a_store_outage_logs_the_drivers_cause_but_not_the_statement(
     server: LiveServer, fake: RecordingService, no_secrets_in_logs: LogCapture
 ) -> None:
-    fake.error = sqlalchemy.exc.OperationalError(
-        "UPDATE factors SET x = ? WHERE id = ?",
-        ("987654", "otpauth://totp/leak"),
-        Exception("database is locked\nsecond line"),
+    fake.error = as_store_error(
+        sqlalchemy.exc.OperationalError(
+            "UPDATE factors SET x = ? WHERE id = ?",
+            ("987654", "otpauth://totp/leak"),
+            Exception("database is locked\nsecond line"),
+        )
     )
     failed = call_fails(server.stub.Verify, pb.VerifyRequest(account_id="a", code="987654"))
 

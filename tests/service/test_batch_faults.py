@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import OperationalError, TimeoutError
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
@@ -24,8 +23,10 @@ from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa import MfaService
 from totpd.service.types import VerifyItem, VerifyResult
 from totpd.store import Attempts, FactorStore
+from totpd.store.errors import StoreOverloadedError, StoreUnavailableError
 
-DOWN = OperationalError("SELECT ...", None, Exception("connection lost"))
+# What the store raises for a database that is down, and for a pool with no free connection.
+DOWN = StoreUnavailableError("the database failed a statement", Exception("connection lost"))
 
 
 def failing_after(calls: int, real: Callable[..., Any], error: Exception) -> Callable[..., Any]:
@@ -85,7 +86,7 @@ def test_a_fault_in_a_later_round_fails_only_the_items_not_decided(
     monkeypatch.undo()
     # The first round's failure was counted once; the third item's code is unused.
     factor_id = enrolled.factor.factor_id
-    assert service._store.get_many([factor_id])[factor_id].failed_attempts == 1
+    assert service.deps.store.get_many([factor_id])[factor_id].failed_attempts == 1
     assert results_of(service.verify_batch([items[2]])) == [VerifyResult.VALID]
 
 
@@ -93,7 +94,10 @@ def test_an_exhausted_pool_after_a_verdict_is_overloaded_per_item(
     service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     enrolled = enroll_active(service, clock, account_id)
-    busy = TimeoutError("QueuePool limit of size 20 overflow 20 reached")
+    busy = StoreOverloadedError(
+        "no database connection freed up in time",
+        TimeoutError("QueuePool limit of size 20 overflow 20 reached"),
+    )
     monkeypatch.setattr(Attempts, "read", failing_after(1, Attempts.read, busy))
     wrong = wrong_code(code_at(enrolled, clock.now))
 
@@ -111,7 +115,7 @@ def test_a_fault_before_any_verdict_fails_the_whole_batch(
     enrolled = enroll_active(service, clock, account_id)
     monkeypatch.setattr(Attempts, "read", failing_after(0, Attempts.read, DOWN))
     items = [VerifyItem(account_id, code_at(enrolled, clock.now)), VerifyItem("x", "12 456")]
-    with pytest.raises(OperationalError):
+    with pytest.raises(StoreUnavailableError):
         service.verify_batch(items)
 
 
@@ -120,5 +124,5 @@ def test_a_unary_verify_still_fails_whole(
 ) -> None:
     enrolled = enroll_active(service, clock, account_id)
     monkeypatch.setattr(Attempts, "read", failing_after(0, Attempts.read, DOWN))
-    with pytest.raises(OperationalError):
+    with pytest.raises(StoreUnavailableError):
         service.verify(VerifyItem(account_id, code_at(enrolled, clock.now)))

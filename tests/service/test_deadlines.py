@@ -58,7 +58,7 @@ def enrolled(service: MfaService, clock: Clock, account_id: str) -> Enrollment:
 
 
 def failures(service: MfaService, factor_id: str) -> int:
-    return service._store.get_many([factor_id])[factor_id].failed_attempts
+    return service.deps.store.get_many([factor_id])[factor_id].failed_attempts
 
 
 def test_a_correct_code_whose_call_outlives_its_deadline_is_not_consumed(

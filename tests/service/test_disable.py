@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import OperationalError
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
@@ -13,6 +12,7 @@ from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import EnrollParams, FactorState, VerifyItem, VerifyResult
 from totpd.store import FactorStore
+from totpd.store.errors import StoreUnavailableError
 from totpd.store.models import FactorRow
 
 
@@ -136,11 +136,11 @@ def test_a_cancel_that_fails_half_way_leaves_the_enrollment_pending(
     factor_id = pending.factor.factor_id
 
     def store_down(self: FactorStore, ids: list[str], **_: object) -> None:
-        raise OperationalError("UPDATE factors ...", None, Exception("connection lost"))
+        raise StoreUnavailableError("the database failed", Exception("connection lost"))
 
     with monkeypatch.context() as patched:
         patched.setattr(FactorStore, "disable", store_down)
-        with pytest.raises(OperationalError):
+        with pytest.raises(StoreUnavailableError):
             service.disable(account_id, factor_id, code_at(pending, clock.now), force=False)
     assert service.get_factor(account_id, factor_id).state is FactorState.PENDING
     # Its step was used up; the next code cancels it.

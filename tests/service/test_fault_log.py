@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from tests.conftest import Clock
 from totpd.service import faults
@@ -62,7 +61,9 @@ def test_an_outage_logs_one_warning_per_cause_and_interval_without_a_stack(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     refused = StoreUnavailableError("cannot connect", ConnectionRefusedError("refused"))
-    dropped = OperationalError("SELECT ...", None, Exception("server closed the connection"))
+    dropped = StoreUnavailableError(
+        "the database failed", Exception("server closed the connection")
+    )
 
     for _ in range(50):
         assert store_fault(refused, "Verify") is not None

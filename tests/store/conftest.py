@@ -1,12 +1,14 @@
 """Shared by the store tests: an interleaving forced between a round's optimistic
-read and its write."""
+read and its write; the connections a pool invalidated."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
 
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, CandidateFactor
@@ -16,7 +18,7 @@ def interleave_after_read(
     service: MfaService, monkeypatch: pytest.MonkeyPatch, other: Callable[[], object]
 ) -> list[int]:
     """Run `other` once, right after the next round's optimistic read; count locked rounds."""
-    attempts = service._checker._store.attempts
+    attempts = service.deps.store.attempts
     real_read, real_locked = attempts.read, attempts.locked
     pending = [other]
     locked_rounds = [0]
@@ -34,3 +36,18 @@ def interleave_after_read(
     monkeypatch.setattr(attempts, "read", read)
     monkeypatch.setattr(attempts, "locked", locked)
     return locked_rounds
+
+
+@contextmanager
+def invalidations(engine: Engine) -> Iterator[list[object]]:
+    """Every connection the engine's pool invalidates meanwhile (SQLAlchemy's own event)."""
+    seen: list[object] = []
+
+    def invalidated(dbapi_connection: object, record: object, error: object) -> None:
+        seen.append(dbapi_connection)
+
+    event.listen(engine, "invalidate", invalidated)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "invalidate", invalidated)

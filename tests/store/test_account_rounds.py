@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_many, store_of, wrong_for_all
@@ -19,6 +18,7 @@ from totpd.service import failure_budget
 from totpd.service.mfa import MfaService
 from totpd.service.types import VerifyItem, VerifyResult
 from totpd.store import LockedRound, dbapi
+from totpd.store.errors import StoreUnavailableError
 
 
 def account_state(service: MfaService, account_id: str) -> tuple[int, int] | None:
@@ -101,7 +101,7 @@ def test_a_failure_racing_a_locked_round_on_a_new_account_waits_and_both_count(
             other.start()
         return factors
 
-    monkeypatch.setattr(service._checker._store.attempts, "write_if_unchanged", _never)
+    monkeypatch.setattr(service.deps.store.attempts, "write_if_unchanged", _never)
     monkeypatch.setattr(LockedRound, "read", read)
     outcome = service.verify(VerifyItem(account_id, wrong, phone.factor.factor_id))
     others[0].join(timeout=30)
@@ -121,7 +121,8 @@ def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
     (phone,) = enroll_many(service, clock, account_id, 1)
     wrong = wrong_for_all([phone], clock.now)
     real_run = dbapi.run_compiled
-    faults = [OperationalError("UPDATE factors", None, Exception("server closed the connection"))]
+    # What run_compiled raises for a connection the server closed.
+    faults = [StoreUnavailableError("the database failed a statement", Exception("closed"))]
 
     def run(dialect: Any, connection: Any, statement: Any, values: Any) -> Any:
         if statement.sql.startswith("UPDATE factors") and faults:
@@ -129,7 +130,7 @@ def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
         return real_run(dialect, connection, statement, values)
 
     monkeypatch.setattr(dbapi, "run_compiled", run)
-    with pytest.raises(OperationalError):
+    with pytest.raises(StoreUnavailableError):
         service.verify(VerifyItem(account_id, wrong))
     assert not faults
     # The account's row (written first) went with the failed transaction.

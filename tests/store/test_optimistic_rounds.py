@@ -119,7 +119,7 @@ def test_a_locked_round_aborted_by_the_database_is_decided_again(
     service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mine = enroll_active(service, clock, account_id)
-    attempts = service._checker._store.attempts
+    attempts = service.deps.store.attempts
     real_locked = attempts.locked
     aborts = [RoundAbortedError("deadlock", Exception("deadlock detected"))]
 
@@ -138,7 +138,7 @@ def test_a_round_aborted_every_time_fails_without_a_verdict(
     service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mine = enroll_active(service, clock, account_id)
-    attempts = service._checker._store.attempts
+    attempts = service.deps.store.attempts
 
     def locked() -> Any:
         raise RoundAbortedError("deadlock", Exception("deadlock detected"))

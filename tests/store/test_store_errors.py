@@ -1,4 +1,4 @@
-"""Driver errors on the store's hot statements reach callers as SQLAlchemy errors.
+"""Driver errors on the store's hot statements reach callers as the store's own errors.
 
 The verification statements run on the DB-API cursor (`run_compiled`), so the
 status mapping (UNAVAILABLE for a database that is down) depends on this wrapping.
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
+from tests.store.conftest import invalidations
 from totpd.store import AttemptRequest, FactorStore, open_engine
 from totpd.store.dbapi import CompiledStatement, run_compiled
-from totpd.store.errors import RoundAbortedError, StoreUnavailableError
+from totpd.store.errors import RoundAbortedError, StoreError, StoreUnavailableError
 
 
 def _statement(engine: Engine, sql: str, names: tuple[str, ...]) -> CompiledStatement:
@@ -31,17 +32,19 @@ def test_parameters_are_bound_by_name_or_position(engine: Engine) -> None:
         connection.close()
 
 
-def test_a_driver_error_becomes_a_sqlalchemy_error_without_parameters(engine: Engine) -> None:
+def test_a_driver_error_becomes_a_store_error_without_parameters(engine: Engine) -> None:
     statement = _statement(engine, "SELECT * FROM no_such_table", ())
     connection = engine.raw_connection()
     try:
-        with pytest.raises(DBAPIError) as caught:
+        with pytest.raises(StoreError) as caught:
             run_compiled(engine.dialect, connection, statement, {"p_secret_looking": "123456"})
+        assert connection.is_valid  # not invalidated: the connection itself is fine
     finally:
         connection.close()
-    assert isinstance(caught.value.orig, engine.dialect.loaded_dbapi.Error)
-    assert not caught.value.connection_invalidated
-    assert "123456" not in str(caught.value)
+    assert isinstance(caught.value.__cause__, engine.dialect.loaded_dbapi.Error)
+    assert not isinstance(caught.value, SQLAlchemyError)
+    assert "123456" not in str(caught.value) and "123456" not in caught.value.cause
+    assert "no_such_table" not in str(caught.value)
 
 
 @pytest.mark.postgres
@@ -63,9 +66,9 @@ def test_a_dropped_postgres_connection_fails_once_then_is_replaced(
                 )
             ).scalar_one()
         assert killed == 1
-        with pytest.raises(OperationalError) as caught:
+        with invalidations(engine) as invalidated, pytest.raises(StoreUnavailableError):
             attempts.read(nobody, state="active", now=0)
-        assert caught.value.connection_invalidated
+        assert len(invalidated) == 1
         assert attempts.read(nobody, state="active", now=0) == []
     finally:
         engine.dispose()

@@ -1,6 +1,6 @@
-"""Where driver and OS errors cross into the store's callers, they become the
-store's own (StoreUnavailableError, StoreOverloadedError) or SQLAlchemy's, both
-of which the fault classifier knows: never a bare psycopg, sqlite3 or OS error.
+"""Where driver, SQLAlchemy and OS errors cross into the store's callers, they become
+the store's own (StoreUnavailableError, StoreOverloadedError), which the fault
+classifier knows: never a psycopg, sqlite3, SQLAlchemy or OS error.
 
 The paths: taking a DB-API connection from the pool (verification rounds),
 COMMIT and ROLLBACK on it, the SQLite writers' lock file, and the health ping.
@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
+from tests.store.conftest import invalidations
 from totpd.domain import FactorState
 from totpd.service.errors import ErrorReason
 from totpd.service.faults import is_store_fault, store_fault
 from totpd.store import AttemptRequest, FactorStore, open_engine
 from totpd.store.database import SqliteWriterQueue
 from totpd.store.errors import StoreOverloadedError, StoreUnavailableError
-from totpd.store.faults import is_outage, is_pool_exhausted
 
 NOBODY = [AttemptRequest("nobody", 6, None)]
 
@@ -55,7 +55,6 @@ def test_a_connection_the_pool_cannot_open_is_store_unavailable_on_every_round_p
             pass
     finally:
         engine.dispose()
-    assert is_outage(read.value)
     assert is_store_fault(read.value)
     driver = "OperationalError: "
     assert read.value.cause.startswith(driver)
@@ -91,8 +90,7 @@ def test_a_pool_with_no_free_connection_is_store_overloaded(engine: Engine) -> N
     finally:
         held.close()
         small.dispose()
-    assert is_pool_exhausted(caught.value)
-    assert not is_outage(caught.value)
+    assert not isinstance(caught.value, StoreUnavailableError)
     fault = store_fault(caught.value, "Verify")
     assert fault is not None
     assert fault.reason is ErrorReason.OVERLOADED
@@ -110,7 +108,7 @@ def test_an_unopenable_writers_lock_file_is_store_unavailable_and_releases_the_q
         with pytest.raises(StoreUnavailableError) as caught, queue:
             pass
         assert caught.value.cause.startswith("IsADirectoryError: ")
-        assert is_outage(caught.value)
+        assert is_store_fault(caught.value)
 
 
 @pytest.mark.postgres
@@ -121,7 +119,11 @@ def test_a_commit_on_a_dropped_postgres_connection_is_an_outage_without_a_pool_s
     engine = open_engine(f"{postgres_url}?application_name=totpd-commit-drop-test")
     attempts = FactorStore(engine).attempts
     try:
-        with pytest.raises(OperationalError) as caught, attempts.locked() as locked:
+        with (
+            invalidations(engine) as invalidated,
+            pytest.raises(StoreUnavailableError) as caught,
+            attempts.locked() as locked,
+        ):
             assert locked.read(NOBODY, state=FactorState.ACTIVE, now=0) == []
             with _postgres_engine.begin() as admin:
                 admin.execute(
@@ -134,6 +136,7 @@ def test_a_commit_on_a_dropped_postgres_connection_is_an_outage_without_a_pool_s
         assert attempts.read(NOBODY, state=FactorState.ACTIVE, now=0) == []
     finally:
         engine.dispose()
-    assert caught.value.connection_invalidated
-    assert is_outage(caught.value)
+    assert len(invalidated) == 1
+    assert not isinstance(caught.value, SQLAlchemyError)
+    assert is_store_fault(caught.value)
     assert not [r for r in caplog.records if r.exc_info is not None]

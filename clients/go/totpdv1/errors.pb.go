@@ -79,6 +79,18 @@ const (
 	// different request (another method, account or field). Status
 	// INVALID_ARGUMENT, field "request_id". Nothing was written.
 	ErrorReason_ERROR_REASON_REQUEST_ID_REUSED ErrorReason = 17
+	// The call carried no credential totpd accepts: no client certificate or
+	// bearer token of a known caller (a token differing in one character is
+	// unknown). Status UNAUTHENTICATED. Nothing was read or written.
+	ErrorReason_ERROR_REASON_UNAUTHENTICATED ErrorReason = 18
+	// The caller is known but lacks the permission the method needs, or does
+	// not hold the tenant named. Status PERMISSION_DENIED. Nothing was read,
+	// written or counted; whether the account exists is not revealed.
+	ErrorReason_ERROR_REASON_PERMISSION_DENIED ErrorReason = 19
+	// The caller holds several tenants and named none: set the request
+	// metadata "x-totpd-tenant". Status INVALID_ARGUMENT, field
+	// "x-totpd-tenant".
+	ErrorReason_ERROR_REASON_TENANT_REQUIRED ErrorReason = 20
 )
 
 // Enum value maps for ErrorReason.
@@ -102,6 +114,9 @@ var (
 		15: "ERROR_REASON_DEADLINE_EXCEEDED",
 		16: "ERROR_REASON_RATE_LIMITED",
 		17: "ERROR_REASON_REQUEST_ID_REUSED",
+		18: "ERROR_REASON_UNAUTHENTICATED",
+		19: "ERROR_REASON_PERMISSION_DENIED",
+		20: "ERROR_REASON_TENANT_REQUIRED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":          0,
@@ -122,6 +137,9 @@ var (
 		"ERROR_REASON_DEADLINE_EXCEEDED":    15,
 		"ERROR_REASON_RATE_LIMITED":         16,
 		"ERROR_REASON_REQUEST_ID_REUSED":    17,
+		"ERROR_REASON_UNAUTHENTICATED":      18,
+		"ERROR_REASON_PERMISSION_DENIED":    19,
+		"ERROR_REASON_TENANT_REQUIRED":      20,
 	}
 )
 
@@ -235,7 +253,7 @@ const file_totpd_v1_errors_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12-\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x15.totpd.v1.ErrorReasonR\x06reason\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x14\n" +
-	"\x05field\x18\x04 \x01(\tR\x05field*\xee\x04\n" +
+	"\x05field\x18\x04 \x01(\tR\x05field*\xd6\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12\x1f\n" +
@@ -255,7 +273,10 @@ const file_totpd_v1_errors_proto_rawDesc = "" +
 	"\x15ERROR_REASON_INTERNAL\x10\x0e\x12\"\n" +
 	"\x1eERROR_REASON_DEADLINE_EXCEEDED\x10\x0f\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10\x10\x12\"\n" +
-	"\x1eERROR_REASON_REQUEST_ID_REUSED\x10\x11BP\n" +
+	"\x1eERROR_REASON_REQUEST_ID_REUSED\x10\x11\x12 \n" +
+	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x12\x12\"\n" +
+	"\x1eERROR_REASON_PERMISSION_DENIED\x10\x13\x12 \n" +
+	"\x1cERROR_REASON_TENANT_REQUIRED\x10\x14BP\n" +
 	"\fdev.totpd.v1B\vErrorsProtoP\x01Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1b\x06proto3"
 
 var (

@@ -1066,7 +1066,7 @@ var File_totpd_v1_totp_service_proto protoreflect.FileDescriptor
 
 const file_totpd_v1_totp_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1btotpd/v1/totp_service.proto\x12\btotpd.v1\x1a\x15totpd/v1/errors.proto\x1a\x15totpd/v1/factor.proto\"\xed\x01\n" +
+	"\x1btotpd/v1/totp_service.proto\x12\btotpd.v1\x1a\x14totpd/v1/audit.proto\x1a\x15totpd/v1/errors.proto\x1a\x15totpd/v1/factor.proto\"\xed\x01\n" +
 	"\rEnrollRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x14\n" +
@@ -1136,7 +1136,7 @@ const file_totpd_v1_totp_service_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12)\n" +
 	"\x10include_inactive\x18\x02 \x01(\bR\x0fincludeInactive\"A\n" +
 	"\x13ListFactorsResponse\x12*\n" +
-	"\afactors\x18\x01 \x03(\v2\x10.totpd.v1.FactorR\afactors2\x83\x04\n" +
+	"\afactors\x18\x01 \x03(\v2\x10.totpd.v1.FactorR\afactors2\xdb\x04\n" +
 	"\vTotpService\x12;\n" +
 	"\x06Enroll\x12\x17.totpd.v1.EnrollRequest\x1a\x18.totpd.v1.EnrollResponse\x12\\\n" +
 	"\x11ConfirmEnrollment\x12\".totpd.v1.ConfirmEnrollmentRequest\x1a#.totpd.v1.ConfirmEnrollmentResponse\x12;\n" +
@@ -1144,7 +1144,8 @@ const file_totpd_v1_totp_service_proto_rawDesc = "" +
 	"\vBatchVerify\x12\x1c.totpd.v1.BatchVerifyRequest\x1a\x1d.totpd.v1.BatchVerifyResponse\x12>\n" +
 	"\aDisable\x12\x18.totpd.v1.DisableRequest\x1a\x19.totpd.v1.DisableResponse\x12D\n" +
 	"\tGetFactor\x12\x1a.totpd.v1.GetFactorRequest\x1a\x1b.totpd.v1.GetFactorResponse\x12J\n" +
-	"\vListFactors\x12\x1c.totpd.v1.ListFactorsRequest\x1a\x1d.totpd.v1.ListFactorsResponseBU\n" +
+	"\vListFactors\x12\x1c.totpd.v1.ListFactorsRequest\x1a\x1d.totpd.v1.ListFactorsResponse\x12V\n" +
+	"\x0fListAuditEvents\x12 .totpd.v1.ListAuditEventsRequest\x1a!.totpd.v1.ListAuditEventsResponseBU\n" +
 	"\fdev.totpd.v1B\x10TotpServiceProtoP\x01Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1b\x06proto3"
 
 var (
@@ -1181,6 +1182,8 @@ var file_totpd_v1_totp_service_proto_goTypes = []any{
 	(*Factor)(nil),                    // 17: totpd.v1.Factor
 	(*VerifyOutcome)(nil),             // 18: totpd.v1.VerifyOutcome
 	(*ItemError)(nil),                 // 19: totpd.v1.ItemError
+	(*ListAuditEventsRequest)(nil),    // 20: totpd.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),   // 21: totpd.v1.ListAuditEventsResponse
 }
 var file_totpd_v1_totp_service_proto_depIdxs = []int32{
 	16, // 0: totpd.v1.EnrollRequest.algorithm:type_name -> totpd.v1.Algorithm
@@ -1203,15 +1206,17 @@ var file_totpd_v1_totp_service_proto_depIdxs = []int32{
 	10, // 17: totpd.v1.TotpService.Disable:input_type -> totpd.v1.DisableRequest
 	12, // 18: totpd.v1.TotpService.GetFactor:input_type -> totpd.v1.GetFactorRequest
 	14, // 19: totpd.v1.TotpService.ListFactors:input_type -> totpd.v1.ListFactorsRequest
-	1,  // 20: totpd.v1.TotpService.Enroll:output_type -> totpd.v1.EnrollResponse
-	3,  // 21: totpd.v1.TotpService.ConfirmEnrollment:output_type -> totpd.v1.ConfirmEnrollmentResponse
-	5,  // 22: totpd.v1.TotpService.Verify:output_type -> totpd.v1.VerifyResponse
-	8,  // 23: totpd.v1.TotpService.BatchVerify:output_type -> totpd.v1.BatchVerifyResponse
-	11, // 24: totpd.v1.TotpService.Disable:output_type -> totpd.v1.DisableResponse
-	13, // 25: totpd.v1.TotpService.GetFactor:output_type -> totpd.v1.GetFactorResponse
-	15, // 26: totpd.v1.TotpService.ListFactors:output_type -> totpd.v1.ListFactorsResponse
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
+	20, // 20: totpd.v1.TotpService.ListAuditEvents:input_type -> totpd.v1.ListAuditEventsRequest
+	1,  // 21: totpd.v1.TotpService.Enroll:output_type -> totpd.v1.EnrollResponse
+	3,  // 22: totpd.v1.TotpService.ConfirmEnrollment:output_type -> totpd.v1.ConfirmEnrollmentResponse
+	5,  // 23: totpd.v1.TotpService.Verify:output_type -> totpd.v1.VerifyResponse
+	8,  // 24: totpd.v1.TotpService.BatchVerify:output_type -> totpd.v1.BatchVerifyResponse
+	11, // 25: totpd.v1.TotpService.Disable:output_type -> totpd.v1.DisableResponse
+	13, // 26: totpd.v1.TotpService.GetFactor:output_type -> totpd.v1.GetFactorResponse
+	15, // 27: totpd.v1.TotpService.ListFactors:output_type -> totpd.v1.ListFactorsResponse
+	21, // 28: totpd.v1.TotpService.ListAuditEvents:output_type -> totpd.v1.ListAuditEventsResponse
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1222,6 +1227,7 @@ func file_totpd_v1_totp_service_proto_init() {
 	if File_totpd_v1_totp_service_proto != nil {
 		return
 	}
+	file_totpd_v1_audit_proto_init()
 	file_totpd_v1_errors_proto_init()
 	file_totpd_v1_factor_proto_init()
 	file_totpd_v1_totp_service_proto_msgTypes[9].OneofWrappers = []any{

@@ -26,6 +26,7 @@ const (
 	TotpService_Disable_FullMethodName           = "/totpd.v1.TotpService/Disable"
 	TotpService_GetFactor_FullMethodName         = "/totpd.v1.TotpService/GetFactor"
 	TotpService_ListFactors_FullMethodName       = "/totpd.v1.TotpService/ListFactors"
+	TotpService_ListAuditEvents_FullMethodName   = "/totpd.v1.TotpService/ListAuditEvents"
 )
 
 // TotpServiceClient is the client API for TotpService service.
@@ -60,6 +61,9 @@ type TotpServiceClient interface {
 	// ListFactors returns every factor of an account, newest first. Secret
 	// material is never returned.
 	ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error)
+	// ListAuditEvents returns audit events, oldest first, filtered and paged.
+	// Needs the admin permission; a caller sees only its tenants' events.
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 }
 
 type totpServiceClient struct {
@@ -140,6 +144,16 @@ func (c *totpServiceClient) ListFactors(ctx context.Context, in *ListFactorsRequ
 	return out, nil
 }
 
+func (c *totpServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, TotpService_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TotpServiceServer is the server API for TotpService service.
 // All implementations must embed UnimplementedTotpServiceServer
 // for forward compatibility.
@@ -172,6 +186,9 @@ type TotpServiceServer interface {
 	// ListFactors returns every factor of an account, newest first. Secret
 	// material is never returned.
 	ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error)
+	// ListAuditEvents returns audit events, oldest first, filtered and paged.
+	// Needs the admin permission; a caller sees only its tenants' events.
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	mustEmbedUnimplementedTotpServiceServer()
 }
 
@@ -202,6 +219,9 @@ func (UnimplementedTotpServiceServer) GetFactor(context.Context, *GetFactorReque
 }
 func (UnimplementedTotpServiceServer) ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFactors not implemented")
+}
+func (UnimplementedTotpServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
 }
 func (UnimplementedTotpServiceServer) mustEmbedUnimplementedTotpServiceServer() {}
 func (UnimplementedTotpServiceServer) testEmbeddedByValue()                     {}
@@ -350,6 +370,24 @@ func _TotpService_ListFactors_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TotpService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TotpServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TotpService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TotpServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TotpService_ServiceDesc is the grpc.ServiceDesc for TotpService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -384,6 +422,10 @@ var TotpService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListFactors",
 			Handler:    _TotpService_ListFactors_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _TotpService_ListAuditEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

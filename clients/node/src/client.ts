@@ -9,10 +9,10 @@ import {
 } from "@grpc/grpc-js";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ErrorReason } from "./gen/totpd/v1/errors";
-import { Algorithm } from "./gen/totpd/v1/factor";
-import * as svc from "./gen/totpd/v1/totp_service";
-import { TotpdError } from "./errors";
+import { ErrorReason } from "./gen/totpd/v1/errors.js";
+import { Algorithm } from "./gen/totpd/v1/factor.js";
+import * as svc from "./gen/totpd/v1/totp_service.js";
+import { TotpdError } from "./errors.js";
 import {
   type BatchItem,
   type BatchResult,
@@ -26,7 +26,7 @@ import {
   type VerifyOutcome,
   factorFromProto,
   outcomeFromProto,
-} from "./types";
+} from "./types.js";
 
 export const DEFAULT_TIMEOUT_MS = 5000;
 

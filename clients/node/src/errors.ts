@@ -1,6 +1,6 @@
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Metadata, status as Status, type ServiceError } from "@grpc/grpc-js";
-import { ErrorReason } from "./gen/totpd/v1/errors";
+import { ErrorReason } from "./gen/totpd/v1/errors.js";
 
 /** The google.rpc.ErrorInfo domain of totpd's errors. */
 export const DOMAIN = "totpd.v1";

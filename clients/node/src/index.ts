@@ -1,6 +1,6 @@
-export { TotpdClient, DEFAULT_TIMEOUT_MS, type TotpdClientOptions } from "./client";
-export { TotpdError, DOMAIN, parseReason } from "./errors";
-export { ErrorReason } from "./gen/totpd/v1/errors";
+export { TotpdClient, DEFAULT_TIMEOUT_MS, type TotpdClientOptions } from "./client.js";
+export { TotpdError, DOMAIN, parseReason } from "./errors.js";
+export { ErrorReason } from "./gen/totpd/v1/errors.js";
 export {
   Algorithm,
   FactorState,
@@ -15,5 +15,5 @@ export {
   type MutationOptions,
   type VerifyOutcome,
   type VerifyResult,
-} from "./types";
+} from "./types.js";
 export { status as GrpcStatus } from "@grpc/grpc-js";

@@ -1,7 +1,7 @@
-import * as pb from "./gen/totpd/v1/factor";
-import type { TotpdError } from "./errors";
+import * as pb from "./gen/totpd/v1/factor.js";
+import type { TotpdError } from "./errors.js";
 
-export { Algorithm, FactorState } from "./gen/totpd/v1/factor";
+export { Algorithm, FactorState } from "./gen/totpd/v1/factor.js";
 
 /** The verdict on one code. A wrong or reused code is a result, not an error. */
 export type VerifyResult = "VALID" | "INVALID" | "REPLAYED" | "LOCKED" | "UNSPECIFIED";

@@ -2,13 +2,14 @@
 
     totpd serve [--config PATH] [--listen HOST:PORT] [--data-dir DIR] [--dev]
                 [--tls-cert-file PEM --tls-key-file PEM [--tls-client-ca-file PEM]]
-                [--ready-file PATH] [--<any setting> VALUE ...]
+                [--ready-file PATH] [--processes N|auto] [--<any setting> VALUE ...]
     totpd keygen --out PATH
     totpd migrate [--config PATH] [--database-url URL] [--data-dir DIR] [--key-file PATH]
     totpd unlock --account ID [--config PATH] [--database-url URL] [--data-dir DIR]
 
 Exit codes: 0 success (for unlock also "nothing to unlock"), 2 configuration
-or startup error, or an account id totpd knows nothing about.
+or startup error, or an account id totpd knows nothing about; `serve
+--processes N` exits 1 when its workers keep dying (cli/supervisor.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from totpd import __version__, crypto
+from totpd.cli.workers import PortReservationError, join_supervisor, parse_processes
 from totpd.config import KEYS, ConfigError, Settings, env_name, load_settings
 from totpd.logs import configure_logging, flush_logs
 from totpd.rpc.tls import load_tls
@@ -48,6 +50,8 @@ _METAVARS = {
     "tls_key_file": "PEM",
     "tls_client_ca_file": "PEM",
     "cpu_path": "NAME",
+    "metrics_address": "HOST:PORT",
+    "otlp_endpoint": "URL",
 }
 _DATABASE_KEYS = ("database_url", "data_dir", "key_file", "log_level", "log_format")
 
@@ -88,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="once serving, write the bound HOST:PORT to this file (atomically)",
     )
+    serve.add_argument(
+        "--processes",
+        type=parse_processes,
+        default=1,
+        metavar="N|auto",
+        help="serve from N worker processes on one port under a supervisor that restarts"
+        " them (auto: one per core; default 1: a single process, no supervisor)",
+    )
+    # A worker of `--processes N`: set by the supervisor only.
+    serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
 
     keygen = commands.add_parser("keygen", help="write a new keyring file")
     keygen.add_argument("--out", type=Path, required=True, help="where to write (never overwrites)")
@@ -144,18 +159,34 @@ def _database_errors() -> Iterator[None]:
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args, KEYS)
     configure_logging(settings.log_level, settings.log_format)
-    load_tls(settings)  # bad TLS files stop the start before anything is created
-    ensure_key_file(settings)
+    worker = args.worker_of is not None
+    if worker:
+        join_supervisor(args.worker_of, args.worker_index)
+    tls = load_tls(settings)  # bad TLS files stop the start before anything is created
+    if not worker:
+        ensure_key_file(settings)
     # Imported late so `totpd keygen` and `--help` work without the native core.
-    from totpd.app import build_service
+    from totpd.app import build_service, observed, prepare_database
+    from totpd.cli.supervisor import Supervisor, SupervisorError
     from totpd.otp import CpuPathError
     from totpd.rpc.server import ServerError, serve
 
     try:
+        if args.processes > 1:
+            with _database_errors():
+                prepare_database(settings)  # once, before any worker starts
+            return Supervisor(args.argv, args.processes, settings, args.ready_file).run()
         with _database_errors():
-            service = build_service(settings)
-        return serve(settings, service, ready_file=args.ready_file)
-    except (crypto.KeyringError, CpuPathError, ServerError) as error:
+            service = build_service(settings, prepared=worker)
+        with observed(settings):
+            return serve(settings, service, ready_file=args.ready_file, tls=tls, share_port=worker)
+    except (
+        crypto.KeyringError,
+        CpuPathError,
+        ServerError,
+        SupervisorError,
+        PortReservationError,
+    ) as error:
         raise StartupError(str(error)) from None
 
 
@@ -247,7 +278,9 @@ _COMMANDS = {"serve": _serve, "keygen": _keygen, "migrate": _migrate, "unlock": 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # a supervisor starts its workers with the same command line
     try:
         return _COMMANDS[args.command](args)
     except (ConfigError, StartupError, OSError) as error:

@@ -1,22 +1,6 @@
 """Admission by cost: a call starts only if the work already in flight leaves room.
 
-gRPC's own cap (`max_concurrent_rpcs`) counts requests, so one 10,000-item
-BatchVerify weighs as much as one Verify, and a pile of large batches queues
-until the callers' deadlines pass. Here every TotpService call costs the items
-it verifies (a unary verification-type call 1, a BatchVerify its item count,
-an Enroll `ENROLL_COST` for its QR rendering) against `max_items`, and counts
-as one call against `max_calls` (calls that will want a database connection).
-A call that does not fit is refused at once, before any work, with
-RESOURCE_EXHAUSTED/OVERLOADED and a google.rpc.RetryInfo delay; nothing waits.
-
-The delay is a hint: the time until enough of the work in flight is expected to
-finish for the refused call to fit, from each admitted call's start and cost
-and the recent seconds per item of completed calls, clamped to
-[`MIN_RETRY_SECONDS`, `MAX_RETRY_SECONDS`] and stretched by up to half again at
-random so refused callers do not all come back at the same instant.
-
-Health and reflection calls are never admitted or refused: health must answer
-while the server is busy.
+Design notes: ARCHITECTURE.md, "Module notes", rpc/admission.py.
 """
 
 from __future__ import annotations

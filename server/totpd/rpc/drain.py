@@ -1,20 +1,6 @@
 """Shutdown on SIGTERM or SIGINT, in phases a load balancer can follow.
 
-1. drain: health turns NOT_SERVING (Check and every open Watch stream say so)
-   and the server keeps serving normally for `drain_seconds`, so balancers
-   that poll or watch health move traffic away before the port closes;
-2. stop: new calls and connections are refused, health Watch streams end
-   (UNAVAILABLE, "shutting down") so they cannot hold the process, and the
-   calls in flight get `shutdown_grace_seconds` to finish (then gRPC cancels
-   them);
-3. the process exits 0.
-
-A second signal during the drain ends it at once (an impatient operator); the
-calls in flight still get their grace. Later signals change nothing: the grace
-bounds the wait, and SIGKILL is the way to cut it.
-
-Signal handlers only count signals: the main thread polls the count, so a
-handler never takes a lock the interrupted thread may hold.
+Design notes: ARCHITECTURE.md, "Module notes", rpc/drain.py.
 """
 
 from __future__ import annotations

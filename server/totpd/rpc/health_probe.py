@@ -1,20 +1,6 @@
 """Health that tells the truth about the store: a background probe.
 
-Every `interval` seconds a daemon thread pings the store (one read on a new
-connection). While a ping fails, or gives no answer within `timeout` (a hung
-database: PostgreSQL paused, a disk that stopped answering), every service
-name is NOT_SERVING; SERVING again once a ping succeeds. One log line per
-transition, none while the state holds.
-
-The ping runs on a thread of its own so the probe can stop waiting for it. A
-ping that hangs is left to finish (its connection attempt or read has no
-timeout of its own); no second one starts meanwhile, so a database that hangs
-for minutes costs one blocked thread and connection, not one per interval.
-
-Shutdown: `stop` ends the probe, and nothing it does sets a status after
-`stop` returns. gRPC's `HealthServicer.enter_graceful_shutdown` also makes
-every later `set` a no-op, so a probe still running during a drain cannot
-bring SERVING back either.
+Design notes: ARCHITECTURE.md, "Module notes", rpc/health_probe.py.
 """
 
 from __future__ import annotations

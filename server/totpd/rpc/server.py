@@ -21,9 +21,16 @@ from totpd.rpc.admission import Admission, AdmissionInterceptor
 from totpd.rpc.drain import DrainingHealthServicer, StopSignals, drain_and_stop
 from totpd.rpc.health_probe import StoreHealthProbe
 from totpd.rpc.interceptors import AccessLogInterceptor, DeadlineInterceptor, ErrorInterceptor
+from totpd.rpc.metrics import MetricsInterceptor
 from totpd.rpc.reflection import enable_reflection
 from totpd.rpc.servicer import TotpServicer
-from totpd.rpc.tls import server_credentials, tls_log_fields, warn_if_plaintext_beyond_loopback
+from totpd.rpc.tls import (
+    TlsMaterial,
+    load_tls,
+    server_credentials,
+    tls_log_fields,
+    warn_if_plaintext_beyond_loopback,
+)
 from totpd.service.mfa import MfaService
 from totpd.store.database import POOL_OVERFLOW, POOL_SIZE
 from totpd.v1 import totp_service_pb2, totp_service_pb2_grpc
@@ -43,6 +50,8 @@ def create_server(
     service: MfaService,
     *,
     health_servicer: health.HealthServicer | None = None,
+    tls: TlsMaterial | None = None,
+    share_port: bool = False,
 ) -> tuple[grpc.Server, int]:
     """Build a server with TotpService, health and reflection, bound but not started.
 
@@ -51,10 +60,13 @@ def create_server(
     Every TotpService call passes admission by cost (`totpd.rpc.admission`).
     With `tls_cert_file` and `tls_key_file` set the port speaks TLS only, and with
     `tls_client_ca_file` too it requires a client certificate signed by that CA (mTLS);
-    otherwise it is plaintext.
+    otherwise it is plaintext. `tls` is what `load_tls` read from those files at
+    startup; without it they are read here.
+    `share_port` lets the workers of `totpd serve --processes N` listen on one
+    port (SO_REUSEPORT); otherwise a second server cannot bind it.
     """
     try:
-        credentials = server_credentials(settings)
+        credentials = server_credentials(settings, tls if tls is not None else load_tls(settings))
     except ConfigError as error:
         raise ServerError(str(error)) from None
     limits = [
@@ -64,8 +76,8 @@ def create_server(
         # send it would lose verdicts that were already counted. Its size is
         # bounded by max_batch_items (about 130 bytes an item at most).
         ("grpc.max_send_message_length", -1),
-        # Without this a second server could bind the same port on Linux.
-        ("grpc.so_reuseport", 0),
+        # Off unless asked: otherwise a second server could bind the same port on Linux.
+        ("grpc.so_reuseport", 1 if share_port else 0),
     ]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc"),
@@ -74,6 +86,7 @@ def create_server(
         # already passed, an admission refusal, the handler's errors.
         interceptors=[
             AccessLogInterceptor(),
+            MetricsInterceptor(),
             ErrorInterceptor(),
             DeadlineInterceptor(settings.max_database_wait_seconds),
             admission_interceptor(settings),
@@ -167,10 +180,22 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-def serve(settings: Settings, service: MfaService, ready_file: Path | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then drain and stop (`totpd.rpc.drain`); returns 0."""
+def serve(
+    settings: Settings,
+    service: MfaService,
+    ready_file: Path | None = None,
+    *,
+    tls: TlsMaterial | None = None,
+    share_port: bool = False,
+) -> int:
+    """Serve until SIGTERM or SIGINT, then drain and stop (`totpd.rpc.drain`); returns 0.
+
+    `tls` and `share_port` as for `create_server`.
+    """
     health_servicer = DrainingHealthServicer()
-    server, port = create_server(settings, service, health_servicer=health_servicer)
+    server, port = create_server(
+        settings, service, health_servicer=health_servicer, tls=tls, share_port=share_port
+    )
     tune_garbage_collector()
     with StopSignals().installed() as signals:
         server.start()

@@ -15,6 +15,7 @@ from totpd.rpc import convert
 from totpd.rpc.status import to_item_error
 from totpd.service.errors import TotpdError
 from totpd.service.mfa import MfaService
+from totpd.v1 import audit_pb2 as audit_pb
 from totpd.v1 import totp_service_pb2 as pb
 
 
@@ -101,6 +102,12 @@ class TotpServicer:
     ) -> pb.ListFactorsResponse:
         factors = self._service.list_factors(request.account_id, request.include_inactive)
         return pb.ListFactorsResponse(factors=[convert.factor_to_proto(f) for f in factors])
+
+    def ListAuditEvents(
+        self, request: audit_pb.ListAuditEventsRequest, context: grpc.ServicerContext
+    ) -> audit_pb.ListAuditEventsResponse:
+        # In the contract ahead of the audit trail (issue 13), which implements it.
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "ListAuditEvents is not served yet")
 
 
 def caller_of(context: grpc.ServicerContext) -> str:

@@ -38,6 +38,9 @@ STATUS_BY_REASON: Final[dict[ErrorReason, grpc.StatusCode]] = {
     ErrorReason.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorReason.RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorReason.REQUEST_ID_REUSED: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorReason.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorReason.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorReason.TENANT_REQUIRED: grpc.StatusCode.INVALID_ARGUMENT,
 }
 
 

@@ -1,11 +1,6 @@
 """Transport security: the TLS files read and checked, served, and reloaded when they change.
 
-TLS is off unless `tls_cert_file` and `tls_key_file` are both set;
-`tls_client_ca_file` on top of them requires client certificates (mTLS).
-`load_tls` runs at startup (`totpd serve` checks the files before it touches
-anything), so a wrong path, a key that does not match its certificate or a
-client CA without a server certificate fails then, not at the first handshake.
-Messages name the setting and the path, never a file's content.
+Design notes: ARCHITECTURE.md, "Module notes", rpc/tls.py.
 """
 
 from __future__ import annotations
@@ -103,15 +98,14 @@ def load_tls(settings: Settings) -> TlsMaterial | None:
     return TlsMaterial(chain, private_key, client_ca)
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """TLS (or mTLS) credentials from the settings' PEM files; None for plaintext.
-
-    ConfigError when the files do not load.
+def server_credentials(
+    settings: Settings, material: TlsMaterial | None
+) -> grpc.ServerCredentials | None:
+    """TLS (or mTLS) credentials from the files `load_tls` read; None for plaintext.
 
     The files are read again when they change (see CertificateReloader), so a
     rotated certificate is served without a restart.
     """
-    material = load_tls(settings)
     if material is None:
         return None
     reloader = CertificateReloader(settings, material)
@@ -147,7 +141,12 @@ class CertificateReloader:
             )
             if path is not None
         ]
-        self._stamp = self._stamps()
+        # The files as `material` was read from them: no second read at startup.
+        self._stamp: tuple[bytes | None, ...] = tuple(
+            hashlib.sha256(data).digest()
+            for data in (material.certificate_chain, material.private_key, material.client_ca)
+            if data is not None
+        )
         self._refused: tuple[bytes | None, ...] | None = None
         self.current = _certificate_configuration(material)
 

@@ -1,20 +1,6 @@
 """Each caller's rate of failed verifications across all accounts: a token bucket.
 
-Per-account limits stop guessing on one account, but every failure they
-count also brings that account closer to a lock: without a limit per caller,
-one client that knows many account ids could lock them all in minutes. So a
-caller spends one token per failed verification, from a bucket of `burst`
-tokens refilled at `per_second`.
-
-A call first reserves one token for every item it holds (each may fail), or
-is refused whole with RATE_LIMITED and a retry delay before anything is
-compared or counted; once its verdicts are in, the tokens of the items that
-did not fail are given back. So concurrent calls of one caller share its
-room: a caller that runs several batches at once needs a burst of that many
-batches (a refused call is told to retry within a second when its own calls
-in flight hold the room). The buckets live in this process's memory: N
-server processes allow N times the rate. The caller is an opaque string
-(today the peer's address).
+Design notes: ARCHITECTURE.md, "Module notes", service/caller_limits.py.
 """
 
 from __future__ import annotations

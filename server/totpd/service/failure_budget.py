@@ -1,14 +1,6 @@
 """An account's rolling budget of compared failures: GCRA arithmetic on one timestamp.
 
-The budget holds B (code, factor) pairs and refills one every W / B seconds
-(B = failure_budget, W = failure_budget_window_seconds). It is stored as a
-"theoretical arrival time" `tat` (Unix seconds): spending n pairs at `now`
-moves it to max(tat, now) + n * W / B, and n pairs may be spent only if the
-result stays within W of now. So in any span of L seconds at most
-B + L * B / W pairs are spent: B at once, then one per W / B seconds.
-
-Integer arithmetic only, rounding against the guesser: a spend moves `tat`
-by ceil(n * W / B), never less.
+Design notes: ARCHITECTURE.md, "Module notes", service/failure_budget.py.
 """
 
 from __future__ import annotations

@@ -1,18 +1,6 @@
 """Database faults as the domain errors a caller sees: never a verdict.
 
-A fault leaves the verdict unknown, so it is always an error (retryable),
-never INVALID or LOCKED. The log line names the driver's own one-line cause
-("database is locked", "connection refused"), never SQLAlchemy's message,
-which quotes the statement and its parameters.
-
-An outage fails every call until it ends, hundreds a second: each would log
-the same line. So a fault is logged at most once per (reason, cause) and
-`FAULT_LOG_INTERVAL_SECONDS`, as one WARNING without a stack trace (an outage
-is expected, not a bug), and the next line for it says how many were held back.
-
-A call's deadline that passed while it waited for the database is
-DEADLINE_EXCEEDED: nothing was committed. It is not logged here (the access
-log has the call's status); a hung database shows as many such lines at once.
+Design notes: ARCHITECTURE.md, "Module notes", service/faults.py.
 """
 
 from __future__ import annotations
@@ -26,7 +14,8 @@ from totpd.crypto import SecretUnavailableError
 from totpd.otp import NativeError
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.store.deadline import DeadlineExceededError
-from totpd.store.faults import cause_of, is_outage, is_pool_exhausted
+from totpd.store.errors import StoreError, StoreFaultError, StoreOverloadedError
+from totpd.telemetry import metrics
 
 _log = logging.getLogger("totpd.store")
 
@@ -87,8 +76,8 @@ FAULT_LOG = LogLimiter()
 
 def fault_cause(error: BaseException) -> str:
     """What a log line may say about a fault: the underlying error's type and
-    first line, never a statement or its parameters."""
-    return cause_of(error)
+    first line (the store kept them), never a statement or its parameters."""
+    return error.cause if isinstance(error, StoreError) else type(error).__name__
 
 
 def as_domain_error(error: BaseException, method: str) -> TotpdError | None:
@@ -103,6 +92,7 @@ def as_domain_error(error: BaseException, method: str) -> TotpdError | None:
     if isinstance(error, TotpdError):
         return error
     if isinstance(error, SecretUnavailableError):
+        metrics.secret_unavailable()
         _log.error("secret unavailable", extra={"method": method})
         return TotpdError(
             ErrorReason.SECRET_UNAVAILABLE,
@@ -117,23 +107,31 @@ def as_domain_error(error: BaseException, method: str) -> TotpdError | None:
 
 def is_store_fault(error: BaseException) -> bool:
     """Whether `error` is a database fault (without logging it)."""
-    return isinstance(error, DeadlineExceededError) or is_pool_exhausted(error) or is_outage(error)
+    return isinstance(error, DeadlineExceededError | StoreFaultError)
 
 
 def store_fault(error: BaseException, method: str) -> TotpdError | None:
-    """The error for a database fault (logged here, rate-limited), or None if `error` is not one."""
+    """The error for a database fault (counted, and logged rate-limited), or None
+    if `error` is not one."""
+    fault = _store_fault(error, method)
+    if fault is not None:
+        metrics.store_fault(fault.reason.value)
+    return fault
+
+
+def _store_fault(error: BaseException, method: str) -> TotpdError | None:
     if isinstance(error, DeadlineExceededError):
         return TotpdError(
             ErrorReason.DEADLINE_EXCEEDED,
             "the deadline passed before the database answered; nothing was stored",
         )
-    if is_pool_exhausted(error):
+    if isinstance(error, StoreOverloadedError):
         _log_fault("database pool exhausted", ErrorReason.OVERLOADED, error, method)
         return TotpdError(
             ErrorReason.OVERLOADED,
             "every database connection is busy; no verdict was reached, retry with backoff",
         )
-    if is_outage(error):
+    if isinstance(error, StoreFaultError):  # unavailable, a round aborted, its files
         _log_fault("store unavailable", ErrorReason.STORE_UNAVAILABLE, error, method)
         return TotpdError(
             ErrorReason.STORE_UNAVAILABLE, "the database is unavailable; no verdict was reached"
@@ -142,7 +140,7 @@ def store_fault(error: BaseException, method: str) -> TotpdError | None:
 
 
 def _log_fault(message: str, reason: ErrorReason, error: BaseException, method: str) -> None:
-    cause = cause_of(error)
+    cause = fault_cause(error)
     held_back = FAULT_LOG.admit((reason, cause))
     if held_back is None:
         return

@@ -1,17 +1,6 @@
 """Idempotent mutations (AIP-155): a retry with the same request_id gets the first result.
 
-Enroll, ConfirmEnrollment and Disable accept an optional `request_id`. The
-first call with an id claims it (store/requests.py) before it acts; a retry
-with the same id and the same fields within the retention window gets the
-first call's result and nothing is done again; the same id with different fields is
-INVALID_ARGUMENT/REQUEST_ID_REUSED. A duplicate that arrives while the first
-call is still running waits for it (up to `_WAIT_SECONDS`), then gets its
-result, or RESOURCE_EXHAUSTED/OVERLOADED with a RetryInfo delay if it is still
-running. A call that fails with an error keeps no record: a retry runs again.
-
-Nothing secret is stored: the request's fields (a one-time code among them)
-as an HMAC-SHA256 under a key derived from the keyring, the result as the
-verdict and factor ids only (the enrollment's secret stays in its sealed row).
+Design notes: ARCHITECTURE.md, "Module notes", service/idempotency.py.
 """
 
 from __future__ import annotations

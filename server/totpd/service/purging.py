@@ -1,13 +1,6 @@
 """The purge: a daemon thread that deletes what totpd no longer needs.
 
-At start and then every `interval` seconds it deletes factors that ended (disabled, expired, or
-pending and never confirmed) more than `ended_factor_retention_days` ago, and
-request records past `request_id_retention_seconds`: each in batches of
-`batch` rows, one short transaction per batch, with a pause between batches
-so the writers it shares the database with are not held up. A fault (the
-database down, a lock timeout) logs one line and waits for the next interval;
-the thread never ends on an error. It holds only a weak reference to the store,
-so it ends with the store (and never keeps a dropped service's database open).
+Design notes: ARCHITECTURE.md, "Module notes", service/purging.py.
 """
 
 from __future__ import annotations
@@ -19,9 +12,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from totpd.daemon import DaemonThread
+from totpd.service.faults import fault_cause
 from totpd.service.policy import Policy
 from totpd.store import FactorStore
-from totpd.store.faults import first_line
 
 _log = logging.getLogger("totpd.purge")
 THREAD_NAME = "totpd-purge"
@@ -85,10 +78,9 @@ class Purger(DaemonThread):
             try:
                 self.run_once()
             except Exception as error:  # the thread must outlive any one failure
-                cause = getattr(error, "orig", None) or error
                 _log.warning(
                     "purge failed; retrying at the next interval",
-                    extra={"error_type": type(cause).__name__, "cause": first_line(cause)},
+                    extra={"error_type": type(error).__name__, "cause": fault_cause(error)},
                 )
             self.runs += 1
             self._stopping.wait(self._interval)

@@ -1,14 +1,6 @@
 """The keyring step after the migrations: re-seal legacy secrets as format v2.
 
-Migration 0003 cannot see the keyring, so secrets sealed before the account
-binding keep format 1 until this step opens each with the legacy layout and
-seals it again bound to its account. It runs wherever the keyring is at hand
-(at startup before serving, and in `totpd migrate`), in small batches, and is
-idempotent: the store replaces a ciphertext only where the row still holds the
-one that was read, so two replicas may run it at once. A secret that cannot
-be opened (its key is not in the keyring) stays format 1, which the serving
-path never opens: its factor answers SECRET_UNAVAILABLE until the key is
-back and the step runs again. One log line names each such factor and key id.
+Design notes: ARCHITECTURE.md, "Module notes", service/resealing.py.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from totpd.domain import Algorithm, FactorState
+from totpd.domain import Algorithm, FactorFields, FactorState
 
 # Re-exported: the service's callers name them through this module too.
 __all__ = [
@@ -36,16 +36,9 @@ class VerifyResult(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Factor:
+class Factor(FactorFields):
     """One authenticator app of one account, without secret material."""
 
-    factor_id: str
-    account_id: str
-    label: str
-    issuer: str
-    algorithm: Algorithm
-    digits: int
-    period_seconds: int
     state: FactorState
     created_at: int
     confirmed_at: int | None

@@ -1,19 +1,6 @@
 """The verification engine: checks codes against accounts' factors in rounds.
 
-One engine serves Verify, BatchVerify, ConfirmEnrollment and Disable, so they
-cannot drift apart. The round's order is the security argument: see
-ARCHITECTURE.md, "One Verify, through the code".
-
-Glossary (one name per concept):
-- request: `VerifyItem`, a code to check for an account (and maybe one factor);
-  the engine receives it with the ids validated.
-- check: `Check` (checks.py), a request with its position and digit count.
-- candidate: `CandidateFactor`, a factor with its attempt state as a round read
-  it; the store's read request for one check is `AttemptRequest` (store/).
-- verdict: `Verdict` (checks.py), a check's `VerifyOutcome` or `TotpdError`.
-- writes: `FactorWrite`/`AccountWrite`, the new attempt state a round stores
-  (accounting.py); an uncounted check (no candidate read) is explained by
-  uncounted.py.
+Design notes: ARCHITECTURE.md, "Module notes", service/verification.py.
 """
 
 from __future__ import annotations
@@ -55,6 +42,7 @@ from totpd.store import (
     FactorWrite,
     RoundAbortedError,
 )
+from totpd.telemetry import metrics, tracing
 
 _log = logging.getLogger("totpd.service")
 # Tries of a locked round, which the database may abort to break a deadlock.
@@ -131,6 +119,7 @@ class CodeChecker:
         finally:
             if reservation is not None:
                 self._callers.settle(reservation, failures(verdicts))
+        metrics.count_verdicts([v.result for v in verdicts if type(v) is VerifyOutcome])
         return verdicts
 
     def _check_all(
@@ -189,17 +178,19 @@ class CodeChecker:
         no candidate factor (nothing was counted for them)."""
         requests = [AttemptRequest(c.item.account_id, c.digits, c.item.factor_id) for c in checks]
         attempts = self._store.attempts
-        factors = attempts.read(requests, state=state, now=now)
-        verdicts, writes, accounts, uncounted = self._verdicts_and_writes(
-            checks, factors, now, state
-        )
-        if not attempts.write_if_unchanged(
-            writes, state=state, now=now, activate=activate, accounts=accounts
-        ):
-            # A factor changed between the read and the write (another attempt
-            # on it, a disable): nothing was written. Decide again under locks.
-            locked_round = _Round(checks, requests, state, now, activate)
-            verdicts, uncounted = self._locked_round_verdicts(locked_round)
+        with metrics.StoreRound(len(checks)):
+            factors = attempts.read(requests, state=state, now=now)
+            verdicts, writes, accounts, uncounted = self._verdicts_and_writes(
+                checks, factors, now, state
+            )
+            if not attempts.write_if_unchanged(
+                writes, state=state, now=now, activate=activate, accounts=accounts
+            ):
+                # A factor changed between the read and the write (another attempt
+                # on it, a disable): nothing was written. Decide again under locks.
+                metrics.round_relocked()
+                locked_round = _Round(checks, requests, state, now, activate)
+                verdicts, uncounted = self._locked_round_verdicts(locked_round)
         return verdicts, uncounted
 
     def _locked_round_verdicts(self, round_: _Round) -> _RoundVerdicts:
@@ -340,7 +331,10 @@ class CodeChecker:
                 digits.append(f.digits)
                 counters.append(now // f.period_seconds)
                 codes.append(code)
-        with otp.KeyTable.of(keys, algorithms, digits, counters) as table:
+        with (
+            otp.KeyTable.of(keys, algorithms, digits, counters) as table,
+            tracing.span("totpd.core.verify_batch", "totpd.core.pairs", len(keys)),
+        ):
             steps = otp.verify_batch(table, range(len(keys)), codes, self._policy.window)
         return answered, compared, steps, counters
 
@@ -373,6 +367,7 @@ def _log_secret_unavailable(factor: CandidateFactor) -> None:
 
     The only line: the caller gets a TotpdError, which the gRPC layer does not log.
     """
+    metrics.secret_unavailable()
     _log.error(
         "stored secret cannot be opened",
         extra={"factor_id": factor.factor_id, "key_id": factor.secret_key_id},

@@ -1,16 +1,6 @@
 """SQLite WAL checkpoints off the write path.
 
-SQLite checkpoints inline: once a commit grows the WAL past
-`wal_autocheckpoint` pages, that same call copies every page back into the
-database file and syncs it. SQLite's own write lock is released by then, but
-totpd's writer queue (database.SqliteWriterQueue, held around the statement)
-is not, so every other writer of every server process waits: under steady
-unary load that stall set the p99 (benchmarks/NOTES.md). Here a daemon thread
-runs a PASSIVE checkpoint every `interval`: it takes no lock writers wait for,
-so they go on while it copies and syncs. The inline checkpoint still runs at
-`wal_autocheckpoint` pages (only a checkpoint that saw no write in between
-lets the WAL restart from its beginning, so it stays the one that bounds the
-file), but it finds the pages already copied and synced and finishes quickly.
+Design notes: ARCHITECTURE.md, "Module notes", store/checkpoints.py.
 """
 
 from __future__ import annotations
@@ -23,7 +13,7 @@ from sqlalchemy import Engine
 
 from totpd.daemon import DaemonThread
 from totpd.store.database import sqlite_file
-from totpd.store.faults import first_line
+from totpd.store.errors import first_line
 
 _log = logging.getLogger("totpd.store")
 

@@ -6,6 +6,7 @@ import fcntl
 import math
 import os
 import threading
+import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from totpd import deadlines
+from totpd.store import faults
 from totpd.store.deadline import DeadlineExceededError, DeadlinePool, wait_limit
 from totpd.store.errors import unusable_file
 from totpd.store.flock_waiter import FlockWaiter
 from totpd.store.watchdog import WATCHDOG, Watch
+from totpd.telemetry import metrics
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -48,6 +51,7 @@ def open_engine(url: str) -> Engine:
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_sqlite)
         event.listen(engine, "checkout", _bound_sqlite_busy_wait)
+        _count_connections(engine)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # psycopg 3 is the supported driver; plain postgresql:// means it too.
@@ -60,7 +64,14 @@ def open_engine(url: str) -> Engine:
         parsed, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, poolclass=DeadlinePool
     )
     _watch_postgres(engine)
+    _count_connections(engine)
     return engine
+
+
+def _count_connections(engine: Engine) -> None:
+    """The pool's connections in use, for the metrics (telemetry/metrics.py)."""
+    event.listen(engine, "checkout", lambda *_: metrics.connection_checked_out())
+    event.listen(engine, "checkin", lambda *_: metrics.connection_checked_in())
 
 
 # -- bounding every wait by the call's deadline (store/deadline.py) ------------
@@ -168,8 +179,12 @@ class SqliteWriterQueue:
     def __enter__(self) -> None:
         # Both waits end by the call's deadline (store/flock_waiter.py says
         # why the flock is waited for in a thread of its own).
-        if not self._threads.acquire(timeout=wait_limit(threading.TIMEOUT_MAX)):
-            raise DeadlineExceededError
+        if not self._threads.acquire(blocking=False):
+            started = time.perf_counter()
+            acquired = self._threads.acquire(timeout=wait_limit(threading.TIMEOUT_MAX))
+            metrics.store_waited("sqlite_writers", time.perf_counter() - started)
+            if not acquired:
+                raise DeadlineExceededError
         if self._path is None:
             return
         try:
@@ -206,6 +221,7 @@ def writer_queue(engine: Engine) -> AbstractContextManager[object]:
     return nullcontext()
 
 
+@faults.translated
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision."""
     config = Config()

@@ -1,16 +1,7 @@
 """Statements on the DB-API cursor: compiled once per dialect, run without SQLAlchemy's
 per-execution work.
 
-For a one-row verification, SQLAlchemy's per-execution work (cache lookup,
-events, parameter and result processing) cost more than the statement itself,
-so a round's statements (store/round_sql.py) are compiled once per dialect and
-run here on a pooled connection's cursor (`RawConnection`), with driver errors
-wrapped as SQLAlchemy's own would be.
-
-The one-row optimistic write runs outside a transaction, so it carries the
-call's deadline in its condition, read on the database's own clock
-(`deadline_on_database_clock`): a write a hung server executes after it wakes
-matches no row.
+Design notes: ARCHITECTURE.md, "Module notes", store/dbapi.py.
 """
 
 from __future__ import annotations
@@ -72,9 +63,8 @@ def run_compiled(
     """Run the statement on a DB-API cursor of the pooled connection.
 
     The parameters and columns are plain ints, strings and bytes, which need
-    no processing. Driver errors are wrapped as SQLAlchemy's own would be (a
-    dropped connection is invalidated, so it leaves the pool), so the status
-    mapping sees the same exceptions; the parameters are left out of them.
+    no processing. Driver errors become the store's own (`wrap_driver_error`: a
+    dropped connection is invalidated, so it leaves the pool), without the parameters.
     """
     parameters = statement.parameters(values)
     dbapi = dialect.loaded_dbapi
@@ -93,7 +83,7 @@ def run_compiled(
             raise RoundAbortedError(
                 "the database broke a deadlock by aborting the round", error
             ) from error
-        raise wrap_driver_error(dialect, connection, statement.sql, error, cursor) from error
+        raise wrap_driver_error(dialect, connection, error, cursor) from error
     finally:
         if timer is not None:
             timer(time.perf_counter() - started)
@@ -158,11 +148,11 @@ class RawConnection:
 
     def commit(self) -> None:
         deadline.check()  # after its deadline a transaction is rolled back instead
-        with ending(self.dialect, self._connection, "COMMIT"):
+        with ending(self.dialect, self._connection):
             self._connection.commit()
 
     def rollback(self) -> None:
-        with ending(self.dialect, self._connection, "ROLLBACK"):
+        with ending(self.dialect, self._connection):
             self._connection.rollback()
 
 

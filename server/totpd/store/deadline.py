@@ -1,28 +1,23 @@
 """The call's deadline in the store: checked before each wait, bounding each wait.
 
-Every wait for the database ends by the call's deadline (totpd.deadlines):
-a pool checkout (`DeadlinePool`), the SQLite writers' queue and busy
-timeout, and every PostgreSQL statement and commit (store/watchdog.py cuts
-the connection at the deadline). A wait that ends because the deadline
-passed raises `DeadlineExceededError`, and nothing the call sent is
-committed after its deadline: writes commit only while the deadline holds
-(store/rounds.py says how for each round).
+Design notes: ARCHITECTURE.md, "Module notes", store/deadline.py.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import sqlite3
+import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-import psycopg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from totpd import deadlines
-from totpd.store.errors import StoreFaultError
+from totpd.store.errors import StoreFaultError, StoreInternalError
+from totpd.store.faults import FOREIGN_ERRORS, as_store_error
+from totpd.telemetry import metrics
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -59,21 +54,14 @@ def wait_limit(longest: float) -> float:
 
 # What a wait cut short at the deadline raises: the driver's error for a
 # connection cut by the watchdog or an SQLite busy timeout, wrapped by
-# SQLAlchemy or not (commits on the raw connection are not), the pool's
-# timeout, an OSError from the writers' lock file, and the store's own errors
-# those become (store/errors.py).
-_WAIT_ERRORS = (
-    sa_exc.DBAPIError,
-    sa_exc.TimeoutError,
-    psycopg.Error,
-    sqlite3.Error,
-    OSError,
-    StoreFaultError,
-)
+# SQLAlchemy or not, the pool's timeout, an OSError from the writers' lock
+# file, and the store's own errors those become (store/errors.py).
+_WAIT_ERRORS = (*FOREIGN_ERRORS, OSError, StoreFaultError, StoreInternalError)
 
 
 def bounded(function: Callable[_P, _R]) -> Callable[_P, _R]:
-    """A store operation whose database error, once the deadline passed, is that deadline.
+    """A store operation whose database error, once the deadline passed, is that deadline,
+    and otherwise leaves as the store's own (`faults.as_store_error`).
 
     The error of a wait cut at the deadline (a connection the watchdog shut,
     a pool or busy timeout) is the deadline's doing, not the database's.
@@ -84,11 +72,19 @@ def bounded(function: Callable[_P, _R]) -> Callable[_P, _R]:
         try:
             return function(*args, **kwargs)
         except _WAIT_ERRORS as error:
-            if deadlines.expired():
-                raise DeadlineExceededError from error
+            _reraise(error)
             raise
 
     return call
+
+
+def _reraise(error: BaseException) -> None:
+    """Raise what `error` becomes at the store's boundary; return if it stays itself."""
+    if deadlines.expired():
+        raise DeadlineExceededError from error
+    own = as_store_error(error)
+    if own is not error:
+        raise own from error
 
 
 class _CutAtDeadline:
@@ -98,8 +94,8 @@ class _CutAtDeadline:
         return None
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        if isinstance(error, _WAIT_ERRORS) and deadlines.expired():
-            raise DeadlineExceededError from error
+        if isinstance(error, _WAIT_ERRORS):
+            _reraise(error)
 
 
 CUT_AT_DEADLINE = _CutAtDeadline()
@@ -116,12 +112,18 @@ class DeadlinePool(QueuePool):
     _configured_timeout: float
 
     def _do_get(self) -> ConnectionPoolEntry:
+        # Every connection taken and no more may be opened: this checkout waits.
+        waits = 0 <= self._max_overflow <= self._overflow and self._pool.empty()
+        started = time.perf_counter() if waits else 0.0
         try:
             return super()._do_get()
         except sa_exc.TimeoutError:
             if deadlines.expired():
                 raise DeadlineExceededError from None
             raise
+        finally:
+            if waits:
+                metrics.pool_waited(time.perf_counter() - started)
 
     @property
     def _timeout(self) -> float:

@@ -1,15 +1,7 @@
-"""The store's own errors for a database that failed, not the request.
+"""The store's own errors: every error that leaves the store is one of these (or
+DeadlineExceededError), never SQLAlchemy's, a driver's or the OS's.
 
-Statements run through SQLAlchemy (or `dbapi.run_compiled`, which wraps
-like it) fail with SQLAlchemy's errors. Two paths do not: taking a DB-API
-connection from the pool (`Engine.raw_connection`) raises the driver's own
-errors (psycopg's or sqlite3's `OperationalError`), and the SQLite writer
-queue raises `OSError` when its lock file cannot be opened (a read-only
-filesystem). There they become these errors, so a caller never has to know
-every driver, or the operating system, to tell an outage from a bug.
-
-Deliberately not subclasses of SQLAlchemy's classes: the cause is not a
-statement, and these carry no SQL or parameters, only the cause's first line.
+Design notes: ARCHITECTURE.md, "Module notes", store/errors.py, store/faults.py.
 """
 
 from __future__ import annotations
@@ -25,7 +17,15 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 
 class StoreError(Exception):
-    """The root of the store's own errors; never a subclass of SQLAlchemy's classes."""
+    """The root of the store's own errors; never a subclass of SQLAlchemy's classes.
+
+    `cause` is the underlying error's type and first line, safe to log (without one,
+    this error's own type).
+    """
+
+    def __init__(self, message: str = "", cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = describe(cause) if cause is not None else type(self).__name__
 
 
 class LabelTakenError(StoreError):
@@ -33,14 +33,12 @@ class LabelTakenError(StoreError):
 
 
 class StoreFaultError(StoreError):
-    """The database or its files failed for a reason outside the request.
+    """The database or its files failed for a reason outside the request."""
 
-    `cause` is the underlying error's type and first line, safe to log.
-    """
 
-    def __init__(self, message: str, cause: BaseException) -> None:
-        super().__init__(message)
-        self.cause = describe(cause)
+class StoreInternalError(StoreError):
+    """The database refused a statement for a reason that is not an outage (a constraint
+    the code should have kept, a missing table), or SQLAlchemy was used wrongly: a bug."""
 
 
 class StoreUnavailableError(StoreFaultError):
@@ -74,32 +72,31 @@ def acquiring(dialect: Dialect) -> Iterator[None]:
 
 
 @contextmanager
-def ending(dialect: Dialect, connection: PoolProxiedConnection, what: str) -> Iterator[None]:
+def ending(dialect: Dialect, connection: PoolProxiedConnection) -> Iterator[None]:
     """Around COMMIT or ROLLBACK on a pooled DB-API connection: the driver's
-    errors wrapped as SQLAlchemy wraps a statement's (a dropped connection is
-    invalidated, so the pool does not try to reset it and log a stack trace)."""
+    errors become the store's (a dropped connection is invalidated, so the pool
+    does not try to reset it and log a stack trace)."""
     try:
         yield
     except dialect.loaded_dbapi.Error as error:
-        raise wrap_driver_error(dialect, connection, what, error) from error
+        raise wrap_driver_error(dialect, connection, error) from error
 
 
 def wrap_driver_error(
     dialect: Dialect,
     connection: PoolProxiedConnection,
-    what: str,
     error: Any,  # the driver's own Error
     cursor: DBAPICursor | None = None,
-) -> sa_exc.StatementError:
-    """A driver's error as SQLAlchemy wraps a statement's, without its parameters;
-    a connection the error shows lost is invalidated, so it leaves the pool."""
+) -> StoreError:
+    """A driver's error on a statement (never quoted) as the store's own: an
+    outage if the connection is lost (then invalidated, so it leaves the pool) or the
+    driver calls it operational, a bug otherwise."""
     lost = dialect.is_disconnect(error, connection.dbapi_connection, cursor)
     if lost:
         connection.invalidate()
-    wrapped: sa_exc.StatementError = sa_exc.DBAPIError.instance(
-        what, None, error, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
-    )
-    return wrapped
+    if lost or isinstance(error, dialect.loaded_dbapi.OperationalError):
+        return StoreUnavailableError("the database failed a statement", error)
+    return StoreInternalError("the database refused a statement", error)
 
 
 def describe(cause: BaseException) -> str:

@@ -1,18 +1,6 @@
 """An exclusive flock(2) that a caller can stop waiting for.
 
-flock has no timeout, and a thread blocked in it cannot be woken. Polling
-with LOCK_NB instead starved a process whose neighbour took the lock again
-between polls (two processes on one SQLite file: a third of the throughput).
-So the blocking wait runs in a helper thread of its own, and the caller
-waits for it with a timeout. A caller that gives up leaves the helper waiting:
-when the lock comes, the helper hands it to the next caller, or, if none
-waits, releases it at once.
-
-The fd's lock belongs to its open file description, not to a thread: the
-helper takes it, the caller holds it, the caller releases it. Callers come
-one at a time (the writer queue's thread lock): while the helper waits, a
-caller never tries the lock itself, which on the same description would
-succeed and then be released by the helper under it.
+Design notes: ARCHITECTURE.md, "Module notes", store/flock_waiter.py.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Engine, select, update
 
+from totpd.store import faults
 from totpd.store.database import IMMEDIATE_TRANSACTION
 from totpd.store.models import LEGACY_SECRET_FORMAT, SECRET_FORMAT, FactorRow
 
@@ -41,6 +42,7 @@ class LegacySecrets:
         self._engine = engine
         self._writer = writer
 
+    @faults.translated
     def after(self, factor_id: str, *, limit: int) -> list[LegacySecret]:
         """Up to `limit` legacy secrets of rows whose id sorts after `factor_id`."""
         query = (
@@ -62,6 +64,7 @@ class LegacySecrets:
         with self._engine.connect() as connection:
             return [LegacySecret._make(row) for row in connection.execute(query)]
 
+    @faults.translated
     def replace(self, resealed: Sequence[Resealed]) -> int:
         """Store the new secrets in one transaction; returns how many rows took them."""
         if not resealed:

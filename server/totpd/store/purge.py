@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from sqlalchemy import Engine, and_, delete, or_, select
 
 from totpd.domain import ENDED_STATES, FactorState
+from totpd.store import faults
 from totpd.store.database import IMMEDIATE_TRANSACTION
 from totpd.store.models import FactorRow
 
@@ -23,6 +24,7 @@ class FactorPurge:
         self._engine = engine
         self._writer = writer  # queues SQLite's writers (see database.writer_queue)
 
+    @faults.translated
     def ended_before(self, cutoff: int, *, limit: int) -> int:
         """Delete up to `limit` factors that ended (or, pending, expired) before
         `cutoff`; returns how many."""

@@ -8,24 +8,19 @@ verification path has its own records (`CandidateFactor`, `FactorWrite`,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from totpd.domain import Algorithm, FactorState
+from totpd.domain import FactorFields, FactorState
 
 
-class StoredFactor(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class StoredFactor(FactorFields):
     """One factor as stored: its public fields, its sealed secret and its attempt state.
 
     The secret parts are None once the factor is disabled or expired (erased).
     """
 
-    factor_id: str
-    account_id: str
-    label: str
-    issuer: str
-    algorithm: Algorithm
-    digits: int
-    period_seconds: int
     state: FactorState
     secret_key_id: str | None
     secret_nonce: bytes | None
@@ -39,16 +34,10 @@ class StoredFactor(NamedTuple):
     expires_at: int | None
 
 
-class NewFactor(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class NewFactor(FactorFields):
     """A factor to enroll: stored PENDING, never used, with no failure counted."""
 
-    factor_id: str
-    account_id: str
-    label: str
-    issuer: str
-    algorithm: Algorithm
-    digits: int
-    period_seconds: int
     secret_key_id: str
     secret_nonce: bytes
     secret_ciphertext: bytes

@@ -1,19 +1,13 @@
 """Factors: enrollment, reads, disable; account unlock. Rounds live in rounds.py.
 
-`store/` is the only place with SQL. The ORM serves the low-rate operations;
-the verification hot path (`FactorStore.attempts`) runs compiled statements
-on the driver's cursor. Rows never leave this module: every method takes and
-returns the records of store/records.py.
-
-Every operation waits for the database at most until the call's deadline
-(store/deadline.py) and raises DeadlineExceededError then; a transaction
-commits only while the deadline holds, otherwise it rolls back.
+Design notes: ARCHITECTURE.md, "Module notes", store/repository.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import NamedTuple, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 from sqlalchemy import Engine, create_engine, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -21,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from totpd.domain import LIVE_STATES, NEVER_USED_STEP, Algorithm, FactorState
-from totpd.store import deadline
+from totpd.store import deadline, faults
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import LabelTakenError, StoreUnavailableError
 from totpd.store.legacy_secrets import LegacySecrets
@@ -71,6 +65,7 @@ class FactorStore:
             cause = error.orig if error.orig is not None else error
             raise StoreUnavailableError("the database does not answer", cause) from error
 
+    @faults.translated
     def secret_key_ids(self) -> set[str]:
         """The id of every key a stored secret is sealed with."""
         query = (
@@ -167,6 +162,7 @@ class FactorStore:
 
     # -- account unlock ----------------------------------------------------
 
+    @faults.translated
     def unlock_account(self, account_id: str) -> AccountUnlock:
         """Lift the account's lock after too many consecutive failures, end its run
         of failures, refill its failure budget, and clear its live factors'
@@ -205,6 +201,7 @@ class FactorStore:
                 session.flush()
         return found
 
+    @faults.translated
     def account_state(self, account_id: str) -> AccountState | None:
         """The account's attempt state; None: no failure was ever counted."""
         with self._sessions() as session:
@@ -246,47 +243,37 @@ class FactorStore:
             return disabled
 
 
+# The record fields a factor row holds under the same name, as the same value.
+_SAME_IN_ROW: Final = tuple(
+    field.name
+    for field in dataclasses.fields(StoredFactor)
+    if field.name not in ("factor_id", "algorithm", "state")
+)
+_NEW_IN_ROW: Final = tuple(
+    field.name
+    for field in dataclasses.fields(NewFactor)
+    if field.name not in ("factor_id", "algorithm")
+)
+
+
 def _stored(row: FactorRow) -> StoredFactor:
     return StoredFactor(
         factor_id=row.id,
-        account_id=row.account_id,
-        label=row.label,
-        issuer=row.issuer,
         algorithm=Algorithm(row.algorithm),
-        digits=row.digits,
-        period_seconds=row.period_seconds,
         state=FactorState(row.state),
-        secret_key_id=row.secret_key_id,
-        secret_nonce=row.secret_nonce,
-        secret_ciphertext=row.secret_ciphertext,
-        last_used_step=row.last_used_step,
-        failed_attempts=row.failed_attempts,
-        blocked_until=row.blocked_until,
-        created_at=row.created_at,
-        confirmed_at=row.confirmed_at,
-        last_used_at=row.last_used_at,
-        expires_at=row.expires_at,
+        **{name: getattr(row, name) for name in _SAME_IN_ROW},
     )
 
 
 def _new_row(factor: NewFactor) -> FactorRow:
     return FactorRow(
         id=factor.factor_id,
-        account_id=factor.account_id,
-        label=factor.label,
-        issuer=factor.issuer,
         algorithm=factor.algorithm.value,
-        digits=factor.digits,
-        period_seconds=factor.period_seconds,
         state=FactorState.PENDING.value,
-        secret_key_id=factor.secret_key_id,
-        secret_nonce=factor.secret_nonce,
-        secret_ciphertext=factor.secret_ciphertext,
         last_used_step=NEVER_USED_STEP,
         failed_attempts=0,
         blocked_until=0,
-        created_at=factor.created_at,
-        expires_at=factor.expires_at,
+        **{name: getattr(factor, name) for name in _NEW_IN_ROW},
     )
 
 

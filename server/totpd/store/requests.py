@@ -1,12 +1,6 @@
 """Request records of idempotent mutations (AIP-155): claim, complete, release.
 
-A call with a request_id first claims the id with an INSERT, committed on its
-own, so a duplicate arriving meanwhile finds the claim and never acts twice.
-The call then stores its result in the same transaction as its change where the
-store makes the change in one (`complete_in`), or right after (`complete`); a
-call that fails releases its claim so that a retry runs again. A claim left
-running by a crashed process is taken over once its lease passes; a record
-past its retention is ignored and taken over like an absent one.
+Design notes: ARCHITECTURE.md, "Module notes", store/requests.py.
 """
 
 from __future__ import annotations
@@ -28,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from totpd.store import faults
 from totpd.store.database import IMMEDIATE_TRANSACTION
 from totpd.store.models import RequestRecord
 
@@ -76,6 +71,7 @@ class RequestStore:
         self._engine = engine
         self._writer = writer  # queues SQLite's writers (see database.writer_queue)
 
+    @faults.translated
     def claim(self, new: NewRequest, *, now: int) -> StoredRequest | None:
         """Claim the id: None when the claim is now the caller's, else the live
         record that holds it (running or done)."""
@@ -99,15 +95,18 @@ class RequestStore:
                 return None
             return _live(connection, new.request_id, new.scope, now)
 
+    @faults.translated
     def get(self, request_id: str, scope: str, *, now: int) -> StoredRequest | None:
         """The live record of an id, or None (absent, or only a dead claim is left)."""
         with self._engine.connect() as connection:
             return _live(connection, request_id, scope, now)
 
+    @faults.translated
     def complete(self, completion: Completion) -> None:
         with self._transaction() as connection:
             complete_in(connection, completion)
 
+    @faults.translated
     def release(self, request_id: str, scope: str, claim_token: str) -> None:
         """Drop the caller's running claim: the call failed and changed nothing it keeps."""
         with self._transaction() as connection:
@@ -119,6 +118,7 @@ class RequestStore:
                 )
             )
 
+    @faults.translated
     def purge_expired(self, *, now: int, limit: int) -> int:
         """Delete up to `limit` records past their retention; returns how many."""
         batch = select(_TABLE.c.request_id).where(_TABLE.c.expires_at <= now).limit(limit)

@@ -1,22 +1,6 @@
 """Cuts a PostgreSQL connection whose call's deadline passed while it had it.
 
-A hung PostgreSQL (a stopped server, a frozen host, a network black hole)
-never answers, and a cancel request would go to the same hung postmaster. The
-one way out that needs nothing from the server is the client's own socket:
-shutting it down makes the blocked psycopg call fail at once ("server closed
-the connection unexpectedly"). Then:
-
-- the connection is invalidated at checkin, so it never goes back to the pool
-  half used (SQLAlchemy also invalidates it on the driver's error);
-- whatever the server had not committed stays uncommitted: when it wakes up
-  it reads the end of the stream and aborts the open transaction. A write
-  outside a transaction carries its own deadline in SQL (store/rounds.py).
-
-One daemon thread wakes every `TICK` seconds, or at the earliest deadline it
-knows of if that comes sooner, and cuts the connections whose call's
-deadline passed: a cut comes at most a tick late. Arming and disarming is a
-lock and a set operation and never wakes the thread: waking it on every
-call cost more than the call's own statements when calls come one by one.
+Design notes: ARCHITECTURE.md, "Module notes", store/watchdog.py.
 """
 
 from __future__ import annotations

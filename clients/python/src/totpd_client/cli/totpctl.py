@@ -1,21 +1,6 @@
-"""`totpctl`: the command-line client for people.
+"""`totpctl`: the command-line client for people, a `TotpdClient` like any other.
 
-    totpctl [--server HOST:PORT] [--timeout S] [--tls] [--tls-ca FILE]
-            [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] COMMAND ...
-    totpctl enroll ACCOUNT [--label L] [--issuer I] [--algorithm sha1|sha256|sha512]
-            [--digits N] [--period S] [--png FILE] [--svg FILE] [--no-qr]
-    totpctl confirm ACCOUNT FACTOR_ID CODE
-    totpctl verify ACCOUNT CODE [--factor ID]
-    totpctl disable ACCOUNT [--factor ID] (--code CODE | --force)
-    totpctl list ACCOUNT [--all]
-    totpctl get ACCOUNT FACTOR_ID
-
-The server defaults to $TOTPCTL_SERVER, else 127.0.0.1:50051. Plaintext unless a
-TLS option is given (--tls: the system's CA roots; --tls-ca: this CA; --tls-cert
-with --tls-key: mTLS); the TLS files default to $TOTPCTL_TLS_CA, $TOTPCTL_TLS_CERT
-and $TOTPCTL_TLS_KEY. A CODE may be typed as the app shows it ("123 456").
-Exit codes: 0 success or VALID, 1 a negative verdict, 2 an error (reason printed),
-141 (128 + SIGPIPE) when the reader of the output went away (`| head -1`).
+Its commands, options and exit codes: clients/python/README.md, "totpctl, the command line".
 """
 
 from __future__ import annotations
@@ -70,24 +55,12 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
         "TLS", "plaintext (for a server on loopback) unless one of these is given"
     )
     tls.add_argument("--tls", action="store_true", help="TLS, trusting the system's CA roots")
-    tls.add_argument(
-        "--tls-ca",
-        default=env("TOTPCTL_TLS_CA") or None,
-        metavar="FILE",
-        help="TLS, trusting this CA (PEM file)",
-    )
-    tls.add_argument(
-        "--tls-cert",
-        default=env("TOTPCTL_TLS_CERT") or None,
-        metavar="FILE",
-        help="mTLS: client certificate (PEM)",
-    )
-    tls.add_argument(
-        "--tls-key",
-        default=env("TOTPCTL_TLS_KEY") or None,
-        metavar="FILE",
-        help="mTLS: the certificate's key (PEM)",
-    )
+    for flag, variable, what in (
+        ("--tls-ca", "TOTPCTL_TLS_CA", "TLS, trusting this CA (PEM file)"),
+        ("--tls-cert", "TOTPCTL_TLS_CERT", "mTLS: client certificate (PEM)"),
+        ("--tls-key", "TOTPCTL_TLS_KEY", "mTLS: the certificate's key (PEM)"),
+    ):
+        tls.add_argument(flag, default=env(variable) or None, metavar="FILE", help=what)
     tls.add_argument(
         "--tls-server-name",
         metavar="NAME",

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15totpd/v1/errors.proto\x12\x08totpd.v1\"`\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12%\n\x06reason\x18\x02 \x01(\x0e\x32\x15.totpd.v1.ErrorReason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t*\xee\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x01\x12\x1f\n\x1b\x45RROR_REASON_MALFORMED_CODE\x10\x02\x12\"\n\x1e\x45RROR_REASON_ACCOUNT_NOT_FOUND\x10\x03\x12!\n\x1d\x45RROR_REASON_FACTOR_NOT_FOUND\x10\x04\x12\"\n\x1e\x45RROR_REASON_FACTOR_NOT_ACTIVE\x10\x05\x12%\n!ERROR_REASON_FACTOR_LIMIT_REACHED\x10\x06\x12\x1c\n\x18\x45RROR_REASON_LABEL_TAKEN\x10\x07\x12 \n\x1c\x45RROR_REASON_BATCH_TOO_LARGE\x10\x08\x12\x1b\n\x17\x45RROR_REASON_OVERLOADED\x10\t\x12\"\n\x1e\x45RROR_REASON_STORE_UNAVAILABLE\x10\n\x12#\n\x1f\x45RROR_REASON_SECRET_UNAVAILABLE\x10\x0b\x12#\n\x1f\x45RROR_REASON_ENROLLMENT_EXPIRED\x10\x0c\x12\x1e\n\x1a\x45RROR_REASON_CODE_REQUIRED\x10\r\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0e\x12\"\n\x1e\x45RROR_REASON_DEADLINE_EXCEEDED\x10\x0f\x12\x1d\n\x19\x45RROR_REASON_RATE_LIMITED\x10\x10\x12\"\n\x1e\x45RROR_REASON_REQUEST_ID_REUSED\x10\x11\x42P\n\x0c\x64\x65v.totpd.v1B\x0b\x45rrorsProtoP\x01Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15totpd/v1/errors.proto\x12\x08totpd.v1\"`\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12%\n\x06reason\x18\x02 \x01(\x0e\x32\x15.totpd.v1.ErrorReason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t*\xd6\x05\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x01\x12\x1f\n\x1b\x45RROR_REASON_MALFORMED_CODE\x10\x02\x12\"\n\x1e\x45RROR_REASON_ACCOUNT_NOT_FOUND\x10\x03\x12!\n\x1d\x45RROR_REASON_FACTOR_NOT_FOUND\x10\x04\x12\"\n\x1e\x45RROR_REASON_FACTOR_NOT_ACTIVE\x10\x05\x12%\n!ERROR_REASON_FACTOR_LIMIT_REACHED\x10\x06\x12\x1c\n\x18\x45RROR_REASON_LABEL_TAKEN\x10\x07\x12 \n\x1c\x45RROR_REASON_BATCH_TOO_LARGE\x10\x08\x12\x1b\n\x17\x45RROR_REASON_OVERLOADED\x10\t\x12\"\n\x1e\x45RROR_REASON_STORE_UNAVAILABLE\x10\n\x12#\n\x1f\x45RROR_REASON_SECRET_UNAVAILABLE\x10\x0b\x12#\n\x1f\x45RROR_REASON_ENROLLMENT_EXPIRED\x10\x0c\x12\x1e\n\x1a\x45RROR_REASON_CODE_REQUIRED\x10\r\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0e\x12\"\n\x1e\x45RROR_REASON_DEADLINE_EXCEEDED\x10\x0f\x12\x1d\n\x19\x45RROR_REASON_RATE_LIMITED\x10\x10\x12\"\n\x1e\x45RROR_REASON_REQUEST_ID_REUSED\x10\x11\x12 \n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10\x12\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\x13\x12 \n\x1c\x45RROR_REASON_TENANT_REQUIRED\x10\x14\x42P\n\x0c\x64\x65v.totpd.v1B\x0b\x45rrorsProtoP\x01Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\014dev.totpd.v1B\013ErrorsProtoP\001Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1'
   _globals['_ERRORREASON']._serialized_start=134
-  _globals['_ERRORREASON']._serialized_end=756
+  _globals['_ERRORREASON']._serialized_end=860
   _globals['_ITEMERROR']._serialized_start=35
   _globals['_ITEMERROR']._serialized_end=131
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from . import audit_pb2 as _audit_pb2
 from . import errors_pb2 as _errors_pb2
 from . import factor_pb2 as _factor_pb2
 from google.protobuf.internal import containers as _containers

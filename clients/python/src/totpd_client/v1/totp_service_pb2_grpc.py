@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from . import audit_pb2 as totpd_dot_v1_dot_audit__pb2
 from . import totp_service_pb2 as totpd_dot_v1_dot_totp__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -75,6 +76,11 @@ class TotpServiceStub:
                 request_serializer=totpd_dot_v1_dot_totp__service__pb2.ListFactorsRequest.SerializeToString,
                 response_deserializer=totpd_dot_v1_dot_totp__service__pb2.ListFactorsResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/totpd.v1.TotpService/ListAuditEvents',
+                request_serializer=totpd_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=totpd_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class TotpServiceServicer:
@@ -142,6 +148,14 @@ class TotpServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """ListAuditEvents returns audit events, oldest first, filtered and paged.
+        Needs the admin permission; a caller sees only its tenants' events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TotpServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +193,11 @@ def add_TotpServiceServicer_to_server(servicer, server):
                     servicer.ListFactors,
                     request_deserializer=totpd_dot_v1_dot_totp__service__pb2.ListFactorsRequest.FromString,
                     response_serializer=totpd_dot_v1_dot_totp__service__pb2.ListFactorsResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=totpd_dot_v1_dot_audit__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=totpd_dot_v1_dot_audit__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -376,6 +395,33 @@ class TotpService:
             '/totpd.v1.TotpService/ListFactors',
             totpd_dot_v1_dot_totp__service__pb2.ListFactorsRequest.SerializeToString,
             totpd_dot_v1_dot_totp__service__pb2.ListFactorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/totpd.v1.TotpService/ListAuditEvents',
+            totpd_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+            totpd_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

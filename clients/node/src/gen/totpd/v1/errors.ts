@@ -93,6 +93,24 @@ export enum ErrorReason {
    * INVALID_ARGUMENT, field "request_id". Nothing was written.
    */
   ERROR_REASON_REQUEST_ID_REUSED = 17,
+  /**
+   * ERROR_REASON_UNAUTHENTICATED - The call carried no credential totpd accepts: no client certificate or
+   * bearer token of a known caller (a token differing in one character is
+   * unknown). Status UNAUTHENTICATED. Nothing was read or written.
+   */
+  ERROR_REASON_UNAUTHENTICATED = 18,
+  /**
+   * ERROR_REASON_PERMISSION_DENIED - The caller is known but lacks the permission the method needs, or does
+   * not hold the tenant named. Status PERMISSION_DENIED. Nothing was read,
+   * written or counted; whether the account exists is not revealed.
+   */
+  ERROR_REASON_PERMISSION_DENIED = 19,
+  /**
+   * ERROR_REASON_TENANT_REQUIRED - The caller holds several tenants and named none: set the request
+   * metadata "x-totpd-tenant". Status INVALID_ARGUMENT, field
+   * "x-totpd-tenant".
+   */
+  ERROR_REASON_TENANT_REQUIRED = 20,
   UNRECOGNIZED = -1,
 }
 
@@ -152,6 +170,15 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 17:
     case "ERROR_REASON_REQUEST_ID_REUSED":
       return ErrorReason.ERROR_REASON_REQUEST_ID_REUSED;
+    case 18:
+    case "ERROR_REASON_UNAUTHENTICATED":
+      return ErrorReason.ERROR_REASON_UNAUTHENTICATED;
+    case 19:
+    case "ERROR_REASON_PERMISSION_DENIED":
+      return ErrorReason.ERROR_REASON_PERMISSION_DENIED;
+    case 20:
+    case "ERROR_REASON_TENANT_REQUIRED":
+      return ErrorReason.ERROR_REASON_TENANT_REQUIRED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -197,6 +224,12 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "ERROR_REASON_RATE_LIMITED";
     case ErrorReason.ERROR_REASON_REQUEST_ID_REUSED:
       return "ERROR_REASON_REQUEST_ID_REUSED";
+    case ErrorReason.ERROR_REASON_UNAUTHENTICATED:
+      return "ERROR_REASON_UNAUTHENTICATED";
+    case ErrorReason.ERROR_REASON_PERMISSION_DENIED:
+      return "ERROR_REASON_PERMISSION_DENIED";
+    case ErrorReason.ERROR_REASON_TENANT_REQUIRED:
+      return "ERROR_REASON_TENANT_REQUIRED";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

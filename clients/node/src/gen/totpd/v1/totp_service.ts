@@ -18,8 +18,9 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { ItemError } from "./errors";
-import { Algorithm, algorithmFromJSON, algorithmToJSON, Factor, VerifyOutcome } from "./factor";
+import { ListAuditEventsRequest, ListAuditEventsResponse } from "./audit.js";
+import { ItemError } from "./errors.js";
+import { Algorithm, algorithmFromJSON, algorithmToJSON, Factor, VerifyOutcome } from "./factor.js";
 
 export const protobufPackage = "totpd.v1";
 
@@ -1961,6 +1962,21 @@ export const TotpServiceService = {
     responseSerialize: (value: ListFactorsResponse): Buffer => Buffer.from(ListFactorsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListFactorsResponse => ListFactorsResponse.decode(value),
   },
+  /**
+   * ListAuditEvents returns audit events, oldest first, filtered and paged.
+   * Needs the admin permission; a caller sees only its tenants' events.
+   */
+  listAuditEvents: {
+    path: "/totpd.v1.TotpService/ListAuditEvents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAuditEventsRequest): Buffer =>
+      Buffer.from(ListAuditEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAuditEventsRequest => ListAuditEventsRequest.decode(value),
+    responseSerialize: (value: ListAuditEventsResponse): Buffer =>
+      Buffer.from(ListAuditEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAuditEventsResponse => ListAuditEventsResponse.decode(value),
+  },
 } as const;
 
 export interface TotpServiceServer extends UntypedServiceImplementation {
@@ -1995,6 +2011,11 @@ export interface TotpServiceServer extends UntypedServiceImplementation {
    * material is never returned.
    */
   listFactors: handleUnaryCall<ListFactorsRequest, ListFactorsResponse>;
+  /**
+   * ListAuditEvents returns audit events, oldest first, filtered and paged.
+   * Needs the admin permission; a caller sees only its tenants' events.
+   */
+  listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
 }
 
 export interface TotpServiceClient extends Client {
@@ -2126,6 +2147,25 @@ export interface TotpServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListFactorsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ListAuditEvents returns audit events, oldest first, filtered and paged.
+   * Needs the admin permission; a caller sees only its tenants' events.
+   */
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  listAuditEvents(
+    request: ListAuditEventsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
   ): ClientUnaryCall;
 }
 

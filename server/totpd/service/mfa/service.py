@@ -1,0 +1,82 @@
+"""MfaService, the service API the servicer calls: one method per RPC, each handing its
+job's module (enrollment, verifying, disabling, factors) the shared :class:`Deps`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from totpd.crypto import Keyring
+from totpd.service.errors import TotpdError
+from totpd.service.mfa import disabling, enrollment, factors, verifying
+from totpd.service.mfa.deps import Deps
+from totpd.service.policy import Policy
+from totpd.service.types import Enrollment, EnrollParams, Factor, VerifyItem, VerifyOutcome
+from totpd.store import FactorStore
+
+
+class MfaService:
+    """Every method validates its input first and raises `TotpdError` before anything is
+    written or counted. `caller` (on every code check): who asks, for the per-caller rate
+    of failures (caller_limits.py); None for a call from inside totpd."""
+
+    def __init__(
+        self, store: FactorStore, keyring: Keyring, policy: Policy, clock: Callable[[], float]
+    ) -> None:
+        self._deps = Deps(store, keyring, policy, clock)
+
+    @property
+    def policy(self) -> Policy:
+        return self._deps.policy
+
+    @property
+    def deps(self) -> Deps:
+        """The parts the service runs on (tests and benchmarks reach the store and the
+        engine through them)."""
+        return self._deps
+
+    def ping(self) -> None:
+        """Return if the store answers now, raise its error if not (the health probe)."""
+        self._deps.store.ping()
+
+    def enroll(self, params: EnrollParams, request_id: str | None = None) -> Enrollment:
+        return enrollment.enroll(self._deps, params, request_id)
+
+    def confirm(
+        self,
+        account_id: str,
+        factor_id: str,
+        code: str,
+        request_id: str | None = None,
+        caller: str | None = None,
+    ) -> tuple[VerifyOutcome, Factor]:
+        return enrollment.confirm(self._deps, account_id, factor_id, code, request_id, caller)
+
+    def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
+        return verifying.verify(self._deps, item, caller)
+
+    def check_batch_size(self, count: int) -> None:
+        """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
+        verifying.check_batch_size(self._deps, count)
+
+    def verify_batch(
+        self, items: Sequence[VerifyItem], caller: str | None = None
+    ) -> list[VerifyOutcome | TotpdError]:
+        """Each item as `verify` would answer it; item errors stay per item."""
+        return verifying.verify_batch(self._deps, items, caller)
+
+    def disable(
+        self,
+        account_id: str,
+        factor_id: str | None,
+        code: str | None,
+        force: bool,
+        request_id: str | None = None,
+        caller: str | None = None,
+    ) -> tuple[VerifyOutcome, list[Factor]]:
+        return disabling.disable(self._deps, account_id, factor_id, code, force, request_id, caller)
+
+    def get_factor(self, account_id: str, factor_id: str) -> Factor:
+        return factors.get_factor(self._deps, account_id, factor_id)
+
+    def list_factors(self, account_id: str, include_inactive: bool) -> list[Factor]:
+        return factors.list_factors(self._deps, account_id, include_inactive)

@@ -1,0 +1,58 @@
+"""Verifying codes of active factors, one or a batch, through the engine
+(service/verification.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from totpd.domain import FactorState
+from totpd.service import validation
+from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.mfa.deps import Deps
+from totpd.service.types import VerifyItem, VerifyOutcome
+
+
+def verify(deps: Deps, item: VerifyItem, caller: str | None) -> VerifyOutcome:
+    return deps.checker.check(validated(item), state=FactorState.ACTIVE, caller=caller)
+
+
+def check_batch_size(deps: Deps, count: int) -> None:
+    """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
+    if count > deps.policy.max_batch_items:
+        raise TotpdError(
+            ErrorReason.BATCH_TOO_LARGE,
+            f"a batch holds at most {deps.policy.max_batch_items} items; split it",
+            field="items",
+        )
+
+
+def verify_batch(
+    deps: Deps, items: Sequence[VerifyItem], caller: str | None
+) -> list[VerifyOutcome | TotpdError]:
+    """Each item with exactly the semantics of `verify`; item errors stay per item.
+
+    RATE_LIMITED fails the whole batch, before any item is checked.
+    """
+    check_batch_size(deps, len(items))
+    results: list[VerifyOutcome | TotpdError | None] = [None] * len(items)
+    requests: list[VerifyItem] = []
+    positions: list[int] = []
+    for position, item in enumerate(items):
+        try:
+            requests.append(validated(item))
+            positions.append(position)
+        except TotpdError as error:
+            results[position] = error
+    verdicts = deps.checker.check_many(requests, state=FactorState.ACTIVE, caller=caller)
+    for position, verdict in zip(positions, verdicts, strict=True):
+        results[position] = verdict
+    return [result for result in results if result is not None]
+
+
+def validated(item: VerifyItem) -> VerifyItem:
+    """The request with its ids validated, as the engine takes it."""
+    return VerifyItem(
+        validation.account_id(item.account_id),
+        item.code,
+        validation.optional_factor_id(item.factor_id),
+    )
