@@ -83,10 +83,14 @@ def test_the_c_core_runs_on_every_cpu_path_under_memory_deny_write_execute(
     assert done.stdout.startswith("paths ")
 
 
-def test_totpd_serves_under_memory_deny_write_execute(mdwe: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_totpd_serves_under_memory_deny_write_execute(
+    mdwe: list[str], tmp_path: Path, processes: int
+) -> None:
     ready = tmp_path / "ready"
     log = (tmp_path / "serve.log").open("wb")
     command = [*mdwe, "-m", "totpd", "serve", "--dev", "--listen", "127.0.0.1:0"]
+    command += ["--processes", str(processes)]
     command += ["--data-dir", str(tmp_path), "--ready-file", str(ready)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOTPD_")}
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
