@@ -15,7 +15,6 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from totpd.config import ConfigError, Settings, parse_listen_address
 from totpd.rpc.admission import Admission, AdmissionInterceptor
@@ -23,6 +22,7 @@ from totpd.rpc.drain import DrainingHealthServicer, StopSignals, drain_and_stop
 from totpd.rpc.health_probe import StoreHealthProbe
 from totpd.rpc.interceptors import AccessLogInterceptor, DeadlineInterceptor, ErrorInterceptor
 from totpd.rpc.metrics import MetricsInterceptor
+from totpd.rpc.reflection import enable_reflection
 from totpd.rpc.servicer import TotpServicer
 from totpd.rpc.tls import (
     TlsMaterial,
@@ -99,9 +99,7 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
     return server, _bind(server, settings.listen_address, credentials)
 
 

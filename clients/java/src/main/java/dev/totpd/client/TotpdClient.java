@@ -27,6 +27,7 @@ import java.io.UncheckedIOException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.UUID;
 import java.util.concurrent.ThreadLocalRandom;
@@ -319,6 +320,7 @@ public final class TotpdClient implements AutoCloseable {
     private File clientCertChain;
     private File clientKey;
     private String authority;
+    private Map<String, ?> serviceConfig;
     private ManagedChannel channel;
 
     private Builder(String target) {
@@ -378,6 +380,16 @@ public final class TotpdClient implements AutoCloseable {
       return this;
     }
 
+    /**
+     * The channel's default service config, parsed JSON as maps, lists, strings and Doubles: e.g.
+     * {@code round_robin} over every address the target resolves to, with a {@code retryPolicy} for
+     * UNAVAILABLE (README, "Spreading calls over replicas"). Ignored with {@link #channel}.
+     */
+    public Builder defaultServiceConfig(Map<String, ?> serviceConfig) {
+      this.serviceConfig = Objects.requireNonNull(serviceConfig, "serviceConfig");
+      return this;
+    }
+
     /** Uses a channel the caller owns (and closes); TLS options are then ignored. */
     public Builder channel(ManagedChannel channel) {
       this.channel = channel;
@@ -411,6 +423,9 @@ public final class TotpdClient implements AutoCloseable {
       var cb = Grpc.newChannelBuilder(target, creds);
       if (authority != null) {
         cb.overrideAuthority(authority);
+      }
+      if (serviceConfig != null) {
+        cb.defaultServiceConfig(serviceConfig);
       }
       return new TotpdClient(this, cb.build(), true);
     }
