@@ -229,7 +229,7 @@ class CallerInterceptor(CachingInterceptor):
         caller_name, tenant = UNAUTHENTICATED_CALLER, ""
         try:
             token, named = _credentials(context)
-            tenant = named or ""
+            tenant = named if named is not None and valid_tenant(named) else ""
             caller = self._access.caller(token, context)
             caller_name = caller.name
             permission = permission_for(method, request)
@@ -242,8 +242,8 @@ class CallerInterceptor(CachingInterceptor):
                 )
             tenant = _tenant(caller, named)
         except TotpdError as error:
+            note_call(caller_name, tenant)
             if error.reason is not ErrorReason.INVALID_ARGUMENT:  # malformed: no event
-                note_call(caller_name, tenant)
                 self._on_denied(CallScope(caller_name, tenant, peer, method), error.reason)
             raise
         return CallScope(caller_name, tenant, peer, method)
