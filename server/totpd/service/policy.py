@@ -22,10 +22,6 @@ class Policy:
     enrollment_ttl_seconds: int = 600
     max_batch_items: int = 10_000
     default_issuer: str = "totpd"
-    # Disable's `force` (no code) is for an administrator path. totpd has no
-    # caller identities, so any client that reaches the port can send it; turn
-    # it off where no such path uses totpd, and Disable always needs a code.
-    allow_force_disable: bool = True
     # Retention: disabled and expired factors (and pending ones never
     # confirmed) are purged this long after they ended; a request_id's first
     # result is replayed this long (AIP-155).
