@@ -84,3 +84,19 @@ def test_a_caller_of_several_tenants_must_name_one(callers_target: str) -> None:
         pytest.raises(PermissionDeniedError),
     ):
         c.list_factors("py-live-callers")  # a tenant it does not hold
+
+
+def test_totpctl_with_a_token_allowed_and_denied(
+    callers_target: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from totpd_client.cli.totpctl import main
+
+    monkeypatch.setenv("TOTPCTL_TOKEN", WRITER)
+    assert main(["--server", callers_target, "enroll", "py-live-ctl", "--no-qr"]) == 0
+    monkeypatch.setenv("TOTPCTL_TOKEN", READER)
+    assert main(["--server", callers_target, "list", "py-live-ctl"]) == 0
+    capsys.readouterr()
+    assert main(["--server", callers_target, "enroll", "py-live-ctl-2", "--no-qr"]) == 2
+    out, err = capsys.readouterr()
+    assert "PERMISSION_DENIED ERROR_REASON_PERMISSION_DENIED" in err
+    assert READER not in out + err
