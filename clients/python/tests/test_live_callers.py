@@ -100,3 +100,33 @@ def test_totpctl_with_a_token_allowed_and_denied(
     out, err = capsys.readouterr()
     assert "PERMISSION_DENIED ERROR_REASON_PERMISSION_DENIED" in err
     assert READER not in out + err
+
+
+def test_a_client_certificate_is_a_caller_too(
+    tls_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """mTLS: the certificate's DNS SAN ("totpd-test-client") names a read-only caller."""
+    path = tmp_path_factory.mktemp("callers-mtls") / "callers.toml"
+    path.write_text(
+        '[[callers]]\nname = "totpd-test-client"\ntenants = ["default"]\npermissions = ["read"]\n'
+    )
+    with running_totpd(
+        "--tls-cert-file",
+        str(tls_dir / "server.pem"),
+        "--tls-key-file",
+        str(tls_dir / "server.key"),
+        "--tls-client-ca-file",
+        str(tls_dir / "ca.pem"),
+        "--callers-file",
+        str(path),
+    ) as target:
+        with TotpdClient(
+            target,
+            root_certificates=(tls_dir / "ca.pem").read_bytes(),
+            client_certificate=(tls_dir / "client.pem").read_bytes(),
+            client_key=(tls_dir / "client.key").read_bytes(),
+            server_name="localhost",
+        ) as c:
+            assert c.list_factors("py-live-mtls") == []
+            with pytest.raises(PermissionDeniedError):
+                c.enroll("py-live-mtls", "phone")
