@@ -169,7 +169,7 @@ WRONG_CALLERS: dict[str, tuple[Callable[[Rpc], list[tuple[str, str]]], ErrorReas
         lambda rpc: LACKING[rpc.permission].metadata(),
         ErrorReason.PERMISSION_DENIED,
         "lacks-*",
-        "",
+        "shop",  # its one tenant
     ),
     "wrong tenant": (
         lambda rpc: OWNER.metadata("bank"),

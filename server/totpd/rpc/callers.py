@@ -232,6 +232,8 @@ class CallerInterceptor(CachingInterceptor):
             tenant = named if named is not None and valid_tenant(named) else ""
             caller = self._access.caller(token, context)
             caller_name = caller.name
+            if not tenant and caller.tenants is not None and len(caller.tenants) == 1:
+                (tenant,) = caller.tenants  # a denial is then recorded in its one tenant
             permission = permission_for(method, request)
             if permission not in caller.permissions:
                 raise TotpdError(
