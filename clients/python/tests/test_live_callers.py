@@ -130,3 +130,21 @@ def test_a_client_certificate_is_a_caller_too(
             assert c.list_factors("py-live-mtls") == []
             with pytest.raises(PermissionDeniedError):
                 c.enroll("py-live-mtls", "phone")
+
+
+def test_audit_events_need_the_admin_permission(
+    callers_target: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from totpd_client.cli.totpctl import main
+
+    with (
+        TotpdClient(callers_target, insecure=True, token=WRITER) as c,
+        pytest.raises(PermissionDeniedError),
+    ):
+        c.list_audit_events()
+    monkeypatch.setenv("TOTPCTL_TOKEN", READER)
+    capsys.readouterr()
+    assert main(["--server", callers_target, "audit", "--account", "py-live-callers"]) == 2
+    out, err = capsys.readouterr()
+    assert "PERMISSION_DENIED ERROR_REASON_PERMISSION_DENIED" in err
+    assert READER not in out + err
