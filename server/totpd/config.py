@@ -99,6 +99,16 @@ class Settings:
     # OpenTelemetry tracing over OTLP (the `tracing` extra), e.g.
     # "http://127.0.0.1:4317"; "" leaves it to OTEL_EXPORTER_OTLP_ENDPOINT, or off.
     otlp_endpoint: str = ""
+    # Who may call (TOML [[callers]]: name, token_sha256, tenants, permissions);
+    # reloaded when it changes. Without it every call is the implicit caller
+    # "local", with every permission: allowed on loopback only, unless
+    # allow_anonymous says so.
+    callers_file: Path | None = None
+    allow_anonymous: bool = False
+    # Which names of a client certificate identify its caller, in order: the
+    # first kind the certificate has ("uri": a URI SAN such as a SPIFFE ID,
+    # "dns": a DNS SAN, "cn": the subject's common name).
+    client_identity: str = "uri,dns,cn"
 
     @property
     def largest_batch_items(self) -> int:
@@ -224,11 +234,19 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "cpu_path": _as_cpu_path,
     "metrics_address": _as_str,
     "otlp_endpoint": _as_str,
+    "callers_file": _as_optional_path,
+    "allow_anonymous": _as_bool,
+    "client_identity": _as_str,
 }
 _POLICY_PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "default_issuer": _as_str,
-    "allow_force_disable": _as_bool,
 }
+# Keys of earlier releases, refused with what replaced them.
+_REPLACED: Final = {
+    "allow_force_disable": "it was replaced by the admin permission of the callers file"
+    " (callers_file): Disable with force needs a caller holding 'admin'",
+}
+IDENTITY_KINDS: Final = ("uri", "dns", "cn")
 _POLICY: Final[dict[str, Callable[[object], Any]]] = {
     f.name: _POLICY_PARSERS.get(f.name, _as_int) for f in fields(Policy)
 }
@@ -241,6 +259,8 @@ def env_name(key: str) -> str:
 
 def _parse(source: str, key: str, value: object) -> Any:
     parser = _TOP_LEVEL.get(key) or _POLICY.get(key)
+    if parser is None and key in _REPLACED:
+        raise ConfigError(f"{source}: setting {key!r} is no longer read: {_REPLACED[key]}")
     if parser is None:
         raise ConfigError(f"{source}: unknown setting {key!r}")
     try:
@@ -264,7 +284,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
             values[_TENANTS] = _read_tenants(path, value)
         elif key == "policy" and isinstance(value, dict):
             for policy_key, policy_value in value.items():
-                if policy_key not in _POLICY:
+                if policy_key not in _POLICY and policy_key not in _REPLACED:
                     raise ConfigError(f"{path}: unknown setting 'policy.{policy_key}'")
                 values[policy_key] = _parse(f"{path}", policy_key, policy_value)
         elif key in _TOP_LEVEL:
@@ -307,6 +327,9 @@ def _read_tenants(path: Path, table: object) -> dict[str, dict[str, Any]]:
 
 def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
+    for key in _REPLACED:
+        if env_name(key) in environ:
+            _parse(env_name(key), key, environ[env_name(key)])
     for key in KEYS:
         raw = environ.get(env_name(key))
         if raw is not None:
@@ -420,3 +443,19 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+    identity_kinds(settings.client_identity)
+
+
+def identity_kinds(text: str) -> tuple[str, ...]:
+    """The `client_identity` setting as its kinds, in order ("uri,dns" -> ("uri", "dns"))."""
+    kinds = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    if (
+        not kinds
+        or any(kind not in IDENTITY_KINDS for kind in kinds)
+        or len(set(kinds)) != len(kinds)
+    ):
+        raise ConfigError(
+            f"client_identity must list some of {', '.join(IDENTITY_KINDS)} once each,"
+            f" comma-separated, in the order to try; got {text!r}"
+        )
+    return kinds

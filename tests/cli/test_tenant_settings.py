@@ -67,7 +67,7 @@ def test_a_tenant_may_send_larger_batches_within_the_admission_limit(tmp_path: P
         ),
         ("[tenants.shop.policy]\nwindow = 'x'\n", "tenants.shop.policy: window"),
         ("[tenants.shop]\nwindow = 0\n", r"holds only a \[tenants.shop.policy\] table"),
-        ('[tenants."a b".policy]\nwindow = 0\n', "printable ASCII characters without spaces"),
+        ('[tenants."a b".policy]\nwindow = 0\n', "letters, digits, '.', '_' or '-'"),
         ("tenants = 3\n", "tenants must be a table"),
     ],
 )

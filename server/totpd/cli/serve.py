@@ -7,6 +7,7 @@
     totpd migrate [--config PATH] [--database-url URL] [--data-dir DIR] [--key-file PATH]
     totpd unlock --account ID [--tenant NAME] [--config PATH] [--database-url URL]
                  [--data-dir DIR]
+    totpd token new NAME [--tenant TENANT ...] [--permission PERMISSION ...]
 
 Exit codes: 0 success (for unlock also "nothing to unlock"), 2 configuration
 or startup error, or an account id totpd knows nothing about; `serve
@@ -26,9 +27,11 @@ from typing import TYPE_CHECKING
 
 from totpd import __version__, crypto
 from totpd.calls import DEFAULT_TENANT
+from totpd.cli import tokens
 from totpd.cli.workers import PortReservationError, join_supervisor, parse_processes
 from totpd.config import KEYS, ConfigError, Settings, env_name, load_settings
 from totpd.logs import configure_logging, flush_logs
+from totpd.rpc.callers import load_access
 from totpd.rpc.tls import load_tls
 from totpd.service.policy import Policy
 
@@ -41,7 +44,8 @@ _log = logging.getLogger("totpd")
 _FLAG_NAMES = {"listen_address": "--listen", "create_dev_key": "--dev"}
 _METAVARS = {
     "listen_address": "HOST:PORT",
-    "allow_force_disable": "true|false",
+    "callers_file": "TOML",
+    "client_identity": "uri,dns,cn",
     "database_url": "URL",
     "data_dir": "DIR",
     "key_file": "PATH",
@@ -54,6 +58,12 @@ _METAVARS = {
     "cpu_path": "NAME",
     "metrics_address": "HOST:PORT",
     "otlp_endpoint": "URL",
+}
+# Boolean settings that are switches on the command line.
+_SWITCHES = {
+    "create_dev_key": "development mode: create a key file on first start if it is missing",
+    "allow_anonymous": "serve beyond loopback with no callers file: every caller is 'local',"
+    " with every permission (logged as a warning on every start)",
 }
 _DATABASE_KEYS = ("database_url", "data_dir", "key_file", "log_level", "log_format")
 
@@ -68,13 +78,13 @@ def _add_setting_flags(parser: argparse.ArgumentParser, keys: Sequence[str]) -> 
     )
     group = parser.add_argument_group("settings (override the file and TOTPD_* variables)")
     for key in keys:
-        if key == "create_dev_key":
+        if key in _SWITCHES:
             group.add_argument(
-                "--dev",
+                _FLAG_NAMES.get(key, "--" + key.replace("_", "-")),
                 dest=key,
                 action="store_true",
                 default=None,
-                help="development mode: create a key file on first start if it is missing",
+                help=_SWITCHES[key],
             )
             continue
         flag = _FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
@@ -122,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tenant", default=DEFAULT_TENANT, metavar="NAME", help="the account's tenant"
     )
     _add_setting_flags(unlock, _DATABASE_KEYS)
+    tokens.add_parser(commands)
     return parser
 
 
@@ -168,10 +179,11 @@ def _serve(args: argparse.Namespace) -> int:
     if worker:
         join_supervisor(args.worker_of, args.worker_index)
     tls = load_tls(settings)  # bad TLS files stop the start before anything is created
+    access = load_access(settings)  # so does a bad callers file, or anonymous beyond loopback
     if not worker:
         ensure_key_file(settings)
     # Imported late so `totpd keygen` and `--help` work without the native core.
-    from totpd.app import build_service, observed, prepare_database
+    from totpd.app import build_service, denial_recorder, observed, prepare_database
     from totpd.cli.supervisor import Supervisor, SupervisorError
     from totpd.otp import CpuPathError
     from totpd.rpc.server import ServerError, serve
@@ -184,7 +196,15 @@ def _serve(args: argparse.Namespace) -> int:
         with _database_errors():
             service = build_service(settings, prepared=worker)
         with observed(settings):
-            return serve(settings, service, ready_file=args.ready_file, tls=tls, share_port=worker)
+            return serve(
+                settings,
+                service,
+                ready_file=args.ready_file,
+                tls=tls,
+                share_port=worker,
+                access=access,
+                on_denied=denial_recorder(service),
+            )
     except (
         crypto.KeyringError,
         CpuPathError,
@@ -281,7 +301,13 @@ def _unlock_report(found: AccountUnlock, policy: Policy) -> list[str]:
     return done
 
 
-_COMMANDS = {"serve": _serve, "keygen": _keygen, "migrate": _migrate, "unlock": _unlock}
+_COMMANDS = {
+    "serve": _serve,
+    "keygen": _keygen,
+    "migrate": _migrate,
+    "unlock": _unlock,
+    "token": tokens.run,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+from totpd import deadlines
 from totpd.crypto import Keyring, SecretUnavailableError
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
@@ -25,9 +26,14 @@ from totpd.store.requests import DONE, Completion, NewRequest, RequestStore, Sto
 # cannot collide). One for now.
 DEFAULT_SCOPE = "default"
 REQUEST_ID_MAX = 64
-# A claim still running after this long was abandoned (its process died): a
-# retry may take it over. Longer than any call runs.
+# A claim still running after its lease was abandoned (its process died, or its
+# database went away before the claim could be released): a retry may take it
+# over. The holder commits nothing after its call's deadline (deadlines.py), so
+# the lease ends a margin after that deadline (the margin covers replicas'
+# clocks apart); a claim made outside a call, with no deadline, keeps the
+# longest lease.
 CLAIM_LEASE_SECONDS = 60
+CLAIM_LEASE_MARGIN_SECONDS = 5
 # How long a duplicate waits for the first call, and how often it looks.
 _WAIT_SECONDS = 2.0
 _POLL_SECONDS = 0.05
@@ -48,6 +54,14 @@ def request_id(value: str | None) -> str | None:
             field="request_id",
         )
     return value
+
+
+def claim_lease_seconds() -> int:
+    """How long a claim made now is held before a retry may take it over."""
+    left = deadlines.remaining()
+    if left is None:
+        return CLAIM_LEASE_SECONDS
+    return min(CLAIM_LEASE_SECONDS, math.ceil(max(left, 0.0)) + CLAIM_LEASE_MARGIN_SECONDS)
 
 
 class Call:
@@ -162,7 +176,7 @@ class Idempotency:
                     fingerprint_key_id=key_id,
                     claim_token=token,
                     created_at=now,
-                    lease_until=now + CLAIM_LEASE_SECONDS,
+                    lease_until=now + claim_lease_seconds(),
                     expires_at=now + self._policy.request_id_retention_seconds,
                 )
                 first = self._requests.claim(new, now=now)

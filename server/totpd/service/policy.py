@@ -25,10 +25,6 @@ class Policy:
     enrollment_ttl_seconds: int = 600
     max_batch_items: int = 10_000
     default_issuer: str = "totpd"
-    # Disable's `force` (no code) is for an administrator path. totpd has no
-    # caller identities, so any client that reaches the port can send it; turn
-    # it off where no such path uses totpd, and Disable always needs a code.
-    allow_force_disable: bool = True
     # Retention: disabled and expired factors (and pending ones never
     # confirmed) are purged this long after they ended; a request_id's first
     # result is replayed this long (AIP-155).
@@ -117,8 +113,8 @@ def _check_range(name: str, value: int, low: int, high: int) -> None:
 
 
 # The keys a tenant may set for itself ([tenants.NAME.policy]); the others are
-# the server's: retention (one purge), the per-caller limits (a caller spans
-# tenants) and allow_force_disable.
+# the server's: retention (one purge) and the per-caller limits (a caller spans
+# tenants).
 TENANT_KEYS: Final = frozenset(
     {
         "window",

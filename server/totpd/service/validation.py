@@ -20,12 +20,11 @@ from totpd.domain import (
     TENANT_MAX,
     Algorithm,
 )
+from totpd.service.access import valid_tenant
 from totpd.service.errors import ErrorReason, TotpdError
 
 # Printable ASCII without spaces: an id a caller copies, never a display name.
 _ACCOUNT_ID = re.compile(rf"[\x21-\x7e]{{1,{ACCOUNT_ID_MAX}}}")
-# A tenant's name: the same rule as an account id.
-_TENANT = re.compile(rf"[\x21-\x7e]{{1,{TENANT_MAX}}}")
 # The canonical lowercase UUID form that totpd hands out.
 _FACTOR_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # ASCII digits only; `str.isdigit`, `int()` and `\d` accept other scripts' digits.
@@ -42,10 +41,12 @@ def account_id(value: str, field: str = "account_id") -> str:
 
 
 def tenant(value: str, field: str = "x-totpd-tenant") -> str:
-    if not _TENANT.fullmatch(value):
+    """The rule of the callers file (service/access.py) for every tenant name."""
+    if not valid_tenant(value):
         raise _invalid(
             field,
-            f"a tenant is named by 1 to {TENANT_MAX} printable ASCII characters without spaces",
+            f"a tenant is named by 1 to {TENANT_MAX} letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit",
         )
     return value
 

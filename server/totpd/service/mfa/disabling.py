@@ -1,5 +1,5 @@
 """Disabling a factor or all of an account's live factors (Disable): with a current code,
-or by force where the policy allows it; a retry gets the first verdict."""
+or by force (an admin caller); a retry gets the first verdict."""
 
 from __future__ import annotations
 
@@ -36,14 +36,7 @@ def disable(
 
 
 def _check_proof(deps: Deps, code: str | None, force: bool) -> None:
-    """A code of the right shape, or force where the policy allows it."""
-    if force and not deps.policy.allow_force_disable:
-        raise TotpdError(
-            ErrorReason.CODE_REQUIRED,
-            "force is turned off on this server (allow_force_disable); "
-            "disable needs a current code",
-            field="force",
-        )
+    """A code of the right shape, or force (the rpc layer let only an admin caller send it)."""
     if not force:
         if not code:
             raise TotpdError(
