@@ -5,7 +5,8 @@
                 [--ready-file PATH] [--processes N|auto] [--<any setting> VALUE ...]
     totpd keygen --out PATH
     totpd migrate [--config PATH] [--database-url URL] [--data-dir DIR] [--key-file PATH]
-    totpd unlock --account ID [--config PATH] [--database-url URL] [--data-dir DIR]
+    totpd unlock --account ID [--tenant NAME] [--config PATH] [--database-url URL]
+                 [--data-dir DIR]
     totpd token new NAME [--tenant TENANT ...] [--permission PERMISSION ...]
 
 Exit codes: 0 success (for unlock also "nothing to unlock"), 2 configuration
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from totpd import __version__, crypto
+from totpd.calls import DEFAULT_TENANT
 from totpd.cli import tokens
 from totpd.cli.workers import PortReservationError, join_supervisor, parse_processes
 from totpd.config import KEYS, ConfigError, Settings, env_name, load_settings
@@ -126,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         "refill its failure budget, clear its factors' failures",
     )
     unlock.add_argument("--account", required=True, metavar="ID", help="the account id")
+    unlock.add_argument(
+        "--tenant", default=DEFAULT_TENANT, metavar="NAME", help="the account's tenant"
+    )
     _add_setting_flags(unlock, _DATABASE_KEYS)
     tokens.add_parser(commands)
     return parser
@@ -253,24 +258,26 @@ def _unlock(args: argparse.Namespace) -> int:
 
     try:
         account_id = validation.account_id(args.account)
+        tenant = validation.tenant(args.tenant, "--tenant")
     except TotpdError as error:
-        raise StartupError(f"--account: {error.message}") from None
+        flag = "--tenant" if error.field == "--tenant" else "--account"
+        raise StartupError(f"{flag}: {error.message}") from None
     with _database_errors():
         engine = open_engine(settings.prepared_database_url())
         try:
-            found = FactorStore(engine).unlock_account(account_id)
+            found = FactorStore(engine).unlock_account(account_id, tenant=tenant)
         finally:
             engine.dispose()
     if not found.known:
         raise StartupError(
-            f"account {account_id!r} has no factors and no attempt state: "
-            "nothing to unlock (check the account id)"
+            f"account {account_id!r} (tenant {tenant!r}) has no factors and no attempt "
+            "state: nothing to unlock (check the account id)"
         )
     done = _unlock_report(found, settings.policy)
     if not done:
         print(f"account {account_id}: nothing to unlock (not locked, no failures counted)")
         return 0
-    _log.info("account unlocked by an operator", extra={"account_id": account_id})
+    _log.info("account unlocked by an operator", extra={"account_id": account_id, "tenant": tenant})
     print(f"account {account_id} unlocked: " + "; ".join(done))
     return 0
 

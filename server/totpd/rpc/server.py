@@ -158,7 +158,7 @@ def admission_interceptor(settings: Settings) -> AdmissionInterceptor:
         settings.max_items_in_flight,
         max_calls=POOL_SIZE + POOL_OVERFLOW - _BACKGROUND_CONNECTIONS,
     )
-    return AdmissionInterceptor(admission, settings.policy.max_batch_items)
+    return AdmissionInterceptor(admission, settings.largest_batch_items)
 
 
 _BIND_HINT = " (is the port in use by another process? choose another with --listen HOST:PORT)"

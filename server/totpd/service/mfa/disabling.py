@@ -15,6 +15,7 @@ from totpd.store.requests import Completion
 
 def disable(
     deps: Deps,
+    tenant: str,
     account_id: str,
     factor_id: str | None,
     code: str | None,
@@ -27,11 +28,11 @@ def disable(
     factor_id = validation.optional_factor_id(factor_id)
     _check_proof(deps, code, force)
     fields = (factor_id or "", code or "", "force" if force else "")
-    call = deps.requests.start(request_id, "Disable", account_id, fields)
+    call = deps.requests.start(request_id, "Disable", account_id, fields, tenant=tenant)
     if call.replay is not None:
-        return _disabled_again(deps, account_id, call.replay)
+        return _disabled_again(deps, tenant, account_id, call.replay)
     with call:
-        return _disable(deps, account_id, factor_id, code, force, call, caller)
+        return _disable(deps, tenant, account_id, factor_id, code, force, call, caller)
 
 
 def _check_proof(deps: Deps, code: str | None, force: bool) -> None:
@@ -48,6 +49,7 @@ def _check_proof(deps: Deps, code: str | None, force: bool) -> None:
 
 def _disable(
     deps: Deps,
+    tenant: str,
     account_id: str,
     factor_id: str | None,
     code: str | None,
@@ -55,7 +57,7 @@ def _disable(
     call: idempotency.Call,
     caller: str | None,
 ) -> tuple[VerifyOutcome, list[Factor]]:
-    targets = _disable_targets(deps, account_id, factor_id)
+    targets = _disable_targets(deps, tenant, account_id, factor_id)
     if force:
         outcome = VerifyOutcome(VerifyResult.VALID, factor_id=factor_id)
     else:
@@ -68,7 +70,11 @@ def _disable(
         # activated: if the disable below fails, the enrollment the caller
         # is cancelling must not be left active.
         outcome = deps.checker.check(
-            VerifyItem(account_id, code, factor_id), state=state, activate=False, caller=caller
+            VerifyItem(account_id, code, factor_id),
+            state=state,
+            activate=False,
+            caller=caller,
+            tenant=tenant,
         )
         if outcome.result is not VerifyResult.VALID:
             call.complete(idempotency.outcome_result(outcome))
@@ -79,17 +85,17 @@ def _disable(
         return call.completion(idempotency.outcome_result(outcome, ids))
 
     disabled = deps.store.disable(
-        [factor.factor_id for factor in targets], now=deps.now(), completes=record
+        [factor.factor_id for factor in targets], now=deps.now(), completes=record, tenant=tenant
     )
     return outcome, [to_factor(factor) for factor in disabled]
 
 
 def _disabled_again(
-    deps: Deps, account_id: str, first: idempotency.Result
+    deps: Deps, tenant: str, account_id: str, first: idempotency.Result
 ) -> tuple[VerifyOutcome, list[Factor]]:
     """A retried Disable: the first verdict and the factors it disabled, as they are now
     (a factor purged since is left out)."""
-    stored = deps.store.get_many(idempotency.factor_ids_of(first))
+    stored = deps.store.get_many(idempotency.factor_ids_of(first), tenant=tenant)
     factors = [
         to_factor(stored[factor_id])
         for factor_id in idempotency.factor_ids_of(first)
@@ -98,8 +104,10 @@ def _disabled_again(
     return idempotency.outcome_of(first), factors
 
 
-def _disable_targets(deps: Deps, account_id: str, factor_id: str | None) -> list[StoredFactor]:
-    live = deps.store.list_for_account(account_id, LIVE_STATES, now=deps.now())
+def _disable_targets(
+    deps: Deps, tenant: str, account_id: str, factor_id: str | None
+) -> list[StoredFactor]:
+    live = deps.store.list_for_account(account_id, LIVE_STATES, now=deps.now(), tenant=tenant)
     if factor_id is None:
         if not live:
             raise TotpdError(
@@ -111,7 +119,7 @@ def _disable_targets(deps: Deps, account_id: str, factor_id: str | None) -> list
     targets = [factor for factor in live if factor.factor_id == factor_id]
     if targets:
         return targets
-    factor = owned_factor(deps, account_id, factor_id)
+    factor = owned_factor(deps, tenant, account_id, factor_id)
     if factor.state not in LIVE_STATES:
         raise TotpdError(
             ErrorReason.FACTOR_NOT_ACTIVE,

@@ -1,15 +1,16 @@
 """MfaService, the service API the servicer calls: one method per RPC, each handing its
-job's module (enrollment, verifying, disabling, factors) the shared :class:`Deps`."""
+job's module (enrollment, verifying, disabling, factors) the shared :class:`Deps` and
+the call's tenant (read here, at the entry, and passed down to the store)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from totpd.crypto import Keyring
 from totpd.service.errors import TotpdError
 from totpd.service.mfa import disabling, enrollment, factors, verifying
-from totpd.service.mfa.deps import Deps
-from totpd.service.policy import Policy
+from totpd.service.mfa.deps import Deps, current_tenant
+from totpd.service.policy import Policies, Policy
 from totpd.service.types import Enrollment, EnrollParams, Factor, VerifyItem, VerifyOutcome
 from totpd.store import FactorStore
 
@@ -17,16 +18,27 @@ from totpd.store import FactorStore
 class MfaService:
     """Every method validates its input first and raises `TotpdError` before anything is
     written or counted. `caller` (on every code check): who asks, for the per-caller rate
-    of failures (caller_limits.py); None for a call from inside totpd."""
+    of failures (caller_limits.py); None for a call from inside totpd. Every method acts
+    in the tenant of the call being served (`totpd.calls`), "default" outside a call."""
 
     def __init__(
-        self, store: FactorStore, keyring: Keyring, policy: Policy, clock: Callable[[], float]
+        self,
+        store: FactorStore,
+        keyring: Keyring,
+        policy: Policy,
+        clock: Callable[[], float],
+        tenant_policies: Mapping[str, Policy] | None = None,
     ) -> None:
-        self._deps = Deps(store, keyring, policy, clock)
+        self._deps = Deps(store, keyring, policy, clock, dict(tenant_policies or {}))
 
     @property
     def policy(self) -> Policy:
+        """The global policy (a tenant's own: `policies.for_tenant`)."""
         return self._deps.policy
+
+    @property
+    def policies(self) -> Policies:
+        return self._deps.policies
 
     @property
     def deps(self) -> Deps:
@@ -39,7 +51,7 @@ class MfaService:
         self._deps.store.ping()
 
     def enroll(self, params: EnrollParams, request_id: str | None = None) -> Enrollment:
-        return enrollment.enroll(self._deps, params, request_id)
+        return enrollment.enroll(self._deps, current_tenant(), params, request_id)
 
     def confirm(
         self,
@@ -49,20 +61,22 @@ class MfaService:
         request_id: str | None = None,
         caller: str | None = None,
     ) -> tuple[VerifyOutcome, Factor]:
-        return enrollment.confirm(self._deps, account_id, factor_id, code, request_id, caller)
+        return enrollment.confirm(
+            self._deps, current_tenant(), account_id, factor_id, code, request_id, caller
+        )
 
     def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
-        return verifying.verify(self._deps, item, caller)
+        return verifying.verify(self._deps, current_tenant(), item, caller)
 
     def check_batch_size(self, count: int) -> None:
         """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
-        verifying.check_batch_size(self._deps, count)
+        verifying.check_batch_size(self._deps.policies.for_tenant(current_tenant()), count)
 
     def verify_batch(
         self, items: Sequence[VerifyItem], caller: str | None = None
     ) -> list[VerifyOutcome | TotpdError]:
         """Each item as `verify` would answer it; item errors stay per item."""
-        return verifying.verify_batch(self._deps, items, caller)
+        return verifying.verify_batch(self._deps, current_tenant(), items, caller)
 
     def disable(
         self,
@@ -73,10 +87,12 @@ class MfaService:
         request_id: str | None = None,
         caller: str | None = None,
     ) -> tuple[VerifyOutcome, list[Factor]]:
-        return disabling.disable(self._deps, account_id, factor_id, code, force, request_id, caller)
+        return disabling.disable(
+            self._deps, current_tenant(), account_id, factor_id, code, force, request_id, caller
+        )
 
     def get_factor(self, account_id: str, factor_id: str) -> Factor:
-        return factors.get_factor(self._deps, account_id, factor_id)
+        return factors.get_factor(self._deps, current_tenant(), account_id, factor_id)
 
     def list_factors(self, account_id: str, include_inactive: bool) -> list[Factor]:
-        return factors.list_factors(self._deps, account_id, include_inactive)
+        return factors.list_factors(self._deps, current_tenant(), account_id, include_inactive)

@@ -9,31 +9,35 @@ from totpd.domain import FactorState
 from totpd.service import validation
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa.deps import Deps
+from totpd.service.policy import Policy
 from totpd.service.types import VerifyItem, VerifyOutcome
 
 
-def verify(deps: Deps, item: VerifyItem, caller: str | None) -> VerifyOutcome:
-    return deps.checker.check(validated(item), state=FactorState.ACTIVE, caller=caller)
+def verify(deps: Deps, tenant: str, item: VerifyItem, caller: str | None) -> VerifyOutcome:
+    return deps.checker.check(
+        validated(item), state=FactorState.ACTIVE, caller=caller, tenant=tenant
+    )
 
 
-def check_batch_size(deps: Deps, count: int) -> None:
-    """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
-    if count > deps.policy.max_batch_items:
+def check_batch_size(policy: Policy, count: int) -> None:
+    """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work
+    (the limit of the tenant's policy)."""
+    if count > policy.max_batch_items:
         raise TotpdError(
             ErrorReason.BATCH_TOO_LARGE,
-            f"a batch holds at most {deps.policy.max_batch_items} items; split it",
+            f"a batch holds at most {policy.max_batch_items} items; split it",
             field="items",
         )
 
 
 def verify_batch(
-    deps: Deps, items: Sequence[VerifyItem], caller: str | None
+    deps: Deps, tenant: str, items: Sequence[VerifyItem], caller: str | None
 ) -> list[VerifyOutcome | TotpdError]:
     """Each item with exactly the semantics of `verify`; item errors stay per item.
 
     RATE_LIMITED fails the whole batch, before any item is checked.
     """
-    check_batch_size(deps, len(items))
+    check_batch_size(deps.policies.for_tenant(tenant), len(items))
     results: list[VerifyOutcome | TotpdError | None] = [None] * len(items)
     requests: list[VerifyItem] = []
     positions: list[int] = []
@@ -43,7 +47,9 @@ def verify_batch(
             positions.append(position)
         except TotpdError as error:
             results[position] = error
-    verdicts = deps.checker.check_many(requests, state=FactorState.ACTIVE, caller=caller)
+    verdicts = deps.checker.check_many(
+        requests, state=FactorState.ACTIVE, caller=caller, tenant=tenant
+    )
     for position, verdict in zip(positions, verdicts, strict=True):
         results[position] = verdict
     return [result for result in results if result is not None]
