@@ -216,6 +216,7 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
 _POLICY_PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "default_issuer": _as_str,
     "allow_force_disable": _as_bool,
+    "audit_enabled": _as_bool,
 }
 _POLICY: Final[dict[str, Callable[[object], Any]]] = {
     f.name: _POLICY_PARSERS.get(f.name, _as_int) for f in fields(Policy)

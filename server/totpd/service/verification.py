@@ -26,6 +26,7 @@ from totpd.service.accounting import (
     failure_writes,
     success_writes,
 )
+from totpd.service.audit import AuditContext, time_us
 from totpd.service.caller_limits import CallerLimits
 from totpd.service.checks import Check, Verdict
 from totpd.service.errors import TotpdError, secret_unavailable
@@ -60,6 +61,7 @@ class _Round(NamedTuple):
     state: FactorState
     now: int
     activate: bool
+    audit: AuditContext | None = None
 
 
 class CodeChecker:
@@ -83,13 +85,20 @@ class CodeChecker:
         state: FactorState,
         activate: bool = True,
         caller: str | None = None,
+        audit: AuditContext | None = None,
     ) -> VerifyOutcome:
         """One code; errors (database faults included) are raised.
 
         `activate`: a code that wins a step of a pending factor confirms it.
+        `audit`: the call whose verdicts get audit events (None: none).
         """
         (verdict,) = self.check_many(
-            [request], state=state, activate=activate, faults_per_item=False, caller=caller
+            [request],
+            state=state,
+            activate=activate,
+            faults_per_item=False,
+            caller=caller,
+            audit=audit,
         )
         if isinstance(verdict, TotpdError):
             raise verdict
@@ -103,6 +112,7 @@ class CodeChecker:
         activate: bool = True,
         faults_per_item: bool = True,
         caller: str | None = None,
+        audit: AuditContext | None = None,
     ) -> list[Verdict]:
         """`_check_all` for a caller with room for every check to fail.
 
@@ -114,7 +124,11 @@ class CodeChecker:
         verdicts: list[Verdict] = []
         try:
             verdicts = self._check_all(
-                requests, state=state, activate=activate, faults_per_item=faults_per_item
+                requests,
+                state=state,
+                activate=activate,
+                faults_per_item=faults_per_item,
+                audit=audit,
             )
         finally:
             if reservation is not None:
@@ -129,6 +143,7 @@ class CodeChecker:
         state: FactorState,
         activate: bool,
         faults_per_item: bool,
+        audit: AuditContext | None = None,
     ) -> list[Verdict]:
         """Many codes against factors in `state`; each gets its verdict or its error.
 
@@ -138,6 +153,11 @@ class CodeChecker:
         retry would find their steps used and count their failures twice):
         those checks keep them and every check not decided gets the fault as its
         own error.
+
+        With `audit`, a round's verdicts get their events in the round's
+        transaction; the verdicts answered outside a round's write (LOCKED
+        without a candidate to write, or settled by an earlier round) change
+        nothing, and get theirs in one statement at the end.
         """
         verdicts: list[Verdict | None] = [None] * len(requests)
         waiting: list[Check] = []
@@ -148,11 +168,12 @@ class CodeChecker:
                 verdicts[index] = error
         now = math.floor(self._clock())
         decided_any = False
+        loose: list[tuple[Check, Verdict]] = []  # decided outside a round's write
         while waiting:
             this_round, waiting = one_per_account(waiting)
             decided: list[tuple[Check, Verdict]] = []
             try:
-                decided, uncounted = self._round_verdicts(this_round, state, now, activate)
+                decided, uncounted = self._round_verdicts(this_round, state, now, activate, audit)
                 for check, verdict in decided:
                     verdicts[check.position] = verdict
                 decided_any = decided_any or bool(decided)
@@ -160,6 +181,7 @@ class CodeChecker:
                     self._store, self._policy, uncounted, state, now
                 ):
                     verdicts[check.position] = verdict
+                    loose.append((check, verdict))
             except Exception as error:
                 if not (faults_per_item and decided_any and is_store_fault(error)):
                     raise
@@ -168,11 +190,27 @@ class CodeChecker:
                     if verdicts[check.position] is None:
                         verdicts[check.position] = fault
                 break
-            waiting = answer_while_locked(decided, waiting, verdicts)
+            still = answer_while_locked(decided, waiting, verdicts)
+            if audit is not None and len(still) < len(waiting):
+                left = {check.position for check in still}
+                loose += [
+                    (c, v)
+                    for c in waiting
+                    if c.position not in left
+                    if (v := verdicts[c.position]) is not None
+                ]
+            waiting = still
+        if audit is not None and loose:
+            self._store.audit.append(audit.verdict_rows(time_us(self._clock), loose))
         return [verdict for verdict in verdicts if verdict is not None]
 
     def _round_verdicts(
-        self, checks: list[Check], state: FactorState, now: int, activate: bool
+        self,
+        checks: list[Check],
+        state: FactorState,
+        now: int,
+        activate: bool,
+        audit: AuditContext | None = None,
     ) -> _RoundVerdicts:
         """Decide and store one round; returns the verdicts and the checks with
         no candidate factor (nothing was counted for them)."""
@@ -183,13 +221,14 @@ class CodeChecker:
             verdicts, writes, accounts, uncounted = self._verdicts_and_writes(
                 checks, factors, now, state
             )
+            events = audit.verdict_rows(time_us(self._clock), verdicts) if audit else []
             if not attempts.write_if_unchanged(
-                writes, state=state, now=now, activate=activate, accounts=accounts
+                writes, state=state, now=now, activate=activate, accounts=accounts, events=events
             ):
                 # A factor changed between the read and the write (another attempt
                 # on it, a disable): nothing was written. Decide again under locks.
                 metrics.round_relocked()
-                locked_round = _Round(checks, requests, state, now, activate)
+                locked_round = _Round(checks, requests, state, now, activate, audit)
                 verdicts, uncounted = self._locked_round_verdicts(locked_round)
         return verdicts, uncounted
 
@@ -215,7 +254,10 @@ class CodeChecker:
             written = locked.write(
                 writes, state=state, now=now, activate=round_.activate, accounts=accounts
             )
-        return [(check, unless_lost(verdict, written)) for check, verdict in verdicts], uncounted
+            final = [(check, unless_lost(verdict, written)) for check, verdict in verdicts]
+            if round_.audit is not None:
+                locked.record(round_.audit.verdict_rows(time_us(self._clock), final))
+        return final, uncounted
 
     def _verdicts_and_writes(
         self, checks: list[Check], factors: list[CandidateFactor], now: int, state: FactorState

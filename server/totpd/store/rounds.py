@@ -17,7 +17,7 @@ from typing import NamedTuple
 from sqlalchemy import Engine, Insert, Update
 
 from totpd.domain import FactorState
-from totpd.store import deadline, round_sql
+from totpd.store import audit, deadline, round_sql
 from totpd.store.dbapi import RawConnection, deadline_on_database_clock, forget_clock_offset
 from totpd.store.errors import RoundAbortedError
 
@@ -124,23 +124,27 @@ class Attempts:
         now: int,
         activate: bool = True,
         accounts: Sequence[AccountWrite] = (),
+        events: Sequence[audit.AuditRow] = (),
     ) -> bool:
         """Store every write, each only where its factor (or account) is as it was read.
 
         All or nothing: False (nothing written) if any factor or account
         changed since the read. `activate`: a step won on a pending factor
         confirms it (see `_write`). Accounts are written before factors, the
-        order a locked round locks them in.
+        order a locked round locks them in. `events`: the audit events of the
+        round's verdicts, appended in the same transaction (all or nothing too).
         DeadlineExceededError if the deadline passed first: nothing was written.
         """
         dialect = self._dialect.name
         statements = _account_statements(dialect, accounts)
         # One factor row and no account row: the statement alone is atomic, and
         # outside a transaction it carries the call's deadline in its condition.
-        alone = not statements and len(writes) == 1
+        alone = not statements and not events and len(writes) == 1
         if writes:
             factors = _write_statement(dialect, writes, state, now, activate, alone=alone)
             statements.append((*factors, len(writes)))
+        if events:
+            statements.append(audit.insert_values(dialect, events))
         if not statements:
             return True
         with self._writer, RawConnection(self._engine, autocommit=alone) as connection:
@@ -234,6 +238,12 @@ class LockedRound:
             return set()
         statement, values = _write_statement(dialect, writes, state, now, activate, alone=False)
         return {factor_id for (factor_id,) in self._connection.run(statement, values)}
+
+    def record(self, events: Sequence[audit.AuditRow]) -> None:
+        """Append the round's audit events, committed with its writes or not at all."""
+        if events:
+            statement, values, _ = audit.insert_values(self._connection.dialect.name, events)
+            self._connection.run(statement, values)
 
 
 def _read(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from totpd.crypto import SealedSecret, SecretUnavailableError
 from totpd.domain import ISSUER_MAX, LABEL_MAX, Algorithm, FactorState
 from totpd.service import idempotency, provisioning, validation
+from totpd.service.audit import AuditContext, time_us
 from totpd.service.errors import ErrorReason, TotpdError, secret_unavailable
 from totpd.service.mfa.deps import Deps
 from totpd.service.mfa.factors import get_factor, owned_factor, to_factor
@@ -30,7 +31,9 @@ class _Wanted:
     period_seconds: int
 
 
-def enroll(deps: Deps, params: EnrollParams, request_id: str | None) -> Enrollment:
+def enroll(
+    deps: Deps, params: EnrollParams, request_id: str | None, audit: AuditContext | None = None
+) -> Enrollment:
     request_id = idempotency.request_id(request_id)
     wanted = _validated(deps, params)
     account_id = wanted.account_id
@@ -50,10 +53,11 @@ def enroll(deps: Deps, params: EnrollParams, request_id: str | None) -> Enrollme
         return _new_factor(deps, wanted, live, factor_id, sealed, now)
 
     record = call.completion(idempotency.factors_result([factor_id]))
+    events = [audit.row(time_us(deps.clock), account_id, factor_id)] if audit else []
     with call:
         try:
             factor = deps.store.add_to_account(
-                account_id, now=now, make_factor=new_factor, completes=record
+                account_id, now=now, make_factor=new_factor, completes=record, events=events
             )
         except LabelTakenError:
             raise _label_taken() from None
@@ -146,6 +150,7 @@ def confirm(
     code: str,
     request_id: str | None,
     caller: str | None,
+    audit: AuditContext | None = None,
 ) -> tuple[VerifyOutcome, Factor]:
     request_id = idempotency.request_id(request_id)
     request = VerifyItem(
@@ -158,7 +163,7 @@ def confirm(
     if call.replay is not None:
         return idempotency.outcome_of(call.replay), get_factor(deps, account_id, factor_id)
     with call:
-        outcome = deps.checker.check(request, state=FactorState.PENDING, caller=caller)
+        outcome = deps.checker.check(request, state=FactorState.PENDING, caller=caller, audit=audit)
         call.complete(idempotency.outcome_result(outcome))
     return outcome, get_factor(deps, account_id, factor_id)
 

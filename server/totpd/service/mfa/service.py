@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from totpd.crypto import Keyring
+from totpd.service.audit import AuditContext, AuditLog
 from totpd.service.errors import TotpdError
 from totpd.service.mfa import disabling, enrollment, factors, verifying
 from totpd.service.mfa.deps import Deps
@@ -23,6 +24,7 @@ class MfaService:
         self, store: FactorStore, keyring: Keyring, policy: Policy, clock: Callable[[], float]
     ) -> None:
         self._deps = Deps(store, keyring, policy, clock)
+        self._audit_log = AuditLog(store, policy, clock)
 
     @property
     def policy(self) -> Policy:
@@ -34,12 +36,23 @@ class MfaService:
         engine through them)."""
         return self._deps
 
+    @property
+    def audit(self) -> AuditLog:
+        """The audit trail: denied calls' events (the rpc layer), ListAuditEvents."""
+        return self._audit_log
+
+    def _audit(self, method: str, request_id: str | None = None) -> AuditContext | None:
+        """The call's audit context, read here at the entry (None: audit turned off)."""
+        if not self._deps.policy.audit_enabled:
+            return None
+        return AuditContext.of_call(method, request_id)
+
     def ping(self) -> None:
         """Return if the store answers now, raise its error if not (the health probe)."""
         self._deps.store.ping()
 
     def enroll(self, params: EnrollParams, request_id: str | None = None) -> Enrollment:
-        return enrollment.enroll(self._deps, params, request_id)
+        return enrollment.enroll(self._deps, params, request_id, self._audit("Enroll", request_id))
 
     def confirm(
         self,
@@ -49,10 +62,13 @@ class MfaService:
         request_id: str | None = None,
         caller: str | None = None,
     ) -> tuple[VerifyOutcome, Factor]:
-        return enrollment.confirm(self._deps, account_id, factor_id, code, request_id, caller)
+        audit = self._audit("ConfirmEnrollment", request_id)
+        return enrollment.confirm(
+            self._deps, account_id, factor_id, code, request_id, caller, audit
+        )
 
     def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
-        return verifying.verify(self._deps, item, caller)
+        return verifying.verify(self._deps, item, caller, self._audit("Verify"))
 
     def check_batch_size(self, count: int) -> None:
         """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
@@ -62,7 +78,7 @@ class MfaService:
         self, items: Sequence[VerifyItem], caller: str | None = None
     ) -> list[VerifyOutcome | TotpdError]:
         """Each item as `verify` would answer it; item errors stay per item."""
-        return verifying.verify_batch(self._deps, items, caller)
+        return verifying.verify_batch(self._deps, items, caller, self._audit("BatchVerify"))
 
     def disable(
         self,
@@ -73,7 +89,10 @@ class MfaService:
         request_id: str | None = None,
         caller: str | None = None,
     ) -> tuple[VerifyOutcome, list[Factor]]:
-        return disabling.disable(self._deps, account_id, factor_id, code, force, request_id, caller)
+        audit = self._audit("Disable", request_id)
+        return disabling.disable(
+            self._deps, account_id, factor_id, code, force, request_id, caller, audit
+        )
 
     def get_factor(self, account_id: str, factor_id: str) -> Factor:
         return factors.get_factor(self._deps, account_id, factor_id)

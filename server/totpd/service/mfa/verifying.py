@@ -7,13 +7,16 @@ from collections.abc import Sequence
 
 from totpd.domain import FactorState
 from totpd.service import validation
+from totpd.service.audit import AuditContext
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa.deps import Deps
 from totpd.service.types import VerifyItem, VerifyOutcome
 
 
-def verify(deps: Deps, item: VerifyItem, caller: str | None) -> VerifyOutcome:
-    return deps.checker.check(validated(item), state=FactorState.ACTIVE, caller=caller)
+def verify(
+    deps: Deps, item: VerifyItem, caller: str | None, audit: AuditContext | None = None
+) -> VerifyOutcome:
+    return deps.checker.check(validated(item), state=FactorState.ACTIVE, caller=caller, audit=audit)
 
 
 def check_batch_size(deps: Deps, count: int) -> None:
@@ -27,7 +30,10 @@ def check_batch_size(deps: Deps, count: int) -> None:
 
 
 def verify_batch(
-    deps: Deps, items: Sequence[VerifyItem], caller: str | None
+    deps: Deps,
+    items: Sequence[VerifyItem],
+    caller: str | None,
+    audit: AuditContext | None = None,
 ) -> list[VerifyOutcome | TotpdError]:
     """Each item with exactly the semantics of `verify`; item errors stay per item.
 
@@ -43,7 +49,9 @@ def verify_batch(
             positions.append(position)
         except TotpdError as error:
             results[position] = error
-    verdicts = deps.checker.check_many(requests, state=FactorState.ACTIVE, caller=caller)
+    verdicts = deps.checker.check_many(
+        requests, state=FactorState.ACTIVE, caller=caller, audit=audit
+    )
     for position, verdict in zip(positions, verdicts, strict=True):
         results[position] = verdict
     return [result for result in results if result is not None]
