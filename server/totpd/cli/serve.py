@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from totpd import __version__, crypto
+from totpd.cli import audit as audit_cli
 from totpd.cli.workers import PortReservationError, join_supervisor, parse_processes
 from totpd.config import KEYS, ConfigError, Settings, env_name, load_settings
 from totpd.logs import configure_logging, flush_logs
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     unlock.add_argument("--account", required=True, metavar="ID", help="the account id")
     _add_setting_flags(unlock, _DATABASE_KEYS)
+    _add_setting_flags(audit_cli.add_parser(commands), _DATABASE_KEYS)
     return parser
 
 
@@ -274,7 +276,23 @@ def _unlock_report(found: AccountUnlock, policy: Policy) -> list[str]:
     return done
 
 
-_COMMANDS = {"serve": _serve, "keygen": _keygen, "migrate": _migrate, "unlock": _unlock}
+def _audit(args: argparse.Namespace) -> int:
+    settings = _settings(args, _DATABASE_KEYS)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        with _database_errors():
+            return audit_cli.export(args, settings)
+    except audit_cli.ExportUsageError as error:
+        raise StartupError(str(error)) from None
+
+
+_COMMANDS = {
+    "serve": _serve,
+    "keygen": _keygen,
+    "migrate": _migrate,
+    "unlock": _unlock,
+    "audit": _audit,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
