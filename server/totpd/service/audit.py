@@ -33,7 +33,7 @@ from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
 from totpd.service.types import VerifyOutcome, VerifyResult
 from totpd.store import FactorStore
-from totpd.store.audit import AuditFilter, AuditRecord, AuditRow
+from totpd.store.audit import AuditCall, AuditFilter, AuditRecord, AuditRow, RoundEvents
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -90,17 +90,21 @@ class AuditContext:
             self.peer,
         )
 
-    def verdict_rows(
-        self, when_us: int, decided: Iterable[tuple[Check, Verdict]]
-    ) -> list[AuditRow]:
+    def verdict_events(self, when_us: int, decided: Iterable[tuple[Check, Verdict]]) -> RoundEvents:
         """One event per decided code; errors decided nothing (module docstring)."""
-        return [
-            self.row(
-                when_us, check.item.account_id, verdict.factor_id or check.item.factor_id, verdict
+        valid = VerifyResult.VALID
+        items = [
+            (
+                check.item.account_id,
+                verdict.factor_id or check.item.factor_id,
+                verdict.result.name,
+                verdict.step_offset if verdict.result is valid else None,
             )
             for check, verdict in decided
             if type(verdict) is VerifyOutcome
         ]
+        call = AuditCall(when_us, self.caller, self.tenant, self.method, self.request_id, self.peer)
+        return RoundEvents(call, items)
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,7 +201,7 @@ class CodeChecker:
                 ]
             waiting = still
         if audit is not None and loose:
-            self._store.audit.append(audit.verdict_rows(time_us(self._clock), loose))
+            self._store.audit.append(audit.verdict_events(time_us(self._clock), loose).rows())
         return [verdict for verdict in verdicts if verdict is not None]
 
     def _round_verdicts(
@@ -221,7 +221,7 @@ class CodeChecker:
             verdicts, writes, accounts, uncounted = self._verdicts_and_writes(
                 checks, factors, now, state
             )
-            events = audit.verdict_rows(time_us(self._clock), verdicts) if audit else []
+            events = audit.verdict_events(time_us(self._clock), verdicts) if audit else None
             if not attempts.write_if_unchanged(
                 writes, state=state, now=now, activate=activate, accounts=accounts, events=events
             ):
@@ -256,7 +256,7 @@ class CodeChecker:
             )
             final = [(check, unless_lost(verdict, written)) for check, verdict in verdicts]
             if round_.audit is not None:
-                locked.record(round_.audit.verdict_rows(time_us(self._clock), final))
+                locked.record(round_.audit.verdict_events(time_us(self._clock), final))
         return final, uncounted
 
     def _verdicts_and_writes(

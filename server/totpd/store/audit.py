@@ -96,8 +96,68 @@ _FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
 _COLUMNS = [name for name, _ in _FIELDS]
 
 
+class AuditCall(NamedTuple):
+    """What every event of one round shares: the call's time and identity."""
+
+    time_us: int
+    caller: str
+    tenant: str
+    method: str
+    request_id: str | None
+    peer: str
+
+
+# One decided code of a round: account_id, factor_id, verify_result, step_offset.
+RoundItem = tuple[str, str | None, str, int | None]
+
+
+class RoundEvents(NamedTuple):
+    """The events of one round's verdicts: the shared part once, the rest per item
+    (the JSON rows of a batch's insert carry only what differs)."""
+
+    call: AuditCall
+    items: Sequence[RoundItem]
+
+    def rows(self) -> list[AuditRow]:
+        c = self.call
+        return [
+            AuditRow(
+                c.time_us,
+                c.caller,
+                c.tenant,
+                c.method,
+                account_id,
+                factor_id,
+                result,
+                None,
+                OK_STATUS,
+                offset,
+                c.request_id,
+                c.peer,
+            )
+            for account_id, factor_id, result, offset in self.items
+        ]
+
+
+OK_STATUS = "OK"
+
 # -- appending inside a round (the DB-API path: store/rounds.py) ---------------
 # Both return one row per event appended, so a round checks them like its writes.
+
+_CALL_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
+    ("time_us", BigInteger),
+    ("caller", String),
+    ("tenant", String),
+    ("method", String),
+    ("request_id", String),
+    ("peer", String),
+]
+_ITEM_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
+    ("account_id", String),
+    ("factor_id", String),
+    ("verify_result", String),
+    ("step_offset", Integer),
+]
 
 
 @functools.cache
@@ -109,21 +169,33 @@ def insert_one(dialect: str) -> Insert:
 
 @functools.cache
 def insert_many(dialect: str) -> Insert:
-    """Many events in one statement, bound as one JSON array of rows (``p_rows``)."""
-    new = _json_rows(dialect, "new", _FIELDS)
-    rows = select(*(new.c[name] for name in _COLUMNS))
-    return insert(_TABLE).from_select(_COLUMNS, rows).returning(_TABLE.c.id)
+    """A round's events in one statement: the shared columns bound once, the items
+    as one JSON array of rows (``p_rows``)."""
+    new = _json_rows(dialect, "new", _ITEM_FIELDS)
+    shared = [bindparam(f"p_{name}", type_=kind).label(name) for name, kind in _CALL_FIELDS]
+    columns = [
+        *(name for name, _ in _CALL_FIELDS),
+        *(name for name, _ in _ITEM_FIELDS),
+        "status_code",
+    ]
+    rows = select(
+        *shared,
+        *(new.c[name] for name, _ in _ITEM_FIELDS),
+        bindparam("p_status_code", type_=String).label("status_code"),
+    )
+    return insert(_TABLE).from_select(columns, rows).returning(_TABLE.c.id)
 
 
-def insert_values(
-    dialect: str, events: Sequence[AuditRow]
-) -> tuple[Insert, dict[str, object], int]:
+def insert_values(dialect: str, events: RoundEvents) -> tuple[Insert, dict[str, object], int]:
     """The statement appending `events`, its values, and the rows it returns (to check)."""
-    if len(events) == 1:
-        (event,) = events
-        values = {f"p_{name}": value for name, value in event._asdict().items()}
+    if len(events.items) == 1:
+        (row,) = events.rows()
+        values = {f"p_{name}": value for name, value in row._asdict().items()}
         return insert_one(dialect), values, 1
-    return insert_many(dialect), {"p_rows": json.dumps(events)}, len(events)
+    values = {f"p_{name}": value for name, value in events.call._asdict().items()}
+    values["p_status_code"] = OK_STATUS
+    values["p_rows"] = json.dumps(events.items)
+    return insert_many(dialect), values, len(events.items)
 
 
 # -- appending inside an ORM transaction (enroll, disable, denials) -------------

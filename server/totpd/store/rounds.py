@@ -124,7 +124,7 @@ class Attempts:
         now: int,
         activate: bool = True,
         accounts: Sequence[AccountWrite] = (),
-        events: Sequence[audit.AuditRow] = (),
+        events: audit.RoundEvents | None = None,
     ) -> bool:
         """Store every write, each only where its factor (or account) is as it was read.
 
@@ -139,11 +139,12 @@ class Attempts:
         statements = _account_statements(dialect, accounts)
         # One factor row and no account row: the statement alone is atomic, and
         # outside a transaction it carries the call's deadline in its condition.
-        alone = not statements and not events and len(writes) == 1
+        audited = events is not None and bool(events.items)
+        alone = not statements and not audited and len(writes) == 1
         if writes:
             factors = _write_statement(dialect, writes, state, now, activate, alone=alone)
             statements.append((*factors, len(writes)))
-        if events:
+        if events is not None and audited:
             statements.append(audit.insert_values(dialect, events))
         if not statements:
             return True
@@ -239,9 +240,9 @@ class LockedRound:
         statement, values = _write_statement(dialect, writes, state, now, activate, alone=False)
         return {factor_id for (factor_id,) in self._connection.run(statement, values)}
 
-    def record(self, events: Sequence[audit.AuditRow]) -> None:
+    def record(self, events: audit.RoundEvents) -> None:
         """Append the round's audit events, committed with its writes or not at all."""
-        if events:
+        if events.items:
             statement, values, _ = audit.insert_values(self._connection.dialect.name, events)
             self._connection.run(statement, values)
 
