@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Update,
     bindparam,
     delete,
     insert,
@@ -262,3 +263,27 @@ class AuditStore:
             connection.execution_options(**{IMMEDIATE_TRANSACTION: True})
             with connection.begin():
                 return int(connection.execute(statement).rowcount)
+
+
+# -- PostgreSQL: a one-row write and its event in one statement -----------------
+
+
+@functools.cache
+def insert_after(write: Update) -> Insert:
+    """PostgreSQL: the one-row round write (a cached statement, RETURNING the factor's
+    id) and its event as one statement: the event is inserted only if the write
+    applied, so it returns one row or none, and stays one round trip outside a
+    transaction, carrying the write's deadline condition."""
+    written = write.cte("written")
+    values = [bindparam(f"p_{name}", type_=kind).label(name) for name, kind in _FIELDS]
+    rows = select(*values).select_from(written)
+    statement: Insert = (
+        insert(_TABLE).from_select(_COLUMNS, rows).returning(_TABLE.c.id).add_cte(written)
+    )
+    return statement
+
+
+def one_event_values(events: RoundEvents) -> dict[str, object]:
+    """The bound values of the one event of `insert_after`."""
+    (row,) = events.rows()
+    return {f"p_{name}": value for name, value in row._asdict().items()}

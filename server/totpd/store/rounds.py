@@ -139,12 +139,18 @@ class Attempts:
         statements = _account_statements(dialect, accounts)
         # One factor row and no account row: the statement alone is atomic, and
         # outside a transaction it carries the call's deadline in its condition.
-        audited = events is not None and bool(events.items)
-        alone = not statements and not audited and len(writes) == 1
+        items = events.items if events is not None else ()
+        # PostgreSQL writes one factor row and its event in one statement, alone.
+        with_event = dialect == "postgresql" and len(writes) == 1 and len(items) == 1
+        alone = not statements and len(writes) == 1 and (not items or with_event)
         if writes:
             factors = _write_statement(dialect, writes, state, now, activate, alone=alone)
-            statements.append((*factors, len(writes)))
-        if events is not None and audited:
+            if alone and with_event and events is not None:
+                both = audit.insert_after(factors[0])
+                statements.append((both, {**factors[1], **audit.one_event_values(events)}, 1))
+            else:
+                statements.append((*factors, len(writes)))
+        if events is not None and items and not (alone and with_event):
             statements.append(audit.insert_values(dialect, events))
         if not statements:
             return True

@@ -40,7 +40,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_audit_events_tenant_time_us", "audit_events", ["tenant", "time_us"])
     op.create_index("ix_audit_events_account_id", "audit_events", ["account_id"])
-    op.create_index("ix_audit_events_caller", "audit_events", ["caller"])
     op.create_index("ix_audit_events_time_us", "audit_events", ["time_us"])
 
 
