@@ -19,7 +19,7 @@ def test_audit_on_and_off_are_measured_side_by_side(tmp_path: Path) -> None:
         figures = audit_cost.measure(database, tmp_path, pool, config)
         engine = open_engine(database.url)
         with engine.connect() as connection:
-            methods = dict(
+            methods: dict[str, int] = dict(
                 connection.execute(
                     text("SELECT method, count(*) FROM audit_events GROUP BY method")
                 ).all()
