@@ -77,3 +77,32 @@ def test_a_round_cut_by_its_deadline_stores_no_verdict_and_no_event(
     assert event_count(hung_engine) == before
     assert service.verify(VerifyItem(account_id, code)).result is VerifyResult.VALID
     assert verdict_events(hung_engine, account_id)[-1] == ("Verify", "VALID")
+
+
+@pytest.mark.parametrize("correct", [True, False], ids=["correct code", "wrong code"])
+def test_a_write_run_after_its_deadline_stores_no_event(
+    database: HangingDatabase,
+    hung_engine: Engine,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    correct: bool,
+) -> None:
+    """The round's write (with its event) reached a database that had just hung and ran
+    when it resumed, after the deadline: neither the verdict nor the event stays."""
+    enrollment = enrolled(service, clock, account_id)
+    right = code_at(enrollment, clock.now)
+    before = event_count(hung_engine)
+    with ExitStack() as stack:
+        hang_before_write(monkeypatch, database, stack)
+        with deadlines.within(DEADLINE), pytest.raises(DeadlineExceededError):
+            service.verify(VerifyItem(account_id, right if correct else wrong_code(right)))
+    monkeypatch.undo()
+    # PostgreSQL: the one-row write and its event are one statement; a failure's
+    # transaction (account and factor rows, event) began late and never commits.
+    database.settle("WITH written AS" if correct else "BEGIN")
+    assert event_count(hung_engine) == before
+    assert failures(service, enrollment.factor.factor_id) == 0
+    assert service.verify(VerifyItem(account_id, right)).result is VerifyResult.VALID
+    assert event_count(hung_engine) == before + 1
