@@ -266,3 +266,22 @@ def test_an_error_that_decides_nothing_writes_no_event(
     with pytest.raises(TotpdError):
         service.verify(VerifyItem(account_id, "12x456"))  # malformed
     assert events(engine) == []
+
+
+def test_a_named_caller_lists_only_its_tenants_events(
+    engine: Engine, service: MfaService, clock: Clock, account_id: str
+) -> None:
+    from totpd.service.audit import AuditQuery
+
+    bank = calls.CallScope("teller", "bank", "ipv4:10.0.0.2:1")
+    with calls.scoped(SCOPE):
+        enroll_active(service, clock, account_id)
+    with calls.scoped(bank):
+        enroll_active(service, clock, account_id + "-bank")
+        seen, _ = service.audit.list_events(AuditQuery())
+        assert {record.row.tenant for record in seen} == {"bank"} and len(seen) == 2
+        with pytest.raises(TotpdError) as refused:
+            service.audit.list_events(AuditQuery(tenant="shop"))
+        assert refused.value.reason is ErrorReason.PERMISSION_DENIED
+    everything, _ = service.audit.list_events(AuditQuery())  # the local caller sees all
+    assert {record.row.tenant for record in everything} == {"shop", "bank"}

@@ -173,7 +173,15 @@ class AuditLog:
                 "times are Unix microseconds, 0 or more",
                 field="start_time_unix_micros",
             )
-        where = filter_of(query, visible_tenants())
+        tenants = visible_tenants()
+        if tenants is not None and query.tenant and query.tenant not in tenants:
+            # As for any other call naming a tenant the caller does not hold.
+            raise TotpdError(
+                ErrorReason.PERMISSION_DENIED,
+                "the caller may not read this tenant's events",
+                field="tenant",
+            )
+        where = filter_of(query, tenants)
         after = _token_position(query.page_token, where)
         records = self._store.audit.page(where, after_id=after, limit=size + 1)
         if len(records) <= size:
