@@ -285,3 +285,17 @@ def test_a_named_caller_lists_only_its_tenants_events(
         assert refused.value.reason is ErrorReason.PERMISSION_DENIED
     everything, _ = service.audit.list_events(AuditQuery())  # the local caller sees all
     assert {record.row.tenant for record in everything} == {"shop", "bank"}
+
+
+def test_items_answered_locked_without_a_round_of_their_own_get_events(
+    engine: Engine, service: MfaService, clock: Clock, account_id: str
+) -> None:
+    phone = enroll_active(service, clock, account_id)
+    wrong = wrong_for_all([phone], clock.now)
+    for _ in range(3):  # the backoff starts: the factor is blocked for a while
+        service.verify(VerifyItem(account_id, wrong))
+    before = len(verdict_events(engine))
+    results = service.verify_batch([VerifyItem(account_id, wrong)] * 4)
+    assert [r.result for r in results if isinstance(r, VerifyOutcome)] == [VerifyResult.LOCKED] * 4
+    added = verdict_events(engine)[before:]
+    assert [(e["method"], e["verify_result"]) for e in added] == [("BatchVerify", "LOCKED")] * 4

@@ -107,6 +107,20 @@ class AuditContext:
         return RoundEvents(call, items)
 
 
+def answered_meanwhile(
+    waiting: list[Check], still: list[Check], verdicts: list[Verdict | None]
+) -> list[tuple[Check, Verdict]]:
+    """The checks of `waiting` answered without a round of their own (not in `still`)."""
+    if len(still) == len(waiting):
+        return []
+    left = {check.position for check in still}
+    return [
+        (check, verdict)
+        for check in waiting
+        if check.position not in left and (verdict := verdicts[check.position]) is not None
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
     """A ListAuditEvents request as the service takes it ("" / 0: no filter)."""

@@ -26,7 +26,7 @@ from totpd.service.accounting import (
     failure_writes,
     success_writes,
 )
-from totpd.service.audit import AuditContext, time_us
+from totpd.service.audit import AuditContext, answered_meanwhile, time_us
 from totpd.service.caller_limits import CallerLimits
 from totpd.service.checks import Check, Verdict
 from totpd.service.errors import TotpdError, secret_unavailable
@@ -191,14 +191,8 @@ class CodeChecker:
                         verdicts[check.position] = fault
                 break
             still = answer_while_locked(decided, waiting, verdicts)
-            if audit is not None and len(still) < len(waiting):
-                left = {check.position for check in still}
-                loose += [
-                    (c, v)
-                    for c in waiting
-                    if c.position not in left
-                    if (v := verdicts[c.position]) is not None
-                ]
+            if audit is not None:
+                loose += answered_meanwhile(waiting, still, verdicts)
             waiting = still
         if audit is not None and loose:
             self._store.audit.append(audit.verdict_events(time_us(self._clock), loose).rows())
