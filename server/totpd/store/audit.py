@@ -190,9 +190,7 @@ def insert_many(dialect: str) -> Insert:
 def insert_values(dialect: str, events: RoundEvents) -> tuple[Insert, dict[str, object], int]:
     """The statement appending `events`, its values, and the rows it returns (to check)."""
     if len(events.items) == 1:
-        (row,) = events.rows()
-        values = {f"p_{name}": value for name, value in row._asdict().items()}
-        return insert_one(dialect), values, 1
+        return insert_one(dialect), one_event_values(events), 1
     values = {f"p_{name}": value for name, value in events.call._asdict().items()}
     values["p_status_code"] = OK_STATUS
     values["p_rows"] = json.dumps(events.items)
@@ -284,6 +282,21 @@ def insert_after(write: Update) -> Insert:
 
 
 def one_event_values(events: RoundEvents) -> dict[str, object]:
-    """The bound values of the one event of `insert_after`."""
-    (row,) = events.rows()
-    return {f"p_{name}": value for name, value in row._asdict().items()}
+    """The bound values of a round's one event (`insert_one`, `insert_after`), built
+    directly: the unary hot path."""
+    call = events.call
+    ((account_id, factor_id, result, offset),) = events.items
+    return {
+        "p_time_us": call.time_us,
+        "p_caller": call.caller,
+        "p_tenant": call.tenant,
+        "p_method": call.method,
+        "p_account_id": account_id,
+        "p_factor_id": factor_id,
+        "p_verify_result": result,
+        "p_error_reason": None,
+        "p_status_code": OK_STATUS,
+        "p_step_offset": offset,
+        "p_request_id": call.request_id,
+        "p_peer": call.peer,
+    }
