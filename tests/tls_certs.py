@@ -82,38 +82,49 @@ class _Authority:
         )
 
     def _builder(
-        self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey, now: datetime.datetime
+        self,
+        subject: x509.Name,
+        public_key: ec.EllipticCurvePublicKey,
+        now: datetime.datetime,
+        *,
+        expired: bool = False,
     ) -> x509.CertificateBuilder:
+        # An expired certificate ended an hour ago (it began two days before).
+        start = now - (datetime.timedelta(days=2) if expired else datetime.timedelta(hours=1))
+        end = now - datetime.timedelta(hours=1) if expired else now + VALIDITY
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.name)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + VALIDITY)
+            .not_valid_before(start)
+            .not_valid_after(end)
         )
 
     def issue(
         self,
         common_name: str,
         usage: x509.ObjectIdentifier,
-        names: x509.SubjectAlternativeName,
+        names: x509.SubjectAlternativeName | None,
+        *,
+        expired: bool = False,
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """A leaf certificate; `names` None leaves out the SAN extension (a CN-only client)."""
         key = _key()
         now = datetime.datetime.now(datetime.UTC)
-        certificate = (
-            self._builder(_name(common_name), key.public_key(), now)
+        builder = (
+            self._builder(_name(common_name), key.public_key(), now, expired=expired)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(authority=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(names, critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
         )
+        if names is not None:
+            builder = builder.add_extension(names, critical=False)
+        certificate = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+            critical=False,
+        ).sign(self.key, hashes.SHA256())
         return certificate, key
 
 
@@ -160,6 +171,77 @@ def write_tls_files(directory: Path) -> TlsFiles:
         path.touch(mode=0o600)
         path.write_bytes(_key_pem(key))
     return files
+
+
+SPIFFE_ID = "spiffe://example.org/ns/payments/sa/stepup"
+CLIENT_DNS = "console.internal.example"
+CLIENT_CN = "batch-job"
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class IdentityFiles:
+    """A CA and server certificate, and client certificates named each way.
+
+    `uri`: a URI SAN (SPIFFE_ID) beside a DNS SAN and a CN; `dns`: a DNS SAN
+    (CLIENT_DNS) and a CN; `cn`: only a subject CN (CLIENT_CN); `expired`: the
+    `uri` identity, but expired; `foreign`: the `uri` identity signed by an
+    unrelated CA.
+    """
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    uri: ClientIdentity
+    dns: ClientIdentity
+    cn: ClientIdentity
+    expired: ClientIdentity
+    foreign: ClientIdentity
+
+
+def write_identity_files(directory: Path) -> IdentityFiles:
+    """Generate the material of IdentityFiles into `directory` (created if missing)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = _Authority("totpd identity test CA")
+    other = _Authority("unrelated identity CA")
+    server_names = x509.SubjectAlternativeName(
+        [x509.DNSName(name) for name in SERVER_NAMES]
+        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
+    )
+    server_cert, server_key = ca.issue("localhost", ExtendedKeyUsageOID.SERVER_AUTH, server_names)
+    spiffe = x509.SubjectAlternativeName(
+        [x509.UniformResourceIdentifier(SPIFFE_ID), x509.DNSName("stepup.internal.example")]
+    )
+    client = ExtendedKeyUsageOID.CLIENT_AUTH
+    issued = {
+        "uri": ca.issue("stepup", client, spiffe),
+        "dns": ca.issue("console", client, x509.SubjectAlternativeName([x509.DNSName(CLIENT_DNS)])),
+        "cn": ca.issue(CLIENT_CN, client, None),
+        "expired": ca.issue("stepup", client, spiffe, expired=True),
+        "foreign": other.issue("stepup", client, spiffe),
+    }
+    (directory / "ca.pem").write_bytes(_cert_pem(ca.certificate))
+    (directory / "server.pem").write_bytes(_cert_pem(server_cert))
+    _write_key(directory / "server.key", server_key)
+    identities = {}
+    for name, (certificate, key) in issued.items():
+        identity = ClientIdentity(directory / f"{name}.pem", directory / f"{name}.key")
+        identity.cert.write_bytes(_cert_pem(certificate))
+        _write_key(identity.key, key)
+        identities[name] = identity
+    return IdentityFiles(
+        directory / "ca.pem", directory / "server.pem", directory / "server.key", **identities
+    )
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.touch(mode=0o600)
+    path.write_bytes(_key_pem(key))
 
 
 def main(argv: list[str]) -> int:

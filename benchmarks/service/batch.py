@@ -15,6 +15,7 @@ import grpc
 
 from benchmarks.service.fixtures import Database, FactorPool
 from benchmarks.service.servers import cpu_seconds
+from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
 from totpd.store import CandidateFactor, FactorWrite, open_engine
 from totpd.store.round_sql import bulk_round_sql
@@ -223,15 +224,16 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
             pairs = pool.take(n)
             steps = {pool.factor(index): step for index, step in pairs}
             now = int(time.time())
-            accounts = json.dumps([pool.account(index) for index, _ in pairs])
+            keys = json.dumps([(pool.account(index), DEFAULT_TENANT) for index, _ in pairs])
             if postgres:
                 connection.autocommit = True  # the service reads outside a transaction
-            params = read.parameters({"p_now": now, "p_accounts": accounts})
+            params = read.parameters({"p_now": now, "p_keys": keys})
             reading, rows = _timed_read(connection, read.sql, params)
             writes = _consumed_steps(rows, steps)
             if postgres:
                 connection.autocommit = False  # the write's transaction, as the store's
-            write_sql = (write.sql, write.parameters({"p_now": now, "p_rows": json.dumps(writes)}))
+            values = {"p_now": now, "p_rows": json.dumps(writes), "p_tenant": DEFAULT_TENANT}
+            write_sql = (write.sql, write.parameters(values))
             started = time.perf_counter()
             (written,) = _transaction(connection, database, [write_sql])
             elapsed = reading + time.perf_counter() - started

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from totpd import otp
+from totpd.calls import CallScope
 from totpd.config import ConfigError, Settings
 from totpd.crypto import Keyring, KeyringError
+from totpd.service.errors import ErrorReason
 from totpd.service.mfa import MfaService
 from totpd.service.purging import Purger
 from totpd.service.resealing import reseal_legacy_secrets
@@ -52,7 +54,17 @@ def build_service(settings: Settings, *, prepared: bool = False) -> MfaService:
     # SQLite only: WAL checkpoints in a daemon thread, off the writers' path.
     start_checkpointer(engine, SQLITE_BUSY_TIMEOUT_MS)
     Purger(store, settings.policy, time.time, interval=settings.purge_interval_seconds).start()
-    return MfaService(store, keyring, settings.policy, time.time)
+    return MfaService(store, keyring, settings.policy, time.time, settings.tenant_policies)
+
+
+def denial_recorder(service: MfaService) -> Callable[[CallScope, ErrorReason], None]:
+    """What hears of each call refused for its caller (rpc/callers.py `on_denied`):
+    the audit trail writes the denial's event there. Nothing until it does."""
+
+    def record(scope: CallScope, reason: ErrorReason) -> None:
+        return None
+
+    return record
 
 
 def prepare_database(settings: Settings) -> None:

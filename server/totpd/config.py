@@ -5,6 +5,8 @@ environment (TOTPD_*) and command-line flags, later sources winning.
 
 Every key has one name: `window` is `window` under `[policy]` in the TOML
 file, `TOTPD_WINDOW` in the environment and `--window` on the command line.
+A tenant may override some policy keys for itself in `[tenants.NAME.policy]`
+(TOML only; `policy.TENANT_KEYS`), on top of the global policy from every source.
 Relative paths are relative to the working directory. `key_file` defaults to
 `<data_dir>/totpd.key`. TLS is off unless `tls_cert_file` and `tls_key_file`
 are both set; `tls_client_ca_file` on top of them requires client certificates
@@ -24,7 +26,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
-from totpd.service.policy import Policy
+from totpd.service import validation
+from totpd.service.errors import TotpdError
+from totpd.service.policy import TENANT_KEYS, Policy, tenant_policy
 
 DEFAULT_DATA_DIR = Path("var")
 KEY_FILE_NAME = "totpd.key"
@@ -46,6 +50,8 @@ class Settings:
     # Create a development key on first start if key_file is missing.
     create_dev_key: bool = False
     policy: Policy = field(default_factory=Policy)
+    # Tenants with policy keys of their own: the global policy with their overrides.
+    tenant_policies: Mapping[str, Policy] = field(default_factory=dict)
     # gRPC worker threads. Few threads that stay busy beat many that take turns:
     # with many, every call wakes an idle thread, a hand-off that costs CPU on
     # each call (benchmarks/NOTES.md has the figures). A BatchVerify call holds
@@ -93,6 +99,22 @@ class Settings:
     # OpenTelemetry tracing over OTLP (the `tracing` extra), e.g.
     # "http://127.0.0.1:4317"; "" leaves it to OTEL_EXPORTER_OTLP_ENDPOINT, or off.
     otlp_endpoint: str = ""
+    # Who may call (TOML [[callers]]: name, token_sha256, tenants, permissions);
+    # reloaded when it changes. Without it every call is the implicit caller
+    # "local", with every permission: allowed on loopback only, unless
+    # allow_anonymous says so.
+    callers_file: Path | None = None
+    allow_anonymous: bool = False
+    # Which names of a client certificate identify its caller, in order: the
+    # first kind the certificate has ("uri": a URI SAN such as a SPIFFE ID,
+    # "dns": a DNS SAN, "cn": the subject's common name).
+    client_identity: str = "uri,dns,cn"
+
+    @property
+    def largest_batch_items(self) -> int:
+        """The largest batch any tenant may send (admission must let it through)."""
+        tenants = [policy.max_batch_items for policy in self.tenant_policies.values()]
+        return max([self.policy.max_batch_items, *tenants])
 
     @property
     def tls_mode(self) -> str:
@@ -212,12 +234,20 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "cpu_path": _as_cpu_path,
     "metrics_address": _as_str,
     "otlp_endpoint": _as_str,
+    "callers_file": _as_optional_path,
+    "allow_anonymous": _as_bool,
+    "client_identity": _as_str,
 }
 _POLICY_PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "default_issuer": _as_str,
-    "allow_force_disable": _as_bool,
     "audit_enabled": _as_bool,
 }
+# Keys of earlier releases, refused with what replaced them.
+_REPLACED: Final = {
+    "allow_force_disable": "it was replaced by the admin permission of the callers file"
+    " (callers_file): Disable with force needs a caller holding 'admin'",
+}
+IDENTITY_KINDS: Final = ("uri", "dns", "cn")
 _POLICY: Final[dict[str, Callable[[object], Any]]] = {
     f.name: _POLICY_PARSERS.get(f.name, _as_int) for f in fields(Policy)
 }
@@ -230,6 +260,8 @@ def env_name(key: str) -> str:
 
 def _parse(source: str, key: str, value: object) -> Any:
     parser = _TOP_LEVEL.get(key) or _POLICY.get(key)
+    if parser is None and key in _REPLACED:
+        raise ConfigError(f"{source}: setting {key!r} is no longer read: {_REPLACED[key]}")
     if parser is None:
         raise ConfigError(f"{source}: unknown setting {key!r}")
     try:
@@ -249,9 +281,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
     values: dict[str, Any] = {}
     for key, value in document.items():
-        if key == "policy" and isinstance(value, dict):
+        if key == "tenants":
+            values[_TENANTS] = _read_tenants(path, value)
+        elif key == "policy" and isinstance(value, dict):
             for policy_key, policy_value in value.items():
-                if policy_key not in _POLICY:
+                if policy_key not in _POLICY and policy_key not in _REPLACED:
                     raise ConfigError(f"{path}: unknown setting 'policy.{policy_key}'")
                 values[policy_key] = _parse(f"{path}", policy_key, policy_value)
         elif key in _TOP_LEVEL:
@@ -262,8 +296,41 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return values
 
 
+_TENANTS: Final = "tenants"  # the key of the parsed [tenants] table among the values
+
+
+def _read_tenants(path: Path, table: object) -> dict[str, dict[str, Any]]:
+    """[tenants.NAME.policy] tables: each tenant's policy overrides, parsed."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: tenants must be a table of [tenants.NAME.policy] tables")
+    tenants: dict[str, dict[str, Any]] = {}
+    for name, sections in table.items():
+        try:
+            validation.tenant(name)
+        except TotpdError as error:
+            raise ConfigError(f"{path}: tenants.{name!r}: {error.message}") from None
+        if not isinstance(sections, dict) or set(sections) - {"policy"}:
+            raise ConfigError(f"{path}: tenants.{name} holds only a [tenants.{name}.policy] table")
+        overrides = sections.get("policy", {})
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{path}: tenants.{name}.policy must be a table")
+        for key in overrides:
+            if key not in _POLICY:
+                raise ConfigError(f"{path}: unknown setting 'tenants.{name}.policy.{key}'")
+            if key not in TENANT_KEYS:
+                raise ConfigError(
+                    f"{path}: tenants.{name}.policy.{key} is server-wide; set it in [policy]"
+                )
+        source = f"{path}: tenants.{name}.policy"
+        tenants[name] = {key: _parse(source, key, value) for key, value in overrides.items()}
+    return tenants
+
+
 def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
+    for key in _REPLACED:
+        if env_name(key) in environ:
+            _parse(env_name(key), key, environ[env_name(key)])
     for key in KEYS:
         raw = environ.get(env_name(key))
         if raw is not None:
@@ -301,7 +368,13 @@ def _build(values: dict[str, Any]) -> Settings:
         policy = Policy(**policy_values)
     except ValueError as error:  # Policy checks its own invariants too
         raise ConfigError(f"policy: {error}") from None
-    settings = Settings(policy=policy, **top)
+    tenant_policies: dict[str, Policy] = {}
+    for name, overrides in values.get(_TENANTS, {}).items():
+        try:
+            tenant_policies[name] = tenant_policy(policy, overrides)
+        except ValueError as error:  # the same bounds as the global policy
+            raise ConfigError(f"tenants.{name}.policy: {error}") from None
+    settings = Settings(policy=policy, tenant_policies=tenant_policies, **top)
     validate(settings)
     return settings
 
@@ -354,9 +427,9 @@ def validate(settings: Settings) -> None:
     _check_range("max_concurrent_rpcs", settings.max_concurrent_rpcs, 1, 1_000_000)
     _check_range("max_message_bytes", settings.max_message_bytes, 1024, 2**31 - 1)
     _check_range("max_items_in_flight", settings.max_items_in_flight, 1, 10_000_000)
-    if settings.policy.max_batch_items > settings.max_items_in_flight:
+    if settings.largest_batch_items > settings.max_items_in_flight:
         raise ConfigError(
-            f"max_batch_items ({settings.policy.max_batch_items}) must not exceed"
+            f"max_batch_items ({settings.largest_batch_items}) must not exceed"
             f" max_items_in_flight ({settings.max_items_in_flight}): a batch of the"
             " allowed size could never be admitted; raise max_items_in_flight or"
             " lower max_batch_items"
@@ -371,3 +444,19 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+    identity_kinds(settings.client_identity)
+
+
+def identity_kinds(text: str) -> tuple[str, ...]:
+    """The `client_identity` setting as its kinds, in order ("uri,dns" -> ("uri", "dns"))."""
+    kinds = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    if (
+        not kinds
+        or any(kind not in IDENTITY_KINDS for kind in kinds)
+        or len(set(kinds)) != len(kinds)
+    ):
+        raise ConfigError(
+            f"client_identity must list some of {', '.join(IDENTITY_KINDS)} once each,"
+            f" comma-separated, in the order to try; got {text!r}"
+        )
+    return kinds

@@ -20,18 +20,25 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from totpd.calls import DEFAULT_TENANT
+
 _NONCE_BYTES = 12
 _KEY_BYTES = 32
 _FORMAT_V1 = b"totpd.secret.v1"
 _FORMAT_V2 = b"totpd.secret.v2"
 _LENGTHS = struct.Struct(">4H")
-# The tenant slot of the v2 layout. Tenants do not exist yet: every secret is
-# sealed with the empty tenant, and the issue that adds tenants passes the
-# row's tenant here (re-sealing the rows it moves into a tenant).
+# The tenant slot of the v2 layout. The default tenant's secrets keep the empty
+# slot they were sealed with before tenants existed (no re-seal); every other
+# tenant's secrets are bound to its name (`tenant_slot`).
 NO_TENANT = ""
 # HKDF info of the key that fingerprints idempotent requests (their fields can
 # include a one-time code, which a plain hash would let anyone enumerate).
 _FINGERPRINT_INFO = b"totpd.request-fingerprint.v1"
+
+
+def tenant_slot(tenant: str) -> str:
+    """What a secret of `tenant` is sealed to: a row moved to another tenant cannot be opened."""
+    return NO_TENANT if tenant == DEFAULT_TENANT else tenant
 
 
 class SecretUnavailableError(Exception):

@@ -74,5 +74,7 @@ DEFAULT_ALGORITHM: Final = Algorithm.SHA1
 
 # Field lengths: what validation accepts is what the columns hold.
 ACCOUNT_ID_MAX: Final = 128
+# A tenant's name (callers file, x-totpd-tenant metadata): the column's width.
+TENANT_MAX: Final = 64
 LABEL_MAX: Final = 64
 ISSUER_MAX: Final = 64

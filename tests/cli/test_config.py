@@ -31,7 +31,6 @@ def test_every_source_and_its_precedence(tmp_path: Path) -> None:
         window = 0
         lock_after_failures = 5
         default_issuer = "From File"
-        allow_force_disable = false
         """,
     )
     environ = {"TOTPD_LOCK_AFTER_FAILURES": "7", "TOTPD_MAX_WORKERS": "8"}
@@ -45,9 +44,16 @@ def test_every_source_and_its_precedence(tmp_path: Path) -> None:
     assert settings.policy.lock_after_failures == 7  # environment beats file
     assert settings.max_workers == 2  # flag beats environment
     assert settings.policy.default_issuer == "From File"
-    assert settings.policy.allow_force_disable is False
-    allowed = load_settings(None, {}, {"TOTPD_ALLOW_FORCE_DISABLE": "yes"})
-    assert allowed.policy.allow_force_disable is True
+
+
+def test_allow_force_disable_is_refused_with_its_replacement(tmp_path: Path) -> None:
+    """The setting of earlier releases is an error naming the admin permission, wherever set."""
+    config = write(tmp_path / "old.toml", "[policy]\nallow_force_disable = false\n")
+    with pytest.raises(ConfigError, match="admin permission") as caught:
+        load_settings(config, {}, {})
+    assert "allow_force_disable" in str(caught.value)
+    with pytest.raises(ConfigError, match="admin permission"):
+        load_settings(None, {}, {"TOTPD_ALLOW_FORCE_DISABLE": "yes"})
 
 
 def test_config_file_from_environment(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from tests.enrollments import enroll_active
 from tests.rpc.conftest import Secrets
 from tests.rpc.harness import LiveServer
 from tests.totp_oracle import code_at, wire_code_at, wrong_code
+from totpd import calls
+from totpd.calls import CallScope
 from totpd.config import Settings
 from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService
@@ -76,6 +78,35 @@ def test_unlock_lifts_the_lock_and_says_what_it_did(
     assert "has no factors and no attempt state: nothing to unlock (check the account id)" in (
         unknown.stderr
     )
+
+
+def test_unlock_acts_in_the_tenant_it_names(
+    engine: Engine,
+    keyring: Keyring,
+    clock: Clock,
+    account_id: str,
+    subprocess_env: dict[str, str],
+) -> None:
+    service = MfaService(FactorStore(engine), keyring, LOCK_AFTER_THREE, clock)
+    with calls.scoped(CallScope(caller="t", tenant="shop")):
+        phone = enroll_active(service, clock, account_id)
+        for _ in range(3):
+            service.verify(VerifyItem(account_id, wrong_code(code_at(phone, clock.now))))
+    url = engine.url.render_as_string(hide_password=False)
+    elsewhere = unlock(subprocess_env, "--account", account_id, "--database-url", url)
+    assert elsewhere.returncode == 2
+    assert f"account {account_id!r} (tenant 'default') has no factors" in elsewhere.stderr
+    done = unlock(
+        subprocess_env, "--account", account_id, "--tenant", "shop", "--database-url", url
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 consecutive failures cleared" in done.stdout
+    with calls.scoped(CallScope(caller="t", tenant="shop")):
+        valid = service.verify(VerifyItem(account_id, code_at(phone, clock.now)))
+    assert valid.result is VerifyResult.VALID
+    bad = unlock(subprocess_env, "--account", account_id, "--tenant", "a b", "--database-url", url)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("totpd: error: --tenant: ")
 
 
 @pytest.mark.parametrize("account", ["", "two words", "x" * 129])

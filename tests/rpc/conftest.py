@@ -102,7 +102,9 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 def mfa_service(engine: Engine, settings: Settings, clock: Callable[[], float]) -> MfaService:
     """A real service on `engine` with the settings' keyring and policy."""
     keyring = Keyring.load(settings.key_file)
-    return MfaService(FactorStore(engine), keyring, settings.policy, clock)
+    return MfaService(
+        FactorStore(engine), keyring, settings.policy, clock, settings.tenant_policies
+    )
 
 
 @contextmanager

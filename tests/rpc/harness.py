@@ -45,10 +45,12 @@ def running_server(
     settings: Settings,
     service: MfaService,
     channel_credentials: grpc.ChannelCredentials | None = None,
+    **options: Any,
 ) -> Iterator[LiveServer]:
-    """Start the server; `channel` is plaintext, or TLS with `channel_credentials`."""
+    """Start the server; `channel` is plaintext, or TLS with `channel_credentials`.
+    `options` go to `create_server` (e.g. `on_denied`)."""
     health_servicer = health.HealthServicer()
-    server, port = create_server(settings, service, health_servicer=health_servicer)
+    server, port = create_server(settings, service, health_servicer=health_servicer, **options)
     server.start()
     if channel_credentials is None:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")

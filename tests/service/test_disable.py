@@ -6,10 +6,8 @@ from sqlalchemy import Engine, select
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from tests.totp_oracle import code_at, wrong_code
-from totpd.crypto import Keyring
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa import MfaService
-from totpd.service.policy import Policy
 from totpd.service.types import EnrollParams, FactorState, VerifyItem, VerifyResult
 from totpd.store import FactorStore
 from totpd.store.errors import StoreUnavailableError
@@ -65,23 +63,6 @@ def test_disable_needs_code_or_force(service: MfaService, clock: Clock, account_
     with pytest.raises(TotpdError) as caught:
         service.disable(account_id, None, "１２３４５６", force=False)
     assert caught.value.reason is ErrorReason.MALFORMED_CODE
-
-
-def test_force_can_be_turned_off(
-    engine: Engine, keyring: Keyring, clock: Clock, account_id: str
-) -> None:
-    service = MfaService(FactorStore(engine), keyring, Policy(allow_force_disable=False), clock)
-    enrollment = enroll_active(service, clock, account_id)
-    with pytest.raises(TotpdError) as caught:
-        service.disable(account_id, None, None, force=True)
-    assert (caught.value.reason, caught.value.field) == (ErrorReason.CODE_REQUIRED, "force")
-    assert "allow_force_disable" in caught.value.message
-    factor = service.get_factor(account_id, enrollment.factor.factor_id)
-    assert factor.state is FactorState.ACTIVE  # nothing was disabled
-    outcome, disabled = service.disable(
-        account_id, None, code_at(enrollment, clock.now), force=False
-    )
-    assert outcome.result is VerifyResult.VALID and len(disabled) == 1
 
 
 def test_force_disables_every_factor_of_the_account(

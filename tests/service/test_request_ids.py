@@ -10,8 +10,14 @@ from sqlalchemy import Engine, func, select, text
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from tests.totp_oracle import code_at, wrong_code
+from totpd import deadlines
 from totpd.crypto import Keyring
 from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.idempotency import (
+    CLAIM_LEASE_MARGIN_SECONDS,
+    CLAIM_LEASE_SECONDS,
+    claim_lease_seconds,
+)
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import EnrollParams, FactorState, VerifyResult
@@ -303,3 +309,29 @@ def test_a_duplicate_of_a_call_still_running_is_told_to_retry_later(
     assert error.retry_after_seconds == 1.0
     assert "in progress" in error.message
     assert factor_count(engine) == 1
+
+
+def test_a_claim_made_within_a_deadline_lapses_a_margin_after_that_deadline(
+    service: MfaService, clock: Clock, account_id: str, engine: Engine
+) -> None:
+    # A call served with a 2 s deadline commits nothing after it: its claim's
+    # lease ends 2 s + the margin later, not after the longest lease.
+    with deadlines.within(2.0):
+        service.enroll(EnrollParams(account_id, "phone"), request_id="r-1")
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM factors"))
+        connection.execute(text("UPDATE request_records SET state = 'running', result = NULL"))
+    clock.advance(2 + CLAIM_LEASE_MARGIN_SECONDS + 1)
+    retried = service.enroll(EnrollParams(account_id, "phone"), request_id="r-1")
+    assert service.get_factor(account_id, retried.factor.factor_id).state is FactorState.PENDING
+    assert factor_count(engine) == 1
+
+
+def test_the_lease_follows_the_deadline_and_is_never_longer_than_the_longest() -> None:
+    assert claim_lease_seconds() == CLAIM_LEASE_SECONDS  # outside a call: no deadline
+    with deadlines.within(2.0):
+        assert claim_lease_seconds() == 2 + CLAIM_LEASE_MARGIN_SECONDS
+    with deadlines.within(0.0):
+        assert claim_lease_seconds() == CLAIM_LEASE_MARGIN_SECONDS  # the deadline passed
+    with deadlines.within(3600.0):
+        assert claim_lease_seconds() == CLAIM_LEASE_SECONDS

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
+from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, dbapi
@@ -58,15 +59,16 @@ def test_the_bulk_round_sql_run_raw_reads_the_factors_and_wins_a_step_once(
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
-        accounts = json.dumps([account_id, account_id + "-nobody"])
-        cursor.execute(read.sql, read.parameters({"p_now": now, "p_accounts": accounts}))
+        keys = json.dumps([(account, DEFAULT_TENANT) for account in (account_id, "nobody")])
+        cursor.execute(read.sql, read.parameters({"p_now": now, "p_keys": keys}))
         (factor,) = map(CandidateFactor._make, cursor.fetchall())
         assert (factor.factor_id, factor.account_id) == (factor_id, account_id)
         step = factor.last_used_step + 1
         won = FactorWrite(factor_id, 0, 0, step, 1, 0, 0, factor.last_used_step)
         rows = json.dumps([won])
         for expected in ([(factor_id,)], []):  # the second write finds the step taken
-            cursor.execute(write.sql, write.parameters({"p_now": now, "p_rows": rows}))
+            values = {"p_now": now, "p_rows": rows, "p_tenant": DEFAULT_TENANT}
+            cursor.execute(write.sql, write.parameters(values))
             assert [tuple(row) for row in cursor.fetchall()] == expected
             connection.commit()
         cursor.close()

@@ -14,6 +14,11 @@
 // google.rpc.RetryInfo delay; nothing else is retried, RATE_LIMITED least of
 // all (it means "stop guessing"). Errors are *Error.
 //
+// The caller's identity: a client certificate (WithClientCertificate, mTLS)
+// or a bearer token (WithToken), and the tenant (WithTenant) for a caller
+// holding several. A refused identity is ErrUnauthenticated,
+// ErrPermissionDenied or ErrTenantRequired (errors.Is), never retried.
+//
 // Enroll, Confirm, Disable and ForceDisable send a request_id (WithRequestID,
 // or a random UUID made once per call and reused by each of its retries), so
 // a retry after a lost response gets the first attempt's result instead of
@@ -37,6 +42,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/totpd/totpd/clients/go/totpdv1"
 )
@@ -65,6 +71,11 @@ type config struct {
 	serverName     string
 	conn           *grpc.ClientConn
 	dialOptions    []grpc.DialOption
+
+	token              *string
+	tenant             *string
+	tokenOverPlaintext bool
+	identity           []string // metadata key-value pairs sent with every call
 }
 
 // Option configures a Client.
@@ -128,6 +139,11 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 	if cfg.maxAttempts < 1 {
 		return nil, errors.New("totpd: max attempts must be at least 1")
 	}
+	identity, err := cfg.identityMetadata(target)
+	if err != nil {
+		return nil, err
+	}
+	cfg.identity = identity
 	if cfg.conn != nil {
 		return &Client{conn: cfg.conn, rpc: totpdv1.NewTotpServiceClient(cfg.conn), cfg: cfg}, nil
 	}
@@ -226,6 +242,9 @@ func retryable(e *Error) bool {
 // call runs one logical call, the same req (and request_id) on every
 // attempt, with the default deadline and the retries.
 func call[Req, Resp any](ctx context.Context, c *Client, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	if len(c.cfg.identity) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, c.cfg.identity...)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.timeout)

@@ -53,12 +53,39 @@ func (e *Error) GRPCStatus() *status.Status {
 // Is matches another *Error with the same Code and Reason, so sentinel
 // values such as &Error{Code: codes.NotFound, Reason: ...} work with errors.Is.
 func (e *Error) Is(target error) bool {
+	if k, ok := target.(*kind); ok {
+		return k.match(e)
+	}
 	var t *Error
 	if !errors.As(target, &t) {
 		return false
 	}
 	return t.Code == e.Code && t.Reason == e.Reason
 }
+
+// kind is a sentinel matching a class of *Error in errors.Is.
+type kind struct {
+	name  string
+	match func(*Error) bool
+}
+
+func (k *kind) Error() string { return "totpd: " + k.name }
+
+// Sentinels of a refused identity, for errors.Is. None is ever retried.
+var (
+	// ErrUnauthenticated: no credential, or one the server does not know
+	// (code UNAUTHENTICATED, reason ERROR_REASON_UNAUTHENTICATED; a proxy's
+	// bare UNAUTHENTICATED matches too). Fix the token or certificate.
+	ErrUnauthenticated error = &kind{"unauthenticated", func(e *Error) bool { return e.Code == codes.Unauthenticated }}
+	// ErrPermissionDenied: a known caller without the permission, or without
+	// the tenant it named (code PERMISSION_DENIED). Nothing was read or written.
+	ErrPermissionDenied error = &kind{"permission denied", func(e *Error) bool { return e.Code == codes.PermissionDenied }}
+	// ErrTenantRequired: the caller holds several tenants and named none
+	// (INVALID_ARGUMENT, reason ERROR_REASON_TENANT_REQUIRED): use WithTenant.
+	ErrTenantRequired error = &kind{"tenant required", func(e *Error) bool {
+		return e.Reason == totpdv1.ErrorReason_ERROR_REASON_TENANT_REQUIRED
+	}}
+)
 
 // ReasonOf returns the totpd reason of err, or ERROR_REASON_UNSPECIFIED.
 func ReasonOf(err error) totpdv1.ErrorReason {

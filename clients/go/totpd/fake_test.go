@@ -3,6 +3,7 @@ package totpd_test
 import (
 	"context"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -59,6 +61,9 @@ type fakeTotpd struct {
 	script  []fail
 	outcome *totpdv1.VerifyOutcome
 	got     []received
+	mds     []metadata.MD // each call's incoming metadata, in order
+	audit   []*totpdv1.AuditEvent
+	auditRq []*totpdv1.ListAuditEventsRequest
 }
 
 // startFake serves a fakeTotpd on a free loopback port until the test ends.
@@ -70,7 +75,13 @@ func startFake(t *testing.T, script ...fail) (*fakeTotpd, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		f.mu.Lock()
+		f.mds = append(f.mds, md)
+		f.mu.Unlock()
+		return h(ctx, req)
+	}))
 	totpdv1.RegisterTotpServiceServer(srv, f)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
@@ -130,4 +141,32 @@ func (f *fakeTotpd) Disable(_ context.Context, r *totpdv1.DisableRequest) (*totp
 		return nil, err
 	}
 	return &totpdv1.DisableResponse{Outcome: o}, nil
+}
+
+func (f *fakeTotpd) metadata() []metadata.MD {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]metadata.MD(nil), f.mds...)
+}
+
+// ListAuditEvents pages f.audit as the server does: offset tokens, 100 per
+// page by default.
+func (f *fakeTotpd) ListAuditEvents(_ context.Context, r *totpdv1.ListAuditEventsRequest) (*totpdv1.ListAuditEventsResponse, error) {
+	if _, err := f.answer("ListAuditEvents", ""); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.auditRq = append(f.auditRq, r)
+	start, _ := strconv.Atoi(r.GetPageToken())
+	size := int(r.GetPageSize())
+	if size == 0 {
+		size = 100
+	}
+	end := min(start+size, len(f.audit))
+	resp := &totpdv1.ListAuditEventsResponse{Events: f.audit[start:end]}
+	if end < len(f.audit) {
+		resp.NextPageToken = strconv.Itoa(end)
+	}
+	return resp, nil
 }

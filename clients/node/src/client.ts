@@ -12,6 +12,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorReason } from "./gen/totpd/v1/errors.js";
 import { Algorithm } from "./gen/totpd/v1/factor.js";
 import * as svc from "./gen/totpd/v1/totp_service.js";
+import type * as audit from "./gen/totpd/v1/audit.js";
+import {
+  type AuditEvent,
+  type AuditFilter,
+  type AuditPage,
+  auditEventFromProto,
+  micros,
+} from "./audit.js";
+import { TENANT_HEADER, checkHeaderValue, isLoopback } from "./auth.js";
 import { TotpdError } from "./errors.js";
 import {
   type BatchItem,
@@ -54,6 +63,17 @@ export interface TotpdClientOptions {
   credentials?: ChannelCredentials;
   /** grpc-js channel options (keepalive, message sizes...). */
   channelOptions?: ChannelOptions;
+  /**
+   * Sent as `authorization: Bearer <token>` on every call: the caller's
+   * identity (or present a client certificate). Refused with `insecure` to a
+   * target beyond loopback unless `allowTokenOverPlaintext`; with your own
+   * `credentials` it is sent as given.
+   */
+  token?: string;
+  /** Sent as `x-totpd-tenant`; only a caller holding several tenants needs it. */
+  tenant?: string;
+  /** Allows `token` over plaintext beyond loopback: TLS ends at a proxy you trust. */
+  allowTokenOverPlaintext?: boolean;
 }
 
 type Unary<Req, Resp> = (
@@ -86,6 +106,7 @@ export class TotpdClient {
   private readonly maxAttempts: number;
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly identity: [string, string][] = [];
 
   constructor(target: string, options: TotpdClientOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -96,6 +117,23 @@ export class TotpdClient {
     if (!(this.maxAttempts >= 1)) throw new RangeError("maxAttempts must be at least 1");
     if ((options.clientCert === undefined) !== (options.clientKey === undefined)) {
       throw new TypeError("mTLS needs both clientCert and clientKey");
+    }
+    if (options.token !== undefined) {
+      checkHeaderValue(options.token, "token");
+      if (
+        options.insecure &&
+        !options.credentials &&
+        !options.allowTokenOverPlaintext &&
+        !isLoopback(target)
+      ) {
+        throw new TypeError(
+          `refusing to send the token in plaintext to ${target}: use TLS, or allowTokenOverPlaintext if TLS ends at a proxy on the way`,
+        );
+      }
+      this.identity.push(["authorization", `Bearer ${options.token}`]);
+    }
+    if (options.tenant !== undefined) {
+      this.identity.push([TENANT_HEADER, checkHeaderValue(options.tenant, "tenant")]);
     }
     let creds = options.credentials;
     if (!creds) {
@@ -114,6 +152,13 @@ export class TotpdClient {
     const channelOptions: ChannelOptions = { ...options.channelOptions };
     if (options.serverName) channelOptions["grpc.ssl_target_name_override"] = options.serverName;
     this.stub = new svc.TotpServiceClient(target, creds, channelOptions);
+  }
+
+  /** A fresh Metadata per attempt (grpc-js may modify what it sends). */
+  private metadata(): Metadata {
+    const md = new Metadata();
+    for (const [k, v] of this.identity) md.set(k, v);
+    return md;
   }
 
   /** Closes the channel. */
@@ -188,7 +233,7 @@ export class TotpdClient {
             ? e.reason
             : ErrorReason.ERROR_REASON_UNSPECIFIED;
         const md: Record<string, string> = e.field ? { field: e.field } : {};
-        return { error: new TotpdError(e.code as Status, reason, e.message, e.field, md) };
+        return { error: TotpdError.of(e.code as Status, reason, e.message, e.field, md) };
       }
       return { outcome: outcomeFromProto(res.outcome) };
     });
@@ -232,6 +277,48 @@ export class TotpdClient {
     return r.factors.map(factorFromProto);
   }
 
+  /**
+   * One page of audit events, oldest first (needs the admin permission).
+   * `pageSize` 0 means the server's default (100); pass the page's
+   * `nextPageToken`, with the same filter, for the next one, or use auditEvents.
+   */
+  async listAuditEvents(
+    filter: AuditFilter = {},
+    page: { pageSize?: number; pageToken?: string } = {},
+  ): Promise<AuditPage> {
+    const r = await this.call<audit.ListAuditEventsRequest, audit.ListAuditEventsResponse>(
+      this.stub.listAuditEvents,
+      {
+        tenant: filter.tenant ?? "",
+        accountId: filter.accountId ?? "",
+        caller: filter.caller ?? "",
+        method: filter.method ?? "",
+        startTimeUnixMicros: micros(filter.since),
+        endTimeUnixMicros: micros(filter.until),
+        pageSize: page.pageSize ?? 0,
+        pageToken: page.pageToken ?? "",
+      },
+    );
+    return { events: r.events.map(auditEventFromProto), nextPageToken: r.nextPageToken };
+  }
+
+  /**
+   * Every matching event, oldest first, fetched page after page (each page one
+   * call with its own deadline); `limit` stops early.
+   */
+  async *auditEvents(filter: AuditFilter = {}, limit?: number): AsyncGenerator<AuditEvent> {
+    let pageToken = "";
+    let left = limit ?? Infinity;
+    while (left > 0) {
+      const pageSize = Number.isFinite(left) ? Math.min(left, 100) : 0;
+      const page = await this.listAuditEvents(filter, { pageSize, pageToken });
+      for (const e of page.events.slice(0, left)) yield e;
+      left -= page.events.length;
+      pageToken = page.nextPageToken;
+      if (!pageToken) return;
+    }
+  }
+
   /** One logical call: the same `req` (and request id) on every attempt. */
   private async call<Req, Resp>(method: Unary<Req, Resp>, req: Req): Promise<Resp> {
     const deadline = Date.now() + this.timeoutMs;
@@ -239,7 +326,7 @@ export class TotpdClient {
     for (let attempt = 1; ; attempt++) {
       try {
         return await new Promise<Resp>((resolve, reject) => {
-          method.call(this.stub, req, new Metadata(), { deadline }, (err, resp) =>
+          method.call(this.stub, req, this.metadata(), { deadline }, (err, resp) =>
             err ? reject(err) : resolve(resp),
           );
         });

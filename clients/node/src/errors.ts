@@ -14,7 +14,7 @@ const RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo";
  * status details. A wrong or reused code is never an error: see VerifyOutcome.
  */
 export class TotpdError extends Error {
-  override readonly name = "TotpdError";
+  override readonly name: string = "TotpdError";
   /**
    * The wait in milliseconds the server asked for in a google.rpc.RetryInfo
    * detail (OVERLOADED, RATE_LIMITED); undefined when the status carried none.
@@ -71,11 +71,52 @@ export class TotpdError extends Error {
         // A malformed trailer leaves the reason unspecified.
       }
     }
-    return new TotpdError(code, reason, message, metadata.field ?? "", metadata, {
+    return TotpdError.of(code, reason, message, metadata.field ?? "", metadata, {
       cause: err,
       retryAfterMs,
     });
   }
+
+  /** A TotpdError, or the subclass of its kind (UnauthenticatedError, ...). */
+  static of(
+    code: Status,
+    reason: ErrorReason,
+    message: string,
+    field = "",
+    metadata: Readonly<Record<string, string>> = {},
+    options?: { cause?: unknown; retryAfterMs?: number },
+  ): TotpdError {
+    let kind = TotpdError;
+    if (code === Status.UNAUTHENTICATED) kind = UnauthenticatedError;
+    else if (code === Status.PERMISSION_DENIED) kind = PermissionDeniedError;
+    else if (reason === ErrorReason.ERROR_REASON_TENANT_REQUIRED) kind = TenantRequiredError;
+    return new kind(code, reason, message, field, metadata, options);
+  }
+}
+
+/**
+ * UNAUTHENTICATED: no credential, or one the server does not know (reason
+ * ERROR_REASON_UNAUTHENTICATED; a proxy's bare status too). Fix the token or
+ * the client certificate; never retried.
+ */
+export class UnauthenticatedError extends TotpdError {
+  override readonly name: string = "UnauthenticatedError";
+}
+
+/**
+ * PERMISSION_DENIED: a known caller without the permission, or without the
+ * tenant it named. Nothing was read or written; never retried.
+ */
+export class PermissionDeniedError extends TotpdError {
+  override readonly name: string = "PermissionDeniedError";
+}
+
+/**
+ * INVALID_ARGUMENT with reason ERROR_REASON_TENANT_REQUIRED: the caller holds
+ * several tenants and named none; set the `tenant` option. Never retried.
+ */
+export class TenantRequiredError extends TotpdError {
+  override readonly name: string = "TenantRequiredError";
 }
 
 /** Maps a reason name to the enum; unknown (newer) names become UNSPECIFIED. */

@@ -1,5 +1,14 @@
 export { TotpdClient, DEFAULT_TIMEOUT_MS, type TotpdClientOptions } from "./client.js";
-export { TotpdError, DOMAIN, parseReason } from "./errors.js";
+export {
+  TotpdError,
+  UnauthenticatedError,
+  PermissionDeniedError,
+  TenantRequiredError,
+  DOMAIN,
+  parseReason,
+} from "./errors.js";
+export { type AuditEvent, type AuditFilter, type AuditPage } from "./audit.js";
+export { TENANT_HEADER, isLoopback } from "./auth.js";
 export { ErrorReason } from "./gen/totpd/v1/errors.js";
 export {
   Algorithm,

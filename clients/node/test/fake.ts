@@ -13,6 +13,7 @@ import {
 } from "@grpc/grpc-js";
 import * as pb from "../src/gen/totpd/v1/factor";
 import * as svc from "../src/gen/totpd/v1/totp_service";
+import type * as audit from "../src/gen/totpd/v1/audit";
 
 /** One scripted failure: a status with a totpd ErrorInfo (if reason) and a RetryInfo (if retryAfterMs). */
 export interface Fail {
@@ -57,6 +58,8 @@ export interface Received {
   method: string;
   requestId: string;
   at: number; // performance.now() on arrival
+  metadata: Record<string, string>; // the call's string metadata
+  request: unknown;
 }
 
 export class FakeTotpd {
@@ -66,6 +69,7 @@ export class FakeTotpd {
     result: pb.VerifyResult.VERIFY_RESULT_VALID,
   };
   readonly received: Received[] = [];
+  auditEvents: audit.AuditEvent[] = [];
   private readonly server = new Server();
   target = "";
 
@@ -74,7 +78,17 @@ export class FakeTotpd {
     const unary =
       <Req, Resp>(method: string, requestId: (r: Req) => string, reply: (r: Req) => Resp) =>
       (call: ServerUnaryCall<Req, Resp>, callback: sendUnaryData<Resp>) => {
-        this.received.push({ method, requestId: requestId(call.request), at: performance.now() });
+        const received: Record<string, string> = {};
+        for (const [k, v] of Object.entries(call.metadata.getMap())) {
+          if (typeof v === "string") received[k] = v;
+        }
+        this.received.push({
+          method,
+          requestId: requestId(call.request),
+          at: performance.now(),
+          metadata: received,
+          request: call.request,
+        });
         const fail = this.script.shift();
         if (!fail) return callback(null, reply(call.request));
         const message = `scripted ${status[fail.code]}`;
@@ -113,6 +127,20 @@ export class FakeTotpd {
           outcome: this.outcome,
           factors: [],
         }),
+      ),
+      // Pages auditEvents as the server does: offset tokens, 100 per page by default.
+      listAuditEvents: unary<audit.ListAuditEventsRequest, audit.ListAuditEventsResponse>(
+        "ListAuditEvents",
+        () => "",
+        (r) => {
+          const start = Number(r.pageToken || 0);
+          const end = start + (r.pageSize || 100);
+          const more = end < this.auditEvents.length;
+          return {
+            events: this.auditEvents.slice(start, end),
+            nextPageToken: more ? String(end) : "",
+          };
+        },
       ),
     });
   }

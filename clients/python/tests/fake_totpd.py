@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from totpd_client.v1 import factor_pb2, totp_service_pb2, totp_service_pb2_grpc
+from totpd_client.v1 import audit_pb2, factor_pb2, totp_service_pb2, totp_service_pb2_grpc
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class Received:
     method: str
     request: Any
     at: float  # time.monotonic() on arrival
+    metadata: dict[str, str] = field(default_factory=dict)  # the call's metadata
 
 
 @dataclass
@@ -66,11 +67,13 @@ class FakeTotpd(totp_service_pb2_grpc.TotpServiceServicer):
         default_factory=lambda: factor_pb2.VerifyOutcome(result=factor_pb2.VERIFY_RESULT_VALID)
     )
     received: list[Received] = field(default_factory=list)
+    audit_events: list[audit_pb2.AuditEvent] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _answer(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
         with self._lock:
-            self.received.append(Received(method, request, time.monotonic()))
+            metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+            self.received.append(Received(method, request, time.monotonic(), metadata))
             fail = self.script.pop(0) if self.script else None
         if fail is not None:
             message = f"scripted {fail.code.name}"
@@ -109,6 +112,20 @@ class FakeTotpd(totp_service_pb2_grpc.TotpServiceServicer):
     def Disable(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._answer("Disable", request, context)
         return totp_service_pb2.DisableResponse(outcome=self.outcome)
+
+    def GetFactor(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._answer("GetFactor", request, context)
+        return totp_service_pb2.GetFactorResponse(factor=self._factor(request))
+
+    def ListAuditEvents(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """`audit_events` paged as the server does: offset tokens, 100 per page by default."""
+        self._answer("ListAuditEvents", request, context)
+        start = int(request.page_token or 0)
+        end = start + (request.page_size or 100)
+        more = end < len(self.audit_events)
+        return audit_pb2.ListAuditEventsResponse(
+            events=self.audit_events[start:end], next_page_token=str(end) if more else ""
+        )
 
 
 @contextmanager

@@ -5,7 +5,9 @@
                 [--ready-file PATH] [--processes N|auto] [--<any setting> VALUE ...]
     totpd keygen --out PATH
     totpd migrate [--config PATH] [--database-url URL] [--data-dir DIR] [--key-file PATH]
-    totpd unlock --account ID [--config PATH] [--database-url URL] [--data-dir DIR]
+    totpd unlock --account ID [--tenant NAME] [--config PATH] [--database-url URL]
+                 [--data-dir DIR]
+    totpd token new NAME [--tenant TENANT ...] [--permission PERMISSION ...]
 
 Exit codes: 0 success (for unlock also "nothing to unlock"), 2 configuration
 or startup error, or an account id totpd knows nothing about; `serve
@@ -24,10 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from totpd import __version__, crypto
+from totpd.calls import DEFAULT_TENANT
 from totpd.cli import audit as audit_cli
+from totpd.cli import tokens
 from totpd.cli.workers import PortReservationError, join_supervisor, parse_processes
 from totpd.config import KEYS, ConfigError, Settings, env_name, load_settings
 from totpd.logs import configure_logging, flush_logs
+from totpd.rpc.callers import load_access
 from totpd.rpc.tls import load_tls
 from totpd.service.policy import Policy
 
@@ -40,7 +45,8 @@ _log = logging.getLogger("totpd")
 _FLAG_NAMES = {"listen_address": "--listen", "create_dev_key": "--dev"}
 _METAVARS = {
     "listen_address": "HOST:PORT",
-    "allow_force_disable": "true|false",
+    "callers_file": "TOML",
+    "client_identity": "uri,dns,cn",
     "database_url": "URL",
     "data_dir": "DIR",
     "key_file": "PATH",
@@ -53,6 +59,12 @@ _METAVARS = {
     "cpu_path": "NAME",
     "metrics_address": "HOST:PORT",
     "otlp_endpoint": "URL",
+}
+# Boolean settings that are switches on the command line.
+_SWITCHES = {
+    "create_dev_key": "development mode: create a key file on first start if it is missing",
+    "allow_anonymous": "serve beyond loopback with no callers file: every caller is 'local',"
+    " with every permission (logged as a warning on every start)",
 }
 _DATABASE_KEYS = ("database_url", "data_dir", "key_file", "log_level", "log_format")
 
@@ -67,13 +79,13 @@ def _add_setting_flags(parser: argparse.ArgumentParser, keys: Sequence[str]) -> 
     )
     group = parser.add_argument_group("settings (override the file and TOTPD_* variables)")
     for key in keys:
-        if key == "create_dev_key":
+        if key in _SWITCHES:
             group.add_argument(
-                "--dev",
+                _FLAG_NAMES.get(key, "--" + key.replace("_", "-")),
                 dest=key,
                 action="store_true",
                 default=None,
-                help="development mode: create a key file on first start if it is missing",
+                help=_SWITCHES[key],
             )
             continue
         flag = _FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
@@ -117,8 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         "refill its failure budget, clear its factors' failures",
     )
     unlock.add_argument("--account", required=True, metavar="ID", help="the account id")
+    unlock.add_argument(
+        "--tenant", default=DEFAULT_TENANT, metavar="NAME", help="the account's tenant"
+    )
     _add_setting_flags(unlock, _DATABASE_KEYS)
     _add_setting_flags(audit_cli.add_parser(commands), _DATABASE_KEYS)
+    tokens.add_parser(commands)
     return parser
 
 
@@ -165,10 +181,11 @@ def _serve(args: argparse.Namespace) -> int:
     if worker:
         join_supervisor(args.worker_of, args.worker_index)
     tls = load_tls(settings)  # bad TLS files stop the start before anything is created
+    access = load_access(settings)  # so does a bad callers file, or anonymous beyond loopback
     if not worker:
         ensure_key_file(settings)
     # Imported late so `totpd keygen` and `--help` work without the native core.
-    from totpd.app import build_service, observed, prepare_database
+    from totpd.app import build_service, denial_recorder, observed, prepare_database
     from totpd.cli.supervisor import Supervisor, SupervisorError
     from totpd.otp import CpuPathError
     from totpd.rpc.server import ServerError, serve
@@ -181,7 +198,15 @@ def _serve(args: argparse.Namespace) -> int:
         with _database_errors():
             service = build_service(settings, prepared=worker)
         with observed(settings):
-            return serve(settings, service, ready_file=args.ready_file, tls=tls, share_port=worker)
+            return serve(
+                settings,
+                service,
+                ready_file=args.ready_file,
+                tls=tls,
+                share_port=worker,
+                access=access,
+                on_denied=denial_recorder(service),
+            )
     except (
         crypto.KeyringError,
         CpuPathError,
@@ -235,24 +260,26 @@ def _unlock(args: argparse.Namespace) -> int:
 
     try:
         account_id = validation.account_id(args.account)
+        tenant = validation.tenant(args.tenant, "--tenant")
     except TotpdError as error:
-        raise StartupError(f"--account: {error.message}") from None
+        flag = "--tenant" if error.field == "--tenant" else "--account"
+        raise StartupError(f"{flag}: {error.message}") from None
     with _database_errors():
         engine = open_engine(settings.prepared_database_url())
         try:
-            found = FactorStore(engine).unlock_account(account_id)
+            found = FactorStore(engine).unlock_account(account_id, tenant=tenant)
         finally:
             engine.dispose()
     if not found.known:
         raise StartupError(
-            f"account {account_id!r} has no factors and no attempt state: "
-            "nothing to unlock (check the account id)"
+            f"account {account_id!r} (tenant {tenant!r}) has no factors and no attempt "
+            "state: nothing to unlock (check the account id)"
         )
     done = _unlock_report(found, settings.policy)
     if not done:
         print(f"account {account_id}: nothing to unlock (not locked, no failures counted)")
         return 0
-    _log.info("account unlocked by an operator", extra={"account_id": account_id})
+    _log.info("account unlocked by an operator", extra={"account_id": account_id, "tenant": tenant})
     print(f"account {account_id} unlocked: " + "; ".join(done))
     return 0
 
@@ -292,6 +319,7 @@ _COMMANDS = {
     "migrate": _migrate,
     "unlock": _unlock,
     "audit": _audit,
+    "token": tokens.run,
 }
 
 

@@ -11,7 +11,8 @@ Request contents never reach a log line or a status message: unexpected
 exceptions are logged by type and stack frames only, because their message
 may quote the input (``int("12345a")`` does).
 
-`AccessLogInterceptor` writes one line per RPC: method, status code, duration.
+`AccessLogInterceptor` writes one line per RPC: method, status code, duration,
+and the caller and tenant when the call was resolved to one (`note_call`).
 
 `DeadlineInterceptor` gives each unary call its deadline for the store
 (totpd.deadlines): the client's, capped at `max_database_wait_seconds` from
@@ -25,6 +26,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import grpc
@@ -53,6 +55,26 @@ _INTERNAL: Final = TotpdError(ErrorReason.INTERNAL, "internal server error")
 _DEADLINE_PASSED: Final = TotpdError(
     ErrorReason.DEADLINE_EXCEEDED, "the call's deadline passed before it was served"
 )
+
+
+class _AccessNote:
+    """What an inner interceptor learnt about the call, for its access line."""
+
+    __slots__ = ("caller", "tenant")
+
+    def __init__(self) -> None:
+        self.caller: str | None = None
+        self.tenant = ""
+
+
+_NOTE: ContextVar[_AccessNote | None] = ContextVar("totpd_access_note", default=None)
+
+
+def note_call(caller: str, tenant: str) -> None:
+    """Put the call's caller and tenant on its access line (rpc/callers.py resolves them)."""
+    note = _NOTE.get()
+    if note is not None:
+        note.caller, note.tenant = caller, tenant
 
 
 class _Undecodable:
@@ -279,30 +301,40 @@ class AccessLogInterceptor(CachingInterceptor):
         return handler
 
 
-def _log_access(method: str, context: grpc.ServicerContext, started: float, failed: bool) -> None:
+def _log_access(
+    method: str,
+    context: grpc.ServicerContext,
+    started: float,
+    failed: bool,
+    note: _AccessNote | None = None,
+) -> None:
     code = _status_of(context)
     if code is None:
         code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
-    _access_log.info(
-        "rpc",
-        extra={
-            "method": method,
-            "code": code.name,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-        },
-    )
+    fields: dict[str, object] = {
+        "method": method,
+        "code": code.name,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+    if note is not None and note.caller is not None:
+        fields["caller"] = note.caller
+        fields["tenant"] = note.tenant
+    _access_log.info("rpc", extra=fields)
 
 
 def _timed(behavior: Unary, method: str) -> Unary:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         failed = True
+        note = _AccessNote()
+        token = _NOTE.set(note)
         try:
             response = behavior(request, context)
             failed = False
             return response
         finally:
-            _log_access(method, context, started, failed)
+            _NOTE.reset(token)
+            _log_access(method, context, started, failed, note)
 
     return handle
 

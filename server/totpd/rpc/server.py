@@ -15,14 +15,22 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from totpd.config import ConfigError, Settings, parse_listen_address
 from totpd.rpc.admission import Admission, AdmissionInterceptor
+from totpd.rpc.callers import (
+    Access,
+    CallerInterceptor,
+    DeniedHook,
+    ignore_denial,
+    load_access,
+    warn_if_anonymous,
+)
 from totpd.rpc.drain import DrainingHealthServicer, StopSignals, drain_and_stop
 from totpd.rpc.health_probe import StoreHealthProbe
 from totpd.rpc.interceptors import AccessLogInterceptor, DeadlineInterceptor, ErrorInterceptor
 from totpd.rpc.metrics import MetricsInterceptor
+from totpd.rpc.reflection import enable_reflection
 from totpd.rpc.servicer import TotpServicer
 from totpd.rpc.tls import (
     TlsMaterial,
@@ -52,6 +60,8 @@ def create_server(
     health_servicer: health.HealthServicer | None = None,
     tls: TlsMaterial | None = None,
     share_port: bool = False,
+    access: Access | None = None,
+    on_denied: DeniedHook = ignore_denial,
 ) -> tuple[grpc.Server, int]:
     """Build a server with TotpService, health and reflection, bound but not started.
 
@@ -64,9 +74,12 @@ def create_server(
     startup; without it they are read here.
     `share_port` lets the workers of `totpd serve --processes N` listen on one
     port (SO_REUSEPORT); otherwise a second server cannot bind it.
+    `access` is who may call (`load_access`; read here without it); every
+    TotpService call runs as its caller, and `on_denied` hears of each refusal.
     """
     try:
         credentials = server_credentials(settings, tls if tls is not None else load_tls(settings))
+        access = access if access is not None else load_access(settings)
     except ConfigError as error:
         raise ServerError(str(error)) from None
     limits = [
@@ -82,12 +95,14 @@ def create_server(
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc"),
         # First is outermost: the access log sees the status the error mapper
-        # set; the error mapper maps what the inner ones raise: a deadline
-        # already passed, an admission refusal, the handler's errors.
+        # set; the error mapper maps what the inner ones raise: a refused
+        # caller, a deadline already passed, an admission refusal, the
+        # handler's errors. Callers first: a refused call costs nothing else.
         interceptors=[
             AccessLogInterceptor(),
             MetricsInterceptor(),
             ErrorInterceptor(),
+            CallerInterceptor(access, on_denied),
             DeadlineInterceptor(settings.max_database_wait_seconds),
             admission_interceptor(settings),
         ],
@@ -99,9 +114,7 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
     return server, _bind(server, settings.listen_address, credentials)
 
 
@@ -145,7 +158,7 @@ def admission_interceptor(settings: Settings) -> AdmissionInterceptor:
         settings.max_items_in_flight,
         max_calls=POOL_SIZE + POOL_OVERFLOW - _BACKGROUND_CONNECTIONS,
     )
-    return AdmissionInterceptor(admission, settings.policy.max_batch_items)
+    return AdmissionInterceptor(admission, settings.largest_batch_items)
 
 
 _BIND_HINT = " (is the port in use by another process? choose another with --listen HOST:PORT)"
@@ -189,14 +202,22 @@ def serve(
     *,
     tls: TlsMaterial | None = None,
     share_port: bool = False,
+    access: Access | None = None,
+    on_denied: DeniedHook = ignore_denial,
 ) -> int:
     """Serve until SIGTERM or SIGINT, then drain and stop (`totpd.rpc.drain`); returns 0.
 
-    `tls` and `share_port` as for `create_server`.
+    `tls`, `share_port`, `access` and `on_denied` as for `create_server`.
     """
     health_servicer = DrainingHealthServicer()
     server, port = create_server(
-        settings, service, health_servicer=health_servicer, tls=tls, share_port=share_port
+        settings,
+        service,
+        health_servicer=health_servicer,
+        tls=tls,
+        share_port=share_port,
+        access=access,
+        on_denied=on_denied,
     )
     tune_garbage_collector()
     with StopSignals().installed() as signals:
@@ -205,9 +226,15 @@ def serve(
         address = bound_address(settings.listen_address, port)
         _log.info(
             "serving",
-            extra={"address": address, "workers": settings.max_workers, **tls_log_fields(settings)},
+            extra={
+                "address": address,
+                "workers": settings.max_workers,
+                "callers_file": str(settings.callers_file or ""),
+                **tls_log_fields(settings),
+            },
         )
         warn_if_plaintext_beyond_loopback(settings, address)
+        warn_if_anonymous(settings, address)
         if ready_file is not None:
             write_ready_file(ready_file, address)
         try:

@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 import grpc
 
+from totpd import calls
 from totpd.rpc import audit_convert, convert
 from totpd.rpc.status import to_item_error
 from totpd.service.errors import TotpdError
@@ -114,11 +115,15 @@ class TotpServicer:
 
 
 def caller_of(context: grpc.ServicerContext) -> str:
-    """Who is calling, for the per-caller failure rate: the peer's host without
-    its port ("ipv4:10.0.0.7:53012" -> "10.0.0.7", "ipv6:[::1]:4711" -> "::1"),
-    or the whole peer string for other transports. Callers behind one proxy or
-    NAT share it.
+    """Who is calling, for the per-caller failure rate: the caller's name from
+    the callers file (rpc/callers.py), or for the implicit local caller the
+    peer's host without its port ("ipv4:10.0.0.7:53012" -> "10.0.0.7",
+    "ipv6:[::1]:4711" -> "::1"), or the whole peer string for other
+    transports. Local callers behind one proxy or NAT share it.
     """
+    caller = calls.current().caller
+    if caller != calls.LOCAL_CALLER:
+        return "caller:" + caller  # apart from any peer host
     peer: str = unquote(context.peer() or "")
     kind, _, address = peer.partition(":")
     if kind == "ipv4":

@@ -60,10 +60,13 @@ class AuditContext:
     request_id: str | None
 
     @classmethod
-    def of_call(cls, method: str, request_id: str | None = None) -> AuditContext:
-        """The call being served (`calls.current()`); `method` as the service names it."""
+    def of_call(
+        cls, method: str, request_id: str | None = None, *, tenant: str | None = None
+    ) -> AuditContext:
+        """The call being served (`calls.current()`); `method` as the service names it;
+        `tenant`: the one the call acts in, as the service resolved it (its rounds')."""
         scope = calls.current()
-        return cls(scope.caller, scope.tenant, scope.peer, method, request_id or None)
+        return cls(scope.caller, tenant or scope.tenant, scope.peer, method, request_id or None)
 
     def row(
         self,

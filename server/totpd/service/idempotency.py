@@ -15,19 +15,25 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+from totpd import deadlines
 from totpd.crypto import Keyring, SecretUnavailableError
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
 from totpd.service.types import VerifyOutcome, VerifyResult
 from totpd.store.requests import DONE, Completion, NewRequest, RequestStore, StoredRequest
 
-# The namespace of request ids. One for now; the issue that adds callers and
-# tenants makes it theirs, so that two callers' ids cannot collide.
+# The namespace of request ids within a tenant (ids are per tenant: two tenants'
+# cannot collide). One for now.
 DEFAULT_SCOPE = "default"
 REQUEST_ID_MAX = 64
-# A claim still running after this long was abandoned (its process died): a
-# retry may take it over. Longer than any call runs.
+# A claim still running after its lease was abandoned (its process died, or its
+# database went away before the claim could be released): a retry may take it
+# over. The holder commits nothing after its call's deadline (deadlines.py), so
+# the lease ends a margin after that deadline (the margin covers replicas'
+# clocks apart); a claim made outside a call, with no deadline, keeps the
+# longest lease.
 CLAIM_LEASE_SECONDS = 60
+CLAIM_LEASE_MARGIN_SECONDS = 5
 # How long a duplicate waits for the first call, and how often it looks.
 _WAIT_SECONDS = 2.0
 _POLL_SECONDS = 0.05
@@ -50,6 +56,14 @@ def request_id(value: str | None) -> str | None:
     return value
 
 
+def claim_lease_seconds() -> int:
+    """How long a claim made now is held before a retry may take it over."""
+    left = deadlines.remaining()
+    if left is None:
+        return CLAIM_LEASE_SECONDS
+    return min(CLAIM_LEASE_SECONDS, math.ceil(max(left, 0.0)) + CLAIM_LEASE_MARGIN_SECONDS)
+
+
 class Call:
     """One mutating call: either the replay of a first call's result, or a
     claim to act under. As a context manager around the action, it releases
@@ -62,8 +76,10 @@ class Call:
         request_id: str = "",
         claim_token: str = "",
         replay: Result | None = None,
+        tenant: str = "",
     ) -> None:
         self._requests = requests
+        self._tenant = tenant
         self._request_id = request_id
         self._token = claim_token
         self._completed = False
@@ -79,7 +95,9 @@ class Call:
         if not self.claimed:
             return None
         self._completed = True
-        return Completion(self._request_id, DEFAULT_SCOPE, self._token, json.dumps(result))
+        return Completion(
+            self._tenant, self._request_id, DEFAULT_SCOPE, self._token, json.dumps(result)
+        )
 
     def complete(self, result: Result) -> None:
         """Store `result` now, in its own transaction (when the change made its own)."""
@@ -102,7 +120,7 @@ class Call:
             return
         try:
             # Deletes only a claim still running: a result that committed stays.
-            self._requests.release(self._request_id, DEFAULT_SCOPE, self._token)
+            self._requests.release(self._tenant, self._request_id, DEFAULT_SCOPE, self._token)
         except Exception:  # noqa: S110 (the lease frees a claim left behind)
             pass
 
@@ -123,11 +141,18 @@ class Idempotency:
         self._sleep = sleep
 
     def start(
-        self, request_id: str | None, method: str, account_id: str, fields: Sequence[str]
+        self,
+        request_id: str | None,
+        method: str,
+        account_id: str,
+        fields: Sequence[str],
+        *,
+        tenant: str,
     ) -> Call:
         """Claim `request_id` for this call, or find the first call's result.
 
         `fields`: every request field but the account and the id, already validated.
+        The id is the tenant's: another tenant's call with the same id is another call.
         """
         if request_id is None:
             return Call()
@@ -142,6 +167,7 @@ class Idempotency:
                 now = math.floor(self._clock())
                 token = secrets.token_hex(16)
                 new = NewRequest(
+                    tenant=tenant,
                     request_id=request_id,
                     scope=DEFAULT_SCOPE,
                     method=method,
@@ -150,12 +176,12 @@ class Idempotency:
                     fingerprint_key_id=key_id,
                     claim_token=token,
                     created_at=now,
-                    lease_until=now + CLAIM_LEASE_SECONDS,
+                    lease_until=now + claim_lease_seconds(),
                     expires_at=now + self._policy.request_id_retention_seconds,
                 )
                 first = self._requests.claim(new, now=now)
                 if first is None:
-                    return Call(self._requests, request_id, token)
+                    return Call(self._requests, request_id, token, tenant=tenant)
             self._check_same(first, method, account_id, data)
             if first.state == DONE and first.result is not None:
                 return Call(replay=json.loads(first.result))
@@ -169,7 +195,8 @@ class Idempotency:
                 )
             self._sleep(_POLL_SECONDS)
             # Waiting reads only: the running call needs the write lock to finish.
-            first = self._requests.get(request_id, DEFAULT_SCOPE, now=math.floor(self._clock()))
+            now = math.floor(self._clock())
+            first = self._requests.get(tenant, request_id, DEFAULT_SCOPE, now=now)
 
     def _check_same(self, first: StoredRequest, method: str, account_id: str, data: bytes) -> None:
         try:

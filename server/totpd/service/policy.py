@@ -1,8 +1,11 @@
-"""Verification policy: every tunable of the domain with its safe default."""
+"""Verification policy: every tunable of the domain with its safe default, and the
+tenants' own policies (the global one with a tenant's overrides)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +25,6 @@ class Policy:
     enrollment_ttl_seconds: int = 600
     max_batch_items: int = 10_000
     default_issuer: str = "totpd"
-    # Disable's `force` (no code) is for an administrator path. totpd has no
-    # caller identities, so any client that reaches the port can send it; turn
-    # it off where no such path uses totpd, and Disable always needs a code.
-    allow_force_disable: bool = True
     # Retention: disabled and expired factors (and pending ones never
     # confirmed) are purged this long after they ended; a request_id's first
     # result is replayed this long (AIP-155).
@@ -118,3 +117,49 @@ class Policy:
 def _check_range(name: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+
+
+# The keys a tenant may set for itself ([tenants.NAME.policy]); the others are
+# the server's: retention (one purge) and the per-caller limits (a caller spans
+# tenants).
+TENANT_KEYS: Final = frozenset(
+    {
+        "window",
+        "lock_after_failures",
+        "backoff_after_failures",
+        "backoff_base_seconds",
+        "lock_seconds",
+        "max_factors_per_account",
+        "enrollment_ttl_seconds",
+        "max_batch_items",
+        "default_issuer",
+        "failure_budget",
+        "failure_budget_window_seconds",
+        "max_consecutive_failures",
+    }
+)
+
+
+def tenant_policy(base: Policy, overrides: Mapping[str, Any]) -> Policy:
+    """`base` with a tenant's overrides, checked like the global policy (ValueError)."""
+    unknown = sorted(set(overrides) - TENANT_KEYS)
+    if unknown:
+        raise ValueError(
+            f"{', '.join(unknown)} cannot be set per tenant; per-tenant keys are "
+            + ", ".join(sorted(TENANT_KEYS))
+        )
+    return replace(base, **overrides)
+
+
+class Policies:
+    """The global policy and the tenants that have their own: one dict lookup per call."""
+
+    __slots__ = ("_tenants", "default")
+
+    def __init__(self, default: Policy, tenants: Mapping[str, Policy] | None = None) -> None:
+        self.default = default
+        self._tenants = dict(tenants or {})
+
+    def for_tenant(self, tenant: str) -> Policy:
+        """The tenant's policy; the global one for a tenant without overrides."""
+        return self._tenants.get(tenant, self.default)

@@ -14,16 +14,21 @@ from totpd.store import FactorStore, StoredFactor
 
 
 def uncounted_verdicts(
-    store: FactorStore, policy: Policy, checks: list[Check], state: FactorState, now: int
+    store: FactorStore,
+    policy: Policy,
+    checks: list[Check],
+    state: FactorState,
+    now: int,
+    tenant: str,
 ) -> list[tuple[Check, Verdict]]:
-    """Each check's error (or LOCKED verdict), read again from the store."""
+    """Each check's error (or LOCKED verdict), read again from the tenant's factors."""
     if not checks:
         return []
-    named = store.get_many(c.item.factor_id for c in checks if c.item.factor_id)
+    named = store.get_many((c.item.factor_id for c in checks if c.item.factor_id), tenant=tenant)
     in_state: dict[str, list[StoredFactor]] = defaultdict(list)
     # A check naming its factor reads only that factor (`named`).
     account_wide = (c.item.account_id for c in checks if c.item.factor_id is None)
-    for factor in store.list_for_accounts(account_wide, state):
+    for factor in store.list_for_accounts(account_wide, state, tenant=tenant):
         in_state[factor.account_id].append(factor)
     verdicts: list[tuple[Check, Verdict]] = []
     for check in checks:

@@ -17,8 +17,10 @@ from totpd.domain import (
     DEFAULT_PERIOD_SECONDS,
     DIGITS_RANGE,
     PERIOD_RANGE,
+    TENANT_MAX,
     Algorithm,
 )
+from totpd.service.access import valid_tenant
 from totpd.service.errors import ErrorReason, TotpdError
 
 # Printable ASCII without spaces: an id a caller copies, never a display name.
@@ -34,6 +36,17 @@ def account_id(value: str, field: str = "account_id") -> str:
         raise _invalid(
             field,
             f"{field} must be 1 to {ACCOUNT_ID_MAX} printable ASCII characters without spaces",
+        )
+    return value
+
+
+def tenant(value: str, field: str = "x-totpd-tenant") -> str:
+    """The rule of the callers file (service/access.py) for every tenant name."""
+    if not valid_tenant(value):
+        raise _invalid(
+            field,
+            f"a tenant is named by 1 to {TENANT_MAX} letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit",
         )
     return value
 

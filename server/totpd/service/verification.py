@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from totpd import otp
-from totpd.crypto import Keyring, SecretUnavailableError
+from totpd.crypto import Keyring, SecretUnavailableError, tenant_slot
 from totpd.domain import Algorithm, FactorState
 from totpd.service import failure_budget, validation
 from totpd.service.accounting import (
@@ -31,7 +31,7 @@ from totpd.service.caller_limits import CallerLimits
 from totpd.service.checks import Check, Verdict
 from totpd.service.errors import TotpdError, secret_unavailable
 from totpd.service.faults import is_store_fault, store_fault
-from totpd.service.policy import Policy
+from totpd.service.policy import Policies, Policy
 from totpd.service.round_plan import answer_while_locked, failures, one_per_account, unless_lost
 from totpd.service.types import VerifyItem, VerifyOutcome
 from totpd.service.uncounted import uncounted_verdicts
@@ -61,6 +61,8 @@ class _Round(NamedTuple):
     state: FactorState
     now: int
     activate: bool
+    tenant: str
+    policy: Policy
     audit: AuditContext | None = None
 
 
@@ -68,12 +70,14 @@ class CodeChecker:
     """The engine: checks requests in rounds and stores what each round decided."""
 
     def __init__(
-        self, store: FactorStore, keyring: Keyring, policy: Policy, clock: Callable[[], float]
+        self, store: FactorStore, keyring: Keyring, policies: Policies, clock: Callable[[], float]
     ) -> None:
         self._store = store
         self._keyring = keyring
-        self._policy = policy
+        self._policies = policies
         self._clock = clock
+        # A caller's limit spans the tenants it acts in: the global policy's.
+        policy = policies.default
         self._callers = CallerLimits(
             policy.caller_failures_per_second, policy.caller_failure_burst, clock
         )
@@ -85,6 +89,7 @@ class CodeChecker:
         state: FactorState,
         activate: bool = True,
         caller: str | None = None,
+        tenant: str,
         audit: AuditContext | None = None,
     ) -> VerifyOutcome:
         """One code; errors (database faults included) are raised.
@@ -98,6 +103,7 @@ class CodeChecker:
             activate=activate,
             faults_per_item=False,
             caller=caller,
+            tenant=tenant,
             audit=audit,
         )
         if isinstance(verdict, TotpdError):
@@ -112,9 +118,11 @@ class CodeChecker:
         activate: bool = True,
         faults_per_item: bool = True,
         caller: str | None = None,
+        tenant: str,
         audit: AuditContext | None = None,
     ) -> list[Verdict]:
-        """`_check_all` for a caller with room for every check to fail.
+        """`_check_all` for a caller with room for every check to fail, in `tenant`
+        (its accounts, under its policy).
 
         RATE_LIMITED (nothing compared, nothing counted) if `caller` has no
         room for len(requests) failures; the room its checks did not fail in
@@ -128,6 +136,8 @@ class CodeChecker:
                 state=state,
                 activate=activate,
                 faults_per_item=faults_per_item,
+                tenant=tenant,
+                policy=self._policies.for_tenant(tenant),
                 audit=audit,
             )
         finally:
@@ -143,6 +153,8 @@ class CodeChecker:
         state: FactorState,
         activate: bool,
         faults_per_item: bool,
+        tenant: str,
+        policy: Policy,
         audit: AuditContext | None = None,
     ) -> list[Verdict]:
         """Many codes against factors in `state`; each gets its verdict or its error.
@@ -173,12 +185,18 @@ class CodeChecker:
             this_round, waiting = one_per_account(waiting)
             decided: list[tuple[Check, Verdict]] = []
             try:
-                decided, uncounted = self._round_verdicts(this_round, state, now, activate, audit)
+                reads = [
+                    AttemptRequest(c.item.account_id, c.digits, c.item.factor_id)
+                    for c in this_round
+                ]
+                decided, uncounted = self._round_verdicts(
+                    _Round(this_round, reads, state, now, activate, tenant, policy, audit)
+                )
                 for check, verdict in decided:
                     verdicts[check.position] = verdict
                 decided_any = decided_any or bool(decided)
                 for check, verdict in uncounted_verdicts(
-                    self._store, self._policy, uncounted, state, now
+                    self._store, policy, uncounted, state, now, tenant
                 ):
                     verdicts[check.position] = verdict
                     loose.append((check, verdict))
@@ -198,32 +216,29 @@ class CodeChecker:
             self._store.audit.append(audit.verdict_events(time_us(self._clock), loose).rows())
         return [verdict for verdict in verdicts if verdict is not None]
 
-    def _round_verdicts(
-        self,
-        checks: list[Check],
-        state: FactorState,
-        now: int,
-        activate: bool,
-        audit: AuditContext | None = None,
-    ) -> _RoundVerdicts:
+    def _round_verdicts(self, round_: _Round) -> _RoundVerdicts:
         """Decide and store one round; returns the verdicts and the checks with
         no candidate factor (nothing was counted for them)."""
-        requests = [AttemptRequest(c.item.account_id, c.digits, c.item.factor_id) for c in checks]
+        state, now, tenant = round_.state, round_.now, round_.tenant
         attempts = self._store.attempts
-        with metrics.StoreRound(len(checks)):
-            factors = attempts.read(requests, state=state, now=now)
-            verdicts, writes, accounts, uncounted = self._verdicts_and_writes(
-                checks, factors, now, state
-            )
+        audit = round_.audit
+        with metrics.StoreRound(len(round_.checks)):
+            factors = attempts.read(round_.requests, state=state, now=now, tenant=tenant)
+            verdicts, writes, accounts, uncounted = self._verdicts_and_writes(round_, factors)
             events = audit.verdict_events(time_us(self._clock), verdicts) if audit else None
             if not attempts.write_if_unchanged(
-                writes, state=state, now=now, activate=activate, accounts=accounts, events=events
+                writes,
+                state=state,
+                now=now,
+                activate=round_.activate,
+                accounts=accounts,
+                tenant=tenant,
+                events=events,
             ):
                 # A factor changed between the read and the write (another attempt
                 # on it, a disable): nothing was written. Decide again under locks.
                 metrics.round_relocked()
-                locked_round = _Round(checks, requests, state, now, activate, audit)
-                verdicts, uncounted = self._locked_round_verdicts(locked_round)
+                verdicts, uncounted = self._locked_round_verdicts(round_)
         return verdicts, uncounted
 
     def _locked_round_verdicts(self, round_: _Round) -> _RoundVerdicts:
@@ -241,12 +256,15 @@ class CodeChecker:
     def _locked_round_try(self, round_: _Round) -> _RoundVerdicts:
         state, now = round_.state, round_.now
         with self._store.attempts.locked() as locked:
-            factors = locked.read(round_.requests, state=state, now=now)
-            verdicts, writes, accounts, uncounted = self._verdicts_and_writes(
-                round_.checks, factors, now, state
-            )
+            factors = locked.read(round_.requests, state=state, now=now, tenant=round_.tenant)
+            verdicts, writes, accounts, uncounted = self._verdicts_and_writes(round_, factors)
             written = locked.write(
-                writes, state=state, now=now, activate=round_.activate, accounts=accounts
+                writes,
+                state=state,
+                now=now,
+                activate=round_.activate,
+                accounts=accounts,
+                tenant=round_.tenant,
             )
             final = [(check, unless_lost(verdict, written)) for check, verdict in verdicts]
             if round_.audit is not None:
@@ -254,7 +272,7 @@ class CodeChecker:
         return final, uncounted
 
     def _verdicts_and_writes(
-        self, checks: list[Check], factors: list[CandidateFactor], now: int, state: FactorState
+        self, round_: _Round, factors: list[CandidateFactor]
     ) -> tuple[list[tuple[Check, Verdict]], list[FactorWrite], list[AccountWrite], list[Check]]:
         """Verdicts and writes of the checks whose account has candidate factors;
         the others are returned uncounted.
@@ -267,10 +285,11 @@ class CodeChecker:
             by_account[factor.account_id].append(factor)
         found: list[Check] = []
         uncounted: list[Check] = []
-        for check in checks:
+        for check in round_.checks:
             (found if check.item.account_id in by_account else uncounted).append(check)
+        guarded = round_.state is FactorState.ACTIVE
         verdicts, writes, accounts = self._candidate_verdicts(
-            found, by_account, now, state is FactorState.ACTIVE
+            found, by_account, round_.now, guarded, round_
         )
         return verdicts, writes, accounts, uncounted
 
@@ -280,11 +299,15 @@ class CodeChecker:
         by_account: dict[str, list[CandidateFactor]],
         now: int,
         guarded: bool,
+        round_: _Round,
     ) -> tuple[list[tuple[Check, Verdict]], list[FactorWrite], list[AccountWrite]]:
         """Compare every code with its account's unblocked factors, and decide each
         check's verdict and each compared factor's (and, when `guarded`, account's)
         new attempt state."""
-        verdicts, compared, steps, counters = self._matched_steps(checks, by_account, now, guarded)
+        policy = round_.policy
+        verdicts, compared, steps, counters = self._matched_steps(
+            checks, by_account, now, guarded, round_
+        )
         writes: list[FactorWrite] = []
         accounts: list[AccountWrite] = []
         pair = 0
@@ -300,13 +323,13 @@ class CodeChecker:
                         replayed = f
                 pair += 1
             if winner is not None:
-                outcome = success_writes(self._policy, winner, won_step, counter, unblocked, writes)
+                outcome = success_writes(policy, winner, won_step, counter, unblocked, writes)
                 if guarded and winner.consecutive_failures:
                     accounts.append(account_reset(winner))
             else:
-                outcome = failure_writes(self._policy, replayed, unblocked, writes, now)
+                outcome = failure_writes(policy, replayed, unblocked, writes, now)
                 if guarded:
-                    outcome = count_on_account(self._policy, outcome, unblocked, accounts, now)
+                    outcome = count_on_account(policy, outcome, unblocked, accounts, now)
             verdicts.append((check, outcome))
         return verdicts, writes, accounts
 
@@ -316,6 +339,7 @@ class CodeChecker:
         by_account: dict[str, list[CandidateFactor]],
         now: int,
         guarded: bool,
+        round_: _Round,
     ) -> tuple[
         list[tuple[Check, Verdict]],
         list[tuple[Check, list[CandidateFactor]]],
@@ -339,6 +363,7 @@ class CodeChecker:
         counters: list[int] = []
         codes: list[int] = []
         open_secret = self._keyring.open_parts
+        policy, sealed_tenant = round_.policy, tenant_slot(round_.tenant)
         for check in checks:
             factors = by_account[check.item.account_id]
             if guarded and factors[0].locked_at is not None:
@@ -349,15 +374,15 @@ class CodeChecker:
             else:
                 unblocked = [f for f in factors if f.blocked_until <= now]
             if not unblocked:
-                answered.append((check, blocked_verdict(self._policy, check, factors, now)))
+                answered.append((check, blocked_verdict(policy, check, factors, now)))
                 continue
             tat = factors[0].budget_tat
             if guarded and tat is not None:  # None: no failure yet, a full budget
-                wait = failure_budget.wait_seconds(self._policy, tat, now, len(unblocked))
+                wait = failure_budget.wait_seconds(policy, tat, now, len(unblocked))
                 if wait:
                     answered.append((check, budget_spent_verdict(check, wait)))
                     continue
-            if not _open_keys(open_secret, unblocked, keys):
+            if not _open_keys(open_secret, sealed_tenant, unblocked, keys):
                 answered.append((check, secret_unavailable()))
                 continue
             compared.append((check, unblocked))
@@ -371,12 +396,13 @@ class CodeChecker:
             otp.KeyTable.of(keys, algorithms, digits, counters) as table,
             tracing.span("totpd.core.verify_batch", "totpd.core.pairs", len(keys)),
         ):
-            steps = otp.verify_batch(table, range(len(keys)), codes, self._policy.window)
+            steps = otp.verify_batch(table, range(len(keys)), codes, policy.window)
         return answered, compared, steps, counters
 
 
 def _open_keys(
-    open_secret: Callable[[str, str, str, bytes, bytes], bytes],
+    open_secret: Callable[..., bytes],
+    tenant: str,
     factors: list[CandidateFactor],
     keys: list[bytes],
 ) -> bool:
@@ -388,7 +414,12 @@ def _open_keys(
         for f in factors:
             keys.append(
                 open_secret(
-                    f.factor_id, f.account_id, f.secret_key_id, f.secret_nonce, f.secret_ciphertext
+                    f.factor_id,
+                    f.account_id,
+                    f.secret_key_id,
+                    f.secret_nonce,
+                    f.secret_ciphertext,
+                    tenant_id=tenant,
                 )
             )
     except SecretUnavailableError:

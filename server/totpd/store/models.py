@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from totpd.domain import ACCOUNT_ID_MAX, ISSUER_MAX, LABEL_MAX, NEVER_USED_STEP
+from totpd.domain import ACCOUNT_ID_MAX, ISSUER_MAX, LABEL_MAX, NEVER_USED_STEP, TENANT_MAX
 
 # Constraint names are fixed so migrations stay identical on every database.
 NAMING_CONVENTION = {
@@ -41,6 +41,10 @@ class FactorRow(Base):
     __tablename__ = "factors"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # Every row lives in a tenant: `alice` of `shop` and of `bank` are two accounts.
+    # No server default: every write names its tenant (revision 0004 moved older rows
+    # to "default").
+    tenant: Mapped[str] = mapped_column(String(TENANT_MAX))
     account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX))
     label: Mapped[str] = mapped_column(String(LABEL_MAX))
     issuer: Mapped[str] = mapped_column(String(ISSUER_MAX))
@@ -71,14 +75,18 @@ class FactorRow(Base):
     ended_at: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
-        Index("ix_factors_account_id_state", "account_id", "state"),
+        # The account leads the keys, the tenant follows: no statement filters on
+        # the tenant alone, and SQLite's planner (no statistics) would otherwise
+        # scan a tenant's rows for a bulk UPDATE ... FROM its JSON rows.
+        Index("ix_factors_account_id_tenant_state", "account_id", "tenant", "state"),
         Index("ix_factors_ended_at", "ended_at"),
         Index("ix_factors_expires_at", "expires_at"),
         # A label is unique among an account's live factors only: a disabled
         # "Pixel 8" must not block enrolling the replacement "Pixel 8".
         Index(
-            "uq_factors_account_id_label_live",
+            "uq_factors_account_id_tenant_label_live",
             "account_id",
+            "tenant",
             "label",
             unique=True,
             sqlite_where=text("state IN ('pending', 'active')"),
@@ -96,7 +104,9 @@ class AccountRow(Base):
 
     __tablename__ = "accounts"
 
+    # The key is (account_id, tenant): see FactorRow's indexes.
     account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(TENANT_MAX), primary_key=True)
     # The failure budget as a GCRA "theoretical arrival time" (Unix seconds):
     # each compared failed (code, factor) pair pushes it later by
     # window / budget seconds, and a pair may be compared only while it stays
@@ -122,9 +132,10 @@ class RequestRecord(Base):
 
     __tablename__ = "request_records"
 
+    # Request ids are per tenant: two tenants' ids cannot collide.
+    tenant: Mapped[str] = mapped_column(String(TENANT_MAX))
     request_id: Mapped[str] = mapped_column(String(64))
-    # The namespace of request ids: one for now; the caller or tenant when
-    # callers and tenants exist, so that theirs cannot collide.
+    # A namespace of request ids within the tenant (one for now).
     scope: Mapped[str] = mapped_column(String(128))
     method: Mapped[str] = mapped_column(String(32))
     account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX))
@@ -143,7 +154,7 @@ class RequestRecord(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (
-        PrimaryKeyConstraint("request_id", "scope"),
+        PrimaryKeyConstraint("request_id", "scope", "tenant"),
         Index("ix_request_records_expires_at", "expires_at"),
     )
 

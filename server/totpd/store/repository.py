@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from totpd.calls import DEFAULT_TENANT
 from totpd.domain import LIVE_STATES, NEVER_USED_STEP, Algorithm, FactorState
 from totpd.store import deadline, faults
 from totpd.store.audit import AuditRow, AuditStore, append_in
@@ -27,8 +28,8 @@ from totpd.store.requests import Completion, RequestStore, complete_in
 from totpd.store.rounds import Attempts
 
 _T = TypeVar("_T")
-# The seed of hashtextextended(account_id, seed), the key of an account's
-# enrollment advisory lock.
+# The seed of hashtextextended(tenant and account_id, seed), the key of an
+# account's enrollment advisory lock.
 _ENROLLMENT_LOCK_SEED = 0
 
 
@@ -81,14 +82,20 @@ class FactorStore:
     # -- reads -------------------------------------------------------------
 
     @deadline.bounded
-    def get(self, factor_id: str) -> StoredFactor | None:
+    def get(self, factor_id: str, *, tenant: str = DEFAULT_TENANT) -> StoredFactor | None:
+        """The tenant's factor; None: absent, or another tenant's."""
         with self._sessions() as session:
             row = session.get(FactorRow, factor_id)
-            return None if row is None else _stored(row)
+            return None if row is None or row.tenant != tenant else _stored(row)
 
     @deadline.bounded
     def list_for_account(
-        self, account_id: str, states: Iterable[FactorState], *, now: int
+        self,
+        account_id: str,
+        states: Iterable[FactorState],
+        *,
+        now: int,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[StoredFactor]:
         """The account's factors in `states`, newest first.
 
@@ -96,32 +103,35 @@ class FactorStore:
         secrets erased, in the same transaction: expiry is lazy, per account.
         """
         with self._sessions.begin() as session:
-            factors = [_stored(row) for row in _expire_and_list(session, account_id, states, now)]
+            listed = _expire_and_list(session, tenant, account_id, states, now)
+            factors = [_stored(row) for row in listed]
             deadline.check()  # before the commit
             return factors
 
     @deadline.bounded
     def list_for_accounts(
-        self, account_ids: Iterable[str], state: FactorState
+        self, account_ids: Iterable[str], state: FactorState, *, tenant: str = DEFAULT_TENANT
     ) -> list[StoredFactor]:
         factors: list[StoredFactor] = []
         with self._sessions() as session:
             for chunk in _chunks(sorted(set(account_ids))):
                 query = select(FactorRow).where(
-                    FactorRow.account_id.in_(chunk), FactorRow.state == state
+                    FactorRow.tenant == tenant,
+                    FactorRow.account_id.in_(chunk),
+                    FactorRow.state == state,
                 )
                 factors.extend(_stored(row) for row in session.scalars(query))
         return factors
 
     @deadline.bounded
-    def get_many(self, factor_ids: Iterable[str]) -> dict[str, StoredFactor]:
+    def get_many(
+        self, factor_ids: Iterable[str], *, tenant: str = DEFAULT_TENANT
+    ) -> dict[str, StoredFactor]:
         factors: dict[str, StoredFactor] = {}
         with self._sessions() as session:
             for chunk in _chunks(sorted(set(factor_ids))):
-                factors.update(
-                    (row.id, _stored(row))
-                    for row in session.scalars(select(FactorRow).where(FactorRow.id.in_(chunk)))
-                )
+                query = select(FactorRow).where(FactorRow.id.in_(chunk), FactorRow.tenant == tenant)
+                factors.update((row.id, _stored(row)) for row in session.scalars(query))
         return factors
 
     # -- enrollment --------------------------------------------------------
@@ -134,6 +144,7 @@ class FactorStore:
         now: int,
         make_factor: Callable[[list[StoredFactor]], NewFactor],
         completes: Completion | None = None,
+        tenant: str = DEFAULT_TENANT,
         events: Sequence[AuditRow] = (),
     ) -> StoredFactor:
         """Insert the factor `make_factor` builds from the account's live factors, with no
@@ -150,10 +161,11 @@ class FactorStore:
             connection.execution_options(**{IMMEDIATE_TRANSACTION: True})
             with connection.begin(), Session(bind=connection, expire_on_commit=False) as session:
                 if self._engine.dialect.name == "postgresql":
-                    key = func.hashtextextended(account_id, _ENROLLMENT_LOCK_SEED)
+                    name = f"{len(tenant)}:{tenant}:{account_id}"  # unambiguous: length-prefixed
+                    key = func.hashtextextended(name, _ENROLLMENT_LOCK_SEED)
                     session.execute(select(func.pg_advisory_xact_lock(key)))
-                live = _expire_and_list(session, account_id, LIVE_STATES, now)
-                row = _new_row(make_factor([_stored(factor) for factor in live]))
+                live = _expire_and_list(session, tenant, account_id, LIVE_STATES, now)
+                row = _new_row(make_factor([_stored(factor) for factor in live]), tenant)
                 session.add(row)
                 try:
                     session.flush()
@@ -168,7 +180,7 @@ class FactorStore:
     # -- account unlock ----------------------------------------------------
 
     @faults.translated
-    def unlock_account(self, account_id: str) -> AccountUnlock:
+    def unlock_account(self, account_id: str, *, tenant: str = DEFAULT_TENANT) -> AccountUnlock:
         """Lift the account's lock after too many consecutive failures, end its run
         of failures, refill its failure budget, and clear its live factors'
         failures, backoff and timed lock: the user can sign in at once.
@@ -180,6 +192,7 @@ class FactorStore:
         clear_factors = (
             update(FactorRow)
             .where(
+                FactorRow.tenant == tenant,
                 FactorRow.account_id == account_id,
                 FactorRow.state.in_(LIVE_STATES),
                 (FactorRow.failed_attempts != 0) | (FactorRow.blocked_until != 0),
@@ -188,11 +201,15 @@ class FactorStore:
             .returning(FactorRow.id)
             .execution_options(synchronize_session=False)
         )
-        has_factors = select(FactorRow.id).where(FactorRow.account_id == account_id).limit(1)
+        has_factors = (
+            select(FactorRow.id)
+            .where(FactorRow.tenant == tenant, FactorRow.account_id == account_id)
+            .limit(1)
+        )
         with self._writer, self._engine.connect() as connection:
             connection.execution_options(**{IMMEDIATE_TRANSACTION: True})
             with connection.begin(), Session(bind=connection, expire_on_commit=False) as session:
-                row = session.get(AccountRow, account_id, with_for_update=True)
+                row = session.get(AccountRow, (account_id, tenant), with_for_update=True)
                 unblocked = len(session.scalars(clear_factors).all())
                 known = row is not None or session.scalar(has_factors) is not None
                 if row is None:
@@ -207,10 +224,12 @@ class FactorStore:
         return found
 
     @faults.translated
-    def account_state(self, account_id: str) -> AccountState | None:
+    def account_state(
+        self, account_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> AccountState | None:
         """The account's attempt state; None: no failure was ever counted."""
         with self._sessions() as session:
-            row = session.get(AccountRow, account_id)
+            row = session.get(AccountRow, (account_id, tenant))
             if row is None:
                 return None
             return AccountState(
@@ -226,6 +245,7 @@ class FactorStore:
         *,
         now: int,
         completes: Callable[[list[StoredFactor]], Completion | None] | None = None,
+        tenant: str = DEFAULT_TENANT,
         events: Callable[[list[StoredFactor]], Sequence[AuditRow]] | None = None,
     ) -> list[StoredFactor]:
         """Turn live factors DISABLED and erase their secrets; returns them.
@@ -236,7 +256,11 @@ class FactorStore:
         """
         statement = (
             update(FactorRow)
-            .where(FactorRow.id.in_(factor_ids), FactorRow.state.in_(LIVE_STATES))
+            .where(
+                FactorRow.id.in_(factor_ids),
+                FactorRow.tenant == tenant,
+                FactorRow.state.in_(LIVE_STATES),
+            )
             .values(state=FactorState.DISABLED, expires_at=None, ended_at=now, **_ERASED_SECRET)
             .returning(FactorRow)
             .execution_options(synchronize_session=False)
@@ -274,9 +298,10 @@ def _stored(row: FactorRow) -> StoredFactor:
     )
 
 
-def _new_row(factor: NewFactor) -> FactorRow:
+def _new_row(factor: NewFactor, tenant: str) -> FactorRow:
     return FactorRow(
         id=factor.factor_id,
+        tenant=tenant,
         algorithm=factor.algorithm.value,
         state=FactorState.PENDING.value,
         last_used_step=NEVER_USED_STEP,
@@ -309,11 +334,12 @@ _CHUNK = 4000
 
 
 def _expire_and_list(
-    session: Session, account_id: str, states: Iterable[FactorState], now: int
+    session: Session, tenant: str, account_id: str, states: Iterable[FactorState], now: int
 ) -> list[FactorRow]:
     expire = (
         update(FactorRow)
         .where(
+            FactorRow.tenant == tenant,
             FactorRow.account_id == account_id,
             FactorRow.state == FactorState.PENDING,
             FactorRow.expires_at <= now,
@@ -324,7 +350,11 @@ def _expire_and_list(
     )
     query = (
         select(FactorRow)
-        .where(FactorRow.account_id == account_id, FactorRow.state.in_(tuple(states)))
+        .where(
+            FactorRow.tenant == tenant,
+            FactorRow.account_id == account_id,
+            FactorRow.state.in_(tuple(states)),
+        )
         .order_by(FactorRow.created_at.desc(), FactorRow.id)
     )
     session.execute(expire)

@@ -34,6 +34,7 @@ _TABLE = cast(Table, RequestRecord.__table__)
 class NewRequest(NamedTuple):
     """A claim to insert: the call's identity, fingerprint and deadlines."""
 
+    tenant: str
     request_id: str
     scope: str
     method: str
@@ -60,6 +61,7 @@ class StoredRequest(NamedTuple):
 class Completion(NamedTuple):
     """The result to store on a claim, if the claim is still the caller's."""
 
+    tenant: str
     request_id: str
     scope: str
     claim_token: str
@@ -79,7 +81,9 @@ class RequestStore:
         claim = (
             dialect.insert(_TABLE)
             .values(**new._asdict(), state=RUNNING)
-            .on_conflict_do_nothing(index_elements=[_TABLE.c.request_id, _TABLE.c.scope])
+            .on_conflict_do_nothing(
+                index_elements=[_TABLE.c.request_id, _TABLE.c.scope, _TABLE.c.tenant]
+            )
             # A returned row, not rowcount: drivers disagree on an upsert's rowcount.
             .returning(_TABLE.c.request_id)
         )
@@ -88,18 +92,18 @@ class RequestStore:
                 return None
             taken_over = connection.execute(
                 update(_TABLE)
-                .where(_key(new.request_id, new.scope), _dead(now))
+                .where(_key(new.tenant, new.request_id, new.scope), _dead(now))
                 .values(**new._asdict(), state=RUNNING, result=None)
             )
             if taken_over.rowcount == 1:
                 return None
-            return _live(connection, new.request_id, new.scope, now)
+            return _live(connection, new.tenant, new.request_id, new.scope, now)
 
     @faults.translated
-    def get(self, request_id: str, scope: str, *, now: int) -> StoredRequest | None:
+    def get(self, tenant: str, request_id: str, scope: str, *, now: int) -> StoredRequest | None:
         """The live record of an id, or None (absent, or only a dead claim is left)."""
         with self._engine.connect() as connection:
-            return _live(connection, request_id, scope, now)
+            return _live(connection, tenant, request_id, scope, now)
 
     @faults.translated
     def complete(self, completion: Completion) -> None:
@@ -107,12 +111,12 @@ class RequestStore:
             complete_in(connection, completion)
 
     @faults.translated
-    def release(self, request_id: str, scope: str, claim_token: str) -> None:
+    def release(self, tenant: str, request_id: str, scope: str, claim_token: str) -> None:
         """Drop the caller's running claim: the call failed and changed nothing it keeps."""
         with self._transaction() as connection:
             connection.execute(
                 delete(_TABLE).where(
-                    _key(request_id, scope),
+                    _key(tenant, request_id, scope),
                     _TABLE.c.claim_token == claim_token,
                     _TABLE.c.state == RUNNING,
                 )
@@ -146,7 +150,7 @@ def complete_in(connection: Connection, completion: Completion) -> bool:
     result = connection.execute(
         update(_TABLE)
         .where(
-            _key(completion.request_id, completion.scope),
+            _key(completion.tenant, completion.request_id, completion.scope),
             _TABLE.c.claim_token == completion.claim_token,
         )
         .values(state=DONE, result=completion.result)
@@ -154,8 +158,10 @@ def complete_in(connection: Connection, completion: Completion) -> bool:
     return bool(result.rowcount == 1)
 
 
-def _key(request_id: str, scope: str) -> ColumnElement[bool]:
-    return and_(_TABLE.c.request_id == request_id, _TABLE.c.scope == scope)
+def _key(tenant: str, request_id: str, scope: str) -> ColumnElement[bool]:
+    return and_(
+        _TABLE.c.tenant == tenant, _TABLE.c.request_id == request_id, _TABLE.c.scope == scope
+    )
 
 
 def _dead(now: int) -> ColumnElement[bool]:
@@ -166,7 +172,9 @@ def _dead(now: int) -> ColumnElement[bool]:
     )
 
 
-def _live(connection: Connection, request_id: str, scope: str, now: int) -> StoredRequest | None:
+def _live(
+    connection: Connection, tenant: str, request_id: str, scope: str, now: int
+) -> StoredRequest | None:
     row = connection.execute(
         select(
             _TABLE.c.method,
@@ -177,7 +185,7 @@ def _live(connection: Connection, request_id: str, scope: str, now: int) -> Stor
             _TABLE.c.result,
             _TABLE.c.lease_until,
             _TABLE.c.expires_at,
-        ).where(_key(request_id, scope))
+        ).where(_key(tenant, request_id, scope))
     ).one_or_none()
     if row is None or row.expires_at <= now or (row.state == RUNNING and row.lease_until <= now):
         return None

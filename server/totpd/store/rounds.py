@@ -10,12 +10,13 @@ are in round_sql.py and run on the DB-API cursor (dbapi.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import NamedTuple
 
 from sqlalchemy import Engine, Insert, Update
 
+from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
 from totpd.store import audit, deadline, round_sql
 from totpd.store.dbapi import RawConnection, deadline_on_database_clock, forget_clock_offset
@@ -109,11 +110,16 @@ class Attempts:
 
     @deadline.bounded
     def read(
-        self, requests: Sequence[AttemptRequest], *, state: FactorState, now: int
+        self,
+        requests: Sequence[AttemptRequest],
+        *,
+        state: FactorState,
+        now: int,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[CandidateFactor]:
         """Read, without locking, the factors each request may be checked against."""
         with RawConnection(self._engine, autocommit=True) as connection:
-            return _read(connection, requests, state, now, lock=False)
+            return _read(connection, requests, state, now, tenant, lock=False)
 
     @deadline.bounded
     def write_if_unchanged(
@@ -124,6 +130,7 @@ class Attempts:
         now: int,
         activate: bool = True,
         accounts: Sequence[AccountWrite] = (),
+        tenant: str = DEFAULT_TENANT,
         events: audit.RoundEvents | None = None,
     ) -> bool:
         """Store every write, each only where its factor (or account) is as it was read.
@@ -136,7 +143,7 @@ class Attempts:
         DeadlineExceededError if the deadline passed first: nothing was written.
         """
         dialect = self._dialect.name
-        statements = _account_statements(dialect, accounts)
+        statements = _account_statements(dialect, accounts, tenant)
         # One factor row and no account row: the statement alone is atomic, and
         # outside a transaction it carries the call's deadline in its condition.
         items = events.items if events is not None else ()
@@ -144,10 +151,11 @@ class Attempts:
         with_event = dialect == "postgresql" and len(writes) == 1 and len(items) == 1
         alone = not statements and len(writes) == 1 and (not items or with_event)
         if writes:
-            factors = _write_statement(dialect, writes, state, now, activate, alone=alone)
+            factors = _write_statement(dialect, writes, state, now, tenant, activate, alone=alone)
             if alone and with_event and events is not None:
+                # p_tenant is one bind shared by the write and its event: the round's.
                 both = audit.insert_after(factors[0])
-                statements.append((both, {**factors[1], **audit.one_event_values(events)}, 1))
+                statements.append((both, {**audit.one_event_values(events), **factors[1]}, 1))
             else:
                 statements.append((*factors, len(writes)))
         if events is not None and items and not (alone and with_event):
@@ -200,7 +208,12 @@ class LockedRound:
         self._connection = connection
 
     def read(
-        self, requests: Sequence[AttemptRequest], *, state: FactorState, now: int
+        self,
+        requests: Sequence[AttemptRequest],
+        *,
+        state: FactorState,
+        now: int,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[CandidateFactor]:
         """Lock and read the candidate factors (blocked or not: the caller decides).
 
@@ -212,10 +225,11 @@ class LockedRound:
         account deadlocked with a failure inserting the same account first.
         """
         if self._connection.dialect.name == "postgresql":
-            accounts = json.dumps(sorted({request.account_id for request in requests}))
-            self._connection.run(round_sql.insert_missing_accounts(), {"p_accounts": accounts})
-            self._connection.run(round_sql.lock_accounts(), {"p_accounts": accounts})
-        return _read(self._connection, requests, state, now, lock=True)
+            accounts = sorted({request.account_id for request in requests})
+            values: dict[str, object] = {"p_keys": _keys(accounts, tenant)}
+            self._connection.run(round_sql.insert_missing_accounts(), values)
+            self._connection.run(round_sql.lock_accounts(), values)
+        return _read(self._connection, requests, state, now, tenant, lock=True)
 
     def write(
         self,
@@ -225,6 +239,7 @@ class LockedRound:
         now: int,
         activate: bool = True,
         accounts: Sequence[AccountWrite] = (),
+        tenant: str = DEFAULT_TENANT,
     ) -> set[str]:
         """Store every write in one conditional UPDATE; returns the factors written.
 
@@ -235,7 +250,7 @@ class LockedRound:
         decided again: its failures must not go uncounted.
         """
         dialect = self._connection.dialect.name
-        for statement, values, expected in _account_statements(dialect, accounts):
+        for statement, values, expected in _account_statements(dialect, accounts, tenant):
             if len(self._connection.run(statement, values)) != expected:
                 raise RoundAbortedError(
                     "an account row changed under the round's lock",
@@ -243,7 +258,9 @@ class LockedRound:
                 )
         if not writes:
             return set()
-        statement, values = _write_statement(dialect, writes, state, now, activate, alone=False)
+        statement, values = _write_statement(
+            dialect, writes, state, now, tenant, activate, alone=False
+        )
         return {factor_id for (factor_id,) in self._connection.run(statement, values)}
 
     def record(self, events: audit.RoundEvents) -> None:
@@ -258,6 +275,7 @@ def _read(
     requests: Sequence[AttemptRequest],
     state: FactorState,
     now: int,
+    tenant: str,
     *,
     lock: bool,
 ) -> list[CandidateFactor]:
@@ -274,6 +292,7 @@ def _read(
         statement = round_sql.read_one(dialect, state, request.factor_id is not None, lock)
         values: dict[str, object] = {
             "p_now": now,
+            "p_tenant": tenant,
             "p_account": request.account_id,
             "p_digits": request.digits,
             "p_factor": request.factor_id,
@@ -290,7 +309,7 @@ def _read(
     if len(wanted) != len(requests):
         raise ValueError("a round reads at most one request per account")
     statement = round_sql.read_many(dialect, state, lock)
-    rows = connection.run(statement, {"p_now": now, "p_accounts": json.dumps(list(wanted))})
+    rows = connection.run(statement, {"p_now": now, "p_keys": _keys(wanted, tenant)})
     found: list[CandidateFactor] = []
     accounts: set[str] = set()
     for row in rows:
@@ -307,6 +326,11 @@ def _read(
     return found
 
 
+def _keys(accounts: Iterable[str], tenant: str) -> str:
+    """The (account, tenant) pairs a bulk read or lock binds (round_sql._round_keys)."""
+    return json.dumps([(account, tenant) for account in accounts])
+
+
 # -- a round's writes bound to their statements ---------------------------------
 # The parameter names are those round_sql's statements bind (``p_`` + field).
 
@@ -316,6 +340,7 @@ def _write_statement(
     writes: Sequence[FactorWrite],
     state: FactorState,
     now: int,
+    tenant: str,
     activate: bool,
     *,
     alone: bool,
@@ -326,6 +351,7 @@ def _write_statement(
         (write,) = writes
         return round_sql.write_one(dialect, state, activate, alone), {
             "p_now": now,
+            "p_tenant": tenant,
             "p_factor": write.factor_id,
             "p_failed": write.failed_attempts,
             "p_blocked": write.blocked_until,
@@ -341,6 +367,7 @@ def _write_statement(
     rows = sorted(writes) if dialect == "postgresql" else writes
     return round_sql.write_many(dialect, state, activate), {
         "p_now": now,
+        "p_tenant": tenant,
         "p_rows": json.dumps(rows),
     }
 
@@ -348,7 +375,9 @@ def _write_statement(
 _AccountStatement = tuple[Update | Insert, dict[str, object], int]
 
 
-def _account_statements(dialect: str, accounts: Sequence[AccountWrite]) -> list[_AccountStatement]:
+def _account_statements(
+    dialect: str, accounts: Sequence[AccountWrite], tenant: str
+) -> list[_AccountStatement]:
     """The statements storing `accounts`, each with the rows it must return.
 
     Rows read as present are updated where still as read; rows read as
@@ -368,7 +397,9 @@ def _account_statements(dialect: str, accounts: Sequence[AccountWrite]) -> list[
             values: dict[str, object] = {
                 f"p_{name}": value for name, value in rows[0]._asdict().items()
             }
+            values["p_tenant"] = tenant
             statements.append((one(dialect), values, 1))
         elif rows:
-            statements.append((many(dialect), {"p_rows": json.dumps(rows)}, len(rows)))
+            values = {"p_rows": json.dumps(rows), "p_tenant": tenant}
+            statements.append((many(dialect), values, len(rows)))
     return statements

@@ -5,8 +5,16 @@
 ...     outcome = totpd.verify("alice", "123456")
 """
 
+from .audit import AuditEvent, AuditPage
 from .client import DEFAULT_TIMEOUT, TotpdClient
-from .errors import DOMAIN, ErrorReason, TotpdError
+from .errors import (
+    DOMAIN,
+    ErrorReason,
+    PermissionDeniedError,
+    TenantRequiredError,
+    TotpdError,
+    UnauthenticatedError,
+)
 from .types import (
     Algorithm,
     BatchItem,
@@ -24,6 +32,8 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DOMAIN",
     "Algorithm",
+    "AuditEvent",
+    "AuditPage",
     "BatchItem",
     "BatchResult",
     "Confirmation",
@@ -32,8 +42,11 @@ __all__ = [
     "ErrorReason",
     "Factor",
     "FactorState",
+    "PermissionDeniedError",
+    "TenantRequiredError",
     "TotpdClient",
     "TotpdError",
+    "UnauthenticatedError",
     "VerifyOutcome",
     "VerifyResult",
 ]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
 
+from .audit import AuditEvent, AuditPage, to_micros
+from .auth import call_metadata, is_loopback
 from .errors import ErrorReason, TotpdError
 from .types import (
     Algorithm,
@@ -21,7 +24,7 @@ from .types import (
     Factor,
     VerifyOutcome,
 )
-from .v1 import errors_pb2, totp_service_pb2, totp_service_pb2_grpc
+from .v1 import audit_pb2, errors_pb2, totp_service_pb2, totp_service_pb2_grpc
 
 T = TypeVar("T")
 
@@ -54,7 +57,16 @@ class TotpdClient:
     * Transport: TLS with the system roots by default; ``root_certificates`` (PEM
       bytes) to trust your own CA; ``client_certificate`` + ``client_key`` for mTLS;
       ``insecure=True`` for plaintext on loopback; or pass your own ``channel``.
-    * Errors raise :class:`TotpdError` with ``.code``, ``.reason``, ``.field``.
+    * Identity: ``token`` is sent as ``authorization: Bearer <token>`` on every
+      call (or present a client certificate for mTLS); ``tenant`` as
+      ``x-totpd-tenant`` (needed only by a caller holding several tenants). A
+      token over ``insecure=True`` to a non-loopback target is refused unless
+      ``allow_token_over_plaintext=True`` (a TLS-terminating sidecar on the
+      path); with your own ``channel`` the token is sent as given.
+    * Errors raise :class:`TotpdError` with ``.code``, ``.reason``, ``.field``;
+      :class:`UnauthenticatedError`, :class:`PermissionDeniedError` and
+      :class:`TenantRequiredError` are its subclasses for refused identities,
+      never retried.
     """
 
     def __init__(
@@ -72,6 +84,9 @@ class TotpdClient:
         server_name: str | None = None,
         channel: grpc.Channel | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        token: str | None = None,
+        tenant: str | None = None,
+        allow_token_over_plaintext: bool = False,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -79,6 +94,18 @@ class TotpdClient:
             raise ValueError("max_attempts must be at least 1")
         if (client_certificate is None) != (client_key is None):
             raise ValueError("mTLS needs both client_certificate and client_key")
+        if (
+            token is not None
+            and insecure
+            and channel is None
+            and not allow_token_over_plaintext
+            and not is_loopback(target)
+        ):
+            raise ValueError(
+                f"refusing to send the token in plaintext to {target}: use TLS, or pass"
+                " allow_token_over_plaintext=True if TLS ends at a proxy on the way"
+            )
+        self._metadata = call_metadata(token, tenant)
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.initial_backoff = initial_backoff
@@ -252,6 +279,59 @@ class TotpdClient:
         response = self._call(self._stub.ListFactors, req, timeout)
         return [Factor.from_proto(f) for f in response.factors]
 
+    def list_audit_events(
+        self,
+        *,
+        tenant: str = "",
+        account_id: str = "",
+        caller: str = "",
+        method: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> AuditPage:
+        """One page of audit events, oldest first (needs the ``admin`` permission).
+
+        Empty filters match anything; ``since`` is inclusive, ``until`` exclusive
+        (naive datetimes are UTC). ``page_size`` 0 means the server's default (100).
+        Pass the page's ``next_page_token`` with the same filters for the next one,
+        or use :meth:`iter_audit_events`.
+        """
+        req = audit_pb2.ListAuditEventsRequest(
+            tenant=tenant,
+            account_id=account_id,
+            caller=caller,
+            method=method,
+            start_time_unix_micros=to_micros(since),
+            end_time_unix_micros=to_micros(until),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        r = self._call(self._stub.ListAuditEvents, req, timeout)
+        return AuditPage([AuditEvent.from_proto(e) for e in r.events], r.next_page_token)
+
+    def iter_audit_events(
+        self, *, limit: int | None = None, page_size: int = 0, **filters: Any
+    ) -> Iterator[AuditEvent]:
+        """Every matching event, oldest first, fetching page after page (at most ``limit``).
+
+        ``filters``: the keyword arguments of :meth:`list_audit_events`. Each page is
+        one call with its own ``timeout``.
+        """
+        token, left = "", limit
+        while left is None or left > 0:
+            size = page_size if left is None else min(left, page_size or 100)
+            page = self.list_audit_events(page_size=size, page_token=token, **filters)
+            events = page.events if left is None else page.events[:left]
+            yield from events
+            if left is not None:
+                left -= len(events)
+            token = page.next_page_token
+            if not token:
+                return
+
     # -- plumbing ----------------------------------------------------------------
     def _call(self, method: Callable[..., T], request: Any, timeout: float | None) -> T:
         """One logical call: the same ``request`` (and request_id) on every attempt."""
@@ -261,7 +341,7 @@ class TotpdClient:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                return method(request, timeout=max(remaining, 0.001))
+                return method(request, timeout=max(remaining, 0.001), metadata=self._metadata)
             except grpc.RpcError as rpc_error:
                 err = TotpdError.from_rpc_error(rpc_error)
                 if not _retryable(err) or attempt >= self.max_attempts:

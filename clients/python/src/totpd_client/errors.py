@@ -39,6 +39,9 @@ class ErrorReason(enum.Enum):
     DEADLINE_EXCEEDED = "ERROR_REASON_DEADLINE_EXCEEDED"
     RATE_LIMITED = "ERROR_REASON_RATE_LIMITED"
     REQUEST_ID_REUSED = "ERROR_REASON_REQUEST_ID_REUSED"
+    UNAUTHENTICATED = "ERROR_REASON_UNAUTHENTICATED"
+    PERMISSION_DENIED = "ERROR_REASON_PERMISSION_DENIED"
+    TENANT_REQUIRED = "ERROR_REASON_TENANT_REQUIRED"
 
     @classmethod
     def parse(cls, name: str) -> ErrorReason:
@@ -109,8 +112,9 @@ class TotpdError(Exception):
                     reason, metadata = ErrorReason.parse(info.reason), dict(info.metadata)
                     found_info = True
             break
-        return cls(
-            code or grpc.StatusCode.UNKNOWN,
+        code = code or grpc.StatusCode.UNKNOWN
+        return error_class(code, reason)(
+            code,
             reason,
             message,
             metadata.get("field", ""),
@@ -123,4 +127,38 @@ class TotpdError(Exception):
         """Builds the error of one BatchVerify item."""
         status = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
         meta = {"field": field} if field else {}
-        return cls(status, ErrorReason.parse(reason_name), message, field, meta)
+        reason = ErrorReason.parse(reason_name)
+        return error_class(status, reason)(status, reason, message, field, meta)
+
+
+class UnauthenticatedError(TotpdError):
+    """``UNAUTHENTICATED``: no credential, or one the server does not know.
+
+    Fix the token or the client certificate; never retried. Any status with
+    that code raises it (a proxy's too); totpd's own carries
+    ``ErrorReason.UNAUTHENTICATED``.
+    """
+
+
+class PermissionDeniedError(TotpdError):
+    """``PERMISSION_DENIED``: a known caller without the permission, or without
+    the tenant it named. Never retried; totpd's own carries
+    ``ErrorReason.PERMISSION_DENIED``. Nothing was read or written.
+    """
+
+
+class TenantRequiredError(TotpdError):
+    """``INVALID_ARGUMENT`` ``TENANT_REQUIRED``: the caller holds several tenants
+    and named none; pass ``tenant=`` to the client. Never retried.
+    """
+
+
+def error_class(code: grpc.StatusCode, reason: ErrorReason) -> type[TotpdError]:
+    """The most specific error class of a status."""
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        return UnauthenticatedError
+    if code is grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDeniedError
+    if reason is ErrorReason.TENANT_REQUIRED:
+        return TenantRequiredError
+    return TotpdError

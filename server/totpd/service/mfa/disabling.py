@@ -1,5 +1,5 @@
 """Disabling a factor or all of an account's live factors (Disable): with a current code,
-or by force where the policy allows it; a retry gets the first verdict."""
+or by force (an admin caller); a retry gets the first verdict."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from totpd.store.requests import Completion
 
 def disable(
     deps: Deps,
+    tenant: str,
     account_id: str,
     factor_id: str | None,
     code: str | None,
@@ -30,22 +31,15 @@ def disable(
     factor_id = validation.optional_factor_id(factor_id)
     _check_proof(deps, code, force)
     fields = (factor_id or "", code or "", "force" if force else "")
-    call = deps.requests.start(request_id, "Disable", account_id, fields)
+    call = deps.requests.start(request_id, "Disable", account_id, fields, tenant=tenant)
     if call.replay is not None:
-        return _disabled_again(deps, account_id, call.replay)
+        return _disabled_again(deps, tenant, account_id, call.replay)
     with call:
-        return _disable(deps, account_id, factor_id, code, force, call, caller, audit)
+        return _disable(deps, tenant, account_id, factor_id, code, force, call, caller, audit)
 
 
 def _check_proof(deps: Deps, code: str | None, force: bool) -> None:
-    """A code of the right shape, or force where the policy allows it."""
-    if force and not deps.policy.allow_force_disable:
-        raise TotpdError(
-            ErrorReason.CODE_REQUIRED,
-            "force is turned off on this server (allow_force_disable); "
-            "disable needs a current code",
-            field="force",
-        )
+    """A code of the right shape, or force (the rpc layer let only an admin caller send it)."""
     if not force:
         if not code:
             raise TotpdError(
@@ -58,6 +52,7 @@ def _check_proof(deps: Deps, code: str | None, force: bool) -> None:
 
 def _disable(
     deps: Deps,
+    tenant: str,
     account_id: str,
     factor_id: str | None,
     code: str | None,
@@ -66,7 +61,7 @@ def _disable(
     caller: str | None,
     audit: AuditContext | None = None,
 ) -> tuple[VerifyOutcome, list[Factor]]:
-    targets = _disable_targets(deps, account_id, factor_id)
+    targets = _disable_targets(deps, tenant, account_id, factor_id)
     if force:
         outcome = VerifyOutcome(VerifyResult.VALID, factor_id=factor_id)
     else:
@@ -83,6 +78,7 @@ def _disable(
             state=state,
             activate=False,
             caller=caller,
+            tenant=tenant,
             audit=audit,
         )
         if outcome.result is not VerifyResult.VALID:
@@ -104,17 +100,18 @@ def _disable(
         [factor.factor_id for factor in targets],
         now=deps.now(),
         completes=record,
+        tenant=tenant,
         events=events,
     )
     return outcome, [to_factor(factor) for factor in disabled]
 
 
 def _disabled_again(
-    deps: Deps, account_id: str, first: idempotency.Result
+    deps: Deps, tenant: str, account_id: str, first: idempotency.Result
 ) -> tuple[VerifyOutcome, list[Factor]]:
     """A retried Disable: the first verdict and the factors it disabled, as they are now
     (a factor purged since is left out)."""
-    stored = deps.store.get_many(idempotency.factor_ids_of(first))
+    stored = deps.store.get_many(idempotency.factor_ids_of(first), tenant=tenant)
     factors = [
         to_factor(stored[factor_id])
         for factor_id in idempotency.factor_ids_of(first)
@@ -123,8 +120,10 @@ def _disabled_again(
     return idempotency.outcome_of(first), factors
 
 
-def _disable_targets(deps: Deps, account_id: str, factor_id: str | None) -> list[StoredFactor]:
-    live = deps.store.list_for_account(account_id, LIVE_STATES, now=deps.now())
+def _disable_targets(
+    deps: Deps, tenant: str, account_id: str, factor_id: str | None
+) -> list[StoredFactor]:
+    live = deps.store.list_for_account(account_id, LIVE_STATES, now=deps.now(), tenant=tenant)
     if factor_id is None:
         if not live:
             raise TotpdError(
@@ -136,7 +135,7 @@ def _disable_targets(deps: Deps, account_id: str, factor_id: str | None) -> list
     targets = [factor for factor in live if factor.factor_id == factor_id]
     if targets:
         return targets
-    factor = owned_factor(deps, account_id, factor_id)
+    factor = owned_factor(deps, tenant, account_id, factor_id)
     if factor.state not in LIVE_STATES:
         raise TotpdError(
             ErrorReason.FACTOR_NOT_ACTIVE,

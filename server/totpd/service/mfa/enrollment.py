@@ -6,13 +6,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from totpd.crypto import SealedSecret, SecretUnavailableError
+from totpd.crypto import SealedSecret, SecretUnavailableError, tenant_slot
 from totpd.domain import ISSUER_MAX, LABEL_MAX, Algorithm, FactorState
 from totpd.service import idempotency, provisioning, validation
 from totpd.service.audit import AuditContext, time_us
 from totpd.service.errors import ErrorReason, TotpdError, secret_unavailable
 from totpd.service.mfa.deps import Deps
 from totpd.service.mfa.factors import get_factor, owned_factor, to_factor
+from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, EnrollParams, Factor, VerifyItem, VerifyOutcome
 from totpd.store import LabelTakenError, NewFactor, StoredFactor
 
@@ -32,40 +33,52 @@ class _Wanted:
 
 
 def enroll(
-    deps: Deps, params: EnrollParams, request_id: str | None, audit: AuditContext | None = None
+    deps: Deps,
+    tenant: str,
+    params: EnrollParams,
+    request_id: str | None,
+    audit: AuditContext | None = None,
 ) -> Enrollment:
     request_id = idempotency.request_id(request_id)
-    wanted = _validated(deps, params)
+    policy = deps.policies.for_tenant(tenant)
+    wanted = _validated(policy, params)
     account_id = wanted.account_id
-    call = deps.requests.start(request_id, "Enroll", account_id, _enroll_fields(params))
+    call = deps.requests.start(
+        request_id, "Enroll", account_id, _enroll_fields(params), tenant=tenant
+    )
     if call.replay is not None:
         (first_factor_id,) = idempotency.factor_ids_of(call.replay)
-        return _enrollment_again(deps, account_id, first_factor_id)
+        return _enrollment_again(deps, tenant, account_id, first_factor_id)
 
     now = deps.now()
     factor_id = str(uuid.uuid4())
     secret = provisioning.new_secret(wanted.algorithm)
-    sealed = deps.keyring.seal(factor_id, account_id, secret)
+    sealed = deps.keyring.seal(factor_id, account_id, secret, tenant_id=tenant_slot(tenant))
 
     def new_factor(live: list[StoredFactor]) -> NewFactor:
         # Runs in the store's enrollment transaction: nothing else enrolls
         # this account meanwhile, so the limit and the labels hold.
-        return _new_factor(deps, wanted, live, factor_id, sealed, now)
+        return _new_factor(policy, wanted, live, factor_id, sealed, now)
 
     record = call.completion(idempotency.factors_result([factor_id]))
     events = [audit.row(time_us(deps.clock), account_id, factor_id)] if audit else []
     with call:
         try:
             factor = deps.store.add_to_account(
-                account_id, now=now, make_factor=new_factor, completes=record, events=events
+                account_id,
+                now=now,
+                make_factor=new_factor,
+                completes=record,
+                tenant=tenant,
+                events=events,
             )
         except LabelTakenError:
             raise _label_taken() from None
     return _enrollment(factor, secret)
 
 
-def _validated(deps: Deps, params: EnrollParams) -> _Wanted:
-    issuer = params.issuer or deps.policy.default_issuer
+def _validated(policy: Policy, params: EnrollParams) -> _Wanted:
+    issuer = params.issuer or policy.default_issuer
     return _Wanted(
         account_id=validation.account_id(params.account_id),
         issuer=validation.display_name(issuer, "issuer", ISSUER_MAX),
@@ -77,7 +90,7 @@ def _validated(deps: Deps, params: EnrollParams) -> _Wanted:
 
 
 def _new_factor(
-    deps: Deps,
+    policy: Policy,
     wanted: _Wanted,
     live: list[StoredFactor],
     factor_id: str,
@@ -85,7 +98,7 @@ def _new_factor(
     now: int,
 ) -> NewFactor:
     """The factor to add beside the account's live ones, within the limit and the labels."""
-    if len(live) >= deps.policy.max_factors_per_account:
+    if len(live) >= policy.max_factors_per_account:
         raise TotpdError(
             ErrorReason.FACTOR_LIMIT_REACHED,
             f"the account already has {len(live)} factors, the maximum; disable one first",
@@ -107,13 +120,13 @@ def _new_factor(
         secret_nonce=sealed.nonce,
         secret_ciphertext=sealed.ciphertext,
         created_at=now,
-        expires_at=now + deps.policy.enrollment_ttl_seconds,
+        expires_at=now + policy.enrollment_ttl_seconds,
     )
 
 
-def _enrollment_again(deps: Deps, account_id: str, factor_id: str) -> Enrollment:
+def _enrollment_again(deps: Deps, tenant: str, account_id: str, factor_id: str) -> Enrollment:
     """A retried Enroll: the first call's secret, only while its factor is pending."""
-    factor = owned_factor(deps, account_id, factor_id)
+    factor = owned_factor(deps, tenant, account_id, factor_id)
     if factor.state in (FactorState.ACTIVE, FactorState.DISABLED):
         raise TotpdError(
             ErrorReason.FACTOR_NOT_ACTIVE,
@@ -136,7 +149,12 @@ def _enrollment_again(deps: Deps, account_id: str, factor_id: str) -> Enrollment
         raise secret_unavailable()
     try:
         secret = deps.keyring.open_parts(
-            factor.factor_id, factor.account_id, key_id, nonce, ciphertext
+            factor.factor_id,
+            factor.account_id,
+            key_id,
+            nonce,
+            ciphertext,
+            tenant_id=tenant_slot(tenant),
         )
     except SecretUnavailableError:
         raise secret_unavailable() from None
@@ -145,6 +163,7 @@ def _enrollment_again(deps: Deps, account_id: str, factor_id: str) -> Enrollment
 
 def confirm(
     deps: Deps,
+    tenant: str,
     account_id: str,
     factor_id: str,
     code: str,
@@ -159,13 +178,18 @@ def confirm(
         factor_id=validation.factor_id(factor_id),
     )
     validation.code_digits(code)
-    call = deps.requests.start(request_id, "ConfirmEnrollment", account_id, (factor_id, code))
+    call = deps.requests.start(
+        request_id, "ConfirmEnrollment", account_id, (factor_id, code), tenant=tenant
+    )
     if call.replay is not None:
-        return idempotency.outcome_of(call.replay), get_factor(deps, account_id, factor_id)
+        first = idempotency.outcome_of(call.replay)
+        return first, get_factor(deps, tenant, account_id, factor_id)
     with call:
-        outcome = deps.checker.check(request, state=FactorState.PENDING, caller=caller, audit=audit)
+        outcome = deps.checker.check(
+            request, state=FactorState.PENDING, caller=caller, tenant=tenant, audit=audit
+        )
         call.complete(idempotency.outcome_result(outcome))
-    return outcome, get_factor(deps, account_id, factor_id)
+    return outcome, get_factor(deps, tenant, account_id, factor_id)
 
 
 def _enrollment(factor: StoredFactor, secret: bytes) -> Enrollment:

@@ -1,16 +1,17 @@
 """MfaService, the service API the servicer calls: one method per RPC, each handing its
-job's module (enrollment, verifying, disabling, factors) the shared :class:`Deps`."""
+job's module (enrollment, verifying, disabling, factors) the shared :class:`Deps` and
+the call's tenant (read here, at the entry, and passed down to the store)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from totpd.crypto import Keyring
 from totpd.service.audit import AuditContext, AuditLog
 from totpd.service.errors import TotpdError
 from totpd.service.mfa import disabling, enrollment, factors, verifying
-from totpd.service.mfa.deps import Deps
-from totpd.service.policy import Policy
+from totpd.service.mfa.deps import Deps, current_tenant
+from totpd.service.policy import Policies, Policy
 from totpd.service.types import Enrollment, EnrollParams, Factor, VerifyItem, VerifyOutcome
 from totpd.store import FactorStore
 
@@ -18,17 +19,28 @@ from totpd.store import FactorStore
 class MfaService:
     """Every method validates its input first and raises `TotpdError` before anything is
     written or counted. `caller` (on every code check): who asks, for the per-caller rate
-    of failures (caller_limits.py); None for a call from inside totpd."""
+    of failures (caller_limits.py); None for a call from inside totpd. Every method acts
+    in the tenant of the call being served (`totpd.calls`), "default" outside a call."""
 
     def __init__(
-        self, store: FactorStore, keyring: Keyring, policy: Policy, clock: Callable[[], float]
+        self,
+        store: FactorStore,
+        keyring: Keyring,
+        policy: Policy,
+        clock: Callable[[], float],
+        tenant_policies: Mapping[str, Policy] | None = None,
     ) -> None:
-        self._deps = Deps(store, keyring, policy, clock)
+        self._deps = Deps(store, keyring, policy, clock, dict(tenant_policies or {}))
         self._audit_log = AuditLog(store, policy, clock)
 
     @property
     def policy(self) -> Policy:
+        """The global policy (a tenant's own: `policies.for_tenant`)."""
         return self._deps.policy
+
+    @property
+    def policies(self) -> Policies:
+        return self._deps.policies
 
     @property
     def deps(self) -> Deps:
@@ -41,18 +53,23 @@ class MfaService:
         """The audit trail: denied calls' events (the rpc layer), ListAuditEvents."""
         return self._audit_log
 
-    def _audit(self, method: str, request_id: str | None = None) -> AuditContext | None:
-        """The call's audit context, read here at the entry (None: audit turned off)."""
+    def _audit(
+        self, method: str, tenant: str, request_id: str | None = None
+    ) -> AuditContext | None:
+        """The call's audit context, read here at the entry, in the tenant the call
+        acts in (None: audit turned off)."""
         if not self._deps.policy.audit_enabled:
             return None
-        return AuditContext.of_call(method, request_id)
+        return AuditContext.of_call(method, request_id, tenant=tenant)
 
     def ping(self) -> None:
         """Return if the store answers now, raise its error if not (the health probe)."""
         self._deps.store.ping()
 
     def enroll(self, params: EnrollParams, request_id: str | None = None) -> Enrollment:
-        return enrollment.enroll(self._deps, params, request_id, self._audit("Enroll", request_id))
+        tenant = current_tenant()
+        audit = self._audit("Enroll", tenant, request_id)
+        return enrollment.enroll(self._deps, tenant, params, request_id, audit)
 
     def confirm(
         self,
@@ -62,23 +79,27 @@ class MfaService:
         request_id: str | None = None,
         caller: str | None = None,
     ) -> tuple[VerifyOutcome, Factor]:
-        audit = self._audit("ConfirmEnrollment", request_id)
+        tenant = current_tenant()
+        audit = self._audit("ConfirmEnrollment", tenant, request_id)
         return enrollment.confirm(
-            self._deps, account_id, factor_id, code, request_id, caller, audit
+            self._deps, tenant, account_id, factor_id, code, request_id, caller, audit
         )
 
     def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
-        return verifying.verify(self._deps, item, caller, self._audit("Verify"))
+        tenant = current_tenant()
+        return verifying.verify(self._deps, tenant, item, caller, self._audit("Verify", tenant))
 
     def check_batch_size(self, count: int) -> None:
         """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
-        verifying.check_batch_size(self._deps, count)
+        verifying.check_batch_size(self._deps.policies.for_tenant(current_tenant()), count)
 
     def verify_batch(
         self, items: Sequence[VerifyItem], caller: str | None = None
     ) -> list[VerifyOutcome | TotpdError]:
         """Each item as `verify` would answer it; item errors stay per item."""
-        return verifying.verify_batch(self._deps, items, caller, self._audit("BatchVerify"))
+        tenant = current_tenant()
+        audit = self._audit("BatchVerify", tenant)
+        return verifying.verify_batch(self._deps, tenant, items, caller, audit)
 
     def disable(
         self,
@@ -89,13 +110,14 @@ class MfaService:
         request_id: str | None = None,
         caller: str | None = None,
     ) -> tuple[VerifyOutcome, list[Factor]]:
-        audit = self._audit("Disable", request_id)
+        tenant = current_tenant()
+        audit = self._audit("Disable", tenant, request_id)
         return disabling.disable(
-            self._deps, account_id, factor_id, code, force, request_id, caller, audit
+            self._deps, tenant, account_id, factor_id, code, force, request_id, caller, audit
         )
 
     def get_factor(self, account_id: str, factor_id: str) -> Factor:
-        return factors.get_factor(self._deps, account_id, factor_id)
+        return factors.get_factor(self._deps, current_tenant(), account_id, factor_id)
 
     def list_factors(self, account_id: str, include_inactive: bool) -> list[Factor]:
-        return factors.list_factors(self._deps, account_id, include_inactive)
+        return factors.list_factors(self._deps, current_tenant(), account_id, include_inactive)

@@ -10,27 +10,36 @@ from totpd.service import validation
 from totpd.service.audit import AuditContext
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa.deps import Deps
+from totpd.service.policy import Policy
 from totpd.service.types import VerifyItem, VerifyOutcome
 
 
 def verify(
-    deps: Deps, item: VerifyItem, caller: str | None, audit: AuditContext | None = None
+    deps: Deps,
+    tenant: str,
+    item: VerifyItem,
+    caller: str | None,
+    audit: AuditContext | None = None,
 ) -> VerifyOutcome:
-    return deps.checker.check(validated(item), state=FactorState.ACTIVE, caller=caller, audit=audit)
+    return deps.checker.check(
+        validated(item), state=FactorState.ACTIVE, caller=caller, tenant=tenant, audit=audit
+    )
 
 
-def check_batch_size(deps: Deps, count: int) -> None:
-    """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
-    if count > deps.policy.max_batch_items:
+def check_batch_size(policy: Policy, count: int) -> None:
+    """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work
+    (the limit of the tenant's policy)."""
+    if count > policy.max_batch_items:
         raise TotpdError(
             ErrorReason.BATCH_TOO_LARGE,
-            f"a batch holds at most {deps.policy.max_batch_items} items; split it",
+            f"a batch holds at most {policy.max_batch_items} items; split it",
             field="items",
         )
 
 
 def verify_batch(
     deps: Deps,
+    tenant: str,
     items: Sequence[VerifyItem],
     caller: str | None,
     audit: AuditContext | None = None,
@@ -39,7 +48,7 @@ def verify_batch(
 
     RATE_LIMITED fails the whole batch, before any item is checked.
     """
-    check_batch_size(deps, len(items))
+    check_batch_size(deps.policies.for_tenant(tenant), len(items))
     results: list[VerifyOutcome | TotpdError | None] = [None] * len(items)
     requests: list[VerifyItem] = []
     positions: list[int] = []
@@ -50,7 +59,7 @@ def verify_batch(
         except TotpdError as error:
             results[position] = error
     verdicts = deps.checker.check_many(
-        requests, state=FactorState.ACTIVE, caller=caller, audit=audit
+        requests, state=FactorState.ACTIVE, caller=caller, tenant=tenant, audit=audit
     )
     for position, verdict in zip(positions, verdicts, strict=True):
         results[position] = verdict

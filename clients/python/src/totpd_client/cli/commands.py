@@ -10,6 +10,7 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..client import TotpdClient
@@ -18,6 +19,9 @@ from . import output
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2
 ALGORITHMS = {"sha1": Algorithm.SHA1, "sha256": Algorithm.SHA256, "sha512": Algorithm.SHA512}
+
+_AGE = re.compile(r"([0-9]+)([smhd])")
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 # Authenticator apps show a code in two groups ("123 456"); people type it that way.
 _GROUPED_CODE = re.compile(r"[0-9]+ [0-9]+")
@@ -119,4 +123,46 @@ def list_factors(client: TotpdClient, args: argparse.Namespace) -> int:
 
 def get_factor(client: TotpdClient, args: argparse.Namespace) -> int:
     _print(output.factor_lines(client.get_factor(args.account, args.factor_id)))
+    return EXIT_OK
+
+
+def moment(text: str) -> datetime:
+    """An ISO 8601 time (UTC unless it has an offset) or an age such as 15m, 2h, 7d."""
+    if age := _AGE.fullmatch(text.strip()):
+        delta = timedelta(**{_AGE_UNITS[age.group(2)]: int(age.group(1))})
+        return datetime.now(UTC) - delta
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (ISO 8601 such as 2026-12-01T09:30:00Z, or an age: 90s, 15m,"
+            " 2h, 7d)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value
+
+
+def audit(client: TotpdClient, args: argparse.Namespace) -> int:
+    """Every matching event (or --limit of them), oldest first, printed as it arrives."""
+    events = client.iter_audit_events(
+        limit=args.limit,
+        tenant=args.audit_tenant or args.tenant or "",
+        account_id=args.account or "",
+        caller=args.caller or "",
+        method=args.method or "",
+        since=args.since,
+        until=args.until,
+    )
+    render = output.audit_json if args.json else output.audit_line
+    for event in events:
+        print(render(event))
     return EXIT_OK

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import grpc
 
+from ..audit import AuditEvent
 from ..errors import ErrorReason, TotpdError
 from ..types import DisableResult, Factor, FactorState, VerifyOutcome, VerifyResult
 
@@ -81,6 +83,57 @@ def factor_table(factors: list[Factor]) -> list[str]:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
+
+
+def _audit_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def audit_line(event: AuditEvent) -> str:
+    """`TIME #ID method=M caller=C tenant=T account=A ... status=S`, empty fields left out."""
+    fields = [
+        ("method", event.method),
+        ("caller", event.caller),
+        ("tenant", event.tenant),
+        ("account", event.account_id),
+        ("factor", event.factor_id),
+    ]
+    if event.verify_result is not VerifyResult.UNSPECIFIED:
+        fields.append(("result", event.verify_result.name))
+        if event.verify_result is VerifyResult.VALID:
+            fields.append(("offset", f"{event.step_offset:+d}"))
+    reason = event.error_reason
+    fields += [
+        ("status", event.status_code),
+        ("reason", "" if reason is ErrorReason.UNSPECIFIED else reason.name),
+        ("request", event.request_id),
+        ("peer", event.peer),
+    ]
+    words = " ".join(f"{name}={value}" for name, value in fields if value)
+    return f"{_audit_time(event.time)} #{event.event_id} {words}"
+
+
+def audit_json(event: AuditEvent) -> str:
+    """One JSON object: every field, enums by name ("" when unspecified)."""
+    unspecified = (VerifyResult.UNSPECIFIED, ErrorReason.UNSPECIFIED)
+    return json.dumps(
+        {
+            "event_id": event.event_id,
+            "time": _audit_time(event.time),
+            "caller": event.caller,
+            "tenant": event.tenant,
+            "method": event.method,
+            "account_id": event.account_id,
+            "factor_id": event.factor_id,
+            "verify_result": "" if event.verify_result in unspecified else event.verify_result.name,
+            "error_reason": "" if event.error_reason in unspecified else event.error_reason.name,
+            "status_code": event.status_code,
+            "step_offset": event.step_offset,
+            "request_id": event.request_id,
+            "peer": event.peer,
+        },
+        separators=(",", ":"),
+    )
 
 
 def error_line(error: TotpdError, *, server: str, tls: bool) -> str:

@@ -6,13 +6,13 @@ Its commands, options and exit codes: clients/python/README.md, "totpctl, the co
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..auth import is_loopback
 from ..client import TotpdClient
 from ..errors import TotpdError
 from . import commands, output
@@ -66,6 +66,25 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="name to check the server certificate against (default: HOST)",
     )
+    who = parser.add_argument_group(
+        "identity", "the caller and tenant of every call (default: none, mTLS, or TOTPCTL_TOKEN)"
+    )
+    token = who.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="read the bearer token from FILE (keeps it out of shell history and ps)",
+    )
+    token.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="bearer token (prefer env TOTPCTL_TOKEN or --token-file: this one shows in ps)",
+    )
+    who.add_argument(
+        "--tenant",
+        default=env("TOTPCTL_TENANT") or None,
+        help="tenant to act in, for a caller holding several (env TOTPCTL_TENANT)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,26 +136,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("account")
     p.add_argument("factor_id")
     p.set_defaults(run=commands.get_factor)
+    _audit_parser(sub)
     return parser
+
+
+def _audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="list audit events, oldest first (admin permission)",
+        description="Prints the matching audit events, oldest first, one per line, all pages"
+        " unless --limit. TIME: ISO 8601 (2026-12-01T09:30:00Z, 2026-12-01; UTC unless an"
+        " offset is given) or an age (90s, 15m, 2h, 7d ago).",
+    )
+    p.add_argument(
+        "--tenant",
+        dest="audit_tenant",
+        help="only this tenant (also sent as the"
+        " call's tenant when the global --tenant is not given)",
+    )
+    p.add_argument("--account", help="only events of this account")
+    p.add_argument("--caller", help="only events of this caller")
+    p.add_argument("--method", help="only this RPC, e.g. Verify")
+    p.add_argument("--since", type=commands.moment, metavar="TIME", help="at or after TIME")
+    p.add_argument("--until", type=commands.moment, metavar="TIME", help="before TIME")
+    p.add_argument("--limit", type=commands.positive_int, help="at most this many events")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(run=commands.audit)
 
 
 def uses_tls(args: argparse.Namespace) -> bool:
     return bool(args.tls or args.tls_ca or args.tls_cert or args.tls_key)
-
-
-def is_loopback(server: str) -> bool:
-    """Whether HOST:PORT (or [V6]:PORT, or a unix: socket) names this machine."""
-    if server.startswith(("unix:", "unix-abstract:")):
-        return True
-    server = server.removeprefix("dns:///")
-    host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
-    host = host.removeprefix("[").split("]", 1)[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _read(path: str | None, option: str) -> bytes | None:
@@ -148,18 +177,46 @@ def _read(path: str | None, option: str) -> bytes | None:
         raise UsageError(f"cannot read {option} {path}: {error.strerror or error}") from None
 
 
+def token_of(args: argparse.Namespace) -> str | None:
+    """--token-file, else --token, else TOTPCTL_TOKEN; None for no token."""
+    if args.token_file is not None:
+        text = _read(args.token_file, "--token-file") or b""
+        try:
+            token = text.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise UsageError(f"--token-file {args.token_file} is not an ASCII token") from None
+        if not token:
+            raise UsageError(f"--token-file {args.token_file} is empty")
+        return token
+    return args.token or os.environ.get("TOTPCTL_TOKEN") or None
+
+
+def tenant_of(args: argparse.Namespace) -> str | None:
+    """The call's tenant: the global --tenant, else `audit --tenant`."""
+    tenant: str | None = args.tenant or getattr(args, "audit_tenant", None)
+    return tenant
+
+
 def connect(args: argparse.Namespace) -> TotpdClient:
     """A client for `args.server`: plaintext, TLS or mTLS as the options say."""
+    token, tenant = token_of(args), tenant_of(args)
     if not uses_tls(args):
         if args.tls_server_name:
             raise UsageError("--tls-server-name needs TLS (--tls or --tls-ca)")
         if not is_loopback(args.server):
+            if token is not None:
+                raise UsageError(
+                    f"refusing to send the token in plaintext to {args.server}:"
+                    " use --tls or --tls-ca"
+                )
             print(
                 f"totpctl: warning: plaintext to {args.server}: codes and secrets cross the"
                 " network unencrypted; use --tls or --tls-ca",
                 file=sys.stderr,
             )
-        return TotpdClient(args.server, timeout=args.timeout, insecure=True)
+        return TotpdClient(
+            args.server, timeout=args.timeout, insecure=True, token=token, tenant=tenant
+        )
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("mTLS needs both --tls-cert and --tls-key")
     return TotpdClient(
@@ -169,6 +226,8 @@ def connect(args: argparse.Namespace) -> TotpdClient:
         client_certificate=_read(args.tls_cert, "--tls-cert"),
         client_key=_read(args.tls_key, "--tls-key"),
         server_name=args.tls_server_name,
+        token=token,
+        tenant=tenant,
     )
 
 
@@ -209,7 +268,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return _error(output.error_line(error, server=args.server, tls=uses_tls(args)))
     except BrokenPipeError:
         raise  # not an error to report: see main
-    except (OSError, UsageError, commands.MissingExtraError) as error:
+    except (OSError, ValueError, UsageError, commands.MissingExtraError) as error:
         return _error(str(error))
 
 

@@ -11,6 +11,8 @@ import dev.totpd.v1.DisableResponse;
 import dev.totpd.v1.EnrollRequest;
 import dev.totpd.v1.EnrollResponse;
 import dev.totpd.v1.GetFactorRequest;
+import dev.totpd.v1.ListAuditEventsRequest;
+import dev.totpd.v1.ListAuditEventsResponse;
 import dev.totpd.v1.ListFactorsRequest;
 import dev.totpd.v1.TotpServiceGrpc;
 import dev.totpd.v1.VerifyRequest;
@@ -19,19 +21,23 @@ import io.grpc.Deadline;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
 import io.grpc.StatusRuntimeException;
 import io.grpc.TlsChannelCredentials;
+import io.grpc.stub.MetadataUtils;
 import java.io.File;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.UUID;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
+import java.util.stream.Stream;
 
 /**
  * A small, thread-safe client for totpd's {@code totpd.v1.TotpService}.
@@ -53,6 +59,12 @@ import java.util.function.Function;
  * idempotent: a verification retried after a lost response may be answered REPLAYED, which is the
  * safe answer (ask for the next code).
  *
+ * <p>The caller's identity: a client certificate ({@link Builder#clientCertificate}) or a bearer
+ * token ({@link Builder#token}), sent as {@code authorization: Bearer <token>} on every call, and
+ * the tenant ({@link Builder#tenant}, sent as {@code x-totpd-tenant}) for a caller holding several.
+ * A refused identity throws {@link UnauthenticatedException}, {@link PermissionDeniedException} or
+ * {@link TenantRequiredException}; none is retried.
+ *
  * <pre>{@code
  * try (TotpdClient totpd = TotpdClient.builder("127.0.0.1:50051").plaintext().build()) {
  *   VerifyOutcome v = totpd.verify("alice", "123456");
@@ -60,6 +72,9 @@ import java.util.function.Function;
  * }</pre>
  */
 public final class TotpdClient implements AutoCloseable {
+  /** The request metadata naming the tenant a call acts in. */
+  public static final String TENANT_HEADER = "x-totpd-tenant";
+
   private final ManagedChannel channel;
   private final boolean ownsChannel;
   private final TotpServiceGrpc.TotpServiceBlockingStub stub;
@@ -68,10 +83,14 @@ public final class TotpdClient implements AutoCloseable {
   private final Duration initialBackoff;
   private final Duration maxBackoff;
 
-  private TotpdClient(Builder b, ManagedChannel channel, boolean ownsChannel) {
+  private TotpdClient(Builder b, ManagedChannel channel, boolean ownsChannel, Metadata identity) {
     this.channel = channel;
     this.ownsChannel = ownsChannel;
-    this.stub = TotpServiceGrpc.newBlockingStub(channel);
+    TotpServiceGrpc.TotpServiceBlockingStub s = TotpServiceGrpc.newBlockingStub(channel);
+    this.stub =
+        identity == null
+            ? s
+            : s.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(identity));
     this.deadline = b.deadline;
     this.maxAttempts = b.maxAttempts;
     this.initialBackoff = b.initialBackoff;
@@ -255,6 +274,45 @@ public final class TotpdClient implements AutoCloseable {
     return List.copyOf(out);
   }
 
+  /**
+   * One page of audit events, oldest first (needs the admin permission). {@code pageSize} 0 means
+   * the server's default (100); pass the page's {@code nextPageToken}, with the same filter, for
+   * the next page, or use {@link #auditEvents}.
+   */
+  public AuditPage listAuditEvents(AuditFilter filter, int pageSize, String pageToken) {
+    ListAuditEventsRequest request =
+        ListAuditEventsRequest.newBuilder()
+            .setTenant(AuditFilter.orEmpty(filter.tenant()))
+            .setAccountId(AuditFilter.orEmpty(filter.accountId()))
+            .setCaller(AuditFilter.orEmpty(filter.caller()))
+            .setMethod(AuditFilter.orEmpty(filter.method()))
+            .setStartTimeUnixMicros(AuditFilter.micros(filter.since()))
+            .setEndTimeUnixMicros(AuditFilter.micros(filter.until()))
+            .setPageSize(pageSize)
+            .setPageToken(AuditFilter.orEmpty(pageToken))
+            .build();
+    ListAuditEventsResponse r = call(s -> s.listAuditEvents(request));
+    List<AuditEvent> events = new ArrayList<>(r.getEventsCount());
+    r.getEventsList().forEach(e -> events.add(AuditEvent.fromProto(e)));
+    return new AuditPage(List.copyOf(events), r.getNextPageToken());
+  }
+
+  /**
+   * Every matching event, oldest first, fetched lazily page after page (each page one call with its
+   * own deadline): {@code auditEvents(filter).limit(50)} fetches no more pages than it needs. The
+   * first page is fetched at once; a failed page throws from the stream's terminal operation.
+   */
+  public Stream<AuditEvent> auditEvents(AuditFilter filter) {
+    return Stream.iterate(
+            listAuditEvents(filter, 0, ""),
+            page -> page != null,
+            page ->
+                page.nextPageToken().isEmpty()
+                    ? null
+                    : listAuditEvents(filter, 0, page.nextPageToken()))
+        .flatMap(page -> page.events().stream());
+  }
+
   // ---- plumbing ---------------------------------------------------------------------------
 
   private static String requestId(String given) {
@@ -319,7 +377,11 @@ public final class TotpdClient implements AutoCloseable {
     private File clientCertChain;
     private File clientKey;
     private String authority;
+    private Map<String, ?> serviceConfig;
     private ManagedChannel channel;
+    private String token;
+    private String tenant;
+    private boolean tokenOverPlaintext;
 
     private Builder(String target) {
       this.target = Objects.requireNonNull(target, "target");
@@ -378,6 +440,39 @@ public final class TotpdClient implements AutoCloseable {
       return this;
     }
 
+    /**
+     * The channel's default service config, parsed JSON as maps, lists, strings and Doubles: e.g.
+     * {@code round_robin} over every address the target resolves to, with a {@code retryPolicy} for
+     * UNAVAILABLE (README, "Spreading calls over replicas"). Ignored with {@link #channel}.
+     */
+    public Builder defaultServiceConfig(Map<String, ?> serviceConfig) {
+      this.serviceConfig = Objects.requireNonNull(serviceConfig, "serviceConfig");
+      return this;
+    }
+
+    /**
+     * Sends {@code authorization: Bearer <token>} on every call: the caller's identity (or present
+     * a client certificate). With {@link #plaintext()} the token is refused for a target beyond
+     * loopback unless {@link #allowTokenOverPlaintext()}; with {@link #channel} it is sent as
+     * given.
+     */
+    public Builder token(String token) {
+      this.token = Identity.checked(token, "token");
+      return this;
+    }
+
+    /** Sends {@code x-totpd-tenant}; only a caller holding several tenants needs it. */
+    public Builder tenant(String tenant) {
+      this.tenant = Identity.checked(tenant, "tenant");
+      return this;
+    }
+
+    /** Allows {@link #token} in plaintext beyond loopback: TLS ends at a proxy you trust. */
+    public Builder allowTokenOverPlaintext() {
+      this.tokenOverPlaintext = true;
+      return this;
+    }
+
     /** Uses a channel the caller owns (and closes); TLS options are then ignored. */
     public Builder channel(ManagedChannel channel) {
       this.channel = channel;
@@ -385,8 +480,15 @@ public final class TotpdClient implements AutoCloseable {
     }
 
     public TotpdClient build() {
+      Metadata identity = Identity.headers(token, tenant);
       if (channel != null) {
-        return new TotpdClient(this, channel, false);
+        return new TotpdClient(this, channel, false, identity);
+      }
+      if (token != null && plaintext && !tokenOverPlaintext && !Identity.isLoopback(target)) {
+        throw new IllegalStateException(
+            "refusing to send the token in plaintext to "
+                + target
+                + ": use TLS, or allowTokenOverPlaintext() if TLS ends at a proxy on the way");
       }
       ChannelCredentials creds;
       if (plaintext) {
@@ -412,7 +514,10 @@ public final class TotpdClient implements AutoCloseable {
       if (authority != null) {
         cb.overrideAuthority(authority);
       }
-      return new TotpdClient(this, cb.build(), true);
+      if (serviceConfig != null) {
+        cb.defaultServiceConfig(serviceConfig);
+      }
+      return new TotpdClient(this, cb.build(), true, identity);
     }
   }
 }

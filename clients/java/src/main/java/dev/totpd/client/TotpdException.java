@@ -17,8 +17,11 @@ import java.util.Optional;
  * and the request field at fault, decoded from the {@code google.rpc.ErrorInfo} in the status
  * details, and the wait the server asked for in a {@code google.rpc.RetryInfo} detail. A wrong or
  * reused code is never an exception: see {@link VerifyOutcome}.
+ *
+ * <p>A refused identity is one of its subclasses, never retried: {@link UnauthenticatedException},
+ * {@link PermissionDeniedException}, {@link TenantRequiredException}.
  */
-public final class TotpdException extends RuntimeException {
+public class TotpdException extends RuntimeException {
   private static final long serialVersionUID = 1L;
 
   /** The ErrorInfo domain of totpd's own errors. */
@@ -116,7 +119,7 @@ public final class TotpdException extends RuntimeException {
       }
     }
     String message = status.getDescription() == null ? "" : status.getDescription();
-    return new TotpdException(
+    return of(
         status.getCode(),
         reason,
         metadata.getOrDefault("field", ""),
@@ -126,6 +129,29 @@ public final class TotpdException extends RuntimeException {
         retryAfter);
   }
 
+  /** A TotpdException, or the subclass of its kind. */
+  static TotpdException of(
+      Status.Code code,
+      ErrorReason reason,
+      String field,
+      Map<String, String> metadata,
+      String message,
+      Throwable cause,
+      Duration retryAfter) {
+    if (code == Status.Code.UNAUTHENTICATED) {
+      return new UnauthenticatedException(
+          code, reason, field, metadata, message, cause, retryAfter);
+    }
+    if (code == Status.Code.PERMISSION_DENIED) {
+      return new PermissionDeniedException(
+          code, reason, field, metadata, message, cause, retryAfter);
+    }
+    if (reason == ErrorReason.ERROR_REASON_TENANT_REQUIRED) {
+      return new TenantRequiredException(code, reason, field, metadata, message, cause, retryAfter);
+    }
+    return new TotpdException(code, reason, field, metadata, message, cause, retryAfter);
+  }
+
   static TotpdException fromItemError(ItemError e) {
     Status.Code code = Status.fromCodeValue(e.getCode()).getCode();
     Map<String, String> md = e.getField().isEmpty() ? Map.of() : Map.of("field", e.getField());
@@ -133,7 +159,7 @@ public final class TotpdException extends RuntimeException {
         e.getReason() == ErrorReason.UNRECOGNIZED
             ? ErrorReason.ERROR_REASON_UNSPECIFIED
             : e.getReason();
-    return new TotpdException(code, reason, e.getField(), md, e.getMessage(), null);
+    return of(code, reason, e.getField(), md, e.getMessage(), null, null);
   }
 
   private static ErrorReason parseReason(String name) {

@@ -3,6 +3,7 @@ package dev.totpd.client;
 import com.google.protobuf.Any;
 import com.google.rpc.ErrorInfo;
 import com.google.rpc.RetryInfo;
+import dev.totpd.v1.AuditEvent;
 import dev.totpd.v1.ConfirmEnrollmentRequest;
 import dev.totpd.v1.ConfirmEnrollmentResponse;
 import dev.totpd.v1.DisableRequest;
@@ -10,14 +11,23 @@ import dev.totpd.v1.DisableResponse;
 import dev.totpd.v1.EnrollRequest;
 import dev.totpd.v1.EnrollResponse;
 import dev.totpd.v1.Factor;
+import dev.totpd.v1.ListAuditEventsRequest;
+import dev.totpd.v1.ListAuditEventsResponse;
 import dev.totpd.v1.TotpServiceGrpc;
 import dev.totpd.v1.VerifyOutcome;
 import dev.totpd.v1.VerifyRequest;
 import dev.totpd.v1.VerifyResponse;
 import dev.totpd.v1.VerifyResult;
+import io.grpc.Context;
+import io.grpc.Contexts;
 import io.grpc.Grpc;
 import io.grpc.InsecureServerCredentials;
+import io.grpc.Metadata;
 import io.grpc.Server;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
+import io.grpc.ServerInterceptors;
 import io.grpc.Status;
 import io.grpc.protobuf.StatusProto;
 import io.grpc.stub.StreamObserver;
@@ -68,7 +78,29 @@ final class FakeTotpd extends TotpServiceGrpc.TotpServiceImplBase implements Aut
   static final Fail UNAVAILABLE =
       Fail.of(Status.Code.UNAVAILABLE, "ERROR_REASON_STORE_UNAVAILABLE");
 
-  record Received(String method, String requestId, long atNanos) {}
+  /** One call: its RPC, request id, arrival time, headers and request. */
+  record Received(String method, String requestId, long atNanos, Metadata headers, Object request) {
+    /** The value of an ASCII header, or null. */
+    String header(String name) {
+      return headers.get(Metadata.Key.of(name, Metadata.ASCII_STRING_MARSHALLER));
+    }
+  }
+
+  private static final Context.Key<Metadata> HEADERS = Context.key("headers");
+
+  /** Puts each call's headers in its Context, for answer() to record. */
+  private static final ServerInterceptor RECORD_HEADERS =
+      new ServerInterceptor() {
+        @Override
+        public <Q, A> ServerCall.Listener<Q> interceptCall(
+            ServerCall<Q, A> call, Metadata headers, ServerCallHandler<Q, A> next) {
+          return Contexts.interceptCall(
+              Context.current().withValue(HEADERS, headers), call, headers, next);
+        }
+      };
+
+  /** The events ListAuditEvents pages through (offset tokens, 100 per page by default). */
+  volatile List<AuditEvent> auditEvents = List.of();
 
   private final Deque<Fail> script = new ArrayDeque<>();
   private final List<Received> received = new ArrayList<>();
@@ -80,7 +112,7 @@ final class FakeTotpd extends TotpServiceGrpc.TotpServiceImplBase implements Aut
     this.script.addAll(List.of(script));
     this.server =
         Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create())
-            .addService(this)
+            .addService(ServerInterceptors.intercept(this, RECORD_HEADERS))
             .build()
             .start();
   }
@@ -99,9 +131,14 @@ final class FakeTotpd extends TotpServiceGrpc.TotpServiceImplBase implements Aut
 
   private <T> void answer(
       String method, String requestId, StreamObserver<T> out, Supplier<T> reply) {
+    answer(method, requestId, null, out, reply);
+  }
+
+  private <T> void answer(
+      String method, String requestId, Object request, StreamObserver<T> out, Supplier<T> reply) {
     Fail fail;
     synchronized (this) {
-      received.add(new Received(method, requestId, System.nanoTime()));
+      received.add(new Received(method, requestId, System.nanoTime(), HEADERS.get(), request));
       fail = script.poll();
     }
     if (fail != null) {
@@ -151,6 +188,26 @@ final class FakeTotpd extends TotpServiceGrpc.TotpServiceImplBase implements Aut
         r.getRequestId(),
         out,
         () -> DisableResponse.newBuilder().setOutcome(outcome).build());
+  }
+
+  @Override
+  public void listAuditEvents(
+      ListAuditEventsRequest r, StreamObserver<ListAuditEventsResponse> out) {
+    answer(
+        "ListAuditEvents",
+        "",
+        r,
+        out,
+        () -> {
+          List<AuditEvent> all = auditEvents;
+          int start = r.getPageToken().isEmpty() ? 0 : Integer.parseInt(r.getPageToken());
+          int end = Math.min(start + (r.getPageSize() == 0 ? 100 : r.getPageSize()), all.size());
+          var page = ListAuditEventsResponse.newBuilder().addAllEvents(all.subList(start, end));
+          if (end < all.size()) {
+            page.setNextPageToken(Integer.toString(end));
+          }
+          return page.build();
+        });
   }
 
   @Override
