@@ -1,5 +1,5 @@
 """Migration 0005: the audit table matches the models on both databases, and a database
-with factors upgrades to it (and back) keeping them."""
+with factors upgrades to it (through 0004, the tenants) and back keeping them."""
 
 from __future__ import annotations
 
@@ -52,13 +52,17 @@ def test_an_older_database_upgrades_and_downgrades(sqlite_engine: Engine) -> Non
     migrate(sqlite_engine)
     assert "audit_events" in inspect(sqlite_engine).get_table_names()
     with sqlite_engine.connect() as connection:
-        kept = connection.execute(text("SELECT consecutive_failures FROM accounts")).scalar_one()
-        assert kept == 2
+        kept = connection.execute(text("SELECT consecutive_failures, tenant FROM accounts")).one()
+        assert tuple(kept) == (2, "default")  # 0004 ran on the way
         assert connection.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 0
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with sqlite_engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0003")
+        command.downgrade(config, "0004")
     assert "audit_events" not in inspect(sqlite_engine).get_table_names()
+    with sqlite_engine.connect() as connection:
+        # Back to the tenants' revision: their column and the row stay.
+        kept = connection.execute(text("SELECT consecutive_failures, tenant FROM accounts")).one()
+        assert tuple(kept) == (2, "default")
     sqlite_engine.dispose()

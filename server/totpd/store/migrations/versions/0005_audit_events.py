@@ -1,7 +1,7 @@
 """The audit trail: one row per decided code, state change or denied call.
 
 Revision ID: 0005
-Revises: 0003 (re-pointed to 0004, the tenants migration, when both are merged)
+Revises: 0004 (the tenants)
 
 A new table only: existing rows are untouched, and the trail starts at the upgrade.
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
