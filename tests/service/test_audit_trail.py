@@ -283,6 +283,17 @@ def test_a_named_caller_lists_only_its_tenants_events(
         with pytest.raises(TotpdError) as refused:
             service.audit.list_events(AuditQuery(tenant="shop"))
         assert refused.value.reason is ErrorReason.PERMISSION_DENIED
+    # A caller holding several tenants (CallScope.tenants, set by the rpc layer) reads
+    # all of them, whichever its call acts in.
+    with calls.scoped(calls.CallScope("auditor", "card", tenants=("bank", "card", "shop"))):
+        seen, _ = service.audit.list_events(AuditQuery())
+        assert {record.row.tenant for record in seen} == {"shop", "bank"}
+    with calls.scoped(calls.CallScope("auditor", "card", tenants=("bank", "card"))):
+        seen, _ = service.audit.list_events(AuditQuery(tenant="bank"))
+        assert {record.row.tenant for record in seen} == {"bank"}
+        with pytest.raises(TotpdError) as refused:
+            service.audit.list_events(AuditQuery(tenant="shop"))
+        assert refused.value.reason is ErrorReason.PERMISSION_DENIED
     everything, _ = service.audit.list_events(AuditQuery())  # the local caller sees all
     assert {record.row.tenant for record in everything} == {"shop", "bank"}
 

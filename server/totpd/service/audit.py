@@ -213,14 +213,14 @@ class AuditLog:
 
 
 def visible_tenants() -> frozenset[str] | None:
-    """The tenants the current caller may read events of; None: all (the local caller).
-
-    Until callers hold tenant lists of their own, a named caller sees its call's tenant.
-    """
+    """The tenants the current caller may read events of: those it holds in the
+    callers file (`CallScope.tenants`, set by the rpc layer); None: all (the local
+    caller). A scope without a tenant list (made outside the rpc layer) sees its
+    call's tenant."""
     scope = calls.current()
     if scope.caller == calls.LOCAL_CALLER:
         return None
-    return frozenset({scope.tenant})
+    return frozenset(scope.tenants or (scope.tenant,))
 
 
 def filter_of(query: AuditQuery, tenants: frozenset[str] | None) -> AuditFilter:
