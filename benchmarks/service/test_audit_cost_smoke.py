@@ -29,8 +29,11 @@ def test_audit_on_and_off_are_measured_side_by_side(tmp_path: Path) -> None:
     assert row["batch"] == 20 and row["ratio"] > 0
     for mode in audit_cost.MODES:
         assert row[mode]["valid_fraction"] == 1.0
-        assert row[mode]["server_cpu_us_per_item"] > 0
+        # 40 items of a warm server can spend less than one 10 ms tick of the /proc
+        # clock: a figure, possibly 0 at this size; the unary turns run long enough.
+        assert row[mode]["server_cpu_us_per_item"] >= 0
         assert figures["unary"][mode]["requests"] > 0
+        assert figures["unary"][mode]["server_cpu_us_per_call"] > 0
     # The audit-on server's batches only: 2 turns of 1 warm-up + 1 measured call of 20.
     assert methods["BatchVerify"] == audit_cost.TURNS * 2 * 20
     assert methods["Verify"] > 0

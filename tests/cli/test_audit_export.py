@@ -38,7 +38,8 @@ def test_export_writes_one_line_per_event(
     subprocess_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    phone = enroll_active(service, clock, account_id)  # Enroll, ConfirmEnrollment
+    with calls.scoped(calls.CallScope(calls.LOCAL_CALLER, "bank")):
+        phone = enroll_active(service, clock, account_id)  # Enroll, ConfirmEnrollment
     code = code_at(phone, clock.now)
     with calls.scoped(calls.CallScope("payments", "bank", "ipv4:10.1.2.3:4")):
         service.verify(VerifyItem(account_id, wrong_code(code)))
@@ -61,7 +62,10 @@ def test_export_writes_one_line_per_event(
         assert secret not in done.stdout
 
     only_bank = export(subprocess_env, url, "--since", "30d", "--tenant", "bank")
-    assert [json.loads(line)["tenant"] for line in only_bank.stdout.splitlines()] == ["bank"] * 2
+    assert only_bank.stdout.splitlines() == lines  # the account lives in tenant bank
+    assert {e["tenant"] for e in events} == {"bank"}
+    other = export(subprocess_env, url, "--since", "30d", "--tenant", "default")
+    assert other.returncode == 0 and other.stdout == ""
     until = export(subprocess_env, url, "--since", "2026-11-01", "--until", "2026-11-02")
     assert until.returncode == 0 and until.stdout == ""
 
