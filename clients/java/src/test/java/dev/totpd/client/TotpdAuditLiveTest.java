@@ -8,9 +8,7 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-/**
- * listAuditEvents / auditEvents against a real totpd (the implicit local caller holds admin).
- */
+/** listAuditEvents / auditEvents against a real totpd (the implicit local caller holds admin). */
 class TotpdAuditLiveTest {
   private static TotpdServer server;
   private static TotpdClient client;
