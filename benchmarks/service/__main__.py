@@ -5,7 +5,8 @@ Per database (SQLite file, throwaway PostgreSQL): seed the factors, start
 against the database's own bulk UPDATE at each batch size, break one large call
 down by stage, and load unary Verify at several concurrency levels (closed
 loop), then at fixed rates (open loop, --open-loop-rate). Then the wire-shape
-figures.
+figures. Last per database, the audit trail's cost: BatchVerify and unary
+Verify with audit on and off (benchmarks/service/audit_cost.py).
 
 PostgreSQL is a throwaway server (tests/pg_server.py) with PostgreSQL's durable
 defaults (fsync, synchronous_commit, full_page_writes on), or the disposable
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import totpd
-from benchmarks.service import batch, breakdown, report, unary, wire
+from benchmarks.service import audit_cost, batch, breakdown, report, unary, wire
 from benchmarks.service.fixtures import (
     ROOT,
     Database,
@@ -74,6 +75,7 @@ def run_database(
     client: str = "go",
     open_rates: list[float] | None = None,
     max_outstanding: int = 1000,
+    audit_on_off: bool = True,
 ) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"totpd-bench-{name}-"))
     opener = sqlite_database(data_dir) if name == "sqlite" else postgres_database()
@@ -99,7 +101,12 @@ def run_database(
                     opened = _open_levels(
                         database, server, pool, config, open_rates or [], max_outstanding
                     )
+            audit = None
+            if audit_on_off:
+                _log(f"{name}: audit on vs off")
+                audit = audit_cost.measure(database, data_dir, pool, config, client)
             return {
+                "audit_cost": audit,
                 "settings": settings,
                 "factors": config["factors"],
                 "seed_s": seeded.seconds,
@@ -257,6 +264,9 @@ def _parser() -> argparse.ArgumentParser:
         " and counted (default: 1000)",
     )
     parser.add_argument("--no-wire", action="store_true", help="skip the wire-shape figures")
+    parser.add_argument(
+        "--no-audit-cost", action="store_true", help="skip the audit on/off comparison"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     return parser
 
@@ -315,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             client,
             open_rates,
             args.open_loop_max_outstanding,
+            not args.no_audit_cost,
         )
         # What the database's figures were measured with (PostgreSQL: durability settings).
         results["meta"][name] = figures.pop("settings")
@@ -327,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write(results: dict[str, Any], out: Path) -> int:
     print(report.table(results))
+    for name, figures in results["databases"].items():
+        if figures.get("audit_cost"):
+            print("\n".join(audit_cost.table(name, figures["audit_cost"])))
     json_path = out / "service.json"
     report.write_json(results, json_path)
     png_path = out / "service.png"

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, make_url, text
 
 from totpd import otp
+from totpd.calls import DEFAULT_TENANT
 from totpd.crypto import Keyring, write_new_keyring
 from totpd.service.types import Algorithm
 from totpd.store import migrate, open_engine
@@ -270,6 +271,7 @@ def seed_factors(
             {
                 "id": factor_id,
                 "account_id": account_id,
+                "tenant": DEFAULT_TENANT,
                 "label": "Authenticator",
                 "issuer": "totpd",
                 "algorithm": "SHA1",

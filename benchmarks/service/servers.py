@@ -25,12 +25,18 @@ class ServerProcess:
     """`python -m totpd serve` on a free loopback port; `address` once it is serving."""
 
     def __init__(
-        self, data_dir: Path, database_url: str, name: str = "totpd", processes: int | str = 1
+        self,
+        data_dir: Path,
+        database_url: str,
+        name: str = "totpd",
+        processes: int | str = 1,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.name = name
         self.processes = processes
+        self.env = env  # extra TOTPD_* settings, e.g. TOTPD_AUDIT_ENABLED=false
         self.ready_file = data_dir / f"{name}.ready"
         self.log_path = data_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -58,7 +64,10 @@ class ServerProcess:
             "--drain-seconds",
             "0",
         ]
-        self.process = subprocess.Popen(command, stdout=log, stderr=log, cwd=self.data_dir)
+        environment = {**os.environ, **self.env} if self.env else None
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=log, cwd=self.data_dir, env=environment
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

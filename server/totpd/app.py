@@ -59,10 +59,12 @@ def build_service(settings: Settings, *, prepared: bool = False) -> MfaService:
 
 def denial_recorder(service: MfaService) -> Callable[[CallScope, ErrorReason], None]:
     """What hears of each call refused for its caller (rpc/callers.py `on_denied`):
-    the audit trail writes the denial's event there. Nothing until it does."""
+    the audit trail writes the denial's event, in its own transaction (a store
+    fault is raised: the call fails rather than go unrecorded)."""
+    audit = service.audit
 
     def record(scope: CallScope, reason: ErrorReason) -> None:
-        return None
+        audit.record_denied(scope, scope.method, reason)
 
     return record
 

@@ -27,6 +27,9 @@ class CallScope:
     tenant: str  # the tenant the call acts in
     peer: str = ""  # the transport's peer address, e.g. "ipv4:10.0.0.7:53012"
     method: str = ""  # the RPC's method name, e.g. "Verify"
+    # Every tenant the caller holds (what it may read the audit events of);
+    # () for the implicit local caller, which holds them all, and outside a call.
+    tenants: tuple[str, ...] = ()
 
 
 OUTSIDE_A_CALL = CallScope(caller=LOCAL_CALLER, tenant=DEFAULT_TENANT)

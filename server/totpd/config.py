@@ -240,6 +240,7 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
 }
 _POLICY_PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "default_issuer": _as_str,
+    "audit_enabled": _as_bool,
 }
 # Keys of earlier releases, refused with what replaced them.
 _REPLACED: Final = {

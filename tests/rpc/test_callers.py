@@ -21,6 +21,7 @@ from tests.rpc.callers_files import TestCaller, write_callers
 from tests.rpc.conftest import Secrets, make_settings, mfa_service
 from tests.rpc.harness import LiveServer, LogCapture, call_fails, failure, running_server
 from tests.totp_oracle import wire_code_at, wrong_code
+from totpd.app import denial_recorder
 from totpd.calls import CallScope
 from totpd.config import Settings
 from totpd.service.access import PERMISSIONS
@@ -91,15 +92,19 @@ RPCS = (
 
 
 class Denials:
-    """The `on_denied` hook: what the audit trail is told about each refusal."""
+    """The `on_denied` hook: notes what the audit trail is told about each refusal,
+    then hands it to the real one (`app.denial_recorder`) once the service exists."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[CallScope, ErrorReason]] = []
+        self.then: Callable[[CallScope, ErrorReason], None] | None = None
         self._lock = threading.Lock()
 
     def __call__(self, scope: CallScope, reason: ErrorReason) -> None:
         with self._lock:
             self.seen.append((scope, reason))
+        if self.then is not None:
+            self.then(scope, reason)
 
 
 @pytest.fixture
@@ -117,6 +122,7 @@ def denials() -> Denials:
 @pytest.fixture
 def served(engine: Engine, callers_settings: Settings, denials: Denials) -> Iterator[LiveServer]:
     service = mfa_service(engine, callers_settings, time.time)
+    denials.then = denial_recorder(service)
     with running_server(callers_settings, service, on_denied=denials) as live:
         yield live
 
@@ -130,6 +136,26 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             )
             for table in TABLES
         }
+
+
+AUDITED = "caller, tenant, method, account_id, factor_id, verify_result, error_reason, status_code"
+
+
+def audit_events_after(engine: Engine, after_id: int) -> list[tuple[Any, ...]]:
+    """The audit events written after event `after_id`, oldest first."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(f"SELECT {AUDITED} FROM audit_events WHERE id > :after ORDER BY id"),
+            {"after": after_id},
+        )
+        return [tuple(row) for row in rows]
+
+
+def last_audit_id(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(text("SELECT coalesce(max(id), 0) FROM audit_events")).scalar_one()
+        )
 
 
 def make_factors(live: LiveServer, secrets: Secrets) -> Factors:
@@ -209,6 +235,7 @@ def test_every_rpc_refuses_every_wrong_caller_and_writes_nothing(
     secrets_seen.add(*(caller.token or "" for caller in EVERY_CALLER))
     factors = make_factors(served, secrets_seen)
     before = snapshot(engine)
+    events_before = last_audit_id(engine)
     expected_denials = []
     for rpc in RPCS:
         method = getattr(served.stub, rpc.method)
@@ -227,6 +254,11 @@ def test_every_rpc_refuses_every_wrong_caller_and_writes_nothing(
     assert snapshot(engine) == before  # no factor, account or request record changed
     heard = [(s.caller, s.tenant, s.method, reason) for s, reason in denials.seen]
     assert heard == expected_denials
+    # Exactly one audit event per denial (its own transaction), nothing else.
+    assert audit_events_after(engine, events_before) == [
+        (caller, tenant, method, "", None, None, reason.name, STATUS[reason].name)
+        for caller, tenant, method, reason in expected_denials
+    ]
     assert all(s.peer.startswith("ipv4:127.0.0.1:") for s, _ in denials.seen)
     refused = [line for line in access_lines(no_secrets_in_logs) if line["code"] != "OK"]
     assert len(refused) == len(expected_denials)
@@ -243,14 +275,11 @@ def test_every_rpc_is_allowed_to_a_caller_holding_just_its_permission(
             try:
                 method(rpc.request(factors), metadata=caller.metadata(tenant), timeout=10)
             except grpc.RpcError as error:
-                # Never refused for its caller: ListAuditEvents is UNIMPLEMENTED until the
-                # audit trail lands; the second forced Disable finds nothing left to disable.
+                # Never refused for its caller: the second forced Disable finds nothing
+                # left to disable.
                 got = failure(error)
                 assert got.reason not in CALLER_REASONS, rpc.name
-                assert (rpc.method, got.code) in {
-                    ("ListAuditEvents", grpc.StatusCode.UNIMPLEMENTED),
-                    ("Disable", grpc.StatusCode.NOT_FOUND),
-                }, rpc.name
+                assert (rpc.method, got.code) == ("Disable", grpc.StatusCode.NOT_FOUND), rpc.name
     assert denials.seen == []
     lines = access_lines(no_secrets_in_logs)
     assert {(line["caller"], line["tenant"]) for line in lines} == {
@@ -332,3 +361,33 @@ def test_a_wrong_code_is_counted_against_the_caller_by_name(
         assert got.reason == "ERROR_REASON_RATE_LIMITED"
         answer = live.stub.Verify(request, metadata=second.metadata(), timeout=10)
         assert answer.outcome.result == factor_pb2.VERIFY_RESULT_INVALID
+
+
+def test_a_caller_lists_the_audit_events_of_its_tenants_only(
+    served: LiveServer, secrets_seen: Secrets
+) -> None:
+    make_factors(served, secrets_seen)  # events in shop, by owner
+    bank = served.stub.Enroll(
+        pb.EnrollRequest(account_id=ACCOUNT), metadata=MULTI.metadata("bank"), timeout=10
+    )
+    secrets_seen.add(bank.secret_base32, bank.otpauth_uri)
+
+    def tenants_listed(caller: TestCaller, named: str | None, tenant: str = "") -> set[str]:
+        request = audit_pb2.ListAuditEventsRequest(tenant=tenant, page_size=1000)
+        listed = served.stub.ListAuditEvents(request, metadata=caller.metadata(named), timeout=10)
+        return {event.tenant for event in listed.events}
+
+    # multi holds shop and bank: whichever its call acts in, it reads both.
+    assert tenants_listed(MULTI, "bank") == {"shop", "bank"}
+    assert tenants_listed(MULTI, "shop", tenant="bank") == {"bank"}
+    # owner holds shop only: bank's events stay hidden, and naming bank is refused.
+    assert tenants_listed(OWNER, None) == {"shop"}
+    got = call_fails(
+        served.stub.ListAuditEvents,
+        audit_pb2.ListAuditEventsRequest(tenant="bank"),
+        metadata=OWNER.metadata(),
+    )
+    assert (got.code, got.reason) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "ERROR_REASON_PERMISSION_DENIED",
+    )

@@ -5,27 +5,15 @@ from __future__ import annotations
 import json
 import uuid
 
-import grpc
 import pytest
 
-from totpd_client import TotpdClient, TotpdError
+from totpd_client import TotpdClient
 from totpd_client.cli.totpctl import main
-
-
-def _audit_served(client: TotpdClient) -> None:
-    """Until the audit trail is merged the server answers UNIMPLEMENTED: skip, saying so."""
-    try:
-        client.list_audit_events(page_size=1)
-    except TotpdError as error:
-        if error.code is grpc.StatusCode.UNIMPLEMENTED:
-            pytest.skip("this totpd does not serve ListAuditEvents yet")
-        raise
 
 
 def test_totpctl_audit_lists_an_enrollment(
     client: TotpdClient, totpd_target: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _audit_served(client)
     account = f"py-live-audit-{uuid.uuid4()}"
     enrolled = client.enroll(account, "phone")
     events = list(client.iter_audit_events(account_id=account))

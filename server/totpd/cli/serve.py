@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from totpd import __version__, crypto
 from totpd.calls import DEFAULT_TENANT
+from totpd.cli import audit as audit_cli
 from totpd.cli import tokens
 from totpd.cli.workers import PortReservationError, join_supervisor, parse_processes
 from totpd.config import KEYS, ConfigError, Settings, env_name, load_settings
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tenant", default=DEFAULT_TENANT, metavar="NAME", help="the account's tenant"
     )
     _add_setting_flags(unlock, _DATABASE_KEYS)
+    _add_setting_flags(audit_cli.add_parser(commands), _DATABASE_KEYS)
     tokens.add_parser(commands)
     return parser
 
@@ -301,11 +303,22 @@ def _unlock_report(found: AccountUnlock, policy: Policy) -> list[str]:
     return done
 
 
+def _audit(args: argparse.Namespace) -> int:
+    settings = _settings(args, _DATABASE_KEYS)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        with _database_errors():
+            return audit_cli.export(args, settings)
+    except audit_cli.ExportUsageError as error:
+        raise StartupError(str(error)) from None
+
+
 _COMMANDS = {
     "serve": _serve,
     "keygen": _keygen,
     "migrate": _migrate,
     "unlock": _unlock,
+    "audit": _audit,
     "token": tokens.run,
 }
 

@@ -243,12 +243,13 @@ class CallerInterceptor(CachingInterceptor):
                     " the callers file lists each caller's permissions",
                 )
             tenant = _tenant(caller, named)
+            held = () if caller.tenants is None else tuple(sorted(caller.tenants))
         except TotpdError as error:
             note_call(caller_name, tenant)
             if error.reason is not ErrorReason.INVALID_ARGUMENT:  # malformed: no event
                 self._on_denied(CallScope(caller_name, tenant, peer, method), error.reason)
             raise
-        return CallScope(caller_name, tenant, peer, method)
+        return CallScope(caller_name, tenant, peer, method, held)
 
 
 def load_access(settings: Settings) -> Access:

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import grpc
 
 from totpd import calls
-from totpd.rpc import convert
+from totpd.rpc import audit_convert, convert
 from totpd.rpc.status import to_item_error
 from totpd.service.errors import TotpdError
 from totpd.service.mfa import MfaService
@@ -107,8 +107,11 @@ class TotpServicer:
     def ListAuditEvents(
         self, request: audit_pb.ListAuditEventsRequest, context: grpc.ServicerContext
     ) -> audit_pb.ListAuditEventsResponse:
-        # In the contract ahead of the audit trail (issue 13), which implements it.
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "ListAuditEvents is not served yet")
+        records, next_token = self._service.audit.list_events(audit_convert.audit_query(request))
+        return audit_pb.ListAuditEventsResponse(
+            events=[audit_convert.audit_event_to_proto(record) for record in records],
+            next_page_token=next_token,
+        )
 
 
 def caller_of(context: grpc.ServicerContext) -> str:

@@ -50,6 +50,12 @@ class Policy:
     # at least max_batch_items.
     caller_failures_per_second: int = 10
     caller_failure_burst: int = 10_000
+    # The audit trail (service/audit.py): an event per decided code, state
+    # change and denied call, in the transaction of what it describes. Off
+    # only to measure what it costs (benchmarks); events older than the
+    # retention are pruned by the purge thread.
+    audit_enabled: bool = True
+    audit_retention_days: int = 365
 
     def __post_init__(self) -> None:
         """The one place the policy's bounds are checked (config errors quote these)."""
@@ -74,6 +80,7 @@ class Policy:
         _check_range("max_consecutive_failures", self.max_consecutive_failures, 1, 100)
         _check_range("caller_failures_per_second", self.caller_failures_per_second, 0, 1_000_000)
         _check_range("caller_failure_burst", self.caller_failure_burst, 1, 100_000_000)
+        _check_range("audit_retention_days", self.audit_retention_days, 1, 36500)
         if self.failure_budget < self.max_factors_per_account:
             # An account-wide guess spends one per factor: it must fit in the budget.
             raise ValueError("failure_budget must be at least max_factors_per_account")

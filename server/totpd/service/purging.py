@@ -26,6 +26,7 @@ _DAY = 86400
 class PurgeReport(NamedTuple):
     factors: int
     requests: int
+    audit_events: int = 0
 
 
 class Purger(DaemonThread):
@@ -57,9 +58,15 @@ class Purger(DaemonThread):
         ended_before = now - self._policy.ended_factor_retention_days * _DAY
         factors = self._drain(lambda: store.purge.ended_before(ended_before, limit=self._batch))
         requests = self._drain(lambda: store.requests.purge_expired(now=now, limit=self._batch))
-        if factors or requests:
-            _log.info("purged", extra={"factors": factors, "request_records": requests})
-        return PurgeReport(factors, requests)
+        # The audit trail's retention: the one delete of its append-only table.
+        events_before = (now - self._policy.audit_retention_days * _DAY) * 1_000_000
+        events = self._drain(lambda: store.audit.prune_before(events_before, limit=self._batch))
+        if factors or requests or events:
+            _log.info(
+                "purged",
+                extra={"factors": factors, "request_records": requests, "audit_events": events},
+            )
+        return PurgeReport(factors, requests, events)
 
     def _drain(self, one_batch: Callable[[], int]) -> int:
         total = 0

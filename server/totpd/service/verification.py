@@ -26,6 +26,7 @@ from totpd.service.accounting import (
     failure_writes,
     success_writes,
 )
+from totpd.service.audit import AuditContext, answered_meanwhile, time_us
 from totpd.service.caller_limits import CallerLimits
 from totpd.service.checks import Check, Verdict
 from totpd.service.errors import TotpdError, secret_unavailable
@@ -62,6 +63,7 @@ class _Round(NamedTuple):
     activate: bool
     tenant: str
     policy: Policy
+    audit: AuditContext | None = None
 
 
 class CodeChecker:
@@ -88,10 +90,12 @@ class CodeChecker:
         activate: bool = True,
         caller: str | None = None,
         tenant: str,
+        audit: AuditContext | None = None,
     ) -> VerifyOutcome:
         """One code; errors (database faults included) are raised.
 
         `activate`: a code that wins a step of a pending factor confirms it.
+        `audit`: the call whose verdicts get audit events (None: none).
         """
         (verdict,) = self.check_many(
             [request],
@@ -100,6 +104,7 @@ class CodeChecker:
             faults_per_item=False,
             caller=caller,
             tenant=tenant,
+            audit=audit,
         )
         if isinstance(verdict, TotpdError):
             raise verdict
@@ -114,6 +119,7 @@ class CodeChecker:
         faults_per_item: bool = True,
         caller: str | None = None,
         tenant: str,
+        audit: AuditContext | None = None,
     ) -> list[Verdict]:
         """`_check_all` for a caller with room for every check to fail, in `tenant`
         (its accounts, under its policy).
@@ -132,6 +138,7 @@ class CodeChecker:
                 faults_per_item=faults_per_item,
                 tenant=tenant,
                 policy=self._policies.for_tenant(tenant),
+                audit=audit,
             )
         finally:
             if reservation is not None:
@@ -148,6 +155,7 @@ class CodeChecker:
         faults_per_item: bool,
         tenant: str,
         policy: Policy,
+        audit: AuditContext | None = None,
     ) -> list[Verdict]:
         """Many codes against factors in `state`; each gets its verdict or its error.
 
@@ -157,6 +165,11 @@ class CodeChecker:
         retry would find their steps used and count their failures twice):
         those checks keep them and every check not decided gets the fault as its
         own error.
+
+        With `audit`, a round's verdicts get their events in the round's
+        transaction; the verdicts answered outside a round's write (LOCKED
+        without a candidate to write, or settled by an earlier round) change
+        nothing, and get theirs in one statement at the end.
         """
         verdicts: list[Verdict | None] = [None] * len(requests)
         waiting: list[Check] = []
@@ -167,6 +180,7 @@ class CodeChecker:
                 verdicts[index] = error
         now = math.floor(self._clock())
         decided_any = False
+        loose: list[tuple[Check, Verdict]] = []  # decided outside a round's write
         while waiting:
             this_round, waiting = one_per_account(waiting)
             decided: list[tuple[Check, Verdict]] = []
@@ -176,7 +190,7 @@ class CodeChecker:
                     for c in this_round
                 ]
                 decided, uncounted = self._round_verdicts(
-                    _Round(this_round, reads, state, now, activate, tenant, policy)
+                    _Round(this_round, reads, state, now, activate, tenant, policy, audit)
                 )
                 for check, verdict in decided:
                     verdicts[check.position] = verdict
@@ -185,6 +199,7 @@ class CodeChecker:
                     self._store, policy, uncounted, state, now, tenant
                 ):
                     verdicts[check.position] = verdict
+                    loose.append((check, verdict))
             except Exception as error:
                 if not (faults_per_item and decided_any and is_store_fault(error)):
                     raise
@@ -193,7 +208,12 @@ class CodeChecker:
                     if verdicts[check.position] is None:
                         verdicts[check.position] = fault
                 break
-            waiting = answer_while_locked(decided, waiting, verdicts)
+            still = answer_while_locked(decided, waiting, verdicts)
+            if audit is not None:
+                loose += answered_meanwhile(waiting, still, verdicts)
+            waiting = still
+        if audit is not None and loose:
+            self._store.audit.append(audit.verdict_events(time_us(self._clock), loose).rows())
         return [verdict for verdict in verdicts if verdict is not None]
 
     def _round_verdicts(self, round_: _Round) -> _RoundVerdicts:
@@ -201,9 +221,11 @@ class CodeChecker:
         no candidate factor (nothing was counted for them)."""
         state, now, tenant = round_.state, round_.now, round_.tenant
         attempts = self._store.attempts
+        audit = round_.audit
         with metrics.StoreRound(len(round_.checks)):
             factors = attempts.read(round_.requests, state=state, now=now, tenant=tenant)
             verdicts, writes, accounts, uncounted = self._verdicts_and_writes(round_, factors)
+            events = audit.verdict_events(time_us(self._clock), verdicts) if audit else None
             if not attempts.write_if_unchanged(
                 writes,
                 state=state,
@@ -211,6 +233,7 @@ class CodeChecker:
                 activate=round_.activate,
                 accounts=accounts,
                 tenant=tenant,
+                events=events,
             ):
                 # A factor changed between the read and the write (another attempt
                 # on it, a disable): nothing was written. Decide again under locks.
@@ -243,7 +266,10 @@ class CodeChecker:
                 accounts=accounts,
                 tenant=round_.tenant,
             )
-        return [(check, unless_lost(verdict, written)) for check, verdict in verdicts], uncounted
+            final = [(check, unless_lost(verdict, written)) for check, verdict in verdicts]
+            if round_.audit is not None:
+                locked.record(round_.audit.verdict_events(time_us(self._clock), final))
+        return final, uncounted
 
     def _verdicts_and_writes(
         self, round_: _Round, factors: list[CandidateFactor]

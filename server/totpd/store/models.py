@@ -157,3 +157,41 @@ class RequestRecord(Base):
         PrimaryKeyConstraint("request_id", "scope", "tenant"),
         Index("ix_request_records_expires_at", "expires_at"),
     )
+
+
+# -- the audit trail -----------------------------------------------------------
+
+
+class AuditEventRow(Base):
+    """One decided code, state change or denied call (store/audit.py).
+
+    Append-only for totpd's own paths: only the retention prune deletes.
+    Never a secret, code, otpauth URI or token: no column could hold one.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    time_us: Mapped[int] = mapped_column(BigInteger)  # Unix microseconds
+    caller: Mapped[str] = mapped_column(String(256))
+    tenant: Mapped[str] = mapped_column(String(128))
+    method: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX))
+    factor_id: Mapped[str | None] = mapped_column(String(36))
+    verify_result: Mapped[str | None] = mapped_column(String(16))
+    error_reason: Mapped[str | None] = mapped_column(String(48))
+    status_code: Mapped[str] = mapped_column(String(32))
+    step_offset: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    peer: Mapped[str] = mapped_column(String(256))
+
+    # No index on caller: each index costs every event of every round its
+    # insert (benchmarks/NOTES.md, "Audit trail"); a caller filter runs within
+    # the tenant and time indexes' ranges.
+    __table_args__ = (
+        Index("ix_audit_events_tenant_time_us", "tenant", "time_us"),
+        Index("ix_audit_events_account_id", "account_id"),
+        Index("ix_audit_events_time_us", "time_us"),
+    )

@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 from totpd.calls import DEFAULT_TENANT
 from totpd.domain import LIVE_STATES, NEVER_USED_STEP, Algorithm, FactorState
 from totpd.store import deadline, faults
+from totpd.store.audit import AuditRow, AuditStore, append_in
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import LabelTakenError, StoreUnavailableError
 from totpd.store.legacy_secrets import LegacySecrets
@@ -50,6 +51,7 @@ class FactorStore:
         self.requests = RequestStore(engine, self._writer)
         self.purge = FactorPurge(engine, self._writer)
         self.legacy_secrets = LegacySecrets(engine, self._writer)
+        self.audit = AuditStore(engine, self._writer)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._ping_engine = _ping_engine(engine)
 
@@ -143,6 +145,7 @@ class FactorStore:
         make_factor: Callable[[list[StoredFactor]], NewFactor],
         completes: Completion | None = None,
         tenant: str = DEFAULT_TENANT,
+        events: Sequence[AuditRow] = (),
     ) -> StoredFactor:
         """Insert the factor `make_factor` builds from the account's live factors, with no
         other enrollment of the account in between: the count and the labels it
@@ -151,7 +154,8 @@ class FactorStore:
         One transaction, serialised per account: PostgreSQL takes an advisory
         lock on the account id; SQLite takes its write lock up front (BEGIN
         IMMEDIATE, queued with the other writers). `make_factor` may raise to refuse.
-        `completes`: the request record that stores this result, in the same transaction.
+        `completes`: the request record that stores this result, in the same transaction;
+        `events`: the audit events of the enrollment, appended in it too.
         """
         with self._writer, self._engine.connect() as connection:
             connection.execution_options(**{IMMEDIATE_TRANSACTION: True})
@@ -169,6 +173,7 @@ class FactorStore:
                     raise LabelTakenError from None
                 if completes is not None:
                     complete_in(connection, completes)
+                append_in(connection, events)
                 deadline.check()  # before the commit
         return _stored(row)
 
@@ -241,11 +246,13 @@ class FactorStore:
         now: int,
         completes: Callable[[list[StoredFactor]], Completion | None] | None = None,
         tenant: str = DEFAULT_TENANT,
+        events: Callable[[list[StoredFactor]], Sequence[AuditRow]] | None = None,
     ) -> list[StoredFactor]:
         """Turn live factors DISABLED and erase their secrets; returns them.
 
         `completes`: builds, from the disabled factors, the request record that
-        stores this result, written in the same transaction.
+        stores this result, written in the same transaction; `events`: builds the
+        audit events of the disabled factors, appended in it too.
         """
         statement = (
             update(FactorRow)
@@ -263,6 +270,8 @@ class FactorStore:
             completion = completes(disabled) if completes is not None else None
             if completion is not None:
                 complete_in(session.connection(), completion)
+            if events is not None:
+                append_in(session.connection(), events(disabled))
             deadline.check()  # before the commit
             return disabled
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, Insert, Update
 
 from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
-from totpd.store import deadline, round_sql
+from totpd.store import audit, deadline, round_sql
 from totpd.store.dbapi import RawConnection, deadline_on_database_clock, forget_clock_offset
 from totpd.store.errors import RoundAbortedError
 
@@ -131,23 +131,35 @@ class Attempts:
         activate: bool = True,
         accounts: Sequence[AccountWrite] = (),
         tenant: str = DEFAULT_TENANT,
+        events: audit.RoundEvents | None = None,
     ) -> bool:
         """Store every write, each only where its factor (or account) is as it was read.
 
         All or nothing: False (nothing written) if any factor or account
         changed since the read. `activate`: a step won on a pending factor
         confirms it (see `_write`). Accounts are written before factors, the
-        order a locked round locks them in.
+        order a locked round locks them in. `events`: the audit events of the
+        round's verdicts, appended in the same transaction (all or nothing too).
         DeadlineExceededError if the deadline passed first: nothing was written.
         """
         dialect = self._dialect.name
         statements = _account_statements(dialect, accounts, tenant)
         # One factor row and no account row: the statement alone is atomic, and
         # outside a transaction it carries the call's deadline in its condition.
-        alone = not statements and len(writes) == 1
+        items = events.items if events is not None else ()
+        # PostgreSQL writes one factor row and its event in one statement, alone.
+        with_event = dialect == "postgresql" and len(writes) == 1 and len(items) == 1
+        alone = not statements and len(writes) == 1 and (not items or with_event)
         if writes:
             factors = _write_statement(dialect, writes, state, now, tenant, activate, alone=alone)
-            statements.append((*factors, len(writes)))
+            if alone and with_event and events is not None:
+                # p_tenant is one bind shared by the write and its event: the round's.
+                both = audit.insert_after(factors[0])
+                statements.append((both, {**audit.one_event_values(events), **factors[1]}, 1))
+            else:
+                statements.append((*factors, len(writes)))
+        if events is not None and items and not (alone and with_event):
+            statements.append(audit.insert_values(dialect, events))
         if not statements:
             return True
         with self._writer, RawConnection(self._engine, autocommit=alone) as connection:
@@ -250,6 +262,12 @@ class LockedRound:
             dialect, writes, state, now, tenant, activate, alone=False
         )
         return {factor_id for (factor_id,) in self._connection.run(statement, values)}
+
+    def record(self, events: audit.RoundEvents) -> None:
+        """Append the round's audit events, committed with its writes or not at all."""
+        if events.items:
+            statement, values, _ = audit.insert_values(self._connection.dialect.name, events)
+            self._connection.run(statement, values)
 
 
 def _read(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from totpd.domain import LIVE_STATES, FactorState
 from totpd.service import idempotency, validation
+from totpd.service.audit import AuditContext, time_us
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa.deps import Deps
 from totpd.service.mfa.factors import owned_factor, to_factor
 from totpd.service.types import Factor, VerifyItem, VerifyOutcome, VerifyResult
 from totpd.store import StoredFactor
+from totpd.store.audit import AuditRow
 from totpd.store.requests import Completion
 
 
@@ -22,6 +24,7 @@ def disable(
     force: bool,
     request_id: str | None,
     caller: str | None,
+    audit: AuditContext | None = None,
 ) -> tuple[VerifyOutcome, list[Factor]]:
     request_id = idempotency.request_id(request_id)
     account_id = validation.account_id(account_id)
@@ -32,7 +35,7 @@ def disable(
     if call.replay is not None:
         return _disabled_again(deps, tenant, account_id, call.replay)
     with call:
-        return _disable(deps, tenant, account_id, factor_id, code, force, call, caller)
+        return _disable(deps, tenant, account_id, factor_id, code, force, call, caller, audit)
 
 
 def _check_proof(deps: Deps, code: str | None, force: bool) -> None:
@@ -56,6 +59,7 @@ def _disable(
     force: bool,
     call: idempotency.Call,
     caller: str | None,
+    audit: AuditContext | None = None,
 ) -> tuple[VerifyOutcome, list[Factor]]:
     targets = _disable_targets(deps, tenant, account_id, factor_id)
     if force:
@@ -75,6 +79,7 @@ def _disable(
             activate=False,
             caller=caller,
             tenant=tenant,
+            audit=audit,
         )
         if outcome.result is not VerifyResult.VALID:
             call.complete(idempotency.outcome_result(outcome))
@@ -84,8 +89,19 @@ def _disable(
         ids = [factor.factor_id for factor in factors]
         return call.completion(idempotency.outcome_result(outcome, ids))
 
+    def events(factors: list[StoredFactor]) -> list[AuditRow]:
+        # One event per factor disabled (the code's verdict has its own).
+        if audit is None:
+            return []
+        when = time_us(deps.clock)
+        return [audit.row(when, account_id, factor.factor_id) for factor in factors]
+
     disabled = deps.store.disable(
-        [factor.factor_id for factor in targets], now=deps.now(), completes=record, tenant=tenant
+        [factor.factor_id for factor in targets],
+        now=deps.now(),
+        completes=record,
+        tenant=tenant,
+        events=events,
     )
     return outcome, [to_factor(factor) for factor in disabled]
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from totpd.crypto import SealedSecret, SecretUnavailableError, tenant_slot
 from totpd.domain import ISSUER_MAX, LABEL_MAX, Algorithm, FactorState
 from totpd.service import idempotency, provisioning, validation
+from totpd.service.audit import AuditContext, time_us
 from totpd.service.errors import ErrorReason, TotpdError, secret_unavailable
 from totpd.service.mfa.deps import Deps
 from totpd.service.mfa.factors import get_factor, owned_factor, to_factor
@@ -31,7 +32,13 @@ class _Wanted:
     period_seconds: int
 
 
-def enroll(deps: Deps, tenant: str, params: EnrollParams, request_id: str | None) -> Enrollment:
+def enroll(
+    deps: Deps,
+    tenant: str,
+    params: EnrollParams,
+    request_id: str | None,
+    audit: AuditContext | None = None,
+) -> Enrollment:
     request_id = idempotency.request_id(request_id)
     policy = deps.policies.for_tenant(tenant)
     wanted = _validated(policy, params)
@@ -54,10 +61,16 @@ def enroll(deps: Deps, tenant: str, params: EnrollParams, request_id: str | None
         return _new_factor(policy, wanted, live, factor_id, sealed, now)
 
     record = call.completion(idempotency.factors_result([factor_id]))
+    events = [audit.row(time_us(deps.clock), account_id, factor_id)] if audit else []
     with call:
         try:
             factor = deps.store.add_to_account(
-                account_id, now=now, make_factor=new_factor, completes=record, tenant=tenant
+                account_id,
+                now=now,
+                make_factor=new_factor,
+                completes=record,
+                tenant=tenant,
+                events=events,
             )
         except LabelTakenError:
             raise _label_taken() from None
@@ -156,6 +169,7 @@ def confirm(
     code: str,
     request_id: str | None,
     caller: str | None,
+    audit: AuditContext | None = None,
 ) -> tuple[VerifyOutcome, Factor]:
     request_id = idempotency.request_id(request_id)
     request = VerifyItem(
@@ -172,7 +186,7 @@ def confirm(
         return first, get_factor(deps, tenant, account_id, factor_id)
     with call:
         outcome = deps.checker.check(
-            request, state=FactorState.PENDING, caller=caller, tenant=tenant
+            request, state=FactorState.PENDING, caller=caller, tenant=tenant, audit=audit
         )
         call.complete(idempotency.outcome_result(outcome))
     return outcome, get_factor(deps, tenant, account_id, factor_id)

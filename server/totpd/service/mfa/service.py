@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from totpd.crypto import Keyring
+from totpd.service.audit import AuditContext, AuditLog
 from totpd.service.errors import TotpdError
 from totpd.service.mfa import disabling, enrollment, factors, verifying
 from totpd.service.mfa.deps import Deps, current_tenant
@@ -30,6 +31,7 @@ class MfaService:
         tenant_policies: Mapping[str, Policy] | None = None,
     ) -> None:
         self._deps = Deps(store, keyring, policy, clock, dict(tenant_policies or {}))
+        self._audit_log = AuditLog(store, policy, clock)
 
     @property
     def policy(self) -> Policy:
@@ -46,12 +48,28 @@ class MfaService:
         engine through them)."""
         return self._deps
 
+    @property
+    def audit(self) -> AuditLog:
+        """The audit trail: denied calls' events (the rpc layer), ListAuditEvents."""
+        return self._audit_log
+
+    def _audit(
+        self, method: str, tenant: str, request_id: str | None = None
+    ) -> AuditContext | None:
+        """The call's audit context, read here at the entry, in the tenant the call
+        acts in (None: audit turned off)."""
+        if not self._deps.policy.audit_enabled:
+            return None
+        return AuditContext.of_call(method, request_id, tenant=tenant)
+
     def ping(self) -> None:
         """Return if the store answers now, raise its error if not (the health probe)."""
         self._deps.store.ping()
 
     def enroll(self, params: EnrollParams, request_id: str | None = None) -> Enrollment:
-        return enrollment.enroll(self._deps, current_tenant(), params, request_id)
+        tenant = current_tenant()
+        audit = self._audit("Enroll", tenant, request_id)
+        return enrollment.enroll(self._deps, tenant, params, request_id, audit)
 
     def confirm(
         self,
@@ -61,12 +79,15 @@ class MfaService:
         request_id: str | None = None,
         caller: str | None = None,
     ) -> tuple[VerifyOutcome, Factor]:
+        tenant = current_tenant()
+        audit = self._audit("ConfirmEnrollment", tenant, request_id)
         return enrollment.confirm(
-            self._deps, current_tenant(), account_id, factor_id, code, request_id, caller
+            self._deps, tenant, account_id, factor_id, code, request_id, caller, audit
         )
 
     def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
-        return verifying.verify(self._deps, current_tenant(), item, caller)
+        tenant = current_tenant()
+        return verifying.verify(self._deps, tenant, item, caller, self._audit("Verify", tenant))
 
     def check_batch_size(self, count: int) -> None:
         """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
@@ -76,7 +97,9 @@ class MfaService:
         self, items: Sequence[VerifyItem], caller: str | None = None
     ) -> list[VerifyOutcome | TotpdError]:
         """Each item as `verify` would answer it; item errors stay per item."""
-        return verifying.verify_batch(self._deps, current_tenant(), items, caller)
+        tenant = current_tenant()
+        audit = self._audit("BatchVerify", tenant)
+        return verifying.verify_batch(self._deps, tenant, items, caller, audit)
 
     def disable(
         self,
@@ -87,8 +110,10 @@ class MfaService:
         request_id: str | None = None,
         caller: str | None = None,
     ) -> tuple[VerifyOutcome, list[Factor]]:
+        tenant = current_tenant()
+        audit = self._audit("Disable", tenant, request_id)
         return disabling.disable(
-            self._deps, current_tenant(), account_id, factor_id, code, force, request_id, caller
+            self._deps, tenant, account_id, factor_id, code, force, request_id, caller, audit
         )
 
     def get_factor(self, account_id: str, factor_id: str) -> Factor:

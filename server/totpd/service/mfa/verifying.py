@@ -7,15 +7,22 @@ from collections.abc import Sequence
 
 from totpd.domain import FactorState
 from totpd.service import validation
+from totpd.service.audit import AuditContext
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa.deps import Deps
 from totpd.service.policy import Policy
 from totpd.service.types import VerifyItem, VerifyOutcome
 
 
-def verify(deps: Deps, tenant: str, item: VerifyItem, caller: str | None) -> VerifyOutcome:
+def verify(
+    deps: Deps,
+    tenant: str,
+    item: VerifyItem,
+    caller: str | None,
+    audit: AuditContext | None = None,
+) -> VerifyOutcome:
     return deps.checker.check(
-        validated(item), state=FactorState.ACTIVE, caller=caller, tenant=tenant
+        validated(item), state=FactorState.ACTIVE, caller=caller, tenant=tenant, audit=audit
     )
 
 
@@ -31,7 +38,11 @@ def check_batch_size(policy: Policy, count: int) -> None:
 
 
 def verify_batch(
-    deps: Deps, tenant: str, items: Sequence[VerifyItem], caller: str | None
+    deps: Deps,
+    tenant: str,
+    items: Sequence[VerifyItem],
+    caller: str | None,
+    audit: AuditContext | None = None,
 ) -> list[VerifyOutcome | TotpdError]:
     """Each item with exactly the semantics of `verify`; item errors stay per item.
 
@@ -48,7 +59,7 @@ def verify_batch(
         except TotpdError as error:
             results[position] = error
     verdicts = deps.checker.check_many(
-        requests, state=FactorState.ACTIVE, caller=caller, tenant=tenant
+        requests, state=FactorState.ACTIVE, caller=caller, tenant=tenant, audit=audit
     )
     for position, verdict in zip(positions, verdicts, strict=True):
         results[position] = verdict

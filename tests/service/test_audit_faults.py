@@ -1,0 +1,108 @@
+"""A round that ends without committing (its deadline passed while the database hung)
+stores neither its verdict nor its event; the rounds committed before keep both."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from tests.conftest import Clock
+from tests.hung_database import HangingDatabase, database, hang_before_write, paused_postgres
+from tests.service.conftest import results_of
+from tests.service.test_deadlines import DEADLINE, enrolled, failures, hung_engine, service
+from tests.totp_oracle import code_at, wrong_code
+from totpd import deadlines
+from totpd.service.errors import ErrorReason
+from totpd.service.mfa import MfaService
+from totpd.service.types import VerifyItem, VerifyResult
+from totpd.store.deadline import DeadlineExceededError
+from totpd.store.models import AuditEventRow
+
+__all__ = ["database", "hung_engine", "paused_postgres", "service"]  # fixtures
+
+
+def verdict_events(engine: Engine, account_id: str) -> list[tuple[str, str]]:
+    query = (
+        select(AuditEventRow.method, AuditEventRow.verify_result)
+        .where(AuditEventRow.account_id == account_id, AuditEventRow.method != "ConfirmEnrollment")
+        .where(AuditEventRow.verify_result.is_not(None))
+        .order_by(AuditEventRow.id)
+    )
+    with engine.connect() as connection:
+        return [(row[0], row[1]) for row in connection.execute(query)]
+
+
+def event_count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(AuditEventRow)).scalar_one())
+
+
+def test_a_round_cut_by_its_deadline_stores_no_verdict_and_no_event(
+    database: HangingDatabase,
+    hung_engine: Engine,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = enrolled(service, clock, account_id)
+    other = enrolled(service, clock, account_id + "-b")
+    code, other_code = code_at(first, clock.now), code_at(other, clock.now)
+    items = [
+        VerifyItem(account_id, wrong_code(code)),
+        VerifyItem(account_id + "-b", other_code),
+        VerifyItem(account_id, code),
+    ]
+    with ExitStack() as stack:
+        hang_before_write(monkeypatch, database, stack, write=2)
+        with deadlines.within(DEADLINE):
+            results = service.verify_batch(items)
+    monkeypatch.undo()
+    database.settle("BEGIN")
+    assert results_of(results) == [
+        VerifyResult.INVALID,
+        VerifyResult.VALID,
+        ErrorReason.DEADLINE_EXCEEDED,
+    ]
+    # The first round's two verdicts and their events; nothing of the second.
+    assert failures(service, first.factor.factor_id) == 1
+    assert verdict_events(hung_engine, account_id) == [("BatchVerify", "INVALID")]
+    assert verdict_events(hung_engine, account_id + "-b") == [("BatchVerify", "VALID")]
+
+    before = event_count(hung_engine)
+    with database.hung(), deadlines.within(DEADLINE), pytest.raises(DeadlineExceededError):
+        service.verify(VerifyItem(account_id, code))
+    assert event_count(hung_engine) == before
+    assert service.verify(VerifyItem(account_id, code)).result is VerifyResult.VALID
+    assert verdict_events(hung_engine, account_id)[-1] == ("Verify", "VALID")
+
+
+@pytest.mark.parametrize("correct", [True, False], ids=["correct code", "wrong code"])
+def test_a_write_run_after_its_deadline_stores_no_event(
+    database: HangingDatabase,
+    hung_engine: Engine,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    correct: bool,
+) -> None:
+    """The round's write (with its event) reached a database that had just hung and ran
+    when it resumed, after the deadline: neither the verdict nor the event stays."""
+    enrollment = enrolled(service, clock, account_id)
+    right = code_at(enrollment, clock.now)
+    before = event_count(hung_engine)
+    with ExitStack() as stack:
+        hang_before_write(monkeypatch, database, stack)
+        with deadlines.within(DEADLINE), pytest.raises(DeadlineExceededError):
+            service.verify(VerifyItem(account_id, right if correct else wrong_code(right)))
+    monkeypatch.undo()
+    # PostgreSQL: the one-row write and its event are one statement; a failure's
+    # transaction (account and factor rows, event) began late and never commits.
+    database.settle("WITH written AS" if correct else "BEGIN")
+    assert event_count(hung_engine) == before
+    assert failures(service, enrollment.factor.factor_id) == 0
+    assert service.verify(VerifyItem(account_id, right)).result is VerifyResult.VALID
+    assert event_count(hung_engine) == before + 1
