@@ -116,7 +116,7 @@ version-check:
 release-lint: install
 	$(VENV)/bin/ruff check release
 	$(VENV)/bin/ruff format --check release
-	$(VENV)/bin/mypy --strict release/version.py release/check.py
+	$(VENV)/bin/mypy --strict release/version.py release/check.py release/check_steps.py
 	@if command -v go >/dev/null; then \
 	  test -z "$$(gofmt -l release)" || { gofmt -l release; echo "gofmt: run gofmt -w release"; exit 1; }; \
 	  cd release/gomodzip && go vet ./...; \

@@ -261,53 +261,40 @@ def phases(
     stub = pb_grpc.TotpServiceStub(channel)
     # Warm-up: connections in the pool, code paths loaded.
     unary_sender(stub, _valid(pool, 200))()
+
+    def measure(name: str, verifications: int, send: Callable[[], None]) -> dict[str, Any]:
+        return run_phase(name, verifications, send, server_pid, database, engine)
+
     out = []
     valid = _valid(pool, args.calls)
+    out.append(measure("unary Verify, valid", len(valid), unary_sender(stub, valid)))
+    invalid = _wrong_codes(pool, args.calls)
+    out.append(measure("unary Verify, wrong code", len(invalid), unary_sender(stub, invalid)))
+    batches = _batches(pool, args.batch, args.batches)
     out.append(
-        run_phase(
-            "unary Verify, valid",
-            len(valid),
-            unary_sender(stub, valid),
-            server_pid,
-            database,
-            engine,
-        )
-    )
-    invalid = [
-        pb.VerifyRequest(account_id=r.account_id, code=wrong(r.code))
-        for r in _valid(pool, args.calls)
-    ]
-    out.append(
-        run_phase(
-            "unary Verify, wrong code",
-            len(invalid),
-            unary_sender(stub, invalid),
-            server_pid,
-            database,
-            engine,
-        )
-    )
-    batches = [
-        pb.BatchVerifyRequest(
-            items=[
-                pb.BatchVerifyItem(account_id=r.account_id, code=r.code)
-                for r in _valid(pool, args.batch)
-            ]
-        )
-        for _ in range(args.batches)
-    ]
-    out.append(
-        run_phase(
+        measure(
             f"BatchVerify x{args.batch}, valid",
             args.batch * args.batches,
             batch_sender(stub, batches),
-            server_pid,
-            database,
-            engine,
         )
     )
     channel.close()
     return out
+
+
+def _wrong_codes(pool: FactorPool, n: int) -> list[pb.VerifyRequest]:
+    return [pb.VerifyRequest(account_id=r.account_id, code=wrong(r.code)) for r in _valid(pool, n)]
+
+
+def _batches(pool: FactorPool, size: int, count: int) -> list[pb.BatchVerifyRequest]:
+    return [
+        pb.BatchVerifyRequest(
+            items=[
+                pb.BatchVerifyItem(account_id=r.account_id, code=r.code) for r in _valid(pool, size)
+            ]
+        )
+        for _ in range(count)
+    ]
 
 
 def _valid(pool: FactorPool, n: int) -> list[pb.VerifyRequest]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.cluster.local_cluster import load
+from tests.cluster.serving import run_totpd, serving
 from tests.totp_oracle import totp, wrong_code
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
@@ -99,49 +98,25 @@ def test_totpd_follows_a_promoted_standby_through_a_multi_host_url(
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOTPD_")}
     env |= {"TOTPD_DATABASE_URL": url, "TOTPD_DATA_DIR": str(tmp_path), "TOTPD_DRAIN_SECONDS": "0"}
     for command in (["keygen", "--out", str(tmp_path / "totpd.key")], ["migrate"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "totpd", *command],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        done = run_totpd(*command, env=env, timeout=60)
         assert done.returncode == 0, done.stderr
-    ready = tmp_path / "ready"
-    log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "totpd", "serve", "--listen", "127.0.0.1:0", "--ready-file", ready],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        with TotpdClient(
-            ready.read_text(), insecure=True, timeout=30, max_attempts=100, max_backoff=0.5
-        ) as client:
-            enrolled = client.enroll("failover", "Pixel 8")
-            step = int(time.time()) // 30
-            secret = enrolled.secret_base32
-            confirmed = client.confirm(
-                "failover", enrolled.factor.factor_id, totp(secret, step * 30)
-            )
-            assert confirmed.outcome.result is VerifyResult.VALID
-            used = totp(secret, (step + 1) * 30)
-            assert client.verify("failover", used).result is VerifyResult.VALID
+    with (
+        serving(tmp_path, env) as address,
+        TotpdClient(
+            address, insecure=True, timeout=30, max_attempts=100, max_backoff=0.5
+        ) as client,
+    ):
+        enrolled = client.enroll("failover", "Pixel 8")
+        step = int(time.time()) // 30
+        secret = enrolled.secret_base32
+        confirmed = client.confirm("failover", enrolled.factor.factor_id, totp(secret, step * 30))
+        assert confirmed.outcome.result is VerifyResult.VALID
+        used = totp(secret, (step + 1) * 30)
+        assert client.verify("failover", used).result is VerifyResult.VALID
 
-            primary.stop("immediate")
-            standby._run("pg_ctl", "-D", str(standby.dir / "data"), "promote", "-w")
+        primary.stop("immediate")
+        standby._run("pg_ctl", "-D", str(standby.dir / "data"), "promote", "-w")
 
-            assert client.verify("failover", used).result is VerifyResult.REPLAYED
-            assert client.verify("failover", wrong_code(used)).result is VerifyResult.INVALID
-            assert client.list_factors("failover")[0].factor_id == enrolled.factor.factor_id
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        assert client.verify("failover", used).result is VerifyResult.REPLAYED
+        assert client.verify("failover", wrong_code(used)).result is VerifyResult.INVALID
+        assert client.list_factors("failover")[0].factor_id == enrolled.factor.factor_id

@@ -11,8 +11,6 @@ import glob
 import os
 import shutil
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import ProgrammingError
 
+from tests.cluster.serving import run_totpd, serving
 from totpd.crypto import write_new_keyring
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc
@@ -100,17 +99,6 @@ def roles(postgres_url: str) -> Iterator[dict[str, str]]:
         )
 
 
-def totpd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "totpd", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_the_serving_role_serves_but_cannot_change_the_schema(
     roles: dict[str, str], tmp_path: Path
 ) -> None:
@@ -120,10 +108,10 @@ def test_the_serving_role_serves_but_cannot_change_the_schema(
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("TOTPD_")}
     base_env |= {"TOTPD_KEY_FILE": str(key_file), "TOTPD_DATA_DIR": str(work)}
 
-    refused = totpd("migrate", env=base_env | {"TOTPD_DATABASE_URL": roles["app"]})
+    refused = run_totpd("migrate", env=base_env | {"TOTPD_DATABASE_URL": roles["app"]})
     assert refused.returncode != 0
     assert "permission denied" in refused.stderr
-    migrated = totpd("migrate", env=base_env | {"TOTPD_DATABASE_URL": roles["migrate"]})
+    migrated = run_totpd("migrate", env=base_env | {"TOTPD_DATABASE_URL": roles["migrate"]})
     assert migrated.returncode == 0, migrated.stderr
     app_role = make_url(roles["app"]).username
     assert app_role is not None
@@ -151,25 +139,7 @@ def test_the_serving_role_serves_but_cannot_change_the_schema(
 
 def _serves(work: Path, env: dict[str, str]) -> None:
     """`totpd serve` as the serving role: it starts and enrolls a factor."""
-    ready = work / "ready"
-    log = (work / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "totpd", "serve", "--listen", "127.0.0.1:0", "--ready-file", ready],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert server.poll() is None, (work / "serve.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "totpd serve did not start"
-            time.sleep(0.05)
-        with grpc.insecure_channel(ready.read_text()) as channel:
-            stub = totp_service_pb2_grpc.TotpServiceStub(channel)
-            enrolled = stub.Enroll(pb.EnrollRequest(account_id="roles"), timeout=10)
-        assert enrolled.factor.account_id == "roles"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    with serving(work, env) as address, grpc.insecure_channel(address) as channel:
+        stub = totp_service_pb2_grpc.TotpServiceStub(channel)
+        enrolled = stub.Enroll(pb.EnrollRequest(account_id="roles"), timeout=10)
+    assert enrolled.factor.account_id == "roles"

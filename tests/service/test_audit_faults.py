@@ -11,7 +11,14 @@ from sqlalchemy import Engine, func, select
 from tests.conftest import Clock
 from tests.hung_database import HangingDatabase, database, hang_before_write, paused_postgres
 from tests.service.conftest import results_of
-from tests.service.test_deadlines import DEADLINE, enrolled, failures, hung_engine, service
+from tests.service.test_deadlines import (
+    DEADLINE,
+    batch_with_its_second_round_hung,
+    enrolled,
+    failures,
+    hung_engine,
+    service,
+)
 from tests.totp_oracle import code_at, wrong_code
 from totpd import deadlines
 from totpd.service.errors import ErrorReason
@@ -47,20 +54,9 @@ def test_a_round_cut_by_its_deadline_stores_no_verdict_and_no_event(
     account_id: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    first = enrolled(service, clock, account_id)
-    other = enrolled(service, clock, account_id + "-b")
-    code, other_code = code_at(first, clock.now), code_at(other, clock.now)
-    items = [
-        VerifyItem(account_id, wrong_code(code)),
-        VerifyItem(account_id + "-b", other_code),
-        VerifyItem(account_id, code),
-    ]
-    with ExitStack() as stack:
-        hang_before_write(monkeypatch, database, stack, write=2)
-        with deadlines.within(DEADLINE):
-            results = service.verify_batch(items)
-    monkeypatch.undo()
-    database.settle("BEGIN")
+    first, code, _, results = batch_with_its_second_round_hung(
+        database, service, clock, account_id, monkeypatch
+    )
     assert results_of(results) == [
         VerifyResult.INVALID,
         VerifyResult.VALID,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from sqlalchemy import Engine, create_engine, event
@@ -61,6 +61,47 @@ def failures(service: MfaService, factor_id: str) -> int:
     return service.deps.store.get_many([factor_id])[factor_id].failed_attempts
 
 
+class HungBatch(NamedTuple):
+    first: Enrollment
+    code: str
+    items: list[VerifyItem]
+    results: list[Any]
+
+
+def batch_with_its_second_round_hung(
+    database: HangingDatabase,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *extra: VerifyItem,
+) -> HungBatch:
+    """A batch of a wrong and then the right code of `account_id` (two rounds), with
+    the right code of an account beside it in the first round, and `extra` items;
+    the second round's write hangs past the deadline.
+
+    The second round's success resets the account's failure: a transaction
+    (account, then factor) whose BEGIN ran late, never committed; the database
+    is settled once it has run.
+    """
+    first = enrolled(service, clock, account_id)
+    other = enrolled(service, clock, account_id + "-b")
+    code, other_code = code_at(first, clock.now), code_at(other, clock.now)
+    items = [
+        VerifyItem(account_id, wrong_code(code)),
+        VerifyItem(account_id + "-b", other_code),
+        VerifyItem(account_id, code),
+        *extra,
+    ]
+    with ExitStack() as stack:
+        hang_before_write(monkeypatch, database, stack, write=2)
+        with deadlines.within(DEADLINE):
+            results = service.verify_batch(items)
+    monkeypatch.undo()
+    database.settle("BEGIN")
+    return HungBatch(first, code, items, results)
+
+
 def test_a_correct_code_whose_call_outlives_its_deadline_is_not_consumed(
     database: HangingDatabase, service: MfaService, clock: Clock, account_id: str
 ) -> None:
@@ -105,24 +146,14 @@ def test_a_batch_keeps_the_verdicts_of_rounds_committed_before_its_deadline(
     account_id: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    first = enrolled(service, clock, account_id)
-    other = enrolled(service, clock, account_id + "-b")
-    code, other_code = code_at(first, clock.now), code_at(other, clock.now)
-    # Two items of one account: two rounds. The second round's write hangs.
-    items = [
-        VerifyItem(account_id, wrong_code(code)),
-        VerifyItem(account_id + "-b", other_code),
-        VerifyItem(account_id, code),
+    first, _, items, results = batch_with_its_second_round_hung(
+        database,
+        service,
+        clock,
+        account_id,
+        monkeypatch,
         VerifyItem(account_id, "12 456"),  # malformed: its own error, as always
-    ]
-    with ExitStack() as stack:
-        hang_before_write(monkeypatch, database, stack, write=2)
-        with deadlines.within(DEADLINE):
-            results = service.verify_batch(items)
-    monkeypatch.undo()
-    # The second round's success resets the account's failure: a transaction
-    # (account, then factor) whose BEGIN ran late and which is never committed.
-    database.settle("BEGIN")
+    )
 
     assert results_of(results) == [
         VerifyResult.INVALID,

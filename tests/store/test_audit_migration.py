@@ -6,15 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from tests.store.test_upgrade_0003 import migrate_to
+from tests.store.upgrades import alembic, migrate_to
 from totpd.store import migrate, open_engine
-from totpd.store.database import _MIGRATIONS
 from totpd.store.models import Base
 
 
@@ -55,11 +52,7 @@ def test_an_older_database_upgrades_and_downgrades(sqlite_engine: Engine) -> Non
         kept = connection.execute(text("SELECT consecutive_failures, tenant FROM accounts")).one()
         assert tuple(kept) == (2, "default")  # 0004 ran on the way
         assert connection.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 0
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    with sqlite_engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0004")
+    alembic(sqlite_engine, "downgrade", "0004")
     assert "audit_events" not in inspect(sqlite_engine).get_table_names()
     with sqlite_engine.connect() as connection:
         # Back to the tenants' revision: their column and the row stay.

@@ -13,47 +13,27 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 
 from tests.conftest import START_TIME
 from tests.rpc.conftest import make_settings
+from tests.store.upgrades import empty_database_url, migrate_to
 from tests.totp_oracle import totp
 from totpd.cli.serve import main
 from totpd.crypto import Keyring, write_new_keyring
 from totpd.service.mfa import MfaService
 from totpd.service.types import VerifyItem, VerifyResult
 from totpd.store import FactorStore, migrate, open_engine
-from totpd.store.database import _MIGRATIONS
 
 SECRET = b"\x11" * 20
 NOW = int(START_TIME)
 
 
-def migrate_to(engine: Engine, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def old_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty database at revision 0001."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
-    else:
-        base = make_url(request.getfixturevalue("postgres_url"))
-        name = f"upgrade_{uuid.uuid4().hex[:10]}"
-        admin = open_engine(base.render_as_string(hide_password=False))
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = base.set(database=name).render_as_string(hide_password=False)
+    url = empty_database_url(request, tmp_path, "upgrade")
     engine = open_engine(url)
     migrate_to(engine, "0001")
     engine.dispose()

@@ -10,15 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 
 from tests.conftest import START_TIME, Clock
 from tests.enrollments import enroll_active
+from tests.store.upgrades import alembic, empty_database_url
 from tests.totp_oracle import totp
 from totpd import calls
 from totpd.calls import DEFAULT_TENANT, CallScope
@@ -28,7 +26,6 @@ from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import VerifyItem, VerifyResult
 from totpd.store import FactorStore, migrate, open_engine
-from totpd.store.database import _MIGRATIONS
 from totpd.store.models import Base
 
 SECRET = b"\x22" * 20
@@ -38,29 +35,12 @@ REQUEST_ID = "req-0003"
 SHOP = CallScope(caller="t", tenant="shop")
 
 
-def _alembic(engine: Engine, action: str, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        getattr(command, action)(config, revision)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def engine_at_0003(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty database at revision 0003, the release before tenants."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
-    else:
-        base = make_url(request.getfixturevalue("postgres_url"))
-        name = f"upgrade4_{uuid.uuid4().hex[:10]}"
-        admin = open_engine(base.render_as_string(hide_password=False))
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = base.set(database=name).render_as_string(hide_password=False)
+    url = empty_database_url(request, tmp_path, "upgrade4")
     engine = open_engine(url)
-    _alembic(engine, "upgrade", "0003")
+    alembic(engine, "upgrade", "0003")
     yield engine
     engine.dispose()
 
@@ -187,11 +167,11 @@ def test_downgrade_to_0003_keeps_default_rows_and_refuses_other_tenants(
             {"account": ACCOUNT},
         )
     with pytest.raises(RuntimeError, match="tenants other than default"):
-        _alembic(engine, "downgrade", "0003")
+        alembic(engine, "downgrade", "0003")
     store.unlock_account(ACCOUNT, tenant="shop")
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM accounts WHERE tenant = 'shop'"))
-    _alembic(engine, "downgrade", "0003")
+    alembic(engine, "downgrade", "0003")
     assert "tenant" not in {c["name"] for c in inspect(engine).get_columns("factors")}
     with engine.connect() as connection:
         found = connection.execute(text("SELECT id FROM factors")).scalars().all()

@@ -76,15 +76,7 @@ def _observed(behavior: Unary, instruments: _Instruments) -> Unary:
             metrics.observe_batch_items(len(request.items))
         if tracing.enabled():
             return _traced(behavior, instruments, request, context)
-        started = time.perf_counter()
-        failed = True
-        try:
-            response = behavior(request, context)
-            failed = False
-            return response
-        finally:
-            instruments.duration.observe(time.perf_counter() - started)
-            instruments.count(_status(context, failed))
+        return _measured(behavior, instruments, request, context)
 
     return handle
 
@@ -95,14 +87,30 @@ def _traced(
     """`handle` inside the RPC's span (tracing on)."""
     metadata = context.invocation_metadata()
     with tracing.rpc_span(instruments.service, instruments.method, metadata) as span:
-        started = time.perf_counter()
-        failed = True
-        try:
-            response = behavior(request, context)
-            failed = False
-            return response
-        finally:
-            instruments.duration.observe(time.perf_counter() - started)
-            code = _status(context, failed)
-            instruments.count(code)
+
+        def end_span(code: grpc.StatusCode) -> None:
             tracing.end_rpc(span, code.name, code.value[0])
+
+        return _measured(behavior, instruments, request, context, end_span)
+
+
+def _measured(
+    behavior: Unary,
+    instruments: _Instruments,
+    request: Any,
+    context: grpc.ServicerContext,
+    on_status: Callable[[grpc.StatusCode], None] | None = None,
+) -> Any:
+    """Run the handler, then record its duration and status (and tell `on_status`)."""
+    started = time.perf_counter()
+    failed = True
+    try:
+        response = behavior(request, context)
+        failed = False
+        return response
+    finally:
+        instruments.duration.observe(time.perf_counter() - started)
+        code = _status(context, failed)
+        instruments.count(code)
+        if on_status is not None:
+            on_status(code)

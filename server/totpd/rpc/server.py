@@ -82,16 +82,6 @@ def create_server(
         access = access if access is not None else load_access(settings)
     except ConfigError as error:
         raise ServerError(str(error)) from None
-    limits = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        # Responses are not capped: a BatchVerify response is several times its
-        # request and is sent only after its rounds were written, so refusing to
-        # send it would lose verdicts that were already counted. Its size is
-        # bounded by max_batch_items (about 130 bytes an item at most).
-        ("grpc.max_send_message_length", -1),
-        # Off unless asked: otherwise a second server could bind the same port on Linux.
-        ("grpc.so_reuseport", 1 if share_port else 0),
-    ]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc"),
         # First is outermost: the access log sees the status the error mapper
@@ -106,16 +96,36 @@ def create_server(
             DeadlineInterceptor(settings.max_database_wait_seconds),
             admission_interceptor(settings),
         ],
-        options=limits,
+        options=_options(settings, share_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
+    _add_services(server, service, health_servicer or DrainingHealthServicer())
+    return server, _bind(server, settings.listen_address, credentials)
+
+
+def _options(settings: Settings, share_port: bool) -> list[tuple[str, int]]:
+    """The server's channel options: message size limits and port sharing."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        # Responses are not capped: a BatchVerify response is several times its
+        # request and is sent only after its rounds were written, so refusing to
+        # send it would lose verdicts that were already counted. Its size is
+        # bounded by max_batch_items (about 130 bytes an item at most).
+        ("grpc.max_send_message_length", -1),
+        # Off unless asked: otherwise a second server could bind the same port on Linux.
+        ("grpc.so_reuseport", 1 if share_port else 0),
+    ]
+
+
+def _add_services(
+    server: grpc.Server, service: MfaService, health_servicer: health.HealthServicer
+) -> None:
+    """TotpService, health (SERVING) and reflection of both."""
     totp_service_pb2_grpc.add_TotpServiceServicer_to_server(TotpServicer(service), server)
-    health_servicer = health_servicer or DrainingHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
-    return server, _bind(server, settings.listen_address, credentials)
 
 
 def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:

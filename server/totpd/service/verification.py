@@ -6,22 +6,16 @@ Design notes: ARCHITECTURE.md, "Module notes", service/verification.py.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
-from array import array
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from totpd import otp
-from totpd.crypto import Keyring, SecretUnavailableError, tenant_slot
-from totpd.domain import Algorithm, FactorState
-from totpd.service import failure_budget, validation
+from totpd.crypto import Keyring
+from totpd.domain import FactorState
+from totpd.service import validation
 from totpd.service.accounting import (
-    account_locked_verdict,
     account_reset,
-    blocked_verdict,
-    budget_spent_verdict,
     count_on_account,
     failure_writes,
     success_writes,
@@ -29,8 +23,9 @@ from totpd.service.accounting import (
 from totpd.service.audit import AuditContext, answered_meanwhile, time_us
 from totpd.service.caller_limits import CallerLimits
 from totpd.service.checks import Check, Verdict
-from totpd.service.errors import TotpdError, secret_unavailable
+from totpd.service.errors import TotpdError
 from totpd.service.faults import is_store_fault, store_fault
+from totpd.service.matching import matched_steps
 from totpd.service.policy import Policies, Policy
 from totpd.service.round_plan import answer_while_locked, failures, one_per_account, unless_lost
 from totpd.service.types import VerifyItem, VerifyOutcome
@@ -43,12 +38,10 @@ from totpd.store import (
     FactorWrite,
     RoundAbortedError,
 )
-from totpd.telemetry import metrics, tracing
+from totpd.telemetry import metrics
 
-_log = logging.getLogger("totpd.service")
 # Tries of a locked round, which the database may abort to break a deadlock.
 _LOCKED_TRIES = 3
-_ALGORITHMS = {algorithm.value: algorithm for algorithm in Algorithm}
 # A round's verdicts, and its checks that had no candidate (nothing counted).
 _RoundVerdicts = tuple[list[tuple[Check, Verdict]], list[Check]]
 
@@ -172,12 +165,7 @@ class CodeChecker:
         nothing, and get theirs in one statement at the end.
         """
         verdicts: list[Verdict | None] = [None] * len(requests)
-        waiting: list[Check] = []
-        for index, request in enumerate(requests):
-            try:
-                waiting.append(Check(index, request, validation.code_digits(request.code)))
-            except TotpdError as error:
-                verdicts[index] = error
+        waiting = _parsed_checks(requests, verdicts)
         now = math.floor(self._clock())
         decided_any = False
         loose: list[tuple[Check, Verdict]] = []  # decided outside a round's write
@@ -185,10 +173,7 @@ class CodeChecker:
             this_round, waiting = one_per_account(waiting)
             decided: list[tuple[Check, Verdict]] = []
             try:
-                reads = [
-                    AttemptRequest(c.item.account_id, c.digits, c.item.factor_id)
-                    for c in this_round
-                ]
+                reads = _attempt_requests(this_round)
                 decided, uncounted = self._round_verdicts(
                     _Round(this_round, reads, state, now, activate, tenant, policy, audit)
                 )
@@ -203,10 +188,7 @@ class CodeChecker:
             except Exception as error:
                 if not (faults_per_item and decided_any and is_store_fault(error)):
                     raise
-                fault = store_fault(error, "BatchVerify")
-                for check in [*this_round, *waiting]:
-                    if verdicts[check.position] is None:
-                        verdicts[check.position] = fault
+                _fail_undecided(error, [*this_round, *waiting], verdicts)
                 break
             still = answer_while_locked(decided, waiting, verdicts)
             if audit is not None:
@@ -305,8 +287,8 @@ class CodeChecker:
         check's verdict and each compared factor's (and, when `guarded`, account's)
         new attempt state."""
         policy = round_.policy
-        verdicts, compared, steps, counters = self._matched_steps(
-            checks, by_account, now, guarded, round_
+        verdicts, compared, steps, counters = matched_steps(
+            self._keyring.open_parts, checks, by_account, now, guarded, policy, round_.tenant
         )
         writes: list[FactorWrite] = []
         accounts: list[AccountWrite] = []
@@ -333,109 +315,25 @@ class CodeChecker:
             verdicts.append((check, outcome))
         return verdicts, writes, accounts
 
-    def _matched_steps(
-        self,
-        checks: list[Check],
-        by_account: dict[str, list[CandidateFactor]],
-        now: int,
-        guarded: bool,
-        round_: _Round,
-    ) -> tuple[
-        list[tuple[Check, Verdict]],
-        list[tuple[Check, list[CandidateFactor]]],
-        array[int],
-        list[int],
-    ]:
-        """One C call for every (code, unblocked factor) pair.
 
-        Returns the checks already answered (every factor blocked, the account
-        locked or its budget short, or a secret that cannot be opened), the
-        compared checks with their factors in pair order, the matched step of
-        each pair (-1: none) and its counter. Plain loops over flat lists, the
-        one-factor account kept cheap: this runs once per check of the largest
-        batches (benchmarks/NOTES.md).
-        """
-        answered: list[tuple[Check, Verdict]] = []
-        compared: list[tuple[Check, list[CandidateFactor]]] = []
-        keys: list[bytes] = []
-        algorithms: list[Algorithm] = []
-        digits: list[int] = []
-        counters: list[int] = []
-        codes: list[int] = []
-        open_secret = self._keyring.open_parts
-        policy, sealed_tenant = round_.policy, tenant_slot(round_.tenant)
-        for check in checks:
-            factors = by_account[check.item.account_id]
-            if guarded and factors[0].locked_at is not None:
-                answered.append((check, account_locked_verdict(check)))
-                continue
-            if len(factors) == 1:
-                unblocked = factors if factors[0].blocked_until <= now else []
-            else:
-                unblocked = [f for f in factors if f.blocked_until <= now]
-            if not unblocked:
-                answered.append((check, blocked_verdict(policy, check, factors, now)))
-                continue
-            tat = factors[0].budget_tat
-            if guarded and tat is not None:  # None: no failure yet, a full budget
-                wait = failure_budget.wait_seconds(policy, tat, now, len(unblocked))
-                if wait:
-                    answered.append((check, budget_spent_verdict(check, wait)))
-                    continue
-            if not _open_keys(open_secret, sealed_tenant, unblocked, keys):
-                answered.append((check, secret_unavailable()))
-                continue
-            compared.append((check, unblocked))
-            code = int(check.item.code)
-            for f in unblocked:
-                algorithms.append(_ALGORITHMS[f.algorithm])
-                digits.append(f.digits)
-                counters.append(now // f.period_seconds)
-                codes.append(code)
-        with (
-            otp.KeyTable.of(keys, algorithms, digits, counters) as table,
-            tracing.span("totpd.core.verify_batch", "totpd.core.pairs", len(keys)),
-        ):
-            steps = otp.verify_batch(table, range(len(keys)), codes, policy.window)
-        return answered, compared, steps, counters
+def _parsed_checks(requests: Sequence[VerifyItem], verdicts: list[Verdict | None]) -> list[Check]:
+    """The requests with a well-formed code as checks; the others get their error."""
+    checks: list[Check] = []
+    for index, request in enumerate(requests):
+        try:
+            checks.append(Check(index, request, validation.code_digits(request.code)))
+        except TotpdError as error:
+            verdicts[index] = error
+    return checks
 
 
-def _open_keys(
-    open_secret: Callable[..., bytes],
-    tenant: str,
-    factors: list[CandidateFactor],
-    keys: list[bytes],
-) -> bool:
-    """Appends every factor's opened secret to `keys`; False, with `keys` as
-    before, if one cannot be opened (fail closed: no verdict without every
-    secret of the check)."""
-    opened = len(keys)
-    try:
-        for f in factors:
-            keys.append(
-                open_secret(
-                    f.factor_id,
-                    f.account_id,
-                    f.secret_key_id,
-                    f.secret_nonce,
-                    f.secret_ciphertext,
-                    tenant_id=tenant,
-                )
-            )
-    except SecretUnavailableError:
-        _log_secret_unavailable(factors[len(keys) - opened])
-        del keys[opened:]
-        return False
-    return True
+def _attempt_requests(checks: list[Check]) -> list[AttemptRequest]:
+    return [AttemptRequest(c.item.account_id, c.digits, c.item.factor_id) for c in checks]
 
 
-def _log_secret_unavailable(factor: CandidateFactor) -> None:
-    """One ERROR line per occurrence: which factor and key, never the secret or code.
-
-    The only line: the caller gets a TotpdError, which the gRPC layer does not log.
-    """
-    metrics.secret_unavailable()
-    _log.error(
-        "stored secret cannot be opened",
-        extra={"factor_id": factor.factor_id, "key_id": factor.secret_key_id},
-    )
+def _fail_undecided(error: Exception, checks: list[Check], verdicts: list[Verdict | None]) -> None:
+    """Every check of `checks` without a verdict gets the store fault as its error."""
+    fault = store_fault(error, "BatchVerify")
+    for check in checks:
+        if verdicts[check.position] is None:
+            verdicts[check.position] = fault

@@ -5,14 +5,8 @@ from totpd.store.database import migrate, open_engine
 from totpd.store.errors import LabelTakenError, RoundAbortedError, StoreError
 from totpd.store.records import AccountState, NewFactor, StoredFactor
 from totpd.store.repository import AccountUnlock, FactorStore
-from totpd.store.rounds import (
-    AccountWrite,
-    AttemptRequest,
-    Attempts,
-    CandidateFactor,
-    FactorWrite,
-    LockedRound,
-)
+from totpd.store.round_records import AccountWrite, AttemptRequest, CandidateFactor, FactorWrite
+from totpd.store.rounds import Attempts, LockedRound
 
 __all__ = [
     "AccountState",

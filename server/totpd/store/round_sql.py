@@ -369,8 +369,8 @@ class BulkRoundSql(NamedTuple):
     """The SQL of an optimistic bulk round, compiled for one database, as the store runs it.
 
     `read` takes ``p_keys`` (a JSON array of [account id, tenant] pairs) and ``p_now``;
-    its rows are `rounds.CandidateFactor` fields in order. `write` takes
-    ``p_rows`` (a JSON array of `rounds.FactorWrite` rows, sorted by factor id
+    its rows are `round_records.CandidateFactor` fields in order. `write` takes
+    ``p_rows`` (a JSON array of `round_records.FactorWrite` rows, sorted by factor id
     on PostgreSQL), ``p_tenant`` and ``p_now``, and returns the id of each factor written.
     `CompiledStatement.parameters` lays the values out for the driver.
     """

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import NamedTuple
 
 from sqlalchemy import Engine, Insert, Update
 
@@ -21,83 +20,13 @@ from totpd.domain import FactorState
 from totpd.store import audit, deadline, round_sql
 from totpd.store.dbapi import RawConnection, deadline_on_database_clock, forget_clock_offset
 from totpd.store.errors import RoundAbortedError
-
-
-class AttemptRequest(NamedTuple):
-    """One code to check against an account's factors with `digits` digits."""
-
-    account_id: str
-    digits: int
-    factor_id: str | None
-
-
-class CandidateFactor(NamedTuple):
-    """A factor a code may be checked against, as a round read it.
-
-    A flat named tuple in the column order of the read, so a row becomes one
-    with a single `_make`: 10,000 of them are built per large batch, and
-    keyword construction or nested tuples cost 3x more.
-    """
-
-    factor_id: str
-    account_id: str
-    algorithm: str
-    digits: int
-    period_seconds: int
-    secret_key_id: str
-    secret_nonce: bytes
-    secret_ciphertext: bytes
-    last_used_step: int
-    failed_attempts: int
-    blocked_until: int
-    # The account's row (accounts table), the same on each of its factors;
-    # all None when the account has none yet (a full budget, no failures).
-    budget_tat: int | None
-    consecutive_failures: int | None
-    locked_at: int | None
-
+from totpd.store.round_records import AccountWrite, AttemptRequest, CandidateFactor, FactorWrite
 
 # Positions in a read row (round_sql.READ_COLUMNS are CandidateFactor's fields).
 _ID, _ACCOUNT, _DIGITS, _CIPHERTEXT = (
     CandidateFactor._fields.index(name)
     for name in ("factor_id", "account_id", "digits", "secret_ciphertext")
 )
-
-
-class FactorWrite(NamedTuple):
-    """The new attempt state of one factor, and the state it was decided from.
-
-    In the JSON row order of the write. `consumed` is 1 for a won step:
-    `last_used_step` is then the new, greater step (and a pending factor
-    becomes active); 0 leaves it unchanged. An int, not a bool, because the
-    row goes to the database as JSON as it is. The `seen_*` fields are the
-    values read: the write applies only where the factor still holds them.
-    """
-
-    factor_id: str
-    failed_attempts: int
-    blocked_until: int
-    last_used_step: int
-    consumed: int
-    seen_failed_attempts: int
-    seen_blocked_until: int
-    seen_last_used_step: int
-
-
-class AccountWrite(NamedTuple):
-    """The new attempt state of one account, and the state it was decided from.
-
-    In the JSON row order of the write. `seen_*` None: the account had no
-    row; it is then inserted, only if still absent. Otherwise the row is
-    updated only where it still holds the values read (and is not locked).
-    """
-
-    account_id: str
-    budget_tat: int
-    consecutive_failures: int
-    locked_at: int | None
-    seen_budget_tat: int | None
-    seen_consecutive_failures: int | None
 
 
 class Attempts:
@@ -142,48 +71,15 @@ class Attempts:
         round's verdicts, appended in the same transaction (all or nothing too).
         DeadlineExceededError if the deadline passed first: nothing was written.
         """
-        dialect = self._dialect.name
-        statements = _account_statements(dialect, accounts, tenant)
-        # One factor row and no account row: the statement alone is atomic, and
-        # outside a transaction it carries the call's deadline in its condition.
-        items = events.items if events is not None else ()
-        # PostgreSQL writes one factor row and its event in one statement, alone.
-        with_event = dialect == "postgresql" and len(writes) == 1 and len(items) == 1
-        alone = not statements and len(writes) == 1 and (not items or with_event)
-        if writes:
-            factors = _write_statement(dialect, writes, state, now, tenant, activate, alone=alone)
-            if alone and with_event and events is not None:
-                # p_tenant is one bind shared by the write and its event: the round's.
-                both = audit.insert_after(factors[0])
-                statements.append((both, {**audit.one_event_values(events), **factors[1]}, 1))
-            else:
-                statements.append((*factors, len(writes)))
-        if events is not None and items and not (alone and with_event):
-            statements.append(audit.insert_values(dialect, events))
+        statements, alone = _round_statements(
+            self._dialect.name, writes, state, now, activate, accounts, tenant, events
+        )
         if not statements:
             return True
         with self._writer, RawConnection(self._engine, autocommit=alone) as connection:
             if alone:  # one row: the statement alone is atomic
-                one, values, _ = statements[0]
-                values["p_deadline"] = deadline_on_database_clock(connection)
-                if len(connection.run(one, values)) == 1:
-                    return True
-                # Changed meanwhile, or too late by the database's clock: the
-                # clock's offset is measured again before the next write.
-                forget_clock_offset(connection)
-                deadline.check()
-                return False
-            connection.begin()
-            try:
-                for statement, values, expected in statements:
-                    if len(connection.run(statement, values)) != expected:
-                        connection.rollback()
-                        return False
-            except RoundAbortedError:
-                connection.rollback()
-                return False
-            connection.commit()
-            return True
+                return _write_alone(connection, statements[0])
+            return _write_in_transaction(connection, statements)
 
     @contextmanager
     def locked(self) -> Iterator[LockedRound]:
@@ -372,12 +268,12 @@ def _write_statement(
     }
 
 
-_AccountStatement = tuple[Update | Insert, dict[str, object], int]
+_Statement = tuple[Update | Insert, dict[str, object], int]
 
 
 def _account_statements(
     dialect: str, accounts: Sequence[AccountWrite], tenant: str
-) -> list[_AccountStatement]:
+) -> list[_Statement]:
     """The statements storing `accounts`, each with the rows it must return.
 
     Rows read as present are updated where still as read; rows read as
@@ -388,7 +284,7 @@ def _account_statements(
         accounts = sorted(accounts)
     updates = [a for a in accounts if a.seen_budget_tat is not None]
     inserts = [a for a in accounts if a.seen_budget_tat is None]
-    statements: list[_AccountStatement] = []
+    statements: list[_Statement] = []
     for rows, many, one in (
         (updates, round_sql.account_update_many, round_sql.account_update_one),
         (inserts, round_sql.account_insert_many, round_sql.account_insert_one),
@@ -403,3 +299,63 @@ def _account_statements(
             values = {"p_rows": json.dumps(rows), "p_tenant": tenant}
             statements.append((many(dialect), values, len(rows)))
     return statements
+
+
+def _round_statements(
+    dialect: str,
+    writes: Sequence[FactorWrite],
+    state: FactorState,
+    now: int,
+    activate: bool,
+    accounts: Sequence[AccountWrite],
+    tenant: str,
+    events: audit.RoundEvents | None,
+) -> tuple[list[_Statement], bool]:
+    """A conditional write's statements, each with its values and the rows it
+    must touch; True when one statement alone is the whole write."""
+    statements = _account_statements(dialect, accounts, tenant)
+    # One factor row and no account row: the statement alone is atomic, and
+    # outside a transaction it carries the call's deadline in its condition.
+    items = events.items if events is not None else ()
+    # PostgreSQL writes one factor row and its event in one statement, alone.
+    with_event = dialect == "postgresql" and len(writes) == 1 and len(items) == 1
+    alone = not statements and len(writes) == 1 and (not items or with_event)
+    if writes:
+        factors = _write_statement(dialect, writes, state, now, tenant, activate, alone=alone)
+        if alone and with_event and events is not None:
+            # p_tenant is one bind shared by the write and its event: the round's.
+            both = audit.insert_after(factors[0])
+            statements.append((both, {**audit.one_event_values(events), **factors[1]}, 1))
+        else:
+            statements.append((*factors, len(writes)))
+    if events is not None and items and not (alone and with_event):
+        statements.append(audit.insert_values(dialect, events))
+    return statements, alone
+
+
+def _write_alone(connection: RawConnection, statement: _Statement) -> bool:
+    """One row's write outside a transaction, bounded by the deadline in its condition."""
+    one, values, _ = statement
+    values["p_deadline"] = deadline_on_database_clock(connection)
+    if len(connection.run(one, values)) == 1:
+        return True
+    # Changed meanwhile, or too late by the database's clock: the
+    # clock's offset is measured again before the next write.
+    forget_clock_offset(connection)
+    deadline.check()
+    return False
+
+
+def _write_in_transaction(connection: RawConnection, statements: list[_Statement]) -> bool:
+    """Every statement in one transaction, or none if one touches other than its rows."""
+    connection.begin()
+    try:
+        for statement, values, expected in statements:
+            if len(connection.run(statement, values)) != expected:
+                connection.rollback()
+                return False
+    except RoundAbortedError:
+        connection.rollback()
+        return False
+    connection.commit()
+    return True
