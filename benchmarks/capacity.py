@@ -41,15 +41,8 @@ from typing import Any
 import grpc
 from sqlalchemy import Engine, text
 
-from benchmarks.service.fixtures import (
-    Database,
-    FactorPool,
-    ServerProcess,
-    cpu_seconds,
-    database_cpu_seconds,
-    make_keyring,
-    seed_factors,
-)
+from benchmarks.service.fixtures import Database, FactorPool, make_keyring, seed_factors
+from benchmarks.service.servers import ServerProcess, cpu_seconds, database_cpu_seconds
 from totpd.store import open_engine
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
