@@ -1,17 +1,6 @@
 """The `totpd` command: serve, keygen, migrate.
 
-    totpd serve [--config PATH] [--listen HOST:PORT] [--data-dir DIR] [--dev]
-                [--tls-cert-file PEM --tls-key-file PEM [--tls-client-ca-file PEM]]
-                [--ready-file PATH] [--processes N|auto] [--<any setting> VALUE ...]
-    totpd keygen --out PATH
-    totpd migrate [--config PATH] [--database-url URL] [--data-dir DIR] [--key-file PATH]
-    totpd unlock --account ID [--tenant NAME] [--config PATH] [--database-url URL]
-                 [--data-dir DIR]
-    totpd token new NAME [--tenant TENANT ...] [--permission PERMISSION ...]
-
-Exit codes: 0 success (for unlock also "nothing to unlock"), 2 configuration
-or startup error, or an account id totpd knows nothing about; `serve
---processes N` exits 1 when its workers keep dying (cli/supervisor.py).
+Design notes: ARCHITECTURE.md, "Module notes", cli/serve.py.
 """
 
 from __future__ import annotations

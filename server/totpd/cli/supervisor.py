@@ -1,25 +1,6 @@
 """`totpd serve --processes N`: N worker processes on one port under one supervisor.
 
-The supervisor (the process `totpd serve` started as) has already run the
-one-time startup (migrations, keyring checks, key generation with --dev:
-`app.prepare_database`). It reserves the listening address (`workers.PortReservation`),
-starts N workers (`totpd serve` again, with `--processes 1` and the hidden
-worker flags) that listen on it with SO_REUSEPORT, and writes its ready file
-once every worker serves. Then:
-
-- a worker that exits is started again after a backoff (0.5 s, doubling per
-  exit of that worker within the last minute, at most 30 s);
-- it gives up, drains the others and exits 1 when the workers keep dying (more
-  than max(5, 2N) exits within a minute) or one worker fails to start 3 times
-  in a row; a worker that exits before the first start completed stops the
-  start at once (StartupError: exit 2), nothing is retried;
-- SIGTERM or SIGINT is forwarded to every worker as SIGTERM, so each drains
-  (`totpd.rpc.drain`); a second signal is forwarded too and cuts the drains
-  short. It exits 0 once every worker stopped cleanly, 1 otherwise.
-
-Workers run in their own process group, so a terminal's Ctrl-C reaches only
-the supervisor (which forwards it once), and get SIGTERM when the supervisor
-dies (`workers.join_supervisor`), so none is left behind.
+Design notes: ARCHITECTURE.md, "Module notes", cli/supervisor.py.
 """
 
 from __future__ import annotations

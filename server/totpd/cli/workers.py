@@ -1,17 +1,6 @@
 """The pieces of `totpd serve --processes N` around one worker process.
 
-- `parse_processes`: the `--processes` value (`auto`: one per core this
-  process may run on).
-- `PortReservation`: the supervisor holds the listening address for its
-  workers. It refuses an address another process listens on (a bind without
-  SO_REUSEPORT), turns port 0 into a concrete free port, and keeps a bound,
-  never listening SO_REUSEPORT socket on it, so a restarted worker can always
-  bind again and no other program takes the port in between. The workers
-  listen with SO_REUSEPORT, and the kernel spreads new connections over them.
-- `join_supervisor`: a worker's first step: it gets SIGTERM (and drains) when
-  the supervisor dies, however it dies, and its log lines carry its index.
-- `LineRelay`: copies a worker's stderr to the supervisor's in whole lines, so
-  the lines of several workers never break into each other.
+Design notes: ARCHITECTURE.md, "Module notes", cli/workers.py.
 """
 
 from __future__ import annotations

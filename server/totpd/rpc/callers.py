@@ -1,18 +1,6 @@
 """Who is calling: every TotpService call's caller, permission and tenant, before its handler.
 
-A call names its caller by `authorization: Bearer <token>` metadata or by its
-mTLS client certificate (its URI SAN, DNS SAN or subject CN, in the order of
-`client_identity`); the callers file (`totpd.service.access`) says what each
-caller may do and in which tenants. Without a callers file every call is the
-implicit caller "local", with every permission in every tenant.
-
-Refusals are TotpdErrors, turned into statuses by the ErrorInterceptor outside
-this one: UNAUTHENTICATED (no or unknown credentials), PERMISSION_DENIED
-(a permission or tenant the caller does not hold), TENANT_REQUIRED (several
-tenants, none named). They are decided from the metadata and the request
-alone, before anything is read, written or counted; each is handed to the
-`on_denied` hook (the audit trail) first. Messages name the caller and the
-permission or tenant missing, never an account or a token.
+Design notes: ARCHITECTURE.md, "Module notes", rpc/callers.py, service/access.py.
 """
 
 from __future__ import annotations

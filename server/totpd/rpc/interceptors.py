@@ -1,23 +1,6 @@
 """Server interceptors: error mapping and the access log.
 
-`ErrorInterceptor` is the one place where exceptions become statuses. It
-knows domain errors and "unknown": `totpd.service.faults.as_domain_error`
-turns store, crypto and native errors into domain errors (a database fault is
-never a verdict: UNAVAILABLE, OVERLOADED or DEADLINE_EXCEEDED), the status
-table (totpd.rpc.status) gives each reason its code, an undecodable request
-(e.g. invalid UTF-8 in a string field) is INVALID_ARGUMENT, and anything else
-is INTERNAL, logged with its stack.
-Request contents never reach a log line or a status message: unexpected
-exceptions are logged by type and stack frames only, because their message
-may quote the input (``int("12345a")`` does).
-
-`AccessLogInterceptor` writes one line per RPC: method, status code, duration,
-and the caller and tenant when the call was resolved to one (`note_call`).
-
-`DeadlineInterceptor` gives each unary call its deadline for the store
-(totpd.deadlines): the client's, capped at `max_database_wait_seconds` from
-the call's start. A call whose deadline has already passed is answered
-DEADLINE_EXCEEDED before its handler runs: nothing is read or counted.
+Design notes: ARCHITECTURE.md, "Module notes", rpc/interceptors.py.
 """
 
 from __future__ import annotations

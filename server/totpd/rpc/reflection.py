@@ -1,18 +1,6 @@
 """Server reflection, v1 and v1alpha, that resolves every symbol of the served files.
 
-grpcio-reflection answers "which file declares X?" with the descriptor pool's
-`FindFileContainingSymbol`. protobuf's Python backend (upb) looks the name up in
-its symbol table, which holds messages, enums, enum values, extensions and
-services (plus a message's fields and oneofs), but not methods: those live only
-inside their service. So `grpcurl describe totpd.v1.TotpService.Verify`, and any
-tool that resolves a method before calling it (`ghz --call`), got "Symbol not
-found" (grpc/grpc#34743). This servicer answers from an index of every symbol of
-the served files and their imports, built once at startup.
-
-grpcio-reflection ships only v1alpha. v1 is the same protocol under another
-package name (same messages, same field numbers), so one servicer answers both,
-with v1alpha's message classes on the wire; v1's own file is derived from
-v1alpha's, for tools that describe the reflection service itself.
+Design notes: ARCHITECTURE.md, "Module notes", rpc/reflection.py.
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
 """Who may call, in which tenants, with which permissions: the callers file.
 
-The rpc layer resolves a call's credentials (a bearer token, or the identity
-of a client certificate) to a `Caller` of a `Directory`, then asks it for the
-method's permission and the tenant. This module knows no grpc: it parses and
-checks the callers file, hashes and matches tokens, and reloads the file when
-it changes.
-
-Tokens are stored as their SHA-256 only. A salted slow hash (bcrypt, argon2)
-protects low-entropy passwords from guessing; a token is 256 random bits, so
-a fast hash is as hard to invert as the token is to guess, and it costs
-microseconds on every call instead of tens of milliseconds.
+Design notes: ARCHITECTURE.md, "Module notes", rpc/callers.py, service/access.py.
 """
 
 from __future__ import annotations

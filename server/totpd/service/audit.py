@@ -1,20 +1,6 @@
 """The audit trail: what each call decided or changed, who asked, in which tenant.
 
-What gets an event (README "Audit trail"):
-- every code decided (VALID, INVALID, REPLAYED, LOCKED; each batch item its
-  own), in the transaction that stores the verdict's state (store/rounds.py);
-- every state change: Enroll (the new factor), ConfirmEnrollment (its code's
-  verdict, which activates the factor), Disable (the code's verdict, then one
-  event per factor disabled), in the same transaction;
-- every denied call (`AuditLog.record_denied`, called by the rpc layer), alone.
-Nothing else: a call refused as malformed, a read (GetFactor, ListFactors,
-ListAuditEvents), an error that decided no code (an unknown account or
-factor, a factor in the wrong state, a secret that cannot be opened, an
-outage) and a retried request_id answered from its first result change
-nothing and decide nothing, so they write no event.
-
-Caller, tenant and peer come from `totpd.calls.current()`, read at the
-service's entry (`AuditContext.of_call`); the store gets plain values.
+Design notes: ARCHITECTURE.md, "Module notes", service/audit.py.
 """
 
 from __future__ import annotations

@@ -1,28 +1,6 @@
 """totpd's Prometheus metrics and the hooks the layers above call.
 
-Every label set is bounded: RPC method and status code names, verdict results,
-fault reasons, wait resources. Never an account id, a factor id, a code or a
-caller. The hooks are plain calls on label children bound once, about a
-microsecond each (benchmarks/NOTES.md has what a unary Verify pays for them).
-
-Several processes (`totpd serve --processes N`): prometheus_client's
-multiprocess mode. Contract for the supervisor:
-
-- make a fresh, empty directory and put its path in `PROMETHEUS_MULTIPROC_DIR`
-  in every worker's environment before the worker imports this module (a
-  worker started by exec or spawn gets it from its environment; a forked one
-  needs the supervisor to set `os.environ` before it imports totpd.telemetry);
-- set `TOTPD_METRICS_LISTENER=supervisor` in the workers' environment, so they
-  start no listener of their own (`app.observed` honours it);
-- call `start_metrics_listener(address)` in the supervisor (it serves
-  `MultiProcessCollector` over the directory while the variable is set, the
-  default registry otherwise) and `.close()` it on shutdown;
-- call `worker_exited(pid)` when a worker dies: its live gauges go, its
-  counters and histograms stay in the sums (a total never goes backwards).
-
-Gauges choose their multiprocess mode: in-use connections are `livesum` (the
-connections the live workers hold), the info gauges `livemax` (1 while any
-live process reports it).
+Design notes: ARCHITECTURE.md, "Module notes", telemetry/metrics.py.
 """
 
 from __future__ import annotations

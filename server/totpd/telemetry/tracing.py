@@ -1,18 +1,6 @@
 """OpenTelemetry tracing: optional (the `tracing` extra) and off by default.
 
-On when an OTLP endpoint is configured (the `otlp_endpoint` setting, or the
-standard `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`;
-`OTEL_SDK_DISABLED=true` keeps it off): one SERVER span per unary RPC (the
-caller's `traceparent` continues), a child span per store round and per C core
-call. Spans are exported in batches over OTLP/gRPC, or OTLP/HTTP when
-`OTEL_EXPORTER_OTLP_PROTOCOL` says `http/protobuf`.
-
-Attributes are bounded like metric labels: the RPC's service, method and
-status code, item and pair counts. Never an account or factor id, a code, a
-secret or a caller.
-
-Off, every hook is a check of one module global and returns a shared no-op
-context: nothing is imported per call, and OpenTelemetry is not imported at all.
+Design notes: ARCHITECTURE.md, "Module notes", telemetry/tracing.py.
 """
 
 from __future__ import annotations

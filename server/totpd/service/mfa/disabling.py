@@ -29,7 +29,7 @@ def disable(
     request_id = idempotency.request_id(request_id)
     account_id = validation.account_id(account_id)
     factor_id = validation.optional_factor_id(factor_id)
-    _check_proof(deps, code, force)
+    _check_proof(code, force)
     fields = (factor_id or "", code or "", "force" if force else "")
     call = deps.requests.start(request_id, "Disable", account_id, fields, tenant=tenant)
     if call.replay is not None:
@@ -38,7 +38,7 @@ def disable(
         return _disable(deps, tenant, account_id, factor_id, code, force, call, caller, audit)
 
 
-def _check_proof(deps: Deps, code: str | None, force: bool) -> None:
+def _check_proof(code: str | None, force: bool) -> None:
     """A code of the right shape, or force (the rpc layer let only an admin caller send it)."""
     if not force:
         if not code:
