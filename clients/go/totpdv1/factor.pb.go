@@ -227,6 +227,9 @@ type Factor struct {
 	LastUsedAtUnix int64 `protobuf:"varint,11,opt,name=last_used_at_unix,json=lastUsedAtUnix,proto3" json:"last_used_at_unix,omitempty"`
 	// For PENDING factors, when the enrollment expires, Unix seconds.
 	ExpiresAtUnix int64 `protobuf:"varint,12,opt,name=expires_at_unix,json=expiresAtUnix,proto3" json:"expires_at_unix,omitempty"`
+	// The app's clock drift measured by the last Resync, in time steps
+	// (positive: the app runs ahead). Verification centres its window on it.
+	DriftSteps    int32 `protobuf:"varint,13,opt,name=drift_steps,json=driftSteps,proto3" json:"drift_steps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +348,13 @@ func (x *Factor) GetExpiresAtUnix() int64 {
 	return 0
 }
 
+func (x *Factor) GetDriftSteps() int32 {
+	if x != nil {
+		return x.DriftSteps
+	}
+	return 0
+}
+
 // VerifyOutcome is the verdict on one code with what a caller needs to act.
 type VerifyOutcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -446,7 +456,7 @@ var File_totpd_v1_factor_proto protoreflect.FileDescriptor
 
 const file_totpd_v1_factor_proto_rawDesc = "" +
 	"\n" +
-	"\x15totpd/v1/factor.proto\x12\btotpd.v1\"\xb8\x03\n" +
+	"\x15totpd/v1/factor.proto\x12\btotpd.v1\"\xd9\x03\n" +
 	"\x06Factor\x12\x1b\n" +
 	"\tfactor_id\x18\x01 \x01(\tR\bfactorId\x12\x1d\n" +
 	"\n" +
@@ -461,7 +471,9 @@ const file_totpd_v1_factor_proto_rawDesc = "" +
 	"\x11confirmed_at_unix\x18\n" +
 	" \x01(\x03R\x0fconfirmedAtUnix\x12)\n" +
 	"\x11last_used_at_unix\x18\v \x01(\x03R\x0elastUsedAtUnix\x12&\n" +
-	"\x0fexpires_at_unix\x18\f \x01(\x03R\rexpiresAtUnix\"\xfb\x01\n" +
+	"\x0fexpires_at_unix\x18\f \x01(\x03R\rexpiresAtUnix\x12\x1f\n" +
+	"\vdrift_steps\x18\r \x01(\x05R\n" +
+	"driftSteps\"\xfb\x01\n" +
 	"\rVerifyOutcome\x12.\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x16.totpd.v1.VerifyResultR\x06result\x12\x1b\n" +
 	"\tfactor_id\x18\x02 \x01(\tR\bfactorId\x12\x1f\n" +

@@ -1020,7 +1020,9 @@ func (x *ListFactorsRequest) GetIncludeInactive() bool {
 type ListFactorsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The factors, newest first.
-	Factors       []*Factor `protobuf:"bytes,1,rep,name=factors,proto3" json:"factors,omitempty"`
+	Factors []*Factor `protobuf:"bytes,1,rep,name=factors,proto3" json:"factors,omitempty"`
+	// The account's recovery codes left (never the codes).
+	RecoveryCodes *RecoveryCodesStatus `protobuf:"bytes,2,opt,name=recovery_codes,json=recoveryCodes,proto3" json:"recovery_codes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1062,11 +1064,18 @@ func (x *ListFactorsResponse) GetFactors() []*Factor {
 	return nil
 }
 
+func (x *ListFactorsResponse) GetRecoveryCodes() *RecoveryCodesStatus {
+	if x != nil {
+		return x.RecoveryCodes
+	}
+	return nil
+}
+
 var File_totpd_v1_totp_service_proto protoreflect.FileDescriptor
 
 const file_totpd_v1_totp_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1btotpd/v1/totp_service.proto\x12\btotpd.v1\x1a\x14totpd/v1/audit.proto\x1a\x15totpd/v1/errors.proto\x1a\x15totpd/v1/factor.proto\"\xed\x01\n" +
+	"\x1btotpd/v1/totp_service.proto\x12\btotpd.v1\x1a\x14totpd/v1/audit.proto\x1a\x15totpd/v1/errors.proto\x1a\x15totpd/v1/factor.proto\x1a\x18totpd/v1/lifecycle.proto\"\xed\x01\n" +
 	"\rEnrollRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x14\n" +
@@ -1134,9 +1143,10 @@ const file_totpd_v1_totp_service_proto_rawDesc = "" +
 	"\x12ListFactorsRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12)\n" +
-	"\x10include_inactive\x18\x02 \x01(\bR\x0fincludeInactive\"A\n" +
+	"\x10include_inactive\x18\x02 \x01(\bR\x0fincludeInactive\"\x87\x01\n" +
 	"\x13ListFactorsResponse\x12*\n" +
-	"\afactors\x18\x01 \x03(\v2\x10.totpd.v1.FactorR\afactors2\xdb\x04\n" +
+	"\afactors\x18\x01 \x03(\v2\x10.totpd.v1.FactorR\afactors\x12D\n" +
+	"\x0erecovery_codes\x18\x02 \x01(\v2\x1d.totpd.v1.RecoveryCodesStatusR\rrecoveryCodes2\xa0\a\n" +
 	"\vTotpService\x12;\n" +
 	"\x06Enroll\x12\x17.totpd.v1.EnrollRequest\x1a\x18.totpd.v1.EnrollResponse\x12\\\n" +
 	"\x11ConfirmEnrollment\x12\".totpd.v1.ConfirmEnrollmentRequest\x1a#.totpd.v1.ConfirmEnrollmentResponse\x12;\n" +
@@ -1145,7 +1155,11 @@ const file_totpd_v1_totp_service_proto_rawDesc = "" +
 	"\aDisable\x12\x18.totpd.v1.DisableRequest\x1a\x19.totpd.v1.DisableResponse\x12D\n" +
 	"\tGetFactor\x12\x1a.totpd.v1.GetFactorRequest\x1a\x1b.totpd.v1.GetFactorResponse\x12J\n" +
 	"\vListFactors\x12\x1c.totpd.v1.ListFactorsRequest\x1a\x1d.totpd.v1.ListFactorsResponse\x12V\n" +
-	"\x0fListAuditEvents\x12 .totpd.v1.ListAuditEventsRequest\x1a!.totpd.v1.ListAuditEventsResponseBU\n" +
+	"\x0fListAuditEvents\x12 .totpd.v1.ListAuditEventsRequest\x1a!.totpd.v1.ListAuditEventsResponse\x12h\n" +
+	"\x15GenerateRecoveryCodes\x12&.totpd.v1.GenerateRecoveryCodesRequest\x1a'.totpd.v1.GenerateRecoveryCodesResponse\x12_\n" +
+	"\x12VerifyRecoveryCode\x12#.totpd.v1.VerifyRecoveryCodeRequest\x1a$.totpd.v1.VerifyRecoveryCodeResponse\x12;\n" +
+	"\x06Unlock\x12\x17.totpd.v1.UnlockRequest\x1a\x18.totpd.v1.UnlockResponse\x12;\n" +
+	"\x06Resync\x12\x17.totpd.v1.ResyncRequest\x1a\x18.totpd.v1.ResyncResponseBU\n" +
 	"\fdev.totpd.v1B\x10TotpServiceProtoP\x01Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1b\x06proto3"
 
 var (
@@ -1162,28 +1176,37 @@ func file_totpd_v1_totp_service_proto_rawDescGZIP() []byte {
 
 var file_totpd_v1_totp_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_totpd_v1_totp_service_proto_goTypes = []any{
-	(*EnrollRequest)(nil),             // 0: totpd.v1.EnrollRequest
-	(*EnrollResponse)(nil),            // 1: totpd.v1.EnrollResponse
-	(*ConfirmEnrollmentRequest)(nil),  // 2: totpd.v1.ConfirmEnrollmentRequest
-	(*ConfirmEnrollmentResponse)(nil), // 3: totpd.v1.ConfirmEnrollmentResponse
-	(*VerifyRequest)(nil),             // 4: totpd.v1.VerifyRequest
-	(*VerifyResponse)(nil),            // 5: totpd.v1.VerifyResponse
-	(*BatchVerifyRequest)(nil),        // 6: totpd.v1.BatchVerifyRequest
-	(*BatchVerifyItem)(nil),           // 7: totpd.v1.BatchVerifyItem
-	(*BatchVerifyResponse)(nil),       // 8: totpd.v1.BatchVerifyResponse
-	(*BatchVerifyResult)(nil),         // 9: totpd.v1.BatchVerifyResult
-	(*DisableRequest)(nil),            // 10: totpd.v1.DisableRequest
-	(*DisableResponse)(nil),           // 11: totpd.v1.DisableResponse
-	(*GetFactorRequest)(nil),          // 12: totpd.v1.GetFactorRequest
-	(*GetFactorResponse)(nil),         // 13: totpd.v1.GetFactorResponse
-	(*ListFactorsRequest)(nil),        // 14: totpd.v1.ListFactorsRequest
-	(*ListFactorsResponse)(nil),       // 15: totpd.v1.ListFactorsResponse
-	(Algorithm)(0),                    // 16: totpd.v1.Algorithm
-	(*Factor)(nil),                    // 17: totpd.v1.Factor
-	(*VerifyOutcome)(nil),             // 18: totpd.v1.VerifyOutcome
-	(*ItemError)(nil),                 // 19: totpd.v1.ItemError
-	(*ListAuditEventsRequest)(nil),    // 20: totpd.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),   // 21: totpd.v1.ListAuditEventsResponse
+	(*EnrollRequest)(nil),                 // 0: totpd.v1.EnrollRequest
+	(*EnrollResponse)(nil),                // 1: totpd.v1.EnrollResponse
+	(*ConfirmEnrollmentRequest)(nil),      // 2: totpd.v1.ConfirmEnrollmentRequest
+	(*ConfirmEnrollmentResponse)(nil),     // 3: totpd.v1.ConfirmEnrollmentResponse
+	(*VerifyRequest)(nil),                 // 4: totpd.v1.VerifyRequest
+	(*VerifyResponse)(nil),                // 5: totpd.v1.VerifyResponse
+	(*BatchVerifyRequest)(nil),            // 6: totpd.v1.BatchVerifyRequest
+	(*BatchVerifyItem)(nil),               // 7: totpd.v1.BatchVerifyItem
+	(*BatchVerifyResponse)(nil),           // 8: totpd.v1.BatchVerifyResponse
+	(*BatchVerifyResult)(nil),             // 9: totpd.v1.BatchVerifyResult
+	(*DisableRequest)(nil),                // 10: totpd.v1.DisableRequest
+	(*DisableResponse)(nil),               // 11: totpd.v1.DisableResponse
+	(*GetFactorRequest)(nil),              // 12: totpd.v1.GetFactorRequest
+	(*GetFactorResponse)(nil),             // 13: totpd.v1.GetFactorResponse
+	(*ListFactorsRequest)(nil),            // 14: totpd.v1.ListFactorsRequest
+	(*ListFactorsResponse)(nil),           // 15: totpd.v1.ListFactorsResponse
+	(Algorithm)(0),                        // 16: totpd.v1.Algorithm
+	(*Factor)(nil),                        // 17: totpd.v1.Factor
+	(*VerifyOutcome)(nil),                 // 18: totpd.v1.VerifyOutcome
+	(*ItemError)(nil),                     // 19: totpd.v1.ItemError
+	(*RecoveryCodesStatus)(nil),           // 20: totpd.v1.RecoveryCodesStatus
+	(*ListAuditEventsRequest)(nil),        // 21: totpd.v1.ListAuditEventsRequest
+	(*GenerateRecoveryCodesRequest)(nil),  // 22: totpd.v1.GenerateRecoveryCodesRequest
+	(*VerifyRecoveryCodeRequest)(nil),     // 23: totpd.v1.VerifyRecoveryCodeRequest
+	(*UnlockRequest)(nil),                 // 24: totpd.v1.UnlockRequest
+	(*ResyncRequest)(nil),                 // 25: totpd.v1.ResyncRequest
+	(*ListAuditEventsResponse)(nil),       // 26: totpd.v1.ListAuditEventsResponse
+	(*GenerateRecoveryCodesResponse)(nil), // 27: totpd.v1.GenerateRecoveryCodesResponse
+	(*VerifyRecoveryCodeResponse)(nil),    // 28: totpd.v1.VerifyRecoveryCodeResponse
+	(*UnlockResponse)(nil),                // 29: totpd.v1.UnlockResponse
+	(*ResyncResponse)(nil),                // 30: totpd.v1.ResyncResponse
 }
 var file_totpd_v1_totp_service_proto_depIdxs = []int32{
 	16, // 0: totpd.v1.EnrollRequest.algorithm:type_name -> totpd.v1.Algorithm
@@ -1199,27 +1222,36 @@ var file_totpd_v1_totp_service_proto_depIdxs = []int32{
 	17, // 10: totpd.v1.DisableResponse.factors:type_name -> totpd.v1.Factor
 	17, // 11: totpd.v1.GetFactorResponse.factor:type_name -> totpd.v1.Factor
 	17, // 12: totpd.v1.ListFactorsResponse.factors:type_name -> totpd.v1.Factor
-	0,  // 13: totpd.v1.TotpService.Enroll:input_type -> totpd.v1.EnrollRequest
-	2,  // 14: totpd.v1.TotpService.ConfirmEnrollment:input_type -> totpd.v1.ConfirmEnrollmentRequest
-	4,  // 15: totpd.v1.TotpService.Verify:input_type -> totpd.v1.VerifyRequest
-	6,  // 16: totpd.v1.TotpService.BatchVerify:input_type -> totpd.v1.BatchVerifyRequest
-	10, // 17: totpd.v1.TotpService.Disable:input_type -> totpd.v1.DisableRequest
-	12, // 18: totpd.v1.TotpService.GetFactor:input_type -> totpd.v1.GetFactorRequest
-	14, // 19: totpd.v1.TotpService.ListFactors:input_type -> totpd.v1.ListFactorsRequest
-	20, // 20: totpd.v1.TotpService.ListAuditEvents:input_type -> totpd.v1.ListAuditEventsRequest
-	1,  // 21: totpd.v1.TotpService.Enroll:output_type -> totpd.v1.EnrollResponse
-	3,  // 22: totpd.v1.TotpService.ConfirmEnrollment:output_type -> totpd.v1.ConfirmEnrollmentResponse
-	5,  // 23: totpd.v1.TotpService.Verify:output_type -> totpd.v1.VerifyResponse
-	8,  // 24: totpd.v1.TotpService.BatchVerify:output_type -> totpd.v1.BatchVerifyResponse
-	11, // 25: totpd.v1.TotpService.Disable:output_type -> totpd.v1.DisableResponse
-	13, // 26: totpd.v1.TotpService.GetFactor:output_type -> totpd.v1.GetFactorResponse
-	15, // 27: totpd.v1.TotpService.ListFactors:output_type -> totpd.v1.ListFactorsResponse
-	21, // 28: totpd.v1.TotpService.ListAuditEvents:output_type -> totpd.v1.ListAuditEventsResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	20, // 13: totpd.v1.ListFactorsResponse.recovery_codes:type_name -> totpd.v1.RecoveryCodesStatus
+	0,  // 14: totpd.v1.TotpService.Enroll:input_type -> totpd.v1.EnrollRequest
+	2,  // 15: totpd.v1.TotpService.ConfirmEnrollment:input_type -> totpd.v1.ConfirmEnrollmentRequest
+	4,  // 16: totpd.v1.TotpService.Verify:input_type -> totpd.v1.VerifyRequest
+	6,  // 17: totpd.v1.TotpService.BatchVerify:input_type -> totpd.v1.BatchVerifyRequest
+	10, // 18: totpd.v1.TotpService.Disable:input_type -> totpd.v1.DisableRequest
+	12, // 19: totpd.v1.TotpService.GetFactor:input_type -> totpd.v1.GetFactorRequest
+	14, // 20: totpd.v1.TotpService.ListFactors:input_type -> totpd.v1.ListFactorsRequest
+	21, // 21: totpd.v1.TotpService.ListAuditEvents:input_type -> totpd.v1.ListAuditEventsRequest
+	22, // 22: totpd.v1.TotpService.GenerateRecoveryCodes:input_type -> totpd.v1.GenerateRecoveryCodesRequest
+	23, // 23: totpd.v1.TotpService.VerifyRecoveryCode:input_type -> totpd.v1.VerifyRecoveryCodeRequest
+	24, // 24: totpd.v1.TotpService.Unlock:input_type -> totpd.v1.UnlockRequest
+	25, // 25: totpd.v1.TotpService.Resync:input_type -> totpd.v1.ResyncRequest
+	1,  // 26: totpd.v1.TotpService.Enroll:output_type -> totpd.v1.EnrollResponse
+	3,  // 27: totpd.v1.TotpService.ConfirmEnrollment:output_type -> totpd.v1.ConfirmEnrollmentResponse
+	5,  // 28: totpd.v1.TotpService.Verify:output_type -> totpd.v1.VerifyResponse
+	8,  // 29: totpd.v1.TotpService.BatchVerify:output_type -> totpd.v1.BatchVerifyResponse
+	11, // 30: totpd.v1.TotpService.Disable:output_type -> totpd.v1.DisableResponse
+	13, // 31: totpd.v1.TotpService.GetFactor:output_type -> totpd.v1.GetFactorResponse
+	15, // 32: totpd.v1.TotpService.ListFactors:output_type -> totpd.v1.ListFactorsResponse
+	26, // 33: totpd.v1.TotpService.ListAuditEvents:output_type -> totpd.v1.ListAuditEventsResponse
+	27, // 34: totpd.v1.TotpService.GenerateRecoveryCodes:output_type -> totpd.v1.GenerateRecoveryCodesResponse
+	28, // 35: totpd.v1.TotpService.VerifyRecoveryCode:output_type -> totpd.v1.VerifyRecoveryCodeResponse
+	29, // 36: totpd.v1.TotpService.Unlock:output_type -> totpd.v1.UnlockResponse
+	30, // 37: totpd.v1.TotpService.Resync:output_type -> totpd.v1.ResyncResponse
+	26, // [26:38] is the sub-list for method output_type
+	14, // [14:26] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_totpd_v1_totp_service_proto_init() }
@@ -1230,6 +1262,7 @@ func file_totpd_v1_totp_service_proto_init() {
 	file_totpd_v1_audit_proto_init()
 	file_totpd_v1_errors_proto_init()
 	file_totpd_v1_factor_proto_init()
+	file_totpd_v1_lifecycle_proto_init()
 	file_totpd_v1_totp_service_proto_msgTypes[9].OneofWrappers = []any{
 		(*BatchVerifyResult_Outcome)(nil),
 		(*BatchVerifyResult_Error)(nil),

@@ -19,14 +19,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TotpService_Enroll_FullMethodName            = "/totpd.v1.TotpService/Enroll"
-	TotpService_ConfirmEnrollment_FullMethodName = "/totpd.v1.TotpService/ConfirmEnrollment"
-	TotpService_Verify_FullMethodName            = "/totpd.v1.TotpService/Verify"
-	TotpService_BatchVerify_FullMethodName       = "/totpd.v1.TotpService/BatchVerify"
-	TotpService_Disable_FullMethodName           = "/totpd.v1.TotpService/Disable"
-	TotpService_GetFactor_FullMethodName         = "/totpd.v1.TotpService/GetFactor"
-	TotpService_ListFactors_FullMethodName       = "/totpd.v1.TotpService/ListFactors"
-	TotpService_ListAuditEvents_FullMethodName   = "/totpd.v1.TotpService/ListAuditEvents"
+	TotpService_Enroll_FullMethodName                = "/totpd.v1.TotpService/Enroll"
+	TotpService_ConfirmEnrollment_FullMethodName     = "/totpd.v1.TotpService/ConfirmEnrollment"
+	TotpService_Verify_FullMethodName                = "/totpd.v1.TotpService/Verify"
+	TotpService_BatchVerify_FullMethodName           = "/totpd.v1.TotpService/BatchVerify"
+	TotpService_Disable_FullMethodName               = "/totpd.v1.TotpService/Disable"
+	TotpService_GetFactor_FullMethodName             = "/totpd.v1.TotpService/GetFactor"
+	TotpService_ListFactors_FullMethodName           = "/totpd.v1.TotpService/ListFactors"
+	TotpService_ListAuditEvents_FullMethodName       = "/totpd.v1.TotpService/ListAuditEvents"
+	TotpService_GenerateRecoveryCodes_FullMethodName = "/totpd.v1.TotpService/GenerateRecoveryCodes"
+	TotpService_VerifyRecoveryCode_FullMethodName    = "/totpd.v1.TotpService/VerifyRecoveryCode"
+	TotpService_Unlock_FullMethodName                = "/totpd.v1.TotpService/Unlock"
+	TotpService_Resync_FullMethodName                = "/totpd.v1.TotpService/Resync"
 )
 
 // TotpServiceClient is the client API for TotpService service.
@@ -64,6 +68,21 @@ type TotpServiceClient interface {
 	// ListAuditEvents returns audit events, oldest first, filtered and paged.
 	// Needs the admin permission; a caller sees only its tenants' events.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// GenerateRecoveryCodes issues a new set of single-use recovery codes for
+	// an account with an ACTIVE factor, replacing any earlier set. The codes
+	// leave totpd only in this response. Needs the enroll permission.
+	GenerateRecoveryCodes(ctx context.Context, in *GenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*GenerateRecoveryCodesResponse, error)
+	// VerifyRecoveryCode consumes one recovery code of the account: VALID once,
+	// REPLAYED afterwards, under the account's attempt limits. Needs the
+	// verify permission.
+	VerifyRecoveryCode(ctx context.Context, in *VerifyRecoveryCodeRequest, opts ...grpc.CallOption) (*VerifyRecoveryCodeResponse, error)
+	// Unlock clears an account's failures, backoff and lock. Needs the admin
+	// permission.
+	Unlock(ctx context.Context, in *UnlockRequest, opts ...grpc.CallOption) (*UnlockResponse, error)
+	// Resync measures a factor's clock drift from two consecutive codes found
+	// anywhere within the server's search range; later verifications centre
+	// their window on it. Needs the enroll permission.
+	Resync(ctx context.Context, in *ResyncRequest, opts ...grpc.CallOption) (*ResyncResponse, error)
 }
 
 type totpServiceClient struct {
@@ -154,6 +173,46 @@ func (c *totpServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEv
 	return out, nil
 }
 
+func (c *totpServiceClient) GenerateRecoveryCodes(ctx context.Context, in *GenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*GenerateRecoveryCodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GenerateRecoveryCodesResponse)
+	err := c.cc.Invoke(ctx, TotpService_GenerateRecoveryCodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *totpServiceClient) VerifyRecoveryCode(ctx context.Context, in *VerifyRecoveryCodeRequest, opts ...grpc.CallOption) (*VerifyRecoveryCodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyRecoveryCodeResponse)
+	err := c.cc.Invoke(ctx, TotpService_VerifyRecoveryCode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *totpServiceClient) Unlock(ctx context.Context, in *UnlockRequest, opts ...grpc.CallOption) (*UnlockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnlockResponse)
+	err := c.cc.Invoke(ctx, TotpService_Unlock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *totpServiceClient) Resync(ctx context.Context, in *ResyncRequest, opts ...grpc.CallOption) (*ResyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResyncResponse)
+	err := c.cc.Invoke(ctx, TotpService_Resync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TotpServiceServer is the server API for TotpService service.
 // All implementations must embed UnimplementedTotpServiceServer
 // for forward compatibility.
@@ -189,6 +248,21 @@ type TotpServiceServer interface {
 	// ListAuditEvents returns audit events, oldest first, filtered and paged.
 	// Needs the admin permission; a caller sees only its tenants' events.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// GenerateRecoveryCodes issues a new set of single-use recovery codes for
+	// an account with an ACTIVE factor, replacing any earlier set. The codes
+	// leave totpd only in this response. Needs the enroll permission.
+	GenerateRecoveryCodes(context.Context, *GenerateRecoveryCodesRequest) (*GenerateRecoveryCodesResponse, error)
+	// VerifyRecoveryCode consumes one recovery code of the account: VALID once,
+	// REPLAYED afterwards, under the account's attempt limits. Needs the
+	// verify permission.
+	VerifyRecoveryCode(context.Context, *VerifyRecoveryCodeRequest) (*VerifyRecoveryCodeResponse, error)
+	// Unlock clears an account's failures, backoff and lock. Needs the admin
+	// permission.
+	Unlock(context.Context, *UnlockRequest) (*UnlockResponse, error)
+	// Resync measures a factor's clock drift from two consecutive codes found
+	// anywhere within the server's search range; later verifications centre
+	// their window on it. Needs the enroll permission.
+	Resync(context.Context, *ResyncRequest) (*ResyncResponse, error)
 	mustEmbedUnimplementedTotpServiceServer()
 }
 
@@ -222,6 +296,18 @@ func (UnimplementedTotpServiceServer) ListFactors(context.Context, *ListFactorsR
 }
 func (UnimplementedTotpServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedTotpServiceServer) GenerateRecoveryCodes(context.Context, *GenerateRecoveryCodesRequest) (*GenerateRecoveryCodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GenerateRecoveryCodes not implemented")
+}
+func (UnimplementedTotpServiceServer) VerifyRecoveryCode(context.Context, *VerifyRecoveryCodeRequest) (*VerifyRecoveryCodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyRecoveryCode not implemented")
+}
+func (UnimplementedTotpServiceServer) Unlock(context.Context, *UnlockRequest) (*UnlockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Unlock not implemented")
+}
+func (UnimplementedTotpServiceServer) Resync(context.Context, *ResyncRequest) (*ResyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Resync not implemented")
 }
 func (UnimplementedTotpServiceServer) mustEmbedUnimplementedTotpServiceServer() {}
 func (UnimplementedTotpServiceServer) testEmbeddedByValue()                     {}
@@ -388,6 +474,78 @@ func _TotpService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TotpService_GenerateRecoveryCodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenerateRecoveryCodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TotpServiceServer).GenerateRecoveryCodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TotpService_GenerateRecoveryCodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TotpServiceServer).GenerateRecoveryCodes(ctx, req.(*GenerateRecoveryCodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TotpService_VerifyRecoveryCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyRecoveryCodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TotpServiceServer).VerifyRecoveryCode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TotpService_VerifyRecoveryCode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TotpServiceServer).VerifyRecoveryCode(ctx, req.(*VerifyRecoveryCodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TotpService_Unlock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnlockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TotpServiceServer).Unlock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TotpService_Unlock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TotpServiceServer).Unlock(ctx, req.(*UnlockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TotpService_Resync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TotpServiceServer).Resync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TotpService_Resync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TotpServiceServer).Resync(ctx, req.(*ResyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TotpService_ServiceDesc is the grpc.ServiceDesc for TotpService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -426,6 +584,22 @@ var TotpService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEvents",
 			Handler:    _TotpService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "GenerateRecoveryCodes",
+			Handler:    _TotpService_GenerateRecoveryCodes_Handler,
+		},
+		{
+			MethodName: "VerifyRecoveryCode",
+			Handler:    _TotpService_VerifyRecoveryCode_Handler,
+		},
+		{
+			MethodName: "Unlock",
+			Handler:    _TotpService_Unlock_Handler,
+		},
+		{
+			MethodName: "Resync",
+			Handler:    _TotpService_Resync_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -47,6 +47,12 @@ METHOD_PERMISSIONS: Final = {
     "GetFactor": "read",
     "ListFactors": "read",
     "ListAuditEvents": "admin",
+    # Issuing recovery codes gives no power Enroll does not (an enrolled factor
+    # signs in too), and a login backend must not need admin to accept one.
+    "GenerateRecoveryCodes": "enroll",
+    "VerifyRecoveryCode": "verify",
+    "Resync": "enroll",  # two consecutive codes prove possession, as a confirmation does
+    "Unlock": "admin",
 }
 UNAUTHENTICATED_CALLER: Final = ""  # the caller of a denial before anyone was identified
 

@@ -113,6 +113,22 @@ class TotpServicer:
             next_page_token=next_token,
         )
 
+    # The MFA lifecycle's RPCs (issue 15) are served once their service parts land.
+    def _not_served_yet(self, context: grpc.ServicerContext) -> None:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not served by this server yet")
+
+    def GenerateRecoveryCodes(self, request: object, context: grpc.ServicerContext) -> None:
+        self._not_served_yet(context)
+
+    def VerifyRecoveryCode(self, request: object, context: grpc.ServicerContext) -> None:
+        self._not_served_yet(context)
+
+    def Unlock(self, request: object, context: grpc.ServicerContext) -> None:
+        self._not_served_yet(context)
+
+    def Resync(self, request: object, context: grpc.ServicerContext) -> None:
+        self._not_served_yet(context)
+
 
 def caller_of(context: grpc.ServicerContext) -> str:
     """Who is calling, for the per-caller failure rate: the caller's name from

@@ -73,6 +73,9 @@ class FactorRow(Base):
     # When the factor was disabled or expired (Unix seconds): the purge
     # deletes it once this is older than the retention.
     ended_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The app's clock drift in steps, measured by the last Resync: verification
+    # centres its window on it (bounded by the resync search range).
+    drift_steps: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
 
     __table_args__ = (
         # The account leads the keys, the tenant follows: no statement filters on
@@ -118,6 +121,27 @@ class AccountRow(Base):
     # When consecutive_failures reached the policy's maximum: the account is
     # locked until unlocked (`FactorStore.unlock_account`). NULL: not locked.
     locked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RecoveryCodeRow(Base):
+    """One single-use recovery code of an account's current set.
+
+    Only a keyed hash of the code is stored (the key lives in the keyring,
+    not the database; `hash_key_id` names it). Generating a new set deletes
+    the account's old rows; disabling MFA for the account deletes them too.
+    """
+
+    __tablename__ = "recovery_codes"
+
+    account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX))
+    tenant: Mapped[str] = mapped_column(String(TENANT_MAX))
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    hash_key_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    # When the code was consumed (Unix seconds); NULL while unused.
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (PrimaryKeyConstraint("account_id", "tenant", "code_hash"),)
 
 
 # -- idempotent requests (AIP-155) -------------------------------------------

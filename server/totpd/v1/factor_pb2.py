@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15totpd/v1/factor.proto\x12\x08totpd.v1\"\xac\x02\n\x06\x46\x61\x63tor\x12\x11\n\tfactor_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x0e\n\x06issuer\x18\x04 \x01(\t\x12&\n\talgorithm\x18\x05 \x01(\x0e\x32\x13.totpd.v1.Algorithm\x12\x0e\n\x06\x64igits\x18\x06 \x01(\r\x12\x16\n\x0eperiod_seconds\x18\x07 \x01(\r\x12$\n\x05state\x18\x08 \x01(\x0e\x32\x15.totpd.v1.FactorState\x12\x17\n\x0f\x63reated_at_unix\x18\t \x01(\x03\x12\x19\n\x11\x63onfirmed_at_unix\x18\n \x01(\x03\x12\x19\n\x11last_used_at_unix\x18\x0b \x01(\x03\x12\x17\n\x0f\x65xpires_at_unix\x18\x0c \x01(\x03\"\xac\x01\n\rVerifyOutcome\x12&\n\x06result\x18\x01 \x01(\x0e\x32\x16.totpd.v1.VerifyResult\x12\x11\n\tfactor_id\x18\x02 \x01(\t\x12\x13\n\x0bstep_offset\x18\x03 \x01(\x05\x12\x15\n\rattempts_left\x18\x04 \x01(\r\x12\x1b\n\x13retry_after_seconds\x18\x05 \x01(\r\x12\x17\n\x0funlock_required\x18\x06 \x01(\x08*f\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41LGORITHM_SHA1\x10\x01\x12\x14\n\x10\x41LGORITHM_SHA256\x10\x02\x12\x14\n\x10\x41LGORITHM_SHA512\x10\x03*\x93\x01\n\x0b\x46\x61\x63torState\x12\x1c\n\x18\x46\x41\x43TOR_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x41\x43TOR_STATE_PENDING\x10\x01\x12\x17\n\x13\x46\x41\x43TOR_STATE_ACTIVE\x10\x02\x12\x19\n\x15\x46\x41\x43TOR_STATE_DISABLED\x10\x03\x12\x18\n\x14\x46\x41\x43TOR_STATE_EXPIRED\x10\x04*\x97\x01\n\x0cVerifyResult\x12\x1d\n\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12\x17\n\x13VERIFY_RESULT_VALID\x10\x01\x12\x19\n\x15VERIFY_RESULT_INVALID\x10\x02\x12\x1a\n\x16VERIFY_RESULT_REPLAYED\x10\x03\x12\x18\n\x14VERIFY_RESULT_LOCKED\x10\x04\x42P\n\x0c\x64\x65v.totpd.v1B\x0b\x46\x61\x63torProtoP\x01Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15totpd/v1/factor.proto\x12\x08totpd.v1\"\xc1\x02\n\x06\x46\x61\x63tor\x12\x11\n\tfactor_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x0e\n\x06issuer\x18\x04 \x01(\t\x12&\n\talgorithm\x18\x05 \x01(\x0e\x32\x13.totpd.v1.Algorithm\x12\x0e\n\x06\x64igits\x18\x06 \x01(\r\x12\x16\n\x0eperiod_seconds\x18\x07 \x01(\r\x12$\n\x05state\x18\x08 \x01(\x0e\x32\x15.totpd.v1.FactorState\x12\x17\n\x0f\x63reated_at_unix\x18\t \x01(\x03\x12\x19\n\x11\x63onfirmed_at_unix\x18\n \x01(\x03\x12\x19\n\x11last_used_at_unix\x18\x0b \x01(\x03\x12\x17\n\x0f\x65xpires_at_unix\x18\x0c \x01(\x03\x12\x13\n\x0b\x64rift_steps\x18\r \x01(\x05\"\xac\x01\n\rVerifyOutcome\x12&\n\x06result\x18\x01 \x01(\x0e\x32\x16.totpd.v1.VerifyResult\x12\x11\n\tfactor_id\x18\x02 \x01(\t\x12\x13\n\x0bstep_offset\x18\x03 \x01(\x05\x12\x15\n\rattempts_left\x18\x04 \x01(\r\x12\x1b\n\x13retry_after_seconds\x18\x05 \x01(\r\x12\x17\n\x0funlock_required\x18\x06 \x01(\x08*f\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41LGORITHM_SHA1\x10\x01\x12\x14\n\x10\x41LGORITHM_SHA256\x10\x02\x12\x14\n\x10\x41LGORITHM_SHA512\x10\x03*\x93\x01\n\x0b\x46\x61\x63torState\x12\x1c\n\x18\x46\x41\x43TOR_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x41\x43TOR_STATE_PENDING\x10\x01\x12\x17\n\x13\x46\x41\x43TOR_STATE_ACTIVE\x10\x02\x12\x19\n\x15\x46\x41\x43TOR_STATE_DISABLED\x10\x03\x12\x18\n\x14\x46\x41\x43TOR_STATE_EXPIRED\x10\x04*\x97\x01\n\x0cVerifyResult\x12\x1d\n\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12\x17\n\x13VERIFY_RESULT_VALID\x10\x01\x12\x19\n\x15VERIFY_RESULT_INVALID\x10\x02\x12\x1a\n\x16VERIFY_RESULT_REPLAYED\x10\x03\x12\x18\n\x14VERIFY_RESULT_LOCKED\x10\x04\x42P\n\x0c\x64\x65v.totpd.v1B\x0b\x46\x61\x63torProtoP\x01Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,14 +32,14 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'totpd.v1.factor_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\014dev.totpd.v1B\013FactorProtoP\001Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1'
-  _globals['_ALGORITHM']._serialized_start=513
-  _globals['_ALGORITHM']._serialized_end=615
-  _globals['_FACTORSTATE']._serialized_start=618
-  _globals['_FACTORSTATE']._serialized_end=765
-  _globals['_VERIFYRESULT']._serialized_start=768
-  _globals['_VERIFYRESULT']._serialized_end=919
+  _globals['_ALGORITHM']._serialized_start=534
+  _globals['_ALGORITHM']._serialized_end=636
+  _globals['_FACTORSTATE']._serialized_start=639
+  _globals['_FACTORSTATE']._serialized_end=786
+  _globals['_VERIFYRESULT']._serialized_start=789
+  _globals['_VERIFYRESULT']._serialized_end=940
   _globals['_FACTOR']._serialized_start=36
-  _globals['_FACTOR']._serialized_end=336
-  _globals['_VERIFYOUTCOME']._serialized_start=339
-  _globals['_VERIFYOUTCOME']._serialized_end=511
+  _globals['_FACTOR']._serialized_end=357
+  _globals['_VERIFYOUTCOME']._serialized_start=360
+  _globals['_VERIFYOUTCOME']._serialized_end=532
 # @@protoc_insertion_point(module_scope)

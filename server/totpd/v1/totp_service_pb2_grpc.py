@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from totpd.v1 import audit_pb2 as totpd_dot_v1_dot_audit__pb2
+from totpd.v1 import lifecycle_pb2 as totpd_dot_v1_dot_lifecycle__pb2
 from totpd.v1 import totp_service_pb2 as totpd_dot_v1_dot_totp__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -81,6 +82,26 @@ class TotpServiceStub:
                 request_serializer=totpd_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=totpd_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.GenerateRecoveryCodes = channel.unary_unary(
+                '/totpd.v1.TotpService/GenerateRecoveryCodes',
+                request_serializer=totpd_dot_v1_dot_lifecycle__pb2.GenerateRecoveryCodesRequest.SerializeToString,
+                response_deserializer=totpd_dot_v1_dot_lifecycle__pb2.GenerateRecoveryCodesResponse.FromString,
+                _registered_method=True)
+        self.VerifyRecoveryCode = channel.unary_unary(
+                '/totpd.v1.TotpService/VerifyRecoveryCode',
+                request_serializer=totpd_dot_v1_dot_lifecycle__pb2.VerifyRecoveryCodeRequest.SerializeToString,
+                response_deserializer=totpd_dot_v1_dot_lifecycle__pb2.VerifyRecoveryCodeResponse.FromString,
+                _registered_method=True)
+        self.Unlock = channel.unary_unary(
+                '/totpd.v1.TotpService/Unlock',
+                request_serializer=totpd_dot_v1_dot_lifecycle__pb2.UnlockRequest.SerializeToString,
+                response_deserializer=totpd_dot_v1_dot_lifecycle__pb2.UnlockResponse.FromString,
+                _registered_method=True)
+        self.Resync = channel.unary_unary(
+                '/totpd.v1.TotpService/Resync',
+                request_serializer=totpd_dot_v1_dot_lifecycle__pb2.ResyncRequest.SerializeToString,
+                response_deserializer=totpd_dot_v1_dot_lifecycle__pb2.ResyncResponse.FromString,
+                _registered_method=True)
 
 
 class TotpServiceServicer:
@@ -156,6 +177,41 @@ class TotpServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateRecoveryCodes(self, request, context):
+        """GenerateRecoveryCodes issues a new set of single-use recovery codes for
+        an account with an ACTIVE factor, replacing any earlier set. The codes
+        leave totpd only in this response. Needs the enroll permission.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyRecoveryCode(self, request, context):
+        """VerifyRecoveryCode consumes one recovery code of the account: VALID once,
+        REPLAYED afterwards, under the account's attempt limits. Needs the
+        verify permission.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unlock(self, request, context):
+        """Unlock clears an account's failures, backoff and lock. Needs the admin
+        permission.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resync(self, request, context):
+        """Resync measures a factor's clock drift from two consecutive codes found
+        anywhere within the server's search range; later verifications centre
+        their window on it. Needs the enroll permission.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TotpServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +254,26 @@ def add_TotpServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=totpd_dot_v1_dot_audit__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=totpd_dot_v1_dot_audit__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'GenerateRecoveryCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateRecoveryCodes,
+                    request_deserializer=totpd_dot_v1_dot_lifecycle__pb2.GenerateRecoveryCodesRequest.FromString,
+                    response_serializer=totpd_dot_v1_dot_lifecycle__pb2.GenerateRecoveryCodesResponse.SerializeToString,
+            ),
+            'VerifyRecoveryCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyRecoveryCode,
+                    request_deserializer=totpd_dot_v1_dot_lifecycle__pb2.VerifyRecoveryCodeRequest.FromString,
+                    response_serializer=totpd_dot_v1_dot_lifecycle__pb2.VerifyRecoveryCodeResponse.SerializeToString,
+            ),
+            'Unlock': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unlock,
+                    request_deserializer=totpd_dot_v1_dot_lifecycle__pb2.UnlockRequest.FromString,
+                    response_serializer=totpd_dot_v1_dot_lifecycle__pb2.UnlockResponse.SerializeToString,
+            ),
+            'Resync': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resync,
+                    request_deserializer=totpd_dot_v1_dot_lifecycle__pb2.ResyncRequest.FromString,
+                    response_serializer=totpd_dot_v1_dot_lifecycle__pb2.ResyncResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -422,6 +498,114 @@ class TotpService:
             '/totpd.v1.TotpService/ListAuditEvents',
             totpd_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
             totpd_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateRecoveryCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/totpd.v1.TotpService/GenerateRecoveryCodes',
+            totpd_dot_v1_dot_lifecycle__pb2.GenerateRecoveryCodesRequest.SerializeToString,
+            totpd_dot_v1_dot_lifecycle__pb2.GenerateRecoveryCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyRecoveryCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/totpd.v1.TotpService/VerifyRecoveryCode',
+            totpd_dot_v1_dot_lifecycle__pb2.VerifyRecoveryCodeRequest.SerializeToString,
+            totpd_dot_v1_dot_lifecycle__pb2.VerifyRecoveryCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unlock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/totpd.v1.TotpService/Unlock',
+            totpd_dot_v1_dot_lifecycle__pb2.UnlockRequest.SerializeToString,
+            totpd_dot_v1_dot_lifecycle__pb2.UnlockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resync(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/totpd.v1.TotpService/Resync',
+            totpd_dot_v1_dot_lifecycle__pb2.ResyncRequest.SerializeToString,
+            totpd_dot_v1_dot_lifecycle__pb2.ResyncResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,7 +43,7 @@ VERIFY_RESULT_REPLAYED: VerifyResult
 VERIFY_RESULT_LOCKED: VerifyResult
 
 class Factor(_message.Message):
-    __slots__ = ("factor_id", "account_id", "label", "issuer", "algorithm", "digits", "period_seconds", "state", "created_at_unix", "confirmed_at_unix", "last_used_at_unix", "expires_at_unix")
+    __slots__ = ("factor_id", "account_id", "label", "issuer", "algorithm", "digits", "period_seconds", "state", "created_at_unix", "confirmed_at_unix", "last_used_at_unix", "expires_at_unix", "drift_steps")
     FACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class Factor(_message.Message):
     CONFIRMED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
     LAST_USED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_STEPS_FIELD_NUMBER: _ClassVar[int]
     factor_id: str
     account_id: str
     label: str
@@ -68,7 +69,8 @@ class Factor(_message.Message):
     confirmed_at_unix: int
     last_used_at_unix: int
     expires_at_unix: int
-    def __init__(self, factor_id: _Optional[str] = ..., account_id: _Optional[str] = ..., label: _Optional[str] = ..., issuer: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., digits: _Optional[int] = ..., period_seconds: _Optional[int] = ..., state: _Optional[_Union[FactorState, str]] = ..., created_at_unix: _Optional[int] = ..., confirmed_at_unix: _Optional[int] = ..., last_used_at_unix: _Optional[int] = ..., expires_at_unix: _Optional[int] = ...) -> None: ...
+    drift_steps: int
+    def __init__(self, factor_id: _Optional[str] = ..., account_id: _Optional[str] = ..., label: _Optional[str] = ..., issuer: _Optional[str] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., digits: _Optional[int] = ..., period_seconds: _Optional[int] = ..., state: _Optional[_Union[FactorState, str]] = ..., created_at_unix: _Optional[int] = ..., confirmed_at_unix: _Optional[int] = ..., last_used_at_unix: _Optional[int] = ..., expires_at_unix: _Optional[int] = ..., drift_steps: _Optional[int] = ...) -> None: ...
 
 class VerifyOutcome(_message.Message):
     __slots__ = ("result", "factor_id", "step_offset", "attempts_left", "retry_after_seconds", "unlock_required")

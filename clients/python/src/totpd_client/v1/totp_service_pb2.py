@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from . import audit_pb2 as totpd_dot_v1_dot_audit__pb2
 from . import errors_pb2 as totpd_dot_v1_dot_errors__pb2
 from . import factor_pb2 as totpd_dot_v1_dot_factor__pb2
+from . import lifecycle_pb2 as totpd_dot_v1_dot_lifecycle__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btotpd/v1/totp_service.proto\x12\x08totpd.v1\x1a\x14totpd/v1/audit.proto\x1a\x15totpd/v1/errors.proto\x1a\x15totpd/v1/factor.proto\"\xa6\x01\n\rEnrollRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0e\n\x06issuer\x18\x03 \x01(\t\x12&\n\talgorithm\x18\x04 \x01(\x0e\x32\x13.totpd.v1.Algorithm\x12\x0e\n\x06\x64igits\x18\x05 \x01(\r\x12\x16\n\x0eperiod_seconds\x18\x06 \x01(\r\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"~\n\x0e\x45nrollResponse\x12 \n\x06\x66\x61\x63tor\x18\x01 \x01(\x0b\x32\x10.totpd.v1.Factor\x12\x13\n\x0botpauth_uri\x18\x02 \x01(\t\x12\x15\n\rsecret_base32\x18\x03 \x01(\t\x12\x0e\n\x06qr_png\x18\x04 \x01(\x0c\x12\x0e\n\x06qr_svg\x18\x05 \x01(\t\"c\n\x18\x43onfirmEnrollmentRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tfactor_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"g\n\x19\x43onfirmEnrollmentResponse\x12(\n\x07outcome\x18\x01 \x01(\x0b\x32\x17.totpd.v1.VerifyOutcome\x12 \n\x06\x66\x61\x63tor\x18\x02 \x01(\x0b\x32\x10.totpd.v1.Factor\"D\n\rVerifyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x11\n\tfactor_id\x18\x03 \x01(\t\":\n\x0eVerifyResponse\x12(\n\x07outcome\x18\x01 \x01(\x0b\x32\x17.totpd.v1.VerifyOutcome\">\n\x12\x42\x61tchVerifyRequest\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.totpd.v1.BatchVerifyItem\"F\n\x0f\x42\x61tchVerifyItem\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x11\n\tfactor_id\x18\x03 \x01(\t\"C\n\x13\x42\x61tchVerifyResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.totpd.v1.BatchVerifyResult\"o\n\x11\x42\x61tchVerifyResult\x12*\n\x07outcome\x18\x01 \x01(\x0b\x32\x17.totpd.v1.VerifyOutcomeH\x00\x12$\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.totpd.v1.ItemErrorH\x00\x42\x08\n\x06result\"h\n\x0e\x44isableRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tfactor_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"^\n\x0f\x44isableResponse\x12(\n\x07outcome\x18\x01 \x01(\x0b\x32\x17.totpd.v1.VerifyOutcome\x12!\n\x07\x66\x61\x63tors\x18\x02 \x03(\x0b\x32\x10.totpd.v1.Factor\"9\n\x10GetFactorRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tfactor_id\x18\x02 \x01(\t\"5\n\x11GetFactorResponse\x12 \n\x06\x66\x61\x63tor\x18\x01 \x01(\x0b\x32\x10.totpd.v1.Factor\"B\n\x12ListFactorsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x18\n\x10include_inactive\x18\x02 \x01(\x08\"8\n\x13ListFactorsResponse\x12!\n\x07\x66\x61\x63tors\x18\x01 \x03(\x0b\x32\x10.totpd.v1.Factor2\xdb\x04\n\x0bTotpService\x12;\n\x06\x45nroll\x12\x17.totpd.v1.EnrollRequest\x1a\x18.totpd.v1.EnrollResponse\x12\\\n\x11\x43onfirmEnrollment\x12\".totpd.v1.ConfirmEnrollmentRequest\x1a#.totpd.v1.ConfirmEnrollmentResponse\x12;\n\x06Verify\x12\x17.totpd.v1.VerifyRequest\x1a\x18.totpd.v1.VerifyResponse\x12J\n\x0b\x42\x61tchVerify\x12\x1c.totpd.v1.BatchVerifyRequest\x1a\x1d.totpd.v1.BatchVerifyResponse\x12>\n\x07\x44isable\x12\x18.totpd.v1.DisableRequest\x1a\x19.totpd.v1.DisableResponse\x12\x44\n\tGetFactor\x12\x1a.totpd.v1.GetFactorRequest\x1a\x1b.totpd.v1.GetFactorResponse\x12J\n\x0bListFactors\x12\x1c.totpd.v1.ListFactorsRequest\x1a\x1d.totpd.v1.ListFactorsResponse\x12V\n\x0fListAuditEvents\x12 .totpd.v1.ListAuditEventsRequest\x1a!.totpd.v1.ListAuditEventsResponseBU\n\x0c\x64\x65v.totpd.v1B\x10TotpServiceProtoP\x01Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btotpd/v1/totp_service.proto\x12\x08totpd.v1\x1a\x14totpd/v1/audit.proto\x1a\x15totpd/v1/errors.proto\x1a\x15totpd/v1/factor.proto\x1a\x18totpd/v1/lifecycle.proto\"\xa6\x01\n\rEnrollRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0e\n\x06issuer\x18\x03 \x01(\t\x12&\n\talgorithm\x18\x04 \x01(\x0e\x32\x13.totpd.v1.Algorithm\x12\x0e\n\x06\x64igits\x18\x05 \x01(\r\x12\x16\n\x0eperiod_seconds\x18\x06 \x01(\r\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"~\n\x0e\x45nrollResponse\x12 \n\x06\x66\x61\x63tor\x18\x01 \x01(\x0b\x32\x10.totpd.v1.Factor\x12\x13\n\x0botpauth_uri\x18\x02 \x01(\t\x12\x15\n\rsecret_base32\x18\x03 \x01(\t\x12\x0e\n\x06qr_png\x18\x04 \x01(\x0c\x12\x0e\n\x06qr_svg\x18\x05 \x01(\t\"c\n\x18\x43onfirmEnrollmentRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tfactor_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"g\n\x19\x43onfirmEnrollmentResponse\x12(\n\x07outcome\x18\x01 \x01(\x0b\x32\x17.totpd.v1.VerifyOutcome\x12 \n\x06\x66\x61\x63tor\x18\x02 \x01(\x0b\x32\x10.totpd.v1.Factor\"D\n\rVerifyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x11\n\tfactor_id\x18\x03 \x01(\t\":\n\x0eVerifyResponse\x12(\n\x07outcome\x18\x01 \x01(\x0b\x32\x17.totpd.v1.VerifyOutcome\">\n\x12\x42\x61tchVerifyRequest\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.totpd.v1.BatchVerifyItem\"F\n\x0f\x42\x61tchVerifyItem\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x11\n\tfactor_id\x18\x03 \x01(\t\"C\n\x13\x42\x61tchVerifyResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.totpd.v1.BatchVerifyResult\"o\n\x11\x42\x61tchVerifyResult\x12*\n\x07outcome\x18\x01 \x01(\x0b\x32\x17.totpd.v1.VerifyOutcomeH\x00\x12$\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.totpd.v1.ItemErrorH\x00\x42\x08\n\x06result\"h\n\x0e\x44isableRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tfactor_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"^\n\x0f\x44isableResponse\x12(\n\x07outcome\x18\x01 \x01(\x0b\x32\x17.totpd.v1.VerifyOutcome\x12!\n\x07\x66\x61\x63tors\x18\x02 \x03(\x0b\x32\x10.totpd.v1.Factor\"9\n\x10GetFactorRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tfactor_id\x18\x02 \x01(\t\"5\n\x11GetFactorResponse\x12 \n\x06\x66\x61\x63tor\x18\x01 \x01(\x0b\x32\x10.totpd.v1.Factor\"B\n\x12ListFactorsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x18\n\x10include_inactive\x18\x02 \x01(\x08\"o\n\x13ListFactorsResponse\x12!\n\x07\x66\x61\x63tors\x18\x01 \x03(\x0b\x32\x10.totpd.v1.Factor\x12\x35\n\x0erecovery_codes\x18\x02 \x01(\x0b\x32\x1d.totpd.v1.RecoveryCodesStatus2\xa0\x07\n\x0bTotpService\x12;\n\x06\x45nroll\x12\x17.totpd.v1.EnrollRequest\x1a\x18.totpd.v1.EnrollResponse\x12\\\n\x11\x43onfirmEnrollment\x12\".totpd.v1.ConfirmEnrollmentRequest\x1a#.totpd.v1.ConfirmEnrollmentResponse\x12;\n\x06Verify\x12\x17.totpd.v1.VerifyRequest\x1a\x18.totpd.v1.VerifyResponse\x12J\n\x0b\x42\x61tchVerify\x12\x1c.totpd.v1.BatchVerifyRequest\x1a\x1d.totpd.v1.BatchVerifyResponse\x12>\n\x07\x44isable\x12\x18.totpd.v1.DisableRequest\x1a\x19.totpd.v1.DisableResponse\x12\x44\n\tGetFactor\x12\x1a.totpd.v1.GetFactorRequest\x1a\x1b.totpd.v1.GetFactorResponse\x12J\n\x0bListFactors\x12\x1c.totpd.v1.ListFactorsRequest\x1a\x1d.totpd.v1.ListFactorsResponse\x12V\n\x0fListAuditEvents\x12 .totpd.v1.ListAuditEventsRequest\x1a!.totpd.v1.ListAuditEventsResponse\x12h\n\x15GenerateRecoveryCodes\x12&.totpd.v1.GenerateRecoveryCodesRequest\x1a\'.totpd.v1.GenerateRecoveryCodesResponse\x12_\n\x12VerifyRecoveryCode\x12#.totpd.v1.VerifyRecoveryCodeRequest\x1a$.totpd.v1.VerifyRecoveryCodeResponse\x12;\n\x06Unlock\x12\x17.totpd.v1.UnlockRequest\x1a\x18.totpd.v1.UnlockResponse\x12;\n\x06Resync\x12\x17.totpd.v1.ResyncRequest\x1a\x18.totpd.v1.ResyncResponseBU\n\x0c\x64\x65v.totpd.v1B\x10TotpServiceProtoP\x01Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,38 +36,38 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'totpd.v1.totp_service_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\014dev.totpd.v1B\020TotpServiceProtoP\001Z1github.com/totpd/totpd/clients/go/totpdv1;totpdv1'
-  _globals['_ENROLLREQUEST']._serialized_start=110
-  _globals['_ENROLLREQUEST']._serialized_end=276
-  _globals['_ENROLLRESPONSE']._serialized_start=278
-  _globals['_ENROLLRESPONSE']._serialized_end=404
-  _globals['_CONFIRMENROLLMENTREQUEST']._serialized_start=406
-  _globals['_CONFIRMENROLLMENTREQUEST']._serialized_end=505
-  _globals['_CONFIRMENROLLMENTRESPONSE']._serialized_start=507
-  _globals['_CONFIRMENROLLMENTRESPONSE']._serialized_end=610
-  _globals['_VERIFYREQUEST']._serialized_start=612
-  _globals['_VERIFYREQUEST']._serialized_end=680
-  _globals['_VERIFYRESPONSE']._serialized_start=682
-  _globals['_VERIFYRESPONSE']._serialized_end=740
-  _globals['_BATCHVERIFYREQUEST']._serialized_start=742
-  _globals['_BATCHVERIFYREQUEST']._serialized_end=804
-  _globals['_BATCHVERIFYITEM']._serialized_start=806
-  _globals['_BATCHVERIFYITEM']._serialized_end=876
-  _globals['_BATCHVERIFYRESPONSE']._serialized_start=878
-  _globals['_BATCHVERIFYRESPONSE']._serialized_end=945
-  _globals['_BATCHVERIFYRESULT']._serialized_start=947
-  _globals['_BATCHVERIFYRESULT']._serialized_end=1058
-  _globals['_DISABLEREQUEST']._serialized_start=1060
-  _globals['_DISABLEREQUEST']._serialized_end=1164
-  _globals['_DISABLERESPONSE']._serialized_start=1166
-  _globals['_DISABLERESPONSE']._serialized_end=1260
-  _globals['_GETFACTORREQUEST']._serialized_start=1262
-  _globals['_GETFACTORREQUEST']._serialized_end=1319
-  _globals['_GETFACTORRESPONSE']._serialized_start=1321
-  _globals['_GETFACTORRESPONSE']._serialized_end=1374
-  _globals['_LISTFACTORSREQUEST']._serialized_start=1376
-  _globals['_LISTFACTORSREQUEST']._serialized_end=1442
-  _globals['_LISTFACTORSRESPONSE']._serialized_start=1444
-  _globals['_LISTFACTORSRESPONSE']._serialized_end=1500
-  _globals['_TOTPSERVICE']._serialized_start=1503
-  _globals['_TOTPSERVICE']._serialized_end=2106
+  _globals['_ENROLLREQUEST']._serialized_start=136
+  _globals['_ENROLLREQUEST']._serialized_end=302
+  _globals['_ENROLLRESPONSE']._serialized_start=304
+  _globals['_ENROLLRESPONSE']._serialized_end=430
+  _globals['_CONFIRMENROLLMENTREQUEST']._serialized_start=432
+  _globals['_CONFIRMENROLLMENTREQUEST']._serialized_end=531
+  _globals['_CONFIRMENROLLMENTRESPONSE']._serialized_start=533
+  _globals['_CONFIRMENROLLMENTRESPONSE']._serialized_end=636
+  _globals['_VERIFYREQUEST']._serialized_start=638
+  _globals['_VERIFYREQUEST']._serialized_end=706
+  _globals['_VERIFYRESPONSE']._serialized_start=708
+  _globals['_VERIFYRESPONSE']._serialized_end=766
+  _globals['_BATCHVERIFYREQUEST']._serialized_start=768
+  _globals['_BATCHVERIFYREQUEST']._serialized_end=830
+  _globals['_BATCHVERIFYITEM']._serialized_start=832
+  _globals['_BATCHVERIFYITEM']._serialized_end=902
+  _globals['_BATCHVERIFYRESPONSE']._serialized_start=904
+  _globals['_BATCHVERIFYRESPONSE']._serialized_end=971
+  _globals['_BATCHVERIFYRESULT']._serialized_start=973
+  _globals['_BATCHVERIFYRESULT']._serialized_end=1084
+  _globals['_DISABLEREQUEST']._serialized_start=1086
+  _globals['_DISABLEREQUEST']._serialized_end=1190
+  _globals['_DISABLERESPONSE']._serialized_start=1192
+  _globals['_DISABLERESPONSE']._serialized_end=1286
+  _globals['_GETFACTORREQUEST']._serialized_start=1288
+  _globals['_GETFACTORREQUEST']._serialized_end=1345
+  _globals['_GETFACTORRESPONSE']._serialized_start=1347
+  _globals['_GETFACTORRESPONSE']._serialized_end=1400
+  _globals['_LISTFACTORSREQUEST']._serialized_start=1402
+  _globals['_LISTFACTORSREQUEST']._serialized_end=1468
+  _globals['_LISTFACTORSRESPONSE']._serialized_start=1470
+  _globals['_LISTFACTORSRESPONSE']._serialized_end=1581
+  _globals['_TOTPSERVICE']._serialized_start=1584
+  _globals['_TOTPSERVICE']._serialized_end=2512
 # @@protoc_insertion_point(module_scope)

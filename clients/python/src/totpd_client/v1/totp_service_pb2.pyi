@@ -1,6 +1,7 @@
 from . import audit_pb2 as _audit_pb2
 from . import errors_pb2 as _errors_pb2
 from . import factor_pb2 as _factor_pb2
+from . import lifecycle_pb2 as _lifecycle_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -152,7 +153,9 @@ class ListFactorsRequest(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., include_inactive: _Optional[bool] = ...) -> None: ...
 
 class ListFactorsResponse(_message.Message):
-    __slots__ = ("factors",)
+    __slots__ = ("factors", "recovery_codes")
     FACTORS_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_CODES_FIELD_NUMBER: _ClassVar[int]
     factors: _containers.RepeatedCompositeFieldContainer[_factor_pb2.Factor]
-    def __init__(self, factors: _Optional[_Iterable[_Union[_factor_pb2.Factor, _Mapping]]] = ...) -> None: ...
+    recovery_codes: _lifecycle_pb2.RecoveryCodesStatus
+    def __init__(self, factors: _Optional[_Iterable[_Union[_factor_pb2.Factor, _Mapping]]] = ..., recovery_codes: _Optional[_Union[_lifecycle_pb2.RecoveryCodesStatus, _Mapping]] = ...) -> None: ...

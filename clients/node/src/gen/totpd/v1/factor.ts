@@ -201,6 +201,11 @@ export interface Factor {
   lastUsedAtUnix: number;
   /** For PENDING factors, when the enrollment expires, Unix seconds. */
   expiresAtUnix: number;
+  /**
+   * The app's clock drift measured by the last Resync, in time steps
+   * (positive: the app runs ahead). Verification centres its window on it.
+   */
+  driftSteps: number;
 }
 
 /** VerifyOutcome is the verdict on one code with what a caller needs to act. */
@@ -249,6 +254,7 @@ function createBaseFactor(): Factor {
     confirmedAtUnix: 0,
     lastUsedAtUnix: 0,
     expiresAtUnix: 0,
+    driftSteps: 0,
   };
 }
 
@@ -289,6 +295,9 @@ export const Factor: MessageFns<Factor> = {
     }
     if (message.expiresAtUnix !== 0) {
       writer.uint32(96).int64(message.expiresAtUnix);
+    }
+    if (message.driftSteps !== 0) {
+      writer.uint32(104).int32(message.driftSteps);
     }
     return writer;
   },
@@ -402,6 +411,14 @@ export const Factor: MessageFns<Factor> = {
             message.expiresAtUnix = longToNumber(reader.int64());
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.driftSteps = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -456,6 +473,11 @@ export const Factor: MessageFns<Factor> = {
         : isSet(object.expires_at_unix)
         ? globalThis.Number(object.expires_at_unix)
         : 0,
+      driftSteps: isSet(object.driftSteps)
+        ? globalThis.Number(object.driftSteps)
+        : isSet(object.drift_steps)
+        ? globalThis.Number(object.drift_steps)
+        : 0,
     };
   },
 
@@ -497,6 +519,9 @@ export const Factor: MessageFns<Factor> = {
     if (message.expiresAtUnix !== 0) {
       obj.expiresAtUnix = Math.round(message.expiresAtUnix);
     }
+    if (message.driftSteps !== 0) {
+      obj.driftSteps = Math.round(message.driftSteps);
+    }
     return obj;
   },
 
@@ -517,6 +542,7 @@ export const Factor: MessageFns<Factor> = {
     message.confirmedAtUnix = object.confirmedAtUnix ?? 0;
     message.lastUsedAtUnix = object.lastUsedAtUnix ?? 0;
     message.expiresAtUnix = object.expiresAtUnix ?? 0;
+    message.driftSteps = object.driftSteps ?? 0;
     return message;
   },
 };

@@ -21,6 +21,17 @@ import {
 import { ListAuditEventsRequest, ListAuditEventsResponse } from "./audit.js";
 import { ItemError } from "./errors.js";
 import { Algorithm, algorithmFromJSON, algorithmToJSON, Factor, VerifyOutcome } from "./factor.js";
+import {
+  GenerateRecoveryCodesRequest,
+  GenerateRecoveryCodesResponse,
+  RecoveryCodesStatus,
+  ResyncRequest,
+  ResyncResponse,
+  UnlockRequest,
+  UnlockResponse,
+  VerifyRecoveryCodeRequest,
+  VerifyRecoveryCodeResponse,
+} from "./lifecycle.js";
 
 export const protobufPackage = "totpd.v1";
 
@@ -243,6 +254,8 @@ export interface ListFactorsRequest {
 export interface ListFactorsResponse {
   /** The factors, newest first. */
   factors: Factor[];
+  /** The account's recovery codes left (never the codes). */
+  recoveryCodes: RecoveryCodesStatus | undefined;
 }
 
 function createBaseEnrollRequest(): EnrollRequest {
@@ -1795,13 +1808,16 @@ export const ListFactorsRequest: MessageFns<ListFactorsRequest> = {
 };
 
 function createBaseListFactorsResponse(): ListFactorsResponse {
-  return { factors: [] };
+  return { factors: [], recoveryCodes: undefined };
 }
 
 export const ListFactorsResponse: MessageFns<ListFactorsResponse> = {
   encode(message: ListFactorsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.factors) {
       Factor.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.recoveryCodes !== undefined) {
+      RecoveryCodesStatus.encode(message.recoveryCodes, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1827,6 +1843,14 @@ export const ListFactorsResponse: MessageFns<ListFactorsResponse> = {
             message.factors.push(Factor.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.recoveryCodes = RecoveryCodesStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1842,6 +1866,11 @@ export const ListFactorsResponse: MessageFns<ListFactorsResponse> = {
   fromJSON(object: any): ListFactorsResponse {
     return {
       factors: globalThis.Array.isArray(object?.factors) ? object.factors.map((e: any) => Factor.fromJSON(e)) : [],
+      recoveryCodes: isSet(object.recoveryCodes)
+        ? RecoveryCodesStatus.fromJSON(object.recoveryCodes)
+        : isSet(object.recovery_codes)
+        ? RecoveryCodesStatus.fromJSON(object.recovery_codes)
+        : undefined,
     };
   },
 
@@ -1849,6 +1878,9 @@ export const ListFactorsResponse: MessageFns<ListFactorsResponse> = {
     const obj: any = {};
     if (message.factors?.length) {
       obj.factors = message.factors.map((e) => Factor.toJSON(e));
+    }
+    if (message.recoveryCodes !== undefined) {
+      obj.recoveryCodes = RecoveryCodesStatus.toJSON(message.recoveryCodes);
     }
     return obj;
   },
@@ -1859,6 +1891,9 @@ export const ListFactorsResponse: MessageFns<ListFactorsResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListFactorsResponse>, I>>(object: I): ListFactorsResponse {
     const message = createBaseListFactorsResponse();
     message.factors = object.factors?.map((e) => Factor.fromPartial(e)) || [];
+    message.recoveryCodes = (object.recoveryCodes !== undefined && object.recoveryCodes !== null)
+      ? RecoveryCodesStatus.fromPartial(object.recoveryCodes)
+      : undefined;
     return message;
   },
 };
@@ -1977,6 +2012,65 @@ export const TotpServiceService = {
       Buffer.from(ListAuditEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAuditEventsResponse => ListAuditEventsResponse.decode(value),
   },
+  /**
+   * GenerateRecoveryCodes issues a new set of single-use recovery codes for
+   * an account with an ACTIVE factor, replacing any earlier set. The codes
+   * leave totpd only in this response. Needs the enroll permission.
+   */
+  generateRecoveryCodes: {
+    path: "/totpd.v1.TotpService/GenerateRecoveryCodes" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GenerateRecoveryCodesRequest): Buffer =>
+      Buffer.from(GenerateRecoveryCodesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GenerateRecoveryCodesRequest => GenerateRecoveryCodesRequest.decode(value),
+    responseSerialize: (value: GenerateRecoveryCodesResponse): Buffer =>
+      Buffer.from(GenerateRecoveryCodesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GenerateRecoveryCodesResponse => GenerateRecoveryCodesResponse.decode(value),
+  },
+  /**
+   * VerifyRecoveryCode consumes one recovery code of the account: VALID once,
+   * REPLAYED afterwards, under the account's attempt limits. Needs the
+   * verify permission.
+   */
+  verifyRecoveryCode: {
+    path: "/totpd.v1.TotpService/VerifyRecoveryCode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyRecoveryCodeRequest): Buffer =>
+      Buffer.from(VerifyRecoveryCodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyRecoveryCodeRequest => VerifyRecoveryCodeRequest.decode(value),
+    responseSerialize: (value: VerifyRecoveryCodeResponse): Buffer =>
+      Buffer.from(VerifyRecoveryCodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyRecoveryCodeResponse => VerifyRecoveryCodeResponse.decode(value),
+  },
+  /**
+   * Unlock clears an account's failures, backoff and lock. Needs the admin
+   * permission.
+   */
+  unlock: {
+    path: "/totpd.v1.TotpService/Unlock" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnlockRequest): Buffer => Buffer.from(UnlockRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnlockRequest => UnlockRequest.decode(value),
+    responseSerialize: (value: UnlockResponse): Buffer => Buffer.from(UnlockResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnlockResponse => UnlockResponse.decode(value),
+  },
+  /**
+   * Resync measures a factor's clock drift from two consecutive codes found
+   * anywhere within the server's search range; later verifications centre
+   * their window on it. Needs the enroll permission.
+   */
+  resync: {
+    path: "/totpd.v1.TotpService/Resync" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResyncRequest): Buffer => Buffer.from(ResyncRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResyncRequest => ResyncRequest.decode(value),
+    responseSerialize: (value: ResyncResponse): Buffer => Buffer.from(ResyncResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResyncResponse => ResyncResponse.decode(value),
+  },
 } as const;
 
 export interface TotpServiceServer extends UntypedServiceImplementation {
@@ -2016,6 +2110,29 @@ export interface TotpServiceServer extends UntypedServiceImplementation {
    * Needs the admin permission; a caller sees only its tenants' events.
    */
   listAuditEvents: handleUnaryCall<ListAuditEventsRequest, ListAuditEventsResponse>;
+  /**
+   * GenerateRecoveryCodes issues a new set of single-use recovery codes for
+   * an account with an ACTIVE factor, replacing any earlier set. The codes
+   * leave totpd only in this response. Needs the enroll permission.
+   */
+  generateRecoveryCodes: handleUnaryCall<GenerateRecoveryCodesRequest, GenerateRecoveryCodesResponse>;
+  /**
+   * VerifyRecoveryCode consumes one recovery code of the account: VALID once,
+   * REPLAYED afterwards, under the account's attempt limits. Needs the
+   * verify permission.
+   */
+  verifyRecoveryCode: handleUnaryCall<VerifyRecoveryCodeRequest, VerifyRecoveryCodeResponse>;
+  /**
+   * Unlock clears an account's failures, backoff and lock. Needs the admin
+   * permission.
+   */
+  unlock: handleUnaryCall<UnlockRequest, UnlockResponse>;
+  /**
+   * Resync measures a factor's clock drift from two consecutive codes found
+   * anywhere within the server's search range; later verifications centre
+   * their window on it. Needs the enroll permission.
+   */
+  resync: handleUnaryCall<ResyncRequest, ResyncResponse>;
 }
 
 export interface TotpServiceClient extends Client {
@@ -2166,6 +2283,85 @@ export interface TotpServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAuditEventsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GenerateRecoveryCodes issues a new set of single-use recovery codes for
+   * an account with an ACTIVE factor, replacing any earlier set. The codes
+   * leave totpd only in this response. Needs the enroll permission.
+   */
+  generateRecoveryCodes(
+    request: GenerateRecoveryCodesRequest,
+    callback: (error: ServiceError | null, response: GenerateRecoveryCodesResponse) => void,
+  ): ClientUnaryCall;
+  generateRecoveryCodes(
+    request: GenerateRecoveryCodesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GenerateRecoveryCodesResponse) => void,
+  ): ClientUnaryCall;
+  generateRecoveryCodes(
+    request: GenerateRecoveryCodesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GenerateRecoveryCodesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * VerifyRecoveryCode consumes one recovery code of the account: VALID once,
+   * REPLAYED afterwards, under the account's attempt limits. Needs the
+   * verify permission.
+   */
+  verifyRecoveryCode(
+    request: VerifyRecoveryCodeRequest,
+    callback: (error: ServiceError | null, response: VerifyRecoveryCodeResponse) => void,
+  ): ClientUnaryCall;
+  verifyRecoveryCode(
+    request: VerifyRecoveryCodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyRecoveryCodeResponse) => void,
+  ): ClientUnaryCall;
+  verifyRecoveryCode(
+    request: VerifyRecoveryCodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyRecoveryCodeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Unlock clears an account's failures, backoff and lock. Needs the admin
+   * permission.
+   */
+  unlock(
+    request: UnlockRequest,
+    callback: (error: ServiceError | null, response: UnlockResponse) => void,
+  ): ClientUnaryCall;
+  unlock(
+    request: UnlockRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnlockResponse) => void,
+  ): ClientUnaryCall;
+  unlock(
+    request: UnlockRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnlockResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Resync measures a factor's clock drift from two consecutive codes found
+   * anywhere within the server's search range; later verifications centre
+   * their window on it. Needs the enroll permission.
+   */
+  resync(
+    request: ResyncRequest,
+    callback: (error: ServiceError | null, response: ResyncResponse) => void,
+  ): ClientUnaryCall;
+  resync(
+    request: ResyncRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResyncResponse) => void,
+  ): ClientUnaryCall;
+  resync(
+    request: ResyncRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResyncResponse) => void,
   ): ClientUnaryCall;
 }
 
