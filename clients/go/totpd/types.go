@@ -101,6 +101,9 @@ type Factor struct {
 	ConfirmedAt time.Time
 	LastUsedAt  time.Time
 	ExpiresAt   time.Time
+	// DriftSteps is the app's measured clock drift in time steps (set by
+	// Resync): verifications centre their window on the server's step plus it.
+	DriftSteps int
 }
 
 func unixTime(s int64) time.Time {
@@ -124,6 +127,7 @@ func factorFromProto(f *totpdv1.Factor) Factor {
 		ConfirmedAt: unixTime(f.GetConfirmedAtUnix()),
 		LastUsedAt:  unixTime(f.GetLastUsedAtUnix()),
 		ExpiresAt:   unixTime(f.GetExpiresAtUnix()),
+		DriftSteps:  int(f.GetDriftSteps()),
 	}
 }
 

@@ -1,0 +1,153 @@
+package totpd
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/totpd/totpd/clients/go/totpdv1"
+)
+
+// RecoveryCodesStatus tells how many recovery codes an account has left,
+// never the codes themselves. The zero value means "no set".
+type RecoveryCodesStatus struct {
+	// Remaining is the number of unused codes of the current set.
+	Remaining int
+	// Issued is how many codes the current set had when it was generated.
+	Issued int
+	// GeneratedAt is when the current set was generated; zero when none.
+	GeneratedAt time.Time
+}
+
+func recoveryStatusFromProto(s *totpdv1.RecoveryCodesStatus) RecoveryCodesStatus {
+	return RecoveryCodesStatus{
+		Remaining:   int(s.GetRemaining()),
+		Issued:      int(s.GetIssued()),
+		GeneratedAt: unixTime(s.GetGeneratedAtUnix()),
+	}
+}
+
+// RecoveryCodes is a new set of single-use recovery codes: the only copy.
+// Show the codes to the user once; never log or store them.
+type RecoveryCodes struct {
+	Codes  []string
+	Status RecoveryCodesStatus
+}
+
+// RecoveryCodeVerdict is the verdict on one recovery code with the account's
+// codes after the attempt.
+type RecoveryCodeVerdict struct {
+	// Outcome: VALID once per code, REPLAYED for a used code, INVALID for a
+	// code of no current set, LOCKED under the account's attempt limits.
+	// Outcome.FactorID is "".
+	Outcome VerifyOutcome
+	Status  RecoveryCodesStatus
+}
+
+// UnlockResult says what an Unlock cleared (all false and zero: nothing was
+// locked or counted).
+type UnlockResult struct {
+	// LockLifted: the account was locked after too many consecutive failures.
+	LockLifted bool
+	// ConsecutiveFailuresCleared is the run of consecutive failures cleared.
+	ConsecutiveFailuresCleared int
+	// FactorsCleared counts the factors whose failures, backoff or timed lock
+	// were cleared.
+	FactorsCleared int
+	// BudgetRefilled: the account's failure budget was partly spent and is
+	// full again.
+	BudgetRefilled bool
+}
+
+// ResyncResult is the outcome of a Resync: for VALID, Outcome.StepOffset and
+// Factor.DriftSteps are the new drift.
+type ResyncResult struct {
+	Outcome VerifyOutcome
+	Factor  Factor
+}
+
+// FactorList is ListFactors' full answer: the factors and the account's
+// recovery codes status.
+type FactorList struct {
+	Factors       []Factor
+	RecoveryCodes RecoveryCodesStatus
+}
+
+// retryableConsuming is retryable for the calls that consume what they match
+// and carry no request_id (VerifyRecoveryCode, Resync): only a status in
+// which the server says nothing was done. A bare UNAVAILABLE may come from a
+// response lost after the code was consumed; retrying would answer REPLAYED,
+// spend one of the user's few recovery codes (or a resync's pair) and count
+// a failure, so it goes back to the caller instead.
+func retryableConsuming(e *Error) bool {
+	return (e.Code == codes.Unavailable && e.Reason == totpdv1.ErrorReason_ERROR_REASON_STORE_UNAVAILABLE) ||
+		(e.Code == codes.ResourceExhausted && e.Reason == totpdv1.ErrorReason_ERROR_REASON_OVERLOADED)
+}
+
+// GenerateRecoveryCodes makes a new set of recovery codes for an account with
+// at least one ACTIVE factor; any earlier set stops working. It is retried
+// like Enroll: a retry after a lost response makes a fresh set, and the lost
+// one, which nobody saw, is dead.
+func (c *Client) GenerateRecoveryCodes(ctx context.Context, accountID string) (*RecoveryCodes, error) {
+	r, err := call(ctx, c, c.rpc.GenerateRecoveryCodes, &totpdv1.GenerateRecoveryCodesRequest{AccountId: accountID})
+	if err != nil {
+		return nil, err
+	}
+	return &RecoveryCodes{Codes: r.GetCodes(), Status: recoveryStatusFromProto(r.GetStatus())}, nil
+}
+
+// VerifyRecoveryCode consumes one recovery code, typed in any case, with or
+// without separators. Wrong codes count toward the account's attempt limits.
+// It is not retried on a failure that may have consumed the code (a bare
+// UNAVAILABLE): ask the user again rather than answer REPLAYED on their behalf.
+func (c *Client) VerifyRecoveryCode(ctx context.Context, accountID, code string) (*RecoveryCodeVerdict, error) {
+	r, err := callRetrying(ctx, c, retryableConsuming, c.rpc.VerifyRecoveryCode,
+		&totpdv1.VerifyRecoveryCodeRequest{AccountId: accountID, Code: code})
+	if err != nil {
+		return nil, err
+	}
+	return &RecoveryCodeVerdict{Outcome: outcomeFromProto(r.GetOutcome()), Status: recoveryStatusFromProto(r.GetStatus())}, nil
+}
+
+// Unlock lifts the account's attempt limits (it needs the admin permission):
+// with factorID "" every live factor's failures and backoff, otherwise only
+// that factor's; the account-wide lock, run of failures and failure budget
+// either way. It is idempotent, so it is retried like Enroll; the result
+// describes the last attempt.
+func (c *Client) Unlock(ctx context.Context, accountID, factorID string) (*UnlockResult, error) {
+	r, err := call(ctx, c, c.rpc.Unlock, &totpdv1.UnlockRequest{AccountId: accountID, FactorId: factorID})
+	if err != nil {
+		return nil, err
+	}
+	return &UnlockResult{
+		LockLifted:                 r.GetLockLifted(),
+		ConsecutiveFailuresCleared: int(r.GetConsecutiveFailuresCleared()),
+		FactorsCleared:             int(r.GetFactorsCleared()),
+		BudgetRefilled:             r.GetBudgetRefilled(),
+	}, nil
+}
+
+// Resync measures an ACTIVE factor's clock drift from two consecutive codes
+// of its app (code2 the one after code1) and stores it; both steps are
+// consumed. INVALID counts as one failure. Like VerifyRecoveryCode it is not
+// retried on a failure that may have consumed the pair.
+func (c *Client) Resync(ctx context.Context, accountID, factorID, code1, code2 string) (*ResyncResult, error) {
+	r, err := callRetrying(ctx, c, retryableConsuming, c.rpc.Resync, &totpdv1.ResyncRequest{
+		AccountId: accountID, FactorId: factorID, Code1: code1, Code2: code2,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ResyncResult{Outcome: outcomeFromProto(r.GetOutcome()), Factor: factorFromProto(r.GetFactor())}, nil
+}
+
+// ListFactorsWithRecoveryCodes is ListFactors with the account's recovery
+// codes status.
+func (c *Client) ListFactorsWithRecoveryCodes(ctx context.Context, accountID string, includeInactive bool) (*FactorList, error) {
+	r, err := call(ctx, c, c.rpc.ListFactors, &totpdv1.ListFactorsRequest{AccountId: accountID, IncludeInactive: includeInactive})
+	if err != nil {
+		return nil, err
+	}
+	return &FactorList{Factors: factorsFromProto(r.GetFactors()), RecoveryCodes: recoveryStatusFromProto(r.GetRecoveryCodes())}, nil
+}
