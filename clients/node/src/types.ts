@@ -64,6 +64,11 @@ export interface Factor {
   readonly confirmedAt: Date | undefined;
   readonly lastUsedAt: Date | undefined;
   readonly expiresAt: Date | undefined;
+  /**
+   * The app's measured clock drift in time steps (set by resync): verifications
+   * centre their window on the server's step plus it.
+   */
+  readonly driftSteps: number;
 }
 
 const time = (s: number): Date | undefined => (s ? new Date(s * 1000) : undefined);
@@ -83,6 +88,7 @@ export function factorFromProto(f: pb.Factor | undefined): Factor {
     confirmedAt: time(x.confirmedAtUnix),
     lastUsedAt: time(x.lastUsedAtUnix),
     expiresAt: time(x.expiresAtUnix),
+    driftSteps: x.driftSteps,
   };
 }
 

@@ -1,0 +1,104 @@
+import { status as Status } from "@grpc/grpc-js";
+import { ErrorReason } from "./gen/totpd/v1/errors.js";
+import type * as lc from "./gen/totpd/v1/lifecycle.js";
+import type { TotpdError } from "./errors.js";
+import { type Factor, type VerifyOutcome, factorFromProto, outcomeFromProto } from "./types.js";
+
+/** How many recovery codes an account has left, never the codes themselves. */
+export interface RecoveryCodesStatus {
+  /** Unused codes of the current set; 0 when the account has no set. */
+  readonly remaining: number;
+  /** How many codes the current set had when it was generated; 0 when none. */
+  readonly issued: number;
+  /** When the current set was generated; undefined when none. */
+  readonly generatedAt: Date | undefined;
+}
+
+export function recoveryStatusFromProto(
+  s: lc.RecoveryCodesStatus | undefined,
+): RecoveryCodesStatus {
+  return {
+    remaining: s?.remaining ?? 0,
+    issued: s?.issued ?? 0,
+    generatedAt: s?.generatedAtUnix ? new Date(s.generatedAtUnix * 1000) : undefined,
+  };
+}
+
+/** A new set of single-use recovery codes: the only copy. Show it once; never log or store it. */
+export interface RecoveryCodes {
+  readonly codes: readonly string[];
+  readonly status: RecoveryCodesStatus;
+}
+
+/** The verdict on one recovery code with the account's codes after the attempt. */
+export interface RecoveryCodeVerdict {
+  /**
+   * VALID once per code, REPLAYED for a used code, INVALID for a code of no
+   * current set, LOCKED under the account's attempt limits; `factorId` is "".
+   */
+  readonly outcome: VerifyOutcome;
+  readonly status: RecoveryCodesStatus;
+}
+
+/** What an unlock cleared (all false and 0: nothing was locked or counted). */
+export interface UnlockResult {
+  /** The account was locked after too many consecutive failures. */
+  readonly lockLifted: boolean;
+  /** The run of consecutive failures that was cleared. */
+  readonly consecutiveFailuresCleared: number;
+  /** Factors whose failures, backoff or timed lock were cleared. */
+  readonly factorsCleared: number;
+  /** The account's failure budget was partly spent and is full again. */
+  readonly budgetRefilled: boolean;
+}
+
+/** The outcome of a resync: for VALID, `outcome.stepOffset` and `factor.driftSteps` are the new drift. */
+export interface ResyncResult {
+  readonly outcome: VerifyOutcome;
+  readonly factor: Factor;
+}
+
+/** ListFactors' full answer: the factors and the account's recovery codes status. */
+export interface FactorList {
+  readonly factors: readonly Factor[];
+  readonly recoveryCodes: RecoveryCodesStatus;
+}
+
+export const recoveryCodesFromProto = (r: lc.GenerateRecoveryCodesResponse): RecoveryCodes => ({
+  codes: r.codes,
+  status: recoveryStatusFromProto(r.status),
+});
+
+export const recoveryVerdictFromProto = (
+  r: lc.VerifyRecoveryCodeResponse,
+): RecoveryCodeVerdict => ({
+  outcome: outcomeFromProto(r.outcome),
+  status: recoveryStatusFromProto(r.status),
+});
+
+export const unlockFromProto = (r: lc.UnlockResponse): UnlockResult => ({
+  lockLifted: r.lockLifted,
+  consecutiveFailuresCleared: r.consecutiveFailuresCleared,
+  factorsCleared: r.factorsCleared,
+  budgetRefilled: r.budgetRefilled,
+});
+
+export const resyncFromProto = (r: lc.ResyncResponse): ResyncResult => ({
+  outcome: outcomeFromProto(r.outcome),
+  factor: factorFromProto(r.factor),
+});
+
+/**
+ * Whether a call that consumes what it matches and has no request id
+ * (verifyRecoveryCode, resync) may be retried: only when the server says
+ * nothing was done (UNAVAILABLE with STORE_UNAVAILABLE, OVERLOADED). A bare
+ * UNAVAILABLE may be a response lost after the code was consumed; a retry
+ * would answer REPLAYED, spend one of the user's few recovery codes (or a
+ * resync's pair) and count a failure, so the caller gets the error instead.
+ */
+export function retryableConsuming(e: TotpdError): boolean {
+  return (
+    (e.code === Status.UNAVAILABLE && e.reason === ErrorReason.ERROR_REASON_STORE_UNAVAILABLE) ||
+    (e.code === Status.RESOURCE_EXHAUSTED && e.reason === ErrorReason.ERROR_REASON_OVERLOADED)
+  );
+}

@@ -1,0 +1,144 @@
+// The lifecycle calls against a scripted in-process server: what they send,
+// how they map the answers, and which failures they retry.
+import assert from "node:assert/strict";
+import { afterEach, describe, it } from "node:test";
+import { ErrorReason, GrpcStatus, PermissionDeniedError, TotpdClient, TotpdError } from "../src";
+import * as pb from "../src/gen/totpd/v1/factor";
+import { type Fail, FakeTotpd, UNAVAILABLE } from "./fake";
+
+let fake: FakeTotpd | undefined;
+let client: TotpdClient | undefined;
+
+async function serve(script: Fail[]): Promise<[FakeTotpd, TotpdClient]> {
+  fake = await new FakeTotpd(...script).start();
+  client = new TotpdClient(fake.target, {
+    insecure: true,
+    timeoutMs: 10_000,
+    initialBackoffMs: 1,
+    maxBackoffMs: 2,
+  });
+  return [fake, client];
+}
+
+afterEach(() => {
+  client?.close();
+  fake?.stop();
+  client = fake = undefined;
+});
+
+/** The four lifecycle RPCs; `consuming` ones consume what they match and carry no request id. */
+const calls: [string, boolean, (c: TotpdClient) => Promise<unknown>][] = [
+  ["GenerateRecoveryCodes", false, (c) => c.generateRecoveryCodes("alice")],
+  ["VerifyRecoveryCode", true, (c) => c.verifyRecoveryCode("alice", "k7q2-9xmf-w4c8")],
+  ["Unlock", false, (c) => c.unlock("alice")],
+  ["Resync", true, (c) => c.resync("alice", "f-1", "123456", "654321")],
+];
+
+const generatedAt = new Date(1_700_000_000_000);
+
+describe("lifecycle calls", () => {
+  it("send their fields and map the answers", async () => {
+    const [f, c] = await serve([]);
+    f.outcome = {
+      ...pb.VerifyOutcome.create(),
+      result: pb.VerifyResult.VERIFY_RESULT_VALID,
+      stepOffset: 10,
+      attemptsLeft: 10,
+    };
+    assert.deepEqual(await c.generateRecoveryCodes("alice"), {
+      codes: ["k7q2-9xmf-w4c8", "0abc-defg-hjkm"],
+      status: { remaining: 2, issued: 2, generatedAt },
+    });
+    const v = await c.verifyRecoveryCode("alice", "K7Q2 9XMF W4C8");
+    assert.equal(v.outcome.result, "VALID");
+    assert.equal(v.outcome.attemptsLeft, 10);
+    assert.deepEqual(v.status, { remaining: 9, issued: 10, generatedAt });
+    assert.deepEqual(await c.unlock("alice", "f-2"), {
+      lockLifted: true,
+      consecutiveFailuresCleared: 12,
+      factorsCleared: 2,
+      budgetRefilled: true,
+    });
+    const r = await c.resync("alice", "f-1", "123456", "654321");
+    assert.deepEqual(
+      [r.outcome.result, r.outcome.stepOffset, r.factor.driftSteps, r.factor.factorId],
+      ["VALID", 10, 10, "f-1"],
+    );
+    const list = await c.listFactorsWithRecoveryCodes("alice", true);
+    assert.deepEqual(
+      [list.factors.length, list.factors[0].driftSteps, list.recoveryCodes],
+      [1, -3, { remaining: 9, issued: 10, generatedAt }],
+    );
+    const plain = await c.listFactors("alice"); // the existing method is unchanged
+    assert.deepEqual([plain.length, plain[0].driftSteps], [1, -3]);
+
+    assert.deepEqual(
+      f.received.map((x) => [x.method, x.request]),
+      [
+        ["GenerateRecoveryCodes", { accountId: "alice" }],
+        ["VerifyRecoveryCode", { accountId: "alice", code: "K7Q2 9XMF W4C8" }],
+        ["Unlock", { accountId: "alice", factorId: "f-2" }],
+        ["Resync", { accountId: "alice", factorId: "f-1", code1: "123456", code2: "654321" }],
+        ["ListFactors", { accountId: "alice", includeInactive: true }],
+        ["ListFactors", { accountId: "alice", includeInactive: false }],
+      ],
+    );
+  });
+
+  // A bare UNAVAILABLE may be a response lost after the server acted.
+  for (const [method, consuming, call] of calls) {
+    it(`${method}: a bare UNAVAILABLE is ${consuming ? "not " : ""}retried`, async () => {
+      const bare: Fail = { code: GrpcStatus.UNAVAILABLE };
+      const [f, c] = await serve([bare, bare]);
+      if (consuming) {
+        await assert.rejects(call(c), (err: unknown) => {
+          assert.ok(err instanceof TotpdError);
+          assert.equal(err.code, GrpcStatus.UNAVAILABLE);
+          return true;
+        });
+        assert.equal(f.received.length, 1);
+      } else {
+        await call(c);
+        assert.equal(f.received.length, 3);
+      }
+    });
+
+    it(`${method}: STORE_UNAVAILABLE and OVERLOADED (nothing done) are retried`, async () => {
+      const overloaded: Fail = {
+        code: GrpcStatus.RESOURCE_EXHAUSTED,
+        reason: "ERROR_REASON_OVERLOADED",
+      };
+      const [f, c] = await serve([UNAVAILABLE, overloaded]);
+      await call(c);
+      assert.deepEqual(
+        f.received.map((x) => x.method),
+        [method, method, method],
+      );
+    });
+
+    it(`${method}: errors are typed and not retried`, async () => {
+      for (const [code, reason] of [
+        [GrpcStatus.NOT_FOUND, ErrorReason.ERROR_REASON_ACCOUNT_NOT_FOUND],
+        [GrpcStatus.INVALID_ARGUMENT, ErrorReason.ERROR_REASON_MALFORMED_CODE],
+        [GrpcStatus.RESOURCE_EXHAUSTED, ErrorReason.ERROR_REASON_RATE_LIMITED],
+      ] as const) {
+        const [f, c] = await serve([{ code, reason: ErrorReason[reason] }]);
+        await assert.rejects(call(c), (err: unknown) => {
+          assert.ok(err instanceof TotpdError);
+          assert.deepEqual([err.code, err.reason], [code, reason]);
+          return true;
+        });
+        assert.equal(f.received.length, 1);
+        c.close();
+        f.stop();
+      }
+    });
+  }
+
+  it("unlock without the admin permission rejects with PermissionDeniedError", async () => {
+    const [, c] = await serve([
+      { code: GrpcStatus.PERMISSION_DENIED, reason: "ERROR_REASON_PERMISSION_DENIED" },
+    ]);
+    await assert.rejects(c.unlock("alice"), PermissionDeniedError);
+  });
+});
