@@ -2,6 +2,7 @@ package totpd
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -33,6 +34,12 @@ func recoveryStatusFromProto(s *totpdv1.RecoveryCodesStatus) RecoveryCodesStatus
 type RecoveryCodes struct {
 	Codes  []string
 	Status RecoveryCodesStatus
+}
+
+// String leaves the codes out, so that printing a RecoveryCodes (%v, %+v)
+// never logs them.
+func (r RecoveryCodes) String() string {
+	return fmt.Sprintf("{Codes:<%d hidden> Status:%+v}", len(r.Codes), r.Status)
 }
 
 // RecoveryCodeVerdict is the verdict on one recovery code with the account's

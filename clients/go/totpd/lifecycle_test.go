@@ -3,7 +3,9 @@ package totpd_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +54,9 @@ func TestLifecycleCallsSendTheirFieldsAndMapTheAnswers(t *testing.T) {
 	if !slices.Equal(rc.Codes, []string{"k7q2-9xmf-w4c8", "0abc-defg-hjkm"}) ||
 		rc.Status != (totpd.RecoveryCodesStatus{Remaining: 2, Issued: 2, GeneratedAt: generatedAt}) {
 		t.Fatalf("generate: %+v", rc)
+	}
+	if printed := fmt.Sprintf("%v %+v", rc, *rc); strings.Contains(printed, "k7q2") {
+		t.Fatalf("printing RecoveryCodes shows the codes: %s", printed)
 	}
 	v, err := c.VerifyRecoveryCode(ctx, "alice", "K7Q2 9XMF W4C8")
 	if err != nil {

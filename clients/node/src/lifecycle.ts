@@ -1,4 +1,5 @@
 import { status as Status } from "@grpc/grpc-js";
+import { inspect } from "node:util";
 import { ErrorReason } from "./gen/totpd/v1/errors.js";
 import type * as lc from "./gen/totpd/v1/lifecycle.js";
 import type { TotpdError } from "./errors.js";
@@ -64,10 +65,15 @@ export interface FactorList {
   readonly recoveryCodes: RecoveryCodesStatus;
 }
 
-export const recoveryCodesFromProto = (r: lc.GenerateRecoveryCodesResponse): RecoveryCodes => ({
-  codes: r.codes,
-  status: recoveryStatusFromProto(r.status),
-});
+/** The codes, which console.log and util.inspect leave out (JSON keeps them). */
+export function recoveryCodesFromProto(r: lc.GenerateRecoveryCodesResponse): RecoveryCodes {
+  const out = { codes: r.codes, status: recoveryStatusFromProto(r.status) };
+  return Object.defineProperty(out, inspect.custom, {
+    value: () =>
+      `RecoveryCodes { codes: <${out.codes.length} hidden>, status: ${inspect(out.status)} }`,
+    enumerable: false,
+  });
+}
 
 export const recoveryVerdictFromProto = (
   r: lc.VerifyRecoveryCodeResponse,

@@ -2,6 +2,7 @@
 // how they map the answers, and which failures they retry.
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
+import { inspect } from "node:util";
 import { ErrorReason, GrpcStatus, PermissionDeniedError, TotpdClient, TotpdError } from "../src";
 import * as pb from "../src/gen/totpd/v1/factor";
 import { type Fail, FakeTotpd, UNAVAILABLE } from "./fake";
@@ -45,10 +46,13 @@ describe("lifecycle calls", () => {
       stepOffset: 10,
       attemptsLeft: 10,
     };
-    assert.deepEqual(await c.generateRecoveryCodes("alice"), {
+    const rc = await c.generateRecoveryCodes("alice");
+    assert.deepEqual(rc, {
       codes: ["k7q2-9xmf-w4c8", "0abc-defg-hjkm"],
       status: { remaining: 2, issued: 2, generatedAt },
     });
+    assert.ok(!inspect(rc).includes("k7q2"), "console.log would show the codes");
+    assert.ok(JSON.stringify(rc).includes("k7q2"), "JSON keeps the codes");
     const v = await c.verifyRecoveryCode("alice", "K7Q2 9XMF W4C8");
     assert.equal(v.outcome.result, "VALID");
     assert.equal(v.outcome.attemptsLeft, 10);

@@ -181,4 +181,17 @@ public class TotpdException extends RuntimeException {
         || (code == Status.Code.RESOURCE_EXHAUSTED
             && reason == ErrorReason.ERROR_REASON_OVERLOADED);
   }
+
+  /**
+   * {@link #isRetryable} for a call that consumes what it matches and has no request id
+   * (verifyRecoveryCode, resync): only when the server says nothing was done (UNAVAILABLE with
+   * STORE_UNAVAILABLE, OVERLOADED). A bare UNAVAILABLE may be a response lost after the code was
+   * consumed; a retry would answer REPLAYED, spend one of the user's few recovery codes (or a
+   * resync's pair) and count a failure, so the caller gets the error instead.
+   */
+  boolean isRetryableWhenConsuming() {
+    return (code == Status.Code.UNAVAILABLE && reason == ErrorReason.ERROR_REASON_STORE_UNAVAILABLE)
+        || (code == Status.Code.RESOURCE_EXHAUSTED
+            && reason == ErrorReason.ERROR_REASON_OVERLOADED);
+  }
 }
