@@ -24,9 +24,9 @@
 // a retry after a lost response gets the first attempt's result instead of
 // acting twice. Verify and BatchVerify are not idempotent: a verification
 // retried after a lost response may be answered VerifyReplayed, which is the
-// safe answer (ask for the next code). VerifyRecoveryCode and Resync consume
-// what they match and have no request_id: they are retried only when the
-// server says nothing was done (see lifecycle.go).
+// safe answer (ask for the next code). GenerateRecoveryCodes,
+// VerifyRecoveryCode and Resync act on every attempt without a request_id:
+// they are retried only on OVERLOADED (see lifecycle.go).
 package totpd
 
 import (

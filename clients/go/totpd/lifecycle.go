@@ -74,30 +74,31 @@ type ResyncResult struct {
 	Factor  Factor
 }
 
-// FactorList is ListFactors' full answer: the factors and the account's
+// MFAStatus is ListFactors' full answer: the factors and the account's
 // recovery codes status.
-type FactorList struct {
+type MFAStatus struct {
 	Factors       []Factor
 	RecoveryCodes RecoveryCodesStatus
 }
 
-// retryableConsuming is retryable for the calls that consume what they match
-// and carry no request_id (VerifyRecoveryCode, Resync): only a status in
-// which the server says nothing was done. A bare UNAVAILABLE may come from a
-// response lost after the code was consumed; retrying would answer REPLAYED,
-// spend one of the user's few recovery codes (or a resync's pair) and count
-// a failure, so it goes back to the caller instead.
-func retryableConsuming(e *Error) bool {
-	return (e.Code == codes.Unavailable && e.Reason == totpdv1.ErrorReason_ERROR_REASON_STORE_UNAVAILABLE) ||
-		(e.Code == codes.ResourceExhausted && e.Reason == totpdv1.ErrorReason_ERROR_REASON_OVERLOADED)
+// refusedBeforeWork is the retry policy of the calls that act on every
+// attempt and carry no request_id (GenerateRecoveryCodes, VerifyRecoveryCode,
+// Resync): only OVERLOADED, refused before any work. UNAVAILABLE, even with
+// STORE_UNAVAILABLE, may follow a commit whose response (or the database's
+// acknowledgement) was lost: a retry would answer REPLAYED for the recovery
+// code just used, burning it, consume a resync's steps again, count another
+// failure or replace the set just made, so it goes back to the caller.
+func refusedBeforeWork(e *Error) bool {
+	return e.Code == codes.ResourceExhausted && e.Reason == totpdv1.ErrorReason_ERROR_REASON_OVERLOADED
 }
 
 // GenerateRecoveryCodes makes a new set of recovery codes for an account with
 // at least one ACTIVE factor; any earlier set stops working. It is retried
-// like Enroll: a retry after a lost response makes a fresh set, and the lost
-// one, which nobody saw, is dead.
+// only on OVERLOADED: after UNAVAILABLE a set may have been made whose
+// response was lost; calling again makes a fresh one (the lost one is dead).
 func (c *Client) GenerateRecoveryCodes(ctx context.Context, accountID string) (*RecoveryCodes, error) {
-	r, err := call(ctx, c, c.rpc.GenerateRecoveryCodes, &totpdv1.GenerateRecoveryCodesRequest{AccountId: accountID})
+	r, err := callRetrying(ctx, c, refusedBeforeWork, c.rpc.GenerateRecoveryCodes,
+		&totpdv1.GenerateRecoveryCodesRequest{AccountId: accountID})
 	if err != nil {
 		return nil, err
 	}
@@ -106,10 +107,11 @@ func (c *Client) GenerateRecoveryCodes(ctx context.Context, accountID string) (*
 
 // VerifyRecoveryCode consumes one recovery code, typed in any case, with or
 // without separators. Wrong codes count toward the account's attempt limits.
-// It is not retried on a failure that may have consumed the code (a bare
-// UNAVAILABLE): ask the user again rather than answer REPLAYED on their behalf.
+// It is retried only on OVERLOADED, never on a failure that may have consumed
+// the code (UNAVAILABLE): ask the user again rather than answer REPLAYED on
+// their behalf.
 func (c *Client) VerifyRecoveryCode(ctx context.Context, accountID, code string) (*RecoveryCodeVerdict, error) {
-	r, err := callRetrying(ctx, c, retryableConsuming, c.rpc.VerifyRecoveryCode,
+	r, err := callRetrying(ctx, c, refusedBeforeWork, c.rpc.VerifyRecoveryCode,
 		&totpdv1.VerifyRecoveryCodeRequest{AccountId: accountID, Code: code})
 	if err != nil {
 		return nil, err
@@ -137,10 +139,11 @@ func (c *Client) Unlock(ctx context.Context, accountID, factorID string) (*Unloc
 
 // Resync measures an ACTIVE factor's clock drift from two consecutive codes
 // of its app (code2 the one after code1) and stores it; both steps are
-// consumed. INVALID counts as one failure. Like VerifyRecoveryCode it is not
-// retried on a failure that may have consumed the pair.
+// consumed. INVALID (no such pair) and REPLAYED (its steps were already used;
+// no drift stored) each count as one failure. Like VerifyRecoveryCode it is
+// retried only on OVERLOADED.
 func (c *Client) Resync(ctx context.Context, accountID, factorID, code1, code2 string) (*ResyncResult, error) {
-	r, err := callRetrying(ctx, c, retryableConsuming, c.rpc.Resync, &totpdv1.ResyncRequest{
+	r, err := callRetrying(ctx, c, refusedBeforeWork, c.rpc.Resync, &totpdv1.ResyncRequest{
 		AccountId: accountID, FactorId: factorID, Code1: code1, Code2: code2,
 	})
 	if err != nil {
@@ -149,12 +152,11 @@ func (c *Client) Resync(ctx context.Context, accountID, factorID, code1, code2 s
 	return &ResyncResult{Outcome: outcomeFromProto(r.GetOutcome()), Factor: factorFromProto(r.GetFactor())}, nil
 }
 
-// ListFactorsWithRecoveryCodes is ListFactors with the account's recovery
-// codes status.
-func (c *Client) ListFactorsWithRecoveryCodes(ctx context.Context, accountID string, includeInactive bool) (*FactorList, error) {
+// MFAStatus is ListFactors with the account's recovery codes status.
+func (c *Client) MFAStatus(ctx context.Context, accountID string, includeInactive bool) (*MFAStatus, error) {
 	r, err := call(ctx, c, c.rpc.ListFactors, &totpdv1.ListFactorsRequest{AccountId: accountID, IncludeInactive: includeInactive})
 	if err != nil {
 		return nil, err
 	}
-	return &FactorList{Factors: factorsFromProto(r.GetFactors()), RecoveryCodes: recoveryStatusFromProto(r.GetRecoveryCodes())}, nil
+	return &MFAStatus{Factors: factorsFromProto(r.GetFactors()), RecoveryCodes: recoveryStatusFromProto(r.GetRecoveryCodes())}, nil
 }

@@ -64,7 +64,7 @@ func TestLiveRecoveryCodes(t *testing.T) {
 		t.Fatal("the code is echoed in the error")
 	}
 
-	list, err := c.ListFactorsWithRecoveryCodes(ctx, ivan, false)
+	list, err := c.MFAStatus(ctx, ivan, false)
 	if err != nil || len(list.Factors) != 1 || list.RecoveryCodes.Remaining != 8 || list.RecoveryCodes.Issued != 10 {
 		t.Fatalf("list: %+v %v", list, err)
 	}

@@ -18,23 +18,23 @@ import (
 
 // lifecycleCalls are the four lifecycle RPCs as the client makes them.
 var lifecycleCalls = []struct {
-	method    string
-	consuming bool // consumes what it matches, without a request_id
-	call      func(*totpd.Client) error
+	method     string
+	idempotent bool // Unlock; the others act on every attempt, without a request_id
+	call       func(*totpd.Client) error
 }{
 	{"GenerateRecoveryCodes", false, func(c *totpd.Client) error {
 		_, err := c.GenerateRecoveryCodes(context.Background(), "alice")
 		return err
 	}},
-	{"VerifyRecoveryCode", true, func(c *totpd.Client) error {
+	{"VerifyRecoveryCode", false, func(c *totpd.Client) error {
 		_, err := c.VerifyRecoveryCode(context.Background(), "alice", "k7q2-9xmf-w4c8")
 		return err
 	}},
-	{"Unlock", false, func(c *totpd.Client) error {
+	{"Unlock", true, func(c *totpd.Client) error {
 		_, err := c.Unlock(context.Background(), "alice", "")
 		return err
 	}},
-	{"Resync", true, func(c *totpd.Client) error {
+	{"Resync", false, func(c *totpd.Client) error {
 		_, err := c.Resync(context.Background(), "alice", "f-1", "123456", "654321")
 		return err
 	}},
@@ -79,7 +79,7 @@ func TestLifecycleCallsSendTheirFieldsAndMapTheAnswers(t *testing.T) {
 	if !r.Outcome.Valid() || r.Outcome.StepOffset != 10 || r.Factor.DriftSteps != 10 || r.Factor.FactorID != "f-1" {
 		t.Fatalf("resync: %+v", r)
 	}
-	list, err := c.ListFactorsWithRecoveryCodes(ctx, "alice", true)
+	list, err := c.MFAStatus(ctx, "alice", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,31 +110,33 @@ func TestLifecycleCallsSendTheirFieldsAndMapTheAnswers(t *testing.T) {
 	}
 }
 
-// A bare UNAVAILABLE (no totpd ErrorInfo) may be a response lost after the
-// server acted: only the calls a retry cannot harm are retried after it.
-func TestABareUnavailableIsRetriedOnlyWhereARetryCannotConsumeTwice(t *testing.T) {
-	bare := fail{code: codes.Unavailable}
-	for _, m := range lifecycleCalls {
-		fake, addr := startFake(t, bare, bare)
-		err := m.call(fastClient(t, addr))
-		attempts := len(fake.received())
-		if m.consuming {
+// UNAVAILABLE, bare or STORE_UNAVAILABLE, may follow a commit whose response
+// was lost: only the idempotent Unlock is retried after it.
+func TestUnavailableIsRetriedOnlyByUnlock(t *testing.T) {
+	for _, f := range []fail{{code: codes.Unavailable}, unavailable} {
+		for _, m := range lifecycleCalls {
+			fake, addr := startFake(t, f, f)
+			err := m.call(fastClient(t, addr))
+			attempts := len(fake.received())
+			if m.idempotent {
+				if err != nil || attempts != 3 {
+					t.Fatalf("%s after %q: %v after %d attempts, want success after 3", m.method, f.reason, err, attempts)
+				}
+				continue
+			}
 			var terr *totpd.Error
 			if !errors.As(err, &terr) || terr.Code != codes.Unavailable || attempts != 1 {
-				t.Fatalf("%s: %v after %d attempts, want UNAVAILABLE after 1", m.method, err, attempts)
+				t.Fatalf("%s after %q: %v after %d attempts, want UNAVAILABLE after 1", m.method, f.reason, err, attempts)
 			}
-		} else if err != nil || attempts != 3 {
-			t.Fatalf("%s: %v after %d attempts, want success after 3", m.method, err, attempts)
 		}
 	}
 }
 
-// STORE_UNAVAILABLE ("no verdict was reached") and OVERLOADED (refused before
-// any work) prove nothing was consumed: every lifecycle call retries them.
-func TestLifecycleCallsRetryWhatTheServerSaysDidNothing(t *testing.T) {
+// OVERLOADED is refused before any work: every lifecycle call retries it.
+func TestLifecycleCallsRetryOverloaded(t *testing.T) {
 	overloaded := fail{codes.ResourceExhausted, "ERROR_REASON_OVERLOADED", 0}
 	for _, m := range lifecycleCalls {
-		fake, addr := startFake(t, unavailable, overloaded)
+		fake, addr := startFake(t, overloaded, overloaded)
 		if err := m.call(fastClient(t, addr)); err != nil {
 			t.Fatalf("%s: %v", m.method, err)
 		}

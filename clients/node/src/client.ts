@@ -22,7 +22,7 @@ import {
   micros,
 } from "./audit.js";
 import {
-  type FactorList,
+  type MfaStatus,
   type RecoveryCodeVerdict,
   type RecoveryCodes,
   type ResyncResult,
@@ -31,7 +31,7 @@ import {
   recoveryStatusFromProto,
   recoveryVerdictFromProto,
   resyncFromProto,
-  retryableConsuming,
+  refusedBeforeWork,
   unlockFromProto,
 } from "./lifecycle.js";
 import { TENANT_HEADER, checkHeaderValue, isLoopback } from "./auth.js";
@@ -112,8 +112,8 @@ type Unary<Req, Resp> = (
  * lost response gets the first attempt's result instead of acting twice.
  * verify and batchVerify are not idempotent: a verification retried after a
  * lost response may resolve to REPLAYED, which is the safe answer (ask for the
- * next code). verifyRecoveryCode and resync consume what they match and have no
- * request id: they are retried only when the server says nothing was done.
+ * next code). generateRecoveryCodes, verifyRecoveryCode and resync act on every
+ * attempt without a request id: they are retried only on OVERLOADED.
  */
 export class TotpdClient {
   private readonly stub: svc.TotpServiceClient;
@@ -293,10 +293,7 @@ export class TotpdClient {
   }
 
   /** listFactors with the account's recovery codes status. */
-  async listFactorsWithRecoveryCodes(
-    accountId: string,
-    includeInactive = false,
-  ): Promise<FactorList> {
+  async mfaStatus(accountId: string, includeInactive = false): Promise<MfaStatus> {
     const r = await this.call<svc.ListFactorsRequest, svc.ListFactorsResponse>(
       this.stub.listFactors,
       { accountId, includeInactive },
@@ -309,27 +306,29 @@ export class TotpdClient {
 
   /**
    * Makes a new set of recovery codes for an account with an ACTIVE factor; any
-   * earlier set stops working. Retried like enroll: a retry after a lost
-   * response makes a fresh set, and the lost one, which nobody saw, is dead.
+   * earlier set stops working. Retried only on OVERLOADED: after UNAVAILABLE a
+   * set may have been made whose response was lost; calling again makes a fresh
+   * one (the lost one is dead).
    */
   async generateRecoveryCodes(accountId: string): Promise<RecoveryCodes> {
     const r = await this.call<lc.GenerateRecoveryCodesRequest, lc.GenerateRecoveryCodesResponse>(
       this.stub.generateRecoveryCodes,
       { accountId },
+      refusedBeforeWork,
     );
     return recoveryCodesFromProto(r);
   }
 
   /**
    * Consumes one recovery code, typed in any case, with or without separators;
-   * wrong codes count toward the account's attempt limits. Not retried on a
-   * failure that may have consumed the code (a bare UNAVAILABLE).
+   * wrong codes count toward the account's attempt limits. Retried only on
+   * OVERLOADED, never on a failure that may have consumed the code (UNAVAILABLE).
    */
   async verifyRecoveryCode(accountId: string, code: string): Promise<RecoveryCodeVerdict> {
     const r = await this.call<lc.VerifyRecoveryCodeRequest, lc.VerifyRecoveryCodeResponse>(
       this.stub.verifyRecoveryCode,
       { accountId, code },
-      retryableConsuming,
+      refusedBeforeWork,
     );
     return recoveryVerdictFromProto(r);
   }
@@ -351,8 +350,8 @@ export class TotpdClient {
   /**
    * Measures an ACTIVE factor's clock drift from two consecutive codes of its app
    * (`code2` the one after `code1`) and stores it; both steps are consumed.
-   * INVALID counts as one failure. Not retried on a failure that may have
-   * consumed the pair.
+   * INVALID (no such pair) and REPLAYED (its steps were already used; no drift
+   * stored) each count as one failure. Retried only on OVERLOADED.
    */
   async resync(
     accountId: string,
@@ -363,7 +362,7 @@ export class TotpdClient {
     const r = await this.call<lc.ResyncRequest, lc.ResyncResponse>(
       this.stub.resync,
       { accountId, factorId, code1, code2 },
-      retryableConsuming,
+      refusedBeforeWork,
     );
     return resyncFromProto(r);
   }

@@ -9,7 +9,7 @@ export {
 } from "./errors.js";
 export { type AuditEvent, type AuditFilter, type AuditPage } from "./audit.js";
 export {
-  type FactorList,
+  type MfaStatus,
   type RecoveryCodeVerdict,
   type RecoveryCodes,
   type RecoveryCodesStatus,

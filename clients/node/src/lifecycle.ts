@@ -60,7 +60,7 @@ export interface ResyncResult {
 }
 
 /** ListFactors' full answer: the factors and the account's recovery codes status. */
-export interface FactorList {
+export interface MfaStatus {
   readonly factors: readonly Factor[];
   readonly recoveryCodes: RecoveryCodesStatus;
 }
@@ -95,16 +95,13 @@ export const resyncFromProto = (r: lc.ResyncResponse): ResyncResult => ({
 });
 
 /**
- * Whether a call that consumes what it matches and has no request id
- * (verifyRecoveryCode, resync) may be retried: only when the server says
- * nothing was done (UNAVAILABLE with STORE_UNAVAILABLE, OVERLOADED). A bare
- * UNAVAILABLE may be a response lost after the code was consumed; a retry
- * would answer REPLAYED, spend one of the user's few recovery codes (or a
- * resync's pair) and count a failure, so the caller gets the error instead.
+ * The retry policy of the calls that act on every attempt and carry no request
+ * id (generateRecoveryCodes, verifyRecoveryCode, resync): only OVERLOADED,
+ * refused before any work. UNAVAILABLE, even with STORE_UNAVAILABLE, may follow
+ * a commit whose response (or the database's acknowledgement) was lost: a retry
+ * would answer REPLAYED for the recovery code just used, burning it, consume a
+ * resync's steps again, count another failure or replace the set just made.
  */
-export function retryableConsuming(e: TotpdError): boolean {
-  return (
-    (e.code === Status.UNAVAILABLE && e.reason === ErrorReason.ERROR_REASON_STORE_UNAVAILABLE) ||
-    (e.code === Status.RESOURCE_EXHAUSTED && e.reason === ErrorReason.ERROR_REASON_OVERLOADED)
-  );
+export function refusedBeforeWork(e: TotpdError): boolean {
+  return e.code === Status.RESOURCE_EXHAUSTED && e.reason === ErrorReason.ERROR_REASON_OVERLOADED;
 }

@@ -70,7 +70,7 @@ describe("MFA lifecycle (live)", () => {
     );
     assert.ok(!err.message.includes("not-a-code"), "the code is echoed in the error");
 
-    const list = await client.listFactorsWithRecoveryCodes(ivan);
+    const list = await client.mfaStatus(ivan);
     assert.deepEqual(
       [list.factors.length, list.recoveryCodes.remaining, list.recoveryCodes.issued],
       [1, 8, 10],

@@ -27,12 +27,12 @@ afterEach(() => {
   client = fake = undefined;
 });
 
-/** The four lifecycle RPCs; `consuming` ones consume what they match and carry no request id. */
+/** The four lifecycle RPCs; only Unlock is idempotent, the others act on every attempt. */
 const calls: [string, boolean, (c: TotpdClient) => Promise<unknown>][] = [
   ["GenerateRecoveryCodes", false, (c) => c.generateRecoveryCodes("alice")],
-  ["VerifyRecoveryCode", true, (c) => c.verifyRecoveryCode("alice", "k7q2-9xmf-w4c8")],
-  ["Unlock", false, (c) => c.unlock("alice")],
-  ["Resync", true, (c) => c.resync("alice", "f-1", "123456", "654321")],
+  ["VerifyRecoveryCode", false, (c) => c.verifyRecoveryCode("alice", "k7q2-9xmf-w4c8")],
+  ["Unlock", true, (c) => c.unlock("alice")],
+  ["Resync", false, (c) => c.resync("alice", "f-1", "123456", "654321")],
 ];
 
 const generatedAt = new Date(1_700_000_000_000);
@@ -68,7 +68,7 @@ describe("lifecycle calls", () => {
       [r.outcome.result, r.outcome.stepOffset, r.factor.driftSteps, r.factor.factorId],
       ["VALID", 10, 10, "f-1"],
     );
-    const list = await c.listFactorsWithRecoveryCodes("alice", true);
+    const list = await c.mfaStatus("alice", true);
     assert.deepEqual(
       [list.factors.length, list.factors[0].driftSteps, list.recoveryCodes],
       [1, -3, { remaining: 9, issued: 10, generatedAt }],
@@ -89,30 +89,33 @@ describe("lifecycle calls", () => {
     );
   });
 
-  // A bare UNAVAILABLE may be a response lost after the server acted.
-  for (const [method, consuming, call] of calls) {
-    it(`${method}: a bare UNAVAILABLE is ${consuming ? "not " : ""}retried`, async () => {
-      const bare: Fail = { code: GrpcStatus.UNAVAILABLE };
-      const [f, c] = await serve([bare, bare]);
-      if (consuming) {
-        await assert.rejects(call(c), (err: unknown) => {
-          assert.ok(err instanceof TotpdError);
-          assert.equal(err.code, GrpcStatus.UNAVAILABLE);
-          return true;
-        });
-        assert.equal(f.received.length, 1);
-      } else {
-        await call(c);
-        assert.equal(f.received.length, 3);
+  // UNAVAILABLE, bare or STORE_UNAVAILABLE, may follow a commit whose response was lost.
+  for (const [method, idempotent, call] of calls) {
+    it(`${method}: UNAVAILABLE is ${idempotent ? "" : "not "}retried`, async () => {
+      for (const f of [{ code: GrpcStatus.UNAVAILABLE }, UNAVAILABLE]) {
+        const [fk, c] = await serve([f, f]);
+        if (idempotent) {
+          await call(c);
+          assert.equal(fk.received.length, 3);
+        } else {
+          await assert.rejects(call(c), (err: unknown) => {
+            assert.ok(err instanceof TotpdError);
+            assert.equal(err.code, GrpcStatus.UNAVAILABLE);
+            return true;
+          });
+          assert.equal(fk.received.length, 1);
+        }
+        c.close();
+        fk.stop();
       }
     });
 
-    it(`${method}: STORE_UNAVAILABLE and OVERLOADED (nothing done) are retried`, async () => {
+    it(`${method}: OVERLOADED (refused before any work) is retried`, async () => {
       const overloaded: Fail = {
         code: GrpcStatus.RESOURCE_EXHAUSTED,
         reason: "ERROR_REASON_OVERLOADED",
       };
-      const [f, c] = await serve([UNAVAILABLE, overloaded]);
+      const [f, c] = await serve([overloaded, overloaded]);
       await call(c);
       assert.deepEqual(
         f.received.map((x) => x.method),

@@ -67,8 +67,9 @@ import java.util.stream.Stream;
  * your own to retry a call yourself (for example after DEADLINE_EXCEEDED); the same id with
  * different fields fails with REQUEST_ID_REUSED. {@code verify} and {@code batchVerify} are not
  * idempotent: a verification retried after a lost response may be answered REPLAYED, which is the
- * safe answer (ask for the next code). {@code verifyRecoveryCode} and {@code resync} consume what
- * they match and have no request id: they are retried only when the server says nothing was done.
+ * safe answer (ask for the next code). {@code generateRecoveryCodes}, {@code verifyRecoveryCode}
+ * and {@code resync} act on every attempt without a request id: they are retried only on
+ * OVERLOADED.
  *
  * <p>The caller's identity: a client certificate ({@link Builder#clientCertificate}) or a bearer
  * token ({@link Builder#token}), sent as {@code authorization: Bearer <token>} on every call, and
@@ -286,7 +287,7 @@ public final class TotpdClient implements AutoCloseable {
   }
 
   /** {@link #listFactors} with the account's recovery codes status. */
-  public FactorList listFactorsWithRecoveryCodes(String accountId, boolean includeInactive) {
+  public MfaStatus mfaStatus(String accountId, boolean includeInactive) {
     ListFactorsRequest request =
         ListFactorsRequest.newBuilder()
             .setAccountId(accountId)
@@ -295,33 +296,33 @@ public final class TotpdClient implements AutoCloseable {
     ListFactorsResponse r = call(s -> s.listFactors(request));
     List<Factor> factors = new ArrayList<>(r.getFactorsCount());
     r.getFactorsList().forEach(f -> factors.add(Factor.fromProto(f)));
-    return new FactorList(
-        List.copyOf(factors), RecoveryCodesStatus.fromProto(r.getRecoveryCodes()));
+    return new MfaStatus(List.copyOf(factors), RecoveryCodesStatus.fromProto(r.getRecoveryCodes()));
   }
 
   /**
    * Makes a new set of recovery codes for an account with an ACTIVE factor; any earlier set stops
-   * working. Retried like {@code enroll}: a retry after a lost response makes a fresh set, and the
-   * lost one, which nobody saw, is dead.
+   * working. Retried only on OVERLOADED: after UNAVAILABLE a set may have been made whose response
+   * was lost; calling again makes a fresh one (the lost one is dead).
    */
   public RecoveryCodes generateRecoveryCodes(String accountId) {
     GenerateRecoveryCodesRequest request =
         GenerateRecoveryCodesRequest.newBuilder().setAccountId(accountId).build();
-    GenerateRecoveryCodesResponse r = call(s -> s.generateRecoveryCodes(request));
+    GenerateRecoveryCodesResponse r =
+        call(s -> s.generateRecoveryCodes(request), TotpdException::wasRefusedBeforeWork);
     return new RecoveryCodes(
         List.copyOf(r.getCodesList()), RecoveryCodesStatus.fromProto(r.getStatus()));
   }
 
   /**
    * Consumes one recovery code, typed in any case, with or without separators; wrong codes count
-   * toward the account's attempt limits. Not retried on a failure that may have consumed the code
-   * (a bare UNAVAILABLE).
+   * toward the account's attempt limits. Retried only on OVERLOADED, never on a failure that may
+   * have consumed the code (UNAVAILABLE).
    */
   public RecoveryCodeVerdict verifyRecoveryCode(String accountId, String code) {
     VerifyRecoveryCodeRequest request =
         VerifyRecoveryCodeRequest.newBuilder().setAccountId(accountId).setCode(code).build();
     VerifyRecoveryCodeResponse r =
-        call(s -> s.verifyRecoveryCode(request), TotpdException::isRetryableWhenConsuming);
+        call(s -> s.verifyRecoveryCode(request), TotpdException::wasRefusedBeforeWork);
     return new RecoveryCodeVerdict(
         VerifyOutcome.fromProto(r.getOutcome()), RecoveryCodesStatus.fromProto(r.getStatus()));
   }
@@ -348,8 +349,9 @@ public final class TotpdClient implements AutoCloseable {
 
   /**
    * Measures an ACTIVE factor's clock drift from two consecutive codes of its app ({@code code2}
-   * the one after {@code code1}) and stores it; both steps are consumed. INVALID counts as one
-   * failure. Not retried on a failure that may have consumed the pair.
+   * the one after {@code code1}) and stores it; both steps are consumed. INVALID (no such pair) and
+   * REPLAYED (its steps were already used; no drift stored) each count as one failure. Retried only
+   * on OVERLOADED.
    */
   public ResyncResult resync(String accountId, String factorId, String code1, String code2) {
     ResyncRequest request =
@@ -359,7 +361,7 @@ public final class TotpdClient implements AutoCloseable {
             .setCode1(code1)
             .setCode2(code2)
             .build();
-    ResyncResponse r = call(s -> s.resync(request), TotpdException::isRetryableWhenConsuming);
+    ResyncResponse r = call(s -> s.resync(request), TotpdException::wasRefusedBeforeWork);
     return new ResyncResult(
         VerifyOutcome.fromProto(r.getOutcome()), Factor.fromProto(r.getFactor()));
   }

@@ -183,15 +183,13 @@ public class TotpdException extends RuntimeException {
   }
 
   /**
-   * {@link #isRetryable} for a call that consumes what it matches and has no request id
-   * (verifyRecoveryCode, resync): only when the server says nothing was done (UNAVAILABLE with
-   * STORE_UNAVAILABLE, OVERLOADED). A bare UNAVAILABLE may be a response lost after the code was
-   * consumed; a retry would answer REPLAYED, spend one of the user's few recovery codes (or a
-   * resync's pair) and count a failure, so the caller gets the error instead.
+   * The retry policy of the calls that act on every attempt and carry no request id
+   * (generateRecoveryCodes, verifyRecoveryCode, resync): only OVERLOADED, refused before any work.
+   * UNAVAILABLE, even with STORE_UNAVAILABLE, may follow a commit whose response (or the database's
+   * acknowledgement) was lost: a retry would answer REPLAYED for the recovery code just used,
+   * burning it, consume a resync's steps again, count another failure or replace the set just made.
    */
-  boolean isRetryableWhenConsuming() {
-    return (code == Status.Code.UNAVAILABLE && reason == ErrorReason.ERROR_REASON_STORE_UNAVAILABLE)
-        || (code == Status.Code.RESOURCE_EXHAUSTED
-            && reason == ErrorReason.ERROR_REASON_OVERLOADED);
+  boolean wasRefusedBeforeWork() {
+    return code == Status.Code.RESOURCE_EXHAUSTED && reason == ErrorReason.ERROR_REASON_OVERLOADED;
   }
 }

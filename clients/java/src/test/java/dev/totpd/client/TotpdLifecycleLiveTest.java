@@ -99,7 +99,7 @@ class TotpdLifecycleLiveTest {
             () -> client.verifyRecoveryCode(ivan, "not-a-code!"));
     assertFalse(malformed.getMessage().contains("not-a-code"), "the code is echoed");
 
-    FactorList list = client.listFactorsWithRecoveryCodes(ivan, false);
+    MfaStatus list = client.mfaStatus(ivan, false);
     assertEquals(1, list.factors().size());
     assertEquals(8, list.recoveryCodes().remaining());
     assertEquals(10, list.recoveryCodes().issued());

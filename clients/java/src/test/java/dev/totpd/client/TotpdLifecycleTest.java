@@ -40,8 +40,8 @@ class TotpdLifecycleTest {
           "Unlock", c -> c.unlock("alice", null),
           "Resync", c -> c.resync("alice", "f-1", "123456", "654321"));
 
-  /** Those that consume what they match and carry no request id. */
-  private static final List<String> CONSUMING = List.of("VerifyRecoveryCode", "Resync");
+  /** The only idempotent one; the others act on every attempt, without a request id. */
+  private static final String IDEMPOTENT = "Unlock";
 
   private static final RecoveryCodesStatus STATUS =
       new RecoveryCodesStatus(9, 10, Optional.of(Instant.ofEpochSecond(1_700_000_000L)));
@@ -76,7 +76,7 @@ class TotpdLifecycleTest {
       assertEquals(10, r.factor().driftSteps());
       assertEquals("f-1", r.factor().factorId());
 
-      FactorList list = c.listFactorsWithRecoveryCodes("alice", true);
+      MfaStatus list = c.mfaStatus("alice", true);
       assertEquals(1, list.factors().size());
       assertEquals(-3, list.factors().get(0).driftSteps());
       assertEquals(STATUS, list.recoveryCodes());
@@ -106,31 +106,32 @@ class TotpdLifecycleTest {
     }
   }
 
-  /** A bare UNAVAILABLE may be a response lost after the server acted. */
+  /** UNAVAILABLE, bare or STORE_UNAVAILABLE, may follow a commit whose response was lost. */
   @Test
-  void aBareUnavailableIsRetriedOnlyWhereARetryCannotConsumeTwice() throws Exception {
-    Fail bare = new Fail(Status.Code.UNAVAILABLE, null, null);
-    for (var call : CALLS.entrySet()) {
-      try (var fake = new FakeTotpd(bare, bare);
-          var c = client(fake)) {
-        if (CONSUMING.contains(call.getKey())) {
-          var e = assertThrows(TotpdException.class, () -> call.getValue().accept(c));
-          assertEquals(Status.Code.UNAVAILABLE, e.code(), call.getKey());
-          assertEquals(1, fake.received().size(), call.getKey());
-        } else {
-          call.getValue().accept(c);
-          assertEquals(3, fake.received().size(), call.getKey());
+  void unavailableIsRetriedOnlyByUnlock() throws Exception {
+    for (Fail f : List.of(new Fail(Status.Code.UNAVAILABLE, null, null), FakeTotpd.UNAVAILABLE)) {
+      for (var call : CALLS.entrySet()) {
+        try (var fake = new FakeTotpd(f, f);
+            var c = client(fake)) {
+          if (call.getKey().equals(IDEMPOTENT)) {
+            call.getValue().accept(c);
+            assertEquals(3, fake.received().size(), call.getKey());
+          } else {
+            var e = assertThrows(TotpdException.class, () -> call.getValue().accept(c));
+            assertEquals(Status.Code.UNAVAILABLE, e.code(), call.getKey());
+            assertEquals(1, fake.received().size(), call.getKey());
+          }
         }
       }
     }
   }
 
-  /** STORE_UNAVAILABLE and OVERLOADED say nothing was done: every lifecycle call retries them. */
+  /** OVERLOADED is refused before any work: every lifecycle call retries it. */
   @Test
-  void whatTheServerSaysDidNothingIsRetried() throws Exception {
+  void overloadedIsRetried() throws Exception {
     Fail overloaded = Fail.of(Status.Code.RESOURCE_EXHAUSTED, "ERROR_REASON_OVERLOADED");
     for (var call : CALLS.entrySet()) {
-      try (var fake = new FakeTotpd(FakeTotpd.UNAVAILABLE, overloaded);
+      try (var fake = new FakeTotpd(overloaded, overloaded);
           var c = client(fake)) {
         call.getValue().accept(c);
         assertEquals(
