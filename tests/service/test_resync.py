@@ -135,6 +135,17 @@ def test_a_wider_range_setting_finds_a_farther_app(
     assert (outcome.result, factor.drift_steps) == (VerifyResult.VALID, -50)
 
 
+def test_a_range_shorter_than_the_period_still_reaches_one_step(
+    engine: Engine, keyring: Keyring, clock: Clock, account_id: str
+) -> None:
+    service = MfaService(FactorStore(engine), keyring, Policy(resync_range_seconds=60), clock)
+    enrollment = enroll_active(service, clock, account_id, period_seconds=120)
+    clock.advance(86400)
+    codes = (code_at(enrollment, clock.now), code_at(enrollment, clock.now + 120))
+    outcome, factor = resync(service, enrollment, codes)
+    assert (outcome.result, factor.drift_steps) == (VerifyResult.VALID, 1)
+
+
 def test_codes_that_are_not_consecutive_are_invalid(
     service: MfaService, clock: Clock, account_id: str
 ) -> None:

@@ -4,6 +4,7 @@ attempt limits as a verification, decided in one locked round."""
 from __future__ import annotations
 
 import contextlib
+from typing import NamedTuple
 
 from totpd import otp
 from totpd.crypto import tenant_slot
@@ -37,26 +38,16 @@ from totpd.telemetry import metrics
 _TRIES = 3
 
 
-class _Request:
+class _Request(NamedTuple):
     """A validated Resync: the factor, its two codes, the call's context."""
 
-    __slots__ = ("account_id", "audit", "code1", "code2", "digits", "factor_id", "tenant")
-
-    def __init__(
-        self,
-        tenant: str,
-        account_id: str,
-        factor_id: str,
-        codes: tuple[str, str],
-        digits: int,
-        audit: AuditContext | None,
-    ) -> None:
-        self.tenant = tenant
-        self.account_id = account_id
-        self.factor_id = factor_id
-        self.code1, self.code2 = int(codes[0]), int(codes[1])
-        self.digits = digits
-        self.audit = audit
+    tenant: str
+    account_id: str
+    factor_id: str
+    code1: int
+    code2: int
+    digits: int
+    audit: AuditContext | None
 
 
 def resync(
@@ -84,7 +75,8 @@ def resync(
                 f"{field} must have {stored.digits} digits for this factor",
                 field=field,
             )
-    request = _Request(tenant, account_id, factor_id, codes, stored.digits, audit)
+    code1, code2 = (int(code) for code in codes)
+    request = _Request(tenant, account_id, factor_id, code1, code2, stored.digits, audit)
     limits = deps.checker.callers
     reservation = limits.reserve(caller, 1)
     outcome: VerifyOutcome | None = None
@@ -155,7 +147,8 @@ def _matched_pair(
     if not open_keys(deps.keyring.open_parts, tenant_slot(request.tenant), [factor], keys):
         raise secret_unavailable()
     current = now // factor.period_seconds
-    reach = policy.resync_range_seconds // factor.period_seconds
+    # At least one step each way: a 60 s range still reaches a 120 s period's neighbours.
+    reach = max(1, policy.resync_range_seconds // factor.period_seconds)
     first = max(0, current - reach)
     count = current + reach - first + 1  # steps first .. current + reach
     algorithm = Algorithm(factor.algorithm)
