@@ -21,7 +21,7 @@ from totpd.config import Settings
 from totpd.service.access import PERMISSIONS
 from totpd.service.policy import Policy
 from totpd.store import migrate, open_engine
-from totpd.v1 import factor_pb2, lifecycle_pb2
+from totpd.v1 import audit_pb2, factor_pb2, lifecycle_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
 ACCOUNT = "alice"
@@ -267,6 +267,21 @@ def test_unlock_needs_admin_and_resync_needs_enroll(
     assert stub.Unlock(unlock, metadata=ADMIN.metadata(), timeout=10).lock_lifted
     resynced = stub.Resync(account.resync_request(300), metadata=NOT_ADMIN.metadata(), timeout=10)
     assert resynced.outcome.result == factor_pb2.VERIFY_RESULT_VALID
+    events = {
+        method: [
+            (e.caller, e.tenant, e.account_id, e.factor_id, e.verify_result, e.step_offset)
+            for e in stub.ListAuditEvents(
+                audit_pb2.ListAuditEventsRequest(method=method),
+                metadata=ADMIN.metadata(),
+                timeout=10,
+            ).events
+        ]
+        for method in ("Unlock", "Resync")
+    }
+    assert events == {
+        "Unlock": [("admin", "shop", ACCOUNT, "", factor_pb2.VERIFY_RESULT_UNSPECIFIED, 0)],
+        "Resync": [("app", "shop", ACCOUNT, account.factor_id, factor_pb2.VERIFY_RESULT_VALID, 10)],
+    }
 
 
 def test_an_outage_is_unavailable(tmp_path: Path, clock: Clock, secrets_seen: Secrets) -> None:
