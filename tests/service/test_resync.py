@@ -146,6 +146,28 @@ def test_a_range_shorter_than_the_period_still_reaches_one_step(
     assert (outcome.result, factor.drift_steps) == (VerifyResult.VALID, 1)
 
 
+def test_failed_resyncs_spend_the_callers_rate_of_failures(
+    engine: Engine, keyring: Keyring, clock: Clock, account_id: str
+) -> None:
+    policy = Policy(caller_failures_per_second=1, caller_failure_burst=2, max_batch_items=2)
+    service = MfaService(FactorStore(engine), keyring, policy, clock)
+    enrollment = enrolled(service, clock, account_id)
+    factor = enrollment.factor
+    far = pair_at(enrollment, clock.now + 3000)
+    for _ in range(2):
+        outcome, _ = service.resync(account_id, factor.factor_id, *far, caller="app")
+        assert outcome.result is VerifyResult.INVALID
+    with pytest.raises(TotpdError) as caught:
+        service.resync(account_id, factor.factor_id, *far, caller="app")
+    assert caught.value.reason is ErrorReason.RATE_LIMITED
+    assert stored(service, enrollment).failed_attempts == 2  # the refused call counted nothing
+    # Another caller has its own room; a success gives back what it reserved.
+    done, _ = service.resync(
+        account_id, factor.factor_id, *pair_at(enrollment, clock.now), caller="other"
+    )
+    assert done.result is VerifyResult.VALID
+
+
 def test_codes_that_are_not_consecutive_are_invalid(
     service: MfaService, clock: Clock, account_id: str
 ) -> None:
