@@ -59,7 +59,8 @@ type VerifyOutcome struct {
 	Result VerifyResult
 	// FactorID is the factor that matched (VALID, REPLAYED) or is locked.
 	FactorID string
-	// StepOffset is, for VALID, the matched step minus the server's (-1, 0, 1).
+	// StepOffset is, for VALID, the matched step minus the server's: -1, 0 or
+	// 1 plus the factor's DriftSteps; for a VALID Resync, the new drift.
 	StepOffset int
 	// AttemptsLeft is the number of failures left before the factor locks.
 	AttemptsLeft int

@@ -26,7 +26,10 @@ export interface VerifyOutcome {
   readonly result: VerifyResult;
   /** The factor that matched (VALID, REPLAYED) or is locked; "" otherwise. */
   readonly factorId: string;
-  /** For VALID: the matched step minus the server's (-1, 0, 1). */
+  /**
+   * For VALID: the matched step minus the server's, -1, 0 or 1 plus the factor's
+   * driftSteps; for a VALID resync, the new drift.
+   */
   readonly stepOffset: number;
   /** Failures left before the factor locks. */
   readonly attemptsLeft: number;

@@ -16,11 +16,12 @@ from totpd.service.types import (
     EnrollParams,
     Factor,
     FactorState,
+    Unlocked,
     VerifyItem,
     VerifyOutcome,
     VerifyResult,
 )
-from totpd.v1 import factor_pb2, totp_service_pb2
+from totpd.v1 import factor_pb2, lifecycle_pb2, totp_service_pb2
 
 _ALGORITHM_FROM_PROTO: Final[dict[factor_pb2.Algorithm, Algorithm]] = {
     factor_pb2.ALGORITHM_SHA1: Algorithm.SHA1,
@@ -109,6 +110,7 @@ def factor_to_proto(factor: Factor) -> factor_pb2.Factor:
         confirmed_at_unix=factor.confirmed_at or 0,
         last_used_at_unix=factor.last_used_at or 0,
         expires_at_unix=factor.expires_at or 0,
+        drift_steps=factor.drift_steps,
     )
 
 
@@ -132,3 +134,12 @@ def fill_outcome(message: factor_pb2.VerifyOutcome, outcome: VerifyOutcome) -> N
         message.retry_after_seconds = outcome.retry_after_seconds
     if outcome.unlock_required:
         message.unlock_required = True
+
+
+def unlocked_to_proto(unlocked: Unlocked) -> lifecycle_pb2.UnlockResponse:
+    return lifecycle_pb2.UnlockResponse(
+        lock_lifted=unlocked.lock_lifted,
+        consecutive_failures_cleared=unlocked.consecutive_failures_cleared,
+        factors_cleared=unlocked.factors_cleared,
+        budget_refilled=unlocked.budget_refilled,
+    )

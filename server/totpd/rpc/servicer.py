@@ -17,6 +17,7 @@ from totpd.rpc.status import to_item_error
 from totpd.service.errors import TotpdError
 from totpd.service.mfa import MfaService
 from totpd.v1 import audit_pb2 as audit_pb
+from totpd.v1 import lifecycle_pb2 as lifecycle_pb
 from totpd.v1 import totp_service_pb2 as pb
 
 
@@ -123,11 +124,26 @@ class TotpServicer:
     def VerifyRecoveryCode(self, request: object, context: grpc.ServicerContext) -> None:
         self._not_served_yet(context)
 
-    def Unlock(self, request: object, context: grpc.ServicerContext) -> None:
-        self._not_served_yet(context)
+    def Unlock(
+        self, request: lifecycle_pb.UnlockRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb.UnlockResponse:
+        unlocked = self._service.unlock(request.account_id, convert.optional_str(request.factor_id))
+        return convert.unlocked_to_proto(unlocked)
 
-    def Resync(self, request: object, context: grpc.ServicerContext) -> None:
-        self._not_served_yet(context)
+    def Resync(
+        self, request: lifecycle_pb.ResyncRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb.ResyncResponse:
+        outcome, factor = self._service.resync(
+            request.account_id,
+            request.factor_id,
+            request.code1,
+            request.code2,
+            caller=caller_of(context),
+        )
+        return lifecycle_pb.ResyncResponse(
+            outcome=convert.outcome_to_proto(outcome),
+            factor=convert.factor_to_proto(factor),
+        )
 
 
 def caller_of(context: grpc.ServicerContext) -> str:

@@ -179,21 +179,33 @@ class FactorStore:
 
     # -- account unlock ----------------------------------------------------
 
-    @faults.translated
-    def unlock_account(self, account_id: str, *, tenant: str = DEFAULT_TENANT) -> AccountUnlock:
+    @deadline.bounded
+    def unlock_account(
+        self,
+        account_id: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        factor_id: str | None = None,
+        events: Callable[[AccountUnlock], Sequence[AuditRow]] | None = None,
+    ) -> AccountUnlock:
         """Lift the account's lock after too many consecutive failures, end its run
         of failures, refill its failure budget, and clear its live factors'
-        failures, backoff and timed lock: the user can sign in at once.
+        failures, backoff and timed lock (only `factor_id`'s, if given): the
+        user can sign in at once.
 
         One transaction; a round that read the old state writes nothing and
-        is decided again. For operators (`totpd unlock`) and for a recovery
-        path that proves possession another way.
+        is decided again. For operators (`totpd unlock`, Unlock) and for a
+        recovery path that proves possession another way. `events`: builds the
+        audit events of what was found, appended in the same transaction.
         """
+        which = FactorRow.account_id == account_id
+        if factor_id is not None:
+            which = which & (FactorRow.id == factor_id)
         clear_factors = (
             update(FactorRow)
             .where(
                 FactorRow.tenant == tenant,
-                FactorRow.account_id == account_id,
+                which,
                 FactorRow.state.in_(LIVE_STATES),
                 (FactorRow.failed_attempts != 0) | (FactorRow.blocked_until != 0),
             )
@@ -213,14 +225,18 @@ class FactorStore:
                 unblocked = len(session.scalars(clear_factors).all())
                 known = row is not None or session.scalar(has_factors) is not None
                 if row is None:
-                    return AccountUnlock(known, None, 0, 0, unblocked)
-                found = AccountUnlock(
-                    known, row.locked_at, row.consecutive_failures, row.budget_tat, unblocked
-                )
-                row.locked_at = None
-                row.consecutive_failures = 0
-                row.budget_tat = 0
-                session.flush()
+                    found = AccountUnlock(known, None, 0, 0, unblocked)
+                else:
+                    found = AccountUnlock(
+                        known, row.locked_at, row.consecutive_failures, row.budget_tat, unblocked
+                    )
+                    row.locked_at = None
+                    row.consecutive_failures = 0
+                    row.budget_tat = 0
+                    session.flush()
+                if events is not None and known:
+                    append_in(connection, events(found))
+                deadline.check()  # before the commit
         return found
 
     @faults.translated
