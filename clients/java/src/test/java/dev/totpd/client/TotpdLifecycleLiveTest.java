@@ -155,8 +155,7 @@ class TotpdLifecycleLiveTest {
     assertEquals(drift, client.getFactor(leo, factorId).driftSteps());
     VerifyOutcome later = client.verify(leo, code(e, app.plusSeconds(60)));
     assertEquals(VerifyResult.VALID, later.result());
-    assertTrue(
-        later.stepOffset() >= drift && later.stepOffset() <= drift + 2, later.toString());
+    assertTrue(later.stepOffset() >= drift && later.stepOffset() <= drift + 2, later.toString());
 
     ResyncResult again = client.resync(leo, factorId, code1, code2);
     assertEquals(VerifyResult.REPLAYED, again.outcome().result());
