@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Final, cast
 
 from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.recovery_codes import RecoveryStatus
 from totpd.service.types import (
     Algorithm,
     EnrollParams,
@@ -20,7 +21,7 @@ from totpd.service.types import (
     VerifyOutcome,
     VerifyResult,
 )
-from totpd.v1 import factor_pb2, totp_service_pb2
+from totpd.v1 import factor_pb2, lifecycle_pb2, totp_service_pb2
 
 _ALGORITHM_FROM_PROTO: Final[dict[factor_pb2.Algorithm, Algorithm]] = {
     factor_pb2.ALGORITHM_SHA1: Algorithm.SHA1,
@@ -132,3 +133,14 @@ def fill_outcome(message: factor_pb2.VerifyOutcome, outcome: VerifyOutcome) -> N
         message.retry_after_seconds = outcome.retry_after_seconds
     if outcome.unlock_required:
         message.unlock_required = True
+
+
+# -- recovery codes --
+
+
+def recovery_status_to_proto(status: RecoveryStatus) -> lifecycle_pb2.RecoveryCodesStatus:
+    return lifecycle_pb2.RecoveryCodesStatus(
+        remaining=status.remaining,
+        issued=status.issued,
+        generated_at_unix=status.generated_at,
+    )

@@ -75,6 +75,11 @@ class CodeChecker:
             policy.caller_failures_per_second, policy.caller_failure_burst, clock
         )
 
+    @property
+    def callers(self) -> CallerLimits:
+        """The per-caller failure rate, shared with recovery codes (service/mfa/recovery.py)."""
+        return self._callers
+
     def check(
         self,
         request: VerifyItem,
