@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, text
 
 from tests.conftest import Clock
@@ -111,9 +112,14 @@ def test_no_active_factor_no_codes(
     assert snapshot(engine) == before
 
 
+def verdicts_counted(result: str) -> float:
+    return REGISTRY.get_sample_value("totpd_verdicts_total", {"result": result}) or 0.0
+
+
 def test_a_code_is_valid_once_then_replayed(
     service: MfaService, account_id: str, codes: list[str]
 ) -> None:
+    valid, replayed = verdicts_counted("valid"), verdicts_counted("replayed")
     first = service.verify_recovery_code(account_id, codes[0])
     assert first.outcome.result is VerifyResult.VALID
     assert first.outcome.factor_id is None
@@ -121,6 +127,7 @@ def test_a_code_is_valid_once_then_replayed(
     again = service.verify_recovery_code(account_id, codes[0])
     assert again.outcome.result is VerifyResult.REPLAYED
     assert again.status.remaining == 9
+    assert (verdicts_counted("valid"), verdicts_counted("replayed")) == (valid + 1, replayed + 1)
     assert store_of(service).account_state(account_id).consecutive_failures == 1  # type: ignore[union-attr]
 
 
