@@ -147,7 +147,25 @@ def test_bad_codes_are_refused_and_write_nothing(
         lifecycle_pb2.VerifyRecoveryCodeRequest(account_id="al ice", code="abcd-efgh-jkmn"),
     )
     assert (got.code, got.metadata) == (grpc.StatusCode.INVALID_ARGUMENT, {"field": "account_id"})
+    # Invalid UTF-8: the protobuf runtime refuses to parse the request.
+    for method, body in (
+        ("VerifyRecoveryCode", _bytes_field(1, b"alice") + _bytes_field(2, b"abcd-efgh-jkm\xff")),
+        ("GenerateRecoveryCodes", _bytes_field(1, b"ali\xffce")),
+    ):
+        call = served.channel.unary_unary(f"/totpd.v1.TotpService/{method}", None, None)
+        with pytest.raises(grpc.RpcError) as caught:
+            call(body, timeout=10)
+        got = failure(caught.value)
+        assert (got.code, got.reason) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ERROR_REASON_INVALID_ARGUMENT",
+        ), method
     assert snapshot(engine) == before
+
+
+def _bytes_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (payloads under 128 bytes)."""
+    return bytes([number << 3 | 2, len(payload)]) + payload
 
 
 def test_an_unknown_account_is_not_found(served: LiveServer) -> None:

@@ -19,7 +19,7 @@ from tests.enrollments import enroll_active, enroll_many, store_of, wrong_for_al
 from tests.totp_oracle import code_at
 from totpd import calls
 from totpd.calls import CallScope
-from totpd.crypto import Keyring
+from totpd.crypto import Keyring, SecretUnavailableError
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
@@ -340,3 +340,17 @@ def test_codes_hashed_under_an_earlier_primary_key_still_verify(
     newer = rotated.generate_recovery_codes(account_id).codes
     assert {row[3] for row in rows(engine, "recovery_codes")} == {"new"}
     assert result(rotated, account_id, newer[0]) is VerifyResult.VALID
+
+
+def test_a_set_whose_key_left_the_keyring_fails_closed(
+    engine: Engine, clock: Clock, account_id: str, two_keys: tuple[Keyring, Keyring]
+) -> None:
+    before, after = two_keys
+    service = MfaService(FactorStore(engine), after, Policy(), clock)
+    enroll_active(service, clock, account_id)
+    codes = service.generate_recovery_codes(account_id).codes
+    without = MfaService(FactorStore(engine), before, Policy(), clock)  # "new" is gone
+    unchanged = snapshot(engine)
+    with pytest.raises(SecretUnavailableError):
+        without.verify_recovery_code(account_id, codes[0])
+    assert snapshot(engine) == unchanged
