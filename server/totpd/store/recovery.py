@@ -9,6 +9,7 @@ then its recovery codes; the account's drop lock comes after its factors.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import NamedTuple
@@ -17,6 +18,8 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Insert,
+    bindparam,
     delete,
     exists,
     func,
@@ -50,6 +53,7 @@ class RecoveryCounts(NamedTuple):
 class StoredCode(NamedTuple):
     code_hash: bytes
     hash_key_id: str
+    created_at: int
     used_at: int | None
 
 
@@ -138,81 +142,51 @@ class RecoveryStore:
 
 
 class RecoveryAttempt:
-    """`read`, decide, then `consume` and/or `write_account`, `counts`, `record`."""
+    """`read`, decide, then `consume` and/or `write_account`, and `record`."""
 
     def __init__(self, connection: Connection, account_id: str, tenant: str) -> None:
         self._connection = connection
+        self._keys = {"p_account": account_id, "p_tenant": tenant}
         self._account_id = account_id
-        self._tenant = tenant
-        self._postgres = connection.dialect.name == "postgresql"
+        self._dialect = connection.dialect.name
 
     def read(self) -> RecoveryRead:
         """The account as the attempt decides on it; a known account's row is locked
         (on PostgreSQL inserted first, with a full budget, where missing: a row that
         does not exist cannot be locked)."""
-        run, account_id, tenant = self._connection.execute, self._account_id, self._tenant
-        any_code = select(RecoveryCodeRow.code_hash).where(*_of(account_id, tenant)).limit(1)
-        any_factor = (
-            select(FactorRow.id)
-            .where(FactorRow.tenant == tenant, FactorRow.account_id == account_id)
-            .limit(1)
-        )
-        if run(any_code).first() is None and run(any_factor).first() is None:
+        run, keys = self._connection.execute, self._keys
+        codes = self._codes()
+        if not codes and run(_ANY_FACTOR, keys).first() is None:
             return RecoveryRead(False, None, [])
-        if self._postgres:
-            run(
-                postgresql.insert(AccountRow)
-                .values(_account_values(account_id, tenant, 0, 0, None))
-                .on_conflict_do_nothing(index_elements=["account_id", "tenant"])
-            )
-        query = select(
-            AccountRow.budget_tat, AccountRow.consecutive_failures, AccountRow.locked_at
-        ).where(AccountRow.account_id == account_id, AccountRow.tenant == tenant)
-        row = run(query.with_for_update() if self._postgres else query).first()
-        state = None if row is None else AccountState(account_id, *row)
-        columns = (RecoveryCodeRow.code_hash, RecoveryCodeRow.hash_key_id, RecoveryCodeRow.used_at)
-        codes = [
-            StoredCode(*found) for found in run(select(*columns).where(*_of(account_id, tenant)))
-        ]
+        if self._dialect == "postgresql":
+            run(_INSERT_MISSING_ACCOUNT, keys)
+            row = run(_ACCOUNT.with_for_update(), keys).first()
+            codes = self._codes()  # again, under the lock
+        else:  # SQLite: the write lock is held since BEGIN IMMEDIATE
+            row = run(_ACCOUNT, keys).first()
+        state = None if row is None else AccountState(self._account_id, *row)
         return RecoveryRead(True, state, codes)
+
+    def _codes(self) -> list[StoredCode]:
+        return [StoredCode(*row) for row in self._connection.execute(_CODES, self._keys)]
 
     def consume(self, code_hash: bytes, now: int) -> bool:
         """Mark the code used, only if it still is unused: True if this call did."""
-        statement = (
-            update(RecoveryCodeRow)
-            .where(
-                *_of(self._account_id, self._tenant),
-                RecoveryCodeRow.code_hash == code_hash,
-                RecoveryCodeRow.used_at.is_(None),
-            )
-            .values(used_at=now)
-            .returning(RecoveryCodeRow.code_hash)
-        )
-        return len(self._connection.execute(statement).all()) == 1
+        values = {**self._keys, "p_hash": code_hash, "p_now": now}
+        return len(self._connection.execute(_CONSUME, values).all()) == 1
 
     def write_account(
         self, budget_tat: int, consecutive_failures: int, locked_at: int | None
     ) -> None:
         """Store the account's new attempt state (its row is held by this attempt)."""
-        values = _account_values(
-            self._account_id, self._tenant, budget_tat, consecutive_failures, locked_at
-        )
-        dialect = postgresql if self._postgres else sqlite
-        statement = dialect.insert(AccountRow).values(values)
-        self._connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=["account_id", "tenant"],
-                set_={
-                    "budget_tat": budget_tat,
-                    "consecutive_failures": consecutive_failures,
-                    "locked_at": locked_at,
-                },
-            )
-        )
-
-    def counts(self) -> RecoveryCounts:
-        """The account's set as this attempt leaves it."""
-        return _counts(self._connection, self._account_id, self._tenant)
+        values = {
+            "account_id": self._account_id,
+            "tenant": self._keys["p_tenant"],
+            "budget_tat": budget_tat,
+            "consecutive_failures": consecutive_failures,
+            "locked_at": locked_at,
+        }
+        self._connection.execute(_upsert_account(self._dialect), values)
 
     def record(self, events: Sequence[AuditRow]) -> None:
         """Append the attempt's audit events, committed with it or not at all."""
@@ -254,21 +228,68 @@ def _of(account_id: str, tenant: str) -> tuple[ColumnElement[bool], ColumnElemen
     return (RecoveryCodeRow.account_id == account_id, RecoveryCodeRow.tenant == tenant)
 
 
+# The attempt's statements, built once (building them per call cost more than
+# running them); the values bind ``p_account``, ``p_tenant`` and their own.
+_OF_KEYS = (
+    RecoveryCodeRow.account_id == bindparam("p_account"),
+    RecoveryCodeRow.tenant == bindparam("p_tenant"),
+)
+_CODES = select(
+    RecoveryCodeRow.code_hash,
+    RecoveryCodeRow.hash_key_id,
+    RecoveryCodeRow.created_at,
+    RecoveryCodeRow.used_at,
+).where(*_OF_KEYS)
+_ANY_FACTOR = (
+    select(FactorRow.id)
+    .where(
+        FactorRow.tenant == bindparam("p_tenant"), FactorRow.account_id == bindparam("p_account")
+    )
+    .limit(1)
+)
+_ACCOUNT = select(
+    AccountRow.budget_tat, AccountRow.consecutive_failures, AccountRow.locked_at
+).where(AccountRow.account_id == bindparam("p_account"), AccountRow.tenant == bindparam("p_tenant"))
+_INSERT_MISSING_ACCOUNT = (
+    postgresql.insert(AccountRow)
+    .values(
+        account_id=bindparam("p_account"),
+        tenant=bindparam("p_tenant"),
+        budget_tat=0,
+        consecutive_failures=0,
+        locked_at=None,
+    )
+    .on_conflict_do_nothing(index_elements=["account_id", "tenant"])
+)
+_CONSUME = (
+    update(RecoveryCodeRow)
+    .where(
+        *_OF_KEYS,
+        RecoveryCodeRow.code_hash == bindparam("p_hash"),
+        RecoveryCodeRow.used_at.is_(None),
+    )
+    .values(used_at=bindparam("p_now"))
+    .returning(RecoveryCodeRow.code_hash)
+)
+
+
+@functools.cache
+def _upsert_account(dialect: str) -> Insert:
+    """Insert the account's row or overwrite its attempt state (values by column name)."""
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(AccountRow)
+    upsert: Insert = statement.on_conflict_do_update(
+        index_elements=["account_id", "tenant"],
+        set_={
+            name: statement.excluded[name]
+            for name in ("budget_tat", "consecutive_failures", "locked_at")
+        },
+    )
+    return upsert
+
+
 def _counts(connection: Connection, account_id: str, tenant: str) -> RecoveryCounts:
     query = select(
         func.count(), func.count(RecoveryCodeRow.used_at), func.max(RecoveryCodeRow.created_at)
     ).where(*_of(account_id, tenant))
     issued, used, generated_at = connection.execute(query).one()
     return RecoveryCounts(issued - used, issued, generated_at or 0)
-
-
-def _account_values(
-    account_id: str, tenant: str, budget_tat: int, failures: int, locked_at: int | None
-) -> dict[str, object]:
-    return {
-        "account_id": account_id,
-        "tenant": tenant,
-        "budget_tat": budget_tat,
-        "consecutive_failures": failures,
-        "locked_at": locked_at,
-    }

@@ -114,20 +114,19 @@ def _attempt(
                 field="account_id",
             )
         outcome = _locked(policy, read.account, now)
+        consumed = False
         if outcome is None:
             match = _match(deps, tenant, account_id, typed, read.codes)
-            if (
-                match is not None
-                and match.used_at is None
-                and attempt.consume(match.code_hash, now)
-            ):
+            if match is not None and match.used_at is None:
+                consumed = attempt.consume(match.code_hash, now)
+            if consumed:
                 outcome = _success(policy, read.account, attempt, now)
-            else:
+            else:  # a code used meanwhile (not under our lock) is a replay too
                 result = VerifyResult.INVALID if match is None else VerifyResult.REPLAYED
                 outcome = _failure(policy, read.account, attempt, now, result)
         if audit is not None:
             attempt.record([audit.row(time_us(deps.clock), account_id, None, outcome)])
-        return RecoveryVerdict(outcome, _status(attempt.counts()))
+        return RecoveryVerdict(outcome, _left(read.codes, consumed))
 
 
 def _locked(policy: Policy, account: AccountState | None, now: int) -> VerifyOutcome | None:
@@ -196,3 +195,9 @@ def _failure(
 
 def _status(counts: RecoveryCounts) -> RecoveryStatus:
     return RecoveryStatus(*counts)
+
+
+def _left(codes: list[StoredCode], consumed: bool) -> RecoveryStatus:
+    """The set's status after the attempt, from the codes it read."""
+    unused = sum(1 for code in codes if code.used_at is None) - consumed
+    return RecoveryStatus(unused, len(codes), max((code.created_at for code in codes), default=0))
