@@ -177,7 +177,9 @@ def test_an_unknown_account_is_not_found(served: LiveServer) -> None:
 
 
 @pytest.mark.parametrize("rpc_policy", [Policy(backoff_base_seconds=0, max_consecutive_failures=3)])
-def test_wrong_codes_lock_the_account(served: LiveServer, secrets_seen: Secrets) -> None:
+def test_wrong_codes_lock_the_account_and_a_right_one_opens_it(
+    served: LiveServer, secrets_seen: Secrets
+) -> None:
     activate(served, secrets_seen, "alice")
     codes = generate(served, secrets_seen, "alice")
     wrong = next(c for c in ("zzzz-zzzz-zzzz", "yyyy-yyyy-yyyy") if c not in codes)
@@ -185,9 +187,11 @@ def test_wrong_codes_lock_the_account(served: LiveServer, secrets_seen: Secrets)
     assert [o.result for o in outcomes] == [factor_pb2.VERIFY_RESULT_INVALID] * 3
     assert [o.attempts_left for o in outcomes] == [2, 1, 0]
     assert outcomes[2].unlock_required
-    locked = verify(served, "alice", codes[0])
-    assert locked.outcome.result == factor_pb2.VERIFY_RESULT_LOCKED
-    assert locked.outcome.unlock_required and locked.status.remaining == 10
+    totp = served.stub.Verify(pb.VerifyRequest(account_id="alice", code="000000"), timeout=10)
+    assert totp.outcome.result == factor_pb2.VERIFY_RESULT_LOCKED and totp.outcome.unlock_required
+    opened = verify(served, "alice", codes[0])
+    assert opened.outcome.result == factor_pb2.VERIFY_RESULT_VALID
+    assert opened.status.remaining == 9
 
 
 def test_disable_of_every_factor_removes_the_codes(

@@ -201,7 +201,7 @@ def test_a_known_account_without_a_set_counts_the_failure(
 
 
 @pytest.mark.parametrize("policy", [Policy(max_consecutive_failures=5, **ROOMY)])
-def test_wrong_codes_lock_the_account_like_totp_codes_until_unlocked(
+def test_wrong_codes_lock_the_account_and_a_right_code_opens_it(
     service: MfaService, clock: Clock, account_id: str
 ) -> None:
     phone = enroll_active(service, clock, account_id)
@@ -215,17 +215,27 @@ def test_wrong_codes_lock_the_account_like_totp_codes_until_unlocked(
     assert [o.attempts_left for o in lefts[:3]] == [3, 2, 1]
     assert lefts[3].unlock_required
 
-    # Locked: nothing compared, a right code not consumed, TOTP locked too.
-    locked = service.verify_recovery_code(account_id, codes[0])
-    assert locked.outcome.result is VerifyResult.LOCKED
-    assert locked.outcome.unlock_required
-    assert locked.status.remaining == 10
+    # Locked: TOTP compares nothing; a wrong recovery code still counts and keeps
+    # the lock (and its time), a right one is the user's way back in (design §5.6).
     assert service.verify(VerifyItem(account_id, code_at(phone, clock.now))).result is (
         VerifyResult.LOCKED
     )
-
-    store_of(service).unlock_account(account_id)
-    assert result(service, account_id, codes[0]) is VerifyResult.VALID
+    locked_at = store_of(service).account_state(account_id).locked_at  # type: ignore[union-attr]
+    clock.advance(60)
+    still = service.verify_recovery_code(account_id, wrong)
+    assert still.outcome.result is VerifyResult.INVALID and still.outcome.unlock_required
+    state = store_of(service).account_state(account_id)
+    assert state is not None and state.locked_at == locked_at
+    assert state.consecutive_failures == 6
+    opened = service.verify_recovery_code(account_id, codes[0])
+    assert opened.outcome.result is VerifyResult.VALID
+    assert opened.status.remaining == 9
+    state = store_of(service).account_state(account_id)
+    assert state is not None and state.locked_at is None and state.consecutive_failures == 0
+    clock.advance(phone.factor.period_seconds)
+    assert service.verify(VerifyItem(account_id, code_at(phone, clock.now))).result is (
+        VerifyResult.VALID
+    )
 
 
 def test_a_spent_budget_locks_with_a_retry_delay(

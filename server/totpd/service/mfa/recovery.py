@@ -130,11 +130,12 @@ def _attempt(
 
 
 def _locked(policy: Policy, account: AccountState | None, now: int) -> VerifyOutcome | None:
-    """The verdict before any comparison when the account may not try now (as for TOTP)."""
+    """The verdict before any comparison when the account may not try now: its
+    failure budget is spent (as for TOTP). The lock after too many consecutive
+    failures does not stop a recovery code: it is the other factor that opens a
+    locked account (design §5.6), and the budget still bounds its guesses."""
     if account is None:  # no failure ever counted: a full budget
         return None
-    if account.locked_at is not None:
-        return VerifyOutcome(VerifyResult.LOCKED, unlock_required=True)
     wait = failure_budget.wait_seconds(policy, account.budget_tat, now, 1)
     if wait:
         return VerifyOutcome(VerifyResult.LOCKED, retry_after_seconds=wait)
@@ -160,10 +161,10 @@ def _match(
 def _success(
     policy: Policy, account: AccountState | None, attempt: RecoveryAttempt, now: int
 ) -> VerifyOutcome:
-    """The code is consumed; as a TOTP success, it ends the account's run of failures
-    (and a lock cannot be in place: it was checked first). The budget stays spent."""
+    """The code is consumed; as a TOTP success, it ends the account's run of failures,
+    and it lifts the lock those failures set. The budget stays spent."""
     tat = 0 if account is None else account.budget_tat
-    if account is not None and account.consecutive_failures:
+    if account is not None and (account.consecutive_failures or account.locked_at is not None):
         attempt.write_account(tat, 0, None)
     left = min(policy.max_consecutive_failures, failure_budget.pairs_left(policy, tat, now))
     return VerifyOutcome(VerifyResult.VALID, attempts_left=left)
@@ -177,12 +178,15 @@ def _failure(
     result: VerifyResult,
 ) -> VerifyOutcome:
     """One failure on the account: one budget pair and one consecutive failure,
-    locking it at the policy's maximum (accounting.count_on_account, one pair)."""
+    locking it at the policy's maximum (accounting.count_on_account, one pair);
+    a lock already in place keeps its time."""
     tat = failure_budget.spend(policy, 0 if account is None else account.budget_tat, now, 1)
     failures = (0 if account is None else account.consecutive_failures) + 1
-    locked = failures >= policy.max_consecutive_failures
-    attempt.write_account(tat, failures, now if locked else None)
-    if locked:
+    locked_at = None if account is None else account.locked_at
+    if locked_at is None and failures >= policy.max_consecutive_failures:
+        locked_at = now
+    attempt.write_account(tat, failures, locked_at)
+    if locked_at is not None:
         return VerifyOutcome(result, unlock_required=True)
     return VerifyOutcome(
         result,
