@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,15 +80,15 @@ class PausedPostgres:
         self._log_before_resume = ""
         try:
             for pid in stopped:
-                os.kill(pid, signal.SIGSTOP)
+                # A backend may exit between the listing and the signal: nothing to stop.
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
             yield
             self._log_before_resume = self.log_file.read_text(errors="replace")
         finally:
             for pid in stopped:
-                try:
+                with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
 
     def settle(self, statement: str = "UPDATE factors") -> None:
         """Wait until `statement`, sent while the server was stopped, has run.

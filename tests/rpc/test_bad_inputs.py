@@ -2,9 +2,10 @@
 and nothing is written or counted.
 
 One real server per module holds an account with an active and a pending
-factor. Each case sends one bad request and then compares the whole `factors`
-table (every column, including failure counters and last used step) with the
-snapshot taken before: a single written byte fails the case.
+factor and a set of recovery codes. Each case sends one bad request and then
+compares the whole `factors`, `accounts`, `recovery_codes` and `audit_events`
+tables (every column, including failure counters, last used step, drift and
+used codes) with the snapshot taken before: a single written byte fails the case.
 
 Findings worth knowing (asserted below):
 * Invalid UTF-8 in a string field: the protobuf runtime refuses to parse it;
@@ -34,7 +35,7 @@ from tests.rpc.conftest import Secrets, make_settings
 from tests.rpc.harness import LiveServer, failure, running_server
 from tests.totp_oracle import wire_code_at
 from totpd.service.policy import Policy
-from totpd.v1 import errors_pb2, factor_pb2
+from totpd.v1 import errors_pb2, factor_pb2, lifecycle_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
 ACCOUNT = "victim"
@@ -105,15 +106,29 @@ def victim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victim]:
         )
         assert confirmed.outcome.result == factor_pb2.VERIFY_RESULT_VALID
         pending = live.stub.Enroll(pb.EnrollRequest(account_id=ACCOUNT, label="new"), timeout=10)
+        live.stub.GenerateRecoveryCodes(
+            lifecycle_pb2.GenerateRecoveryCodesRequest(account_id=ACCOUNT), timeout=10
+        )
         yield Victim(live, settings.resolved_database_url(), f.factor_id, pending.factor.factor_id)
 
 
-def table_snapshot(database_url: str) -> list[tuple[Any, ...]]:
+# Every table a call may write, in a stable order.
+SNAPSHOT_QUERIES = {
+    "factors": "SELECT * FROM factors ORDER BY id",
+    "accounts": "SELECT * FROM accounts ORDER BY account_id, tenant",
+    "recovery_codes": "SELECT * FROM recovery_codes ORDER BY code_hash",
+    "audit_events": "SELECT * FROM audit_events ORDER BY id",
+}
+
+
+def table_snapshot(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT * FROM factors ORDER BY id"))
-            return [tuple(row) for row in rows]
+            return {
+                table: [tuple(row) for row in connection.execute(text(query))]
+                for table, query in SNAPSHOT_QUERIES.items()
+            }
     finally:
         engine.dispose()
 
@@ -122,7 +137,7 @@ def table_snapshot(database_url: str) -> list[tuple[Any, ...]]:
 def unchanged(victim: Victim) -> Iterator[None]:
     """Fails the test if the bad request wrote or counted anything."""
     before = table_snapshot(victim.database_url)
-    assert len(before) >= 2
+    assert len(before["factors"]) >= 2 and len(before["recovery_codes"]) == 10
     yield
     assert table_snapshot(victim.database_url) == before
 
@@ -144,7 +159,27 @@ def code_requests(bad: str) -> dict[str, Build]:
         "BatchVerify": lambda v: pb.BatchVerifyRequest(
             items=[pb.BatchVerifyItem(account_id=ACCOUNT, code=bad)]
         ),
+        "Resync code1": lambda v: lifecycle_pb2.ResyncRequest(
+            account_id=ACCOUNT, factor_id=v.active_id, code1=bad, code2="123456"
+        ),
+        "Resync code2": lambda v: lifecycle_pb2.ResyncRequest(
+            account_id=ACCOUNT, factor_id=v.active_id, code1="123456", code2=bad
+        ),
+        "VerifyRecoveryCode": lambda v: lifecycle_pb2.VerifyRecoveryCodeRequest(
+            account_id=ACCOUNT, code=bad
+        ),
     }
+
+
+# Typed by hand, a recovery code may vary in case and separators; these may not.
+BAD_RECOVERY_CODES = {
+    "eleven characters": "k7q2-9xmf-w4c",
+    "thirteen characters": "k7q2-9xmf-w4c8a",
+    "u (not in the alphabet)": "k7q2-9xmf-w4cu",
+    "underscore separator": "k7q2_9xmf_w4c8",
+    "full-width letters": "ｋ7q2-9xmf-w4c8",
+    "NUL byte": "k7q2-9xmf\x00w4c8",
+}
 
 
 def account_requests(bad: str) -> dict[str, Build]:
@@ -160,6 +195,16 @@ def account_requests(bad: str) -> dict[str, Build]:
         "Disable": lambda v: pb.DisableRequest(account_id=bad, force=True),
         "GetFactor": lambda v: pb.GetFactorRequest(account_id=bad, factor_id=v.active_id),
         "ListFactors": lambda v: pb.ListFactorsRequest(account_id=bad),
+        "GenerateRecoveryCodes": lambda v: lifecycle_pb2.GenerateRecoveryCodesRequest(
+            account_id=bad
+        ),
+        "VerifyRecoveryCode": lambda v: lifecycle_pb2.VerifyRecoveryCodeRequest(
+            account_id=bad, code="k7q2-9xmf-w4c8"
+        ),
+        "Unlock": lambda v: lifecycle_pb2.UnlockRequest(account_id=bad),
+        "Resync": lambda v: lifecycle_pb2.ResyncRequest(
+            account_id=bad, factor_id=v.active_id, code1="123456", code2="654321"
+        ),
     }
 
 
@@ -181,6 +226,12 @@ def factor_requests(spoil: Callable[[str], str]) -> dict[str, Build]:
         ),
         "GetFactor": lambda v: pb.GetFactorRequest(
             account_id=ACCOUNT, factor_id=spoil(v.active_id)
+        ),
+        "Unlock": lambda v: lifecycle_pb2.UnlockRequest(
+            account_id=ACCOUNT, factor_id=spoil(v.active_id)
+        ),
+        "Resync": lambda v: lifecycle_pb2.ResyncRequest(
+            account_id=ACCOUNT, factor_id=spoil(v.active_id), code1="123456", code2="654321"
         ),
     }
 
@@ -208,7 +259,11 @@ def _cases() -> Iterator[Any]:
     for name, bad in BAD_CODES.items():
         for target, build in code_requests(bad).items():
             reason = "CODE_REQUIRED" if (bad, target) == ("", "Disable") else "MALFORMED_CODE"
-            yield case(f"code {name}", target, build, reason, "code")
+            fld = target.split()[1] if target.startswith("Resync") else "code"
+            yield case(f"code {name}", target, build, reason, fld)
+    for name, bad in BAD_RECOVERY_CODES.items():
+        build = code_requests(bad)["VerifyRecoveryCode"]
+        yield case(f"code {name}", "VerifyRecoveryCode", build, "MALFORMED_CODE", "code")
     for name, bad in BAD_ACCOUNT_IDS.items():
         for target, build in account_requests(bad).items():
             yield case(f"account_id {name}", target, build, "INVALID_ARGUMENT", "account_id")
@@ -295,6 +350,11 @@ RAW_METHODS = {
     "Disable": _field(1, INVALID_UTF8),
     "GetFactor": _field(1, INVALID_UTF8),
     "ListFactors": _field(1, INVALID_UTF8),
+    "GenerateRecoveryCodes": _field(1, INVALID_UTF8),
+    "VerifyRecoveryCode": _field(1, INVALID_UTF8),
+    "VerifyRecoveryCode code": _field(1, ACCOUNT.encode()) + _field(2, b"k7q2-9xmf\xffw4c"),
+    "Unlock": _field(1, INVALID_UTF8),
+    "Resync": _field(1, INVALID_UTF8),
     "Verify code": _field(1, ACCOUNT.encode()) + _field(2, b"12345\xc0"),
     "Enroll label": _field(1, ACCOUNT.encode()) + _field(2, b"\xed\xa0\x80"),  # a surrogate
 }

@@ -45,9 +45,11 @@ func (r RecoveryCodes) String() string {
 // RecoveryCodeVerdict is the verdict on one recovery code with the account's
 // codes after the attempt.
 type RecoveryCodeVerdict struct {
-	// Outcome: VALID once per code, REPLAYED for a used code, INVALID for a
-	// code of no current set, LOCKED under the account's attempt limits.
-	// Outcome.FactorID is "".
+	// Outcome: VALID once per code (it also lifts the lock after too many
+	// consecutive failures, which does not stop a recovery code), REPLAYED
+	// for a used code, INVALID for a code of no current set (both counted as
+	// failures), LOCKED (nothing compared, RetryAfter set) while the
+	// account's failure budget is spent. Outcome.FactorID is "".
 	Outcome VerifyOutcome
 	Status  RecoveryCodesStatus
 }

@@ -68,8 +68,8 @@ type VerifyOutcome struct {
 	// attempt is compared.
 	RetryAfter time.Duration
 	// UnlockRequired is, for LOCKED, true when the account stays locked until
-	// an operator unlocks it (or the user proves possession through another
-	// factor): waiting does not help and RetryAfter is zero.
+	// an operator unlocks it (Unlock) or the user signs in with a recovery code
+	// (VerifyRecoveryCode): waiting does not help and RetryAfter is zero.
 	UnlockRequired bool
 }
 

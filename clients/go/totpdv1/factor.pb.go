@@ -374,8 +374,9 @@ type VerifyOutcome struct {
 	// compared. Zero otherwise, and zero when unlock_required is set.
 	RetryAfterSeconds uint32 `protobuf:"varint,5,opt,name=retry_after_seconds,json=retryAfterSeconds,proto3" json:"retry_after_seconds,omitempty"`
 	// For LOCKED: the account reached the maximum number of consecutive
-	// failures and stays locked until an operator unlocks it (or the user
-	// proves possession through another factor); waiting does not help.
+	// failures and stays locked until an operator unlocks it (Unlock) or the
+	// user signs in with a recovery code (VerifyRecoveryCode); waiting does not
+	// help.
 	UnlockRequired bool `protobuf:"varint,6,opt,name=unlock_required,json=unlockRequired,proto3" json:"unlock_required,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

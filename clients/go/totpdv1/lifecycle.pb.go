@@ -249,8 +249,11 @@ func (x *VerifyRecoveryCodeRequest) GetCode() string {
 type VerifyRecoveryCodeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// VALID once per code, REPLAYED for a code already used, INVALID for a code
-	// of no current set, LOCKED under the account's attempt limits (which
-	// wrong recovery codes count toward, as wrong TOTP codes do).
+	// of no current set; INVALID and REPLAYED count on the account's failure
+	// budget and run of consecutive failures, as wrong TOTP codes do. LOCKED
+	// (nothing compared, retry_after_seconds set) while the budget is spent.
+	// The lock after too many consecutive failures (unlock_required) does not
+	// stop a recovery code: it is the user's other way in, and VALID lifts it.
 	Outcome *VerifyOutcome `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// The account's codes after this attempt.
 	Status        *RecoveryCodesStatus `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`

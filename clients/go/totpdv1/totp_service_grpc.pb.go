@@ -73,7 +73,8 @@ type TotpServiceClient interface {
 	// leave totpd only in this response. Needs the enroll permission.
 	GenerateRecoveryCodes(ctx context.Context, in *GenerateRecoveryCodesRequest, opts ...grpc.CallOption) (*GenerateRecoveryCodesResponse, error)
 	// VerifyRecoveryCode consumes one recovery code of the account: VALID once,
-	// REPLAYED afterwards, under the account's attempt limits. Needs the
+	// REPLAYED afterwards, under the account's failure budget; a VALID code also
+	// lifts the account's lock after too many consecutive failures. Needs the
 	// verify permission.
 	VerifyRecoveryCode(ctx context.Context, in *VerifyRecoveryCodeRequest, opts ...grpc.CallOption) (*VerifyRecoveryCodeResponse, error)
 	// Unlock clears an account's failures, backoff and lock. Needs the admin
@@ -253,7 +254,8 @@ type TotpServiceServer interface {
 	// leave totpd only in this response. Needs the enroll permission.
 	GenerateRecoveryCodes(context.Context, *GenerateRecoveryCodesRequest) (*GenerateRecoveryCodesResponse, error)
 	// VerifyRecoveryCode consumes one recovery code of the account: VALID once,
-	// REPLAYED afterwards, under the account's attempt limits. Needs the
+	// REPLAYED afterwards, under the account's failure budget; a VALID code also
+	// lifts the account's lock after too many consecutive failures. Needs the
 	// verify permission.
 	VerifyRecoveryCode(context.Context, *VerifyRecoveryCodeRequest) (*VerifyRecoveryCodeResponse, error)
 	// Unlock clears an account's failures, backoff and lock. Needs the admin

@@ -16,7 +16,8 @@ async function stepUp(totpd: TotpdClient, accountId: string, code: string): Prom
         console.log("that code was already used: wait for the next one");
         break;
       case "LOCKED":
-        if (outcome.unlockRequired) console.log("locked: ask support to unlock the account");
+        if (outcome.unlockRequired)
+          console.log("locked: sign in with a recovery code, or ask support to unlock the account");
         else console.log(`too many attempts: try again in ${outcome.retryAfterSeconds} s`);
         break;
       default:

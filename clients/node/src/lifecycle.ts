@@ -34,8 +34,11 @@ export interface RecoveryCodes {
 /** The verdict on one recovery code with the account's codes after the attempt. */
 export interface RecoveryCodeVerdict {
   /**
-   * VALID once per code, REPLAYED for a used code, INVALID for a code of no
-   * current set, LOCKED under the account's attempt limits; `factorId` is "".
+   * VALID once per code (it also lifts the lock after too many consecutive
+   * failures, which does not stop a recovery code), REPLAYED for a used code,
+   * INVALID for a code of no current set (both counted as failures), LOCKED
+   * (nothing compared, retryAfterSeconds set) while the account's failure
+   * budget is spent; `factorId` is "".
    */
   readonly outcome: VerifyOutcome;
   readonly status: RecoveryCodesStatus;

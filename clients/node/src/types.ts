@@ -36,8 +36,9 @@ export interface VerifyOutcome {
   /** For LOCKED and during backoff: seconds until the next attempt is compared. */
   readonly retryAfterSeconds: number;
   /**
-   * For LOCKED: the account stays locked until an operator unlocks it (or the
-   * user proves possession through another factor); waiting does not help.
+   * For LOCKED: the account stays locked until an operator unlocks it (unlock)
+   * or the user signs in with a recovery code (verifyRecoveryCode); waiting
+   * does not help.
    */
   readonly unlockRequired: boolean;
 }

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Final, cast
 
 from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.recovery_codes import RecoveryStatus
 from totpd.service.types import (
     Algorithm,
     EnrollParams,
@@ -142,4 +143,15 @@ def unlocked_to_proto(unlocked: Unlocked) -> lifecycle_pb2.UnlockResponse:
         consecutive_failures_cleared=unlocked.consecutive_failures_cleared,
         factors_cleared=unlocked.factors_cleared,
         budget_refilled=unlocked.budget_refilled,
+    )
+
+
+# -- recovery codes --
+
+
+def recovery_status_to_proto(status: RecoveryStatus) -> lifecycle_pb2.RecoveryCodesStatus:
+    return lifecycle_pb2.RecoveryCodesStatus(
+        remaining=status.remaining,
+        issued=status.issued,
+        generated_at_unix=status.generated_at,
     )

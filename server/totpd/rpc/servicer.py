@@ -103,7 +103,11 @@ class TotpServicer:
         self, request: pb.ListFactorsRequest, context: grpc.ServicerContext
     ) -> pb.ListFactorsResponse:
         factors = self._service.list_factors(request.account_id, request.include_inactive)
-        return pb.ListFactorsResponse(factors=[convert.factor_to_proto(f) for f in factors])
+        recovery_codes = self._service.recovery_codes_status(request.account_id)
+        return pb.ListFactorsResponse(
+            factors=[convert.factor_to_proto(f) for f in factors],
+            recovery_codes=convert.recovery_status_to_proto(recovery_codes),
+        )
 
     def ListAuditEvents(
         self, request: audit_pb.ListAuditEventsRequest, context: grpc.ServicerContext
@@ -114,15 +118,24 @@ class TotpServicer:
             next_page_token=next_token,
         )
 
-    # The MFA lifecycle's RPCs (issue 15) are served once their service parts land.
-    def _not_served_yet(self, context: grpc.ServicerContext) -> None:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not served by this server yet")
+    def GenerateRecoveryCodes(
+        self, request: lifecycle_pb.GenerateRecoveryCodesRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb.GenerateRecoveryCodesResponse:
+        generated = self._service.generate_recovery_codes(request.account_id)
+        return lifecycle_pb.GenerateRecoveryCodesResponse(
+            codes=generated.codes, status=convert.recovery_status_to_proto(generated.status)
+        )
 
-    def GenerateRecoveryCodes(self, request: object, context: grpc.ServicerContext) -> None:
-        self._not_served_yet(context)
-
-    def VerifyRecoveryCode(self, request: object, context: grpc.ServicerContext) -> None:
-        self._not_served_yet(context)
+    def VerifyRecoveryCode(
+        self, request: lifecycle_pb.VerifyRecoveryCodeRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb.VerifyRecoveryCodeResponse:
+        verdict = self._service.verify_recovery_code(
+            request.account_id, request.code, caller_of(context)
+        )
+        return lifecycle_pb.VerifyRecoveryCodeResponse(
+            outcome=convert.outcome_to_proto(verdict.outcome),
+            status=convert.recovery_status_to_proto(verdict.status),
+        )
 
     def Unlock(
         self, request: lifecycle_pb.UnlockRequest, context: grpc.ServicerContext

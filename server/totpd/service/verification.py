@@ -77,7 +77,7 @@ class CodeChecker:
 
     @property
     def callers(self) -> CallerLimits:
-        """The per-caller rate of failures (Resync spends from it too)."""
+        """The per-caller rate of failures: Resync and recovery codes spend from it too."""
         return self._callers
 
     def check(

@@ -16,7 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from totpd.calls import DEFAULT_TENANT
 from totpd.domain import LIVE_STATES, NEVER_USED_STEP, Algorithm, FactorState
-from totpd.store import deadline, faults
+from totpd.store import deadline, faults, recovery
 from totpd.store.audit import AuditRow, AuditStore, append_in
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import LabelTakenError, StoreUnavailableError
@@ -52,6 +52,7 @@ class FactorStore:
         self.purge = FactorPurge(engine, self._writer)
         self.legacy_secrets = LegacySecrets(engine, self._writer)
         self.audit = AuditStore(engine, self._writer)
+        self.recovery = recovery.RecoveryStore(engine, self._writer)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._ping_engine = _ping_engine(engine)
 
@@ -264,7 +265,8 @@ class FactorStore:
         tenant: str = DEFAULT_TENANT,
         events: Callable[[list[StoredFactor]], Sequence[AuditRow]] | None = None,
     ) -> list[StoredFactor]:
-        """Turn live factors DISABLED and erase their secrets; returns them.
+        """Turn live factors DISABLED and erase their secrets; returns them. An account
+        left without an ACTIVE factor loses its recovery codes in the same transaction.
 
         `completes`: builds, from the disabled factors, the request record that
         stores this result, written in the same transaction; `events`: builds the
@@ -283,6 +285,9 @@ class FactorStore:
         )
         with self._sessions.begin() as session:
             disabled = [_stored(row) for row in session.scalars(statement)]
+            recovery.drop_where_mfa_off(
+                session.connection(), tenant, (f.account_id for f in disabled)
+            )
             completion = completes(disabled) if completes is not None else None
             if completion is not None:
                 complete_in(session.connection(), completion)

@@ -54,7 +54,7 @@ func stepUp(c *totpd.Client, account, code string) bool {
 	case out.Result == totpd.VerifyReplayed:
 		fmt.Println("that code was already used: wait for the next one")
 	case out.Result == totpd.VerifyLocked && out.UnlockRequired:
-		fmt.Println("locked: ask support to unlock the account")
+		fmt.Println("locked: sign in with a recovery code, or ask support to unlock the account")
 	case out.Result == totpd.VerifyLocked:
 		fmt.Printf("too many attempts: try again in %s\n", out.RetryAfter)
 	default:

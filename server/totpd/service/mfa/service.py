@@ -9,9 +9,18 @@ from collections.abc import Callable, Mapping, Sequence
 from totpd.crypto import Keyring
 from totpd.service.audit import AuditContext, AuditLog
 from totpd.service.errors import TotpdError
-from totpd.service.mfa import disabling, enrollment, factors, resync, unlocking, verifying
+from totpd.service.mfa import (
+    disabling,
+    enrollment,
+    factors,
+    recovery,
+    resync,
+    unlocking,
+    verifying,
+)
 from totpd.service.mfa.deps import Deps, current_tenant
 from totpd.service.policy import Policies, Policy
+from totpd.service.recovery_codes import RecoveryStatus
 from totpd.service.types import (
     Enrollment,
     EnrollParams,
@@ -159,3 +168,20 @@ class MfaService:
         return resync.resync(
             self._deps, tenant, account_id, factor_id, (code1, code2), caller, audit
         )
+
+    # -- recovery codes (service/mfa/recovery.py) --
+
+    def generate_recovery_codes(self, account_id: str) -> recovery.NewRecoveryCodes:
+        tenant = current_tenant()
+        audit = self._audit("GenerateRecoveryCodes", tenant)
+        return recovery.generate(self._deps, tenant, account_id, audit)
+
+    def verify_recovery_code(
+        self, account_id: str, code: str, caller: str | None = None
+    ) -> recovery.RecoveryVerdict:
+        tenant = current_tenant()
+        audit = self._audit("VerifyRecoveryCode", tenant)
+        return recovery.verify(self._deps, tenant, account_id, code, caller, audit)
+
+    def recovery_codes_status(self, account_id: str) -> RecoveryStatus:
+        return recovery.status(self._deps, current_tenant(), account_id)

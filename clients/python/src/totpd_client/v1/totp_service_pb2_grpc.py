@@ -188,7 +188,8 @@ class TotpServiceServicer:
 
     def VerifyRecoveryCode(self, request, context):
         """VerifyRecoveryCode consumes one recovery code of the account: VALID once,
-        REPLAYED afterwards, under the account's attempt limits. Needs the
+        REPLAYED afterwards, under the account's failure budget; a VALID code also
+        lifts the account's lock after too many consecutive failures. Needs the
         verify permission.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

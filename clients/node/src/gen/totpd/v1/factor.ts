@@ -235,8 +235,9 @@ export interface VerifyOutcome {
   retryAfterSeconds: number;
   /**
    * For LOCKED: the account reached the maximum number of consecutive
-   * failures and stays locked until an operator unlocks it (or the user
-   * proves possession through another factor); waiting does not help.
+   * failures and stays locked until an operator unlocks it (Unlock) or the
+   * user signs in with a recovery code (VerifyRecoveryCode); waiting does not
+   * help.
    */
   unlockRequired: boolean;
 }

@@ -58,8 +58,11 @@ export interface VerifyRecoveryCodeRequest {
 export interface VerifyRecoveryCodeResponse {
   /**
    * VALID once per code, REPLAYED for a code already used, INVALID for a code
-   * of no current set, LOCKED under the account's attempt limits (which
-   * wrong recovery codes count toward, as wrong TOTP codes do).
+   * of no current set; INVALID and REPLAYED count on the account's failure
+   * budget and run of consecutive failures, as wrong TOTP codes do. LOCKED
+   * (nothing compared, retry_after_seconds set) while the budget is spent.
+   * The lock after too many consecutive failures (unlock_required) does not
+   * stop a recovery code: it is the user's other way in, and VALID lifts it.
    */
   outcome:
     | VerifyOutcome

@@ -2030,7 +2030,8 @@ export const TotpServiceService = {
   },
   /**
    * VerifyRecoveryCode consumes one recovery code of the account: VALID once,
-   * REPLAYED afterwards, under the account's attempt limits. Needs the
+   * REPLAYED afterwards, under the account's failure budget; a VALID code also
+   * lifts the account's lock after too many consecutive failures. Needs the
    * verify permission.
    */
   verifyRecoveryCode: {
@@ -2118,7 +2119,8 @@ export interface TotpServiceServer extends UntypedServiceImplementation {
   generateRecoveryCodes: handleUnaryCall<GenerateRecoveryCodesRequest, GenerateRecoveryCodesResponse>;
   /**
    * VerifyRecoveryCode consumes one recovery code of the account: VALID once,
-   * REPLAYED afterwards, under the account's attempt limits. Needs the
+   * REPLAYED afterwards, under the account's failure budget; a VALID code also
+   * lifts the account's lock after too many consecutive failures. Needs the
    * verify permission.
    */
   verifyRecoveryCode: handleUnaryCall<VerifyRecoveryCodeRequest, VerifyRecoveryCodeResponse>;
@@ -2306,7 +2308,8 @@ export interface TotpServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * VerifyRecoveryCode consumes one recovery code of the account: VALID once,
-   * REPLAYED afterwards, under the account's attempt limits. Needs the
+   * REPLAYED afterwards, under the account's failure budget; a VALID code also
+   * lifts the account's lock after too many consecutive failures. Needs the
    * verify permission.
    */
   verifyRecoveryCode(

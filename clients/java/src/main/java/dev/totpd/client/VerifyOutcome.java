@@ -11,8 +11,9 @@ import java.time.Duration;
  *     factor's driftSteps; for a VALID resync, the new drift
  * @param attemptsLeft failures left before the factor locks
  * @param retryAfter for LOCKED and during backoff, when the next attempt is compared
- * @param unlockRequired for LOCKED: the account stays locked until an operator unlocks it (or the
- *     user proves possession through another factor); waiting does not help, retryAfter is zero
+ * @param unlockRequired for LOCKED: the account stays locked until an operator unlocks it ({@code
+ *     unlock}) or the user signs in with a recovery code ({@code verifyRecoveryCode}); waiting does
+ *     not help, retryAfter is zero
  */
 public record VerifyOutcome(
     VerifyResult result,

@@ -83,7 +83,7 @@ public final class StepUp {
 
   private static String locked(VerifyOutcome v) {
     return v.unlockRequired()
-        ? "locked: ask support to unlock the account"
+        ? "locked: sign in with a recovery code, or ask support to unlock the account"
         : "too many attempts: try again in " + v.retryAfter().toSeconds() + " s";
   }
 }
