@@ -5,8 +5,10 @@ A server whose parts have not landed answers UNIMPLEMENTED: those tests skip, sa
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -16,6 +18,7 @@ from test_flow import account, enroll_active, totp
 from totpd_client import FactorState, TotpdClient, TotpdError, VerifyResult
 
 T = TypeVar("T")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def served(call: Callable[[], T]) -> T:
@@ -160,3 +163,24 @@ def test_wrong_recovery_codes_lock_the_account_like_wrong_totp_codes(
     served(lambda: strict_client.unlock(frank))
     unlocked = strict_client.verify_recovery_code(frank, codes[0])
     assert unlocked.outcome.result is VerifyResult.VALID, unlocked.outcome
+
+
+def test_the_step_up_example_takes_app_and_recovery_codes(
+    client: TotpdClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = importlib.util.spec_from_file_location("step_up", EXAMPLES / "step_up.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    grace = account("step-up")
+    e = enroll_active(client, grace)
+    codes = served(lambda: client.generate_recovery_codes(grace)).codes
+    assert example.step_up(client, grace, totp(e).at(time.time() + 30)) is True
+    assert example.step_up(client, grace, codes[0]) is True
+    assert example.step_up(client, grace, codes[0]) is False
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "step-up granted",
+        f"step-up granted; {len(codes) - 1} recovery codes left",
+        "that recovery code was already used",
+    ]
