@@ -95,8 +95,8 @@ class LifecycleCalls:
         """Measures an ACTIVE factor's clock drift from two consecutive codes of its app.
 
         VALID stores the drift (``factor.drift_steps``) and consumes both steps;
-        INVALID counts one failure; REPLAYED changes nothing. Retried only on
-        OVERLOADED: a retry after a lost VALID would answer REPLAYED.
+        INVALID counts one failure; REPLAYED (steps already used) stores no drift.
+        Retried only on OVERLOADED: a retry after a lost VALID would answer REPLAYED.
         """
         req = lifecycle_pb2.ResyncRequest(
             account_id=account_id, factor_id=factor_id, code1=code1, code2=code2
