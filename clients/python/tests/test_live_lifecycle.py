@@ -15,7 +15,7 @@ import grpc
 import pytest
 from test_flow import account, enroll_active, totp
 
-from totpd_client import FactorState, TotpdClient, TotpdError, VerifyResult
+from totpd_client import ErrorReason, FactorState, TotpdClient, TotpdError, VerifyResult
 
 T = TypeVar("T")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -75,7 +75,7 @@ def test_malformed_recovery_codes_are_invalid_argument_and_not_counted(
         with pytest.raises(TotpdError) as info:
             strict_client.verify_recovery_code(bob, bad)
         assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT, bad
-        assert info.value.field == "code"
+        assert (info.value.reason, info.value.field) == (ErrorReason.MALFORMED_CODE, "code")
         if bad:
             assert bad not in str(info.value)
     # Five refusals, and three failures would have locked the account.
