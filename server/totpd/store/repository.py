@@ -20,7 +20,7 @@ from totpd.store import deadline, faults
 from totpd.store.audit import AuditRow, AuditStore, append_in
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import LabelTakenError, StoreUnavailableError
-from totpd.store.legacy_secrets import LegacySecrets
+from totpd.store.sealed_secrets import LEGACY, SealedSecrets
 from totpd.store.models import AccountRow, FactorRow
 from totpd.store.purge import FactorPurge
 from totpd.store.records import AccountState, NewFactor, StoredFactor
@@ -50,7 +50,8 @@ class FactorStore:
         self.attempts = Attempts(engine, self._writer)
         self.requests = RequestStore(engine, self._writer)
         self.purge = FactorPurge(engine, self._writer)
-        self.legacy_secrets = LegacySecrets(engine, self._writer)
+        # The start-up re-seal's rows; `.selecting(...)` for `totpd rekey`'s.
+        self.legacy_secrets = SealedSecrets(engine, self._writer, LEGACY)
         self.audit = AuditStore(engine, self._writer)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._ping_engine = _ping_engine(engine)
