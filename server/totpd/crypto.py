@@ -80,7 +80,12 @@ class Keyring:
         return frozenset(self._ciphers)
 
     def seal(
-        self, factor_id: str, account_id: str, secret: bytes, *, tenant_id: str = NO_TENANT
+        self,
+        factor_id: str,
+        account_id: str,
+        secret: bytes | bytearray,
+        *,
+        tenant_id: str = NO_TENANT,
     ) -> SealedSecret:
         """Seal a factor's secret to the factor, its account and tenant (format v2)."""
         nonce = os.urandom(_NONCE_BYTES)

@@ -20,12 +20,12 @@ from totpd.store import deadline, faults
 from totpd.store.audit import AuditRow, AuditStore, append_in
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import LabelTakenError, StoreUnavailableError
-from totpd.store.sealed_secrets import LEGACY, SealedSecrets
 from totpd.store.models import AccountRow, FactorRow
 from totpd.store.purge import FactorPurge
 from totpd.store.records import AccountState, NewFactor, StoredFactor
 from totpd.store.requests import Completion, RequestStore, complete_in
 from totpd.store.rounds import Attempts
+from totpd.store.sealed_secrets import LEGACY, SealedSecrets
 
 _T = TypeVar("_T")
 # The seed of hashtextextended(tenant and account_id, seed), the key of an
