@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -226,6 +227,14 @@ def _record_run(store: FactorStore) -> None:
     store.audit.append([event])
 
 
+def _terminal() -> bool:
+    """Whether stderr is a terminal with room for a bar (a pty of width 0 has none)."""
+    try:
+        return sys.stderr.isatty() and os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except (OSError, ValueError):
+        return False
+
+
 class _Progress:
     """A bar on a terminal, otherwise a line at most every few seconds (stderr)."""
 
@@ -233,7 +242,7 @@ class _Progress:
         from tqdm import tqdm
 
         self._total = total
-        self._bar = tqdm(total=total, unit="secret", desc="rekey") if sys.stderr.isatty() else None
+        self._bar = tqdm(total=total, unit="secret", desc="rekey") if _terminal() else None
         self._shown = 0
         self._last_line = -_PLAIN_PROGRESS_SECONDS
 
