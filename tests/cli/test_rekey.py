@@ -338,3 +338,32 @@ def test_a_run_killed_half_way_resumes_with_nothing_lost_or_sealed_twice(
     assert live_secrets_by_key(engine, ids(enrolled)) == {b: 12}
     # Sealed once each: a secret sealed twice would not verify under B alone.
     assert_all_verify(rotation.only_b(), enrolled, clock.now)
+
+
+def test_a_secret_that_fails_authentication_is_named_and_the_rest_moves(
+    engine: Engine, tmp_path: Path, clock: Clock, subprocess_env: dict[str, str]
+) -> None:
+    rotation = Rotation(engine, tmp_path, clock)
+    enrolled = rotation.enroll(3, f"bad-{rotation.a}")
+    broken = enrolled[1][1].factor.factor_id
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE factors SET secret_nonce = :n WHERE id = :id"),
+            {"n": b"\x00" * 12, "id": broken},
+        )
+    done = totpd(subprocess_env, "rekey", *rotation.flags)
+    assert done.returncode == 1
+    assert (
+        f"factor {broken}: its secret under {rotation.a} failed authentication; it cannot be "
+        "re-sealed and its factor answers SECRET_UNAVAILABLE (enroll it again)"
+    ) in done.stdout
+    assert f"  from {rotation.a}: 2" in done.stdout
+    assert live_secrets_by_key(engine, ids(enrolled)) == {rotation.b: 2, rotation.a: 1}
+    with engine.connect() as connection:
+        event = connection.execute(
+            text(
+                "SELECT status_code, error_reason FROM audit_events WHERE method = 'Rekey' "
+                "ORDER BY id DESC"
+            )
+        ).first()
+    assert tuple(event or ()) == ("INTERNAL", "SECRET_UNAVAILABLE")

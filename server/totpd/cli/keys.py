@@ -112,10 +112,15 @@ def _store(settings: Settings) -> Iterator[FactorStore]:
 def _database_faults() -> Iterator[None]:
     """A database that fails (after the retries) is exit code 1, in one line."""
     from totpd.store.deadline import DeadlineExceededError
-    from totpd.store.errors import StoreError
+    from totpd.store.errors import StoreError, StoreInternalError
 
     try:
         yield
+    except StoreInternalError as error:
+        raise _DatabaseFaultError(
+            f"the database refused a statement (is its schema current? `totpd migrate`): "
+            f"{error.cause}"
+        ) from None
     except (StoreError, DeadlineExceededError) as error:
         cause = getattr(error, "cause", str(error))
         raise _DatabaseFaultError(f"the database failed: {cause}") from None
@@ -158,7 +163,7 @@ def _rekey(
         return 0
     with _Progress(work.total) as progress:
         report = run(store.legacy_secrets, keyring, options, total=work.total, on_batch=progress)
-    _record_run(store)
+    _record_run(store, failed=bool(report.unavailable))
     print(*_report_lines(report), sep="\n")
     now = store.legacy_secrets.key_usage(now=int(time.time()))
     print(_after_line(keyring.primary_key_id, {k: u.secrets for k, u in now.items()}))
@@ -207,7 +212,9 @@ def _after_line(primary: str, secrets: dict[str, int]) -> str:
     )
 
 
-def _record_run(store: FactorStore) -> None:
+def _record_run(store: FactorStore, *, failed: bool) -> None:
+    """The run's audit event: OK, or INTERNAL with SECRET_UNAVAILABLE when a secret
+    could not be opened."""
     from totpd.store.audit import AuditRow
 
     event = AuditRow(
@@ -218,8 +225,8 @@ def _record_run(store: FactorStore) -> None:
         account_id=AUDIT_ALL,
         factor_id=None,
         verify_result=None,
-        error_reason=None,
-        status_code="OK",
+        error_reason="SECRET_UNAVAILABLE" if failed else None,
+        status_code="INTERNAL" if failed else "OK",
         step_offset=None,
         request_id=None,
         peer=AUDIT_CALLER,
