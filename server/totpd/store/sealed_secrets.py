@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, Engine, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, bindparam, func, or_, select, update
 
 from totpd.store import deadline
 from totpd.store.database import IMMEDIATE_TRANSACTION
@@ -79,6 +79,24 @@ class KeyUse(NamedTuple):
 
 
 _LIVE = FactorRow.secret_ciphertext.is_not(None)
+# One row's new secret, where it still holds the old one: built once, so a batch
+# compiles it once (the statement cache) and runs it per row.
+_REPLACE = (
+    update(FactorRow)
+    .where(
+        FactorRow.id == bindparam("p_id"),
+        FactorRow.secret_format == bindparam("p_old_format"),
+        FactorRow.secret_key_id == bindparam("p_old_key_id"),
+        FactorRow.secret_nonce == bindparam("p_old_nonce"),
+        FactorRow.secret_ciphertext == bindparam("p_old_ciphertext"),
+    )
+    .values(
+        secret_format=SECRET_FORMAT,
+        secret_key_id=bindparam("p_key_id"),
+        secret_nonce=bindparam("p_nonce"),
+        secret_ciphertext=bindparam("p_ciphertext"),
+    )
+)
 
 
 class SealedSecrets:
@@ -142,23 +160,17 @@ class SealedSecrets:
             with connection.begin():
                 for item in resealed:
                     old = item.old
-                    statement = (
-                        update(FactorRow)
-                        .where(
-                            FactorRow.id == old.factor_id,
-                            FactorRow.secret_format == old.secret_format,
-                            FactorRow.secret_key_id == old.key_id,
-                            FactorRow.secret_nonce == old.nonce,
-                            FactorRow.secret_ciphertext == old.ciphertext,
-                        )
-                        .values(
-                            secret_format=SECRET_FORMAT,
-                            secret_key_id=item.key_id,
-                            secret_nonce=item.nonce,
-                            secret_ciphertext=item.ciphertext,
-                        )
-                    )
-                    if connection.execute(statement).rowcount == 1:
+                    values = {
+                        "p_id": old.factor_id,
+                        "p_old_format": old.secret_format,
+                        "p_old_key_id": old.key_id,
+                        "p_old_nonce": old.nonce,
+                        "p_old_ciphertext": old.ciphertext,
+                        "p_key_id": item.key_id,
+                        "p_nonce": item.nonce,
+                        "p_ciphertext": item.ciphertext,
+                    }
+                    if connection.execute(_REPLACE, values).rowcount == 1:
                         written.append(item)
                 if before_commit is not None:
                     before_commit()
