@@ -137,7 +137,11 @@ def rekey(args: argparse.Namespace) -> int:
             return _rekey(args, settings, keyring, store)
     except _DatabaseFaultError as error:
         flush_logs()
-        print(f"totpd: error: {error}", file=sys.stderr)
+        print(
+            f"totpd: error: {error}; the batches committed so far stay: run `totpd rekey` "
+            "again to carry on",
+            file=sys.stderr,
+        )
         return 1
 
 
