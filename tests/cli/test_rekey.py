@@ -3,6 +3,7 @@ databases: a rotation that finishes, a run killed half-way and resumed, the refu
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import select
@@ -24,13 +25,17 @@ from tests.keyrings import (
     new_keys,
     write_keyring,
 )
-from tests.totp_oracle import code_at
+from tests.rpc.conftest import Secrets, make_settings
+from tests.rpc.harness import LiveServer, running_server
+from tests.totp_oracle import code_at, wire_code_at
 from totpd import calls
 from totpd.calls import CallScope
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, EnrollParams, VerifyItem, VerifyResult
 from totpd.store import FactorStore
+from totpd.v1 import factor_pb2
+from totpd.v1 import totp_service_pb2 as pb
 
 
 def totpd(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -367,3 +372,78 @@ def test_a_secret_that_fails_authentication_is_named_and_the_rest_moves(
             )
         ).first()
     assert tuple(event or ()) == ("INTERNAL", "SECRET_UNAVAILABLE")
+
+
+def _enroll_over_grpc(live: LiveServer, account: str, secrets_seen: Secrets) -> pb.EnrollResponse:
+    response = live.stub.Enroll(pb.EnrollRequest(account_id=account), timeout=10)
+    secrets_seen.add(response.secret_base32, response.otpauth_uri)
+    confirmed = live.stub.ConfirmEnrollment(
+        pb.ConfirmEnrollmentRequest(
+            account_id=account,
+            factor_id=response.factor.factor_id,
+            code=_wire_code(response, time.time()),
+        ),
+        timeout=10,
+    )
+    assert confirmed.outcome.result == factor_pb2.VERIFY_RESULT_VALID
+    return response
+
+
+def _wire_code(response: pb.EnrollResponse, now: float) -> str:
+    factor = response.factor
+    return wire_code_at(
+        response.secret_base32, factor.algorithm, factor.digits, factor.period_seconds, now
+    )
+
+
+def _verify(live: LiveServer, account: str, response: pb.EnrollResponse, now: float) -> int:
+    request = pb.VerifyRequest(account_id=account, code=_wire_code(response, now))
+    return int(live.stub.Verify(request, timeout=10).outcome.result)
+
+
+def test_rekey_beside_a_live_server_then_the_old_key_goes(
+    tmp_path: Path, subprocess_env: dict[str, str], secrets_seen: Secrets
+) -> None:
+    from totpd.app import build_service
+
+    settings = make_settings(tmp_path)
+    with running_server(settings, build_service(settings)) as live:  # keyring: key A only
+        enrolled = {
+            f"live-{i}": _enroll_over_grpc(live, f"live-{i}", secrets_seen) for i in range(8)
+        }
+    document = json.loads(settings.key_file.read_text())
+    (a,) = document["keys"]
+    keys = {a: base64.b64decode(document["keys"][a]), **new_keys(1)}
+    b = next(key for key in keys if key != a)
+    write_keyring(settings.key_file, keys, b)  # step 2: B is primary, A still opens
+
+    with running_server(settings, build_service(settings)) as live:
+        rekey = subprocess.Popen(
+            [sys.executable, "-m", "totpd", "rekey", "--batch-size", "2", "--hold-seconds",
+             "0.2", "--data-dir", str(settings.data_dir), "--key-file", str(settings.key_file)],
+            env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        # Once its first batch is in, verifications (each account's next step) and a new
+        # enrollment while the next batches hold their transactions open.
+        _wait_for_line(rekey, "totpd rekey: ", timeout=60)
+        results = [_verify(live, account, r, time.time() + 30) for account, r in enrolled.items()]
+        enrolled["live-new"] = _enroll_over_grpc(live, "live-new", secrets_seen)
+        out, err = rekey.communicate(timeout=120)
+    assert rekey.returncode == 0, err
+    assert results == [factor_pb2.VERIFY_RESULT_VALID] * 8
+    assert f"re-sealed 8 secret(s) under {b} in 4 batch(es)" in out
+    assert "; no live secret is sealed with another key" in out  # 8 or 9: the enrollment raced
+
+    status = totpd(
+        subprocess_env, "keys", "status", "--json", "--data-dir", str(settings.data_dir),
+        "--key-file", str(settings.key_file),
+    )  # fmt: skip
+    states = {
+        key["key_id"]: (key["state"], key["secrets"]) for key in json.loads(status.stdout)["keys"]
+    }
+    assert states == {a: ("removable", 0), b: ("primary", 9)}
+    write_keyring(settings.key_file, {b: keys[b]}, b)  # step 5: A leaves; the server starts
+    with running_server(settings, build_service(settings)) as live:
+        after = {_verify(live, account, r, time.time() + 30) for account, r in enrolled.items()}
+    # The code matched under key B alone: VALID, or REPLAYED where that step was used above.
+    assert after <= {factor_pb2.VERIFY_RESULT_VALID, factor_pb2.VERIFY_RESULT_REPLAYED}
