@@ -169,6 +169,7 @@ def add_recovery_codes(engine: Engine, account: str, key_id: str, count: int) ->
             )
 
 
+@pytest.mark.slow
 def test_keys_status_before_and_after_a_rotation(
     engine: Engine, tmp_path: Path, clock: Clock, subprocess_env: dict[str, str]
 ) -> None:
@@ -401,6 +402,7 @@ def _verify(live: LiveServer, account: str, response: pb.EnrollResponse, now: fl
     return int(live.stub.Verify(request, timeout=10).outcome.result)
 
 
+@pytest.mark.slow
 def test_rekey_beside_a_live_server_then_the_old_key_goes(
     tmp_path: Path, subprocess_env: dict[str, str], secrets_seen: Secrets
 ) -> None:
