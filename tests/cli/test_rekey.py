@@ -364,6 +364,10 @@ def test_a_secret_that_fails_authentication_is_named_and_the_rest_moves(
         "re-sealed and its factor answers SECRET_UNAVAILABLE (enroll it again)"
     ) in done.stdout
     assert f"  from {rotation.a}: 2" in done.stdout
+    assert done.stdout.splitlines()[-1] == (
+        f"now: {rotation.b} seals 2 live secret(s); still 1 under {rotation.a}: the secret(s) "
+        "that failed authentication (above)"
+    )
     assert live_secrets_by_key(engine, ids(enrolled)) == {rotation.b: 2, rotation.a: 1}
     with engine.connect() as connection:
         event = connection.execute(

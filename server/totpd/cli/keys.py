@@ -170,7 +170,8 @@ def _rekey(
     _record_run(store, failed=bool(report.unavailable))
     print(*_report_lines(report), sep="\n")
     now = store.legacy_secrets.key_usage(now=int(time.time()))
-    print(_after_line(keyring.primary_key_id, {k: u.secrets for k, u in now.items()}))
+    secrets = {key: use.secrets for key, use in now.items()}
+    print(_after_line(keyring.primary_key_id, secrets, len(report.unavailable)))
     return 1 if report.unavailable else 0
 
 
@@ -204,12 +205,15 @@ def _report_lines(report: RekeyReport) -> list[str]:
     return lines
 
 
-def _after_line(primary: str, secrets: dict[str, int]) -> str:
+def _after_line(primary: str, secrets: dict[str, int], failed: int) -> str:
+    """The live secrets per key after the run, and what to do about any not under the primary."""
     others = {key: n for key, n in sorted(secrets.items()) if key != primary and n}
     line = f"now: {primary} seals {secrets.get(primary, 0)} live secret(s)"
     if not others:
         return line + "; no live secret is sealed with another key"
     left = ", ".join(f"{n} under {key}" for key, n in others.items())
+    if sum(others.values()) == failed:
+        return f"{line}; still {left}: the secret(s) that failed authentication (above)"
     return (
         f"{line}; still {left}: a server still seals with another primary key? restart every "
         "server with this keyring, then run `totpd rekey` again"
