@@ -79,7 +79,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         return
     pg_engine: Engine = request.getfixturevalue("_postgres_engine")
     with pg_engine.begin() as connection:
-        connection.execute(text("TRUNCATE factors, accounts, request_records, audit_events"))
+        connection.execute(
+            text("TRUNCATE factors, accounts, request_records, audit_events, recovery_codes")
+        )
     yield pg_engine
 
 

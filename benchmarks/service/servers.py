@@ -45,7 +45,25 @@ class ServerProcess:
     def start(self, timeout: float = 90.0) -> str:
         self.ready_file.unlink(missing_ok=True)
         log = self.log_path.open("ab")
-        command = [
+        environment = {**os.environ, **self.env} if self.env else None
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=log, cwd=self.data_dir, env=environment
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early; see {self.log_path}")
+            if self.ready_file.exists():
+                self.address = self.ready_file.read_text().strip()
+                return self.address
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become ready; see {self.log_path}")
+
+    def command(self) -> list[str]:
+        """The server's command line; it writes its address to `ready_file` once serving."""
+        return [
             sys.executable,
             "-m",
             "totpd",
@@ -64,21 +82,6 @@ class ServerProcess:
             "--drain-seconds",
             "0",
         ]
-        environment = {**os.environ, **self.env} if self.env else None
-        self.process = subprocess.Popen(
-            command, stdout=log, stderr=log, cwd=self.data_dir, env=environment
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early; see {self.log_path}")
-            if self.ready_file.exists():
-                self.address = self.ready_file.read_text().strip()
-                return self.address
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not become ready; see {self.log_path}")
 
     @property
     def pid(self) -> int:

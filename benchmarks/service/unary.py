@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from benchmarks.service.fixtures import FactorPool
+from benchmarks.service.fixtures import FactorPool, current_step
 from benchmarks.service.servers import ServerProcess, cpu_seconds
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
@@ -91,10 +91,30 @@ def _requests(pool: FactorPool, n: int) -> list[pb.VerifyRequest]:
     ]
 
 
-def _request_lines(pool: FactorPool, n: int) -> str:
+def _request_lines(pool: FactorPool, n: int, wrong_codes: bool = False) -> str:
+    if wrong_codes:
+        step = current_step()
+        size = len(pool)
+        return "".join(
+            f"{pool.account(i % size)}\t{wrong_code(pool, i % size, step)}\n" for i in range(n)
+        )
     return "".join(
         f"{pool.account(index)}\t{pool.code(index, step)}\n" for index, step in pool.take(n)
     )
+
+
+def wrong_code(pool: FactorPool, index: int, step: int) -> str:
+    """A code of the right shape that no step within two of `step` accepts: the
+    server reads, compares every step of its window and counts a failure."""
+    near = {pool.code(index, step + offset) for offset in range(-2, 3)}
+    code = pool.code(index, step)
+    modulus = 10 ** len(code)
+    value = int(code)
+    while True:
+        value = (value + 1) % modulus
+        candidate = f"{value:0{len(code)}d}"
+        if candidate not in near:
+            return candidate
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -163,14 +183,19 @@ def run_level(
     client: str = "go",
     gomaxprocs: int = 1,
     database_cpu: Callable[[], float | None] = lambda: None,
+    wrong_codes: bool = False,
 ) -> dict[str, Any]:
     """One load level; `client` is "go" (the Go load generator) or "python-aio".
 
     `database_cpu` reads the CPU seconds a separate database server has used
-    (None: the database runs inside the servers, as SQLite does).
+    (None: the database runs inside the servers, as SQLite does). `wrong_codes`
+    (Go client only): every request a wrong code, cycling over the pool's
+    factors, so no step is consumed and a pool serves any number of calls.
     """
     if client not in CLIENTS:
         raise ValueError(f"client must be one of {CLIENTS}, not {client!r}")
+    if wrong_codes and client != "go":
+        raise ValueError("wrong_codes needs the Go client")
     warmup = max(200, 4 * concurrency)
     level = _Level(
         server.connections(concurrency),
@@ -180,7 +205,10 @@ def run_level(
         concurrency,
         seconds,
         warmup,
-        budget=min(len(pool) - warmup, int(seconds * max_rate)),
+        budget=int(seconds * max_rate)
+        if wrong_codes
+        else min(len(pool) - warmup, int(seconds * max_rate)),
+        wrong_codes=wrong_codes,
     )
     if client == "go":
         return _with_database_cpu(lambda: _run_level_go(level, gomaxprocs), database_cpu)
@@ -259,6 +287,7 @@ class _Level(NamedTuple):
     seconds: float
     warmup: int  # requests sent first and not counted
     budget: int  # requests available to the timed phase
+    wrong_codes: bool = False  # wrong codes instead of fresh valid ones
 
 
 def _run_level_go(level: _Level, gomaxprocs: int, extra: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -266,7 +295,9 @@ def _run_level_go(level: _Level, gomaxprocs: int, extra: tuple[str, ...] = ()) -
     binary = build_loadgen()
     with tempfile.TemporaryDirectory(prefix="totpd-loadgen-") as tmp:
         requests = Path(tmp) / "requests.txt"
-        requests.write_text(_request_lines(level.pool, level.warmup + level.budget))
+        requests.write_text(
+            _request_lines(level.pool, level.warmup + level.budget, level.wrong_codes)
+        )
         command = [
             str(binary),
             f"-requests={requests}",
@@ -336,7 +367,7 @@ def _go_figures(level: _Level, out: dict[str, Any], server_cpu: float) -> dict[s
 
 
 def _run_level_python(level: _Level) -> dict[str, Any]:
-    addresses, pid, processes, pool, concurrency, seconds, warmup, budget = level
+    addresses, pid, processes, pool, concurrency, seconds, warmup, budget, _ = level
     requests = _requests(pool, warmup + budget)
     gc.collect()
     gc.freeze()  # the benchmark's own heap must not pause the client mid-run

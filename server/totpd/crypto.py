@@ -38,6 +38,9 @@ NO_TENANT = ""
 # HKDF info of the key that fingerprints idempotent requests (their fields can
 # include a one-time code, which a plain hash would let anyone enumerate).
 _FINGERPRINT_INFO = b"totpd.request-fingerprint.v1"
+# HKDF info of the key that hashes recovery codes (service/recovery_codes.py): its own
+# key, so no recovery-code hash can ever equal a request fingerprint or vice versa.
+RECOVERY_CODE_INFO = b"totpd.recovery-code.v1"
 
 
 def tenant_slot(tenant: str) -> str:
@@ -68,7 +71,7 @@ class Keyring:
                 raise KeyringError("every key must be 32 bytes (AES-256)")
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self._raw = dict(keys)
-        self._fingerprint_keys: dict[str, bytes] = {}
+        self._derived_keys: dict[tuple[str, bytes], bytes] = {}
         self._primary = primary
 
     @property
@@ -164,13 +167,21 @@ class Keyring:
 
         Raises SecretUnavailableError when the key is not in the keyring.
         """
-        key = self._fingerprint_keys.get(key_id)
+        return self.keyed_hash(key_id, _FINGERPRINT_INFO, data)
+
+    def keyed_hash(self, key_id: str, purpose: bytes, data: bytes) -> bytes:
+        """HMAC-SHA256 of `data` under the key HKDF derives from key `key_id` with
+        `purpose` as its info: one key per purpose, never the raw key.
+
+        Raises SecretUnavailableError when the key is not in the keyring.
+        """
+        key = self._derived_keys.get((key_id, purpose))
         if key is None:
             raw = self._raw.get(key_id)
             if raw is None:
-                raise SecretUnavailableError("the fingerprint key is not in the keyring")
-            derive = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_FINGERPRINT_INFO)
-            key = self._fingerprint_keys.setdefault(key_id, derive.derive(raw))
+                raise SecretUnavailableError("the hash key is not in the keyring")
+            derive = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose)
+            key = self._derived_keys.setdefault((key_id, purpose), derive.derive(raw))
         return hmac.new(key, data, hashlib.sha256).digest()
 
     @classmethod

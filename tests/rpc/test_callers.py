@@ -27,11 +27,11 @@ from totpd.config import Settings
 from totpd.service.access import PERMISSIONS
 from totpd.service.errors import ErrorReason
 from totpd.service.policy import Policy
-from totpd.v1 import audit_pb2, factor_pb2
+from totpd.v1 import audit_pb2, factor_pb2, lifecycle_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
 ACCOUNT = "alice"
-TABLES = ("factors", "accounts", "request_records")
+TABLES = ("factors", "accounts", "request_records", "recovery_codes")
 
 OWNER = TestCaller("owner", tenants=("shop",))
 MULTI = TestCaller("multi", tenants=("shop", "bank"))
@@ -81,6 +81,26 @@ RPCS = (
     Rpc("GetFactor", "read", lambda f: pb.GetFactorRequest(account_id=ACCOUNT, factor_id=f.active)),
     Rpc("ListFactors", "read", lambda f: pb.ListFactorsRequest(account_id=ACCOUNT)),
     Rpc("ListAuditEvents", "admin", lambda f: audit_pb2.ListAuditEventsRequest()),
+    Rpc(
+        "GenerateRecoveryCodes",
+        "enroll",
+        lambda f: lifecycle_pb2.GenerateRecoveryCodesRequest(account_id=ACCOUNT),
+    ),
+    Rpc(
+        "VerifyRecoveryCode",
+        "verify",
+        lambda f: lifecycle_pb2.VerifyRecoveryCodeRequest(
+            account_id=ACCOUNT, code="zzzz-zzzz-zzzz"
+        ),
+    ),
+    Rpc("Unlock", "admin", lambda f: lifecycle_pb2.UnlockRequest(account_id=ACCOUNT)),
+    Rpc(
+        "Resync",
+        "enroll",
+        lambda f: lifecycle_pb2.ResyncRequest(
+            account_id=ACCOUNT, factor_id=f.active, code1="000000", code2="000001"
+        ),
+    ),
     Rpc("Disable", "enroll", lambda f: pb.DisableRequest(account_id=ACCOUNT, code="000000")),
     Rpc(
         "Disable",

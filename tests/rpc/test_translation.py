@@ -23,6 +23,8 @@ from totpd.crypto import SecretUnavailableError
 from totpd.rpc.status import STATUS_BY_REASON, numeric_code
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa import MfaService
+from totpd.service.mfa.recovery import NewRecoveryCodes, RecoveryVerdict
+from totpd.service.recovery_codes import RecoveryStatus
 from totpd.service.types import (
     Algorithm,
     Enrollment,
@@ -34,7 +36,7 @@ from totpd.service.types import (
     VerifyResult,
 )
 from totpd.store.faults import as_store_error
-from totpd.v1 import errors_pb2, factor_pb2
+from totpd.v1 import errors_pb2, factor_pb2, lifecycle_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
 FACTOR = Factor(
@@ -124,6 +126,24 @@ class RecordingService:
     def list_factors(self, account_id: str, include_inactive: bool) -> list[Factor]:
         self._record("list_factors", account_id, include_inactive)
         return [FACTOR, FACTOR]
+
+    # -- recovery codes --
+
+    def recovery_codes_status(self, account_id: str) -> RecoveryStatus:
+        self._record("recovery_codes_status", account_id)
+        return RecoveryStatus(7, 10, 1_700_000_200)
+
+    def generate_recovery_codes(self, account_id: str) -> NewRecoveryCodes:
+        self._record("generate_recovery_codes", account_id)
+        return NewRecoveryCodes(["k7q2-9xmf-w4c8"], RecoveryStatus(1, 1, 1_700_000_300))
+
+    def verify_recovery_code(
+        self, account_id: str, code: str, caller: str | None = None
+    ) -> RecoveryVerdict:
+        self.callers.append(caller)
+        self._record("verify_recovery_code", account_id, code)
+        outcome = VerifyOutcome(VerifyResult.LOCKED, None, 0, 0, 60, unlock_required=True)
+        return RecoveryVerdict(outcome, RecoveryStatus(3, 10, 1_700_000_400))
 
 
 @pytest.fixture
@@ -238,11 +258,38 @@ def test_list_and_get(server: LiveServer, fake: RecordingService) -> None:
         pb.GetFactorRequest(account_id="alice", factor_id=FACTOR.factor_id), timeout=5
     )
     assert len(listed.factors) == 2
+    assert listed.recovery_codes == lifecycle_pb2.RecoveryCodesStatus(
+        remaining=7, issued=10, generated_at_unix=1_700_000_200
+    )
     assert got.factor.factor_id == FACTOR.factor_id
     assert fake.calls == [
         ("list_factors", ("alice", True)),
+        ("recovery_codes_status", ("alice",)),
         ("get_factor", ("alice", FACTOR.factor_id)),
     ]
+
+
+def test_recovery_codes(server: LiveServer, fake: RecordingService) -> None:
+    generated = server.stub.GenerateRecoveryCodes(
+        lifecycle_pb2.GenerateRecoveryCodesRequest(account_id="alice"), timeout=5
+    )
+    verified = server.stub.VerifyRecoveryCode(
+        lifecycle_pb2.VerifyRecoveryCodeRequest(account_id="alice", code="K7Q2 9XMF"), timeout=5
+    )
+    assert list(generated.codes) == ["k7q2-9xmf-w4c8"]
+    assert generated.status == lifecycle_pb2.RecoveryCodesStatus(
+        remaining=1, issued=1, generated_at_unix=1_700_000_300
+    )
+    assert verified.outcome == factor_pb2.VerifyOutcome(
+        result=factor_pb2.VERIFY_RESULT_LOCKED, retry_after_seconds=60, unlock_required=True
+    )
+    assert verified.status.remaining == 3
+    # The code goes down exactly as sent: the service normalises it.
+    assert fake.calls == [
+        ("generate_recovery_codes", ("alice",)),
+        ("verify_recovery_code", ("alice", "K7Q2 9XMF")),
+    ]
+    assert fake.callers[-1] is not None  # the per-caller rate applies
 
 
 def test_batch_items_carry_their_own_errors(server: LiveServer, fake: RecordingService) -> None:

@@ -363,8 +363,9 @@ type VerifyOutcome struct {
 	// The factor that matched (VALID or REPLAYED), or the factor that was
 	// locked (LOCKED) when the request named one. Empty otherwise.
 	FactorId string `protobuf:"bytes,2,opt,name=factor_id,json=factorId,proto3" json:"factor_id,omitempty"`
-	// For VALID: the matched step minus the server's current step (-1, 0, 1).
-	// Tells a caller how far the phone's clock drifts.
+	// For VALID: the matched step minus the server's current step: -1, 0 or 1
+	// plus the factor's drift_steps (0 until a Resync measured one). Tells a
+	// caller how far the phone's clock drifts. For a VALID Resync: the new drift.
 	StepOffset int32 `protobuf:"varint,3,opt,name=step_offset,json=stepOffset,proto3" json:"step_offset,omitempty"`
 	// Failures left before the factor locks; for an account-wide check, the
 	// smallest count among the account's active factors.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ from totpd.rpc.tls import load_tls
 from totpd.service.policy import Policy
 
 if TYPE_CHECKING:
+    from totpd.service.audit import AuditContext
     from totpd.store import AccountUnlock
 
 _log = logging.getLogger("totpd")
@@ -121,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     unlock.add_argument("--account", required=True, metavar="ID", help="the account id")
     unlock.add_argument(
         "--tenant", default=DEFAULT_TENANT, metavar="NAME", help="the account's tenant"
+    )
+    unlock.add_argument(
+        "--factor",
+        metavar="ID",
+        help="clear only this factor's failures and backoff (the account's lock, run of "
+        "failures and budget are cleared either way)",
     )
     _add_setting_flags(unlock, _DATABASE_KEYS)
     _add_setting_flags(audit_cli.add_parser(commands), _DATABASE_KEYS)
@@ -246,26 +254,35 @@ def _unlock(args: argparse.Namespace) -> int:
     settings = _settings(args, _DATABASE_KEYS)
     configure_logging(settings.log_level, settings.log_format)
     from totpd.service import validation
-    from totpd.service.errors import TotpdError
+    from totpd.service.errors import ErrorReason, TotpdError
+    from totpd.service.mfa.unlocking import unlock_account
     from totpd.store import FactorStore, open_engine
 
     try:
         account_id = validation.account_id(args.account)
         tenant = validation.tenant(args.tenant, "--tenant")
+        factor_id = validation.optional_factor_id(args.factor, "--factor")
     except TotpdError as error:
-        flag = "--tenant" if error.field == "--tenant" else "--account"
+        flag = error.field if error.field in ("--tenant", "--factor") else "--account"
         raise StartupError(f"{flag}: {error.message}") from None
+    audit = _cli_audit("Unlock", tenant) if settings.policy.audit_enabled else None
     with _database_errors():
         engine = open_engine(settings.prepared_database_url())
         try:
-            found = FactorStore(engine).unlock_account(account_id, tenant=tenant)
+            store = FactorStore(engine)
+            found = unlock_account(store, time.time, tenant, account_id, factor_id, audit)
+        except TotpdError as error:
+            if error.reason is ErrorReason.FACTOR_NOT_FOUND:
+                raise StartupError(
+                    f"--factor: account {account_id!r} (tenant {tenant!r}) has no factor "
+                    f"{factor_id!r}"
+                ) from None
+            raise StartupError(
+                f"account {account_id!r} (tenant {tenant!r}) has no factors and no attempt "
+                "state: nothing to unlock (check the account id)"
+            ) from None
         finally:
             engine.dispose()
-    if not found.known:
-        raise StartupError(
-            f"account {account_id!r} (tenant {tenant!r}) has no factors and no attempt "
-            "state: nothing to unlock (check the account id)"
-        )
     done = _unlock_report(found, settings.policy)
     if not done:
         print(f"account {account_id}: nothing to unlock (not locked, no failures counted)")
@@ -273,6 +290,19 @@ def _unlock(args: argparse.Namespace) -> int:
     _log.info("account unlocked by an operator", extra={"account_id": account_id, "tenant": tenant})
     print(f"account {account_id} unlocked: " + "; ".join(done))
     return 0
+
+
+def _cli_audit(method: str, tenant: str) -> AuditContext:
+    """Who an operator's command is in the audit trail: caller "cli:<OS user>", no peer."""
+    import getpass
+
+    from totpd.service.audit import AuditContext
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
+        user = str(os.getuid())
+    return AuditContext(f"cli:{user}", tenant, "", method, None)
 
 
 def _unlock_report(found: AccountUnlock, policy: Policy) -> list[str]:

@@ -11,16 +11,18 @@ from collections.abc import Iterable
 from typing import Final, cast
 
 from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.recovery_codes import RecoveryStatus
 from totpd.service.types import (
     Algorithm,
     EnrollParams,
     Factor,
     FactorState,
+    Unlocked,
     VerifyItem,
     VerifyOutcome,
     VerifyResult,
 )
-from totpd.v1 import factor_pb2, totp_service_pb2
+from totpd.v1 import factor_pb2, lifecycle_pb2, totp_service_pb2
 
 _ALGORITHM_FROM_PROTO: Final[dict[factor_pb2.Algorithm, Algorithm]] = {
     factor_pb2.ALGORITHM_SHA1: Algorithm.SHA1,
@@ -109,6 +111,7 @@ def factor_to_proto(factor: Factor) -> factor_pb2.Factor:
         confirmed_at_unix=factor.confirmed_at or 0,
         last_used_at_unix=factor.last_used_at or 0,
         expires_at_unix=factor.expires_at or 0,
+        drift_steps=factor.drift_steps,
     )
 
 
@@ -132,3 +135,23 @@ def fill_outcome(message: factor_pb2.VerifyOutcome, outcome: VerifyOutcome) -> N
         message.retry_after_seconds = outcome.retry_after_seconds
     if outcome.unlock_required:
         message.unlock_required = True
+
+
+def unlocked_to_proto(unlocked: Unlocked) -> lifecycle_pb2.UnlockResponse:
+    return lifecycle_pb2.UnlockResponse(
+        lock_lifted=unlocked.lock_lifted,
+        consecutive_failures_cleared=unlocked.consecutive_failures_cleared,
+        factors_cleared=unlocked.factors_cleared,
+        budget_refilled=unlocked.budget_refilled,
+    )
+
+
+# -- recovery codes --
+
+
+def recovery_status_to_proto(status: RecoveryStatus) -> lifecycle_pb2.RecoveryCodesStatus:
+    return lifecycle_pb2.RecoveryCodesStatus(
+        remaining=status.remaining,
+        issued=status.issued,
+        generated_at_unix=status.generated_at,
+    )

@@ -12,6 +12,7 @@ import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -45,6 +46,7 @@ from totpd.v1 import totp_service_pb2, totp_service_pb2_grpc
 
 SERVICE_NAME = totp_service_pb2.DESCRIPTOR.services_by_name["TotpService"].full_name
 _log = logging.getLogger("totpd.server")
+Interceptor: TypeAlias = "grpc.ServerInterceptor[Any, Any]"
 # Connections kept free for background work (health probe, checkpoints, purge).
 _BACKGROUND_CONNECTIONS = 4
 
@@ -82,25 +84,39 @@ def create_server(
         access = access if access is not None else load_access(settings)
     except ConfigError as error:
         raise ServerError(str(error)) from None
-    server = grpc.server(
+    server = grpc_server(settings, interceptors(settings, access, on_denied), share_port=share_port)
+    _add_services(server, service, health_servicer or DrainingHealthServicer())
+    return server, _bind(server, settings.listen_address, credentials)
+
+
+def interceptors(
+    settings: Settings, access: Access, on_denied: DeniedHook = ignore_denial
+) -> list[Interceptor]:
+    """Every call's interceptors, outermost first: the access log sees the status the
+    error mapper set; the error mapper maps what the inner ones raise: a refused
+    caller, a deadline already passed, an admission refusal, the handler's errors.
+    Callers first: a refused call costs nothing else."""
+    return [
+        AccessLogInterceptor(),
+        MetricsInterceptor(),
+        ErrorInterceptor(),
+        CallerInterceptor(access, on_denied),
+        DeadlineInterceptor(settings.max_database_wait_seconds),
+        admission_interceptor(settings),
+    ]
+
+
+def grpc_server(
+    settings: Settings, interceptors: list[Interceptor], *, share_port: bool = False
+) -> grpc.Server:
+    """A grpc server with totpd's thread pool, limits and channel options and no
+    services: `create_server`'s, and the benchmarks' no-op floor on the same settings."""
+    return grpc.server(
         ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc"),
-        # First is outermost: the access log sees the status the error mapper
-        # set; the error mapper maps what the inner ones raise: a refused
-        # caller, a deadline already passed, an admission refusal, the
-        # handler's errors. Callers first: a refused call costs nothing else.
-        interceptors=[
-            AccessLogInterceptor(),
-            MetricsInterceptor(),
-            ErrorInterceptor(),
-            CallerInterceptor(access, on_denied),
-            DeadlineInterceptor(settings.max_database_wait_seconds),
-            admission_interceptor(settings),
-        ],
+        interceptors=interceptors,
         options=_options(settings, share_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    _add_services(server, service, health_servicer or DrainingHealthServicer())
-    return server, _bind(server, settings.listen_address, credentials)
 
 
 def _options(settings: Settings, share_port: bool) -> list[tuple[str, int]]:

@@ -17,6 +17,7 @@ from totpd.rpc.status import to_item_error
 from totpd.service.errors import TotpdError
 from totpd.service.mfa import MfaService
 from totpd.v1 import audit_pb2 as audit_pb
+from totpd.v1 import lifecycle_pb2 as lifecycle_pb
 from totpd.v1 import totp_service_pb2 as pb
 
 
@@ -102,7 +103,11 @@ class TotpServicer:
         self, request: pb.ListFactorsRequest, context: grpc.ServicerContext
     ) -> pb.ListFactorsResponse:
         factors = self._service.list_factors(request.account_id, request.include_inactive)
-        return pb.ListFactorsResponse(factors=[convert.factor_to_proto(f) for f in factors])
+        recovery_codes = self._service.recovery_codes_status(request.account_id)
+        return pb.ListFactorsResponse(
+            factors=[convert.factor_to_proto(f) for f in factors],
+            recovery_codes=convert.recovery_status_to_proto(recovery_codes),
+        )
 
     def ListAuditEvents(
         self, request: audit_pb.ListAuditEventsRequest, context: grpc.ServicerContext
@@ -113,21 +118,45 @@ class TotpServicer:
             next_page_token=next_token,
         )
 
-    # The MFA lifecycle's RPCs (issue 15) are served once their service parts land.
-    def _not_served_yet(self, context: grpc.ServicerContext) -> None:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not served by this server yet")
+    def GenerateRecoveryCodes(
+        self, request: lifecycle_pb.GenerateRecoveryCodesRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb.GenerateRecoveryCodesResponse:
+        generated = self._service.generate_recovery_codes(request.account_id)
+        return lifecycle_pb.GenerateRecoveryCodesResponse(
+            codes=generated.codes, status=convert.recovery_status_to_proto(generated.status)
+        )
 
-    def GenerateRecoveryCodes(self, request: object, context: grpc.ServicerContext) -> None:
-        self._not_served_yet(context)
+    def VerifyRecoveryCode(
+        self, request: lifecycle_pb.VerifyRecoveryCodeRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb.VerifyRecoveryCodeResponse:
+        verdict = self._service.verify_recovery_code(
+            request.account_id, request.code, caller_of(context)
+        )
+        return lifecycle_pb.VerifyRecoveryCodeResponse(
+            outcome=convert.outcome_to_proto(verdict.outcome),
+            status=convert.recovery_status_to_proto(verdict.status),
+        )
 
-    def VerifyRecoveryCode(self, request: object, context: grpc.ServicerContext) -> None:
-        self._not_served_yet(context)
+    def Unlock(
+        self, request: lifecycle_pb.UnlockRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb.UnlockResponse:
+        unlocked = self._service.unlock(request.account_id, convert.optional_str(request.factor_id))
+        return convert.unlocked_to_proto(unlocked)
 
-    def Unlock(self, request: object, context: grpc.ServicerContext) -> None:
-        self._not_served_yet(context)
-
-    def Resync(self, request: object, context: grpc.ServicerContext) -> None:
-        self._not_served_yet(context)
+    def Resync(
+        self, request: lifecycle_pb.ResyncRequest, context: grpc.ServicerContext
+    ) -> lifecycle_pb.ResyncResponse:
+        outcome, factor = self._service.resync(
+            request.account_id,
+            request.factor_id,
+            request.code1,
+            request.code2,
+            caller=caller_of(context),
+        )
+        return lifecycle_pb.ResyncResponse(
+            outcome=convert.outcome_to_proto(outcome),
+            factor=convert.factor_to_proto(factor),
+        )
 
 
 def caller_of(context: grpc.ServicerContext) -> str:

@@ -27,7 +27,8 @@ _ALGORITHMS = {algorithm.value: algorithm for algorithm in Algorithm}
 
 class MatchedSteps(NamedTuple):
     """The checks already answered, the compared checks with their factors in
-    pair order, the matched step of each pair (-1: none) and its counter."""
+    pair order, the matched step of each pair (-1: none) and its counter (the
+    window's centre: the server's step plus the factor's drift)."""
 
     answered: list[tuple[Check, Verdict]]
     compared: list[tuple[Check, list[CandidateFactor]]]
@@ -59,10 +60,10 @@ def matched_steps(
     sealed_tenant = tenant_slot(tenant)
     for check in checks:
         factors = by_account[check.item.account_id]
-        unblocked = _unblocked(check, factors, now, guarded, policy, answered)
+        unblocked = unblocked_factors(check, factors, now, guarded, policy, answered)
         if unblocked is None:
             continue
-        if not _open_keys(open_secret, sealed_tenant, unblocked, keys):
+        if not open_keys(open_secret, sealed_tenant, unblocked, keys):
             answered.append((check, secret_unavailable()))
             continue
         compared.append((check, unblocked))
@@ -70,7 +71,8 @@ def matched_steps(
         for f in unblocked:
             algorithms.append(_ALGORITHMS[f.algorithm])
             digits.append(f.digits)
-            counters.append(now // f.period_seconds)
+            # Centred on the app's measured drift (Resync; 0 until then).
+            counters.append(now // f.period_seconds + f.drift_steps)
             codes.append(code)
     with (
         otp.KeyTable.of(keys, algorithms, digits, counters) as table,
@@ -80,7 +82,7 @@ def matched_steps(
     return MatchedSteps(answered, compared, steps, counters)
 
 
-def _unblocked(
+def unblocked_factors(
     check: Check,
     factors: list[CandidateFactor],
     now: int,
@@ -109,7 +111,7 @@ def _unblocked(
     return unblocked
 
 
-def _open_keys(
+def open_keys(
     open_secret: Callable[..., bytes],
     tenant: str,
     factors: list[CandidateFactor],

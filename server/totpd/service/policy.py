@@ -56,6 +56,12 @@ class Policy:
     # retention are pruned by the purge thread.
     audit_enabled: bool = True
     audit_retention_days: int = 365
+    # How far from the server's clock Resync looks for an app's two
+    # consecutive codes, either way; the drift it stores is at most this.
+    resync_range_seconds: int = 600
+    # -- recovery codes (service/mfa/recovery.py) --
+    # Codes in a set GenerateRecoveryCodes issues.
+    recovery_codes_count: int = 10
 
     def __post_init__(self) -> None:
         """The one place the policy's bounds are checked (config errors quote these)."""
@@ -81,6 +87,8 @@ class Policy:
         _check_range("caller_failures_per_second", self.caller_failures_per_second, 0, 1_000_000)
         _check_range("caller_failure_burst", self.caller_failure_burst, 1, 100_000_000)
         _check_range("audit_retention_days", self.audit_retention_days, 1, 36500)
+        _check_range("resync_range_seconds", self.resync_range_seconds, 60, 3600)
+        _check_range("recovery_codes_count", self.recovery_codes_count, 1, 50)
         if self.failure_budget < self.max_factors_per_account:
             # An account-wide guess spends one per factor: it must fit in the budget.
             raise ValueError("failure_budget must be at least max_factors_per_account")
@@ -136,6 +144,8 @@ TENANT_KEYS: Final = frozenset(
         "failure_budget",
         "failure_budget_window_seconds",
         "max_consecutive_failures",
+        "resync_range_seconds",
+        "recovery_codes_count",
     }
 )
 

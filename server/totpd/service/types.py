@@ -22,6 +22,7 @@ __all__ = [
     "Enrollment",
     "Factor",
     "FactorState",
+    "Unlocked",
     "VerifyItem",
     "VerifyOutcome",
     "VerifyResult",
@@ -44,6 +45,8 @@ class Factor(FactorFields):
     confirmed_at: int | None
     last_used_at: int | None
     expires_at: int | None
+    # The app's clock drift in steps, measured by the last Resync.
+    drift_steps: int = 0
 
 
 class VerifyOutcome(NamedTuple):
@@ -87,3 +90,13 @@ class VerifyItem(NamedTuple):
     account_id: str
     code: str
     factor_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unlocked:
+    """What an Unlock cleared (UnlockResponse)."""
+
+    lock_lifted: bool
+    consecutive_failures_cleared: int
+    factors_cleared: int
+    budget_refilled: bool

@@ -75,6 +75,11 @@ class CodeChecker:
             policy.caller_failures_per_second, policy.caller_failure_burst, clock
         )
 
+    @property
+    def callers(self) -> CallerLimits:
+        """The per-caller rate of failures: Resync and recovery codes spend from it too."""
+        return self._callers
+
     def check(
         self,
         request: VerifyItem,
@@ -300,7 +305,8 @@ class CodeChecker:
                 step = steps[pair]
                 if step >= 0 and winner is None:
                     if step > f.last_used_step:
-                        winner, won_step, counter = f, step, counters[pair]
+                        # The offset is from the server's step, drift included.
+                        winner, won_step, counter = f, step, counters[pair] - f.drift_steps
                     elif replayed is None:
                         replayed = f
                 pair += 1

@@ -4,6 +4,7 @@
 from totpd.store.database import migrate, open_engine
 from totpd.store.errors import LabelTakenError, RoundAbortedError, StoreError
 from totpd.store.records import AccountState, NewFactor, StoredFactor
+from totpd.store.recovery import RecoveryAttempt, RecoveryCounts, RecoveryRead, StoredCode
 from totpd.store.repository import AccountUnlock, FactorStore
 from totpd.store.round_records import AccountWrite, AttemptRequest, CandidateFactor, FactorWrite
 from totpd.store.rounds import Attempts, LockedRound
@@ -20,8 +21,12 @@ __all__ = [
     "LabelTakenError",
     "LockedRound",
     "NewFactor",
+    "RecoveryAttempt",
+    "RecoveryCounts",
+    "RecoveryRead",
     "RoundAbortedError",
     "StoreError",
+    "StoredCode",
     "StoredFactor",
     "migrate",
     "open_engine",

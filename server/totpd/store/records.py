@@ -32,6 +32,8 @@ class StoredFactor(FactorFields):
     confirmed_at: int | None
     last_used_at: int | None
     expires_at: int | None
+    # The app's clock drift in steps, measured by the last Resync.
+    drift_steps: int = 0
 
 
 @dataclass(frozen=True, slots=True)

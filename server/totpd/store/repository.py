@@ -16,7 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from totpd.calls import DEFAULT_TENANT
 from totpd.domain import LIVE_STATES, NEVER_USED_STEP, Algorithm, FactorState
-from totpd.store import deadline, faults
+from totpd.store import deadline, faults, recovery
 from totpd.store.audit import AuditRow, AuditStore, append_in
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import LabelTakenError, StoreUnavailableError
@@ -53,6 +53,7 @@ class FactorStore:
         # The start-up re-seal's rows; `.selecting(...)` for `totpd rekey`'s.
         self.legacy_secrets = SealedSecrets(engine, self._writer, LEGACY)
         self.audit = AuditStore(engine, self._writer)
+        self.recovery = recovery.RecoveryStore(engine, self._writer)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._ping_engine = _ping_engine(engine)
 
@@ -180,21 +181,33 @@ class FactorStore:
 
     # -- account unlock ----------------------------------------------------
 
-    @faults.translated
-    def unlock_account(self, account_id: str, *, tenant: str = DEFAULT_TENANT) -> AccountUnlock:
+    @deadline.bounded
+    def unlock_account(
+        self,
+        account_id: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        factor_id: str | None = None,
+        events: Callable[[AccountUnlock], Sequence[AuditRow]] | None = None,
+    ) -> AccountUnlock:
         """Lift the account's lock after too many consecutive failures, end its run
         of failures, refill its failure budget, and clear its live factors'
-        failures, backoff and timed lock: the user can sign in at once.
+        failures, backoff and timed lock (only `factor_id`'s, if given): the
+        user can sign in at once.
 
         One transaction; a round that read the old state writes nothing and
-        is decided again. For operators (`totpd unlock`) and for a recovery
-        path that proves possession another way.
+        is decided again. For operators (`totpd unlock`, Unlock) and for a
+        recovery path that proves possession another way. `events`: builds the
+        audit events of what was found, appended in the same transaction.
         """
+        which = FactorRow.account_id == account_id
+        if factor_id is not None:
+            which = which & (FactorRow.id == factor_id)
         clear_factors = (
             update(FactorRow)
             .where(
                 FactorRow.tenant == tenant,
-                FactorRow.account_id == account_id,
+                which,
                 FactorRow.state.in_(LIVE_STATES),
                 (FactorRow.failed_attempts != 0) | (FactorRow.blocked_until != 0),
             )
@@ -214,14 +227,18 @@ class FactorStore:
                 unblocked = len(session.scalars(clear_factors).all())
                 known = row is not None or session.scalar(has_factors) is not None
                 if row is None:
-                    return AccountUnlock(known, None, 0, 0, unblocked)
-                found = AccountUnlock(
-                    known, row.locked_at, row.consecutive_failures, row.budget_tat, unblocked
-                )
-                row.locked_at = None
-                row.consecutive_failures = 0
-                row.budget_tat = 0
-                session.flush()
+                    found = AccountUnlock(known, None, 0, 0, unblocked)
+                else:
+                    found = AccountUnlock(
+                        known, row.locked_at, row.consecutive_failures, row.budget_tat, unblocked
+                    )
+                    row.locked_at = None
+                    row.consecutive_failures = 0
+                    row.budget_tat = 0
+                    session.flush()
+                if events is not None and known:
+                    append_in(connection, events(found))
+                deadline.check()  # before the commit
         return found
 
     @faults.translated
@@ -249,7 +266,8 @@ class FactorStore:
         tenant: str = DEFAULT_TENANT,
         events: Callable[[list[StoredFactor]], Sequence[AuditRow]] | None = None,
     ) -> list[StoredFactor]:
-        """Turn live factors DISABLED and erase their secrets; returns them.
+        """Turn live factors DISABLED and erase their secrets; returns them. An account
+        left without an ACTIVE factor loses its recovery codes in the same transaction.
 
         `completes`: builds, from the disabled factors, the request record that
         stores this result, written in the same transaction; `events`: builds the
@@ -268,6 +286,9 @@ class FactorStore:
         )
         with self._sessions.begin() as session:
             disabled = [_stored(row) for row in session.scalars(statement)]
+            recovery.drop_where_mfa_off(
+                session.connection(), tenant, (f.account_id for f in disabled)
+            )
             completion = completes(disabled) if completes is not None else None
             if completion is not None:
                 complete_in(session.connection(), completion)

@@ -38,6 +38,8 @@ class CandidateFactor(NamedTuple):
     budget_tat: int | None
     consecutive_failures: int | None
     locked_at: int | None
+    # The app's measured clock drift in steps (Resync): the window's centre.
+    drift_steps: int
 
 
 class FactorWrite(NamedTuple):

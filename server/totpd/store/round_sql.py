@@ -71,6 +71,7 @@ READ_COLUMNS = (
     _ACCOUNTS.c.budget_tat,
     _ACCOUNTS.c.consecutive_failures,
     _ACCOUNTS.c.locked_at,
+    _FACTORS.c.drift_steps,
 )
 
 
@@ -359,6 +360,26 @@ def lock_accounts() -> Select[Any]:
         .where(tuple_(_ACCOUNTS.c.account_id, _ACCOUNTS.c.tenant).in_(_round_keys("postgresql")))
         .order_by(_ACCOUNTS.c.account_id)
         .with_for_update()
+    )
+
+
+# -- resync ----------------------------------------------------------------------
+
+
+@functools.cache
+def set_drift() -> Update:
+    """Store a factor's measured drift, where the locked round that measured it
+    just consumed ``p_step``."""
+    return (
+        update(_FACTORS)
+        .where(
+            _FACTORS.c.id == bindparam("p_factor", type_=String),
+            _FACTORS.c.tenant == _TENANT,
+            _FACTORS.c.state == FactorState.ACTIVE.value,
+            _FACTORS.c.last_used_step == bindparam("p_step", type_=BigInteger),
+        )
+        .values(drift_steps=bindparam("p_drift", type_=Integer))
+        .returning(_FACTORS.c.id)
     )
 
 

@@ -159,6 +159,20 @@ class LockedRound:
         )
         return {factor_id for (factor_id,) in self._connection.run(statement, values)}
 
+    def set_drift(self, factor_id: str, *, step: int, drift: int, tenant: str) -> None:
+        """Store a factor's drift (Resync), where this round consumed `step`; a
+        factor not so aborts the round (`RoundAbortedError`): nothing is kept."""
+        values: dict[str, object] = {
+            "p_factor": factor_id,
+            "p_tenant": tenant,
+            "p_step": step,
+            "p_drift": drift,
+        }
+        if len(self._connection.run(round_sql.set_drift(), values)) != 1:
+            raise RoundAbortedError(
+                "the factor changed under the round's lock", Exception("factor changed under lock")
+            )
+
     def record(self, events: audit.RoundEvents) -> None:
         """Append the round's audit events, committed with its writes or not at all."""
         if events.items:

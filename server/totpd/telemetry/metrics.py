@@ -61,7 +61,8 @@ BATCH_ITEMS: Final = Histogram(
 )
 VERDICTS: Final = Counter(
     "totpd_verdicts",
-    "Codes checked (Verify, BatchVerify items, ConfirmEnrollment, Disable), by verdict.",
+    "Codes checked (Verify, BatchVerify items, ConfirmEnrollment, Disable,"
+    " VerifyRecoveryCode), by verdict.",
     ("result",),
 )
 SECRET_UNAVAILABLE: Final = Counter(

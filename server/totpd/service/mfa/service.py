@@ -9,10 +9,26 @@ from collections.abc import Callable, Mapping, Sequence
 from totpd.crypto import Keyring
 from totpd.service.audit import AuditContext, AuditLog
 from totpd.service.errors import TotpdError
-from totpd.service.mfa import disabling, enrollment, factors, verifying
+from totpd.service.mfa import (
+    disabling,
+    enrollment,
+    factors,
+    recovery,
+    resync,
+    unlocking,
+    verifying,
+)
 from totpd.service.mfa.deps import Deps, current_tenant
 from totpd.service.policy import Policies, Policy
-from totpd.service.types import Enrollment, EnrollParams, Factor, VerifyItem, VerifyOutcome
+from totpd.service.recovery_codes import RecoveryStatus
+from totpd.service.types import (
+    Enrollment,
+    EnrollParams,
+    Factor,
+    Unlocked,
+    VerifyItem,
+    VerifyOutcome,
+)
 from totpd.store import FactorStore
 
 
@@ -121,3 +137,51 @@ class MfaService:
 
     def list_factors(self, account_id: str, include_inactive: bool) -> list[Factor]:
         return factors.list_factors(self._deps, current_tenant(), account_id, include_inactive)
+
+    # -- Unlock and Resync (issue 15) -------------------------------------------
+
+    def unlock(self, account_id: str, factor_id: str | None = None) -> Unlocked:
+        """Lift the account's attempt limits (an admin's call); `factor_id`: clear
+        only that factor's failures (the account-wide state is cleared either way)."""
+        tenant = current_tenant()
+        found = unlocking.unlock_account(
+            self._deps.store,
+            self._deps.clock,
+            tenant,
+            account_id,
+            factor_id,
+            self._audit("Unlock", tenant),
+        )
+        return unlocking.unlocked(found, self._deps.now())
+
+    def resync(
+        self,
+        account_id: str,
+        factor_id: str,
+        code1: str,
+        code2: str,
+        caller: str | None = None,
+    ) -> tuple[VerifyOutcome, Factor]:
+        """Measure the factor's drift from two consecutive codes (mfa/resync.py)."""
+        tenant = current_tenant()
+        audit = self._audit("Resync", tenant)
+        return resync.resync(
+            self._deps, tenant, account_id, factor_id, (code1, code2), caller, audit
+        )
+
+    # -- recovery codes (service/mfa/recovery.py) --
+
+    def generate_recovery_codes(self, account_id: str) -> recovery.NewRecoveryCodes:
+        tenant = current_tenant()
+        audit = self._audit("GenerateRecoveryCodes", tenant)
+        return recovery.generate(self._deps, tenant, account_id, audit)
+
+    def verify_recovery_code(
+        self, account_id: str, code: str, caller: str | None = None
+    ) -> recovery.RecoveryVerdict:
+        tenant = current_tenant()
+        audit = self._audit("VerifyRecoveryCode", tenant)
+        return recovery.verify(self._deps, tenant, account_id, code, caller, audit)
+
+    def recovery_codes_status(self, account_id: str) -> RecoveryStatus:
+        return recovery.status(self._deps, current_tenant(), account_id)

@@ -218,8 +218,9 @@ export interface VerifyOutcome {
    */
   factorId: string;
   /**
-   * For VALID: the matched step minus the server's current step (-1, 0, 1).
-   * Tells a caller how far the phone's clock drifts.
+   * For VALID: the matched step minus the server's current step: -1, 0 or 1
+   * plus the factor's drift_steps (0 until a Resync measured one). Tells a
+   * caller how far the phone's clock drifts. For a VALID Resync: the new drift.
    */
   stepOffset: number;
   /**

@@ -1,0 +1,225 @@
+"""The gRPC floor: unary `Verify` of totpd beside a no-op `Verify` on the same grpc
+server settings, driven by the same load generator in the same run (issue 16).
+
+Three single-process servers, measured in turns (so a noisy neighbour hits all alike),
+each figure the best of its turns:
+
+- ``noop``: `grpc_server` with totpd's thread pool, limits and channel options, no
+  interceptor, and a `Verify` that parses the request and answers a fixed INVALID:
+  what gRPC and protobuf cost a call on these settings.
+- ``noop+interceptors``: the same with totpd's interceptors (access log, metrics,
+  error mapping, callers, deadline, admission): the share of the rpc layer.
+- ``totpd``: `totpd serve` with the default configuration (audit on), its limits
+  raised so that every call reads, compares its window and counts a failure.
+
+Every request is a wrong code (`unary.wrong_code`) for a seeded factor. The goal:
+totpd at least 60% of the no-op rate at 8 calls in flight, on SQLite and on durable
+PostgreSQL.
+
+``python -m benchmarks.service.floor [--db sqlite|postgresql]``; the servers
+themselves: ``python -m benchmarks.service.floor serve --ready-file F [--interceptors]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from benchmarks.service import unary
+from benchmarks.service.fixtures import (
+    Database,
+    FactorPool,
+    postgres_database,
+    seed_database,
+    sqlite_database,
+)
+from benchmarks.service.servers import ServerProcess, database_cpu_seconds
+from totpd.config import Settings
+from totpd.rpc.callers import load_access
+from totpd.rpc.server import grpc_server, interceptors
+from totpd.v1 import factor_pb2
+from totpd.v1 import totp_service_pb2 as pb
+
+GOAL = 0.60  # totpd's Verify keeps at least this share of the no-op rate (issue 16)
+TURNS = 2
+SERVERS = ("noop", "noop+interceptors", "totpd")
+VERIFY_METHOD = "/totpd.v1.TotpService/Verify"
+# Every call compares and writes: no lock, no budget and no per-caller rate stops one.
+RAISED_LIMITS = {
+    "TOTPD_LOCK_AFTER_FAILURES": "1000",
+    "TOTPD_FAILURE_BUDGET": "100000",
+    "TOTPD_MAX_CONSECUTIVE_FAILURES": "100",
+    "TOTPD_CALLER_FAILURES_PER_SECOND": "0",
+}
+
+
+def _noop_verify(request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
+    return _FIXED_RESPONSE
+
+
+_FIXED_RESPONSE = pb.VerifyResponse(
+    outcome=factor_pb2.VerifyOutcome(result=factor_pb2.VERIFY_RESULT_INVALID, attempts_left=9)
+)
+
+
+def serve(ready_file: Path, with_interceptors: bool) -> int:
+    """Run the no-op server on a free loopback port until SIGTERM."""
+    settings = Settings()
+    chain = interceptors(settings, load_access(settings)) if with_interceptors else []
+    server = grpc_server(settings, chain)
+    handler = grpc.unary_unary_rpc_method_handler(
+        _noop_verify,
+        request_deserializer=pb.VerifyRequest.FromString,
+        response_serializer=pb.VerifyResponse.SerializeToString,
+    )
+    service, _, method = VERIFY_METHOD[1:].partition("/")
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler(service, {method: handler})]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    ready_file.write_text(f"127.0.0.1:{port}\n")
+    stop.wait()
+    server.stop(grace=0).wait()
+    return 0
+
+
+class NoopServerProcess(ServerProcess):
+    """The no-op server in its own process, started and measured like `totpd serve`."""
+
+    def __init__(self, data_dir: Path, name: str, with_interceptors: bool) -> None:
+        # The server runs in `data_dir`: the repository root makes `benchmarks` importable.
+        root = str(Path(__file__).resolve().parents[2])
+        super().__init__(data_dir, "", name=name, env={"PYTHONPATH": root})
+        self.with_interceptors = with_interceptors
+
+    def command(self) -> list[str]:
+        flags = ["--interceptors"] if self.with_interceptors else []
+        return [
+            sys.executable,
+            "-m",
+            "benchmarks.service.floor",
+            "serve",
+            "--ready-file",
+            str(self.ready_file),
+            *flags,
+        ]
+
+
+def measure(
+    database: Database, data_dir: Path, pool: FactorPool, config: dict[str, Any]
+) -> dict[str, Any]:
+    """The three servers at one closed-loop level, in turns; the best turn of each."""
+    servers = {
+        "noop": NoopServerProcess(data_dir, "noop", with_interceptors=False),
+        "noop+interceptors": NoopServerProcess(data_dir, "noop-icpt", with_interceptors=True),
+        "totpd": ServerProcess(data_dir, database.url, name="totpd-floor", env=RAISED_LIMITS),
+    }
+    try:
+        for server in servers.values():
+            server.start()
+        best: dict[str, dict[str, Any]] = {}
+        for _ in range(config["turns"]):
+            for name, server in servers.items():
+                database_cpu: Callable[[], float | None] = (
+                    (lambda: database_cpu_seconds(database)) if name == "totpd" else lambda: None
+                )
+                figure = unary.run_level(
+                    server,
+                    pool,
+                    config["concurrency"],
+                    config["seconds"],
+                    max_rate=20_000.0,
+                    database_cpu=database_cpu,
+                    wrong_codes=True,
+                )
+                figure["server_cpu_us_per_call"] = (
+                    1e6 * sum(figure["server_cpu_s"]) / figure["requests"]
+                    if figure["requests"]
+                    else None
+                )
+                if name not in best or figure["rps"] > best[name]["rps"]:
+                    best[name] = figure
+        verdicts = best["totpd"]["verdicts"]
+        return {
+            "servers": best,
+            "ratio": best["totpd"]["rps"] / best["noop"]["rps"],
+            "interceptors_ratio": best["noop+interceptors"]["rps"] / best["noop"]["rps"],
+            "totpd_verdicts": verdicts,
+            "goal": GOAL,
+            "concurrency": config["concurrency"],
+        }
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def table(name: str, figures: dict[str, Any]) -> list[str]:
+    lines = [
+        f"\n{name}: unary Verify (wrong codes) against the no-op floor, "
+        f"{figures['concurrency']} in flight, one process each "
+        f"(goal: totpd >= {GOAL:.0%} of noop)",
+        f"{'server':>18} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'CPU µs/call':>12} {'of noop':>8}",
+    ]
+    noop_rate = figures["servers"]["noop"]["rps"]
+    for server in SERVERS:
+        figure = figures["servers"][server]
+        cpu = figure["server_cpu_us_per_call"]
+        lines.append(
+            f"{server:>18} {figure['rps']:>9,.0f} "
+            f"{figure['p50_ms']:>7.2f} {figure['p99_ms']:>7.2f} "
+            f"{'-' if cpu is None else f'{cpu:,.0f}':>12} {figure['rps'] / noop_rate:>8.2f}"
+        )
+    verdict = "met" if figures["ratio"] >= GOAL else "missed"
+    lines.append(
+        f"totpd / noop = {figures['ratio']:.2f}: goal {verdict}; "
+        f"totpd verdicts {figures['totpd_verdicts']}"
+    )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.service.floor")
+    commands = parser.add_subparsers(dest="command")
+    serve_parser = commands.add_parser("serve", help="run the no-op server (for the benchmark)")
+    serve_parser.add_argument("--ready-file", type=Path, required=True)
+    serve_parser.add_argument("--interceptors", action="store_true")
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--factors", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--turns", type=int, default=TURNS)
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args.ready_file, args.interceptors)
+    config = {"seconds": args.seconds, "concurrency": args.concurrency, "turns": args.turns}
+    data_dir = Path(tempfile.mkdtemp(prefix=f"totpd-floor-bench-{args.db}-"))
+    opener = sqlite_database(data_dir) if args.db == "sqlite" else postgres_database()
+    try:
+        with opener as database:
+            pool = FactorPool(seed_database(database, data_dir, args.factors))
+            figures = measure(database, data_dir, pool, config)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print("\n".join(table(args.db, figures)))
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
