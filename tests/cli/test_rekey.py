@@ -157,18 +157,6 @@ def status(env: dict[str, str], flags: list[str]) -> dict[str, dict[str, object]
     return {key["key_id"]: key for key in json.loads(done.stdout)["keys"]}
 
 
-def add_recovery_codes(engine: Engine, account: str, key_id: str, count: int) -> None:
-    with engine.begin() as connection:
-        for i in range(count):
-            connection.execute(
-                text(
-                    "INSERT INTO recovery_codes (account_id, tenant, code_hash, hash_key_id, "
-                    "created_at, used_at) VALUES (:a, 'default', :h, :k, 1, :used)"
-                ),
-                {"a": account, "h": os.urandom(32), "k": key_id, "used": 2 if i == 0 else None},
-            )
-
-
 @pytest.mark.slow
 def test_keys_status_before_and_after_a_rotation(
     engine: Engine, tmp_path: Path, clock: Clock, subprocess_env: dict[str, str]
@@ -176,48 +164,53 @@ def test_keys_status_before_and_after_a_rotation(
     rotation = Rotation(engine, tmp_path, clock)
     a, b = rotation.a, rotation.b
     rotation.enroll(3, f"st-{a}")
-    add_recovery_codes(engine, f"st-{a}-0", a, 3)
-    try:
-        before = status(subprocess_env, rotation.flags)
-        assert before[b] | {"verdict": ""} == {
-            "key_id": b,
-            "primary": True,
-            "in_keyring": True,
-            "state": "primary",
-            "removable": False,
-            "secrets": 0,
-            "recovery_codes_unused": 0,
-            "recovery_codes_used": 0,
-            "recovery_code_accounts": 0,
-            "request_records": 0,
-            "request_records_until": None,
-            "verdict": "",
-        }
-        assert (before[a]["secrets"], before[a]["state"]) == (3, "in-use")
-        assert (before[a]["recovery_codes_unused"], before[a]["recovery_codes_used"]) == (2, 1)
-        assert before[a]["recovery_code_accounts"] == 1
-        text_out = totpd(subprocess_env, "keys", "status", *rotation.flags).stdout
-        assert text_out.splitlines()[0].split() == (
-            "KEY ID PRIMARY IN KEYRING SECRETS RECOVERY CODES REQUESTS STATE".split()
-        )
-        assert f"{a}: keep: removing it now would break things: 3 live secret(s)" in text_out
-        assert (
-            "run `totpd rekey`" in text_out and "need a new set (GenerateRecoveryCodes)" in text_out
-        )
+    holder = f"st-{a}-0"
+    first_set = rotation.under_a.generate_recovery_codes(holder).codes  # hashed under A
+    used = rotation.under_a.verify_recovery_code(holder, first_set[0])
+    assert used.outcome.result is VerifyResult.VALID
 
-        assert totpd(subprocess_env, "rekey", *rotation.flags).returncode == 0
-        after = status(subprocess_env, rotation.flags)
-        assert (after[a]["secrets"], after[a]["state"], after[b]["secrets"]) == (0, "in-use", 3)
-        assert "3 recovery code(s) (2 unused) of 1 account(s)" in str(after[a]["verdict"])
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text("DELETE FROM recovery_codes WHERE hash_key_id = :k"), {"k": a})
+    before = status(subprocess_env, rotation.flags)
+    assert before[b] | {"verdict": ""} == {
+        "key_id": b,
+        "primary": True,
+        "in_keyring": True,
+        "state": "primary",
+        "removable": False,
+        "secrets": 0,
+        "recovery_codes_unused": 0,
+        "recovery_codes_used": 0,
+        "recovery_code_accounts": 0,
+        "request_records": 0,
+        "request_records_until": None,
+        "verdict": "",
+    }
+    assert (before[a]["secrets"], before[a]["state"]) == (3, "in-use")
+    assert (before[a]["recovery_codes_unused"], before[a]["recovery_codes_used"]) == (9, 1)
+    assert before[a]["recovery_code_accounts"] == 1
+    text_out = totpd(subprocess_env, "keys", "status", *rotation.flags).stdout
+    assert text_out.splitlines()[0].split() == (
+        "KEY ID PRIMARY IN KEYRING SECRETS RECOVERY CODES REQUESTS STATE".split()
+    )
+    assert f"{a}: keep: removing it now would break things: 3 live secret(s)" in text_out
+    assert "run `totpd rekey`" in text_out and "need a new set (GenerateRecoveryCodes)" in text_out
+
+    assert totpd(subprocess_env, "rekey", *rotation.flags).returncode == 0
+    after = status(subprocess_env, rotation.flags)
+    assert (after[a]["secrets"], after[a]["state"], after[b]["secrets"]) == (0, "in-use", 3)
+    assert "10 recovery code(s) (9 unused) of 1 account(s)" in str(after[a]["verdict"])
+
+    # The account takes a new set from a server whose primary is B: A is free.
+    server = MfaService(rotation.store, keyring_of(rotation.keys, b), Policy(), clock)
+    second_set = server.generate_recovery_codes(holder).codes
     cleared = status(subprocess_env, rotation.flags)
     assert (cleared[a]["state"], cleared[a]["removable"]) == ("removable", True)
+    assert (cleared[b]["recovery_codes_unused"], cleared[b]["recovery_code_accounts"]) == (10, 1)
     text_out = totpd(subprocess_env, "keys", "status", *rotation.flags).stdout
-    assert (
-        f"{a}: may be removed: no live secret, recovery code or pending request uses it" in text_out
+    assert f"{a}: may be removed: no live secret, recovery code or pending request uses it" in (
+        text_out
     )
+    valid = rotation.only_b().verify_recovery_code(holder, second_set[0])
+    assert valid.outcome.result is VerifyResult.VALID
 
     # The old key dropped from the keyring too early: status says what breaks.
     write_keyring(rotation.key_file, {b: rotation.keys[b]}, b)
