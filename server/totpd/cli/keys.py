@@ -8,6 +8,7 @@ opened; 2 a usage or configuration error (bad flags, keyring, a key the database
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -26,10 +27,9 @@ if TYPE_CHECKING:
     from totpd.store import FactorStore
 
 SETTING_KEYS = ("database_url", "data_dir", "key_file", "log_level", "log_format")
-# The audit event of a run (README, "Rotating a key"): one per run that wrote, all tenants.
+# The audit event of a run (README, "Rotating the encryption key"): one per run with work.
 AUDIT_METHOD = "Rekey"
-AUDIT_CALLER = "cli"
-AUDIT_ALL = "*"
+AUDIT_ALL = "*"  # its tenant and account: the run spans every tenant
 _PLAIN_PROGRESS_SECONDS = 5.0
 
 AddSettingFlags = Callable[[argparse.ArgumentParser, Sequence[str]], None]
@@ -167,7 +167,7 @@ def _rekey(
         return 0
     with _Progress(work.total) as progress:
         report = run(store.legacy_secrets, keyring, options, total=work.total, on_batch=progress)
-    _record_run(store, failed=bool(report.unavailable))
+    _record_run(store, settings, failed=bool(report.unavailable))
     print(*_report_lines(report), sep="\n")
     now = store.legacy_secrets.key_usage(now=int(time.time()))
     secrets = {key: use.secrets for key, use in now.items()}
@@ -220,26 +220,26 @@ def _after_line(primary: str, secrets: dict[str, int], failed: int) -> str:
     )
 
 
-def _record_run(store: FactorStore, *, failed: bool) -> None:
-    """The run's audit event: OK, or INTERNAL with SECRET_UNAVAILABLE when a secret
-    could not be opened."""
-    from totpd.store.audit import AuditRow
+def _record_run(store: FactorStore, settings: Settings, *, failed: bool) -> None:
+    """The run's audit event (unless the audit trail is off), as `totpd unlock` writes
+    its own: caller "cli:<OS user>", no peer; tenant and account "*" (every tenant's).
+    OK, or INTERNAL with SECRET_UNAVAILABLE when a secret could not be opened."""
+    if not settings.policy.audit_enabled:
+        return
+    from totpd.service.audit import AuditContext
 
-    event = AuditRow(
-        time_us=int(time.time() * 1_000_000),
-        caller=AUDIT_CALLER,
-        tenant=AUDIT_ALL,
-        method=AUDIT_METHOD,
-        account_id=AUDIT_ALL,
-        factor_id=None,
-        verify_result=None,
-        error_reason="SECRET_UNAVAILABLE" if failed else None,
-        status_code="INTERNAL" if failed else "OK",
-        step_offset=None,
-        request_id=None,
-        peer=AUDIT_CALLER,
-    )
+    context = AuditContext(f"cli:{_os_user()}", AUDIT_ALL, "", AUDIT_METHOD, None)
+    event = context.row(int(time.time() * 1_000_000), AUDIT_ALL, None)
+    if failed:
+        event = event._replace(error_reason="SECRET_UNAVAILABLE", status_code="INTERNAL")
     store.audit.append([event])
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
+        return str(os.getuid())
 
 
 def _terminal() -> bool:
