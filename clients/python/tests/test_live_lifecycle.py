@@ -130,23 +130,25 @@ def test_unlock_after_a_lock(strict_client: TotpdClient) -> None:
     assert after.result is VerifyResult.VALID, after
 
 
-def test_wrong_recovery_codes_lock_the_account_like_wrong_totp_codes(
+def test_wrong_recovery_codes_lock_the_account_and_a_right_one_opens_it(
     strict_client: TotpdClient,
 ) -> None:
     frank = account("recovery-lock")
-    enroll_active(strict_client, frank)
+    app = totp(enroll_active(strict_client, frank))
     codes = strict_client.generate_recovery_codes(frank).codes
     wrong = codes[0][::-1]  # well-formed, of no set
     assert wrong not in codes
     verdicts = [strict_client.verify_recovery_code(frank, wrong).outcome for _ in range(3)]
-    assert [v.result for v in verdicts[:2]] == [VerifyResult.INVALID] * 2
-    assert verdicts[2].result in (VerifyResult.INVALID, VerifyResult.LOCKED)
-    locked = strict_client.verify_recovery_code(frank, codes[0])
-    assert locked.outcome.result is VerifyResult.LOCKED, "a lock is checked before any code"
-    assert locked.status.remaining == len(codes), "a refused code is not consumed"
-    strict_client.unlock(frank)
-    unlocked = strict_client.verify_recovery_code(frank, codes[0])
-    assert unlocked.outcome.result is VerifyResult.VALID, unlocked.outcome
+    assert [v.result for v in verdicts] == [VerifyResult.INVALID] * 3
+    assert verdicts[2].unlock_required, "the third failure in a row locks the account"
+    locked = strict_client.verify(frank, app.at(time.time() + 30))
+    assert locked.result is VerifyResult.LOCKED and locked.unlock_required
+    # The lock stops TOTP codes, not the recovery code: it is the way back in.
+    opened = strict_client.verify_recovery_code(frank, codes[0])
+    assert opened.outcome.result is VerifyResult.VALID, opened.outcome
+    assert opened.status.remaining == len(codes) - 1
+    after = strict_client.verify(frank, app.at(time.time() + 30))
+    assert after.result is VerifyResult.VALID, after
 
 
 def test_the_step_up_example_takes_app_and_recovery_codes(
