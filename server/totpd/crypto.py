@@ -24,8 +24,12 @@ from totpd.calls import DEFAULT_TENANT
 
 _NONCE_BYTES = 12
 _KEY_BYTES = 32
+_TAG_BYTES = 16
 _FORMAT_V1 = b"totpd.secret.v1"
 _FORMAT_V2 = b"totpd.secret.v2"
+# The stored format numbers of those layouts (the factors' `secret_format` column).
+FORMAT_V1 = 1
+FORMAT_V2 = 2
 _LENGTHS = struct.Struct(">4H")
 # The tenant slot of the v2 layout. The default tenant's secrets keep the empty
 # slot they were sealed with before tenants existed (no re-seal); every other
@@ -79,7 +83,12 @@ class Keyring:
         return frozenset(self._ciphers)
 
     def seal(
-        self, factor_id: str, account_id: str, secret: bytes, *, tenant_id: str = NO_TENANT
+        self,
+        factor_id: str,
+        account_id: str,
+        secret: bytes | bytearray,
+        *,
+        tenant_id: str = NO_TENANT,
     ) -> SealedSecret:
         """Seal a factor's secret to the factor, its account and tenant (format v2)."""
         nonce = os.urandom(_NONCE_BYTES)
@@ -112,12 +121,42 @@ class Keyring:
         """Open a v1 secret (bound to its row and key id only). For re-sealing, nothing else."""
         return self._decrypt(key_id, nonce, ciphertext, _associated_data_v1(factor_id, key_id))
 
-    def _decrypt(self, key_id: str, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    def open_to_reseal(
+        self,
+        secret_format: int,
+        factor_id: str,
+        account_id: str,
+        sealed: SealedSecret,
+        *,
+        tenant_id: str,
+    ) -> bytearray:
+        """Open a stored secret of either format (the row's `secret_format`) into a new
+        buffer the caller wipes (`wipe`) once it is sealed again. For re-sealing only."""
+        if secret_format == FORMAT_V1:
+            aad = _associated_data_v1(factor_id, sealed.key_id)
+        elif secret_format == FORMAT_V2:
+            aad = _associated_data_v2(tenant_id, account_id, factor_id, sealed.key_id)
+        else:
+            raise SecretUnavailableError("the secret is stored in an unknown format")
+        cipher = self._cipher(sealed.key_id)
+        plaintext = bytearray(max(0, len(sealed.ciphertext) - _TAG_BYTES))
+        try:
+            cipher.decrypt_into(sealed.nonce, sealed.ciphertext, aad, plaintext)
+        except (InvalidTag, ValueError):
+            wipe(plaintext)
+            raise SecretUnavailableError("the secret failed authentication") from None
+        return plaintext
+
+    def _cipher(self, key_id: str) -> AESGCM:
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise SecretUnavailableError(
                 "the secret was sealed with a key that is not in the keyring"
             )
+        return cipher
+
+    def _decrypt(self, key_id: str, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        cipher = self._cipher(key_id)
         try:
             return cipher.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
@@ -159,6 +198,11 @@ class Keyring:
         except (ValueError, KeyError, TypeError, AttributeError):
             raise KeyringError(f"the keyring at {path} is malformed") from None
         return cls(keys, primary)
+
+
+def wipe(buffer: bytearray) -> None:
+    """Overwrite a plaintext secret's buffer with zeros."""
+    buffer[:] = bytes(len(buffer))
 
 
 def _associated_data_v1(row_id: str, key_id: str) -> bytes:

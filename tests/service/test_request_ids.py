@@ -22,6 +22,7 @@ from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import EnrollParams, FactorState, VerifyResult
 from totpd.store import FactorStore
+from totpd.store.errors import StoreUnavailableError
 from totpd.store.models import FactorRow, RequestRecord
 
 BAD_REQUEST_IDS = [
@@ -335,3 +336,37 @@ def test_the_lease_follows_the_deadline_and_is_never_longer_than_the_longest() -
         assert claim_lease_seconds() == CLAIM_LEASE_MARGIN_SECONDS  # the deadline passed
     with deadlines.within(3600.0):
         assert claim_lease_seconds() == CLAIM_LEASE_SECONDS
+
+
+def _database_gone_after_the_round(*args: object, **kwargs: object) -> None:
+    raise StoreUnavailableError("the database went away after the round committed")
+
+
+@pytest.mark.parametrize("right_code", [True, False], ids=["valid", "invalid"])
+def test_a_confirmation_stores_its_result_with_its_verdict(
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    right_code: bool,
+) -> None:
+    # The request record is completed in the verdict's own transaction: with the
+    # database gone right after that commit (no separate completion can run), the
+    # call still has its answer, and a retry gets the same verdict, never
+    # FACTOR_NOT_ACTIVE for a factor its first call activated.
+    enrollment = service.enroll(EnrollParams(account_id, "phone"))
+    factor_id = enrollment.factor.factor_id
+    right = code_at(enrollment, clock.now)
+    code = right if right_code else wrong_code(right)
+    monkeypatch.setattr(service.deps.store.requests, "complete", _database_gone_after_the_round)
+    outcome, _ = service.confirm(account_id, factor_id, code, request_id="confirm-1")
+    expected = VerifyResult.VALID if right_code else VerifyResult.INVALID
+    assert outcome.result is expected
+    (record,) = records(engine)
+    assert record.state == "done" and expected.value in record.result
+    clock.advance(CLAIM_LEASE_SECONDS + 1)
+    again, factor = service.confirm(account_id, factor_id, code, request_id="confirm-1")
+    assert again == outcome
+    active = FactorState.ACTIVE if right_code else FactorState.PENDING
+    assert factor.state is active

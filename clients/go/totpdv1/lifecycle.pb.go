@@ -513,9 +513,10 @@ type ResyncResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// VALID: the two codes were found as consecutive steps within the server's
 	// search range, the drift is stored and both steps are consumed
-	// (step_offset is the new drift). INVALID (counted as one failure): no
-	// such pair. REPLAYED: the pair's steps were already used; nothing changed.
-	// LOCKED: attempt limits, nothing compared.
+	// (step_offset is the new drift). INVALID: no such pair. REPLAYED: the
+	// pair's steps were already used; the drift is not stored. Each counts as
+	// one failure, as a wrong Verify code does. LOCKED: attempt limits,
+	// nothing compared.
 	Outcome *VerifyOutcome `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// The factor after the attempt, with its drift_steps.
 	Factor        *Factor `protobuf:"bytes,2,opt,name=factor,proto3" json:"factor,omitempty"`

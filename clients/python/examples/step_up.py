@@ -1,6 +1,7 @@
 """A minimal sign-in step-up: verify the code a user typed and decide.
 
 python examples/step_up.py 127.0.0.1:50051 alice 123456
+python examples/step_up.py 127.0.0.1:50051 alice k7q2-9xmf-w4c8   # a recovery code
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from totpd_client import ErrorReason, TotpdClient, TotpdError, VerifyResult
 
 
 def step_up(totpd: TotpdClient, account_id: str, code: str) -> bool:
+    """Digits are the app's code; anything else is taken for a recovery code."""
+    if not (code.isascii() and code.isdigit()):
+        return recover(totpd, account_id, code)
     try:
         outcome = totpd.verify(account_id, code)
     except TotpdError as err:
@@ -32,6 +36,25 @@ def step_up(totpd: TotpdClient, account_id: str, code: str) -> bool:
     else:
         print(f"wrong code, {outcome.attempts_left} attempts left")
     return outcome.valid
+
+
+def recover(totpd: TotpdClient, account_id: str, code: str) -> bool:
+    """A recovery code, for a user without their phone: each works once."""
+    try:
+        checked = totpd.verify_recovery_code(account_id, code)
+    except TotpdError as err:
+        print(f"not a recovery code ({err.code.name}, {err.reason.name})")
+        return False
+    result = checked.outcome.result
+    if result is VerifyResult.VALID:
+        print(f"step-up granted; {checked.status.remaining} recovery codes left")
+    elif result is VerifyResult.REPLAYED:
+        print("that recovery code was already used")
+    elif result is VerifyResult.LOCKED:
+        print("locked: ask support to unlock the account")
+    else:
+        print(f"wrong recovery code, {checked.outcome.attempts_left} attempts left")
+    return checked.valid
 
 
 if __name__ == "__main__":

@@ -29,6 +29,16 @@ def totpd_python() -> str:
 @contextmanager
 def running_totpd(*extra_args: str) -> Iterator[str]:
     """`python -m totpd serve --dev` on 127.0.0.1:0 (plus `extra_args`); yields HOST:PORT."""
+    with running_totpd_logged(*extra_args) as (target, _):
+        yield target
+
+
+@contextmanager
+def running_totpd_logged(
+    *extra_args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, Path]]:
+    """`running_totpd` with `env` added to the server's environment (TOTPD_* settings);
+    yields HOST:PORT and the server's log file (stdout and stderr)."""
     data_dir = Path(tempfile.mkdtemp(prefix="totpd-py-"))
     ready = data_dir / "ready"
     log = (data_dir / "server.log").open("wb")
@@ -50,6 +60,7 @@ def running_totpd(*extra_args: str) -> Iterator[str]:
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
     )
     try:
         deadline = time.monotonic() + 60
@@ -64,7 +75,7 @@ def running_totpd(*extra_args: str) -> Iterator[str]:
         if not target:
             log.flush()
             pytest.fail("totpd did not start:\n" + (data_dir / "server.log").read_text())
-        yield target
+        yield target, data_dir / "server.log"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -108,6 +119,28 @@ def mtls_target(tls_dir: Path) -> Iterator[str]:
         str(tls_dir / "ca.pem"),
     ) as target:
         yield target
+
+
+# Three wrong codes in a row lock the factor and the account, with no backoff before.
+STRICT = {
+    "TOTPD_LOCK_AFTER_FAILURES": "3",
+    "TOTPD_BACKOFF_AFTER_FAILURES": "3",
+    "TOTPD_BACKOFF_BASE_SECONDS": "0",
+    "TOTPD_MAX_CONSECUTIVE_FAILURES": "3",
+}
+
+
+@pytest.fixture(scope="session")
+def strict_totpd() -> Iterator[tuple[str, Path]]:
+    """A totpd with the STRICT attempt limits: HOST:PORT and its log file."""
+    with running_totpd_logged(env=STRICT) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def strict_client(strict_totpd: tuple[str, Path]) -> Iterator[TotpdClient]:
+    with TotpdClient(strict_totpd[0], insecure=True, timeout=10) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """An in-process TotpService that answers from a script and records what it received.
 
 For what a real totpd cannot be made to do on demand: fail an attempt with
-UNAVAILABLE or OVERLOADED, attach a google.rpc.RetryInfo, answer a new reason.
+UNAVAILABLE or OVERLOADED, attach a google.rpc.RetryInfo, answer a new reason,
+and for rendering checks with fixed answers (recovery codes, unlock, resync).
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from totpd_client.v1 import audit_pb2, factor_pb2, totp_service_pb2, totp_service_pb2_grpc
+from totpd_client.v1 import (
+    audit_pb2,
+    factor_pb2,
+    lifecycle_pb2,
+    totp_service_pb2,
+    totp_service_pb2_grpc,
+)
+
+RECOVERY_CODES = [f"k7q2-9xmf-w{i:03d}" for i in range(10)]
+GENERATED_AT = 1_764_662_400  # 2025-12-02T08:00:00Z
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,17 @@ class FakeTotpd(totp_service_pb2_grpc.TotpServiceServicer):
     )
     received: list[Received] = field(default_factory=list)
     audit_events: list[audit_pb2.AuditEvent] = field(default_factory=list)
+    recovery_status: lifecycle_pb2.RecoveryCodesStatus = field(
+        default_factory=lambda: lifecycle_pb2.RecoveryCodesStatus(
+            remaining=9, issued=10, generated_at_unix=GENERATED_AT
+        )
+    )
+    unlocked: lifecycle_pb2.UnlockResponse = field(
+        default_factory=lambda: lifecycle_pb2.UnlockResponse(
+            lock_lifted=True, consecutive_failures_cleared=10, factors_cleared=1
+        )
+    )
+    drift_steps: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _answer(self, method: str, request: Any, context: grpc.ServicerContext) -> None:
@@ -93,6 +114,7 @@ class FakeTotpd(totp_service_pb2_grpc.TotpServiceServicer):
             factor_id=f"factor-{len(self.received)}",
             account_id=request.account_id,
             state=factor_pb2.FACTOR_STATE_PENDING,
+            drift_steps=self.drift_steps,
         )
 
     def Enroll(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -116,6 +138,46 @@ class FakeTotpd(totp_service_pb2_grpc.TotpServiceServicer):
     def GetFactor(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._answer("GetFactor", request, context)
         return totp_service_pb2.GetFactorResponse(factor=self._factor(request))
+
+    def ListFactors(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._answer("ListFactors", request, context)
+        active = factor_pb2.Factor(
+            factor_id="f-1",
+            account_id=request.account_id,
+            label="Pixel 8",
+            issuer="totpd",
+            algorithm=factor_pb2.ALGORITHM_SHA1,
+            digits=6,
+            period_seconds=30,
+            state=factor_pb2.FACTOR_STATE_ACTIVE,
+            drift_steps=self.drift_steps,
+        )
+        return totp_service_pb2.ListFactorsResponse(
+            factors=[active], recovery_codes=self.recovery_status
+        )
+
+    def GenerateRecoveryCodes(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._answer("GenerateRecoveryCodes", request, context)
+        status = lifecycle_pb2.RecoveryCodesStatus(
+            remaining=len(RECOVERY_CODES),
+            issued=len(RECOVERY_CODES),
+            generated_at_unix=GENERATED_AT,
+        )
+        return lifecycle_pb2.GenerateRecoveryCodesResponse(codes=RECOVERY_CODES, status=status)
+
+    def VerifyRecoveryCode(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._answer("VerifyRecoveryCode", request, context)
+        return lifecycle_pb2.VerifyRecoveryCodeResponse(
+            outcome=self.outcome, status=self.recovery_status
+        )
+
+    def Unlock(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._answer("Unlock", request, context)
+        return self.unlocked
+
+    def Resync(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._answer("Resync", request, context)
+        return lifecycle_pb2.ResyncResponse(outcome=self.outcome, factor=self._factor(request))
 
     def ListAuditEvents(self, request: Any, context: grpc.ServicerContext) -> Any:
         """`audit_events` paged as the server does: offset tokens, 100 per page by default."""

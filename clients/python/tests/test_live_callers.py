@@ -148,3 +148,21 @@ def test_audit_events_need_the_admin_permission(
     out, err = capsys.readouterr()
     assert "PERMISSION_DENIED ERROR_REASON_PERMISSION_DENIED" in err
     assert READER not in out + err
+
+
+def test_unlock_needs_admin_and_recovery_codes_need_enroll(callers_target: str) -> None:
+    with (
+        TotpdClient(callers_target, insecure=True, token=WRITER) as c,
+        pytest.raises(PermissionDeniedError) as caught,
+    ):
+        c.unlock("py-live-callers")
+    assert caught.value.reason is ErrorReason.PERMISSION_DENIED
+    for call in (
+        lambda c: c.generate_recovery_codes("py-live-callers"),
+        lambda c: c.resync("py-live-callers", "0f8fad5b-d9cb-469f-a165-70867728950e", "1", "2"),
+    ):
+        with (
+            TotpdClient(callers_target, insecure=True, token=READER) as c,
+            pytest.raises(PermissionDeniedError),
+        ):
+            call(c)

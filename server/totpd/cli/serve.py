@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from totpd import __version__, crypto
 from totpd.calls import DEFAULT_TENANT
 from totpd.cli import audit as audit_cli
+from totpd.cli import keys as keys_cli
 from totpd.cli import tokens
 from totpd.cli.workers import PortReservationError, join_supervisor, parse_processes
 from totpd.config import KEYS, ConfigError, Settings, env_name, load_settings
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(unlock, _DATABASE_KEYS)
     _add_setting_flags(audit_cli.add_parser(commands), _DATABASE_KEYS)
+    keys_cli.add_parsers(commands, _add_setting_flags)
     tokens.add_parser(commands)
     return parser
 
@@ -338,6 +340,8 @@ _COMMANDS = {
     "migrate": _migrate,
     "unlock": _unlock,
     "audit": _audit,
+    "rekey": keys_cli.rekey,
+    "keys": keys_cli.keys,
     "token": tokens.run,
 }
 

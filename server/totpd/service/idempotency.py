@@ -17,6 +17,7 @@ from typing import Any
 
 from totpd import deadlines
 from totpd.crypto import Keyring, SecretUnavailableError
+from totpd.service.checks import Check, Verdict
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.policy import Policy
 from totpd.service.types import VerifyOutcome, VerifyResult
@@ -95,6 +96,10 @@ class Call:
         if not self.claimed:
             return None
         self._completed = True
+        return self.record(result)
+
+    def record(self, result: Result) -> Completion:
+        """The record of `result` on this call's claim (`completion` also marks it handed over)."""
         return Completion(
             self._tenant, self._request_id, DEFAULT_SCOPE, self._token, json.dumps(result)
         )
@@ -104,6 +109,21 @@ class Call:
         completion = self.completion(result)
         if self._requests is not None and completion is not None:
             self._requests.complete(completion)
+
+    def with_verdict(self) -> VerdictCompletion | None:
+        """The record of a one-code call's verdict, for the verification round that
+        stores the verdict to complete in its transaction (CodeChecker's
+        `completion`); None when the call has no request_id."""
+        return VerdictCompletion(self) if self.claimed else None
+
+    @property
+    def completed(self) -> bool:
+        """The result is stored (or handed to the store in a transaction that committed)."""
+        return self._completed
+
+    def mark_completed(self) -> None:
+        """A transaction that completed the record committed (`VerdictCompletion.stored`)."""
+        self._completed = True
 
     def __enter__(self) -> Call:
         return self
@@ -123,6 +143,21 @@ class Call:
             self._requests.release(self._tenant, self._request_id, DEFAULT_SCOPE, self._token)
         except Exception:  # noqa: S110 (the lease frees a claim left behind)
             pass
+
+
+class VerdictCompletion:
+    """`verification.RoundCompletion` for one call: its single verdict as its result."""
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+
+    def of(self, verdicts: Sequence[tuple[Check, Verdict]]) -> Completion | None:
+        if len(verdicts) != 1 or not isinstance(verdicts[0][1], VerifyOutcome):
+            return None  # an error is no result: the claim is released
+        return self._call.record(outcome_result(verdicts[0][1]))
+
+    def stored(self) -> None:
+        self._call.mark_completed()
 
 
 class Idempotency:

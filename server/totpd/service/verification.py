@@ -9,7 +9,7 @@ import contextlib
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from totpd.crypto import Keyring
 from totpd.domain import FactorState
@@ -38,12 +38,25 @@ from totpd.store import (
     FactorWrite,
     RoundAbortedError,
 )
+from totpd.store.requests import Completion
 from totpd.telemetry import metrics
 
 # Tries of a locked round, which the database may abort to break a deadlock.
 _LOCKED_TRIES = 3
 # A round's verdicts, and its checks that had no candidate (nothing counted).
 _RoundVerdicts = tuple[list[tuple[Check, Verdict]], list[Check]]
+
+
+class RoundCompletion(Protocol):
+    """A call's request record (service/idempotency.py), completed with its verdict
+    in the transaction of the round that stores the verdict: a retry never finds
+    the verdict stored and the record still running."""
+
+    def of(self, verdicts: Sequence[tuple[Check, Verdict]]) -> Completion | None:
+        """The record of the round's verdicts (None: nothing to store)."""
+
+    def stored(self) -> None:
+        """The round that carried the record committed."""
 
 
 class _Round(NamedTuple):
@@ -57,6 +70,7 @@ class _Round(NamedTuple):
     tenant: str
     policy: Policy
     audit: AuditContext | None = None
+    completion: RoundCompletion | None = None
 
 
 class CodeChecker:
@@ -89,11 +103,13 @@ class CodeChecker:
         caller: str | None = None,
         tenant: str,
         audit: AuditContext | None = None,
+        completion: RoundCompletion | None = None,
     ) -> VerifyOutcome:
         """One code; errors (database faults included) are raised.
 
         `activate`: a code that wins a step of a pending factor confirms it.
         `audit`: the call whose verdicts get audit events (None: none).
+        `completion`: the call's request record, stored with its verdict.
         """
         (verdict,) = self.check_many(
             [request],
@@ -103,6 +119,7 @@ class CodeChecker:
             caller=caller,
             tenant=tenant,
             audit=audit,
+            completion=completion,
         )
         if isinstance(verdict, TotpdError):
             raise verdict
@@ -118,6 +135,7 @@ class CodeChecker:
         caller: str | None = None,
         tenant: str,
         audit: AuditContext | None = None,
+        completion: RoundCompletion | None = None,
     ) -> list[Verdict]:
         """`_check_all` for a caller with room for every check to fail, in `tenant`
         (its accounts, under its policy).
@@ -137,6 +155,7 @@ class CodeChecker:
                 tenant=tenant,
                 policy=self._policies.for_tenant(tenant),
                 audit=audit,
+                completion=completion,
             )
         finally:
             if reservation is not None:
@@ -154,6 +173,7 @@ class CodeChecker:
         tenant: str,
         policy: Policy,
         audit: AuditContext | None = None,
+        completion: RoundCompletion | None = None,
     ) -> list[Verdict]:
         """Many codes against factors in `state`; each gets its verdict or its error.
 
@@ -180,7 +200,9 @@ class CodeChecker:
             try:
                 reads = _attempt_requests(this_round)
                 decided, uncounted = self._round_verdicts(
-                    _Round(this_round, reads, state, now, activate, tenant, policy, audit)
+                    _Round(
+                        this_round, reads, state, now, activate, tenant, policy, audit, completion
+                    )
                 )
                 for check, verdict in decided:
                     verdicts[check.position] = verdict
@@ -213,6 +235,7 @@ class CodeChecker:
             factors = attempts.read(round_.requests, state=state, now=now, tenant=tenant)
             verdicts, writes, accounts, uncounted = self._verdicts_and_writes(round_, factors)
             events = audit.verdict_events(time_us(self._clock), verdicts) if audit else None
+            record = round_.completion.of(verdicts) if round_.completion else None
             if not attempts.write_if_unchanged(
                 writes,
                 state=state,
@@ -221,11 +244,14 @@ class CodeChecker:
                 accounts=accounts,
                 tenant=tenant,
                 events=events,
+                completion=record,
             ):
                 # A factor changed between the read and the write (another attempt
                 # on it, a disable): nothing was written. Decide again under locks.
                 metrics.round_relocked()
                 verdicts, uncounted = self._locked_round_verdicts(round_)
+            elif record is not None and round_.completion is not None:
+                round_.completion.stored()
         return verdicts, uncounted
 
     def _locked_round_verdicts(self, round_: _Round) -> _RoundVerdicts:
@@ -256,6 +282,11 @@ class CodeChecker:
             final = [(check, unless_lost(verdict, written)) for check, verdict in verdicts]
             if round_.audit is not None:
                 locked.record(round_.audit.verdict_events(time_us(self._clock), final))
+            record = round_.completion.of(final) if round_.completion else None
+            if record is not None:
+                locked.complete(record)
+        if record is not None and round_.completion is not None:
+            round_.completion.stored()
         return final, uncounted
 
     def _verdicts_and_writes(

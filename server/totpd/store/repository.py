@@ -20,12 +20,12 @@ from totpd.store import deadline, faults, recovery
 from totpd.store.audit import AuditRow, AuditStore, append_in
 from totpd.store.database import IMMEDIATE_TRANSACTION, sqlite_file, writer_queue
 from totpd.store.errors import LabelTakenError, StoreUnavailableError
-from totpd.store.legacy_secrets import LegacySecrets
 from totpd.store.models import AccountRow, FactorRow
 from totpd.store.purge import FactorPurge
 from totpd.store.records import AccountState, NewFactor, StoredFactor
 from totpd.store.requests import Completion, RequestStore, complete_in
 from totpd.store.rounds import Attempts
+from totpd.store.sealed_secrets import LEGACY, SealedSecrets
 
 _T = TypeVar("_T")
 # The seed of hashtextextended(tenant and account_id, seed), the key of an
@@ -50,7 +50,8 @@ class FactorStore:
         self.attempts = Attempts(engine, self._writer)
         self.requests = RequestStore(engine, self._writer)
         self.purge = FactorPurge(engine, self._writer)
-        self.legacy_secrets = LegacySecrets(engine, self._writer)
+        # The start-up re-seal's rows; `.selecting(...)` for `totpd rekey`'s.
+        self.legacy_secrets = SealedSecrets(engine, self._writer, LEGACY)
         self.audit = AuditStore(engine, self._writer)
         self.recovery = recovery.RecoveryStore(engine, self._writer)
         self._sessions = sessionmaker(engine, expire_on_commit=False)

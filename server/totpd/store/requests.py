@@ -5,6 +5,7 @@ Design notes: ARCHITECTURE.md, "Module notes", store/requests.py.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import NamedTuple, cast
@@ -13,8 +14,11 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    String,
     Table,
+    Update,
     and_,
+    bindparam,
     delete,
     or_,
     select,
@@ -156,6 +160,34 @@ def complete_in(connection: Connection, completion: Completion) -> bool:
         .values(state=DONE, result=completion.result)
     )
     return bool(result.rowcount == 1)
+
+
+@functools.cache
+def complete_statement() -> Update:
+    """`complete_in` as one statement with binds, for a verification round's own
+    transaction (store/rounds.py); returns the record it completed (none: the
+    claim was taken over, and that call's result is kept)."""
+    return (
+        update(_TABLE)
+        .where(
+            _TABLE.c.tenant == bindparam("p_request_tenant", type_=String),
+            _TABLE.c.request_id == bindparam("p_request_id", type_=String),
+            _TABLE.c.scope == bindparam("p_scope", type_=String),
+            _TABLE.c.claim_token == bindparam("p_claim_token", type_=String),
+        )
+        .values(state=DONE, result=bindparam("p_result", type_=String))
+        .returning(_TABLE.c.request_id)
+    )
+
+
+def complete_values(completion: Completion) -> dict[str, object]:
+    return {
+        "p_request_tenant": completion.tenant,
+        "p_request_id": completion.request_id,
+        "p_scope": completion.scope,
+        "p_claim_token": completion.claim_token,
+        "p_result": completion.result,
+    }
 
 
 def _key(tenant: str, request_id: str, scope: str) -> ColumnElement[bool]:

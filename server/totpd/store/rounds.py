@@ -20,6 +20,7 @@ from totpd.domain import FactorState
 from totpd.store import audit, deadline, round_sql
 from totpd.store.dbapi import RawConnection, deadline_on_database_clock, forget_clock_offset
 from totpd.store.errors import RoundAbortedError
+from totpd.store.requests import Completion, complete_statement, complete_values
 from totpd.store.round_records import AccountWrite, AttemptRequest, CandidateFactor, FactorWrite
 
 # Positions in a read row (round_sql.READ_COLUMNS are CandidateFactor's fields).
@@ -61,6 +62,7 @@ class Attempts:
         accounts: Sequence[AccountWrite] = (),
         tenant: str = DEFAULT_TENANT,
         events: audit.RoundEvents | None = None,
+        completion: Completion | None = None,
     ) -> bool:
         """Store every write, each only where its factor (or account) is as it was read.
 
@@ -69,10 +71,13 @@ class Attempts:
         confirms it (see `_write`). Accounts are written before factors, the
         order a locked round locks them in. `events`: the audit events of the
         round's verdicts, appended in the same transaction (all or nothing too).
-        DeadlineExceededError if the deadline passed first: nothing was written.
+        `completion`: the request record of the call's result, completed in the
+        same transaction (even when nothing else is written), so a verdict never
+        commits without it. DeadlineExceededError if the deadline passed first:
+        nothing was written.
         """
         statements, alone = _round_statements(
-            self._dialect.name, writes, state, now, activate, accounts, tenant, events
+            self._dialect.name, writes, state, now, activate, accounts, tenant, events, completion
         )
         if not statements:
             return True
@@ -158,6 +163,11 @@ class LockedRound:
             dialect, writes, state, now, tenant, activate, alone=False
         )
         return {factor_id for (factor_id,) in self._connection.run(statement, values)}
+
+    def complete(self, completion: Completion) -> None:
+        """Complete the call's request record in this round's transaction (as
+        `Attempts.write_if_unchanged` does); a claim taken over keeps its call's."""
+        self._connection.run(complete_statement(), complete_values(completion))
 
     def set_drift(self, factor_id: str, *, step: int, drift: int, tenant: str) -> None:
         """Store a factor's drift (Resync), where this round consumed `step`; a
@@ -282,7 +292,8 @@ def _write_statement(
     }
 
 
-_Statement = tuple[Update | Insert, dict[str, object], int]
+# A statement, its values, and the rows it must return (None: any number).
+_Statement = tuple[Update | Insert, dict[str, object], int | None]
 
 
 def _account_statements(
@@ -324,6 +335,7 @@ def _round_statements(
     accounts: Sequence[AccountWrite],
     tenant: str,
     events: audit.RoundEvents | None,
+    completion: Completion | None = None,
 ) -> tuple[list[_Statement], bool]:
     """A conditional write's statements, each with its values and the rows it
     must touch; True when one statement alone is the whole write."""
@@ -333,7 +345,8 @@ def _round_statements(
     items = events.items if events is not None else ()
     # PostgreSQL writes one factor row and its event in one statement, alone.
     with_event = dialect == "postgresql" and len(writes) == 1 and len(items) == 1
-    alone = not statements and len(writes) == 1 and (not items or with_event)
+    # A request record to complete makes it a transaction, whatever else is written.
+    alone = completion is None and not statements and len(writes) == 1 and (not items or with_event)
     if writes:
         factors = _write_statement(dialect, writes, state, now, tenant, activate, alone=alone)
         if alone and with_event and events is not None:
@@ -344,6 +357,8 @@ def _round_statements(
             statements.append((*factors, len(writes)))
     if events is not None and items and not (alone and with_event):
         statements.append(audit.insert_values(dialect, events))
+    if completion is not None:
+        statements.append((complete_statement(), complete_values(completion), None))
     return statements, alone
 
 
@@ -365,7 +380,8 @@ def _write_in_transaction(connection: RawConnection, statements: list[_Statement
     connection.begin()
     try:
         for statement, values, expected in statements:
-            if len(connection.run(statement, values)) != expected:
+            rows = connection.run(statement, values)
+            if expected is not None and len(rows) != expected:
                 connection.rollback()
                 return False
     except RoundAbortedError:

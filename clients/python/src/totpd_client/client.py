@@ -13,7 +13,9 @@ import grpc
 
 from .audit import AuditEvent, AuditPage, to_micros
 from .auth import call_metadata, is_loopback
-from .errors import ErrorReason, TotpdError
+from .errors import TotpdError
+from .lifecycle import LifecycleCalls
+from .retries import RetryPolicy, retryable
 from .types import (
     Algorithm,
     BatchItem,
@@ -38,7 +40,7 @@ def _reason_name(value: int) -> str:
         return ""
 
 
-class TotpdClient:
+class TotpdClient(LifecycleCalls):
     """Client for totpd. Thread-safe; use it as a context manager or call :meth:`close`.
 
     * ``timeout``: deadline of every call in seconds, retries included (default 5).
@@ -54,6 +56,10 @@ class TotpdClient:
       acting twice. ``verify`` and ``batch_verify`` carry none: a verification
       retried after a lost response may be answered ``REPLAYED`` (the code was
       used by the first attempt), which is the safe answer: ask for the next code.
+      ``generate_recovery_codes``, ``verify_recovery_code`` and ``resync`` carry
+      no request_id and act on every attempt (a second set, a recovery code
+      burnt as REPLAYED, a step consumed twice): they are retried only on
+      ``OVERLOADED``, never after an ``UNAVAILABLE``. ``unlock`` is idempotent.
     * Transport: TLS with the system roots by default; ``root_certificates`` (PEM
       bytes) to trust your own CA; ``client_certificate`` + ``client_key`` for mTLS;
       ``insecure=True`` for plaintext on loopback; or pass your own ``channel``.
@@ -273,11 +279,10 @@ class TotpdClient:
     def list_factors(
         self, account_id: str, *, include_inactive: bool = False, timeout: float | None = None
     ) -> list[Factor]:
-        req = totp_service_pb2.ListFactorsRequest(
-            account_id=account_id, include_inactive=include_inactive
-        )
-        response = self._call(self._stub.ListFactors, req, timeout)
-        return [Factor.from_proto(f) for f in response.factors]
+        """The account's factors, newest first; :meth:`mfa_status` adds its recovery codes."""
+        return self.mfa_status(
+            account_id, include_inactive=include_inactive, timeout=timeout
+        ).factors
 
     def list_audit_events(
         self,
@@ -333,8 +338,15 @@ class TotpdClient:
                 return
 
     # -- plumbing ----------------------------------------------------------------
-    def _call(self, method: Callable[..., T], request: Any, timeout: float | None) -> T:
-        """One logical call: the same ``request`` (and request_id) on every attempt."""
+    def _call(
+        self,
+        method: Callable[..., T],
+        request: Any,
+        timeout: float | None,
+        retry: RetryPolicy = retryable,
+    ) -> T:
+        """One logical call: the same ``request`` (and request_id) on every attempt;
+        ``retry`` says which failures another attempt may follow."""
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         backoff = self.initial_backoff
         attempt = 1
@@ -344,7 +356,7 @@ class TotpdClient:
                 return method(request, timeout=max(remaining, 0.001), metadata=self._metadata)
             except grpc.RpcError as rpc_error:
                 err = TotpdError.from_rpc_error(rpc_error)
-                if not _retryable(err) or attempt >= self.max_attempts:
+                if not retry(err) or attempt >= self.max_attempts:
                     raise err from None
                 jitter = random.uniform(backoff / 2, backoff)  # noqa: S311 (jitter, not crypto)
                 sleep = max(jitter, err.retry_after or 0.0)
@@ -357,16 +369,3 @@ class TotpdClient:
 
 def _request_id(given: str | None) -> str:
     return given or str(uuid.uuid4())
-
-
-def _retryable(err: TotpdError) -> bool:
-    """Whether no work was done, so another attempt is safe and may succeed.
-
-    UNAVAILABLE: the server or its database was unreachable (or the response was
-    lost: the mutating calls' request_id makes that retry return the first
-    result). OVERLOADED: refused before any work. RATE_LIMITED is deliberately
-    not retried: the caller must stop, not wait and guess again.
-    """
-    if err.code is grpc.StatusCode.UNAVAILABLE:
-        return True
-    return err.code is grpc.StatusCode.RESOURCE_EXHAUSTED and err.reason is ErrorReason.OVERLOADED

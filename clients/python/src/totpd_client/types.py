@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .errors import TotpdError
-from .v1 import factor_pb2
+from .v1 import factor_pb2, lifecycle_pb2
 
 
 class VerifyResult(enum.Enum):
@@ -67,6 +67,9 @@ class Factor:
     confirmed_at: datetime | None
     last_used_at: datetime | None
     expires_at: datetime | None
+    drift_steps: int = 0
+    """The app's clock drift measured by the last resync, in time steps (positive:
+    the app runs ahead); verification centres its window on it. 0 before any."""
 
     @classmethod
     def from_proto(cls, f: factor_pb2.Factor) -> Factor:
@@ -83,6 +86,7 @@ class Factor:
             confirmed_at=_time(f.confirmed_at_unix),
             last_used_at=_time(f.last_used_at_unix),
             expires_at=_time(f.expires_at_unix),
+            drift_steps=f.drift_steps,
         )
 
 
@@ -159,3 +163,76 @@ class BatchResult:
     @property
     def valid(self) -> bool:
         return self.outcome is not None and self.outcome.valid
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryCodesStatus:
+    """How many recovery codes an account has left, never the codes themselves."""
+
+    remaining: int
+    """Unused codes of the current set; 0 when the account has none."""
+    issued: int
+    """How many codes the current set had when generated; 0 when there is no set."""
+    generated_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, s: lifecycle_pb2.RecoveryCodesStatus) -> RecoveryCodesStatus:
+        return cls(s.remaining, s.issued, _time(s.generated_at_unix))
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryCodes:
+    """A new set of single-use recovery codes: the only copy, show it to the user once."""
+
+    codes: list[str]
+    status: RecoveryCodesStatus
+
+    def __repr__(self) -> str:  # keep the codes out of logs and tracebacks
+        return f"RecoveryCodes(codes=<{len(self.codes)} redacted>, status={self.status!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryCodeVerification:
+    """The verdict on one recovery code and the account's codes after it."""
+
+    outcome: VerifyOutcome
+    status: RecoveryCodesStatus
+
+    @property
+    def valid(self) -> bool:
+        return self.outcome.valid
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockResult:
+    """What an unlock cleared; all zero/False when there was nothing to clear."""
+
+    lock_lifted: bool
+    consecutive_failures_cleared: int
+    factors_cleared: int
+    budget_refilled: bool
+
+    @property
+    def cleared_anything(self) -> bool:
+        return bool(
+            self.lock_lifted
+            or self.consecutive_failures_cleared
+            or self.factors_cleared
+            or self.budget_refilled
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncResult:
+    """VALID: ``factor.drift_steps`` is the new drift (also ``outcome.step_offset``)."""
+
+    outcome: VerifyOutcome
+    factor: Factor
+
+
+@dataclass(frozen=True, slots=True)
+class MfaStatus:
+    """An account's factors and its recovery codes left (what ``ListFactors`` returns)."""
+
+    factors: list[Factor]
+    recovery_codes: RecoveryCodesStatus

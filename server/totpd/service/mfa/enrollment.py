@@ -186,9 +186,15 @@ def confirm(
         return first, get_factor(deps, tenant, account_id, factor_id)
     with call:
         outcome = deps.checker.check(
-            request, state=FactorState.PENDING, caller=caller, tenant=tenant, audit=audit
+            request,
+            state=FactorState.PENDING,
+            caller=caller,
+            tenant=tenant,
+            audit=audit,
+            completion=call.with_verdict(),
         )
-        call.complete(idempotency.outcome_result(outcome))
+        if not call.completed:  # answered without a round's write (nothing to store)
+            call.complete(idempotency.outcome_result(outcome))
     return outcome, get_factor(deps, tenant, account_id, factor_id)
 
 

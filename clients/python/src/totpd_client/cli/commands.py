@@ -113,17 +113,56 @@ def disable(client: TotpdClient, args: argparse.Namespace) -> int:
 
 
 def list_factors(client: TotpdClient, args: argparse.Namespace) -> int:
-    factors = client.list_factors(args.account, include_inactive=args.all)
-    if not factors:
+    mfa = client.mfa_status(args.account, include_inactive=args.all)
+    if mfa.factors:
+        _print(output.factor_table(mfa.factors))
+    else:
         print(f"no factors for {args.account}")
-        return EXIT_OK
-    _print(output.factor_table(factors))
+    if mfa.factors or mfa.recovery_codes.issued:
+        print(output.recovery_status_line(mfa.recovery_codes))
     return EXIT_OK
 
 
 def get_factor(client: TotpdClient, args: argparse.Namespace) -> int:
     _print(output.factor_lines(client.get_factor(args.account, args.factor_id)))
     return EXIT_OK
+
+
+RECOVERY_CODES_WARNING = (
+    "totpctl: these recovery codes are shown only this once: store them somewhere safe"
+    " (a password manager, or printed); each works once, and any earlier set no longer works"
+)
+
+
+def generate_recovery_codes(client: TotpdClient, args: argparse.Namespace) -> int:
+    """The codes on stdout only (one per line, or --json); the warning on stderr."""
+    generated = client.generate_recovery_codes(args.account)
+    print(RECOVERY_CODES_WARNING, file=sys.stderr)
+    if args.json:
+        print(output.recovery_codes_json(generated))
+    else:
+        _print(generated.codes)
+    return EXIT_OK
+
+
+def verify_recovery_code(client: TotpdClient, args: argparse.Namespace) -> int:
+    """The words of the code rejoined with spaces: the server accepts them as separators."""
+    checked = client.verify_recovery_code(args.account, " ".join(args.code))
+    print(output.recovery_verification_line(checked))
+    return _verdict(checked.outcome)
+
+
+def unlock(client: TotpdClient, args: argparse.Namespace) -> int:
+    print(output.unlock_line(args.account, client.unlock(args.account, args.factor or "")))
+    return EXIT_OK
+
+
+def resync(client: TotpdClient, args: argparse.Namespace) -> int:
+    result = client.resync(
+        args.account, args.factor_id, app_code([args.code1]), app_code([args.code2])
+    )
+    _print(output.resync_lines(result))
+    return _verdict(result.outcome)
 
 
 def moment(text: str) -> datetime:

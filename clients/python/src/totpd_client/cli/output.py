@@ -9,7 +9,18 @@ import grpc
 
 from ..audit import AuditEvent
 from ..errors import ErrorReason, TotpdError
-from ..types import DisableResult, Factor, FactorState, VerifyOutcome, VerifyResult
+from ..types import (
+    DisableResult,
+    Factor,
+    FactorState,
+    RecoveryCodes,
+    RecoveryCodesStatus,
+    RecoveryCodeVerification,
+    ResyncResult,
+    UnlockResult,
+    VerifyOutcome,
+    VerifyResult,
+)
 
 # No server answered: a transport failure, not a status from totpd (which carries a reason).
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -23,20 +34,82 @@ def seconds(value: float) -> str:
     return f"{value:g} s"
 
 
-def outcome_line(outcome: VerifyOutcome) -> str:
+def outcome_line(outcome: VerifyOutcome, valid_detail: str = "step offset") -> str:
     """`RESULT (factor ..., step offset +N | attempts left N, ...)`."""
     details = []
     if outcome.factor_id:
         details.append(f"factor {outcome.factor_id}")
     if outcome.result is VerifyResult.VALID:
-        details.append(f"step offset {outcome.step_offset:+d}")
+        details.append(f"{valid_detail} {outcome.step_offset:+d}")
     else:
         details.append(f"attempts left {outcome.attempts_left}")
+    return f"{outcome.result.name} ({', '.join(details + _waiting(outcome))})"
+
+
+def _waiting(outcome: VerifyOutcome) -> list[str]:
     if outcome.unlock_required:
-        details.append("locked until an operator unlocks the account; waiting does not help")
-    elif outcome.retry_after:
-        details.append(f"retry after {seconds(outcome.retry_after)}")
+        return ["locked until an operator unlocks the account; waiting does not help"]
+    if outcome.retry_after:
+        return [f"retry after {seconds(outcome.retry_after)}"]
+    return []
+
+
+def recovery_status_line(status: RecoveryCodesStatus) -> str:
+    """`recovery codes: N of M left (generated TIME)`, or `recovery codes: none`."""
+    if not status.issued:
+        return "recovery codes: none"
+    return (
+        f"recovery codes: {status.remaining} of {status.issued} left"
+        f" (generated {timestamp(status.generated_at)})"
+    )
+
+
+def recovery_verification_line(checked: RecoveryCodeVerification) -> str:
+    """`RESULT (attempts left N, ..., recovery codes: N of M left)`."""
+    outcome, status = checked.outcome, checked.status
+    details = [] if outcome.valid else [f"attempts left {outcome.attempts_left}"]
+    details += _waiting(outcome)
+    details.append(f"recovery codes: {status.remaining} of {status.issued} left")
     return f"{outcome.result.name} ({', '.join(details)})"
+
+
+def recovery_codes_json(generated: RecoveryCodes) -> str:
+    status = generated.status
+    generated_at = status.generated_at
+    return json.dumps(
+        {
+            "codes": generated.codes,
+            "remaining": status.remaining,
+            "issued": status.issued,
+            "generated_at": _audit_time(generated_at) if generated_at else "",
+        },
+        separators=(",", ":"),
+    )
+
+
+def unlock_line(account_id: str, result: UnlockResult) -> str:
+    """What the unlock cleared, or that there was nothing to clear."""
+    if not result.cleared_anything:
+        return f"NOTHING TO UNLOCK ({account_id} had no lock, failures or spent budget)"
+    cleared = []
+    if result.lock_lifted:
+        cleared.append("lock lifted")
+    if result.consecutive_failures_cleared:
+        cleared.append(f"{result.consecutive_failures_cleared} consecutive failure(s) cleared")
+    if result.factors_cleared:
+        cleared.append(f"{result.factors_cleared} factor(s) cleared")
+    if result.budget_refilled:
+        cleared.append("failure budget refilled")
+    return f"UNLOCKED {account_id} ({', '.join(cleared)})"
+
+
+def resync_lines(result: ResyncResult) -> list[str]:
+    """VALID shows the new drift; the factor as it is after the attempt."""
+    return [outcome_line(result.outcome, "drift"), *factor_lines(result.factor)]
+
+
+def drift(factor: Factor) -> str:
+    return f"{factor.drift_steps:+d}"
 
 
 def disable_lines(result: DisableResult, *, forced: bool) -> list[str]:
@@ -59,6 +132,7 @@ def factor_lines(factor: Factor) -> list[str]:
         f"created:     {timestamp(factor.created_at)}",
         f"confirmed:   {timestamp(factor.confirmed_at)}",
         f"last used:   {timestamp(factor.last_used_at)}",
+        f"drift:       {drift(factor)} step(s)",
     ]
     if factor.state is FactorState.PENDING:
         lines.append(f"expires:     {timestamp(factor.expires_at)}")
@@ -66,7 +140,7 @@ def factor_lines(factor: Factor) -> list[str]:
 
 
 def factor_table(factors: list[Factor]) -> list[str]:
-    rows = [("FACTOR ID", "LABEL", "ISSUER", "PARAMETERS", "STATE", "LAST USED")]
+    rows = [("FACTOR ID", "LABEL", "ISSUER", "PARAMETERS", "STATE", "DRIFT", "LAST USED")]
     rows += [
         (
             f.factor_id,
@@ -74,6 +148,7 @@ def factor_table(factors: list[Factor]) -> list[str]:
             f.issuer,
             f"{f.algorithm.name}/{f.digits}/{f.period_seconds}s",
             f.state.name,
+            drift(f),
             timestamp(f.last_used_at),
         )
         for f in factors

@@ -136,8 +136,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("account")
     p.add_argument("factor_id")
     p.set_defaults(run=commands.get_factor)
+    _lifecycle_parsers(sub, code_help)
     _audit_parser(sub)
     return parser
+
+
+def _lifecycle_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], code_help: str
+) -> None:
+    p = sub.add_parser(
+        "recovery-codes",
+        help="generate or check an account's single-use recovery codes",
+        description="Recovery codes let a user without their authenticator app sign in:"
+        " each works once.",
+    )
+    codes = p.add_subparsers(dest="recovery_command", required=True)
+    p = codes.add_parser(
+        "generate",
+        help="issue a new set, replacing any earlier one (enroll permission)",
+        description="Issues a new set of recovery codes for an account with an active factor"
+        " and prints them, one per line: this is the only time they are shown (totpd keeps"
+        " only a keyed hash of each). Any earlier set of the account stops working.",
+    )
+    p.add_argument("account")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: codes, remaining, issued, generated_at",
+    )
+    p.set_defaults(run=commands.generate_recovery_codes)
+    p = codes.add_parser(
+        "verify",
+        help="use up one recovery code (exit 0 VALID, 1 otherwise)",
+        description="Consumes one recovery code: VALID once, REPLAYED afterwards. Wrong codes"
+        " count toward the account's attempt limits, like wrong TOTP codes.",
+    )
+    p.add_argument("account")
+    p.add_argument(
+        "code",
+        nargs="+",
+        metavar="CODE",
+        help="the code as written down, either case, with or without '-' or spaces",
+    )
+    p.set_defaults(run=commands.verify_recovery_code)
+
+    p = sub.add_parser(
+        "unlock",
+        help="clear an account's lock and failures (admin permission)",
+        description="Lifts the lock after too many consecutive failures, clears backoff and"
+        " refills the failure budget of the account; --factor clears only that factor's"
+        " failures (the account-wide lock, failure run and budget are cleared either way).",
+    )
+    p.add_argument("account")
+    p.add_argument("--factor", metavar="ID", help="only this factor's failures and backoff")
+    p.set_defaults(run=commands.unlock)
+
+    p = sub.add_parser(
+        "resync",
+        help="measure a factor's clock drift from two consecutive codes",
+        description="For an app whose clock is off: give the code it shows now and the next"
+        " one. The server looks for the pair within its search range (default +-10 minutes),"
+        " stores the drift and centres later verifications on it. Exit 0 VALID, 1 otherwise.",
+    )
+    p.add_argument("account")
+    p.add_argument("factor_id")
+    p.add_argument("code1", metavar="CODE1", help=code_help)
+    p.add_argument("code2", metavar="CODE2", help="the next code the app shows")
+    p.set_defaults(run=commands.resync)
 
 
 def _audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -112,9 +112,10 @@ export interface ResyncResponse {
   /**
    * VALID: the two codes were found as consecutive steps within the server's
    * search range, the drift is stored and both steps are consumed
-   * (step_offset is the new drift). INVALID (counted as one failure): no
-   * such pair. REPLAYED: the pair's steps were already used; nothing changed.
-   * LOCKED: attempt limits, nothing compared.
+   * (step_offset is the new drift). INVALID: no such pair. REPLAYED: the
+   * pair's steps were already used; the drift is not stored. Each counts as
+   * one failure, as a wrong Verify code does. LOCKED: attempt limits,
+   * nothing compared.
    */
   outcome:
     | VerifyOutcome
