@@ -82,6 +82,10 @@ func TestLiveCallers(t *testing.T) {
 	if strings.Contains(err.Error(), liveReader) {
 		t.Fatal("the token is in the error")
 	}
+	// Unlock is an operator's action: enroll and verify are not enough.
+	if _, err := writer.Unlock(ctx, "go-live-callers", ""); !errors.Is(err, totpd.ErrPermissionDenied) {
+		t.Fatalf("Unlock without admin: %v", err)
+	}
 
 	for _, opts := range [][]totpd.Option{{totpd.WithToken("totpd_not-a-known-token-000000000")}, nil} {
 		_, err = liveClient(t, addr, opts...).ListFactors(ctx, "go-live-callers", false)

@@ -24,7 +24,9 @@
 // a retry after a lost response gets the first attempt's result instead of
 // acting twice. Verify and BatchVerify are not idempotent: a verification
 // retried after a lost response may be answered VerifyReplayed, which is the
-// safe answer (ask for the next code).
+// safe answer (ask for the next code). GenerateRecoveryCodes,
+// VerifyRecoveryCode and Resync act on every attempt without a request_id:
+// they are retried only on OVERLOADED (see lifecycle.go).
 package totpd
 
 import (
@@ -242,6 +244,11 @@ func retryable(e *Error) bool {
 // call runs one logical call, the same req (and request_id) on every
 // attempt, with the default deadline and the retries.
 func call[Req, Resp any](ctx context.Context, c *Client, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	return callRetrying(ctx, c, retryable, rpc, req)
+}
+
+// callRetrying is call retrying only the errors for which retry is true.
+func callRetrying[Req, Resp any](ctx context.Context, c *Client, retry func(*Error) bool, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
 	if len(c.cfg.identity) > 0 {
 		ctx = metadata.AppendToOutgoingContext(ctx, c.cfg.identity...)
 	}
@@ -259,7 +266,7 @@ func call[Req, Resp any](ctx context.Context, c *Client, rpc func(context.Contex
 		ferr := FromError(err)
 		var terr *Error
 		errors.As(ferr, &terr) // ferr may wrap it: an interceptor's own error
-		if !retryable(terr) || attempt >= c.cfg.maxAttempts {
+		if !retry(terr) || attempt >= c.cfg.maxAttempts {
 			return resp, ferr
 		}
 		sleep := max(backoff/2+rand.N(backoff/2+1), terr.RetryAfter)

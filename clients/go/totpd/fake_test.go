@@ -64,6 +64,7 @@ type fakeTotpd struct {
 	mds     []metadata.MD // each call's incoming metadata, in order
 	audit   []*totpdv1.AuditEvent
 	auditRq []*totpdv1.ListAuditEventsRequest
+	reqs    []any // the lifecycle RPCs' requests, in order
 }
 
 // startFake serves a fakeTotpd on a free loopback port until the test ends.
@@ -169,4 +170,66 @@ func (f *fakeTotpd) ListAuditEvents(_ context.Context, r *totpdv1.ListAuditEvent
 		resp.NextPageToken = strconv.Itoa(end)
 	}
 	return resp, nil
+}
+
+// The lifecycle RPCs answer fixed values (recoveryStatus, a factor with a
+// drift of 10 steps) around the scripted outcome, and record their requests.
+
+var recoveryStatus = &totpdv1.RecoveryCodesStatus{Remaining: 9, Issued: 10, GeneratedAtUnix: 1_700_000_000}
+
+func (f *fakeTotpd) record(req any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reqs = append(f.reqs, req)
+}
+
+func (f *fakeTotpd) requests() []any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]any(nil), f.reqs...)
+}
+
+func (f *fakeTotpd) GenerateRecoveryCodes(_ context.Context, r *totpdv1.GenerateRecoveryCodesRequest) (*totpdv1.GenerateRecoveryCodesResponse, error) {
+	f.record(r)
+	if _, err := f.answer("GenerateRecoveryCodes", ""); err != nil {
+		return nil, err
+	}
+	return &totpdv1.GenerateRecoveryCodesResponse{Codes: []string{"k7q2-9xmf-w4c8", "0abc-defg-hjkm"},
+		Status: &totpdv1.RecoveryCodesStatus{Remaining: 2, Issued: 2, GeneratedAtUnix: 1_700_000_000}}, nil
+}
+
+func (f *fakeTotpd) VerifyRecoveryCode(_ context.Context, r *totpdv1.VerifyRecoveryCodeRequest) (*totpdv1.VerifyRecoveryCodeResponse, error) {
+	f.record(r)
+	o, err := f.answer("VerifyRecoveryCode", "")
+	if err != nil {
+		return nil, err
+	}
+	return &totpdv1.VerifyRecoveryCodeResponse{Outcome: o, Status: recoveryStatus}, nil
+}
+
+func (f *fakeTotpd) Unlock(_ context.Context, r *totpdv1.UnlockRequest) (*totpdv1.UnlockResponse, error) {
+	f.record(r)
+	if _, err := f.answer("Unlock", ""); err != nil {
+		return nil, err
+	}
+	return &totpdv1.UnlockResponse{LockLifted: true, ConsecutiveFailuresCleared: 12, FactorsCleared: 2, BudgetRefilled: true}, nil
+}
+
+func (f *fakeTotpd) Resync(_ context.Context, r *totpdv1.ResyncRequest) (*totpdv1.ResyncResponse, error) {
+	f.record(r)
+	o, err := f.answer("Resync", "")
+	if err != nil {
+		return nil, err
+	}
+	return &totpdv1.ResyncResponse{Outcome: o, Factor: &totpdv1.Factor{
+		FactorId: r.GetFactorId(), AccountId: r.GetAccountId(), DriftSteps: 10}}, nil
+}
+
+func (f *fakeTotpd) ListFactors(_ context.Context, r *totpdv1.ListFactorsRequest) (*totpdv1.ListFactorsResponse, error) {
+	f.record(r)
+	if _, err := f.answer("ListFactors", ""); err != nil {
+		return nil, err
+	}
+	return &totpdv1.ListFactorsResponse{Factors: []*totpdv1.Factor{{FactorId: "f-1", AccountId: r.GetAccountId(), DriftSteps: -3}},
+		RecoveryCodes: recoveryStatus}, nil
 }

@@ -59,7 +59,8 @@ type VerifyOutcome struct {
 	Result VerifyResult
 	// FactorID is the factor that matched (VALID, REPLAYED) or is locked.
 	FactorID string
-	// StepOffset is, for VALID, the matched step minus the server's (-1, 0, 1).
+	// StepOffset is, for VALID, the matched step minus the server's: -1, 0 or
+	// 1 plus the factor's DriftSteps; for a VALID Resync, the new drift.
 	StepOffset int
 	// AttemptsLeft is the number of failures left before the factor locks.
 	AttemptsLeft int
@@ -67,8 +68,8 @@ type VerifyOutcome struct {
 	// attempt is compared.
 	RetryAfter time.Duration
 	// UnlockRequired is, for LOCKED, true when the account stays locked until
-	// an operator unlocks it (or the user proves possession through another
-	// factor): waiting does not help and RetryAfter is zero.
+	// an operator unlocks it (Unlock) or the user signs in with a recovery code
+	// (VerifyRecoveryCode): waiting does not help and RetryAfter is zero.
 	UnlockRequired bool
 }
 
@@ -101,6 +102,9 @@ type Factor struct {
 	ConfirmedAt time.Time
 	LastUsedAt  time.Time
 	ExpiresAt   time.Time
+	// DriftSteps is the app's measured clock drift in time steps (set by
+	// Resync): verifications centre their window on the server's step plus it.
+	DriftSteps int
 }
 
 func unixTime(s int64) time.Time {
@@ -124,6 +128,7 @@ func factorFromProto(f *totpdv1.Factor) Factor {
 		ConfirmedAt: unixTime(f.GetConfirmedAtUnix()),
 		LastUsedAt:  unixTime(f.GetLastUsedAtUnix()),
 		ExpiresAt:   unixTime(f.GetExpiresAtUnix()),
+		DriftSteps:  int(f.GetDriftSteps()),
 	}
 }
 

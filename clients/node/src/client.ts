@@ -13,6 +13,7 @@ import { ErrorReason } from "./gen/totpd/v1/errors.js";
 import { Algorithm } from "./gen/totpd/v1/factor.js";
 import * as svc from "./gen/totpd/v1/totp_service.js";
 import type * as audit from "./gen/totpd/v1/audit.js";
+import type * as lc from "./gen/totpd/v1/lifecycle.js";
 import {
   type AuditEvent,
   type AuditFilter,
@@ -20,6 +21,19 @@ import {
   auditEventFromProto,
   micros,
 } from "./audit.js";
+import {
+  type MfaStatus,
+  type RecoveryCodeVerdict,
+  type RecoveryCodes,
+  type ResyncResult,
+  type UnlockResult,
+  recoveryCodesFromProto,
+  recoveryStatusFromProto,
+  recoveryVerdictFromProto,
+  resyncFromProto,
+  refusedBeforeWork,
+  unlockFromProto,
+} from "./lifecycle.js";
 import { TENANT_HEADER, checkHeaderValue, isLoopback } from "./auth.js";
 import { TotpdError } from "./errors.js";
 import {
@@ -98,7 +112,8 @@ type Unary<Req, Resp> = (
  * lost response gets the first attempt's result instead of acting twice.
  * verify and batchVerify are not idempotent: a verification retried after a
  * lost response may resolve to REPLAYED, which is the safe answer (ask for the
- * next code).
+ * next code). generateRecoveryCodes, verifyRecoveryCode and resync act on every
+ * attempt without a request id: they are retried only on OVERLOADED.
  */
 export class TotpdClient {
   private readonly stub: svc.TotpServiceClient;
@@ -277,6 +292,81 @@ export class TotpdClient {
     return r.factors.map(factorFromProto);
   }
 
+  /** listFactors with the account's recovery codes status. */
+  async mfaStatus(accountId: string, includeInactive = false): Promise<MfaStatus> {
+    const r = await this.call<svc.ListFactorsRequest, svc.ListFactorsResponse>(
+      this.stub.listFactors,
+      { accountId, includeInactive },
+    );
+    return {
+      factors: r.factors.map(factorFromProto),
+      recoveryCodes: recoveryStatusFromProto(r.recoveryCodes),
+    };
+  }
+
+  /**
+   * Makes a new set of recovery codes for an account with an ACTIVE factor; any
+   * earlier set stops working. Retried only on OVERLOADED: after UNAVAILABLE a
+   * set may have been made whose response was lost; calling again makes a fresh
+   * one (the lost one is dead).
+   */
+  async generateRecoveryCodes(accountId: string): Promise<RecoveryCodes> {
+    const r = await this.call<lc.GenerateRecoveryCodesRequest, lc.GenerateRecoveryCodesResponse>(
+      this.stub.generateRecoveryCodes,
+      { accountId },
+      refusedBeforeWork,
+    );
+    return recoveryCodesFromProto(r);
+  }
+
+  /**
+   * Consumes one recovery code, typed in any case, with or without separators;
+   * wrong codes count toward the account's attempt limits. Retried only on
+   * OVERLOADED, never on a failure that may have consumed the code (UNAVAILABLE).
+   */
+  async verifyRecoveryCode(accountId: string, code: string): Promise<RecoveryCodeVerdict> {
+    const r = await this.call<lc.VerifyRecoveryCodeRequest, lc.VerifyRecoveryCodeResponse>(
+      this.stub.verifyRecoveryCode,
+      { accountId, code },
+      refusedBeforeWork,
+    );
+    return recoveryVerdictFromProto(r);
+  }
+
+  /**
+   * Lifts the account's attempt limits (needs the admin permission): every live
+   * factor's failures and backoff, or only `factorId`'s; the account-wide lock,
+   * run of failures and failure budget either way. Idempotent, so retried like
+   * enroll; the result describes the last attempt.
+   */
+  async unlock(accountId: string, factorId = ""): Promise<UnlockResult> {
+    const r = await this.call<lc.UnlockRequest, lc.UnlockResponse>(this.stub.unlock, {
+      accountId,
+      factorId,
+    });
+    return unlockFromProto(r);
+  }
+
+  /**
+   * Measures an ACTIVE factor's clock drift from two consecutive codes of its app
+   * (`code2` the one after `code1`) and stores it; both steps are consumed.
+   * INVALID (no such pair) and REPLAYED (its steps were already used; no drift
+   * stored) each count as one failure. Retried only on OVERLOADED.
+   */
+  async resync(
+    accountId: string,
+    factorId: string,
+    code1: string,
+    code2: string,
+  ): Promise<ResyncResult> {
+    const r = await this.call<lc.ResyncRequest, lc.ResyncResponse>(
+      this.stub.resync,
+      { accountId, factorId, code1, code2 },
+      refusedBeforeWork,
+    );
+    return resyncFromProto(r);
+  }
+
   /**
    * One page of audit events, oldest first (needs the admin permission).
    * `pageSize` 0 means the server's default (100); pass the page's
@@ -319,8 +409,12 @@ export class TotpdClient {
     }
   }
 
-  /** One logical call: the same `req` (and request id) on every attempt. */
-  private async call<Req, Resp>(method: Unary<Req, Resp>, req: Req): Promise<Resp> {
+  /** One logical call: the same `req` (and request id) on every attempt that `retry` allows. */
+  private async call<Req, Resp>(
+    method: Unary<Req, Resp>,
+    req: Req,
+    retry: (e: TotpdError) => boolean = retryable,
+  ): Promise<Resp> {
     const deadline = Date.now() + this.timeoutMs;
     let backoff = this.initialBackoffMs;
     for (let attempt = 1; ; attempt++) {
@@ -334,7 +428,7 @@ export class TotpdClient {
         const e = TotpdError.fromServiceError(err);
         const jitter = backoff / 2 + Math.random() * (backoff / 2);
         const wait = Math.max(jitter, e.retryAfterMs ?? 0);
-        if (!retryable(e) || attempt >= this.maxAttempts || Date.now() + wait >= deadline) throw e;
+        if (!retry(e) || attempt >= this.maxAttempts || Date.now() + wait >= deadline) throw e;
         await sleep(wait);
         backoff = Math.min(backoff * 2, this.maxBackoffMs);
       }

@@ -8,6 +8,14 @@ export {
   parseReason,
 } from "./errors.js";
 export { type AuditEvent, type AuditFilter, type AuditPage } from "./audit.js";
+export {
+  type MfaStatus,
+  type RecoveryCodeVerdict,
+  type RecoveryCodes,
+  type RecoveryCodesStatus,
+  type ResyncResult,
+  type UnlockResult,
+} from "./lifecycle.js";
 export { TENANT_HEADER, isLoopback } from "./auth.js";
 export { ErrorReason } from "./gen/totpd/v1/errors.js";
 export {

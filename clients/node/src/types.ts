@@ -26,15 +26,19 @@ export interface VerifyOutcome {
   readonly result: VerifyResult;
   /** The factor that matched (VALID, REPLAYED) or is locked; "" otherwise. */
   readonly factorId: string;
-  /** For VALID: the matched step minus the server's (-1, 0, 1). */
+  /**
+   * For VALID: the matched step minus the server's, -1, 0 or 1 plus the factor's
+   * driftSteps; for a VALID resync, the new drift.
+   */
   readonly stepOffset: number;
   /** Failures left before the factor locks. */
   readonly attemptsLeft: number;
   /** For LOCKED and during backoff: seconds until the next attempt is compared. */
   readonly retryAfterSeconds: number;
   /**
-   * For LOCKED: the account stays locked until an operator unlocks it (or the
-   * user proves possession through another factor); waiting does not help.
+   * For LOCKED: the account stays locked until an operator unlocks it (unlock)
+   * or the user signs in with a recovery code (verifyRecoveryCode); waiting
+   * does not help.
    */
   readonly unlockRequired: boolean;
 }
@@ -64,6 +68,11 @@ export interface Factor {
   readonly confirmedAt: Date | undefined;
   readonly lastUsedAt: Date | undefined;
   readonly expiresAt: Date | undefined;
+  /**
+   * The app's measured clock drift in time steps (set by resync): verifications
+   * centre their window on the server's step plus it.
+   */
+  readonly driftSteps: number;
 }
 
 const time = (s: number): Date | undefined => (s ? new Date(s * 1000) : undefined);
@@ -83,6 +92,7 @@ export function factorFromProto(f: pb.Factor | undefined): Factor {
     confirmedAt: time(x.confirmedAtUnix),
     lastUsedAt: time(x.lastUsedAtUnix),
     expiresAt: time(x.expiresAtUnix),
+    driftSteps: x.driftSteps,
   };
 }
 

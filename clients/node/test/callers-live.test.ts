@@ -87,6 +87,11 @@ describe("callers (live)", () => {
     assert.ok(!err.message.includes(READER));
   });
 
+  it("denies Unlock, an operator's action, to a caller with enroll and verify", async () => {
+    const err = await rejection(client({ token: WRITER }).unlock("node-live-callers"));
+    assert.ok(err instanceof PermissionDeniedError);
+  });
+
   it("answers an unknown or missing token UNAUTHENTICATED", async () => {
     for (const options of [{ token: "totpd_not-a-known-token-0000000000" }, {}]) {
       const err = await rejection(client(options).listFactors("node-live-callers"));

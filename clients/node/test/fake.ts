@@ -14,6 +14,14 @@ import {
 import * as pb from "../src/gen/totpd/v1/factor";
 import * as svc from "../src/gen/totpd/v1/totp_service";
 import type * as audit from "../src/gen/totpd/v1/audit";
+import type * as lc from "../src/gen/totpd/v1/lifecycle";
+
+/** The recovery codes status the fake's lifecycle answers carry (except generate's). */
+export const RECOVERY_STATUS: lc.RecoveryCodesStatus = {
+  remaining: 9,
+  issued: 10,
+  generatedAtUnix: 1_700_000_000,
+};
 
 /** One scripted failure: a status with a totpd ErrorInfo (if reason) and a RetryInfo (if retryAfterMs). */
 export interface Fail {
@@ -126,6 +134,49 @@ export class FakeTotpd {
         () => ({
           outcome: this.outcome,
           factors: [],
+        }),
+      ),
+      // The lifecycle RPCs answer fixed values around the scripted outcome.
+      generateRecoveryCodes: unary<
+        lc.GenerateRecoveryCodesRequest,
+        lc.GenerateRecoveryCodesResponse
+      >(
+        "GenerateRecoveryCodes",
+        () => "",
+        () => ({
+          codes: ["k7q2-9xmf-w4c8", "0abc-defg-hjkm"],
+          status: { remaining: 2, issued: 2, generatedAtUnix: 1_700_000_000 },
+        }),
+      ),
+      verifyRecoveryCode: unary<lc.VerifyRecoveryCodeRequest, lc.VerifyRecoveryCodeResponse>(
+        "VerifyRecoveryCode",
+        () => "",
+        () => ({ outcome: this.outcome, status: RECOVERY_STATUS }),
+      ),
+      unlock: unary<lc.UnlockRequest, lc.UnlockResponse>(
+        "Unlock",
+        () => "",
+        () => ({
+          lockLifted: true,
+          consecutiveFailuresCleared: 12,
+          factorsCleared: 2,
+          budgetRefilled: true,
+        }),
+      ),
+      resync: unary<lc.ResyncRequest, lc.ResyncResponse>(
+        "Resync",
+        () => "",
+        (r) => ({
+          outcome: this.outcome,
+          factor: { ...factor(r.accountId, r.factorId), driftSteps: 10 },
+        }),
+      ),
+      listFactors: unary<svc.ListFactorsRequest, svc.ListFactorsResponse>(
+        "ListFactors",
+        () => "",
+        (r) => ({
+          factors: [{ ...factor(r.accountId), driftSteps: -3 }],
+          recoveryCodes: RECOVERY_STATUS,
         }),
       ),
       // Pages auditEvents as the server does: offset tokens, 100 per page by default.

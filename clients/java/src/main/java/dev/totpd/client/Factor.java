@@ -20,6 +20,8 @@ import java.util.Optional;
  * @param confirmedAt confirmation time, if confirmed
  * @param lastUsedAt last successful verification, if any
  * @param expiresAt when a PENDING enrollment expires
+ * @param driftSteps the app's measured clock drift in time steps (set by {@code resync}):
+ *     verifications centre their window on the server's step plus it
  */
 public record Factor(
     String factorId,
@@ -33,7 +35,38 @@ public record Factor(
     Instant createdAt,
     Optional<Instant> confirmedAt,
     Optional<Instant> lastUsedAt,
-    Optional<Instant> expiresAt) {
+    Optional<Instant> expiresAt,
+    int driftSteps) {
+
+  /** A factor without {@code driftSteps} (0), as before that field existed. */
+  public Factor(
+      String factorId,
+      String accountId,
+      String label,
+      String issuer,
+      Algorithm algorithm,
+      int digits,
+      int periodSeconds,
+      FactorState state,
+      Instant createdAt,
+      Optional<Instant> confirmedAt,
+      Optional<Instant> lastUsedAt,
+      Optional<Instant> expiresAt) {
+    this(
+        factorId,
+        accountId,
+        label,
+        issuer,
+        algorithm,
+        digits,
+        periodSeconds,
+        state,
+        createdAt,
+        confirmedAt,
+        lastUsedAt,
+        expiresAt,
+        0);
+  }
 
   private static Optional<Instant> time(long unix) {
     return unix == 0 ? Optional.empty() : Optional.of(Instant.ofEpochSecond(unix));
@@ -52,6 +85,7 @@ public record Factor(
         Instant.ofEpochSecond(f.getCreatedAtUnix()),
         time(f.getConfirmedAtUnix()),
         time(f.getLastUsedAtUnix()),
-        time(f.getExpiresAtUnix()));
+        time(f.getExpiresAtUnix()),
+        f.getDriftSteps());
   }
 }

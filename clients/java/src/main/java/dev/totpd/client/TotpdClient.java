@@ -10,11 +10,20 @@ import dev.totpd.v1.DisableRequest;
 import dev.totpd.v1.DisableResponse;
 import dev.totpd.v1.EnrollRequest;
 import dev.totpd.v1.EnrollResponse;
+import dev.totpd.v1.GenerateRecoveryCodesRequest;
+import dev.totpd.v1.GenerateRecoveryCodesResponse;
 import dev.totpd.v1.GetFactorRequest;
 import dev.totpd.v1.ListAuditEventsRequest;
 import dev.totpd.v1.ListAuditEventsResponse;
 import dev.totpd.v1.ListFactorsRequest;
+import dev.totpd.v1.ListFactorsResponse;
+import dev.totpd.v1.ResyncRequest;
+import dev.totpd.v1.ResyncResponse;
 import dev.totpd.v1.TotpServiceGrpc;
+import dev.totpd.v1.UnlockRequest;
+import dev.totpd.v1.UnlockResponse;
+import dev.totpd.v1.VerifyRecoveryCodeRequest;
+import dev.totpd.v1.VerifyRecoveryCodeResponse;
 import dev.totpd.v1.VerifyRequest;
 import io.grpc.ChannelCredentials;
 import io.grpc.Deadline;
@@ -37,6 +46,7 @@ import java.util.UUID;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
+import java.util.function.Predicate;
 import java.util.stream.Stream;
 
 /**
@@ -57,7 +67,9 @@ import java.util.stream.Stream;
  * your own to retry a call yourself (for example after DEADLINE_EXCEEDED); the same id with
  * different fields fails with REQUEST_ID_REUSED. {@code verify} and {@code batchVerify} are not
  * idempotent: a verification retried after a lost response may be answered REPLAYED, which is the
- * safe answer (ask for the next code).
+ * safe answer (ask for the next code). {@code generateRecoveryCodes}, {@code verifyRecoveryCode}
+ * and {@code resync} act on every attempt without a request id: they are retried only on
+ * OVERLOADED.
  *
  * <p>The caller's identity: a client certificate ({@link Builder#clientCertificate}) or a bearer
  * token ({@link Builder#token}), sent as {@code authorization: Bearer <token>} on every call, and
@@ -274,6 +286,86 @@ public final class TotpdClient implements AutoCloseable {
     return List.copyOf(out);
   }
 
+  /** {@link #listFactors} with the account's recovery codes status. */
+  public MfaStatus mfaStatus(String accountId, boolean includeInactive) {
+    ListFactorsRequest request =
+        ListFactorsRequest.newBuilder()
+            .setAccountId(accountId)
+            .setIncludeInactive(includeInactive)
+            .build();
+    ListFactorsResponse r = call(s -> s.listFactors(request));
+    List<Factor> factors = new ArrayList<>(r.getFactorsCount());
+    r.getFactorsList().forEach(f -> factors.add(Factor.fromProto(f)));
+    return new MfaStatus(List.copyOf(factors), RecoveryCodesStatus.fromProto(r.getRecoveryCodes()));
+  }
+
+  /**
+   * Makes a new set of recovery codes for an account with an ACTIVE factor; any earlier set stops
+   * working. Retried only on OVERLOADED: after UNAVAILABLE a set may have been made whose response
+   * was lost; calling again makes a fresh one (the lost one is dead).
+   */
+  public RecoveryCodes generateRecoveryCodes(String accountId) {
+    GenerateRecoveryCodesRequest request =
+        GenerateRecoveryCodesRequest.newBuilder().setAccountId(accountId).build();
+    GenerateRecoveryCodesResponse r =
+        call(s -> s.generateRecoveryCodes(request), TotpdException::wasRefusedBeforeWork);
+    return new RecoveryCodes(
+        List.copyOf(r.getCodesList()), RecoveryCodesStatus.fromProto(r.getStatus()));
+  }
+
+  /**
+   * Consumes one recovery code, typed in any case, with or without separators; wrong codes count
+   * toward the account's attempt limits. Retried only on OVERLOADED, never on a failure that may
+   * have consumed the code (UNAVAILABLE).
+   */
+  public RecoveryCodeVerdict verifyRecoveryCode(String accountId, String code) {
+    VerifyRecoveryCodeRequest request =
+        VerifyRecoveryCodeRequest.newBuilder().setAccountId(accountId).setCode(code).build();
+    VerifyRecoveryCodeResponse r =
+        call(s -> s.verifyRecoveryCode(request), TotpdException::wasRefusedBeforeWork);
+    return new RecoveryCodeVerdict(
+        VerifyOutcome.fromProto(r.getOutcome()), RecoveryCodesStatus.fromProto(r.getStatus()));
+  }
+
+  /**
+   * Lifts the account's attempt limits (needs the admin permission): every live factor's failures
+   * and backoff when {@code factorId} is null or empty, otherwise only that factor's; the
+   * account-wide lock, run of failures and failure budget either way. Idempotent, so retried like
+   * {@code enroll}; the result describes the last attempt.
+   */
+  public UnlockResult unlock(String accountId, String factorId) {
+    UnlockRequest request =
+        UnlockRequest.newBuilder()
+            .setAccountId(accountId)
+            .setFactorId(factorId == null ? "" : factorId)
+            .build();
+    UnlockResponse r = call(s -> s.unlock(request));
+    return new UnlockResult(
+        r.getLockLifted(),
+        r.getConsecutiveFailuresCleared(),
+        r.getFactorsCleared(),
+        r.getBudgetRefilled());
+  }
+
+  /**
+   * Measures an ACTIVE factor's clock drift from two consecutive codes of its app ({@code code2}
+   * the one after {@code code1}) and stores it; both steps are consumed. INVALID (no such pair) and
+   * REPLAYED (its steps were already used; no drift stored) each count as one failure. Retried only
+   * on OVERLOADED.
+   */
+  public ResyncResult resync(String accountId, String factorId, String code1, String code2) {
+    ResyncRequest request =
+        ResyncRequest.newBuilder()
+            .setAccountId(accountId)
+            .setFactorId(factorId)
+            .setCode1(code1)
+            .setCode2(code2)
+            .build();
+    ResyncResponse r = call(s -> s.resync(request), TotpdException::wasRefusedBeforeWork);
+    return new ResyncResult(
+        VerifyOutcome.fromProto(r.getOutcome()), Factor.fromProto(r.getFactor()));
+  }
+
   /**
    * One page of audit events, oldest first (needs the admin permission). {@code pageSize} 0 means
    * the server's default (100); pass the page's {@code nextPageToken}, with the same filter, for
@@ -321,6 +413,12 @@ public final class TotpdClient implements AutoCloseable {
 
   /** One logical call: the same request (and request id) on every attempt. */
   private <T> T call(Function<TotpServiceGrpc.TotpServiceBlockingStub, T> rpc) {
+    return call(rpc, TotpdException::isRetryable);
+  }
+
+  /** One logical call, retrying only the errors {@code retry} accepts. */
+  private <T> T call(
+      Function<TotpServiceGrpc.TotpServiceBlockingStub, T> rpc, Predicate<TotpdException> retry) {
     Deadline overall = Deadline.after(deadline.toNanos(), TimeUnit.NANOSECONDS);
     long backoffNanos = initialBackoff.toNanos();
     for (int attempt = 1; ; attempt++) {
@@ -328,7 +426,7 @@ public final class TotpdClient implements AutoCloseable {
         return rpc.apply(stub.withDeadline(overall));
       } catch (StatusRuntimeException e) {
         TotpdException error = TotpdException.fromThrowable(e);
-        if (!error.isRetryable() || attempt >= maxAttempts) {
+        if (!retry.test(error) || attempt >= maxAttempts) {
           throw error;
         }
         // Jitter, at least the server's delay, and never sleep past the overall deadline.

@@ -181,4 +181,15 @@ public class TotpdException extends RuntimeException {
         || (code == Status.Code.RESOURCE_EXHAUSTED
             && reason == ErrorReason.ERROR_REASON_OVERLOADED);
   }
+
+  /**
+   * The retry policy of the calls that act on every attempt and carry no request id
+   * (generateRecoveryCodes, verifyRecoveryCode, resync): only OVERLOADED, refused before any work.
+   * UNAVAILABLE, even with STORE_UNAVAILABLE, may follow a commit whose response (or the database's
+   * acknowledgement) was lost: a retry would answer REPLAYED for the recovery code just used,
+   * burning it, consume a resync's steps again, count another failure or replace the set just made.
+   */
+  boolean wasRefusedBeforeWork() {
+    return code == Status.Code.RESOURCE_EXHAUSTED && reason == ErrorReason.ERROR_REASON_OVERLOADED;
+  }
 }

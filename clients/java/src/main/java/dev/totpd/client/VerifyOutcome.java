@@ -7,11 +7,13 @@ import java.time.Duration;
  *
  * @param result the verdict
  * @param factorId the factor that matched (VALID, REPLAYED) or is locked; empty otherwise
- * @param stepOffset for VALID, the matched step minus the server's step (-1, 0 or 1)
+ * @param stepOffset for VALID, the matched step minus the server's step: -1, 0 or 1 plus the
+ *     factor's driftSteps; for a VALID resync, the new drift
  * @param attemptsLeft failures left before the factor locks
  * @param retryAfter for LOCKED and during backoff, when the next attempt is compared
- * @param unlockRequired for LOCKED: the account stays locked until an operator unlocks it (or the
- *     user proves possession through another factor); waiting does not help, retryAfter is zero
+ * @param unlockRequired for LOCKED: the account stays locked until an operator unlocks it ({@code
+ *     unlock}) or the user signs in with a recovery code ({@code verifyRecoveryCode}); waiting does
+ *     not help, retryAfter is zero
  */
 public record VerifyOutcome(
     VerifyResult result,

@@ -11,10 +11,21 @@ import dev.totpd.v1.DisableResponse;
 import dev.totpd.v1.EnrollRequest;
 import dev.totpd.v1.EnrollResponse;
 import dev.totpd.v1.Factor;
+import dev.totpd.v1.GenerateRecoveryCodesRequest;
+import dev.totpd.v1.GenerateRecoveryCodesResponse;
 import dev.totpd.v1.ListAuditEventsRequest;
 import dev.totpd.v1.ListAuditEventsResponse;
+import dev.totpd.v1.ListFactorsRequest;
+import dev.totpd.v1.ListFactorsResponse;
+import dev.totpd.v1.RecoveryCodesStatus;
+import dev.totpd.v1.ResyncRequest;
+import dev.totpd.v1.ResyncResponse;
 import dev.totpd.v1.TotpServiceGrpc;
+import dev.totpd.v1.UnlockRequest;
+import dev.totpd.v1.UnlockResponse;
 import dev.totpd.v1.VerifyOutcome;
+import dev.totpd.v1.VerifyRecoveryCodeRequest;
+import dev.totpd.v1.VerifyRecoveryCodeResponse;
 import dev.totpd.v1.VerifyRequest;
 import dev.totpd.v1.VerifyResponse;
 import dev.totpd.v1.VerifyResult;
@@ -208,6 +219,95 @@ final class FakeTotpd extends TotpServiceGrpc.TotpServiceImplBase implements Aut
           }
           return page.build();
         });
+  }
+
+  // The lifecycle RPCs answer fixed values around the scripted outcome.
+
+  /** The recovery codes status of every lifecycle answer but generate's. */
+  static final RecoveryCodesStatus RECOVERY_STATUS =
+      RecoveryCodesStatus.newBuilder()
+          .setRemaining(9)
+          .setIssued(10)
+          .setGeneratedAtUnix(1_700_000_000L)
+          .build();
+
+  @Override
+  public void generateRecoveryCodes(
+      GenerateRecoveryCodesRequest r, StreamObserver<GenerateRecoveryCodesResponse> out) {
+    answer(
+        "GenerateRecoveryCodes",
+        "",
+        r,
+        out,
+        () ->
+            GenerateRecoveryCodesResponse.newBuilder()
+                .addCodes("k7q2-9xmf-w4c8")
+                .addCodes("0abc-defg-hjkm")
+                .setStatus(
+                    RecoveryCodesStatus.newBuilder()
+                        .setRemaining(2)
+                        .setIssued(2)
+                        .setGeneratedAtUnix(1_700_000_000L))
+                .build());
+  }
+
+  @Override
+  public void verifyRecoveryCode(
+      VerifyRecoveryCodeRequest r, StreamObserver<VerifyRecoveryCodeResponse> out) {
+    answer(
+        "VerifyRecoveryCode",
+        "",
+        r,
+        out,
+        () ->
+            VerifyRecoveryCodeResponse.newBuilder()
+                .setOutcome(outcome)
+                .setStatus(RECOVERY_STATUS)
+                .build());
+  }
+
+  @Override
+  public void unlock(UnlockRequest r, StreamObserver<UnlockResponse> out) {
+    answer(
+        "Unlock",
+        "",
+        r,
+        out,
+        () ->
+            UnlockResponse.newBuilder()
+                .setLockLifted(true)
+                .setConsecutiveFailuresCleared(12)
+                .setFactorsCleared(2)
+                .setBudgetRefilled(true)
+                .build());
+  }
+
+  @Override
+  public void resync(ResyncRequest r, StreamObserver<ResyncResponse> out) {
+    answer(
+        "Resync",
+        "",
+        r,
+        out,
+        () ->
+            ResyncResponse.newBuilder()
+                .setOutcome(outcome)
+                .setFactor(factor(r.getAccountId(), r.getFactorId()).toBuilder().setDriftSteps(10))
+                .build());
+  }
+
+  @Override
+  public void listFactors(ListFactorsRequest r, StreamObserver<ListFactorsResponse> out) {
+    answer(
+        "ListFactors",
+        "",
+        r,
+        out,
+        () ->
+            ListFactorsResponse.newBuilder()
+                .addFactors(factor(r.getAccountId(), "f-1").toBuilder().setDriftSteps(-3))
+                .setRecoveryCodes(RECOVERY_STATUS)
+                .build());
   }
 
   @Override

@@ -86,6 +86,13 @@ class TotpdCallersLiveTest {
   }
 
   @Test
+  void unlockIsAnOperatorsActionThatEnrollAndVerifyDoNotAllow() {
+    try (var writer = client().token(WRITER).build()) {
+      assertThrows(PermissionDeniedException.class, () -> writer.unlock("java-live-callers", null));
+    }
+  }
+
+  @Test
   void anUnknownOrMissingTokenIsUnauthenticated() {
     try (var unknown = client().token("totpd_not-a-known-token-0000000000").build();
         var none = client().build()) {
