@@ -14,21 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks.service import batch, unary
-from benchmarks.service.fixtures import (
-    Database,
-    FactorPool,
-    postgres_database,
-    seed_database,
-    sqlite_database,
-)
+from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import ServerProcess, cpu_seconds, database_cpu_seconds
 
 MODES = ("on", "off")
@@ -162,14 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "audit_unary_concurrency": args.concurrency,
     }
-    data_dir = Path(tempfile.mkdtemp(prefix=f"totpd-audit-bench-{args.db}-"))
-    opener = sqlite_database(data_dir) if args.db == "sqlite" else postgres_database()
-    try:
-        with opener as database:
-            pool = FactorPool(seed_database(database, data_dir, args.factors))
-            figures = measure(database, data_dir, pool, config)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    figures = measure_on_seeded(
+        args.db,
+        args.factors,
+        "audit",
+        lambda database, data_dir, pool: measure(database, data_dir, pool, config),
+    )
     print("\n".join(table(args.db, figures)))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2, default=str))

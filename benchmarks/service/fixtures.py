@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 import time
 import uuid
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,6 +311,24 @@ def seed_database(database: Database, data_dir: Path, count: int) -> Seeded:
         return seed_factors(engine, keyring, count)
     finally:
         engine.dispose()
+
+
+def measure_on_seeded(
+    db: str,
+    factors: int,
+    name: str,
+    measure: Callable[[Database, Path, FactorPool], dict[str, Any]],
+) -> dict[str, Any]:
+    """`measure` on a throwaway database ("sqlite" or "postgresql") seeded with
+    `factors` factors, in a temporary data directory removed afterwards."""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"totpd-{name}-bench-{db}-"))
+    opener = sqlite_database(data_dir) if db == "sqlite" else postgres_database()
+    try:
+        with opener as database:
+            pool = FactorPool(seed_database(database, data_dir, factors))
+            return measure(database, data_dir, pool)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # --- codes the server accepts ------------------------------------------------

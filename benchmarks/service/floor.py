@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -36,13 +34,7 @@ from typing import Any
 import grpc
 
 from benchmarks.service import unary
-from benchmarks.service.fixtures import (
-    Database,
-    FactorPool,
-    postgres_database,
-    seed_database,
-    sqlite_database,
-)
+from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd.config import Settings
 from totpd.rpc.callers import load_access
@@ -207,14 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return serve(args.ready_file, args.interceptors)
     config = {"seconds": args.seconds, "concurrency": args.concurrency, "turns": args.turns}
-    data_dir = Path(tempfile.mkdtemp(prefix=f"totpd-floor-bench-{args.db}-"))
-    opener = sqlite_database(data_dir) if args.db == "sqlite" else postgres_database()
-    try:
-        with opener as database:
-            pool = FactorPool(seed_database(database, data_dir, args.factors))
-            figures = measure(database, data_dir, pool, config)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    figures = measure_on_seeded(
+        args.db,
+        args.factors,
+        "floor",
+        lambda database, data_dir, pool: measure(database, data_dir, pool, config),
+    )
     print("\n".join(table(args.db, figures)))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2, default=str))
