@@ -86,7 +86,7 @@ def prepare_database(settings: Settings) -> None:
 
 def _check_and_reseal(store: FactorStore, keyring: Keyring, settings: Settings) -> None:
     check_keyring(store, keyring, settings)
-    reseal_legacy_secrets(store.legacy_secrets, keyring)
+    reseal_legacy_secrets(store.sealed_secrets, keyring)
 
 
 def check_keyring(store: FactorStore, keyring: Keyring, settings: Settings) -> None:

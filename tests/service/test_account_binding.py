@@ -111,13 +111,13 @@ def test_legacy_secrets_fail_closed_until_re_sealed_then_verify(
     # The serving path opens the account-bound format only.
     error = verify_error(service, account_id, code_at(enrollment, clock.now))
     assert error.reason is ErrorReason.SECRET_UNAVAILABLE
-    report = reseal_legacy_secrets(FactorStore(engine).legacy_secrets, keyring)
+    report = reseal_legacy_secrets(FactorStore(engine).sealed_secrets, keyring)
     assert (report.resealed, report.unavailable) == (1, 0)
     assert stored(engine, enrollment.factor.factor_id).secret_format == 2
     outcome = service.verify(VerifyItem(account_id, code_at(enrollment, clock.now)))
     assert outcome.result is VerifyResult.VALID
     # Idempotent: nothing is left to re-seal.
-    assert reseal_legacy_secrets(FactorStore(engine).legacy_secrets, keyring) == (0, 0)
+    assert reseal_legacy_secrets(FactorStore(engine).sealed_secrets, keyring) == (0, 0)
 
 
 def test_relabelling_a_moved_row_as_legacy_does_not_make_it_open(
@@ -136,7 +136,7 @@ def test_relabelling_a_moved_row_as_legacy_does_not_make_it_open(
             text("UPDATE factors SET secret_format = 1 WHERE id = :id"), {"id": factor_id}
         )
     with caplog.at_level(logging.ERROR, logger="totpd.crypto"):
-        report = reseal_legacy_secrets(FactorStore(engine).legacy_secrets, keyring)
+        report = reseal_legacy_secrets(FactorStore(engine).sealed_secrets, keyring)
     assert (report.resealed, report.unavailable) == (0, 1)
     assert stored(engine, factor_id).secret_format == 1
     error = verify_error(service, "mallory", code_at(enrollment, clock.now))
@@ -158,7 +158,7 @@ def test_a_legacy_row_whose_key_is_missing_stays_legacy_and_fails_closed(
     make_legacy(engine, tmp_path, keyring, enrollment)
     other = Keyring({"other": b"\x09" * 32}, "other")
     with caplog.at_level(logging.ERROR, logger="totpd.crypto"):
-        report = reseal_legacy_secrets(FactorStore(engine).legacy_secrets, other)
+        report = reseal_legacy_secrets(FactorStore(engine).sealed_secrets, other)
     assert (report.resealed, report.unavailable) == (0, 1)
     assert stored(engine, enrollment.factor.factor_id).secret_format == 1
     messages = [r.getMessage() for r in caplog.records if r.name == "totpd.crypto"]
@@ -183,7 +183,7 @@ def test_two_replicas_re_sealing_at_once_re_seal_each_row_once(
     def replica() -> None:
         store = FactorStore(engine)
         barrier.wait(timeout=30)
-        reports.append(reseal_legacy_secrets(store.legacy_secrets, keyring, batch=7))
+        reports.append(reseal_legacy_secrets(store.sealed_secrets, keyring, batch=7))
 
     threads = [threading.Thread(target=replica) for _ in range(2)]
     for thread in threads:

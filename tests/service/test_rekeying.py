@@ -48,8 +48,8 @@ class Rotation:
 
     def rekey(self, **options: object) -> RekeyReport:
         chosen = RekeyOptions(**options)  # type: ignore[arg-type]
-        work = plan(self.store.legacy_secrets, self.both, chosen)
-        return rekey(self.store.legacy_secrets, self.both, chosen, total=work.total)
+        work = plan(self.store.sealed_secrets, self.both, chosen)
+        return rekey(self.store.sealed_secrets, self.both, chosen, total=work.total)
 
     def all_verify_under_b_alone(self, enrolled: Enrolled) -> None:
         self.clock.advance(30)  # past every step used so far
@@ -109,7 +109,7 @@ def test_a_disable_between_the_read_and_the_write_is_never_undone(
 ) -> None:
     rotation = Rotation(engine, clock)
     enrolled = rotation.enroll(3)
-    selected = rotation.store.legacy_secrets.selecting(Selection(rotation.b))
+    selected = rotation.store.sealed_secrets.selecting(Selection(rotation.b))
     rows = selected.after("", limit=10)
     assert len(rows) == 3
     account, victim = enrolled[1]
@@ -166,7 +166,7 @@ def test_a_database_that_goes_away_mid_run(
     server, engine = faulty
     rotation = Rotation(engine, clock)
     enrolled = rotation.enroll(6)
-    store = rotation.store.legacy_secrets
+    store = rotation.store.sealed_secrets
 
     def halt_after_first(report: RekeyReport) -> None:
         if report.batches == 1:

@@ -128,5 +128,5 @@ def test_totpd_migrate_re_seals_when_the_key_file_exists(old_database: str, tmp_
     assert main([*args, "--key-file", str(key_file)]) == 0
     assert column(engine, "secret_format", factor_id) == 2
     store = FactorStore(engine)
-    assert store.legacy_secrets.after("", limit=10) == []
+    assert store.sealed_secrets.after("", limit=10) == []
     engine.dispose()

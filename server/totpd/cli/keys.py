@@ -154,7 +154,7 @@ def _rekey(
     options = RekeyOptions(
         batch=args.batch_size, retries=args.retries, hold_seconds=args.hold_seconds
     )
-    work = plan(store.legacy_secrets, keyring, options)
+    work = plan(store.sealed_secrets, keyring, options)
     if work.missing:
         raise ConfigError(
             f"the keyring at {settings.key_file} lacks key id(s) {', '.join(work.missing)}, "
@@ -166,10 +166,10 @@ def _rekey(
     if args.dry_run or not work.total:
         return 0
     with _Progress(work.total) as progress:
-        report = run(store.legacy_secrets, keyring, options, total=work.total, on_batch=progress)
+        report = run(store.sealed_secrets, keyring, options, total=work.total, on_batch=progress)
     _record_run(store, settings, failed=bool(report.unavailable))
     print(*_report_lines(report), sep="\n")
-    now = store.legacy_secrets.key_usage(now=int(time.time()))
+    now = store.sealed_secrets.key_usage(now=int(time.time()))
     secrets = {key: use.secrets for key, use in now.items()}
     print(_after_line(keyring.primary_key_id, secrets, len(report.unavailable)))
     return 1 if report.unavailable else 0
@@ -290,7 +290,7 @@ def keys(args: argparse.Namespace) -> int:
     settings, keyring = _settings_and_keyring(args)
     try:
         with _database_faults(), _store(settings) as store:
-            usage = store.legacy_secrets.key_usage(now=int(time.time()))
+            usage = store.sealed_secrets.key_usage(now=int(time.time()))
     except _DatabaseFaultError as error:
         flush_logs()
         print(f"totpd: error: {error}", file=sys.stderr)

@@ -243,7 +243,7 @@ def _migrate(args: argparse.Namespace) -> int:
         try:
             migrate(engine)
             if keyring is not None:
-                reseal_legacy_secrets(FactorStore(engine).legacy_secrets, keyring)
+                reseal_legacy_secrets(FactorStore(engine).sealed_secrets, keyring)
         finally:
             engine.dispose()
     _log.info("database schema is up to date")

@@ -51,7 +51,7 @@ class FactorStore:
         self.requests = RequestStore(engine, self._writer)
         self.purge = FactorPurge(engine, self._writer)
         # The start-up re-seal's rows; `.selecting(...)` for `totpd rekey`'s.
-        self.legacy_secrets = SealedSecrets(engine, self._writer, LEGACY)
+        self.sealed_secrets = SealedSecrets(engine, self._writer, LEGACY)
         self.audit = AuditStore(engine, self._writer)
         self.recovery = recovery.RecoveryStore(engine, self._writer)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
