@@ -260,6 +260,8 @@ def test_every_rpc_refuses_every_wrong_caller_and_writes_nothing(
     for rpc in RPCS:
         method = getattr(served.stub, rpc.method)
         for case, (metadata, reason, caller, tenant) in WRONG_CALLERS.items():
+            if rpc.method == "ListAuditEvents" and reason is ErrorReason.TENANT_REQUIRED:
+                continue  # it reads every tenant its caller holds: none need be named
             got = call_fails(method, rpc.request(factors), metadata=metadata(rpc))
             where = f"{rpc.name} / {case}"
             assert (got.code, got.reason) == (STATUS[reason], f"ERROR_REASON_{reason.value}"), where
@@ -384,7 +386,7 @@ def test_a_wrong_code_is_counted_against_the_caller_by_name(
 
 
 def test_a_caller_lists_the_audit_events_of_its_tenants_only(
-    served: LiveServer, secrets_seen: Secrets
+    served: LiveServer, engine: Engine, secrets_seen: Secrets
 ) -> None:
     make_factors(served, secrets_seen)  # events in shop, by owner
     bank = served.stub.Enroll(
@@ -397,11 +399,14 @@ def test_a_caller_lists_the_audit_events_of_its_tenants_only(
         listed = served.stub.ListAuditEvents(request, metadata=caller.metadata(named), timeout=10)
         return {event.tenant for event in listed.events}
 
-    # multi holds shop and bank: whichever its call acts in, it reads both.
+    # multi holds shop and bank: whichever its call acts in, it reads both, and it
+    # need not name one to list them.
     assert tenants_listed(MULTI, "bank") == {"shop", "bank"}
+    assert tenants_listed(MULTI, None) == {"shop", "bank"}
     assert tenants_listed(MULTI, "shop", tenant="bank") == {"bank"}
     # owner holds shop only: bank's events stay hidden, and naming bank is refused.
     assert tenants_listed(OWNER, None) == {"shop"}
+    before = last_audit_id(engine)
     got = call_fails(
         served.stub.ListAuditEvents,
         audit_pb2.ListAuditEventsRequest(tenant="bank"),
@@ -411,3 +416,17 @@ def test_a_caller_lists_the_audit_events_of_its_tenants_only(
         grpc.StatusCode.PERMISSION_DENIED,
         "ERROR_REASON_PERMISSION_DENIED",
     )
+    assert got.metadata == {"field": "tenant"}
+    # Refused before the handler, as any call naming a tenant it does not hold: audited.
+    assert audit_events_after(engine, before) == [
+        (
+            "owner",
+            "bank",
+            "ListAuditEvents",
+            "",
+            None,
+            None,
+            "PERMISSION_DENIED",
+            "PERMISSION_DENIED",
+        )
+    ]

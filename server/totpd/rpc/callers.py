@@ -37,6 +37,7 @@ SERVICE_PREFIX: Final = (
     "/" + totp_service_pb2.DESCRIPTOR.services_by_name["TotpService"].full_name + "/"
 )
 TENANT_METADATA: Final = "x-totpd-tenant"
+LIST_AUDIT_EVENTS: Final = "ListAuditEvents"
 # The permission each RPC needs; Disable with force needs admin (permission_for).
 METHOD_PERMISSIONS: Final = {
     "Verify": "verify",
@@ -152,7 +153,9 @@ def _credentials(context: grpc.ServicerContext) -> tuple[str | None, str | None]
     return token, tenant
 
 
-def _tenant(caller: Caller, named: str | None) -> str:
+def _tenant(caller: Caller, named: str | None, *, spans_tenants: bool = False) -> str:
+    """The tenant the call acts in. `spans_tenants` (ListAuditEvents, which reads
+    every tenant its caller holds): none named is "" rather than TENANT_REQUIRED."""
     if named is not None:
         if not valid_tenant(named):
             raise TotpdError(
@@ -171,6 +174,8 @@ def _tenant(caller: Caller, named: str | None) -> str:
     if caller.tenants is None:
         return calls.DEFAULT_TENANT
     if len(caller.tenants) > 1:
+        if spans_tenants:
+            return ""
         raise TotpdError(
             ErrorReason.TENANT_REQUIRED,
             f"caller {caller.name!r} holds several tenants: name one in"
@@ -236,7 +241,17 @@ class CallerInterceptor(CachingInterceptor):
                     f" {method} needs{' with force' if permission == 'admin' else ''};"
                     " the callers file lists each caller's permissions",
                 )
-            tenant = _tenant(caller, named)
+            lists_events = method == LIST_AUDIT_EVENTS
+            tenant = _tenant(caller, named, spans_tenants=lists_events)
+            unheld = _unheld_filter(caller, request) if lists_events else None
+            if unheld is not None:
+                tenant = unheld if valid_tenant(unheld) else tenant  # the denial's tenant
+                raise TotpdError(
+                    ErrorReason.PERMISSION_DENIED,
+                    f"caller {caller.name!r} does not hold the tenant its filter names;"
+                    " the callers file lists the tenants of each caller",
+                    field="tenant",
+                )
             held = () if caller.tenants is None else tuple(sorted(caller.tenants))
         except TotpdError as error:
             note_call(caller_name, tenant)
@@ -244,6 +259,13 @@ class CallerInterceptor(CachingInterceptor):
                 self._on_denied(CallScope(caller_name, tenant, peer, method), error.reason)
             raise
         return CallScope(caller_name, tenant, peer, method, held)
+
+
+def _unheld_filter(caller: Caller, request: Any) -> str | None:
+    """ListAuditEvents' own tenant filter, when it names a tenant the caller does not
+    hold: refused like x-totpd-tenant (and audited), not left to filter out nothing."""
+    wanted = str(getattr(request, "tenant", "") or "")
+    return wanted if wanted and not caller.holds(wanted) else None
 
 
 def load_access(settings: Settings) -> Access:
