@@ -25,7 +25,7 @@ from tests.rpc.harness import LiveServer, LogCapture, activate, failure, running
 from tests.totp_oracle import wrong_code
 from totpd.app import build_service
 from totpd.service.policy import Policy
-from totpd.v1 import errors_pb2, factor_pb2
+from totpd.v1 import errors_pb2, factor_pb2, lifecycle_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
 __all__ = ["database", "paused_postgres"]  # fixtures
@@ -179,3 +179,60 @@ def test_many_calls_hung_at_once_all_end_and_the_server_recovers(
     assert access_codes(no_secrets_in_logs, VERIFY).count("DEADLINE_EXCEEDED") == len(calls)
     for account, code in zip(accounts, codes, strict=True):
         assert verify(live_on, account, code, timeout=10).result == factor_pb2.VERIFY_RESULT_VALID
+
+
+def test_the_lifecycle_rpcs_end_at_the_deadline_on_a_hung_database_and_change_nothing(
+    database: HangingDatabase,
+    live_on: LiveServer,
+    secrets_seen: Secrets,
+    no_secrets_in_logs: LogCapture,
+) -> None:
+    # GenerateRecoveryCodes, VerifyRecoveryCode, Unlock and Resync wait at most until
+    # the deadline and then store nothing: the set is not replaced, the code not
+    # consumed, the pair not used, the failures not cleared.
+    enrolled = activate(live_on, secrets_seen, "heidi")
+    factor_id = enrolled.factor.factor_id
+    request = lifecycle_pb2.GenerateRecoveryCodesRequest(account_id="heidi")
+    codes = list(live_on.stub.GenerateRecoveryCodes(request, timeout=10).codes)
+    secrets_seen.add(*codes)
+    wrong = wrong_code(enrolled.code(offset_steps=1))
+    secrets_seen.add(wrong)
+    assert verify(live_on, "heidi", wrong, timeout=10).result == factor_pb2.VERIFY_RESULT_INVALID
+    pair = (enrolled.code(offset_steps=1), enrolled.code(offset_steps=2))
+    secrets_seen.add(*pair)
+    stub = live_on.stub
+    calls = {
+        "GenerateRecoveryCodes": lambda: stub.GenerateRecoveryCodes.future(request),
+        "VerifyRecoveryCode": lambda: stub.VerifyRecoveryCode.future(
+            lifecycle_pb2.VerifyRecoveryCodeRequest(account_id="heidi", code=codes[0])
+        ),
+        "Unlock": lambda: stub.Unlock.future(lifecycle_pb2.UnlockRequest(account_id="heidi")),
+        "Resync": lambda: stub.Resync.future(
+            lifecycle_pb2.ResyncRequest(
+                account_id="heidi", factor_id=factor_id, code1=pair[0], code2=pair[1]
+            )
+        ),
+    }
+    with database.hung():
+        futures = {name: start() for name, start in calls.items()}  # the server's maximum
+        errors = {name: future.exception(timeout=60) for name, future in futures.items()}
+    assert {name: failure(error).reason for name, error in errors.items()} == dict.fromkeys(
+        calls, "ERROR_REASON_DEADLINE_EXCEEDED"
+    )
+    # Nothing was stored: the first set, its first code, the pair and the failure stand.
+    listed = stub.ListFactors(pb.ListFactorsRequest(account_id="heidi"), timeout=10)
+    assert (listed.recovery_codes.remaining, listed.recovery_codes.issued) == (10, 10)
+    used = stub.VerifyRecoveryCode(
+        lifecycle_pb2.VerifyRecoveryCodeRequest(account_id="heidi", code=codes[0]), timeout=10
+    )
+    assert used.outcome.result == factor_pb2.VERIFY_RESULT_VALID
+    unlocked = stub.Unlock(lifecycle_pb2.UnlockRequest(account_id="heidi"), timeout=10)
+    assert unlocked.factors_cleared == 1  # the wrong code's failure was still counted
+    resynced = stub.Resync(
+        lifecycle_pb2.ResyncRequest(
+            account_id="heidi", factor_id=factor_id, code1=pair[0], code2=pair[1]
+        ),
+        timeout=10,
+    )
+    assert resynced.outcome.result == factor_pb2.VERIFY_RESULT_VALID
+    assert resynced.factor.drift_steps == 2

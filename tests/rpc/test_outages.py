@@ -32,7 +32,7 @@ from totpd.config import Settings
 from totpd.service import faults
 from totpd.service.policy import Policy
 from totpd.store import migrate, open_engine
-from totpd.v1 import factor_pb2
+from totpd.v1 import factor_pb2, lifecycle_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
 UNAVAILABLE = "UNAVAILABLE/ERROR_REASON_STORE_UNAVAILABLE"
@@ -41,6 +41,10 @@ RPCS = (
     "ConfirmEnrollment",
     "Verify",
     "BatchVerify",
+    "GenerateRecoveryCodes",
+    "VerifyRecoveryCode",
+    "Unlock",
+    "Resync",
     "Disable",
     "GetFactor",
     "ListFactors",
@@ -106,6 +110,10 @@ class Matrix:
     def calls(self, account: Account) -> dict[str, Callable[[], Any]]:
         stub, a = self.live.stub, account
         code = self.code(a.active_secret)
+        earlier = wire_code_at(
+            a.active_secret, factor_pb2.ALGORITHM_SHA1, 6, 30, self.clock.now - 30
+        )
+        self.secrets.add(earlier)
         return {
             "Enroll": lambda: stub.Enroll(
                 pb.EnrollRequest(account_id=a.account_id + "-new"), timeout=10
@@ -127,6 +135,23 @@ class Matrix:
                 ),
                 timeout=10,
             ),
+            # Before Disable, which ends the active factor these need.
+            "GenerateRecoveryCodes": lambda: self.recovery_codes(a),
+            "VerifyRecoveryCode": lambda: stub.VerifyRecoveryCode(
+                lifecycle_pb2.VerifyRecoveryCodeRequest(
+                    account_id=a.account_id, code="zzzz-zzzz-zzzz"
+                ),
+                timeout=10,
+            ),
+            "Unlock": lambda: stub.Unlock(
+                lifecycle_pb2.UnlockRequest(account_id=a.account_id), timeout=10
+            ),
+            "Resync": lambda: stub.Resync(
+                lifecycle_pb2.ResyncRequest(
+                    account_id=a.account_id, factor_id=a.active_id, code1=earlier, code2=code
+                ),
+                timeout=10,
+            ),
             "Disable": lambda: stub.Disable(
                 pb.DisableRequest(account_id=a.account_id, factor_id=a.active_id, code=code),
                 timeout=10,
@@ -138,6 +163,12 @@ class Matrix:
                 pb.ListFactorsRequest(account_id=a.account_id), timeout=10
             ),
         }
+
+    def recovery_codes(self, account: Account) -> lifecycle_pb2.GenerateRecoveryCodesResponse:
+        request = lifecycle_pb2.GenerateRecoveryCodesRequest(account_id=account.account_id)
+        response = self.live.stub.GenerateRecoveryCodes(request, timeout=10)
+        self.secrets.add(*response.codes)
+        return response
 
     def answers(self, account: Account, *, times: int = 1) -> dict[str, str]:
         """Each RPC's answer; with `times` > 1 every call must answer alike."""
