@@ -30,6 +30,7 @@ from tests.rpc.harness import LiveServer, running_server
 from tests.totp_oracle import code_at, wire_code_at
 from totpd import calls
 from totpd.calls import CallScope
+from totpd.cli.keys import KEY_MISSING_EXIT
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, EnrollParams, VerifyItem, VerifyResult
@@ -153,9 +154,11 @@ def test_a_dry_run_says_what_it_would_do_and_writes_nothing(
     assert live_secrets_by_key(engine, ids(enrolled)) == {rotation.a: 3}
 
 
-def status(env: dict[str, str], flags: list[str]) -> dict[str, dict[str, object]]:
+def status(
+    env: dict[str, str], flags: list[str], returncode: int = 0
+) -> dict[str, dict[str, object]]:
     done = totpd(env, "keys", "status", "--json", *flags)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == returncode, done.stderr
     return {key["key_id"]: key for key in json.loads(done.stdout)["keys"]}
 
 
@@ -217,7 +220,7 @@ def test_keys_status_before_and_after_a_rotation(
     # The old key dropped from the keyring too early: status says what breaks.
     write_keyring(rotation.key_file, {b: rotation.keys[b]}, b)
     rotation.enroll(1, f"late-{a}")  # a server still sealing with the old key
-    missing = status(subprocess_env, rotation.flags)
+    missing = status(subprocess_env, rotation.flags, returncode=KEY_MISSING_EXIT)
     assert (missing[a]["state"], missing[a]["in_keyring"], missing[a]["secrets"]) == (
         "missing",
         False,

@@ -286,6 +286,10 @@ class _Progress:
             )
 
 
+# `totpd keys status` when the database uses a key the keyring lacks (its report still printed).
+KEY_MISSING_EXIT = 3
+
+
 def keys(args: argparse.Namespace) -> int:
     settings, keyring = _settings_and_keyring(args)
     try:
@@ -300,7 +304,8 @@ def keys(args: argparse.Namespace) -> int:
         print(json.dumps(_document(settings, keyring, statuses), indent=2))
     else:
         print(*status_lines(statuses), sep="\n")
-    return 0
+    # A key the database needs is gone: a script (or a monitor) must not read success.
+    return KEY_MISSING_EXIT if any(status.state == "missing" for status in statuses) else 0
 
 
 def _document(settings: Settings, keyring: Keyring, statuses: list[KeyStatus]) -> dict[str, object]:
