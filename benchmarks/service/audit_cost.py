@@ -13,13 +13,12 @@ Standalone: ``python -m benchmarks.service.audit_cost [--db sqlite] [--quick]``;
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.service import batch, unary
+from benchmarks.service import batch, report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import ServerProcess, cpu_seconds, database_cpu_seconds
 
@@ -162,10 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "audit",
         lambda database, data_dir, pool: measure(database, data_dir, pool, config),
     )
-    print("\n".join(table(args.db, figures)))
-    if args.out:
-        args.out.write_text(json.dumps(figures, indent=2, default=str))
-    return 0
+    return report.print_and_save(table(args.db, figures), figures, args.out)
 
 
 if __name__ == "__main__":

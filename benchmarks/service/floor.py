@@ -23,7 +23,6 @@ themselves: ``python -m benchmarks.service.floor serve --ready-file F [--interce
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -33,7 +32,7 @@ from typing import Any
 
 import grpc
 
-from benchmarks.service import unary
+from benchmarks.service import report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd.config import Settings
@@ -205,10 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "floor",
         lambda database, data_dir, pool: measure(database, data_dir, pool, config),
     )
-    print("\n".join(table(args.db, figures)))
-    if args.out:
-        args.out.write_text(json.dumps(figures, indent=2, default=str))
-    return 0
+    return report.print_and_save(table(args.db, figures), figures, args.out)
 
 
 if __name__ == "__main__":

@@ -204,7 +204,16 @@ def _wire(wire: dict[str, Any], databases: dict[str, Any]) -> list[str]:
 
 def write_json(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, sort_keys=False))
+    path.write_text(json.dumps(results, indent=2, sort_keys=False, default=str))
+
+
+def print_and_save(lines: list[str], figures: dict[str, Any], out: Path | None) -> int:
+    """A standalone benchmark's ending: its table on stdout, its figures as JSON to
+    `out` when given; the exit status."""
+    print("\n".join(lines))
+    if out is not None:
+        write_json(figures, out)
+    return 0
 
 
 _STYLES = {"sqlite": "tab:blue", "postgresql": "tab:orange"}
