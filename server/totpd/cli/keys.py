@@ -8,7 +8,6 @@ opened; 2 a usage or configuration error (bad flags, keyring, a key the database
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -226,20 +225,14 @@ def _record_run(store: FactorStore, settings: Settings, *, failed: bool) -> None
     OK, or INTERNAL with SECRET_UNAVAILABLE when a secret could not be opened."""
     if not settings.policy.audit_enabled:
         return
-    from totpd.service.audit import AuditContext
+    from totpd.cli.operator import operator_audit
 
-    context = AuditContext(f"cli:{_os_user()}", AUDIT_ALL, "", AUDIT_METHOD, None)
-    event = context.row(int(time.time() * 1_000_000), AUDIT_ALL, None)
+    event = operator_audit(AUDIT_METHOD, AUDIT_ALL).row(
+        int(time.time() * 1_000_000), AUDIT_ALL, None
+    )
     if failed:
         event = event._replace(error_reason="SECRET_UNAVAILABLE", status_code="INTERNAL")
     store.audit.append([event])
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
-        return str(os.getuid())
 
 
 def _terminal() -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +27,6 @@ from totpd.rpc.tls import load_tls
 from totpd.service.policy import Policy
 
 if TYPE_CHECKING:
-    from totpd.service.audit import AuditContext
     from totpd.store import AccountUnlock
 
 _log = logging.getLogger("totpd")
@@ -253,6 +251,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def _unlock(args: argparse.Namespace) -> int:
     settings = _settings(args, _DATABASE_KEYS)
     configure_logging(settings.log_level, settings.log_format)
+    from totpd.cli.operator import operator_audit
     from totpd.service import validation
     from totpd.service.errors import ErrorReason, TotpdError
     from totpd.service.mfa.unlocking import unlock_account
@@ -265,7 +264,7 @@ def _unlock(args: argparse.Namespace) -> int:
     except TotpdError as error:
         flag = error.field if error.field in ("--tenant", "--factor") else "--account"
         raise StartupError(f"{flag}: {error.message}") from None
-    audit = _cli_audit("Unlock", tenant) if settings.policy.audit_enabled else None
+    audit = operator_audit("Unlock", tenant) if settings.policy.audit_enabled else None
     with _database_errors():
         engine = open_engine(settings.prepared_database_url())
         try:
@@ -290,19 +289,6 @@ def _unlock(args: argparse.Namespace) -> int:
     _log.info("account unlocked by an operator", extra={"account_id": account_id, "tenant": tenant})
     print(f"account {account_id} unlocked: " + "; ".join(done))
     return 0
-
-
-def _cli_audit(method: str, tenant: str) -> AuditContext:
-    """Who an operator's command is in the audit trail: caller "cli:<OS user>", no peer."""
-    import getpass
-
-    from totpd.service.audit import AuditContext
-
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
-        user = str(os.getuid())
-    return AuditContext(f"cli:{user}", tenant, "", method, None)
 
 
 def _unlock_report(found: AccountUnlock, policy: Policy) -> list[str]:
