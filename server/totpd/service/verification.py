@@ -234,7 +234,7 @@ class CodeChecker:
         with metrics.StoreRound(len(round_.checks)):
             factors = attempts.read(round_.requests, state=state, now=now, tenant=tenant)
             verdicts, writes, accounts, uncounted = self._verdicts_and_writes(round_, factors)
-            events = audit.verdict_events(time_us(self._clock), verdicts) if audit else None
+            events = [audit.verdict_events(time_us(self._clock), verdicts)] if audit else []
             record = round_.completion.of(verdicts) if round_.completion else None
             if not attempts.write_if_unchanged(
                 writes,
@@ -281,7 +281,7 @@ class CodeChecker:
             )
             final = [(check, unless_lost(verdict, written)) for check, verdict in verdicts]
             if round_.audit is not None:
-                locked.record(round_.audit.verdict_events(time_us(self._clock), final))
+                locked.record([round_.audit.verdict_events(time_us(self._clock), final)])
             record = round_.completion.of(final) if round_.completion else None
             if record is not None:
                 locked.complete(record)

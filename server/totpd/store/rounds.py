@@ -61,7 +61,7 @@ class Attempts:
         activate: bool = True,
         accounts: Sequence[AccountWrite] = (),
         tenant: str = DEFAULT_TENANT,
-        events: audit.RoundEvents | None = None,
+        events: Sequence[audit.RoundEvents] = (),
         completion: Completion | None = None,
     ) -> bool:
         """Store every write, each only where its factor (or account) is as it was read.
@@ -70,7 +70,8 @@ class Attempts:
         changed since the read. `activate`: a step won on a pending factor
         confirms it (see `_write`). Accounts are written before factors, the
         order a locked round locks them in. `events`: the audit events of the
-        round's verdicts, appended in the same transaction (all or nothing too).
+        round's verdicts, one group per call the round decides for, appended in
+        the same transaction (all or nothing too).
         `completion`: the request record of the call's result, completed in the
         same transaction (even when nothing else is written), so a verdict never
         commits without it. DeadlineExceededError if the deadline passed first:
@@ -183,11 +184,13 @@ class LockedRound:
                 "the factor changed under the round's lock", Exception("factor changed under lock")
             )
 
-    def record(self, events: audit.RoundEvents) -> None:
-        """Append the round's audit events, committed with its writes or not at all."""
-        if events.items:
-            statement, values, _ = audit.insert_values(self._connection.dialect.name, events)
-            self._connection.run(statement, values)
+    def record(self, events: Sequence[audit.RoundEvents]) -> None:
+        """Append the round's audit events (one group per call), committed with its
+        writes or not at all."""
+        for group in events:
+            if group.items:
+                statement, values, _ = audit.insert_values(self._connection.dialect.name, group)
+                self._connection.run(statement, values)
 
 
 def _read(
@@ -334,7 +337,7 @@ def _round_statements(
     activate: bool,
     accounts: Sequence[AccountWrite],
     tenant: str,
-    events: audit.RoundEvents | None,
+    events: Sequence[audit.RoundEvents],
     completion: Completion | None = None,
 ) -> tuple[list[_Statement], bool]:
     """A conditional write's statements, each with its values and the rows it
@@ -342,21 +345,22 @@ def _round_statements(
     statements = _account_statements(dialect, accounts, tenant)
     # One factor row and no account row: the statement alone is atomic, and
     # outside a transaction it carries the call's deadline in its condition.
-    items = events.items if events is not None else ()
+    groups = [group for group in events if group.items]
+    items = sum(len(group.items) for group in groups)
     # PostgreSQL writes one factor row and its event in one statement, alone.
-    with_event = dialect == "postgresql" and len(writes) == 1 and len(items) == 1
+    with_event = dialect == "postgresql" and len(writes) == 1 and items == 1
     # A request record to complete makes it a transaction, whatever else is written.
     alone = completion is None and not statements and len(writes) == 1 and (not items or with_event)
     if writes:
         factors = _write_statement(dialect, writes, state, now, tenant, activate, alone=alone)
-        if alone and with_event and events is not None:
+        if alone and with_event:
             # p_tenant is one bind shared by the write and its event: the round's.
             both = audit.insert_after(factors[0])
-            statements.append((both, {**audit.one_event_values(events), **factors[1]}, 1))
+            statements.append((both, {**audit.one_event_values(groups[0]), **factors[1]}, 1))
         else:
             statements.append((*factors, len(writes)))
-    if events is not None and items and not (alone and with_event):
-        statements.append(audit.insert_values(dialect, events))
+    if not (alone and with_event):
+        statements.extend(audit.insert_values(dialect, group) for group in groups)
     if completion is not None:
         statements.append((complete_statement(), complete_values(completion), None))
     return statements, alone

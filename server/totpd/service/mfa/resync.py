@@ -133,7 +133,8 @@ def _locked_round(deps: Deps, request: _Request) -> VerifyOutcome:
             step = now // factors[0].period_seconds + outcome.step_offset
             locked.set_drift(request.factor_id, step=step, drift=outcome.step_offset, tenant=tenant)
         if request.audit is not None:
-            locked.record(request.audit.verdict_events(time_us(deps.clock), [(check, outcome)]))
+            events = request.audit.verdict_events(time_us(deps.clock), [(check, outcome)])
+            locked.record([events])
     return outcome
 
 

@@ -1,0 +1,105 @@
+"""A round may decide codes for several calls (a coalesced round): each call's
+events keep its own identity, and all of them commit with the round's writes,
+on the optimistic and the locked path, on both databases."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, select
+
+from tests.conftest import Clock
+from tests.enrollments import enroll_active
+from totpd.domain import FactorState
+from totpd.service.mfa import MfaService
+from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite
+from totpd.store.audit import AuditCall, RoundEvents
+from totpd.store.models import AuditEventRow
+
+
+def _one_more_failure(factor: CandidateFactor) -> FactorWrite:
+    return FactorWrite(
+        factor.factor_id,
+        factor.failed_attempts + 1,
+        factor.blocked_until,
+        factor.last_used_step,
+        0,
+        factor.failed_attempts,
+        factor.blocked_until,
+        factor.last_used_step,
+    )
+
+
+def _groups(read: list[CandidateFactor], now_us: int) -> list[RoundEvents]:
+    return [
+        RoundEvents(
+            AuditCall(now_us, f"caller-{i}", "default", "Verify", f"request-{i}", f"peer-{i}"),
+            [(factor.account_id, factor.factor_id, "INVALID", None)],
+        )
+        for i, factor in enumerate(read)
+    ]
+
+
+def _stored(engine: Engine) -> set[tuple[str, str | None, str | None, str]]:
+    table = AuditEventRow.__table__
+    query = select(table.c.caller, table.c.request_id, table.c.account_id, table.c.peer)
+    with engine.connect() as connection:
+        return {tuple(row) for row in connection.execute(query)}  # type: ignore[misc]
+
+
+def _expected(read: list[CandidateFactor]) -> set[tuple[str, str | None, str | None, str]]:
+    return {
+        (f"caller-{i}", f"request-{i}", factor.account_id, f"peer-{i}")
+        for i, factor in enumerate(read)
+    }
+
+
+def test_an_optimistic_round_writes_every_calls_events(
+    service: MfaService, engine: Engine, clock: Clock, account_id: str
+) -> None:
+    for suffix in ("-a", "-b", "-c"):
+        enroll_active(service, clock, account_id + suffix)
+    store = FactorStore(engine)
+    requests = [AttemptRequest(account_id + s, 6, None) for s in ("-a", "-b", "-c")]
+    now = int(clock.now)
+    read = store.attempts.read(requests, state=FactorState.ACTIVE, now=now)
+    before = _stored(engine)
+    writes = [_one_more_failure(factor) for factor in read]
+    events = _groups(read, now * 1_000_000)
+    assert store.attempts.write_if_unchanged(
+        writes, state=FactorState.ACTIVE, now=now, events=events
+    )
+    assert _stored(engine) - before == _expected(read)
+
+
+def test_a_locked_round_writes_every_calls_events(
+    service: MfaService, engine: Engine, clock: Clock, account_id: str
+) -> None:
+    for suffix in ("-a", "-b"):
+        enroll_active(service, clock, account_id + suffix)
+    store = FactorStore(engine)
+    requests = [AttemptRequest(account_id + s, 6, None) for s in ("-a", "-b")]
+    now = int(clock.now)
+    before = _stored(engine)
+    with store.attempts.locked() as locked:
+        read = locked.read(requests, state=FactorState.ACTIVE, now=now)
+        locked.write([_one_more_failure(f) for f in read], state=FactorState.ACTIVE, now=now)
+        locked.record(_groups(read, now * 1_000_000))
+    assert _stored(engine) - before == _expected(read)
+
+
+def test_a_stale_round_writes_no_event_of_any_call(
+    service: MfaService, engine: Engine, clock: Clock, account_id: str
+) -> None:
+    for suffix in ("-a", "-b"):
+        enroll_active(service, clock, account_id + suffix)
+    store = FactorStore(engine)
+    requests = [AttemptRequest(account_id + s, 6, None) for s in ("-a", "-b")]
+    now = int(clock.now)
+    read = store.attempts.read(requests, state=FactorState.ACTIVE, now=now)
+    stale = [_one_more_failure(factor) for factor in read]
+    # Another round counts first: the stale round's writes and events all fail.
+    assert store.attempts.write_if_unchanged(stale, state=FactorState.ACTIVE, now=now)
+    before = _stored(engine)
+    assert not store.attempts.write_if_unchanged(
+        stale, state=FactorState.ACTIVE, now=now, events=_groups(read, now * 1_000_000)
+    )
+    assert _stored(engine) == before
