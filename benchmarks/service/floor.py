@@ -2,7 +2,7 @@
 server settings, driven by the same load generator in the same run (issue 16).
 
 Three single-process servers, measured in turns (so a noisy neighbour hits all alike),
-each figure the best of its turns:
+each figure the best of its turns (the medians of the turns' rates and CPU beside it):
 
 - ``noop``: `grpc_server` with totpd's thread pool, limits and channel options, no
   interceptor, and a `Verify` that parses the request and answers a fixed INVALID:
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import sys
 import threading
 from collections.abc import Callable
@@ -162,6 +163,7 @@ def measure(
         for server in servers.values():
             server.start()
         best: dict[str, dict[str, Any]] = {}
+        turns: dict[str, list[dict[str, Any]]] = {}
         for _ in range(config["turns"]):
             for name, server in servers.items():
                 database_cpu: Callable[[], float | None] = (
@@ -183,8 +185,17 @@ def measure(
                     if figure["requests"]
                     else None
                 )
+                turns.setdefault(name, []).append(figure)
                 if name not in best or figure["rps"] > best[name]["rps"]:
                     best[name] = figure
+        for name, figure in best.items():  # every turn's, and their medians, beside the best
+            figure["turns_rps"] = [turn["rps"] for turn in turns[name]]
+            figure["turns_cpu_us_per_call"] = [
+                turn["server_cpu_us_per_call"] for turn in turns[name]
+            ]
+            figure["median_rps"] = statistics.median(figure["turns_rps"])
+            cpu = [value for value in figure["turns_cpu_us_per_call"] if value is not None]
+            figure["median_cpu_us_per_call"] = statistics.median(cpu) if cpu else None
         figures = {
             "servers": best,
             "ratio": best["totpd"]["rps"] / best["noop"]["rps"],
@@ -210,7 +221,7 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
         f"{figures['concurrency']} in flight, one process each "
         f"(goal: totpd >= {GOAL:.0%} of noop)",
         f"{'server':>27} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'CPU µs/call':>12} {'of noop':>8}",
+        f"{'CPU µs/call':>12} {'of noop':>8} {'median rps':>11} {'median CPU':>11}",
     ]
     suffixes = [""] + ([BASELINE_SUFFIX] if "baseline" in figures else [])
     for suffix in suffixes:
@@ -218,10 +229,13 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
         for server in SERVERS:
             figure = figures["servers"][server + suffix]
             cpu = figure["server_cpu_us_per_call"]
+            median_cpu = figure["median_cpu_us_per_call"]
             lines.append(
                 f"{server + suffix:>27} {figure['rps']:>9,.0f} "
                 f"{figure['p50_ms']:>7.2f} {figure['p99_ms']:>7.2f} "
                 f"{'-' if cpu is None else f'{cpu:,.0f}':>12} {figure['rps'] / noop_rate:>8.2f}"
+                f" {figure['median_rps']:>11,.0f}"
+                f" {'-' if median_cpu is None else f'{median_cpu:,.0f}':>11}"
             )
     verdict = "met" if figures["ratio"] >= GOAL else "missed"
     lines.append(
