@@ -8,7 +8,8 @@ each figure the best of its turns (the medians of the turns' rates and CPU besid
   interceptor, and a `Verify` that parses the request and answers a fixed INVALID:
   what gRPC and protobuf cost a call on these settings.
 - ``noop+interceptors``: the same with totpd's interceptors (access log, metrics,
-  error mapping, callers, deadline, admission): the share of the rpc layer.
+  error mapping, callers, deadline, admission): the share of the rpc layer. Both no-op
+  servers log as `totpd serve` does (JSON lines at INFO, to their log file).
 - ``totpd``: `totpd serve` with the default configuration (audit on), its limits
   raised so that every call reads, compares its window and counts a failure.
 
@@ -43,8 +44,9 @@ from benchmarks.service import report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd.config import Settings
+from totpd.logs import configure_logging
 from totpd.rpc.callers import load_access
-from totpd.rpc.server import grpc_server, interceptors
+from totpd.rpc.server import grpc_server, interceptors, tune_garbage_collector
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
@@ -71,8 +73,11 @@ _FIXED_RESPONSE = pb.VerifyResponse(
 
 
 def serve(ready_file: Path, with_interceptors: bool) -> int:
-    """Run the no-op server on a free loopback port until SIGTERM."""
+    """Run the no-op server on a free loopback port until SIGTERM, logging (and with
+    its garbage collector tuned) as `totpd serve` is: its access lines are the rpc
+    layer's, so noop+interceptors pays for them as totpd does."""
     settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
     chain = interceptors(settings, load_access(settings)) if with_interceptors else []
     server = grpc_server(settings, chain)
     handler = grpc.unary_unary_rpc_method_handler(
@@ -85,6 +90,7 @@ def serve(ready_file: Path, with_interceptors: bool) -> int:
         [grpc.method_handlers_generic_handler(service, {method: handler})]
     )
     port = server.add_insecure_port("127.0.0.1:0")
+    tune_garbage_collector()
     server.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
