@@ -46,7 +46,7 @@ def _fast_path() -> bool:
     """Whether a record built from `_CONSTANT` equals the one `Logger.info` would build."""
     return (
         logging.getLogRecordFactory() is logging.LogRecord
-        and logging._srcfile is None  # type: ignore[attr-defined]
+        and logging._srcfile is None
         and not (logging.logThreads or logging.logProcesses or logging.logMultiprocessing)
     )
 
