@@ -10,6 +10,7 @@ same effect (the same attributes, the same handlers and filters).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import Any, Final
 
@@ -40,10 +41,16 @@ def _constant_fields() -> dict[str, Any]:
 _CONSTANT: Final = _constant_fields()
 
 
+# The LogRecord fields and time arithmetic copied below are Python 3.11's (3.12 adds
+# the asyncio task's name, 3.13 counts in nanoseconds): other versions take Logger.info.
+_SAME_RECORD_LAYOUT: Final = sys.version_info[:2] == (3, 11)
+
+
 def _fast_path() -> bool:
     """Whether a record built from `_CONSTANT` equals the one `Logger.info` would build."""
     return (
-        logging.getLogRecordFactory() is logging.LogRecord
+        _SAME_RECORD_LAYOUT
+        and logging.getLogRecordFactory() is logging.LogRecord
         and logging._srcfile is None
         and not (logging.logThreads or logging.logProcesses or logging.logMultiprocessing)
     )
