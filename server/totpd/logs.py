@@ -32,8 +32,8 @@ _JSON: Final = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
 class _Timestamps:
-    """ISO 8601 UTC times to the millisecond, the date and time of day made once per
-    second (a datetime per line was a fifth of a line's cost)."""
+    """ISO 8601 UTC times to the millisecond, as `datetime.isoformat` writes them, the
+    date and time of day made once per second rather than a datetime per line."""
 
     __slots__ = ("_last",)
 

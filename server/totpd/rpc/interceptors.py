@@ -13,7 +13,7 @@ import grpc
 
 from totpd import calls, deadlines
 from totpd.rpc import access_log
-from totpd.rpc.admission import AdmissionPolicy
+from totpd.rpc.admission import AdmissionPolicy, Ticket
 from totpd.rpc.callers import SERVICE_PREFIX, Callers, RefusedCallError
 from totpd.rpc.errors import (
     UNDECODABLE,
@@ -107,30 +107,14 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         totp = method.startswith(SERVICE_PREFIX)
         name = method.removeprefix(SERVICE_PREFIX)
         callers = self._callers if totp else None
-        cost_of = self._admission.cost_of(method) if totp else None
-        acquire = self._admission.admission.acquire
-        longest = self._longest
+        run = _within_deadline_admitted(
+            behavior,
+            self._longest,
+            self._admission.cost_of(method) if totp else None,
+            self._admission.admission.acquire,
+        )
         instruments = MethodInstruments(method)
         counts_items = method == _BATCH_VERIFY
-
-        def run(request: Any, context: grpc.ServicerContext) -> Any:
-            """Within the call's deadline, admitted by cost."""
-            left: float | None = context.time_remaining()  # None or huge: no client deadline
-            seconds = longest if left is None else min(left, longest)
-            if seconds <= 0:
-                raise _DEADLINE_PASSED
-            deadline = deadlines.begin(seconds)
-            try:
-                cost = None if cost_of is None else cost_of(request)
-                if cost is None:
-                    return behavior(request, context)
-                ticket = acquire(cost)
-                try:
-                    return behavior(request, context)
-                finally:
-                    ticket.release()
-            finally:
-                deadlines.end(deadline)
 
         def serve(request: Any, context: grpc.ServicerContext, span: Span | None) -> Any:
             started = _perf_counter()
@@ -177,6 +161,36 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             return serve(request, context, None)
 
         return handle
+
+
+def _within_deadline_admitted(
+    behavior: Unary,
+    longest: float,
+    cost_of: Callable[[Any], int | None] | None,
+    acquire: Callable[[int], Ticket],
+) -> Unary:
+    """`behavior` within the call's deadline (the client's, at most `longest`
+    seconds), admitted by its cost (`cost_of` None, or a cost of None: unadmitted)."""
+
+    def run(request: Any, context: grpc.ServicerContext) -> Any:
+        left: float | None = context.time_remaining()  # None or huge: no client deadline
+        seconds = longest if left is None else min(left, longest)
+        if seconds <= 0:
+            raise _DEADLINE_PASSED
+        deadline = deadlines.begin(seconds)
+        try:
+            cost = None if cost_of is None else cost_of(request)
+            if cost is None:
+                return behavior(request, context)
+            ticket = acquire(cost)
+            try:
+                return behavior(request, context)
+            finally:
+                ticket.release()
+        finally:
+            deadlines.end(deadline)
+
+    return run
 
 
 def _unary_stream(behavior: Any, method: str) -> Any:
