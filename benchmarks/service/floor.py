@@ -2,13 +2,14 @@
 server settings, driven by the same load generator in the same run (issue 16).
 
 Three single-process servers, measured in turns (so a noisy neighbour hits all alike),
-each figure the best of its turns:
+each figure the best of its turns (the medians of the turns' rates and CPU beside it):
 
 - ``noop``: `grpc_server` with totpd's thread pool, limits and channel options, no
   interceptor, and a `Verify` that parses the request and answers a fixed INVALID:
   what gRPC and protobuf cost a call on these settings.
 - ``noop+interceptors``: the same with totpd's interceptors (access log, metrics,
-  error mapping, callers, deadline, admission): the share of the rpc layer.
+  error mapping, callers, deadline, admission): the share of the rpc layer. Both no-op
+  servers log as `totpd serve` does (JSON lines at INFO, to their log file).
 - ``totpd``: `totpd serve` with the default configuration (audit on), its limits
   raised so that every call reads, compares its window and counts a failure.
 
@@ -16,14 +17,21 @@ Every request is a wrong code (`unary.wrong_code`) for a seeded factor. The goal
 totpd at least 60% of the no-op rate at 8 calls in flight, on SQLite and on durable
 PostgreSQL.
 
-``python -m benchmarks.service.floor [--db sqlite|postgresql]``; the servers
-themselves: ``python -m benchmarks.service.floor serve --ready-file F [--interceptors]``.
+``--baseline DIR`` adds the same three servers run from another checkout (its
+``server/`` and ``benchmarks/`` first on their path), in the same turns: a before/after
+of a change to the rpc layer within one run (for example ``git archive main | tar -x -C
+DIR`` and copy ``server/totpd/_native*.so`` there).
+
+``python -m benchmarks.service.floor [--db sqlite|postgresql] [--baseline DIR]``; the
+servers themselves: ``python -m benchmarks.service.floor serve --ready-file F [--interceptors]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import statistics
 import sys
 import threading
 from collections.abc import Callable
@@ -36,8 +44,9 @@ from benchmarks.service import report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd.config import Settings
+from totpd.logs import configure_logging
 from totpd.rpc.callers import load_access
-from totpd.rpc.server import grpc_server, interceptors
+from totpd.rpc.server import grpc_server, interceptors, tune_garbage_collector
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
@@ -64,8 +73,11 @@ _FIXED_RESPONSE = pb.VerifyResponse(
 
 
 def serve(ready_file: Path, with_interceptors: bool) -> int:
-    """Run the no-op server on a free loopback port until SIGTERM."""
+    """Run the no-op server on a free loopback port until SIGTERM, logging (and with
+    its garbage collector tuned) as `totpd serve` is: its access lines are the rpc
+    layer's, so noop+interceptors pays for them as totpd does."""
     settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
     chain = interceptors(settings, load_access(settings)) if with_interceptors else []
     server = grpc_server(settings, chain)
     handler = grpc.unary_unary_rpc_method_handler(
@@ -78,6 +90,7 @@ def serve(ready_file: Path, with_interceptors: bool) -> int:
         [grpc.method_handlers_generic_handler(service, {method: handler})]
     )
     port = server.add_insecure_port("127.0.0.1:0")
+    tune_garbage_collector()
     server.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -87,13 +100,25 @@ def serve(ready_file: Path, with_interceptors: bool) -> int:
     return 0
 
 
+BASELINE_SUFFIX = "@baseline"
+
+
+def _code_path(checkout: Path | None) -> str:
+    """PYTHONPATH for a server: this repository's root (it runs in `data_dir`, and
+    `benchmarks` must import), or another checkout's `server/` and root first."""
+    root = str(Path(__file__).resolve().parents[2])
+    if checkout is None:
+        return root
+    return os.pathsep.join((str(checkout / "server"), str(checkout), root))
+
+
 class NoopServerProcess(ServerProcess):
     """The no-op server in its own process, started and measured like `totpd serve`."""
 
-    def __init__(self, data_dir: Path, name: str, with_interceptors: bool) -> None:
-        # The server runs in `data_dir`: the repository root makes `benchmarks` importable.
-        root = str(Path(__file__).resolve().parents[2])
-        super().__init__(data_dir, "", name=name, env={"PYTHONPATH": root})
+    def __init__(
+        self, data_dir: Path, name: str, with_interceptors: bool, checkout: Path | None = None
+    ) -> None:
+        super().__init__(data_dir, "", name=name, env={"PYTHONPATH": _code_path(checkout)})
         self.with_interceptors = with_interceptors
 
     def command(self) -> list[str]:
@@ -109,23 +134,48 @@ class NoopServerProcess(ServerProcess):
         ]
 
 
+def _servers(
+    database: Database, data_dir: Path, checkout: Path | None, suffix: str = ""
+) -> dict[str, ServerProcess]:
+    """The three servers, from this checkout or from `checkout` (names end in `suffix`)."""
+    tag = suffix.replace("@", "-")
+    env = dict(RAISED_LIMITS)
+    if checkout is not None:
+        env["PYTHONPATH"] = _code_path(checkout)
+    return {
+        "noop" + suffix: NoopServerProcess(data_dir, "noop" + tag, False, checkout),
+        "noop+interceptors" + suffix: NoopServerProcess(
+            data_dir, "noop-icpt" + tag, True, checkout
+        ),
+        "totpd" + suffix: ServerProcess(data_dir, database.url, name="totpd-floor" + tag, env=env),
+    }
+
+
 def measure(
     database: Database, data_dir: Path, pool: FactorPool, config: dict[str, Any]
 ) -> dict[str, Any]:
-    """The three servers at one closed-loop level, in turns; the best turn of each."""
-    servers = {
-        "noop": NoopServerProcess(data_dir, "noop", with_interceptors=False),
-        "noop+interceptors": NoopServerProcess(data_dir, "noop-icpt", with_interceptors=True),
-        "totpd": ServerProcess(data_dir, database.url, name="totpd-floor", env=RAISED_LIMITS),
-    }
+    """The three servers at one closed-loop level, in turns; the best turn of each
+    (and the baseline checkout's three in the same turns, if `config` names one)."""
+    servers = _servers(database, data_dir, None)
+    baseline: Path | None = config.get("baseline")
+    if baseline is not None:  # each server beside its baseline, A then B in every turn
+        others = _servers(database, data_dir, baseline, BASELINE_SUFFIX)
+        servers = {
+            name: server
+            for pair in zip(servers.items(), others.items(), strict=True)
+            for name, server in pair
+        }
     try:
         for server in servers.values():
             server.start()
         best: dict[str, dict[str, Any]] = {}
+        turns: dict[str, list[dict[str, Any]]] = {}
         for _ in range(config["turns"]):
             for name, server in servers.items():
                 database_cpu: Callable[[], float | None] = (
-                    (lambda: database_cpu_seconds(database)) if name == "totpd" else lambda: None
+                    (lambda: database_cpu_seconds(database))
+                    if name.startswith("totpd")
+                    else lambda: None
                 )
                 figure = unary.run_level(
                     server,
@@ -141,17 +191,31 @@ def measure(
                     if figure["requests"]
                     else None
                 )
+                turns.setdefault(name, []).append(figure)
                 if name not in best or figure["rps"] > best[name]["rps"]:
                     best[name] = figure
-        verdicts = best["totpd"]["verdicts"]
-        return {
+        for name, figure in best.items():  # every turn's, and their medians, beside the best
+            figure["turns_rps"] = [turn["rps"] for turn in turns[name]]
+            figure["turns_cpu_us_per_call"] = [
+                turn["server_cpu_us_per_call"] for turn in turns[name]
+            ]
+            figure["median_rps"] = statistics.median(figure["turns_rps"])
+            cpu = [value for value in figure["turns_cpu_us_per_call"] if value is not None]
+            figure["median_cpu_us_per_call"] = statistics.median(cpu) if cpu else None
+        figures = {
             "servers": best,
             "ratio": best["totpd"]["rps"] / best["noop"]["rps"],
             "interceptors_ratio": best["noop+interceptors"]["rps"] / best["noop"]["rps"],
-            "totpd_verdicts": verdicts,
+            "totpd_verdicts": best["totpd"]["verdicts"],
             "goal": GOAL,
             "concurrency": config["concurrency"],
         }
+        if baseline is not None:
+            figures["baseline"] = str(baseline)
+            figures["baseline_ratio"] = (
+                best["totpd" + BASELINE_SUFFIX]["rps"] / best["noop" + BASELINE_SUFFIX]["rps"]
+            )
+        return figures
     finally:
         for server in servers.values():
             server.stop()
@@ -162,23 +226,32 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
         f"\n{name}: unary Verify (wrong codes) against the no-op floor, "
         f"{figures['concurrency']} in flight, one process each "
         f"(goal: totpd >= {GOAL:.0%} of noop)",
-        f"{'server':>18} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'CPU µs/call':>12} {'of noop':>8}",
+        f"{'server':>27} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'CPU µs/call':>12} {'of noop':>8} {'median rps':>11} {'median CPU':>11}",
     ]
-    noop_rate = figures["servers"]["noop"]["rps"]
-    for server in SERVERS:
-        figure = figures["servers"][server]
-        cpu = figure["server_cpu_us_per_call"]
-        lines.append(
-            f"{server:>18} {figure['rps']:>9,.0f} "
-            f"{figure['p50_ms']:>7.2f} {figure['p99_ms']:>7.2f} "
-            f"{'-' if cpu is None else f'{cpu:,.0f}':>12} {figure['rps'] / noop_rate:>8.2f}"
-        )
+    suffixes = [""] + ([BASELINE_SUFFIX] if "baseline" in figures else [])
+    for suffix in suffixes:
+        noop_rate = figures["servers"]["noop" + suffix]["rps"]
+        for server in SERVERS:
+            figure = figures["servers"][server + suffix]
+            cpu = figure["server_cpu_us_per_call"]
+            median_cpu = figure["median_cpu_us_per_call"]
+            lines.append(
+                f"{server + suffix:>27} {figure['rps']:>9,.0f} "
+                f"{figure['p50_ms']:>7.2f} {figure['p99_ms']:>7.2f} "
+                f"{'-' if cpu is None else f'{cpu:,.0f}':>12} {figure['rps'] / noop_rate:>8.2f}"
+                f" {figure['median_rps']:>11,.0f}"
+                f" {'-' if median_cpu is None else f'{median_cpu:,.0f}':>11}"
+            )
     verdict = "met" if figures["ratio"] >= GOAL else "missed"
     lines.append(
         f"totpd / noop = {figures['ratio']:.2f}: goal {verdict}; "
         f"totpd verdicts {figures['totpd_verdicts']}"
     )
+    if "baseline" in figures:
+        lines.append(
+            f"baseline ({figures['baseline']}): totpd / noop = {figures['baseline_ratio']:.2f}"
+        )
     return lines
 
 
@@ -194,10 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--turns", type=int, default=TURNS)
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose three servers run in the same turns"
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.ready_file, args.interceptors)
-    config = {"seconds": args.seconds, "concurrency": args.concurrency, "turns": args.turns}
+    config: dict[str, Any] = {
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "turns": args.turns,
+        "baseline": args.baseline.resolve() if args.baseline else None,
+    }
     figures = measure_on_seeded(
         args.db,
         args.factors,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import math
 import sys
 import threading
 from datetime import UTC, datetime
@@ -30,10 +31,35 @@ def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
 _JSON: Final = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
+class _Timestamps:
+    """ISO 8601 UTC times to the millisecond, as `datetime.isoformat` writes them, the
+    date and time of day made once per second rather than a datetime per line."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last = (-1, "")  # (whole second, its text without the fraction)
+
+    def __call__(self, created: float) -> str:
+        second = math.floor(created)
+        micros = round((created - second) * 1e6)  # rounded as datetime rounds, then cut
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        last_second, text = self._last  # one tuple: formatting threads may race, harmlessly
+        if second != last_second:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._last = (second, text)
+        return f"{text}.{micros // 1000:03d}+00:00"
+
+
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._timestamp = _Timestamps()
+
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),

@@ -11,16 +11,10 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-import grpc
-
-from totpd.rpc.interceptors import CachingInterceptor
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.v1 import totp_service_pb2
-
-if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
-    Handler = grpc.RpcMethodHandler[Any, Any]
 
 _log = logging.getLogger("totpd.admission")
 
@@ -170,18 +164,18 @@ def _fixed(cost: int) -> Callable[[Any], int | None]:
     return lambda _request: cost
 
 
-class AdmissionInterceptor(CachingInterceptor):
-    """Applies `Admission` to every TotpService call, around its handler.
+class AdmissionPolicy:
+    """`Admission` and what each TotpService call costs in it.
 
-    Register it inside the error interceptor, which turns the refusal into a
-    status. A BatchVerify beyond `max_batch_items` passes unadmitted: the
-    servicer refuses it as BATCH_TOO_LARGE before any work, and that answer
-    must not turn into a retryable OVERLOADED on a busy server.
+    The server's interceptor (rpc/interceptors.py) admits each call around its
+    handler, inside the error mapping, which turns a refusal into a status.
+    A BatchVerify beyond `max_batch_items` passes unadmitted: the servicer
+    refuses it as BATCH_TOO_LARGE before any work, and that answer must not
+    turn into a retryable OVERLOADED on a busy server.
     """
 
     def __init__(self, admission: Admission, max_batch_items: int) -> None:
-        super().__init__()
-        self._admission = admission
+        self.admission = admission
         self._max_batch_items = max_batch_items
         self._costs: dict[str, Callable[[Any], int | None]] = {
             _PREFIX + method.name: _fixed(1) for method in _SERVICE.methods
@@ -189,32 +183,11 @@ class AdmissionInterceptor(CachingInterceptor):
         self._costs[_PREFIX + "Enroll"] = _fixed(ENROLL_COST)
         self._costs[BATCH_VERIFY] = self._batch_cost
 
+    def cost_of(self, method: str) -> Callable[[Any], int | None] | None:
+        """A request's cost for `method` (None: passes unadmitted); None for a
+        method that is not a TotpService call (health, reflection)."""
+        return self._costs.get(method)
+
     def _batch_cost(self, request: Any) -> int | None:
         count = len(request.items)
         return None if count > self._max_batch_items else count
-
-    def _wrap(self, handler: Handler, method: str) -> Handler:
-        cost_of = self._costs.get(method)
-        if cost_of is None or handler.unary_unary is None:
-            return handler  # not a TotpService call: health, reflection
-        return grpc.unary_unary_rpc_method_handler(
-            self._admitted(handler.unary_unary, cost_of),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-    def _admitted(
-        self,
-        behavior: Callable[[Any, grpc.ServicerContext], Any],
-        cost_of: Callable[[Any], int | None],
-    ) -> Callable[[Any, grpc.ServicerContext], Any]:
-        acquire = self._admission.acquire
-
-        def handle(request: Any, context: grpc.ServicerContext) -> Any:
-            cost = cost_of(request)
-            if cost is None:
-                return behavior(request, context)
-            with acquire(cost):
-                return behavior(request, context)
-
-        return handle

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import grpc
 from cryptography import x509
@@ -23,13 +23,9 @@ from totpd.config import (
     is_loopback_host,
     parse_listen_address,
 )
-from totpd.rpc.interceptors import CachingInterceptor, note_call
 from totpd.service.access import LOCAL, Caller, CallersFile, CallersFileError, valid_tenant
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.v1 import totp_service_pb2
-
-if TYPE_CHECKING:
-    from totpd.rpc.interceptors import Continuation, Handler, Unary
 
 _log = logging.getLogger("totpd.server")
 
@@ -186,44 +182,35 @@ def _tenant(caller: Caller, named: str | None, *, spans_tenants: bool = False) -
     return only
 
 
-class CallerInterceptor(CachingInterceptor):
-    """Runs each TotpService handler as its resolved caller (`calls.scoped`), or refuses it.
+class RefusedCallError(Exception):
+    """A call refused before its handler: what to answer, and who was refused.
 
-    Health and reflection need no caller.
+    `error` is the refusal (a TotpdError), or whatever the `on_denied` hook
+    raised (a failed audit write fails the call). `caller` and `tenant` are
+    what was known of the caller, for the access line.
+    """
+
+    def __init__(self, error: Exception, caller: str, tenant: str) -> None:
+        super().__init__("call refused")
+        self.error = error
+        self.caller = caller
+        self.tenant = tenant
+
+
+class Callers:
+    """Resolves each TotpService call to its caller and tenant, or refuses it.
+
+    The server's interceptor (rpc/interceptors.py) runs `scope` before the
+    handler, and the handler as that scope (`calls.scoped`). Health and
+    reflection need no caller.
     """
 
     def __init__(self, access: Access, on_denied: DeniedHook = ignore_denial) -> None:
-        super().__init__()
         self._access = access
         self._on_denied = on_denied
 
-    def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        if not handler_call_details.method.startswith(SERVICE_PREFIX):
-            return continuation(handler_call_details)
-        return super().intercept_service(continuation, handler_call_details)
-
-    def _wrap(self, handler: Handler, method: str) -> Handler:
-        if handler.unary_unary is None:  # TotpService is unary only
-            return handler
-        return grpc.unary_unary_rpc_method_handler(
-            self._as_caller(handler.unary_unary, method.removeprefix(SERVICE_PREFIX)),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-    def _as_caller(self, behavior: Unary, name: str) -> Unary:
-        def handle(request: Any, context: grpc.ServicerContext) -> Any:
-            scope = self.scope(name, request, context)
-            note_call(scope.caller, scope.tenant)
-            with calls.scoped(scope):
-                return behavior(request, context)
-
-        return handle
-
     def scope(self, method: str, request: Any, context: grpc.ServicerContext) -> CallScope:
-        """The call's caller and tenant; a refusal is reported to `on_denied`, then raised."""
+        """The call's caller and tenant, or RefusedCallError (after telling `on_denied`)."""
         peer = context.peer() or ""
         caller_name, tenant = UNAUTHENTICATED_CALLER, ""
         try:
@@ -254,11 +241,17 @@ class CallerInterceptor(CachingInterceptor):
                 )
             held = () if caller.tenants is None else tuple(sorted(caller.tenants))
         except TotpdError as error:
-            note_call(caller_name, tenant)
-            if error.reason is not ErrorReason.INVALID_ARGUMENT:  # malformed: no event
-                self._on_denied(CallScope(caller_name, tenant, peer, method), error.reason)
-            raise
+            raise self._refused(error, CallScope(caller_name, tenant, peer, method)) from None
         return CallScope(caller_name, tenant, peer, method, held)
+
+    def _refused(self, error: TotpdError, scope: CallScope) -> RefusedCallError:
+        answer: Exception = error
+        if error.reason is not ErrorReason.INVALID_ARGUMENT:  # malformed: no event
+            try:
+                self._on_denied(scope, error.reason)
+            except Exception as failure:  # the denial's audit write failed: so does the call
+                answer = failure
+        return RefusedCallError(answer, scope.caller, scope.tenant)
 
 
 def _unheld_filter(caller: Caller, request: Any) -> str | None:

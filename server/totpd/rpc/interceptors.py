@@ -1,110 +1,62 @@
-"""Server interceptors: error mapping and the access log.
+"""The server's one interceptor: every concern of a call, in one wrapper per method.
 
 Design notes: ARCHITECTURE.md, "Module notes", rpc/interceptors.py.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-import traceback
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
-from google.protobuf.message import DecodeError
 
-from totpd import deadlines
-from totpd.rpc.status import to_grpc_status
+from totpd import calls, deadlines
+from totpd.rpc import access_log
+from totpd.rpc.admission import AdmissionPolicy, Ticket
+from totpd.rpc.callers import SERVICE_PREFIX, Callers, RefusedCallError
+from totpd.rpc.errors import (
+    UNDECODABLE,
+    UNDECODABLE_REQUEST,
+    abort,
+    aborted,
+    final_status,
+    tolerant,
+)
+from totpd.rpc.metrics import MethodInstruments, count_batch_items, end_span
 from totpd.service.errors import ErrorReason, TotpdError
-from totpd.service.faults import as_domain_error
-
-_log = logging.getLogger("totpd.rpc")
-_access_log = logging.getLogger("totpd.access")
+from totpd.telemetry import tracing
 
 if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
+    from opentelemetry.trace import Span
+
     Handler = grpc.RpcMethodHandler[Any, Any]
     Continuation = Callable[[grpc.HandlerCallDetails], Handler | None]
     Unary = Callable[[Any, grpc.ServicerContext], Any]
     Streaming = Callable[[Any, grpc.ServicerContext], Iterator[Any]]
 
-_UNDECODABLE: Final = TotpdError(
-    ErrorReason.INVALID_ARGUMENT,
-    "the request is not a valid message of this method (for example, invalid UTF-8 in a string)",
-)
-# These instances are only ever read (turned into a status), never raised.
-_INTERNAL: Final = TotpdError(ErrorReason.INTERNAL, "internal server error")
+# Only ever read (turned into a status), never raised across calls' threads.
 _DEADLINE_PASSED: Final = TotpdError(
     ErrorReason.DEADLINE_EXCEEDED, "the call's deadline passed before it was served"
 )
+_BATCH_VERIFY: Final = SERVICE_PREFIX + "BatchVerify"
+_perf_counter: Final = time.perf_counter
 
 
-class _AccessNote:
-    """What an inner interceptor learnt about the call, for its access line."""
-
-    __slots__ = ("caller", "tenant")
-
-    def __init__(self) -> None:
-        self.caller: str | None = None
-        self.tenant = ""
-
-
-_NOTE: ContextVar[_AccessNote | None] = ContextVar("totpd_access_note", default=None)
-
-
-def note_call(caller: str, tenant: str) -> None:
-    """Put the call's caller and tenant on its access line (rpc/callers.py resolves them)."""
-    note = _NOTE.get()
-    if note is not None:
-        note.caller, note.tenant = caller, tenant
-
-
-class _Undecodable:
-    """Stands in for a request the protobuf runtime refused to parse.
-
-    Without it grpc answers INTERNAL "Exception deserializing request!" with
-    no ErrorInfo; with it the caller gets INVALID_ARGUMENT like any bad input.
+class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Wraps each method's handler once (not on every call) in one function that,
+    outermost first: times the call and writes its access line; counts and
+    times it (and traces it, when tracing is on); maps every exception to a
+    status; resolves a TotpService call's caller (`callers`) and runs the
+    handler as it; sets the call's deadline, `min(client's, longest)`; and
+    admits a TotpService call by cost (`admission`). One frame per call
+    instead of one per concern: a visible share of a unary Verify's CPU.
     """
 
-
-_UNDECODABLE_REQUEST: Final = _Undecodable()
-
-
-def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    if deserializer is None:
-        return None
-
-    def deserialize(data: bytes) -> Any:
-        try:
-            return deserializer(data)
-        except DecodeError:
-            return _UNDECODABLE_REQUEST
-
-    return deserialize
-
-
-def domain_error(error: Exception, method: str) -> TotpdError:
-    """The TotpdError a client sees for any exception raised by a handler."""
-    known = as_domain_error(error, method)
-    if known is not None:
-        return known
-    _log.error(
-        "unhandled error",
-        extra={
-            "method": method,
-            "error_type": f"{type(error).__module__}.{type(error).__qualname__}",
-            # Frames only (file, line, function, source): never str(error).
-            "stack": "".join(traceback.format_tb(error.__traceback__)),
-        },
-    )
-    return _INTERNAL
-
-
-class CachingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Wraps each method's handler once, not on every call (a visible share of a unary Verify)."""
-
-    def __init__(self) -> None:
+    def __init__(self, callers: Callers, longest: float, admission: AdmissionPolicy) -> None:
+        self._callers = callers
+        self._longest = longest
+        self._admission = admission
         self._wrapped: dict[str, Handler] = {}
 
     def intercept_service(
@@ -121,66 +73,131 @@ class CachingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return wrapped
 
     def _wrap(self, handler: Handler, method: str) -> Handler:
-        raise NotImplementedError
-
-
-class ErrorInterceptor(CachingInterceptor):
-    """Maps exceptions of unary-request handlers to rich statuses."""
-
-    def _wrap(self, handler: Handler, method: str) -> Handler:
-        if handler.request_streaming:
-            return handler
-        if handler.response_streaming:
-            assert handler.unary_stream is not None
-            behavior = handler.unary_stream
-            mapped = (
-                _map_callback_errors(behavior, method)
-                if _non_blocking(behavior)
-                else _map_stream_errors(behavior, method)
+        deserializer = handler.request_deserializer
+        serializer = handler.response_serializer
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method),
+                request_deserializer=tolerant(deserializer),
+                response_serializer=serializer,
             )
+        if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                mapped,
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
+                _unary_stream(handler.unary_stream, method),
+                request_deserializer=tolerant(deserializer),
+                response_serializer=serializer,
             )
-        assert handler.unary_unary is not None
-        return grpc.unary_unary_rpc_method_handler(
-            _map_errors(handler.unary_unary, method),
-            request_deserializer=_tolerant(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
+        # Client streams (reflection): the access line only.
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _timed(handler.stream_unary, method),
+                request_deserializer=deserializer,
+                response_serializer=serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _timed_stream(handler.stream_stream, method),
+                request_deserializer=deserializer,
+                response_serializer=serializer,
+            )
+        return handler
+
+    def _unary(self, behavior: Unary, method: str) -> Unary:
+        """A unary call's whole path; TotpService calls also get a caller and admission."""
+        totp = method.startswith(SERVICE_PREFIX)
+        name = method.removeprefix(SERVICE_PREFIX)
+        callers = self._callers if totp else None
+        run = _within_deadline_admitted(
+            behavior,
+            self._longest,
+            self._admission.cost_of(method) if totp else None,
+            self._admission.admission.acquire,
         )
+        instruments = MethodInstruments(method)
+        counts_items = method == _BATCH_VERIFY
+
+        def serve(request: Any, context: grpc.ServicerContext, span: Span | None) -> Any:
+            started = _perf_counter()
+            caller: str | None = None
+            tenant = ""
+            failed = True
+            try:
+                if request is UNDECODABLE_REQUEST:
+                    abort(context, UNDECODABLE, method)
+                if counts_items:
+                    count_batch_items(request)
+                try:
+                    if callers is None:
+                        response = run(request, context)
+                    else:
+                        scope = callers.scope(name, request, context)
+                        caller, tenant = scope.caller, scope.tenant
+                        entered = calls.enter(scope)
+                        try:
+                            response = run(request, context)
+                        finally:
+                            calls.leave(entered)
+                except RefusedCallError as refused:
+                    caller, tenant = refused.caller, refused.tenant
+                    abort(context, refused.error, method)
+                except Exception as error:
+                    if aborted(context):
+                        raise  # the handler aborted on its own: keep its status
+                    abort(context, error, method)
+                failed = False
+                return response
+            finally:
+                elapsed = _perf_counter() - started
+                code = final_status(context, failed)
+                instruments.record(elapsed, code)
+                if span is not None:
+                    end_span(span, code)
+                access_log.write(method, code, elapsed, caller, tenant)
+
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            if tracing.enabled():
+                with instruments.span(context) as span:
+                    return serve(request, context, span)
+            return serve(request, context, None)
+
+        return handle
 
 
-def _abort(context: grpc.ServicerContext, error: Exception, method: str) -> NoReturn:
-    context.abort_with_status(to_grpc_status(domain_error(error, method)))
+def _within_deadline_admitted(
+    behavior: Unary,
+    longest: float,
+    cost_of: Callable[[Any], int | None] | None,
+    acquire: Callable[[int], Ticket],
+) -> Unary:
+    """`behavior` within the call's deadline (the client's, at most `longest`
+    seconds), admitted by its cost (`cost_of` None, or a cost of None: unadmitted)."""
 
-
-def _map_errors(behavior: Unary, method: str) -> Unary:
-    def handle(request: Any, context: grpc.ServicerContext) -> Any:
-        if request is _UNDECODABLE_REQUEST:
-            _abort(context, _UNDECODABLE, method)
+    def run(request: Any, context: grpc.ServicerContext) -> Any:
+        left: float | None = context.time_remaining()  # None or huge: no client deadline
+        seconds = longest if left is None else min(left, longest)
+        if seconds <= 0:
+            raise _DEADLINE_PASSED
+        deadline = deadlines.begin(seconds)
         try:
-            return behavior(request, context)
-        except Exception as error:
-            if _aborted(context):
-                raise  # the handler aborted on its own: keep its status
-            _abort(context, error, method)
+            cost = None if cost_of is None else cost_of(request)
+            if cost is None:
+                return behavior(request, context)
+            ticket = acquire(cost)
+            try:
+                return behavior(request, context)
+            finally:
+                ticket.release()
+        finally:
+            deadlines.end(deadline)
 
-    return handle
+    return run
 
 
-def _map_stream_errors(behavior: Streaming, method: str) -> Streaming:
-    def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        if request is _UNDECODABLE_REQUEST:
-            _abort(context, _UNDECODABLE, method)
-        try:
-            yield from behavior(request, context)
-        except Exception as error:
-            if _aborted(context):
-                raise
-            _abort(context, error, method)
-
-    return handle
+def _unary_stream(behavior: Any, method: str) -> Any:
+    """A server stream (health Watch): the access line and error mapping."""
+    if _non_blocking(behavior):
+        return _timed_callback(_map_callback_errors(behavior, method), method)
+    return _timed_stream(_map_stream_errors(behavior, method), method)
 
 
 def _non_blocking(behavior: Any) -> bool:
@@ -199,125 +216,49 @@ def _keep_non_blocking(wrapper: Any, behavior: Any) -> Any:
     return wrapper
 
 
-def _map_callback_errors(behavior: Any, method: str) -> Any:
-    def handle(request: Any, context: grpc.ServicerContext, send_response_callback: Any) -> Any:
-        if request is _UNDECODABLE_REQUEST:
-            _abort(context, _UNDECODABLE, method)
+def _map_stream_errors(behavior: Streaming, method: str) -> Streaming:
+    def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        if request is UNDECODABLE_REQUEST:
+            abort(context, UNDECODABLE, method)
         try:
-            return behavior(request, context, send_response_callback=send_response_callback)
+            yield from behavior(request, context)
         except Exception as error:
-            if _aborted(context):
+            if aborted(context):
                 raise
-            _abort(context, error, method)
-
-    return _keep_non_blocking(handle, behavior)
-
-
-def _aborted(context: grpc.ServicerContext) -> bool:
-    # grpc's abort() raises a bare Exception after setting a non-OK code.
-    code = _status_of(context)
-    return code is not None and code is not grpc.StatusCode.OK
-
-
-def _status_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
-    code_of: Callable[[], grpc.StatusCode | None] | None = getattr(context, "code", None)
-    return code_of() if code_of is not None else None
-
-
-class DeadlineInterceptor(CachingInterceptor):
-    """Runs each unary handler within the call's deadline, capped at `longest` seconds."""
-
-    def __init__(self, longest: float) -> None:
-        super().__init__()
-        self._longest = longest
-
-    def _wrap(self, handler: Handler, method: str) -> Handler:
-        if handler.unary_unary is None:  # streams (health Watch) do not use the store
-            return handler
-        return grpc.unary_unary_rpc_method_handler(
-            _within_deadline(handler.unary_unary, self._longest),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-def _within_deadline(behavior: Unary, longest: float) -> Unary:
-    def handle(request: Any, context: grpc.ServicerContext) -> Any:
-        left: float | None = context.time_remaining()  # None or huge: no client deadline
-        seconds = longest if left is None else min(left, longest)
-        if seconds <= 0:
-            raise _DEADLINE_PASSED
-        with deadlines.within(seconds):
-            return behavior(request, context)
+            abort(context, error, method)
 
     return handle
 
 
-class AccessLogInterceptor(CachingInterceptor):
-    """One log line per RPC: method, status code, duration. Never a payload."""
+def _map_callback_errors(behavior: Any, method: str) -> Any:
+    def handle(request: Any, context: grpc.ServicerContext, send_response_callback: Any) -> Any:
+        if request is UNDECODABLE_REQUEST:
+            abort(context, UNDECODABLE, method)
+        try:
+            return behavior(request, context, send_response_callback=send_response_callback)
+        except Exception as error:
+            if aborted(context):
+                raise
+            abort(context, error, method)
 
-    def _wrap(self, handler: Handler, method: str) -> Handler:
-        options = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _timed(handler.unary_unary, method), **options
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _timed(handler.stream_unary, method), **options
-            )
-        if handler.unary_stream is not None:
-            behavior = handler.unary_stream
-            timed = (
-                _timed_callback(behavior, method)
-                if _non_blocking(behavior)
-                else _timed_stream(behavior, method)
-            )
-            return grpc.unary_stream_rpc_method_handler(timed, **options)
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                _timed_stream(handler.stream_stream, method), **options
-            )
-        return handler
+    return _keep_non_blocking(handle, behavior)
 
 
-def _log_access(
-    method: str,
-    context: grpc.ServicerContext,
-    started: float,
-    failed: bool,
-    note: _AccessNote | None = None,
-) -> None:
-    code = _status_of(context)
-    if code is None:
-        code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
-    fields: dict[str, object] = {
-        "method": method,
-        "code": code.name,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-    }
-    if note is not None and note.caller is not None:
-        fields["caller"] = note.caller
-        fields["tenant"] = note.tenant
-    _access_log.info("rpc", extra=fields)
+def _log_access(method: str, context: grpc.ServicerContext, started: float, failed: bool) -> None:
+    elapsed = _perf_counter() - started
+    access_log.write(method, final_status(context, failed), elapsed, None, "")
 
 
 def _timed(behavior: Unary, method: str) -> Unary:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
-        started = time.perf_counter()
+        started = _perf_counter()
         failed = True
-        note = _AccessNote()
-        token = _NOTE.set(note)
         try:
             response = behavior(request, context)
             failed = False
             return response
         finally:
-            _NOTE.reset(token)
-            _log_access(method, context, started, failed, note)
+            _log_access(method, context, started, failed)
 
     return handle
 
@@ -326,7 +267,7 @@ def _timed_callback(behavior: Any, method: str) -> Any:
     """The line is written when the stream ends (grpc runs the callback then)."""
 
     def handle(request: Any, context: grpc.ServicerContext, send_response_callback: Any) -> Any:
-        started = time.perf_counter()
+        started = _perf_counter()
         context.add_callback(lambda: _log_access(method, context, started, False))
         return behavior(request, context, send_response_callback=send_response_callback)
 
@@ -335,7 +276,7 @@ def _timed_callback(behavior: Any, method: str) -> Any:
 
 def _timed_stream(behavior: Streaming, method: str) -> Streaming:
     def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        started = time.perf_counter()
+        started = _perf_counter()
         failed = True
         try:
             yield from behavior(request, context)

@@ -18,10 +18,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from totpd.config import ConfigError, Settings, parse_listen_address
-from totpd.rpc.admission import Admission, AdmissionInterceptor
+from totpd.rpc.admission import Admission, AdmissionPolicy
 from totpd.rpc.callers import (
     Access,
-    CallerInterceptor,
+    Callers,
     DeniedHook,
     ignore_denial,
     load_access,
@@ -29,8 +29,7 @@ from totpd.rpc.callers import (
 )
 from totpd.rpc.drain import DrainingHealthServicer, StopSignals, drain_and_stop
 from totpd.rpc.health_probe import StoreHealthProbe
-from totpd.rpc.interceptors import AccessLogInterceptor, DeadlineInterceptor, ErrorInterceptor
-from totpd.rpc.metrics import MetricsInterceptor
+from totpd.rpc.interceptors import CallInterceptor
 from totpd.rpc.reflection import enable_reflection
 from totpd.rpc.servicer import TotpServicer
 from totpd.rpc.tls import (
@@ -92,17 +91,17 @@ def create_server(
 def interceptors(
     settings: Settings, access: Access, on_denied: DeniedHook = ignore_denial
 ) -> list[Interceptor]:
-    """Every call's interceptors, outermost first: the access log sees the status the
-    error mapper set; the error mapper maps what the inner ones raise: a refused
+    """Every call's interceptors: one, which does each concern in turn
+    (`CallInterceptor`): the access line and the metrics see the status the error
+    mapping set; the error mapping maps what the inner steps raise: a refused
     caller, a deadline already passed, an admission refusal, the handler's errors.
     Callers first: a refused call costs nothing else."""
     return [
-        AccessLogInterceptor(),
-        MetricsInterceptor(),
-        ErrorInterceptor(),
-        CallerInterceptor(access, on_denied),
-        DeadlineInterceptor(settings.max_database_wait_seconds),
-        admission_interceptor(settings),
+        CallInterceptor(
+            Callers(access, on_denied),
+            settings.max_database_wait_seconds,
+            admission_policy(settings),
+        )
     ]
 
 
@@ -175,7 +174,7 @@ def start_health_probe(
     ).start()
 
 
-def admission_interceptor(settings: Settings) -> AdmissionInterceptor:
+def admission_policy(settings: Settings) -> AdmissionPolicy:
     """Items in flight up to `max_items_in_flight`; calls in flight up to the
     database connections they can get without waiting. Each call holds one
     worker thread and at most one connection at a time, so the second bound
@@ -184,7 +183,7 @@ def admission_interceptor(settings: Settings) -> AdmissionInterceptor:
         settings.max_items_in_flight,
         max_calls=POOL_SIZE + POOL_OVERFLOW - _BACKGROUND_CONNECTIONS,
     )
-    return AdmissionInterceptor(admission, settings.largest_batch_items)
+    return AdmissionPolicy(admission, settings.largest_batch_items)
 
 
 _BIND_HINT = " (is the port in use by another process? choose another with --listen HOST:PORT)"

@@ -56,7 +56,9 @@ class TotpServicer:
 
     def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
         outcome = self._service.verify(convert.verify_item(request), caller_of(context))
-        return pb.VerifyResponse(outcome=convert.outcome_to_proto(outcome))
+        response = pb.VerifyResponse()
+        convert.fill_outcome(response.outcome, outcome)  # no message built and copied in
+        return response
 
     def BatchVerify(
         self, request: pb.BatchVerifyRequest, context: grpc.ServicerContext
@@ -166,10 +168,12 @@ def caller_of(context: grpc.ServicerContext) -> str:
     "ipv6:[::1]:4711" -> "::1"), or the whole peer string for other
     transports. Local callers behind one proxy or NAT share it.
     """
-    caller = calls.current().caller
-    if caller != calls.LOCAL_CALLER:
-        return "caller:" + caller  # apart from any peer host
-    peer: str = unquote(context.peer() or "")
+    scope = calls.current()
+    if scope.caller != calls.LOCAL_CALLER:
+        return "caller:" + scope.caller  # apart from any peer host
+    # The peer the rpc layer read when it resolved the caller: context.peer()
+    # lets go of the GIL twice, a hand-off to another thread on a busy server.
+    peer = unquote(scope.peer or context.peer() or "")
     kind, _, address = peer.partition(":")
     if kind == "ipv4":
         return address.rpartition(":")[0] or address
