@@ -7,7 +7,9 @@ array, each naming its call by its place among the rows just inserted (SQLite
 has one writer: they took the last ids). PostgreSQL inserts both in one
 statement, the call rows in a data-modifying CTE whose RETURNING ids the events
 join; its one-row round write and its event are one statement too.
-Each statement returns one row per row it inserted, checked like the writes.
+PostgreSQL's statements return one row per event, checked like the writes (the
+one-row write's event depends on the write); SQLite's insert unconditionally and
+return nothing (fetching 1,000 ids back cost a batch more than the check is worth).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from sqlalchemy.types import TypeEngine
 
 from totpd.store.audit import CALLS, EVENTS, AuditCall, RoundEvents
 
-# (statement, values, rows it returns)
-AuditStatement = tuple[Insert, dict[str, object], int]
+# (statement, values, rows it returns; None: it returns none)
+AuditStatement = tuple[Insert, dict[str, object], int | None]
 
 _Fields = list[tuple[str, type[TypeEngine[Any]]]]
 # AuditCall's fields, bound as ``p_`` + name (``p_tenant`` is the round's too).
@@ -82,13 +84,13 @@ def statements(dialect: str, groups: Sequence[RoundEvents]) -> list[AuditStateme
             event = _events_of_one_call(dialect)
         if dialect == "postgresql":
             return [(event, values, events)]
-        return [(_one_call(), values, 1), (event, values, events)]
+        return [(_one_call(), values, None), (event, values, None)]
     calls = json.dumps([[n, *group.call] for n, group in enumerate(groups, 1)])
     items = json.dumps([[n, *item] for n, group in enumerate(groups, 1) for item in group.items])
     values = {"p_calls": calls, "p_items": items, "p_call_count": len(groups)}
     if dialect == "postgresql":
         return [(_events_of_calls(dialect), values, events)]
-    return [(_calls(dialect), values, len(groups)), (_events_of_calls(dialect), values, events)]
+    return [(_calls(dialect), values, None), (_events_of_calls(dialect), values, None)]
 
 
 @functools.cache
@@ -177,7 +179,7 @@ def _last_call_id() -> ColumnElement[Any]:
 @functools.cache
 def _one_call() -> Insert:
     """SQLite: one call row."""
-    return insert(CALLS).from_select(_CALL_COLUMNS, select(*_call_binds())).returning(CALLS.c.id)
+    return insert(CALLS).from_select(_CALL_COLUMNS, select(*_call_binds()))
 
 
 @functools.cache
@@ -187,8 +189,7 @@ def _one_event(dialect: str) -> Insert:
         call = _call_cte()
         rows: Select[Any] = select(call.c.id, *_item_binds()).select_from(call)
         return insert(EVENTS).from_select(_EVENT_COLUMNS, rows).returning(EVENTS.c.id).add_cte(call)
-    rows = select(_last_call_id(), *_item_binds())
-    return insert(EVENTS).from_select(_EVENT_COLUMNS, rows).returning(EVENTS.c.id)
+    return insert(EVENTS).from_select(_EVENT_COLUMNS, select(_last_call_id(), *_item_binds()))
 
 
 @functools.cache
@@ -200,9 +201,9 @@ def _events_of_one_call(dialect: str) -> Insert:
         call = _call_cte()
         rows: Select[Any] = select(call.c.id, *items).select_from(call, new)
         statement = insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(call)
-    else:
-        statement = insert(EVENTS).from_select(_EVENT_COLUMNS, select(_last_call_id(), *items))
-    return statement.returning(EVENTS.c.id).add_cte(new)
+        return statement.returning(EVENTS.c.id).add_cte(new)
+    rows = select(_last_call_id(), *items)
+    return insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(new)
 
 
 def _call_cte() -> CTE:
@@ -219,7 +220,8 @@ def _calls(dialect: str) -> Insert:
     """Several calls' rows (``p_calls``: [call_no, *AuditCall]), in call_no order."""
     new = _json_rows(dialect, "new_calls", "p_calls", _CALL_NO + _CALL_FIELDS)
     rows = select(*(new.c[name] for name in _CALL_COLUMNS)).order_by(new.c.call_no)
-    return insert(CALLS).from_select(_CALL_COLUMNS, rows).returning(CALLS.c.id).add_cte(new)
+    statement = insert(CALLS).from_select(_CALL_COLUMNS, rows).add_cte(new)
+    return statement.returning(CALLS.c.id) if dialect == "postgresql" else statement
 
 
 @functools.cache
@@ -237,11 +239,8 @@ def _events_of_calls(dialect: str) -> Insert:
             new.join(numbered, numbered.c.call_no == new.c.call_no)
         )
         statement = insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(calls)
-        statement = statement.add_cte(numbered)
-    else:
-        # The calls took the last ids, in call_no order.
-        first = _last_call_id() - bindparam("p_call_count", type_=Integer)
-        statement = insert(EVENTS).from_select(
-            _EVENT_COLUMNS, select((first + new.c.call_no).label("call_id"), *items)
-        )
-    return statement.returning(EVENTS.c.id).add_cte(new)
+        return statement.add_cte(numbered).returning(EVENTS.c.id).add_cte(new)
+    # The calls took the last ids, in call_no order.
+    first = _last_call_id() - bindparam("p_call_count", type_=Integer)
+    rows = select((first + new.c.call_no).label("call_id"), *items)
+    return insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(new)
