@@ -69,26 +69,34 @@ _CALL_NO: _Fields = [("call_no", Integer)]
 
 def statements(dialect: str, groups: Sequence[RoundEvents]) -> list[AuditStatement]:
     """The statements appending `groups` (those with items), in order."""
-    groups = [group for group in groups if group.items]
-    events = sum(len(group.items) for group in groups)
-    if not groups:
+    if len(groups) != 1:
+        groups = [group for group in groups if group.items]
+        if len(groups) > 1:
+            return _statements_of_calls(dialect, groups)
+        if not groups:
+            return []
+    (group,) = groups
+    if not group.items:
         return []
-    if len(groups) == 1:
-        (group,) = groups
+    postgres = dialect == "postgresql"
+    if len(group.items) == 1:  # the unary hot path
+        values = one_event_values(group)
+        event = _one_event(dialect)
+    else:
         values = _call_values(group.call)
-        if len(group.items) == 1:
-            values.update(_item_values(group.items[0]))
-            event = _one_event(dialect)
-        else:
-            values["p_items"] = json.dumps(group.items)
-            event = _events_of_one_call(dialect)
-        if dialect == "postgresql":
-            return [(event, values, events)]
-        return [(_one_call(), values, None), (event, values, None)]
+        values["p_items"] = json.dumps(group.items)
+        event = _events_of_one_call(dialect)
+    if postgres:
+        return [(event, values, len(group.items))]
+    return [(_one_call(), values, None), (event, values, None)]
+
+
+def _statements_of_calls(dialect: str, groups: list[RoundEvents]) -> list[AuditStatement]:
     calls = json.dumps([[n, *group.call] for n, group in enumerate(groups, 1)])
     items = json.dumps([[n, *item] for n, group in enumerate(groups, 1) for item in group.items])
     values = {"p_calls": calls, "p_items": items, "p_call_count": len(groups)}
     if dialect == "postgresql":
+        events = sum(len(group.items) for group in groups)
         return [(_events_of_calls(dialect), values, events)]
     return [(_calls(dialect), values, None), (_events_of_calls(dialect), values, None)]
 
@@ -118,10 +126,24 @@ def insert_after(write: Update) -> Insert:
 
 
 def one_event_values(events: RoundEvents) -> dict[str, object]:
-    """The bound values of a round's one event (`insert_after`)."""
-    values = _call_values(events.call)
-    values.update(_item_values(events.items[0]))
-    return values
+    """The bound values of a round's one event (`insert_after`, `_one_event`), built
+    directly: the unary hot path."""
+    call = events.call
+    ((account_id, factor_id, result, offset),) = events.items
+    return {
+        "p_time_us": call.time_us,
+        "p_caller": call.caller,
+        "p_tenant": call.tenant,
+        "p_method": call.method,
+        "p_request_id": call.request_id,
+        "p_peer": call.peer,
+        "p_status_code": call.status_code,
+        "p_error_reason": call.error_reason,
+        "p_account_id": account_id,
+        "p_factor_id": factor_id,
+        "p_verify_result": result,
+        "p_step_offset": offset,
+    }
 
 
 def _call_values(call: AuditCall) -> dict[str, object]:
@@ -134,16 +156,6 @@ def _call_values(call: AuditCall) -> dict[str, object]:
         "p_peer": call.peer,
         "p_status_code": call.status_code,
         "p_error_reason": call.error_reason,
-    }
-
-
-def _item_values(item: tuple[Any, ...]) -> dict[str, object]:
-    account_id, factor_id, result, offset = item
-    return {
-        "p_account_id": account_id,
-        "p_factor_id": factor_id,
-        "p_verify_result": result,
-        "p_step_offset": offset,
     }
 
 
