@@ -80,7 +80,10 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     pg_engine: Engine = request.getfixturevalue("_postgres_engine")
     with pg_engine.begin() as connection:
         connection.execute(
-            text("TRUNCATE factors, accounts, request_records, audit_events, recovery_codes")
+            text(
+                "TRUNCATE factors, accounts, request_records, audit_events, audit_calls, "
+                "recovery_codes"
+            )
         )
     yield pg_engine
 

@@ -21,7 +21,10 @@ def test_audit_on_and_off_are_measured_side_by_side(tmp_path: Path) -> None:
         with engine.connect() as connection:
             methods: dict[str, int] = dict(
                 connection.execute(
-                    text("SELECT method, count(*) FROM audit_events GROUP BY method")
+                    text(
+                        "SELECT method, count(*) FROM audit_events JOIN audit_calls "
+                        "ON audit_calls.id = audit_events.call_id GROUP BY method"
+                    )
                 ).all()
             )
         engine.dispose()

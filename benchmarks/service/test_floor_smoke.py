@@ -21,7 +21,10 @@ def test_totpd_and_the_noop_floor_are_measured_side_by_side(tmp_path: Path) -> N
         engine = open_engine(database.url)
         with engine.connect() as connection:
             verifies = connection.execute(
-                text("SELECT count(*) FROM audit_events WHERE method = 'Verify'")
+                text(
+                    "SELECT count(*) FROM audit_events JOIN audit_calls "
+                    "ON audit_calls.id = audit_events.call_id WHERE method = 'Verify'"
+                )
             ).scalar_one()
             failures = connection.execute(
                 text("SELECT coalesce(sum(failed_attempts), 0) FROM factors")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from tests.audit_rows import AUDIT_TRAIL
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from tests.keyrings import (
@@ -125,8 +126,8 @@ def test_rekey_moves_every_live_secret_to_the_primary_and_they_verify_under_it_a
     with engine.connect() as connection:
         events = connection.execute(
             text(
-                "SELECT caller, tenant, account_id, status_code FROM audit_events "
-                "WHERE method = 'Rekey'"
+                "SELECT caller, tenant, account_id, status_code "
+                f"FROM {AUDIT_TRAIL} WHERE method = 'Rekey'"
             )
         ).all()
     assert [(caller.startswith("cli:"), *rest) for caller, *rest in events] == [
@@ -370,7 +371,7 @@ def test_a_secret_that_fails_authentication_is_named_and_the_rest_moves(
     with engine.connect() as connection:
         event = connection.execute(
             text(
-                "SELECT status_code, error_reason FROM audit_events WHERE method = 'Rekey' "
+                f"SELECT status_code, error_reason FROM {AUDIT_TRAIL} WHERE method = 'Rekey' "
                 "ORDER BY id DESC"
             )
         ).first()

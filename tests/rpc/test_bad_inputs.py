@@ -3,8 +3,8 @@ and nothing is written or counted.
 
 One real server per module holds an account with an active and a pending
 factor and a set of recovery codes. Each case sends one bad request and then
-compares the whole `factors`, `accounts`, `recovery_codes` and `audit_events`
-tables (every column, including failure counters, last used step, drift and
+compares the whole `factors`, `accounts`, `recovery_codes`, `audit_calls` and
+`audit_events` tables (every column, including failure counters, last used step, drift and
 used codes) with the snapshot taken before: a single written byte fails the case.
 
 Findings worth knowing (asserted below):
@@ -117,6 +117,7 @@ SNAPSHOT_QUERIES = {
     "factors": "SELECT * FROM factors ORDER BY id",
     "accounts": "SELECT * FROM accounts ORDER BY account_id, tenant",
     "recovery_codes": "SELECT * FROM recovery_codes ORDER BY code_hash",
+    "audit_calls": "SELECT * FROM audit_calls ORDER BY id",
     "audit_events": "SELECT * FROM audit_events ORDER BY id",
 }
 

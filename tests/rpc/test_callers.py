@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import Engine, text
 
+from tests.audit_rows import AUDIT_TRAIL
 from tests.rpc.callers_files import TestCaller, write_callers
 from tests.rpc.conftest import Secrets, make_settings, mfa_service
 from tests.rpc.harness import LiveServer, LogCapture, call_fails, failure, running_server
@@ -165,7 +166,7 @@ def audit_events_after(engine: Engine, after_id: int) -> list[tuple[Any, ...]]:
     """The audit events written after event `after_id`, oldest first."""
     with engine.connect() as connection:
         rows = connection.execute(
-            text(f"SELECT {AUDITED} FROM audit_events WHERE id > :after ORDER BY id"),
+            text(f"SELECT {AUDITED} FROM {AUDIT_TRAIL} WHERE id > :after ORDER BY id"),
             {"after": after_id},
         )
         return [tuple(row) for row in rows]

@@ -25,15 +25,16 @@ from totpd.service.errors import ErrorReason
 from totpd.service.mfa import MfaService
 from totpd.service.types import VerifyItem, VerifyResult
 from totpd.store.deadline import DeadlineExceededError
-from totpd.store.models import AuditEventRow
+from totpd.store.models import AuditCallRow, AuditEventRow
 
 __all__ = ["database", "hung_engine", "paused_postgres", "service"]  # fixtures
 
 
 def verdict_events(engine: Engine, account_id: str) -> list[tuple[str, str]]:
     query = (
-        select(AuditEventRow.method, AuditEventRow.verify_result)
-        .where(AuditEventRow.account_id == account_id, AuditEventRow.method != "ConfirmEnrollment")
+        select(AuditCallRow.method, AuditEventRow.verify_result)
+        .join(AuditCallRow, AuditCallRow.id == AuditEventRow.call_id)
+        .where(AuditEventRow.account_id == account_id, AuditCallRow.method != "ConfirmEnrollment")
         .where(AuditEventRow.verify_result.is_not(None))
         .order_by(AuditEventRow.id)
     )

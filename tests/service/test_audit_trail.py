@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from tests.audit_rows import AUDIT_TRAIL
 from tests.conftest import Clock
 from tests.enrollments import enroll_active, wrong_for_all
 from tests.totp_oracle import code_at, wrong_code
@@ -30,7 +31,7 @@ SCOPE = calls.CallScope("login-backend", "shop", "ipv4:127.0.0.1:5000", "Verify"
 
 def events(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as connection:
-        rows = connection.execute(text("SELECT * FROM audit_events ORDER BY id"))
+        rows = connection.execute(text(f"SELECT * FROM {AUDIT_TRAIL} ORDER BY id"))
         return [dict(row._mapping) for row in rows]
 
 
@@ -38,14 +39,19 @@ def verdict_events(engine: Engine) -> list[dict[str, Any]]:
     return [e for e in events(engine) if e["verify_result"] is not None]
 
 
+def audit_calls(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM audit_calls")).scalar_one())
+
+
 @contextmanager
-def refusing_audit_writes(engine: Engine) -> Iterator[None]:
-    """A trigger that makes every audit insert fail: the database's own refusal."""
+def refusing_audit_writes(engine: Engine, table: str = "audit_events") -> Iterator[None]:
+    """A trigger that makes every insert into `table` fail: the database's own refusal."""
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
             connection.execute(
                 text(
-                    "CREATE TRIGGER audit_refused BEFORE INSERT ON audit_events "
+                    f"CREATE TRIGGER audit_refused BEFORE INSERT ON {table} "
                     "BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
                 )
             )
@@ -58,7 +64,7 @@ def refusing_audit_writes(engine: Engine) -> Iterator[None]:
             )
             connection.execute(
                 text(
-                    "CREATE TRIGGER audit_refused BEFORE INSERT ON audit_events "
+                    f"CREATE TRIGGER audit_refused BEFORE INSERT ON {table} "
                     "FOR EACH ROW EXECUTE FUNCTION audit_refused()"
                 )
             )
@@ -69,7 +75,7 @@ def refusing_audit_writes(engine: Engine) -> Iterator[None]:
             if engine.dialect.name == "sqlite":
                 connection.execute(text("DROP TRIGGER audit_refused"))
             else:
-                connection.execute(text("DROP TRIGGER audit_refused ON audit_events"))
+                connection.execute(text(f"DROP TRIGGER audit_refused ON {table}"))
                 connection.execute(text("DROP FUNCTION audit_refused()"))
 
 
@@ -138,14 +144,16 @@ def test_a_mixed_run_has_one_event_per_verdict_and_state_change(
                 assert not any(secret in value for secret in forbidden), event
 
 
+@pytest.mark.parametrize("table", ["audit_calls", "audit_events"])
 def test_a_failed_audit_write_fails_the_call_and_stores_no_verdict(
-    engine: Engine, service: MfaService, clock: Clock, account_id: str
+    engine: Engine, service: MfaService, clock: Clock, account_id: str, table: str
 ) -> None:
     enrollment = enroll_active(service, clock, account_id)
     before = events(engine)
+    calls_before = audit_calls(engine)
     code = code_at(enrollment, clock.now)
     store = service.deps.store
-    with refusing_audit_writes(engine):
+    with refusing_audit_writes(engine, table):
         for call in (
             lambda: service.verify(VerifyItem(account_id, code)),
             lambda: service.verify(VerifyItem(account_id, wrong_code(code))),
@@ -160,6 +168,7 @@ def test_a_failed_audit_write_fails_the_call_and_stores_no_verdict(
     assert factor.state.value == "active"
     assert len(store.list_for_account(account_id, tuple(factor.state.__class__), now=0)) == 1
     assert events(engine) == before
+    assert audit_calls(engine) == calls_before  # no call row without its events
     # The code was not consumed: it verifies now, with its event.
     assert service.verify(VerifyItem(account_id, code)).result is VerifyResult.VALID
     assert len(events(engine)) == len(before) + 1
@@ -255,6 +264,7 @@ def test_retention_prunes_old_events_in_batches(
     assert report.audit_events == old
     (left,) = events(engine)
     assert left["verify_result"] == "VALID"
+    assert audit_calls(engine) == 1  # the pruned events' calls went with them
     assert purger.run_once().audit_events == 0
 
 

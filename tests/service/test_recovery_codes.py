@@ -28,7 +28,7 @@ from totpd.service.types import EnrollParams, VerifyItem, VerifyResult
 from totpd.store import FactorStore
 
 GROUPED = re.compile(r"[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}")
-TABLES = ("accounts", "recovery_codes", "audit_events", "factors")
+TABLES = ("accounts", "recovery_codes", "audit_calls", "audit_events", "factors")
 # Failures lock nothing but the account limits under test.
 ROOMY = {"failure_budget": 1000, "lock_after_failures": 1000, "backoff_base_seconds": 0}
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from tests.audit_rows import AUDIT_TRAIL
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from tests.hung_database import HangingDatabase, database, paused_postgres
@@ -30,7 +31,7 @@ from totpd.store.deadline import DeadlineExceededError
 
 __all__ = ["database", "paused_postgres"]  # fixtures
 
-TABLES = ("factors", "accounts", "audit_events")
+TABLES = ("factors", "accounts", "audit_calls", "audit_events")
 
 
 def pair_at(enrollment: Enrollment, app_time: float) -> tuple[str, str]:
@@ -331,7 +332,7 @@ def test_every_verdict_has_one_audit_event(
         rows = connection.execute(
             text(
                 "SELECT method, account_id, factor_id, verify_result, step_offset"
-                " FROM audit_events WHERE method = 'Resync' ORDER BY id"
+                f" FROM {AUDIT_TRAIL} WHERE method = 'Resync' ORDER BY id"
             )
         ).all()
     factor_id = enrollment.factor.factor_id

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 import totpd
+from tests.audit_rows import AUDIT_TRAIL
 from tests.conftest import Clock
 from tests.enrollments import enroll_many, wrong_for_all
 from tests.totp_oracle import code_at
@@ -24,7 +25,7 @@ from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, Unlocked, VerifyItem, VerifyResult
 from totpd.store import FactorStore
 
-TABLES = ("factors", "accounts", "audit_events")
+TABLES = ("factors", "accounts", "audit_calls", "audit_events")
 # Three failures in a row lock the account; no backoff, so each failure is compared.
 POLICY = Policy(max_consecutive_failures=3, backoff_base_seconds=0)
 
@@ -72,7 +73,7 @@ def unlock_events(engine: Engine) -> list[tuple[Any, ...]]:
         rows = connection.execute(
             text(
                 "SELECT caller, tenant, method, account_id, factor_id, verify_result,"
-                " error_reason, status_code FROM audit_events WHERE method = 'Unlock' ORDER BY id"
+                f" error_reason, status_code FROM {AUDIT_TRAIL} WHERE method = 'Unlock' ORDER BY id"
             )
         )
         return [tuple(row) for row in rows]

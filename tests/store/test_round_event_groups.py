@@ -4,15 +4,15 @@ on the optimistic and the locked path, on both databases."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, text
 
+from tests.audit_rows import AUDIT_TRAIL
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite
 from totpd.store.audit import AuditCall, RoundEvents
-from totpd.store.models import AuditEventRow
 
 
 def _one_more_failure(factor: CandidateFactor) -> FactorWrite:
@@ -39,8 +39,7 @@ def _groups(read: list[CandidateFactor], now_us: int) -> list[RoundEvents]:
 
 
 def _stored(engine: Engine) -> set[tuple[str, str | None, str | None, str]]:
-    table = AuditEventRow.__table__
-    query = select(table.c.caller, table.c.request_id, table.c.account_id, table.c.peer)
+    query = text(f"SELECT caller, request_id, account_id, peer FROM {AUDIT_TRAIL}")
     with engine.connect() as connection:
         return {tuple(row) for row in connection.execute(query)}  # type: ignore[misc]
 
@@ -103,3 +102,42 @@ def test_a_stale_round_writes_no_event_of_any_call(
         stale, state=FactorState.ACTIVE, now=now, events=_groups(read, now * 1_000_000)
     )
     assert _stored(engine) == before
+
+
+def test_each_event_names_its_own_call_and_each_call_is_stored_once(
+    service: MfaService, engine: Engine, clock: Clock, account_id: str
+) -> None:
+    suffixes = ("-a", "-b", "-c", "-d")
+    for suffix in suffixes:
+        enroll_active(service, clock, account_id + suffix)
+    store = FactorStore(engine)
+    requests = [AttemptRequest(account_id + s, 6, None) for s in suffixes]
+    now = int(clock.now)
+    read = store.attempts.read(requests, state=FactorState.ACTIVE, now=now)
+    # Three calls: two items, one, one (a coalesced round of a batch and two unary calls).
+    shares = [read[:2], read[2:3], read[3:]]
+    events = [
+        RoundEvents(
+            AuditCall(now * 1_000_000, f"caller-{i}", "default", "Verify", None, f"peer-{i}"),
+            [(f.account_id, f.factor_id, "INVALID", None) for f in share],
+        )
+        for i, share in enumerate(shares)
+    ]
+    with engine.connect() as connection:
+        calls_before = connection.execute(text("SELECT count(*) FROM audit_calls")).scalar_one()
+    writes = [_one_more_failure(factor) for factor in read]
+    assert store.attempts.write_if_unchanged(
+        writes, state=FactorState.ACTIVE, now=now, events=events
+    )
+    query = f"SELECT caller, account_id, call_id FROM {AUDIT_TRAIL} WHERE caller LIKE :a"
+    with engine.connect() as connection:
+        rows = connection.execute(text(query), {"a": "caller-%"}).all()
+        calls_after = connection.execute(text("SELECT count(*) FROM audit_calls")).scalar_one()
+    assert calls_after - calls_before == 3
+    assert {(caller, account) for caller, account, _ in rows} == {
+        (f"caller-{i}", f.account_id) for i, share in enumerate(shares) for f in share
+    }
+    # The two events of the first call share its row.
+    call_of = {account: call for _, account, call in rows}
+    assert call_of[read[0].account_id] == call_of[read[1].account_id]
+    assert len(set(call_of.values())) == 3

@@ -1,5 +1,10 @@
-"""The audit trail in the database: its rows, the statements that append them inside
-the transaction of what they describe, the paged query and the retention prune.
+"""The audit trail in the database: its rows, the appends inside the transaction of
+what they describe, the paged query and the retention prune.
+
+Two tables: `audit_calls` holds what every event of a call shares (time,
+caller, tenant, RPC, status, request id, peer) once per call, `audit_events`
+each event's own columns and its call's id; readers see them joined, as
+`AuditRow`s. The statements that append a round's events are in audit_sql.py.
 
 Append-only for totpd's own paths: nothing here updates a row, and only
 `AuditStore.prune_before` deletes (the retention). The rows hold names, ids,
@@ -8,39 +13,26 @@ verdicts and reasons: never a secret, code, otpauth URI or token.
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import (
-    BigInteger,
-    Connection,
-    Engine,
-    Insert,
-    Integer,
-    String,
-    Table,
-    Update,
-    bindparam,
-    delete,
-    insert,
-    select,
-)
-from sqlalchemy.types import TypeEngine
+from sqlalchemy import Connection, Engine, Table, delete, exists, insert, select
 
 from totpd.store import faults
 from totpd.store.database import IMMEDIATE_TRANSACTION
-from totpd.store.models import AuditEventRow
-from totpd.store.round_sql import _json_rows
+from totpd.store.models import AuditCallRow, AuditEventRow
 
-_TABLE: Table = AuditEventRow.__table__  # type: ignore[assignment]
+CALLS: Table = AuditCallRow.__table__  # type: ignore[assignment]
+EVENTS: Table = AuditEventRow.__table__  # type: ignore[assignment]
+
+OK_STATUS = "OK"
 
 
 class AuditRow(NamedTuple):
-    """One event to append, in the table's column order (and the JSON row order)."""
+    """One event as readers see it (its call's columns and its own), in the order
+    of the API's AuditEvent."""
 
     time_us: int
     caller: str
@@ -54,6 +46,19 @@ class AuditRow(NamedTuple):
     step_offset: int | None
     request_id: str | None
     peer: str
+
+    def call(self) -> AuditCall:
+        """The part the event shares with the other events of its call."""
+        return AuditCall(
+            self.time_us,
+            self.caller,
+            self.tenant,
+            self.method,
+            self.request_id,
+            self.peer,
+            self.status_code,
+            self.error_reason,
+        )
 
 
 class AuditRecord(NamedTuple):
@@ -80,25 +85,8 @@ class AuditFilter:
     end_us: int | None = None  # before
 
 
-_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
-    ("time_us", BigInteger),
-    ("caller", String),
-    ("tenant", String),
-    ("method", String),
-    ("account_id", String),
-    ("factor_id", String),
-    ("verify_result", String),
-    ("error_reason", String),
-    ("status_code", String),
-    ("step_offset", Integer),
-    ("request_id", String),
-    ("peer", String),
-]
-_COLUMNS = [name for name, _ in _FIELDS]
-
-
 class AuditCall(NamedTuple):
-    """What every event of one round shares: the call's time and identity."""
+    """What every event of one call shares: one `audit_calls` row."""
 
     time_us: int
     caller: str
@@ -106,15 +94,16 @@ class AuditCall(NamedTuple):
     method: str
     request_id: str | None
     peer: str
+    status_code: str = OK_STATUS
+    error_reason: str | None = None
 
 
 # One decided code of a round: account_id, factor_id, verify_result, step_offset.
-RoundItem = tuple[str, str | None, str, int | None]
+RoundItem = tuple[str, str | None, str | None, int | None]
 
 
 class RoundEvents(NamedTuple):
-    """The events of one round's verdicts: the shared part once, the rest per item
-    (the JSON rows of a batch's insert carry only what differs)."""
+    """The events of one call's verdicts in a round: the call once, the rest per item."""
 
     call: AuditCall
     items: Sequence[RoundItem]
@@ -130,8 +119,8 @@ class RoundEvents(NamedTuple):
                 account_id,
                 factor_id,
                 result,
-                None,
-                OK_STATUS,
+                c.error_reason,
+                c.status_code,
                 offset,
                 c.request_id,
                 c.peer,
@@ -140,73 +129,44 @@ class RoundEvents(NamedTuple):
         ]
 
 
-OK_STATUS = "OK"
-
-# -- appending inside a round (the DB-API path: store/rounds.py) ---------------
-# Both return one row per event appended, so a round checks them like its writes.
-
-_CALL_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
-    ("time_us", BigInteger),
-    ("caller", String),
-    ("tenant", String),
-    ("method", String),
-    ("request_id", String),
-    ("peer", String),
-]
-_ITEM_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
-    ("account_id", String),
-    ("factor_id", String),
-    ("verify_result", String),
-    ("step_offset", Integer),
-]
-
-
-@functools.cache
-def insert_one(dialect: str) -> Insert:
-    """One event, bound as plain parameters (``p_`` + column)."""
-    values = {name: bindparam(f"p_{name}", type_=kind) for name, kind in _FIELDS}
-    return insert(_TABLE).values(values).returning(_TABLE.c.id)
-
-
-@functools.cache
-def insert_many(dialect: str) -> Insert:
-    """A round's events in one statement: the shared columns bound once, the items
-    as one JSON array of rows (``p_rows``)."""
-    new = _json_rows(dialect, "new", _ITEM_FIELDS)
-    shared = [bindparam(f"p_{name}", type_=kind).label(name) for name, kind in _CALL_FIELDS]
-    columns = [
-        *(name for name, _ in _CALL_FIELDS),
-        *(name for name, _ in _ITEM_FIELDS),
-        "status_code",
-    ]
-    rows = select(
-        *shared,
-        *(new.c[name] for name, _ in _ITEM_FIELDS),
-        bindparam("p_status_code", type_=String).label("status_code"),
-    )
-    return insert(_TABLE).from_select(columns, rows).returning(_TABLE.c.id)
-
-
-def insert_values(dialect: str, events: RoundEvents) -> tuple[Insert, dict[str, object], int]:
-    """The statement appending `events`, its values, and the rows it returns (to check)."""
-    if len(events.items) == 1:
-        return insert_one(dialect), one_event_values(events), 1
-    values = {f"p_{name}": value for name, value in events.call._asdict().items()}
-    values["p_status_code"] = OK_STATUS
-    values["p_rows"] = json.dumps(events.items)
-    return insert_many(dialect), values, len(events.items)
+def grouped(events: Sequence[AuditRow]) -> list[RoundEvents]:
+    """`events` as one group per call (events sharing every call column), in order."""
+    groups: dict[AuditCall, list[RoundItem]] = {}
+    for event in events:
+        items = groups.setdefault(event.call(), [])
+        items.append((event.account_id, event.factor_id, event.verify_result, event.step_offset))
+    return [RoundEvents(call, items) for call, items in groups.items()]
 
 
 # -- appending inside an ORM transaction (enroll, disable, denials) -------------
 
 
 def append_in(connection: Connection, events: Sequence[AuditRow]) -> None:
-    """Append `events` in the caller's transaction (one executemany)."""
-    if events:
-        connection.execute(insert(_TABLE), [event._asdict() for event in events])
+    """Append `events` in the caller's transaction: a call row per call, then its
+    events (few rows: the rounds' bulk statements are in audit_sql.py)."""
+    for group in grouped(events):
+        statement = insert(CALLS).values(group.call._asdict()).returning(CALLS.c.id)
+        call_id = connection.execute(statement).scalar_one()
+        connection.execute(
+            insert(EVENTS),
+            [
+                {
+                    "call_id": call_id,
+                    "account_id": account_id,
+                    "factor_id": factor_id,
+                    "verify_result": result,
+                    "step_offset": offset,
+                }
+                for account_id, factor_id, result, offset in group.items
+            ],
+        )
 
 
 # -- reading and pruning -------------------------------------------------------
+
+# AuditRow's fields, each from its table.
+_ROW_COLUMNS = [(EVENTS if name in EVENTS.c else CALLS).c[name] for name in AuditRow._fields]
+_TRAIL = EVENTS.join(CALLS, CALLS.c.id == EVENTS.c.call_id)
 
 
 class AuditStore:
@@ -234,69 +194,40 @@ class AuditStore:
         Ordered by id, which only grows: a page boundary never skips or repeats
         an event, whatever is appended meanwhile.
         """
-        query = select(_TABLE.c.id, *(_TABLE.c[name] for name in _COLUMNS)).where(
-            _TABLE.c.id > after_id
-        )
+        query = select(EVENTS.c.id, *_ROW_COLUMNS).select_from(_TRAIL).where(EVENTS.c.id > after_id)
         if where.tenants is not None:
-            query = query.where(_TABLE.c.tenant.in_(sorted(where.tenants)))
-        for name in ("tenant", "account_id", "caller", "method"):
-            value = getattr(where, name)
+            query = query.where(CALLS.c.tenant.in_(sorted(where.tenants)))
+        for column in (CALLS.c.tenant, EVENTS.c.account_id, CALLS.c.caller, CALLS.c.method):
+            value: Any = getattr(where, column.name)
             if value is not None:
-                query = query.where(_TABLE.c[name] == value)
+                query = query.where(column == value)
         if where.start_us is not None:
-            query = query.where(_TABLE.c.time_us >= where.start_us)
+            query = query.where(CALLS.c.time_us >= where.start_us)
         if where.end_us is not None:
-            query = query.where(_TABLE.c.time_us < where.end_us)
-        query = query.order_by(_TABLE.c.id).limit(limit)
+            query = query.where(CALLS.c.time_us < where.end_us)
+        query = query.order_by(EVENTS.c.id).limit(limit)
         with self._engine.connect() as connection:
             return [AuditRecord(row[0], AuditRow(*row[1:])) for row in connection.execute(query)]
 
     @faults.translated
     def prune_before(self, cutoff_us: int, *, limit: int) -> int:
-        """Delete up to `limit` events older than `cutoff_us` (the retention); returns how
-        many. The only delete of the table."""
-        batch = select(_TABLE.c.id).where(_TABLE.c.time_us < cutoff_us).limit(limit)
-        statement = delete(_TABLE).where(_TABLE.c.id.in_(batch.scalar_subquery()))
+        """Delete up to `limit` events of calls older than `cutoff_us` (the retention),
+        and the calls left without events; returns how many events. The only
+        delete of the tables."""
+        batch = (
+            select(EVENTS.c.id, EVENTS.c.call_id)
+            .select_from(_TRAIL)
+            .where(CALLS.c.time_us < cutoff_us)
+            .limit(limit)
+        )
         with self._writer, self._engine.connect() as connection:
             connection.execution_options(**{IMMEDIATE_TRANSACTION: True})
             with connection.begin():
-                return int(connection.execute(statement).rowcount)
-
-
-# -- PostgreSQL: a one-row write and its event in one statement -----------------
-
-
-@functools.cache
-def insert_after(write: Update) -> Insert:
-    """PostgreSQL: the one-row round write (a cached statement, RETURNING the factor's
-    id) and its event as one statement: the event is inserted only if the write
-    applied, so it returns one row or none, and stays one round trip outside a
-    transaction, carrying the write's deadline condition."""
-    written = write.cte("written")
-    values = [bindparam(f"p_{name}", type_=kind).label(name) for name, kind in _FIELDS]
-    rows = select(*values).select_from(written)
-    statement: Insert = (
-        insert(_TABLE).from_select(_COLUMNS, rows).returning(_TABLE.c.id).add_cte(written)
-    )
-    return statement
-
-
-def one_event_values(events: RoundEvents) -> dict[str, object]:
-    """The bound values of a round's one event (`insert_one`, `insert_after`), built
-    directly: the unary hot path."""
-    call = events.call
-    ((account_id, factor_id, result, offset),) = events.items
-    return {
-        "p_time_us": call.time_us,
-        "p_caller": call.caller,
-        "p_tenant": call.tenant,
-        "p_method": call.method,
-        "p_account_id": account_id,
-        "p_factor_id": factor_id,
-        "p_verify_result": result,
-        "p_error_reason": None,
-        "p_status_code": OK_STATUS,
-        "p_step_offset": offset,
-        "p_request_id": call.request_id,
-        "p_peer": call.peer,
-    }
+                rows = connection.execute(batch).all()
+                if not rows:
+                    return 0
+                connection.execute(delete(EVENTS).where(EVENTS.c.id.in_([r[0] for r in rows])))
+                left = exists().where(EVENTS.c.call_id == CALLS.c.id)
+                calls = sorted({row[1] for row in rows})
+                connection.execute(delete(CALLS).where(CALLS.c.id.in_(calls), ~left))
+                return len(rows)

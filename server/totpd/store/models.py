@@ -186,14 +186,15 @@ class RequestRecord(Base):
 # -- the audit trail -----------------------------------------------------------
 
 
-class AuditEventRow(Base):
-    """One decided code, state change or denied call (store/audit.py).
+class AuditCallRow(Base):
+    """What every event of one call shares: its time, caller, tenant, RPC, status,
+    request id and peer (store/audit.py). A batch's 1,000 events share one row.
 
     Append-only for totpd's own paths: only the retention prune deletes.
     Never a secret, code, otpauth URI or token: no column could hold one.
     """
 
-    __tablename__ = "audit_events"
+    __tablename__ = "audit_calls"
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -202,20 +203,42 @@ class AuditEventRow(Base):
     caller: Mapped[str] = mapped_column(String(256))
     tenant: Mapped[str] = mapped_column(String(128))
     method: Mapped[str] = mapped_column(String(32))
-    account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX))
-    factor_id: Mapped[str | None] = mapped_column(String(36))
-    verify_result: Mapped[str | None] = mapped_column(String(16))
-    error_reason: Mapped[str | None] = mapped_column(String(48))
     status_code: Mapped[str] = mapped_column(String(32))
-    step_offset: Mapped[int | None] = mapped_column(Integer)
+    error_reason: Mapped[str | None] = mapped_column(String(48))
     request_id: Mapped[str | None] = mapped_column(String(64))
     peer: Mapped[str] = mapped_column(String(256))
 
-    # No index on caller: each index costs every event of every round its
-    # insert (benchmarks/NOTES.md, "Audit trail"); a caller filter runs within
-    # the tenant and time indexes' ranges.
+    # No index on caller: a caller filter runs within the tenant and time
+    # indexes' ranges (an admin read).
     __table_args__ = (
-        Index("ix_audit_events_tenant_time_us", "tenant", "time_us"),
+        Index("ix_audit_calls_tenant_time_us", "tenant", "time_us"),
+        Index("ix_audit_calls_time_us", "time_us"),
+    )
+
+
+class AuditEventRow(Base):
+    """One decided code, state change or denied call: its call's row, and what is
+    its own (store/audit.py).
+
+    Narrow on purpose: every index entry costs every event of every round
+    (benchmarks/NOTES.md, "Audit trail"). No foreign key to its call either: a
+    checked key costs each row a lookup, and both rows are written together.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    call_id: Mapped[int] = mapped_column(BigInteger)  # audit_calls.id
+    account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX))
+    factor_id: Mapped[str | None] = mapped_column(String(36))
+    verify_result: Mapped[str | None] = mapped_column(String(16))
+    step_offset: Mapped[int | None] = mapped_column(Integer)
+
+    # call_id: from a call (time, tenant) to its events (the prune, time
+    # ranges); its values only grow, so each insert lands on the last page.
+    __table_args__ = (
         Index("ix_audit_events_account_id", "account_id"),
-        Index("ix_audit_events_time_us", "time_us"),
+        Index("ix_audit_events_call_id", "call_id"),
     )

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, Insert, Update
 
 from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
-from totpd.store import audit, deadline, round_sql
+from totpd.store import audit, audit_sql, deadline, round_sql
 from totpd.store.dbapi import RawConnection, deadline_on_database_clock, forget_clock_offset
 from totpd.store.errors import RoundAbortedError
 from totpd.store.requests import Completion, complete_statement, complete_values
@@ -187,10 +187,8 @@ class LockedRound:
     def record(self, events: Sequence[audit.RoundEvents]) -> None:
         """Append the round's audit events (one group per call), committed with its
         writes or not at all."""
-        for group in events:
-            if group.items:
-                statement, values, _ = audit.insert_values(self._connection.dialect.name, group)
-                self._connection.run(statement, values)
+        for statement, values, _ in audit_sql.statements(self._connection.dialect.name, events):
+            self._connection.run(statement, values)
 
 
 def _read(
@@ -355,12 +353,12 @@ def _round_statements(
         factors = _write_statement(dialect, writes, state, now, tenant, activate, alone=alone)
         if alone and with_event:
             # p_tenant is one bind shared by the write and its event: the round's.
-            both = audit.insert_after(factors[0])
-            statements.append((both, {**audit.one_event_values(groups[0]), **factors[1]}, 1))
+            both = audit_sql.insert_after(factors[0])
+            statements.append((both, {**audit_sql.one_event_values(groups[0]), **factors[1]}, 1))
         else:
             statements.append((*factors, len(writes)))
     if not (alone and with_event):
-        statements.extend(audit.insert_values(dialect, group) for group in groups)
+        statements.extend(audit_sql.statements(dialect, groups))
     if completion is not None:
         statements.append((complete_statement(), complete_values(completion), None))
     return statements, alone

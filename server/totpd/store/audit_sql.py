@@ -1,0 +1,258 @@
+"""The statements that append a round's audit events, in the round's transaction
+(store/rounds.py runs them on the DB-API cursor).
+
+A round's groups (one per call, audit.RoundEvents) take two statements on
+SQLite whatever their number: the call rows, then every event as one JSON
+array, each naming its call by its place among the rows just inserted (SQLite
+has one writer: they took the last ids). PostgreSQL inserts both in one
+statement, the call rows in a data-modifying CTE whose RETURNING ids the events
+join; its one-row round write and its event are one statement too.
+PostgreSQL's statements return one row per event, checked like the writes (the
+one-row write's event depends on the write); SQLite's insert unconditionally and
+return nothing (fetching 1,000 ids back cost a batch more than the check is worth).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Insert,
+    Integer,
+    Select,
+    String,
+    Update,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.selectable import CTE
+from sqlalchemy.types import TypeEngine
+
+from totpd.store.audit import CALLS, EVENTS, AuditCall, RoundEvents
+
+# (statement, values, rows it returns; None: it returns none)
+AuditStatement = tuple[Insert, dict[str, object], int | None]
+
+_Fields = list[tuple[str, type[TypeEngine[Any]]]]
+# AuditCall's fields, bound as ``p_`` + name (``p_tenant`` is the round's too).
+_CALL_FIELDS: _Fields = [
+    ("time_us", BigInteger),
+    ("caller", String),
+    ("tenant", String),
+    ("method", String),
+    ("request_id", String),
+    ("peer", String),
+    ("status_code", String),
+    ("error_reason", String),
+]
+_ITEM_FIELDS: _Fields = [
+    ("account_id", String),
+    ("factor_id", String),
+    ("verify_result", String),
+    ("step_offset", Integer),
+]
+_CALL_COLUMNS = [name for name, _ in _CALL_FIELDS]
+_EVENT_COLUMNS = ["call_id", *(name for name, _ in _ITEM_FIELDS)]
+# A JSON row's call: its place (1, 2, ...) among the round's calls.
+_CALL_NO: _Fields = [("call_no", Integer)]
+
+
+def statements(dialect: str, groups: Sequence[RoundEvents]) -> list[AuditStatement]:
+    """The statements appending `groups` (those with items), in order."""
+    if len(groups) != 1:
+        groups = [group for group in groups if group.items]
+        if len(groups) > 1:
+            return _statements_of_calls(dialect, groups)
+        if not groups:
+            return []
+    (group,) = groups
+    if not group.items:
+        return []
+    postgres = dialect == "postgresql"
+    if len(group.items) == 1:  # the unary hot path
+        values = one_event_values(group)
+        event = _one_event(dialect)
+    else:
+        values = _call_values(group.call)
+        values["p_items"] = json.dumps(group.items)
+        event = _events_of_one_call(dialect)
+    if postgres:
+        return [(event, values, len(group.items))]
+    return [(_one_call(), values, None), (event, values, None)]
+
+
+def _statements_of_calls(dialect: str, groups: list[RoundEvents]) -> list[AuditStatement]:
+    calls = json.dumps([[n, *group.call] for n, group in enumerate(groups, 1)])
+    items = json.dumps([[n, *item] for n, group in enumerate(groups, 1) for item in group.items])
+    values = {"p_calls": calls, "p_items": items, "p_call_count": len(groups)}
+    if dialect == "postgresql":
+        events = sum(len(group.items) for group in groups)
+        return [(_events_of_calls(dialect), values, events)]
+    return [(_calls(dialect), values, None), (_events_of_calls(dialect), values, None)]
+
+
+@functools.cache
+def insert_after(write: Update) -> Insert:
+    """PostgreSQL: the one-row round write (a cached statement, RETURNING the factor's
+    id) and its event as one statement: the call and its event are inserted only
+    if the write applied, so it returns one row or none, and stays one round trip
+    outside a transaction, carrying the write's deadline condition."""
+    written = write.cte("written")
+    call = (
+        insert(CALLS)
+        .from_select(_CALL_COLUMNS, select(*_call_binds()).select_from(written))
+        .returning(CALLS.c.id)
+        .cte("new_call")
+    )
+    event = select(call.c.id, *_item_binds()).select_from(call)
+    statement: Insert = (
+        insert(EVENTS)
+        .from_select(_EVENT_COLUMNS, event)
+        .returning(EVENTS.c.id)
+        .add_cte(written)
+        .add_cte(call)
+    )
+    return statement
+
+
+def one_event_values(events: RoundEvents) -> dict[str, object]:
+    """The bound values of a round's one event (`insert_after`, `_one_event`), built
+    directly: the unary hot path."""
+    call = events.call
+    ((account_id, factor_id, result, offset),) = events.items
+    return {
+        "p_time_us": call.time_us,
+        "p_caller": call.caller,
+        "p_tenant": call.tenant,
+        "p_method": call.method,
+        "p_request_id": call.request_id,
+        "p_peer": call.peer,
+        "p_status_code": call.status_code,
+        "p_error_reason": call.error_reason,
+        "p_account_id": account_id,
+        "p_factor_id": factor_id,
+        "p_verify_result": result,
+        "p_step_offset": offset,
+    }
+
+
+def _call_values(call: AuditCall) -> dict[str, object]:
+    return {
+        "p_time_us": call.time_us,
+        "p_caller": call.caller,
+        "p_tenant": call.tenant,
+        "p_method": call.method,
+        "p_request_id": call.request_id,
+        "p_peer": call.peer,
+        "p_status_code": call.status_code,
+        "p_error_reason": call.error_reason,
+    }
+
+
+def _call_binds() -> list[ColumnElement[Any]]:
+    return [bindparam(f"p_{name}", type_=kind).label(name) for name, kind in _CALL_FIELDS]
+
+
+def _item_binds() -> list[ColumnElement[Any]]:
+    return [bindparam(f"p_{name}", type_=kind).label(name) for name, kind in _ITEM_FIELDS]
+
+
+def _json_rows(dialect: str, name: str, parameter: str, fields: _Fields) -> CTE:
+    """`WITH name AS (SELECT ... FROM <JSON array of rows>)`, bound as `parameter`
+    (as round_sql._json_rows: one compiled statement for any number of rows)."""
+    rows = bindparam(parameter, type_=String)
+    if dialect == "postgresql":
+        elements = func.jsonb_array_elements(cast(rows, JSONB)).table_valued("value")
+    else:
+        elements = func.json_each(rows).table_valued("value")
+    columns = [
+        cast(elements.c.value.op("->>")(literal_column(str(index))), kind()).label(column)
+        for index, (column, kind) in enumerate(fields)
+    ]
+    return select(*columns).select_from(elements).cte(name)
+
+
+def _last_call_id() -> ColumnElement[Any]:
+    """SQLite: the id of the last call row inserted, by this round (it holds the
+    write lock: no other writer inserted since)."""
+    return select(func.max(CALLS.c.id)).scalar_subquery()
+
+
+@functools.cache
+def _one_call() -> Insert:
+    """SQLite: one call row."""
+    return insert(CALLS).from_select(_CALL_COLUMNS, select(*_call_binds()))
+
+
+@functools.cache
+def _one_event(dialect: str) -> Insert:
+    """One call's one event (PostgreSQL: with its call row)."""
+    if dialect == "postgresql":
+        call = _call_cte()
+        rows: Select[Any] = select(call.c.id, *_item_binds()).select_from(call)
+        return insert(EVENTS).from_select(_EVENT_COLUMNS, rows).returning(EVENTS.c.id).add_cte(call)
+    return insert(EVENTS).from_select(_EVENT_COLUMNS, select(_last_call_id(), *_item_binds()))
+
+
+@functools.cache
+def _events_of_one_call(dialect: str) -> Insert:
+    """One call's events, their rows as one JSON array (``p_items``)."""
+    new = _json_rows(dialect, "new", "p_items", _ITEM_FIELDS)
+    items = [new.c[name] for name, _ in _ITEM_FIELDS]
+    if dialect == "postgresql":
+        call = _call_cte()
+        rows: Select[Any] = select(call.c.id, *items).select_from(call, new)
+        statement = insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(call)
+        return statement.returning(EVENTS.c.id).add_cte(new)
+    rows = select(_last_call_id(), *items)
+    return insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(new)
+
+
+def _call_cte() -> CTE:
+    """PostgreSQL: the call row, inserted in a CTE RETURNING its id."""
+    return insert(CALLS).values(dict(_call_columns())).returning(CALLS.c.id).cte("new_call")
+
+
+def _call_columns() -> list[tuple[str, ColumnElement[Any]]]:
+    return [(name, bindparam(f"p_{name}", type_=kind)) for name, kind in _CALL_FIELDS]
+
+
+@functools.cache
+def _calls(dialect: str) -> Insert:
+    """Several calls' rows (``p_calls``: [call_no, *AuditCall]), in call_no order."""
+    new = _json_rows(dialect, "new_calls", "p_calls", _CALL_NO + _CALL_FIELDS)
+    rows = select(*(new.c[name] for name in _CALL_COLUMNS)).order_by(new.c.call_no)
+    statement = insert(CALLS).from_select(_CALL_COLUMNS, rows).add_cte(new)
+    return statement.returning(CALLS.c.id) if dialect == "postgresql" else statement
+
+
+@functools.cache
+def _events_of_calls(dialect: str) -> Insert:
+    """Several calls' events (``p_items``: [call_no, *item]); PostgreSQL inserts the
+    calls (`_calls`) in the same statement."""
+    new = _json_rows(dialect, "new", "p_items", _CALL_NO + _ITEM_FIELDS)
+    items = [new.c[name] for name, _ in _ITEM_FIELDS]
+    if dialect == "postgresql":
+        calls = _calls(dialect).cte("calls")
+        numbered = select(
+            calls.c.id, func.row_number().over(order_by=calls.c.id).label("call_no")
+        ).cte("numbered")
+        rows: Select[Any] = select(numbered.c.id, *items).select_from(
+            new.join(numbered, numbered.c.call_no == new.c.call_no)
+        )
+        statement = insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(calls)
+        return statement.add_cte(numbered).returning(EVENTS.c.id).add_cte(new)
+    # The calls took the last ids, in call_no order.
+    first = _last_call_id() - bindparam("p_call_count", type_=Integer)
+    rows = select((first + new.c.call_no).label("call_id"), *items)
+    return insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(new)
