@@ -37,6 +37,11 @@ class Settings:
     # each call (benchmarks/NOTES.md has the figures). A BatchVerify call holds
     # one for its whole run.
     max_workers: int = 4
+    # Concurrent unary Verify calls of one tenant share rounds (group commit):
+    # one read, one write and one commit for every call waiting when a round
+    # starts, each call keeping its own verdict, limit, audit event and
+    # deadline. Off: each call runs its own round.
+    coalesce_verify: bool = True
     # Requests in flight or queued beyond this are refused with RESOURCE_EXHAUSTED
     # by gRPC itself, before they cost a database round trip.
     max_concurrent_rpcs: int = 1000

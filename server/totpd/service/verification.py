@@ -6,6 +6,7 @@ Design notes: ARCHITECTURE.md, "Module notes", service/verification.py.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -20,11 +21,11 @@ from totpd.service.accounting import (
     failure_writes,
     success_writes,
 )
-from totpd.service.audit import AuditContext, answered_meanwhile, time_us
+from totpd.service.audit import AuditContext, answered_meanwhile, per_call_events, time_us
 from totpd.service.caller_limits import CallerLimits
 from totpd.service.checks import Check, Verdict
-from totpd.service.errors import TotpdError
-from totpd.service.faults import is_store_fault, store_fault
+from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.faults import as_domain_error, is_store_fault, store_fault
 from totpd.service.matching import matched_steps
 from totpd.service.policy import Policies, Policy
 from totpd.service.round_plan import answer_while_locked, failures, one_per_account, unless_lost
@@ -38,9 +39,11 @@ from totpd.store import (
     FactorWrite,
     RoundAbortedError,
 )
+from totpd.store.audit import RoundEvents
 from totpd.store.requests import Completion
 from totpd.telemetry import metrics
 
+_log = logging.getLogger("totpd.service")
 # Tries of a locked round, which the database may abort to break a deadlock.
 _LOCKED_TRIES = 3
 # A round's verdicts, and its checks that had no candidate (nothing counted).
@@ -71,6 +74,14 @@ class _Round(NamedTuple):
     policy: Policy
     audit: AuditContext | None = None
     completion: RoundCompletion | None = None
+    # A coalesced round's calls' audits, by check position (`audit` is then None).
+    audits: Sequence[AuditContext | None] = ()
+
+    def events(self, when_us: int, verdicts: list[tuple[Check, Verdict]]) -> list[RoundEvents]:
+        """The round's audit events: one group per call."""
+        if self.audit is not None:
+            return [self.audit.verdict_events(when_us, verdicts)]
+        return per_call_events(when_us, verdicts, self.audits)
 
 
 class CodeChecker:
@@ -163,6 +174,39 @@ class CodeChecker:
         metrics.count_verdicts([v.result for v in verdicts if type(v) is VerifyOutcome])
         return verdicts
 
+    def check_round(
+        self, checks: list[Check], audits: Sequence[AuditContext | None], *, tenant: str
+    ) -> list[Verdict]:
+        """One round for the checks of concurrent unary calls, each of its own
+        account (service/coalescing.py); `audits[check.position]`: its call's.
+
+        An error raised means nothing was stored. Once the round committed, a
+        fault fails only the checks it had not decided (as their own error).
+        Callers' limits are the calls' own business.
+        """
+        policy = self._policies.for_tenant(tenant)
+        state, now = FactorState.ACTIVE, math.floor(self._clock())
+        requests = _attempt_requests(checks)
+        round_ = _Round(checks, requests, state, now, True, tenant, policy, audits=audits)
+        decided, uncounted = self._round_verdicts(round_)
+        verdicts: list[Verdict | None] = [None] * len(checks)
+        for check, verdict in decided:
+            verdicts[check.position] = verdict
+        try:
+            loose = uncounted_verdicts(self._store, policy, uncounted, state, now, tenant)
+            for check, verdict in loose:
+                verdicts[check.position] = verdict
+            rows = [row for group in round_.events(time_us(self._clock), loose) for row in group.rows()]
+            if rows:
+                self._store.audit.append(rows)
+        except Exception as error:  # after the commit: never fail a decided check
+            fault = as_domain_error(error, "Verify") or _internal(error)
+            for check in uncounted:
+                verdicts[check.position] = fault
+        done = [verdict for verdict in verdicts if verdict is not None]
+        metrics.count_verdicts([v.result for v in done if type(v) is VerifyOutcome])
+        return done
+
     def _check_all(
         self,
         requests: Sequence[VerifyItem],
@@ -230,11 +274,10 @@ class CodeChecker:
         no candidate factor (nothing was counted for them)."""
         state, now, tenant = round_.state, round_.now, round_.tenant
         attempts = self._store.attempts
-        audit = round_.audit
         with metrics.StoreRound(len(round_.checks)):
             factors = attempts.read(round_.requests, state=state, now=now, tenant=tenant)
             verdicts, writes, accounts, uncounted = self._verdicts_and_writes(round_, factors)
-            events = [audit.verdict_events(time_us(self._clock), verdicts)] if audit else []
+            events = round_.events(time_us(self._clock), verdicts)
             record = round_.completion.of(verdicts) if round_.completion else None
             if not attempts.write_if_unchanged(
                 writes,
@@ -280,8 +323,9 @@ class CodeChecker:
                 tenant=round_.tenant,
             )
             final = [(check, unless_lost(verdict, written)) for check, verdict in verdicts]
-            if round_.audit is not None:
-                locked.record([round_.audit.verdict_events(time_us(self._clock), final)])
+            events = round_.events(time_us(self._clock), final)
+            if events:
+                locked.record(events)
             record = round_.completion.of(final) if round_.completion else None
             if record is not None:
                 locked.complete(record)
@@ -366,6 +410,11 @@ def _parsed_checks(requests: Sequence[VerifyItem], verdicts: list[Verdict | None
 
 def _attempt_requests(checks: list[Check]) -> list[AttemptRequest]:
     return [AttemptRequest(c.item.account_id, c.digits, c.item.factor_id) for c in checks]
+
+
+def _internal(error: Exception) -> TotpdError:
+    _log.error("verification error", extra={"error_type": type(error).__name__})
+    return TotpdError(ErrorReason.INTERNAL, "internal server error")
 
 
 def _fail_undecided(error: Exception, checks: list[Check], verdicts: list[Verdict | None]) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from totpd.crypto import Keyring
 from totpd.service.audit import AuditContext, AuditLog
+from totpd.service.coalescing import Coalescer
 from totpd.service.errors import TotpdError
 from totpd.service.mfa import (
     disabling,
@@ -45,9 +46,13 @@ class MfaService:
         policy: Policy,
         clock: Callable[[], float],
         tenant_policies: Mapping[str, Policy] | None = None,
+        *,
+        coalesce_verify: bool = True,
     ) -> None:
+        """`coalesce_verify`: concurrent Verify calls share rounds (service/coalescing.py)."""
         self._deps = Deps(store, keyring, policy, clock, dict(tenant_policies or {}))
         self._audit_log = AuditLog(store, policy, clock)
+        self._coalescer = Coalescer(self._deps.checker) if coalesce_verify else None
 
     @property
     def policy(self) -> Policy:
@@ -103,7 +108,8 @@ class MfaService:
 
     def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
         tenant = current_tenant()
-        return verifying.verify(self._deps, tenant, item, caller, self._audit("Verify", tenant))
+        audit = self._audit("Verify", tenant)
+        return verifying.verify(self._deps, tenant, item, caller, audit, self._coalescer)
 
     def check_batch_size(self, count: int) -> None:
         """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
