@@ -28,10 +28,9 @@ from totpd import deadlines
 from totpd.domain import FactorState
 from totpd.service import validation
 from totpd.service.audit import AuditContext
-from totpd.service.caller_limits import Reservation
 from totpd.service.checks import Check, Verdict
 from totpd.service.errors import TotpdError
-from totpd.service.faults import is_store_fault, store_fault
+from totpd.service.faults import is_store_fault
 from totpd.service.round_plan import failures
 from totpd.service.types import VerifyItem, VerifyOutcome
 from totpd.service.verification import CodeChecker
@@ -42,6 +41,11 @@ MAX_ROUND_CALLS = 256
 
 _QUEUED, _IN_ROUND, _LEAD, _DONE = range(4)
 _ALONE = object()  # the call's verdict: run it alone, on its own thread
+# Set in a round's own context: a call made from inside a round (a store hook
+# in a test) runs alone rather than wait for the round it is part of.
+_IN_ROUND_CONTEXT: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "totpd_coalesced_round", default=False
+)
 
 
 class _Call:
@@ -91,6 +95,8 @@ class Coalescer:
         verdicts: list[Verdict] = []
         try:
             call = _Call(item, validation.code_digits(item.code), audit, deadlines.current())
+            if _IN_ROUND_CONTEXT.get():
+                call.outcome = _ALONE
             verdict = self._verdict(call, tenant)
             verdicts.append(verdict)
         finally:
@@ -100,7 +106,7 @@ class Coalescer:
         return verdict
 
     def _verdict(self, call: _Call, tenant: str) -> Verdict:
-        outcome = self._outcome(call, tenant)
+        outcome = call.outcome or self._outcome(call, tenant)
         if outcome is _ALONE:
             # The caller's limit is already reserved (verify): none again.
             return self._checker.check(
@@ -175,6 +181,7 @@ class Coalescer:
         """Each call's outcome: its verdict, the round's fault, or `_ALONE`."""
         checks = [Check(i, c.item, c.digits) for i, c in enumerate(calls)]
         deadline = min((c.deadline for c in calls if c.deadline is not None), default=None)
+        _IN_ROUND_CONTEXT.set(True)
         try:
             with deadlines.within(None if deadline is None else deadline - time.monotonic()):
                 verdicts = self._checker.check_round(
@@ -212,6 +219,6 @@ def _failed_round(calls: list[_Call], error: Exception) -> None:
             mine = call.deadline is not None and call.deadline <= now
             call.outcome = DeadlineExceededError() if mine else _ALONE
         elif is_store_fault(error) or len(calls) == 1:
-            call.outcome = store_fault(error, "Verify") or error
+            call.outcome = error  # as the call's own round would raise it
         else:
             call.outcome = _ALONE

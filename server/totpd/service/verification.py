@@ -81,7 +81,7 @@ class _Round(NamedTuple):
         """The round's audit events: one group per call."""
         if self.audit is not None:
             return [self.audit.verdict_events(when_us, verdicts)]
-        return per_call_events(when_us, verdicts, self.audits)
+        return per_call_events(when_us, verdicts, self.audits) if self.audits else []
 
 
 class CodeChecker:
@@ -196,7 +196,8 @@ class CodeChecker:
             loose = uncounted_verdicts(self._store, policy, uncounted, state, now, tenant)
             for check, verdict in loose:
                 verdicts[check.position] = verdict
-            rows = [row for group in round_.events(time_us(self._clock), loose) for row in group.rows()]
+            events = round_.events(time_us(self._clock), loose)
+            rows = [row for group in events for row in group.rows()]
             if rows:
                 self._store.audit.append(rows)
         except Exception as error:  # after the commit: never fail a decided check
