@@ -105,6 +105,12 @@ class Coalescer:
             raise verdict
         return verdict
 
+    def waiting(self, tenant: str) -> int:
+        """How many calls of `tenant` wait for a round (not counting one running)."""
+        with self._lock:
+            queue = self._queues.get(tenant)
+            return 0 if queue is None else len(queue.calls)
+
     def _verdict(self, call: _Call, tenant: str) -> Verdict:
         outcome = call.outcome or self._outcome(call, tenant)
         if outcome is _ALONE:

@@ -70,6 +70,11 @@ class MfaService:
         return self._deps
 
     @property
+    def coalescer(self) -> Coalescer | None:
+        """Where concurrent Verify calls meet (None: coalescing is off)."""
+        return self._coalescer
+
+    @property
     def audit(self) -> AuditLog:
         """The audit trail: denied calls' events (the rpc layer), ListAuditEvents."""
         return self._audit_log
