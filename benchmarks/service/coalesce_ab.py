@@ -18,7 +18,7 @@ from benchmarks.service import floor, report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 
-SERVERS = ("noop", "totpd one round per call", "totpd coalesced")
+SERVERS = ("noop", "totpd one round per call", "totpd coalesced", "coalesced, 8 workers")
 
 
 def _servers(database: Database, data_dir: Path) -> dict[str, ServerProcess]:
@@ -28,6 +28,10 @@ def _servers(database: Database, data_dir: Path) -> dict[str, ServerProcess]:
         "noop": floor.NoopServerProcess(data_dir, "noop", with_interceptors=False),
         SERVERS[1]: ServerProcess(data_dir, database.url, name="totpd-solo", env=solo),
         SERVERS[2]: ServerProcess(data_dir, database.url, name="totpd-coalesced", env=coalesced),
+        # All 8 calls in flight inside the service: rounds of up to 8.
+        SERVERS[3]: ServerProcess(
+            data_dir, database.url, name="totpd-co8", env={**coalesced, "TOTPD_MAX_WORKERS": "8"}
+        ),
     }
 
 

@@ -10,7 +10,6 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
 
 from totpd.crypto import Keyring
 from totpd.domain import FactorState
@@ -21,7 +20,7 @@ from totpd.service.accounting import (
     failure_writes,
     success_writes,
 )
-from totpd.service.audit import AuditContext, answered_meanwhile, per_call_events, time_us
+from totpd.service.audit import AuditContext, answered_meanwhile, time_us
 from totpd.service.caller_limits import CallerLimits
 from totpd.service.checks import Check, Verdict
 from totpd.service.errors import ErrorReason, TotpdError
@@ -29,6 +28,7 @@ from totpd.service.faults import as_domain_error, is_store_fault, store_fault
 from totpd.service.matching import matched_steps
 from totpd.service.policy import Policies, Policy
 from totpd.service.round_plan import answer_while_locked, failures, one_per_account, unless_lost
+from totpd.service.rounds import Round, RoundCompletion
 from totpd.service.types import VerifyItem, VerifyOutcome
 from totpd.service.uncounted import uncounted_verdicts
 from totpd.store import (
@@ -39,49 +39,14 @@ from totpd.store import (
     FactorWrite,
     RoundAbortedError,
 )
-from totpd.store.audit import RoundEvents
-from totpd.store.requests import Completion
 from totpd.telemetry import metrics
 
 _log = logging.getLogger("totpd.service")
+__all__ = ["CodeChecker", "RoundCompletion"]
 # Tries of a locked round, which the database may abort to break a deadlock.
 _LOCKED_TRIES = 3
 # A round's verdicts, and its checks that had no candidate (nothing counted).
 _RoundVerdicts = tuple[list[tuple[Check, Verdict]], list[Check]]
-
-
-class RoundCompletion(Protocol):
-    """A call's request record (service/idempotency.py), completed with its verdict
-    in the transaction of the round that stores the verdict: a retry never finds
-    the verdict stored and the record still running."""
-
-    def of(self, verdicts: Sequence[tuple[Check, Verdict]]) -> Completion | None:
-        """The record of the round's verdicts (None: nothing to store)."""
-
-    def stored(self) -> None:
-        """The round that carried the record committed."""
-
-
-class _Round(NamedTuple):
-    """A round decided again under locks: its checks and what its stages need."""
-
-    checks: list[Check]
-    requests: list[AttemptRequest]
-    state: FactorState
-    now: int
-    activate: bool
-    tenant: str
-    policy: Policy
-    audit: AuditContext | None = None
-    completion: RoundCompletion | None = None
-    # A coalesced round's calls' audits, by check position (`audit` is then None).
-    audits: Sequence[AuditContext | None] = ()
-
-    def events(self, when_us: int, verdicts: list[tuple[Check, Verdict]]) -> list[RoundEvents]:
-        """The round's audit events: one group per call."""
-        if self.audit is not None:
-            return [self.audit.verdict_events(when_us, verdicts)]
-        return per_call_events(when_us, verdicts, self.audits) if self.audits else []
 
 
 class CodeChecker:
@@ -187,7 +152,7 @@ class CodeChecker:
         policy = self._policies.for_tenant(tenant)
         state, now = FactorState.ACTIVE, math.floor(self._clock())
         requests = _attempt_requests(checks)
-        round_ = _Round(checks, requests, state, now, True, tenant, policy, audits=audits)
+        round_ = Round(checks, requests, state, now, True, tenant, policy, audits=audits)
         decided, uncounted = self._round_verdicts(round_)
         verdicts: list[Verdict | None] = [None] * len(checks)
         for check, verdict in decided:
@@ -245,7 +210,7 @@ class CodeChecker:
             try:
                 reads = _attempt_requests(this_round)
                 decided, uncounted = self._round_verdicts(
-                    _Round(
+                    Round(
                         this_round, reads, state, now, activate, tenant, policy, audit, completion
                     )
                 )
@@ -270,7 +235,7 @@ class CodeChecker:
             self._store.audit.append(audit.verdict_events(time_us(self._clock), loose).rows())
         return [verdict for verdict in verdicts if verdict is not None]
 
-    def _round_verdicts(self, round_: _Round) -> _RoundVerdicts:
+    def _round_verdicts(self, round_: Round) -> _RoundVerdicts:
         """Decide and store one round; returns the verdicts and the checks with
         no candidate factor (nothing was counted for them)."""
         state, now, tenant = round_.state, round_.now, round_.tenant
@@ -298,7 +263,7 @@ class CodeChecker:
                 round_.completion.stored()
         return verdicts, uncounted
 
-    def _locked_round_verdicts(self, round_: _Round) -> _RoundVerdicts:
+    def _locked_round_verdicts(self, round_: Round) -> _RoundVerdicts:
         """The round with its factors locked from read to write: it cannot conflict.
 
         The database may abort it to break a deadlock; then it is tried again,
@@ -310,7 +275,7 @@ class CodeChecker:
                 return self._locked_round_try(round_)
         return self._locked_round_try(round_)
 
-    def _locked_round_try(self, round_: _Round) -> _RoundVerdicts:
+    def _locked_round_try(self, round_: Round) -> _RoundVerdicts:
         state, now = round_.state, round_.now
         with self._store.attempts.locked() as locked:
             factors = locked.read(round_.requests, state=state, now=now, tenant=round_.tenant)
@@ -335,7 +300,7 @@ class CodeChecker:
         return final, uncounted
 
     def _verdicts_and_writes(
-        self, round_: _Round, factors: list[CandidateFactor]
+        self, round_: Round, factors: list[CandidateFactor]
     ) -> tuple[list[tuple[Check, Verdict]], list[FactorWrite], list[AccountWrite], list[Check]]:
         """Verdicts and writes of the checks whose account has candidate factors;
         the others are returned uncounted.
@@ -362,7 +327,7 @@ class CodeChecker:
         by_account: dict[str, list[CandidateFactor]],
         now: int,
         guarded: bool,
-        round_: _Round,
+        round_: Round,
     ) -> tuple[list[tuple[Check, Verdict]], list[FactorWrite], list[AccountWrite]]:
         """Compare every code with its account's unblocked factors, and decide each
         check's verdict and each compared factor's (and, when `guarded`, account's)
