@@ -18,19 +18,34 @@ from benchmarks.service import floor, report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 
-SERVERS = ("noop", "totpd one round per call", "totpd coalesced", "coalesced, 8 workers")
+SERVERS = (
+    "noop",
+    "totpd one round per call",
+    "totpd coalesced",
+    "coalesced, 2 rounds",
+    "coalesced, 8 workers",
+    "coalesced, 8 w, 2 rounds",
+)
 
 
 def _servers(database: Database, data_dir: Path) -> dict[str, ServerProcess]:
     solo = {**floor.RAISED_LIMITS, "TOTPD_COALESCE_VERIFY": "false"}
     coalesced = {**floor.RAISED_LIMITS, "TOTPD_COALESCE_VERIFY": "true"}
+    two_rounds = {"TOTPD_VERIFY_ROUNDS_IN_FLIGHT": "2"}
+    eight = {"TOTPD_MAX_WORKERS": "8"}
     return {
         "noop": floor.NoopServerProcess(data_dir, "noop", with_interceptors=False),
         SERVERS[1]: ServerProcess(data_dir, database.url, name="totpd-solo", env=solo),
         SERVERS[2]: ServerProcess(data_dir, database.url, name="totpd-coalesced", env=coalesced),
-        # All 8 calls in flight inside the service: rounds of up to 8.
         SERVERS[3]: ServerProcess(
-            data_dir, database.url, name="totpd-co8", env={**coalesced, "TOTPD_MAX_WORKERS": "8"}
+            data_dir, database.url, name="totpd-co-r2", env={**coalesced, **two_rounds}
+        ),
+        # All 8 calls in flight inside the service: rounds of up to 8.
+        SERVERS[4]: ServerProcess(
+            data_dir, database.url, name="totpd-co8", env={**coalesced, **eight}
+        ),
+        SERVERS[5]: ServerProcess(
+            data_dir, database.url, name="totpd-co8-r2", env={**coalesced, **eight, **two_rounds}
         ),
     }
 

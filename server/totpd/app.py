@@ -61,6 +61,7 @@ def build_service(settings: Settings, *, prepared: bool = False) -> MfaService:
         time.time,
         settings.tenant_policies,
         coalesce_verify=settings.coalesce_verify,
+        verify_rounds_in_flight=settings.verify_rounds_in_flight,
     )
 
 

@@ -68,18 +68,21 @@ class _Call:
 
 
 class _Queue:
-    __slots__ = ("calls", "leading")
+    __slots__ = ("calls", "rounds")
 
     def __init__(self) -> None:
         self.calls: deque[_Call] = deque()
-        self.leading = False
+        self.rounds = 0  # running now
 
 
 class Coalescer:
     """Verify calls of the same tenant, coalesced into shared rounds."""
 
-    def __init__(self, checker: CodeChecker) -> None:
+    def __init__(self, checker: CodeChecker, rounds_in_flight: int = 1) -> None:
+        """`rounds_in_flight`: rounds of a tenant that may run at once; a call that
+        finds fewer running leads one at once."""
         self._checker = checker
+        self._most_rounds = rounds_in_flight
         self._lock = threading.Lock()
         self._queues: dict[str, _Queue] = {}
 
@@ -130,8 +133,8 @@ class Coalescer:
             if queue is None:
                 queue = self._queues[tenant] = _Queue()
             queue.calls.append(call)
-            if not queue.leading:
-                queue.leading = True
+            if queue.rounds < self._most_rounds:
+                queue.rounds += 1
                 call.state = _LEAD
         while call.state != _DONE:
             if call.state == _LEAD:
@@ -181,7 +184,7 @@ class Coalescer:
                 head.state = _LEAD
                 head.wake.release()
             else:
-                queue.leading = False
+                queue.rounds -= 1
 
     def _run_round(self, calls: list[_Call], tenant: str) -> None:
         """Each call's outcome: its verdict, the round's fault, or `_ALONE`."""

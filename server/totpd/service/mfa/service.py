@@ -48,11 +48,15 @@ class MfaService:
         tenant_policies: Mapping[str, Policy] | None = None,
         *,
         coalesce_verify: bool = True,
+        verify_rounds_in_flight: int = 1,
     ) -> None:
-        """`coalesce_verify`: concurrent Verify calls share rounds (service/coalescing.py)."""
+        """`coalesce_verify`: concurrent Verify calls of a tenant share rounds, at most
+        `verify_rounds_in_flight` at once (service/coalescing.py)."""
         self._deps = Deps(store, keyring, policy, clock, dict(tenant_policies or {}))
         self._audit_log = AuditLog(store, policy, clock)
-        self._coalescer = Coalescer(self._deps.checker) if coalesce_verify else None
+        self._coalescer = (
+            Coalescer(self._deps.checker, verify_rounds_in_flight) if coalesce_verify else None
+        )
 
     @property
     def policy(self) -> Policy:
