@@ -108,12 +108,20 @@ def test_same_account_calls_take_turns_one_valid(
         assert set(counts) <= {VALID, REPLAYED, VerifyResult.LOCKED}
 
 
+@pytest.mark.parametrize("rounds", [1, 3])
 @pytest.mark.parametrize("accounts", [1, 3])
 def test_many_threads_one_valid_per_account(
-    engine: Engine, service: MfaService, clock: Clock, account_id: str, accounts: int
+    engine: Engine,
+    keyring: Keyring,
+    clock: Clock,
+    account_id: str,
+    accounts: int,
+    rounds: int,
 ) -> None:
-    """Free-running threads (coalesced however they meet): one VALID per account
-    and one event per verdict."""
+    """Free-running threads (coalesced however they meet, `rounds` at once): one
+    VALID per account and one event per verdict."""
+    store = FactorStore(engine)
+    service = MfaService(store, keyring, Policy(), clock, verify_rounds_in_flight=rounds)
     enrollments = enrolled(service, clock, account_id, accounts)
     before = len(verdict_events(engine))
     per_account = 12

@@ -132,13 +132,14 @@ class Coalescer:
             queue = self._queues.get(tenant)
             if queue is None:
                 queue = self._queues[tenant] = _Queue()
-            queue.calls.append(call)
             if queue.rounds < self._most_rounds:
                 queue.rounds += 1
                 call.state = _LEAD
+            else:
+                queue.calls.append(call)
         while call.state != _DONE:
             if call.state == _LEAD:
-                self._lead(queue, tenant)
+                self._lead(queue, tenant, call)
                 continue
             left = None if call.deadline is None else call.deadline - time.monotonic()
             if call.wake.acquire(timeout=-1 if left is None else max(left, 0.0)):
@@ -151,11 +152,11 @@ class Coalescer:
             call.wake.acquire()
         return call.outcome
 
-    def _lead(self, queue: _Queue, tenant: str) -> None:
-        """Run one round for the calls waiting now, hand each its outcome, and
-        the lead to the first call still waiting (if any)."""
+    def _lead(self, queue: _Queue, tenant: str, leader: _Call) -> None:
+        """Run one round for `leader` and the calls waiting now, hand each its
+        outcome, and the lead to the first call still waiting (if any)."""
         with self._lock:
-            members = _take_round(queue.calls)
+            members = [leader, *_take_round(queue.calls, leader.item.account_id)]
         try:
             now = time.monotonic()
             running: list[_Call] = []
@@ -180,7 +181,8 @@ class Coalescer:
                 if not was_leader:
                     call.wake.release()
             if queue.calls:
-                head = queue.calls[0]
+                # Out of the queue: no other round of the tenant can take it.
+                head = queue.calls.popleft()
                 head.state = _LEAD
                 head.wake.release()
             else:
@@ -203,18 +205,19 @@ class Coalescer:
             call.outcome = verdict
 
 
-def _take_round(waiting: deque[_Call]) -> list[_Call]:
-    """The calls of the next round, in arrival order: the first of each account."""
-    accounts: set[str] = set()
+def _take_round(waiting: deque[_Call], leaders_account: str) -> list[_Call]:
+    """The waiting calls that join the leader's round, in arrival order: the
+    first of each other account."""
+    accounts = {leaders_account}
     members: list[_Call] = []
     later: list[_Call] = []
-    while waiting and len(members) < MAX_ROUND_CALLS:
+    while waiting and len(members) < MAX_ROUND_CALLS - 1:
         call = waiting.popleft()
         if call.item.account_id in accounts:
             later.append(call)
         else:
             accounts.add(call.item.account_id)
-            call.state = _IN_ROUND if call.state == _QUEUED else call.state
+            call.state = _IN_ROUND
             members.append(call)
     waiting.extendleft(reversed(later))
     return members
