@@ -18,36 +18,30 @@ from benchmarks.service import floor, report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 
-SERVERS = (
-    "noop",
-    "totpd one round per call",
-    "totpd coalesced",
-    "coalesced, 2 rounds",
-    "coalesced, 8 workers",
-    "coalesced, 8 w, 2 rounds",
-)
+# name: (coalesce_verify, max_workers, verify_rounds_in_flight); "noop" is the floor.
+VARIANTS = {
+    "totpd one round per call": ("false", 4, 1),
+    "totpd coalesced": ("true", 4, 1),
+    "one round per call, 8 w": ("false", 8, 1),
+    "coalesced, 8 workers": ("true", 8, 1),
+    "coalesced, 8 w, 2 rounds": ("true", 8, 2),
+}
+SERVERS = ("noop", *VARIANTS)
 
 
 def _servers(database: Database, data_dir: Path) -> dict[str, ServerProcess]:
-    solo = {**floor.RAISED_LIMITS, "TOTPD_COALESCE_VERIFY": "false"}
-    coalesced = {**floor.RAISED_LIMITS, "TOTPD_COALESCE_VERIFY": "true"}
-    two_rounds = {"TOTPD_VERIFY_ROUNDS_IN_FLIGHT": "2"}
-    eight = {"TOTPD_MAX_WORKERS": "8"}
-    return {
-        "noop": floor.NoopServerProcess(data_dir, "noop", with_interceptors=False),
-        SERVERS[1]: ServerProcess(data_dir, database.url, name="totpd-solo", env=solo),
-        SERVERS[2]: ServerProcess(data_dir, database.url, name="totpd-coalesced", env=coalesced),
-        SERVERS[3]: ServerProcess(
-            data_dir, database.url, name="totpd-co-r2", env={**coalesced, **two_rounds}
-        ),
-        # All 8 calls in flight inside the service: rounds of up to 8.
-        SERVERS[4]: ServerProcess(
-            data_dir, database.url, name="totpd-co8", env={**coalesced, **eight}
-        ),
-        SERVERS[5]: ServerProcess(
-            data_dir, database.url, name="totpd-co8-r2", env={**coalesced, **eight, **two_rounds}
-        ),
+    servers: dict[str, ServerProcess] = {
+        "noop": floor.NoopServerProcess(data_dir, "noop", with_interceptors=False)
     }
+    for index, (name, (coalesce, workers, rounds)) in enumerate(VARIANTS.items()):
+        env = {
+            **floor.RAISED_LIMITS,
+            "TOTPD_COALESCE_VERIFY": coalesce,
+            "TOTPD_MAX_WORKERS": str(workers),
+            "TOTPD_VERIFY_ROUNDS_IN_FLIGHT": str(rounds),
+        }
+        servers[name] = ServerProcess(data_dir, database.url, name=f"totpd-{index}", env=env)
+    return servers
 
 
 def measure(
