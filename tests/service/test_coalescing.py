@@ -17,6 +17,7 @@ from tests.enrollments import enroll_active
 from tests.service.coalesced import Call, HeldRound, results, run_behind_a_held_round, verify_as
 from tests.service.test_batch_faults import DOWN, failing_after
 from tests.totp_oracle import code_at, wrong_code
+from totpd.config.settings import ConfigError
 from totpd.config.sources import load_settings
 from totpd.crypto import Keyring
 from totpd.service.errors import ErrorReason
@@ -28,6 +29,11 @@ from totpd.store.deadline import DeadlineExceededError
 from totpd.store.errors import StoreUnavailableError
 
 VALID, INVALID, REPLAYED = VerifyResult.VALID, VerifyResult.INVALID, VerifyResult.REPLAYED
+
+
+@pytest.fixture
+def service(engine: Engine, keyring: Keyring, policy: Policy, clock: Clock) -> MfaService:
+    return MfaService(FactorStore(engine), keyring, policy, clock, coalesce_verify=True)
 
 
 def verdict_events(engine: Engine) -> list[dict[str, Any]]:
@@ -121,7 +127,9 @@ def test_many_threads_one_valid_per_account(
     """Free-running threads (coalesced however they meet, `rounds` at once): one
     VALID per account and one event per verdict."""
     store = FactorStore(engine)
-    service = MfaService(store, keyring, Policy(), clock, verify_rounds_in_flight=rounds)
+    service = MfaService(
+        store, keyring, Policy(), clock, coalesce_verify=True, verify_rounds_in_flight=rounds
+    )
     enrollments = enrolled(service, clock, account_id, accounts)
     before = len(verdict_events(engine))
     per_account = 12
@@ -162,7 +170,7 @@ def test_caller_limits_are_spent_per_caller_across_a_round(
     3 join the next round, the 4th is RATE_LIMITED at once; another caller in the
     same round is not held back, and the room is spent by the failures only."""
     policy = Policy(caller_failures_per_second=1, caller_failure_burst=3, max_batch_items=3)
-    service = MfaService(FactorStore(engine), keyring, policy, clock)
+    service = MfaService(FactorStore(engine), keyring, policy, clock, coalesce_verify=True)
     first, *others = enrolled(service, clock, account_id, 6)
     held = HeldRound(service, monkeypatch)
 
@@ -287,11 +295,13 @@ def test_a_round_cut_by_one_calls_deadline_runs_the_others_alone(
     assert service.verify(patient.item).result is REPLAYED
 
 
-def test_coalescing_can_be_turned_off(
-    engine: Engine, keyring: Keyring, clock: Clock, tmp_path: Any
-) -> None:
-    off = MfaService(FactorStore(engine), keyring, Policy(), clock, coalesce_verify=False)
-    assert off.coalescer is None
-    settings = load_settings(None, {}, {"TOTPD_COALESCE_VERIFY": "false"})
-    assert settings.coalesce_verify is False
-    assert load_settings(None, {}, {}).coalesce_verify is True
+def test_the_settings_turn_coalescing_on(engine: Engine, keyring: Keyring, clock: Clock) -> None:
+    off = MfaService(FactorStore(engine), keyring, Policy(), clock)
+    assert off.coalescer is None  # the default
+    settings = load_settings(None, {}, {"TOTPD_COALESCE_VERIFY": "true"})
+    assert settings.coalesce_verify is True
+    assert load_settings(None, {}, {}).coalesce_verify is False
+    rounds = {"TOTPD_VERIFY_ROUNDS_IN_FLIGHT": "3"}
+    assert load_settings(None, {}, rounds).verify_rounds_in_flight == 3
+    with pytest.raises(ConfigError, match="verify_rounds_in_flight"):
+        load_settings(None, {}, {"TOTPD_VERIFY_ROUNDS_IN_FLIGHT": "0"})

@@ -37,7 +37,8 @@ def hung_engine(database: HangingDatabase) -> Iterator[Engine]:
 
 @pytest.fixture
 def service(hung_engine: Engine, keyring: Keyring, policy: Policy, clock: Clock) -> MfaService:
-    return MfaService(FactorStore(hung_engine), keyring, policy, clock)
+    store = FactorStore(hung_engine)
+    return MfaService(store, keyring, policy, clock, coalesce_verify=True)
 
 
 def enrolled(service: MfaService, clock: Clock, account_id: str) -> Enrollment:

@@ -40,8 +40,9 @@ class Settings:
     # Concurrent unary Verify calls of one tenant share rounds (group commit):
     # one read, one write and one commit for every call waiting when a round
     # starts, each call keeping its own verdict, limit, audit event and
-    # deadline. Off: each call runs its own round.
-    coalesce_verify: bool = True
+    # deadline. Off by default: less CPU per call on both databases, but a
+    # lower rate on durable PostgreSQL at 4 workers (benchmarks/NOTES.md).
+    coalesce_verify: bool = False
     # Coalesced rounds of one tenant that may run at once: a call that finds
     # fewer running starts one at once instead of waiting.
     verify_rounds_in_flight: int = 1

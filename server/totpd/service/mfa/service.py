@@ -47,7 +47,7 @@ class MfaService:
         clock: Callable[[], float],
         tenant_policies: Mapping[str, Policy] | None = None,
         *,
-        coalesce_verify: bool = True,
+        coalesce_verify: bool = False,
         verify_rounds_in_flight: int = 1,
     ) -> None:
         """`coalesce_verify`: concurrent Verify calls of a tenant share rounds, at most
