@@ -23,10 +23,8 @@ VARIANTS = {
     "totpd one round per call": ("false", 4, 1),
     "totpd coalesced": ("true", 4, 1),
     "coalesced, 2 rounds": ("true", 4, 2),
-    "coalesced, 3 rounds": ("true", 4, 3),
     "one round per call, 8 w": ("false", 8, 1),
     "coalesced, 8 workers": ("true", 8, 1),
-    "coalesced, 8 w, 2 rounds": ("true", 8, 2),
 }
 SERVERS = ("noop", *VARIANTS)
 
