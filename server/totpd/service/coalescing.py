@@ -166,8 +166,12 @@ class Coalescer:
                 else:
                     running.append(call)
             if running:
-                # A context of its own: the leader's deadline is not the round's.
-                contextvars.Context().run(self._run_round, running, tenant)
+                # The leader's context (its trace span is the round's parent) when the
+                # leader is in the round: its deadline is then no sooner than the
+                # round's. Otherwise a context of its own.
+                led = running[0] is leader
+                context = contextvars.copy_context() if led else contextvars.Context()
+                context.run(self._run_round, running, tenant)
         finally:
             self._hand_over(queue, members)
 
