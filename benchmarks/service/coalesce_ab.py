@@ -25,6 +25,8 @@ VARIANTS = {
     "coalesced, 2 rounds": ("true", 4, 2),
     "one round per call, 8 w": ("false", 8, 1),
     "coalesced, 8 workers": ("true", 8, 1),
+    "coalesced, 8 w, 2 rounds": ("true", 8, 2),
+    "coalesced, 8 w, 4 rounds": ("true", 8, 4),
 }
 SERVERS = ("noop", *VARIANTS)
 
