@@ -14,7 +14,8 @@ of its calls; when that cuts it (nothing was stored), the calls whose own
 deadline has not passed run alone, as does every call of a round that failed
 for any reason other than a store fault (a secret that cannot be opened...),
 so one call's error never becomes another's. A store fault fails every call
-of the round: nothing was stored or counted, and each caller may retry.
+of the round: nothing was stored or counted, and each caller may retry. The
+round's trace span is a child of its leader's call.
 """
 
 from __future__ import annotations
