@@ -54,7 +54,15 @@ def build_service(settings: Settings, *, prepared: bool = False) -> MfaService:
     # SQLite only: WAL checkpoints in a daemon thread, off the writers' path.
     start_checkpointer(engine, SQLITE_BUSY_TIMEOUT_MS)
     Purger(store, settings.policy, time.time, interval=settings.purge_interval_seconds).start()
-    return MfaService(store, keyring, settings.policy, time.time, settings.tenant_policies)
+    return MfaService(
+        store,
+        keyring,
+        settings.policy,
+        time.time,
+        settings.tenant_policies,
+        coalesce_verify=settings.coalesce_verify,
+        verify_rounds_in_flight=settings.verify_rounds_in_flight,
+    )
 
 
 def denial_recorder(service: MfaService) -> Callable[[CallScope, ErrorReason], None]:

@@ -99,6 +99,8 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "key_file": _as_path,
     "create_dev_key": _as_bool,
     "max_workers": _as_int,
+    "coalesce_verify": _as_bool,
+    "verify_rounds_in_flight": _as_int,
     "max_concurrent_rpcs": _as_int,
     "max_items_in_flight": _as_int,
     "max_message_bytes": _as_int,

@@ -10,7 +10,7 @@ import binascii
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from totpd import calls
@@ -94,6 +94,23 @@ class AuditContext:
         ]
         call = AuditCall(when_us, self.caller, self.tenant, self.method, self.request_id, self.peer)
         return RoundEvents(call, items)
+
+
+def per_call_events(
+    when_us: int,
+    decided: Iterable[tuple[Check, Verdict]],
+    audits: Sequence[AuditContext | None],
+) -> list[RoundEvents]:
+    """The events of a round that decided codes for several calls (a coalesced
+    round): one group per call, `audits[check.position]` being the check's call."""
+    calls_decided: dict[int, list[tuple[Check, Verdict]]] = {}
+    for check, verdict in decided:
+        calls_decided.setdefault(check.position, []).append((check, verdict))
+    return [
+        audit.verdict_events(when_us, group)
+        for position, group in calls_decided.items()
+        if (audit := audits[position]) is not None
+    ]
 
 
 def answered_meanwhile(

@@ -6,10 +6,10 @@ Design notes: ARCHITECTURE.md, "Module notes", service/verification.py.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
 
 from totpd.crypto import Keyring
 from totpd.domain import FactorState
@@ -23,11 +23,12 @@ from totpd.service.accounting import (
 from totpd.service.audit import AuditContext, answered_meanwhile, time_us
 from totpd.service.caller_limits import CallerLimits
 from totpd.service.checks import Check, Verdict
-from totpd.service.errors import TotpdError
-from totpd.service.faults import is_store_fault, store_fault
+from totpd.service.errors import ErrorReason, TotpdError
+from totpd.service.faults import as_domain_error, is_store_fault, store_fault
 from totpd.service.matching import matched_steps
 from totpd.service.policy import Policies, Policy
 from totpd.service.round_plan import answer_while_locked, failures, one_per_account, unless_lost
+from totpd.service.rounds import Round, RoundCompletion
 from totpd.service.types import VerifyItem, VerifyOutcome
 from totpd.service.uncounted import uncounted_verdicts
 from totpd.store import (
@@ -38,39 +39,14 @@ from totpd.store import (
     FactorWrite,
     RoundAbortedError,
 )
-from totpd.store.requests import Completion
 from totpd.telemetry import metrics
 
+_log = logging.getLogger("totpd.service")
+__all__ = ["CodeChecker", "RoundCompletion"]
 # Tries of a locked round, which the database may abort to break a deadlock.
 _LOCKED_TRIES = 3
 # A round's verdicts, and its checks that had no candidate (nothing counted).
 _RoundVerdicts = tuple[list[tuple[Check, Verdict]], list[Check]]
-
-
-class RoundCompletion(Protocol):
-    """A call's request record (service/idempotency.py), completed with its verdict
-    in the transaction of the round that stores the verdict: a retry never finds
-    the verdict stored and the record still running."""
-
-    def of(self, verdicts: Sequence[tuple[Check, Verdict]]) -> Completion | None:
-        """The record of the round's verdicts (None: nothing to store)."""
-
-    def stored(self) -> None:
-        """The round that carried the record committed."""
-
-
-class _Round(NamedTuple):
-    """A round decided again under locks: its checks and what its stages need."""
-
-    checks: list[Check]
-    requests: list[AttemptRequest]
-    state: FactorState
-    now: int
-    activate: bool
-    tenant: str
-    policy: Policy
-    audit: AuditContext | None = None
-    completion: RoundCompletion | None = None
 
 
 class CodeChecker:
@@ -163,6 +139,40 @@ class CodeChecker:
         metrics.count_verdicts([v.result for v in verdicts if type(v) is VerifyOutcome])
         return verdicts
 
+    def check_round(
+        self, checks: list[Check], audits: Sequence[AuditContext | None], *, tenant: str
+    ) -> list[Verdict]:
+        """One round for the checks of concurrent unary calls, each of its own
+        account (service/coalescing.py); `audits[check.position]`: its call's.
+
+        An error raised means nothing was stored. Once the round committed, a
+        fault fails only the checks it had not decided (as their own error).
+        Callers' limits are the calls' own business.
+        """
+        policy = self._policies.for_tenant(tenant)
+        state, now = FactorState.ACTIVE, math.floor(self._clock())
+        requests = _attempt_requests(checks)
+        round_ = Round(checks, requests, state, now, True, tenant, policy, audits=audits)
+        decided, uncounted = self._round_verdicts(round_)
+        verdicts: list[Verdict | None] = [None] * len(checks)
+        for check, verdict in decided:
+            verdicts[check.position] = verdict
+        try:
+            loose = uncounted_verdicts(self._store, policy, uncounted, state, now, tenant)
+            for check, verdict in loose:
+                verdicts[check.position] = verdict
+            events = round_.events(time_us(self._clock), loose)
+            rows = [row for group in events for row in group.rows()]
+            if rows:
+                self._store.audit.append(rows)
+        except Exception as error:  # after the commit: never fail a decided check
+            fault = as_domain_error(error, "Verify") or _internal(error)
+            for check in uncounted:
+                verdicts[check.position] = fault
+        done = [verdict for verdict in verdicts if verdict is not None]
+        metrics.count_verdicts([v.result for v in done if type(v) is VerifyOutcome])
+        return done
+
     def _check_all(
         self,
         requests: Sequence[VerifyItem],
@@ -200,7 +210,7 @@ class CodeChecker:
             try:
                 reads = _attempt_requests(this_round)
                 decided, uncounted = self._round_verdicts(
-                    _Round(
+                    Round(
                         this_round, reads, state, now, activate, tenant, policy, audit, completion
                     )
                 )
@@ -225,16 +235,15 @@ class CodeChecker:
             self._store.audit.append(audit.verdict_events(time_us(self._clock), loose).rows())
         return [verdict for verdict in verdicts if verdict is not None]
 
-    def _round_verdicts(self, round_: _Round) -> _RoundVerdicts:
+    def _round_verdicts(self, round_: Round) -> _RoundVerdicts:
         """Decide and store one round; returns the verdicts and the checks with
         no candidate factor (nothing was counted for them)."""
         state, now, tenant = round_.state, round_.now, round_.tenant
         attempts = self._store.attempts
-        audit = round_.audit
         with metrics.StoreRound(len(round_.checks)):
             factors = attempts.read(round_.requests, state=state, now=now, tenant=tenant)
             verdicts, writes, accounts, uncounted = self._verdicts_and_writes(round_, factors)
-            events = [audit.verdict_events(time_us(self._clock), verdicts)] if audit else []
+            events = round_.events(time_us(self._clock), verdicts)
             record = round_.completion.of(verdicts) if round_.completion else None
             if not attempts.write_if_unchanged(
                 writes,
@@ -254,7 +263,7 @@ class CodeChecker:
                 round_.completion.stored()
         return verdicts, uncounted
 
-    def _locked_round_verdicts(self, round_: _Round) -> _RoundVerdicts:
+    def _locked_round_verdicts(self, round_: Round) -> _RoundVerdicts:
         """The round with its factors locked from read to write: it cannot conflict.
 
         The database may abort it to break a deadlock; then it is tried again,
@@ -266,7 +275,7 @@ class CodeChecker:
                 return self._locked_round_try(round_)
         return self._locked_round_try(round_)
 
-    def _locked_round_try(self, round_: _Round) -> _RoundVerdicts:
+    def _locked_round_try(self, round_: Round) -> _RoundVerdicts:
         state, now = round_.state, round_.now
         with self._store.attempts.locked() as locked:
             factors = locked.read(round_.requests, state=state, now=now, tenant=round_.tenant)
@@ -280,8 +289,9 @@ class CodeChecker:
                 tenant=round_.tenant,
             )
             final = [(check, unless_lost(verdict, written)) for check, verdict in verdicts]
-            if round_.audit is not None:
-                locked.record([round_.audit.verdict_events(time_us(self._clock), final)])
+            events = round_.events(time_us(self._clock), final)
+            if events:
+                locked.record(events)
             record = round_.completion.of(final) if round_.completion else None
             if record is not None:
                 locked.complete(record)
@@ -290,7 +300,7 @@ class CodeChecker:
         return final, uncounted
 
     def _verdicts_and_writes(
-        self, round_: _Round, factors: list[CandidateFactor]
+        self, round_: Round, factors: list[CandidateFactor]
     ) -> tuple[list[tuple[Check, Verdict]], list[FactorWrite], list[AccountWrite], list[Check]]:
         """Verdicts and writes of the checks whose account has candidate factors;
         the others are returned uncounted.
@@ -317,7 +327,7 @@ class CodeChecker:
         by_account: dict[str, list[CandidateFactor]],
         now: int,
         guarded: bool,
-        round_: _Round,
+        round_: Round,
     ) -> tuple[list[tuple[Check, Verdict]], list[FactorWrite], list[AccountWrite]]:
         """Compare every code with its account's unblocked factors, and decide each
         check's verdict and each compared factor's (and, when `guarded`, account's)
@@ -366,6 +376,11 @@ def _parsed_checks(requests: Sequence[VerifyItem], verdicts: list[Verdict | None
 
 def _attempt_requests(checks: list[Check]) -> list[AttemptRequest]:
     return [AttemptRequest(c.item.account_id, c.digits, c.item.factor_id) for c in checks]
+
+
+def _internal(error: Exception) -> TotpdError:
+    _log.error("verification error", extra={"error_type": type(error).__name__})
+    return TotpdError(ErrorReason.INTERNAL, "internal server error")
 
 
 def _fail_undecided(error: Exception, checks: list[Check], verdicts: list[Verdict | None]) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from totpd.crypto import Keyring
 from totpd.service.audit import AuditContext, AuditLog
+from totpd.service.coalescing import Coalescer
 from totpd.service.errors import TotpdError
 from totpd.service.mfa import (
     disabling,
@@ -45,9 +46,17 @@ class MfaService:
         policy: Policy,
         clock: Callable[[], float],
         tenant_policies: Mapping[str, Policy] | None = None,
+        *,
+        coalesce_verify: bool = False,
+        verify_rounds_in_flight: int = 1,
     ) -> None:
+        """`coalesce_verify`: concurrent Verify calls of a tenant share rounds, at most
+        `verify_rounds_in_flight` at once (service/coalescing.py)."""
         self._deps = Deps(store, keyring, policy, clock, dict(tenant_policies or {}))
         self._audit_log = AuditLog(store, policy, clock)
+        self._coalescer = (
+            Coalescer(self._deps.checker, verify_rounds_in_flight) if coalesce_verify else None
+        )
 
     @property
     def policy(self) -> Policy:
@@ -63,6 +72,11 @@ class MfaService:
         """The parts the service runs on (tests and benchmarks reach the store and the
         engine through them)."""
         return self._deps
+
+    @property
+    def coalescer(self) -> Coalescer | None:
+        """Where concurrent Verify calls meet (None: coalescing is off)."""
+        return self._coalescer
 
     @property
     def audit(self) -> AuditLog:
@@ -103,7 +117,8 @@ class MfaService:
 
     def verify(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
         tenant = current_tenant()
-        return verifying.verify(self._deps, tenant, item, caller, self._audit("Verify", tenant))
+        audit = self._audit("Verify", tenant)
+        return verifying.verify(self._deps, tenant, item, caller, audit, self._coalescer)
 
     def check_batch_size(self, count: int) -> None:
         """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from totpd.domain import FactorState
 from totpd.service import validation
 from totpd.service.audit import AuditContext
+from totpd.service.coalescing import Coalescer
 from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.mfa.deps import Deps
 from totpd.service.policy import Policy
@@ -20,7 +21,11 @@ def verify(
     item: VerifyItem,
     caller: str | None,
     audit: AuditContext | None = None,
+    coalescer: Coalescer | None = None,
 ) -> VerifyOutcome:
+    """With `coalescer`, in a round shared with the concurrent calls of the tenant."""
+    if coalescer is not None:
+        return coalescer.verify(validated(item), caller, tenant, audit)
     return deps.checker.check(
         validated(item), state=FactorState.ACTIVE, caller=caller, tenant=tenant, audit=audit
     )
