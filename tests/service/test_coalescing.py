@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from tests.audit_rows import AUDIT_TRAIL
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from tests.service.coalesced import Call, HeldRound, results, run_behind_a_held_round, verify_as
@@ -39,7 +40,7 @@ def service(engine: Engine, keyring: Keyring, policy: Policy, clock: Clock) -> M
 def verdict_events(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT * FROM audit_events WHERE verify_result IS NOT NULL ORDER BY id")
+            text(f"SELECT * FROM {AUDIT_TRAIL} WHERE verify_result IS NOT NULL ORDER BY id")
         )
         return [dict(row._mapping) for row in rows]
 
