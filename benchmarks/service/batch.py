@@ -19,6 +19,7 @@ from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
 from totpd.store import CandidateFactor, FactorWrite, open_engine
 from totpd.store.round_sql import bulk_round_sql
+from totpd.store.rounds import bulk_write_values
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
@@ -249,7 +250,7 @@ def run_service_sql(
             writes = _consumed_steps(rows, steps)
             if postgres:
                 connection.autocommit = False  # the write's transaction, as the store's
-            values = {"p_now": now, "p_rows": json.dumps(writes), "p_tenant": DEFAULT_TENANT}
+            values = bulk_write_values(database.name, writes, now=now, tenant=DEFAULT_TENANT)
             write_sql = (write.sql, write.parameters(values))
             started = time.perf_counter()
             (written,) = _transaction(connection, database, [write_sql])
@@ -279,7 +280,7 @@ def _timed_read(connection: Any, sql: str, params: Any) -> tuple[float, list[Any
 
 def _consumed_steps(rows: list[Any], steps: dict[str, int]) -> list[FactorWrite]:
     """The consumed step of each factor, on the state as read."""
-    return sorted(
+    return list(
         FactorWrite(
             factor_id=f.factor_id,
             failed_attempts=0,

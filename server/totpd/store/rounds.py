@@ -284,15 +284,38 @@ def _write_statement(
             "p_seen_blocked": write.seen_blocked_until,
             "p_seen_step": write.seen_last_used_step,
         }
-    # On PostgreSQL, sorted by factor id: the order the locked read takes row
-    # locks in, so a write planned as a loop over the rows locks in that order
-    # too. SQLite locks the whole database (sorting 10k rows cost ~4 ms).
-    rows = sorted(writes) if dialect == "postgresql" else writes
-    return round_sql.write_many(dialect, state, activate), {
-        "p_now": now,
-        "p_tenant": tenant,
-        "p_rows": json.dumps(rows),
-    }
+    return round_sql.write_many(dialect, state, activate), bulk_write_values(
+        dialect, writes, now=now, tenant=tenant
+    )
+
+
+def bulk_write_values(
+    dialect: str, writes: Sequence[FactorWrite], *, now: int, tenant: str
+) -> dict[str, object]:
+    """The values of `round_sql.write_many` for `writes` (also the seam for the
+    benchmarks that run the store's SQL raw: benchmarks/service/batch.py)."""
+    values: dict[str, object] = {"p_now": now, "p_tenant": tenant}
+    if dialect == "postgresql":
+        # Sorted by factor id: the order the locked read takes row locks in, so
+        # a write planned as a loop over the rows locks in that order too.
+        values["p_rows"] = json.dumps(sorted(writes))
+        return values
+    # SQLite locks the whole database, in any order (sorting 10k rows cost ~4 ms).
+    won: list[tuple[str, int, int]] = []
+    rows: list[FactorWrite] = []
+    for write in writes:
+        if write.consumed and not (
+            write.failed_attempts
+            or write.blocked_until
+            or write.seen_failed_attempts
+            or write.seen_blocked_until
+        ):
+            won.append((write.factor_id, write.last_used_step, write.seen_last_used_step))
+        else:
+            rows.append(write)
+    values["p_won"] = json.dumps(won)
+    values["p_rows"] = json.dumps(rows)
+    return values
 
 
 # A statement, its values, and the rows it must return (None: any number).
