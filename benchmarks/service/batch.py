@@ -19,7 +19,6 @@ from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
 from totpd.store import CandidateFactor, FactorWrite, open_engine
 from totpd.store.round_sql import bulk_round_sql
-from totpd.store.rounds import bulk_write_values
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
@@ -229,6 +228,10 @@ def run_service_sql(
     wall times are added, and the write's JSON rows are built between them,
     off the clock.
     """
+    # Here, not at the top: the breakdown's child imports this module, also
+    # when it measures a server copy from before this seam (an A/B).
+    from totpd.store.rounds import bulk_write_values
+
     engine = open_engine(database.url)  # for its dialect only: nothing is run on it
     read, write = bulk_round_sql(engine.dialect, FactorState.ACTIVE)
     engine.dispose()
