@@ -279,7 +279,8 @@ def write_many(dialect: str, state: FactorState, activate: bool) -> Update:
         new = _json_rows(dialect, "new", _WRITE_FIELDS)
     else:
         won = _json_select(dialect, "p_won", _WON_FIELDS).subquery("won")
-        zero, one = literal_column("0"), literal_column("1")
+        zero: ColumnElement[int] = literal_column("0")
+        one: ColumnElement[int] = literal_column("1")
         as_rows = select(
             won.c.factor_id,
             zero.label("failed"),
