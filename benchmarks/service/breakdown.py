@@ -301,6 +301,7 @@ def stage_table(breakdown: dict[str, Any], end_to_end_s: float | None = None) ->
         lines.append(
             f"   through gRPC {1e6 * end_to_end_s / n:>8.2f} µs/item; gRPC transport and client"
             f" {1e6 * rest / n:.2f} µs/item ({rest / end_to_end_s:.0%} of it)"
+            + ("  (below 0: the machine's load moved between the runs)" if rest < 0 else "")
         )
     if stages.get("locked_retries"):
         lines.append(f"   {stages['locked_retries']:.0f} rounds decided again under locks")
