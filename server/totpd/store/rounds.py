@@ -17,7 +17,7 @@ from sqlalchemy import Engine, Insert, Update
 
 from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
-from totpd.store import audit, deadline, round_sql
+from totpd.store import account_sql, audit, deadline, round_sql
 from totpd.store.dbapi import RawConnection, deadline_on_database_clock, forget_clock_offset
 from totpd.store.errors import RoundAbortedError
 from totpd.store.requests import Completion, complete_statement, complete_values
@@ -129,8 +129,8 @@ class LockedRound:
         if self._connection.dialect.name == "postgresql":
             accounts = sorted({request.account_id for request in requests})
             values: dict[str, object] = {"p_keys": _keys(accounts, tenant)}
-            self._connection.run(round_sql.insert_missing_accounts(), values)
-            self._connection.run(round_sql.lock_accounts(), values)
+            self._connection.run(account_sql.insert_missing_accounts(), values)
+            self._connection.run(account_sql.lock_accounts(), values)
         return _read(self._connection, requests, state, now, tenant, lock=True)
 
     def write(
@@ -337,8 +337,8 @@ def _account_statements(
     inserts = [a for a in accounts if a.seen_budget_tat is None]
     statements: list[_Statement] = []
     for rows, many, one in (
-        (updates, round_sql.account_update_many, round_sql.account_update_one),
-        (inserts, round_sql.account_insert_many, round_sql.account_insert_one),
+        (updates, account_sql.account_update_many, account_sql.account_update_one),
+        (inserts, account_sql.account_insert_many, account_sql.account_insert_one),
     ):
         if len(rows) == 1:
             values: dict[str, object] = {
