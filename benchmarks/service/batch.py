@@ -54,28 +54,36 @@ def summarize(n: int, times: list[float], **extra: Any) -> dict[str, Any]:
         "min_s": min(times),
         "max_s": max(times),
         "rate": n / median,
+        "times_s": times,
         **extra,
     }
 
 
 def run_service(
-    address: str, pool: FactorPool, n: int, repeat: int, server_pid: int | None = None
+    address: str,
+    pool: FactorPool,
+    n: int,
+    repeat: int,
+    server_pid: int | None = None,
+    *,
+    warmup: int = 1,
 ) -> dict[str, Any]:
-    """Median wall time of `repeat` BatchVerify calls of n fresh valid codes (after 1 warm-up)."""
+    """Median wall time of `repeat` BatchVerify calls of n fresh valid codes (after
+    `warmup` calls)."""
     stub = pb_grpc.TotpServiceStub(channel(address))
     times: list[float] = []
     cpu: list[float] = []
     valid = 0
     other: dict[str, int] = {}
-    for call in range(repeat + 1):
+    for call in range(repeat + warmup):
         request = batch_request(pool, pool.take(n))
         cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
         started = time.perf_counter()
         response = stub.BatchVerify(request, timeout=600)
         elapsed = time.perf_counter() - started
         cpu_after = cpu_seconds(server_pid) if server_pid else 0.0
-        if call == 0:
-            continue  # warm-up: first-use costs (statement compilation, pool connect)
+        if call < warmup:
+            continue  # first-use costs (statement compilation, pool connect)
         times.append(elapsed)
         cpu.append(cpu_after - cpu_before)
         for result in response.results:
@@ -93,6 +101,7 @@ def run_service(
         valid_fraction=valid / (n * repeat),
         not_valid=other,
         server_cpu_median_s=statistics.median(cpu) if server_pid else None,
+        server_cpu_s=cpu if server_pid else None,
     )
 
 
@@ -175,7 +184,13 @@ def _transaction(
 
 
 def run_database(
-    database: Database, pool: FactorPool, n: int, repeat: int, *, form: str = "values"
+    database: Database,
+    pool: FactorPool,
+    n: int,
+    repeat: int,
+    *,
+    form: str = "values",
+    warmup: int = 1,
 ) -> dict[str, Any]:
     """Median time for n fresh rows of the bulk UPDATE transaction, rows sent in `form`.
 
@@ -185,15 +200,15 @@ def run_database(
     times: list[float] = []
     updated = 0
     try:
-        for call in range(repeat + 1):
+        for call in range(repeat + warmup):
             pairs = pool.take(n)
             consume_params = [*_consume_params(pool, pairs, form), int(time.time()), "active"]
             consume = (consume_sql(database, n, form), consume_params)
             started = time.perf_counter()
             (rows_updated,) = _transaction(connection, database, [consume])
             elapsed = time.perf_counter() - started
-            if call == 0:
-                continue  # warm-up
+            if call < warmup:
+                continue
             times.append(elapsed)
             updated += rows_updated
     finally:
@@ -201,7 +216,9 @@ def run_database(
     return summarize(n, times, form=form, updated_fraction=updated / (n * repeat))
 
 
-def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -> dict[str, Any]:
+def run_service_sql(
+    database: Database, pool: FactorPool, n: int, repeat: int, *, warmup: int = 1
+) -> dict[str, Any]:
     """Median time for n fresh rows of the service's own two statements, raw.
 
     The statements are the store's (`bulk_round_sql`): the bulk read of the
@@ -211,6 +228,10 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
     wall times are added, and the write's JSON rows are built between them,
     off the clock.
     """
+    # Here, not at the top: the breakdown's child imports this module, also
+    # when it measures a server copy from before this seam (an A/B).
+    from totpd.store.rounds import bulk_write_values
+
     engine = open_engine(database.url)  # for its dialect only: nothing is run on it
     read, write = bulk_round_sql(engine.dialect, FactorState.ACTIVE)
     engine.dispose()
@@ -220,7 +241,7 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
     read_rows = 0
     updated = 0
     try:
-        for call in range(repeat + 1):
+        for call in range(repeat + warmup):
             pairs = pool.take(n)
             steps = {pool.factor(index): step for index, step in pairs}
             now = int(time.time())
@@ -232,13 +253,13 @@ def run_service_sql(database: Database, pool: FactorPool, n: int, repeat: int) -
             writes = _consumed_steps(rows, steps)
             if postgres:
                 connection.autocommit = False  # the write's transaction, as the store's
-            values = {"p_now": now, "p_rows": json.dumps(writes), "p_tenant": DEFAULT_TENANT}
+            values = bulk_write_values(database.name, writes, now=now, tenant=DEFAULT_TENANT)
             write_sql = (write.sql, write.parameters(values))
             started = time.perf_counter()
             (written,) = _transaction(connection, database, [write_sql])
             elapsed = reading + time.perf_counter() - started
-            if call == 0:
-                continue  # warm-up
+            if call < warmup:
+                continue
             times.append(elapsed)
             read_rows += len(writes)
             updated += written
@@ -262,7 +283,7 @@ def _timed_read(connection: Any, sql: str, params: Any) -> tuple[float, list[Any
 
 def _consumed_steps(rows: list[Any], steps: dict[str, int]) -> list[FactorWrite]:
     """The consumed step of each factor, on the state as read."""
-    return sorted(
+    return list(
         FactorWrite(
             factor_id=f.factor_id,
             failed_attempts=0,

@@ -27,11 +27,14 @@ from totpd import otp
 from totpd.rpc import convert
 from totpd.rpc.server import tune_garbage_collector
 from totpd.rpc.servicer import TotpServicer
+from totpd.service.audit import AuditContext
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.store import FactorStore, dbapi, open_engine
 from totpd.v1 import totp_service_pb2 as pb
 
+# Statements on these tables inside the round's write are the audit trail's.
+_AUDIT_PREFIX = "audit"
 STAGES = (
     "parse",
     "to_domain",
@@ -135,11 +138,8 @@ def _time_store(stack: contextlib.ExitStack, server: InProcessServer, timers: _T
 
         return timers.wrap(name, run)
 
-    def statement(elapsed: float) -> None:
-        seconds[sql_stage[0] + "_sql_exec"] += elapsed
-
+    _time_statements(stack, timers, sql_stage)
     attempts = server.store.attempts
-    stack.enter_context(dbapi.timed_statements(statement))
     for method, stage in (("read", "read_select"), ("write_if_unchanged", "write_update")):
         wrapped = in_stage(stage, getattr(attempts, method))
         stack.enter_context(_patched(attempts, method, wrapped))
@@ -150,6 +150,38 @@ def _time_store(stack: contextlib.ExitStack, server: InProcessServer, timers: _T
         return original_locked()
 
     stack.enter_context(_patched(attempts, "locked", counted_locked))
+
+
+def _time_statements(stack: contextlib.ExitStack, timers: _Timers, sql_stage: list[str]) -> None:
+    """Each statement's driver time under the stage it runs in; inside the round's
+    write, the audit trail's statements and the COMMIT on their own too."""
+    seconds = timers.seconds
+    audit_statement: list[bool] = [False]
+
+    def statement(elapsed: float) -> None:
+        seconds[sql_stage[0] + "_sql_exec"] += elapsed
+        if sql_stage[0] == "write_update" and audit_statement[0]:
+            seconds["write_audit_sql_exec"] += elapsed
+
+    original_run = dbapi.RawConnection.run
+
+    def run(connection: dbapi.RawConnection, statement: Any, values: Any) -> Any:
+        table = getattr(statement, "table", None)
+        audit_statement[0] = str(getattr(table, "name", "")).startswith(_AUDIT_PREFIX)
+        try:
+            return original_run(connection, statement, values)
+        finally:
+            audit_statement[0] = False
+
+    original_commit = dbapi.RawConnection.commit
+    timed_commit = timers.wrap("commit", original_commit)
+
+    def commit(connection: dbapi.RawConnection) -> None:
+        (timed_commit if sql_stage[0] == "write_update" else original_commit)(connection)
+
+    stack.enter_context(_patched(dbapi.RawConnection, "run", run))
+    stack.enter_context(_patched(dbapi.RawConnection, "commit", commit))
+    stack.enter_context(dbapi.timed_statements(statement))
 
 
 def _time_engine(stack: contextlib.ExitStack, server: InProcessServer, timers: _Timers) -> None:
@@ -165,6 +197,8 @@ def _time_engine(stack: contextlib.ExitStack, server: InProcessServer, timers: _
         (service, "verify_batch", "service"),
         (checker, "check_many", "check_many"),
     ]
+    if hasattr(AuditContext, "verdict_events"):  # the audit rows' Python, inside engine_glue
+        patches.append((AuditContext, "verdict_events", "audit_rows"))
     for target, name, stage in patches:
         stack.enter_context(_patched(target, name, timers.wrap(stage, getattr(target, name))))
 
@@ -198,10 +232,80 @@ def _stages(seconds: dict[str, float], total: float) -> dict[str, float]:
         key = name + "_sql_exec"
         if key in seconds:
             out[key] = seconds[key]
+    for name in ("commit", "write_audit_sql_exec", "audit_rows"):
+        out[name] = seconds.get(name, 0.0)
     out["gc_pauses"] = seconds.get("gc_pauses", 0.0)
     out["locked_retries"] = seconds.get("locked_retries", 0)
     out["total"] = total
     return out
+
+
+# The stages grouped as issue 16 names them, each (name, parts added, parts taken
+# away, what it is). Their sum is the in-process call.
+GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], str], ...] = (
+    ("wire", ("parse", "to_domain", "response_build", "serialize"), (), "proto in and out"),
+    ("validate", ("validate",), (), "ids and shape checks"),
+    ("SQL read", ("read_select",), (), "checkout, SELECT, rows to records"),
+    ("decrypt", ("decrypt",), (), "AES-256-GCM per factor"),
+    ("C", ("key_table", "c_verify"), (), "key table and the C core"),
+    ("decide", ("judge", "engine_glue"), ("audit_rows",), "verdicts, writes, rounds"),
+    ("audit rows", ("audit_rows",), (), "the round's audit events, Python"),
+    (
+        "SQL write",
+        ("write_update",),
+        ("commit", "write_audit_sql_exec"),
+        "writer queue, BEGIN, conditional UPDATE",
+    ),
+    ("audit insert", ("write_audit_sql_exec",), (), "the events' INSERT, in the write"),
+    ("commit", ("commit",), (), "COMMIT of the round's write"),
+)
+
+
+def grouped(stages: dict[str, float]) -> list[tuple[str, float, str]]:
+    """The call's seconds by `GROUPS`, in order."""
+    return [
+        (name, sum(stages.get(p, 0.0) for p in plus) - sum(stages.get(m, 0.0) for m in minus), what)
+        for name, plus, minus, what in GROUPS
+    ]
+
+
+def stage_table(breakdown: dict[str, Any], end_to_end_s: float | None = None) -> list[str]:
+    """The grouped stages of a breakdown as lines: µs per item and share of the
+    in-process call; with `end_to_end_s` (the call through gRPC), the rest of it."""
+    stages = breakdown["stages_median_s"]
+    n = breakdown["batch"]
+    total = stages["total"]
+    plain = breakdown["uninstrumented_median_s"]
+    lines = [
+        f"   one {n:,}-item call in-process, median of {breakdown['calls']}: {1000 * total:,.1f}"
+        f" ms timed by stage ({1000 * plain:,.1f} ms untimed, CPU"
+        f" {1e6 * breakdown.get('uninstrumented_cpu_median_s', 0.0) / n:.1f} µs/item)",
+        f"   {'stage':<14} {'µs/item':>8} {'share':>6}  what",
+    ]
+
+    def line(name: str, seconds: float, share_of: float, what: str) -> str:
+        return f"   {name:<14} {1e6 * seconds / n:>8.2f} {seconds / share_of:>6.0%}  {what}"
+
+    for name, seconds, what in grouped(stages):
+        lines.append(line(name, seconds, total, what))
+    for key, what in (
+        ("read_select_sql_exec", "of SQL read: the driver's execute+fetch"),
+        ("write_update_sql_exec", "of SQL write + audit insert: execute+fetch"),
+        ("gc_pauses", "cyclic GC, inside the stages above"),
+    ):
+        lines.append(
+            line("  " + key.split("_sql")[0].replace("_", " "), stages.get(key, 0.0), total, what)
+        )
+    if end_to_end_s is not None:
+        rest = end_to_end_s - plain
+        lines.append(
+            f"   through gRPC {1e6 * end_to_end_s / n:>8.2f} µs/item; gRPC transport and client"
+            f" {1e6 * rest / n:.2f} µs/item ({rest / end_to_end_s:.0%} of it)"
+            + ("  (below 0: the machine's load moved between the runs)" if rest < 0 else "")
+        )
+    if stages.get("locked_retries"):
+        lines.append(f"   {stages['locked_retries']:.0f} rounds decided again under locks")
+    return lines
 
 
 def run_breakdown(
@@ -245,10 +349,12 @@ def _measure(database_url: str, data_dir: Path, requests: list[bytes]) -> dict[s
     try:
         server.call(requests[0])  # warm-up
         plain: list[float] = []
+        plain_cpu: list[float] = []
         for data in requests[1 : 1 + repeat]:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             server.call(data)
             plain.append(time.perf_counter() - started)
+            plain_cpu.append(time.process_time() - cpu)
         staged = [stage_times(server, data) for data in requests[1 + repeat : 1 + 2 * repeat]]
         profile = _profile(server, requests[-1])
     finally:
@@ -259,6 +365,9 @@ def _measure(database_url: str, data_dir: Path, requests: list[bytes]) -> dict[s
         "batch": n,
         "calls": repeat,
         "uninstrumented_median_s": sorted(plain)[len(plain) // 2],
+        # The process's CPU (the C core's threads included): steadier than the
+        # wall clock on a shared machine.
+        "uninstrumented_cpu_median_s": sorted(plain_cpu)[len(plain_cpu) // 2],
         "stages_median_s": median,
         "profile_top": profile,
     }

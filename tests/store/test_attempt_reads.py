@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
+from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, FactorStore
@@ -57,3 +58,27 @@ def test_a_named_factor_is_read_only_for_its_own_account(
 def test_a_round_reads_one_request_per_account(engine: Engine, clock: Clock) -> None:
     with pytest.raises(ValueError, match="one request per account"):
         _read(engine, clock, AttemptRequest("a", 6, None), AttemptRequest("a", 8, None))
+
+
+@pytest.mark.parametrize("lock", [False, True])
+def test_the_bulk_read_joins_each_pair_to_its_own_tenant(
+    service: MfaService, engine: Engine, clock: Clock, account_id: str, lock: bool
+) -> None:
+    alice, bob = account_id + "-alice", account_id + "-bob"
+    alice_phone = enroll_active(service, clock, alice, "phone").factor.factor_id
+    bob_phone = enroll_active(service, clock, bob, "phone").factor.factor_id
+    requests = [AttemptRequest(alice, 6, None), AttemptRequest(bob, 6, None)]
+    attempts = FactorStore(engine).attempts
+    now = int(clock.now)
+
+    def read(tenant: str) -> list[str]:
+        if not lock:
+            found = attempts.read(requests, state=FactorState.ACTIVE, now=now, tenant=tenant)
+        else:
+            with attempts.locked() as locked:
+                found = locked.read(requests, state=FactorState.ACTIVE, now=now, tenant=tenant)
+        return sorted(factor.factor_id for factor in found)
+
+    assert read(DEFAULT_TENANT) == sorted([alice_phone, bob_phone])
+    # The same account ids in another tenant are other accounts: nothing to read.
+    assert read("shop") == []

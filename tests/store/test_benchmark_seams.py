@@ -15,6 +15,7 @@ from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, dbapi
 from totpd.store.round_sql import bulk_round_sql
+from totpd.store.rounds import bulk_write_values
 
 NOBODY = [AttemptRequest("nobody", 6, None)]
 
@@ -65,9 +66,8 @@ def test_the_bulk_round_sql_run_raw_reads_the_factors_and_wins_a_step_once(
         assert (factor.factor_id, factor.account_id) == (factor_id, account_id)
         step = factor.last_used_step + 1
         won = FactorWrite(factor_id, 0, 0, step, 1, 0, 0, factor.last_used_step)
-        rows = json.dumps([won])
         for expected in ([(factor_id,)], []):  # the second write finds the step taken
-            values = {"p_now": now, "p_rows": rows, "p_tenant": DEFAULT_TENANT}
+            values = bulk_write_values(engine.dialect.name, [won], now=now, tenant=DEFAULT_TENANT)
             cursor.execute(write.sql, write.parameters(values))
             assert [tuple(row) for row in cursor.fetchall()] == expected
             connection.commit()

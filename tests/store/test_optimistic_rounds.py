@@ -153,3 +153,45 @@ def test_a_round_aborted_every_time_fails_without_a_verdict(
         service.verify(VerifyItem(account_id, code_at(mine, clock.now))).result
         is VerifyResult.VALID
     )
+
+
+def test_a_won_step_on_a_changed_factor_stops_every_other_row(
+    service: MfaService, engine: Engine, clock: Clock, account_id: str
+) -> None:
+    """Won steps of factors with no failure on record travel in their own rows
+    (3 values on SQLite); a change to one still stops the whole write."""
+    alice = enroll_active(service, clock, account_id + "-a")
+    bob = enroll_active(service, clock, account_id + "-b")
+    carol = enroll_active(service, clock, account_id + "-c")
+    store = FactorStore(engine)
+    requests = [AttemptRequest(account_id + s, 6, None) for s in ("-a", "-b", "-c")]
+    now = int(clock.now)
+    read = {
+        f.account_id: f for f in store.attempts.read(requests, state=FactorState.ACTIVE, now=now)
+    }
+    step = now // 30
+
+    def won(factor: CandidateFactor) -> FactorWrite:
+        return FactorWrite(factor.factor_id, 0, 0, step, 1, 0, 0, factor.last_used_step)
+
+    writes = [won(read[account_id + "-a"]), won(read[account_id + "-b"])]
+    writes.append(_one_more_failure(read[account_id + "-c"]))
+    # Bob's factor counts a failure after the read: his won row no longer applies.
+    service.verify(VerifyItem(account_id + "-b", wrong_code(code_at(bob, clock.now))))
+    assert not store.attempts.write_if_unchanged(writes, state=FactorState.ACTIVE, now=now)
+    rows = {e.factor.account_id: store.get(e.factor.factor_id) for e in (alice, bob, carol)}
+    assert {a: (r.last_used_step, r.failed_attempts) for a, r in rows.items() if r} == {
+        account_id + "-a": (read[account_id + "-a"].last_used_step, 0),
+        account_id + "-b": (read[account_id + "-b"].last_used_step, 1),
+        account_id + "-c": (read[account_id + "-c"].last_used_step, 0),
+    }
+    # Without the change, the same kinds of rows all apply at once.
+    writes[1] = _one_more_failure(
+        store.attempts.read(requests[1:2], state=FactorState.ACTIVE, now=now)[0]
+    )
+    assert store.attempts.write_if_unchanged(writes, state=FactorState.ACTIVE, now=now)
+    enrolled = zip("abc", (alice, bob, carol), strict=True)
+    stored = {a: store.get(e.factor.factor_id) for a, e in enrolled}
+    assert stored["a"] is not None and stored["a"].last_used_step == step
+    assert stored["b"] is not None and stored["b"].failed_attempts == 2
+    assert stored["c"] is not None and stored["c"].failed_attempts == 1

@@ -20,7 +20,19 @@ def success_writes(
 ) -> VerifyOutcome:
     """Appends the writes of a success, returns its verdict: the step is consumed;
     proof of possession resets every compared factor."""
-    writes.append(factor_write(winner, 0, 0, step, 1))
+    # factor_write, inline: once per item of a batch that succeeds.
+    writes.append(
+        FactorWrite(
+            winner.factor_id,
+            0,
+            0,
+            step,
+            1,
+            winner.failed_attempts,
+            winner.blocked_until,
+            winner.last_used_step,
+        )
+    )
     if len(compared) > 1:
         writes.extend(
             factor_write(f, 0, 0, f.last_used_step, 0) for f in compared if f is not winner

@@ -23,6 +23,9 @@ from totpd.telemetry import metrics, tracing
 
 _log = logging.getLogger("totpd.service")
 _ALGORITHMS = {algorithm.value: algorithm for algorithm in Algorithm}
+# The C call's columns, one entry per (code, factor) pair: keys, algorithms,
+# digits, counters (the window's centre) and codes.
+_Columns = tuple[list[bytes], list[Algorithm], list[int], list[int], list[int]]
 
 
 class MatchedSteps(NamedTuple):
@@ -52,34 +55,89 @@ def matched_steps(
     """
     answered: list[tuple[Check, Verdict]] = []
     compared: list[tuple[Check, list[CandidateFactor]]] = []
-    keys: list[bytes] = []
-    algorithms: list[Algorithm] = []
-    digits: list[int] = []
-    counters: list[int] = []
-    codes: list[int] = []
-    sealed_tenant = tenant_slot(tenant)
+    columns: _Columns = ([], [], [], [], [])
+    keys, algorithms, digits, counters, codes = columns
+    sealed = tenant_slot(tenant)
     for check in checks:
         factors = by_account[check.item.account_id]
-        unblocked = unblocked_factors(check, factors, now, guarded, policy, answered)
-        if unblocked is None:
+        f = factors[0]
+        if (
+            len(factors) > 1
+            or f.blocked_until > now
+            or (guarded and (f.locked_at is not None or f.budget_tat is not None))
+        ):
+            _add_checked(
+                open_secret,
+                sealed,
+                check,
+                factors,
+                now,
+                guarded,
+                policy,
+                answered,
+                compared,
+                columns,
+            )
             continue
-        if not open_keys(open_secret, sealed_tenant, unblocked, keys):
+        # The common case, inline: one factor, unblocked, its account with no
+        # failure on record (what unblocked_factors answers without a call).
+        try:
+            keys.append(
+                open_secret(
+                    f.factor_id,
+                    f.account_id,
+                    f.secret_key_id,
+                    f.secret_nonce,
+                    f.secret_ciphertext,
+                    tenant_id=sealed,
+                )
+            )
+        except SecretUnavailableError:
+            _log_secret_unavailable(f)
             answered.append((check, secret_unavailable()))
             continue
-        compared.append((check, unblocked))
-        code = int(check.item.code)
-        for f in unblocked:
-            algorithms.append(_ALGORITHMS[f.algorithm])
-            digits.append(f.digits)
-            # Centred on the app's measured drift (Resync; 0 until then).
-            counters.append(now // f.period_seconds + f.drift_steps)
-            codes.append(code)
+        compared.append((check, factors))
+        algorithms.append(_ALGORITHMS[f.algorithm])
+        digits.append(f.digits)
+        # Centred on the app's measured drift (Resync; 0 until then).
+        counters.append(now // f.period_seconds + f.drift_steps)
+        codes.append(int(check.item.code))
     with (
         otp.KeyTable.of(keys, algorithms, digits, counters) as table,
         tracing.span("totpd.core.verify_batch", "totpd.core.pairs", len(keys)),
     ):
         steps = otp.verify_batch(table, range(len(keys)), codes, policy.window)
     return MatchedSteps(answered, compared, steps, counters)
+
+
+def _add_checked(
+    open_secret: Callable[..., bytes],
+    sealed: str,
+    check: Check,
+    factors: list[CandidateFactor],
+    now: int,
+    guarded: bool,
+    policy: Policy,
+    answered: list[tuple[Check, Verdict]],
+    compared: list[tuple[Check, list[CandidateFactor]]],
+    columns: _Columns,
+) -> None:
+    """`matched_steps` for any check: its pairs appended to `columns`, or its
+    verdict to `answered`."""
+    unblocked = unblocked_factors(check, factors, now, guarded, policy, answered)
+    if unblocked is None:
+        return
+    keys, algorithms, digits, counters, codes = columns
+    if not open_keys(open_secret, sealed, unblocked, keys):
+        answered.append((check, secret_unavailable()))
+        return
+    compared.append((check, unblocked))
+    code = int(check.item.code)
+    for f in unblocked:
+        algorithms.append(_ALGORITHMS[f.algorithm])
+        digits.append(f.digits)
+        counters.append(now // f.period_seconds + f.drift_steps)
+        codes.append(code)
 
 
 def unblocked_factors(

@@ -17,7 +17,6 @@ from sqlalchemy import (
     ColumnElement,
     Dialect,
     Float,
-    Insert,
     Integer,
     Select,
     String,
@@ -28,19 +27,14 @@ from sqlalchemy import (
     case,
     cast,
     func,
-    literal,
     literal_column,
     not_,
-    null,
     or_,
     select,
-    true,
-    tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.sql.selectable import CTE
+from sqlalchemy.sql.selectable import CTE, FromClause
 from sqlalchemy.types import TypeEngine
 
 from totpd.domain import FactorState
@@ -75,10 +69,13 @@ READ_COLUMNS = (
 )
 
 
-def _read_base(state: FactorState, *, ordered: bool = True) -> Select[Any]:
+def _read_base(
+    state: FactorState, *, ordered: bool = True, keys: FromClause | None = None
+) -> Select[Any]:
     # The account's row comes with each factor (a primary-key lookup per
-    # account): its budget is decided on in the same round.
-    with_account = _FACTORS.outerjoin(
+    # account): its budget is decided on in the same round. `keys`: a join
+    # that picks the factors (the bulk read's key rows).
+    with_account = (_FACTORS if keys is None else keys).outerjoin(
         _ACCOUNTS,
         and_(
             _ACCOUNTS.c.tenant == _FACTORS.c.tenant,
@@ -131,13 +128,36 @@ def _round_keys(dialect: str) -> Select[Any]:
     return select(*columns).select_from(elements)
 
 
+def _round_key_rows(dialect: str) -> FromClause:
+    """The ``p_keys`` pairs (`_round_keys`) joined to their factors: one index
+    search on (account, tenant, state) per pair.
+
+    A join, not ``(account_id, tenant) IN (SELECT ...)``: SQLite searched
+    that by account id alone and PostgreSQL built the list first, 25% and
+    35-45% more for 10,000 pairs (benchmarks/NOTES.md). A round holds one
+    pair per account, so the join repeats no factor.
+    """
+    keys = bindparam("p_keys", type_=String)
+    if dialect == "postgresql":
+        elements = func.jsonb_array_elements(cast(keys, JSONB)).table_valued("value")
+    else:
+        elements = func.json_each(keys).table_valued("value")
+    pairs = elements.alias("round_keys")
+    pair = pairs.c.value.op("->>", return_type=String)
+    return pairs.join(
+        _FACTORS,
+        and_(
+            _FACTORS.c.account_id == pair(literal_column("0")),
+            _FACTORS.c.tenant == pair(literal_column("1")),
+        ),
+    )
+
+
 @functools.cache
 def read_many(dialect: str, state: FactorState, lock: bool) -> Select[Any]:
     """The bulk shape: every factor in `state` of the accounts of a round, bound
-    as (account, tenant) pairs (`_round_keys`), ordered by id only when locking."""
-    statement = _read_base(state, ordered=lock).where(
-        tuple_(_FACTORS.c.account_id, _FACTORS.c.tenant).in_(_round_keys(dialect))
-    )
+    as (account, tenant) pairs (`_round_key_rows`), ordered by id only when locking."""
+    statement = _read_base(state, ordered=lock, keys=_round_key_rows(dialect))
     return _locking(statement, dialect, lock)
 
 
@@ -231,10 +251,41 @@ def write_one(dialect: str, state: FactorState, activate: bool, alone: bool) -> 
     return statement
 
 
+# A step won on a factor with no failure on record, as read: its new failure
+# count and block are 0, as were the ones read, so three values say it all.
+_WON_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
+    ("factor_id", String),
+    ("step", BigInteger),
+    ("seen_step", BigInteger),
+]
+
+
 @functools.cache
 def write_many(dialect: str, state: FactorState, activate: bool) -> Update:
-    """Many factors, their rows bound as one JSON parameter."""
-    new = _json_rows(dialect, "new", _WRITE_FIELDS)
+    """Many factors, their rows bound as JSON: `_WRITE_FIELDS` rows in ``p_rows``,
+    and on SQLite the steps won on factors with no failure on record as
+    `_WON_FIELDS` rows in ``p_won`` (the common batch: 3 values a row, not 8).
+
+    PostgreSQL takes every row in ``p_rows``: one list, in the lock order the
+    store sorts it in (rounds.py); SQLite locks the whole database.
+    """
+    if dialect == "postgresql":
+        new = _json_rows(dialect, "new", _WRITE_FIELDS)
+    else:
+        won = _json_select(dialect, "p_won", _WON_FIELDS).subquery("won")
+        zero: ColumnElement[int] = literal_column("0")
+        one: ColumnElement[int] = literal_column("1")
+        as_rows = select(
+            won.c.factor_id,
+            zero.label("failed"),
+            zero.label("blocked"),
+            won.c.step,
+            one.label("consumed"),
+            zero.label("seen_failed"),
+            zero.label("seen_blocked"),
+            won.c.seen_step,
+        )
+        new = as_rows.union_all(_json_select(dialect, "p_rows", _WRITE_FIELDS)).cte("new")
     columns = {name: new.c[name] for name, _ in _WRITE_FIELDS}
     consumed = columns.pop("consumed") == 1
     return _write(state, _WriteColumns(consumed=consumed, **columns), activate).add_cte(new)
@@ -243,7 +294,14 @@ def write_many(dialect: str, state: FactorState, activate: bool) -> Update:
 def _json_rows(
     dialect: str, name: str, columns: Sequence[tuple[str, type[TypeEngine[Any]]]]
 ) -> CTE:
-    """`WITH name AS (SELECT ... FROM <JSON array of rows>)`, bound as one parameter.
+    """`WITH name AS (SELECT ... FROM <JSON array of rows>)`, bound as ``p_rows``."""
+    return _json_select(dialect, "p_rows", columns).cte(name)
+
+
+def _json_select(
+    dialect: str, parameter: str, columns: Sequence[tuple[str, type[TypeEngine[Any]]]]
+) -> Select[Any]:
+    """`SELECT ... FROM <JSON array of rows>`, the array bound as one parameter.
 
     The SQL is the same for 1 or 10,000 rows, so it is compiled once; a VALUES
     list is compiled anew for every batch (half a second for 10k rows).
@@ -251,7 +309,7 @@ def _json_rows(
     jsonb_array_elements (parsed once, not once per `->>`: a 10k-row write
     15% faster than with json); both name the element `value` and support `->>`.
     """
-    rows = bindparam("p_rows", type_=String)
+    rows = bindparam(parameter, type_=String)
     if dialect == "postgresql":
         elements = func.jsonb_array_elements(cast(rows, JSONB)).table_valued("value")
     else:
@@ -260,107 +318,7 @@ def _json_rows(
         cast(elements.c.value.op("->>")(literal_column(str(index))), kind()).label(column_name)
         for index, (column_name, kind) in enumerate(columns)
     ]
-    return select(*fields).select_from(elements).cte(name)
-
-
-# -- account writes ------------------------------------------------------------
-
-_ACCOUNT_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
-    ("account_id", String),
-    ("budget_tat", BigInteger),
-    ("consecutive_failures", Integer),
-    ("locked_at", BigInteger),
-    ("seen_budget_tat", BigInteger),
-    ("seen_consecutive_failures", Integer),
-]
-_ACCOUNT_COLUMNS = ("account_id", "budget_tat", "consecutive_failures", "locked_at")
-# An insert's columns: the round's tenant, then the account's.
-_INSERT_COLUMNS = ("tenant", *_ACCOUNT_COLUMNS)
-_ACCOUNT_KEY = [_ACCOUNTS.c.account_id, _ACCOUNTS.c.tenant]
-
-
-def _account_update(new: dict[str, ColumnElement[Any]]) -> Update:
-    """UPDATE the account only where it still holds the state read and is not locked
-    (a locked account is never compared, so nothing is written for it)."""
-    return (
-        update(_ACCOUNTS)
-        .where(
-            _ACCOUNTS.c.tenant == _TENANT,
-            _ACCOUNTS.c.account_id == new["account_id"],
-            _ACCOUNTS.c.budget_tat == new["seen_budget_tat"],
-            _ACCOUNTS.c.consecutive_failures == new["seen_consecutive_failures"],
-            _ACCOUNTS.c.locked_at.is_(None),
-        )
-        .values({name: new[name] for name in _ACCOUNT_COLUMNS[1:]})
-        .returning(_ACCOUNTS.c.account_id)
-    )
-
-
-@functools.cache
-def account_update_one(dialect: str) -> Update:
-    return _account_update(
-        {name: bindparam(f"p_{name}", type_=kind) for name, kind in _ACCOUNT_FIELDS}
-    )
-
-
-@functools.cache
-def account_update_many(dialect: str) -> Update:
-    new = _json_rows(dialect, "new", _ACCOUNT_FIELDS)
-    return _account_update({name: new.c[name] for name, _ in _ACCOUNT_FIELDS}).add_cte(new)
-
-
-def _insert(dialect: str) -> Any:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
-@functools.cache
-def account_insert_one(dialect: str) -> Insert:
-    """INSERT the account's first row, unless another round inserted it meanwhile."""
-    values = {name: bindparam(f"p_{name}", type_=kind) for name, kind in _ACCOUNT_FIELDS[:4]}
-    statement = _insert(dialect)(_ACCOUNTS).values(tenant=_TENANT, **values)
-    inserted: Insert = statement.on_conflict_do_nothing(index_elements=_ACCOUNT_KEY).returning(
-        _ACCOUNTS.c.account_id
-    )
-    return inserted
-
-
-@functools.cache
-def account_insert_many(dialect: str) -> Insert:
-    new = _json_rows(dialect, "new", _ACCOUNT_FIELDS)
-    # The WHERE resolves SQLite's parsing ambiguity of INSERT ... SELECT ... ON CONFLICT.
-    rows = select(_TENANT, *(new.c[name] for name in _ACCOUNT_COLUMNS)).where(true())
-    statement = _insert(dialect)(_ACCOUNTS).from_select(list(_INSERT_COLUMNS), rows)
-    inserted: Insert = statement.on_conflict_do_nothing(index_elements=_ACCOUNT_KEY).returning(
-        _ACCOUNTS.c.account_id
-    )
-    return inserted
-
-
-@functools.cache
-def insert_missing_accounts() -> Insert:
-    """PostgreSQL: give each account of a locked round its row, in account order,
-    with a full budget and no failures, where it has none yet."""
-    keys = _round_keys("postgresql").subquery()
-    rows = select(
-        keys.c.tenant, keys.c.account_id, literal(0, BigInteger), literal(0, Integer), null()
-    ).order_by(keys.c.account_id)
-    statement = postgresql.insert(_ACCOUNTS).from_select(list(_INSERT_COLUMNS), rows)
-    inserted: Insert = statement.on_conflict_do_nothing(index_elements=_ACCOUNT_KEY).returning(
-        _ACCOUNTS.c.account_id
-    )
-    return inserted
-
-
-@functools.cache
-def lock_accounts() -> Select[Any]:
-    """PostgreSQL: lock the rows of a round's accounts (`_round_keys`), in
-    account order, so that a locked round holds them to its commit."""
-    return (
-        select(_ACCOUNTS.c.account_id)
-        .where(tuple_(_ACCOUNTS.c.account_id, _ACCOUNTS.c.tenant).in_(_round_keys("postgresql")))
-        .order_by(_ACCOUNTS.c.account_id)
-        .with_for_update()
-    )
+    return select(*fields).select_from(elements)
 
 
 # -- resync ----------------------------------------------------------------------

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, Insert, Update
 
 from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
-from totpd.store import audit, audit_sql, deadline, round_sql
+from totpd.store import account_sql, audit, audit_sql, deadline, round_sql
 from totpd.store.dbapi import RawConnection, deadline_on_database_clock, forget_clock_offset
 from totpd.store.errors import RoundAbortedError
 from totpd.store.requests import Completion, complete_statement, complete_values
@@ -129,8 +129,8 @@ class LockedRound:
         if self._connection.dialect.name == "postgresql":
             accounts = sorted({request.account_id for request in requests})
             values: dict[str, object] = {"p_keys": _keys(accounts, tenant)}
-            self._connection.run(round_sql.insert_missing_accounts(), values)
-            self._connection.run(round_sql.lock_accounts(), values)
+            self._connection.run(account_sql.insert_missing_accounts(), values)
+            self._connection.run(account_sql.lock_accounts(), values)
         return _read(self._connection, requests, state, now, tenant, lock=True)
 
     def write(
@@ -282,15 +282,38 @@ def _write_statement(
             "p_seen_blocked": write.seen_blocked_until,
             "p_seen_step": write.seen_last_used_step,
         }
-    # On PostgreSQL, sorted by factor id: the order the locked read takes row
-    # locks in, so a write planned as a loop over the rows locks in that order
-    # too. SQLite locks the whole database (sorting 10k rows cost ~4 ms).
-    rows = sorted(writes) if dialect == "postgresql" else writes
-    return round_sql.write_many(dialect, state, activate), {
-        "p_now": now,
-        "p_tenant": tenant,
-        "p_rows": json.dumps(rows),
-    }
+    return round_sql.write_many(dialect, state, activate), bulk_write_values(
+        dialect, writes, now=now, tenant=tenant
+    )
+
+
+def bulk_write_values(
+    dialect: str, writes: Sequence[FactorWrite], *, now: int, tenant: str
+) -> dict[str, object]:
+    """The values of `round_sql.write_many` for `writes` (also the seam for the
+    benchmarks that run the store's SQL raw: benchmarks/service/batch.py)."""
+    values: dict[str, object] = {"p_now": now, "p_tenant": tenant}
+    if dialect == "postgresql":
+        # Sorted by factor id: the order the locked read takes row locks in, so
+        # a write planned as a loop over the rows locks in that order too.
+        values["p_rows"] = json.dumps(sorted(writes))
+        return values
+    # SQLite locks the whole database, in any order (sorting 10k rows cost ~4 ms).
+    won: list[tuple[str, int, int]] = []
+    rows: list[FactorWrite] = []
+    for write in writes:
+        if write.consumed and not (
+            write.failed_attempts
+            or write.blocked_until
+            or write.seen_failed_attempts
+            or write.seen_blocked_until
+        ):
+            won.append((write.factor_id, write.last_used_step, write.seen_last_used_step))
+        else:
+            rows.append(write)
+    values["p_won"] = json.dumps(won)
+    values["p_rows"] = json.dumps(rows)
+    return values
 
 
 # A statement, its values, and the rows it must return (None: any number).
@@ -312,8 +335,8 @@ def _account_statements(
     inserts = [a for a in accounts if a.seen_budget_tat is None]
     statements: list[_Statement] = []
     for rows, many, one in (
-        (updates, round_sql.account_update_many, round_sql.account_update_one),
-        (inserts, round_sql.account_insert_many, round_sql.account_insert_one),
+        (updates, account_sql.account_update_many, account_sql.account_update_one),
+        (inserts, account_sql.account_insert_many, account_sql.account_insert_one),
     ):
         if len(rows) == 1:
             values: dict[str, object] = {
