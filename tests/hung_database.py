@@ -219,6 +219,14 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> HangingDatabase:
     return locked
 
 
+@pytest.fixture
+def hung_engine(database: HangingDatabase) -> Iterator[Engine]:
+    """An engine on `database` (hang it with `database.hung()`)."""
+    engine = open_engine(database.url)
+    yield engine
+    engine.dispose()
+
+
 def hang_before_write(
     monkeypatch: pytest.MonkeyPatch, database: HangingDatabase, stack: ExitStack, write: int = 1
 ) -> None:

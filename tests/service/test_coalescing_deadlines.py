@@ -4,7 +4,6 @@ database is back nothing of the round was stored."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
@@ -12,7 +11,13 @@ from sqlalchemy import Engine
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
-from tests.hung_database import HangingDatabase, database, hang_before_write, paused_postgres
+from tests.hung_database import (
+    HangingDatabase,
+    database,
+    hang_before_write,
+    hung_engine,
+    paused_postgres,
+)
 from tests.service.coalesced import Call, HeldRound, results, run_behind_a_held_round
 from tests.totp_oracle import code_at, wrong_code
 from totpd import deadlines
@@ -20,19 +25,12 @@ from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, VerifyItem, VerifyResult
-from totpd.store import FactorStore, open_engine
+from totpd.store import FactorStore
 from totpd.store.deadline import DeadlineExceededError
 
-__all__ = ["database", "paused_postgres"]  # fixtures
+__all__ = ["database", "hung_engine", "paused_postgres"]  # fixtures
 
 DEADLINE = 0.5
-
-
-@pytest.fixture
-def hung_engine(database: HangingDatabase) -> Iterator[Engine]:
-    engine = open_engine(database.url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

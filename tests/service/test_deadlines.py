@@ -11,7 +11,7 @@ deadline and ran after it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, NamedTuple
 
@@ -20,7 +20,13 @@ from sqlalchemy import Engine, create_engine, event
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
-from tests.hung_database import HangingDatabase, database, hang_before_write, paused_postgres
+from tests.hung_database import (
+    HangingDatabase,
+    database,
+    hang_before_write,
+    hung_engine,
+    paused_postgres,
+)
 from tests.service.conftest import results_of
 from tests.totp_oracle import code_at, wrong_code
 from totpd import deadlines
@@ -29,20 +35,13 @@ from totpd.service.errors import ErrorReason
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, EnrollParams, VerifyItem, VerifyResult
-from totpd.store import FactorStore, open_engine
+from totpd.store import FactorStore
 from totpd.store.deadline import DeadlineExceededError, DeadlinePool
 
-__all__ = ["database", "paused_postgres"]  # fixtures
+__all__ = ["database", "hung_engine", "paused_postgres"]  # fixtures
 
 # How long a call may wait here; the database stays hung longer than that.
 DEADLINE = 0.5
-
-
-@pytest.fixture
-def hung_engine(database: HangingDatabase) -> Iterator[Engine]:
-    engine = open_engine(database.url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -128,22 +128,13 @@ def insert_after(write: Update) -> Insert:
 def one_event_values(events: RoundEvents) -> dict[str, object]:
     """The bound values of a round's one event (`insert_after`, `_one_event`), built
     directly: the unary hot path."""
-    call = events.call
     ((account_id, factor_id, result, offset),) = events.items
-    return {
-        "p_time_us": call.time_us,
-        "p_caller": call.caller,
-        "p_tenant": call.tenant,
-        "p_method": call.method,
-        "p_request_id": call.request_id,
-        "p_peer": call.peer,
-        "p_status_code": call.status_code,
-        "p_error_reason": call.error_reason,
-        "p_account_id": account_id,
-        "p_factor_id": factor_id,
-        "p_verify_result": result,
-        "p_step_offset": offset,
-    }
+    values = _call_values(events.call)
+    values["p_account_id"] = account_id
+    values["p_factor_id"] = factor_id
+    values["p_verify_result"] = result
+    values["p_step_offset"] = offset
+    return values
 
 
 def _call_values(call: AuditCall) -> dict[str, object]:
