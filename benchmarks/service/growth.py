@@ -20,18 +20,19 @@ cost is largest size / smallest size: the goal is at most 1.5.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from sqlalchemy import make_url
 
 from benchmarks.service import batch, bulk_seed, report, unary
 from benchmarks.service.bulk_seed import DerivedFactors, GrowthPool
@@ -43,7 +44,8 @@ from benchmarks.service.fixtures import (
     sqlite_database,
     sqlite_settings,
 )
-from benchmarks.service.servers import ServerProcess, children, cpu_seconds, database_cpu_seconds
+from benchmarks.service.process_memory import RssSampler, server_pids, status_kb
+from benchmarks.service.servers import ServerProcess, cpu_seconds, database_cpu_seconds
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
@@ -55,55 +57,10 @@ DEFAULTS: dict[str, Any] = {
     "concurrency": 16,  # unary calls in flight
     "batch": 10_000,
     "repeat": 3,  # batch calls per turn (after one uncounted warm-up in the first)
-    "parallel": 4,  # batches in flight at once for the memory figure (the worker threads)
     "processes": "auto",
     "open_rates": [],
     "max_outstanding": 1000,
 }
-
-
-# --- memory of the server processes ------------------------------------------
-
-
-def _status_kb(pid: int, field: str) -> int:
-    """A /proc/<pid>/status size field (VmRSS, VmHWM) in kB; 0 if the process is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def server_pids(server: ServerProcess) -> list[int]:
-    return [server.pid, *children(server.pid)]
-
-
-class RssSampler:
-    """The largest VmRSS of each server process, sampled every `interval` seconds."""
-
-    def __init__(self, pids: list[int], interval: float = 0.02) -> None:
-        self.pids = pids
-        self.interval = interval
-        self.peak_kb = dict.fromkeys(pids, 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for pid in self.pids:
-                self.peak_kb[pid] = max(self.peak_kb[pid], _status_kb(pid, "VmRSS"))
-            self._stop.wait(self.interval)
-
-    @contextmanager
-    def running(self) -> Iterator[RssSampler]:
-        self._thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            self._thread.join(timeout=5)
 
 
 # --- one size ----------------------------------------------------------------
@@ -145,75 +102,88 @@ def _valid(response: Any) -> int:
     )
 
 
-def _parallel_batches(server: ServerProcess, pool: GrowthPool, n: int, parallel: int) -> int:
-    """`parallel` BatchVerify calls of n items in flight at once (one connection: one
-    server process takes them all); the VALID count. One `take` for all: a factor in
-    two calls at once could have its later step committed first."""
-    pairs = pool.take(n * parallel)
-    requests = [batch.batch_request(pool, pairs[k * n : (k + 1) * n]) for k in range(parallel)]
-    stub = pb_grpc.TotpServiceStub(batch.channel(server.address))
-    with ThreadPoolExecutor(parallel) as threads:
-        responses = list(threads.map(lambda r: stub.BatchVerify(r, timeout=600), requests))
-    return sum(_valid(response) for response in responses)
+class Target(NamedTuple):
+    """A database to measure, and the pool of its factors' codes."""
+
+    name: str  # "grown", or "reference": the smallest size, measured beside every size
+    database: Database
+    pool: GrowthPool
 
 
 def measure_size(
-    database: Database, data_dir: Path, pool: GrowthPool, config: dict[str, Any]
-) -> dict[str, Any]:
-    """A fresh server on the database as it is: unary and batch turns, memory, open loop."""
+    targets: list[Target], data_dir: Path, config: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """A fresh server per target, measured in alternating turns (a noisy neighbour hits
+    all alike): a unary level and batch calls per target and turn, every server's
+    memory sampled throughout; then the open-loop levels on the first target."""
     n = config["batch"]
-    server = ServerProcess(
-        data_dir, database.url, name=f"totpd-growth-{len(pool)}", processes=config["processes"]
-    )
-    server.start()
-    database_cpu: Callable[[], float | None] = lambda: database_cpu_seconds(database)  # noqa: E731
+    servers = {
+        target.name: ServerProcess(
+            data_dir,
+            target.database.url,
+            name=f"totpd-growth-{target.name}-{len(target.pool)}",
+            processes=config["processes"],
+        )
+        for target in targets
+    }
+    levels: dict[str, list[dict[str, Any]]] = {target.name: [] for target in targets}
+    calls: dict[str, list[dict[str, Any]]] = {target.name: [] for target in targets}
+    first = targets[0]
     try:
-        levels, calls = [], []
-        pids = server_pids(server)
-        idle_kb = {pid: _status_kb(pid, "VmRSS") for pid in pids}
-        sampler = RssSampler(pids)
-        with sampler.running():
+        for server in servers.values():
+            server.start()
+        pids = {name: server_pids(server) for name, server in servers.items()}
+        idle_kb = {name: {pid: status_kb(pid, "VmRSS") for pid in pids[name]} for name in pids}
+        samplers = {name: RssSampler(pids[name]) for name in pids}
+        with ExitStack() as stack:
+            for sampler in samplers.values():
+                stack.enter_context(sampler.running())
             for turn in range(config["turns"]):
-                levels.append(
-                    unary.run_level(
-                        server,
-                        pool,
-                        config["concurrency"],
-                        config["seconds"],
-                        max_rate=6000.0,
-                        database_cpu=database_cpu,
+                for target in targets:
+                    server = servers[target.name]
+                    levels[target.name].append(
+                        unary.run_level(
+                            server,
+                            target.pool,
+                            config["concurrency"],
+                            config["seconds"],
+                            max_rate=6000.0,
+                            database_cpu=functools.partial(database_cpu_seconds, target.database),
+                        )
                     )
-                )
-                figures = _batch_calls(server, database, pool, n, config["repeat"] + (turn == 0))
-                calls += figures[1:] if turn == 0 else figures  # the first call warms up
-            parallel_valid = _parallel_batches(server, pool, n, config["parallel"])
-        memory = {
-            "idle_rss_kb": idle_kb,
-            "peak_rss_kb": sampler.peak_kb,
-            "hwm_kb": {pid: _status_kb(pid, "VmHWM") for pid in pids},
-            "parallel": config["parallel"],
-            "parallel_valid_fraction": parallel_valid / (n * config["parallel"]),
-        }
+                    count = config["repeat"] + (turn == 0)
+                    figures = _batch_calls(server, target.database, target.pool, n, count)
+                    calls[target.name] += figures[1:] if turn == 0 else figures  # warm-up
         opened = [
             unary.run_open_level(
-                server,
-                pool,
+                servers[first.name],
+                first.pool,
                 rate,
                 config["seconds"],
                 config["max_outstanding"],
-                database_cpu=database_cpu,
+                database_cpu=functools.partial(database_cpu_seconds, first.database),
             )
             for rate in config["open_rates"]
         ]
+        hwm_kb = {name: {pid: status_kb(pid, "VmHWM") for pid in pids[name]} for name in pids}
     finally:
-        server.stop()
-    return {
-        "unary": _unary_summary(levels),
-        "batch": _batch_summary(calls, n),
-        "memory": memory,
-        "unary_open": opened,
-        "pool_waited_s": pool.waited_seconds,
+        for server in servers.values():
+            server.stop()
+    out: dict[str, dict[str, Any]] = {
+        name: {
+            "unary": _unary_summary(levels[name]),
+            "batch": _batch_summary(calls[name], n),
+            "memory": {
+                "idle_rss_kb": idle_kb[name],
+                "peak_rss_kb": samplers[name].peak_kb,
+                "hwm_kb": hwm_kb[name],
+            },
+            "unary_open": [],
+        }
+        for name in servers
     }
+    out[first.name]["unary_open"] = opened
+    return out
 
 
 def _unary_summary(levels: list[dict[str, Any]]) -> dict[str, Any]:
@@ -262,24 +232,34 @@ def _median_or_none(values: list[float | None]) -> float | None:
 # --- the whole run -------------------------------------------------------------
 
 
-def run(name: str, sizes: list[int], config: dict[str, Any], workers: int) -> dict[str, Any]:
-    """Grow one throwaway database through `sizes`, measuring at each."""
+def run(
+    name: str, sizes: list[int], config: dict[str, Any], workers: int, reference: bool = True
+) -> dict[str, Any]:
+    """Grow one throwaway database through `sizes`, measuring at each; with `reference`,
+    beside a second database that stays at the smallest size."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"totpd-growth-{name}-"))
     opener = sqlite_database(data_dir) if name == "sqlite" else postgres_database()
     derived = DerivedFactors(os.urandom(32))
+    keyring_path = data_dir / "totpd.key"
+    sizes = sorted(sizes)
     try:
         with opener as database:
             keyring = make_keyring(data_dir)
-            settings = sqlite_settings if database.name == "sqlite" else postgres_settings
-            pool = GrowthPool(derived, 0)
+            targets = [Target("grown", database, GrowthPool(derived, 0))]
+            smallest = reference_database(database, data_dir) if reference else None
+            if smallest is not None:
+                _log(f"{name}: the reference database, {sizes[0]:,} factors")
+                bulk_seed.grow(smallest, keyring_path, derived, sizes[0], workers)
+                bulk_seed.check_sample(smallest, keyring, derived, sizes[0])
+                targets.append(Target("reference", smallest, GrowthPool(derived, sizes[0])))
             rows = []
-            for size in sorted(sizes):
+            for size in sizes:
                 _log(f"{name}: growing to {size:,} factors")
-                seeded = bulk_seed.grow(database, data_dir / "totpd.key", derived, size, workers)
+                seeded = bulk_seed.grow(database, keyring_path, derived, size, workers)
                 checked = bulk_seed.check_sample(database, keyring, derived, size)
-                pool.size = size
+                targets[0].pool.size = size
                 _log(f"{name}: {size:,} factors (seeded in {seeded['seconds']:.0f} s); measuring")
-                row = {
+                row: dict[str, Any] = {
                     "factors": size,
                     "seed": seeded,
                     "sample_opened": checked,
@@ -287,19 +267,48 @@ def run(name: str, sizes: list[int], config: dict[str, Any], workers: int) -> di
                     "loadavg_before": os.getloadavg(),
                     "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
-                row.update(measure_size(database, data_dir, pool, config))
+                measured = measure_size(targets, data_dir, config)
+                row.update(measured.pop("grown"))
+                row["reference"] = measured.get("reference")
+                row["vs_reference"] = None if smallest is None else ratios(row["reference"], row)
                 row["loadavg_after"] = os.getloadavg()
                 rows.append(row)
+            settings = sqlite_settings if database.name == "sqlite" else postgres_settings
             return {
                 "database": name,
                 "settings": settings(database),
                 "config": config,
+                "reference_factors": None if smallest is None else sizes[0],
                 "sizes": rows,
-                "growth": growth(rows),
+                "growth": ratios(rows[0], rows[-1]),
+                "growth_vs_reference": rows[-1]["vs_reference"],
+                "calibration": rows[0]["vs_reference"],
                 "goal": GOAL,
             }
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def reference_database(database: Database, data_dir: Path) -> Database | None:
+    """A second, empty database beside `database`: a SQLite file of its own, or a
+    database in the same throwaway PostgreSQL server (None for an external one)."""
+    if database.sqlite_path is not None:
+        path = data_dir / "reference" / "totpd.sqlite3"
+        path.parent.mkdir()
+        return Database("sqlite", f"sqlite:///{path}", sqlite_path=path)
+    if database.source != "throwaway":
+        return None
+    with database.connect_raw() as connection:
+        connection.autocommit = True
+        connection.execute("CREATE DATABASE totpd_reference")
+    url = make_url(database.url).set(database="totpd_reference")
+    return Database(
+        "postgresql",
+        url.render_as_string(hide_password=False),
+        pg_pid=database.pg_pid,
+        source=database.source,
+        data_dir=database.data_dir,
+    )
 
 
 def table_bytes(database: Database) -> int:
@@ -327,14 +336,13 @@ def _plus(figures: dict[str, Any]) -> float | None:
     return None if database is None else figures["server_cpu_us"] + database
 
 
-def growth(rows: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Each cost at the largest size over the smallest (the goal: at most 1.5)."""
-    first, last = rows[0], rows[-1]
-    ratios: dict[str, float | None] = {}
+def ratios(small: dict[str, Any], large: dict[str, Any]) -> dict[str, float | None]:
+    """Each cost of `large` over that of `small` (the goal: at most 1.5)."""
+    out: dict[str, float | None] = {}
     for name, cost in COSTS.items():
-        low, high = cost(first), cost(last)
-        ratios[name] = None if low is None or high is None or low == 0 else high / low
-    return ratios
+        low, high = cost(small), cost(large)
+        out[name] = None if low is None or high is None or low == 0 else high / low
+    return out
 
 
 def peak_process_kb(row: dict[str, Any]) -> int:
@@ -343,36 +351,55 @@ def peak_process_kb(row: dict[str, Any]) -> int:
 
 
 def table(figures: dict[str, Any]) -> list[str]:
-    rows = figures["sizes"]
+    rows, config = figures["sizes"], figures["config"]
     lines = [
-        f"\n{figures['database']}: growth, one server per size"
-        f" ({figures['config']['processes']} processes), unary"
-        f" {figures['config']['concurrency']} in flight, BatchVerify x{figures['config']['batch']}"
-        f" (medians of {figures['config']['turns']} turns; CPU per verification)",
+        f"\n{figures['database']}: growth, a fresh server per size ({config['processes']}"
+        f" processes), unary Verify {config['concurrency']} in flight, BatchVerify"
+        f" x{config['batch']}; medians of {config['turns']} turns; CPU per verification",
         f"{'factors':>11} {'seed s':>7} {'Verify/s':>9} {'p99 ms':>7} {'srv µs':>7}"
         f" {'db µs':>6} {'batch/s':>9} {'call ms':>8} {'srv µs':>7} {'db µs':>6}"
         f" {'valid':>6} {'peak RSS MB':>11}",
     ]
     for row in rows:
-        u, b = row["unary"], row["batch"]
-        lines.append(
-            f"{row['factors']:>11,} {row['seed']['seconds']:>7.0f} {u['rps']:>9,.0f}"
-            f" {u['p99_ms']:>7.1f} {u['server_cpu_us']:>7,.0f} {_us(u['database_cpu_us']):>6}"
-            f" {b['rate']:>9,.0f} {b['call_ms']:>8.0f} {b['server_cpu_us']:>7,.1f}"
-            f" {_us(b['database_cpu_us'], 1):>6} {b['valid_fraction']:>6.0%}"
-            f" {peak_process_kb(row) / 1024:>11,.0f}"
-        )
+        lines.append(_size_line(f"{row['factors']:>11,} {row['seed']['seconds']:>7.0f}", row))
+        if row["reference"] is not None:
+            label = f"ref {figures['reference_factors']:,}"
+            lines.append(_size_line(f"{label:>19}", row["reference"]))
+    smallest, largest = f"{rows[0]['factors']:,}", f"{rows[-1]['factors']:,}"
+    lines.append(
+        f"   {'cost (goal: <= ' + str(GOAL) + 'x)':<30} {largest + ' / ' + smallest:>22}"
+        f" {'side by side with ref':>22} {'ref vs ref (~1)':>16}"
+    )
+    reference = figures["growth_vs_reference"] or {}
+    calibration = figures["calibration"] or {}
     for name, ratio in figures["growth"].items():
-        verdict = "-" if ratio is None else ("met" if ratio <= GOAL else "MISSED")
-        shown = "-" if ratio is None else f"{ratio:.2f}x"
         lines.append(
-            f"   {name:<30} {rows[-1]['factors']:,} / {rows[0]['factors']:,}: {shown} ({verdict})"
+            f"   {name:<30} {_ratio(ratio):>22} {_ratio(reference.get(name)):>22}"
+            f" {_ratio(calibration.get(name), verdict=False):>16}"
         )
     for row in rows:
         if row["unary_open"]:
-            lines.append(f"   open loop at {row['factors']:,} factors:")
+            lines.append(f"\n   open loop at {row['factors']:,} factors:")
             lines.extend(report.open_loop_lines(row["unary_open"]))
     return lines
+
+
+def _size_line(start: str, row: dict[str, Any]) -> str:
+    u, b = row["unary"], row["batch"]
+    return (
+        f"{start} {u['rps']:>9,.0f} {u['p99_ms']:>7.1f} {u['server_cpu_us']:>7,.0f}"
+        f" {_us(u['database_cpu_us']):>6} {b['rate']:>9,.0f} {b['call_ms']:>8.0f}"
+        f" {b['server_cpu_us']:>7,.1f} {_us(b['database_cpu_us'], 1):>6}"
+        f" {b['valid_fraction']:>6.0%} {peak_process_kb(row) / 1024:>11,.0f}"
+    )
+
+
+def _ratio(value: float | None, verdict: bool = True) -> str:
+    if value is None:
+        return "-"
+    if not verdict:
+        return f"{value:.2f}x"
+    return f"{value:.2f}x ({'met' if value <= GOAL else 'MISSED'})"
 
 
 def _us(value: float | None, digits: int = 0) -> str:
@@ -387,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.service.growth")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="postgresql")
     parser.add_argument("--sizes", help="comma-separated factor counts (default: per database)")
-    for key in ("turns", "concurrency", "batch", "repeat", "parallel", "max_outstanding"):
+    for key in ("turns", "concurrency", "batch", "repeat", "max_outstanding"):
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=DEFAULTS[key])
     parser.add_argument("--seconds", type=float, default=DEFAULTS["seconds"])
     parser.add_argument("--processes", default=DEFAULTS["processes"])

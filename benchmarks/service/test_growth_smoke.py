@@ -24,7 +24,6 @@ CONFIG: dict[str, Any] = {
     "concurrency": 2,
     "batch": 100,
     "repeat": 1,
-    "parallel": 2,
     "processes": 1,
     "open_rates": [200.0],
 }
@@ -45,17 +44,22 @@ def test_one_database_grows_and_each_size_is_measured(monkeypatch: pytest.Monkey
         assert unary["rps"] > 0 and unary["server_cpu_us"] > 0
         assert set(unary["verdicts"]) == {"VERIFY_RESULT_VALID"}
         assert batch["valid_fraction"] == 1.0 and batch["rate"] > 0
-        assert row["memory"]["parallel_valid_fraction"] == 1.0
         # A Python server with the C core loaded holds tens of MB, not a few kB.
         assert growth.peak_process_kb(row) > 20_000
+        # The reference stays at the smallest size and is measured in the same turns.
+        reference = row["reference"]
+        assert set(reference["unary"]["verdicts"]) == {"VERIFY_RESULT_VALID"}
+        assert reference["batch"]["valid_fraction"] == 1.0
+        assert reference["unary_open"] == []
+        assert set(row["vs_reference"]) == set(growth.COSTS)
         (level,) = row["unary_open"]
         assert level["sent"] > 0 and level["rate"] == 200.0
+    assert figures["reference_factors"] == 4_000
     assert set(figures["growth"]) == set(growth.COSTS)
-    ratio = figures["growth"]["unary server CPU µs/call"]
+    ratio = figures["growth_vs_reference"]["unary server CPU µs/call"]
     assert ratio is not None and ratio > 0
-    assert "(met)" in "\n".join(growth.table(figures)) or "MISSED" in "\n".join(
-        growth.table(figures)
-    )
+    shown = "\n".join(growth.table(figures))
+    assert "side by side with ref" in shown and "ref 4,000" in shown
 
 
 def test_the_pool_hands_out_each_factor_step_once() -> None:
