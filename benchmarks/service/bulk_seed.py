@@ -221,9 +221,18 @@ def count_factors(database: Database) -> int:
 
 
 def grow(
-    database: Database, keyring_path: Path, derived: DerivedFactors, want: int, workers: int = 2
+    database: Database,
+    keyring_path: Path,
+    derived: DerivedFactors,
+    want: int,
+    workers: int = 2,
+    fillfactor: int | None = None,
 ) -> dict[str, Any]:
-    """Seed factors [have, want) (the schema first, if new); the seconds each part took."""
+    """Seed factors [have, want) (the schema first, if new); the seconds each part took.
+
+    `fillfactor` (PostgreSQL): the loaded pages are filled only this full, as pages
+    whose rows were each updated once and vacuumed are; the table's own setting is
+    restored after the load."""
     started = time.perf_counter()
     engine = open_engine(database.url)
     try:
@@ -238,7 +247,8 @@ def grow(
         form = "copy" if database.name == "postgresql" else "executemany"
         chunks = _sealed_chunks(derived, keyring_path, have, want, form, workers)
         if database.name == "postgresql":
-            figures.update(_load_postgres(database, chunks, rebuild=want - have >= have))
+            rebuild = want - have >= have
+            figures.update(_load_postgres(database, chunks, rebuild, fillfactor))
         else:
             figures.update(_load_sqlite(database, chunks))
     figures["seconds"] = time.perf_counter() - started
@@ -246,10 +256,12 @@ def grow(
     return figures
 
 
-def _load_postgres(database: Database, chunks: Iterator[bytes], rebuild: bool) -> dict[str, Any]:
+def _load_postgres(
+    database: Database, chunks: Iterator[bytes], rebuild: bool, fillfactor: int | None
+) -> dict[str, Any]:
     import psycopg
 
-    timings: dict[str, Any] = {"indexes_rebuilt": rebuild}
+    timings: dict[str, Any] = {"indexes_rebuilt": rebuild, "fillfactor": fillfactor}
     with psycopg.connect(libpq_url(database.url)) as connection:
         connection.execute("SET maintenance_work_mem = '512MB'")  # this session's index builds
         indexes, primary = _postgres_indexes(connection) if rebuild else ([], None)
@@ -257,11 +269,15 @@ def _load_postgres(database: Database, chunks: Iterator[bytes], rebuild: bool) -
             connection.execute(f'ALTER TABLE factors DROP CONSTRAINT "{primary[0]}"')
         for name, _ in indexes:
             connection.execute(f'DROP INDEX "{name}"')
+        if fillfactor is not None:
+            connection.execute(f"ALTER TABLE factors SET (fillfactor = {int(fillfactor)})")
         began = time.perf_counter()
         with connection.cursor().copy(f"COPY factors ({', '.join(COLUMNS)}) FROM STDIN") as copy:
             for chunk in chunks:
                 copy.write(chunk)
         timings["copy_s"] = time.perf_counter() - began
+        if fillfactor is not None:
+            connection.execute("ALTER TABLE factors RESET (fillfactor)")
         began = time.perf_counter()
         if primary is not None:
             connection.execute(f'ALTER TABLE factors ADD CONSTRAINT "{primary[0]}" {primary[1]}')

@@ -27,14 +27,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import make_url
 
-from benchmarks.service import batch, bulk_seed, report, unary
+from benchmarks.service import batch, bulk_seed, db_counters, report, unary
 from benchmarks.service.bulk_seed import DerivedFactors, GrowthPool
 from benchmarks.service.fixtures import (
     Database,
@@ -44,12 +43,12 @@ from benchmarks.service.fixtures import (
     sqlite_database,
     sqlite_settings,
 )
+from benchmarks.service.growth_report import GOAL, ratios, table
 from benchmarks.service.process_memory import RssSampler, server_pids, status_kb
 from benchmarks.service.servers import ServerProcess, cpu_seconds, database_cpu_seconds
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
-GOAL = 1.5  # largest size's cost / smallest size's, per verification
 SIZES = {"postgresql": [100_000, 1_000_000, 10_000_000], "sqlite": [100_000, 1_000_000]}
 DEFAULTS: dict[str, Any] = {
     "turns": 3,
@@ -59,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "repeat": 3,  # batch calls per turn (after one uncounted warm-up in the first)
     "processes": "auto",
     "open_rates": [],
+    "load_fillfactor": None,  # PostgreSQL: pages filled to this % by the load (None: 100)
     "max_outstanding": 1000,
 }
 
@@ -76,10 +76,12 @@ def _batch_calls(
     for _ in range(calls):
         request = batch.batch_request(pool, pool.take(n))
         server_cpu, database_cpu = cpu_seconds(server.pid), database_cpu_seconds(database)
+        wal = db_counters.wal_bytes(database)
         started = time.perf_counter()
         response = stub.BatchVerify(request, timeout=600)
         elapsed = time.perf_counter() - started
         database_after = database_cpu_seconds(database)
+        wal_after = db_counters.wal_bytes(database)
         figures.append(
             {
                 "seconds": elapsed,
@@ -88,6 +90,7 @@ def _batch_calls(
                 if database_cpu is None or database_after is None
                 else database_after - database_cpu,
                 "valid": _valid(response),
+                "wal_bytes": None if wal is None or wal_after is None else wal_after - wal,
             }
         )
     return figures
@@ -129,6 +132,7 @@ def measure_size(
     levels: dict[str, list[dict[str, Any]]] = {target.name: [] for target in targets}
     calls: dict[str, list[dict[str, Any]]] = {target.name: [] for target in targets}
     first = targets[0]
+    counters = {target.name: db_counters.table_counters(target.database) for target in targets}
     try:
         for server in servers.values():
             server.start()
@@ -141,16 +145,18 @@ def measure_size(
             for turn in range(config["turns"]):
                 for target in targets:
                     server = servers[target.name]
-                    levels[target.name].append(
-                        unary.run_level(
-                            server,
-                            target.pool,
-                            config["concurrency"],
-                            config["seconds"],
-                            max_rate=6000.0,
-                            database_cpu=functools.partial(database_cpu_seconds, target.database),
-                        )
+                    wal = db_counters.wal_bytes(target.database)
+                    level = unary.run_level(
+                        server,
+                        target.pool,
+                        config["concurrency"],
+                        config["seconds"],
+                        max_rate=6000.0,
+                        database_cpu=functools.partial(database_cpu_seconds, target.database),
                     )
+                    wal_after = db_counters.wal_bytes(target.database)
+                    level["wal_bytes"] = None if wal is None else (wal_after or 0) - wal
+                    levels[target.name].append(level)
                     count = config["repeat"] + (turn == 0)
                     figures = _batch_calls(server, target.database, target.pool, n, count)
                     calls[target.name] += figures[1:] if turn == 0 else figures  # warm-up
@@ -169,6 +175,13 @@ def measure_size(
     finally:
         for server in servers.values():
             server.stop()
+    time.sleep(1.5)  # the stopped servers' backends have flushed their statistics
+    tables = {
+        target.name: db_counters.table_delta(
+            counters[target.name], db_counters.table_counters(target.database)
+        )
+        for target in targets
+    }
     out: dict[str, dict[str, Any]] = {
         name: {
             "unary": _unary_summary(levels[name]),
@@ -179,6 +192,7 @@ def measure_size(
                 "hwm_kb": hwm_kb[name],
             },
             "unary_open": [],
+            "table": tables[name],
         }
         for name in servers
     }
@@ -187,8 +201,8 @@ def measure_size(
 
 
 def _unary_summary(levels: list[dict[str, Any]]) -> dict[str, Any]:
-    def per_call(level: dict[str, Any], seconds: float | None) -> float | None:
-        return None if seconds is None else 1e6 * seconds / max(1, level["requests"])
+    def per_call(level: dict[str, Any], total: float | None, scale: float = 1e6) -> float | None:
+        return None if total is None else scale * total / max(1, level["requests"])
 
     server = [per_call(level, sum(level["server_cpu_s"])) for level in levels]
     database = [per_call(level, level["database_cpu_s"]) for level in levels]
@@ -205,6 +219,12 @@ def _unary_summary(levels: list[dict[str, Any]]) -> dict[str, Any]:
         "server_cpu_us": statistics.median(value or 0.0 for value in server),
         "database_cpu_us": _median_or_none(database),
         "verdicts": verdicts,
+        "wal_bytes_per_call": _median_or_none(
+            [
+                None if lv["wal_bytes"] is None else lv["wal_bytes"] / max(1, lv["requests"])
+                for lv in levels
+            ]
+        ),
     }
 
 
@@ -221,6 +241,9 @@ def _batch_summary(calls: list[dict[str, Any]], n: int) -> dict[str, Any]:
         "server_cpu_us": 1e6 * sum(call["server_cpu_s"] for call in calls) / items,
         "database_cpu_us": None if None in database else 1e6 * sum(database) / items,
         "valid_fraction": sum(call["valid"] for call in calls) / items,
+        "wal_bytes_per_item": None
+        if any(call["wal_bytes"] is None for call in calls)
+        else sum(call["wal_bytes"] for call in calls) / items,
     }
 
 
@@ -242,6 +265,7 @@ def run(
     derived = DerivedFactors(os.urandom(32))
     keyring_path = data_dir / "totpd.key"
     sizes = sorted(sizes)
+    fill = config.get("load_fillfactor")
     try:
         with opener as database:
             keyring = make_keyring(data_dir)
@@ -249,13 +273,13 @@ def run(
             smallest = reference_database(database, data_dir) if reference else None
             if smallest is not None:
                 _log(f"{name}: the reference database, {sizes[0]:,} factors")
-                bulk_seed.grow(smallest, keyring_path, derived, sizes[0], workers)
+                bulk_seed.grow(smallest, keyring_path, derived, sizes[0], workers, fill)
                 bulk_seed.check_sample(smallest, keyring, derived, sizes[0])
                 targets.append(Target("reference", smallest, GrowthPool(derived, sizes[0])))
             rows = []
             for size in sizes:
                 _log(f"{name}: growing to {size:,} factors")
-                seeded = bulk_seed.grow(database, keyring_path, derived, size, workers)
+                seeded = bulk_seed.grow(database, keyring_path, derived, size, workers, fill)
                 checked = bulk_seed.check_sample(database, keyring, derived, size)
                 targets[0].pool.size = size
                 _log(f"{name}: {size:,} factors (seeded in {seeded['seconds']:.0f} s); measuring")
@@ -321,91 +345,6 @@ def table_bytes(database: Database) -> int:
         return int(connection.execute("SELECT pg_total_relation_size('factors')").fetchone()[0])
 
 
-COSTS: dict[str, Callable[[dict[str, Any]], float | None]] = {
-    "unary ms/call (1/req/s)": lambda row: 1000 / row["unary"]["rps"],
-    "unary server CPU µs/call": lambda row: row["unary"]["server_cpu_us"],
-    "unary server+db CPU µs/call": lambda row: _plus(row["unary"]),
-    "batch µs/item (1/rate)": lambda row: 1e6 / row["batch"]["rate"],
-    "batch server CPU µs/item": lambda row: row["batch"]["server_cpu_us"],
-    "batch server+db CPU µs/item": lambda row: _plus(row["batch"]),
-}
-
-
-def _plus(figures: dict[str, Any]) -> float | None:
-    database = figures["database_cpu_us"]
-    return None if database is None else figures["server_cpu_us"] + database
-
-
-def ratios(small: dict[str, Any], large: dict[str, Any]) -> dict[str, float | None]:
-    """Each cost of `large` over that of `small` (the goal: at most 1.5)."""
-    out: dict[str, float | None] = {}
-    for name, cost in COSTS.items():
-        low, high = cost(small), cost(large)
-        out[name] = None if low is None or high is None or low == 0 else high / low
-    return out
-
-
-def peak_process_kb(row: dict[str, Any]) -> int:
-    memory = row["memory"]
-    return int(max([*memory["peak_rss_kb"].values(), *memory["hwm_kb"].values()]))
-
-
-def table(figures: dict[str, Any]) -> list[str]:
-    rows, config = figures["sizes"], figures["config"]
-    lines = [
-        f"\n{figures['database']}: growth, a fresh server per size ({config['processes']}"
-        f" processes), unary Verify {config['concurrency']} in flight, BatchVerify"
-        f" x{config['batch']}; medians of {config['turns']} turns; CPU per verification",
-        f"{'factors':>11} {'seed s':>7} {'Verify/s':>9} {'p99 ms':>7} {'srv µs':>7}"
-        f" {'db µs':>6} {'batch/s':>9} {'call ms':>8} {'srv µs':>7} {'db µs':>6}"
-        f" {'valid':>6} {'peak RSS MB':>11}",
-    ]
-    for row in rows:
-        lines.append(_size_line(f"{row['factors']:>11,} {row['seed']['seconds']:>7.0f}", row))
-        if row["reference"] is not None:
-            label = f"ref {figures['reference_factors']:,}"
-            lines.append(_size_line(f"{label:>19}", row["reference"]))
-    smallest, largest = f"{rows[0]['factors']:,}", f"{rows[-1]['factors']:,}"
-    lines.append(
-        f"   {'cost (goal: <= ' + str(GOAL) + 'x)':<30} {largest + ' / ' + smallest:>22}"
-        f" {'side by side with ref':>22} {'ref vs ref (~1)':>16}"
-    )
-    reference = figures["growth_vs_reference"] or {}
-    calibration = figures["calibration"] or {}
-    for name, ratio in figures["growth"].items():
-        lines.append(
-            f"   {name:<30} {_ratio(ratio):>22} {_ratio(reference.get(name)):>22}"
-            f" {_ratio(calibration.get(name), verdict=False):>16}"
-        )
-    for row in rows:
-        if row["unary_open"]:
-            lines.append(f"\n   open loop at {row['factors']:,} factors:")
-            lines.extend(report.open_loop_lines(row["unary_open"]))
-    return lines
-
-
-def _size_line(start: str, row: dict[str, Any]) -> str:
-    u, b = row["unary"], row["batch"]
-    return (
-        f"{start} {u['rps']:>9,.0f} {u['p99_ms']:>7.1f} {u['server_cpu_us']:>7,.0f}"
-        f" {_us(u['database_cpu_us']):>6} {b['rate']:>9,.0f} {b['call_ms']:>8.0f}"
-        f" {b['server_cpu_us']:>7,.1f} {_us(b['database_cpu_us'], 1):>6}"
-        f" {b['valid_fraction']:>6.0%} {peak_process_kb(row) / 1024:>11,.0f}"
-    )
-
-
-def _ratio(value: float | None, verdict: bool = True) -> str:
-    if value is None:
-        return "-"
-    if not verdict:
-        return f"{value:.2f}x"
-    return f"{value:.2f}x ({'met' if value <= GOAL else 'MISSED'})"
-
-
-def _us(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def _log(message: str) -> None:
     print(f"[growth {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -420,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", default=DEFAULTS["processes"])
     parser.add_argument("--open-loop-rate", type=float, action="append", default=[])
     parser.add_argument("--seed-workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--load-fillfactor",
+        type=int,
+        help="PostgreSQL: the loaded pages filled to this percentage (50: as if each row had"
+        " been updated once and vacuumed); default: packed, as COPY leaves them",
+    )
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else SIZES[args.db]

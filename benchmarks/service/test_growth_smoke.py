@@ -6,13 +6,14 @@ codes, and the memory figures come from the server processes (run with
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from benchmarks.service import bulk_seed, growth
+from benchmarks.service import bulk_seed, db_counters, growth, growth_report
 from benchmarks.service.bulk_seed import DerivedFactors
 from benchmarks.service.fixtures import make_keyring, postgres_database, sqlite_database
 from totpd.store import open_engine
@@ -45,20 +46,20 @@ def test_one_database_grows_and_each_size_is_measured(monkeypatch: pytest.Monkey
         assert set(unary["verdicts"]) == {"VERIFY_RESULT_VALID"}
         assert batch["valid_fraction"] == 1.0 and batch["rate"] > 0
         # A Python server with the C core loaded holds tens of MB, not a few kB.
-        assert growth.peak_process_kb(row) > 20_000
+        assert growth_report.peak_process_kb(row) > 20_000
         # The reference stays at the smallest size and is measured in the same turns.
         reference = row["reference"]
         assert set(reference["unary"]["verdicts"]) == {"VERIFY_RESULT_VALID"}
         assert reference["batch"]["valid_fraction"] == 1.0
         assert reference["unary_open"] == []
-        assert set(row["vs_reference"]) == set(growth.COSTS)
+        assert set(row["vs_reference"]) == set(growth_report.COSTS)
         (level,) = row["unary_open"]
         assert level["sent"] > 0 and level["rate"] == 200.0
     assert figures["reference_factors"] == 4_000
-    assert set(figures["growth"]) == set(growth.COSTS)
+    assert set(figures["growth"]) == set(growth_report.COSTS)
     ratio = figures["growth_vs_reference"]["unary server CPU µs/call"]
     assert ratio is not None and ratio > 0
-    shown = "\n".join(growth.table(figures))
+    shown = "\n".join(growth_report.table(figures))
     assert "side by side with ref" in shown and "ref 4,000" in shown
 
 
@@ -85,6 +86,18 @@ def test_postgres_grows_by_copy_and_keeps_its_indexes(tmp_path: Path) -> None:
         assert len(indexes) >= 5  # the primary key and the migrations' indexes
         assert bulk_seed.count_factors(database) == 700
         assert bulk_seed.check_sample(database, keyring, derived, 700, count=700) == 700
+        # What the growth table reads from PostgreSQL: WAL and the table's update counters.
+        before, wal = db_counters.table_counters(database), db_counters.wal_bytes(database)
+        with database.connect_raw() as connection:
+            connection.execute("UPDATE factors SET failed_attempts = 1 WHERE account_id LIKE 'b%'")
+        delta = db_counters.table_delta(before, db_counters.table_counters(database))
+        deadline = time.monotonic() + 15  # a backend flushes its statistics within a second
+        while delta["updates"] < 700 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            delta = db_counters.table_delta(before, db_counters.table_counters(database))
+        assert delta["updates"] == 700 and 0 <= delta["hot_fraction"] <= 1
+        after_wal = db_counters.wal_bytes(database)
+        assert wal is not None and after_wal is not None and after_wal > wal
 
 
 def test_sqlite_rows_are_the_store_s_rows(tmp_path: Path) -> None:
