@@ -31,6 +31,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import grpc
 from sqlalchemy import make_url
 
 from benchmarks.service import batch, bulk_seed, db_counters, report, unary
@@ -47,6 +48,7 @@ from benchmarks.service.growth_report import GOAL, ratios, table
 from benchmarks.service.process_memory import RssSampler, server_pids, status_kb
 from benchmarks.service.servers import ServerProcess, cpu_seconds, database_cpu_seconds
 from totpd.v1 import factor_pb2
+from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
 SIZES = {"postgresql": [100_000, 1_000_000, 10_000_000], "sqlite": [100_000, 1_000_000]}
@@ -78,7 +80,10 @@ def _batch_calls(
         server_cpu, database_cpu = cpu_seconds(server.pid), database_cpu_seconds(database)
         wal = db_counters.wal_bytes(database)
         started = time.perf_counter()
-        response = stub.BatchVerify(request, timeout=600)
+        try:
+            response, error = stub.BatchVerify(request, timeout=600), None
+        except grpc.RpcError as failed:  # e.g. DEADLINE_EXCEEDED: a figure, not a crash
+            response, error = pb.BatchVerifyResponse(), failed.code().name
         elapsed = time.perf_counter() - started
         database_after = database_cpu_seconds(database)
         wal_after = db_counters.wal_bytes(database)
@@ -90,6 +95,7 @@ def _batch_calls(
                 if database_cpu is None or database_after is None
                 else database_after - database_cpu,
                 "valid": _valid(response),
+                "error": error,
                 "wal_bytes": None if wal is None or wal_after is None else wal_after - wal,
             }
         )
@@ -241,6 +247,7 @@ def _batch_summary(calls: list[dict[str, Any]], n: int) -> dict[str, Any]:
         "server_cpu_us": 1e6 * sum(call["server_cpu_s"] for call in calls) / items,
         "database_cpu_us": None if None in database else 1e6 * sum(database) / items,
         "valid_fraction": sum(call["valid"] for call in calls) / items,
+        "errors": [call["error"] for call in calls if call["error"]],
         "wal_bytes_per_item": None
         if any(call["wal_bytes"] is None for call in calls)
         else sum(call["wal_bytes"] for call in calls) / items,
@@ -256,7 +263,12 @@ def _median_or_none(values: list[float | None]) -> float | None:
 
 
 def run(
-    name: str, sizes: list[int], config: dict[str, Any], workers: int, reference: bool = True
+    name: str,
+    sizes: list[int],
+    config: dict[str, Any],
+    workers: int,
+    reference: bool = True,
+    partial: Path | None = None,
 ) -> dict[str, Any]:
     """Grow one throwaway database through `sizes`, measuring at each; with `reference`,
     beside a second database that stays at the smallest size."""
@@ -297,6 +309,8 @@ def run(
                 row["vs_reference"] = None if smallest is None else ratios(row["reference"], row)
                 row["loadavg_after"] = os.getloadavg()
                 rows.append(row)
+                if partial is not None:  # a later size may fail: keep what is measured
+                    report.write_json({"database": name, "config": config, "sizes": rows}, partial)
             settings = sqlite_settings if database.name == "sqlite" else postgres_settings
             return {
                 "database": name,
@@ -370,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else SIZES[args.db]
     config = {key: getattr(args, key) for key in DEFAULTS if key != "open_rates"}
     config["open_rates"] = args.open_loop_rate
-    figures = run(args.db, sizes, config, args.seed_workers)
+    partial = None if args.out is None else args.out.with_suffix(".partial.json")
+    figures = run(args.db, sizes, config, args.seed_workers, partial=partial)
     return report.print_and_save(table(figures), figures, args.out)
 
 
