@@ -280,6 +280,7 @@ def run(
     fill = config.get("load_fillfactor")
     try:
         with opener as database:
+            set_postgres(database, config.get("pg_settings") or [])
             keyring = make_keyring(data_dir)
             targets = [Target("grown", database, GrowthPool(derived, 0))]
             smallest = reference_database(database, data_dir) if reference else None
@@ -327,6 +328,24 @@ def run(
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def set_postgres(database: Database, settings: list[str]) -> None:
+    """ALTER SYSTEM SET each `name=value` on the throwaway server and reload (settings a
+    reload applies: wal_compression, max_wal_size, checkpoint_timeout, ...)."""
+    if not settings:
+        return
+    if database.source != "throwaway":
+        raise ValueError("--pg-set changes only the benchmark's own throwaway server")
+    with database.connect_raw() as connection:
+        connection.autocommit = True
+        for setting in settings:
+            name, _, value = setting.partition("=")
+            if not name.isidentifier() or not value:
+                raise ValueError(f"--pg-set wants name=value, not {setting!r}")
+            connection.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        connection.execute("SELECT pg_reload_conf()")
+    time.sleep(1)  # the reload reaches every process
+
+
 def reference_database(database: Database, data_dir: Path) -> Database | None:
     """A second, empty database beside `database`: a SQLite file of its own, or a
     database in the same throwaway PostgreSQL server (None for an external one)."""
@@ -372,6 +391,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=DEFAULTS["seconds"])
     parser.add_argument("--processes", default=DEFAULTS["processes"])
     parser.add_argument("--open-loop-rate", type=float, action="append", default=[])
+    parser.add_argument(
+        "--pg-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="PostgreSQL: a reloadable server setting for this run (throwaway server only)",
+    )
     parser.add_argument("--seed-workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
         "--load-fillfactor",
@@ -384,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else SIZES[args.db]
     config = {key: getattr(args, key) for key in DEFAULTS if key != "open_rates"}
     config["open_rates"] = args.open_loop_rate
+    config["pg_settings"] = args.pg_set
     partial = None if args.out is None else args.out.with_suffix(".partial.json")
     figures = run(args.db, sizes, config, args.seed_workers, partial=partial)
     return report.print_and_save(table(figures), figures, args.out)
