@@ -24,6 +24,7 @@ import functools
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -294,6 +295,9 @@ def run(
                 _log(f"{name}: growing to {size:,} factors")
                 seeded = bulk_seed.grow(database, keyring_path, derived, size, workers, fill)
                 checked = bulk_seed.check_sample(database, keyring, derived, size)
+                if config.get("prewarm"):
+                    for target in targets:
+                        prewarm(target.database)
                 targets[0].pool.size = size
                 _log(f"{name}: {size:,} factors (seeded in {seeded['seconds']:.0f} s); measuring")
                 row: dict[str, Any] = {
@@ -329,21 +333,49 @@ def run(
 
 
 def set_postgres(database: Database, settings: list[str]) -> None:
-    """ALTER SYSTEM SET each `name=value` on the throwaway server and reload (settings a
-    reload applies: wal_compression, max_wal_size, checkpoint_timeout, ...)."""
+    """ALTER SYSTEM SET each `name=value` on the throwaway server, then reload, or restart
+    it when a setting needs that (shared_buffers): `pg_ctl restart` keeps its options."""
     if not settings:
         return
-    if database.source != "throwaway":
+    if database.source != "throwaway" or database.data_dir is None:
         raise ValueError("--pg-set changes only the benchmark's own throwaway server")
     with database.connect_raw() as connection:
         connection.autocommit = True
+        restart = False
         for setting in settings:
             name, _, value = setting.partition("=")
             if not name.isidentifier() or not value:
                 raise ValueError(f"--pg-set wants name=value, not {setting!r}")
             connection.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+            context = connection.execute(
+                "SELECT context FROM pg_settings WHERE name = %s", (name,)
+            ).fetchone()
+            restart = restart or (context is not None and context[0] == "postmaster")
         connection.execute("SELECT pg_reload_conf()")
+    if restart:
+        from tests.pg_server import _bin_dir
+
+        runas = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        pg_ctl = [*runas, str(_bin_dir() / "pg_ctl"), "-D", str(database.data_dir)]
+        log = str(database.data_dir.parent / "log")  # the server must not hold our pipes
+        subprocess.run([*pg_ctl, "-l", log, "restart", "-m", "fast", "-w", "-t", "120"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=180)  # fmt: skip
+        pid_file = database.data_dir / "postmaster.pid"
+        database.pg_pid = int(pid_file.read_text().split("\n", 1)[0])
     time.sleep(1)  # the reload reaches every process
+
+
+def prewarm(database: Database) -> None:
+    """Load the factors table and its indexes into shared_buffers (pg_prewarm), as a
+    long-running server would hold them when they fit."""
+    with database.connect_raw() as connection:
+        connection.autocommit = True
+        connection.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        connection.execute(
+            "SELECT pg_prewarm(c.oid) FROM pg_class c WHERE c.oid = 'factors'::regclass"
+            " OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'factors'::regclass)"
+        )
 
 
 def reference_database(database: Database, data_dir: Path) -> Database | None:
@@ -398,6 +430,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="PostgreSQL: a reloadable server setting for this run (throwaway server only)",
     )
+    parser.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="PostgreSQL: pg_prewarm the factors table and its indexes before each size",
+    )
     parser.add_argument("--seed-workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
         "--load-fillfactor",
@@ -411,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     config = {key: getattr(args, key) for key in DEFAULTS if key != "open_rates"}
     config["open_rates"] = args.open_loop_rate
     config["pg_settings"] = args.pg_set
+    config["prewarm"] = args.prewarm
     partial = None if args.out is None else args.out.with_suffix(".partial.json")
     figures = run(args.db, sizes, config, args.seed_workers, partial=partial)
     return report.print_and_save(table(figures), figures, args.out)
