@@ -98,6 +98,12 @@ def test_postgres_grows_by_copy_and_keeps_its_indexes(tmp_path: Path) -> None:
         assert delta["updates"] == 700 and 0 <= delta["hot_fraction"] <= 1
         after_wal = db_counters.wal_bytes(database)
         assert wal is not None and after_wal is not None and after_wal > wal
+        growth.prewarm(database)  # --prewarm: the table and its indexes into shared_buffers
+        with database.connect_raw() as connection:
+            installed = connection.execute(
+                "SELECT count(*) FROM pg_extension WHERE extname = 'pg_prewarm'"
+            ).fetchone()[0]
+        assert installed == 1
 
 
 def test_sqlite_rows_are_the_store_s_rows(tmp_path: Path) -> None:
