@@ -55,7 +55,7 @@ def _settings_header(meta: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _open_loop(levels: list[dict[str, Any]]) -> list[str]:
+def open_loop_lines(levels: list[dict[str, Any]]) -> list[str]:
     """The open-loop (fixed-rate) levels of one database."""
     first = levels[0]
     lines = [
@@ -99,7 +99,7 @@ def table(results: dict[str, Any]) -> str:
         if db.get("unary"):
             lines.extend(_closed_loop(db["unary"]))
         if db.get("unary_open"):
-            lines.extend(_open_loop(db["unary_open"]))
+            lines.extend(open_loop_lines(db["unary_open"]))
     wire = results.get("wire")
     if wire:
         lines.extend(_wire(wire, results["databases"]))
