@@ -74,10 +74,13 @@ class Enrolled:
         return self.response.factor
 
     def code(self, offset_steps: int = 0) -> str:
+        return self.code_at(time.time() + offset_steps * self.factor.period_seconds)
+
+    def code_at(self, when: float) -> str:
+        """The code of the step holding `when` (Unix seconds)."""
         f = self.factor
-        now = time.time() + offset_steps * f.period_seconds
         return wire_code_at(
-            self.response.secret_base32, f.algorithm, f.digits, f.period_seconds, now
+            self.response.secret_base32, f.algorithm, f.digits, f.period_seconds, when
         )
 
 

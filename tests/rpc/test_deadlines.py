@@ -198,7 +198,10 @@ def test_the_lifecycle_rpcs_end_at_the_deadline_on_a_hung_database_and_change_no
     wrong = wrong_code(enrolled.code(offset_steps=1))
     secrets_seen.add(wrong)
     assert verify(live_on, "heidi", wrong, timeout=10).result == factor_pb2.VERIFY_RESULT_INVALID
-    pair = (enrolled.code(offset_steps=1), enrolled.code(offset_steps=2))
+    # The pair from one instant; the drift it stores is counted from the step the
+    # final Resync runs in (a step may end while the database hangs).
+    at, period = time.time(), enrolled.factor.period_seconds
+    pair = (enrolled.code_at(at + period), enrolled.code_at(at + 2 * period))
     secrets_seen.add(*pair)
     stub = live_on.stub
     calls = {
@@ -228,11 +231,14 @@ def test_the_lifecycle_rpcs_end_at_the_deadline_on_a_hung_database_and_change_no
     assert used.outcome.result == factor_pb2.VERIFY_RESULT_VALID
     unlocked = stub.Unlock(lifecycle_pb2.UnlockRequest(account_id="heidi"), timeout=10)
     assert unlocked.factors_cleared == 1  # the wrong code's failure was still counted
+    step_before = int(time.time()) // period
     resynced = stub.Resync(
         lifecycle_pb2.ResyncRequest(
             account_id="heidi", factor_id=factor_id, code1=pair[0], code2=pair[1]
         ),
         timeout=10,
     )
+    step_after = int(time.time()) // period
     assert resynced.outcome.result == factor_pb2.VERIFY_RESULT_VALID
-    assert resynced.factor.drift_steps == 2
+    pair_step = int(at) // period + 2
+    assert resynced.factor.drift_steps in {pair_step - step_before, pair_step - step_after}
