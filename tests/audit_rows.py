@@ -4,6 +4,10 @@ over audit_events and audit_calls)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import Engine, text
+
 # A FROM item: `SELECT caller FROM {AUDIT_TRAIL} WHERE method = 'Verify' ORDER BY id`.
 AUDIT_TRAIL = (
     "(SELECT audit_events.id AS id, audit_events.call_id AS call_id, time_us, caller, "
@@ -13,3 +17,15 @@ AUDIT_TRAIL = (
 )
 # The tables the trail is stored in, for whole-table checks.
 AUDIT_TABLES = ("audit_calls", "audit_events")
+
+
+def events(engine: Engine) -> list[dict[str, Any]]:
+    """Every event of the trail, oldest first, as the API's columns."""
+    with engine.connect() as connection:
+        rows = connection.execute(text(f"SELECT * FROM {AUDIT_TRAIL} ORDER BY id"))
+        return [dict(row._mapping) for row in rows]
+
+
+def verdict_events(engine: Engine) -> list[dict[str, Any]]:
+    """The events of decided codes, oldest first."""
+    return [e for e in events(engine) if e["verify_result"] is not None]

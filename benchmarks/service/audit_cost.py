@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks.service import batch, report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
-from benchmarks.service.servers import ServerProcess, cpu_seconds, database_cpu_seconds
-from totpd.v1 import factor_pb2
+from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
 MODES = ("on", "off")
@@ -86,33 +84,29 @@ def _batch_row(
     servers: dict[str, ServerProcess], pool: FactorPool, n: int, repeat: int
 ) -> dict[str, Any]:
     """Batch calls alternating one by one between the two servers (on, off, off, on,
-    ...), `repeat` per server and turn: a slow phase of a shared machine (its calls
-    were bimodal, 25 or 40 ms, in runs of tens of calls) then hits both servers'
-    neighbouring calls alike. The ratio is the median over adjacent pairs of
-    off's time over on's; each side's rate is from its own median."""
+    ...), `repeat` per server and turn: a slow phase of a shared machine then hits
+    both servers' neighbouring calls alike (benchmarks/NOTES.md). The ratio is the
+    median over adjacent pairs of off's time over on's; each side's rate is from
+    its own median."""
     stubs = {mode: pb_grpc.TotpServiceStub(batch.channel(servers[mode].address)) for mode in MODES}
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
     cpu = dict.fromkeys(MODES, 0.0)
     valid = dict.fromkeys(MODES, 0)
+    other: dict[str, dict[str, int]] = {mode: {} for mode in MODES}
     for mode in MODES:  # first-use costs (statement compilation, pool connect)
-        stubs[mode].BatchVerify(batch.batch_request(pool, pool.take(n)), timeout=600)
+        batch.timed_call(stubs[mode], pool, n, None)
     for call in range(repeat * TURNS):
         for mode in MODES if call % 2 == 0 else MODES[::-1]:
-            request = batch.batch_request(pool, pool.take(n))
-            before = cpu_seconds(servers[mode].pid)
-            started = time.perf_counter()
-            response = stubs[mode].BatchVerify(request, timeout=600)
-            times[mode].append(time.perf_counter() - started)
-            cpu[mode] += cpu_seconds(servers[mode].pid) - before
-            valid[mode] += sum(
-                result.outcome.result == factor_pb2.VERIFY_RESULT_VALID
-                for result in response.results
-            )
+            elapsed, spent, response = batch.timed_call(stubs[mode], pool, n, servers[mode].pid)
+            times[mode].append(elapsed)
+            cpu[mode] += spent
+            valid[mode] += batch.count_valid(response, other[mode])
     row: dict[str, Any] = {
         mode: batch.summarize(
             n,
             times[mode],
             valid_fraction=valid[mode] / (n * len(times[mode])),
+            not_valid=other[mode],
             server_cpu_us_per_item=1e6 * cpu[mode] / (n * len(times[mode])),
         )
         for mode in MODES

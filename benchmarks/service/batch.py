@@ -59,6 +59,36 @@ def summarize(n: int, times: list[float], **extra: Any) -> dict[str, Any]:
     }
 
 
+def timed_call(
+    stub: pb_grpc.TotpServiceStub, pool: FactorPool, n: int, server_pid: int | None
+) -> tuple[float, float, pb.BatchVerifyResponse]:
+    """One BatchVerify of n fresh valid codes: its wall time, the server's CPU
+    seconds over it (0 without `server_pid`) and its response."""
+    request = batch_request(pool, pool.take(n))
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
+    started = time.perf_counter()
+    response = stub.BatchVerify(request, timeout=600)
+    elapsed = time.perf_counter() - started
+    cpu_after = cpu_seconds(server_pid) if server_pid else 0.0
+    return elapsed, cpu_after - cpu_before, response
+
+
+def count_valid(response: pb.BatchVerifyResponse, other: dict[str, int]) -> int:
+    """The response's VALID results; every other result or error counted in `other`."""
+    valid = 0
+    for result in response.results:
+        key: str
+        if result.WhichOneof("result") == "outcome":
+            if result.outcome.result == factor_pb2.VERIFY_RESULT_VALID:
+                valid += 1
+                continue
+            key = factor_pb2.VerifyResult.Name(result.outcome.result)
+        else:
+            key = str(result.error.reason or "ERROR")
+        other[key] = other.get(key, 0) + 1
+    return valid
+
+
 def run_service(
     address: str,
     pool: FactorPool,
@@ -76,25 +106,12 @@ def run_service(
     valid = 0
     other: dict[str, int] = {}
     for call in range(repeat + warmup):
-        request = batch_request(pool, pool.take(n))
-        cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
-        started = time.perf_counter()
-        response = stub.BatchVerify(request, timeout=600)
-        elapsed = time.perf_counter() - started
-        cpu_after = cpu_seconds(server_pid) if server_pid else 0.0
+        elapsed, spent, response = timed_call(stub, pool, n, server_pid)
         if call < warmup:
             continue  # first-use costs (statement compilation, pool connect)
         times.append(elapsed)
-        cpu.append(cpu_after - cpu_before)
-        for result in response.results:
-            if result.WhichOneof("result") == "outcome":
-                if result.outcome.result == factor_pb2.VERIFY_RESULT_VALID:
-                    valid += 1
-                    continue
-                key = factor_pb2.VerifyResult.Name(result.outcome.result)
-            else:
-                key = result.error.reason or "ERROR"
-            other[key] = other.get(key, 0) + 1
+        cpu.append(spent)
+        valid += count_valid(response, other)
     return summarize(
         n,
         times,

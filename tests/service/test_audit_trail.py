@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.audit_rows import AUDIT_TRAIL
+from tests.audit_rows import events, verdict_events
 from tests.conftest import Clock
 from tests.enrollments import enroll_active, wrong_for_all
 from tests.totp_oracle import code_at, wrong_code
@@ -27,16 +27,6 @@ from totpd.store import FactorStore
 from totpd.store.errors import StoreInternalError
 
 SCOPE = calls.CallScope("login-backend", "shop", "ipv4:127.0.0.1:5000", "Verify")
-
-
-def events(engine: Engine) -> list[dict[str, Any]]:
-    with engine.connect() as connection:
-        rows = connection.execute(text(f"SELECT * FROM {AUDIT_TRAIL} ORDER BY id"))
-        return [dict(row._mapping) for row in rows]
-
-
-def verdict_events(engine: Engine) -> list[dict[str, Any]]:
-    return [e for e in events(engine) if e["verify_result"] is not None]
 
 
 def audit_calls(engine: Engine) -> int:

@@ -10,9 +10,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from tests.audit_rows import AUDIT_TRAIL
+from tests.audit_rows import verdict_events
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from tests.service.coalesced import Call, HeldRound, results, run_behind_a_held_round, verify_as
@@ -35,14 +35,6 @@ VALID, INVALID, REPLAYED = VerifyResult.VALID, VerifyResult.INVALID, VerifyResul
 @pytest.fixture
 def service(engine: Engine, keyring: Keyring, policy: Policy, clock: Clock) -> MfaService:
     return MfaService(FactorStore(engine), keyring, policy, clock, coalesce_verify=True)
-
-
-def verdict_events(engine: Engine) -> list[dict[str, Any]]:
-    with engine.connect() as connection:
-        rows = connection.execute(
-            text(f"SELECT * FROM {AUDIT_TRAIL} WHERE verify_result IS NOT NULL ORDER BY id")
-        )
-        return [dict(row._mapping) for row in rows]
 
 
 def failed(service: MfaService, enrollment: Enrollment) -> int:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from totpd.service.mfa import MfaService
-from totpd.store import AttemptRequest, CandidateFactor
+from totpd.store import AttemptRequest, CandidateFactor, FactorWrite
 
 
 def interleave_after_read(
@@ -51,3 +51,17 @@ def invalidations(engine: Engine) -> Iterator[list[object]]:
         yield seen
     finally:
         event.remove(engine, "invalidate", invalidated)
+
+
+def one_more_failure(factor: CandidateFactor) -> FactorWrite:
+    """The write of one more failed attempt on `factor`, conditioned on its state as read."""
+    return FactorWrite(
+        factor.factor_id,
+        factor.failed_attempts + 1,
+        factor.blocked_until,
+        factor.last_used_step,
+        0,
+        factor.failed_attempts,
+        factor.blocked_until,
+        factor.last_used_step,
+    )

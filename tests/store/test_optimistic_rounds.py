@@ -14,25 +14,12 @@ from sqlalchemy import Engine
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
-from tests.store.conftest import interleave_after_read
+from tests.store.conftest import interleave_after_read, one_more_failure
 from tests.totp_oracle import code_at, wrong_code
 from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.service.types import VerifyItem, VerifyResult
 from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, RoundAbortedError
-
-
-def _one_more_failure(factor: CandidateFactor) -> FactorWrite:
-    return FactorWrite(
-        factor.factor_id,
-        factor.failed_attempts + 1,
-        factor.blocked_until,
-        factor.last_used_step,
-        0,
-        factor.failed_attempts,
-        factor.blocked_until,
-        factor.last_used_step,
-    )
 
 
 def test_a_changed_factor_stops_the_whole_write(
@@ -49,7 +36,7 @@ def test_a_changed_factor_stops_the_whole_write(
     assert len(read) == 2
     # Bob's factor changes after the read: a wrong code counts one failure.
     service.verify(VerifyItem(account_id + "-b", wrong_code(code_at(bob, clock.now))))
-    writes = [_one_more_failure(factor) for factor in read]
+    writes = [one_more_failure(factor) for factor in read]
     assert not store.attempts.write_if_unchanged(
         writes, state=FactorState.ACTIVE, now=int(clock.now)
     )
@@ -62,7 +49,7 @@ def test_a_changed_factor_stops_the_whole_write(
     assert failures() == {account_id + "-a": 0, account_id + "-b": 1}
     # Read again, the same write applies.
     read = store.attempts.read(requests, state=FactorState.ACTIVE, now=int(clock.now))
-    writes = [_one_more_failure(factor) for factor in read]
+    writes = [one_more_failure(factor) for factor in read]
     assert store.attempts.write_if_unchanged(writes, state=FactorState.ACTIVE, now=int(clock.now))
     assert failures() == {account_id + "-a": 1, account_id + "-b": 2}
 
@@ -175,7 +162,7 @@ def test_a_won_step_on_a_changed_factor_stops_every_other_row(
         return FactorWrite(factor.factor_id, 0, 0, step, 1, 0, 0, factor.last_used_step)
 
     writes = [won(read[account_id + "-a"]), won(read[account_id + "-b"])]
-    writes.append(_one_more_failure(read[account_id + "-c"]))
+    writes.append(one_more_failure(read[account_id + "-c"]))
     # Bob's factor counts a failure after the read: his won row no longer applies.
     service.verify(VerifyItem(account_id + "-b", wrong_code(code_at(bob, clock.now))))
     assert not store.attempts.write_if_unchanged(writes, state=FactorState.ACTIVE, now=now)
@@ -186,7 +173,7 @@ def test_a_won_step_on_a_changed_factor_stops_every_other_row(
         account_id + "-c": (read[account_id + "-c"].last_used_step, 0),
     }
     # Without the change, the same kinds of rows all apply at once.
-    writes[1] = _one_more_failure(
+    writes[1] = one_more_failure(
         store.attempts.read(requests[1:2], state=FactorState.ACTIVE, now=now)[0]
     )
     assert store.attempts.write_if_unchanged(writes, state=FactorState.ACTIVE, now=now)

@@ -9,23 +9,11 @@ from sqlalchemy import Engine, text
 from tests.audit_rows import AUDIT_TRAIL
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
+from tests.store.conftest import one_more_failure
 from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
-from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite
+from totpd.store import AttemptRequest, CandidateFactor, FactorStore
 from totpd.store.audit import AuditCall, RoundEvents
-
-
-def _one_more_failure(factor: CandidateFactor) -> FactorWrite:
-    return FactorWrite(
-        factor.factor_id,
-        factor.failed_attempts + 1,
-        factor.blocked_until,
-        factor.last_used_step,
-        0,
-        factor.failed_attempts,
-        factor.blocked_until,
-        factor.last_used_step,
-    )
 
 
 def _groups(read: list[CandidateFactor], now_us: int) -> list[RoundEvents]:
@@ -51,17 +39,24 @@ def _expected(read: list[CandidateFactor]) -> set[tuple[str, str | None, str | N
     }
 
 
+def _enrolled_requests(
+    service: MfaService, clock: Clock, account_id: str, suffixes: tuple[str, ...]
+) -> list[AttemptRequest]:
+    """Enrolls one active factor per suffixed account; the attempt requests of all."""
+    for suffix in suffixes:
+        enroll_active(service, clock, account_id + suffix)
+    return [AttemptRequest(account_id + s, 6, None) for s in suffixes]
+
+
 def test_an_optimistic_round_writes_every_calls_events(
     service: MfaService, engine: Engine, clock: Clock, account_id: str
 ) -> None:
-    for suffix in ("-a", "-b", "-c"):
-        enroll_active(service, clock, account_id + suffix)
+    requests = _enrolled_requests(service, clock, account_id, ("-a", "-b", "-c"))
     store = FactorStore(engine)
-    requests = [AttemptRequest(account_id + s, 6, None) for s in ("-a", "-b", "-c")]
     now = int(clock.now)
     read = store.attempts.read(requests, state=FactorState.ACTIVE, now=now)
     before = _stored(engine)
-    writes = [_one_more_failure(factor) for factor in read]
+    writes = [one_more_failure(factor) for factor in read]
     events = _groups(read, now * 1_000_000)
     assert store.attempts.write_if_unchanged(
         writes, state=FactorState.ACTIVE, now=now, events=events
@@ -72,15 +67,13 @@ def test_an_optimistic_round_writes_every_calls_events(
 def test_a_locked_round_writes_every_calls_events(
     service: MfaService, engine: Engine, clock: Clock, account_id: str
 ) -> None:
-    for suffix in ("-a", "-b"):
-        enroll_active(service, clock, account_id + suffix)
+    requests = _enrolled_requests(service, clock, account_id, ("-a", "-b"))
     store = FactorStore(engine)
-    requests = [AttemptRequest(account_id + s, 6, None) for s in ("-a", "-b")]
     now = int(clock.now)
     before = _stored(engine)
     with store.attempts.locked() as locked:
         read = locked.read(requests, state=FactorState.ACTIVE, now=now)
-        locked.write([_one_more_failure(f) for f in read], state=FactorState.ACTIVE, now=now)
+        locked.write([one_more_failure(f) for f in read], state=FactorState.ACTIVE, now=now)
         locked.record(_groups(read, now * 1_000_000))
     assert _stored(engine) - before == _expected(read)
 
@@ -88,13 +81,11 @@ def test_a_locked_round_writes_every_calls_events(
 def test_a_stale_round_writes_no_event_of_any_call(
     service: MfaService, engine: Engine, clock: Clock, account_id: str
 ) -> None:
-    for suffix in ("-a", "-b"):
-        enroll_active(service, clock, account_id + suffix)
+    requests = _enrolled_requests(service, clock, account_id, ("-a", "-b"))
     store = FactorStore(engine)
-    requests = [AttemptRequest(account_id + s, 6, None) for s in ("-a", "-b")]
     now = int(clock.now)
     read = store.attempts.read(requests, state=FactorState.ACTIVE, now=now)
-    stale = [_one_more_failure(factor) for factor in read]
+    stale = [one_more_failure(factor) for factor in read]
     # Another round counts first: the stale round's writes and events all fail.
     assert store.attempts.write_if_unchanged(stale, state=FactorState.ACTIVE, now=now)
     before = _stored(engine)
@@ -108,10 +99,8 @@ def test_each_event_names_its_own_call_and_each_call_is_stored_once(
     service: MfaService, engine: Engine, clock: Clock, account_id: str
 ) -> None:
     suffixes = ("-a", "-b", "-c", "-d")
-    for suffix in suffixes:
-        enroll_active(service, clock, account_id + suffix)
+    requests = _enrolled_requests(service, clock, account_id, suffixes)
     store = FactorStore(engine)
-    requests = [AttemptRequest(account_id + s, 6, None) for s in suffixes]
     now = int(clock.now)
     read = store.attempts.read(requests, state=FactorState.ACTIVE, now=now)
     # Three calls: two items, one, one (a coalesced round of a batch and two unary calls).
@@ -125,7 +114,7 @@ def test_each_event_names_its_own_call_and_each_call_is_stored_once(
     ]
     with engine.connect() as connection:
         calls_before = connection.execute(text("SELECT count(*) FROM audit_calls")).scalar_one()
-    writes = [_one_more_failure(factor) for factor in read]
+    writes = [one_more_failure(factor) for factor in read]
     assert store.attempts.write_if_unchanged(
         writes, state=FactorState.ACTIVE, now=now, events=events
     )
