@@ -10,7 +10,8 @@ account's used step (no VALID lost, no code accepted twice) and its failure
 counters (every failure counted once). The only slack is for attempts that
 failed with UNAVAILABLE and were retried: such an attempt may have been stored
 before its answer was lost (a retried win comes back REPLAYED, a retried failure
-may count twice); the test counts them and prints the totals.
+may count twice, and an account whose failures may have reached the backoff
+threshold may then be answered LOCKED); the test counts them and prints the totals.
 """
 
 from __future__ import annotations
@@ -33,11 +34,15 @@ from sqlalchemy import create_engine, text
 
 from tests.cluster.local_cluster import load
 from tests.totp_oracle import totp, wrong_code
+from totpd.service.policy import Policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 PERIOD = 30
 WORKERS = 4
+# A retried failure may count twice: an account that reaches this many failures
+# in a row may be answered LOCKED (backoff) until its next attempt is compared.
+BACKOFF_AFTER = Policy().backoff_after_failures
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
     # Retries are the client's own (TotpdClient), so that each one is seen and counted here.
@@ -126,13 +131,17 @@ class Account:
                 verdicts.add("REPLAYED")
         if unavailable and "VALID" in verdicts:
             verdicts.add("REPLAYED")  # the lost attempt won the step
+        if self.failures[1] + unavailable >= BACKOFF_AFTER:
+            verdicts.add("LOCKED")
         return verdicts
 
     def record(
         self, code_step: int | None, verdict: str, possible: set[str], unavailable: int
     ) -> None:
         low, high = self.failures
-        if verdict == "VALID":
+        if verdict == "LOCKED":  # backoff: this attempt compared and counted nothing
+            self.failures = (max(low, BACKOFF_AFTER), high + unavailable)
+        elif verdict == "VALID":
             assert code_step is not None and code_step > self.last_used
             self.last_used, self.failures = code_step, (0, 0)
         elif verdict == "REPLAYED" and "VALID" in possible:
