@@ -6,19 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from tests.store.upgrades import alembic, migrate_to
+from tests.store.upgrades import alembic, migrate_to, schema_differences
 from totpd.store import migrate, open_engine
-from totpd.store.models import Base
 
 
 def test_the_migrated_schema_matches_the_models(engine: Engine) -> None:
-    with engine.connect() as connection:
-        context = MigrationContext.configure(connection)
-        differences = compare_metadata(context, Base.metadata)
+    differences = schema_differences(engine)
     assert [d for d in differences if "recovery_codes" in repr(d) or "drift" in repr(d)] == []
     columns = {column["name"] for column in inspect(engine).get_columns("recovery_codes")}
     # A keyed hash only: no column could hold a code.

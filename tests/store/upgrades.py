@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from totpd.store import open_engine
 from totpd.store.database import _MIGRATIONS
+from totpd.store.models import Base, built_on
 
 
 def alembic(engine: Engine, action: str, revision: str) -> None:
@@ -41,3 +45,16 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path, prefix: s
         connection.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
     return base.set(database=name).render_as_string(hide_password=False)
+
+
+def schema_differences(engine: Engine) -> list[Any]:
+    """What Alembic finds between `engine`'s schema and store/models.py (each
+    dialect's own indexes: models.built_on)."""
+    dialect = engine.dialect.name
+
+    def include(thing: object, _name: object, kind: str, _reflected: bool, _to: object) -> bool:
+        return kind != "index" or built_on(dialect, thing)
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"include_object": include})
+        return list(compare_metadata(context, Base.metadata))

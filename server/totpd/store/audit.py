@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, Table, delete, exists, insert, select
 
 from totpd.store import faults
 from totpd.store.database import IMMEDIATE_TRANSACTION
-from totpd.store.models import AuditCallRow, AuditEventRow
+from totpd.store.models import AuditCallRow, AuditEventRow, account_bucket
 
 CALLS: Table = AuditCallRow.__table__  # type: ignore[assignment]
 EVENTS: Table = AuditEventRow.__table__  # type: ignore[assignment]
@@ -153,6 +153,7 @@ def append_in(connection: Connection, events: Sequence[AuditRow]) -> None:
                 {
                     "call_id": call_id,
                     "account_id": account_id,
+                    "account_bucket": account_bucket(account_id),
                     "factor_id": factor_id,
                     "verify_result": result,
                     "step_offset": offset,
@@ -201,6 +202,8 @@ class AuditStore:
             value: Any = getattr(where, column.name)
             if value is not None:
                 query = query.where(column == value)
+        if where.account_id is not None:  # SQLite's account index (models.py)
+            query = query.where(EVENTS.c.account_bucket == account_bucket(where.account_id))
         if where.start_us is not None:
             query = query.where(CALLS.c.time_us >= where.start_us)
         if where.end_us is not None:

@@ -38,7 +38,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
 
-from totpd.store.audit import CALLS, EVENTS, AuditCall, RoundEvents
+from totpd.store.audit import CALLS, EVENTS, AuditCall, RoundEvents, RoundItem
+from totpd.store.models import account_bucket
 
 # (statement, values, rows it returns; None: it returns none)
 AuditStatement = tuple[Insert, dict[str, object], int | None]
@@ -55,11 +56,13 @@ _CALL_FIELDS: _Fields = [
     ("status_code", String),
     ("error_reason", String),
 ]
+# A RoundItem's fields, then the store's own: the account's bucket (models.py).
 _ITEM_FIELDS: _Fields = [
     ("account_id", String),
     ("factor_id", String),
     ("verify_result", String),
     ("step_offset", Integer),
+    ("account_bucket", Integer),
 ]
 _CALL_COLUMNS = [name for name, _ in _CALL_FIELDS]
 _EVENT_COLUMNS = ["call_id", *(name for name, _ in _ITEM_FIELDS)]
@@ -84,7 +87,7 @@ def statements(dialect: str, groups: Sequence[RoundEvents]) -> list[AuditStateme
         event = _one_event(dialect)
     else:
         values = _call_values(group.call)
-        values["p_items"] = json.dumps(group.items)
+        values["p_items"] = json.dumps(_item_rows(group.items))
         event = _events_of_one_call(dialect)
     if postgres:
         return [(event, values, len(group.items))]
@@ -93,7 +96,9 @@ def statements(dialect: str, groups: Sequence[RoundEvents]) -> list[AuditStateme
 
 def _statements_of_calls(dialect: str, groups: list[RoundEvents]) -> list[AuditStatement]:
     calls = json.dumps([[n, *group.call] for n, group in enumerate(groups, 1)])
-    items = json.dumps([[n, *item] for n, group in enumerate(groups, 1) for item in group.items])
+    items = json.dumps(
+        [(n, *item) for n, group in enumerate(groups, 1) for item in _item_rows(group.items)]
+    )
     values = {"p_calls": calls, "p_items": items, "p_call_count": len(groups)}
     if dialect == "postgresql":
         events = sum(len(group.items) for group in groups)
@@ -134,7 +139,13 @@ def one_event_values(events: RoundEvents) -> dict[str, object]:
     values["p_factor_id"] = factor_id
     values["p_verify_result"] = result
     values["p_step_offset"] = offset
+    values["p_account_bucket"] = account_bucket(account_id)
     return values
+
+
+def _item_rows(items: Sequence[RoundItem]) -> list[tuple[object, ...]]:
+    """`items` as rows of _ITEM_FIELDS."""
+    return [(*item, account_bucket(item[0])) for item in items]
 
 
 def _call_values(call: AuditCall) -> dict[str, object]:
