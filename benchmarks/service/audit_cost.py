@@ -38,6 +38,8 @@ def measure(
     client: str = "python-aio",
 ) -> dict[str, Any]:
     """Batch rows per size and one unary level, each for audit on and off."""
+    if config.get("scattered", True):
+        pool.scatter()
     servers = {
         "on": ServerProcess(data_dir, database.url, name="totpd-audit-on"),
         "off": ServerProcess(
@@ -171,8 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="take accounts in their id order (neighbours share index pages), not scattered",
+    )
     args = parser.parse_args(argv)
     config = {
+        "scattered": not args.sequential,
         "batches": args.batch or [100, 1000],
         "repeat": args.repeat,
         "seconds": args.seconds,

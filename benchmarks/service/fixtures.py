@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import sqlite3
 import sys
@@ -349,8 +350,15 @@ class FactorPool:
     def __init__(self, seeded: Seeded) -> None:
         self.seeded = seeded
         self.last = array("q", [-1]) * len(seeded.factor_ids)
+        self.order = list(range(len(self.last)))  # the order the cursor takes factors in
         self.cursor = 0
         self.waited_seconds = 0.0
+
+    def scatter(self, seed: int = 16) -> None:
+        """Take factors in a fixed random order instead of their seeding (and account
+        id) order: a call's accounts then land anywhere in an account-keyed index,
+        as real sign-ins do, not on neighbouring pages."""
+        random.Random(seed).shuffle(self.order)
 
     def __len__(self) -> int:
         return len(self.last)
@@ -372,8 +380,8 @@ class FactorPool:
             scanned = 0
             taken: set[int] = {index for index, _ in out}
             while len(out) < n and scanned < size:
-                index = self.cursor
-                self.cursor = (index + 1) % size
+                index = self.order[self.cursor]
+                self.cursor = (self.cursor + 1) % size
                 scanned += 1
                 step = max(self.last[index] + 1, low)
                 if step <= high and index not in taken:
