@@ -79,9 +79,9 @@ def batch_with_its_second_round_hung(
     the right code of an account beside it in the first round, and `extra` items;
     the second round's write hangs past the deadline.
 
-    The second round's success resets the account's failure: a transaction
-    (account, then factor) whose BEGIN ran late, never committed; the database
-    is settled once it has run.
+    The second round's success resets the account's failure: on PostgreSQL one
+    statement (the account's row, the factor's and the event, store/unary_sql.py)
+    that ran late, its deadline passed; the database is settled once it has run.
     """
     first = enrolled(service, clock, account_id)
     other = enrolled(service, clock, account_id + "-b")
@@ -97,7 +97,7 @@ def batch_with_its_second_round_hung(
         with deadlines.within(DEADLINE):
             results = service.verify_batch(items)
     monkeypatch.undo()
-    database.settle("BEGIN")
+    database.settle("WITH locked_account AS")
     return HungBatch(first, code, items, results)
 
 
