@@ -133,7 +133,7 @@ def test_a_write_that_reaches_the_database_after_the_deadline_changes_nothing(
     # (the UPDATE and, on PostgreSQL, its audit event's INSERT after it), whose
     # condition carries the deadline; a failure also writes the account's row,
     # in a transaction whose BEGIN ran late and which is never committed.
-    database.settle("WITH written AS" if correct else "BEGIN")
+    database.settle("WITH locked_factor AS" if correct else "BEGIN")
     assert failures(service, enrollment.factor.factor_id) == 0
     assert service.verify(VerifyItem(account_id, right)).result is VerifyResult.VALID
 

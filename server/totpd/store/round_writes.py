@@ -164,7 +164,11 @@ def alone(
     values = _one_write_values(write, now, tenant)
     statement: Update
     if not accounts:
-        statement = round_sql.write_one(dialect, state, activate, True)
+        statement = (
+            unary_sql.factor_write(state, activate)
+            if postgres
+            else round_sql.write_one(dialect, state, activate, True)
+        )
     elif postgres and _one_account_update(accounts, groups):
         statement = unary_sql.account_and_factor_write(state, activate)
         values |= _account_values(accounts[0], tenant)
