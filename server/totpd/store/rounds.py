@@ -86,7 +86,7 @@ class Attempts:
         if not statements:
             return True
         with self._writer, self._connection(autocommit=alone) as connection:
-            if alone:  # one row: the statement alone is atomic
+            if alone:  # one statement: atomic on its own
                 return _write_alone(connection, statements[0])
             return _write_in_transaction(connection, statements)
 
