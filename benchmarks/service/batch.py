@@ -247,7 +247,7 @@ def run_service_sql(
     """
     # Here, not at the top: the breakdown's child imports this module, also
     # when it measures a server copy from before this seam (an A/B).
-    from totpd.store.rounds import bulk_write_values
+    from totpd.store.round_writes import bulk_write_values
 
     engine = open_engine(database.url)  # for its dialect only: nothing is run on it
     read, write = bulk_round_sql(engine.dialect, FactorState.ACTIVE)

@@ -125,9 +125,9 @@ def test_batch_verify_fails_per_item_only_the_rounds_it_could_not_commit(
         hang_before_write(monkeypatch, database, stack, write=2)
         response = live_on.stub.BatchVerify(pb.BatchVerifyRequest(items=items), timeout=60)
     monkeypatch.undo()
-    # The second round's success resets carol's failure: a transaction
-    # (account, then factor) whose BEGIN ran late and which is never committed.
-    database.settle("BEGIN")
+    # The second round's success resets carol's failure: one statement (the
+    # account's row, the factor's and the event) that ran late, its deadline passed.
+    database.settle("WITH locked_account AS")
 
     first_two = [result.outcome.result for result in response.results[:2]]
     assert first_two == [factor_pb2.VERIFY_RESULT_INVALID, factor_pb2.VERIFY_RESULT_VALID]

@@ -98,7 +98,7 @@ def test_a_write_run_after_its_deadline_stores_no_event(
     monkeypatch.undo()
     # PostgreSQL: the one-row write and its event are one statement; a failure's
     # transaction (account and factor rows, event) began late and never commits.
-    database.settle("WITH written AS" if correct else "BEGIN")
+    database.settle("WITH locked_factor AS" if correct else "BEGIN")
     assert event_count(hung_engine) == before
     assert failures(service, enrollment.factor.factor_id) == 0
     assert service.verify(VerifyItem(account_id, right)).result is VerifyResult.VALID

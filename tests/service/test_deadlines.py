@@ -79,9 +79,9 @@ def batch_with_its_second_round_hung(
     the right code of an account beside it in the first round, and `extra` items;
     the second round's write hangs past the deadline.
 
-    The second round's success resets the account's failure: a transaction
-    (account, then factor) whose BEGIN ran late, never committed; the database
-    is settled once it has run.
+    The second round's success resets the account's failure: on PostgreSQL one
+    statement (the account's row, the factor's and the event, store/unary_sql.py)
+    that ran late, its deadline passed; the database is settled once it has run.
     """
     first = enrolled(service, clock, account_id)
     other = enrolled(service, clock, account_id + "-b")
@@ -97,7 +97,7 @@ def batch_with_its_second_round_hung(
         with deadlines.within(DEADLINE):
             results = service.verify_batch(items)
     monkeypatch.undo()
-    database.settle("BEGIN")
+    database.settle("WITH locked_account AS")
     return HungBatch(first, code, items, results)
 
 
@@ -133,7 +133,7 @@ def test_a_write_that_reaches_the_database_after_the_deadline_changes_nothing(
     # (the UPDATE and, on PostgreSQL, its audit event's INSERT after it), whose
     # condition carries the deadline; a failure also writes the account's row,
     # in a transaction whose BEGIN ran late and which is never committed.
-    database.settle("WITH written AS" if correct else "BEGIN")
+    database.settle("WITH locked_factor AS" if correct else "BEGIN")
     assert failures(service, enrollment.factor.factor_id) == 0
     assert service.verify(VerifyItem(account_id, right)).result is VerifyResult.VALID
 

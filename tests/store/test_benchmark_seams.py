@@ -15,7 +15,7 @@ from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, dbapi
 from totpd.store.round_sql import bulk_round_sql
-from totpd.store.rounds import bulk_write_values
+from totpd.store.round_writes import bulk_write_values
 
 NOBODY = [AttemptRequest("nobody", 6, None)]
 

@@ -241,20 +241,22 @@ class CodeChecker:
         state, now, tenant = round_.state, round_.now, round_.tenant
         attempts = self._store.attempts
         with metrics.StoreRound(len(round_.checks)):
-            factors = attempts.read(round_.requests, state=state, now=now, tenant=tenant)
-            verdicts, writes, accounts, uncounted = self._verdicts_and_writes(round_, factors)
-            events = round_.events(time_us(self._clock), verdicts)
-            record = round_.completion.of(verdicts) if round_.completion else None
-            if not attempts.write_if_unchanged(
-                writes,
-                state=state,
-                now=now,
-                activate=round_.activate,
-                accounts=accounts,
-                tenant=tenant,
-                events=events,
-                completion=record,
-            ):
+            with attempts.one_connection():  # the read's and the write's
+                factors = attempts.read(round_.requests, state=state, now=now, tenant=tenant)
+                verdicts, writes, accounts, uncounted = self._verdicts_and_writes(round_, factors)
+                events = round_.events(time_us(self._clock), verdicts)
+                record = round_.completion.of(verdicts) if round_.completion else None
+                written = attempts.write_if_unchanged(
+                    writes,
+                    state=state,
+                    now=now,
+                    activate=round_.activate,
+                    accounts=accounts,
+                    tenant=tenant,
+                    events=events,
+                    completion=record,
+                )
+            if not written:
                 # A factor changed between the read and the write (another attempt
                 # on it, a disable): nothing was written. Decide again under locks.
                 metrics.round_relocked()

@@ -122,6 +122,13 @@ class RawConnection:
         finally:
             connection.close()  # back to the pool, which rolls back what was left open
 
+    def set_autocommit(self, on: bool) -> None:
+        """Autocommit mode on or off for what follows (between transactions: a
+        connection kept for a round's read and then its write)."""
+        if self._postgres and on != self._autocommit:
+            self._connection.dbapi_connection.autocommit = on  # type: ignore[union-attr]
+            self._autocommit = on
+
     def run(
         self, statement: Select[Any] | Update | Insert, values: dict[str, object]
     ) -> Sequence[Any]:

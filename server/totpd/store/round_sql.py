@@ -241,7 +241,8 @@ _WRITE_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
 
 @functools.cache
 def write_one(dialect: str, state: FactorState, activate: bool, alone: bool) -> Update:
-    """One factor, bound as plain parameters; `alone`: only until ``p_deadline``."""
+    """One factor, bound as plain parameters; `alone`: only until ``p_deadline``
+    (SQLite's; PostgreSQL checks it after the row lock, store/unary_sql.py)."""
     binds = {name: bindparam(f"p_{name}", type_=kind) for name, kind in _WRITE_FIELDS}
     binds["factor_id"] = bindparam("p_factor", type_=String)
     consumed = binds.pop("consumed") == 1

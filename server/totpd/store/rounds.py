@@ -4,7 +4,8 @@ account's row), write the outcome under one all-or-nothing condition.
 Optimistic first (no lock on the read; the conditional write applies to every
 row or none), locked after a conflict; no write commits after the call's
 deadline. ARCHITECTURE.md ("A round in the database") says why; the statements
-are in round_sql.py and run on the DB-API cursor (dbapi.py).
+are in round_sql.py, bound to a round's writes in round_writes.py, and run on the
+DB-API cursor (dbapi.py).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 
-from sqlalchemy import Engine, Insert, Update
+from sqlalchemy import Engine
 
 from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
-from totpd.store import account_sql, audit, audit_sql, deadline, round_sql
+from totpd.store import account_sql, audit, audit_sql, deadline, round_sql, round_writes
 from totpd.store.dbapi import RawConnection, deadline_on_database_clock, forget_clock_offset
 from totpd.store.errors import RoundAbortedError
 from totpd.store.requests import Completion, complete_statement, complete_values
@@ -37,6 +39,7 @@ class Attempts:
         self._engine = engine
         self._dialect = engine.dialect
         self._writer = writer  # queues SQLite's writers (see database.writer_queue)
+        self._shares = self._dialect.name == "postgresql"  # see one_connection
 
     @deadline.bounded
     def read(
@@ -48,7 +51,7 @@ class Attempts:
         tenant: str = DEFAULT_TENANT,
     ) -> list[CandidateFactor]:
         """Read, without locking, the factors each request may be checked against."""
-        with RawConnection(self._engine, autocommit=True) as connection:
+        with self._connection(autocommit=True) as connection:
             return _read(connection, requests, state, now, tenant, lock=False)
 
     @deadline.bounded
@@ -77,15 +80,52 @@ class Attempts:
         commits without it. DeadlineExceededError if the deadline passed first:
         nothing was written.
         """
-        statements, alone = _round_statements(
+        statements, alone = round_writes.round_statements(
             self._dialect.name, writes, state, now, activate, accounts, tenant, events, completion
         )
         if not statements:
             return True
-        with self._writer, RawConnection(self._engine, autocommit=alone) as connection:
-            if alone:  # one row: the statement alone is atomic
+        with self._writer, self._connection(autocommit=alone) as connection:
+            if alone:  # one statement: atomic on its own
                 return _write_alone(connection, statements[0])
             return _write_in_transaction(connection, statements)
+
+    @contextmanager
+    def one_connection(self) -> Iterator[None]:
+        """Within the block, `read` and `write_if_unchanged` share one pooled
+        connection, taken at the first statement and returned at the end.
+
+        PostgreSQL only: a checkout and its return (the pool's events and
+        reset) cost about as much client CPU as a statement. On SQLite a writer
+        must not wait for the writer queue holding a connection (the queue's
+        holder may be waiting for one): each takes its own there. Not around a
+        locked round, which takes a connection of its own.
+        """
+        if not self._shares:
+            yield
+            return
+        held = _Held(self._engine)
+        token = _HELD.set(held)
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
+            if held.connection is not None:
+                held.connection.__exit__(None, None, None)
+
+    @contextmanager
+    def _connection(self, *, autocommit: bool) -> Iterator[RawConnection]:
+        """A pooled connection: the block's own, or the one `one_connection` keeps."""
+        held = _HELD.get()
+        if held is None or held.engine is not self._engine:
+            with RawConnection(self._engine, autocommit=autocommit) as connection:
+                yield connection
+        elif held.connection is None:
+            held.connection = RawConnection(self._engine, autocommit=autocommit).__enter__()
+            yield held.connection
+        else:
+            held.connection.set_autocommit(autocommit)
+            yield held.connection
 
     @contextmanager
     def locked(self) -> Iterator[LockedRound]:
@@ -101,6 +141,17 @@ class Attempts:
             connection.begin()
             yield LockedRound(connection)
             connection.commit()
+
+
+class _Held:
+    """The connection a round's read and write share (`Attempts.one_connection`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: RawConnection | None = None
+
+
+_HELD: ContextVar[_Held | None] = ContextVar("totpd_store_held_connection", default=None)
 
 
 class LockedRound:
@@ -152,7 +203,9 @@ class LockedRound:
         decided again: its failures must not go uncounted.
         """
         dialect = self._connection.dialect.name
-        for statement, values, expected in _account_statements(dialect, accounts, tenant):
+        for statement, values, expected in round_writes.account_statements(
+            dialect, accounts, tenant
+        ):
             if len(self._connection.run(statement, values)) != expected:
                 raise RoundAbortedError(
                     "an account row changed under the round's lock",
@@ -160,8 +213,8 @@ class LockedRound:
                 )
         if not writes:
             return set()
-        statement, values = _write_statement(
-            dialect, writes, state, now, tenant, activate, alone=False
+        statement, values = round_writes.write_statement(
+            dialect, writes, state, now, tenant, activate
         )
         return {factor_id for (factor_id,) in self._connection.run(statement, values)}
 
@@ -252,143 +305,8 @@ def _keys(accounts: Iterable[str], tenant: str) -> str:
     return json.dumps([(account, tenant) for account in accounts])
 
 
-# -- a round's writes bound to their statements ---------------------------------
-# The parameter names are those round_sql's statements bind (``p_`` + field).
-
-
-def _write_statement(
-    dialect: str,
-    writes: Sequence[FactorWrite],
-    state: FactorState,
-    now: int,
-    tenant: str,
-    activate: bool,
-    *,
-    alone: bool,
-) -> tuple[Update, dict[str, object]]:
-    """`alone`: the one-row write runs outside a transaction, so it carries the
-    call's deadline (``p_deadline``, to be bound by the caller)."""
-    if len(writes) == 1:
-        (write,) = writes
-        return round_sql.write_one(dialect, state, activate, alone), {
-            "p_now": now,
-            "p_tenant": tenant,
-            "p_factor": write.factor_id,
-            "p_failed": write.failed_attempts,
-            "p_blocked": write.blocked_until,
-            "p_step": write.last_used_step,
-            "p_consumed": write.consumed,
-            "p_seen_failed": write.seen_failed_attempts,
-            "p_seen_blocked": write.seen_blocked_until,
-            "p_seen_step": write.seen_last_used_step,
-        }
-    return round_sql.write_many(dialect, state, activate), bulk_write_values(
-        dialect, writes, now=now, tenant=tenant
-    )
-
-
-def bulk_write_values(
-    dialect: str, writes: Sequence[FactorWrite], *, now: int, tenant: str
-) -> dict[str, object]:
-    """The values of `round_sql.write_many` for `writes` (also the seam for the
-    benchmarks that run the store's SQL raw: benchmarks/service/batch.py)."""
-    values: dict[str, object] = {"p_now": now, "p_tenant": tenant}
-    if dialect == "postgresql":
-        # Sorted by factor id: the order the locked read takes row locks in, so
-        # a write planned as a loop over the rows locks in that order too.
-        values["p_rows"] = json.dumps(sorted(writes))
-        return values
-    # SQLite locks the whole database, in any order (sorting 10k rows cost ~4 ms).
-    won: list[tuple[str, int, int]] = []
-    rows: list[FactorWrite] = []
-    for write in writes:
-        if write.consumed and not (
-            write.failed_attempts
-            or write.blocked_until
-            or write.seen_failed_attempts
-            or write.seen_blocked_until
-        ):
-            won.append((write.factor_id, write.last_used_step, write.seen_last_used_step))
-        else:
-            rows.append(write)
-    values["p_won"] = json.dumps(won)
-    values["p_rows"] = json.dumps(rows)
-    return values
-
-
-# A statement, its values, and the rows it must return (None: any number).
-_Statement = tuple[Update | Insert, dict[str, object], int | None]
-
-
-def _account_statements(
-    dialect: str, accounts: Sequence[AccountWrite], tenant: str
-) -> list[_Statement]:
-    """The statements storing `accounts`, each with the rows it must return.
-
-    Rows read as present are updated where still as read; rows read as
-    absent are inserted where still absent. On PostgreSQL sorted by account
-    id, the order locked rounds lock them in.
-    """
-    if dialect == "postgresql":
-        accounts = sorted(accounts)
-    updates = [a for a in accounts if a.seen_budget_tat is not None]
-    inserts = [a for a in accounts if a.seen_budget_tat is None]
-    statements: list[_Statement] = []
-    for rows, many, one in (
-        (updates, account_sql.account_update_many, account_sql.account_update_one),
-        (inserts, account_sql.account_insert_many, account_sql.account_insert_one),
-    ):
-        if len(rows) == 1:
-            values: dict[str, object] = {
-                f"p_{name}": value for name, value in rows[0]._asdict().items()
-            }
-            values["p_tenant"] = tenant
-            statements.append((one(dialect), values, 1))
-        elif rows:
-            values = {"p_rows": json.dumps(rows), "p_tenant": tenant}
-            statements.append((many(dialect), values, len(rows)))
-    return statements
-
-
-def _round_statements(
-    dialect: str,
-    writes: Sequence[FactorWrite],
-    state: FactorState,
-    now: int,
-    activate: bool,
-    accounts: Sequence[AccountWrite],
-    tenant: str,
-    events: Sequence[audit.RoundEvents],
-    completion: Completion | None = None,
-) -> tuple[list[_Statement], bool]:
-    """A conditional write's statements, each with its values and the rows it
-    must touch; True when one statement alone is the whole write."""
-    statements = _account_statements(dialect, accounts, tenant)
-    # One factor row and no account row: the statement alone is atomic, and
-    # outside a transaction it carries the call's deadline in its condition.
-    groups = [group for group in events if group.items]
-    items = sum(len(group.items) for group in groups)
-    # PostgreSQL writes one factor row and its event in one statement, alone.
-    with_event = dialect == "postgresql" and len(writes) == 1 and items == 1
-    # A request record to complete makes it a transaction, whatever else is written.
-    alone = completion is None and not statements and len(writes) == 1 and (not items or with_event)
-    if writes:
-        factors = _write_statement(dialect, writes, state, now, tenant, activate, alone=alone)
-        if alone and with_event:
-            # p_tenant is one bind shared by the write and its event: the round's.
-            both = audit_sql.insert_after(factors[0])
-            statements.append((both, {**audit_sql.one_event_values(groups[0]), **factors[1]}, 1))
-        else:
-            statements.append((*factors, len(writes)))
-    if not (alone and with_event):
-        statements.extend(audit_sql.statements(dialect, groups))
-    if completion is not None:
-        statements.append((complete_statement(), complete_values(completion), None))
-    return statements, alone
-
-
-def _write_alone(connection: RawConnection, statement: _Statement) -> bool:
-    """One row's write outside a transaction, bounded by the deadline in its condition."""
+def _write_alone(connection: RawConnection, statement: round_writes.Statement) -> bool:
+    """One statement's write outside a transaction, bounded by the deadline in its condition."""
     one, values, _ = statement
     values["p_deadline"] = deadline_on_database_clock(connection)
     if len(connection.run(one, values)) == 1:
@@ -400,7 +318,9 @@ def _write_alone(connection: RawConnection, statement: _Statement) -> bool:
     return False
 
 
-def _write_in_transaction(connection: RawConnection, statements: list[_Statement]) -> bool:
+def _write_in_transaction(
+    connection: RawConnection, statements: list[round_writes.Statement]
+) -> bool:
     """Every statement in one transaction, or none if one touches other than its rows."""
     connection.begin()
     try:

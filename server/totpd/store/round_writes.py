@@ -1,0 +1,192 @@
+"""A round's writes bound to their statements (round_sql.py, account_sql.py,
+unary_sql.py, audit_sql.py): which statements store a decision, with what values.
+
+The parameter names are those the statements bind (``p_`` + field).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from sqlalchemy import Insert, Update
+
+from totpd.domain import FactorState
+from totpd.store import account_sql, audit, audit_sql, round_sql, unary_sql
+from totpd.store.requests import Completion, complete_statement, complete_values
+from totpd.store.round_records import AccountWrite, FactorWrite
+
+
+def write_statement(
+    dialect: str,
+    writes: Sequence[FactorWrite],
+    state: FactorState,
+    now: int,
+    tenant: str,
+    activate: bool,
+) -> tuple[Update, dict[str, object]]:
+    """The factors' conditional write, for a transaction (or under locks)."""
+    if len(writes) == 1:
+        return round_sql.write_one(dialect, state, activate, False), _one_write_values(
+            writes[0], now, tenant
+        )
+    return round_sql.write_many(dialect, state, activate), bulk_write_values(
+        dialect, writes, now=now, tenant=tenant
+    )
+
+
+def _one_write_values(write: FactorWrite, now: int, tenant: str) -> dict[str, object]:
+    return {
+        "p_now": now,
+        "p_tenant": tenant,
+        "p_factor": write.factor_id,
+        "p_failed": write.failed_attempts,
+        "p_blocked": write.blocked_until,
+        "p_step": write.last_used_step,
+        "p_consumed": write.consumed,
+        "p_seen_failed": write.seen_failed_attempts,
+        "p_seen_blocked": write.seen_blocked_until,
+        "p_seen_step": write.seen_last_used_step,
+    }
+
+
+def bulk_write_values(
+    dialect: str, writes: Sequence[FactorWrite], *, now: int, tenant: str
+) -> dict[str, object]:
+    """The values of `round_sql.write_many` for `writes` (also the seam for the
+    benchmarks that run the store's SQL raw: benchmarks/service/batch.py)."""
+    values: dict[str, object] = {"p_now": now, "p_tenant": tenant}
+    if dialect == "postgresql":
+        # Sorted by factor id: the order the locked read takes row locks in, so
+        # a write planned as a loop over the rows locks in that order too.
+        values["p_rows"] = json.dumps(sorted(writes))
+        return values
+    # SQLite locks the whole database, in any order (sorting 10k rows cost ~4 ms).
+    won: list[tuple[str, int, int]] = []
+    rows: list[FactorWrite] = []
+    for write in writes:
+        if write.consumed and not (
+            write.failed_attempts
+            or write.blocked_until
+            or write.seen_failed_attempts
+            or write.seen_blocked_until
+        ):
+            won.append((write.factor_id, write.last_used_step, write.seen_last_used_step))
+        else:
+            rows.append(write)
+    values["p_won"] = json.dumps(won)
+    values["p_rows"] = json.dumps(rows)
+    return values
+
+
+# A statement, its values, and the rows it must return (None: any number).
+Statement = tuple[Update | Insert, dict[str, object], int | None]
+
+
+def account_statements(
+    dialect: str, accounts: Sequence[AccountWrite], tenant: str
+) -> list[Statement]:
+    """The statements storing `accounts`, each with the rows it must return.
+
+    Rows read as present are updated where still as read; rows read as
+    absent are inserted where still absent. On PostgreSQL sorted by account
+    id, the order locked rounds lock them in.
+    """
+    if dialect == "postgresql":
+        accounts = sorted(accounts)
+    updates = [a for a in accounts if a.seen_budget_tat is not None]
+    inserts = [a for a in accounts if a.seen_budget_tat is None]
+    statements: list[Statement] = []
+    for rows, many, one in (
+        (updates, account_sql.account_update_many, account_sql.account_update_one),
+        (inserts, account_sql.account_insert_many, account_sql.account_insert_one),
+    ):
+        if len(rows) == 1:
+            statements.append((one(dialect), _account_values(rows[0], tenant), 1))
+        elif rows:
+            values: dict[str, object] = {"p_rows": json.dumps(rows), "p_tenant": tenant}
+            statements.append((many(dialect), values, len(rows)))
+    return statements
+
+
+def _account_values(account: AccountWrite, tenant: str) -> dict[str, object]:
+    values: dict[str, object] = {f"p_{name}": value for name, value in account._asdict().items()}
+    values["p_tenant"] = tenant
+    return values
+
+
+def round_statements(
+    dialect: str,
+    writes: Sequence[FactorWrite],
+    state: FactorState,
+    now: int,
+    activate: bool,
+    accounts: Sequence[AccountWrite],
+    tenant: str,
+    events: Sequence[audit.RoundEvents],
+    completion: Completion | None = None,
+) -> tuple[list[Statement], bool]:
+    """A conditional write's statements, each with its values and the rows it
+    must touch; True when one statement alone is the whole write (`alone`)."""
+    groups = [group for group in events if group.items]
+    # A request record to complete makes it a transaction, whatever else is written.
+    if completion is None and len(writes) == 1 and sum(len(g.items) for g in groups) <= 1:
+        one = alone(dialect, writes[0], state, now, activate, accounts, tenant, groups)
+        if one is not None:
+            return [one], True
+    statements = account_statements(dialect, accounts, tenant)
+    if writes:
+        factors = write_statement(dialect, writes, state, now, tenant, activate)
+        statements.append((*factors, len(writes)))
+    statements.extend(audit_sql.statements(dialect, groups))
+    if completion is not None:
+        statements.append((complete_statement(), complete_values(completion), None))
+    return statements, False
+
+
+def alone(
+    dialect: str,
+    write: FactorWrite,
+    state: FactorState,
+    now: int,
+    activate: bool,
+    accounts: Sequence[AccountWrite],
+    tenant: str,
+    groups: Sequence[audit.RoundEvents],
+) -> Statement | None:
+    """One factor's write as one statement, atomic outside a transaction, with the
+    call's deadline in its condition (``p_deadline``, bound by the caller); on
+    PostgreSQL with its event and with its account's update (unary_sql.py). None:
+    the write needs a transaction."""
+    postgres = dialect == "postgresql"
+    if groups and not postgres:
+        return None
+    values = _one_write_values(write, now, tenant)
+    statement: Update
+    if not accounts:
+        statement = (
+            unary_sql.factor_write(state, activate)
+            if postgres
+            else round_sql.write_one(dialect, state, activate, True)
+        )
+    elif postgres and _one_account_update(accounts, groups):
+        statement = unary_sql.account_and_factor_write(state, activate)
+        values |= _account_values(accounts[0], tenant)
+    else:
+        return None
+    if not groups:
+        return statement, values, 1
+    # p_tenant (and p_account_id, checked above) are binds the event shares with
+    # the writes: the round's.
+    values = {**audit_sql.one_event_values(groups[0]), **values}
+    return audit_sql.insert_after(statement), values, 1
+
+
+def _one_account_update(
+    accounts: Sequence[AccountWrite], groups: Sequence[audit.RoundEvents]
+) -> bool:
+    """One account row, read as present (an absent one is inserted in a
+    transaction), and the event, if any, is of that account."""
+    if len(accounts) != 1 or accounts[0].seen_budget_tat is None:
+        return False
+    return not groups or groups[0].items[0][0] == accounts[0].account_id
