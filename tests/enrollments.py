@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tests.conftest import Clock
 from tests.totp_oracle import code_at
+from totpd import deadlines
 from totpd.service.mfa import MfaService
 from totpd.service.types import Enrollment, EnrollParams, FactorState, VerifyResult
 from totpd.store import FactorStore
@@ -21,6 +22,13 @@ def enroll_active(
     assert factor.state is FactorState.ACTIVE
     clock.advance(enrollment.factor.period_seconds)  # the confirmation consumed the current step
     return enrollment
+
+
+def enroll_active_in_time(service: MfaService, clock: Clock, account_id: str) -> Enrollment:
+    """An active factor, enrolled within a deadline: the connection that will
+    write later has measured the database's clock (as a served call would)."""
+    with deadlines.within(30):
+        return enroll_active(service, clock, account_id)
 
 
 def enroll_many(service: MfaService, clock: Clock, account_id: str, count: int) -> list[Enrollment]:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
-from tests.enrollments import enroll_active
+from tests.enrollments import enroll_active_in_time as enrolled
 from tests.hung_database import (
     HangingDatabase,
     database,
@@ -24,7 +24,7 @@ from totpd import deadlines
 from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
-from totpd.service.types import Enrollment, VerifyItem, VerifyResult
+from totpd.service.types import VerifyItem, VerifyResult
 from totpd.store import FactorStore
 from totpd.store.deadline import DeadlineExceededError
 
@@ -37,11 +37,6 @@ DEADLINE = 0.5
 def service(hung_engine: Engine, keyring: Keyring, policy: Policy, clock: Clock) -> MfaService:
     store = FactorStore(hung_engine)
     return MfaService(store, keyring, policy, clock, coalesce_verify=True)
-
-
-def enrolled(service: MfaService, clock: Clock, account_id: str) -> Enrollment:
-    with deadlines.within(30):
-        return enroll_active(service, clock, account_id)
 
 
 def test_a_coalesced_round_that_outlives_its_deadlines_stores_nothing(

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, event
 
 from tests.conftest import Clock
-from tests.enrollments import enroll_active
+from tests.enrollments import enroll_active_in_time as enrolled
 from tests.hung_database import (
     HangingDatabase,
     database,
@@ -47,13 +47,6 @@ DEADLINE = 0.5
 @pytest.fixture
 def service(hung_engine: Engine, keyring: Keyring, policy: Policy, clock: Clock) -> MfaService:
     return MfaService(FactorStore(hung_engine), keyring, policy, clock)
-
-
-def enrolled(service: MfaService, clock: Clock, account_id: str) -> Enrollment:
-    """An active factor, enrolled within a deadline: the connection that will
-    write later has measured the database's clock (as a served call would)."""
-    with deadlines.within(30):
-        return enroll_active(service, clock, account_id)
 
 
 def failures(service: MfaService, factor_id: str) -> int:
