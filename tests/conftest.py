@@ -16,7 +16,7 @@ from totpd.crypto import Keyring, write_new_keyring
 from totpd.service.faults import FAULT_LOG
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
-from totpd.store import FactorStore, migrate, open_engine
+from totpd.store import FactorStore, audit_sql, migrate, open_engine
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # Servers the tests start as processes (`totpd serve`) put their metrics
@@ -86,6 +86,16 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
             )
         )
     yield pg_engine
+
+
+@pytest.fixture(params=["insert", "copy"])
+def audit_writes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """PostgreSQL appends a round's events by INSERT or, from a number of them
+    on, by COPY (store/audit_sql.py): "copy" takes COPY from the first event, so
+    a test's few events go that way too. SQLite inserts either way."""
+    if request.param == "copy":
+        monkeypatch.setattr(audit_sql, "COPY_FROM_EVENTS", 1)
+    return str(request.param)
 
 
 @pytest.fixture(autouse=True)

@@ -173,6 +173,15 @@ def _time_statements(stack: contextlib.ExitStack, timers: _Timers, sql_stage: li
         finally:
             audit_statement[0] = False
 
+    original_copy = dbapi.RawConnection.copy
+
+    def copy(connection: dbapi.RawConnection, into: dbapi.CopyInto, rows: Any) -> int:
+        audit_statement[0] = into.table.startswith(_AUDIT_PREFIX)
+        try:
+            return original_copy(connection, into, rows)
+        finally:
+            audit_statement[0] = False
+
     original_commit = dbapi.RawConnection.commit
     timed_commit = timers.wrap("commit", original_commit)
 
@@ -180,6 +189,7 @@ def _time_statements(stack: contextlib.ExitStack, timers: _Timers, sql_stage: li
         (timed_commit if sql_stage[0] == "write_update" else original_commit)(connection)
 
     stack.enter_context(_patched(dbapi.RawConnection, "run", run))
+    stack.enter_context(_patched(dbapi.RawConnection, "copy", copy))
     stack.enter_context(_patched(dbapi.RawConnection, "commit", commit))
     stack.enter_context(dbapi.timed_statements(statement))
 

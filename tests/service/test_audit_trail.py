@@ -69,6 +69,7 @@ def refusing_audit_writes(engine: Engine, table: str = "audit_events") -> Iterat
                 connection.execute(text("DROP FUNCTION audit_refused()"))
 
 
+@pytest.mark.usefixtures("audit_writes")  # INSERTed and COPYed (tests/conftest.py)
 def test_a_mixed_run_has_one_event_per_verdict_and_state_change(
     engine: Engine, service: MfaService, clock: Clock, account_id: str
 ) -> None:
@@ -134,6 +135,7 @@ def test_a_mixed_run_has_one_event_per_verdict_and_state_change(
                 assert not any(secret in value for secret in forbidden), event
 
 
+@pytest.mark.usefixtures("audit_writes")  # INSERTed and COPYed (tests/conftest.py)
 @pytest.mark.parametrize("table", ["audit_calls", "audit_events"])
 def test_a_failed_audit_write_fails_the_call_and_stores_no_verdict(
     engine: Engine, service: MfaService, clock: Clock, account_id: str, table: str

@@ -4,6 +4,7 @@ on the optimistic and the locked path, on both databases."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import Engine, text
 
 from tests.audit_rows import AUDIT_TRAIL
@@ -14,6 +15,9 @@ from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, CandidateFactor, FactorStore
 from totpd.store.audit import AuditCall, RoundEvents
+
+# Each test with the events INSERTed and COPYed (tests/conftest.py audit_writes).
+pytestmark = pytest.mark.usefixtures("audit_writes")
 
 
 def _groups(read: list[CandidateFactor], now_us: int) -> list[RoundEvents]:

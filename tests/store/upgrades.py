@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from totpd.store import open_engine
 from totpd.store.database import _MIGRATIONS
-from totpd.store.models import Base, built_on
+from totpd.store.models import Base
 
 
 def alembic(engine: Engine, action: str, revision: str) -> None:
@@ -48,13 +48,7 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path, prefix: s
 
 
 def schema_differences(engine: Engine) -> list[Any]:
-    """What Alembic finds between `engine`'s schema and store/models.py (each
-    dialect's own indexes: models.built_on)."""
-    dialect = engine.dialect.name
-
-    def include(thing: object, _name: object, kind: str, _reflected: bool, _to: object) -> bool:
-        return kind != "index" or built_on(dialect, thing)
-
+    """What Alembic finds between `engine`'s schema and store/models.py."""
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"include_object": include})
+        context = MigrationContext.configure(connection)
         return list(compare_metadata(context, Base.metadata))

@@ -202,8 +202,7 @@ class AuditStore:
             value: Any = getattr(where, column.name)
             if value is not None:
                 query = query.where(column == value)
-        if where.account_id is not None and self._engine.dialect.name == "sqlite":
-            # SQLite's account index is the bucket's (models.py); PostgreSQL's is exact.
+        if where.account_id is not None:  # the account index is the bucket's (models.py)
             query = query.where(EVENTS.c.account_bucket == account_bucket(where.account_id))
         if where.start_us is not None:
             query = query.where(CALLS.c.time_us >= where.start_us)

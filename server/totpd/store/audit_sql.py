@@ -6,7 +6,9 @@ SQLite whatever their number: the call rows, then every event as one JSON
 array, each naming its call by its place among the rows just inserted (SQLite
 has one writer: they took the last ids). PostgreSQL inserts both in one
 statement, the call rows in a data-modifying CTE whose RETURNING ids the events
-join; its one-row round write and its event are one statement too.
+join; its one-row round write and its event are one statement too. From
+COPY_FROM_EVENTS events on, PostgreSQL inserts the call rows and then COPYs the
+events (`CopiedEvents`).
 PostgreSQL's statements return one row per event, checked like the writes (the
 one-row write's event depends on the write); SQLite's insert unconditionally and
 return nothing (fetching 1,000 ids back cost a batch more than the check is worth).
@@ -17,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -39,10 +41,17 @@ from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
 
 from totpd.store.audit import CALLS, EVENTS, AuditCall, RoundEvents, RoundItem
+from totpd.store.dbapi import CopyInto, RawConnection
 from totpd.store.models import account_bucket
 
 # (statement, values, rows it returns; None: it returns none)
 AuditStatement = tuple[Insert, dict[str, object], int | None]
+
+# PostgreSQL COPYs a round's events from this many on: COPY fills heap pages in
+# bulk where INSERT ... SELECT adds rows one by one (1,000 events: ~15% less
+# time), but the call rows' ids then take a round trip of their own (at 100
+# events the two cost the same; benchmarks/NOTES.md).
+COPY_FROM_EVENTS = 200
 
 _Fields = list[tuple[str, type[TypeEngine[Any]]]]
 # AuditCall's fields, bound as ``p_`` + name (``p_tenant`` is the round's too).
@@ -66,22 +75,54 @@ _ITEM_FIELDS: _Fields = [
 ]
 _CALL_COLUMNS = [name for name, _ in _CALL_FIELDS]
 _EVENT_COLUMNS = ["call_id", *(name for name, _ in _ITEM_FIELDS)]
+# _EVENT_COLUMNS as PostgreSQL's binary COPY sends them: each its column's type.
+_EVENTS_COPY = CopyInto(
+    EVENTS.name, tuple(_EVENT_COLUMNS), ("int8", "text", "text", "text", "int4", "int2")
+)
 # A JSON row's call: its place (1, 2, ...) among the round's calls.
 _CALL_NO: _Fields = [("call_no", Integer)]
 
 
-def statements(dialect: str, groups: Sequence[RoundEvents]) -> list[AuditStatement]:
+class CopiedEvents(NamedTuple):
+    """PostgreSQL: a round's call rows, one statement returning their ids, then
+    all their events by one binary COPY."""
+
+    calls: Insert  # RETURNING the new ids, which follow the groups' order
+    values: dict[str, object]
+    groups: Sequence[RoundEvents]
+
+    def run(self, connection: RawConnection) -> bool:
+        """Append them; False if a row is missing (the round must not commit)."""
+        ids = sorted(row[0] for row in connection.run(self.calls, self.values))
+        if len(ids) != len(self.groups):
+            return False
+        rows = [
+            (call_id, *item, account_bucket(item[0]))
+            for call_id, group in zip(ids, self.groups, strict=True)
+            for item in group.items
+        ]
+        return connection.copy(_EVENTS_COPY, rows) == len(rows)
+
+
+AuditStep = AuditStatement | CopiedEvents
+
+
+def statements(dialect: str, groups: Sequence[RoundEvents]) -> list[AuditStep]:
     """The statements appending `groups` (those with items), in order."""
+    postgres = dialect == "postgresql"
     if len(groups) != 1:
         groups = [group for group in groups if group.items]
         if len(groups) > 1:
-            return _statements_of_calls(dialect, groups)
+            if postgres and sum(len(group.items) for group in groups) >= COPY_FROM_EVENTS:
+                return [CopiedEvents(_calls(dialect), _calls_values(groups), groups)]
+            return list(_statements_of_calls(dialect, groups))
         if not groups:
             return []
     (group,) = groups
     if not group.items:
         return []
-    postgres = dialect == "postgresql"
+    if postgres and len(group.items) >= COPY_FROM_EVENTS:
+        return [CopiedEvents(_one_call(dialect), _call_values(group.call), groups)]
     if len(group.items) == 1:  # the unary hot path
         values = one_event_values(group)
         event = _one_event(dialect)
@@ -91,15 +132,19 @@ def statements(dialect: str, groups: Sequence[RoundEvents]) -> list[AuditStateme
         event = _events_of_one_call(dialect)
     if postgres:
         return [(event, values, len(group.items))]
-    return [(_one_call(), values, None), (event, values, None)]
+    return [(_one_call(dialect), values, None), (event, values, None)]
+
+
+def _calls_values(groups: list[RoundEvents]) -> dict[str, object]:
+    """`_calls`' values: the calls as one JSON array, each with its place."""
+    return {"p_calls": json.dumps([[n, *group.call] for n, group in enumerate(groups, 1)])}
 
 
 def _statements_of_calls(dialect: str, groups: list[RoundEvents]) -> list[AuditStatement]:
-    calls = json.dumps([[n, *group.call] for n, group in enumerate(groups, 1)])
     items = json.dumps(
         [(n, *item) for n, group in enumerate(groups, 1) for item in _item_rows(group.items)]
     )
-    values = {"p_calls": calls, "p_items": items, "p_call_count": len(groups)}
+    values = {**_calls_values(groups), "p_items": items, "p_call_count": len(groups)}
     if dialect == "postgresql":
         events = sum(len(group.items) for group in groups)
         return [(_events_of_calls(dialect), values, events)]
@@ -191,9 +236,10 @@ def _last_call_id() -> ColumnElement[Any]:
 
 
 @functools.cache
-def _one_call() -> Insert:
-    """SQLite: one call row."""
-    return insert(CALLS).from_select(_CALL_COLUMNS, select(*_call_binds()))
+def _one_call(dialect: str) -> Insert:
+    """One call row (PostgreSQL: RETURNING its id)."""
+    statement = insert(CALLS).from_select(_CALL_COLUMNS, select(*_call_binds()))
+    return statement.returning(CALLS.c.id) if dialect == "postgresql" else statement
 
 
 @functools.cache

@@ -218,16 +218,9 @@ class AuditCallRow(Base):
     )
 
 
-def built_on(dialect: str, thing: object) -> bool:
-    """Whether the schema has `thing` on `dialect`: False for an index whose
-    `ddl_if` names another dialect (Alembic's comparisons ignore `ddl_if`)."""
-    condition = getattr(thing, "_ddl_if", None)
-    return condition is None or condition.dialect in (None, dialect)
-
-
 # An event's account bucket. Stored in every row: changing either needs a
 # migration that recomputes the column. Each bucket is one more place where
-# SQLite inserts into its index (cost per event), and a lookup reads its
+# the index takes inserts (cost per event), and a lookup reads its
 # bucket's share of the events: 16 keeps both small.
 ACCOUNT_BUCKETS = 16
 
@@ -253,7 +246,7 @@ class AuditEventRow(Base):
     )
     call_id: Mapped[int] = mapped_column(BigInteger)  # audit_calls.id
     account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX))
-    # store.audit.account_bucket(account_id): SQLite's account lookups.
+    # account_bucket(account_id): the account lookups' index.
     account_bucket: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     factor_id: Mapped[str | None] = mapped_column(String(36))
     verify_result: Mapped[str | None] = mapped_column(String(16))
@@ -261,13 +254,12 @@ class AuditEventRow(Base):
 
     # call_id: from a call (time, tenant) to its events (the prune, time
     # ranges); its values only grow, so each insert lands on the last page.
-    # The account: an index on account_id puts each event on a page at random,
-    # which SQLite's WAL writes whole at every commit (a 1,000-event batch: about
-    # 1,000 pages). So SQLite indexes (account_bucket, id) instead: each bucket's
-    # entries are appended, and a lookup scans its bucket's share in id order.
-    # PostgreSQL logs only the changed entry and keeps the exact index.
+    # The account: an index on account_id puts each event on a page at random:
+    # SQLite's WAL writes that page whole at every commit, and PostgreSQL pays a
+    # random leaf descent and split per event (a third of a 1,000-event insert).
+    # (account_bucket, id) appends to one of ACCOUNT_BUCKETS places instead; a
+    # lookup scans its bucket's share in id order (benchmarks/NOTES.md).
     __table_args__ = (
-        Index("ix_audit_events_account_id", "account_id").ddl_if(dialect="postgresql"),
-        Index("ix_audit_events_account_bucket_id", "account_bucket", "id").ddl_if(dialect="sqlite"),
+        Index("ix_audit_events_account_bucket_id", "account_bucket", "id"),
         Index("ix_audit_events_call_id", "call_id"),
     )

@@ -81,6 +81,9 @@ def bulk_write_values(
 
 # A statement, its values, and the rows it must return (None: any number).
 Statement = tuple[Update | Insert, dict[str, object], int | None]
+# What a round's write runs in its transaction: statements, and PostgreSQL's
+# COPY of many audit events.
+Step = Statement | audit_sql.CopiedEvents
 
 
 def account_statements(
@@ -125,23 +128,24 @@ def round_statements(
     tenant: str,
     events: Sequence[audit.RoundEvents],
     completion: Completion | None = None,
-) -> tuple[list[Statement], bool]:
-    """A conditional write's statements, each with its values and the rows it
-    must touch; True when one statement alone is the whole write (`alone`)."""
+) -> Statement | list[Step]:
+    """A conditional write's steps, each statement with its values and the rows
+    it must touch; one statement, not a list, when it alone is the whole write
+    (`alone`)."""
     groups = [group for group in events if group.items]
     # A request record to complete makes it a transaction, whatever else is written.
     if completion is None and len(writes) == 1 and sum(len(g.items) for g in groups) <= 1:
         one = alone(dialect, writes[0], state, now, activate, accounts, tenant, groups)
         if one is not None:
-            return [one], True
-    statements = account_statements(dialect, accounts, tenant)
+            return one
+    statements: list[Step] = [*account_statements(dialect, accounts, tenant)]
     if writes:
         factors = write_statement(dialect, writes, state, now, tenant, activate)
         statements.append((*factors, len(writes)))
     statements.extend(audit_sql.statements(dialect, groups))
     if completion is not None:
         statements.append((complete_statement(), complete_values(completion), None))
-    return statements, False
+    return statements
 
 
 def alone(

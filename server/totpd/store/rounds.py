@@ -80,15 +80,16 @@ class Attempts:
         commits without it. DeadlineExceededError if the deadline passed first:
         nothing was written.
         """
-        statements, alone = round_writes.round_statements(
+        write = round_writes.round_statements(
             self._dialect.name, writes, state, now, activate, accounts, tenant, events, completion
         )
-        if not statements:
+        if not write:
             return True
+        alone = isinstance(write, tuple)  # one statement: atomic on its own
         with self._writer, self._connection(autocommit=alone) as connection:
-            if alone:  # one statement: atomic on its own
-                return _write_alone(connection, statements[0])
-            return _write_in_transaction(connection, statements)
+            if isinstance(write, tuple):
+                return _write_alone(connection, write)
+            return _write_in_transaction(connection, write)
 
     @contextmanager
     def one_connection(self) -> Iterator[None]:
@@ -240,8 +241,11 @@ class LockedRound:
     def record(self, events: Sequence[audit.RoundEvents]) -> None:
         """Append the round's audit events (one group per call), committed with its
         writes or not at all."""
-        for statement, values, _ in audit_sql.statements(self._connection.dialect.name, events):
-            self._connection.run(statement, values)
+        for step in audit_sql.statements(self._connection.dialect.name, events):
+            if isinstance(step, audit_sql.CopiedEvents):
+                step.run(self._connection)
+            else:
+                self._connection.run(step[0], step[1])
 
 
 def _read(
@@ -318,15 +322,18 @@ def _write_alone(connection: RawConnection, statement: round_writes.Statement) -
     return False
 
 
-def _write_in_transaction(
-    connection: RawConnection, statements: list[round_writes.Statement]
-) -> bool:
-    """Every statement in one transaction, or none if one touches other than its rows."""
+def _write_in_transaction(connection: RawConnection, steps: list[round_writes.Step]) -> bool:
+    """Every step in one transaction, or none if one touches other than its rows."""
     connection.begin()
     try:
-        for statement, values, expected in statements:
-            rows = connection.run(statement, values)
-            if expected is not None and len(rows) != expected:
+        for step in steps:
+            if isinstance(step, audit_sql.CopiedEvents):
+                applied = step.run(connection)
+            else:
+                statement, values, expected = step
+                rows = connection.run(statement, values)
+                applied = expected is None or len(rows) == expected
+            if not applied:
                 connection.rollback()
                 return False
     except RoundAbortedError:

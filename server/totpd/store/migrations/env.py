@@ -5,13 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from totpd.store.models import Base, built_on
-
-
-def _include_object(thing: object, _name: object, kind: str, _reflected: bool, _to: object) -> bool:
-    """Autogenerate: a dialect's own indexes only (models.built_on)."""
-    return kind != "index" or built_on(context.get_context().dialect.name, thing)
-
+from totpd.store.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -22,16 +16,10 @@ if connection is None:
     if not url:
         raise SystemExit("pass the database URL: alembic -x url=... upgrade head")
     with create_engine(url).begin() as own_connection:
-        context.configure(
-            connection=own_connection,
-            target_metadata=Base.metadata,
-            include_object=_include_object,
-        )
+        context.configure(connection=own_connection, target_metadata=Base.metadata)
         with context.begin_transaction():
             context.run_migrations()
 else:
-    context.configure(
-        connection=connection, target_metadata=Base.metadata, include_object=_include_object
-    )
+    context.configure(connection=connection, target_metadata=Base.metadata)
     with context.begin_transaction():
         context.run_migrations()
