@@ -165,22 +165,22 @@ def _time_statements(stack: contextlib.ExitStack, timers: _Timers, sql_stage: li
 
     original_run = dbapi.RawConnection.run
 
-    def run(connection: dbapi.RawConnection, statement: Any, values: Any) -> Any:
-        table = getattr(statement, "table", None)
-        audit_statement[0] = str(getattr(table, "name", "")).startswith(_AUDIT_PREFIX)
+    def on_table(table: str, call: Callable[[], Any]) -> Any:
+        """`call`, its statement time counted as the audit trail's if `table` is."""
+        audit_statement[0] = table.startswith(_AUDIT_PREFIX)
         try:
-            return original_run(connection, statement, values)
+            return call()
         finally:
             audit_statement[0] = False
+
+    def run(connection: dbapi.RawConnection, statement: Any, values: Any) -> Any:
+        table = str(getattr(getattr(statement, "table", None), "name", ""))
+        return on_table(table, lambda: original_run(connection, statement, values))
 
     original_copy = dbapi.RawConnection.copy
 
     def copy(connection: dbapi.RawConnection, into: dbapi.CopyInto, rows: Any) -> int:
-        audit_statement[0] = into.table.startswith(_AUDIT_PREFIX)
-        try:
-            return original_copy(connection, into, rows)
-        finally:
-            audit_statement[0] = False
+        return int(on_table(into.table, lambda: original_copy(connection, into, rows)))
 
     original_commit = dbapi.RawConnection.commit
     timed_commit = timers.wrap("commit", original_commit)

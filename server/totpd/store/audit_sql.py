@@ -115,7 +115,7 @@ def statements(dialect: str, groups: Sequence[RoundEvents]) -> list[AuditStep]:
         if len(groups) > 1:
             if postgres and sum(len(group.items) for group in groups) >= COPY_FROM_EVENTS:
                 return [CopiedEvents(_calls(dialect), _calls_values(groups), groups)]
-            return list(_statements_of_calls(dialect, groups))
+            return _statements_of_calls(dialect, groups)
         if not groups:
             return []
     (group,) = groups
@@ -140,7 +140,7 @@ def _calls_values(groups: list[RoundEvents]) -> dict[str, object]:
     return {"p_calls": json.dumps([[n, *group.call] for n, group in enumerate(groups, 1)])}
 
 
-def _statements_of_calls(dialect: str, groups: list[RoundEvents]) -> list[AuditStatement]:
+def _statements_of_calls(dialect: str, groups: list[RoundEvents]) -> list[AuditStep]:
     items = json.dumps(
         [(n, *item) for n, group in enumerate(groups, 1) for item in _item_rows(group.items)]
     )

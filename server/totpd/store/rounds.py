@@ -242,10 +242,7 @@ class LockedRound:
         """Append the round's audit events (one group per call), committed with its
         writes or not at all."""
         for step in audit_sql.statements(self._connection.dialect.name, events):
-            if isinstance(step, audit_sql.CopiedEvents):
-                step.run(self._connection)
-            else:
-                self._connection.run(step[0], step[1])
+            _run_step(self._connection, step)
 
 
 def _read(
@@ -322,18 +319,21 @@ def _write_alone(connection: RawConnection, statement: round_writes.Statement) -
     return False
 
 
+def _run_step(connection: RawConnection, step: round_writes.Step) -> bool:
+    """Run one step of a round's write; False if it touched other than its rows."""
+    if isinstance(step, audit_sql.CopiedEvents):
+        return step.run(connection)
+    statement, values, expected = step
+    rows = connection.run(statement, values)
+    return expected is None or len(rows) == expected
+
+
 def _write_in_transaction(connection: RawConnection, steps: list[round_writes.Step]) -> bool:
     """Every step in one transaction, or none if one touches other than its rows."""
     connection.begin()
     try:
         for step in steps:
-            if isinstance(step, audit_sql.CopiedEvents):
-                applied = step.run(connection)
-            else:
-                statement, values, expected = step
-                rows = connection.run(statement, values)
-                applied = expected is None or len(rows) == expected
-            if not applied:
+            if not _run_step(connection, step):
                 connection.rollback()
                 return False
     except RoundAbortedError:
