@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 from tests.audit_rows import events, verdict_events
 from tests.conftest import Clock
 from tests.enrollments import enroll_active, wrong_for_all
+from tests.service.conftest import results_of
 from tests.totp_oracle import code_at, wrong_code
 from totpd import calls
 from totpd.service.errors import ErrorReason, TotpdError
@@ -211,6 +212,35 @@ def test_threads_verifying_at_once_write_one_event_each(
         thread.join(timeout=120)
     assert results == [VerifyResult.VALID] * len(accounts)
     assert len(verdict_events(engine)) - before == len(accounts)
+
+
+@pytest.mark.usefixtures("audit_writes")  # INSERTed and COPYed (tests/conftest.py)
+def test_batches_at_once_write_one_event_per_item_under_their_own_call(
+    engine: Engine, service: MfaService, clock: Clock, account_id: str
+) -> None:
+    batches = [[f"{account_id}-{t}-{n}" for n in range(3)] for t in range(4)]
+    enrollments = {a: enroll_active(service, clock, a) for batch in batches for a in batch}
+    before = len(verdict_events(engine))
+    barrier = threading.Barrier(len(batches))
+    results: list[object] = []
+
+    def attempt(batch: list[str]) -> None:
+        barrier.wait(timeout=30)
+        items = [VerifyItem(a, code_at(enrollments[a], clock.now)) for a in batch]
+        results.extend(results_of(service.verify_batch(items)))
+
+    threads = [threading.Thread(target=attempt, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert results == [VerifyResult.VALID] * len(enrollments)
+    added = verdict_events(engine)[before:]
+    assert sorted(e["account_id"] for e in added) == sorted(enrollments)
+    # Each batch's events share one call row, and no two batches share one.
+    call_of = {e["account_id"]: e["call_id"] for e in added}
+    assert [len({call_of[a] for a in batch}) for batch in batches] == [1] * len(batches)
+    assert len(set(call_of.values())) == len(batches)
 
 
 def test_audit_off_writes_no_event(
