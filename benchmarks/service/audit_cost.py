@@ -2,10 +2,10 @@
 same run, on the same seeded database.
 
 Two single-process servers on the database, one with ``TOTPD_AUDIT_ENABLED=false``.
-Batch calls alternate between them one by one and the ratio is the median of
-adjacent pairs' ratios; the unary level runs in turns (on, off, on, off ...) and
-keeps the better of its turns. Either way a noisy neighbour hits both alike. CPU per
-item/call is the server process's CPU time (user + system) over the calls it answered.
+Batch calls alternate between them one by one, the unary level in short turns
+(on, off, off, on, ...); either ratio is the median of adjacent pairs' ratios, so
+a noisy neighbour hits both sides of a pair alike. CPU per item/call is the server
+process's CPU time (user + system) over the calls it answered.
 
 Standalone: ``python -m benchmarks.service.audit_cost [--db sqlite] [--quick]``;
 ``python -m benchmarks.service`` runs it per database too.
@@ -26,7 +26,10 @@ from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
 MODES = ("on", "off")
-TURNS = 2
+TURNS = 2  # batch calls: `repeat` per server and turn
+# Unary turns per server: one-second turns in pairs, where two three-second turns
+# each (the better one kept) moved the ratio 0.82-1.07 between runs.
+UNARY_TURNS = 6
 GOAL = 0.85  # audit on keeps at least this share of audit off's throughput (issue 13)
 
 
@@ -55,27 +58,20 @@ def measure(
         batches = [_batch_row(servers, pool, n, config["repeat"]) for n in config["batches"]]
         level = config.get("audit_unary_concurrency", 4)
         database_cpu: Callable[[], float | None] = lambda: database_cpu_seconds(database)  # noqa: E731
-        unary_row = _best_of(
+        turns = config.get("unary_turns", UNARY_TURNS)
+        unary_row = _alternating(
             servers,
+            turns,
             lambda server: unary.run_level(
                 server,
                 pool,
                 level,
-                config["seconds"],
+                config["seconds"] / turns * TURNS,
                 max_rate=6000.0,
                 client=client,
                 database_cpu=database_cpu,
             ),
-            key="rps",
         )
-        for mode in MODES:
-            figure = unary_row[mode]
-            figure["server_cpu_us_per_call"] = (
-                1e6 * sum(figure["server_cpu_s"]) / figure["requests"]
-                if figure["requests"]
-                else None
-            )
-        unary_row["ratio"] = unary_row["on"]["rps"] / unary_row["off"]["rps"]
         return {"batch": batches, "unary": unary_row, "goal": GOAL}
     finally:
         for server in servers.values():
@@ -120,19 +116,32 @@ def _batch_row(
     return row
 
 
-def _best_of(
+def _alternating(
     servers: dict[str, ServerProcess],
+    turns_per_server: int,
     run: Callable[[ServerProcess], dict[str, Any]],
-    key: str,
 ) -> dict[str, Any]:
-    """`run` on each server in turns; per mode the turn with the highest `key`."""
-    best: dict[str, Any] = {}
-    for _ in range(TURNS):
-        for mode in MODES:
-            figure = run(servers[mode])
-            if mode not in best or figure[key] > best[mode][key]:
-                best[mode] = figure
-    return best
+    """`run` on each server in alternating turns. Per mode the turn of
+    median rate, with the CPU per call over all its turns; the ratio is the median
+    over the turns' pairs of on's rate over off's."""
+    turns: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    for turn in range(turns_per_server):
+        for mode in MODES if turn % 2 == 0 else MODES[::-1]:
+            turns[mode].append(run(servers[mode]))
+    row: dict[str, Any] = {}
+    for mode in MODES:
+        by_rate = sorted(turns[mode], key=lambda figure: figure["rps"])
+        requests = sum(figure["requests"] for figure in by_rate)
+        cpu = sum(sum(figure["server_cpu_s"]) for figure in by_rate)
+        row[mode] = {
+            **by_rate[len(by_rate) // 2],
+            "turns_rps": [figure["rps"] for figure in turns[mode]],
+            "server_cpu_us_per_call": 1e6 * cpu / requests if requests else None,
+        }
+    row["ratio"] = statistics.median(
+        on["rps"] / off["rps"] for on, off in zip(turns["on"], turns["off"], strict=True)
+    )
+    return row
 
 
 def table(name: str, figures: dict[str, Any]) -> list[str]:
@@ -170,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     # Calls per batch size and turn: at 3, a turn of 1,000-item batches lasted about a
     # quarter of a second and one noisy neighbour moved its ratio by 0.1.
     parser.add_argument("--repeat", type=int, default=10)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help="unary: seconds per server and pair of turns"
+    )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     parser.add_argument(

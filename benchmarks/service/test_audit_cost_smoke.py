@@ -13,7 +13,13 @@ from totpd.store import open_engine
 
 
 def test_audit_on_and_off_are_measured_side_by_side(tmp_path: Path) -> None:
-    config = {"batches": [20], "repeat": 1, "seconds": 0.3, "audit_unary_concurrency": 2}
+    config = {
+        "batches": [20],
+        "repeat": 1,
+        "seconds": 0.3,
+        "audit_unary_concurrency": 2,
+        "unary_turns": 2,
+    }
     with sqlite_database(tmp_path) as database:
         pool = FactorPool(seed_database(database, tmp_path, 400))
         figures = audit_cost.measure(database, tmp_path, pool, config)
@@ -37,6 +43,7 @@ def test_audit_on_and_off_are_measured_side_by_side(tmp_path: Path) -> None:
         assert row[mode]["server_cpu_us_per_item"] >= 0
         assert figures["unary"][mode]["requests"] > 0
         assert figures["unary"][mode]["server_cpu_us_per_call"] > 0
+        assert len(figures["unary"][mode]["turns_rps"]) == 2
     # The audit-on server's batches only: 1 warm-up and TURNS x 1 measured calls of 20.
     assert methods["BatchVerify"] == (1 + audit_cost.TURNS) * 20
     assert methods["Verify"] > 0
