@@ -8,12 +8,16 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from totpd.store.models import EVENT_IDS_PER_CALL
+
+# An event's call, from its id (models.event_id).
+CALL_OF_EVENT = f"audit_events.id / {EVENT_IDS_PER_CALL}"
 # A FROM item: `SELECT caller FROM {AUDIT_TRAIL} WHERE method = 'Verify' ORDER BY id`.
 AUDIT_TRAIL = (
-    "(SELECT audit_events.id AS id, audit_events.call_id AS call_id, time_us, caller, "
+    f"(SELECT audit_events.id AS id, {CALL_OF_EVENT} AS call_id, time_us, caller, "
     "tenant, method, account_id, factor_id, verify_result, error_reason, status_code, "
     "step_offset, request_id, peer FROM audit_events "
-    "JOIN audit_calls ON audit_calls.id = audit_events.call_id) AS audit_trail"
+    f"JOIN audit_calls ON audit_calls.id = {CALL_OF_EVENT}) AS audit_trail"
 )
 # The tables the trail is stored in, for whole-table checks.
 AUDIT_TABLES = ("audit_calls", "audit_events")

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from benchmarks.service import audit_cost
 from benchmarks.service.fixtures import FactorPool, seed_database, sqlite_database
 from totpd.store import open_engine
+from totpd.store.models import EVENT_IDS_PER_CALL
 
 
 def test_audit_on_and_off_are_measured_side_by_side(tmp_path: Path) -> None:
@@ -28,8 +29,8 @@ def test_audit_on_and_off_are_measured_side_by_side(tmp_path: Path) -> None:
             methods: dict[str, int] = dict(
                 connection.execute(
                     text(
-                        "SELECT method, count(*) FROM audit_events JOIN audit_calls "
-                        "ON audit_calls.id = audit_events.call_id GROUP BY method"
+                        "SELECT method, count(*) FROM audit_events JOIN audit_calls ON "
+                        f"audit_calls.id = audit_events.id / {EVENT_IDS_PER_CALL} GROUP BY method"
                     )
                 ).all()
             )

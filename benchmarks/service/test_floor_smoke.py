@@ -11,6 +11,7 @@ from sqlalchemy import text
 from benchmarks.service import floor
 from benchmarks.service.fixtures import FactorPool, seed_database, sqlite_database
 from totpd.store import open_engine
+from totpd.store.models import EVENT_IDS_PER_CALL
 
 
 def test_totpd_and_the_noop_floor_are_measured_side_by_side(tmp_path: Path) -> None:
@@ -22,8 +23,8 @@ def test_totpd_and_the_noop_floor_are_measured_side_by_side(tmp_path: Path) -> N
         with engine.connect() as connection:
             verifies = connection.execute(
                 text(
-                    "SELECT count(*) FROM audit_events JOIN audit_calls "
-                    "ON audit_calls.id = audit_events.call_id WHERE method = 'Verify'"
+                    "SELECT count(*) FROM audit_events JOIN audit_calls ON audit_calls.id = "
+                    f"audit_events.id / {EVENT_IDS_PER_CALL} WHERE method = 'Verify'"
                 )
             ).scalar_one()
             failures = connection.execute(

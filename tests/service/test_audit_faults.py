@@ -37,7 +37,7 @@ from totpd.store import FactorStore, open_engine
 from totpd.store.audit import AuditCall, RoundEvents, RoundItem
 from totpd.store.dbapi import RawConnection
 from totpd.store.deadline import DeadlineExceededError
-from totpd.store.models import AuditCallRow, AuditEventRow
+from totpd.store.models import EVENT_IDS_PER_CALL, AuditCallRow, AuditEventRow
 
 __all__ = ["database", "hung_engine", "paused_postgres", "service"]  # fixtures
 
@@ -45,7 +45,7 @@ __all__ = ["database", "hung_engine", "paused_postgres", "service"]  # fixtures
 def verdict_events(engine: Engine, account_id: str) -> list[tuple[str, str]]:
     query = (
         select(AuditCallRow.method, AuditEventRow.verify_result)
-        .join(AuditCallRow, AuditCallRow.id == AuditEventRow.call_id)
+        .join(AuditCallRow, AuditCallRow.id == AuditEventRow.id // EVENT_IDS_PER_CALL)
         .where(AuditEventRow.account_id == account_id, AuditCallRow.method != "ConfirmEnrollment")
         .where(AuditEventRow.verify_result.is_not(None))
         .order_by(AuditEventRow.id)

@@ -185,7 +185,7 @@ def test_a_0007_database_with_events_upgrades_and_downgrades(old_engine: Engine)
         )
     migrate(old_engine)
     assert _stored_buckets(old_engine) == {a: {account_bucket(a)} for a in accounts}
-    assert _indexes(old_engine) == {ACCOUNT_INDEX, "ix_audit_events_call_id"}
+    assert _indexes(old_engine) == {ACCOUNT_INDEX}
     store = AuditStore(old_engine, writer=_NoWriter())
     page = store.page(AuditFilter(account_id="old-7"), after_id=0, limit=10)
     assert [record.row.account_id for record in page] == ["old-7"]

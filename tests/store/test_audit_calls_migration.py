@@ -1,6 +1,6 @@
 """Migration 0007: the audit trail split into audit_calls and audit_events matches
 the models on both databases; a database at 0006 with events in it upgrades (each
-event keeps its id and gets a call of its own) and downgrades back to one table."""
+event gets a call of its own) and downgrades back to one table."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tests.store.test_audit_account_buckets import ACCOUNT_INDEX
 from tests.store.upgrades import alembic, empty_database_url, migrate_to, schema_differences
 from totpd.store import migrate, open_engine
 from totpd.store.audit import AuditFilter, AuditRow, AuditStore
+from totpd.store.models import event_id
 
 OLD_EVENTS = [
     # id, time_us, caller, tenant, method, account, factor, result, reason, status, offset,
@@ -38,7 +39,7 @@ def test_the_migrated_schema_matches_the_models(engine: Engine) -> None:
     }
     assert indexes == {
         "audit_calls": {"ix_audit_calls_tenant_time_us", "ix_audit_calls_time_us"},
-        "audit_events": {ACCOUNT_INDEX, "ix_audit_events_call_id"},
+        "audit_events": {ACCOUNT_INDEX},
     }
     for table in ("audit_calls", "audit_events"):
         columns = {column["name"] for column in inspect(engine).get_columns(table)}
@@ -70,26 +71,29 @@ def test_a_0006_database_with_events_upgrades_and_downgrades(old_engine: Engine)
                 text("SELECT setval(pg_get_serial_sequence('audit_events', 'id'), 9)")
             )
     migrate(old_engine)
-    # Each event keeps its id, and reads back as it was written.
+    # Each event gets a call of its own, with the event's id, and reads back as it
+    # was written (0010 then gave it the first id of that call's).
     store = AuditStore(old_engine, writer=_NoWriter())
     records = store.page(AuditFilter(), after_id=0, limit=10)
-    assert [(r.event_id, *r.row) for r in records] == OLD_EVENTS
+    assert [(r.event_id, *r.row) for r in records] == [
+        (event_id(old[0], 0), *old[1:]) for old in OLD_EVENTS
+    ]
     assert _rows(old_engine, "SELECT id FROM audit_calls ORDER BY id") == [(3,), (4,), (9,)]
-    assert [r.event_id for r in store.page(AuditFilter(tenant="bank"), after_id=0, limit=9)] == [9]
+    bank = store.page(AuditFilter(tenant="bank"), after_id=0, limit=9)
+    assert [r.event_id for r in bank] == [event_id(9, 0)]
     # New events follow the old ones, with ids above theirs (the sequences continued).
     new = AuditRow(
         3_000, "login", "shop", "Verify", "dave", "f4", "VALID", None, "OK", 1, None, "p3"
     )
     store.append([new, new._replace(account_id="erin")])
-    after = store.page(AuditFilter(), after_id=9, limit=10)
+    after = store.page(AuditFilter(), after_id=event_id(9, 0), limit=10)
     assert [r.row.account_id for r in after] == ["dave", "erin"]
-    assert min(r.event_id for r in after) > 9
     assert _rows(old_engine, "SELECT count(*) FROM audit_calls") == [(4,)]  # one for both
 
     alembic(old_engine, "downgrade", "0006")
     assert "audit_calls" not in inspect(old_engine).get_table_names()
     back = _rows(old_engine, f"SELECT {_OLD_COLUMNS} FROM audit_events ORDER BY id")
-    assert back[:3] == OLD_EVENTS
+    assert [row[1:] for row in back[:3]] == [old[1:] for old in OLD_EVENTS]
     assert [row[5] for row in back[3:]] == ["dave", "erin"]
     indexes = {index["name"] for index in inspect(old_engine).get_indexes("audit_events")}
     assert indexes == {

@@ -73,6 +73,7 @@ class Policy:
         _check_range("lock_seconds", self.lock_seconds, 1, 7 * 86400)
         _check_range("max_factors_per_account", self.max_factors_per_account, 1, 100)
         _check_range("enrollment_ttl_seconds", self.enrollment_ttl_seconds, 30, 86400)
+        # An event's place in its call must fit store/models.py's EVENT_IDS_PER_CALL.
         _check_range("max_batch_items", self.max_batch_items, 1, 1_000_000)
         _check_range("ended_factor_retention_days", self.ended_factor_retention_days, 1, 3650)
         # At least the claim lease of a running call (service/idempotency.py).

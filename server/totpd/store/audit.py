@@ -3,8 +3,9 @@ what they describe, the paged query and the retention prune.
 
 Two tables: `audit_calls` holds what every event of a call shares (time,
 caller, tenant, RPC, status, request id, peer) once per call, `audit_events`
-each event's own columns and its call's id; readers see them joined, as
-`AuditRow`s. The statements that append a round's events are in audit_sql.py.
+each event's own columns, under an id that names its call (models.event_id);
+readers see them joined, as `AuditRow`s. The statements that append a round's
+events are in audit_sql.py.
 
 Append-only for totpd's own paths: nothing here updates a row, and only
 `AuditStore.prune_before` deletes (the retention). The rows hold names, ids,
@@ -18,11 +19,27 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Table, delete, exists, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    delete,
+    exists,
+    insert,
+    select,
+)
 
 from totpd.store import faults
 from totpd.store.database import IMMEDIATE_TRANSACTION
-from totpd.store.models import AuditCallRow, AuditEventRow, account_bucket
+from totpd.store.models import (
+    EVENT_IDS_PER_CALL,
+    AuditCallRow,
+    AuditEventRow,
+    account_bucket,
+    event_id,
+)
 
 CALLS: Table = AuditCallRow.__table__  # type: ignore[assignment]
 EVENTS: Table = AuditEventRow.__table__  # type: ignore[assignment]
@@ -151,14 +168,14 @@ def append_in(connection: Connection, events: Sequence[AuditRow]) -> None:
             insert(EVENTS),
             [
                 {
-                    "call_id": call_id,
+                    "id": event_id(call_id, place),
                     "account_id": account_id,
                     "account_bucket": account_bucket(account_id),
                     "factor_id": factor_id,
                     "verify_result": result,
                     "step_offset": offset,
                 }
-                for account_id, factor_id, result, offset in group.items
+                for place, (account_id, factor_id, result, offset) in enumerate(group.items)
             ],
         )
 
@@ -167,7 +184,20 @@ def append_in(connection: Connection, events: Sequence[AuditRow]) -> None:
 
 # AuditRow's fields, each from its table.
 _ROW_COLUMNS = [(EVENTS if name in EVENTS.c else CALLS).c[name] for name in AuditRow._fields]
-_TRAIL = EVENTS.join(CALLS, CALLS.c.id == EVENTS.c.call_id)
+
+
+def _events_of(call_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """The events of the call `call_id`: its range of event ids, in both directions
+    (the equality finds a call from an event, the range a call's events)."""
+    first = call_id * EVENT_IDS_PER_CALL
+    return and_(
+        call_id == EVENTS.c.id // EVENT_IDS_PER_CALL,
+        EVENTS.c.id >= first,
+        EVENTS.c.id < first + EVENT_IDS_PER_CALL,
+    )
+
+
+_TRAIL = EVENTS.join(CALLS, _events_of(CALLS.c.id))
 
 
 class AuditStore:
@@ -216,21 +246,35 @@ class AuditStore:
     def prune_before(self, cutoff_us: int, *, limit: int) -> int:
         """Delete up to `limit` events of calls older than `cutoff_us` (the retention),
         and the calls left without events; returns how many events. The only
-        delete of the tables."""
-        batch = (
-            select(EVENTS.c.id, EVENTS.c.call_id)
-            .select_from(_TRAIL)
-            .where(CALLS.c.time_us < cutoff_us)
-            .limit(limit)
+        delete of the tables.
+
+        From the oldest calls to their events' id ranges, in two statements: a
+        join leaves SQLite free to scan every event for old calls instead.
+        """
+        old_calls = (
+            select(CALLS.c.id).where(CALLS.c.time_us < cutoff_us).order_by(CALLS.c.id).limit(limit)
         )
         with self._writer, self._engine.connect() as connection:
             connection.execution_options(**{IMMEDIATE_TRANSACTION: True})
             with connection.begin():
-                rows = connection.execute(batch).all()
-                if not rows:
+                calls = list(connection.execute(old_calls).scalars())
+                if not calls:
                     return 0
-                connection.execute(delete(EVENTS).where(EVENTS.c.id.in_([r[0] for r in rows])))
-                left = exists().where(EVENTS.c.call_id == CALLS.c.id)
-                calls = sorted({row[1] for row in rows})
+                # Between the first call's first id and the last's last, the events
+                # of these calls (not of a newer call whose id fell among them).
+                events = (
+                    select(EVENTS.c.id)
+                    .where(
+                        EVENTS.c.id >= event_id(calls[0], 0),
+                        EVENTS.c.id < event_id(calls[-1] + 1, 0),
+                        (EVENTS.c.id // EVENT_IDS_PER_CALL).in_(calls),
+                    )
+                    .order_by(EVENTS.c.id)
+                    .limit(limit)
+                )
+                ids = list(connection.execute(events).scalars())
+                if ids:
+                    connection.execute(delete(EVENTS).where(EVENTS.c.id.in_(ids)))
+                left = exists().where(_events_of(CALLS.c.id))
                 connection.execute(delete(CALLS).where(CALLS.c.id.in_(calls), ~left))
-                return len(rows)
+                return len(ids)

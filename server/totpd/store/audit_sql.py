@@ -4,7 +4,8 @@
 A round's groups (one per call, audit.RoundEvents) take two statements on
 SQLite whatever their number: the call rows, then every event as one JSON
 array, each naming its call by its place among the rows just inserted (SQLite
-has one writer: they took the last ids). PostgreSQL inserts both in one
+has one writer: they took the last ids). An event's id is made of its call's
+id and its place in the call (models.event_id). PostgreSQL inserts both in one
 statement, the call rows in a data-modifying CTE whose RETURNING ids the events
 join; its one-row round write and its event are one statement too. From
 COPY_FROM_EVENTS events on, PostgreSQL inserts the call rows and then COPYs the
@@ -42,7 +43,7 @@ from sqlalchemy.types import TypeEngine
 
 from totpd.store.audit import CALLS, EVENTS, AuditCall, RoundEvents, RoundItem
 from totpd.store.dbapi import CopyInto, RawConnection
-from totpd.store.models import account_bucket
+from totpd.store.models import EVENT_IDS_PER_CALL, account_bucket, event_id
 
 # (statement, values, rows it returns; None: it returns none)
 AuditStatement = tuple[Insert, dict[str, object], int | None]
@@ -74,13 +75,15 @@ _ITEM_FIELDS: _Fields = [
     ("account_bucket", Integer),
 ]
 _CALL_COLUMNS = [name for name, _ in _CALL_FIELDS]
-_EVENT_COLUMNS = ["call_id", *(name for name, _ in _ITEM_FIELDS)]
+_EVENT_COLUMNS = ["id", *(name for name, _ in _ITEM_FIELDS)]
 # _EVENT_COLUMNS as PostgreSQL's binary COPY sends them: each its column's type.
 _EVENTS_COPY = CopyInto(
     EVENTS.name, tuple(_EVENT_COLUMNS), ("int8", "text", "text", "text", "int4", "int2")
 )
 # A JSON row's call: its place (1, 2, ...) among the round's calls.
 _CALL_NO: _Fields = [("call_no", Integer)]
+# A JSON row's event: its place (0, 1, ...) among its call's.
+_PLACE: _Fields = [("place", Integer)]
 
 
 class CopiedEvents(NamedTuple):
@@ -97,9 +100,9 @@ class CopiedEvents(NamedTuple):
         if len(ids) != len(self.groups):
             return False
         rows = [
-            (call_id, *item, account_bucket(item[0]))
+            (event_id(call_id, place), *item, account_bucket(item[0]))
             for call_id, group in zip(ids, self.groups, strict=True)
-            for item in group.items
+            for place, item in enumerate(group.items)
         ]
         return connection.copy(_EVENTS_COPY, rows) == len(rows)
 
@@ -142,7 +145,7 @@ def _calls_values(groups: list[RoundEvents]) -> dict[str, object]:
 
 def _statements_of_calls(dialect: str, groups: list[RoundEvents]) -> list[AuditStep]:
     items = json.dumps(
-        [(n, *item) for n, group in enumerate(groups, 1) for item in _item_rows(group.items)]
+        [(n, *row) for n, group in enumerate(groups, 1) for row in _item_rows(group.items)]
     )
     values = {**_calls_values(groups), "p_items": items, "p_call_count": len(groups)}
     if dialect == "postgresql":
@@ -164,7 +167,7 @@ def insert_after(write: Update) -> Insert:
         .returning(CALLS.c.id)
         .cte("new_call")
     )
-    event = select(call.c.id, *_item_binds()).select_from(call)
+    event = select(_first_event(call.c.id), *_item_binds()).select_from(call)
     statement: Insert = (
         insert(EVENTS)
         .from_select(_EVENT_COLUMNS, event)
@@ -189,8 +192,10 @@ def one_event_values(events: RoundEvents) -> dict[str, object]:
 
 
 def _item_rows(items: Sequence[RoundItem]) -> list[tuple[object, ...]]:
-    """`items` as rows of _ITEM_FIELDS."""
-    return [(*item, account_bucket(item[0])) for item in items]
+    """`items` as rows of _PLACE + _ITEM_FIELDS."""
+    if len(items) > EVENT_IDS_PER_CALL:
+        raise ValueError(f"a call holds at most {EVENT_IDS_PER_CALL} events")
+    return [(place, *item, account_bucket(item[0])) for place, item in enumerate(items)]
 
 
 def _call_values(call: AuditCall) -> dict[str, object]:
@@ -229,6 +234,15 @@ def _json_rows(dialect: str, name: str, parameter: str, fields: _Fields) -> CTE:
     return select(*columns).select_from(elements).cte(name)
 
 
+def _first_event(call_id: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The id of the call's first event (models.event_id)."""
+    return call_id * EVENT_IDS_PER_CALL
+
+
+def _event_at(call_id: ColumnElement[Any], place: ColumnElement[Any]) -> ColumnElement[Any]:
+    return (_first_event(call_id) + place).label("id")
+
+
 def _last_call_id() -> ColumnElement[Any]:
     """SQLite: the id of the last call row inserted, by this round (it holds the
     write lock: no other writer inserted since)."""
@@ -247,22 +261,23 @@ def _one_event(dialect: str) -> Insert:
     """One call's one event (PostgreSQL: with its call row)."""
     if dialect == "postgresql":
         call = _call_cte()
-        rows: Select[Any] = select(call.c.id, *_item_binds()).select_from(call)
+        rows: Select[Any] = select(_first_event(call.c.id), *_item_binds()).select_from(call)
         return insert(EVENTS).from_select(_EVENT_COLUMNS, rows).returning(EVENTS.c.id).add_cte(call)
-    return insert(EVENTS).from_select(_EVENT_COLUMNS, select(_last_call_id(), *_item_binds()))
+    first = _first_event(_last_call_id())
+    return insert(EVENTS).from_select(_EVENT_COLUMNS, select(first, *_item_binds()))
 
 
 @functools.cache
 def _events_of_one_call(dialect: str) -> Insert:
     """One call's events, their rows as one JSON array (``p_items``)."""
-    new = _json_rows(dialect, "new", "p_items", _ITEM_FIELDS)
+    new = _json_rows(dialect, "new", "p_items", _PLACE + _ITEM_FIELDS)
     items = [new.c[name] for name, _ in _ITEM_FIELDS]
     if dialect == "postgresql":
         call = _call_cte()
-        rows: Select[Any] = select(call.c.id, *items).select_from(call, new)
+        rows: Select[Any] = select(_event_at(call.c.id, new.c.place), *items).select_from(call, new)
         statement = insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(call)
         return statement.returning(EVENTS.c.id).add_cte(new)
-    rows = select(_last_call_id(), *items)
+    rows = select(_event_at(_last_call_id(), new.c.place), *items)
     return insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(new)
 
 
@@ -288,19 +303,19 @@ def _calls(dialect: str) -> Insert:
 def _events_of_calls(dialect: str) -> Insert:
     """Several calls' events (``p_items``: [call_no, *item]); PostgreSQL inserts the
     calls (`_calls`) in the same statement."""
-    new = _json_rows(dialect, "new", "p_items", _CALL_NO + _ITEM_FIELDS)
+    new = _json_rows(dialect, "new", "p_items", _CALL_NO + _PLACE + _ITEM_FIELDS)
     items = [new.c[name] for name, _ in _ITEM_FIELDS]
     if dialect == "postgresql":
         calls = _calls(dialect).cte("calls")
         numbered = select(
             calls.c.id, func.row_number().over(order_by=calls.c.id).label("call_no")
         ).cte("numbered")
-        rows: Select[Any] = select(numbered.c.id, *items).select_from(
+        rows: Select[Any] = select(_event_at(numbered.c.id, new.c.place), *items).select_from(
             new.join(numbered, numbered.c.call_no == new.c.call_no)
         )
         statement = insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(calls)
         return statement.add_cte(numbered).returning(EVENTS.c.id).add_cte(new)
     # The calls took the last ids, in call_no order.
     first = _last_call_id() - bindparam("p_call_count", type_=Integer)
-    rows = select((first + new.c.call_no).label("call_id"), *items)
+    rows = select(_event_at(first + new.c.call_no, new.c.place), *items)
     return insert(EVENTS).from_select(_EVENT_COLUMNS, rows).add_cte(new)

@@ -230,21 +230,36 @@ def account_bucket(account_id: str) -> int:
     return zlib.crc32(account_id.encode()) % ACCOUNT_BUCKETS
 
 
+# An event's id is its call's id times EVENT_IDS_PER_CALL plus its place in the
+# call (`event_id`): a call's events are one range of the primary key, which
+# serves the way from a call to its events (the prune, time ranges) with no
+# call_id column and no index of its own, one of three index entries each event
+# cost (benchmarks/NOTES.md). Above the largest batch max_batch_items allows
+# (service/policy.py), and call ids keep 43 bits.
+EVENT_IDS_PER_CALL = 1 << 20
+
+
+def event_id(call_id: int, place: int) -> int:
+    """The id of the event at `place` (0, 1, ...) among its call's."""
+    if not 0 <= place < EVENT_IDS_PER_CALL:
+        raise ValueError(f"a call holds at most {EVENT_IDS_PER_CALL} events")
+    return call_id * EVENT_IDS_PER_CALL + place
+
+
 class AuditEventRow(Base):
-    """One decided code, state change or denied call: its call's row, and what is
-    its own (store/audit.py).
+    """One decided code, state change or denied call: what is its own; its call's
+    row is the one of id ``id // EVENT_IDS_PER_CALL`` (store/audit.py).
 
     Narrow on purpose: every index entry costs every event of every round
-    (benchmarks/NOTES.md, "Audit trail"). No foreign key to its call either: a
-    checked key costs each row a lookup, and both rows are written together.
+    (benchmarks/NOTES.md, "Audit trail").
     """
 
     __tablename__ = "audit_events"
 
+    # event_id(call, place): assigned by the writers, not by a sequence.
     id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
     )
-    call_id: Mapped[int] = mapped_column(BigInteger)  # audit_calls.id
     account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_MAX))
     # account_bucket(account_id): the account lookups' index.
     account_bucket: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
@@ -252,14 +267,9 @@ class AuditEventRow(Base):
     verify_result: Mapped[str | None] = mapped_column(String(16))
     step_offset: Mapped[int | None] = mapped_column(Integer)
 
-    # call_id: from a call (time, tenant) to its events (the prune, time
-    # ranges); its values only grow, so each insert lands on the last page.
     # The account: an index on account_id puts each event on a page at random:
     # SQLite's WAL writes that page whole at every commit, and PostgreSQL pays a
     # random leaf descent and split per event (a third of a 1,000-event insert).
     # (account_bucket, id) appends to one of ACCOUNT_BUCKETS places instead; a
     # lookup scans its bucket's share in id order (benchmarks/NOTES.md).
-    __table_args__ = (
-        Index("ix_audit_events_account_bucket_id", "account_bucket", "id"),
-        Index("ix_audit_events_call_id", "call_id"),
-    )
+    __table_args__ = (Index("ix_audit_events_account_bucket_id", "account_bucket", "id"),)
