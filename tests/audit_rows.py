@@ -4,10 +4,13 @@ over audit_events and audit_calls)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
+from totpd.store.audit import AuditStore
 from totpd.store.models import EVENT_IDS_PER_CALL
 
 # An event's call, from its id (models.event_id).
@@ -33,3 +36,33 @@ def events(engine: Engine) -> list[dict[str, Any]]:
 def verdict_events(engine: Engine) -> list[dict[str, Any]]:
     """The events of decided codes, oldest first."""
     return [e for e in events(engine) if e["verify_result"] is not None]
+
+
+def audit_store(engine: Engine) -> AuditStore:
+    """The store's audit part, for a test that writes alone (no writer queue)."""
+    return AuditStore(engine, writer=nullcontext())
+
+
+def read_plan(engine: Engine, read: Callable[[], object]) -> str:
+    """The query plan, as text, of the first SELECT of audit_events that `read` runs
+    (which must find something). On PostgreSQL with sequential scans off: a test's
+    few rows make a scan the cheaper plan, and the question is whether an index serves."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "audit_events" in statement and statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        assert read()
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    statement, parameters = seen[0]
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            return " ".join(str(row[-1]) for row in plan)
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plan = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+        return " ".join(str(row[0]) for row in plan)

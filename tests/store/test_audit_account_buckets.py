@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy import Engine, inspect, text
 
+from tests.audit_rows import audit_store, read_plan
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from tests.store.conftest import one_more_failure
@@ -20,7 +20,7 @@ from tests.store.upgrades import alembic, empty_database_url, migrate_to
 from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, FactorStore, migrate, open_engine
-from totpd.store.audit import AuditCall, AuditFilter, AuditRow, AuditStore, RoundEvents
+from totpd.store.audit import AuditCall, AuditFilter, AuditRow, RoundEvents
 from totpd.store.models import ACCOUNT_BUCKETS, account_bucket
 
 ACCOUNT_INDEX = "ix_audit_events_account_bucket_id"
@@ -44,14 +44,6 @@ def _denial(account: str) -> AuditRow:
         1, "spy", "default", "Verify", account, None, None, "PERMISSION_DENIED",
         "PERMISSION_DENIED", None, None, "peer",
     )  # fmt: skip
-
-
-class _NoWriter:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
 
 
 @pytest.mark.usefixtures("audit_writes")  # INSERTed and COPYed (tests/conftest.py)
@@ -90,7 +82,7 @@ def test_every_write_path_stores_the_accounts_bucket(
         again = locked.read(requests[6:], state=FactorState.ACTIVE, now=now)
         locked.write([one_more_failure(f) for f in again], state=FactorState.ACTIVE, now=now)
         locked.record([RoundEvents(_call(9, now), [(account_id + "-6", None, "INVALID", None)])])
-    AuditStore(engine, writer=_NoWriter()).append([_denial(account_id + "-denied")])
+    audit_store(engine).append([_denial(account_id + "-denied")])
 
     stored = _stored_buckets(engine)
     accounts = [account_id + s for s in (*suffixes, "-denied")]
@@ -110,7 +102,7 @@ def _same_bucket_accounts() -> tuple[str, str]:
 
 def test_the_account_filter_keeps_accounts_that_share_a_bucket_apart(engine: Engine) -> None:
     alice, other = _same_bucket_accounts()
-    store = AuditStore(engine, writer=_NoWriter())
+    store = audit_store(engine)
     store.append([_denial(alice), _denial(other), _denial(alice), _denial("bob")])
     for account, count in ((alice, 2), (other, 1), ("bob", 1), ("nobody", 0)):
         page = store.page(AuditFilter(account_id=account), after_id=0, limit=10)
@@ -125,29 +117,15 @@ def test_buckets_spread_and_stay_in_range() -> None:
 
 def _account_lookup_plan(engine: Engine) -> str:
     """The query plan of one account's first page of events, as text."""
-    store = AuditStore(engine, writer=_NoWriter())
+    store = audit_store(engine)
     store.append([_denial(f"user-{n}") for n in range(50)])
-    seen: list[tuple[str, Any]] = []
 
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "audit_events" in statement and statement.lstrip().upper().startswith("SELECT"):
-            seen.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    def first_page() -> list[str]:
         page = store.page(AuditFilter(account_id="user-7"), after_id=0, limit=10)
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    assert [record.row.account_id for record in page] == ["user-7"]
-    ((statement, parameters),) = seen
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            return " ".join(str(row[-1]) for row in plan)
-        # 50 rows: a sequential scan is cheaper, so ask whether the index serves.
-        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        plan = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
-        return " ".join(str(row[0]) for row in plan)
+        return [record.row.account_id for record in page]
+
+    assert first_page() == ["user-7"]
+    return read_plan(engine, first_page)
 
 
 def test_account_lookups_read_through_the_bucket_index(engine: Engine) -> None:
@@ -186,7 +164,7 @@ def test_a_0007_database_with_events_upgrades_and_downgrades(old_engine: Engine)
     migrate(old_engine)
     assert _stored_buckets(old_engine) == {a: {account_bucket(a)} for a in accounts}
     assert _indexes(old_engine) == {ACCOUNT_INDEX}
-    store = AuditStore(old_engine, writer=_NoWriter())
+    store = audit_store(old_engine)
     page = store.page(AuditFilter(account_id="old-7"), after_id=0, limit=10)
     assert [record.row.account_id for record in page] == ["old-7"]
 

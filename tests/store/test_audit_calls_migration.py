@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect, text
 
+from tests.audit_rows import audit_store
 from tests.store.test_audit_account_buckets import ACCOUNT_INDEX
 from tests.store.upgrades import alembic, empty_database_url, migrate_to, schema_differences
 from totpd.store import migrate, open_engine
-from totpd.store.audit import AuditFilter, AuditRow, AuditStore
+from totpd.store.audit import AuditFilter, AuditRow
 from totpd.store.models import event_id
 
 OLD_EVENTS = [
@@ -73,7 +74,7 @@ def test_a_0006_database_with_events_upgrades_and_downgrades(old_engine: Engine)
     migrate(old_engine)
     # Each event gets a call of its own, with the event's id, and reads back as it
     # was written (0010 then gave it the first id of that call's).
-    store = AuditStore(old_engine, writer=_NoWriter())
+    store = audit_store(old_engine)
     records = store.page(AuditFilter(), after_id=0, limit=10)
     assert [(r.event_id, *r.row) for r in records] == [
         (event_id(old[0], 0), *old[1:]) for old in OLD_EVENTS
@@ -102,13 +103,3 @@ def test_a_0006_database_with_events_upgrades_and_downgrades(old_engine: Engine)
         "ix_audit_events_time_us",
     }
     old_engine.dispose()
-
-
-class _NoWriter:
-    """The store's writer queue, not needed by a test that writes alone."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None

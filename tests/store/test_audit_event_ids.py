@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy import Engine, inspect, text
 
-from tests.audit_rows import AUDIT_TRAIL
+from tests.audit_rows import AUDIT_TRAIL, audit_store, read_plan
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from tests.store.conftest import one_more_failure
@@ -23,16 +22,6 @@ from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, FactorStore, migrate, open_engine
 from totpd.store.audit import AuditCall, AuditFilter, AuditRow, AuditStore, RoundEvents
 from totpd.store.models import EVENT_IDS_PER_CALL, event_id
-
-
-class _NoWriter:
-    """The store's writer queue, not needed by a test that writes alone."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
 
 
 def _events_by_call(engine: Engine, caller_like: str) -> dict[int, list[tuple[int, str]]]:
@@ -80,7 +69,7 @@ def test_every_writer_numbers_a_calls_events_from_its_call(
     round_of([accounts[:1]], "unary")  # one call, one event
     round_of([accounts[1:4]], "batch")  # one call, several
     round_of([accounts[4:6], accounts[6:7]], "coalesced")  # several calls
-    AuditStore(engine, writer=_NoWriter()).append(  # outside a round (denials)
+    audit_store(engine).append(  # outside a round (denials)
         [
             AuditRow(
                 1, "denied", "default", "Verify", a, None, None, None, "DENIED", None, None, "p"
@@ -111,30 +100,10 @@ def test_a_call_of_more_events_than_its_ids_is_refused() -> None:
 
 
 def _plan(engine: Engine, read: Callable[[AuditStore], object]) -> str:
-    """The query plan of the one SELECT of audit_events that `read` runs, as text."""
-    store = AuditStore(engine, writer=_NoWriter())
+    store = audit_store(engine)
     row = AuditRow(5, "c", "default", "Verify", "a", None, None, None, "OK", None, None, "p")
     store.append([row._replace(time_us=t, account_id=f"user-{t}") for t in range(1, 60)])
-    seen: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "audit_events" in statement and statement.lstrip().upper().startswith("SELECT"):
-            seen.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        assert read(store)
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    statement, parameters = seen[0]
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            return " ".join(str(row[-1]) for row in plan)
-        # Few rows: a sequential scan is cheaper, so ask whether the indexes serve.
-        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        plan = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
-        return " ".join(str(row[0]) for row in plan)
+    return read_plan(engine, lambda: read(store))
 
 
 def test_reads_from_calls_reach_their_events_through_the_id_range(engine: Engine) -> None:
@@ -154,7 +123,7 @@ def test_reads_from_calls_reach_their_events_through_the_id_range(engine: Engine
 
 
 def test_the_prune_deletes_whole_calls_and_their_events(engine: Engine) -> None:
-    store = AuditStore(engine, writer=_NoWriter())
+    store = audit_store(engine)
     row = AuditRow(5, "c", "default", "Verify", "a", None, None, None, "OK", None, None, "p")
     for t in (100, 200, 300):
         store.append([row._replace(time_us=t, account_id=f"{t}-{n}") for n in range(3)])
@@ -216,7 +185,7 @@ def test_a_0009_database_with_events_upgrades_and_downgrades(old_engine: Engine)
         "f": event_id(12, 1),
         "e": event_id(13, 0),
     }
-    store = AuditStore(old_engine, writer=_NoWriter())
+    store = audit_store(old_engine)
     records = store.page(AuditFilter(), after_id=0, limit=10)
     assert {r.row.account_id: r.event_id for r in records} == renumbered
     assert [r.row.time_us for r in records] == [11_000] * 3 + [12_000] * 2 + [13_000]
