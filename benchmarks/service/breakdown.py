@@ -266,7 +266,9 @@ GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], str], ...] = (
         ("commit", "write_audit_sql_exec"),
         "writer queue, BEGIN, conditional UPDATE",
     ),
-    ("audit insert", ("write_audit_sql_exec",), (), "the events' INSERT, in the write"),
+    # PostgreSQL sends the events' INSERT inside the write's UPDATE statement up to
+    # COPY's size (audit_sql.with_write): there it counts as SQL write.
+    ("audit insert", ("write_audit_sql_exec",), (), "the events' own statement or COPY"),
     ("commit", ("commit",), (), "COMMIT of the round's write"),
 )
 

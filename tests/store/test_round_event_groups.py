@@ -13,7 +13,7 @@ from tests.enrollments import enroll_active
 from tests.store.conftest import one_more_failure
 from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
-from totpd.store import AttemptRequest, CandidateFactor, FactorStore
+from totpd.store import AttemptRequest, CandidateFactor, FactorStore, dbapi
 from totpd.store.audit import AuditCall, RoundEvents
 
 # Each test with the events INSERTed and COPYed (tests/conftest.py audit_writes).
@@ -134,3 +134,53 @@ def test_each_event_names_its_own_call_and_each_call_is_stored_once(
     call_of = {account: call for _, account, call in rows}
     assert call_of[read[0].account_id] == call_of[read[1].account_id]
     assert len(set(call_of.values())) == 3
+
+
+def test_a_round_that_wrote_some_of_its_rows_keeps_no_event(
+    service: MfaService, engine: Engine, clock: Clock, account_id: str
+) -> None:
+    """On PostgreSQL the events ride in the write's own statement (audit_sql.with_write),
+    which inserts them whatever the write matched: the round's transaction takes
+    them back with the rows it did write."""
+    requests = _enrolled_requests(service, clock, account_id, ("-a", "-b", "-c"))
+    store = FactorStore(engine)
+    now = int(clock.now)
+    read = store.attempts.read(requests, state=FactorState.ACTIVE, now=now)
+    # Another round counts a failure on the second factor only.
+    assert store.attempts.write_if_unchanged(
+        [one_more_failure(read[1])], state=FactorState.ACTIVE, now=now
+    )
+    before = _stored(engine)
+    assert not store.attempts.write_if_unchanged(
+        [one_more_failure(factor) for factor in read],
+        state=FactorState.ACTIVE,
+        now=now,
+        events=_groups(read, now * 1_000_000),
+    )
+    assert _stored(engine) == before
+    again = store.attempts.read(requests, state=FactorState.ACTIVE, now=now)
+    assert [factor.failed_attempts for factor in again] == [0, 1, 0]
+
+
+def test_a_rounds_write_and_its_events_take_one_statement_on_postgresql(
+    service: MfaService, engine: Engine, clock: Clock, account_id: str, audit_writes: str
+) -> None:
+    requests = _enrolled_requests(service, clock, account_id, ("-a", "-b"))
+    store = FactorStore(engine)
+    now = int(clock.now)
+    read = store.attempts.read(requests, state=FactorState.ACTIVE, now=now)
+    statements: list[float] = []
+    with dbapi.timed_statements(statements.append):
+        assert store.attempts.write_if_unchanged(
+            [one_more_failure(factor) for factor in read],
+            state=FactorState.ACTIVE,
+            now=now,
+            events=_groups(read, now * 1_000_000),
+        )
+    assert _stored(engine) >= _expected(read)
+    if engine.dialect.name == "sqlite":
+        assert len(statements) == 4  # BEGIN IMMEDIATE, the write, the call row, the events
+    elif audit_writes == "copy":
+        assert len(statements) == 3  # the write, the call rows, the COPY
+    else:
+        assert len(statements) == 1

@@ -178,6 +178,29 @@ def insert_after(write: Update) -> Insert:
     return statement
 
 
+def with_write(
+    write: Update, write_values: dict[str, object], steps: list[AuditStep]
+) -> tuple[Select[Any], dict[str, object]] | None:
+    """PostgreSQL: a round's factor write (RETURNING the ids it wrote) and its audit
+    statement as one statement returning the write's ids, a round trip fewer in
+    the round's transaction; None when the audit takes other than one statement
+    (COPY) or the two bind a shared name to different values."""
+    if len(steps) != 1 or isinstance(steps[0], CopiedEvents):
+        return None
+    ((events, values, _),) = steps
+    if any(values[name] != value for name, value in write_values.items() if name in values):
+        return None
+    return _write_then(write, events), {**values, **write_values}
+
+
+@functools.cache
+def _write_then(write: Update, events: Insert) -> Select[Any]:
+    """`write`'s returned ids, with `events` run in the same statement (a
+    data-modifying CTE runs whether or not the query reads it)."""
+    written = write.cte("written")
+    return select(written.c.id).add_cte(events.cte("events"))
+
+
 def one_event_values(events: RoundEvents) -> dict[str, object]:
     """The bound values of a round's one event (`insert_after`, `_one_event`), built
     directly: the unary hot path."""
@@ -270,7 +293,7 @@ def _one_event(dialect: str) -> Insert:
 @functools.cache
 def _events_of_one_call(dialect: str) -> Insert:
     """One call's events, their rows as one JSON array (``p_items``)."""
-    new = _json_rows(dialect, "new", "p_items", _PLACE + _ITEM_FIELDS)
+    new = _json_rows(dialect, "new_events", "p_items", _PLACE + _ITEM_FIELDS)
     items = [new.c[name] for name, _ in _ITEM_FIELDS]
     if dialect == "postgresql":
         call = _call_cte()
@@ -303,7 +326,7 @@ def _calls(dialect: str) -> Insert:
 def _events_of_calls(dialect: str) -> Insert:
     """Several calls' events (``p_items``: [call_no, *item]); PostgreSQL inserts the
     calls (`_calls`) in the same statement."""
-    new = _json_rows(dialect, "new", "p_items", _CALL_NO + _PLACE + _ITEM_FIELDS)
+    new = _json_rows(dialect, "new_events", "p_items", _CALL_NO + _PLACE + _ITEM_FIELDS)
     items = [new.c[name] for name, _ in _ITEM_FIELDS]
     if dialect == "postgresql":
         calls = _calls(dialect).cte("calls")

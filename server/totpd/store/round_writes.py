@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Insert, Update
+from sqlalchemy import Insert, Select, Update
 
 from totpd.domain import FactorState
 from totpd.store import account_sql, audit, audit_sql, round_sql, unary_sql
@@ -80,7 +81,7 @@ def bulk_write_values(
 
 
 # A statement, its values, and the rows it must return (None: any number).
-Statement = tuple[Update | Insert, dict[str, object], int | None]
+Statement = tuple[Update | Insert | Select[Any], dict[str, object], int | None]
 # What a round's write runs in its transaction: statements, and PostgreSQL's
 # COPY of many audit events.
 Step = Statement | audit_sql.CopiedEvents
@@ -139,10 +140,17 @@ def round_statements(
         if one is not None:
             return one
     statements: list[Step] = [*account_statements(dialect, accounts, tenant)]
+    audit_steps = audit_sql.statements(dialect, groups)
     if writes:
-        factors = write_statement(dialect, writes, state, now, tenant, activate)
-        statements.append((*factors, len(writes)))
-    statements.extend(audit_sql.statements(dialect, groups))
+        write, values = write_statement(dialect, writes, state, now, tenant, activate)
+        postgres = dialect == "postgresql"
+        merged = audit_sql.with_write(write, values, audit_steps) if postgres else None
+        if merged is None:
+            statements.append((write, values, len(writes)))
+        else:  # the events ride in the write's statement
+            statements.append((*merged, len(writes)))
+            audit_steps = []
+    statements.extend(audit_steps)
     if completion is not None:
         statements.append((complete_statement(), complete_values(completion), None))
     return statements
