@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, inspect, text
 
 from totpd.store.audit import AuditStore
 from totpd.store.models import EVENT_IDS_PER_CALL
@@ -66,3 +66,8 @@ def read_plan(engine: Engine, read: Callable[[], object]) -> str:
         connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
         plan = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
         return " ".join(str(row[0]) for row in plan)
+
+
+def event_indexes(engine: Engine) -> set[str]:
+    """The names of audit_events' indexes (its primary key's aside)."""
+    return {index["name"] or "" for index in inspect(engine).get_indexes("audit_events")}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect, text
 
-from tests.audit_rows import audit_store, read_plan
+from tests.audit_rows import audit_store, event_indexes, read_plan
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from tests.store.conftest import one_more_failure
@@ -140,10 +140,6 @@ def old_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
     return open_engine(empty_database_url(request, tmp_path, "audit_buckets"))
 
 
-def _indexes(engine: Engine) -> set[str]:
-    return {index["name"] or "" for index in inspect(engine).get_indexes("audit_events")}
-
-
 def test_a_0007_database_with_events_upgrades_and_downgrades(old_engine: Engine) -> None:
     migrate_to(old_engine, "0007")
     accounts = [f"old-{n}" for n in range(40)]
@@ -163,7 +159,7 @@ def test_a_0007_database_with_events_upgrades_and_downgrades(old_engine: Engine)
         )
     migrate(old_engine)
     assert _stored_buckets(old_engine) == {a: {account_bucket(a)} for a in accounts}
-    assert _indexes(old_engine) == {ACCOUNT_INDEX}
+    assert event_indexes(old_engine) == {ACCOUNT_INDEX}
     store = audit_store(old_engine)
     page = store.page(AuditFilter(account_id="old-7"), after_id=0, limit=10)
     assert [record.row.account_id for record in page] == ["old-7"]
@@ -171,5 +167,5 @@ def test_a_0007_database_with_events_upgrades_and_downgrades(old_engine: Engine)
     alembic(old_engine, "downgrade", "0007")
     columns = {column["name"] for column in inspect(old_engine).get_columns("audit_events")}
     assert "account_bucket" not in columns
-    assert _indexes(old_engine) == {"ix_audit_events_account_id", "ix_audit_events_call_id"}
+    assert event_indexes(old_engine) == {"ix_audit_events_account_id", "ix_audit_events_call_id"}
     old_engine.dispose()

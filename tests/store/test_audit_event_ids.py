@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect, text
 
-from tests.audit_rows import AUDIT_TRAIL, audit_store, read_plan
+from tests.audit_rows import AUDIT_TRAIL, audit_store, event_indexes, read_plan
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
 from tests.store.conftest import one_more_failure
@@ -143,10 +143,6 @@ def old_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
     return open_engine(empty_database_url(request, tmp_path, "audit_event_ids"))
 
 
-def _indexes(engine: Engine) -> set[str]:
-    return {index["name"] or "" for index in inspect(engine).get_indexes("audit_events")}
-
-
 def test_a_0009_database_with_events_upgrades_and_downgrades(old_engine: Engine) -> None:
     migrate_to(old_engine, "0009")
     # Two calls whose events interleave in id order (PostgreSQL's concurrent
@@ -174,7 +170,7 @@ def test_a_0009_database_with_events_upgrades_and_downgrades(old_engine: Engine)
                     text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 20)")
                 )
     migrate(old_engine)
-    assert _indexes(old_engine) == {"ix_audit_events_account_bucket_id"}
+    assert event_indexes(old_engine) == {"ix_audit_events_account_bucket_id"}
     columns = {column["name"] for column in inspect(old_engine).get_columns("audit_events")}
     assert "call_id" not in columns
     renumbered = {
@@ -204,7 +200,10 @@ def test_a_0009_database_with_events_upgrades_and_downgrades(old_engine: Engine)
     assert [r.event_id for r in after] == [event_id(new_call, 0), event_id(new_call, 1)]
 
     alembic(old_engine, "downgrade", "0009")
-    assert _indexes(old_engine) == {"ix_audit_events_account_bucket_id", "ix_audit_events_call_id"}
+    assert event_indexes(old_engine) == {
+        "ix_audit_events_account_bucket_id",
+        "ix_audit_events_call_id",
+    }
     with old_engine.begin() as connection:
         rows = connection.execute(
             text("SELECT id, call_id, account_id FROM audit_events ORDER BY id")
