@@ -6,7 +6,10 @@ against the database's own bulk UPDATE at each batch size, break one large call
 down by stage, and load unary Verify at several concurrency levels (closed
 loop), then at fixed rates (open loop, --open-loop-rate). Then the wire-shape
 figures. Last per database, the audit trail's cost: BatchVerify and unary
-Verify with audit on and off (benchmarks/service/audit_cost.py).
+Verify with audit on and off (benchmarks/service/audit_cost.py). With --growth,
+then the growth run per database (benchmarks/service/growth.py: 100k -> 1M ->
+10M factors on PostgreSQL, to 1M on SQLite; tens of minutes), its figures in
+service.json and its table printed with the rest.
 
 PostgreSQL is a throwaway server (tests/pg_server.py) with PostgreSQL's durable
 defaults (fsync, synchronous_commit, full_page_writes on), or the disposable
@@ -28,7 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import totpd
-from benchmarks.service import audit_cost, batch, breakdown, report, unary, wire
+from benchmarks.service import (
+    audit_cost,
+    batch,
+    breakdown,
+    growth,
+    growth_report,
+    report,
+    unary,
+    wire,
+)
 from benchmarks.service.fixtures import (
     ROOT,
     Database,
@@ -267,6 +279,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-audit-cost", action="store_true", help="skip the audit on/off comparison"
     )
+    parser.add_argument(
+        "--growth",
+        action="store_true",
+        help="also the growth run per database (100k -> 1M -> 10M factors on PostgreSQL; with"
+        " --quick 20k -> 60k), its open loop at the --open-loop-rate levels",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     return parser
 
@@ -333,7 +351,26 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_wire:
         _log("wire shape")
         results["wire"] = wire.measure(config["wire_items"], 3 if args.quick else 7)
+    if args.growth:
+        results["growth"] = {
+            name: _growth(name, args.quick, open_rates if client == "go" else [], args.out)
+            for name in args.db or ["sqlite", "postgresql"]
+        }
     return _write(results, args.out)
+
+
+# --quick's growth: two small sizes, short levels, 1,000-item batches.
+_QUICK_GROWTH = {"turns": 1, "seconds": 2.0, "batch": 1_000, "repeat": 1}
+_QUICK_GROWTH_SIZES = [20_000, 60_000]
+
+
+def _growth(name: str, quick: bool, open_rates: list[float], out: Path) -> dict[str, Any]:
+    """One database grown through the growth benchmark's sizes (growth.run)."""
+    _log(f"{name}: growth")
+    config = {**growth.DEFAULTS, **(_QUICK_GROWTH if quick else {}), "open_rates": open_rates}
+    sizes = _QUICK_GROWTH_SIZES if quick else growth.SIZES[name]
+    partial = out / f"service_growth_{name}.partial.json"
+    return growth.run(name, sizes, config, os.cpu_count() or 2, partial=partial)
 
 
 def _write(results: dict[str, Any], out: Path) -> int:
@@ -341,6 +378,8 @@ def _write(results: dict[str, Any], out: Path) -> int:
     for name, figures in results["databases"].items():
         if figures.get("audit_cost"):
             print("\n".join(audit_cost.table(name, figures["audit_cost"])))
+    for figures in results.get("growth", {}).values():
+        print("\n".join(growth_report.table(figures)))
     json_path = out / "service.json"
     report.write_json(results, json_path)
     png_path = out / "service.png"

@@ -119,3 +119,18 @@ def test_sqlite_rows_are_the_store_s_rows(tmp_path: Path) -> None:
             ).all()
         engine.dispose()
     assert [tuple(row) for row in states] == [("active", 2, 120)]
+
+
+def test_the_service_suite_runs_growth_and_prints_its_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks.service import __main__ as suite
+
+    monkeypatch.setattr(suite, "_QUICK_GROWTH_SIZES", [3_000, 6_000])
+    monkeypatch.setattr(suite, "_QUICK_GROWTH", {**CONFIG, "open_rates": []})
+    figures = suite._growth("sqlite", True, [], tmp_path)
+    assert [row["factors"] for row in figures["sizes"]] == [3_000, 6_000]
+    assert suite._write({"databases": {}, "growth": {"sqlite": figures}}, tmp_path) == 0
+    printed = capsys.readouterr().out
+    assert "sqlite: growth" in printed
+    assert (tmp_path / "service.json").stat().st_size > 0
