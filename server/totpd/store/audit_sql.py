@@ -13,6 +13,9 @@ events (`CopiedEvents`).
 PostgreSQL's statements return one row per event, checked like the writes (the
 one-row write's event depends on the write); SQLite's insert unconditionally and
 return nothing (fetching 1,000 ids back cost a batch more than the check is worth).
+In a PostgreSQL round's transaction the events' statement rides in the factors'
+write (`with_write`), which then returns the write's rows only: the events'
+insert is unconditional there, and a write short of its rows rolls it back.
 """
 
 from __future__ import annotations

@@ -28,11 +28,9 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-# Every column but the id and call_id, in audit_events' order.
-_OWN = ("account_id", "account_bucket", "factor_id", "verify_result", "step_offset")
-
 
 def _own_columns() -> list[sa.Column[Any]]:
+    """Every column but the id and call_id (new objects: a Column joins one table)."""
     return [
         sa.Column("account_id", sa.String(128), nullable=False),
         sa.Column("account_bucket", sa.SmallInteger(), nullable=False, server_default="0"),
@@ -70,8 +68,12 @@ def _replace_events(*columns: sa.Column[Any], rows: str) -> None:
     op.create_index("ix_audit_events_account_bucket_id", "audit_events", ["account_bucket", "id"])
 
 
+def _own() -> str:
+    return ", ".join(column.name for column in _own_columns())
+
+
 def upgrade() -> None:
-    own = ", ".join(_OWN)
+    own = _own()
     # The place among the call's events, counted from 0 in id order.
     place = "row_number() OVER (PARTITION BY call_id ORDER BY id) - 1"
     _replace_events(
@@ -82,7 +84,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    own = ", ".join(_OWN)
+    own = _own()
     _replace_events(
         _id(sequence=True),
         sa.Column("call_id", sa.BigInteger(), nullable=False),
