@@ -51,5 +51,7 @@ fi
 if [[ $service -eq 1 ]]; then
     echo "== service benchmarks (benchmarks/service) =="
     [[ $quick -eq 1 ]] && service_args=(--quick "${service_args[@]}")
+    # The core's targets from this same run join the service report's targets table.
+    [[ $core -eq 1 && -f "$OUT/core.json" ]] && service_args=(--core-json "$OUT/core.json" "${service_args[@]}")
     "$PYTHON" -m benchmarks.service --out "$OUT" "${service_args[@]}"
 fi

@@ -6,10 +6,14 @@ against the database's own bulk UPDATE at each batch size, break one large call
 down by stage, and load unary Verify at several concurrency levels (closed
 loop), then at fixed rates (open loop, --open-loop-rate). Then the wire-shape
 figures. Last per database, the audit trail's cost: BatchVerify and unary
-Verify with audit on and off (benchmarks/service/audit_cost.py). With --growth,
+Verify with audit on and off (benchmarks/service/audit_cost.py), and the gRPC floor
+(benchmarks/service/floor.py: totpd's unary Verify beside a no-op Verify on the same
+grpc settings; last, as its wrong codes leave failures counted). With --growth,
 then the growth run per database (benchmarks/service/growth.py: 100k -> 1M ->
 10M factors on PostgreSQL, to 1M on SQLite; tens of minutes), its figures in
-service.json and its table printed with the rest.
+service.json and its table printed with the rest. The report ends with issue 16's
+targets, each met or missed (benchmarks/service/targets.py), the C core's too when
+--core-json names the same run's core.json (benchmarks/run.sh does).
 
 PostgreSQL is a throwaway server (tests/pg_server.py) with PostgreSQL's durable
 defaults (fsync, synchronous_commit, full_page_writes on), or the disposable
@@ -20,6 +24,7 @@ Writes <out>/service.json, <out>/service.png and <out>/service_profile_<db>.txt.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -35,9 +40,11 @@ from benchmarks.service import (
     audit_cost,
     batch,
     breakdown,
+    floor,
     growth,
     growth_report,
     report,
+    targets,
     unary,
     wire,
 )
@@ -51,6 +58,7 @@ from benchmarks.service.fixtures import (
     sqlite_database,
     sqlite_settings,
 )
+from benchmarks.service.process_memory import server_pids, status_kb
 from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd import otp
 from totpd.config import load_settings
@@ -63,6 +71,7 @@ FULL: dict[str, Any] = {
     "levels": [1, 4, 16, 64],
     "seconds": 8.0,
     "wire_items": 10_000,
+    "floor": {"seconds": 4.0, "concurrency": 8, "turns": 5},
 }
 QUICK: dict[str, Any] = {
     "factors": 20_000,
@@ -72,6 +81,7 @@ QUICK: dict[str, Any] = {
     "levels": [1, 8],
     "seconds": 2.0,
     "wire_items": 10_000,
+    "floor": {"seconds": 1.0, "concurrency": 8, "turns": 1},
 }
 
 
@@ -88,6 +98,7 @@ def run_database(
     open_rates: list[float] | None = None,
     max_outstanding: int = 1000,
     audit_on_off: bool = True,
+    floor_on: bool = True,
 ) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"totpd-bench-{name}-"))
     opener = sqlite_database(data_dir) if name == "sqlite" else postgres_database()
@@ -102,6 +113,8 @@ def run_database(
             server.start()
             _log(f"{name}: {server.workers} server processes at {server.address}")
             rows = _batch_rows(database, server, pool, config)
+            # Each process's high-water mark, with the largest batches run.
+            peak_kb = max(status_kb(pid, "VmHWM") for pid in server_pids(server))
             n = max(config["batches"])
             _log(f"{name}: stage breakdown of a {n}-item call")
             parts = breakdown.run_breakdown(database, data_dir, pool, n, config["breakdown_repeat"])
@@ -117,6 +130,10 @@ def run_database(
             if audit_on_off:
                 _log(f"{name}: audit on vs off")
                 audit = audit_cost.measure(database, data_dir, pool, config, client)
+            floor_figures = None
+            if floor_on and unary_on and client == "go":
+                _log(f"{name}: the gRPC floor")
+                floor_figures = floor.measure(database, data_dir, pool, config["floor"])
             return {
                 "audit_cost": audit,
                 "settings": settings,
@@ -127,6 +144,8 @@ def run_database(
                 "breakdown": parts,
                 "unary": closed,
                 "unary_open": opened,
+                "floor": floor_figures,
+                "peak_process_kb": peak_kb,
                 "pool_waited_s": pool.waited_seconds,
             }
     finally:
@@ -285,6 +304,14 @@ def _parser() -> argparse.ArgumentParser:
         help="also the growth run per database (100k -> 1M -> 10M factors on PostgreSQL; with"
         " --quick 20k -> 60k), its open loop at the --open-loop-rate levels",
     )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the unary Verify against the no-op floor"
+    )
+    parser.add_argument(
+        "--core-json",
+        type=Path,
+        help="the same run's core.json (benchmarks/run.sh): its targets join the targets table",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     return parser
 
@@ -344,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             open_rates,
             args.open_loop_max_outstanding,
             not args.no_audit_cost,
+            not args.no_floor,
         )
         # What the database's figures were measured with (PostgreSQL: durability settings).
         results["meta"][name] = figures.pop("settings")
@@ -356,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             name: _growth(name, args.quick, open_rates if client == "go" else [], args.out)
             for name in args.db or ["sqlite", "postgresql"]
         }
+    core = json.loads(args.core_json.read_text()) if args.core_json else None
+    results["targets"] = [target._asdict() for target in targets.evaluate(results, core)]
     return _write(results, args.out)
 
 
@@ -378,8 +408,11 @@ def _write(results: dict[str, Any], out: Path) -> int:
     for name, figures in results["databases"].items():
         if figures.get("audit_cost"):
             print("\n".join(audit_cost.table(name, figures["audit_cost"])))
+        if figures.get("floor"):
+            print("\n".join(floor.table(name, figures["floor"])))
     for figures in results.get("growth", {}).values():
         print("\n".join(growth_report.table(figures)))
+    print("\n".join(targets.table([targets.Target(**t) for t in results["targets"]])))
     json_path = out / "service.json"
     report.write_json(results, json_path)
     png_path = out / "service.png"

@@ -55,6 +55,15 @@ def _settings_header(meta: dict[str, Any]) -> list[str]:
     return lines
 
 
+def open_level_meets(level: dict[str, Any]) -> bool:
+    """An open-loop level kept its rate: nothing dropped, p99 under the target."""
+    return bool(
+        level["dropped"] == 0
+        and level["rps"] >= 0.99 * level["rate"]
+        and level["p99_ms"] < UNARY_P99_TARGET_MS
+    )
+
+
 def open_loop_lines(levels: list[dict[str, Any]]) -> list[str]:
     """The open-loop (fixed-rate) levels of one database."""
     first = levels[0]
@@ -71,11 +80,7 @@ def open_loop_lines(levels: list[dict[str, Any]]) -> list[str]:
     for level in levels:
         cpu = "+".join(f"{c:.1f}" for c in level["server_cpu_s"])
         database = level.get("database_cpu_s")
-        meets = (
-            level["dropped"] == 0
-            and level["rps"] >= 0.99 * level["rate"]
-            and level["p99_ms"] < UNARY_P99_TARGET_MS
-        )
+        meets = open_level_meets(level)
         lines.append(
             f"   {level['rate']:>9,.0f} {level['rps']:>8,.0f} {level['p50_ms']:>8.1f}"
             f" {level['p99_ms']:>8.1f} {level['max_ms']:>8.1f} {level['sent']:>9,}"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.service import batch, breakdown, report, unary, wire
+from benchmarks.service import batch, breakdown, report, targets, unary, wire
 from benchmarks.service.fixtures import (
     POSTGRES_URL_ENV,
     FactorPool,
@@ -52,6 +52,10 @@ def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
     results = _results(figures, shapes)
     printed = report.table(results)
     assert "sqlite" in printed and "open loop" in printed and "synchronous=NORMAL" in printed
+    # Tiny sizes: the targets table shows the figures and claims no verdict on them.
+    found = targets.evaluate(results)
+    assert all(target.met is None for target in found)
+    assert "x20 only" in "\n".join(targets.table(found))
     report.write_json(results, tmp_path / "service.json")
     if report.plot(results, tmp_path / "service.png"):
         assert (tmp_path / "service.png").stat().st_size > 0

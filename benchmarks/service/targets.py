@@ -1,0 +1,179 @@
+"""Issue 16's targets, each met or missed, from one run's figures.
+
+`python -m benchmarks.service` ends its report with this table (and keeps it in
+service.json as "targets"); `benchmarks/run.sh` hands it the core suite's core.json
+of the same run, so the core's own targets sit in the same report. From saved files:
+
+``python -m benchmarks.service.targets results/service.json [--core results/core.json]``
+
+A target that this run did not measure (a database left out, `--quick` sizes, no
+`--growth`) says so instead of a verdict: a smoke run never reads as "met".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from benchmarks.service import floor, growth_report, report
+
+BATCH_ITEMS = 10_000  # the size the BatchVerify target names
+OPEN_LOOP_RATE = 2000.0  # durable PostgreSQL, open loop
+
+
+class Target(NamedTuple):
+    """One target of one database ("core": the C core suite)."""
+
+    name: str
+    database: str
+    goal: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+
+
+def evaluate(results: dict[str, Any], core: dict[str, Any] | None = None) -> list[Target]:
+    """Every target of the issue from a run's results (service.json's shape) and,
+    if given, the same run's core.json."""
+    targets: list[Target] = []
+    databases: dict[str, Any] = results.get("databases", {})
+    for name in ("sqlite", "postgresql"):
+        figures = databases.get(name)
+        targets.append(_floor_target(name, None if figures is None else figures.get("floor")))
+        targets.append(_batch_target(name, None if figures is None else figures["batch"]))
+    postgres = databases.get("postgresql")
+    targets.append(_open_loop_target(None if postgres is None else postgres["unary_open"]))
+    growth: dict[str, Any] = results.get("growth", {})
+    for name in ("sqlite", "postgresql"):
+        targets.append(_growth_target(name, growth.get(name)))
+    targets.append(_memory_target(databases, growth))
+    targets.append(_core_target(core))
+    if results.get("meta", {}).get("quick"):  # smoke sizes: figures, no verdicts
+        targets = [t._replace(measured=f"--quick: {t.measured}", met=None) for t in targets]
+    return targets
+
+
+def _floor_target(database: str, figures: dict[str, Any] | None) -> Target:
+    goal = f"totpd >= {floor.GOAL:.0%} of the no-op Verify's rate, 8 in flight, one process"
+    if figures is None:
+        return Target("unary Verify vs the gRPC floor", database, goal, "not measured", None)
+    servers = figures["servers"]
+    measured = (
+        f"{figures['ratio']:.2f} (totpd {servers['totpd']['rps']:,.0f} req/s,"
+        f" no-op {servers['noop']['rps']:,.0f}; CPU µs/call"
+        f" {_number(servers['totpd']['server_cpu_us_per_call'])}"
+        f" vs {_number(servers['noop']['server_cpu_us_per_call'])})"
+    )
+    met = figures["ratio"] >= floor.GOAL
+    return Target("unary Verify vs the gRPC floor", database, goal, measured, met)
+
+
+def _batch_target(database: str, rows: list[dict[str, Any]] | None) -> Target:
+    name = f"BatchVerify x{BATCH_ITEMS:,} vs the bulk UPDATE"
+    goal = f">= {report.BATCH_TARGET:.0%} of the database's own bulk UPDATE of the rows"
+    if not rows:
+        return Target(name, database, goal, "not measured", None)
+    row = max(rows, key=lambda r: r["batch"])
+    measured = (
+        f"{row['ratio_vs_consume']:.0%} ({row['service']['rate']:,.0f} items/s vs"
+        f" {row['db_consume']['rate']:,.0f} rows/s)"
+    )
+    if row["batch"] < BATCH_ITEMS:  # a --quick run: the figure, no verdict
+        return Target(name, database, goal, f"x{row['batch']:,} only: {measured}", None)
+    return Target(name, database, goal, measured, row["ratio_vs_consume"] >= report.BATCH_TARGET)
+
+
+def _open_loop_target(levels: list[dict[str, Any]] | None) -> Target:
+    name = f"open loop at {OPEN_LOOP_RATE:,.0f} req/s"
+    goal = f"p99 < {report.UNARY_P99_TARGET_MS:g} ms, nothing dropped"
+    level = next((lv for lv in levels or [] if lv["rate"] == OPEN_LOOP_RATE), None)
+    if level is None:
+        return Target(name, "postgresql", goal, "not measured", None)
+    measured = (
+        f"{level['rps']:,.0f} req/s reached, p99 {level['p99_ms']:,.1f} ms,"
+        f" {level['dropped']:,} dropped"
+    )
+    return Target(name, "postgresql", goal, measured, report.open_level_meets(level))
+
+
+def _growth_target(database: str, figures: dict[str, Any] | None) -> Target:
+    goal = (
+        f"every cost per verification <= {growth_report.GOAL}x from the smallest size"
+        " to the largest (beside the reference in the same turns)"
+    )
+    largest = {"sqlite": "1M", "postgresql": "10M"}[database]
+    name = f"growth to {largest} factors"
+    ratios = None if figures is None else figures.get("growth_vs_reference")
+    if not ratios:
+        return Target(name, database, goal, "not measured (--growth)", None)
+    known = {cost: ratio for cost, ratio in ratios.items() if ratio is not None}
+    worst = max(known, key=lambda cost: known[cost])
+    sizes = figures["sizes"] if figures else []
+    measured = (
+        f"{sizes[0]['factors']:,} -> {sizes[-1]['factors']:,}: worst {worst} {known[worst]:.2f}x"
+    )
+    return Target(name, database, goal, measured, known[worst] <= growth_report.GOAL)
+
+
+def _memory_target(databases: dict[str, Any], growth: dict[str, Any]) -> Target:
+    """The largest peak RSS of one server process while 10k-item batches ran: a
+    figure to state (admission bounds it), not a goal to meet."""
+    peaks: list[tuple[int, str]] = []
+    for name, figures in databases.items():
+        if figures.get("peak_process_kb"):
+            largest = max(row["batch"] for row in figures["batch"])
+            peaks.append((figures["peak_process_kb"], f"{name}, batches up to x{largest:,}"))
+    for name, figures in growth.items():
+        for row in figures["sizes"]:
+            peaks.append((growth_report.peak_process_kb(row), f"{name} growth"))
+    goal = "bounded per process while 10k-item batches run (the figure stated)"
+    if not peaks:
+        return Target("memory per server process", "all", goal, "not measured", None)
+    peak_kb, where = max(peaks)
+    measured = f"peak RSS {peak_kb / 1024:,.0f} MB ({where})"
+    return Target("memory per server process", "all", goal, measured, None)
+
+
+def _core_target(core: dict[str, Any] | None) -> Target:
+    goal = "the C core's own targets met in the same run (no regression)"
+    if core is None:
+        return Target("C core", "core", goal, "not in this run (benchmarks/run.sh)", None)
+    rows = core.get("targets", [])
+    measured = ", ".join(
+        f"{row['alg']} {row['rate_valid'] / 1e6:.1f}M/s (target {row['rate_target'] / 1e6:g}M)"
+        for row in rows
+    )
+    if not rows:
+        return Target("C core", "core", goal, "no targets", None)
+    return Target("C core", "core", goal, measured, all(row["met"] for row in rows))
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def table(targets: list[Target]) -> list[str]:
+    """The targets as the report's closing table."""
+    lines = ["\nissue 16's targets (medians within this run):"]
+    for target in targets:
+        verdict = {True: "met", False: "MISSED", None: "-"}[target.met]
+        lines.append(f"  [{verdict:>6}] {target.database:<10} {target.name}: {target.measured}")
+        lines.append(f"  {'':>8} {'':<10} goal: {target.goal}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.service.targets")
+    parser.add_argument("service_json", type=Path, help="a run's service.json")
+    parser.add_argument("--core", type=Path, help="the same run's core.json")
+    args = parser.parse_args(argv)
+    results = json.loads(args.service_json.read_text())
+    core = json.loads(args.core.read_text()) if args.core else None
+    print("\n".join(table(evaluate(results, core))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

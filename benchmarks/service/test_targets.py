@@ -1,0 +1,149 @@
+"""The targets table: each of issue 16's targets met, missed, or "not measured" from a
+run's figures (run with `pytest benchmarks/service`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.service import targets
+
+
+def _floor(ratio: float) -> dict[str, Any]:
+    return {
+        "ratio": ratio,
+        "servers": {
+            "totpd": {"rps": 1000 * ratio, "server_cpu_us_per_call": 1200.0},
+            "noop": {"rps": 1000.0, "server_cpu_us_per_call": 340.0},
+        },
+    }
+
+
+def _batch(size: int, ratio: float) -> dict[str, Any]:
+    return {
+        "batch": size,
+        "ratio_vs_consume": ratio,
+        "service": {"rate": 10_000 * ratio},
+        "db_consume": {"rate": 10_000.0},
+    }
+
+
+def _open(rate: float, rps: float, p99_ms: float, dropped: int) -> dict[str, Any]:
+    return {"rate": rate, "rps": rps, "p99_ms": p99_ms, "dropped": dropped}
+
+
+def _database(floor_ratio: float, batch_ratio: float, opened: list[dict[str, Any]]) -> Any:
+    return {
+        "floor": _floor(floor_ratio),
+        "batch": [_batch(1_000, 0.5), _batch(10_000, batch_ratio)],
+        "unary_open": opened,
+        "peak_process_kb": 160 * 1024,
+    }
+
+
+def _growth(worst: float) -> dict[str, Any]:
+    memory = {"peak_rss_kb": {"1": 150 * 1024}, "hwm_kb": {"1": 170 * 1024}}
+    return {
+        "sizes": [
+            {"factors": 100_000, "memory": memory},
+            {"factors": 10_000_000, "memory": memory},
+        ],
+        "growth_vs_reference": {"unary ms/call (1/req/s)": 1.1, "batch µs/item (1/rate)": worst},
+    }
+
+
+def test_every_target_gets_its_verdict_from_the_figures() -> None:
+    results = {
+        "databases": {
+            "sqlite": _database(0.61, 0.25, []),
+            "postgresql": _database(0.26, 0.72, [_open(2000.0, 777.0, 1593.0, 1389)]),
+        },
+        "growth": {"postgresql": _growth(2.05)},
+    }
+    core = {"targets": [{"alg": "SHA1", "rate_valid": 12e6, "rate_target": 5e6, "met": True}]}
+    found = targets.evaluate(results, core)
+    verdicts = {(t.name, t.database): t.met for t in found}
+    assert verdicts[("unary Verify vs the gRPC floor", "sqlite")] is True
+    assert verdicts[("unary Verify vs the gRPC floor", "postgresql")] is False
+    assert verdicts[("BatchVerify x10,000 vs the bulk UPDATE", "sqlite")] is False
+    assert verdicts[("BatchVerify x10,000 vs the bulk UPDATE", "postgresql")] is True
+    assert verdicts[("open loop at 2,000 req/s", "postgresql")] is False
+    assert verdicts[("growth to 10M factors", "postgresql")] is False
+    assert verdicts[("growth to 1M factors", "sqlite")] is None  # no growth run for it
+    assert verdicts[("memory per server process", "all")] is None  # a figure, not a goal
+    assert verdicts[("C core", "core")] is True
+    measured = {(t.name, t.database): t.measured for t in found}
+    assert "0.26" in measured[("unary Verify vs the gRPC floor", "postgresql")]
+    assert "1,389 dropped" in measured[("open loop at 2,000 req/s", "postgresql")]
+    assert "batch µs/item (1/rate) 2.05x" in measured[("growth to 10M factors", "postgresql")]
+    # The largest peak anywhere in the run: the growth run's high-water mark here.
+    assert "170 MB" in measured[("memory per server process", "all")]
+
+
+def test_a_quick_run_claims_no_verdict() -> None:
+    results = {
+        "meta": {"quick": True},
+        "databases": {"postgresql": _database(0.26, 0.38, [_open(2000.0, 777.0, 1593.0, 9)])},
+    }
+    found = targets.evaluate(results)
+    assert all(t.met is None and t.measured.startswith("--quick: ") for t in found)
+    memory = next(t for t in found if t.name.startswith("memory"))
+    assert memory.measured == "--quick: peak RSS 160 MB (postgresql, batches up to x10,000)"
+
+
+@pytest.mark.parametrize(
+    ("level", "met"),
+    [
+        (_open(2000.0, 1999.0, 12.0, 0), True),
+        (_open(2000.0, 1999.0, 25.0, 0), False),  # p99 over 20 ms
+        (_open(2000.0, 1999.0, 12.0, 1), False),  # one dropped
+        (_open(2000.0, 1900.0, 12.0, 0), False),  # the rate not kept
+    ],
+)
+def test_the_open_loop_is_met_only_at_its_rate_without_drops(
+    level: dict[str, Any], met: bool
+) -> None:
+    results = {"databases": {"postgresql": _database(0.5, 0.5, [level])}}
+    (target,) = [t for t in targets.evaluate(results) if t.name.startswith("open loop")]
+    assert target.met is met
+
+
+def test_a_smoke_run_reads_as_not_measured_never_as_met() -> None:
+    """--quick sizes (no 10k batch), one database, no open loop, no core: no verdicts
+    but the floor's, and every figure still shown."""
+    quick = {"floor": None, "batch": [_batch(1_000, 0.9)], "unary_open": []}
+    found = targets.evaluate({"databases": {"sqlite": quick}})
+    assert all(target.met is None for target in found)
+    (batch,) = [t for t in found if t.name.startswith("BatchVerify") and t.database == "sqlite"]
+    assert batch.measured.startswith("x1,000 only: 90%")
+    printed = "\n".join(targets.table(found))
+    assert "MISSED" not in printed and "[   met]" not in printed
+    assert printed.count("not measured") >= 5
+
+
+def test_a_core_target_missed_misses_the_core() -> None:
+    core = {
+        "targets": [
+            {"alg": "SHA1", "rate_valid": 12e6, "rate_target": 5e6, "met": True},
+            {"alg": "SHA512", "rate_valid": 0.4e6, "rate_target": 0.6e6, "met": False},
+        ]
+    }
+    (target,) = [t for t in targets.evaluate({}, core) if t.database == "core"]
+    assert target.met is False
+    assert "SHA512 0.4M/s (target 0.6M)" in target.measured
+
+
+def test_the_table_is_printed_again_from_saved_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = {"databases": {"postgresql": _database(0.26, 0.38, [])}}
+    service, core = tmp_path / "service.json", tmp_path / "core.json"
+    service.write_text(json.dumps(results))
+    core.write_text(json.dumps({"targets": []}))
+    assert targets.main([str(service), "--core", str(core)]) == 0
+    printed = capsys.readouterr().out
+    assert "[MISSED] postgresql unary Verify vs the gRPC floor: 0.26" in printed
+    assert "[     -] core       C core: no targets" in printed
