@@ -147,6 +147,8 @@ def _core_target(core: dict[str, Any] | None) -> Target:
     )
     if not rows:
         return Target("C core", "core", goal, "no targets", None)
+    # The targets' rates depend on the CPU (SHA-NI differs between vendors): name it.
+    measured += f" on {core.get('meta', {}).get('cpu', {}).get('model', 'an unnamed CPU')}"
     return Target("C core", "core", goal, measured, all(row["met"] for row in rows))
 
 

@@ -134,6 +134,7 @@ def test_a_core_target_missed_misses_the_core() -> None:
     (target,) = [t for t in targets.evaluate({}, core) if t.database == "core"]
     assert target.met is False
     assert "SHA512 0.4M/s (target 0.6M)" in target.measured
+    assert target.measured.endswith(" on an unnamed CPU")
 
 
 def test_the_table_is_printed_again_from_saved_files(

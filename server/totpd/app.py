@@ -60,7 +60,7 @@ def build_service(settings: Settings, *, prepared: bool = False) -> MfaService:
         settings.policy,
         time.time,
         settings.tenant_policies,
-        coalesce_verify=settings.coalesce_verify,
+        coalesce_verify=settings.coalesces_verify,
         verify_rounds_in_flight=settings.verify_rounds_in_flight,
     )
 

@@ -68,3 +68,16 @@ def test_racing_calls_one_valid_per_code_one_event_per_call(
     events = [e for e in list_all(live, method="Verify") if e.account_id.startswith("racer-")]
     assert len(events) == ACCOUNTS * CALLS_PER_CODE
     assert all(e.caller and e.peer for e in events)
+
+
+@pytest.mark.parametrize(("setting", "coalesces"), [(None, True), (False, False)])
+def test_the_service_coalesces_on_sqlite_by_default(
+    rpc_settings: Settings, setting: bool | None, coalesces: bool
+) -> None:
+    """ "auto" (the default) turns coalescing on for the embedded SQLite database;
+    `coalesce_verify = false` keeps one round per call."""
+    from totpd.app import build_service
+
+    settings = dataclasses.replace(rpc_settings, coalesce_verify=setting)
+    assert settings.resolved_database_url().startswith("sqlite")
+    assert (build_service(settings).coalescer is not None) is coalesces

@@ -292,8 +292,39 @@ def test_the_settings_turn_coalescing_on(engine: Engine, keyring: Keyring, clock
     off = MfaService(FactorStore(engine), keyring, Policy(), clock)
     assert off.coalescer is None  # the default
     settings = load_settings(None, {}, {"TOTPD_COALESCE_VERIFY": "true"})
-    assert settings.coalesce_verify is True
-    assert load_settings(None, {}, {}).coalesce_verify is False
+    assert settings.coalesce_verify is True and settings.coalesces_verify is True
+
+
+@pytest.mark.parametrize(
+    ("value", "database_url", "coalesces"),
+    [
+        (None, "", True),  # auto, the embedded default: SQLite
+        ("auto", "sqlite:////srv/totpd/totpd.sqlite3", True),
+        (None, "postgresql+psycopg://totpd@db/totpd", False),  # auto on PostgreSQL: off
+        ("AUTO", "postgresql+psycopg://totpd@db/totpd", False),
+        ("false", "", False),
+        ("true", "postgresql+psycopg://totpd@db/totpd", True),
+    ],
+)
+def test_coalescing_by_default_on_sqlite_only(
+    value: str | None, database_url: str, coalesces: bool
+) -> None:
+    env = {"TOTPD_DATABASE_URL": database_url}
+    if value is not None:
+        env["TOTPD_COALESCE_VERIFY"] = value
+    settings = load_settings(None, {}, env)
+    assert settings.coalesces_verify is coalesces
+    if value is None or value.lower() == "auto":
+        assert settings.coalesce_verify is None
+
+
+@pytest.mark.parametrize("value", ["sometimes", "2", "automatic"])
+def test_coalescing_refuses_a_value_it_does_not_know(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"coalesce_verify.*true/false.*auto"):
+        load_settings(None, {}, {"TOTPD_COALESCE_VERIFY": value})
+
+
+def test_verify_rounds_in_flight_is_bounded() -> None:
     rounds = {"TOTPD_VERIFY_ROUNDS_IN_FLIGHT": "3"}
     assert load_settings(None, {}, rounds).verify_rounds_in_flight == 3
     with pytest.raises(ConfigError, match="verify_rounds_in_flight"):

@@ -64,6 +64,16 @@ def _as_bool(value: object) -> bool:
     raise ValueError("expected a boolean (true/false)")
 
 
+def _as_bool_or_auto(value: object) -> bool | None:
+    """A boolean, or "auto" (None): the setting's default decides."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        return _as_bool(value)
+    except ValueError:
+        raise ValueError("expected a boolean (true/false) or auto") from None
+
+
 def _as_str(value: object) -> str:
     if isinstance(value, str):
         return value
@@ -99,7 +109,7 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "key_file": _as_path,
     "create_dev_key": _as_bool,
     "max_workers": _as_int,
-    "coalesce_verify": _as_bool,
+    "coalesce_verify": _as_bool_or_auto,
     "verify_rounds_in_flight": _as_int,
     "max_concurrent_rpcs": _as_int,
     "max_items_in_flight": _as_int,
