@@ -73,6 +73,8 @@ def test_dev_server_ready_file_health_and_sigterm(
     assert any("DEVELOPMENT key" in m or "development keyring" in m for m in messages)
     assert any(r.get("key_file") == str(key_file) for r in records)
     assert "serving" in messages
+    # The embedded SQLite database: coalesced unary Verify by default ("auto").
+    assert next(r for r in records if r["msg"] == "serving")["coalesce_verify"] is True
     assert "draining: health is NOT_SERVING, still serving" in messages
     # The cancelled Watch stream may write its access line after the stop.
     lifecycle = [record["msg"] for record in records if record["logger"] != "totpd.access"]

@@ -254,6 +254,8 @@ def serve(
             extra={
                 "address": address,
                 "workers": settings.max_workers,
+                # Database-dependent by default ("auto"): say which it is.
+                "coalesce_verify": settings.coalesces_verify,
                 "callers_file": str(settings.callers_file or ""),
                 **tls_log_fields(settings),
             },
