@@ -141,14 +141,15 @@ def _core_target(core: dict[str, Any] | None) -> Target:
     if core is None:
         return Target("C core", "core", goal, "not in this run (benchmarks/run.sh)", None)
     rows = core.get("targets", [])
-    measured = ", ".join(
+    if not rows:
+        return Target("C core", "core", goal, "no targets", None)
+    rates = ", ".join(
         f"{row['alg']} {row['rate_valid'] / 1e6:.1f}M/s (target {row['rate_target'] / 1e6:g}M)"
         for row in rows
     )
-    if not rows:
-        return Target("C core", "core", goal, "no targets", None)
     # The targets' rates depend on the CPU (SHA-NI differs between vendors): name it.
-    measured += f" on {core.get('meta', {}).get('cpu', {}).get('model', 'an unnamed CPU')}"
+    cpu = core.get("meta", {}).get("cpu", {}).get("model", "an unnamed CPU")
+    measured = f"{rates} on {cpu}"
     return Target("C core", "core", goal, measured, all(row["met"] for row in rows))
 
 
