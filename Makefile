@@ -75,7 +75,7 @@ fmt: install
 typecheck: install
 	$(VENV)/bin/mypy --strict server/totpd
 	$(VENV)/bin/mypy --strict -p benchmarks.service
-	$(VENV)/bin/mypy --strict benchmarks/capacity.py
+	$(VENV)/bin/mypy --strict benchmarks/capacity.py benchmarks/core/regression.py
 	cd clients/python && $(abspath $(VENV))/bin/mypy src
 
 ## Regenerate every language's code from proto/ with pinned tools.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run every benchmark suite: the C core's micro-benchmarks (benchmarks/core/), then the
 # service benchmarks (benchmarks/service/). Results land in benchmarks/results/
-# (core_pytest_benchmark.json, core.json, core.png from the core suite; service.json,
-# service.png, service_profile_*.txt from the service suite).
+# (core_pytest_benchmark.json, core.json, core.png from the core suite; core_regression.json
+# from the core against the reference run's commit; service.json, service.png,
+# service_profile_*.txt from the service suite).
 #
 #   benchmarks/run.sh [--quick] [--core-only | --service-only] [-- extra service args]
 #
@@ -43,6 +44,12 @@ if [[ $core -eq 1 ]]; then
         core_args=(--out "$OUT")
         [[ $quick -eq 1 ]] && core_args+=(--quick)
         "$PYTHON" benchmarks/core/run_core_bench.py "${core_args[@]}"
+        # The same core against the reference run's commit, on this machine (issue 16:
+        # no regression of the core); --quick: one turn of one timing each.
+        echo "== the C core against the reference run's commit (benchmarks/core/regression.py) =="
+        regression_args=(--out "$OUT")
+        [[ $quick -eq 1 ]] && regression_args+=(--turns 1 --repeat 1)
+        "$PYTHON" benchmarks/core/regression.py "${regression_args[@]}"
     else
         echo "run.sh: benchmarks/core/run_core_bench.py not found; skipping the core suite" >&2
     fi
@@ -53,5 +60,7 @@ if [[ $service -eq 1 ]]; then
     [[ $quick -eq 1 ]] && service_args=(--quick "${service_args[@]}")
     # The core's targets from this same run join the service report's targets table.
     [[ $core -eq 1 && -f "$OUT/core.json" ]] && service_args=(--core-json "$OUT/core.json" "${service_args[@]}")
+    [[ $core -eq 1 && -f "$OUT/core_regression.json" ]] &&
+        service_args=(--core-regression-json "$OUT/core_regression.json" "${service_args[@]}")
     "$PYTHON" -m benchmarks.service --out "$OUT" "${service_args[@]}"
 fi

@@ -312,6 +312,11 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="the same run's core.json (benchmarks/run.sh): its targets join the targets table",
     )
+    parser.add_argument(
+        "--core-regression-json",
+        type=Path,
+        help="the same run's core_regression.json (benchmarks/run.sh): the core's verdict",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     return parser
 
@@ -384,8 +389,12 @@ def main(argv: list[str] | None = None) -> int:
             name: _growth(name, args.quick, open_rates if client == "go" else [], args.out)
             for name in args.db or ["sqlite", "postgresql"]
         }
-    core = json.loads(args.core_json.read_text()) if args.core_json else None
-    results["targets"] = [target._asdict() for target in targets.evaluate(results, core)]
+    core, regression = (
+        None if path is None else json.loads(path.read_text())
+        for path in (args.core_json, args.core_regression_json)
+    )
+    evaluated = targets.evaluate(results, core, regression)
+    results["targets"] = [target._asdict() for target in evaluated]
     return _write(results, args.out)
 
 

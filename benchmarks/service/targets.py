@@ -2,9 +2,11 @@
 
 `python -m benchmarks.service` ends its report with this table (and keeps it in
 service.json as "targets"); `benchmarks/run.sh` hands it the core suite's core.json
-of the same run, so the core's own targets sit in the same report. From saved files:
+and the core's comparison with an earlier commit (benchmarks/core/regression.py) of the
+same run, so the core sits in the same report. From saved files:
 
-``python -m benchmarks.service.targets results/service.json [--core results/core.json]``
+``python -m benchmarks.service.targets results/service.json [--core results/core.json]
+[--core-regression results/core_regression.json]``
 
 A target that this run did not measure (a database left out, `--quick` sizes, no
 `--growth`) says so instead of a verdict: a smoke run never reads as "met".
@@ -34,9 +36,13 @@ class Target(NamedTuple):
     met: bool | None  # None: not measured in this run
 
 
-def evaluate(results: dict[str, Any], core: dict[str, Any] | None = None) -> list[Target]:
+def evaluate(
+    results: dict[str, Any],
+    core: dict[str, Any] | None = None,
+    core_regression: dict[str, Any] | None = None,
+) -> list[Target]:
     """Every target of the issue from a run's results (service.json's shape) and,
-    if given, the same run's core.json."""
+    if given, the same run's core.json and core_regression.json."""
     targets: list[Target] = []
     databases: dict[str, Any] = results.get("databases", {})
     for name in ("sqlite", "postgresql"):
@@ -49,7 +55,7 @@ def evaluate(results: dict[str, Any], core: dict[str, Any] | None = None) -> lis
     for name in ("sqlite", "postgresql"):
         targets.append(_growth_target(name, growth.get(name)))
     targets.append(_memory_target(databases, growth))
-    targets.append(_core_target(core))
+    targets.append(_core_target(core, core_regression))
     if results.get("meta", {}).get("quick"):  # smoke sizes: figures, no verdicts
         targets = [t._replace(measured=f"--quick: {t.measured}", met=None) for t in targets]
     return targets
@@ -136,21 +142,44 @@ def _memory_target(databases: dict[str, Any], growth: dict[str, Any]) -> Target:
     return Target("memory per server process", "all", goal, measured, None)
 
 
-def _core_target(core: dict[str, Any] | None) -> Target:
+def _core_target(core: dict[str, Any] | None, regression: dict[str, Any] | None) -> Target:
+    """No regression: the core against an earlier commit's on this machine in the same
+    run, when measured; otherwise the core suite's own targets (rates set on the
+    reference machine, so a slower CPU misses them without any regression)."""
+    own = _core_rates(core)
+    if regression is not None:
+        goal = (
+            f"no regression: each algorithm's 10k rate within {regression['tolerance']:.0%}"
+            " of the baseline commit's core, same run"
+        )
+        ratios = ", ".join(
+            f"{name} {row['ratio']:.2f}x" for name, row in regression["algorithms"].items()
+        )
+        measured = f"{ratios} of {regression['baseline']['commit'][:10]}'s core"
+        if own:
+            measured += f"; the suite's own targets: {own}"
+        return Target("C core", "core", goal, measured, bool(regression["met"]))
     goal = "the C core's own targets met in the same run (no regression)"
     if core is None:
         return Target("C core", "core", goal, "not in this run (benchmarks/run.sh)", None)
     rows = core.get("targets", [])
     if not rows:
         return Target("C core", "core", goal, "no targets", None)
+    return Target("C core", "core", goal, own, all(row["met"] for row in rows))
+
+
+def _core_rates(core: dict[str, Any] | None) -> str:
+    """The core suite's 10k rates against its targets, and the CPU they ran on."""
+    if core is None or not core.get("targets"):
+        return ""
+    rows = core["targets"]
     rates = ", ".join(
         f"{row['alg']} {row['rate_valid'] / 1e6:.1f}M/s (target {row['rate_target'] / 1e6:g}M)"
         for row in rows
     )
     # The targets' rates depend on the CPU (SHA-NI differs between vendors): name it.
     cpu = core.get("meta", {}).get("cpu", {}).get("model", "an unnamed CPU")
-    measured = f"{rates} on {cpu}"
-    return Target("C core", "core", goal, measured, all(row["met"] for row in rows))
+    return f"{rates} on {cpu}"
 
 
 def _number(value: float | None) -> str:
@@ -171,10 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.service.targets")
     parser.add_argument("service_json", type=Path, help="a run's service.json")
     parser.add_argument("--core", type=Path, help="the same run's core.json")
+    parser.add_argument("--core-regression", type=Path, help="the same run's core_regression.json")
     args = parser.parse_args(argv)
     results = json.loads(args.service_json.read_text())
-    core = json.loads(args.core.read_text()) if args.core else None
-    print("\n".join(table(evaluate(results, core))))
+    core, regression = (
+        None if path is None else json.loads(path.read_text())
+        for path in (args.core, args.core_regression)
+    )
+    print("\n".join(table(evaluate(results, core, regression))))
     return 0
 
 

@@ -137,6 +137,33 @@ def test_a_core_target_missed_misses_the_core() -> None:
     assert target.measured.endswith(" on an unnamed CPU")
 
 
+def _regression(sha256_ratio: float) -> dict[str, object]:
+    ratios = {"SHA1": 1.01, "SHA256": sha256_ratio, "SHA512": 0.99}
+    return {
+        "algorithms": {name: {"ratio": ratio} for name, ratio in ratios.items()},
+        "tolerance": 0.05,
+        "met": all(ratio >= 0.95 for ratio in ratios.values()),
+        "baseline": {"commit": "9af974fe59dd71e47b8fdcf8b73b5e487e5f2c7b"},
+    }
+
+
+def test_the_core_comparison_decides_the_core_over_targets_set_on_another_cpu() -> None:
+    """A slower CPU misses the suite's own rates; the same-run comparison with the
+    baseline commit's core is what says whether the core regressed."""
+    core = {
+        "targets": [{"alg": "SHA256", "rate_valid": 1.5e6, "rate_target": 2e6, "met": False}],
+        "meta": {"cpu": {"model": "Intel(R) Xeon(R) Processor"}},
+    }
+    (kept,) = [t for t in targets.evaluate({}, core, _regression(0.99)) if t.database == "core"]
+    assert kept.met is True
+    assert kept.measured.startswith("SHA1 1.01x, SHA256 0.99x, SHA512 0.99x of 9af974fe59's core")
+    assert "SHA256 1.5M/s (target 2M) on Intel(R) Xeon(R) Processor" in kept.measured
+    assert "within 5%" in kept.goal
+    (slower,) = [t for t in targets.evaluate({}, None, _regression(0.90)) if t.database == "core"]
+    assert slower.met is False
+    assert slower.measured == "SHA1 1.01x, SHA256 0.90x, SHA512 0.99x of 9af974fe59's core"
+
+
 def test_the_table_is_printed_again_from_saved_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -148,3 +175,7 @@ def test_the_table_is_printed_again_from_saved_files(
     printed = capsys.readouterr().out
     assert "[MISSED] postgresql unary Verify vs the gRPC floor: 0.26" in printed
     assert "[     -] core       C core: no targets" in printed
+    regression = tmp_path / "core_regression.json"
+    regression.write_text(json.dumps(_regression(1.0)))
+    assert targets.main([str(service), "--core-regression", str(regression)]) == 0
+    assert "[   met] core       C core: SHA1 1.01x" in capsys.readouterr().out
