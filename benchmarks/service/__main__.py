@@ -8,12 +8,14 @@ loop), then at fixed rates (open loop, --open-loop-rate). Then the wire-shape
 figures. Last per database, the audit trail's cost: BatchVerify and unary
 Verify with audit on and off (benchmarks/service/audit_cost.py), and the gRPC floor
 (benchmarks/service/floor.py: totpd's unary Verify beside a no-op Verify on the same
-grpc settings; last, as its wrong codes leave failures counted). With --growth,
+grpc settings; last, as its wrong codes leave failures counted) with the stages of a
+unary Verify call in-process (benchmarks/service/unary_stages.py). With --growth,
 then the growth run per database (benchmarks/service/growth.py: 100k -> 1M ->
 10M factors on PostgreSQL, to 1M on SQLite; tens of minutes), its figures in
 service.json and its table printed with the rest. The report ends with issue 16's
 targets, each met or missed (benchmarks/service/targets.py), the C core's too when
---core-json names the same run's core.json (benchmarks/run.sh does).
+--core-json and --core-regression-json name the same run's core.json and
+core_regression.json (benchmarks/run.sh does).
 
 PostgreSQL is a throwaway server (tests/pg_server.py) with PostgreSQL's durable
 defaults (fsync, synchronous_commit, full_page_writes on), or the disposable
@@ -46,6 +48,7 @@ from benchmarks.service import (
     report,
     targets,
     unary,
+    unary_stages,
     wire,
 )
 from benchmarks.service.fixtures import (
@@ -72,6 +75,7 @@ FULL: dict[str, Any] = {
     "seconds": 8.0,
     "wire_items": 10_000,
     "floor": {"seconds": 4.0, "concurrency": 8, "turns": 5},
+    "unary_breakdown_calls": 2_000,
 }
 QUICK: dict[str, Any] = {
     "factors": 20_000,
@@ -82,6 +86,7 @@ QUICK: dict[str, Any] = {
     "seconds": 2.0,
     "wire_items": 10_000,
     "floor": {"seconds": 1.0, "concurrency": 8, "turns": 1},
+    "unary_breakdown_calls": 40,
 }
 
 
@@ -130,10 +135,14 @@ def run_database(
             if audit_on_off:
                 _log(f"{name}: audit on vs off")
                 audit = audit_cost.measure(database, data_dir, pool, config, client)
-            floor_figures = None
+            floor_figures = unary_parts = None
             if floor_on and unary_on and client == "go":
                 _log(f"{name}: the gRPC floor")
                 floor_figures = floor.measure(database, data_dir, pool, config["floor"])
+                _log(f"{name}: stage breakdown of unary Verify")
+                unary_parts = unary_stages.run_unary_breakdown(
+                    database, data_dir, pool, config["unary_breakdown_calls"]
+                )
             return {
                 "audit_cost": audit,
                 "settings": settings,
@@ -145,6 +154,7 @@ def run_database(
                 "unary": closed,
                 "unary_open": opened,
                 "floor": floor_figures,
+                "unary_breakdown": unary_parts,
                 "peak_process_kb": peak_kb,
                 "pool_waited_s": pool.waited_seconds,
             }
@@ -419,9 +429,12 @@ def _write(results: dict[str, Any], out: Path) -> int:
             print("\n".join(audit_cost.table(name, figures["audit_cost"])))
         if figures.get("floor"):
             print("\n".join(floor.table(name, figures["floor"])))
+        if figures.get("unary_breakdown"):
+            parts = figures["unary_breakdown"]
+            print("\n".join(unary_stages.table(name, parts, figures.get("floor"))))
     for figures in results.get("growth", {}).values():
         print("\n".join(growth_report.table(figures)))
-    print("\n".join(targets.table([targets.Target(**t) for t in results["targets"]])))
+    print("\n".join(targets.table([targets.Target(**t) for t in results.get("targets", [])])))
     json_path = out / "service.json"
     report.write_json(results, json_path)
     png_path = out / "service.png"

@@ -51,7 +51,7 @@ STAGES = (
 )
 
 
-class _Timers:
+class Timers:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
 
@@ -92,11 +92,11 @@ LOOPBACK_CONTEXT = _LoopbackContext()
 class InProcessServer:
     """The server's objects in this process, on the benchmark database."""
 
-    def __init__(self, database_url: str, data_dir: Path) -> None:
+    def __init__(self, database_url: str, data_dir: Path, policy: Policy | None = None) -> None:
         self.engine = open_engine(database_url)
         self.store = FactorStore(self.engine)
         self.keyring = make_keyring(data_dir)
-        self.service = MfaService(self.store, self.keyring, Policy(), time.time)
+        self.service = MfaService(self.store, self.keyring, policy or Policy(), time.time)
         self.servicer = TotpServicer(self.service)
 
     def call(self, data: bytes) -> bytes:
@@ -104,26 +104,30 @@ class InProcessServer:
         context = LOOPBACK_CONTEXT
         return self.servicer.BatchVerify(request, context).SerializeToString()  # type: ignore[arg-type]
 
+    def verify(self, request: pb.VerifyRequest) -> pb.VerifyResponse:
+        """One unary Verify, as the servicer answers it (unary_stages.py)."""
+        return self.servicer.Verify(request, LOOPBACK_CONTEXT)  # type: ignore[arg-type]
+
     def close(self) -> None:
         self.engine.dispose()
 
 
 def stage_times(server: InProcessServer, data: bytes) -> dict[str, float]:
     """One call with every stage timed; returns seconds per stage and the total."""
-    timers = _Timers()
+    timers = Timers()
     with contextlib.ExitStack() as stack:
-        _time_store(stack, server, timers)
-        _time_engine(stack, server, timers)
-        _time_gc(stack, timers.seconds)
+        time_store(stack, server, timers)
+        time_engine(stack, server, timers)
+        time_gc(stack, timers.seconds)
         started = time.perf_counter()
         request = timers.wrap("parse", pb.BatchVerifyRequest.FromString)(data)
         response = timers.wrap("servicer", server.servicer.BatchVerify)(request, LOOPBACK_CONTEXT)
         timers.wrap("serialize", response.SerializeToString)()
         total = time.perf_counter() - started
-    return _stages(timers.seconds, total)
+    return stages_from(timers.seconds, total)
 
 
-def _time_store(stack: contextlib.ExitStack, server: InProcessServer, timers: _Timers) -> None:
+def time_store(stack: contextlib.ExitStack, server: InProcessServer, timers: Timers) -> None:
     """The round's read and write, the SQL inside each, and the locked retries."""
     seconds = timers.seconds
     sql_stage: list[str] = ["other"]
@@ -152,7 +156,7 @@ def _time_store(stack: contextlib.ExitStack, server: InProcessServer, timers: _T
     stack.enter_context(_patched(attempts, "locked", counted_locked))
 
 
-def _time_statements(stack: contextlib.ExitStack, timers: _Timers, sql_stage: list[str]) -> None:
+def _time_statements(stack: contextlib.ExitStack, timers: Timers, sql_stage: list[str]) -> None:
     """Each statement's driver time under the stage it runs in; inside the round's
     write, the audit trail's statements and the COMMIT on their own too."""
     seconds = timers.seconds
@@ -194,8 +198,11 @@ def _time_statements(stack: contextlib.ExitStack, timers: _Timers, sql_stage: li
     stack.enter_context(dbapi.timed_statements(statement))
 
 
-def _time_engine(stack: contextlib.ExitStack, server: InProcessServer, timers: _Timers) -> None:
-    """The servicer's conversion, the service, the engine, decryption and the C core."""
+def time_engine(
+    stack: contextlib.ExitStack, server: InProcessServer, timers: Timers, unary: bool = False
+) -> None:
+    """The servicer's conversion, the service, the engine, decryption and the C core
+    (of BatchVerify, or with `unary` of Verify)."""
     service = server.service
     checker = service.deps.checker
     patches: list[tuple[Any, str, str]] = [
@@ -203,8 +210,8 @@ def _time_engine(stack: contextlib.ExitStack, server: InProcessServer, timers: _
         (server.keyring, "open_parts", "decrypt"),
         (otp.KeyTable, "of", "key_table"),
         (otp, "verify_batch", "c_verify"),
-        (convert, "verify_items", "to_domain"),
-        (service, "verify_batch", "service"),
+        (convert, "verify_item" if unary else "verify_items", "to_domain"),
+        (service, "verify" if unary else "verify_batch", "service"),
         (checker, "check_many", "check_many"),
     ]
     if hasattr(AuditContext, "verdict_events"):  # the audit rows' Python, inside engine_glue
@@ -213,7 +220,7 @@ def _time_engine(stack: contextlib.ExitStack, server: InProcessServer, timers: _
         stack.enter_context(_patched(target, name, timers.wrap(stage, getattr(target, name))))
 
 
-def _time_gc(stack: contextlib.ExitStack, seconds: dict[str, float]) -> None:
+def time_gc(stack: contextlib.ExitStack, seconds: dict[str, float]) -> None:
     """The cyclic collector's pauses, whichever stage they fell in."""
     gc_started: list[float] = [0.0]
 
@@ -227,7 +234,7 @@ def _time_gc(stack: contextlib.ExitStack, seconds: dict[str, float]) -> None:
     stack.callback(gc.callbacks.remove, on_gc)
 
 
-def _stages(seconds: dict[str, float], total: float) -> dict[str, float]:
+def stages_from(seconds: dict[str, float], total: float) -> dict[str, float]:
     """The stages of the module docstring from the timed functions (some nest)."""
     out = {name: seconds.get(name, 0.0) for name in STAGES}
     out["validate"] = seconds["service"] - seconds["check_many"]
@@ -244,6 +251,11 @@ def _stages(seconds: dict[str, float], total: float) -> dict[str, float]:
             out[key] = seconds[key]
     for name in ("commit", "write_audit_sql_exec", "audit_rows"):
         out[name] = seconds.get(name, 0.0)
+    if 0 < out.get("write_update_sql_exec", 0.0) <= out["write_audit_sql_exec"]:
+        # Every statement of the write was on an audit table: the factor's write rode
+        # inside its event's INSERT (audit_sql.insert_after, PostgreSQL's one-statement
+        # unary write), so its time is the write's.
+        out["write_audit_sql_exec"] = 0.0
     out["gc_pauses"] = seconds.get("gc_pauses", 0.0)
     out["locked_retries"] = seconds.get("locked_retries", 0)
     out["total"] = total
@@ -282,18 +294,28 @@ def grouped(stages: dict[str, float]) -> list[tuple[str, float, str]]:
 
 
 def stage_table(breakdown: dict[str, Any], end_to_end_s: float | None = None) -> list[str]:
-    """The grouped stages of a breakdown as lines: µs per item and share of the
-    in-process call; with `end_to_end_s` (the call through gRPC), the rest of it."""
+    """The grouped stages of a breakdown as lines: µs per item (per call for a unary
+    one, unary_stages.py) and share of the in-process call; with `end_to_end_s` (the
+    call through gRPC), the rest of it."""
     stages = breakdown["stages_median_s"]
     n = breakdown["batch"]
     total = stages["total"]
     plain = breakdown["uninstrumented_median_s"]
-    lines = [
-        f"   one {n:,}-item call in-process, median of {breakdown['calls']}: {1000 * total:,.1f}"
-        f" ms timed by stage ({1000 * plain:,.1f} ms untimed, CPU"
-        f" {1e6 * breakdown.get('uninstrumented_cpu_median_s', 0.0) / n:.1f} µs/item)",
-        f"   {'stage':<14} {'µs/item':>8} {'share':>6}  what",
-    ]
+    cpu = 1e6 * breakdown.get("uninstrumented_cpu_median_s", 0.0) / n
+    unit = "call" if breakdown.get("unary") else "item"
+    if breakdown.get("unary"):  # n calls of one item each, timed together
+        header = (
+            f"   {n:,} unary Verify calls in-process, one at a time, wrong codes:"
+            f" {1e6 * total / n:,.0f} µs per call timed by stage ({1e6 * plain / n:,.0f} µs"
+            f" untimed, CPU {cpu:,.0f} µs/call)"
+        )
+    else:
+        header = (
+            f"   one {n:,}-item call in-process, median of {breakdown['calls']}:"
+            f" {1000 * total:,.1f} ms timed by stage ({1000 * plain:,.1f} ms untimed, CPU"
+            f" {cpu:.1f} µs/item)"
+        )
+    lines = [header, f"   {'stage':<14} {'µs/' + unit:>8} {'share':>6}  what"]
 
     def line(name: str, seconds: float, share_of: float, what: str) -> str:
         return f"   {name:<14} {1e6 * seconds / n:>8.2f} {seconds / share_of:>6.0%}  {what}"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.service import batch, breakdown, report, targets, unary, wire
+from benchmarks.service import batch, breakdown, report, targets, unary, unary_stages, wire
 from benchmarks.service.fixtures import (
     POSTGRES_URL_ENV,
     FactorPool,
@@ -44,6 +44,7 @@ def test_service_benchmarks_run_at_tiny_sizes(tmp_path: Path) -> None:
     assert level["servers"] == 2 and level["connections"] >= 4
     assert level["server_cpu_s"][0] > 0.05
     _check_open_level(figures["open_level"])
+    _check_unary_parts(figures["unary_parts"])
     assert figures["settings"]["journal_mode"] == "wal"
 
     shapes = wire.measure(50, 1)
@@ -75,6 +76,7 @@ def _run_every_piece(tmp_path: Path) -> dict[str, Any]:
                 "consume": batch.run_database(database, pool, 20, 1),
                 "own_sql": batch.run_service_sql(database, pool, 20, 1),
                 "parts": breakdown.run_breakdown(database, tmp_path, pool, 20, 1),
+                "unary_parts": unary_stages.run_unary_breakdown(database, tmp_path, pool, 10),
                 "level": unary.run_level(server, pool, 2, 0.3, max_rate=200),
                 "open_level": unary.run_open_level(server, pool, 100.0, 0.4, 50, warmup=10),
                 "settings": sqlite_settings(database),
@@ -98,6 +100,33 @@ def _check_open_level(open_level: dict[str, Any]) -> None:
     assert 0 < p50 <= p99 <= top and math.isfinite(top)
     # From the due time, never shorter than from the actual send.
     assert open_level["from_send_p99_ms"] <= p99 + 1e-6
+
+
+def _check_unary_parts(parts: dict[str, Any]) -> None:
+    """Ten unary calls timed by stage: each stage the batch's, per call."""
+    assert parts["unary"] is True and parts["batch"] == parts["calls"] == 10
+    stages = parts["stages_median_s"]
+    assert set(breakdown.STAGES) <= set(stages)
+    # Each call read its factor and wrote its failure: both statements were timed.
+    assert stages["read_select_sql_exec"] > 0 and stages["write_update_sql_exec"] > 0
+    assert stages["c_verify"] > 0 and stages["decrypt"] > 0
+    grouped = sum(seconds for _, seconds, _ in breakdown.grouped(stages))
+    assert 0 < grouped <= stages["total"] * 1.001
+    printed = "\n".join(unary_stages.table("sqlite", parts, None))
+    assert "10 unary Verify calls in-process" in printed and "µs/call" in printed
+    cpu = {"noop": 200.0, "noop+interceptors": 280.0, "totpd": 700.0}
+    floor = {
+        "servers": {name: {"median_cpu_us_per_call": us} for name, us in cpu.items()},
+        "concurrency": 8,
+    }
+    served = unary_stages.table("sqlite", parts, floor)[1]
+    assert served.startswith("   served, 8 in flight")
+    assert "(the no-op) 200, totpd's interceptor chain 80, the rest 420" in served
+
+
+def test_unary_requests_survive_their_framing() -> None:
+    messages = [b"", b"\x00\x01", bytes(300)]
+    assert unary_stages.unpack(unary_stages.pack(messages)) == messages
 
 
 def _results(figures: dict[str, Any], shapes: dict[str, Any]) -> dict[str, Any]:

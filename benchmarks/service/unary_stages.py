@@ -1,0 +1,164 @@
+"""Where a unary Verify call's time goes, in-process: the floor's calls (wrong codes,
+limits raised so every call reads, compares its window and writes a failure) replayed
+one at a time in a child process that holds only what a server holds, each stage timed
+as breakdown.py times a BatchVerify call.
+
+The suite prints it under the floor (benchmarks/service/floor.py), whose no-op servers
+give the rest of a served call: gRPC and protobuf (the no-op), and totpd's interceptor
+chain (the no-op with it, less the no-op). Standalone: the child of `run_unary_breakdown`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.service import breakdown, unary
+from benchmarks.service.fixtures import ROOT, Database, FactorPool, current_step
+from totpd.rpc.server import tune_garbage_collector
+from totpd.service.policy import Policy
+from totpd.v1 import totp_service_pb2 as pb
+
+# floor.RAISED_LIMITS as a Policy: the in-process service answers as the floor's server.
+RAISED_POLICY = Policy(
+    lock_after_failures=1000,
+    failure_budget=100_000,
+    max_consecutive_failures=100,
+    caller_failures_per_second=0,
+)
+_LENGTH = struct.Struct(">I")
+
+
+def pack(messages: list[bytes]) -> bytes:
+    """Serialized requests, each behind its length."""
+    return b"".join(_LENGTH.pack(len(m)) + m for m in messages)
+
+
+def unpack(data: bytes) -> list[bytes]:
+    messages, at = [], 0
+    while at < len(data):
+        (size,) = _LENGTH.unpack_from(data, at)
+        at += _LENGTH.size
+        messages.append(data[at : at + size])
+        at += size
+    return messages
+
+
+def stage_times(server: breakdown.InProcessServer, requests: list[bytes]) -> dict[str, float]:
+    """`requests` one at a time, every stage timed; seconds per stage over all of them."""
+    timers = breakdown.Timers()
+    parse = timers.wrap("parse", pb.VerifyRequest.FromString)
+    verify = timers.wrap("servicer", server.verify)
+    serialize = timers.wrap("serialize", pb.VerifyResponse.SerializeToString)
+    with contextlib.ExitStack() as stack:
+        breakdown.time_store(stack, server, timers)
+        breakdown.time_engine(stack, server, timers, unary=True)
+        breakdown.time_gc(stack, timers.seconds)
+        started = time.perf_counter()
+        for data in requests:
+            serialize(verify(parse(data)))
+        total = time.perf_counter() - started
+    return breakdown.stages_from(timers.seconds, total)
+
+
+def _measure(database_url: str, data_dir: Path, requests: list[bytes]) -> dict[str, Any]:
+    server = breakdown.InProcessServer(database_url, data_dir, RAISED_POLICY)
+    tune_garbage_collector()  # as `totpd serve` does
+    try:
+        for data in requests:  # warm-up: each account's failure row now exists
+            server.verify(pb.VerifyRequest.FromString(data))
+        started, cpu = time.perf_counter(), time.process_time()
+        for data in requests:
+            server.verify(pb.VerifyRequest.FromString(data)).SerializeToString()
+        plain, plain_cpu = time.perf_counter() - started, time.process_time() - cpu
+        staged = stage_times(server, requests)
+    finally:
+        server.close()
+    return {
+        "unary": True,
+        "batch": len(requests),  # the divisor of breakdown.stage_table: per call here
+        "calls": len(requests),
+        "uninstrumented_median_s": plain,
+        "uninstrumented_cpu_median_s": plain_cpu,
+        "stages_median_s": staged,
+    }
+
+
+def run_unary_breakdown(
+    database: Database, data_dir: Path, pool: FactorPool, calls: int
+) -> dict[str, Any]:
+    """`calls` wrong codes on as many factors, replayed three times in a child process
+    (warm-up, untimed, timed by stage: three failures per factor, fewer than any limit
+    of `RAISED_POLICY` needs); returns its measurements."""
+    step = current_step()
+    requests = [
+        pb.VerifyRequest(
+            account_id=pool.account(index), code=unary.wrong_code(pool, index, step)
+        ).SerializeToString()
+        for index, _ in pool.take(calls)
+    ]
+    path = data_dir / f"unary-breakdown-{database.name}.bin"
+    path.write_bytes(pack(requests))
+    out = path.with_suffix(".json")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.service.unary_stages",
+            "--database-url",
+            database.url,
+            "--data-dir",
+            str(data_dir),
+            "--requests",
+            str(path),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def table(name: str, parts: dict[str, Any], floor_figures: dict[str, Any] | None) -> list[str]:
+    """The in-process stages per call, after what the floor's no-op servers cost a call."""
+    lines = [f"\n{name}: where a unary Verify call's time goes (the floor's calls, wrong codes)"]
+    if floor_figures is not None:
+        servers = floor_figures["servers"]
+        noop, chained, served = (
+            servers[server]["median_cpu_us_per_call"]
+            for server in ("noop", "noop+interceptors", "totpd")
+        )
+        if None not in (noop, chained, served):
+            lines.append(
+                f"   served, {floor_figures['concurrency']} in flight (the floor's medians):"
+                f" {served:,.0f} µs of server CPU per call: gRPC and protobuf (the no-op)"
+                f" {noop:,.0f}, totpd's interceptor chain {chained - noop:,.0f}, the rest"
+                f" {served - chained:,.0f} (the service, below, and the threads' hand-offs)"
+            )
+    return lines + breakdown.stage_table(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="stage breakdown of unary Verify (child)")
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--requests", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    requests = unpack(args.requests.read_bytes())
+    result = _measure(args.database_url, args.data_dir, requests)
+    args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
