@@ -174,7 +174,7 @@ def _core_rates(core: dict[str, Any] | None) -> str:
         return ""
     rows = core["targets"]
     rates = ", ".join(
-        f"{row['alg']} {row['rate_valid'] / 1e6:.1f}M/s (target {row['rate_target'] / 1e6:g}M)"
+        f"{row['alg']} {row['rate_valid'] / 1e6:.2f}M/s (target {row['rate_target'] / 1e6:g}M)"
         for row in rows
     )
     # The targets' rates depend on the CPU (SHA-NI differs between vendors): name it.

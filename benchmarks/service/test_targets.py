@@ -133,7 +133,7 @@ def test_a_core_target_missed_misses_the_core() -> None:
     }
     (target,) = [t for t in targets.evaluate({}, core) if t.database == "core"]
     assert target.met is False
-    assert "SHA512 0.4M/s (target 0.6M)" in target.measured
+    assert "SHA512 0.40M/s (target 0.6M)" in target.measured
     assert target.measured.endswith(" on an unnamed CPU")
 
 
@@ -157,7 +157,7 @@ def test_the_core_comparison_decides_the_core_over_targets_set_on_another_cpu() 
     (kept,) = [t for t in targets.evaluate({}, core, _regression(0.99)) if t.database == "core"]
     assert kept.met is True
     assert kept.measured.startswith("SHA1 1.01x, SHA256 0.99x, SHA512 0.99x of 9af974fe59's core")
-    assert "SHA256 1.5M/s (target 2M) on Intel(R) Xeon(R) Processor" in kept.measured
+    assert "SHA256 1.50M/s (target 2M) on Intel(R) Xeon(R) Processor" in kept.measured
     assert "within 5%" in kept.goal
     (slower,) = [t for t in targets.evaluate({}, None, _regression(0.90)) if t.database == "core"]
     assert slower.met is False
