@@ -352,12 +352,18 @@ def run_breakdown(
     for i in range(2 * repeat + 2):
         data = batch_request(pool, pool.take(n)).SerializeToString()
         (requests / f"{i:03d}.bin").write_bytes(data)
-    out = requests / "result.json"
+    return run_child("benchmarks.service.breakdown", database, data_dir, requests)
+
+
+def run_child(module: str, database: Database, data_dir: Path, requests: Path) -> dict[str, Any]:
+    """`python -m module` (a child holding only what a server holds) on the requests
+    written at `requests`; returns the measurements it wrote next to them."""
+    out = requests.parent / f"{requests.name}.result.json"
     subprocess.run(
         [
             sys.executable,
             "-m",
-            "benchmarks.service.breakdown",
+            module,
             "--database-url",
             database.url,
             "--data-dir",
@@ -373,6 +379,18 @@ def run_breakdown(
     )
     result: dict[str, Any] = json.loads(out.read_text())
     return result
+
+
+def child_main(description: str, measure: Callable[[str, Path, Path], dict[str, Any]]) -> None:
+    """A child's command line: `measure(database_url, data_dir, requests)` to --out."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--requests", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    result = measure(args.database_url, args.data_dir, args.requests)
+    args.out.write_text(json.dumps(result, indent=2))
 
 
 def _measure(database_url: str, data_dir: Path, requests: list[bytes]) -> dict[str, Any]:
@@ -418,16 +436,13 @@ def _profile(server: InProcessServer, data: bytes) -> str:
     return buffer.getvalue()
 
 
+def _measure_files(database_url: str, data_dir: Path, requests: Path) -> dict[str, Any]:
+    calls = [path.read_bytes() for path in sorted(requests.glob("*.bin"))]
+    return _measure(database_url, data_dir, calls)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="stage breakdown of BatchVerify (child process)")
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--requests", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    requests = [path.read_bytes() for path in sorted(args.requests.glob("*.bin"))]
-    result = _measure(args.database_url, args.data_dir, requests)
-    args.out.write_text(json.dumps(result, indent=2))
+    child_main("stage breakdown of BatchVerify (child process)", _measure_files)
 
 
 if __name__ == "__main__":

@@ -10,18 +10,14 @@ chain (the no-op with it, less the no-op). Standalone: the child of `run_unary_b
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.service import breakdown, unary
-from benchmarks.service.fixtures import ROOT, Database, FactorPool, current_step
+from benchmarks.service.fixtures import Database, FactorPool, current_step
 from totpd.rpc.server import tune_garbage_collector
 from totpd.service.policy import Policy
 from totpd.v1 import totp_service_pb2 as pb
@@ -106,27 +102,7 @@ def run_unary_breakdown(
     ]
     path = data_dir / f"unary-breakdown-{database.name}.bin"
     path.write_bytes(pack(requests))
-    out = path.with_suffix(".json")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.service.unary_stages",
-            "--database-url",
-            database.url,
-            "--data-dir",
-            str(data_dir),
-            "--requests",
-            str(path),
-            "--out",
-            str(out),
-        ],
-        check=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
+    return breakdown.run_child("benchmarks.service.unary_stages", database, data_dir, path)
 
 
 def table(name: str, parts: dict[str, Any], floor_figures: dict[str, Any] | None) -> list[str]:
@@ -148,16 +124,12 @@ def table(name: str, parts: dict[str, Any], floor_figures: dict[str, Any] | None
     return lines + breakdown.stage_table(parts)
 
 
+def _measure_file(database_url: str, data_dir: Path, requests: Path) -> dict[str, Any]:
+    return _measure(database_url, data_dir, unpack(requests.read_bytes()))
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="stage breakdown of unary Verify (child)")
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--requests", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    requests = unpack(args.requests.read_bytes())
-    result = _measure(args.database_url, args.data_dir, requests)
-    args.out.write_text(json.dumps(result, indent=2))
+    breakdown.child_main("stage breakdown of unary Verify (child process)", _measure_file)
 
 
 if __name__ == "__main__":
