@@ -105,6 +105,7 @@ def _check_open_level(open_level: dict[str, Any]) -> None:
 def _check_unary_parts(parts: dict[str, Any]) -> None:
     """Ten unary calls timed by stage: each stage the batch's, per call."""
     assert parts["unary"] is True and parts["batch"] == parts["calls"] == 10
+    assert parts["verdicts"] == {"VERIFY_RESULT_INVALID": 10}
     stages = parts["stages_median_s"]
     assert set(breakdown.STAGES) <= set(stages)
     # Each call read its factor and wrote its failure: both statements were timed.
