@@ -26,7 +26,6 @@ Writes <out>/service.json, <out>/service.png and <out>/service_profile_<db>.txt.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -399,11 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             name: _growth(name, args.quick, open_rates if client == "go" else [], args.out)
             for name in args.db or ["sqlite", "postgresql"]
         }
-    core, regression = (
-        None if path is None else json.loads(path.read_text())
-        for path in (args.core_json, args.core_regression_json)
-    )
-    evaluated = targets.evaluate(results, core, regression)
+    core = targets.read_json(args.core_json)
+    evaluated = targets.evaluate(results, core, targets.read_json(args.core_regression_json))
     results["targets"] = [target._asdict() for target in evaluated]
     return _write(results, args.out)
 

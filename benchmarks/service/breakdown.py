@@ -31,6 +31,7 @@ from totpd.service.audit import AuditContext
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.store import FactorStore, dbapi, open_engine
+from totpd.store import rounds as store_rounds
 from totpd.v1 import totp_service_pb2 as pb
 
 # Statements on these tables inside the round's write are the audit trail's.
@@ -158,9 +159,12 @@ def time_store(stack: contextlib.ExitStack, server: InProcessServer, timers: Tim
 
 def _time_statements(stack: contextlib.ExitStack, timers: Timers, sql_stage: list[str]) -> None:
     """Each statement's driver time under the stage it runs in; inside the round's
-    write, the audit trail's statements and the COMMIT on their own too."""
+    write, the audit trail's statements and the COMMIT on their own too. A write run
+    as one statement (`rounds._write_alone`: on PostgreSQL the factor's UPDATE inside
+    its event's INSERT) is the write's, whatever table it names."""
     seconds = timers.seconds
     audit_statement: list[bool] = [False]
+    alone: list[bool] = [False]
 
     def statement(elapsed: float) -> None:
         seconds[sql_stage[0] + "_sql_exec"] += elapsed
@@ -178,8 +182,17 @@ def _time_statements(stack: contextlib.ExitStack, timers: Timers, sql_stage: lis
             audit_statement[0] = False
 
     def run(connection: dbapi.RawConnection, statement: Any, values: Any) -> Any:
-        table = str(getattr(getattr(statement, "table", None), "name", ""))
+        table = "" if alone[0] else str(getattr(getattr(statement, "table", None), "name", ""))
         return on_table(table, lambda: original_run(connection, statement, values))
+
+    original_alone = store_rounds._write_alone
+
+    def write_alone(*args: Any) -> bool:
+        alone[0] = True
+        try:
+            return original_alone(*args)
+        finally:
+            alone[0] = False
 
     original_copy = dbapi.RawConnection.copy
 
@@ -195,6 +208,7 @@ def _time_statements(stack: contextlib.ExitStack, timers: Timers, sql_stage: lis
     stack.enter_context(_patched(dbapi.RawConnection, "run", run))
     stack.enter_context(_patched(dbapi.RawConnection, "copy", copy))
     stack.enter_context(_patched(dbapi.RawConnection, "commit", commit))
+    stack.enter_context(_patched(store_rounds, "_write_alone", write_alone))
     stack.enter_context(dbapi.timed_statements(statement))
 
 
@@ -251,11 +265,6 @@ def stages_from(seconds: dict[str, float], total: float) -> dict[str, float]:
             out[key] = seconds[key]
     for name in ("commit", "write_audit_sql_exec", "audit_rows"):
         out[name] = seconds.get(name, 0.0)
-    if 0 < out.get("write_update_sql_exec", 0.0) <= out["write_audit_sql_exec"]:
-        # Every statement of the write was on an audit table: the factor's write rode
-        # inside its event's INSERT (audit_sql.insert_after, PostgreSQL's one-statement
-        # unary write), so its time is the write's.
-        out["write_audit_sql_exec"] = 0.0
     out["gc_pauses"] = seconds.get("gc_pauses", 0.0)
     out["locked_retries"] = seconds.get("locked_retries", 0)
     out["total"] = total

@@ -196,6 +196,11 @@ def table(targets: list[Target]) -> list[str]:
     return lines
 
 
+def read_json(path: Path | None) -> dict[str, Any] | None:
+    """A saved core.json or core_regression.json, if named."""
+    return None if path is None else dict(json.loads(path.read_text()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.service.targets")
     parser.add_argument("service_json", type=Path, help="a run's service.json")
@@ -203,10 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--core-regression", type=Path, help="the same run's core_regression.json")
     args = parser.parse_args(argv)
     results = json.loads(args.service_json.read_text())
-    core, regression = (
-        None if path is None else json.loads(path.read_text())
-        for path in (args.core, args.core_regression)
-    )
+    core, regression = read_json(args.core), read_json(args.core_regression)
     print("\n".join(table(evaluate(results, core, regression))))
     return 0
 

@@ -11,28 +11,26 @@ chain (the no-op with it, less the no-op). Standalone: the child of `run_unary_b
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.service import breakdown, unary
+from benchmarks.service import breakdown, floor, unary
 from benchmarks.service.fixtures import Database, FactorPool, current_step
+from totpd.config import load_settings
 from totpd.rpc.server import tune_garbage_collector
-from totpd.service.policy import Policy
 from totpd.v1 import factor_pb2 as factor_pb
 from totpd.v1 import totp_service_pb2 as pb
 
-# floor.RAISED_LIMITS as a Policy, and no backoff: the suite's floor has already failed
-# some of these factors several times, and a factor in backoff is answered without a
-# compare or a write; here every call compares its window and writes its failure.
-RAISED_POLICY = Policy(
-    lock_after_failures=1000,
-    backoff_after_failures=1000,
-    failure_budget=100_000,
-    max_consecutive_failures=100,
-    caller_failures_per_second=0,
+# The floor's server's policy (floor.RAISED_LIMITS, read as `totpd serve` reads them)
+# without backoff: the suite's floor has already failed some of these factors several
+# times, and a factor in backoff is answered without a compare or a write; here every
+# call compares its window and writes its failure.
+RAISED_POLICY = dataclasses.replace(
+    load_settings(None, {}, floor.RAISED_LIMITS).policy, backoff_after_failures=1000
 )
 _LENGTH = struct.Struct(">I")
 
