@@ -54,9 +54,11 @@ GOAL = 0.60  # totpd's Verify keeps at least this share of the no-op rate (issue
 TURNS = 2
 SERVERS = ("noop", "noop+interceptors", "totpd")
 VERIFY_METHOD = "/totpd.v1.TotpService/Verify"
-# Every call compares and writes: no lock, no budget and no per-caller rate stops one.
+# Every call compares and writes: no lock, backoff, budget or per-caller rate stops one
+# (a factor in backoff is answered without either, and every turn fails the same factors).
 RAISED_LIMITS = {
     "TOTPD_LOCK_AFTER_FAILURES": "1000",
+    "TOTPD_BACKOFF_AFTER_FAILURES": "1000",
     "TOTPD_FAILURE_BUDGET": "100000",
     "TOTPD_MAX_CONSECUTIVE_FAILURES": "100",
     "TOTPD_CALLER_FAILURES_PER_SECOND": "0",
@@ -64,10 +66,10 @@ RAISED_LIMITS = {
 
 
 def _noop_verify(request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
-    return _FIXED_RESPONSE
+    return NOOP_RESPONSE
 
 
-_FIXED_RESPONSE = pb.VerifyResponse(
+NOOP_RESPONSE = pb.VerifyResponse(
     outcome=factor_pb2.VerifyOutcome(result=factor_pb2.VERIFY_RESULT_INVALID, attempts_left=9)
 )
 
@@ -103,7 +105,7 @@ def serve(ready_file: Path, with_interceptors: bool) -> int:
 BASELINE_SUFFIX = "@baseline"
 
 
-def _code_path(checkout: Path | None) -> str:
+def code_path(checkout: Path | None) -> str:
     """PYTHONPATH for a server: this repository's root (it runs in `data_dir`, and
     `benchmarks` must import), or another checkout's `server/` and root first."""
     root = str(Path(__file__).resolve().parents[2])
@@ -118,7 +120,7 @@ class NoopServerProcess(ServerProcess):
     def __init__(
         self, data_dir: Path, name: str, with_interceptors: bool, checkout: Path | None = None
     ) -> None:
-        super().__init__(data_dir, "", name=name, env={"PYTHONPATH": _code_path(checkout)})
+        super().__init__(data_dir, "", name=name, env={"PYTHONPATH": code_path(checkout)})
         self.with_interceptors = with_interceptors
 
     def command(self) -> list[str]:
@@ -141,7 +143,7 @@ def _servers(
     tag = suffix.replace("@", "-")
     env = dict(RAISED_LIMITS)
     if checkout is not None:
-        env["PYTHONPATH"] = _code_path(checkout)
+        env["PYTHONPATH"] = code_path(checkout)
     return {
         "noop" + suffix: NoopServerProcess(data_dir, "noop" + tag, False, checkout),
         "noop+interceptors" + suffix: NoopServerProcess(

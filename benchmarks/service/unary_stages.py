@@ -11,7 +11,6 @@ chain (the no-op with it, less the no-op). Standalone: the child of `run_unary_b
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import struct
 import time
 from collections import Counter
@@ -25,13 +24,9 @@ from totpd.rpc.server import tune_garbage_collector
 from totpd.v1 import factor_pb2 as factor_pb
 from totpd.v1 import totp_service_pb2 as pb
 
-# The floor's server's policy (floor.RAISED_LIMITS, read as `totpd serve` reads them)
-# without backoff: the suite's floor has already failed some of these factors several
-# times, and a factor in backoff is answered without a compare or a write; here every
-# call compares its window and writes its failure.
-RAISED_POLICY = dataclasses.replace(
-    load_settings(None, {}, floor.RAISED_LIMITS).policy, backoff_after_failures=1000
-)
+# The floor's server's policy (floor.RAISED_LIMITS, read as `totpd serve` reads them):
+# every call compares and writes.
+RAISED_POLICY = load_settings(None, {}, floor.RAISED_LIMITS).policy
 _LENGTH = struct.Struct(">I")
 
 

@@ -113,13 +113,14 @@ def grpc_server(
     return grpc.server(
         ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc"),
         interceptors=interceptors,
-        options=_options(settings, share_port),
+        options=server_options(settings, share_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
 
 
-def _options(settings: Settings, share_port: bool) -> list[tuple[str, int]]:
-    """The server's channel options: message size limits and port sharing."""
+def server_options(settings: Settings, share_port: bool = False) -> list[tuple[str, int]]:
+    """The server's channel options: message size limits and port sharing (also the
+    benchmarks' grpc.aio probe's, benchmarks/service/loop_probe.py)."""
     return [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         # Responses are not capped: a BatchVerify response is several times its

@@ -1,0 +1,75 @@
+"""Smoke test: the event-loop probe runs at tiny sizes; its rounds answer every wrong
+code as INVALID and every valid one as VALID, each counted and recorded as totpd's
+own calls are, and the table names every server (run with `pytest benchmarks/service`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import text
+
+from benchmarks.service import loop_probe
+from benchmarks.service.fixtures import FactorPool, seed_database, sqlite_database
+from totpd.service.types import VerifyItem
+from totpd.store import open_engine
+
+CONFIG = {
+    "seconds": 0.5,
+    "open_seconds": 0.5,
+    "rate": 200.0,
+    "max_outstanding": 100,
+    "concurrency": 4,
+    "turns": 1,
+    "window": loop_probe.WINDOW_S,
+}
+
+
+def _audited_verifies(url: str) -> int:
+    engine = open_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    text("SELECT count(*) FROM audit_calls WHERE method = 'Verify'")
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_the_probe_serves_verify_in_shared_rounds(tmp_path: Path) -> None:
+    with sqlite_database(tmp_path) as database:
+        pool = FactorPool(seed_database(database, tmp_path, 2_000))
+        figures = loop_probe.measure(database, tmp_path, pool, CONFIG)
+        audited = _audited_verifies(database.url)
+    closed, opened = figures["closed"], figures["open"]
+    assert set(closed["medians"]) == set(loop_probe.CLOSED)
+    for run, verdict in ((closed, "VERIFY_RESULT_INVALID"), (opened, "VERIFY_RESULT_VALID")):
+        for name in run["medians"]:
+            if name in loop_probe.ROUND_PROBES:
+                assert set(run["medians"][name]["verdicts"]) == {verdict}
+                rounds = run["rounds"][name]
+                assert 0 < rounds["rounds"] <= rounds["calls"]
+    assert set(opened["medians"]["totpd"]["verdicts"]) == {"VERIFY_RESULT_VALID"}
+    # The probes' calls left their audit events as totpd's do (one call row per round
+    # at least), so the probe pays what `totpd serve` pays for the trail.
+    probe_rounds = sum(
+        counts["rounds"] for run in (closed, opened) for counts in run["rounds"].values()
+    )
+    assert set(closed["rounds"]) | set(opened["rounds"]) == set(loop_probe.ROUND_PROBES)
+    assert audited >= probe_rounds
+    lines = "\n".join(loop_probe.table("sqlite", figures))
+    for name in loop_probe.CLOSED:
+        assert name in lines
+    assert "open loop at 200 req/s" in lines
+
+
+def test_a_round_takes_one_call_per_account() -> None:
+    # Only the account ids matter here: no audit context and no future are needed.
+    calls = [
+        loop_probe._Waiting(VerifyItem(account, "123456"), 6, None, None)  # type: ignore[arg-type]
+        for account in ("a", "b", "a", "c", "b")
+    ]
+    members, later = loop_probe._one_per_account(calls)
+    assert [c.item.account_id for c in members] == ["a", "b", "c"]
+    assert [c.item.account_id for c in later] == ["a", "b"]
