@@ -9,7 +9,6 @@ turns (a shared machine's noise hits every server alike).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,36 +49,23 @@ def measure(
     database: Database, data_dir: Path, pool: FactorPool, config: dict[str, Any]
 ) -> dict[str, Any]:
     servers = _servers(database, data_dir)
-    turns: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
-    try:
-        for server in servers.values():
-            server.start()
-        for _ in range(config["turns"]):
-            for name, server in servers.items():
-                figure = unary.run_level(
-                    server,
-                    pool,
-                    config["concurrency"],
-                    config["seconds"],
-                    max_rate=20_000.0,
-                    database_cpu=(lambda: database_cpu_seconds(database))
-                    if name != "noop"
-                    else (lambda: None),
-                    wrong_codes=True,
-                )
-                requests = figure["requests"] or 1
-                figure["server_cpu_us_per_call"] = 1e6 * sum(figure["server_cpu_s"]) / requests
-                turns[name].append(figure)
-    finally:
-        for server in servers.values():
-            server.stop()
-    medians = {
-        name: {
-            key: statistics.median(f[key] for f in figures)
-            for key in ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_call")
-        }
-        for name, figures in turns.items()
-    }
+
+    def run(name: str, server: ServerProcess) -> dict[str, Any]:
+        return unary.run_level(
+            server,
+            pool,
+            config["concurrency"],
+            config["seconds"],
+            max_rate=20_000.0,
+            database_cpu=(lambda: database_cpu_seconds(database))
+            if name != "noop"
+            else (lambda: None),
+            wrong_codes=True,
+        )
+
+    turns = unary.in_turns(servers, config["turns"], run)
+    keys = ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_call")
+    medians = {name: unary.medians_of(figures, keys) for name, figures in turns.items()}
     noop = medians["noop"]["rps"]
     return {
         "medians": medians,

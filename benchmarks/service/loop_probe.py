@@ -13,7 +13,9 @@ whether rewriting the rpc layer for it is worth it. The probes (`PROBES`):
   (`rounds-on-loop`), which takes no call until the round ends;
 - with or without the interceptor chain's per-call work (`+ chain`: the caller
   resolved and the call run as it, its metrics and its access line); never the
-  deadline, admission or per-caller limits.
+  deadline, admission or per-caller limits;
+- one process, or two sharing the port (`x2`, SO_REUSEPORT, as `totpd serve
+  --processes auto` on this 2-core machine).
 
 A round (`Gatherer`): the first call that finds no round running or armed arms a
 timer (`window`); when it fires, the waiting calls, one per account, go to one
@@ -37,8 +39,9 @@ import argparse
 import asyncio
 import json
 import signal
-import statistics
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,6 +55,7 @@ from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd import calls
 from totpd.calls import DEFAULT_TENANT
+from totpd.cli.workers import PortReservation
 from totpd.config import load_settings
 from totpd.logs import configure_logging
 from totpd.rpc import access_log, convert
@@ -73,11 +77,13 @@ OPEN_RATE = 2000.0  # req/s: the suite's open-loop target
 
 
 class Probe(NamedTuple):
-    """One probe server: where its rounds run (`MODES`), and whether the interceptor
-    chain's per-call work (caller resolution, metrics, access line) comes first."""
+    """One probe server: where its rounds run (`MODES`), whether the interceptor
+    chain's per-call work (caller resolution, metrics, access line) comes first, and
+    how many processes share its port (as `totpd serve --processes` does)."""
 
     mode: str
     chain: bool = False
+    processes: int = 1
 
 
 # noop: no round; rounds: on a worker thread; rounds-on-loop: on the loop itself.
@@ -86,11 +92,18 @@ PROBES = {
     "aio noop": Probe("noop"),
     "aio rounds": Probe("rounds"),
     "aio rounds + chain": Probe("rounds", chain=True),
+    "aio rounds + chain x2": Probe("rounds", chain=True, processes=2),
     "aio rounds on loop": Probe("rounds-on-loop"),
     "aio on loop + chain": Probe("rounds-on-loop", chain=True),
 }
 CLOSED = ("noop", "totpd", "aio noop", "aio rounds", "aio rounds on loop", "aio on loop + chain")
-OPEN = ("totpd", "aio rounds", "aio rounds + chain", "aio rounds on loop")
+OPEN = (
+    "totpd",
+    "aio rounds",
+    "aio rounds + chain",
+    "aio rounds + chain x2",
+    "aio rounds on loop",
+)
 ROUND_PROBES = tuple(name for name, probe in PROBES.items() if probe.mode != "noop")
 
 # -- the probe server ------------------------------------------------------------
@@ -216,7 +229,8 @@ async def _serve(args: argparse.Namespace) -> None:
 
     serving = _with_chain(verify, Callers(load_access(settings))) if args.chain else verify
     server = grpc.aio.server(
-        options=server_options(settings), maximum_concurrent_rpcs=settings.max_concurrent_rpcs
+        options=server_options(settings, args.share_port),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     handler = grpc.unary_unary_rpc_method_handler(
         serving,
@@ -227,7 +241,7 @@ async def _serve(args: argparse.Namespace) -> None:
     server.add_generic_rpc_handlers(
         [grpc.method_handlers_generic_handler(service_name, {method: handler})]
     )
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(args.listen)
     tune_garbage_collector()
     await server.start()
     stop = asyncio.Event()
@@ -278,6 +292,41 @@ def _stats_file(ready_file: Path) -> Path:
     return ready_file.with_suffix(".rounds.json")
 
 
+def _supervise(args: argparse.Namespace) -> None:
+    """`args.processes` probe servers on one reserved port (SO_REUSEPORT), as `totpd
+    serve --processes` runs its workers; SIGTERM stops them all, their rounds summed."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    ready = [
+        args.ready_file.with_name(f"{args.ready_file.stem}-{index}.ready")
+        for index in range(args.processes)
+    ]
+    with PortReservation("127.0.0.1:0") as reservation:
+        command = [sys.executable, "-m", "benchmarks.service.loop_probe", "serve"]
+        command += ["--mode", args.mode, "--database-url", args.database_url]
+        command += ["--data-dir", str(args.data_dir), "--window", repr(args.window)]
+        command += ["--listen", reservation.address, "--share-port"]
+        command += ["--chain"] if args.chain else []
+        workers = [subprocess.Popen([*command, "--ready-file", str(path)]) for path in ready]
+        try:
+            deadline = time.monotonic() + 90
+            while not all(path.exists() for path in ready):
+                if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+                    raise RuntimeError("a probe worker did not start")
+                time.sleep(0.05)
+            args.ready_file.write_text(f"{reservation.address}\n")
+            stop.wait()
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            for worker in workers:
+                worker.wait(timeout=30)
+    counts = [json.loads(path.read_text()) for path in map(_stats_file, ready) if path.exists()]
+    if counts:
+        summed = {key: sum(count[key] for count in counts) for key in ("rounds", "calls")}
+        _stats_file(args.ready_file).write_text(json.dumps(summed))
+
+
 class ProbeServerProcess(ServerProcess):
     """The probe server in its own process, started and measured like `totpd serve`."""
 
@@ -290,7 +339,8 @@ class ProbeServerProcess(ServerProcess):
         window: float = WINDOW_S,
     ) -> None:
         code = {"PYTHONPATH": floor.code_path(None)}
-        name = f"probe-{probe.mode}{'-chain' if probe.chain else ''}"
+        chain = "-chain" if probe.chain else ""
+        name = f"probe-{probe.mode}{chain}-x{probe.processes}"
         super().__init__(data_dir, database_url, name=name, env={**(env or {}), **code})
         self.probe = probe
         self.window = window
@@ -312,6 +362,8 @@ class ProbeServerProcess(ServerProcess):
             "--window",
             repr(self.window),
             *(["--chain"] if self.probe.chain else []),
+            "--processes",
+            str(self.probe.processes),
         ]
 
     def round_counts(self) -> dict[str, int] | None:
@@ -322,37 +374,6 @@ class ProbeServerProcess(ServerProcess):
 
 
 # -- the measurement ---------------------------------------------------------------
-
-
-def _turns(
-    servers: dict[str, ServerProcess], turns: int, run: Callable[[str, ServerProcess], Any]
-) -> dict[str, list[dict[str, Any]]]:
-    """`run` on every server in alternating turns; each server's figures, and the
-    probe's rounds and calls once it stopped."""
-    figures: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
-    try:
-        for server in servers.values():
-            server.start()
-        for _ in range(turns):
-            for name, server in servers.items():
-                figure = run(name, server)
-                requests = figure["requests"] or 1
-                figure["server_cpu_us_per_call"] = 1e6 * sum(figure["server_cpu_s"]) / requests
-                figures[name].append(figure)
-    finally:
-        for server in servers.values():
-            server.stop()
-    return figures
-
-
-def _medians(figures: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
-    medians: dict[str, Any] = {key: statistics.median(f[key] for f in figures) for key in keys}
-    verdicts: dict[str, int] = {}
-    for figure in figures:
-        for verdict, count in figure["verdicts"].items():
-            verdicts[verdict] = verdicts.get(verdict, 0) + count
-    medians["verdicts"] = verdicts
-    return medians
 
 
 def _round_counts(servers: dict[str, ServerProcess]) -> dict[str, dict[str, int]]:
@@ -406,9 +427,9 @@ def measure_closed(
             wrong_codes=True,
         )
 
-    turns = _turns(servers, config["turns"], run)
+    turns = unary.in_turns(servers, config["turns"], run)
     keys = ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_call")
-    medians = {name: _medians(figures, keys) for name, figures in turns.items()}
+    medians = {name: unary.medians_of(figures, keys) for name, figures in turns.items()}
     return {
         "medians": medians,
         "of_noop": {name: m["rps"] / medians["noop"]["rps"] for name, m in medians.items()},
@@ -439,9 +460,9 @@ def measure_open(
             database_cpu=lambda: database_cpu_seconds(database),
         )
 
-    turns = _turns(servers, config["turns"], run)
+    turns = unary.in_turns(servers, config["turns"], run)
     keys = ("rps", "p50_ms", "p99_ms", "dropped", "server_cpu_us_per_call")
-    medians = {name: _medians(figures, keys) for name, figures in turns.items()}
+    medians = {name: unary.medians_of(figures, keys) for name, figures in turns.items()}
     for name, figures in turns.items():
         medians[name]["turns_p99_ms"] = [f["p99_ms"] for f in figures]
         medians[name]["turns_dropped"] = [f["dropped"] for f in figures]
@@ -517,6 +538,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--data-dir", type=Path, required=True)
     serve_parser.add_argument("--window", type=float, default=WINDOW_S)
     serve_parser.add_argument("--chain", action="store_true")
+    serve_parser.add_argument("--processes", type=int, default=1)
+    serve_parser.add_argument("--listen", default="127.0.0.1:0")
+    serve_parser.add_argument("--share-port", action="store_true")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="postgresql")
     parser.add_argument("--factors", type=int, default=60_000)
     parser.add_argument("--seconds", type=float, default=4.0, help="each closed-loop turn")
@@ -529,7 +553,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        asyncio.run(_serve(args))
+        if args.processes > 1:
+            _supervise(args)
+        else:
+            asyncio.run(_serve(args))
         return 0
     config = {key: getattr(args, key) for key in _CONFIG_KEYS}
     figures = measure_on_seeded(

@@ -215,6 +215,41 @@ def run_level(
     return _with_database_cpu(lambda: _run_level_python(level), database_cpu)
 
 
+def in_turns(
+    servers: dict[str, ServerProcess],
+    turns: int,
+    run: Callable[[str, ServerProcess], dict[str, Any]],
+) -> dict[str, list[dict[str, Any]]]:
+    """Start `servers`, `run` each in alternating turns (a shared machine's noise hits
+    every server alike), stop them: each server's figures, one per turn, each with its
+    server CPU per call (`server_cpu_us_per_call`)."""
+    figures: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    try:
+        for server in servers.values():
+            server.start()
+        for _ in range(turns):
+            for name, server in servers.items():
+                figure = run(name, server)
+                requests = figure["requests"] or 1
+                figure["server_cpu_us_per_call"] = 1e6 * sum(figure["server_cpu_s"]) / requests
+                figures[name].append(figure)
+    finally:
+        for server in servers.values():
+            server.stop()
+    return figures
+
+
+def medians_of(figures: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Each of `keys`' median over a server's turns, and its verdicts added up."""
+    medians: dict[str, Any] = {key: statistics.median(f[key] for f in figures) for key in keys}
+    verdicts: dict[str, int] = {}
+    for figure in figures:
+        for verdict, count in figure["verdicts"].items():
+            verdicts[verdict] = verdicts.get(verdict, 0) + count
+    medians["verdicts"] = verdicts
+    return medians
+
+
 def run_open_level(
     server: ServerProcess,
     pool: FactorPool,
