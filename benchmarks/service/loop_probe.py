@@ -15,12 +15,14 @@ whether rewriting the rpc layer for it is worth it. The probes (`PROBES`):
   resolved and the call run as it, its metrics and its access line); never the
   deadline, admission or per-caller limits;
 - one process, or two sharing the port (`x2`, SO_REUSEPORT, as `totpd serve
-  --processes auto` on this 2-core machine).
+  --processes auto` on this 2-core machine);
+- one round at a time, or a second one once the running round has taken
+  `STALL_S` (`2nd if slow`: a slow commit then holds only the calls of its round).
 
-A round (`Gatherer`): the first call that finds no round running or armed arms a
-timer (`window`); when it fires, the waiting calls, one per account, go to one
-round. One round at a time: the calls that arrive meanwhile form the next round as
-soon as it ends.
+A round (`Gatherer`): the first call that finds no round running or timed times one
+(`window`); when it fires, the waiting calls, one per account, go to one round. The
+calls that arrive while it runs form the next round as soon as it ends (or, with a
+stall limit, once it has run that long).
 
 Two loads, alternating turns, medians of the turns:
 
@@ -73,17 +75,20 @@ from totpd.service.verification import CodeChecker
 from totpd.v1 import totp_service_pb2 as pb
 
 WINDOW_S = 0.001  # how long the first waiting call waits for others
+STALL_S = 0.004  # a round running this long lets a second start (about a round's time)
 OPEN_RATE = 2000.0  # req/s: the suite's open-loop target
 
 
 class Probe(NamedTuple):
     """One probe server: where its rounds run (`MODES`), whether the interceptor
     chain's per-call work (caller resolution, metrics, access line) comes first, and
-    how many processes share its port (as `totpd serve --processes` does)."""
+    how many processes share its port (as `totpd serve --processes` does), and after
+    how many seconds a slow round lets a second one start (None: never)."""
 
     mode: str
     chain: bool = False
     processes: int = 1
+    stall: float | None = None
 
 
 # noop: no round; rounds: on a worker thread; rounds-on-loop: on the loop itself.
@@ -93,6 +98,7 @@ PROBES = {
     "aio rounds": Probe("rounds"),
     "aio rounds + chain": Probe("rounds", chain=True),
     "aio rounds + chain x2": Probe("rounds", chain=True, processes=2),
+    "+ chain, 2nd if slow": Probe("rounds", chain=True, stall=STALL_S),
     "aio rounds on loop": Probe("rounds-on-loop"),
     "aio on loop + chain": Probe("rounds-on-loop", chain=True),
 }
@@ -102,6 +108,7 @@ OPEN = (
     "aio rounds",
     "aio rounds + chain",
     "aio rounds + chain x2",
+    "+ chain, 2nd if slow",
     "aio rounds on loop",
 )
 ROUND_PROBES = tuple(name for name, probe in PROBES.items() if probe.mode != "noop")
@@ -117,7 +124,12 @@ class _Waiting(NamedTuple):
 
 
 class Gatherer:
-    """Verify calls waiting for a round, and the one round in flight (on the loop)."""
+    """Verify calls waiting for a round, and the rounds in flight (on the loop).
+
+    One round at a time, unless `stall` is set: then a second round may start once
+    the running one has taken `stall` seconds (a slow commit), so the calls that
+    arrive meanwhile need not all wait for it.
+    """
 
     def __init__(
         self,
@@ -125,15 +137,18 @@ class Gatherer:
         loop: asyncio.AbstractEventLoop,
         executor: ThreadPoolExecutor | None,
         window: float,
+        stall: float | None = None,
     ) -> None:
-        """`executor`: the round's thread (None: rounds run on the loop)."""
+        """`executor`: the rounds' threads (None: rounds run on the loop, one at a time)."""
         self._checker = checker
         self._loop = loop
         self._executor = executor
         self._window = window
+        self._stall = stall
+        self._most_rounds = 1 if stall is None or executor is None else 2
         self._waiting: list[_Waiting] = []
-        self._armed = False
-        self._running = False
+        self._started: list[float] = []  # when each round in flight started (loop time)
+        self._timer: asyncio.Handle | None = None  # the next round's start
         self.rounds = 0
         self.calls = 0
 
@@ -141,18 +156,44 @@ class Gatherer:
         audit = AuditContext.of_call("Verify", tenant=DEFAULT_TENANT)
         verdict: asyncio.Future[Verdict] = self._loop.create_future()
         self._waiting.append(_Waiting(item, validation.code_digits(item.code), audit, verdict))
-        if not (self._armed or self._running):
-            self._armed = True
-            self._loop.call_later(self._window, self._start)
+        self._arm()
         outcome = await verdict
         if isinstance(outcome, TotpdError):
             raise outcome
         return outcome
 
+    def _may_start(self) -> bool:
+        if not self._started:
+            return True
+        if len(self._started) >= self._most_rounds or self._stall is None:
+            return False
+        return self._loop.time() - self._started[0] >= self._stall
+
+    def _arm(self) -> None:
+        """Time the next round's start, unless one is timed or none may start before
+        a running round ends (its end arms the next)."""
+        if self._timer is not None or not self._waiting:
+            return
+        if not self._started:
+            delay = self._window
+        elif len(self._started) < self._most_rounds and self._stall is not None:
+            running_for = self._loop.time() - self._started[0]
+            delay = max(self._window, self._stall - running_for)
+        else:
+            return
+        self._timer = self._loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self._waiting and self._may_start():
+            self._start()
+        else:
+            self._arm()
+
     def _start(self) -> None:
-        self._armed = False
         members, self._waiting = _one_per_account(self._waiting)
-        self._running = True
+        started = self._loop.time()
+        self._started.append(started)
         checks = [Check(position, w.item, w.digits) for position, w in enumerate(members)]
         audits = [w.audit for w in members]
         if self._executor is None:  # on the loop: nothing else runs until it ends
@@ -161,17 +202,19 @@ class Gatherer:
                 done.set_result(self._checker.check_round(checks, audits, tenant=DEFAULT_TENANT))
             except Exception as error:
                 done.set_exception(error)
-            self._finish(members, done)
+            self._finish(members, started, done)
             return
         done = self._executor.submit(
             self._checker.check_round, checks, audits, tenant=DEFAULT_TENANT
         )
         done.add_done_callback(
-            lambda ended: self._loop.call_soon_threadsafe(self._finish, members, ended)
+            lambda ended: self._loop.call_soon_threadsafe(self._finish, members, started, ended)
         )
 
-    def _finish(self, members: list[_Waiting], ended: Future[list[Verdict]]) -> None:
-        self._running = False
+    def _finish(
+        self, members: list[_Waiting], started: float, ended: Future[list[Verdict]]
+    ) -> None:
+        self._started.remove(started)
         self.rounds += 1
         self.calls += len(members)
         error = ended.exception()
@@ -182,9 +225,13 @@ class Gatherer:
                 waiting.verdict.set_exception(error)
             else:
                 waiting.verdict.set_result(ended.result()[position])
-        if self._waiting:  # they waited for this round: no window for them
-            self._armed = True
-            self._loop.call_soon(self._start)
+        if self._waiting and not self._started:
+            # They waited for this round: no window for them.
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_soon(self._fire)
+        else:
+            self._arm()
 
 
 def _one_per_account(waiting: list[_Waiting]) -> tuple[list[_Waiting], list[_Waiting]]:
@@ -217,8 +264,8 @@ async def _serve(args: argparse.Namespace) -> None:
         from totpd.app import build_service  # the native core: only where it is used
 
         service = build_service(settings)
-        executor = ThreadPoolExecutor(1) if args.mode == "rounds" else None
-        gatherer = Gatherer(service.deps.checker, loop, executor, args.window)
+        executor = ThreadPoolExecutor(2) if args.mode == "rounds" else None
+        gatherer = Gatherer(service.deps.checker, loop, executor, args.window, args.stall)
 
         async def verify(request: pb.VerifyRequest, context: Any) -> pb.VerifyResponse:
             assert gatherer is not None
@@ -307,6 +354,7 @@ def _supervise(args: argparse.Namespace) -> None:
         command += ["--data-dir", str(args.data_dir), "--window", repr(args.window)]
         command += ["--listen", reservation.address, "--share-port"]
         command += ["--chain"] if args.chain else []
+        command += [] if args.stall is None else ["--stall", repr(args.stall)]
         workers = [subprocess.Popen([*command, "--ready-file", str(path)]) for path in ready]
         try:
             deadline = time.monotonic() + 90
@@ -340,7 +388,8 @@ class ProbeServerProcess(ServerProcess):
     ) -> None:
         code = {"PYTHONPATH": floor.code_path(None)}
         chain = "-chain" if probe.chain else ""
-        name = f"probe-{probe.mode}{chain}-x{probe.processes}"
+        stall = "" if probe.stall is None else "-stall"
+        name = f"probe-{probe.mode}{chain}{stall}-x{probe.processes}"
         super().__init__(data_dir, database_url, name=name, env={**(env or {}), **code})
         self.probe = probe
         self.window = window
@@ -364,6 +413,7 @@ class ProbeServerProcess(ServerProcess):
             *(["--chain"] if self.probe.chain else []),
             "--processes",
             str(self.probe.processes),
+            *([] if self.probe.stall is None else ["--stall", repr(self.probe.stall)]),
         ]
 
     def round_counts(self) -> dict[str, int] | None:
@@ -461,7 +511,15 @@ def measure_open(
         )
 
     turns = unary.in_turns(servers, config["turns"], run)
-    keys = ("rps", "p50_ms", "p99_ms", "dropped", "server_cpu_us_per_call")
+    keys = (
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "dropped",
+        "server_cpu_us_per_call",
+        "database_cpu_us_per_call",
+        "client_cpu_us_per_call",
+    )
     medians = {name: unary.medians_of(figures, keys) for name, figures in turns.items()}
     for name, figures in turns.items():
         medians[name]["turns_p99_ms"] = [f["p99_ms"] for f in figures]
@@ -498,13 +556,13 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
         f"\n{name}: unary Verify (wrong codes), {closed['concurrency']} in flight, one process "
         f"each, medians of {closed['turn_count']} alternating turns; aio rounds: "
         f"{closed['window_s'] * 1000:g} ms window",
-        f"{'server':>18} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/call':>12} "
+        f"{'server':>21} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/call':>12} "
         f"{'of noop':>8} {'of aio noop':>12} {'calls/round':>12}",
     ]
     for server in CLOSED:
         m = closed["medians"][server]
         lines.append(
-            f"{server:>18} {m['rps']:>9,.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
+            f"{server:>21} {m['rps']:>9,.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
             f"{m['server_cpu_us_per_call']:>12,.0f} {closed['of_noop'][server]:>8.2f} "
             f"{closed['of_aio_noop'][server]:>12.2f} {_per_round(closed['rounds'], server):>12}"
         )
@@ -514,15 +572,18 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
     lines += [
         f"\n{name}: unary Verify (valid codes), open loop at {opened['rate']:,.0f} req/s, "
         f"medians of {opened['turn_count']} alternating turns",
-        f"{'server':>18} {'processes':>9} {'reached':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'dropped':>8} {'CPU µs/call':>12} {'calls/round':>12}  p99 of each turn",
+        f"{'server':>21} {'processes':>9} {'reached':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'dropped':>8} {'CPU µs/call':>12} {'+ db + client':>14} {'cores':>6} "
+        f"{'calls/round':>12}  p99 of each turn",
     ]
     for server in OPEN:
         m = opened["medians"][server]
         turns_p99 = ", ".join(f"{p99:,.1f}" for p99 in m["turns_p99_ms"])
+        every = sum(m[f"{part}_cpu_us_per_call"] for part in ("server", "database", "client"))
         lines.append(
-            f"{server:>18} {m['servers']:>9} {m['rps']:>8,.0f} {m['p50_ms']:>8.1f} "
+            f"{server:>21} {m['servers']:>9} {m['rps']:>8,.0f} {m['p50_ms']:>8.1f} "
             f"{m['p99_ms']:>8.1f} {m['dropped']:>8,.0f} {m['server_cpu_us_per_call']:>12,.0f}"
+            f" {every:>14,.0f} {every * m['rps'] / 1e6:>6.2f}"
             f" {_per_round(opened['rounds'], server):>12}  {turns_p99}"
         )
     return lines
@@ -539,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--window", type=float, default=WINDOW_S)
     serve_parser.add_argument("--chain", action="store_true")
     serve_parser.add_argument("--processes", type=int, default=1)
+    serve_parser.add_argument("--stall", type=float, help="a second round after this long")
     serve_parser.add_argument("--listen", default="127.0.0.1:0")
     serve_parser.add_argument("--share-port", action="store_true")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="postgresql")

@@ -4,12 +4,16 @@ own calls are, and the table names every server (run with `pytest benchmarks/ser
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import text
 
 from benchmarks.service import loop_probe
 from benchmarks.service.fixtures import FactorPool, seed_database, sqlite_database
+from totpd.service.checks import Check
 from totpd.service.types import VerifyItem
 from totpd.store import open_engine
 
@@ -73,3 +77,46 @@ def test_a_round_takes_one_call_per_account() -> None:
     members, later = loop_probe._one_per_account(calls)
     assert [c.item.account_id for c in members] == ["a", "b", "c"]
     assert [c.item.account_id for c in later] == ["a", "b"]
+
+
+class _BlockingChecker:
+    """Answers each check with its account id; the first round waits for `release`."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.rounds: list[list[str]] = []
+
+    def check_round(self, checks: list[Check], audits: object, *, tenant: str) -> list[str]:
+        self.rounds.append([check.item.account_id for check in checks])
+        if len(self.rounds) == 1:
+            self.release.wait(10)
+        return [check.item.account_id for check in checks]
+
+
+async def _second_round_while_first_blocks(stall: float | None) -> tuple[int, list[str]]:
+    """How many rounds had started 0.2 s after a second call came in behind a blocked
+    first round, and every call's answer once it was released."""
+    checker = _BlockingChecker()
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(2) as executor:
+        gatherer = loop_probe.Gatherer(checker, loop, executor, 0.001, stall)  # type: ignore[arg-type]
+        first = asyncio.ensure_future(gatherer.verify(VerifyItem("a", "123456")))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(gatherer.verify(VerifyItem("b", "123456")))
+        await asyncio.sleep(0.2)
+        started = len(checker.rounds)
+        checker.release.set()
+        answers = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert gatherer.rounds == 2 and gatherer.calls == 2
+    return started, [str(answer) for answer in answers]
+
+
+def test_one_round_at_a_time_unless_the_running_one_stalls() -> None:
+    # Without a stall limit the second call waits for the first round to end.
+    started, answers = asyncio.run(_second_round_while_first_blocks(None))
+    assert started == 1
+    assert answers == ["a", "b"]
+    # With one, it gets a round of its own while the first still waits.
+    started, answers = asyncio.run(_second_round_while_first_blocks(0.02))
+    assert started == 2
+    assert answers == ["a", "b"]

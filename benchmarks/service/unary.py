@@ -221,8 +221,9 @@ def in_turns(
     run: Callable[[str, ServerProcess], dict[str, Any]],
 ) -> dict[str, list[dict[str, Any]]]:
     """Start `servers`, `run` each in alternating turns (a shared machine's noise hits
-    every server alike), stop them: each server's figures, one per turn, each with its
-    server CPU per call (`server_cpu_us_per_call`)."""
+    every server alike), stop them: each server's figures, one per turn, each with the
+    CPU per call of the server, the client and (0 if not measured) the database:
+    `server_cpu_us_per_call`, `client_cpu_us_per_call`, `database_cpu_us_per_call`."""
     figures: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     try:
         for server in servers.values():
@@ -230,8 +231,12 @@ def in_turns(
         for _ in range(turns):
             for name, server in servers.items():
                 figure = run(name, server)
-                requests = figure["requests"] or 1
-                figure["server_cpu_us_per_call"] = 1e6 * sum(figure["server_cpu_s"]) / requests
+                per_call = 1e6 / (figure["requests"] or 1)
+                figure["server_cpu_us_per_call"] = per_call * sum(figure["server_cpu_s"])
+                figure["client_cpu_us_per_call"] = per_call * figure["client_cpu_s"]
+                figure["database_cpu_us_per_call"] = per_call * (
+                    figure.get("database_cpu_s") or 0.0
+                )
                 figures[name].append(figure)
     finally:
         for server in servers.values():
