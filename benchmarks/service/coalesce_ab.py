@@ -15,7 +15,7 @@ from typing import Any
 
 from benchmarks.service import floor, report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
-from benchmarks.service.servers import ServerProcess, database_cpu_seconds
+from benchmarks.service.servers import ServerProcess
 
 # name: (coalesce_verify, max_workers, verify_rounds_in_flight); "noop" is the floor.
 VARIANTS = {
@@ -51,17 +51,7 @@ def measure(
     servers = _servers(database, data_dir)
 
     def run(name: str, server: ServerProcess) -> dict[str, Any]:
-        return unary.run_level(
-            server,
-            pool,
-            config["concurrency"],
-            config["seconds"],
-            max_rate=20_000.0,
-            database_cpu=(lambda: database_cpu_seconds(database))
-            if name != "noop"
-            else (lambda: None),
-            wrong_codes=True,
-        )
+        return floor.floor_level(server, pool, config, None if name == "noop" else database)
 
     turns = unary.in_turns(servers, config["turns"], run)
     keys = ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_call")

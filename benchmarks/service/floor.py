@@ -153,6 +153,25 @@ def _servers(
     }
 
 
+def floor_level(
+    server: ServerProcess, pool: FactorPool, config: dict[str, Any], database: Database | None
+) -> dict[str, Any]:
+    """One turn of the floor's load on `server`: `config["concurrency"]` wrong codes in
+    flight for `config["seconds"]`; the CPU of `database` counted (None: not used)."""
+    database_cpu: Callable[[], float | None] = (
+        (lambda: None) if database is None else (lambda: database_cpu_seconds(database))
+    )
+    return unary.run_level(
+        server,
+        pool,
+        config["concurrency"],
+        config["seconds"],
+        max_rate=20_000.0,
+        database_cpu=database_cpu,
+        wrong_codes=True,
+    )
+
+
 def measure(
     database: Database, data_dir: Path, pool: FactorPool, config: dict[str, Any]
 ) -> dict[str, Any]:
@@ -174,20 +193,8 @@ def measure(
         turns: dict[str, list[dict[str, Any]]] = {}
         for _ in range(config["turns"]):
             for name, server in servers.items():
-                database_cpu: Callable[[], float | None] = (
-                    (lambda: database_cpu_seconds(database))
-                    if name.startswith("totpd")
-                    else lambda: None
-                )
-                figure = unary.run_level(
-                    server,
-                    pool,
-                    config["concurrency"],
-                    config["seconds"],
-                    max_rate=20_000.0,
-                    database_cpu=database_cpu,
-                    wrong_codes=True,
-                )
+                counted = database if name.startswith("totpd") else None
+                figure = floor_level(server, pool, config, counted)
                 figure["server_cpu_us_per_call"] = (
                     1e6 * sum(figure["server_cpu_s"]) / figure["requests"]
                     if figure["requests"]

@@ -462,20 +462,8 @@ def measure_closed(
     }
 
     def run(name: str, server: ServerProcess) -> dict[str, Any]:
-        cpu: Callable[[], float | None] = (
-            (lambda: database_cpu_seconds(database))
-            if name == "totpd" or name in ROUND_PROBES
-            else (lambda: None)
-        )
-        return unary.run_level(
-            server,
-            pool,
-            config["concurrency"],
-            config["seconds"],
-            max_rate=20_000.0,
-            database_cpu=cpu,
-            wrong_codes=True,
-        )
+        counted = database if name == "totpd" or name in ROUND_PROBES else None
+        return floor.floor_level(server, pool, config, counted)
 
     turns = unary.in_turns(servers, config["turns"], run)
     keys = ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_call")
