@@ -186,48 +186,33 @@ def measure(
             for pair in zip(servers.items(), others.items(), strict=True)
             for name, server in pair
         }
-    try:
-        for server in servers.values():
-            server.start()
-        best: dict[str, dict[str, Any]] = {}
-        turns: dict[str, list[dict[str, Any]]] = {}
-        for _ in range(config["turns"]):
-            for name, server in servers.items():
-                counted = database if name.startswith("totpd") else None
-                figure = floor_level(server, pool, config, counted)
-                figure["server_cpu_us_per_call"] = (
-                    1e6 * sum(figure["server_cpu_s"]) / figure["requests"]
-                    if figure["requests"]
-                    else None
-                )
-                turns.setdefault(name, []).append(figure)
-                if name not in best or figure["rps"] > best[name]["rps"]:
-                    best[name] = figure
-        for name, figure in best.items():  # every turn's, and their medians, beside the best
-            figure["turns_rps"] = [turn["rps"] for turn in turns[name]]
-            figure["turns_cpu_us_per_call"] = [
-                turn["server_cpu_us_per_call"] for turn in turns[name]
-            ]
-            figure["median_rps"] = statistics.median(figure["turns_rps"])
-            cpu = [value for value in figure["turns_cpu_us_per_call"] if value is not None]
-            figure["median_cpu_us_per_call"] = statistics.median(cpu) if cpu else None
-        figures = {
-            "servers": best,
-            "ratio": best["totpd"]["rps"] / best["noop"]["rps"],
-            "interceptors_ratio": best["noop+interceptors"]["rps"] / best["noop"]["rps"],
-            "totpd_verdicts": best["totpd"]["verdicts"],
-            "goal": GOAL,
-            "concurrency": config["concurrency"],
-        }
-        if baseline is not None:
-            figures["baseline"] = str(baseline)
-            figures["baseline_ratio"] = (
-                best["totpd" + BASELINE_SUFFIX]["rps"] / best["noop" + BASELINE_SUFFIX]["rps"]
-            )
-        return figures
-    finally:
-        for server in servers.values():
-            server.stop()
+
+    def run(name: str, server: ServerProcess) -> dict[str, Any]:
+        return floor_level(server, pool, config, database if name.startswith("totpd") else None)
+
+    turns = unary.in_turns(servers, config["turns"], run)
+    best: dict[str, dict[str, Any]] = {}
+    for name, figures_of in turns.items():  # the best turn, every turn's and their medians
+        figure = best[name] = max(figures_of, key=lambda turn: turn["rps"])
+        figure["turns_rps"] = [turn["rps"] for turn in figures_of]
+        figure["turns_cpu_us_per_call"] = [turn["server_cpu_us_per_call"] for turn in figures_of]
+        figure["median_rps"] = statistics.median(figure["turns_rps"])
+        cpu = [value for value in figure["turns_cpu_us_per_call"] if value is not None]
+        figure["median_cpu_us_per_call"] = statistics.median(cpu) if cpu else None
+    figures = {
+        "servers": best,
+        "ratio": best["totpd"]["rps"] / best["noop"]["rps"],
+        "interceptors_ratio": best["noop+interceptors"]["rps"] / best["noop"]["rps"],
+        "totpd_verdicts": best["totpd"]["verdicts"],
+        "goal": GOAL,
+        "concurrency": config["concurrency"],
+    }
+    if baseline is not None:
+        figures["baseline"] = str(baseline)
+        figures["baseline_ratio"] = (
+            best["totpd" + BASELINE_SUFFIX]["rps"] / best["noop" + BASELINE_SUFFIX]["rps"]
+        )
+    return figures
 
 
 def table(name: str, figures: dict[str, Any]) -> list[str]:

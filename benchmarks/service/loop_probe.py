@@ -264,7 +264,8 @@ async def _serve(args: argparse.Namespace) -> None:
         from totpd.app import build_service  # the native core: only where it is used
 
         service = build_service(settings)
-        executor = ThreadPoolExecutor(2) if args.mode == "rounds" else None
+        rounds_at_once = 1 if args.stall is None else 2
+        executor = ThreadPoolExecutor(rounds_at_once) if args.mode == "rounds" else None
         gatherer = Gatherer(service.deps.checker, loop, executor, args.window, args.stall)
 
         async def verify(request: pb.VerifyRequest, context: Any) -> pb.VerifyResponse:
@@ -349,12 +350,9 @@ def _supervise(args: argparse.Namespace) -> None:
         for index in range(args.processes)
     ]
     with PortReservation("127.0.0.1:0") as reservation:
-        command = [sys.executable, "-m", "benchmarks.service.loop_probe", "serve"]
-        command += ["--mode", args.mode, "--database-url", args.database_url]
-        command += ["--data-dir", str(args.data_dir), "--window", repr(args.window)]
+        one = Probe(args.mode, args.chain, 1, args.stall)
+        command = _serve_command(one, args.database_url, args.data_dir, args.window)
         command += ["--listen", reservation.address, "--share-port"]
-        command += ["--chain"] if args.chain else []
-        command += [] if args.stall is None else ["--stall", repr(args.stall)]
         workers = [subprocess.Popen([*command, "--ready-file", str(path)]) for path in ready]
         try:
             deadline = time.monotonic() + 90
@@ -373,6 +371,16 @@ def _supervise(args: argparse.Namespace) -> None:
     if counts:
         summed = {key: sum(count[key] for count in counts) for key in ("rounds", "calls")}
         _stats_file(args.ready_file).write_text(json.dumps(summed))
+
+
+def _serve_command(probe: Probe, database_url: str, data_dir: Path, window: float) -> list[str]:
+    """`probe`'s server command line, all but its ready file."""
+    command = [sys.executable, "-m", "benchmarks.service.loop_probe", "serve"]
+    command += ["--mode", probe.mode, "--database-url", database_url]
+    command += ["--data-dir", str(data_dir), "--window", repr(window)]
+    command += ["--processes", str(probe.processes)]
+    command += ["--chain"] if probe.chain else []
+    return command + ([] if probe.stall is None else ["--stall", repr(probe.stall)])
 
 
 class ProbeServerProcess(ServerProcess):
@@ -395,26 +403,8 @@ class ProbeServerProcess(ServerProcess):
         self.window = window
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "benchmarks.service.loop_probe",
-            "serve",
-            "--ready-file",
-            str(self.ready_file),
-            "--mode",
-            self.probe.mode,
-            "--database-url",
-            self.database_url,
-            "--data-dir",
-            str(self.data_dir),
-            "--window",
-            repr(self.window),
-            *(["--chain"] if self.probe.chain else []),
-            "--processes",
-            str(self.probe.processes),
-            *([] if self.probe.stall is None else ["--stall", repr(self.probe.stall)]),
-        ]
+        command = _serve_command(self.probe, self.database_url, self.data_dir, self.window)
+        return [*command, "--ready-file", str(self.ready_file)]
 
     def round_counts(self) -> dict[str, int] | None:
         """Rounds and calls served, once stopped (the no-op has none)."""

@@ -231,12 +231,7 @@ def in_turns(
         for _ in range(turns):
             for name, server in servers.items():
                 figure = run(name, server)
-                per_call = 1e6 / (figure["requests"] or 1)
-                figure["server_cpu_us_per_call"] = per_call * sum(figure["server_cpu_s"])
-                figure["client_cpu_us_per_call"] = per_call * figure["client_cpu_s"]
-                figure["database_cpu_us_per_call"] = per_call * (
-                    figure.get("database_cpu_s") or 0.0
-                )
+                _add_cpu_per_call(figure)
                 figures[name].append(figure)
     finally:
         for server in servers.values():
@@ -244,9 +239,26 @@ def in_turns(
     return figures
 
 
+def _add_cpu_per_call(figure: dict[str, Any]) -> None:
+    """CPU µs per completed call of the server, the client and the database (0 if not
+    measured); None for a turn that completed no call."""
+    requests = figure["requests"]
+    parts = {
+        "server": sum(figure["server_cpu_s"]),
+        "client": figure["client_cpu_s"],
+        "database": figure.get("database_cpu_s") or 0.0,
+    }
+    for part, seconds in parts.items():
+        figure[f"{part}_cpu_us_per_call"] = 1e6 * seconds / requests if requests else None
+
+
 def medians_of(figures: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
-    """Each of `keys`' median over a server's turns, and its verdicts added up."""
-    medians: dict[str, Any] = {key: statistics.median(f[key] for f in figures) for key in keys}
+    """Each of `keys`' median over a server's turns (None where no turn has one),
+    and its verdicts added up."""
+    medians: dict[str, Any] = {}
+    for key in keys:
+        values = [f[key] for f in figures if f[key] is not None]
+        medians[key] = statistics.median(values) if values else None
     verdicts: dict[str, int] = {}
     for figure in figures:
         for verdict, count in figure["verdicts"].items():
