@@ -43,12 +43,10 @@ def audit_store(engine: Engine) -> AuditStore:
     return AuditStore(engine, writer=nullcontext())
 
 
-def read_plan(engine: Engine, read: Callable[[], object], *, analyze: bool = False) -> str:
+def read_plan(engine: Engine, read: Callable[[], object]) -> str:
     """The query plan, as text, of the first SELECT of audit_events that `read` runs
     (which must find something). On PostgreSQL with sequential scans off: a test's
-    few rows make a scan the cheaper plan, and the question is whether an index serves.
-    `analyze`: plan on statistics of the test's own rows, not on whatever an earlier
-    test's rows left (the shared test database's TRUNCATE keeps them)."""
+    few rows make a scan the cheaper plan, and the question is whether an index serves."""
     seen: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -65,8 +63,6 @@ def read_plan(engine: Engine, read: Callable[[], object], *, analyze: bool = Fal
         if engine.dialect.name == "sqlite":
             plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
             return " ".join(str(row[-1]) for row in plan)
-        if analyze:
-            connection.exec_driver_sql("ANALYZE audit_calls, audit_events")
         connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
         plan = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
         return " ".join(str(row[0]) for row in plan)

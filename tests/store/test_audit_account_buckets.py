@@ -125,7 +125,7 @@ def _account_lookup_plan(engine: Engine) -> str:
         return [record.row.account_id for record in page]
 
     assert first_page() == ["user-7"]
-    return read_plan(engine, first_page, analyze=True)
+    return read_plan(engine, first_page)
 
 
 def test_account_lookups_read_through_the_bucket_index(engine: Engine) -> None:
