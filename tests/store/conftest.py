@@ -1,17 +1,32 @@
 """Shared by the store tests: an interleaving forced between a round's optimistic
-read and its write; the connections a pool invalidated."""
+read and its write; the connections a pool invalidated; a database of its own for
+the query-plan tests."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event
 
+from tests.store.upgrades import empty_database_url
 from totpd.service.mfa import MfaService
-from totpd.store import AttemptRequest, CandidateFactor, FactorWrite
+from totpd.store import AttemptRequest, CandidateFactor, FactorWrite, migrate, open_engine
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def planning_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database that no other test has written to. The shared PostgreSQL
+    test database is TRUNCATEd between tests, which keeps the column statistics
+    earlier tests' rows left (and ANALYZE's row counts are not rolled back), so a
+    plan read there depends on which tests ran before it."""
+    engine = open_engine(empty_database_url(request, tmp_path, "plans"))
+    migrate(engine)
+    yield engine
+    engine.dispose()
 
 
 def interleave_after_read(

@@ -128,8 +128,8 @@ def _account_lookup_plan(engine: Engine) -> str:
     return read_plan(engine, first_page)
 
 
-def test_account_lookups_read_through_the_bucket_index(engine: Engine) -> None:
-    assert ACCOUNT_INDEX in _account_lookup_plan(engine)
+def test_account_lookups_read_through_the_bucket_index(planning_engine: Engine) -> None:
+    assert ACCOUNT_INDEX in _account_lookup_plan(planning_engine)
 
 
 # -- migrations 0008 and 0009 -----------------------------------------------------

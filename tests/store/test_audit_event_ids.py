@@ -106,11 +106,11 @@ def _plan(engine: Engine, read: Callable[[AuditStore], object]) -> str:
     return read_plan(engine, lambda: read(store))
 
 
-def test_reads_from_calls_reach_their_events_through_the_id_range(engine: Engine) -> None:
+def test_reads_from_calls_reach_their_events_through_the_id_range(planning_engine: Engine) -> None:
     by_time = AuditFilter(start_us=10, end_us=20)
-    page = _plan(engine, lambda store: store.page(by_time, after_id=0, limit=10))
-    prune = _plan(engine, lambda store: store.prune_before(20, limit=10))
-    if engine.dialect.name == "sqlite":
+    page = _plan(planning_engine, lambda store: store.page(by_time, after_id=0, limit=10))
+    prune = _plan(planning_engine, lambda store: store.prune_before(20, limit=10))
+    if planning_engine.dialect.name == "sqlite":
         # SQLite walks a page's events in id order (its ORDER BY), each call by its id.
         assert "SEARCH audit_calls USING INTEGER PRIMARY KEY (rowid=?)" in page
         assert "SEARCH audit_events USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in prune
