@@ -9,8 +9,11 @@ coalescer runs). It measures the ceiling of that design, the figure that says
 whether rewriting the rpc layer for it is worth it. The probes (`PROBES`):
 
 - where the round runs: on a worker thread (`rounds`), so the loop keeps taking
-  calls while the round waits for its commit, or on the loop itself
-  (`rounds-on-loop`), which takes no call until the round ends;
+  calls while the round waits for its commit; on the loop itself
+  (`rounds-on-loop`), which takes no call until the round ends; or on the loop with
+  its statements awaited (`rounds-awaited`, PostgreSQL only): the same store code
+  run in a greenlet (SQLAlchemy's asyncio bridge over psycopg's async connection),
+  so the loop takes calls whenever the round waits for the database;
 - with or without the interceptor chain's per-call work (`+ chain`: the caller
   resolved and the call run as it, its metrics and its access line); never the
   deadline, admission or per-caller limits;
@@ -51,6 +54,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import grpc
+from sqlalchemy.engine import make_url
 
 from benchmarks.service import floor, report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
@@ -58,7 +62,7 @@ from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd import calls
 from totpd.calls import DEFAULT_TENANT
 from totpd.cli.workers import PortReservation
-from totpd.config import load_settings
+from totpd.config import Settings, load_settings
 from totpd.logs import configure_logging
 from totpd.rpc import access_log, convert
 from totpd.rpc.callers import SERVICE_PREFIX, Callers, load_access
@@ -69,9 +73,11 @@ from totpd.service.audit import AuditContext
 from totpd.service.checks import Check, Verdict
 from totpd.service.coalescing import MAX_ROUND_CALLS
 from totpd.service.errors import TotpdError
-from totpd.service.mfa import verifying
+from totpd.service.mfa import MfaService, verifying
 from totpd.service.types import VerifyItem, VerifyOutcome
 from totpd.service.verification import CodeChecker
+from totpd.store import FactorStore
+from totpd.store.database import POOL_OVERFLOW, POOL_SIZE
 from totpd.v1 import totp_service_pb2 as pb
 
 WINDOW_S = 0.001  # how long the first waiting call waits for others
@@ -91,8 +97,10 @@ class Probe(NamedTuple):
     stall: float | None = None
 
 
-# noop: no round; rounds: on a worker thread; rounds-on-loop: on the loop itself.
-MODES = ("noop", "rounds", "rounds-on-loop")
+# noop: no round; rounds: on a worker thread; rounds-on-loop: on the loop itself;
+# rounds-awaited: on the loop, its database waits awaited (PostgreSQL).
+MODES = ("noop", "rounds", "rounds-on-loop", "rounds-awaited")
+AWAITED_MODES = ("rounds-awaited",)
 PROBES = {
     "aio noop": Probe("noop"),
     "aio rounds": Probe("rounds"),
@@ -101,8 +109,20 @@ PROBES = {
     "+ chain, 2nd if slow": Probe("rounds", chain=True, stall=STALL_S),
     "aio rounds on loop": Probe("rounds-on-loop"),
     "aio on loop + chain": Probe("rounds-on-loop", chain=True),
+    "aio awaited": Probe("rounds-awaited"),
+    "aio awaited + chain": Probe("rounds-awaited", chain=True),
+    "awaited + chain, 2 rounds": Probe("rounds-awaited", chain=True, stall=STALL_S),
 }
-CLOSED = ("noop", "totpd", "aio noop", "aio rounds", "aio rounds on loop", "aio on loop + chain")
+CLOSED = (
+    "noop",
+    "totpd",
+    "aio noop",
+    "aio rounds",
+    "aio rounds on loop",
+    "aio on loop + chain",
+    "aio awaited",
+    "aio awaited + chain",
+)
 OPEN = (
     "totpd",
     "aio rounds",
@@ -110,7 +130,12 @@ OPEN = (
     "aio rounds + chain x2",
     "+ chain, 2nd if slow",
     "aio rounds on loop",
+    "aio awaited",
+    "aio awaited + chain",
+    "awaited + chain, 2 rounds",
 )
+# Always measured: the closed loop's ratios are of these two.
+BASELINES = ("noop", "totpd", "aio noop")
 ROUND_PROBES = tuple(name for name, probe in PROBES.items() if probe.mode != "noop")
 
 # -- the probe server ------------------------------------------------------------
@@ -138,14 +163,20 @@ class Gatherer:
         executor: ThreadPoolExecutor | None,
         window: float,
         stall: float | None = None,
+        *,
+        awaited: bool = False,
     ) -> None:
-        """`executor`: the rounds' threads (None: rounds run on the loop, one at a time)."""
+        """`executor`: the rounds' threads; None: rounds run on the loop, blocking it
+        (one at a time), or, `awaited`, as greenlets whose database waits the loop
+        awaits (the checker's engine must then be an asyncio engine's)."""
         self._checker = checker
         self._loop = loop
         self._executor = executor
+        self._awaited = awaited
         self._window = window
         self._stall = stall
-        self._most_rounds = 1 if stall is None or executor is None else 2
+        blocking = executor is None and not awaited
+        self._most_rounds = 1 if stall is None or blocking else 2
         self._waiting: list[_Waiting] = []
         self._started: list[float] = []  # when each round in flight started (loop time)
         self._timer: asyncio.Handle | None = None  # the next round's start
@@ -196,6 +227,14 @@ class Gatherer:
         self._started.append(started)
         checks = [Check(position, w.item, w.digits) for position, w in enumerate(members)]
         audits = [w.audit for w in members]
+        if self._awaited:
+            from sqlalchemy.util import greenlet_spawn  # needs greenlet: only here
+
+            task = self._loop.create_task(
+                greenlet_spawn(self._checker.check_round, checks, audits, tenant=DEFAULT_TENANT)
+            )
+            task.add_done_callback(lambda ended: self._finish(members, started, ended))
+            return
         if self._executor is None:  # on the loop: nothing else runs until it ends
             done: Future[list[Verdict]] = Future()
             try:
@@ -212,7 +251,10 @@ class Gatherer:
         )
 
     def _finish(
-        self, members: list[_Waiting], started: float, ended: Future[list[Verdict]]
+        self,
+        members: list[_Waiting],
+        started: float,
+        ended: Future[list[Verdict]] | asyncio.Future[list[Verdict]],
     ) -> None:
         self._started.remove(started)
         self.rounds += 1
@@ -266,7 +308,9 @@ async def _serve(args: argparse.Namespace) -> None:
         service = build_service(settings)
         rounds_at_once = 1 if args.stall is None else 2
         executor = ThreadPoolExecutor(rounds_at_once) if args.mode == "rounds" else None
-        gatherer = Gatherer(service.deps.checker, loop, executor, args.window, args.stall)
+        awaited = args.mode in AWAITED_MODES
+        checker = _awaited_checker(settings, service) if awaited else service.deps.checker
+        gatherer = Gatherer(checker, loop, executor, args.window, args.stall, awaited=awaited)
 
         async def verify(request: pb.VerifyRequest, context: Any) -> pb.VerifyResponse:
             assert gatherer is not None
@@ -300,6 +344,22 @@ async def _serve(args: argparse.Namespace) -> None:
     if gatherer is not None:
         stats = {"rounds": gatherer.rounds, "calls": gatherer.calls}
         _stats_file(args.ready_file).write_text(json.dumps(stats))
+
+
+def _awaited_checker(settings: Settings, service: MfaService) -> CodeChecker:
+    """The engine of `service` (its keyring, policies and clock) on a store whose
+    engine is an asyncio engine's: psycopg's async connection, reached from the
+    store's unchanged code through SQLAlchemy's greenlet bridge. Not the database
+    watchdog's events (`open_engine`): the probe has no deadlines to enforce."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = make_url(settings.prepared_database_url())
+    if url.get_backend_name() != "postgresql":
+        raise SystemExit("rounds-awaited: PostgreSQL only (psycopg's async connection)")
+    url = url.set(drivername="postgresql+psycopg_async")
+    engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+    deps = service.deps
+    return CodeChecker(FactorStore(engine.sync_engine), deps.keyring, deps.policies, deps.clock)
 
 
 Handler = Callable[[pb.VerifyRequest, Any], Awaitable[pb.VerifyResponse]]
@@ -440,15 +500,32 @@ def _probes(
     }
 
 
+def selected(
+    names: tuple[str, ...], database: Database, only: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    """The servers of `names` a run measures: the baselines, and the probes `only`
+    names (None: all) that `database` can run (awaited rounds need PostgreSQL)."""
+    return tuple(
+        name
+        for name in names
+        if name in BASELINES
+        or (
+            (only is None or name in only)
+            and (database.name == "postgresql" or PROBES[name].mode not in AWAITED_MODES)
+        )
+    )
+
+
 def measure_closed(
     database: Database, data_dir: Path, pool: FactorPool, config: dict[str, Any]
 ) -> dict[str, Any]:
     """The floor's load on `CLOSED`; medians of the turns."""
     raised = dict(floor.RAISED_LIMITS)
+    names = selected(CLOSED, database, config["only"])
     servers = {
         "noop": floor.NoopServerProcess(data_dir, "noop", with_interceptors=False),
         "totpd": ServerProcess(data_dir, database.url, name="totpd-probe", env=raised),
-        **_probes(data_dir, database.url, CLOSED, raised, config["window"]),
+        **_probes(data_dir, database.url, names, raised, config["window"]),
     }
 
     def run(name: str, server: ServerProcess) -> dict[str, Any]:
@@ -463,6 +540,7 @@ def measure_closed(
         "of_noop": {name: m["rps"] / medians["noop"]["rps"] for name, m in medians.items()},
         "of_aio_noop": {name: m["rps"] / medians["aio noop"]["rps"] for name, m in medians.items()},
         "rounds": _round_counts(servers),
+        "servers": names,
         "concurrency": config["concurrency"],
         "turn_count": config["turns"],
         "window_s": config["window"],
@@ -473,9 +551,10 @@ def measure_open(
     database: Database, data_dir: Path, pool: FactorPool, config: dict[str, Any]
 ) -> dict[str, Any]:
     """Valid codes offered at `config["rate"]` to `OPEN`; medians of the turns."""
+    names = selected(OPEN, database, config["only"])
     servers = {
         "totpd": ServerProcess(data_dir, database.url, name="totpd-open", processes="auto"),
-        **_probes(data_dir, database.url, OPEN, None, config["window"]),
+        **_probes(data_dir, database.url, names, None, config["window"]),
     }
 
     def run(name: str, server: ServerProcess) -> dict[str, Any]:
@@ -506,6 +585,7 @@ def measure_open(
     return {
         "medians": medians,
         "rounds": _round_counts(servers),
+        "servers": names,
         "rate": config["rate"],
         "turn_count": config["turns"],
     }
@@ -537,7 +617,7 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
         f"{'server':>21} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/call':>12} "
         f"{'of noop':>8} {'of aio noop':>12} {'calls/round':>12}",
     ]
-    for server in CLOSED:
+    for server in closed["servers"]:
         m = closed["medians"][server]
         lines.append(
             f"{server:>21} {m['rps']:>9,.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
@@ -554,7 +634,7 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
         f"{'dropped':>8} {'CPU µs/call':>12} {'+ db + client':>14} {'cores':>6} "
         f"{'calls/round':>12}  p99 of each turn",
     ]
-    for server in OPEN:
+    for server in opened["servers"]:
         m = opened["medians"][server]
         turns_p99 = ", ".join(f"{p99:,.1f}" for p99 in m["turns_p99_ms"])
         every = sum(m[f"{part}_cpu_us_per_call"] for part in ("server", "database", "client"))
@@ -590,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--window", type=float, default=WINDOW_S, help="seconds")
+    parser.add_argument("--only", nargs="+", choices=sorted(PROBES), help="these probes alone")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -616,6 +697,7 @@ _CONFIG_KEYS = (
     "concurrency",
     "turns",
     "window",
+    "only",
 )
 
 
