@@ -122,6 +122,8 @@ CLOSED = (
     "aio on loop + chain",
     "aio awaited",
     "aio awaited + chain",
+    "+ chain, 2nd if slow",
+    "awaited + chain, 2 rounds",
 )
 OPEN = (
     "totpd",
