@@ -60,8 +60,7 @@ def bulk_write_values(
     if dialect == "postgresql":
         # Sorted by factor id: the order the locked read takes row locks in, so
         # a write planned as a loop over the rows locks in that order too.
-        values["p_rows"] = json.dumps(sorted(writes))
-        return values
+        return values | round_sql.json_rows_values(sorted(writes))
     # SQLite locks the whole database, in any order (sorting 10k rows cost ~4 ms).
     won: list[tuple[str, int, int]] = []
     rows: list[FactorWrite] = []
@@ -76,8 +75,7 @@ def bulk_write_values(
         else:
             rows.append(write)
     values["p_won"] = json.dumps(won)
-    values["p_rows"] = json.dumps(rows)
-    return values
+    return values | round_sql.json_rows_values(rows)
 
 
 # A statement, its values, and the rows it must return (None: any number).
@@ -108,7 +106,7 @@ def account_statements(
         if len(rows) == 1:
             statements.append((one(dialect), _account_values(rows[0], tenant), 1))
         elif rows:
-            values: dict[str, object] = {"p_rows": json.dumps(rows), "p_tenant": tenant}
+            values = {"p_tenant": tenant, **round_sql.json_rows_values(rows)}
             statements.append((many(dialect), values, len(rows)))
     return statements
 
