@@ -18,7 +18,7 @@ from benchmarks.service.servers import cpu_seconds
 from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
 from totpd.store import CandidateFactor, FactorWrite, open_engine
-from totpd.store.round_sql import bulk_round_sql, key_values
+from totpd.store.round_sql import bulk_round_sql
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
@@ -262,10 +262,10 @@ def run_service_sql(
             pairs = pool.take(n)
             steps = {pool.factor(index): step for index, step in pairs}
             now = int(time.time())
-            keys = key_values((pool.account(index) for index, _ in pairs), DEFAULT_TENANT)
+            keys = json.dumps([(pool.account(index), DEFAULT_TENANT) for index, _ in pairs])
             if postgres:
                 connection.autocommit = True  # the service reads outside a transaction
-            params = read.parameters({"p_now": now, **keys})
+            params = read.parameters({"p_now": now, "p_keys": keys})
             reading, rows = _timed_read(connection, read.sql, params)
             writes = _consumed_steps(rows, steps)
             if postgres:

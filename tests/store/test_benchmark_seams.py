@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import Engine
 
@@ -12,7 +14,7 @@ from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, dbapi
-from totpd.store.round_sql import bulk_round_sql, key_values
+from totpd.store.round_sql import bulk_round_sql
 from totpd.store.round_writes import bulk_write_values
 
 NOBODY = [AttemptRequest("nobody", 6, None)]
@@ -58,8 +60,8 @@ def test_the_bulk_round_sql_run_raw_reads_the_factors_and_wins_a_step_once(
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
-        keys = key_values((account_id, "nobody"), DEFAULT_TENANT)
-        cursor.execute(read.sql, read.parameters({"p_now": now, **keys}))
+        keys = json.dumps([(account, DEFAULT_TENANT) for account in (account_id, "nobody")])
+        cursor.execute(read.sql, read.parameters({"p_now": now, "p_keys": keys}))
         (factor,) = map(CandidateFactor._make, cursor.fetchall())
         assert (factor.factor_id, factor.account_id) == (factor_id, account_id)
         step = factor.last_used_step + 1

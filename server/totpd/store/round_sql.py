@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -116,31 +116,17 @@ def _round_keys(dialect: str) -> Select[Any]:
     statistics took that for a selective index condition and looped over the
     JSON array for every factor of the tenant (a 1,000-account read 250x slower).
     """
-    elements = _key_elements(dialect, "keys")
+    keys = bindparam("p_keys", type_=String)
+    if dialect == "postgresql":
+        elements = func.jsonb_array_elements(cast(keys, JSONB)).table_valued("value")
+    else:
+        elements = func.json_each(keys).table_valued("value")
     pair = elements.c.value.op("->>")
     columns: list[ColumnElement[Any]] = [
         cast(pair(literal_column(str(index))), String).label(name)
         for index, name in enumerate(("account_id", "tenant"))
     ]
     return select(*columns).select_from(elements)
-
-
-def _key_elements(dialect: str, name: str) -> FromClause:
-    """The elements (`value`) of the ``p_keys`` array; on PostgreSQL limited to
-    their count, ``p_keys_count``, for the planner's estimate (`_json_rows`)."""
-    keys = bindparam("p_keys", type_=String)
-    if dialect != "postgresql":
-        return func.json_each(keys).table_valued("value").alias(name)
-    elements = func.jsonb_array_elements(cast(keys, JSONB)).table_valued("value")
-    count = bindparam("p_keys_count", type_=Integer)
-    return select(elements.c.value).limit(count).subquery(name)
-
-
-def key_values(accounts: Iterable[str], tenant: str) -> dict[str, object]:
-    """The binds of a statement built on `_round_keys` or `_round_key_rows`: the
-    (account, tenant) pairs, and their count."""
-    pairs = [(account, tenant) for account in accounts]
-    return {"p_keys": json.dumps(pairs), "p_keys_count": len(pairs)}
 
 
 def _round_key_rows(dialect: str) -> FromClause:
@@ -152,7 +138,12 @@ def _round_key_rows(dialect: str) -> FromClause:
     35-45% more for 10,000 pairs (benchmarks/NOTES.md). A round holds one
     pair per account, so the join repeats no factor.
     """
-    pairs = _key_elements(dialect, "round_keys")
+    keys = bindparam("p_keys", type_=String)
+    if dialect == "postgresql":
+        elements = func.jsonb_array_elements(cast(keys, JSONB)).table_valued("value")
+    else:
+        elements = func.json_each(keys).table_valued("value")
+    pairs = elements.alias("round_keys")
     pair = pairs.c.value.op("->>", return_type=String)
     return pairs.join(
         _FACTORS,

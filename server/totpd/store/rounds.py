@@ -10,7 +10,8 @@ DB-API cursor (dbapi.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 
@@ -179,7 +180,7 @@ class LockedRound:
         """
         if self._connection.dialect.name == "postgresql":
             accounts = sorted({request.account_id for request in requests})
-            values = round_sql.key_values(accounts, tenant)
+            values: dict[str, object] = {"p_keys": _keys(accounts, tenant)}
             self._connection.run(account_sql.insert_missing_accounts(), values)
             self._connection.run(account_sql.lock_accounts(), values)
         return _read(self._connection, requests, state, now, tenant, lock=True)
@@ -283,7 +284,7 @@ def _read(
     if len(wanted) != len(requests):
         raise ValueError("a round reads at most one request per account")
     statement = round_sql.read_many(dialect, state, lock)
-    rows = connection.run(statement, {"p_now": now, **round_sql.key_values(wanted, tenant)})
+    rows = connection.run(statement, {"p_now": now, "p_keys": _keys(wanted, tenant)})
     found: list[CandidateFactor] = []
     accounts: set[str] = set()
     for row in rows:
@@ -298,6 +299,11 @@ def _read(
     if len(accounts) < len(found) and not lock:  # an account with several factors
         found.sort()  # by id (the locking read is ordered by the database)
     return found
+
+
+def _keys(accounts: Iterable[str], tenant: str) -> str:
+    """The (account, tenant) pairs a bulk read or lock binds (round_sql._round_keys)."""
+    return json.dumps([(account, tenant) for account in accounts])
 
 
 def _write_alone(connection: RawConnection, statement: round_writes.Statement) -> bool:
