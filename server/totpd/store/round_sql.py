@@ -9,7 +9,6 @@ compiled, to benchmarks that time the database's own work.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -296,25 +295,8 @@ def write_many(dialect: str, state: FactorState, activate: bool) -> Update:
 def _json_rows(
     dialect: str, name: str, columns: Sequence[tuple[str, type[TypeEngine[Any]]]]
 ) -> CTE:
-    """`WITH name AS (SELECT ... FROM <JSON array of rows>)`, bound as ``p_rows``
-    (`json_rows_values`).
-
-    On PostgreSQL limited to the array's length (``p_rows_count``), which changes
-    no result but the planner's estimate: it takes any JSON array for 100 rows,
-    and for a round of a few accounts it then hashed the whole accounts table
-    rather than search its key once per row (until the table passed about 40k
-    rows; benchmarks/NOTES.md). With the limit it plans for min(n, 100) rows, 10
-    in a generic plan.
-    """
-    rows = _json_select(dialect, "p_rows", columns)
-    if dialect == "postgresql":
-        rows = rows.limit(bindparam("p_rows_count", type_=Integer))
-    return rows.cte(name)
-
-
-def json_rows_values(rows: Sequence[Sequence[object]]) -> dict[str, object]:
-    """The binds of a statement built on `_json_rows`: the rows, and their count."""
-    return {"p_rows": json.dumps(rows), "p_rows_count": len(rows)}
+    """`WITH name AS (SELECT ... FROM <JSON array of rows>)`, bound as ``p_rows``."""
+    return _json_select(dialect, "p_rows", columns).cte(name)
 
 
 def _json_select(
