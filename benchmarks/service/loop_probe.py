@@ -55,6 +55,7 @@ from typing import Any, NamedTuple
 
 import grpc
 from sqlalchemy.engine import make_url
+from sqlalchemy.util import greenlet_spawn  # greenlet itself is imported at the first call
 
 from benchmarks.service import floor, report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
@@ -136,7 +137,7 @@ OPEN = (
     "aio awaited + chain",
     "awaited + chain, 2 rounds",
 )
-# Always measured: the closed loop's ratios are of these two.
+# Always measured: the two no-ops (the closed loop's ratios are of them) and totpd.
 BASELINES = ("noop", "totpd", "aio noop")
 ROUND_PROBES = tuple(name for name, probe in PROBES.items() if probe.mode != "noop")
 
@@ -230,8 +231,6 @@ class Gatherer:
         checks = [Check(position, w.item, w.digits) for position, w in enumerate(members)]
         audits = [w.audit for w in members]
         if self._awaited:
-            from sqlalchemy.util import greenlet_spawn  # needs greenlet: only here
-
             task = self._loop.create_task(
                 greenlet_spawn(self._checker.check_round, checks, audits, tenant=DEFAULT_TENANT)
             )
@@ -502,7 +501,7 @@ def _probes(
     }
 
 
-def selected(
+def _selected(
     names: tuple[str, ...], database: Database, only: tuple[str, ...] | None
 ) -> tuple[str, ...]:
     """The servers of `names` a run measures: the baselines, and the probes `only`
@@ -523,7 +522,7 @@ def measure_closed(
 ) -> dict[str, Any]:
     """The floor's load on `CLOSED`; medians of the turns."""
     raised = dict(floor.RAISED_LIMITS)
-    names = selected(CLOSED, database, config["only"])
+    names = _selected(CLOSED, database, config["only"])
     servers = {
         "noop": floor.NoopServerProcess(data_dir, "noop", with_interceptors=False),
         "totpd": ServerProcess(data_dir, database.url, name="totpd-probe", env=raised),
@@ -553,7 +552,7 @@ def measure_open(
     database: Database, data_dir: Path, pool: FactorPool, config: dict[str, Any]
 ) -> dict[str, Any]:
     """Valid codes offered at `config["rate"]` to `OPEN`; medians of the turns."""
-    names = selected(OPEN, database, config["only"])
+    names = _selected(OPEN, database, config["only"])
     servers = {
         "totpd": ServerProcess(data_dir, database.url, name="totpd-open", processes="auto"),
         **_probes(data_dir, database.url, names, None, config["window"]),
