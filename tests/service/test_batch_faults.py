@@ -10,6 +10,7 @@ call does: nothing was stored, and clients retry a failed call.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -30,13 +31,16 @@ DOWN = StoreUnavailableError("the database failed a statement", Exception("conne
 
 
 def failing_after(calls: int, real: Callable[..., Any], error: Exception) -> Callable[..., Any]:
-    """`real` for the first `calls` calls, then `error` on every call."""
+    """`real` for the first `calls` calls, then `error` on every call (from any thread)."""
     made = 0
+    lock = threading.Lock()
 
     def call(*args: Any, **kwargs: Any) -> Any:
         nonlocal made
-        made += 1
-        if made > calls:
+        with lock:
+            made += 1
+            fails = made > calls
+        if fails:
             raise error
         return real(*args, **kwargs)
 

@@ -31,11 +31,12 @@ from tests.service.conftest import results_of
 from tests.totp_oracle import code_at, wrong_code
 from totpd import deadlines
 from totpd.crypto import Keyring
+from totpd.service import round_plan
 from totpd.service.errors import ErrorReason
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, EnrollParams, VerifyItem, VerifyResult
-from totpd.store import FactorStore
+from totpd.store import Attempts, FactorStore
 from totpd.store.deadline import DeadlineExceededError, DeadlinePool
 
 __all__ = ["database", "hung_engine", "paused_postgres"]  # fixtures
@@ -286,3 +287,22 @@ def test_a_pool_checkout_waits_only_until_the_deadline(tmp_path: Any) -> None:
         engine.raw_connection().close()  # the pool itself is unharmed
     finally:
         engine.dispose()
+
+
+def test_a_batch_split_into_parts_on_a_hung_database_ends_by_its_deadline(
+    database: HangingDatabase,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both lanes wait on the database (service/lanes.py); both end by the deadline,
+    and nothing is stored."""
+    monkeypatch.setattr(round_plan, "PART_CHECKS", 2)
+    monkeypatch.setattr(Attempts, "parallel_rounds", True)  # SQLite's too
+    enrollments = [enrolled(service, clock, f"{account_id}-{number}") for number in range(6)]
+    items = [VerifyItem(e.factor.account_id, code_at(e, clock.now)) for e in enrollments]
+    with database.hung(), deadlines.within(DEADLINE), pytest.raises(DeadlineExceededError):
+        service.verify_batch(items)
+    monkeypatch.undo()
+    assert results_of(service.verify_batch(items)) == [VerifyResult.VALID] * len(items)

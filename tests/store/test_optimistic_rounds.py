@@ -7,6 +7,7 @@ attempt on the same factor runs (and commits) right after it.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -19,7 +20,14 @@ from tests.totp_oracle import code_at, wrong_code
 from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.service.types import VerifyItem, VerifyResult
-from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, RoundAbortedError
+from totpd.store import (
+    AttemptRequest,
+    Attempts,
+    CandidateFactor,
+    FactorStore,
+    FactorWrite,
+    RoundAbortedError,
+)
 
 
 def test_a_changed_factor_stops_the_whole_write(
@@ -182,3 +190,10 @@ def test_a_won_step_on_a_changed_factor_stops_every_other_row(
     assert stored["a"] is not None and stored["a"].last_used_step == step
     assert stored["b"] is not None and stored["b"].failed_attempts == 2
     assert stored["c"] is not None and stored["c"].failed_attempts == 1
+
+
+def test_only_postgresql_runs_a_large_round_as_parts(engine: Engine) -> None:
+    """service/lanes.py: PostgreSQL's backends work beside the server's Python;
+    SQLite's one writer works in the server's process (no gain measured)."""
+    attempts = Attempts(engine, threading.Lock())
+    assert attempts.parallel_rounds is (engine.dialect.name == "postgresql")

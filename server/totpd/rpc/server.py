@@ -39,6 +39,7 @@ from totpd.rpc.tls import (
     tls_log_fields,
     warn_if_plaintext_beyond_loopback,
 )
+from totpd.service import lanes
 from totpd.service.mfa import MfaService
 from totpd.store.database import POOL_OVERFLOW, POOL_SIZE
 from totpd.v1 import totp_service_pb2, totp_service_pb2_grpc
@@ -178,11 +179,12 @@ def start_health_probe(
 def admission_policy(settings: Settings) -> AdmissionPolicy:
     """Items in flight up to `max_items_in_flight`; calls in flight up to the
     database connections they can get without waiting. Each call holds one
-    worker thread and at most one connection at a time, so the second bound
-    only matters when `max_workers` exceeds the pool."""
+    worker thread and at most one connection at a time, and the batch helper
+    lanes one each (service/lanes.py), so the second bound only matters when
+    `max_workers` exceeds the pool."""
     admission = Admission(
         settings.max_items_in_flight,
-        max_calls=POOL_SIZE + POOL_OVERFLOW - _BACKGROUND_CONNECTIONS,
+        max_calls=POOL_SIZE + POOL_OVERFLOW - _BACKGROUND_CONNECTIONS - lanes.HELPERS,
     )
     return AdmissionPolicy(admission, settings.largest_batch_items)
 

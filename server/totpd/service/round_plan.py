@@ -3,10 +3,16 @@ settle for the checks after it (glossary: verification.py)."""
 
 from __future__ import annotations
 
+import math
+
 from totpd.service.checks import Check, Verdict
 from totpd.service.types import VerifyOutcome, VerifyResult
 
 FAILED_RESULTS = (VerifyResult.INVALID, VerifyResult.REPLAYED)
+# A round of more checks is split into parts of about this many, each a round
+# of its own, run two at a time (service/lanes.py). Smaller parts overlap more
+# of the database's work with Python's; each costs its statements and a commit.
+PART_CHECKS = 1_000
 
 
 def failures(verdicts: list[Verdict]) -> int:
@@ -75,3 +81,12 @@ def one_per_account(checks: list[Check]) -> tuple[list[Check], list[Check]]:
             seen.add(check.item.account_id)
             now_items.append(check)
     return now_items, later
+
+
+def round_parts(checks: list[Check]) -> list[list[Check]]:
+    """`checks` (one per account) in parts of at most PART_CHECKS, as even as can be."""
+    size = PART_CHECKS
+    if len(checks) <= size:
+        return [checks]
+    step = math.ceil(len(checks) / math.ceil(len(checks) / size))
+    return [checks[start : start + step] for start in range(0, len(checks), step)]

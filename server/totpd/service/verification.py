@@ -10,10 +10,11 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from totpd.crypto import Keyring
 from totpd.domain import FactorState
-from totpd.service import validation
+from totpd.service import lanes, round_plan, validation
 from totpd.service.accounting import (
     account_reset,
     count_on_account,
@@ -27,7 +28,13 @@ from totpd.service.errors import ErrorReason, TotpdError
 from totpd.service.faults import as_domain_error, is_store_fault, store_fault
 from totpd.service.matching import matched_steps
 from totpd.service.policy import Policies, Policy
-from totpd.service.round_plan import answer_while_locked, failures, one_per_account, unless_lost
+from totpd.service.round_plan import (
+    answer_while_locked,
+    failures,
+    one_per_account,
+    round_parts,
+    unless_lost,
+)
 from totpd.service.rounds import Round, RoundCompletion
 from totpd.service.types import VerifyItem, VerifyOutcome
 from totpd.service.uncounted import uncounted_verdicts
@@ -47,6 +54,19 @@ __all__ = ["CodeChecker", "RoundCompletion"]
 _LOCKED_TRIES = 3
 # A round's verdicts, and its checks that had no candidate (nothing counted).
 _RoundVerdicts = tuple[list[tuple[Check, Verdict]], list[Check]]
+
+
+class _PartVerdicts(NamedTuple):
+    """What one round (a part of a call's round) settled: its stored verdicts, the
+    verdicts of its checks without a candidate, and the fault that stopped it."""
+
+    decided: list[tuple[Check, Verdict]]
+    loose: list[tuple[Check, Verdict]]
+    fault: Exception | None
+
+
+def _faulted(part: _PartVerdicts) -> bool:
+    return part.fault is not None
 
 
 class CodeChecker:
@@ -194,6 +214,10 @@ class CodeChecker:
         those checks keep them and every check not decided gets the fault as its
         own error.
 
+        A round of more than `round_plan.PART_CHECKS` checks runs as parts, each a
+        round of its own, two at a time (service/lanes.py); once one faults no
+        other starts, and the rule above holds over all of them.
+
         With `audit`, a round's verdicts get their events in the round's
         transaction; the verdicts answered outside a round's write (LOCKED
         without a candidate to write, or settled by an earlier round) change
@@ -204,28 +228,27 @@ class CodeChecker:
         now = math.floor(self._clock())
         decided_any = False
         loose: list[tuple[Check, Verdict]] = []  # decided outside a round's write
+        # A request record completes with one round: no parts then.
+        split = completion is None and self._store.attempts.parallel_rounds
+
+        def settle(checks: list[Check], record: RoundCompletion | None = None) -> _PartVerdicts:
+            requests = _attempt_requests(checks)
+            return self._settled_part(
+                Round(checks, requests, state, now, activate, tenant, policy, audit, record)
+            )
+
         while waiting:
             this_round, waiting = one_per_account(waiting)
-            decided: list[tuple[Check, Verdict]] = []
-            try:
-                reads = _attempt_requests(this_round)
-                decided, uncounted = self._round_verdicts(
-                    Round(
-                        this_round, reads, state, now, activate, tenant, policy, audit, completion
-                    )
-                )
-                for check, verdict in decided:
-                    verdicts[check.position] = verdict
-                decided_any = decided_any or bool(decided)
-                for check, verdict in uncounted_verdicts(
-                    self._store, policy, uncounted, state, now, tenant
-                ):
-                    verdicts[check.position] = verdict
-                    loose.append((check, verdict))
-            except Exception as error:
-                if not (faults_per_item and decided_any and is_store_fault(error)):
-                    raise
-                _fail_undecided(error, [*this_round, *waiting], verdicts)
+            if split and len(this_round) > round_plan.PART_CHECKS:
+                parts = lanes.run_parts(round_parts(this_round), settle, stops=_faulted)
+            else:
+                parts = [settle(this_round, completion)]
+            decided, fault = _merged(parts, verdicts, loose)
+            decided_any = decided_any or bool(decided)
+            if fault is not None:
+                if not (faults_per_item and decided_any and is_store_fault(fault)):
+                    raise fault
+                _fail_undecided(fault, [*this_round, *waiting], verdicts)
                 break
             still = answer_while_locked(decided, waiting, verdicts)
             if audit is not None:
@@ -234,6 +257,21 @@ class CodeChecker:
         if audit is not None and loose:
             self._store.audit.append(audit.verdict_events(time_us(self._clock), loose).rows())
         return [verdict for verdict in verdicts if verdict is not None]
+
+    def _settled_part(self, round_: Round) -> _PartVerdicts:
+        """One round decided and stored, and its checks without a candidate
+        explained; an error is returned, with the verdicts the round stored
+        before it (never lost: the round committed them)."""
+        decided: list[tuple[Check, Verdict]] = []
+        loose: list[tuple[Check, Verdict]] = []
+        try:
+            decided, uncounted = self._round_verdicts(round_)
+            loose = uncounted_verdicts(
+                self._store, round_.policy, uncounted, round_.state, round_.now, round_.tenant
+            )
+        except Exception as error:
+            return _PartVerdicts(decided, loose, error)
+        return _PartVerdicts(decided, loose, None)
 
     def _round_verdicts(self, round_: Round) -> _RoundVerdicts:
         """Decide and store one round; returns the verdicts and the checks with
@@ -363,6 +401,30 @@ class CodeChecker:
                     outcome = count_on_account(policy, outcome, unblocked, accounts, now)
             verdicts.append((check, outcome))
         return verdicts, writes, accounts
+
+
+def _merged(
+    parts: Sequence[_PartVerdicts | None],
+    verdicts: list[Verdict | None],
+    loose: list[tuple[Check, Verdict]],
+) -> tuple[list[tuple[Check, Verdict]], Exception | None]:
+    """The parts' verdicts put in place (those without a candidate also added to
+    `loose`); returns the stored ones and the fault to answer, if any: an error not
+    the store's before a store fault. A part not started (None) decided nothing."""
+    decided: list[tuple[Check, Verdict]] = []
+    fault: Exception | None = None
+    for part in parts:
+        if part is None:
+            continue
+        for check, verdict in part.decided:
+            verdicts[check.position] = verdict
+        for check, verdict in part.loose:
+            verdicts[check.position] = verdict
+        decided += part.decided
+        loose += part.loose
+        if part.fault is not None and (fault is None or is_store_fault(fault)):
+            fault = part.fault
+    return decided, fault
 
 
 def _parsed_checks(requests: Sequence[VerifyItem], verdicts: list[Verdict | None]) -> list[Check]:

@@ -41,6 +41,16 @@ class Attempts:
         self._writer = writer  # queues SQLite's writers (see database.writer_queue)
         self._shares = self._dialect.name == "postgresql"  # see one_connection
 
+    @property
+    def parallel_rounds(self) -> bool:
+        """Whether a large round gains from running as parts, two at a time
+        (service/lanes.py): on PostgreSQL, whose backends run each connection's
+        statements in processes of their own. SQLite runs them in this
+        process, one writer at a time: parts measured no faster there, for 14%
+        more CPU (benchmarks/NOTES.md); and in memory its pool gives each
+        thread a database of its own."""
+        return self._dialect.name == "postgresql"
+
     @deadline.bounded
     def read(
         self,

@@ -1,0 +1,96 @@
+"""Parts of one call's work on two lanes at once: the calling thread, and one
+helper thread that the process's calls share.
+
+A large BatchVerify round waits on PostgreSQL (another process) for about as
+long as it works in Python: split into parts, one part's statements run while
+the next part is decided. Design notes: ARCHITECTURE.md, "Module notes",
+service/lanes.py.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+_P = TypeVar("_P")
+_R = TypeVar("_R")
+
+# The process's helper threads: one per core beyond the first, at most 4. A call
+# takes at most one; each holds a database connection while it runs a part
+# (rpc/server.py's admission leaves them room in the pool).
+HELPERS = min(4, max(1, (os.cpu_count() or 2) - 1))
+
+_helpers: ThreadPoolExecutor | None = None
+_helpers_lock = threading.Lock()
+
+
+def _helper_pool() -> ThreadPoolExecutor:
+    """The process's helper lanes, made at first use (after any fork)."""
+    global _helpers
+    with _helpers_lock:
+        if _helpers is None:
+            _helpers = ThreadPoolExecutor(HELPERS, thread_name_prefix="totpd-lane")
+        return _helpers
+
+
+def _forget_helpers() -> None:
+    # A forked child has none of its parent's threads, maybe the lock held.
+    global _helpers, _helpers_lock
+    _helpers, _helpers_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_helpers)
+
+
+def run_parts(
+    parts: Sequence[_P], run: Callable[[_P], _R], *, stops: Callable[[_R], bool]
+) -> list[_R | None]:
+    """`run` on every part, in this thread and on a helper lane when one is free;
+    each part's result in order.
+
+    After a result that `stops` (a fault: the database is down or the
+    deadline passed), no part starts: the parts not run are None. `run`
+    should not raise; what it raises leaves from here once both lanes stopped.
+    The helper runs in a copy of this thread's context (the call's deadline,
+    its trace).
+    """
+    results: list[_R | None] = [None] * len(parts)
+    if len(parts) < 2:
+        for index, part in enumerate(parts):
+            results[index] = run(part)
+        return results
+    pending = iter(range(len(parts)))
+    lock = threading.Lock()
+    stopped = False
+
+    def lane() -> None:
+        nonlocal stopped
+        while True:
+            with lock:
+                index = None if stopped else next(pending, None)
+            if index is None:
+                return
+            try:
+                result = run(parts[index])
+            except BaseException:
+                with lock:
+                    stopped = True
+                raise
+            results[index] = result
+            if stops(result):
+                with lock:
+                    stopped = True
+
+    helper = _helper_pool().submit(contextvars.copy_context().run, lane)
+    try:
+        lane()
+    finally:
+        # A helper that has not started is not waited for; one that has is:
+        # it holds a part (and a connection) of this call.
+        if not helper.cancel():
+            helper.result()
+    return results
