@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -230,6 +231,55 @@ def run_database(
             updated += rows_updated
     finally:
         connection.close()
+    return summarize(n, times, form=form, updated_fraction=updated / (n * repeat))
+
+
+def run_database_halves(
+    database: Database, pool: FactorPool, n: int, repeat: int, *, warmup: int = 1
+) -> dict[str, Any]:
+    """Median time for n fresh rows of the bulk UPDATE in two halves at once, each
+    on a connection of its own, in a transaction of its own.
+
+    The database's own work spread over two connections, as BatchVerify's
+    parts spread theirs (server/totpd/service/lanes.py): context for the
+    ratio, whose target is against the one-statement UPDATE (`run_database`).
+    PostgreSQL only (SQLite's second writer would only queue), its rows as
+    the store sends them (jsonb).
+    """
+    form = "jsonb"
+    connections = [database.connect_raw() for _ in range(2)]
+    times: list[float] = []
+    updated = 0
+    try:
+        with ThreadPoolExecutor(2) as threads:
+            for call in range(repeat + warmup):
+                pairs = pool.take(n)
+                halves = [pairs[: n // 2], pairs[n // 2 :]]
+                statements = [
+                    (
+                        consume_sql(database, len(half), form),
+                        [*_consume_params(pool, half, form), int(time.time()), "active"],
+                    )
+                    for half in halves
+                ]
+                started = time.perf_counter()
+                counts = list(
+                    threads.map(
+                        lambda connection, statement: _transaction(
+                            connection, database, [statement]
+                        )[0],
+                        connections,
+                        statements,
+                    )
+                )
+                elapsed = time.perf_counter() - started
+                if call < warmup:
+                    continue
+                times.append(elapsed)
+                updated += sum(counts)
+    finally:
+        for connection in connections:
+            connection.close()
     return summarize(n, times, form=form, updated_fraction=updated / (n * repeat))
 
 

@@ -40,6 +40,7 @@ def measure(
     service: list[dict[str, Any]] = []
     forms: dict[str, list[dict[str, Any]]] = {form: [] for form in batch.forms(database)}
     own_sql: list[dict[str, Any]] = []
+    halves: list[dict[str, Any]] = []
     try:
         for turn in range(args.turns):
             warm = 1 if turn == 0 else 0  # first-use costs, once per side
@@ -49,6 +50,8 @@ def measure(
             for form, figures in forms.items():
                 figures.append(batch.run_database(database, pool, n, calls, form=form, warmup=warm))
             own_sql.append(batch.run_service_sql(database, pool, n, calls, warmup=warm))
+            if database.name == "postgresql":  # SQLite's second writer would only queue
+                halves.append(batch.run_database_halves(database, pool, n, calls, warmup=warm))
     finally:
         server.stop()
     parts = breakdown.run_breakdown(database, data_dir, pool, n, args.breakdown_calls)
@@ -59,7 +62,7 @@ def measure(
     cpu = [c for figure in service for c in figure["server_cpu_s"] or []]
     pooled["server_cpu_median_s"] = statistics.median(cpu) if cpu else None
     own = _pooled(n, own_sql)
-    return {
+    measured: dict[str, Any] = {
         "items": n,
         "turns": args.turns,
         "calls_per_turn": calls,
@@ -72,6 +75,11 @@ def measure(
         "ratio_service_sql_vs_consume": own["rate"] / consume["rate"],
         "breakdown": parts,
     }
+    if halves:
+        halved = _pooled(n, halves)
+        measured["db_consume_halves"] = halved
+        measured["ratio_vs_consume_halves"] = pooled["rate"] / halved["rate"]
+    return measured
 
 
 def _pooled(n: int, turns: list[dict[str, Any]]) -> dict[str, Any]:
@@ -107,6 +115,12 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
         f"   svc/db1 {ratio:.0%} (target >= {TARGET:.0%}: {_verdict(ratio)}),"
         f" SQL/db1 {figures['ratio_service_sql_vs_consume']:.0%}",
     ]
+    if "db_consume_halves" in figures:  # context: not the target's baseline
+        halved = figures["db_consume_halves"]
+        lines.append(
+            f"   db 1-UPDATE halved  {halved['rate']:>10,.0f} rows/s   (two connections at"
+            f" once, as the service's parts run; svc/it {figures['ratio_vs_consume_halves']:.0%})"
+        )
     lines += breakdown.stage_table(figures["breakdown"], service["median_s"])
     return lines
 
