@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
-from tests.enrollments import enroll_many, store_of, wrong_for_all
+from tests.enrollments import enroll_active, enroll_many, store_of, wrong_for_all
 from tests.store.conftest import interleave_after_read
 from tests.totp_oracle import code_at
 from totpd.service import failure_budget
 from totpd.service.mfa import MfaService
-from totpd.service.types import VerifyItem, VerifyResult
-from totpd.store import LockedRound, dbapi
+from totpd.service.types import VerifyItem, VerifyOutcome, VerifyResult
+from totpd.store import LockedRound, dbapi, round_writes
 from totpd.store.errors import StoreUnavailableError
 
 
@@ -140,3 +140,79 @@ def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
     outcome = service.verify(VerifyItem(account_id, wrong))
     assert outcome.result is VerifyResult.INVALID
     assert account_state(service, account_id) is not None
+
+
+@pytest.mark.parametrize(
+    "accounts", [3, round_writes.EACH_ROW_UP_TO + 2], ids=["row by row", "json rows"]
+)
+def test_a_batch_with_one_account_changed_in_between_is_decided_again_whole(
+    engine: Engine,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    accounts: int,
+) -> None:
+    """Several accounts' failures in one round: on PostgreSQL up to EACH_ROW_UP_TO
+    account rows are updated one key at a time, pipelined (round_writes.EachRow),
+    more as one statement over JSON rows. Either way one account changed since
+    the read writes nothing of the round, and each failure is counted once."""
+    ids = [f"{account_id}-{number}" for number in range(accounts)]
+    enrolled = [enroll_active(service, clock, account) for account in ids]
+    items = [
+        VerifyItem(a, wrong_for_all([e], clock.now)) for a, e in zip(ids, enrolled, strict=True)
+    ]
+    service.verify_batch(items)  # every account has its row: the round updates them
+    locked_rounds = interleave_after_read(service, monkeypatch, lambda: service.verify(items[-1]))
+    row_by_row: list[int] = []
+    run_each = dbapi.RawConnection.run_each
+
+    def counted(connection: dbapi.RawConnection, statement: Any, rows: Any) -> Any:
+        row_by_row.append(len(rows))
+        return run_each(connection, statement, rows)
+
+    monkeypatch.setattr(dbapi.RawConnection, "run_each", counted)
+
+    results = service.verify_batch(items)
+
+    assert [r.result for r in results if isinstance(r, VerifyOutcome)] == [
+        VerifyResult.INVALID
+    ] * accounts
+    assert locked_rounds == [1]
+    few = accounts <= round_writes.EACH_ROW_UP_TO and engine.dialect.name == "postgresql"
+    # The optimistic round's rows (one of them changed), then the locked round's.
+    assert row_by_row == ([accounts, accounts] if few else [])
+    failures = [account_state(service, account) for account in ids]
+    assert [state[0] if state else None for state in failures] == [2] * (accounts - 1) + [3]
+
+
+@pytest.mark.parametrize(
+    "accounts", [3, round_writes.EACH_ROW_UP_TO + 2], ids=["row by row", "json rows"]
+)
+def test_a_fault_after_several_accounts_rows_stores_none_of_them(
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    accounts: int,
+) -> None:
+    ids = [f"{account_id}-{number}" for number in range(accounts)]
+    enrolled = [enroll_active(service, clock, account) for account in ids]
+    items = [
+        VerifyItem(a, wrong_for_all([e], clock.now)) for a, e in zip(ids, enrolled, strict=True)
+    ]
+    service.verify_batch(items)  # every account has its row: the round updates them
+    real_run = dbapi.run_compiled
+    faults = [StoreUnavailableError("the database failed a statement", Exception("closed"))]
+
+    def run(dialect: Any, connection: Any, statement: Any, values: Any) -> Any:
+        if "UPDATE factors" in statement.sql and faults:  # after the accounts' rows
+            raise faults.pop()
+        return real_run(dialect, connection, statement, values)
+
+    monkeypatch.setattr(dbapi, "run_compiled", run)
+    with pytest.raises(StoreUnavailableError):
+        service.verify_batch(items)
+    assert not faults
+    states = [account_state(service, account) for account in ids]
+    assert [state[0] if state else None for state in states] == [1] * accounts

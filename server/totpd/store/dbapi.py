@@ -72,6 +72,25 @@ def run_compiled(
         return rows
 
 
+def run_compiled_each(
+    dialect: Dialect,
+    connection: PoolProxiedConnection,
+    statement: CompiledStatement,
+    rows: Sequence[dict[str, object]],
+) -> list[Sequence[tuple[Any, ...]]]:
+    """PostgreSQL: the statement once per row of values, all sent before any
+    answer is read (psycopg's executemany pipelines them: one round trip);
+    each execution's returned rows."""
+    with _driver_errors(dialect, connection) as cursor:
+        cursor.executemany(
+            statement.sql, [statement.parameters(row) for row in rows], returning=True
+        )
+        returned: list[Sequence[tuple[Any, ...]]] = [cursor.fetchall()]
+        while cursor.nextset():
+            returned.append(cursor.fetchall())
+        return returned
+
+
 def copy_rows(
     dialect: Dialect,
     connection: PoolProxiedConnection,
@@ -170,6 +189,11 @@ class RawConnection:
     ) -> Sequence[Any]:
         return run_compiled(
             self.dialect, self._connection, compiled(statement, self.dialect), values
+        )
+
+    def run_each(self, statement: Update, rows: Sequence[dict[str, object]]) -> list[Sequence[Any]]:
+        return run_compiled_each(
+            self.dialect, self._connection, compiled(statement, self.dialect), rows
         )
 
     def begin(self) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Insert, Select, Update
 
 from totpd.domain import FactorState
 from totpd.store import account_sql, audit, audit_sql, round_sql, unary_sql
+from totpd.store.dbapi import RawConnection
 from totpd.store.requests import Completion, complete_statement, complete_values
 from totpd.store.round_records import AccountWrite, FactorWrite
 
@@ -82,35 +83,60 @@ def bulk_write_values(
 
 # A statement, its values, and the rows it must return (None: any number).
 Statement = tuple[Update | Insert | Select[Any], dict[str, object], int | None]
-# What a round's write runs in its transaction: statements, and PostgreSQL's
-# COPY of many audit events.
-Step = Statement | audit_sql.CopiedEvents
+
+# PostgreSQL updates up to this many account rows one primary key at a time, all
+# sent at once (`EachRow`): it plans a JSON array of rows (`account_update_many`)
+# as 100 rows, and for a few rows hashed the whole accounts table until it passed
+# about 40k rows (benchmarks/NOTES.md). One key at a time has no plan to get wrong.
+EACH_ROW_UP_TO = 32
 
 
-def account_statements(
-    dialect: str, accounts: Sequence[AccountWrite], tenant: str
-) -> list[Statement]:
-    """The statements storing `accounts`, each with the rows it must return.
+class EachRow(NamedTuple):
+    """PostgreSQL: one statement run once per row of values, pipelined into one
+    round trip; each execution must return one row."""
+
+    statement: Update
+    rows: list[dict[str, object]]
+
+    def run(self, connection: RawConnection) -> bool:
+        """Run them all; False if one touched no row (the round must not commit)."""
+        returned = connection.run_each(self.statement, self.rows)
+        return all(len(rows) == 1 for rows in returned)
+
+
+# What a round's write runs in its transaction: statements, PostgreSQL's COPY of
+# many audit events, and its few account rows one at a time.
+Step = Statement | audit_sql.CopiedEvents | EachRow
+
+
+def account_statements(dialect: str, accounts: Sequence[AccountWrite], tenant: str) -> list[Step]:
+    """The steps storing `accounts`, each with the rows it must return.
 
     Rows read as present are updated where still as read; rows read as
     absent are inserted where still absent. On PostgreSQL sorted by account
-    id, the order locked rounds lock them in.
+    id, the order locked rounds lock them in, and a few updates one row at a
+    time (`EachRow`).
     """
-    if dialect == "postgresql":
+    postgres = dialect == "postgresql"
+    if postgres:
         accounts = sorted(accounts)
     updates = [a for a in accounts if a.seen_budget_tat is not None]
     inserts = [a for a in accounts if a.seen_budget_tat is None]
-    statements: list[Statement] = []
-    for rows, many, one in (
+    steps: list[Step] = []
+    if postgres and 1 < len(updates) <= EACH_ROW_UP_TO:
+        rows = [_account_values(update, tenant) for update in updates]
+        steps.append(EachRow(account_sql.account_update_one(dialect), rows))
+        updates = []
+    for group, many, one in (
         (updates, account_sql.account_update_many, account_sql.account_update_one),
         (inserts, account_sql.account_insert_many, account_sql.account_insert_one),
     ):
-        if len(rows) == 1:
-            statements.append((one(dialect), _account_values(rows[0], tenant), 1))
-        elif rows:
-            values: dict[str, object] = {"p_rows": json.dumps(rows), "p_tenant": tenant}
-            statements.append((many(dialect), values, len(rows)))
-    return statements
+        if len(group) == 1:
+            steps.append((one(dialect), _account_values(group[0], tenant), 1))
+        elif group:
+            values: dict[str, object] = {"p_rows": json.dumps(group), "p_tenant": tenant}
+            steps.append((many(dialect), values, len(group)))
+    return steps
 
 
 def _account_values(account: AccountWrite, tenant: str) -> dict[str, object]:

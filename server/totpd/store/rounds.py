@@ -214,10 +214,8 @@ class LockedRound:
         decided again: its failures must not go uncounted.
         """
         dialect = self._connection.dialect.name
-        for statement, values, expected in round_writes.account_statements(
-            dialect, accounts, tenant
-        ):
-            if len(self._connection.run(statement, values)) != expected:
+        for step in round_writes.account_statements(dialect, accounts, tenant):
+            if not _run_step(self._connection, step):
                 raise RoundAbortedError(
                     "an account row changed under the round's lock",
                     Exception("account changed under lock"),
@@ -331,7 +329,7 @@ def _write_alone(connection: RawConnection, statement: round_writes.Statement) -
 
 def _run_step(connection: RawConnection, step: round_writes.Step) -> bool:
     """Run one step of a round's write; False if it touched other than its rows."""
-    if isinstance(step, audit_sql.CopiedEvents):
+    if isinstance(step, audit_sql.CopiedEvents | round_writes.EachRow):
         return step.run(connection)
     statement, values, expected = step
     rows = connection.run(statement, values)
