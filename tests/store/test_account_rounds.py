@@ -142,6 +142,20 @@ def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
     assert account_state(service, account_id) is not None
 
 
+def failed_once(
+    service: MfaService, clock: Clock, account_id: str, accounts: int
+) -> tuple[list[str], list[VerifyItem]]:
+    """`accounts` accounts that failed once (each has its row: a round updates
+    them), and a wrong code for each."""
+    ids = [f"{account_id}-{number}" for number in range(accounts)]
+    enrolled = [enroll_active(service, clock, account) for account in ids]
+    items = [
+        VerifyItem(a, wrong_for_all([e], clock.now)) for a, e in zip(ids, enrolled, strict=True)
+    ]
+    service.verify_batch(items)
+    return ids, items
+
+
 @pytest.mark.parametrize(
     "accounts", [3, round_writes.EACH_ROW_UP_TO + 2], ids=["row by row", "json rows"]
 )
@@ -157,12 +171,7 @@ def test_a_batch_with_one_account_changed_in_between_is_decided_again_whole(
     account rows are updated one key at a time, pipelined (round_writes.EachRow),
     more as one statement over JSON rows. Either way one account changed since
     the read writes nothing of the round, and each failure is counted once."""
-    ids = [f"{account_id}-{number}" for number in range(accounts)]
-    enrolled = [enroll_active(service, clock, account) for account in ids]
-    items = [
-        VerifyItem(a, wrong_for_all([e], clock.now)) for a, e in zip(ids, enrolled, strict=True)
-    ]
-    service.verify_batch(items)  # every account has its row: the round updates them
+    ids, items = failed_once(service, clock, account_id, accounts)
     locked_rounds = interleave_after_read(service, monkeypatch, lambda: service.verify(items[-1]))
     row_by_row: list[int] = []
     run_each = dbapi.RawConnection.run_each
@@ -196,12 +205,7 @@ def test_a_fault_after_several_accounts_rows_stores_none_of_them(
     monkeypatch: pytest.MonkeyPatch,
     accounts: int,
 ) -> None:
-    ids = [f"{account_id}-{number}" for number in range(accounts)]
-    enrolled = [enroll_active(service, clock, account) for account in ids]
-    items = [
-        VerifyItem(a, wrong_for_all([e], clock.now)) for a, e in zip(ids, enrolled, strict=True)
-    ]
-    service.verify_batch(items)  # every account has its row: the round updates them
+    ids, items = failed_once(service, clock, account_id, accounts)
     real_run = dbapi.run_compiled
     faults = [StoreUnavailableError("the database failed a statement", Exception("closed"))]
 
