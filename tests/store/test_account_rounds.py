@@ -142,6 +142,12 @@ def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
     assert account_state(service, account_id) is not None
 
 
+# A round's account rows: a few go one key at a time on PostgreSQL, more as JSON rows.
+ROW_BY_ROW_AND_JSON_ROWS = pytest.mark.parametrize(
+    "accounts", [3, round_writes.EACH_ROW_UP_TO + 2], ids=["row by row", "json rows"]
+)
+
+
 def failed_once(
     service: MfaService, clock: Clock, account_id: str, accounts: int
 ) -> tuple[list[str], list[VerifyItem]]:
@@ -156,9 +162,7 @@ def failed_once(
     return ids, items
 
 
-@pytest.mark.parametrize(
-    "accounts", [3, round_writes.EACH_ROW_UP_TO + 2], ids=["row by row", "json rows"]
-)
+@ROW_BY_ROW_AND_JSON_ROWS
 def test_a_batch_with_one_account_changed_in_between_is_decided_again_whole(
     engine: Engine,
     service: MfaService,
@@ -195,9 +199,7 @@ def test_a_batch_with_one_account_changed_in_between_is_decided_again_whole(
     assert [state[0] if state else None for state in failures] == [2] * (accounts - 1) + [3]
 
 
-@pytest.mark.parametrize(
-    "accounts", [3, round_writes.EACH_ROW_UP_TO + 2], ids=["row by row", "json rows"]
-)
+@ROW_BY_ROW_AND_JSON_ROWS
 def test_a_fault_after_several_accounts_rows_stores_none_of_them(
     service: MfaService,
     clock: Clock,
