@@ -169,6 +169,14 @@ def consume_sql(database: Database, rows: int, form: str = "values") -> str:
     )
 
 
+def _consume(
+    database: Database, pool: FactorPool, pairs: list[tuple[int, int]], form: str
+) -> tuple[str, list[Any]]:
+    """The bulk UPDATE of `pairs`' rows (`consume_sql`) and its parameters."""
+    params = [*_consume_params(pool, pairs, form), int(time.time()), "active"]
+    return consume_sql(database, len(pairs), form), params
+
+
 def _consume_params(pool: FactorPool, pairs: list[tuple[int, int]], form: str) -> list[Any]:
     if form != "values":
         return [json.dumps([[pool.factor(index), step] for index, step in pairs])]
@@ -219,9 +227,7 @@ def run_database(
     updated = 0
     try:
         for call in range(repeat + warmup):
-            pairs = pool.take(n)
-            consume_params = [*_consume_params(pool, pairs, form), int(time.time()), "active"]
-            consume = (consume_sql(database, n, form), consume_params)
+            consume = _consume(database, pool, pool.take(n), form)
             started = time.perf_counter()
             (rows_updated,) = _transaction(connection, database, [consume])
             elapsed = time.perf_counter() - started
@@ -255,13 +261,7 @@ def run_database_halves(
             for call in range(repeat + warmup):
                 pairs = pool.take(n)
                 halves = [pairs[: n // 2], pairs[n // 2 :]]
-                statements = [
-                    (
-                        consume_sql(database, len(half), form),
-                        [*_consume_params(pool, half, form), int(time.time()), "active"],
-                    )
-                    for half in halves
-                ]
+                statements = [_consume(database, pool, half, form) for half in halves]
                 started = time.perf_counter()
                 counts = list(
                     threads.map(

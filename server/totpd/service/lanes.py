@@ -58,11 +58,9 @@ def run_parts(
     The helper runs in a copy of this thread's context (the call's deadline,
     its trace).
     """
-    results: list[_R | None] = [None] * len(parts)
     if len(parts) < 2:
-        for index, part in enumerate(parts):
-            results[index] = run(part)
-        return results
+        return [run(part) for part in parts]
+    results: list[_R | None] = [None] * len(parts)
     pending = iter(range(len(parts)))
     lock = threading.Lock()
     stopped = False

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from totpd.crypto import Keyring
 from totpd.domain import FactorState
-from totpd.service import lanes, round_plan, validation
+from totpd.service import lanes, validation
 from totpd.service.accounting import (
     account_reset,
     count_on_account,
@@ -239,8 +239,9 @@ class CodeChecker:
 
         while waiting:
             this_round, waiting = one_per_account(waiting)
-            if split and len(this_round) > round_plan.PART_CHECKS:
-                parts = lanes.run_parts(round_parts(this_round), settle, stops=_faulted)
+            chunks = round_parts(this_round) if split else [this_round]
+            if len(chunks) > 1:
+                parts = lanes.run_parts(chunks, settle, stops=_faulted)
             else:
                 parts = [settle(this_round, completion)]
             decided, fault = _merged(parts, verdicts, loose)
