@@ -3,11 +3,13 @@ and CLI tests that need one set up first."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tests.conftest import Clock
 from tests.totp_oracle import code_at
 from totpd import deadlines
 from totpd.service.mfa import MfaService
-from totpd.service.types import Enrollment, EnrollParams, FactorState, VerifyResult
+from totpd.service.types import Enrollment, EnrollParams, FactorState, VerifyItem, VerifyResult
 from totpd.store import FactorStore
 
 
@@ -43,3 +45,21 @@ def wrong_for_all(enrollments: list[Enrollment], now: float) -> str:
     """A code no factor accepts at `now` (window 1: three steps each)."""
     taken = {code_at(e, now + offset) for e in enrollments for offset in (-30, 0, 30)}
     return next(code for code in (f"{n:06d}" for n in range(1000)) if code not in taken)
+
+
+def failed_once(
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    accounts: int,
+    enroll: Callable[[MfaService, Clock, str], Enrollment] = enroll_active,
+) -> tuple[list[str], list[VerifyItem]]:
+    """`accounts` accounts that failed once (each has its row: a round updates
+    them), and a wrong code for each."""
+    ids = [f"{account_id}-{number}" for number in range(accounts)]
+    enrolled = [enroll(service, clock, account) for account in ids]
+    items = [
+        VerifyItem(a, wrong_for_all([e], clock.now)) for a, e in zip(ids, enrolled, strict=True)
+    ]
+    service.verify_batch(items)
+    return ids, items

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active_in_time as enrolled
+from tests.enrollments import failed_once
 from tests.hung_database import (
     HangingDatabase,
     database,
@@ -36,7 +37,7 @@ from totpd.service.errors import ErrorReason
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, EnrollParams, VerifyItem, VerifyResult
-from totpd.store import Attempts, FactorStore
+from totpd.store import Attempts, FactorStore, round_writes
 from totpd.store.deadline import DeadlineExceededError, DeadlinePool
 
 __all__ = ["database", "hung_engine", "paused_postgres"]  # fixtures
@@ -198,7 +199,9 @@ def test_an_enrollment_that_outlives_its_deadline_adds_no_factor(
 
 # SQLite's readers never wait for its writers (WAL): only a stopped server hangs a read.
 @pytest.mark.postgres
-@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    "database", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 @pytest.mark.parametrize("operation", ["get", "list", "disable"])
 def test_reads_and_disable_on_a_stopped_postgresql_end_by_the_deadline(
     database: HangingDatabase,
@@ -306,3 +309,44 @@ def test_a_batch_split_into_parts_on_a_hung_database_ends_by_its_deadline(
         service.verify_batch(items)
     monkeypatch.undo()
     assert results_of(service.verify_batch(items)) == [VerifyResult.VALID] * len(items)
+
+
+@pytest.mark.parametrize(
+    "database", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_account_rows_pipelined_to_a_stopped_postgresql_end_by_the_deadline(
+    database: HangingDatabase,
+    service: MfaService,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A round's few account rows are updated one key at a time, all sent before
+    any answer is read (round_writes.EachRow: psycopg's pipeline). Sent to a
+    server that had just stopped, the call ends by its deadline, and nothing of
+    the round is stored: no failure counted on an account, none twice later."""
+    ids, items = failed_once(service, clock, account_id, 3, enroll=enrolled)
+    real_run = round_writes.EachRow.run
+    pipelined: list[int] = []
+
+    def run_while_hung(self: round_writes.EachRow, connection: Any) -> bool:
+        pipelined.append(len(self.rows))
+        with database.hung():
+            return real_run(self, connection)
+
+    monkeypatch.setattr(round_writes.EachRow, "run", run_while_hung)
+    with deadlines.within(DEADLINE), pytest.raises(DeadlineExceededError):
+        service.verify_batch(items)
+    monkeypatch.undo()
+    assert pipelined == [len(ids)]
+    # psycopg sends the transaction's BEGIN first and the rows behind its answer:
+    # the server, resumed, ran the BEGIN and found the connection cut.
+    database.settle("BEGIN")
+    assert consecutive_failures(service, ids) == [1] * len(ids)
+    assert results_of(service.verify_batch(items)) == [VerifyResult.INVALID] * len(ids)
+    assert consecutive_failures(service, ids) == [2] * len(ids)
+
+
+def consecutive_failures(service: MfaService, accounts: list[str]) -> list[int | None]:
+    states = [service.deps.store.account_state(account) for account in accounts]
+    return [state.consecutive_failures if state else None for state in states]

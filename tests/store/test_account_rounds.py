@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import Clock
-from tests.enrollments import enroll_active, enroll_many, store_of, wrong_for_all
+from tests.enrollments import enroll_many, failed_once, store_of, wrong_for_all
 from tests.store.conftest import interleave_after_read
 from tests.totp_oracle import code_at
 from totpd.service import failure_budget
@@ -146,20 +146,6 @@ def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
 ROW_BY_ROW_AND_JSON_ROWS = pytest.mark.parametrize(
     "accounts", [3, round_writes.EACH_ROW_UP_TO + 2], ids=["row by row", "json rows"]
 )
-
-
-def failed_once(
-    service: MfaService, clock: Clock, account_id: str, accounts: int
-) -> tuple[list[str], list[VerifyItem]]:
-    """`accounts` accounts that failed once (each has its row: a round updates
-    them), and a wrong code for each."""
-    ids = [f"{account_id}-{number}" for number in range(accounts)]
-    enrolled = [enroll_active(service, clock, account) for account in ids]
-    items = [
-        VerifyItem(a, wrong_for_all([e], clock.now)) for a, e in zip(ids, enrolled, strict=True)
-    ]
-    service.verify_batch(items)
-    return ids, items
 
 
 @ROW_BY_ROW_AND_JSON_ROWS
