@@ -1,4 +1,4 @@
-"""A large BatchVerify round split into parts, two at a time (service/round_plan.py's
+"""A large BatchVerify round split into parts, three at a time (service/round_plan.py's
 `round_parts`, service/lanes.py), on both databases: each part is a round of its
 own, so every item gets the verdict one round would give, stored and audited
 once; concurrent batches win each step once; a fault or a passed deadline in one
@@ -26,7 +26,7 @@ from tests.service.conftest import results_of
 from tests.service.test_batch_faults import DOWN, failing_after
 from tests.totp_oracle import code_at, wrong_code
 from totpd import calls, deadlines
-from totpd.service import round_plan
+from totpd.service import lanes, round_plan
 from totpd.service.errors import ErrorReason
 from totpd.service.mfa import MfaService
 from totpd.service.types import Enrollment, VerifyItem, VerifyResult
@@ -35,6 +35,7 @@ from totpd.store.errors import StoreUnavailableError
 
 PART = 3
 ACCOUNTS = 10  # four parts of at most 3: 3, 3, 2, 2
+LANES = lanes.HELPERS_PER_CALL + 1
 SCOPE = calls.CallScope("login-backend", calls.DEFAULT_TENANT, "ipv4:127.0.0.1:5000", "BatchVerify")
 
 
@@ -85,8 +86,8 @@ def test_parts_give_each_item_the_verdict_of_one_round_stored_and_audited_once(
     ]
     items += right[0::2]
     items += [VerifyItem("nobody", "123456"), VerifyItem("acct-00", "12 456")]
-    both_lanes = threading.Barrier(2, timeout=10)
-    reads = recording_reads(monkeypatch, lambda: both_lanes.wait() if len(reads) <= 2 else None)
+    all_lanes = threading.Barrier(LANES, timeout=10)
+    reads = recording_reads(monkeypatch, lambda: all_lanes.wait() if len(reads) <= LANES else None)
 
     with calls.scoped(SCOPE):
         results = results_of(service.verify_batch(items))
@@ -100,7 +101,7 @@ def test_parts_give_each_item_the_verdict_of_one_round_stored_and_audited_once(
     ]
     # Two rounds: ten accounts in four parts, then the five second items in two.
     assert len(reads) == 6
-    assert len(set(reads)) == 2
+    assert len(set(reads)) == LANES
     # One event per decided code, in its part's transaction.
     events = [e for e in verdict_events(engine) if e["method"] == "BatchVerify"]
     assert Counter((e["account_id"], e["verify_result"]) for e in events) == Counter(
@@ -147,6 +148,7 @@ def test_a_fault_in_a_part_keeps_the_stored_parts_and_starts_no_other(
 ) -> None:
     enrollments = enrolled(service, clock)
     items = right_items(enrollments, clock.now)
+    monkeypatch.setattr(round_plan, "PART_CHECKS", 1)  # ten parts, more than the lanes
     monkeypatch.setattr(Attempts, "read", failing_after(1, Attempts.read, DOWN))
     reads = recording_reads(monkeypatch, lambda: None)  # failed reads too
 
@@ -155,10 +157,11 @@ def test_a_fault_in_a_part_keeps_the_stored_parts_and_starts_no_other(
     monkeypatch.undo()
     # One part was read and stored; every other item is the fault's, its own error.
     counts = Counter(results)
-    assert counts[VerifyResult.VALID] in (2, 3)
-    assert counts[ErrorReason.STORE_UNAVAILABLE] == ACCOUNTS - counts[VerifyResult.VALID]
-    # After the fault no part started: one more read at most on the other lane.
-    assert len(reads) <= 3
+    assert counts[VerifyResult.VALID] == 1
+    assert counts[ErrorReason.STORE_UNAVAILABLE] == ACCOUNTS - 1
+    # After the fault no part started: the stored part's read, and at most one
+    # read on each lane before the fault was seen.
+    assert len(reads) <= 1 + LANES
     stored = {i for i, result in enumerate(results) if result is VerifyResult.VALID}
     retried = results_of(service.verify_batch(items))
     assert retried == [
@@ -185,20 +188,20 @@ def test_the_helper_lane_reads_within_the_calls_deadline(
 ) -> None:
     enrollments = enrolled(service, clock)
     left: dict[str, float | None] = {}
-    both_lanes = threading.Barrier(2, timeout=10)
+    all_lanes = threading.Barrier(LANES, timeout=10)
 
-    def before() -> None:  # each lane's first read waits for the other's
+    def before() -> None:  # each lane's first read waits for the others'
         name = threading.current_thread().name
         if name not in left:
             left[name] = deadlines.remaining()
-            both_lanes.wait()
+            all_lanes.wait()
 
     recording_reads(monkeypatch, before)
     with deadlines.within(60):
         results = results_of(service.verify_batch(right_items(enrollments, clock.now)))
 
     assert results == [VerifyResult.VALID] * ACCOUNTS
-    assert any(name.startswith("totpd-lane") for name in left)
+    assert sum(name.startswith("totpd-lane") for name in left) == lanes.HELPERS_PER_CALL
     assert all(remaining is not None and 0 < remaining <= 60 for remaining in left.values())
 
 

@@ -299,7 +299,7 @@ def test_a_batch_split_into_parts_on_a_hung_database_ends_by_its_deadline(
     account_id: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Both lanes wait on the database (service/lanes.py); both end by the deadline,
+    """Every lane waits on the database (service/lanes.py); all end by the deadline,
     and nothing is stored."""
     monkeypatch.setattr(round_plan, "PART_CHECKS", 2)
     monkeypatch.setattr(Attempts, "parallel_rounds", True)  # SQLite's too

@@ -179,9 +179,9 @@ def start_health_probe(
 def admission_policy(settings: Settings) -> AdmissionPolicy:
     """Items in flight up to `max_items_in_flight`; calls in flight up to the
     database connections they can get without waiting. Each call holds one
-    worker thread and at most one connection at a time, and the batch helper
-    lanes one each (service/lanes.py), so the second bound only matters when
-    `max_workers` exceeds the pool."""
+    worker thread and at most one connection at a time, and the process's batch
+    helper lanes one each (service/lanes.py), so the second bound only matters
+    when `max_workers` exceeds the pool."""
     admission = Admission(
         settings.max_items_in_flight,
         max_calls=POOL_SIZE + POOL_OVERFLOW - _BACKGROUND_CONNECTIONS - lanes.HELPERS,

@@ -1,9 +1,9 @@
-"""Parts of one call's work on two lanes at once: the calling thread, and one
-helper thread that the process's calls share.
+"""Parts of one call's work on up to three lanes at once: the calling thread,
+and helper threads that the process's calls share.
 
 A large BatchVerify round waits on PostgreSQL (another process) for about as
 long as it works in Python: split into parts, one part's statements run while
-the next part is decided. Design notes: ARCHITECTURE.md, "Module notes",
+another part is decided. Design notes: ARCHITECTURE.md, "Module notes",
 service/lanes.py.
 """
 
@@ -13,16 +13,21 @@ import contextvars
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 _P = TypeVar("_P")
 _R = TypeVar("_R")
 
-# The process's helper threads: one per core beyond the first, at most 4. A call
-# takes at most one; each holds a database connection while it runs a part
+# The helpers one call asks for. Two lanes still leave a 2-core machine's CPU
+# idle while both are in Python or both wait on commits; a third fills some of
+# that, a fourth measured no better (benchmarks/NOTES.md).
+HELPERS_PER_CALL = 2
+# The process's helper threads: one per core beyond the first, at least a
+# call's and at most 4. Each holds a database connection while it runs a part
 # (rpc/server.py's admission leaves them room in the pool).
-HELPERS = min(4, max(1, (os.cpu_count() or 2) - 1))
+HELPERS = min(4, max(HELPERS_PER_CALL, (os.cpu_count() or 2) - 1))
 
 _helpers: ThreadPoolExecutor | None = None
 _helpers_lock = threading.Lock()
@@ -49,13 +54,13 @@ os.register_at_fork(after_in_child=_forget_helpers)
 def run_parts(
     parts: Sequence[_P], run: Callable[[_P], _R], *, stops: Callable[[_R], bool]
 ) -> list[_R | None]:
-    """`run` on every part, in this thread and on a helper lane when one is free;
-    each part's result in order.
+    """`run` on every part, in this thread and on the helper lanes free to take
+    one; each part's result in order.
 
     After a result that `stops` (a fault: the database is down or the
     deadline passed), no part starts: the parts not run are None. `run`
-    should not raise; what it raises leaves from here once both lanes stopped.
-    The helper runs in a copy of this thread's context (the call's deadline,
+    should not raise; what it raises leaves from here once every lane stopped.
+    Each helper runs in a copy of this thread's context (the call's deadline,
     its trace).
     """
     if len(parts) < 2:
@@ -83,12 +88,18 @@ def run_parts(
                 with lock:
                     stopped = True
 
-    helper = _helper_pool().submit(contextvars.copy_context().run, lane)
+    pool = _helper_pool()
+    helpers = [
+        pool.submit(contextvars.copy_context().run, lane)
+        for _ in range(min(HELPERS_PER_CALL, len(parts) - 1))
+    ]
     try:
         lane()
     finally:
-        # A helper that has not started is not waited for; one that has is:
-        # it holds a part (and a connection) of this call.
-        if not helper.cancel():
-            helper.result()
+        # Helpers not started are not waited for; started ones are: each holds
+        # a part (and a connection) of this call.
+        started = [helper for helper in helpers if not helper.cancel()]
+        futures.wait(started)
+    for helper in started:
+        helper.result()  # what a helper raised
     return results

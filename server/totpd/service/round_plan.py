@@ -10,8 +10,9 @@ from totpd.service.types import VerifyOutcome, VerifyResult
 
 FAILED_RESULTS = (VerifyResult.INVALID, VerifyResult.REPLAYED)
 # A round of more checks is split into parts of about this many, each a round
-# of its own, run two at a time (service/lanes.py). Smaller parts overlap more
-# of the database's work with Python's; each costs its statements and a commit.
+# of its own, run up to three at a time (service/lanes.py). Smaller parts
+# overlap more of the database's work with Python's; each costs its statements
+# and a commit.
 PART_CHECKS = 1_000
 
 

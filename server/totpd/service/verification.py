@@ -215,7 +215,7 @@ class CodeChecker:
         own error.
 
         A round of more than `round_plan.PART_CHECKS` checks runs as parts, each a
-        round of its own, two at a time (service/lanes.py); once one faults no
+        round of its own, up to three at a time (service/lanes.py); once one faults no
         other starts, and the rule above holds over all of them.
 
         With `audit`, a round's verdicts get their events in the round's

@@ -43,7 +43,7 @@ class Attempts:
 
     @property
     def parallel_rounds(self) -> bool:
-        """Whether a large round gains from running as parts, two at a time
+        """Whether a large round gains from running as parts, several at a time
         (service/lanes.py): on PostgreSQL, whose backends run each connection's
         statements in processes of their own. SQLite runs them in this
         process, one writer at a time: parts measured no faster there, for 14%
