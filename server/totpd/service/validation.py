@@ -23,21 +23,29 @@ from totpd.domain import (
 from totpd.service.access import valid_tenant
 from totpd.service.errors import ErrorReason, TotpdError
 
-# Printable ASCII without spaces: an id a caller copies, never a display name.
-_ACCOUNT_ID = re.compile(rf"[\x21-\x7e]{{1,{ACCOUNT_ID_MAX}}}")
 # The canonical lowercase UUID form that totpd hands out.
 _FACTOR_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-# ASCII digits only; `str.isdigit`, `int()` and `\d` accept other scripts' digits.
-_CODE = re.compile(rf"[0-9]{{{min(DIGITS_RANGE)},{max(DIGITS_RANGE)}}}")
+_CODE_LENGTH = (min(DIGITS_RANGE), max(DIGITS_RANGE))
 
 
 def account_id(value: str, field: str = "account_id") -> str:
-    if not _ACCOUNT_ID.fullmatch(value):
+    if not _is_account_id(value):
         raise _invalid(
             field,
             f"{field} must be 1 to {ACCOUNT_ID_MAX} printable ASCII characters without spaces",
         )
     return value
+
+
+def _is_account_id(value: str) -> bool:
+    # Printable ASCII without spaces (0x21-0x7e), by str methods rather than a
+    # pattern: cheaper, and it runs per item of the largest batches.
+    return (
+        0 < len(value) <= ACCOUNT_ID_MAX
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
 
 
 def tenant(value: str, field: str = "x-totpd-tenant") -> str:
@@ -65,7 +73,11 @@ def optional_factor_id(value: str | None, field: str = "factor_id") -> str | Non
 
 def code_digits(value: str, field: str = "code") -> int:
     """Shape check only: 6 to 8 ASCII digits, nothing else. Returns the length."""
-    if len(value) > max(DIGITS_RANGE) or not _CODE.fullmatch(value):
+    # Only 0-9 are digits in ASCII; `str.isdigit` alone, `int()` and `\d`
+    # accept other scripts' digits.
+    if not (
+        _CODE_LENGTH[0] <= len(value) <= _CODE_LENGTH[1] and value.isascii() and value.isdigit()
+    ):
         raise TotpdError(
             ErrorReason.MALFORMED_CODE,
             f"{field} must be 6 to 8 ASCII digits (0-9) with no spaces or other characters",

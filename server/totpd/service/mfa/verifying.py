@@ -73,8 +73,8 @@ def verify_batch(
 
 def validated(item: VerifyItem) -> VerifyItem:
     """The request with its ids validated, as the engine takes it."""
-    return VerifyItem(
-        validation.account_id(item.account_id),
-        item.code,
-        validation.optional_factor_id(item.factor_id),
-    )
+    account_id = validation.account_id(item.account_id)
+    factor_id = validation.optional_factor_id(item.factor_id)
+    if factor_id is item.factor_id:  # nothing normalised: no new item per batch item
+        return item
+    return VerifyItem(account_id, item.code, factor_id)
