@@ -83,6 +83,14 @@ def test_every_target_gets_its_verdict_from_the_figures() -> None:
     assert "170 MB" in measured[("memory per server process", "all")]
 
 
+def test_a_batch_ratio_just_under_its_goal_never_prints_as_the_goal() -> None:
+    results = {"databases": {"postgresql": _database(0.26, 0.69953, [])}}
+    found = targets.evaluate(results)
+    (batch,) = [t for t in found if t.name.startswith("BatchVerify") and t.database == "postgresql"]
+    assert batch.met is False
+    assert batch.measured.startswith("69.9% ")
+
+
 def test_a_quick_run_claims_no_verdict() -> None:
     results = {
         "meta": {"quick": True},
@@ -118,7 +126,7 @@ def test_a_smoke_run_reads_as_not_measured_never_as_met() -> None:
     found = targets.evaluate({"databases": {"sqlite": quick}})
     assert all(target.met is None for target in found)
     (batch,) = [t for t in found if t.name.startswith("BatchVerify") and t.database == "sqlite"]
-    assert batch.measured.startswith("x1,000 only: 90%")
+    assert batch.measured.startswith("x1,000 only: 90.0%")
     printed = "\n".join(targets.table(found))
     assert "MISSED" not in printed and "[   met]" not in printed
     assert printed.count("not measured") >= 5
