@@ -25,7 +25,6 @@ from totpd.service.errors import ErrorReason, TotpdError
 
 # The canonical lowercase UUID form that totpd hands out.
 _FACTOR_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_CODE_LENGTH = (min(DIGITS_RANGE), max(DIGITS_RANGE))
 
 
 def account_id(value: str, field: str = "account_id") -> str:
@@ -75,9 +74,7 @@ def code_digits(value: str, field: str = "code") -> int:
     """Shape check only: 6 to 8 ASCII digits, nothing else. Returns the length."""
     # Only 0-9 are digits in ASCII; `str.isdigit` alone, `int()` and `\d`
     # accept other scripts' digits.
-    if not (
-        _CODE_LENGTH[0] <= len(value) <= _CODE_LENGTH[1] and value.isascii() and value.isdigit()
-    ):
+    if not (len(value) in DIGITS_RANGE and value.isascii() and value.isdigit()):
         raise TotpdError(
             ErrorReason.MALFORMED_CODE,
             f"{field} must be 6 to 8 ASCII digits (0-9) with no spaces or other characters",
