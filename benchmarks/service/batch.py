@@ -6,17 +6,23 @@ The figures: benchmarks/README.md, "BatchVerify against the database".
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
 
-from benchmarks.service.fixtures import Database, FactorPool
+from benchmarks.service import report
+from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import cpu_seconds
+from totpd import otp
 from totpd.calls import DEFAULT_TENANT
+from totpd.config import load_settings
 from totpd.domain import FactorState
 from totpd.store import CandidateFactor, FactorWrite, open_engine
 from totpd.store.round_sql import bulk_round_sql
@@ -25,6 +31,36 @@ from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
 MAX_MESSAGE = 64 * 1024 * 1024
+# A tool's measurement of one seeded database, and the table it prints of the figures.
+Measure = Callable[[Database, Path, FactorPool, argparse.Namespace], dict[str, Any]]
+Table = Callable[[str, dict[str, Any]], list[str]]
+
+
+def tool_parser(module: str, description: str | None) -> argparse.ArgumentParser:
+    """A BatchVerify tool's command line: the databases, the items per call, the
+    seeded factors, where to save the figures; the tool adds its own."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    parser.add_argument("--db", action="append", choices=["sqlite", "postgresql"])
+    parser.add_argument("--items", type=int, default=10_000, help="items per call")
+    parser.add_argument("--factors", type=int, default=100_000, help="seeded factors")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    return parser
+
+
+def run_tool(
+    args: argparse.Namespace, measure: Measure, table: Table, databases: Sequence[str]
+) -> int:
+    """`measure` on a fresh seeded database for each --db (else `databases`), on the
+    C core's path `totpd serve` runs; each table printed, the figures saved to --out."""
+    otp.use_cpu_path(load_settings().cpu_path)
+    figures: dict[str, Any] = {}
+    lines: list[str] = []
+    for name in args.db or databases:
+        figures[name] = measure_on_seeded(
+            name, args.factors, "batch", lambda d, data, pool: measure(d, data, pool, args)
+        )
+        lines += table(name, figures[name])
+    return report.print_and_save(lines, figures, args.out)
 
 
 def channel(address: str) -> grpc.Channel:

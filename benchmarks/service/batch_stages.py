@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.service import batch, breakdown, report
-from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
+from benchmarks.service.fixtures import Database, FactorPool
 from benchmarks.service.servers import ServerProcess
-from totpd import otp
-from totpd.config import load_settings
 
 TARGET = report.BATCH_TARGET
 SERVER_ENV = {"TOTPD_MAX_DATABASE_WAIT_SECONDS": "120"}
@@ -130,30 +128,15 @@ def _verdict(ratio: float) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.service.batch_stages", description=__doc__
-    )
-    parser.add_argument("--db", action="append", choices=["sqlite", "postgresql"])
-    parser.add_argument("--items", type=int, default=10_000, help="items per call")
-    parser.add_argument("--factors", type=int, default=100_000, help="seeded factors")
+    parser = batch.tool_parser("benchmarks.service.batch_stages", __doc__)
     parser.add_argument("--turns", type=int, default=3, help="turns over every side")
     parser.add_argument("--calls", type=int, default=2, help="calls per side and turn")
     parser.add_argument("--breakdown-calls", type=int, default=3, help="in-process calls")
-    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    otp.use_cpu_path(load_settings().cpu_path)  # the path `totpd serve` runs
-    figures: dict[str, Any] = {}
-    lines: list[str] = []
-    for name in args.db or ["sqlite", "postgresql"]:
-        figures[name] = measure_on_seeded(
-            name, args.factors, "batch", lambda d, data, pool: measure(d, data, pool, args)
-        )
-        lines += table(name, figures[name])
-    return report.print_and_save(lines, figures, args.out)
+    return batch.run_tool(_parser().parse_args(argv), measure, table, ["sqlite", "postgresql"])
 
 
 if __name__ == "__main__":

@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from benchmarks.service import batch, breakdown, report
-from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
-from totpd import otp
-from totpd.config import load_settings
+from benchmarks.service import batch, breakdown
+from benchmarks.service.fixtures import Database, FactorPool
 from totpd.rpc.server import tune_garbage_collector
+from totpd.service.verification import CodeChecker
 from totpd.store import CandidateFactor, FactorWrite, dbapi
 from totpd.store.rounds import Attempts
 from totpd.v1 import totp_service_pb2 as pb
@@ -72,6 +71,10 @@ def measure(
     tune_garbage_collector()  # as `totpd serve` does
     times: dict[str, list[float]] = {name: [] for name in names}
     valid = dict.fromkeys(names, 0)
+    # As served: the serial ends, before the call's first round (or part) starts
+    # and after its last one ends.
+    before: list[float] = []
+    after: list[float] = []
 
     def request() -> bytes:
         return batch.batch_request(pool, pool.take(n)).SerializeToString()
@@ -87,10 +90,15 @@ def measure(
                 for name in names if turn % 2 == 0 else names[::-1]:
                     data = request()
                     removal.variant = name
+                    removal.rounds.clear()
                     started = time.perf_counter()
                     response = server.call(data)
-                    times[name].append(time.perf_counter() - started)
+                    ended = time.perf_counter()
+                    times[name].append(ended - started)
                     removal.variant = AS_SERVED
+                    if name == AS_SERVED:
+                        before.append(min(start for start, _ in removal.rounds) - started)
+                        after.append(ended - max(end for _, end in removal.rounds))
                     answer = pb.BatchVerifyResponse.FromString(response)
                     valid[name] += batch.count_valid(answer, {})
     finally:
@@ -112,6 +120,8 @@ def measure(
             for name in names
         },
         "reads_skipped": removal.reads_skipped,
+        "before_rounds_median_s": statistics.median(before),
+        "after_rounds_median_s": statistics.median(after),
         "db_consume": max(baselines, key=lambda figure: figure["rate"]),
     }
 
@@ -141,6 +151,11 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
             f"   {variant:<26} {1000 * median:>9.1f} {saved:>7.0%} {ratio:>15.0%}"
             f" {figure['valid_fraction']:>6.0%} {figure['relocked_rounds']:>9}"
         )
+    before, after = figures["before_rounds_median_s"], figures["after_rounds_median_s"]
+    lines.append(
+        f"   as served, before the first round starts {1000 * before:.1f} ms and after the"
+        f" last ends {1000 * after:.1f} ms (one thread's Python)"
+    )
     lines.append(f"   bulk UPDATE ({consume.get('form')}): {1000 * consume['median_s']:.1f} ms")
     lines += [f"   {variant}: {VARIANTS[variant]}" for variant in figures["variants"]]
     lines.append("   A saving is an upper bound: the piece made free, nothing else changed.")
@@ -158,6 +173,7 @@ class Removal:
         self.variant = AS_SERVED
         self.relocked: dict[str, int] = {}
         self.reads_skipped = 0
+        self.rounds: list[tuple[float, float]] = []  # each round's (or part's) start and end
         self._factors: dict[str, CandidateFactor] = {}  # by account: one factor each
         self._accounts: dict[str, str] = {}  # factor id -> account
 
@@ -170,6 +186,9 @@ class Removal:
                 Attempts, "write_if_unchanged", self._writing(Attempts.write_if_unchanged)
             ),
             mock.patch.object(dbapi.RawConnection, "copy", self._copying(dbapi.RawConnection.copy)),
+            mock.patch.object(
+                CodeChecker, "_settled_part", self._timing(CodeChecker._settled_part)
+            ),
         ):
             yield
 
@@ -214,6 +233,16 @@ class Removal:
 
         return remembering
 
+    def _timing(self, settled: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(checker: CodeChecker, round_: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return settled(checker, round_)
+            finally:
+                self.rounds.append((started, time.perf_counter()))
+
+        return timed
+
     def _copying(self, copy: Callable[..., int]) -> Callable[..., int]:
         def maybe_sent(connection: Any, into: Any, rows: Sequence[Any]) -> int:
             return len(rows) if self.variant == NO_COPY else copy(connection, into, rows)
@@ -222,28 +251,13 @@ class Removal:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.service.critical_path", description=__doc__
-    )
-    parser.add_argument("--db", action="append", choices=["sqlite", "postgresql"])
-    parser.add_argument("--items", type=int, default=10_000, help="items per call")
-    parser.add_argument("--factors", type=int, default=100_000, help="seeded factors")
+    parser = batch.tool_parser("benchmarks.service.critical_path", __doc__)
     parser.add_argument("--calls", type=int, default=10, help="calls per variant")
-    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    otp.use_cpu_path(load_settings().cpu_path)  # the path `totpd serve` runs
-    figures: dict[str, Any] = {}
-    lines: list[str] = []
-    for name in args.db or ["postgresql"]:
-        figures[name] = measure_on_seeded(
-            name, args.factors, "critical", lambda d, data, pool: measure(d, data, pool, args)
-        )
-        lines += table(name, figures[name])
-    return report.print_and_save(lines, figures, args.out)
+    return batch.run_tool(_parser().parse_args(argv), measure, table, ["postgresql"])
 
 
 if __name__ == "__main__":

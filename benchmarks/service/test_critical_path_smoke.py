@@ -26,6 +26,10 @@ def test_each_variant_runs_every_code_valid(tmp_path: Path) -> None:
         assert figure["relocked_rounds"] == 0
     # The read's variant read from memory on each of its calls (one round each).
     assert figures["reads_skipped"] == 2
+    # The serial ends are parts of the call as served.
+    before, after = figures["before_rounds_median_s"], figures["after_rounds_median_s"]
+    assert 0 < before and 0 < after
+    assert before + after < variants[critical_path.AS_SERVED]["median_s"]
     printed = "\n".join(critical_path.table("sqlite", figures))
     assert "without the read" in printed and "vs bulk UPDATE" in printed
 
