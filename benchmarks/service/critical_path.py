@@ -166,15 +166,18 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
 
 
 class Removal:
-    """Patches the store so that the variant in `variant` takes its piece out;
-    AS_SERVED leaves every call as the server runs it."""
+    """Patches the store so that the variant in `variant` takes its piece out
+    (AS_SERVED: none), and times the engine's rounds (`rounds`).
+
+    The memory standing in for the read holds one factor per account, as the
+    benchmark seeds them."""
 
     def __init__(self) -> None:
         self.variant = AS_SERVED
         self.relocked: dict[str, int] = {}
         self.reads_skipped = 0
         self.rounds: list[tuple[float, float]] = []  # each round's (or part's) start and end
-        self._factors: dict[str, CandidateFactor] = {}  # by account: one factor each
+        self._factors: dict[str, CandidateFactor] = {}  # by account
         self._accounts: dict[str, str] = {}  # factor id -> account
 
     @contextlib.contextmanager
