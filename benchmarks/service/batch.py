@@ -1,5 +1,7 @@
 """BatchVerify end to end, and the database's own bulk UPDATE and the service's own SQL
-for the same rows; rates are rows per second from the median call time.
+for the same rows; rates are rows per second from the median call time. Also the
+command line and per-database run the BatchVerify tools share (`tool_parser`,
+`run_tool`: batch_stages.py, critical_path.py).
 
 The figures: benchmarks/README.md, "BatchVerify against the database".
 """
