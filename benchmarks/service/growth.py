@@ -3,8 +3,10 @@
 One database is grown in place, 100k -> 1M -> 10M factors on PostgreSQL (SQLite up to
 1M; `bulk_seed.grow` adds only the new rows, sealed by the server's keyring), and at
 each size a fresh `totpd serve --processes auto` (the default configuration, audit on)
-is measured in turns, each turn a closed-loop unary `Verify` level and a few
-`BatchVerify` calls of 10k items. Every code is fresh and valid for a factor drawn
+is measured in turns, each turn a closed-loop unary `Verify` level, a few
+`BatchVerify` calls of 10k items, and as many of the database's own bulk UPDATEs of
+10k rows (`batch.run_database`: what the database's per-row cost does as it grows,
+context for the batch's figure, not a goal). Every code is fresh and valid for a factor drawn
 uniformly at random from the whole table (`GrowthPool`), so the database's index and
 heap pages are touched as a real population would touch them, not in seeding order.
 
@@ -45,7 +47,7 @@ from benchmarks.service.fixtures import (
     sqlite_database,
     sqlite_settings,
 )
-from benchmarks.service.growth_report import GOAL, ratios, table
+from benchmarks.service.growth_report import BASELINES, GOAL, ratios, table
 from benchmarks.service.process_memory import RssSampler, server_pids, status_kb
 from benchmarks.service.servers import ServerProcess, cpu_seconds, database_cpu_seconds
 from totpd.v1 import factor_pb2
@@ -103,6 +105,20 @@ def _batch_calls(
     return figures
 
 
+def _bulk_updates(
+    database: Database, pool: GrowthPool, n: int, calls: int, warm_up: bool
+) -> dict[str, Any]:
+    """The database's own bulk UPDATE of n fresh rows, `calls` times (`batch.run_database`,
+    rows as one JSON parameter), with the database's CPU over them (a warm-up's
+    included: the /proc clock's ticks are too coarse for one statement's)."""
+    cpu = database_cpu_seconds(database)
+    figure = batch.run_database(database, pool, n, calls, form="json", warmup=int(warm_up))
+    after = database_cpu_seconds(database)
+    figure["database_cpu_s"] = None if cpu is None or after is None else after - cpu
+    figure["rows_with_warm_up"] = n * (calls + int(warm_up))
+    return figure
+
+
 def _valid(response: Any) -> int:
     return sum(
         1
@@ -138,6 +154,7 @@ def measure_size(
     }
     levels: dict[str, list[dict[str, Any]]] = {target.name: [] for target in targets}
     calls: dict[str, list[dict[str, Any]]] = {target.name: [] for target in targets}
+    bulk: dict[str, list[dict[str, Any]]] = {target.name: [] for target in targets}
     first = targets[0]
     counters = {target.name: db_counters.table_counters(target.database) for target in targets}
     try:
@@ -167,6 +184,9 @@ def measure_size(
                     count = config["repeat"] + (turn == 0)
                     figures = _batch_calls(server, target.database, target.pool, n, count)
                     calls[target.name] += figures[1:] if turn == 0 else figures  # warm-up
+                    bulk[target.name].append(
+                        _bulk_updates(target.database, target.pool, n, config["repeat"], turn == 0)
+                    )
         opened = [
             unary.run_open_level(
                 servers[first.name],
@@ -193,6 +213,7 @@ def measure_size(
         name: {
             "unary": _unary_summary(levels[name]),
             "batch": _batch_summary(calls[name], n),
+            "bulk": _bulk_summary(bulk[name]),
             "memory": {
                 "idle_rss_kb": idle_kb[name],
                 "peak_rss_kb": samplers[name].peak_kb,
@@ -255,6 +276,19 @@ def _batch_summary(calls: list[dict[str, Any]], n: int) -> dict[str, Any]:
     }
 
 
+def _bulk_summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rate from the median statement of all turns; the database's CPU per row."""
+    times = [seconds for turn in turns for seconds in turn["times_s"]]
+    cpu = [turn["database_cpu_s"] for turn in turns]
+    rows = sum(turn["rows_with_warm_up"] for turn in turns)
+    return {
+        "call_ms": 1000 * statistics.median(times),
+        "rate": turns[0]["batch"] / statistics.median(times),
+        "database_cpu_us": None if None in cpu else 1e6 * sum(cpu) / rows,
+        "updated_fraction": statistics.fmean(turn["updated_fraction"] for turn in turns),
+    }
+
+
 def _median_or_none(values: list[float | None]) -> float | None:
     known = [value for value in values if value is not None]
     return statistics.median(known) if known else None
@@ -312,6 +346,9 @@ def run(
                 row.update(measured.pop("grown"))
                 row["reference"] = measured.get("reference")
                 row["vs_reference"] = None if smallest is None else ratios(row["reference"], row)
+                row["bulk_vs_reference"] = (
+                    None if smallest is None else ratios(row["reference"], row, BASELINES)
+                )
                 row["loadavg_after"] = os.getloadavg()
                 rows.append(row)
                 if partial is not None:  # a later size may fail: keep what is measured
@@ -325,6 +362,8 @@ def run(
                 "sizes": rows,
                 "growth": ratios(rows[0], rows[-1]),
                 "growth_vs_reference": rows[-1]["vs_reference"],
+                "bulk_growth": ratios(rows[0], rows[-1], BASELINES),
+                "bulk_growth_vs_reference": rows[-1]["bulk_vs_reference"],
                 "calibration": rows[0]["vs_reference"],
                 "goal": GOAL,
             }

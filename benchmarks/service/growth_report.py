@@ -19,16 +19,27 @@ COSTS: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "batch server+db CPU µs/item": lambda row: _plus(row["batch"]),
 }
 
+# The database's own bulk UPDATE of as many rows as a batch, at each size: how
+# its per-row cost grows, beside the batch's. Context, not a goal.
+BASELINES: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "bulk UPDATE µs/row (1/rate)": lambda row: 1e6 / row["bulk"]["rate"],
+    "bulk UPDATE db CPU µs/row": lambda row: row["bulk"]["database_cpu_us"],
+}
+
 
 def _plus(figures: dict[str, Any]) -> float | None:
     database = figures["database_cpu_us"]
     return None if database is None else figures["server_cpu_us"] + database
 
 
-def ratios(small: dict[str, Any], large: dict[str, Any]) -> dict[str, float | None]:
+def ratios(
+    small: dict[str, Any],
+    large: dict[str, Any],
+    costs: dict[str, Callable[[dict[str, Any]], float | None]] = COSTS,
+) -> dict[str, float | None]:
     """Each cost of `large` over that of `small` (the goal: at most 1.5)."""
     out: dict[str, float | None] = {}
-    for name, cost in COSTS.items():
+    for name, cost in costs.items():
         low, high = cost(small), cost(large)
         out[name] = None if low is None or high is None or low == 0 else high / low
     return out
@@ -47,7 +58,7 @@ def table(figures: dict[str, Any]) -> list[str]:
         f" x{config['batch']}; medians of {config['turns']} turns; CPU per verification",
         f"{'factors':>11} {'seed s':>7} {'Verify/s':>9} {'p99 ms':>7} {'srv µs':>7}"
         f" {'db µs':>6} {'batch/s':>9} {'call ms':>8} {'srv µs':>7} {'db µs':>6}"
-        f" {'valid':>6} {'peak RSS MB':>11}",
+        f" {'valid':>6} {'bulk ms':>8} {'db µs':>6} {'peak RSS MB':>11}",
     ]
     for row in rows:
         lines.append(_size_line(f"{row['factors']:>11,} {row['seed']['seconds']:>7.0f}", row))
@@ -65,6 +76,12 @@ def table(figures: dict[str, Any]) -> list[str]:
         lines.append(
             f"   {name:<30} {_ratio(ratio):>22} {_ratio(reference.get(name)):>22}"
             f" {_ratio(calibration.get(name), verdict=False):>16}"
+        )
+    bulk_reference = figures.get("bulk_growth_vs_reference") or {}
+    for name, ratio in (figures.get("bulk_growth") or {}).items():
+        lines.append(
+            f"   {name:<30} {_ratio(ratio, verdict=False):>22}"
+            f" {_ratio(bulk_reference.get(name), verdict=False):>22}   (the database alone)"
         )
     lines.extend(_database_lines(figures))
     for row in rows:
@@ -105,12 +122,13 @@ def _percent(value: float | None) -> str:
 
 
 def _size_line(start: str, row: dict[str, Any]) -> str:
-    u, b = row["unary"], row["batch"]
+    u, b, bulk = row["unary"], row["batch"], row["bulk"]
     return (
         f"{start} {u['rps']:>9,.0f} {u['p99_ms']:>7.1f} {u['server_cpu_us']:>7,.0f}"
         f" {_us(u['database_cpu_us']):>6} {b['rate']:>9,.0f} {b['call_ms']:>8.0f}"
         f" {b['server_cpu_us']:>7,.1f} {_us(b['database_cpu_us'], 1):>6}"
-        f" {b['valid_fraction']:>6.0%} {peak_process_kb(row) / 1024:>11,.0f}"
+        f" {b['valid_fraction']:>6.0%} {bulk['call_ms']:>8.0f} {_us(bulk['database_cpu_us'], 1):>6}"
+        f" {peak_process_kb(row) / 1024:>11,.0f}"
     )
 
 

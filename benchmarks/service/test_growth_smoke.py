@@ -53,6 +53,11 @@ def test_one_database_grows_and_each_size_is_measured(monkeypatch: pytest.Monkey
         assert reference["batch"]["valid_fraction"] == 1.0
         assert reference["unary_open"] == []
         assert set(row["vs_reference"]) == set(growth_report.COSTS)
+        # The database's own bulk UPDATE, measured beside the batches, updated every row.
+        for measured in (row, reference):
+            assert measured["bulk"]["updated_fraction"] == 1.0
+            assert measured["bulk"]["rate"] > 0
+        assert set(row["bulk_vs_reference"]) == set(growth_report.BASELINES)
         (level,) = row["unary_open"]
         assert level["sent"] > 0 and level["rate"] == 200.0
     assert figures["reference_factors"] == 4_000
@@ -61,6 +66,8 @@ def test_one_database_grows_and_each_size_is_measured(monkeypatch: pytest.Monkey
     assert ratio is not None and ratio > 0
     shown = "\n".join(growth_report.table(figures))
     assert "side by side with ref" in shown and "ref 4,000" in shown
+    assert set(figures["bulk_growth"]) == set(growth_report.BASELINES)
+    assert "bulk UPDATE µs/row" in shown and "(the database alone)" in shown
 
 
 def test_the_pool_hands_out_each_factor_step_once() -> None:
