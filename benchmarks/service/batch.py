@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from benchmarks.service import report
+from benchmarks.service import bulk_seed, report
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
 from benchmarks.service.servers import cpu_seconds
 from totpd import otp
@@ -46,6 +46,13 @@ def tool_parser(module: str, description: str | None) -> argparse.ArgumentParser
     parser.add_argument("--items", type=int, default=10_000, help="items per call")
     parser.add_argument("--factors", type=int, default=100_000, help="seeded factors")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument(
+        "--load-fillfactor",
+        type=int,
+        metavar="PERCENT",
+        help="PostgreSQL: rewrite the seeded factors table with its pages this full (as"
+        " a served, vacuumed table has room on them; default: packed)",
+    )
     return parser
 
 
@@ -57,11 +64,22 @@ def run_tool(
     otp.use_cpu_path(load_settings().cpu_path)
     figures: dict[str, Any] = {}
     lines: list[str] = []
+
+    def refilled_then_measured(
+        database: Database, data_dir: Path, pool: FactorPool
+    ) -> dict[str, Any]:
+        if args.load_fillfactor is not None and database.name == "postgresql":
+            bulk_seed.refill(database, args.load_fillfactor)
+        return measure(database, data_dir, pool, args)
+
     for name in args.db or databases:
-        figures[name] = measure_on_seeded(
-            name, args.factors, "batch", lambda d, data, pool: measure(d, data, pool, args)
-        )
+        figures[name] = measure_on_seeded(name, args.factors, "batch", refilled_then_measured)
+        figures[name]["load_fillfactor"] = args.load_fillfactor
         lines += table(name, figures[name])
+        if args.load_fillfactor is not None and name == "postgresql":
+            lines.append(
+                f"   the factors table's pages {args.load_fillfactor}% full (--load-fillfactor)"
+            )
     return report.print_and_save(lines, figures, args.out)
 
 

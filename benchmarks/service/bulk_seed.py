@@ -297,6 +297,21 @@ def _load_postgres(
     return timings
 
 
+def refill(database: Database, fillfactor: int) -> None:
+    """Rewrite the factors table (PostgreSQL) with its pages filled only `fillfactor`
+    percent, as the loads of `grow` fill them: a table whose rows were each updated
+    and vacuumed has room on its pages, and its updates can be HOT. The table's own
+    setting is restored afterwards."""
+    import psycopg
+
+    with psycopg.connect(libpq_url(database.url), autocommit=True) as connection:
+        connection.execute(f"ALTER TABLE factors SET (fillfactor = {int(fillfactor)})")
+        connection.execute("VACUUM FULL factors")
+        connection.execute("ALTER TABLE factors RESET (fillfactor)")
+        connection.execute("VACUUM (FREEZE, ANALYZE) factors")
+        connection.execute("CHECKPOINT")
+
+
 def _postgres_indexes(connection: Any) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
     """The factors table's indexes (name, CREATE statement) and its primary key
     constraint (name, definition), as the migrations made them."""

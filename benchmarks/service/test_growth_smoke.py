@@ -113,6 +113,31 @@ def test_postgres_grows_by_copy_and_keeps_its_indexes(tmp_path: Path) -> None:
         assert installed == 1
 
 
+@pytest.mark.postgres
+def test_postgres_refilled_table_has_room_on_its_pages(tmp_path: Path) -> None:
+    # The batch tools' --load-fillfactor: the same rows, pages half full, the
+    # table's own setting as before; the rows still open with the keyring.
+    derived = DerivedFactors(os.urandom(32))
+    keyring = make_keyring(tmp_path)
+    with postgres_database() as database:
+        bulk_seed.grow(database, tmp_path / "totpd.key", derived, 3_000)
+
+        def pages_and_options() -> tuple[int, Any]:
+            with database.connect_raw() as connection:
+                row = connection.execute(
+                    "SELECT relpages, reloptions FROM pg_class WHERE relname = 'factors'"
+                ).fetchone()
+            return int(row[0]), row[1]
+
+        packed, options = pages_and_options()
+        bulk_seed.refill(database, 50)
+        half_full, options_after = pages_and_options()
+        assert options is None and options_after is None
+        assert 1.8 * packed <= half_full <= 2.2 * packed
+        assert bulk_seed.count_factors(database) == 3_000
+        assert bulk_seed.check_sample(database, keyring, derived, 3_000, count=300) == 300
+
+
 def test_sqlite_rows_are_the_store_s_rows(tmp_path: Path) -> None:
     derived = DerivedFactors(os.urandom(32))
     keyring = make_keyring(tmp_path)
