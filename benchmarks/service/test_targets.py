@@ -91,6 +91,15 @@ def test_a_batch_ratio_just_under_its_goal_never_prints_as_the_goal() -> None:
     assert batch.measured.startswith("69.9% ")
 
 
+def test_the_half_full_tables_ratio_is_context_beside_the_target() -> None:
+    postgres = {**_database(0.26, 0.72, []), "batch_half_full": _batch(10_000, 0.29)}
+    found = targets.evaluate({"databases": {"postgresql": postgres}})
+    batch = [t for t in found if t.name.startswith("BatchVerify") and t.database == "postgresql"]
+    assert [t.met for t in batch] == [True, None]  # the target's verdict, then no verdict
+    assert batch[1].measured.startswith("29.0% at x10,000")
+    assert "half full" in batch[1].name
+
+
 def test_a_quick_run_claims_no_verdict() -> None:
     results = {
         "meta": {"quick": True},
