@@ -5,8 +5,10 @@ codes, and the memory figures come from the server processes (run with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,13 @@ from sqlalchemy import text
 
 from benchmarks.service import bulk_seed, db_counters, growth, growth_report
 from benchmarks.service.bulk_seed import DerivedFactors
-from benchmarks.service.fixtures import make_keyring, postgres_database, sqlite_database
+from benchmarks.service.fixtures import (
+    Database,
+    make_keyring,
+    postgres_database,
+    sqlite_database,
+)
+from totpd.crypto import Keyring
 from totpd.store import open_engine
 
 CONFIG: dict[str, Any] = {
@@ -80,12 +88,22 @@ def test_the_pool_hands_out_each_factor_step_once() -> None:
         assert step > dict(first)[index]
 
 
-@pytest.mark.postgres
-def test_postgres_grows_by_copy_and_keeps_its_indexes(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def seeded_postgres(
+    tmp_path: Path, count: int
+) -> Iterator[tuple[Database, Keyring, DerivedFactors]]:
+    """A throwaway PostgreSQL database grown to `count` factors, its keyring and the
+    factors' derivation."""
     derived = DerivedFactors(os.urandom(32))
     keyring = make_keyring(tmp_path)
     with postgres_database() as database:
-        bulk_seed.grow(database, tmp_path / "totpd.key", derived, 200)
+        bulk_seed.grow(database, tmp_path / "totpd.key", derived, count)
+        yield database, keyring, derived
+
+
+@pytest.mark.postgres
+def test_postgres_grows_by_copy_and_keeps_its_indexes(tmp_path: Path) -> None:
+    with seeded_postgres(tmp_path, 200) as (database, keyring, derived):
         indexes = bulk_seed.postgres_index_definitions(database)
         grown = bulk_seed.grow(database, tmp_path / "totpd.key", derived, 700)
         assert grown["indexes_rebuilt"] and grown["rows"] == 500
@@ -117,10 +135,7 @@ def test_postgres_grows_by_copy_and_keeps_its_indexes(tmp_path: Path) -> None:
 def test_postgres_refilled_table_has_room_on_its_pages(tmp_path: Path) -> None:
     # The batch tools' --load-fillfactor: the same rows, pages half full, the
     # table's own setting as before; the rows still open with the keyring.
-    derived = DerivedFactors(os.urandom(32))
-    keyring = make_keyring(tmp_path)
-    with postgres_database() as database:
-        bulk_seed.grow(database, tmp_path / "totpd.key", derived, 3_000)
+    with seeded_postgres(tmp_path, 3_000) as (database, keyring, derived):
 
         def pages_and_options() -> tuple[int, Any]:
             with database.connect_raw() as connection:
