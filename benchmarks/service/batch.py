@@ -65,22 +65,24 @@ def run_tool(
     figures: dict[str, Any] = {}
     lines: list[str] = []
 
-    def refilled_then_measured(
-        database: Database, data_dir: Path, pool: FactorPool
-    ) -> dict[str, Any]:
-        if args.load_fillfactor is not None and database.name == "postgresql":
-            bulk_seed.refill(database, args.load_fillfactor)
+    def measured(database: Database, data_dir: Path, pool: FactorPool) -> dict[str, Any]:
+        fill = _table_fill(args, database.name)
+        if fill is not None:
+            bulk_seed.refill(database, fill)
         return measure(database, data_dir, pool, args)
 
     for name in args.db or databases:
-        figures[name] = measure_on_seeded(name, args.factors, "batch", refilled_then_measured)
-        figures[name]["load_fillfactor"] = args.load_fillfactor
+        figures[name] = measure_on_seeded(name, args.factors, "batch", measured)
+        fill = figures[name]["load_fillfactor"] = _table_fill(args, name)
         lines += table(name, figures[name])
-        if args.load_fillfactor is not None and name == "postgresql":
-            lines.append(
-                f"   the factors table's pages {args.load_fillfactor}% full (--load-fillfactor)"
-            )
+        if fill is not None:
+            lines.append(f"   the factors table's pages {fill}% full (--load-fillfactor)")
     return report.print_and_save(lines, figures, args.out)
+
+
+def _table_fill(args: argparse.Namespace, database: str) -> int | None:
+    """How full --load-fillfactor rewrites the seeded table (PostgreSQL only), or None."""
+    return args.load_fillfactor if database == "postgresql" else None
 
 
 def channel(address: str) -> grpc.Channel:

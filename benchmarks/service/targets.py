@@ -86,10 +86,7 @@ def _batch_target(database: str, rows: list[dict[str, Any]] | None) -> Target:
     if not rows:
         return Target(name, database, goal, "not measured", None)
     row = max(rows, key=lambda r: r["batch"])
-    measured = (
-        f"{_percent_down(row['ratio_vs_consume'])} ({row['service']['rate']:,.0f} items/s vs"
-        f" {row['db_consume']['rate']:,.0f} rows/s)"
-    )
+    measured = _batch_ratio(row)
     if row["batch"] < BATCH_ITEMS:  # a --quick run: the figure, no verdict
         return Target(name, database, goal, f"x{row['batch']:,} only: {measured}", None)
     return Target(name, database, goal, measured, row["ratio_vs_consume"] >= report.BATCH_TARGET)
@@ -98,16 +95,21 @@ def _batch_target(database: str, rows: list[dict[str, Any]] | None) -> Target:
 def _half_full_context(database: str, row: dict[str, Any]) -> Target:
     """The batch target's ratio on the table rewritten half full (HOT updates for the
     bulk UPDATE): a figure beside the target, not a second goal."""
-    measured = (
-        f"{_percent_down(row['ratio_vs_consume'])} at x{row['batch']:,}"
-        f" ({row['service']['rate']:,.0f} items/s vs {row['db_consume']['rate']:,.0f} rows/s)"
-    )
     return Target(
         "BatchVerify vs the bulk UPDATE, the table's pages half full",
         database,
         "none, context for the target above: a served, vacuumed table has room on its pages",
-        measured,
+        _batch_ratio(row, size=True),
         None,
+    )
+
+
+def _batch_ratio(row: dict[str, Any], size: bool = False) -> str:
+    """A batch row's ratio to the bulk UPDATE, with both rates (and its size)."""
+    at = f" at x{row['batch']:,}" if size else ""
+    return (
+        f"{_percent_down(row['ratio_vs_consume'])}{at} ({row['service']['rate']:,.0f} items/s"
+        f" vs {row['db_consume']['rate']:,.0f} rows/s)"
     )
 
 
