@@ -196,15 +196,32 @@ def _p(database: Database) -> str:
     return "?" if database.name == "sqlite" else "%s"
 
 
+# SQLite: the JSON rows in a subquery and no RETURNING, the driver counting the
+# rows changed (as the store's own SQLite writes do: round_sql.write_many).
+COUNTED = "json-counted"
+
+
 def forms(database: Database) -> tuple[str, ...]:
     """The ways to send the rows: a VALUES list, or one JSON array parameter
-    (PostgreSQL reads it as json or as jsonb; SQLite 3.40 has no jsonb)."""
-    return ("values", "json") if database.name == "sqlite" else ("values", "json", "jsonb")
+    (PostgreSQL reads it as json or as jsonb; SQLite 3.40 has no jsonb), and on
+    SQLite the JSON form without RETURNING (`COUNTED`)."""
+    if database.name == "sqlite":
+        return ("values", "json", COUNTED)
+    return ("values", "json", "jsonb")
 
 
 def consume_sql(database: Database, rows: int, form: str = "values") -> str:
     """The bulk conditional UPDATE, its rows in one of `forms`."""
     p = _p(database)
+    if form == COUNTED:
+        # Numbered: the parameters stay in the other forms' order (rows, time, state).
+        return (
+            "UPDATE factors SET last_used_step = used.step, failed_attempts = 0,"
+            " blocked_until = 0, last_used_at = ?2 FROM (SELECT value ->> 0 AS factor_id,"
+            " CAST(value ->> 1 AS INTEGER) AS step FROM json_each(?1)) AS used"
+            " WHERE factors.id = used.factor_id AND factors.state = ?3"
+            " AND factors.last_used_step < used.step"
+        )
     if form == "values":
         used = "used(factor_id, step) AS (VALUES " + _placeholders(
             database, ("varchar", "bigint"), rows
@@ -247,7 +264,7 @@ def _consume_params(pool: FactorPool, pairs: list[tuple[int, int]], form: str) -
 def _transaction(
     connection: Any, database: Database, statements: list[tuple[str, Any]]
 ) -> list[int]:
-    """Run the statements in one transaction; rows returned by each.
+    """Run the statements in one transaction; rows returned (or changed) by each.
 
     SQLite begins IMMEDIATE (its write lock, taken up front as the service's
     writes do); psycopg begins implicitly on the first statement.
@@ -258,7 +275,8 @@ def _transaction(
     counts = []
     for sql, params in statements:
         cursor.execute(sql, params)
-        counts.append(len(cursor.fetchall()))
+        # Rows returned, or (a write that returns none) the rows it changed.
+        counts.append(max(len(cursor.fetchall()), cursor.rowcount))
     if database.name == "sqlite":
         cursor.execute("COMMIT")
     else:
@@ -406,7 +424,7 @@ def _timed_read(connection: Any, sql: str, params: Any) -> tuple[float, list[Any
     return reading, rows
 
 
-def _consumed_steps(rows: list[Any], steps: dict[str, int]) -> list[FactorWrite]:
+def _consumed_steps(rows: Sequence[Any], steps: dict[str, int]) -> list[FactorWrite]:
     """The consumed step of each factor, on the state as read."""
     return list(
         FactorWrite(

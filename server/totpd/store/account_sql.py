@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeEngine
 
-from totpd.store.round_sql import _ACCOUNTS, _TENANT, _json_rows, _round_keys
+from totpd.store.round_sql import _ACCOUNTS, _TENANT, _json_rows, _json_select, _round_keys
 
 _ACCOUNT_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
     ("account_id", String),
@@ -45,6 +45,10 @@ _ACCOUNT_KEY = [_ACCOUNTS.c.account_id, _ACCOUNTS.c.tenant]
 def _account_update(new: dict[str, ColumnElement[Any]]) -> Update:
     """UPDATE the account only where it still holds the state read and is not locked
     (a locked account is never compared, so nothing is written for it)."""
+    return _unreturned_account_update(new).returning(_ACCOUNTS.c.account_id)
+
+
+def _unreturned_account_update(new: dict[str, ColumnElement[Any]]) -> Update:
     return (
         update(_ACCOUNTS)
         .where(
@@ -55,7 +59,6 @@ def _account_update(new: dict[str, ColumnElement[Any]]) -> Update:
             _ACCOUNTS.c.locked_at.is_(None),
         )
         .values({name: new[name] for name in _ACCOUNT_COLUMNS[1:]})
-        .returning(_ACCOUNTS.c.account_id)
     )
 
 
@@ -68,6 +71,11 @@ def account_update_one(dialect: str) -> Update:
 
 @functools.cache
 def account_update_many(dialect: str) -> Update:
+    """The accounts' rows bound as JSON (``p_rows``). On SQLite the rows changed
+    are counted, not returned (round_sql.write_many says why)."""
+    if dialect == "sqlite":
+        rows = _json_select(dialect, "p_rows", _ACCOUNT_FIELDS).subquery("new")
+        return _unreturned_account_update({name: rows.c[name] for name, _ in _ACCOUNT_FIELDS})
     new = _json_rows(dialect, "new", _ACCOUNT_FIELDS)
     return _account_update({name: new.c[name] for name, _ in _ACCOUNT_FIELDS}).add_cte(new)
 
@@ -89,14 +97,19 @@ def account_insert_one(dialect: str) -> Insert:
 
 @functools.cache
 def account_insert_many(dialect: str) -> Insert:
-    new = _json_rows(dialect, "new", _ACCOUNT_FIELDS)
+    """The accounts' first rows bound as JSON (``p_rows``). On SQLite the rows
+    inserted are counted, not returned (round_sql.write_many says why)."""
+    sqlite_rows = dialect == "sqlite"
+    new = (
+        _json_select(dialect, "p_rows", _ACCOUNT_FIELDS).subquery("new")
+        if sqlite_rows
+        else _json_rows(dialect, "new", _ACCOUNT_FIELDS)
+    )
     # The WHERE resolves SQLite's parsing ambiguity of INSERT ... SELECT ... ON CONFLICT.
     rows = select(_TENANT, *(new.c[name] for name in _ACCOUNT_COLUMNS)).where(true())
     statement = _insert(dialect)(_ACCOUNTS).from_select(list(_INSERT_COLUMNS), rows)
-    inserted: Insert = statement.on_conflict_do_nothing(index_elements=_ACCOUNT_KEY).returning(
-        _ACCOUNTS.c.account_id
-    )
-    return inserted
+    inserted: Insert = statement.on_conflict_do_nothing(index_elements=_ACCOUNT_KEY)
+    return inserted if sqlite_rows else inserted.returning(_ACCOUNTS.c.account_id)
 
 
 @functools.cache

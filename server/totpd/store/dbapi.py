@@ -198,6 +198,12 @@ class RawConnection:
             self.dialect, self._connection, compiled(statement, self.dialect), values
         )
 
+    def run_count(self, statement: Update | Insert, values: dict[str, object]) -> int:
+        """Run a statement that returns no rows; the number of rows it changed
+        (the driver's count on the connection's cursor)."""
+        self.run(statement, values)
+        return int(self._connection.info[_CURSOR].rowcount)
+
     def run_each(self, statement: Update, rows: Sequence[dict[str, object]]) -> list[Sequence[Any]]:
         return run_compiled_each(
             self.dialect, self._connection, compiled(statement, self.dialect), rows

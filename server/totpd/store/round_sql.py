@@ -34,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.sql.selectable import CTE, FromClause
+from sqlalchemy.sql.selectable import CTE, FromClause, Subquery
 from sqlalchemy.types import TypeEngine
 
 from totpd.domain import FactorState
@@ -223,7 +223,6 @@ def _write(state: FactorState, new: _WriteColumns, activate: bool) -> Update:
             ),
         )
         .values(values)
-        .returning(_FACTORS.c.id)
     )
 
 
@@ -249,7 +248,7 @@ def write_one(dialect: str, state: FactorState, activate: bool, alone: bool) -> 
     statement = _write(state, _WriteColumns(consumed=consumed, **binds), activate)
     if alone:
         statement = statement.where(_database_now(dialect) < bindparam("p_deadline", type_=Float))
-    return statement
+    return statement.returning(_FACTORS.c.id)
 
 
 # A step won on a factor with no failure on record, as read: its new failure
@@ -262,14 +261,18 @@ _WON_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
 
 
 @functools.cache
-def write_many(dialect: str, state: FactorState, activate: bool) -> Update:
+def write_many(dialect: str, state: FactorState, activate: bool, ids: bool = True) -> Update:
     """Many factors, their rows bound as JSON: `_WRITE_FIELDS` rows in ``p_rows``,
     and on SQLite the steps won on factors with no failure on record as
     `_WON_FIELDS` rows in ``p_won`` (the common batch: 3 values a row, not 8).
 
     PostgreSQL takes every row in ``p_rows``: one list, in the lock order the
     store sorts it in (rounds.py); SQLite locks the whole database.
+    `ids`: RETURNING the id of each factor written. Without, the driver counts
+    the rows changed in one step, not a step a row: ARCHITECTURE.md, "Module
+    notes", store/dbapi.py.
     """
+    new: CTE | Subquery
     if dialect == "postgresql":
         new = _json_rows(dialect, "new", _WRITE_FIELDS)
     else:
@@ -286,10 +289,15 @@ def write_many(dialect: str, state: FactorState, activate: bool) -> Update:
             zero.label("seen_blocked"),
             won.c.seen_step,
         )
-        new = as_rows.union_all(_json_select(dialect, "p_rows", _WRITE_FIELDS)).cte("new")
+        # A subquery, not a CTE: a statement that starts with WITH is no
+        # UPDATE to SQLite's driver, which then counts no rows (`ids`).
+        new = as_rows.union_all(_json_select(dialect, "p_rows", _WRITE_FIELDS)).subquery("new")
     columns = {name: new.c[name] for name, _ in _WRITE_FIELDS}
     consumed = columns.pop("consumed") == 1
-    return _write(state, _WriteColumns(consumed=consumed, **columns), activate).add_cte(new)
+    statement = _write(state, _WriteColumns(consumed=consumed, **columns), activate)
+    if isinstance(new, CTE):
+        statement = statement.add_cte(new)
+    return statement.returning(_FACTORS.c.id) if ids else statement
 
 
 def _json_rows(
@@ -349,9 +357,10 @@ class BulkRoundSql(NamedTuple):
     """The SQL of an optimistic bulk round, compiled for one database, as the store runs it.
 
     `read` takes ``p_keys`` (a JSON array of [account id, tenant] pairs) and ``p_now``;
-    its rows are `round_records.CandidateFactor` fields in order. `write` takes
-    ``p_rows`` (a JSON array of `round_records.FactorWrite` rows, sorted by factor id
-    on PostgreSQL), ``p_tenant`` and ``p_now``, and returns the id of each factor written.
+    its rows are `round_records.CandidateFactor` fields in order.
+    `write` takes ``p_rows`` (a JSON array of `round_records.FactorWrite` rows, sorted
+    by factor id on PostgreSQL), ``p_tenant`` and ``p_now``; the cursor's row count
+    says how many factors it wrote (PostgreSQL also returns their ids).
     `CompiledStatement.parameters` lays the values out for the driver.
     """
 
@@ -368,5 +377,5 @@ def bulk_round_sql(dialect: Dialect, state: FactorState) -> BulkRoundSql:
     name = dialect.name
     return BulkRoundSql(
         compiled(read_many(name, state, False), dialect),
-        compiled(write_many(name, state, True), dialect),
+        compiled(write_many(name, state, True, name == "postgresql"), dialect),
     )

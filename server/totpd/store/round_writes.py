@@ -26,13 +26,16 @@ def write_statement(
     now: int,
     tenant: str,
     activate: bool,
+    *,
+    ids: bool = True,
 ) -> tuple[Update, dict[str, object]]:
-    """The factors' conditional write, for a transaction (or under locks)."""
+    """The factors' conditional write, for a transaction (or under locks);
+    `ids`: one that returns the ids written (else many rows may only be counted)."""
     if len(writes) == 1:
         return round_sql.write_one(dialect, state, activate, False), _one_write_values(
             writes[0], now, tenant
         )
-    return round_sql.write_many(dialect, state, activate), bulk_write_values(
+    return round_sql.write_many(dialect, state, activate, ids), bulk_write_values(
         dialect, writes, now=now, tenant=tenant
     )
 
@@ -104,9 +107,22 @@ class EachRow(NamedTuple):
         return all(len(rows) == 1 for rows in returned)
 
 
+class Counted(NamedTuple):
+    """SQLite: a statement that returns no rows and must change `expected` rows,
+    as the driver counts them (round_sql.write_many says why)."""
+
+    statement: Update | Insert
+    values: dict[str, object]
+    expected: int
+
+    def run(self, connection: RawConnection) -> bool:
+        """Run it; False if it changed other than its rows (the round must not commit)."""
+        return connection.run_count(self.statement, self.values) == self.expected
+
+
 # What a round's write runs in its transaction: statements, PostgreSQL's COPY of
-# many audit events, and its few account rows one at a time.
-Step = Statement | audit_sql.CopiedEvents | EachRow
+# many audit events, its few account rows one at a time, SQLite's counted writes.
+Step = Statement | audit_sql.CopiedEvents | EachRow | Counted
 
 
 def account_statements(dialect: str, accounts: Sequence[AccountWrite], tenant: str) -> list[Step]:
@@ -135,7 +151,10 @@ def account_statements(dialect: str, accounts: Sequence[AccountWrite], tenant: s
             steps.append((one(dialect), _account_values(group[0], tenant), 1))
         elif group:
             values: dict[str, object] = {"p_rows": json.dumps(group), "p_tenant": tenant}
-            steps.append((many(dialect), values, len(group)))
+            if postgres:
+                steps.append((many(dialect), values, len(group)))
+            else:
+                steps.append(Counted(many(dialect), values, len(group)))
     return steps
 
 
@@ -168,14 +187,16 @@ def round_statements(
     statements: list[Step] = [*account_statements(dialect, accounts, tenant)]
     audit_steps = audit_sql.statements(dialect, groups)
     if writes:
-        write, values = write_statement(dialect, writes, state, now, tenant, activate)
         postgres = dialect == "postgresql"
+        write, values = write_statement(dialect, writes, state, now, tenant, activate, ids=postgres)
         merged = audit_sql.with_write(write, values, audit_steps) if postgres else None
-        if merged is None:
-            statements.append((write, values, len(writes)))
-        else:  # the events ride in the write's statement
+        if merged is not None:  # the events ride in the write's statement
             statements.append((*merged, len(writes)))
             audit_steps = []
+        elif postgres or len(writes) == 1:
+            statements.append((write, values, len(writes)))
+        else:
+            statements.append(Counted(write, values, len(writes)))
     statements.extend(audit_steps)
     if completion is not None:
         statements.append((complete_statement(), complete_values(completion), None))

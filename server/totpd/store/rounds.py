@@ -329,7 +329,7 @@ def _write_alone(connection: RawConnection, statement: round_writes.Statement) -
 
 def _run_step(connection: RawConnection, step: round_writes.Step) -> bool:
     """Run one step of a round's write; False if it touched other than its rows."""
-    if isinstance(step, audit_sql.CopiedEvents | round_writes.EachRow):
+    if isinstance(step, audit_sql.CopiedEvents | round_writes.EachRow | round_writes.Counted):
         return step.run(connection)
     statement, values, expected = step
     rows = connection.run(statement, values)
