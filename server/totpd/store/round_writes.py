@@ -120,6 +120,14 @@ class Counted(NamedTuple):
         return connection.run_count(self.statement, self.values) == self.expected
 
 
+def _touching(
+    postgres: bool, statement: Update | Insert, values: dict[str, object], rows: int
+) -> Statement | Counted:
+    """A bulk statement that must touch `rows` rows: PostgreSQL's return them
+    (psycopg takes a result whole), SQLite's are counted (`Counted`)."""
+    return (statement, values, rows) if postgres else Counted(statement, values, rows)
+
+
 # What a round's write runs in its transaction: statements, PostgreSQL's COPY of
 # many audit events, its few account rows one at a time, SQLite's counted writes.
 Step = Statement | audit_sql.CopiedEvents | EachRow | Counted
@@ -151,10 +159,7 @@ def account_statements(dialect: str, accounts: Sequence[AccountWrite], tenant: s
             steps.append((one(dialect), _account_values(group[0], tenant), 1))
         elif group:
             values: dict[str, object] = {"p_rows": json.dumps(group), "p_tenant": tenant}
-            if postgres:
-                steps.append((many(dialect), values, len(group)))
-            else:
-                steps.append(Counted(many(dialect), values, len(group)))
+            steps.append(_touching(postgres, many(dialect), values, len(group)))
     return steps
 
 
@@ -193,10 +198,10 @@ def round_statements(
         if merged is not None:  # the events ride in the write's statement
             statements.append((*merged, len(writes)))
             audit_steps = []
-        elif postgres or len(writes) == 1:
-            statements.append((write, values, len(writes)))
+        elif len(writes) == 1:
+            statements.append((write, values, 1))
         else:
-            statements.append(Counted(write, values, len(writes)))
+            statements.append(_touching(postgres, write, values, len(writes)))
     statements.extend(audit_steps)
     if completion is not None:
         statements.append((complete_statement(), complete_values(completion), None))
