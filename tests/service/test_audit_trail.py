@@ -342,3 +342,30 @@ def test_items_answered_locked_without_a_round_of_their_own_get_events(
     assert [r.result for r in results if isinstance(r, VerifyOutcome)] == [VerifyResult.LOCKED] * 4
     added = verdict_events(engine)[before:]
     assert [(e["method"], e["verify_result"]) for e in added] == [("BatchVerify", "LOCKED")] * 4
+
+
+@pytest.mark.usefixtures("audit_writes")  # INSERTed and COPYed (tests/conftest.py)
+def test_account_ids_with_json_syntax_reach_their_rows_and_events_intact(
+    engine: Engine, service: MfaService, clock: Clock, account_id: str
+) -> None:
+    # A round binds its keys, writes and events as JSON text: an id made of
+    # JSON's own syntax must reach its own rows, not break or cross the text.
+    accounts = [f'{account_id}-"q', f"{account_id}-\\b", f"{account_id}-],[x}}", '{"a":1}']
+    enrollments = {a: enroll_active(service, clock, a) for a in accounts}
+    before = len(verdict_events(engine))
+    right = {a: code_at(enrollments[a], clock.now) for a in accounts}
+    items = [VerifyItem(accounts[0], right[accounts[0]])]
+    items += [VerifyItem(a, wrong_code(right[a])) for a in accounts[1:]]
+    assert (
+        results_of(service.verify_batch(items)) == [VerifyResult.VALID] + [VerifyResult.INVALID] * 3
+    )
+    added = verdict_events(engine)[before:]
+    assert [(e["account_id"], e["verify_result"]) for e in added] == [
+        (a, "VALID" if a == accounts[0] else "INVALID") for a in accounts
+    ]
+    # Each failure was counted on its own account, the success's step on its factor.
+    again = service.verify_batch([VerifyItem(a, wrong_code(right[a])) for a in accounts[1:]])
+    left = service.policy.lock_after_failures - 2
+    assert [o.attempts_left for o in again if isinstance(o, VerifyOutcome)] == [left] * 3
+    replay = service.verify(VerifyItem(accounts[0], right[accounts[0]]))
+    assert replay.result is VerifyResult.REPLAYED

@@ -21,7 +21,6 @@ insert is unconditional there, and a write short of its rows rolls it back.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -45,7 +44,7 @@ from sqlalchemy.sql.selectable import CTE
 from sqlalchemy.types import TypeEngine
 
 from totpd.store.audit import CALLS, EVENTS, AuditCall, RoundEvents, RoundItem
-from totpd.store.dbapi import CopyInto, RawConnection
+from totpd.store.dbapi import CopyInto, RawConnection, json_text
 from totpd.store.models import EVENT_IDS_PER_CALL, account_bucket, event_id
 
 # (statement, values, rows it returns; None: it returns none)
@@ -134,7 +133,7 @@ def statements(dialect: str, groups: Sequence[RoundEvents]) -> list[AuditStep]:
         event = _one_event(dialect)
     else:
         values = _call_values(group.call)
-        values["p_items"] = json.dumps(_item_rows(group.items))
+        values["p_items"] = json_text(_item_rows(group.items))
         event = _events_of_one_call(dialect)
     if postgres:
         return [(event, values, len(group.items))]
@@ -143,11 +142,11 @@ def statements(dialect: str, groups: Sequence[RoundEvents]) -> list[AuditStep]:
 
 def _calls_values(groups: list[RoundEvents]) -> dict[str, object]:
     """`_calls`' values: the calls as one JSON array, each with its place."""
-    return {"p_calls": json.dumps([[n, *group.call] for n, group in enumerate(groups, 1)])}
+    return {"p_calls": json_text([[n, *group.call] for n, group in enumerate(groups, 1)])}
 
 
 def _statements_of_calls(dialect: str, groups: list[RoundEvents]) -> list[AuditStep]:
-    items = json.dumps(
+    items = json_text(
         [(n, *row) for n, group in enumerate(groups, 1) for row in _item_rows(group.items)]
     )
     values = {**_calls_values(groups), "p_items": items, "p_call_count": len(groups)}

@@ -6,6 +6,7 @@ Design notes: ARCHITECTURE.md, "Module notes", store/dbapi.py.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -36,6 +37,13 @@ class CompiledStatement(NamedTuple):
         merged = {**self.defaults, **values}
         return merged if self.order is None else [merged[name] for name in self.order]
 
+
+# The JSON text a statement binds (a round's keys, rows and events): compact, and
+# without the encoder's check for lists that contain themselves, which values
+# built from rows cannot, and which was most of the encoding's cost.
+json_text: Callable[[object], str] = json.JSONEncoder(
+    check_circular=False, separators=(",", ":")
+).encode
 
 _COMPILED: dict[tuple[int, str], CompiledStatement] = {}
 _CURSOR = "totpd.store.cursor"  # key of the reusable cursor in a connection's info

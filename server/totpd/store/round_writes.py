@@ -6,7 +6,6 @@ The parameter names are those the statements bind (``p_`` + field).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -14,7 +13,7 @@ from sqlalchemy import Insert, Select, Update
 
 from totpd.domain import FactorState
 from totpd.store import account_sql, audit, audit_sql, round_sql, unary_sql
-from totpd.store.dbapi import RawConnection
+from totpd.store.dbapi import RawConnection, json_text
 from totpd.store.requests import Completion, complete_statement, complete_values
 from totpd.store.round_records import AccountWrite, FactorWrite
 
@@ -64,7 +63,7 @@ def bulk_write_values(
     if dialect == "postgresql":
         # Sorted by factor id: the order the locked read takes row locks in, so
         # a write planned as a loop over the rows locks in that order too.
-        values["p_rows"] = json.dumps(sorted(writes))
+        values["p_rows"] = json_text(sorted(writes))
         return values
     # SQLite locks the whole database, in any order (sorting 10k rows cost ~4 ms).
     won: list[tuple[str, int, int]] = []
@@ -79,8 +78,8 @@ def bulk_write_values(
             won.append((write.factor_id, write.last_used_step, write.seen_last_used_step))
         else:
             rows.append(write)
-    values["p_won"] = json.dumps(won)
-    values["p_rows"] = json.dumps(rows)
+    values["p_won"] = json_text(won)
+    values["p_rows"] = json_text(rows)
     return values
 
 
@@ -158,7 +157,7 @@ def account_statements(dialect: str, accounts: Sequence[AccountWrite], tenant: s
         if len(group) == 1:
             steps.append((one(dialect), _account_values(group[0], tenant), 1))
         elif group:
-            values: dict[str, object] = {"p_rows": json.dumps(group), "p_tenant": tenant}
+            values: dict[str, object] = {"p_rows": json_text(group), "p_tenant": tenant}
             steps.append(_touching(postgres, many(dialect), values, len(group)))
     return steps
 

@@ -10,7 +10,6 @@ DB-API cursor (dbapi.py).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
@@ -20,7 +19,12 @@ from sqlalchemy import Engine
 from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
 from totpd.store import account_sql, audit, audit_sql, deadline, round_sql, round_writes
-from totpd.store.dbapi import RawConnection, deadline_on_database_clock, forget_clock_offset
+from totpd.store.dbapi import (
+    RawConnection,
+    deadline_on_database_clock,
+    forget_clock_offset,
+    json_text,
+)
 from totpd.store.errors import RoundAbortedError
 from totpd.store.requests import Completion, complete_statement, complete_values
 from totpd.store.round_records import AccountWrite, AttemptRequest, CandidateFactor, FactorWrite
@@ -311,7 +315,7 @@ def _read(
 
 def _keys(accounts: Iterable[str], tenant: str) -> str:
     """The (account, tenant) pairs a bulk read or lock binds (round_sql._round_keys)."""
-    return json.dumps([(account, tenant) for account in accounts])
+    return json_text([(account, tenant) for account in accounts])
 
 
 def _write_alone(connection: RawConnection, statement: round_writes.Statement) -> bool:
