@@ -7,13 +7,14 @@ Python: these tests pin what it returns.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from tests.conftest import Clock
-from tests.enrollments import enroll_active
+from tests.enrollments import enroll_active, wrong_for_all
 from totpd.calls import DEFAULT_TENANT
 from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
+from totpd.service.types import EnrollParams, VerifyItem
 from totpd.store import AttemptRequest, FactorStore
 
 
@@ -82,3 +83,45 @@ def test_the_bulk_read_joins_each_pair_to_its_own_tenant(
     assert read(DEFAULT_TENANT) == sorted([alice_phone, bob_phone])
     # The same account ids in another tenant are other accounts: nothing to read.
     assert read("shop") == []
+
+
+@pytest.mark.parametrize("state", [FactorState.ACTIVE, FactorState.PENDING])
+def test_the_locked_bulk_read_returns_what_the_unlocked_one_does(
+    service: MfaService, engine: Engine, clock: Clock, account_id: str, state: FactorState
+) -> None:
+    """SQLite's locked read comes as one row of JSON with the secrets in hex
+    (store/rounds.py): the same factors, field for field and byte for byte, each
+    account's in id order, with an erased secret left out and a missing account
+    row as None (SQLite's pending accounts have none)."""
+    alice, bob, carol, dave = (account_id + name for name in ("-a", "-b", "-c", "-d"))
+    if state is FactorState.ACTIVE:
+        for number in range(3):  # several factors: id order
+            enroll_active(service, clock, alice, f"phone {number}")
+        enrolled = enroll_active(service, clock, bob)
+        service.verify(VerifyItem(bob, wrong_for_all([enrolled], clock.now)))  # an account row
+        erased = enroll_active(service, clock, carol).factor.factor_id
+    else:
+        for number in range(3):
+            service.enroll(EnrollParams(alice, f"phone {number}"))
+        service.enroll(EnrollParams(bob, "phone"))
+        erased = service.enroll(EnrollParams(carol, "phone")).factor.factor_id
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE factors SET secret_ciphertext = NULL WHERE id = :id"), {"id": erased}
+        )
+    requests = [AttemptRequest(account, 6, None) for account in (alice, bob, carol, dave)]
+    attempts = FactorStore(engine).attempts
+    now = int(clock.now)
+    with attempts.locked() as locked:  # on PostgreSQL it inserts the missing account rows
+        found = locked.read(requests, state=state, now=now)
+    unlocked = attempts.read(requests, state=state, now=now)
+    assert sorted(found) == sorted(unlocked)
+    alices = [factor.factor_id for factor in found if factor.account_id == alice]
+    assert len(alices) == 3 and alices == sorted(alices)
+    assert sorted(factor.account_id for factor in unlocked) == [alice] * 3 + [bob]
+    assert all(isinstance(factor.secret_ciphertext, bytes) for factor in unlocked)
+    (bobs,) = (factor for factor in unlocked if factor.account_id == bob)
+    if state is FactorState.ACTIVE:
+        assert bobs.consecutive_failures == 1
+    elif engine.dialect.name == "sqlite":
+        assert bobs.consecutive_failures is None  # no account row: the JSON's null

@@ -161,6 +161,27 @@ def read_many(dialect: str, state: FactorState, lock: bool) -> Select[Any]:
     return _locking(statement, dialect, lock)
 
 
+# The read's binary columns (by position), which the one-row read carries as hex.
+BLOB_COLUMNS = tuple(
+    index
+    for index, column in enumerate(READ_COLUMNS)
+    if column.name in ("secret_nonce", "secret_ciphertext")
+)
+
+
+@functools.cache
+def read_many_in_one_row(state: FactorState) -> Select[Any]:
+    """SQLite: `read_many`'s rows as one row, a JSON array of arrays (the secret's
+    parts as hex, '' for none), for a read under SQLite's write lock (store/rounds.py
+    says why). Its order is not the rows': the reader sorts when it must."""
+    rows = _read_base(state, ordered=False, keys=_round_key_rows("sqlite")).subquery()
+    values = [  # SQLite's hex() of NULL is ''
+        func.hex(rows.c[column.name]) if index in BLOB_COLUMNS else rows.c[column.name]
+        for index, column in enumerate(READ_COLUMNS)
+    ]
+    return select(func.json_group_array(func.json_array(*values))).select_from(rows)
+
+
 # -- factor writes -------------------------------------------------------------
 
 
