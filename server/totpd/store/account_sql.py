@@ -69,15 +69,44 @@ def account_update_one(dialect: str) -> Update:
     )
 
 
+# PostgreSQL's rows of `account_update_many` also carry their tenant and the lock
+# state read (always none: a locked account is never compared).
+POSTGRES_UPDATE_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
+    *_ACCOUNT_FIELDS,
+    ("tenant", String),
+    ("seen_locked_at", BigInteger),
+]
+
+
 @functools.cache
 def account_update_many(dialect: str) -> Update:
     """The accounts' rows bound as JSON (``p_rows``). On SQLite the rows changed
-    are counted, not returned (round_sql.write_many says why)."""
+    are counted, not returned (round_sql.write_many says why).
+
+    On PostgreSQL every condition on an account's row is a join condition with
+    its JSON row, none a condition on `accounts` alone: without statistics the
+    planner took `tenant = ? AND locked_at IS NULL` for one row of the table,
+    looped over every account and parsed the whole JSON array for each, seconds
+    for 1,000 rows (benchmarks/NOTES.md, "the twelfth session"). Now a wrong
+    estimate can at worst make it hash the table.
+    """
     if dialect == "sqlite":
         rows = _json_select(dialect, "p_rows", _ACCOUNT_FIELDS).subquery("new")
         return _unreturned_account_update({name: rows.c[name] for name, _ in _ACCOUNT_FIELDS})
-    new = _json_rows(dialect, "new", _ACCOUNT_FIELDS)
-    return _account_update({name: new.c[name] for name, _ in _ACCOUNT_FIELDS}).add_cte(new)
+    new = _json_rows(dialect, "new", POSTGRES_UPDATE_FIELDS)
+    row = {name: new.c[name] for name, _ in POSTGRES_UPDATE_FIELDS}
+    statement = (
+        update(_ACCOUNTS)
+        .where(
+            _ACCOUNTS.c.tenant == row["tenant"],
+            _ACCOUNTS.c.account_id == row["account_id"],
+            _ACCOUNTS.c.budget_tat == row["seen_budget_tat"],
+            _ACCOUNTS.c.consecutive_failures == row["seen_consecutive_failures"],
+            _ACCOUNTS.c.locked_at.is_not_distinct_from(row["seen_locked_at"]),
+        )
+        .values({name: row[name] for name in _ACCOUNT_COLUMNS[1:]})
+    )
+    return statement.returning(_ACCOUNTS.c.account_id).add_cte(new)
 
 
 def _insert(dialect: str) -> Any:

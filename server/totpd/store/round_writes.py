@@ -157,7 +157,10 @@ def account_statements(dialect: str, accounts: Sequence[AccountWrite], tenant: s
         if len(group) == 1:
             steps.append((one(dialect), _account_values(group[0], tenant), 1))
         elif group:
-            values: dict[str, object] = {"p_rows": json_text(group), "p_tenant": tenant}
+            bound: Sequence[object] = group
+            if postgres and group is updates:  # account_sql.POSTGRES_UPDATE_FIELDS
+                bound = [(*update, tenant, None) for update in updates]
+            values: dict[str, object] = {"p_rows": json_text(bound), "p_tenant": tenant}
             steps.append(_touching(postgres, many(dialect), values, len(group)))
     return steps
 
