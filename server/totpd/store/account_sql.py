@@ -49,14 +49,19 @@ def _account_update(new: dict[str, ColumnElement[Any]]) -> Update:
 
 
 def _unreturned_account_update(new: dict[str, ColumnElement[Any]]) -> Update:
+    """`new` may carry its row's ``tenant`` and ``seen_locked_at`` (PostgreSQL's
+    bulk rows, `account_update_many`); else the round's tenant, and not locked."""
+    seen_locked = new.get("seen_locked_at")
     return (
         update(_ACCOUNTS)
         .where(
-            _ACCOUNTS.c.tenant == _TENANT,
+            _ACCOUNTS.c.tenant == new.get("tenant", _TENANT),
             _ACCOUNTS.c.account_id == new["account_id"],
             _ACCOUNTS.c.budget_tat == new["seen_budget_tat"],
             _ACCOUNTS.c.consecutive_failures == new["seen_consecutive_failures"],
-            _ACCOUNTS.c.locked_at.is_(None),
+            _ACCOUNTS.c.locked_at.is_(None)
+            if seen_locked is None
+            else _ACCOUNTS.c.locked_at.is_not_distinct_from(seen_locked),
         )
         .values({name: new[name] for name in _ACCOUNT_COLUMNS[1:]})
     )
@@ -94,19 +99,7 @@ def account_update_many(dialect: str) -> Update:
         rows = _json_select(dialect, "p_rows", _ACCOUNT_FIELDS).subquery("new")
         return _unreturned_account_update({name: rows.c[name] for name, _ in _ACCOUNT_FIELDS})
     new = _json_rows(dialect, "new", POSTGRES_UPDATE_FIELDS)
-    row = {name: new.c[name] for name, _ in POSTGRES_UPDATE_FIELDS}
-    statement = (
-        update(_ACCOUNTS)
-        .where(
-            _ACCOUNTS.c.tenant == row["tenant"],
-            _ACCOUNTS.c.account_id == row["account_id"],
-            _ACCOUNTS.c.budget_tat == row["seen_budget_tat"],
-            _ACCOUNTS.c.consecutive_failures == row["seen_consecutive_failures"],
-            _ACCOUNTS.c.locked_at.is_not_distinct_from(row["seen_locked_at"]),
-        )
-        .values({name: row[name] for name in _ACCOUNT_COLUMNS[1:]})
-    )
-    return statement.returning(_ACCOUNTS.c.account_id).add_cte(new)
+    return _account_update({name: new.c[name] for name, _ in POSTGRES_UPDATE_FIELDS}).add_cte(new)
 
 
 def _insert(dialect: str) -> Any:

@@ -257,7 +257,7 @@ class LockedRound:
             "sqlite", writes, state, now, tenant, activate, ids=False
         )
         self._connection.run_sql(_SAVEPOINT)
-        if self._connection.run_count(counted, values) == len(writes):
+        if round_writes.Counted(counted, values, len(writes)).run(self._connection):
             self._connection.run_sql(_RELEASE)
             return {write.factor_id for write in writes}
         self._connection.run_sql(_ROLLBACK_TO)
