@@ -373,7 +373,7 @@ def run_service_sql(
     """
     # Here, not at the top: the breakdown's child imports this module, also
     # when it measures a server copy from before this seam (an A/B).
-    from totpd.store.round_writes import bulk_write_values
+    from totpd.store.round_writes import bulk_read_values, bulk_write_values
 
     engine = open_engine(database.url)  # for its dialect only: nothing is run on it
     read, write = bulk_round_sql(engine.dialect, FactorState.ACTIVE)
@@ -388,15 +388,20 @@ def run_service_sql(
             pairs = pool.take(n)
             steps = {pool.factor(index): step for index, step in pairs}
             now = int(time.time())
-            keys = json.dumps([(pool.account(index), DEFAULT_TENANT) for index, _ in pairs])
+            accounts = [pool.account(index) for index, _ in pairs]
             if postgres:
                 connection.autocommit = True  # the service reads outside a transaction
-            params = read.parameters({"p_now": now, "p_keys": keys})
+            read_values = bulk_read_values(
+                database.name, accounts, now=now, tenant=DEFAULT_TENANT, state=FactorState.ACTIVE
+            )
+            params = read.parameters(read_values)
             reading, rows = _timed_read(connection, read.sql, params)
             writes = _consumed_steps(rows, steps)
             if postgres:
                 connection.autocommit = False  # the write's transaction, as the store's
-            values = bulk_write_values(database.name, writes, now=now, tenant=DEFAULT_TENANT)
+            values = bulk_write_values(
+                database.name, writes, now=now, tenant=DEFAULT_TENANT, state=FactorState.ACTIVE
+            )
             write_sql = (write.sql, write.parameters(values))
             started = time.perf_counter()
             (written,) = _transaction(connection, database, [write_sql])

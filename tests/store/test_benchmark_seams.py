@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from sqlalchemy import Engine
 
@@ -15,7 +13,7 @@ from totpd.domain import FactorState
 from totpd.service.mfa import MfaService
 from totpd.store import AttemptRequest, CandidateFactor, FactorStore, FactorWrite, dbapi
 from totpd.store.round_sql import bulk_round_sql
-from totpd.store.round_writes import bulk_write_values
+from totpd.store.round_writes import bulk_read_values, bulk_write_values
 
 NOBODY = [AttemptRequest("nobody", 6, None)]
 
@@ -61,14 +59,22 @@ def test_the_bulk_round_sql_run_raw_reads_the_factors_and_wins_a_step_once(
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
-        keys = json.dumps([(account, DEFAULT_TENANT) for account in (account_id, "nobody")])
-        cursor.execute(read.sql, read.parameters({"p_now": now, "p_keys": keys}))
+        read_values = bulk_read_values(
+            engine.dialect.name,
+            (account_id, "nobody"),
+            now=now,
+            tenant=DEFAULT_TENANT,
+            state=FactorState.ACTIVE,
+        )
+        cursor.execute(read.sql, read.parameters(read_values))
         (factor,) = map(CandidateFactor._make, cursor.fetchall())
         assert (factor.factor_id, factor.account_id) == (factor_id, account_id)
         step = factor.last_used_step + 1
         won = FactorWrite(factor_id, 0, 0, step, 1, 0, 0, factor.last_used_step)
         for written in (1, 0):  # the second write finds the step taken
-            values = bulk_write_values(engine.dialect.name, [won], now=now, tenant=DEFAULT_TENANT)
+            values = bulk_write_values(
+                engine.dialect.name, [won], now=now, tenant=DEFAULT_TENANT, state=FactorState.ACTIVE
+            )
             cursor.execute(write.sql, write.parameters(values))
             returned = [tuple(row) for row in cursor.fetchall()]
             assert cursor.rowcount == written

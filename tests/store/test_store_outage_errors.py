@@ -3,24 +3,30 @@ the store's own (StoreUnavailableError, StoreOverloadedError), which the fault
 classifier knows: never a psycopg, sqlite3, SQLAlchemy or OS error.
 
 The paths: taking a DB-API connection from the pool (verification rounds),
-COMMIT and ROLLBACK on it, the SQLite writers' lock file, and the health ping.
+COMMIT and ROLLBACK on it, SQLite's locked read cut midway, the SQLite writers'
+lock file, and the health ping.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from tests.conftest import Clock
+from tests.enrollments import enroll_active
 from tests.store.conftest import invalidations
 from totpd.domain import FactorState
 from totpd.service.errors import ErrorReason
 from totpd.service.faults import is_store_fault, store_fault
-from totpd.store import AttemptRequest, FactorStore, open_engine
+from totpd.service.mfa import MfaService
+from totpd.store import AttemptRequest, FactorStore, open_engine, rounds
 from totpd.store.database import SqliteWriterQueue
 from totpd.store.errors import StoreOverloadedError, StoreUnavailableError
 
@@ -140,3 +146,50 @@ def test_a_commit_on_a_dropped_postgres_connection_is_an_outage_without_a_pool_s
     assert not isinstance(caught.value, SQLAlchemyError)
     assert is_store_fault(caught.value)
     assert not [r for r in caplog.records if r.exc_info is not None]
+
+
+def test_a_locked_sqlite_read_cut_midway_is_an_outage_and_frees_the_write_lock(
+    service: MfaService,
+    engine: Engine,
+    clock: Clock,
+    account_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQLite's locked bulk read (one row of JSON, store/rounds.py) stopped by the
+    database in the middle of its statement, as `sqlite3_interrupt` stops it: the
+    store's outage, the write lock and the writers' queue given back, and the
+    pooled connection usable by the next round."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's locked read only")
+    accounts = [f"{account_id}-{n}" for n in range(3)]
+    for account in accounts:
+        enroll_active(service, clock, account)
+    requests = [AttemptRequest(account, 6, None) for account in accounts]
+    real = rounds._rows_in_one_step
+    cut: list[int] = []
+
+    def cut_midway(connection: Any, *args: Any) -> Any:
+        sqlite = connection._connection.dbapi_connection
+        sqlite.set_progress_handler(lambda: cut.append(1) or 1, 20)  # stop after 20 steps
+        try:
+            return real(connection, *args)
+        finally:
+            sqlite.set_progress_handler(None, 0)
+
+    monkeypatch.setattr(rounds, "_rows_in_one_step", cut_midway)
+    attempts = service.deps.store.attempts
+    with pytest.raises(StoreUnavailableError) as caught, attempts.locked() as locked:
+        locked.read(requests, state=FactorState.ACTIVE, now=int(clock.now))
+    assert cut and caught.value.cause == "OperationalError: interrupted"
+    assert store_fault(caught.value, "BatchVerify") is not None
+    # No lock left behind: another writer gets SQLite's at once.
+    other = sqlite3.connect(engine.url.database or "", timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.rollback()
+    finally:
+        other.close()
+    monkeypatch.undo()
+    with attempts.locked() as locked:  # the queue and the pool give the next round its turn
+        found = locked.read(requests, state=FactorState.ACTIVE, now=int(clock.now))
+    assert sorted(factor.account_id for factor in found) == accounts

@@ -9,7 +9,7 @@ compiled, to benchmarks that time the database's own work.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -38,7 +38,7 @@ from sqlalchemy.sql.selectable import CTE, FromClause, Subquery
 from sqlalchemy.types import TypeEngine
 
 from totpd.domain import FactorState
-from totpd.store.dbapi import CompiledStatement, compiled
+from totpd.store.dbapi import CompiledStatement, compiled, json_text
 from totpd.store.models import AccountRow, FactorRow
 
 # The hot statements run on the Core table: the ORM adds nothing to a bulk
@@ -74,7 +74,7 @@ def _read_base(
 ) -> Select[Any]:
     # The account's row comes with each factor (a primary-key lookup per
     # account): its budget is decided on in the same round. `keys`: a join
-    # that picks the factors (the bulk read's key rows).
+    # that picks the factors in `state` (the bulk read's key rows).
     with_account = (_FACTORS if keys is None else keys).outerjoin(
         _ACCOUNTS,
         and_(
@@ -82,7 +82,9 @@ def _read_base(
             _ACCOUNTS.c.account_id == _FACTORS.c.account_id,
         ),
     )
-    statement = select(*READ_COLUMNS).select_from(with_account).where(_FACTORS.c.state == state)
+    statement = select(*READ_COLUMNS).select_from(with_account)
+    if keys is None:
+        statement = statement.where(_FACTORS.c.state == state)
     if state == FactorState.PENDING:
         statement = statement.where(_FACTORS.c.expires_at > _NOW)
     # Rows are locked in this order: the same in every round, so no deadlock.
@@ -128,27 +130,42 @@ def _round_keys(dialect: str) -> Select[Any]:
     return select(*columns).select_from(elements)
 
 
-def _round_key_rows(dialect: str) -> FromClause:
-    """The ``p_keys`` pairs (`_round_keys`) joined to their factors: one index
-    search on (account, tenant, state) per pair.
+def round_keys(accounts: Iterable[str], tenant: str, state: FactorState | None = None) -> str:
+    """The ``p_keys`` of a round's accounts (`_round_keys`): [account, tenant] pairs,
+    with the state read as a third element for PostgreSQL's bulk read
+    (`_round_key_rows`)."""
+    if state is None:
+        return json_text([(account, tenant) for account in accounts])
+    return json_text([(account, tenant, state.value) for account in accounts])
+
+
+def _round_key_rows(dialect: str, state: FactorState) -> FromClause:
+    """The ``p_keys`` rows (`round_keys`) joined to their factors in `state`: one
+    index search on (account, tenant, state) per key.
 
     A join, not ``(account_id, tenant) IN (SELECT ...)``: SQLite searched
     that by account id alone and PostgreSQL built the list first, 25% and
     35-45% more for 10,000 pairs (benchmarks/NOTES.md). A round holds one
-    pair per account, so the join repeats no factor.
+    key per account, so the join repeats no factor.
+
+    On PostgreSQL the state, too, comes from each key: no condition is on
+    `factors` alone, which the planner could take, without statistics, for a
+    few rows to loop over, running the JSON array's function for each
+    (benchmarks/NOTES.md, "the thirteenth session").
     """
     keys = bindparam("p_keys", type_=String)
     if dialect == "postgresql":
         elements = func.jsonb_array_elements(cast(keys, JSONB)).table_valued("value")
     else:
         elements = func.json_each(keys).table_valued("value")
-    pairs = elements.alias("round_keys")
-    pair = pairs.c.value.op("->>", return_type=String)
-    return pairs.join(
+    rows = elements.alias("round_keys")
+    key = rows.c.value.op("->>", return_type=String)
+    return rows.join(
         _FACTORS,
         and_(
-            _FACTORS.c.account_id == pair(literal_column("0")),
-            _FACTORS.c.tenant == pair(literal_column("1")),
+            _FACTORS.c.account_id == key(literal_column("0")),
+            _FACTORS.c.tenant == key(literal_column("1")),
+            _FACTORS.c.state == (key(literal_column("2")) if dialect == "postgresql" else state),
         ),
     )
 
@@ -156,8 +173,8 @@ def _round_key_rows(dialect: str) -> FromClause:
 @functools.cache
 def read_many(dialect: str, state: FactorState, lock: bool) -> Select[Any]:
     """The bulk shape: every factor in `state` of the accounts of a round, bound
-    as (account, tenant) pairs (`_round_key_rows`), ordered by id only when locking."""
-    statement = _read_base(state, ordered=lock, keys=_round_key_rows(dialect))
+    as keys (`_round_key_rows`), ordered by id only when locking."""
+    statement = _read_base(state, ordered=lock, keys=_round_key_rows(dialect, state))
     return _locking(statement, dialect, lock)
 
 
@@ -174,7 +191,7 @@ def read_many_in_one_row(state: FactorState) -> Select[Any]:
     """SQLite: `read_many`'s rows as one row, a JSON array of arrays (the secret's
     parts as hex, '' for none), for a read under SQLite's write lock (store/rounds.py
     says why). Its order is not the rows': the reader sorts when it must."""
-    rows = _read_base(state, ordered=False, keys=_round_key_rows("sqlite")).subquery()
+    rows = _read_base(state, ordered=False, keys=_round_key_rows("sqlite", state)).subquery()
     values = [  # SQLite's hex() of NULL is ''
         func.hex(rows.c[column.name]) if index in BLOB_COLUMNS else rows.c[column.name]
         for index, column in enumerate(READ_COLUMNS)
@@ -194,6 +211,9 @@ class _WriteColumns(NamedTuple):
     seen_failed: ColumnElement[int]
     seen_blocked: ColumnElement[int]
     seen_step: ColumnElement[int]
+    # PostgreSQL's bulk rows carry the round's tenant and state (`write_many`).
+    tenant: ColumnElement[str] = _TENANT
+    state: ColumnElement[str] | None = None
 
 
 def _database_now(dialect: str) -> ColumnElement[Any]:
@@ -233,8 +253,8 @@ def _write(state: FactorState, new: _WriteColumns, activate: bool) -> Update:
         update(_FACTORS)
         .where(
             _FACTORS.c.id == new.factor_id,
-            _FACTORS.c.tenant == _TENANT,
-            _FACTORS.c.state == state,
+            _FACTORS.c.tenant == new.tenant,
+            _FACTORS.c.state == (state if new.state is None else new.state),
             _FACTORS.c.failed_attempts == new.seen_failed,
             _FACTORS.c.blocked_until == new.seen_blocked,
             _FACTORS.c.last_used_step == new.seen_step,
@@ -272,6 +292,13 @@ def write_one(dialect: str, state: FactorState, activate: bool, alone: bool) -> 
     return statement.returning(_FACTORS.c.id)
 
 
+# PostgreSQL's bulk rows: `_WRITE_FIELDS`, then the round's tenant and state.
+POSTGRES_WRITE_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
+    *_WRITE_FIELDS,
+    ("tenant", String),
+    ("state", String),
+]
+
 # A step won on a factor with no failure on record, as read: its new failure
 # count and block are 0, as were the ones read, so three values say it all.
 _WON_FIELDS: list[tuple[str, type[TypeEngine[Any]]]] = [
@@ -288,14 +315,16 @@ def write_many(dialect: str, state: FactorState, activate: bool, ids: bool = Tru
     `_WON_FIELDS` rows in ``p_won`` (the common batch: 3 values a row, not 8).
 
     PostgreSQL takes every row in ``p_rows``: one list, in the lock order the
-    store sorts it in (rounds.py); SQLite locks the whole database.
+    store sorts it in (rounds.py), each row with the round's tenant and state
+    (`POSTGRES_WRITE_FIELDS`: no condition on `factors` alone, as in
+    `_round_key_rows`); SQLite locks the whole database.
     `ids`: RETURNING the id of each factor written. Without, the driver counts
     the rows changed in one step, not a step a row: ARCHITECTURE.md, "Module
     notes", store/dbapi.py.
     """
     new: CTE | Subquery
     if dialect == "postgresql":
-        new = _json_rows(dialect, "new", _WRITE_FIELDS)
+        new = _json_rows(dialect, "new", POSTGRES_WRITE_FIELDS)
     else:
         won = _json_select(dialect, "p_won", _WON_FIELDS).subquery("won")
         zero: ColumnElement[int] = literal_column("0")
@@ -313,7 +342,7 @@ def write_many(dialect: str, state: FactorState, activate: bool, ids: bool = Tru
         # A subquery, not a CTE: a statement that starts with WITH is no
         # UPDATE to SQLite's driver, which then counts no rows (`ids`).
         new = as_rows.union_all(_json_select(dialect, "p_rows", _WRITE_FIELDS)).subquery("new")
-    columns = {name: new.c[name] for name, _ in _WRITE_FIELDS}
+    columns = {column.name: column for column in new.c}
     consumed = columns.pop("consumed") == 1
     statement = _write(state, _WriteColumns(consumed=consumed, **columns), activate)
     if isinstance(new, CTE):
@@ -377,11 +406,10 @@ def set_drift() -> Update:
 class BulkRoundSql(NamedTuple):
     """The SQL of an optimistic bulk round, compiled for one database, as the store runs it.
 
-    `read` takes ``p_keys`` (a JSON array of [account id, tenant] pairs) and ``p_now``;
-    its rows are `round_records.CandidateFactor` fields in order.
-    `write` takes ``p_rows`` (a JSON array of `round_records.FactorWrite` rows, sorted
-    by factor id on PostgreSQL), ``p_tenant`` and ``p_now``; the cursor's row count
-    says how many factors it wrote (PostgreSQL also returns their ids).
+    `read` takes `round_writes.bulk_read_values`; its rows are
+    `round_records.CandidateFactor` fields in order.
+    `write` takes `round_writes.bulk_write_values`; the cursor's row count says
+    how many factors it wrote (PostgreSQL also returns their ids).
     `CompiledStatement.parameters` lays the values out for the driver.
     """
 

@@ -1,12 +1,13 @@
 """A round's writes bound to their statements (round_sql.py, account_sql.py,
-unary_sql.py, audit_sql.py): which statements store a decision, with what values.
+unary_sql.py, audit_sql.py): which statements store a decision, with what values;
+and the values of its bulk read.
 
 The parameter names are those the statements bind (``p_`` + field).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Insert, Select, Update
@@ -35,7 +36,7 @@ def write_statement(
             writes[0], now, tenant
         )
     return round_sql.write_many(dialect, state, activate, ids), bulk_write_values(
-        dialect, writes, now=now, tenant=tenant
+        dialect, writes, now=now, tenant=tenant, state=state
     )
 
 
@@ -54,17 +55,29 @@ def _one_write_values(write: FactorWrite, now: int, tenant: str) -> dict[str, ob
     }
 
 
-def bulk_write_values(
-    dialect: str, writes: Sequence[FactorWrite], *, now: int, tenant: str
+def bulk_read_values(
+    dialect: str, accounts: Iterable[str], *, now: int, tenant: str, state: FactorState
 ) -> dict[str, object]:
-    """The values of `round_sql.write_many` for `writes` (also the seam for the
-    benchmarks that run the store's SQL raw: benchmarks/service/batch.py)."""
-    values: dict[str, object] = {"p_now": now, "p_tenant": tenant}
+    """The values of `round_sql.read_many` for the factors in `state` of `accounts`
+    (also the benchmarks' seam, as `bulk_write_values`)."""
+    keys = round_sql.round_keys(accounts, tenant, state if dialect == "postgresql" else None)
+    return {"p_now": now, "p_keys": keys}
+
+
+def bulk_write_values(
+    dialect: str, writes: Sequence[FactorWrite], *, now: int, tenant: str, state: FactorState
+) -> dict[str, object]:
+    """The values of `round_sql.write_many` for `writes` of factors in `state`
+    (also the seam for the benchmarks that run the store's SQL raw:
+    benchmarks/service/batch.py)."""
     if dialect == "postgresql":
         # Sorted by factor id: the order the locked read takes row locks in, so
         # a write planned as a loop over the rows locks in that order too.
-        values["p_rows"] = json_text(sorted(writes))
-        return values
+        # Each row with its tenant and state: round_sql.POSTGRES_WRITE_FIELDS.
+        state_value = state.value
+        ordered = [(*write, tenant, state_value) for write in sorted(writes)]
+        return {"p_now": now, "p_rows": json_text(ordered)}
+    values: dict[str, object] = {"p_now": now, "p_tenant": tenant}
     # SQLite locks the whole database, in any order (sorting 10k rows cost ~4 ms).
     won: list[tuple[str, int, int]] = []
     rows: list[FactorWrite] = []

@@ -11,7 +11,7 @@ DB-API cursor (dbapi.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -26,7 +26,6 @@ from totpd.store.dbapi import (
     RawConnection,
     deadline_on_database_clock,
     forget_clock_offset,
-    json_text,
 )
 from totpd.store.errors import RoundAbortedError
 from totpd.store.requests import Completion, complete_statement, complete_values
@@ -202,7 +201,7 @@ class LockedRound:
         """
         if self._connection.dialect.name == "postgresql":
             accounts = sorted({request.account_id for request in requests})
-            values: dict[str, object] = {"p_keys": _keys(accounts, tenant)}
+            values: dict[str, object] = {"p_keys": round_sql.round_keys(accounts, tenant)}
             self._connection.run(account_sql.insert_missing_accounts(), values)
             self._connection.run(account_sql.lock_accounts(), values)
         return _read(self._connection, requests, state, now, tenant, lock=True)
@@ -331,7 +330,7 @@ def _read(
     wanted = {request.account_id: request for request in requests}
     if len(wanted) != len(requests):
         raise ValueError("a round reads at most one request per account")
-    values = {"p_now": now, "p_keys": _keys(wanted, tenant)}
+    values = round_writes.bulk_read_values(dialect, wanted, now=now, tenant=tenant, state=state)
     postgres = connection.postgres
     if lock and not postgres:
         rows: Sequence[Any] = _rows_in_one_step(connection, state, values)
@@ -370,11 +369,6 @@ def _rows_in_one_step(
         for index in round_sql.BLOB_COLUMNS:
             row[index] = bytes.fromhex(row[index]) if row[index] else None
     return rows
-
-
-def _keys(accounts: Iterable[str], tenant: str) -> str:
-    """The (account, tenant) pairs a bulk read or lock binds (round_sql._round_keys)."""
-    return json_text([(account, tenant) for account in accounts])
 
 
 def _write_alone(connection: RawConnection, statement: round_writes.Statement) -> bool:
