@@ -164,3 +164,23 @@ def test_the_bulk_factor_write_is_driven_by_its_rows(
         assert _loops_over_pairs(cursor, write, values) == []
         cursor.execute(write.sql, write.parameters(values))
         assert len(cursor.fetchall()) == IN_ROUND  # and it writes exactly its rows
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+def test_the_locked_rounds_account_lock_is_driven_by_its_keys(
+    _postgres_engine: Engine, analyzed: bool
+) -> None:
+    insert = compiled(account_sql.account_insert_many("postgresql"), _postgres_engine.dialect)
+
+    def fill(cursor: Any, start: int) -> None:
+        rows = [(f"user-{n:05d}", 0, 0, None, None, None) for n in range(start, start + 1_000)]
+        values = {"p_rows": json_text(rows), "p_tenant": TENANT}
+        cursor.execute(insert.sql, insert.parameters(values))
+
+    values = {"p_keys": round_sql.round_keys([f"user-{n:05d}" for n in range(IN_ROUND)], TENANT)}
+    with _young_table(_postgres_engine, "accounts", analyzed, fill) as cursor:
+        for statement in (account_sql.insert_missing_accounts(), account_sql.lock_accounts()):
+            sql = compiled(statement, _postgres_engine.dialect)
+            assert _loops_over_pairs(cursor, sql, values) == []
+        cursor.execute(sql.sql, sql.parameters(values))
+        assert len(cursor.fetchall()) == IN_ROUND  # it locks exactly its accounts
