@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Dialect, Engine, text
 
 from totpd.domain import NEVER_USED_STEP, FactorState
 from totpd.store import account_sql, round_sql, round_writes
@@ -110,23 +110,30 @@ def _factors_in(state: FactorState) -> Callable[[Any, int], None]:
     return fill
 
 
-@pytest.mark.parametrize("analyzed", [False, True])
-def test_the_bulk_account_update_is_driven_by_its_rows(
-    _postgres_engine: Engine, analyzed: bool
-) -> None:
-    insert = compiled(account_sql.account_insert_many("postgresql"), _postgres_engine.dialect)
+def _accounts(dialect: Dialect) -> Callable[[Any, int], None]:
+    """A thousand accounts' rows, as the rounds insert them."""
+    insert = compiled(account_sql.account_insert_many("postgresql"), dialect)
 
     def fill(cursor: Any, start: int) -> None:
         rows = [(f"user-{n:05d}", 0, 0, None, None, None) for n in range(start, start + 1_000)]
         values = {"p_rows": json_text(rows), "p_tenant": TENANT}
         cursor.execute(insert.sql, insert.parameters(values))
 
+    return fill
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+def test_the_bulk_account_update_is_driven_by_its_rows(
+    _postgres_engine: Engine, analyzed: bool
+) -> None:
     writes = [AccountWrite(f"user-{n:05d}", 5, 1, None, 0, 0) for n in range(IN_ROUND)]
     (step,) = round_writes.account_statements("postgresql", writes, TENANT)
     assert isinstance(step, tuple)  # the JSON statement, not one row at a time
     statement, values, _ = step
     update = compiled(statement, _postgres_engine.dialect)
-    with _young_table(_postgres_engine, "accounts", analyzed, fill) as cursor:
+    with _young_table(
+        _postgres_engine, "accounts", analyzed, _accounts(_postgres_engine.dialect)
+    ) as cursor:
         assert _loops_over_pairs(cursor, update, values) == []
         cursor.execute(update.sql, update.parameters(values))
         assert len(cursor.fetchall()) == IN_ROUND  # and it writes exactly its rows
@@ -170,15 +177,10 @@ def test_the_bulk_factor_write_is_driven_by_its_rows(
 def test_the_locked_rounds_account_lock_is_driven_by_its_keys(
     _postgres_engine: Engine, analyzed: bool
 ) -> None:
-    insert = compiled(account_sql.account_insert_many("postgresql"), _postgres_engine.dialect)
-
-    def fill(cursor: Any, start: int) -> None:
-        rows = [(f"user-{n:05d}", 0, 0, None, None, None) for n in range(start, start + 1_000)]
-        values = {"p_rows": json_text(rows), "p_tenant": TENANT}
-        cursor.execute(insert.sql, insert.parameters(values))
-
     values = {"p_keys": round_sql.round_keys([f"user-{n:05d}" for n in range(IN_ROUND)], TENANT)}
-    with _young_table(_postgres_engine, "accounts", analyzed, fill) as cursor:
+    with _young_table(
+        _postgres_engine, "accounts", analyzed, _accounts(_postgres_engine.dialect)
+    ) as cursor:
         for statement in (account_sql.insert_missing_accounts(), account_sql.lock_accounts()):
             sql = compiled(statement, _postgres_engine.dialect)
             assert _loops_over_pairs(cursor, sql, values) == []
