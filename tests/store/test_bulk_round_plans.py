@@ -177,7 +177,7 @@ def test_the_bulk_factor_write_is_driven_by_its_rows(
 def test_the_locked_rounds_account_lock_is_driven_by_its_keys(
     _postgres_engine: Engine, analyzed: bool
 ) -> None:
-    values = {"p_keys": round_sql.round_keys([f"user-{n:05d}" for n in range(IN_ROUND)], TENANT)}
+    values = {"p_keys": round_writes.round_keys([f"user-{n:05d}" for n in range(IN_ROUND)], TENANT)}
     with _young_table(
         _postgres_engine, "accounts", analyzed, _accounts(_postgres_engine.dialect)
     ) as cursor:

@@ -9,7 +9,7 @@ compiled, to benchmarks that time the database's own work.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -38,7 +38,7 @@ from sqlalchemy.sql.selectable import CTE, FromClause, Subquery
 from sqlalchemy.types import TypeEngine
 
 from totpd.domain import FactorState
-from totpd.store.dbapi import CompiledStatement, compiled, json_text
+from totpd.store.dbapi import CompiledStatement, compiled
 from totpd.store.models import AccountRow, FactorRow
 
 # The hot statements run on the Core table: the ORM adds nothing to a bulk
@@ -130,17 +130,8 @@ def _round_keys(dialect: str) -> Select[Any]:
     return select(*columns).select_from(elements)
 
 
-def round_keys(accounts: Iterable[str], tenant: str, state: FactorState | None = None) -> str:
-    """The ``p_keys`` of a round's accounts (`_round_keys`): [account, tenant] pairs,
-    with the state read as a third element for PostgreSQL's bulk read
-    (`_round_key_rows`)."""
-    if state is None:
-        return json_text([(account, tenant) for account in accounts])
-    return json_text([(account, tenant, state.value) for account in accounts])
-
-
 def _round_key_rows(dialect: str, state: FactorState) -> FromClause:
-    """The ``p_keys`` rows (`round_keys`) joined to their factors in `state`: one
+    """The ``p_keys`` rows (`round_writes.round_keys`) joined to their factors in `state`: one
     index search on (account, tenant, state) per key.
 
     A join, not ``(account_id, tenant) IN (SELECT ...)``: SQLite searched

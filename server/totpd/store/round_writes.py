@@ -55,12 +55,21 @@ def _one_write_values(write: FactorWrite, now: int, tenant: str) -> dict[str, ob
     }
 
 
+def round_keys(accounts: Iterable[str], tenant: str, state: FactorState | None = None) -> str:
+    """The ``p_keys`` of a round's accounts (round_sql._round_keys): [account, tenant]
+    pairs, with the state read as a third element for PostgreSQL's bulk read
+    (round_sql._round_key_rows)."""
+    if state is None:
+        return json_text([(account, tenant) for account in accounts])
+    return json_text([(account, tenant, state.value) for account in accounts])
+
+
 def bulk_read_values(
     dialect: str, accounts: Iterable[str], *, now: int, tenant: str, state: FactorState
 ) -> dict[str, object]:
     """The values of `round_sql.read_many` for the factors in `state` of `accounts`
     (also the benchmarks' seam, as `bulk_write_values`)."""
-    keys = round_sql.round_keys(accounts, tenant, state if dialect == "postgresql" else None)
+    keys = round_keys(accounts, tenant, state if dialect == "postgresql" else None)
     return {"p_now": now, "p_keys": keys}
 
 

@@ -201,7 +201,7 @@ class LockedRound:
         """
         if self._connection.dialect.name == "postgresql":
             accounts = sorted({request.account_id for request in requests})
-            values: dict[str, object] = {"p_keys": round_sql.round_keys(accounts, tenant)}
+            values: dict[str, object] = {"p_keys": round_writes.round_keys(accounts, tenant)}
             self._connection.run(account_sql.insert_missing_accounts(), values)
             self._connection.run(account_sql.lock_accounts(), values)
         return _read(self._connection, requests, state, now, tenant, lock=True)
