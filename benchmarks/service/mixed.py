@@ -1,14 +1,18 @@
 """Unary `Verify` and `BatchVerify` in one `totpd serve` process, each alone and both at
-once: what batches cost the unary calls beside them, and what those calls cost a batch.
+once: what batches cost the unary calls beside them, and what those calls cost a batch;
+and both at once on two processes, the remedy the docs give.
 
 One single-process server on a seeded database, its limits raised as the floor's
 (`floor.RAISED_LIMITS`: every call compares and writes), measured in alternating turns
-of three phases, each `--seconds` long:
+of four phases, each `--seconds` long:
 
 - ``unary``: `--concurrency` unary calls in flight (the Go load generator);
 - ``batch``: `--items`-item `BatchVerify` calls, one after another;
 - ``both``: the two at once, on the same factors, so a batch's optimistic round may
-  meet a unary call's write and be decided again under locks (store/rounds.py).
+  meet a unary call's write and be decided again under locks (store/rounds.py);
+- ``apart``: the two at once, the batches sent to a second single-process server on
+  the same database (docs/deploy.md, "Bulk verification beside sign-ins"). Its cores
+  are both processes'.
 
 Every code is wrong (`unary.wrong_code`): no step is consumed, so a pool of factors
 serves any number of calls, and every item reads, compares and counts a failure. No
@@ -34,7 +38,7 @@ from benchmarks.service.servers import ServerProcess, cpu_seconds
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
 
-PHASES = ("unary", "batch", "both")
+PHASES = ("unary", "batch", "both", "apart")
 
 
 class _WrongBatches:
@@ -87,19 +91,27 @@ def _batch_loop(address: str, requests: _WrongBatches, stop: threading.Event) ->
 
 
 def _phase(
-    phase: str, server: ServerProcess, pool: FactorPool, requests: _WrongBatches, config: Any
+    phase: str,
+    servers: tuple[ServerProcess, ServerProcess],
+    pool: FactorPool,
+    requests: _WrongBatches,
+    config: Any,
 ) -> dict[str, Any]:
-    """One phase: the unary load for `config.seconds`, the batch loop as long, or both."""
+    """One phase: the unary load for `config.seconds`, the batch loop as long, or both
+    (`apart`: the batches on the second server)."""
+    server = servers[0]
+    batches = servers[1] if phase == "apart" else server
+    measured = servers if phase == "apart" else (server,)
     stop = threading.Event()
     result: dict[str, Any] = {}
     loop: threading.Thread | None = None
     if phase != "unary":
 
         def run_batches() -> None:
-            result["batch"] = _batch_loop(server.address, requests, stop)
+            result["batch"] = _batch_loop(batches.address, requests, stop)
 
         loop = threading.Thread(target=run_batches, name="mixed-batches")
-    cpu_before, started = cpu_seconds(server.pid), time.perf_counter()
+    cpu_before, started = _cpu(measured), time.perf_counter()
     if loop is not None:
         loop.start()
     if phase == "batch":
@@ -116,29 +128,34 @@ def _phase(
     stop.set()
     if loop is not None:
         loop.join()
-    result["server_cores"] = (cpu_seconds(server.pid) - cpu_before) / (
-        time.perf_counter() - started
-    )
+    result["server_cores"] = (_cpu(measured) - cpu_before) / (time.perf_counter() - started)
     return result
+
+
+def _cpu(servers: tuple[ServerProcess, ...]) -> float:
+    return sum(cpu_seconds(server.pid) for server in servers)
 
 
 def measure(database: Database, data_dir: Path, pool: FactorPool, config: Any) -> dict[str, Any]:
     """Every phase in `config.turns` alternating turns; the median of each figure."""
-    server = ServerProcess(
-        data_dir, database.url, name="totpd-mixed", env=dict(floor.RAISED_LIMITS)
+    servers = tuple(
+        ServerProcess(data_dir, database.url, name=name, env=dict(floor.RAISED_LIMITS))
+        for name in ("totpd-mixed", "totpd-mixed-batches")
     )
     requests = _WrongBatches(pool, config.items)
     turns: dict[str, list[dict[str, Any]]] = {phase: [] for phase in PHASES}
-    server.start()
     try:
         once = threading.Event()
         once.set()
-        _batch_loop(server.address, requests, once)  # warm-up: one call
+        for server in servers:
+            server.start()
+            _batch_loop(server.address, requests, once)  # warm-up: one call
         for _ in range(config.turns):
             for phase in PHASES:
-                turns[phase].append(_phase(phase, server, pool, requests, config))
+                turns[phase].append(_phase(phase, (servers[0], servers[1]), pool, requests, config))
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
     return {
         "db": database.name,
         "items": config.items,
@@ -182,12 +199,14 @@ def table(figures: dict[str, Any]) -> list[str]:
             f"{cell(phase, 'unary_p50_ms', '.2f'):>7} {cell(phase, 'unary_p99_ms', '.2f'):>7} "
             f"{cell(phase, 'batch_median_ms', ',.1f'):>9} {cell(phase, 'server_cores', '.2f'):>6}"
         )
-    both, unary_alone, batch_alone = medians["both"], medians["unary"], medians["batch"]
-    lines.append(
-        f"at once: unary {both['unary_rps'] / unary_alone['unary_rps']:.2f}x its rate alone, "
-        f"p99 {both['unary_p99_ms'] / unary_alone['unary_p99_ms']:.2f}x; "
-        f"a batch {both['batch_median_ms'] / batch_alone['batch_median_ms']:.2f}x its time alone"
-    )
+    unary_alone, batch_alone = medians["unary"], medians["batch"]
+    for phase, name in (("both", "at once"), ("apart", "apart (batches on a second process)")):
+        at_once = medians[phase]
+        lines.append(
+            f"{name}: unary {at_once['unary_rps'] / unary_alone['unary_rps']:.2f}x its rate "
+            f"alone, p99 {at_once['unary_p99_ms'] / unary_alone['unary_p99_ms']:.2f}x; a batch "
+            f"{at_once['batch_median_ms'] / batch_alone['batch_median_ms']:.2f}x its time alone"
+        )
     return lines
 
 
