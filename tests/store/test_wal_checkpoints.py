@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from totpd.store import database as database_module
 from totpd.store import migrate, open_engine
 from totpd.store.checkpoints import WalCheckpointer, start_checkpointer
 from totpd.store.database import SQLITE_BUSY_TIMEOUT_MS
@@ -138,3 +139,62 @@ def test_only_sqlite_files_get_a_checkpointer() -> None:
     memory = create_engine("sqlite://")
     assert start_checkpointer(memory, SQLITE_BUSY_TIMEOUT_MS) is None
     memory.dispose()
+
+
+def _write_pages(engine: Engine, rows: int) -> None:
+    """One commit of `rows` rows of about a page each."""
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE IF NOT EXISTS pages (x BLOB)"))
+        connection.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+            "INSERT INTO pages SELECT zeroblob(3000) FROM n",
+            (rows,),
+        )
+
+
+def test_a_large_commit_leaves_its_pages_to_the_background_checkpointer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SQLite's default of 1,000 pages, and still below totpd's threshold, a
+    commit copies nothing back itself: its pages wait in the WAL, and the
+    database file grows only when a checkpoint (the thread's; here one from
+    another connection) copies them."""
+    monkeypatch.setattr(database_module, "WAL_AUTOCHECKPOINT_PAGES", 5_000)
+    database = tmp_path / "totpd.sqlite3"
+    engine = open_engine(f"sqlite:///{database}")
+    try:
+        _write_pages(engine, 1_500)
+        written = 1_500 * 3_000
+        assert database.stat().st_size < written  # nothing copied back inline
+        outside = sqlite3.connect(database, isolation_level=None)
+        busy, frames, copied = outside.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        outside.close()
+        assert busy == 0 and frames > 1_500 and copied == frames
+        assert database.stat().st_size > written
+    finally:
+        engine.dispose()
+
+
+def test_the_inline_checkpoint_still_bounds_the_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits past the threshold checkpoint inline and restart the WAL, so its
+    file never grows far beyond the threshold and one commit, however much is
+    written in all."""
+    threshold, per_commit = 200, 50
+    monkeypatch.setattr(database_module, "WAL_AUTOCHECKPOINT_PAGES", threshold)
+    database = tmp_path / "totpd.sqlite3"
+    engine = open_engine(f"sqlite:///{database}")
+    wal = Path(f"{database}-wal")
+    try:
+        with engine.connect() as connection:
+            page = connection.exec_driver_sql("PRAGMA page_size").scalar_one()
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == threshold
+        largest = 0
+        for _ in range(40):  # 2,000 pages written in all: 10x the threshold
+            _write_pages(engine, per_commit)
+            largest = max(largest, wal.stat().st_size)
+        frame = page + 24  # each WAL frame: its page and a 24-byte header
+        assert largest <= 32 + (threshold + 2 * per_commit) * frame
+    finally:
+        engine.dispose()

@@ -27,6 +27,12 @@ from totpd.telemetry import metrics
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# WAL pages past which a commit checkpoints inline (SQLite's default: 1,000).
+# Several of the largest batches' pages: a large commit leaves its pages to the
+# background checkpointer instead of copying them back on its caller's time,
+# with totpd's writer queue held. The inline checkpoint, the one that lets the
+# WAL restart, still comes every so many pages: it bounds the file.
+WAL_AUTOCHECKPOINT_PAGES = 20_000
 # Execution option: this transaction reads and then writes what it read, so on
 # SQLite it takes the write lock up front (BEGIN IMMEDIATE).
 IMMEDIATE_TRANSACTION = "totpd_immediate_transaction"
@@ -148,6 +154,7 @@ def _configure_sqlite(dbapi_connection: Any, record: ConnectionPoolEntry) -> Non
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     record.info[_BUSY_MS] = SQLITE_BUSY_TIMEOUT_MS  # a checkout sets it again only if it differs
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
