@@ -100,8 +100,8 @@ def _phase(
     """One phase: the unary load for `config.seconds`, the batch loop as long, or both
     (`apart`: the batches on the second server)."""
     server = servers[0]
-    batches = servers[1] if phase == "apart" else server
-    measured = servers if phase == "apart" else (server,)
+    # Where the batches go, and whose CPU the phase counts.
+    batches, measured = (servers[1], servers) if phase == "apart" else (server, (server,))
     stop = threading.Event()
     result: dict[str, Any] = {}
     loop: threading.Thread | None = None
@@ -138,9 +138,9 @@ def _cpu(servers: tuple[ServerProcess, ...]) -> float:
 
 def measure(database: Database, data_dir: Path, pool: FactorPool, config: Any) -> dict[str, Any]:
     """Every phase in `config.turns` alternating turns; the median of each figure."""
-    servers = tuple(
-        ServerProcess(data_dir, database.url, name=name, env=dict(floor.RAISED_LIMITS))
-        for name in ("totpd-mixed", "totpd-mixed-batches")
+    servers = (
+        _server(data_dir, database, "totpd-mixed"),
+        _server(data_dir, database, "totpd-mixed-batches"),
     )
     requests = _WrongBatches(pool, config.items)
     turns: dict[str, list[dict[str, Any]]] = {phase: [] for phase in PHASES}
@@ -152,7 +152,7 @@ def measure(database: Database, data_dir: Path, pool: FactorPool, config: Any) -
             _batch_loop(server.address, requests, once)  # warm-up: one call
         for _ in range(config.turns):
             for phase in PHASES:
-                turns[phase].append(_phase(phase, (servers[0], servers[1]), pool, requests, config))
+                turns[phase].append(_phase(phase, servers, pool, requests, config))
     finally:
         for server in servers:
             server.stop()
@@ -164,6 +164,11 @@ def measure(database: Database, data_dir: Path, pool: FactorPool, config: Any) -
         "turns": turns,
         "medians": {phase: _medians(figures) for phase, figures in turns.items()},
     }
+
+
+def _server(data_dir: Path, database: Database, name: str) -> ServerProcess:
+    """A single-process server with the floor's raised limits (not started)."""
+    return ServerProcess(data_dir, database.url, name=name, env=dict(floor.RAISED_LIMITS))
 
 
 def _medians(figures: list[dict[str, Any]]) -> dict[str, float]:
