@@ -4,9 +4,9 @@ server settings, driven by the same load generator in the same run (issue 16).
 Three single-process servers, measured in turns (so a noisy neighbour hits all alike),
 each figure the best of its turns (the medians of the turns' rates and CPU beside it):
 
-- ``noop``: `grpc_server` with totpd's thread pool, limits and channel options, no
-  interceptor, and a `Verify` that parses the request and answers a fixed INVALID:
-  what gRPC and protobuf cost a call on these settings.
+- ``noop``: `grpc_server` (grpc.aio) with totpd's worker threads, limits and channel
+  options, no interceptor, and a `Verify` coroutine that parses the request and
+  answers a fixed INVALID: what gRPC and protobuf cost a call on these settings.
 - ``noop+interceptors``: the same with totpd's interceptors (access log, metrics,
   error mapping, callers, deadline, admission): the share of the rpc layer. Both no-op
   servers log as `totpd serve` does (JSON lines at INFO, to their log file).
@@ -65,7 +65,8 @@ RAISED_LIMITS = {
 }
 
 
-def _noop_verify(request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
+async def _noop_verify(request: pb.VerifyRequest, context: Any) -> pb.VerifyResponse:
+    """A coroutine, as totpd's Verify is on this server: served on its event loop."""
     return NOOP_RESPONSE
 
 

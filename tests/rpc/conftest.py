@@ -100,10 +100,17 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 def mfa_service(engine: Engine, settings: Settings, clock: Callable[[], float]) -> MfaService:
-    """A real service on `engine` with the settings' keyring and policy."""
+    """A real service on `engine` with the settings' keyring, policy and coalescing
+    (on by default: Verify is then served as `totpd serve` serves it, on the loop)."""
     keyring = Keyring.load(settings.key_file)
     return MfaService(
-        FactorStore(engine), keyring, settings.policy, clock, settings.tenant_policies
+        FactorStore(engine),
+        keyring,
+        settings.policy,
+        clock,
+        settings.tenant_policies,
+        coalesce_verify=settings.coalesces_verify,
+        verify_rounds_in_flight=settings.verify_rounds_in_flight,
     )
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # conftest imports this module
 
 @dataclass
 class LiveServer:
-    server: grpc.Server
+    server: Any
     port: int
     channel: grpc.Channel
     stub: Any

@@ -71,11 +71,11 @@ def test_racing_calls_one_valid_per_code_one_event_per_call(
 
 
 @pytest.mark.parametrize(("setting", "coalesces"), [(None, True), (False, False)])
-def test_the_service_coalesces_on_sqlite_by_default(
+def test_the_service_coalesces_by_default(
     rpc_settings: Settings, setting: bool | None, coalesces: bool
 ) -> None:
-    """ "auto" (the default) turns coalescing on for the embedded SQLite database;
-    `coalesce_verify = false` keeps one round per call."""
+    """ "auto" (the default) turns coalescing on; `coalesce_verify = false` keeps
+    one round per call."""
     from totpd.app import build_service
 
     settings = dataclasses.replace(rpc_settings, coalesce_verify=setting)

@@ -69,6 +69,8 @@ class RecordingService:
     batch_results: list[VerifyOutcome | TotpdError] = field(default_factory=list)
     # The caller identity each code check was given (kept apart from `calls`).
     callers: list[str | None] = field(default_factory=list)
+    # No coalescing: the servicer's Verify stays the thread-side `verify` below.
+    coalescer: None = None
 
     def _record(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))

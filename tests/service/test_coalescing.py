@@ -300,13 +300,13 @@ def test_the_settings_turn_coalescing_on(engine: Engine, keyring: Keyring, clock
     [
         (None, "", True),  # auto, the embedded default: SQLite
         ("auto", "sqlite:////srv/totpd/totpd.sqlite3", True),
-        (None, "postgresql+psycopg://totpd@db/totpd", False),  # auto on PostgreSQL: off
-        ("AUTO", "postgresql+psycopg://totpd@db/totpd", False),
+        (None, "postgresql+psycopg://totpd@db/totpd", True),  # auto: on for both
+        ("AUTO", "postgresql+psycopg://totpd@db/totpd", True),
         ("false", "", False),
         ("true", "postgresql+psycopg://totpd@db/totpd", True),
     ],
 )
-def test_coalescing_by_default_on_sqlite_only(
+def test_coalescing_by_default_on_both_databases(
     value: str | None, database_url: str, coalesces: bool
 ) -> None:
     env = {"TOTPD_DATABASE_URL": database_url}

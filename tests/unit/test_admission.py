@@ -54,6 +54,23 @@ def test_calls_beyond_the_call_budget_are_refused_whatever_their_cost() -> None:
     assert admission.calls_in_flight == 0
 
 
+def test_calls_sharing_a_connection_are_bounded_by_items_only() -> None:
+    """Coalesced Verify calls on the loop hold no connection each: beyond the call
+    budget they are still admitted, until their items fill the item budget; and
+    they take no room from calls that do hold a connection."""
+    admission = Admission(5, max_calls=2)
+    shared = [admission.acquire(1, shares_connection=True) for _ in range(3)]
+    assert admission.calls_in_flight == 0 and admission.items_in_flight == 3
+    own = [admission.acquire(1), admission.acquire(1)]
+    assert refusal(admission, 1).reason is ErrorReason.OVERLOADED  # two calls hold connections
+    assert admission.items_in_flight == 5
+    with pytest.raises(TotpdError):  # and the items are all taken
+        admission.acquire(1, shares_connection=True)
+    for ticket in [*shared, *own]:
+        ticket.release()
+    assert admission.calls_in_flight == 0 and admission.items_in_flight == 0
+
+
 def test_a_call_costlier_than_the_budget_is_admitted_alone_never_refused_forever() -> None:
     admission = Admission(10, max_calls=5)
     with admission.acquire(50):

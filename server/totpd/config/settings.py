@@ -40,9 +40,9 @@ class Settings:
     # Concurrent unary Verify calls of one tenant share rounds (group commit):
     # one read, one write and one commit for every call waiting when a round
     # starts, each call keeping its own verdict, limit, audit event and
-    # deadline. None ("auto", the default): on for SQLite, off for PostgreSQL.
-    # It costs less CPU per call on both, but on durable PostgreSQL at 4
-    # workers its rate measured lower in some runs (benchmarks/NOTES.md).
+    # deadline. The calls wait as coroutines on the event loop, holding no
+    # thread. None ("auto", the default) is on; off, each Verify is one round
+    # on a worker thread, which grpc.aio hands it to at a higher cost a call.
     coalesce_verify: bool | None = None
     # Coalesced rounds of one tenant that may run at once: a call that finds
     # fewer running starts one at once instead of waiting.
@@ -115,11 +115,10 @@ class Settings:
 
     @property
     def coalesces_verify(self) -> bool:
-        """Whether unary Verify calls share rounds: `coalesce_verify`, or when it
-        is "auto" (None), whether the database is SQLite."""
-        if self.coalesce_verify is not None:
-            return self.coalesce_verify
-        return self.resolved_database_url().startswith("sqlite")
+        """Whether unary Verify calls share rounds: `coalesce_verify`; "auto" (None)
+        is on, on both databases, since Verify is served on the event loop
+        (rpc/loop_server.py; benchmarks/NOTES.md)."""
+        return True if self.coalesce_verify is None else self.coalesce_verify
 
     def resolved_database_url(self) -> str:
         if self.database_url:

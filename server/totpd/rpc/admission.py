@@ -73,6 +73,8 @@ class Admission:
         self._keys = itertools.count()
         # key -> (started, cost) of each admitted call
         self._in_flight: dict[int, tuple[float, int]] = {}
+        # The keys of calls that hold no connection of their own (`acquire`).
+        self._sharing: set[int] = set()
         self._items = 0
         self._seconds_per_item = INITIAL_SECONDS_PER_ITEM
         self._refused = 0
@@ -85,22 +87,31 @@ class Admission:
 
     @property
     def calls_in_flight(self) -> int:
+        """Calls admitted that each hold a connection of their own."""
         with self._lock:
-            return len(self._in_flight)
+            return self._calls()
 
-    def acquire(self, cost: int) -> Ticket:
+    def _calls(self) -> int:
+        return len(self._in_flight) - len(self._sharing)
+
+    def acquire(self, cost: int, *, shares_connection: bool = False) -> Ticket:
         """Admit a call of `cost` items, or raise TotpdError(OVERLOADED) with a retry delay.
 
         A call costlier than the whole item budget is admitted only on an idle
         server (its cost is capped at the budget): refusing it forever would
-        be a permanent error disguised as a transient one.
+        be a permanent error disguised as a transient one. A call that
+        `shares_connection` (a Verify coalesced on the event loop: its round
+        holds one connection for many calls) is bounded by the items only.
         """
         cost = min(max(cost, 1), self.max_items)
         with self._lock:
             now = self._clock()
-            if self._items + cost <= self.max_items and len(self._in_flight) < self.max_calls:
+            fits = shares_connection or self._calls() < self.max_calls
+            if self._items + cost <= self.max_items and fits:
                 key = next(self._keys)
                 self._in_flight[key] = (now, cost)
+                if shares_connection:
+                    self._sharing.add(key)
                 self._items += cost
                 return Ticket(self, key)
             delay = self._retry_after(cost, now)
@@ -116,6 +127,7 @@ class Admission:
     def _release(self, key: int) -> None:
         with self._lock:
             started, cost = self._in_flight.pop(key)
+            self._sharing.discard(key)
             self._items -= cost
             per_item = (self._clock() - started) / cost
             weight = min(1.0, cost / _AVERAGE_OVER_ITEMS)
@@ -124,7 +136,7 @@ class Admission:
     def _retry_after(self, cost: int, now: float) -> float:
         """Seconds until enough calls in flight should have finished for `cost` to fit."""
         items_to_free = self._items + cost - self.max_items
-        calls_to_free = len(self._in_flight) + 1 - self.max_calls
+        calls_to_free = self._calls() + 1 - self.max_calls
         wait = 0.0
         ends = sorted(
             (started + call_cost * self._seconds_per_item, call_cost)
@@ -148,7 +160,7 @@ class Admission:
             "refused": self._refused,
             "items_in_flight": self._items,
             "max_items_in_flight": self.max_items,
-            "calls_in_flight": len(self._in_flight),
+            "calls_in_flight": self._calls(),
         }
         self._refused = 0
         self._logged_at = now

@@ -190,11 +190,15 @@ class RefusedCallError(Exception):
     what was known of the caller, for the access line.
     """
 
-    def __init__(self, error: Exception, caller: str, tenant: str) -> None:
+    def __init__(
+        self, error: Exception, caller: str, tenant: str, unrecorded: CallScope | None = None
+    ) -> None:
         super().__init__("call refused")
         self.error = error
         self.caller = caller
         self.tenant = tenant
+        # Set when the denial is still to be told (`Callers.scope(defer_denial=True)`).
+        self.unrecorded = unrecorded
 
 
 class Callers:
@@ -209,8 +213,18 @@ class Callers:
         self._access = access
         self._on_denied = on_denied
 
-    def scope(self, method: str, request: Any, context: grpc.ServicerContext) -> CallScope:
-        """The call's caller and tenant, or RefusedCallError (after telling `on_denied`)."""
+    def scope(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.ServicerContext,
+        *,
+        defer_denial: bool = False,
+    ) -> CallScope:
+        """The call's caller and tenant, or RefusedCallError (after telling `on_denied`).
+
+        `defer_denial`: `on_denied` (an audit write) is left to `recorded`, so a call
+        resolved on the event loop never waits for the database there."""
         peer = context.peer() or ""
         caller_name, tenant = UNAUTHENTICATED_CALLER, ""
         try:
@@ -241,8 +255,17 @@ class Callers:
                 )
             held = () if caller.tenants is None else tuple(sorted(caller.tenants))
         except TotpdError as error:
-            raise self._refused(error, CallScope(caller_name, tenant, peer, method)) from None
+            refused = CallScope(caller_name, tenant, peer, method)
+            if defer_denial and error.reason is not ErrorReason.INVALID_ARGUMENT:
+                raise RefusedCallError(error, caller_name, tenant, refused) from None
+            raise self._refused(error, refused) from None
         return CallScope(caller_name, tenant, peer, method, held)
+
+    def recorded(self, refused: RefusedCallError) -> RefusedCallError:
+        """A refusal whose denial `scope` deferred, once `on_denied` was told."""
+        if refused.unrecorded is None or not isinstance(refused.error, TotpdError):
+            return refused
+        return self._refused(refused.error, refused.unrecorded)
 
     def _refused(self, error: TotpdError, scope: CallScope) -> RefusedCallError:
         answer: Exception = error

@@ -18,6 +18,8 @@ from typing import Any, Final
 import grpc
 from grpc_health.v1 import health, health_pb2
 
+from totpd.rpc.loop_server import LoopServer
+
 _log = logging.getLogger("totpd.server")
 
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
@@ -139,7 +141,7 @@ class StopSignals:
 
 
 def drain_and_stop(
-    server: grpc.Server,
+    server: LoopServer,
     health_servicer: DrainingHealthServicer,
     signals: StopSignals,
     *,

@@ -69,29 +69,20 @@ def domain_error(error: Exception, method: str) -> TotpdError:
     return _INTERNAL
 
 
-def abort(context: grpc.ServicerContext, error: Exception, method: str) -> NoReturn:
-    """End the call with the status of `error` (grpc raises to unwind the handler)."""
-    context.abort_with_status(to_grpc_status(domain_error(error, method)))
+def error_status(error: Exception, method: str) -> grpc.Status:
+    """The rich status a client sees for `error`."""
+    return to_grpc_status(domain_error(error, method))
 
 
-def aborted(context: grpc.ServicerContext) -> bool:
-    """Whether the handler already ended the call with a status of its own.
+def abort(context: Any, status: grpc.Status) -> NoReturn:
+    """End the call with `status` from a handler's thread (grpc raises to unwind it).
 
-    grpc's abort() raises a bare Exception after setting a non-OK code.
-    """
-    code = status_of(context)
-    return code is not None and code is not grpc.StatusCode.OK
-
-
-def status_of(context: grpc.ServicerContext) -> grpc.StatusCode | None:
-    """The code set by abort() or set_code(), None if none was (grpc's stubs lack code())."""
-    code_of: Callable[[], grpc.StatusCode | None] | None = getattr(context, "code", None)
-    return code_of() if code_of is not None else None
+    grpc.aio's context of a sync handler has `abort` but not `abort_with_status`."""
+    context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("abort returned")  # pragma: no cover (grpc raises)
 
 
-def final_status(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
-    """The status the call ends with: the one set, else UNKNOWN if it raised, else OK."""
-    code = status_of(context)
-    if code is None:
-        return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
-    return code
+async def abort_on_loop(context: Any, status: grpc.Status) -> NoReturn:
+    """End the call with `status` from a coroutine (grpc raises to unwind it)."""
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("abort returned")  # pragma: no cover (grpc raises)

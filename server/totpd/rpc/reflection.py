@@ -13,6 +13,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FileDescriptor
 from grpc_reflection.v1alpha import reflection_pb2 as pb
 
+from totpd.rpc.loop_server import LoopServer
+
 V1ALPHA_SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ServerReflection"].full_name
 V1_SERVICE_NAME = "grpc.reflection.v1.ServerReflection"
 _V1_FILE_NAME = "grpc/reflection/v1/reflection.proto"
@@ -20,7 +22,7 @@ _METHOD = "ServerReflectionInfo"
 _LONGEST_ECHOED_NAME = 200
 
 
-def enable_reflection(server: grpc.Server, service_names: Iterable[str]) -> None:
+def enable_reflection(server: LoopServer, service_names: Iterable[str]) -> None:
     """Serve reflection (v1 and v1alpha) for `service_names` and for itself."""
     service_names = tuple(service_names)
     v1_file = _v1_reflection_file()

@@ -10,7 +10,7 @@ import gc
 import logging
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -28,8 +28,10 @@ from totpd.rpc.callers import (
     warn_if_anonymous,
 )
 from totpd.rpc.drain import DrainingHealthServicer, StopSignals, drain_and_stop
+from totpd.rpc.health_on_loop import LoopHealthServicer
 from totpd.rpc.health_probe import StoreHealthProbe
 from totpd.rpc.interceptors import CallInterceptor
+from totpd.rpc.loop_server import LoopServer
 from totpd.rpc.reflection import enable_reflection
 from totpd.rpc.servicer import TotpServicer
 from totpd.rpc.tls import (
@@ -46,7 +48,7 @@ from totpd.v1 import totp_service_pb2, totp_service_pb2_grpc
 
 SERVICE_NAME = totp_service_pb2.DESCRIPTOR.services_by_name["TotpService"].full_name
 _log = logging.getLogger("totpd.server")
-Interceptor: TypeAlias = "grpc.ServerInterceptor[Any, Any]"
+Interceptor: TypeAlias = "grpc.aio.ServerInterceptor[Any, Any]"
 # Connections kept free for background work (health probe, checkpoints, purge).
 _BACKGROUND_CONNECTIONS = 4
 
@@ -64,7 +66,7 @@ def create_server(
     share_port: bool = False,
     access: Access | None = None,
     on_denied: DeniedHook = ignore_denial,
-) -> tuple[grpc.Server, int]:
+) -> tuple[LoopServer, int]:
     """Build a server with TotpService, health and reflection, bound but not started.
 
     Returns the server and the bound port (the real one when the settings ask for 0).
@@ -84,13 +86,19 @@ def create_server(
         access = access if access is not None else load_access(settings)
     except ConfigError as error:
         raise ServerError(str(error)) from None
-    server = grpc_server(settings, interceptors(settings, access, on_denied), share_port=share_port)
+    workers = worker_threads(settings)
+    server = grpc_server(
+        settings, interceptors(settings, access, workers, on_denied), workers, share_port=share_port
+    )
     _add_services(server, service, health_servicer or DrainingHealthServicer())
     return server, _bind(server, settings.listen_address, credentials)
 
 
 def interceptors(
-    settings: Settings, access: Access, on_denied: DeniedHook = ignore_denial
+    settings: Settings,
+    access: Access,
+    workers: Executor | None = None,
+    on_denied: DeniedHook = ignore_denial,
 ) -> list[Interceptor]:
     """Every call's interceptors: one, which does each concern in turn
     (`CallInterceptor`): the access line and the metrics see the status the error
@@ -102,17 +110,27 @@ def interceptors(
             Callers(access, on_denied),
             settings.max_database_wait_seconds,
             admission_policy(settings),
+            workers,
         )
     ]
 
 
+def worker_threads(settings: Settings) -> ThreadPoolExecutor:
+    """The threads that run every handler but Verify's (rpc/loop_server.py)."""
+    return ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc")
+
+
 def grpc_server(
-    settings: Settings, interceptors: list[Interceptor], *, share_port: bool = False
-) -> grpc.Server:
-    """A grpc server with totpd's thread pool, limits and channel options and no
+    settings: Settings,
+    interceptors: list[Interceptor],
+    workers: ThreadPoolExecutor | None = None,
+    *,
+    share_port: bool = False,
+) -> LoopServer:
+    """A grpc server with totpd's worker threads, limits and channel options and no
     services: `create_server`'s, and the benchmarks' no-op floor on the same settings."""
-    return grpc.server(
-        ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc"),
+    return LoopServer(
+        workers=workers or worker_threads(settings),
         interceptors=interceptors,
         options=server_options(settings, share_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
@@ -135,17 +153,17 @@ def server_options(settings: Settings, share_port: bool = False) -> list[tuple[s
 
 
 def _add_services(
-    server: grpc.Server, service: MfaService, health_servicer: health.HealthServicer
+    server: LoopServer, service: MfaService, health_servicer: health.HealthServicer
 ) -> None:
     """TotpService, health (SERVING) and reflection of both."""
     totp_service_pb2_grpc.add_TotpServiceServicer_to_server(TotpServicer(service), server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(LoopHealthServicer(health_servicer), server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
 
 
-def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+def _bind(server: LoopServer, address: str, credentials: grpc.ServerCredentials | None) -> int:
     """Bind the listening port (plaintext or TLS); the bound port number."""
     parse_listen_address(address)  # a clear error before grpc's terse one
     try:

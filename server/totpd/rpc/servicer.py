@@ -26,6 +26,10 @@ class TotpServicer:
 
     def __init__(self, service: MfaService) -> None:
         self._service = service
+        if service.coalescer is not None:
+            # A coroutine: grpc.aio runs it on the event loop, where it waits for
+            # its shared round without holding a worker thread.
+            self.Verify = self._verify_on_loop  # type: ignore[method-assign, assignment]
 
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
         enrollment = self._service.enroll(
@@ -58,6 +62,16 @@ class TotpServicer:
         outcome = self._service.verify(convert.verify_item(request), caller_of(context))
         response = pb.VerifyResponse()
         convert.fill_outcome(response.outcome, outcome)  # no message built and copied in
+        return response
+
+    async def _verify_on_loop(
+        self, request: pb.VerifyRequest, context: grpc.ServicerContext
+    ) -> pb.VerifyResponse:
+        outcome = await self._service.verify_on_loop(
+            convert.verify_item(request), caller_of(context)
+        )
+        response = pb.VerifyResponse()
+        convert.fill_outcome(response.outcome, outcome)
         return response
 
     def BatchVerify(

@@ -128,7 +128,10 @@ def rpc_span(
     service: str, method: str, metadata: Sequence[tuple[str, str | bytes]] | None
 ) -> contextlib.AbstractContextManager[Span | None]:
     """The SERVER span of one RPC, continuing the caller's trace (W3C `traceparent`);
-    a no-op yielding None if tracing stopped since the caller checked `enabled`."""
+    a no-op yielding None if tracing stopped since the caller checked `enabled`.
+
+    The span is current inside the block but ends at `end_rpc`, which the rpc layer
+    calls before the status leaves (grpc.aio sends an aborted call's status at once)."""
     tracer = _tracer
     if tracer is None:
         return _OFF
@@ -140,13 +143,16 @@ def rpc_span(
         attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
         record_exception=False,  # an exception's message may quote the request
         set_status_on_exception=False,
+        end_on_exit=False,
     )
 
 
 def end_rpc(span: Span | None, code_name: str, code_number: int) -> None:
-    """Record the RPC's status code on its span (an error for server-side faults)."""
+    """Record the RPC's status code on its span (an error for server-side faults), and
+    end it."""
     if span is None:
         return
     span.set_attribute("rpc.grpc.status_code", code_number)
     if code_name in _SERVER_ERRORS:
         span.set_status(_api.error)
+    span.end()

@@ -120,6 +120,16 @@ class MfaService:
         audit = self._audit("Verify", tenant)
         return verifying.verify(self._deps, tenant, item, caller, audit, self._coalescer)
 
+    async def verify_on_loop(self, item: VerifyItem, caller: str | None = None) -> VerifyOutcome:
+        """`verify` as a coroutine on the rpc layer's event loop, waiting for its
+        round without a thread (needs coalescing on: `coalescer`)."""
+        coalescer = self._coalescer
+        if coalescer is None:
+            raise RuntimeError("verify_on_loop needs coalesce_verify")
+        tenant = current_tenant()
+        audit = self._audit("Verify", tenant)
+        return await verifying.verify_on_loop(tenant, item, caller, audit, coalescer)
+
     def check_batch_size(self, count: int) -> None:
         """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work."""
         verifying.check_batch_size(self._deps.policies.for_tenant(current_tenant()), count)

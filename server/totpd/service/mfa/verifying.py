@@ -31,6 +31,17 @@ def verify(
     )
 
 
+async def verify_on_loop(
+    tenant: str,
+    item: VerifyItem,
+    caller: str | None,
+    audit: AuditContext | None,
+    coalescer: Coalescer,
+) -> VerifyOutcome:
+    """`verify` in a shared round, awaited on the event loop."""
+    return await coalescer.verify_on_loop(validated(item), caller, tenant, audit)
+
+
 def check_batch_size(policy: Policy, count: int) -> None:
     """BATCH_TOO_LARGE, the one error that fails a whole batch, before any work
     (the limit of the tenant's policy)."""
