@@ -121,7 +121,8 @@ def table(name: str, parts: dict[str, Any], floor_figures: dict[str, Any] | None
                 f"   served, {floor_figures['concurrency']} in flight (the floor's medians):"
                 f" {served:,.0f} µs of server CPU per call: gRPC and protobuf (the no-op)"
                 f" {noop:,.0f}, totpd's interceptor chain {chained - noop:,.0f}, the rest"
-                f" {served - chained:,.0f} (the service, below, and the threads' hand-offs)"
+                f" {served - chained:,.0f} (the service, below, the coalescer and the"
+                " hand-offs to and from its round thread)"
             )
     return lines + breakdown.stage_table(parts)
 

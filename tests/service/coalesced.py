@@ -14,13 +14,36 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
+from tests.conftest import Clock
+from tests.enrollments import enroll_active
 from totpd import calls, deadlines
+from totpd.crypto import Keyring
 from totpd.service.mfa import MfaService
-from totpd.service.types import VerifyItem, VerifyOutcome
-from totpd.store import AttemptRequest, CandidateFactor
+from totpd.service.policy import Policy
+from totpd.service.types import Enrollment, VerifyItem, VerifyOutcome
+from totpd.store import AttemptRequest, CandidateFactor, FactorStore
 
 WAIT = 30.0  # the longest any step of these tests waits for another thread
+
+
+def coalescing_service(
+    engine: Engine, keyring: Keyring, policy: Policy, clock: Clock
+) -> MfaService:
+    """A real service with coalescing on."""
+    return MfaService(FactorStore(engine), keyring, policy, clock, coalesce_verify=True)
+
+
+def failed(service: MfaService, enrollment: Enrollment) -> int:
+    """The factor's failed attempts, as stored."""
+    factor_id = enrollment.factor.factor_id
+    return service.deps.store.get_many([factor_id])[factor_id].failed_attempts
+
+
+def enrolled(service: MfaService, clock: Clock, account_id: str, count: int) -> list[Enrollment]:
+    """`count` active factors, each of an account of its own."""
+    return [enroll_active(service, clock, f"{account_id}-{n}") for n in range(count)]
 
 
 @dataclass(frozen=True)

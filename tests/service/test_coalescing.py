@@ -14,8 +14,16 @@ from sqlalchemy import Engine
 
 from tests.audit_rows import verdict_events
 from tests.conftest import Clock
-from tests.enrollments import enroll_active
-from tests.service.coalesced import Call, HeldRound, results, run_behind_a_held_round, verify_as
+from tests.service.coalesced import (
+    Call,
+    HeldRound,
+    coalescing_service,
+    enrolled,
+    failed,
+    results,
+    run_behind_a_held_round,
+    verify_as,
+)
 from tests.service.test_batch_faults import DOWN, failing_after
 from tests.totp_oracle import code_at, wrong_code
 from totpd.config.settings import ConfigError
@@ -34,16 +42,7 @@ VALID, INVALID, REPLAYED = VerifyResult.VALID, VerifyResult.INVALID, VerifyResul
 
 @pytest.fixture
 def service(engine: Engine, keyring: Keyring, policy: Policy, clock: Clock) -> MfaService:
-    return MfaService(FactorStore(engine), keyring, policy, clock, coalesce_verify=True)
-
-
-def failed(service: MfaService, enrollment: Enrollment) -> int:
-    factor_id = enrollment.factor.factor_id
-    return service.deps.store.get_many([factor_id])[factor_id].failed_attempts
-
-
-def enrolled(service: MfaService, clock: Clock, account_id: str, count: int) -> list[Enrollment]:
-    return [enroll_active(service, clock, f"{account_id}-{n}") for n in range(count)]
+    return coalescing_service(engine, keyring, policy, clock)
 
 
 def test_calls_waiting_behind_a_round_share_the_next_one(
@@ -163,7 +162,7 @@ def test_caller_limits_are_spent_per_caller_across_a_round(
     3 join the next round, the 4th is RATE_LIMITED at once; another caller in the
     same round is not held back, and the room is spent by the failures only."""
     policy = Policy(caller_failures_per_second=1, caller_failure_burst=3, max_batch_items=3)
-    service = MfaService(FactorStore(engine), keyring, policy, clock, coalesce_verify=True)
+    service = coalescing_service(engine, keyring, policy, clock)
     first, *others = enrolled(service, clock, account_id, 6)
     held = HeldRound(service, monkeypatch)
 

@@ -16,16 +16,16 @@ from sqlalchemy import Engine
 
 from tests.audit_rows import verdict_events
 from tests.conftest import Clock
-from tests.enrollments import enroll_active
-from tests.service.coalesced import WAIT, HeldRound, results
+from tests.service.coalesced import WAIT, HeldRound, coalescing_service, enrolled, failed, results
 from tests.totp_oracle import code_at, wrong_code
 from totpd import calls, deadlines
 from totpd.crypto import Keyring
+from totpd.service import coalescing
 from totpd.service.errors import ErrorReason
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, VerifyItem, VerifyResult
-from totpd.store import AttemptRequest, CandidateFactor, FactorStore
+from totpd.store import AttemptRequest, CandidateFactor
 from totpd.store.deadline import DeadlineExceededError
 
 VALID, INVALID = VerifyResult.VALID, VerifyResult.INVALID
@@ -33,16 +33,7 @@ VALID, INVALID = VerifyResult.VALID, VerifyResult.INVALID
 
 @pytest.fixture
 def service(engine: Engine, keyring: Keyring, policy: Policy, clock: Clock) -> MfaService:
-    return MfaService(FactorStore(engine), keyring, policy, clock, coalesce_verify=True)
-
-
-def enrolled(service: MfaService, clock: Clock, account_id: str, count: int) -> list[Enrollment]:
-    return [enroll_active(service, clock, f"{account_id}-{n}") for n in range(count)]
-
-
-def failed(service: MfaService, enrollment: Enrollment) -> int:
-    factor_id = enrollment.factor.factor_id
-    return service.deps.store.get_many([factor_id])[factor_id].failed_attempts
+    return coalescing_service(engine, keyring, policy, clock)
 
 
 def item(enrollment: Enrollment, clock: Clock, *, wrong: bool = False) -> VerifyItem:
@@ -96,14 +87,15 @@ async def held_open(held: HeldRound) -> None:
     assert await asyncio.to_thread(held.holding.wait, WAIT)
 
 
-def test_calls_on_the_loop_share_one_round(
+def test_calls_on_the_loop_share_rounds(
     engine: Engine,
     service: MfaService,
     clock: Clock,
     account_id: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Six calls arriving together: one read for all, each its own verdict and event."""
+    """Six calls arriving together on a quiet tenant: the first starts a round at
+    once, the others share what follows; each its own verdict and event."""
     factors = enrolled(service, clock, account_id, 6)
     before = len(verdict_events(engine))
     sizes = round_sizes(service, monkeypatch)
@@ -117,11 +109,54 @@ def test_calls_on_the_loop_share_one_round(
 
     outcomes = asyncio.run(scenario())
 
-    assert sizes == [6]
+    assert sum(sizes) == 6 and len(sizes) < 6
     assert results(outcomes) == [VALID, INVALID] * 3
     assert [failed(service, e) for e in factors] == [0, 1] * 3
     added = verdict_events(engine)[before:]
     assert sorted(e["caller"] for e in added) == [f"c{n}" for n in range(6)]
+
+
+def test_under_load_a_round_waits_for_the_calls_arriving_with_it(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a round of several calls, the next one to start waits `GATHER_SECONDS`
+    (long here): the six calls arriving together all share it."""
+    first, *queued = enrolled(service, clock, account_id, 4)
+    wave = enrolled(service, clock, account_id + "-wave", 6)
+    monkeypatch.setattr(coalescing, "GATHER_SECONDS", 0.2)
+    held = HeldRound(service, monkeypatch)
+
+    async def scenario() -> list[object]:
+        leader = call_on_loop(service, "leader", item(first, clock))
+        await held_open(held)
+        busy = [call_on_loop(service, "c", item(e, clock)) for e in queued]
+        coalescer = service.coalescer
+        assert coalescer is not None
+        await until(lambda: coalescer.waiting("default") == len(queued))
+        held.release.set()
+        await asyncio.gather(leader, *busy)
+        await asyncio.to_thread(_rounds_ended, service)
+        return list(
+            await asyncio.gather(*(call_on_loop(service, "c", item(e, clock)) for e in wave))
+        )
+
+    outcomes = asyncio.run(scenario())
+
+    assert held.sizes == [1, 3, 6]
+    assert results(outcomes) == [VALID] * 6
+
+
+def test_a_quiet_tenants_call_starts_its_round_at_once(
+    service: MfaService, clock: Clock, account_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No window for a call that comes alone: a quiet server adds no latency."""
+    (factor,) = enrolled(service, clock, account_id, 1)
+    monkeypatch.setattr(coalescing, "GATHER_SECONDS", WAIT)
+
+    async def scenario() -> object:
+        return await asyncio.wait_for(call_on_loop(service, "c", item(factor, clock)), WAIT / 2)
+
+    assert results([asyncio.run(scenario())]) == [VALID]
 
 
 def test_same_account_calls_on_the_loop_take_turns_one_valid(
@@ -197,7 +232,7 @@ def test_a_call_cancelled_in_its_round_counts_its_failure_against_its_caller(
     """The round it joined runs on: its wrong code is counted on the factor, and
     its caller's room is spent by it, as if the client had waited."""
     policy = Policy(caller_failures_per_second=1, caller_failure_burst=1, max_batch_items=1)
-    service = MfaService(FactorStore(engine), keyring, policy, clock, coalesce_verify=True)
+    service = coalescing_service(engine, keyring, policy, clock)
     guessed, other = enrolled(service, clock, account_id, 2)
     held = HeldRound(service, monkeypatch)
 

@@ -9,9 +9,11 @@ run at once; a call that finds fewer running starts one.
 
 A call waits either on its own thread (`verify`) or as a coroutine on the
 rpc layer's event loop (`verify_on_loop`), which holds no thread while it
-waits: that is where group commit pays (benchmarks/NOTES.md). A call on the
-loop that starts a round gives the calls arriving in the next
-`GATHER_SECONDS` the chance to join it: the loop hands over one call per turn.
+waits: that is where group commit pays (benchmarks/NOTES.md). Under load (the
+tenant's last round took more than one call), a call on the loop that starts
+a round gives the calls arriving in the next `GATHER_SECONDS` the chance to
+join it, since the loop hands over one call per turn; one call at a time
+starts its round at once, so a quiet server adds no latency.
 
 What stays each call's own: its caller's limit (reserved and settled by the
 call itself), its audit event (its own group in the round's transaction), its
@@ -97,11 +99,12 @@ class _Call:
 
 
 class _Queue:
-    __slots__ = ("calls", "rounds")
+    __slots__ = ("calls", "last_size", "rounds")
 
     def __init__(self) -> None:
         self.calls: deque[_Call] = deque()
         self.rounds = 0  # running now
+        self.last_size = 0  # calls in the round that ended last
 
 
 class Coalescer:
@@ -230,8 +233,10 @@ class Coalescer:
         """The call's outcome, awaited on the loop until its round ends."""
         assert call.future is not None
         queue, starts = self._queued(call, tenant)
-        if starts:
+        if starts and queue.last_size > 1:  # under load: let the next calls join
             loop.call_later(GATHER_SECONDS, self._threads.submit, self._run_rounds, queue, tenant)
+        elif starts:
+            self._threads.submit(self._run_rounds, queue, tenant)
         expiry = None
         if call.deadline is not None:
             left = call.deadline - time.monotonic()
@@ -280,6 +285,7 @@ class Coalescer:
                     queue.rounds -= 1
                     return
                 members = _take_round(queue.calls)
+                queue.last_size = len(members)
             try:
                 self._round(members, tenant)
             finally:
