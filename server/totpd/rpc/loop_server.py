@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -36,30 +36,25 @@ class LoopServer:
         options: Sequence[tuple[str, Any]],
         maximum_concurrent_rpcs: int | None,
     ) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.workers = workers
+        self._loop = asyncio.new_event_loop()
+        self._workers = workers
         self._stopped = threading.Event()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="totpd-loop", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._serve_loop, name="totpd-loop", daemon=True).start()
 
         async def build() -> grpc.aio.Server:
             return grpc.aio.server(
-                migration_thread_pool=self.workers,
+                migration_thread_pool=workers,
                 interceptors=interceptors,
                 options=options,
                 maximum_concurrent_rpcs=maximum_concurrent_rpcs,
             )
 
-        self._server = self.run(build())
+        self._server = self._on_loop(build())
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def _on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` on the loop and wait for its result (from another thread)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def call_soon(self, function: Callable[..., Any], *args: Any) -> None:
-        """`function(*args)` on the loop's thread, soon (thread-safe)."""
-        self.loop.call_soon_threadsafe(function, *args)
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     # -- grpc.Server's surface ------------------------------------------------
 
@@ -78,29 +73,23 @@ class LoopServer:
         return self._server.add_secure_port(address, credentials)
 
     def start(self) -> None:
-        self.run(self._server.start())
+        self._on_loop(self._server.start())
 
     def stop(self, grace: float | None) -> threading.Event:
         """Refuse new calls; cancel the calls still running after `grace` seconds
         (at once with None). The event is set once the server and its loop ended."""
         if not self._stopping:
             self._stopping = True
-            ended = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self.loop)
-            ended.add_done_callback(lambda _: self._end_loop())
+            ended = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
+            ended.add_done_callback(lambda _: self._loop.call_soon_threadsafe(self._loop.stop))
         return self._stopped
 
-    def wait_for_termination(self, timeout: float | None = None) -> bool:
-        return self._stopped.wait(timeout)
-
-    def _run(self) -> None:
+    def _serve_loop(self) -> None:
         try:
-            self.loop.run_forever()
+            self._loop.run_forever()
         finally:
             # Closing drops the loop's pending handles (calls' deadline timers, which
             # reach the service): grpc.aio keeps a reference to every loop it served.
-            self.loop.close()
-            self.workers.shutdown(wait=False)
+            self._loop.close()
+            self._workers.shutdown(wait=False)
             self._stopped.set()
-
-    def _end_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)

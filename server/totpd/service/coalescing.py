@@ -223,7 +223,7 @@ class Coalescer:
             self._threads.submit(self._run_rounds, queue, tenant)
         left = None if call.deadline is None else call.deadline - time.monotonic()
         if not call.wake.acquire(timeout=-1 if left is None else max(left, 0.0)):
-            if self._withdrawn(queue, call):
+            if self._withdrawn(call):
                 return DeadlineExceededError()
             # Taken into a round, which ends by its deadline (ours or sooner).
             call.wake.acquire()
@@ -240,40 +240,39 @@ class Coalescer:
         expiry = None
         if call.deadline is not None:
             left = call.deadline - time.monotonic()
-            expiry = loop.call_later(max(left, 0.0), self._expire, queue, call)
+            expiry = loop.call_later(max(left, 0.0), self._expire, call)
         try:
             return await call.future
         finally:
             if expiry is not None:
                 expiry.cancel()
 
-    def _expire(self, queue: _Queue, call: _Call) -> None:
+    def _expire(self, call: _Call) -> None:
         """On the loop, at the call's deadline: a call still queued ends (nothing
         was done for it); one in a round gets its round's outcome."""
         assert call.future is not None
-        if not call.future.done() and self._withdrawn(queue, call):
+        if not call.future.done() and self._withdrawn(call):
             call.future.set_result(DeadlineExceededError())
 
     def _orphaned(self, call: _Call, settle: Callable[[int], None]) -> bool:
         """A cancelled call: withdrawn if still queued (False: nothing to settle
         later); if in a round, `settle` hears its failures when the round ends."""
+        if self._withdrawn(call):
+            return False
         with self._lock:
-            if call.state == _QUEUED:
-                assert call.queue is not None
-                call.queue.calls.remove(call)
-                call.state = _DONE
-                return False
             if call.state == _IN_ROUND:
                 call.orphan = settle
                 return True
         settle(_failures_of(call.outcome))  # handed over, not yet resolved on the loop
         return True
 
-    def _withdrawn(self, queue: _Queue, call: _Call) -> bool:
+    def _withdrawn(self, call: _Call) -> bool:
+        """Take `call` out of its queue if no round took it yet (nothing was done for it)."""
         with self._lock:
             if call.state != _QUEUED:
                 return False
-            queue.calls.remove(call)
+            assert call.queue is not None
+            call.queue.calls.remove(call)
             call.state = _DONE
             return True
 
