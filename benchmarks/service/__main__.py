@@ -1,7 +1,8 @@
 """Run the service benchmarks: ``python -m benchmarks.service [--quick] [--db sqlite] ...``.
 
 Per database (SQLite file, throwaway PostgreSQL): seed the factors, start
-`totpd serve --processes auto` (one worker per core), then measure BatchVerify
+`totpd serve` in its default configuration (one process; `--processes auto` for one
+worker per core), then measure BatchVerify
 against the database's own bulk UPDATE at each batch size, break one large call
 down by stage, and load unary Verify at several concurrency levels (closed
 loop), then at fixed rates (open loop, --open-loop-rate). Then the wire-shape
@@ -116,9 +117,9 @@ def run_database(
             _log(f"{name}: seeding {config['factors']:,} factors")
             seeded = seed_database(database, data_dir, config["factors"])
             pool = FactorPool(seeded)
-            server = ServerProcess(data_dir, database.url, processes="auto")
+            server = ServerProcess(data_dir, database.url, processes=config["processes"])
             server.start()
-            _log(f"{name}: {server.workers} server processes at {server.address}")
+            _log(f"{name}: {report.processes(server.workers)} at {server.address}")
             rows = _batch_rows(database, server, pool, config)
             # Each process's high-water mark, with the largest batches run.
             peak_kb = max(status_kb(pid, "VmHWM") for pid in server_pids(server))
@@ -325,6 +326,13 @@ def _parser() -> argparse.ArgumentParser:
         help="open loop: at most N calls in flight; a request due beyond that is dropped"
         " and counted (default: 1000)",
     )
+    parser.add_argument(
+        "--processes",
+        metavar="N|auto",
+        default="1",
+        help="`totpd serve --processes` for the suite's server (default 1: totpd's default"
+        " configuration, which issue 16's targets name)",
+    )
     parser.add_argument("--no-wire", action="store_true", help="skip the wire-shape figures")
     parser.add_argument(
         "--no-audit-cost", action="store_true", help="skip the audit on/off comparison"
@@ -378,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     config = dict(QUICK if args.quick else FULL)
     if args.factors:
         config["factors"] = args.factors
+    config["processes"] = args.processes
     args.out.mkdir(parents=True, exist_ok=True)
     client = "python-aio" if args.python_client else "go"
     open_rates = [rate for rate in args.open_loop_rate or [2000.0] if rate != 0]

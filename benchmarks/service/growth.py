@@ -2,7 +2,7 @@
 
 One database is grown in place, 100k -> 1M -> 10M factors on PostgreSQL (SQLite up to
 1M; `bulk_seed.grow` adds only the new rows, sealed by the server's keyring), and at
-each size a fresh `totpd serve --processes auto` (the default configuration, audit on)
+each size a fresh `totpd serve` in the default configuration (one process, audit on)
 is measured in turns, each turn a closed-loop unary `Verify` level, a few
 `BatchVerify` calls of 10k items, and as many of the database's own bulk UPDATEs of
 10k rows (`batch.run_database`: what the database's per-row cost does as it grows,
@@ -61,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "concurrency": 16,  # unary calls in flight
     "batch": 10_000,
     "repeat": 3,  # batch calls per turn (after one uncounted warm-up in the first)
-    "processes": "auto",
+    "processes": "1",  # `totpd serve`'s default (the default configuration)
     "open_rates": [],
     "load_fillfactor": None,  # PostgreSQL: pages filled to this % by the load (None: 100)
     "max_outstanding": 1000,

@@ -53,8 +53,9 @@ def peak_process_kb(row: dict[str, Any]) -> int:
 def table(figures: dict[str, Any]) -> list[str]:
     rows, config = figures["sizes"], figures["config"]
     lines = [
-        f"\n{figures['database']}: growth, a fresh server per size ({config['processes']}"
-        f" processes), unary Verify {config['concurrency']} in flight, BatchVerify"
+        f"\n{figures['database']}: growth, a fresh server per size"
+        f" ({report.processes(config['processes'])}), unary Verify {config['concurrency']}"
+        " in flight, BatchVerify"
         f" x{config['batch']}; medians of {config['turns']} turns; CPU per verification",
         f"{'factors':>11} {'seed s':>7} {'Verify/s':>9} {'p99 ms':>7} {'srv µs':>7}"
         f" {'db µs':>6} {'batch/s':>9} {'call ms':>8} {'srv µs':>7} {'db µs':>6}"

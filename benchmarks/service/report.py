@@ -64,12 +64,17 @@ def open_level_meets(level: dict[str, Any]) -> bool:
     )
 
 
+def processes(count: int | str) -> str:
+    """`count` server processes, in words."""
+    return "1 server process" if str(count) == "1" else f"{count} server processes"
+
+
 def open_loop_lines(levels: list[dict[str, Any]]) -> list[str]:
     """The open-loop (fixed-rate) levels of one database."""
     first = levels[0]
     lines = [
-        f"\n   unary Verify, open loop: requests due at a fixed rate, {first['servers']} server"
-        f" processes, at most {first['max_outstanding']:,} in flight",
+        "\n   unary Verify, open loop: requests due at a fixed rate,"
+        f" {processes(first['servers'])}, at most {first['max_outstanding']:,} in flight",
         "   (p50/p99/max from each request's due time, `p99 sent` from its actual send;"
         f" late = sent > {first['late_after_ms']:g} ms after its due time;"
         " dropped = due while the in-flight bound was full: never sent; peak = most in flight)",
@@ -161,7 +166,7 @@ def _breakdown(breakdown: dict[str, Any]) -> list[str]:
 def _closed_loop(levels: list[dict[str, Any]]) -> list[str]:
     """The closed-loop (fixed calls in flight) levels of one database."""
     lines = [
-        f"\n   unary Verify, {levels[0]['servers']} server processes,"
+        f"\n   unary Verify, {processes(levels[0]['servers'])},"
         f" {levels[0].get('client', 'python-aio')} client"
         f" (target >= {UNARY_RPS_TARGET:,.0f} req/s, p99 < {UNARY_P99_TARGET_MS:.0f} ms)",
         f"   {'in-flight':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
@@ -289,7 +294,7 @@ def _plot_unary(right: Any, databases: dict[str, Any]) -> None:
     right.set_xscale("log", base=2)
     right.set_xlabel("calls in flight")
     right.set_ylabel("unary Verify requests per second")
-    right.set_title("unary Verify, one server process per core")
+    right.set_title("unary Verify, closed loop")
     right.grid(True, alpha=0.3)
     handles = right.get_legend_handles_labels()
     twin_handles = twin.get_legend_handles_labels()
