@@ -13,6 +13,9 @@ each figure the best of its turns (the medians of the turns' rates and CPU besid
 - ``totpd``: `totpd serve` with the default configuration (audit on), its limits
   raised so that every call reads, compares its window and counts a failure.
 
+Below the table, each server's CPU a call by kind of thread (`totpd-loop`, `totpd-round`,
+grpc's `event_engine`, ...; `servers.thread_cpu_seconds`): where the time goes.
+
 Every request is a wrong code (`unary.wrong_code`) for a seeded factor. The goal:
 totpd at least 60% of the no-op rate at 8 calls in flight, on SQLite and on durable
 PostgreSQL.
@@ -47,6 +50,7 @@ from totpd.config import Settings
 from totpd.logs import configure_logging
 from totpd.rpc.callers import load_access
 from totpd.rpc.server import grpc_server, interceptors, tune_garbage_collector
+from totpd.thread_names import name_os_threads
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 
@@ -78,7 +82,9 @@ NOOP_RESPONSE = pb.VerifyResponse(
 def serve(ready_file: Path, with_interceptors: bool) -> int:
     """Run the no-op server on a free loopback port until SIGTERM, logging (and with
     its garbage collector tuned) as `totpd serve` is: its access lines are the rpc
-    layer's, so noop+interceptors pays for them as totpd does."""
+    layer's, so noop+interceptors pays for them as totpd does; its OS threads named
+    as `totpd serve` names them."""
+    name_os_threads()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     chain = interceptors(settings, load_access(settings)) if with_interceptors else []
@@ -238,6 +244,7 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
                 f" {figure['median_rps']:>11,.0f}"
                 f" {'-' if median_cpu is None else f'{median_cpu:,.0f}':>11}"
             )
+    lines.extend(_by_thread(figures["servers"]))
     verdict = "met" if figures["ratio"] >= GOAL else "missed"
     lines.append(
         f"totpd / noop = {figures['ratio']:.2f}: goal {verdict}; "
@@ -247,6 +254,20 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
         lines.append(
             f"baseline ({figures['baseline']}): totpd / noop = {figures['baseline_ratio']:.2f}"
         )
+    return lines
+
+
+def _by_thread(servers: dict[str, dict[str, Any]]) -> list[str]:
+    """Each server's CPU a call (its best turn) by kind of thread, the largest first:
+    what the event loop, the round threads and grpc's own threads each cost."""
+    lines = []
+    for name, figure in servers.items():
+        threads = figure.get("server_threads_us_per_call")
+        if not threads:
+            continue
+        shares = sorted(threads.items(), key=lambda share: -share[1])
+        shown = ", ".join(f"{thread} {us:,.0f}" for thread, us in shares if us >= 0.5)
+        lines.append(f"{name:>27}  CPU µs/call by thread: {shown}")
     return lines
 
 

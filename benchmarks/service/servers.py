@@ -5,6 +5,8 @@
   port (SO_REUSEPORT; the kernel spreads connections, not calls, over them).
 - `cpu_seconds`: the CPU a process and everything it started used, so a
   supervisor's figure is its workers' (a replaced worker's seconds included).
+- `thread_cpu_seconds`: the same per kind of thread (`totpd serve` names its OS
+  threads: `totpd-loop`, `totpd-round`, ...).
 - `database_cpu_seconds`: the same for a throwaway PostgreSQL server.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +22,8 @@ import time
 from pathlib import Path
 
 from benchmarks.service.fixtures import Database
+
+_POOL_SUFFIX = re.compile(r"_[0-9]+$")  # a pool thread's number: `totpd-round_0`
 
 
 class ServerProcess:
@@ -144,6 +149,22 @@ def cpu_seconds(pid: int) -> float:
         with contextlib.suppress(OSError, IndexError, ValueError):
             total += _cpu(_stat_fields(child))
     return total
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds used so far by each kind of thread of a process and
+    of its live children, by the thread's OS name with a pool's `_N` dropped
+    (`totpd-round_0` counts as `totpd-round`): where a server's CPU goes. A thread
+    that ended takes its seconds with it."""
+    totals: dict[str, float] = {}
+    for process in (pid, *children(pid)):
+        for task in Path(f"/proc/{process}/task").glob("*"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                name = _POOL_SUFFIX.sub("", (task / "comm").read_text().strip())
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                totals[name] = totals.get(name, 0.0) + seconds
+    return totals
 
 
 def database_cpu_seconds(database: Database) -> float | None:

@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 import grpc
 
 from benchmarks.service.fixtures import FactorPool, current_step
-from benchmarks.service.servers import ServerProcess, cpu_seconds
+from benchmarks.service.servers import ServerProcess, cpu_seconds, thread_cpu_seconds
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc as pb_grpc
@@ -223,7 +223,8 @@ def in_turns(
     """Start `servers`, `run` each in alternating turns (a shared machine's noise hits
     every server alike), stop them: each server's figures, one per turn, each with the
     CPU per call of the server, the client and (0 if not measured) the database:
-    `server_cpu_us_per_call`, `client_cpu_us_per_call`, `database_cpu_us_per_call`."""
+    `server_cpu_us_per_call`, `client_cpu_us_per_call`, `database_cpu_us_per_call`;
+    with the Go client, the server's by kind of thread too (`server_threads_us_per_call`)."""
     figures: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     try:
         for server in servers.values():
@@ -250,6 +251,11 @@ def _add_cpu_per_call(figure: dict[str, Any]) -> None:
     }
     for part, seconds in parts.items():
         figure[f"{part}_cpu_us_per_call"] = 1e6 * seconds / requests if requests else None
+    threads = figure.get("server_threads_cpu_s")
+    if threads is not None and requests:
+        figure["server_threads_us_per_call"] = {
+            name: 1e6 * seconds / requests for name, seconds in threads.items()
+        }
 
 
 def medians_of(figures: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -362,13 +368,22 @@ def _run_level_go(level: _Level, gomaxprocs: int, extra: tuple[str, ...] = ()) -
             *extra,
         ]
         server_cpu = cpu_seconds(level.pid)
+        threads = thread_cpu_seconds(level.pid)
         # Bounded: the timed phase, then every call's deadline, then the warm-up's limit.
         limit = level.seconds + 2 * CALL_TIMEOUT_S + 120
         ran = subprocess.run(command, capture_output=True, text=True, timeout=limit)
         server_cpu = cpu_seconds(level.pid) - server_cpu
+        threads = _spent(threads, thread_cpu_seconds(level.pid))
     if ran.returncode != 0:
         raise RuntimeError(f"totpd-loadgen failed ({ran.returncode}):\n{ran.stderr.strip()}")
-    return _go_figures(level, json.loads(ran.stdout), server_cpu)
+    figures = _go_figures(level, json.loads(ran.stdout), server_cpu)
+    figures["server_threads_cpu_s"] = threads
+    return figures
+
+
+def _spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each kind of thread used between two `thread_cpu_seconds`."""
+    return {name: seconds - before.get(name, 0.0) for name, seconds in after.items()}
 
 
 _OPEN_LOOP_KEYS = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -40,6 +41,10 @@ def test_dev_server_ready_file_health_and_sigterm(
                 pb.EnrollRequest(account_id="sigterm-test"), timeout=10
             )
             secret, uri = enrolled.secret_base32, enrolled.otpauth_uri
+            if sys.platform == "linux":  # `top -H` tells totpd's threads apart
+                tasks = Path(f"/proc/{process.pid}/task").iterdir()
+                names = {(task / "comm").read_text().strip() for task in tasks}
+                assert {"totpd-loop", "totpd-log-write", "totpd-rpc_0"} <= names
 
             # Watch health while shutting down: NOT_SERVING comes before the end.
             statuses: list[int] = []

@@ -25,6 +25,7 @@ from totpd.logs import configure_logging, flush_logs
 from totpd.rpc.callers import load_access
 from totpd.rpc.tls import load_tls
 from totpd.service.policy import Policy
+from totpd.thread_names import name_os_threads
 
 if TYPE_CHECKING:
     from totpd.store import AccountUnlock
@@ -172,6 +173,7 @@ def _database_errors() -> Iterator[None]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    name_os_threads()  # before the first thread: the log writer's
     settings = _settings(args, KEYS)
     configure_logging(settings.log_level, settings.log_format)
     worker = args.worker_of is not None
