@@ -258,16 +258,13 @@ def table(name: str, figures: dict[str, Any]) -> list[str]:
 
 
 def _by_thread(servers: dict[str, dict[str, Any]]) -> list[str]:
-    """Each server's CPU a call (its best turn) by kind of thread, the largest first:
-    what the event loop, the round threads and grpc's own threads each cost."""
+    """Each server's CPU a call (its best turn) by kind of thread: what the event
+    loop, the round threads and grpc's own threads each cost."""
     lines = []
     for name, figure in servers.items():
-        threads = figure.get("server_threads_us_per_call")
-        if not threads:
-            continue
-        shares = sorted(threads.items(), key=lambda share: -share[1])
-        shown = ", ".join(f"{thread} {us:,.0f}" for thread, us in shares if us >= 0.5)
-        lines.append(f"{name:>27}  CPU µs/call by thread: {shown}")
+        shares = report.by_thread(figure)
+        if shares:
+            lines.append(f"{name:>27}  CPU µs/call by thread: {shares}")
     return lines
 
 

@@ -96,7 +96,21 @@ def open_loop_lines(levels: list[dict[str, Any]]) -> list[str]:
         )
         if level["rate"] >= UNARY_RPS_TARGET:
             lines[-1] += "  target met" if meets else "  target MISSED"
+        shares = by_thread(level)
+        if shares:
+            lines.append(f"   {'':>9} server CPU µs/call by thread: {shares}")
     return lines
+
+
+def by_thread(figure: dict[str, Any]) -> str:
+    """A level's server CPU a call by kind of thread, the largest first (the warm-up's
+    CPU in it); empty if not measured (`server_threads_cpu_s`, the Go client's)."""
+    threads = figure.get("server_threads_cpu_s")
+    if not threads or not figure["requests"]:
+        return ""
+    per_call = {name: 1e6 * seconds / figure["requests"] for name, seconds in threads.items()}
+    shares = sorted(per_call.items(), key=lambda share: -share[1])
+    return ", ".join(f"{name} {us:,.0f}" for name, us in shares if us >= 0.5)
 
 
 def table(results: dict[str, Any]) -> str:

@@ -42,8 +42,8 @@ def test_totpd_and_the_noop_floor_are_measured_side_by_side(tmp_path: Path) -> N
     assert failures >= servers["totpd"]["requests"]
     assert figures["ratio"] > 0
     # Where each server's CPU goes, by its named threads (Linux /proc).
-    assert {"totpd-loop", "totpd-round"} <= set(servers["totpd"]["server_threads_us_per_call"])
-    assert "totpd-loop" in servers["noop"]["server_threads_us_per_call"]
+    assert {"totpd-loop", "totpd-round"} <= set(servers["totpd"]["server_threads_cpu_s"])
+    assert "totpd-loop" in servers["noop"]["server_threads_cpu_s"]
     by_thread = [line for line in floor.table("sqlite", figures) if "by thread" in line]
     assert len(by_thread) == len(floor.SERVERS)
     assert all("totpd-loop" in line for line in by_thread)

@@ -100,6 +100,9 @@ def _check_open_level(open_level: dict[str, Any]) -> None:
     assert 0 < p50 <= p99 <= top and math.isfinite(top)
     # From the due time, never shorter than from the actual send.
     assert open_level["from_send_p99_ms"] <= p99 + 1e-6
+    # The workers' named threads (both workers' event loops add up in `totpd-loop`).
+    assert open_level["server_threads_cpu_s"]["totpd-loop"] > 0
+    assert "totpd-loop" in report.by_thread(open_level)
 
 
 def _check_unary_parts(parts: dict[str, Any]) -> None:

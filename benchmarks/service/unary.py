@@ -223,8 +223,7 @@ def in_turns(
     """Start `servers`, `run` each in alternating turns (a shared machine's noise hits
     every server alike), stop them: each server's figures, one per turn, each with the
     CPU per call of the server, the client and (0 if not measured) the database:
-    `server_cpu_us_per_call`, `client_cpu_us_per_call`, `database_cpu_us_per_call`;
-    with the Go client, the server's by kind of thread too (`server_threads_us_per_call`)."""
+    `server_cpu_us_per_call`, `client_cpu_us_per_call`, `database_cpu_us_per_call`."""
     figures: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     try:
         for server in servers.values():
@@ -251,11 +250,6 @@ def _add_cpu_per_call(figure: dict[str, Any]) -> None:
     }
     for part, seconds in parts.items():
         figure[f"{part}_cpu_us_per_call"] = 1e6 * seconds / requests if requests else None
-    threads = figure.get("server_threads_cpu_s")
-    if threads is not None and requests:
-        figure["server_threads_us_per_call"] = {
-            name: 1e6 * seconds / requests for name, seconds in threads.items()
-        }
 
 
 def medians_of(figures: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
