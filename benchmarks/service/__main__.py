@@ -426,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
         results["wire"] = wire.measure(config["wire_items"], 3 if args.quick else 7)
     if args.growth:
         results["growth"] = {
-            name: _growth(name, args.quick, open_rates if client == "go" else [], args.out)
+            name: _growth(
+                name, args.quick, open_rates if client == "go" else [], args.out, args.processes
+            )
             for name in args.db or ["sqlite", "postgresql"]
         }
     core = targets.read_json(args.core_json)
@@ -440,10 +442,18 @@ _QUICK_GROWTH = {"turns": 1, "seconds": 2.0, "batch": 1_000, "repeat": 1}
 _QUICK_GROWTH_SIZES = [20_000, 60_000]
 
 
-def _growth(name: str, quick: bool, open_rates: list[float], out: Path) -> dict[str, Any]:
-    """One database grown through the growth benchmark's sizes (growth.run)."""
+def _growth(
+    name: str, quick: bool, open_rates: list[float], out: Path, processes: str
+) -> dict[str, Any]:
+    """One database grown through the growth benchmark's sizes (growth.run), served
+    as the suite's server is (`processes`)."""
     _log(f"{name}: growth")
-    config = {**growth.DEFAULTS, **(_QUICK_GROWTH if quick else {}), "open_rates": open_rates}
+    config = {
+        **growth.DEFAULTS,
+        **(_QUICK_GROWTH if quick else {}),
+        "open_rates": open_rates,
+        "processes": processes,
+    }
     sizes = _QUICK_GROWTH_SIZES if quick else growth.SIZES[name]
     partial = out / f"service_growth_{name}.partial.json"
     return growth.run(name, sizes, config, os.cpu_count() or 2, partial=partial)

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from benchmarks.service.fixtures import Database
 
-_POOL_SUFFIX = re.compile(r"_[0-9]+$")  # a pool thread's number: `totpd-round_0`
+# A thread's number: a pool's (`totpd-round_0`) or Python's default name's
+# (`Thread-2 (_poll_wrapper)`, grpc's poller): one kind of thread across processes.
+_NUMBERED = re.compile(r"_[0-9]+$|(?<=^Thread)-[0-9]+")
 
 
 class ServerProcess:
@@ -117,15 +119,18 @@ class ServerProcess:
             self.process.wait(timeout=10)
 
 
-def _stat_fields(pid: int | str) -> list[str]:
-    """/proc/<pid>/stat after the command name: state, ppid, ... (Linux)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _stat_fields(of: int | str | Path) -> list[str]:
+    """/proc/<pid>/stat, or a thread's (`of` its /proc/<pid>/task/<tid> directory),
+    after the command name: state, ppid, ... (Linux)."""
+    stat = of / "stat" if isinstance(of, Path) else Path(f"/proc/{of}/stat")
+    return stat.read_text().rsplit(")", 1)[1].split()
 
 
-def _cpu(fields: list[str]) -> float:
-    """utime + stime + cutime + cstime: the process's own seconds and those of
-    the children it has reaped (a worker that was replaced)."""
-    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+def _cpu(fields: list[str], *, reaped: bool = True) -> float:
+    """utime + stime, and with `reaped` cutime + cstime: the seconds of the children
+    it has reaped (a worker that was replaced; a thread has none)."""
+    end = 15 if reaped else 13
+    return sum(int(value) for value in fields[11:end]) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -153,16 +158,15 @@ def cpu_seconds(pid: int) -> float:
 
 def thread_cpu_seconds(pid: int) -> dict[str, float]:
     """User + system CPU seconds used so far by each kind of thread of a process and
-    of its live children, by the thread's OS name with a pool's `_N` dropped
+    of its live children, by the thread's OS name without its number
     (`totpd-round_0` counts as `totpd-round`): where a server's CPU goes. A thread
     that ended takes its seconds with it."""
     totals: dict[str, float] = {}
     for process in (pid, *children(pid)):
         for task in Path(f"/proc/{process}/task").glob("*"):
             with contextlib.suppress(OSError, IndexError, ValueError):
-                name = _POOL_SUFFIX.sub("", (task / "comm").read_text().strip())
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                name = _NUMBERED.sub("", (task / "comm").read_text().strip())
+                seconds = _cpu(_stat_fields(task), reaped=False)
                 totals[name] = totals.get(name, 0.0) + seconds
     return totals
 

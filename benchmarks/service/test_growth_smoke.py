@@ -175,7 +175,7 @@ def test_the_service_suite_runs_growth_and_prints_its_table(
 
     monkeypatch.setattr(suite, "_QUICK_GROWTH_SIZES", [3_000, 6_000])
     monkeypatch.setattr(suite, "_QUICK_GROWTH", {**CONFIG, "open_rates": []})
-    figures = suite._growth("sqlite", True, [], tmp_path)
+    figures = suite._growth("sqlite", True, [], tmp_path, "1")
     assert [row["factors"] for row in figures["sizes"]] == [3_000, 6_000]
     assert suite._write({"databases": {}, "growth": {"sqlite": figures}}, tmp_path) == 0
     printed = capsys.readouterr().out
