@@ -11,8 +11,8 @@ deadline and ran after it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any, NamedTuple
 
 import pytest
@@ -37,7 +37,7 @@ from totpd.service.errors import ErrorReason
 from totpd.service.mfa import MfaService
 from totpd.service.policy import Policy
 from totpd.service.types import Enrollment, EnrollParams, VerifyItem, VerifyResult
-from totpd.store import Attempts, FactorStore, round_writes
+from totpd.store import Attempts, FactorStore, dbapi
 from totpd.store.deadline import DeadlineExceededError, DeadlinePool
 
 __all__ = ["database", "hung_engine", "paused_postgres"]  # fixtures
@@ -321,26 +321,31 @@ def test_account_rows_pipelined_to_a_stopped_postgresql_end_by_the_deadline(
     account_id: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A round's few account rows are updated one key at a time, all sent before
-    any answer is read (round_writes.EachRow: psycopg's pipeline). Sent to a
-    server that had just stopped, the call ends by its deadline, and nothing of
-    the round is stored: no failure counted on an account, none twice later."""
+    """A round's few account rows are updated one key at a time, and the round's
+    write is sent whole before any answer is read (round_writes.EachRow in
+    psycopg's pipeline, rounds._run_pipelined). Sent to a server that had just
+    stopped, the call ends by its deadline, and nothing of the round is stored:
+    no failure counted on an account, none twice later."""
     ids, items = failed_once(service, clock, account_id, 3, enroll=enrolled)
-    real_run = round_writes.EachRow.run
+    real_pipeline, real_send_each = dbapi.RawConnection.pipeline, dbapi.Pipeline.send_each
     pipelined: list[int] = []
 
-    def run_while_hung(self: round_writes.EachRow, connection: Any) -> bool:
-        pipelined.append(len(self.rows))
-        with database.hung():
-            return real_run(self, connection)
+    @contextmanager
+    def pipeline_while_hung(connection: dbapi.RawConnection) -> Iterator[dbapi.Pipeline]:
+        with database.hung(), real_pipeline(connection) as pipeline:
+            yield pipeline
 
-    monkeypatch.setattr(round_writes.EachRow, "run", run_while_hung)
+    def send_each(pipeline: dbapi.Pipeline, statement: Any, rows: Any) -> Any:
+        pipelined.append(len(rows))
+        return real_send_each(pipeline, statement, rows)
+
+    monkeypatch.setattr(dbapi.RawConnection, "pipeline", pipeline_while_hung)
+    monkeypatch.setattr(dbapi.Pipeline, "send_each", send_each)
     with deadlines.within(DEADLINE), pytest.raises(DeadlineExceededError):
         service.verify_batch(items)
     monkeypatch.undo()
     assert pipelined == [len(ids)]
-    # psycopg sends the transaction's BEGIN first and the rows behind its answer:
-    # the server, resumed, ran the BEGIN and found the connection cut.
+    # The server, resumed, ran what it had received and found the connection cut.
     database.settle("BEGIN")
     assert consecutive_failures(service, ids) == [1] * len(ids)
     assert results_of(service.verify_batch(items)) == [VerifyResult.INVALID] * len(ids)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Engine
 
@@ -120,16 +121,7 @@ def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
 ) -> None:
     (phone,) = enroll_many(service, clock, account_id, 1)
     wrong = wrong_for_all([phone], clock.now)
-    real_run = dbapi.run_compiled
-    # What run_compiled raises for a connection the server closed.
-    faults = [StoreUnavailableError("the database failed a statement", Exception("closed"))]
-
-    def run(dialect: Any, connection: Any, statement: Any, values: Any) -> Any:
-        if "UPDATE factors" in statement.sql and faults:  # alone or with its events
-            raise faults.pop()
-        return real_run(dialect, connection, statement, values)
-
-    monkeypatch.setattr(dbapi, "run_compiled", run)
+    faults = _fault_at_the_factors_write(monkeypatch)
     with pytest.raises(StoreUnavailableError):
         service.verify(VerifyItem(account_id, wrong))
     assert not faults
@@ -140,6 +132,29 @@ def test_a_fault_between_the_account_and_the_factor_writes_stores_neither(
     outcome = service.verify(VerifyItem(account_id, wrong))
     assert outcome.result is VerifyResult.INVALID
     assert account_state(service, account_id) is not None
+
+
+def _fault_at_the_factors_write(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The connection lost as the round's factor write (alone or with its events,
+    after the accounts' rows) goes out, once; the fault still to come, until then."""
+    real_run, real_send = dbapi.run_compiled, dbapi.Pipeline.send
+    faults: list[object] = ["the connection is closed"]
+
+    def run(dialect: Any, connection: Any, statement: Any, values: Any) -> Any:
+        if "UPDATE factors" in statement.sql and faults:
+            # What run_compiled raises for a connection the server closed.
+            raise StoreUnavailableError("the database failed a statement", Exception(faults.pop()))
+        return real_run(dialect, connection, statement, values)
+
+    def send(pipeline: dbapi.Pipeline, statement: Any, values: Any) -> Any:
+        if "UPDATE factors" in str(statement) and faults:
+            # PostgreSQL's pipeline: the driver's own error, which the store maps.
+            raise psycopg.OperationalError(faults.pop())
+        return real_send(pipeline, statement, values)
+
+    monkeypatch.setattr(dbapi, "run_compiled", run)
+    monkeypatch.setattr(dbapi.Pipeline, "send", send)
+    return faults
 
 
 # A round's account rows: a few go one key at a time on PostgreSQL, more as JSON rows.
@@ -164,13 +179,10 @@ def test_a_batch_with_one_account_changed_in_between_is_decided_again_whole(
     ids, items = failed_once(service, clock, account_id, accounts)
     locked_rounds = interleave_after_read(service, monkeypatch, lambda: service.verify(items[-1]))
     row_by_row: list[int] = []
-    run_each = dbapi.RawConnection.run_each
-
-    def counted(connection: dbapi.RawConnection, statement: Any, rows: Any) -> Any:
-        row_by_row.append(len(rows))
-        return run_each(connection, statement, rows)
-
-    monkeypatch.setattr(dbapi.RawConnection, "run_each", counted)
+    # The optimistic round's write is pipelined (`Pipeline.send_each`), the
+    # locked round's runs one statement at a time (`RawConnection.run_each`).
+    for owner, name in ((dbapi.RawConnection, "run_each"), (dbapi.Pipeline, "send_each")):
+        monkeypatch.setattr(owner, name, _counting(getattr(owner, name), row_by_row))
 
     results = service.verify_batch(items)
 
@@ -185,6 +197,14 @@ def test_a_batch_with_one_account_changed_in_between_is_decided_again_whole(
     assert [state[0] if state else None for state in failures] == [2] * (accounts - 1) + [3]
 
 
+def _counting(each: Any, rows_seen: list[int]) -> Any:
+    def counted(owner: object, statement: Any, rows: Any) -> Any:
+        rows_seen.append(len(rows))
+        return each(owner, statement, rows)
+
+    return counted
+
+
 @ROW_BY_ROW_AND_JSON_ROWS
 def test_a_fault_after_several_accounts_rows_stores_none_of_them(
     service: MfaService,
@@ -194,15 +214,7 @@ def test_a_fault_after_several_accounts_rows_stores_none_of_them(
     accounts: int,
 ) -> None:
     ids, items = failed_once(service, clock, account_id, accounts)
-    real_run = dbapi.run_compiled
-    faults = [StoreUnavailableError("the database failed a statement", Exception("closed"))]
-
-    def run(dialect: Any, connection: Any, statement: Any, values: Any) -> Any:
-        if "UPDATE factors" in statement.sql and faults:  # after the accounts' rows
-            raise faults.pop()
-        return real_run(dialect, connection, statement, values)
-
-    monkeypatch.setattr(dbapi, "run_compiled", run)
+    faults = _fault_at_the_factors_write(monkeypatch)
     with pytest.raises(StoreUnavailableError):
         service.verify_batch(items)
     assert not faults

@@ -47,6 +47,7 @@ json_text: Callable[[object], str] = json.JSONEncoder(
 
 _COMPILED: dict[tuple[int, str], CompiledStatement] = {}
 _CURSOR = "totpd.store.cursor"  # key of the reusable cursor in a connection's info
+_PIPELINE_CURSORS = "totpd.store.pipeline_cursors"  # and of a pipeline's cursors
 _BEGIN_IMMEDIATE = CompiledStatement("BEGIN IMMEDIATE", {}, ())
 
 
@@ -136,18 +137,28 @@ class CopyInto(NamedTuple):
 @contextmanager
 def _driver_errors(dialect: Dialect, connection: PoolProxiedConnection) -> Iterator[Any]:
     """The connection's reusable cursor, its driver errors made the store's
-    (`wrap_driver_error`: a dropped connection is invalidated, so it leaves the
-    pool), without the parameters; the time spent reported to the benchmarks' timer."""
-    dbapi = dialect.loaded_dbapi
+    (`_mapped_errors`)."""
     # One cursor per connection, kept with it (`info` lives as long as the
     # DB-API connection): a new psycopg cursor per statement cost ~12 µs.
     cursor = connection.info.get(_CURSOR)
     if cursor is None:
         cursor = connection.info[_CURSOR] = connection.cursor()
+    with _mapped_errors(dialect, connection, cursor):
+        yield cursor
+
+
+@contextmanager
+def _mapped_errors(
+    dialect: Dialect, connection: PoolProxiedConnection, cursor: Any = None
+) -> Iterator[None]:
+    """The block's driver errors made the store's (`wrap_driver_error`: a dropped
+    connection is invalidated, so it leaves the pool), without the parameters;
+    the time spent reported to the benchmarks' timer."""
+    dbapi = dialect.loaded_dbapi
     timer = _statement_timer
     started = time.perf_counter() if timer is not None else 0.0
     try:
-        yield cursor
+        yield
     except dbapi.Error as error:
         if getattr(error, "sqlstate", None) == _DEADLOCK_SQLSTATE:
             raise RoundAbortedError(
@@ -157,6 +168,42 @@ def _driver_errors(dialect: Dialect, connection: PoolProxiedConnection) -> Itera
     finally:
         if timer is not None:
             timer(time.perf_counter() - started)
+
+
+class Pipeline:
+    """PostgreSQL: statements sent one after another, none waiting for the answer
+    of the one before (psycopg's pipeline mode); `RawConnection.pipeline` reads
+    every answer in one round trip at the end of its block. A cursor per statement,
+    so each keeps its answer; kept with the connection for the next block."""
+
+    def __init__(self, dialect: Dialect, connection: PoolProxiedConnection) -> None:
+        self._dialect = dialect
+        self._connection = connection
+        self._cursors: list[Any] = connection.info.setdefault(_PIPELINE_CURSORS, [])
+        self._used = 0
+
+    def send(self, statement: Select[Any] | Update | Insert, values: dict[str, object]) -> Any:
+        """Send a statement; its cursor, whose rows are there after the block."""
+        compiled_ = compiled(statement, self._dialect)
+        cursor = self._cursor()
+        cursor.execute(compiled_.sql, compiled_.parameters(values))
+        return cursor
+
+    def send_each(self, statement: Update, rows: Sequence[dict[str, object]]) -> Any:
+        """Send a statement once per row of values; its cursor, whose `rowcount`
+        after the block is the rows all of them touched."""
+        compiled_ = compiled(statement, self._dialect)
+        cursor = self._cursor()
+        # Not `returning`: psycopg would wait for those answers before going on.
+        cursor.executemany(compiled_.sql, [compiled_.parameters(row) for row in rows])
+        return cursor
+
+    def _cursor(self) -> Any:
+        if self._used == len(self._cursors):
+            self._cursors.append(self._connection.cursor())
+        cursor = self._cursors[self._used]
+        self._used += 1
+        return cursor
 
 
 class RawConnection:
@@ -216,6 +263,15 @@ class RawConnection:
         return run_compiled_each(
             self.dialect, self._connection, compiled(statement, self.dialect), rows
         )
+
+    @contextmanager
+    def pipeline(self) -> Iterator[Pipeline]:
+        """PostgreSQL: what the block sends goes out without waiting, and every
+        answer comes back in one round trip as the block ends (the first
+        statement that fails raises then; the ones after it did not run)."""
+        with _mapped_errors(self.dialect, self._connection):
+            with self._connection.dbapi_connection.pipeline():  # type: ignore[union-attr]
+                yield Pipeline(self.dialect, self._connection)
 
     def begin(self) -> None:
         # psycopg begins on the first statement; SQLite needs it said.

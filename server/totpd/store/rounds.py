@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 
@@ -397,12 +397,48 @@ def _write_in_transaction(connection: RawConnection, steps: list[round_writes.St
     """Every step in one transaction, or none if one touches other than its rows."""
     connection.begin()
     try:
-        for step in steps:
-            if not _run_step(connection, step):
-                connection.rollback()
-                return False
+        if connection.postgres and not any(
+            isinstance(step, audit_sql.CopiedEvents) for step in steps
+        ):
+            written = _run_pipelined(connection, steps)
+        else:
+            written = all(_run_step(connection, step) for step in steps)
     except RoundAbortedError:
+        written = False
+    if not written:
         connection.rollback()
         return False
     connection.commit()
     return True
+
+
+def _run_pipelined(connection: RawConnection, steps: list[round_writes.Step]) -> bool:
+    """PostgreSQL: every step sent before any answer is read, one round trip for
+    them all (a COPY cannot ride a pipeline); False if one touched other than its
+    rows. A step after one that touched too few still runs: the rollback undoes it."""
+    sent: list[_Sent] = []
+    with connection.pipeline() as pipeline:
+        for step in steps:
+            if isinstance(step, round_writes.EachRow):
+                cursor = pipeline.send_each(step.statement, step.rows)
+                sent.append(_Sent(cursor, len(step.rows), counted=True))
+            else:
+                assert not isinstance(step, audit_sql.CopiedEvents | round_writes.Counted)
+                statement, values, expected = step
+                sent.append(_Sent(pipeline.send(statement, values), expected, counted=False))
+    return all(one.touched_its_rows() for one in sent)
+
+
+class _Sent(NamedTuple):
+    """A pipelined step's cursor, and the rows it must touch (None: any)."""
+
+    cursor: Any
+    expected: int | None
+    counted: bool  # run once per row, each touching at most one: the driver's count
+
+    def touched_its_rows(self) -> bool:
+        if self.expected is None:
+            return True
+        if self.counted:
+            return int(self.cursor.rowcount) == self.expected
+        return len(self.cursor.fetchall()) == self.expected
