@@ -220,3 +220,23 @@ def test_a_fault_after_several_accounts_rows_stores_none_of_them(
     assert not faults
     states = [account_state(service, account) for account in ids]
     assert [state[0] if state else None for state in states] == [1] * accounts
+
+
+def test_a_rounds_accounts_and_factors_go_in_one_round_trip_on_postgresql(
+    engine: Engine, service: MfaService, clock: Clock, account_id: str
+) -> None:
+    """A round of several accounts' failures writes their rows, then the factors'
+    with their events: on PostgreSQL all sent before any answer is read (one
+    pipeline, rounds._run_pipelined), on SQLite one statement after another."""
+    ids, items = failed_once(service, clock, account_id, 3)
+    exchanges: list[float] = []  # each statement, or pipeline, the driver waited for
+    with dbapi.timed_statements(exchanges.append):
+        results = service.verify_batch(items)
+    assert [r.result for r in results if isinstance(r, VerifyOutcome)] == [
+        VerifyResult.INVALID
+    ] * len(ids)
+    # The read, then the write: PostgreSQL's pipeline; SQLite's BEGIN IMMEDIATE,
+    # the accounts' UPDATE, the factors' UPDATE, the call rows and the events.
+    assert len(exchanges) == (2 if engine.dialect.name == "postgresql" else 6)
+    states = [account_state(service, account) for account in ids]
+    assert [state[0] if state else None for state in states] == [2] * len(ids)

@@ -7,12 +7,12 @@ status mapping (UNAVAILABLE for a database that is down) depends on this wrappin
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, Integer, func, literal, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from tests.store.conftest import invalidations
 from totpd.store import AttemptRequest, FactorStore, open_engine
-from totpd.store.dbapi import CompiledStatement, run_compiled
+from totpd.store.dbapi import CompiledStatement, RawConnection, run_compiled
 from totpd.store.errors import RoundAbortedError, StoreError, StoreUnavailableError
 
 
@@ -90,5 +90,33 @@ def test_a_deadlock_is_a_round_aborted(_postgres_engine: Engine) -> None:
         assert connection.is_valid  # not invalidated: the connection itself is fine
     finally:
         connection.close()
+    assert isinstance(caught.value, StoreUnavailableError)
+    assert not isinstance(caught.value, SQLAlchemyError)
+
+
+@pytest.mark.postgres
+def test_a_deadlock_in_a_pipeline_is_a_round_aborted(_postgres_engine: Engine) -> None:
+    """A round's write is one pipeline on PostgreSQL: the deadlock a statement
+    meets is raised as the block ends, as the store's RoundAbortedError, and the
+    connection serves the next statement once the round is rolled back."""
+    engine = _postgres_engine
+    with engine.begin() as admin:
+        admin.execute(
+            text(
+                "CREATE OR REPLACE FUNCTION totpd_test_deadlock() RETURNS int LANGUAGE plpgsql"
+                " AS $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$"
+            )
+        )
+    try:
+        with RawConnection(engine, autocommit=False) as connection:
+            connection.begin()
+            with pytest.raises(RoundAbortedError) as caught, connection.pipeline() as pipeline:
+                pipeline.send(select(literal(1, Integer)), {})
+                pipeline.send(select(func.totpd_test_deadlock()), {})
+            connection.rollback()
+            assert list(connection.run(select(literal(5, Integer)), {})) == [(5,)]
+    finally:
+        with engine.begin() as admin:
+            admin.execute(text("DROP FUNCTION totpd_test_deadlock()"))
     assert isinstance(caught.value, StoreUnavailableError)
     assert not isinstance(caught.value, SQLAlchemyError)

@@ -397,9 +397,7 @@ def _write_in_transaction(connection: RawConnection, steps: list[round_writes.St
     """Every step in one transaction, or none if one touches other than its rows."""
     connection.begin()
     try:
-        if connection.postgres and not any(
-            isinstance(step, audit_sql.CopiedEvents) for step in steps
-        ):
+        if _pipelines(connection, steps):
             written = _run_pipelined(connection, steps)
         else:
             written = all(_run_step(connection, step) for step in steps)
@@ -412,10 +410,21 @@ def _write_in_transaction(connection: RawConnection, steps: list[round_writes.St
     return True
 
 
+def _pipelines(connection: RawConnection, steps: list[round_writes.Step]) -> bool:
+    """Whether a write's steps go in one pipeline: on PostgreSQL, two or more
+    (one alone gains no round trip, and pays for entering pipeline mode) and no
+    COPY, which cannot ride a pipeline."""
+    return (
+        connection.postgres
+        and len(steps) > 1
+        and not any(isinstance(step, audit_sql.CopiedEvents) for step in steps)
+    )
+
+
 def _run_pipelined(connection: RawConnection, steps: list[round_writes.Step]) -> bool:
     """PostgreSQL: every step sent before any answer is read, one round trip for
-    them all (a COPY cannot ride a pipeline); False if one touched other than its
-    rows. A step after one that touched too few still runs: the rollback undoes it."""
+    them all; False if one touched other than its rows. A step after one that
+    touched too few still runs: the rollback undoes it."""
     sent: list[_Sent] = []
     with connection.pipeline() as pipeline:
         for step in steps:
