@@ -94,6 +94,13 @@ def test_a_deadlock_is_a_round_aborted(_postgres_engine: Engine) -> None:
     assert not isinstance(caught.value, SQLAlchemyError)
 
 
+# Statements are compiled once and cached by identity (dbapi.compiled): they
+# live as long as the module, as the store's own do.
+_ONE = select(literal(1, Integer))
+_FIVE = select(literal(5, Integer))
+_DEADLOCK = select(func.totpd_test_deadlock())
+
+
 @pytest.mark.postgres
 def test_a_deadlock_in_a_pipeline_is_a_round_aborted(_postgres_engine: Engine) -> None:
     """A round's write is one pipeline on PostgreSQL: the deadlock a statement
@@ -111,10 +118,10 @@ def test_a_deadlock_in_a_pipeline_is_a_round_aborted(_postgres_engine: Engine) -
         with RawConnection(engine, autocommit=False) as connection:
             connection.begin()
             with pytest.raises(RoundAbortedError) as caught, connection.pipeline() as pipeline:
-                pipeline.send(select(literal(1, Integer)), {})
-                pipeline.send(select(func.totpd_test_deadlock()), {})
+                pipeline.send(_ONE, {})
+                pipeline.send(_DEADLOCK, {})
             connection.rollback()
-            assert list(connection.run(select(literal(5, Integer)), {})) == [(5,)]
+            assert list(connection.run(_FIVE, {})) == [(5,)]
     finally:
         with engine.begin() as admin:
             admin.execute(text("DROP FUNCTION totpd_test_deadlock()"))

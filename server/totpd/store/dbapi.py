@@ -72,10 +72,11 @@ def run_compiled(
     """Run the statement on a DB-API cursor of the pooled connection.
 
     The parameters and columns are plain ints, strings and bytes, which need
-    no processing. Driver errors become the store's own (`_driver_errors`).
+    no processing. Driver errors become the store's own (`_mapped_errors`).
     """
     parameters = statement.parameters(values)
-    with _driver_errors(dialect, connection) as cursor:
+    cursor = _cursor(connection)
+    with _mapped_errors(dialect, connection, cursor):
         cursor.execute(statement.sql, parameters)
         rows: Sequence[tuple[Any, ...]] = cursor.fetchall()
         return rows
@@ -92,7 +93,8 @@ def run_compiled_each(
     each execution's returned rows."""
     parameters = [statement.parameters(row) for row in rows]
     returned: list[Sequence[tuple[Any, ...]]] = []
-    with _driver_errors(dialect, connection) as cursor:
+    cursor = _cursor(connection)
+    with _mapped_errors(dialect, connection, cursor):
         if dialect.is_async:
             # SQLAlchemy's asyncio adapter (the benchmarks' loop probe) takes no
             # `returning`: one statement at a time there.
@@ -114,7 +116,8 @@ def copy_rows(
     rows: Iterable[Sequence[object]],
 ) -> int:
     """PostgreSQL: `rows` appended by one binary COPY; the number of rows copied."""
-    with _driver_errors(dialect, connection) as cursor:
+    cursor = _cursor(connection)
+    with _mapped_errors(dialect, connection, cursor):
         with cursor.copy(into.sql) as copy:
             copy.set_types(into.types)
             for row in rows:
@@ -134,17 +137,14 @@ class CopyInto(NamedTuple):
         return f"COPY {self.table} ({', '.join(self.columns)}) FROM STDIN (FORMAT BINARY)"
 
 
-@contextmanager
-def _driver_errors(dialect: Dialect, connection: PoolProxiedConnection) -> Iterator[Any]:
-    """The connection's reusable cursor, its driver errors made the store's
-    (`_mapped_errors`)."""
+def _cursor(connection: PoolProxiedConnection) -> Any:
+    """The connection's reusable cursor."""
     # One cursor per connection, kept with it (`info` lives as long as the
     # DB-API connection): a new psycopg cursor per statement cost ~12 µs.
     cursor = connection.info.get(_CURSOR)
     if cursor is None:
         cursor = connection.info[_CURSOR] = connection.cursor()
-    with _mapped_errors(dialect, connection, cursor):
-        yield cursor
+    return cursor
 
 
 @contextmanager
