@@ -412,8 +412,8 @@ def _write_in_transaction(connection: RawConnection, steps: list[round_writes.St
 
 def _pipelines(connection: RawConnection, steps: list[round_writes.Step]) -> bool:
     """Whether a write's steps go in one pipeline: on PostgreSQL, two or more
-    (one alone gains no round trip, and pays for entering pipeline mode) and no
-    COPY, which cannot ride a pipeline."""
+    (one alone, a round of successes, measured no faster: benchmarks/NOTES.md)
+    and no COPY, which cannot ride a pipeline."""
     return (
         connection.postgres
         and len(steps) > 1
