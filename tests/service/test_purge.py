@@ -144,12 +144,16 @@ def test_the_purge_runs_while_accounts_enroll_and_disable(
     store = FactorStore(engine)
     background = Purger(store, service.policy, clock, interval=0.01, batch=3, pause=0.001).start()
     errors: list[BaseException] = []
+    # enroll_active types the code of the shared clock's now, then moves the clock a
+    # step on: two workers doing so at once could move it past the first's window.
+    activating = threading.Lock()
 
     def churn(worker: int) -> None:
         try:
             for i in range(5):
                 account = f"new-{worker}-{i}"
-                enroll_active(service, clock, account, label="a")
+                with activating:
+                    enroll_active(service, clock, account, label="a")
                 service.enroll(EnrollParams(account, "b"))
                 service.disable(account, None, None, True)
                 service.enroll(EnrollParams(account, "c"))
