@@ -185,7 +185,7 @@ class Pipeline:
     def send(self, statement: Select[Any] | Update | Insert, values: dict[str, object]) -> Any:
         """Send a statement; its cursor, whose rows are there after the block."""
         compiled_ = compiled(statement, self._dialect)
-        cursor = self._cursor()
+        cursor = self._next_cursor()
         cursor.execute(compiled_.sql, compiled_.parameters(values))
         return cursor
 
@@ -193,12 +193,13 @@ class Pipeline:
         """Send a statement once per row of values; its cursor, whose `rowcount`
         after the block is the rows all of them touched."""
         compiled_ = compiled(statement, self._dialect)
-        cursor = self._cursor()
+        cursor = self._next_cursor()
         # Not `returning`: psycopg would wait for those answers before going on.
         cursor.executemany(compiled_.sql, [compiled_.parameters(row) for row in rows])
         return cursor
 
-    def _cursor(self) -> Any:
+    def _next_cursor(self) -> Any:
+        """The block's next cursor, one per statement (not the connection's `_cursor`)."""
         if self._used == len(self._cursors):
             self._cursors.append(self._connection.cursor())
         cursor = self._cursors[self._used]
