@@ -49,7 +49,7 @@ from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd.config import Settings
 from totpd.logs import configure_logging
 from totpd.rpc.callers import load_access
-from totpd.rpc.server import grpc_server, interceptors, tune_garbage_collector
+from totpd.rpc.server import grpc_server, interceptors, interpreter_cpu, tune_garbage_collector
 from totpd.thread_names import name_os_threads
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
@@ -88,7 +88,7 @@ def serve(ready_file: Path, with_interceptors: bool) -> int:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     chain = interceptors(settings, load_access(settings)) if with_interceptors else []
-    server = grpc_server(settings, chain)
+    server = grpc_server(settings, chain, interpreter_cpu=interpreter_cpu(settings))
     handler = grpc.unary_unary_rpc_method_handler(
         _noop_verify,
         request_deserializer=pb.VerifyRequest.FromString,

@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.cli.processes import dev_server, run_totpd
+from tests.cpu_lists import cpus_of_task
 from tests.telemetry.scrape import scrape, value
 from tests.tls_certs import TlsFiles
 from totpd.cli.serve import build_parser, main
@@ -53,6 +54,14 @@ def children(pid: int) -> set[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found.add(int(entry.name))
     return found
+
+
+def loop_cpus_of(pid: int) -> frozenset[int]:
+    """The CPUs of process `pid`'s event loop thread."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if (task / "comm").read_text().strip() == "totpd-loop":
+            return cpus_of_task(int(task.name), pid)
+    raise AssertionError(f"process {pid} has no totpd-loop thread")
 
 
 def listening(pid: int, port: int) -> bool:
@@ -125,11 +134,16 @@ def test_two_workers_share_the_port_and_sigterm_drains_both_leaving_no_process(
         assert len(workers) == 2
         # Connections are spread by the kernel: 30 of them all on one worker is 2**-29.
         enroll_on_new_connections(address, 30, "spread")
+        loop_cpus = {loop_cpus_of(pid) for pid in workers}
         supervisor.send_signal(signal.SIGTERM)
         _, stderr = supervisor.communicate(timeout=60)
 
     assert supervisor.returncode == 0, stderr
     assert not any(alive(pid) for pid in workers)
+    # Each worker's event loop on a CPU of its own (pin_interpreter), as far as there are.
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) > 1:
+        assert loop_cpus == {frozenset({cpus[0]}), frozenset({cpus[1 % len(cpus)]})}
     lines = records(stderr)
     answered = {r["worker"] for r in lines if r["logger"] == "totpd.access"}
     assert answered == {0, 1}
@@ -141,6 +155,9 @@ def test_two_workers_share_the_port_and_sigterm_drains_both_leaving_no_process(
             r["msg"] for r in lines if r.get("worker") == index and r["logger"] == "totpd.server"
         ]
         assert phases[0] == "serving" and phases[-1] == "stopped"
+        serving = next(r for r in lines if r.get("worker") == index and r["msg"] == "serving")
+        if len(cpus) > 1:
+            assert serving["interpreter_cpu"] == cpus[index % len(cpus)]
         assert "draining: health is NOT_SERVING, still serving" in phases
     assert lines[-1]["logger"] == "totpd.supervisor" and lines[-1]["msg"] == "stopped"
     # The one-time startup ran once: one development key, one "created" line.

@@ -48,6 +48,7 @@ _METAVARS = {
     "tls_key_file": "PEM",
     "tls_client_ca_file": "PEM",
     "cpu_path": "NAME",
+    "pin_interpreter": "true|false",
     "metrics_address": "HOST:PORT",
     "otlp_endpoint": "URL",
 }
@@ -187,7 +188,7 @@ def _serve(args: argparse.Namespace) -> int:
     from totpd.app import build_service, denial_recorder, observed, prepare_database
     from totpd.cli.supervisor import Supervisor, SupervisorError
     from totpd.otp import CpuPathError
-    from totpd.rpc.server import ServerError, serve
+    from totpd.rpc.server import ServerError, interpreter_cpu, serve
 
     try:
         if args.processes > 1:
@@ -205,6 +206,7 @@ def _serve(args: argparse.Namespace) -> int:
                 share_port=worker,
                 access=access,
                 on_denied=denial_recorder(service),
+                interpreter_cpu=interpreter_cpu(settings, args.worker_index),
             )
     except (
         crypto.KeyringError,

@@ -83,6 +83,11 @@ class Settings:
     # ("portable", "shani", "avx2", "avx512", "avx512x16"); checked against the
     # CPU when the service is built (totpd.otp.use_cpu_path).
     cpu_path: str = "auto"
+    # The event loop and the round threads (the threads that take turns at the
+    # GIL) run on one CPU of those the process may use, a worker of
+    # `--processes N` on its own: GIL hand-offs stay on one CPU (totpd/thread_cpus.py).
+    # Off, the kernel places them anywhere.
+    pin_interpreter: bool = True
     # Prometheus metrics on their own HTTP listener (/metrics); loopback by
     # default, "" for none. Port 0 picks a free port (logged).
     metrics_address: str = "127.0.0.1:9464"

@@ -126,6 +126,7 @@ _TOP_LEVEL: Final[dict[str, Callable[[object], Any]]] = {
     "tls_client_ca_file": _as_optional_path,
     "purge_interval_seconds": _as_float,
     "cpu_path": _as_cpu_path,
+    "pin_interpreter": _as_bool,
     "metrics_address": _as_str,
     "otlp_endpoint": _as_str,
     "callers_file": _as_optional_path,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Final
 
+from totpd import thread_cpus
 from totpd.otp import _core
 from totpd.otp._core import NativeError
 from totpd.otp.keys import KeyTable
@@ -48,7 +49,12 @@ def _pool() -> ThreadPoolExecutor:
     global _executor
     with _executor_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=_CPUS, thread_name_prefix="totpd-core")
+            # Its threads run C on every CPU, whichever thread started them.
+            _executor = ThreadPoolExecutor(
+                max_workers=_CPUS,
+                thread_name_prefix="totpd-core",
+                initializer=thread_cpus.use_process_cpus,
+            )
         return _executor
 
 

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import grpc
 
+from totpd import thread_cpus
+
 T = TypeVar("T")
 
 
@@ -35,8 +37,12 @@ class LoopServer:
         interceptors: Sequence[Any],
         options: Sequence[tuple[str, Any]],
         maximum_concurrent_rpcs: int | None,
+        interpreter_cpu: int | None = None,
     ) -> None:
+        """`interpreter_cpu`: the CPU the loop moves to once the server started,
+        and the threads it starts with it (totpd/thread_cpus.py); None: any."""
         self._loop = asyncio.new_event_loop()
+        self._interpreter_cpu = interpreter_cpu
         self._workers = workers
         self._stopped = threading.Event()
         self._stopping = False
@@ -74,6 +80,9 @@ class LoopServer:
 
     def start(self) -> None:
         self._on_loop(self._server.start())
+        if self._interpreter_cpu is not None:
+            # Only now: the threads grpc started for the server keep every CPU.
+            self._on_loop(_pinned(self._interpreter_cpu))
 
     def stop(self, grace: float | None) -> threading.Event:
         """Refuse new calls; cancel the calls still running after `grace` seconds
@@ -93,3 +102,8 @@ class LoopServer:
             self._loop.close()
             self._workers.shutdown(wait=False)
             self._stopped.set()
+
+
+async def _pinned(cpu: int) -> None:
+    """On the loop: its thread moves to `cpu` (a coroutine, to run it there)."""
+    thread_cpus.pin_this_thread(cpu)

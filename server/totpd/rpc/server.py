@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from totpd import thread_cpus
 from totpd.config import ConfigError, Settings, parse_listen_address
 from totpd.rpc.admission import Admission, AdmissionPolicy
 from totpd.rpc.callers import (
@@ -66,6 +67,7 @@ def create_server(
     share_port: bool = False,
     access: Access | None = None,
     on_denied: DeniedHook = ignore_denial,
+    interpreter_cpu: int | None = None,
 ) -> tuple[LoopServer, int]:
     """Build a server with TotpService, health and reflection, bound but not started.
 
@@ -80,6 +82,8 @@ def create_server(
     port (SO_REUSEPORT); otherwise a second server cannot bind it.
     `access` is who may call (`load_access`; read here without it); every
     TotpService call runs as its caller, and `on_denied` hears of each refusal.
+    `interpreter_cpu`: the CPU its event loop and round threads run on once it
+    started (totpd/thread_cpus.py); None leaves them to the kernel.
     """
     try:
         credentials = server_credentials(settings, tls if tls is not None else load_tls(settings))
@@ -88,7 +92,11 @@ def create_server(
         raise ServerError(str(error)) from None
     workers = worker_threads(settings)
     server = grpc_server(
-        settings, interceptors(settings, access, workers, on_denied), workers, share_port=share_port
+        settings,
+        interceptors(settings, access, workers, on_denied),
+        workers,
+        share_port=share_port,
+        interpreter_cpu=interpreter_cpu,
     )
     _add_services(server, service, health_servicer or DrainingHealthServicer())
     return server, _bind(server, settings.listen_address, credentials)
@@ -117,7 +125,11 @@ def interceptors(
 
 def worker_threads(settings: Settings) -> ThreadPoolExecutor:
     """The threads that run every handler but Verify's (rpc/loop_server.py)."""
-    return ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="totpd-rpc")
+    return ThreadPoolExecutor(
+        max_workers=settings.max_workers,
+        thread_name_prefix="totpd-rpc",
+        initializer=thread_cpus.use_process_cpus,
+    )
 
 
 def grpc_server(
@@ -126,15 +138,24 @@ def grpc_server(
     workers: ThreadPoolExecutor | None = None,
     *,
     share_port: bool = False,
+    interpreter_cpu: int | None = None,
 ) -> LoopServer:
     """A grpc server with totpd's worker threads, limits and channel options and no
-    services: `create_server`'s, and the benchmarks' no-op floor on the same settings."""
+    services: `create_server`'s, and the benchmarks' no-op floor on the same settings.
+    `interpreter_cpu`: its loop's CPU once started (LoopServer)."""
     return LoopServer(
         workers=workers or worker_threads(settings),
         interceptors=interceptors,
         options=server_options(settings, share_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        interpreter_cpu=interpreter_cpu,
     )
+
+
+def interpreter_cpu(settings: Settings, worker_index: int = 0) -> int | None:
+    """The CPU of a serving process's event loop and round threads (`pin_interpreter`):
+    each worker of `--processes N` on its own, as far as there are CPUs; None: any."""
+    return thread_cpus.interpreter_cpu(worker_index) if settings.pin_interpreter else None
 
 
 def server_options(settings: Settings, share_port: bool = False) -> list[tuple[str, int]]:
@@ -250,10 +271,11 @@ def serve(
     share_port: bool = False,
     access: Access | None = None,
     on_denied: DeniedHook = ignore_denial,
+    interpreter_cpu: int | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT, then drain and stop (`totpd.rpc.drain`); returns 0.
 
-    `tls`, `share_port`, `access` and `on_denied` as for `create_server`.
+    `tls`, `share_port`, `access`, `on_denied` and `interpreter_cpu` as for `create_server`.
     """
     health_servicer = DrainingHealthServicer()
     server, port = create_server(
@@ -264,6 +286,7 @@ def serve(
         share_port=share_port,
         access=access,
         on_denied=on_denied,
+        interpreter_cpu=interpreter_cpu,
     )
     tune_garbage_collector()
     with StopSignals().installed() as signals:
@@ -277,6 +300,8 @@ def serve(
                 "workers": settings.max_workers,
                 # Database-dependent by default ("auto"): say which it is.
                 "coalesce_verify": settings.coalesces_verify,
+                # "": the loop and round threads on any CPU.
+                "interpreter_cpu": "" if interpreter_cpu is None else interpreter_cpu,
                 "callers_file": str(settings.callers_file or ""),
                 **tls_log_fields(settings),
             },

@@ -1,0 +1,21 @@
+"""The CPUs a thread may run on, as the kernel reports them (/proc, Linux)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def cpus_of_task(tid: int, pid: int | str = "self") -> frozenset[int]:
+    """Thread `tid` of process `pid`: its Cpus_allowed_list."""
+    status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+    (line,) = [line for line in status.splitlines() if line.startswith("Cpus_allowed_list:")]
+    return parse_cpu_list(line.split(":", 1)[1])
+
+
+def parse_cpu_list(text: str) -> frozenset[int]:
+    """The kernel's list form ("0-2,5") as a set of CPUs."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return frozenset(cpus)
