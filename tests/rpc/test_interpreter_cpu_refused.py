@@ -30,6 +30,7 @@ def test_a_refused_interpreter_cpu_leaves_the_server_serving_on_any_cpu(
         with running_server(rpc_settings, service, interpreter_cpu=beyond_the_machine) as live:
             enrolled = live.stub.Enroll(pb.EnrollRequest(account_id="cpu-refused"), timeout=10)
             assert enrolled.factor.factor_id
+            assert live.server.pinned_cpu is None  # the serving line says "" for it
             loops = [t for t in threading.enumerate() if t.name == "totpd-loop"]
             assert loops
             assert all(cpus_of_task(t.native_id or 0) == process_cpus for t in loops)

@@ -43,6 +43,8 @@ class LoopServer:
         and the threads it starts with it (totpd/thread_cpus.py); None: any."""
         self._loop = asyncio.new_event_loop()
         self._interpreter_cpu = interpreter_cpu
+        # The CPU the loop runs on once started: None until then, or if refused.
+        self.pinned_cpu: int | None = None
         self._workers = workers
         self._stopped = threading.Event()
         self._stopping = False
@@ -82,7 +84,8 @@ class LoopServer:
         self._on_loop(self._server.start())
         if self._interpreter_cpu is not None:
             # Only now: the threads grpc started for the server keep every CPU.
-            self._on_loop(_pinned(self._interpreter_cpu))
+            if self._on_loop(_pinned(self._interpreter_cpu)):
+                self.pinned_cpu = self._interpreter_cpu
 
     def stop(self, grace: float | None) -> threading.Event:
         """Refuse new calls; cancel the calls still running after `grace` seconds
@@ -104,6 +107,6 @@ class LoopServer:
             self._stopped.set()
 
 
-async def _pinned(cpu: int) -> None:
+async def _pinned(cpu: int) -> bool:
     """On the loop: its thread moves to `cpu` (a coroutine, to run it there)."""
-    thread_cpus.pin_this_thread(cpu)
+    return thread_cpus.pin_this_thread(cpu)

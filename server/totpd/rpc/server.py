@@ -300,8 +300,8 @@ def serve(
                 "workers": settings.max_workers,
                 # Database-dependent by default ("auto"): say which it is.
                 "coalesce_verify": settings.coalesces_verify,
-                # "": the loop and round threads on any CPU.
-                "interpreter_cpu": "" if interpreter_cpu is None else interpreter_cpu,
+                # "": the loop and round threads on any CPU (off, or refused).
+                "interpreter_cpu": "" if server.pinned_cpu is None else server.pinned_cpu,
                 "callers_file": str(settings.callers_file or ""),
                 **tls_log_fields(settings),
             },
