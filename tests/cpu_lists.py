@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+
+import pytest
+
+# The CPUs this test process may run on, as the servers it starts inherit them.
+PROCESS_CPUS = frozenset(os.sched_getaffinity(0)) if sys.platform == "linux" else frozenset()
+needs_two_cpus = pytest.mark.skipif(
+    len(PROCESS_CPUS) < 2, reason="CPU affinity needs Linux and two CPUs"
+)
 
 
 def cpus_of_task(tid: int, pid: int | str = "self") -> frozenset[int]:

@@ -12,9 +12,9 @@ GIL: grpc's network threads, the database, other processes.
 
 Linux only (sched_setaffinity); elsewhere nothing changes. A thread inherits
 the CPUs of the thread that starts it, so the threads the pinned loop starts
-(round threads, grpc's handler workers) share its CPU. The C core's pool runs C
-on every CPU without the GIL: its threads take the process's CPUs back as they
-start (`use_process_cpus`).
+(round threads, its executor's) share its CPU. Two pools take the process's
+CPUs back as their threads start (`use_process_cpus`): grpc's handler workers,
+and the C core's pool, which runs C on every CPU without the GIL.
 """
 
 from __future__ import annotations
@@ -44,8 +44,7 @@ def pin_this_thread(cpu: int) -> bool:
     global _process_cpus
     if not hasattr(os, "sched_setaffinity"):
         return False
-    if _process_cpus is None:
-        _process_cpus = _allowed_cpus()
+    before = _allowed_cpus()
     try:
         os.sched_setaffinity(0, {cpu})
     except OSError as error:
@@ -54,6 +53,8 @@ def pin_this_thread(cpu: int) -> bool:
             extra={"cpu": cpu, "error": error.strerror or type(error).__name__},
         )
         return False
+    if _process_cpus is None:
+        _process_cpus = before
     return True
 
 

@@ -5,7 +5,6 @@ every CPU it has (totpd/thread_cpus.py). Real processes, read back from /proc.""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,16 +14,11 @@ import grpc
 import pytest
 
 from tests.cli.processes import GRACE_SECONDS, dev_server, run_totpd
-from tests.cpu_lists import cpus_of_task
+from tests.cpu_lists import PROCESS_CPUS, cpus_of_task, needs_two_cpus
 from totpd.config import ConfigError, load_settings
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc
 
-LINUX = sys.platform == "linux"
-PROCESS_CPUS = frozenset(os.sched_getaffinity(0)) if LINUX else frozenset()
-needs_two_cpus = pytest.mark.skipif(
-    len(PROCESS_CPUS) < 2, reason="CPU affinity needs Linux and two CPUs"
-)
 # The interpreter's threads: the loop, and the round threads it starts.
 PINNED_PREFIXES = ("totpd-loop", "totpd-round")
 # Threads that keep every CPU: grpc's own, the handler workers, and the log writer.

@@ -13,14 +13,12 @@ from typing import TypeVar
 
 import pytest
 
-from tests.cpu_lists import cpus_of_task
+from tests.cpu_lists import PROCESS_CPUS, cpus_of_task, needs_two_cpus
 from totpd import thread_cpus
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="CPU affinity from /proc")
 
 T = TypeVar("T")
-PROCESS_CPUS = frozenset(os.sched_getaffinity(0)) if sys.platform == "linux" else frozenset()
-needs_two_cpus = pytest.mark.skipif(len(PROCESS_CPUS) < 2, reason="one CPU: nothing to pin")
 
 
 @pytest.fixture(autouse=True)
