@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.ports import free_loopback_port
+
 
 class PostgresUnavailableError(Exception):
     pass
@@ -39,12 +41,6 @@ def _bin_dir() -> Path:
     raise PostgresUnavailableError("PostgreSQL is not installed (apt-get install postgresql)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # What the fast (default) mode changes; durable mode leaves PostgreSQL's defaults (all on).
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -54,7 +50,7 @@ class ThrowawayPostgres:
         self.durable = durable
         self._bin = _bin_dir()
         self._dir = Path(tempfile.mkdtemp(prefix="totpd-pg-"))
-        self.port = _free_port()
+        self.port = free_loopback_port()
         self._prefix: list[str] = []
         if os.geteuid() == 0:
             try:

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.cli.processes import dev_server, run_totpd
 from tests.cpu_lists import cpus_of_task
+from tests.ports import free_loopback_port
 from tests.telemetry.scrape import scrape, value
 from tests.tls_certs import TlsFiles
 from totpd.cli.serve import build_parser, main
@@ -333,17 +334,11 @@ def test_tls_workers_serve_on_one_port(
     assert {r["tls"] for r in serving} == {"tls"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.slow  # a supervisor and two workers, one killed
 def test_one_scrape_of_the_supervisor_sums_every_worker_and_keeps_a_dead_ones_counts(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
-    metrics_port = free_port()
+    metrics_port = free_loopback_port()
     flags = ("--processes", "2", "--metrics-address", f"127.0.0.1:{metrics_port}")
     with dev_server(tmp_path, subprocess_env, *flags) as (supervisor, address):
         enroll_on_new_connections(address, 30, "counted")

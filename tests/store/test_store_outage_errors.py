@@ -10,7 +10,6 @@ lock file, and the health ping.
 from __future__ import annotations
 
 import logging
-import socket
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tests.conftest import Clock
 from tests.enrollments import enroll_active
+from tests.ports import free_loopback_port
 from tests.store.conftest import invalidations
 from totpd.domain import FactorState
 from totpd.service.errors import ErrorReason
@@ -33,17 +33,11 @@ from totpd.store.errors import StoreOverloadedError, StoreUnavailableError
 NOBODY = [AttemptRequest("nobody", 6, None)]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _unreachable(kind: str, tmp_path: Path) -> Engine:
     """An engine whose every connection attempt fails: nothing listens on the
     PostgreSQL port; the SQLite path is a directory (unopenable, as root too)."""
     if kind == "postgresql":
-        return open_engine(f"postgresql+psycopg://totpd@127.0.0.1:{_free_port()}/totpd")
+        return open_engine(f"postgresql+psycopg://totpd@127.0.0.1:{free_loopback_port()}/totpd")
     (tmp_path / "gone.sqlite3").mkdir()
     return open_engine(f"sqlite:///{tmp_path / 'gone.sqlite3'}")
 

@@ -5,7 +5,6 @@ error, and every dashboard expression runs."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_loopback_port
 from tests.rpc.harness import LiveServer
 from tests.telemetry.deploy_files import RULES, binary, dashboard_expressions, runnable
 from totpd.telemetry.metrics import MetricsListener
@@ -23,13 +23,6 @@ from totpd.v1 import totp_service_pb2 as pb
 
 pytestmark = pytest.mark.slow
 _WAIT_SECONDS = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Prometheus:
@@ -83,7 +76,7 @@ def prometheus(listener: MetricsListener, tmp_path: Path) -> Iterator[Prometheus
             }
         )
     )
-    port = _free_port()
+    port = free_loopback_port()
     process = subprocess.Popen(
         [
             binary("prometheus"),
