@@ -96,10 +96,18 @@ def open_loop_lines(levels: list[dict[str, Any]]) -> list[str]:
         )
         if level["rate"] >= UNARY_RPS_TARGET:
             lines[-1] += "  target met" if meets else "  target MISSED"
+        turns = level.get("turns") or []
+        if len(turns) > 1:
+            lines.append(f"   {'':>9} the median of {len(turns)} turns by p99: {turns_line(turns)}")
         shares = by_thread(level)
         if shares:
             lines.append(f"   {'':>9} server CPU µs/call by thread: {shares}")
     return lines
+
+
+def turns_line(turns: list[dict[str, Any]]) -> str:
+    """Every open-loop turn's p99 and drops, in the order they ran."""
+    return ", ".join(f"p99 {t['p99_ms']:,.1f} ms {t['dropped']:,} dropped" for t in turns)
 
 
 def by_thread(figure: dict[str, Any]) -> str:

@@ -128,6 +128,9 @@ def _open_loop_target(levels: list[dict[str, Any]] | None) -> Target:
         f"{level['rps']:,.0f} req/s reached, p99 {level['p99_ms']:,.1f} ms,"
         f" {level['dropped']:,} dropped"
     )
+    turns = level.get("turns") or []
+    if len(turns) > 1:
+        measured += f" (the median of {len(turns)} turns: {report.turns_line(turns)})"
     return Target(name, "postgresql", goal, measured, report.open_level_meets(level))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.service import targets
+from benchmarks.service import targets, unary
 
 
 def _floor(ratio: float) -> dict[str, Any]:
@@ -126,6 +126,26 @@ def test_the_open_loop_is_met_only_at_its_rate_without_drops(
     results = {"databases": {"postgresql": _database(0.5, 0.5, [level])}}
     (target,) = [t for t in targets.evaluate(results) if t.name.startswith("open loop")]
     assert target.met is met
+
+
+def _turn(p99_ms: float, dropped: int) -> dict[str, Any]:
+    return {**_open(2000.0, 1999.0, p99_ms, dropped), "p50_ms": 7.0, "cpu": p99_ms}
+
+
+def test_the_open_loop_reports_its_median_turn_whole_and_shows_every_turn() -> None:
+    turns = [_turn(16.8, 0), _turn(56.3, 12), _turn(18.6, 0)]
+    level = unary.median_turn(turns)
+    assert (level["p99_ms"], level["cpu"]) == (18.6, 18.6)  # one turn's figures, not a mix
+    assert [t["p99_ms"] for t in level["turns"]] == [16.8, 56.3, 18.6]  # in the order run
+    results = {"databases": {"postgresql": _database(0.5, 0.5, [level])}}
+    (target,) = [t for t in targets.evaluate(results) if t.name.startswith("open loop")]
+    assert target.met is True
+    assert "the median of 3 turns: p99 16.8 ms 0 dropped, p99 56.3 ms 12 dropped" in target.measured
+
+
+def test_of_an_even_number_of_open_loop_turns_the_worse_middle_one_counts() -> None:
+    level = unary.median_turn([_turn(21.0, 0), _turn(12.0, 0)])
+    assert level["p99_ms"] == 21.0
 
 
 def test_a_smoke_run_reads_as_not_measured_never_as_met() -> None:
