@@ -22,6 +22,18 @@ def cpus_of_task(tid: int, pid: int | str = "self") -> frozenset[int]:
     return parse_cpu_list(line.split(":", 1)[1])
 
 
+def threads_of(pid: int) -> list[tuple[str, frozenset[int]]]:
+    """Each thread of process `pid`: its OS name (grpc's share one) and its CPUs.
+    A thread that ended meanwhile is left out."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.append(((task / "comm").read_text().strip(), cpus_of_task(int(task.name), pid)))
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def parse_cpu_list(text: str) -> frozenset[int]:
     """The kernel's list form ("0-2,5") as a set of CPUs."""
     cpus: set[int] = set()

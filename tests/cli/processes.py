@@ -3,12 +3,14 @@ server on a free loopback port (ready-file contract) and one-shot commands."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from grpc_health.v1 import health_pb2
@@ -27,6 +29,11 @@ def totpd(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def log_records(stderr: str) -> list[dict[str, Any]]:
+    """A process's JSON log lines (the default format), in order; other lines skipped."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
 def wait_for_file(path: Path, process: subprocess.Popen[str]) -> str:

@@ -9,7 +9,6 @@ by construction, not by timing."""
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
 import threading
@@ -23,7 +22,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cli.processes import NOT_SERVING, SERVING, dev_server
+from tests.cli.processes import NOT_SERVING, SERVING, dev_server, log_records
 from tests.rpc.conftest import Secrets
 from tests.totp_oracle import wire_code_at
 from totpd.v1 import factor_pb2, totp_service_pb2_grpc
@@ -113,7 +112,7 @@ def wait_for_not_serving(channel: grpc.Channel) -> None:
 
 
 def lifecycle(stderr: str) -> list[str]:
-    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    records = log_records(stderr)
     return [r["msg"] for r in records if r["logger"] == "totpd.server"]
 
 
@@ -174,7 +173,7 @@ def test_sigterm_drains_then_refuses_new_connections_and_finishes_calls_in_fligh
         "stopping: new calls refused, calls in flight finishing",
         "stopped",
     ]
-    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    records = log_records(stderr)
     stopping = next(r for r in records if r["msg"].startswith("stopping"))
     assert stopping["health_watches_ended"] == 1
     assert next(r for r in records if r["msg"].startswith("draining"))["signal"] == "SIGTERM"

@@ -4,7 +4,6 @@ every CPU it has (totpd/thread_cpus.py). Real processes, read back from /proc.""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -13,8 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.cli.processes import GRACE_SECONDS, dev_server, run_totpd
-from tests.cpu_lists import PROCESS_CPUS, cpus_of_task, needs_two_cpus
+from tests.cli.processes import GRACE_SECONDS, dev_server, log_records, run_totpd
+from tests.cpu_lists import PROCESS_CPUS, cpus_of_task, needs_two_cpus, threads_of
 from totpd.config import ConfigError, load_settings
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc
@@ -45,18 +44,6 @@ def test_a_pin_interpreter_that_is_not_a_boolean_is_a_config_error(
     assert "expected a boolean (true/false)" in result.stderr
 
 
-def _threads(pid: int) -> list[tuple[str, frozenset[int]]]:
-    """Each thread of process `pid`: its OS name and its CPUs."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            found.append((name, cpus_of_task(int(task.name), pid)))
-        except FileNotFoundError:  # a thread that ended meanwhile
-            continue
-    return found
-
-
 @pytest.mark.slow  # a `totpd serve` process
 @needs_two_cpus
 @pytest.mark.parametrize("pinned", [True, False], ids=["default", "off"])
@@ -72,7 +59,7 @@ def test_the_loop_and_its_round_threads_share_one_cpu(
                 stub.Verify(pb.VerifyRequest(account_id="cpu-test", code="000000"), timeout=10)
             except grpc.RpcError as error:
                 assert error.code() == grpc.StatusCode.NOT_FOUND
-        threads = _threads(process.pid)
+        threads = threads_of(process.pid)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=GRACE_SECONDS + 10)
 
@@ -81,13 +68,7 @@ def test_the_loop_and_its_round_threads_share_one_cpu(
     names = {name for name, _ in threads}
     assert {"totpd-loop", "totpd-round_0", "totpd-rpc_0", "event_engine"} <= names
     assert free and all(cpus == PROCESS_CPUS for cpus in free)
-    serving = next(
-        record
-        for record in map(
-            json.loads, filter(lambda line: line.startswith("{"), stderr.splitlines())
-        )
-        if record["msg"] == "serving"
-    )
+    serving = next(record for record in log_records(stderr) if record["msg"] == "serving")
     if pinned:
         assert all(cpus == {min(PROCESS_CPUS)} for cpus in interpreter)
         assert serving["interpreter_cpu"] == min(PROCESS_CPUS)

@@ -4,7 +4,6 @@ which processes exist, from /proc."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -16,8 +15,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cli.processes import dev_server, run_totpd
-from tests.cpu_lists import cpus_of_task
+from tests.cli.processes import dev_server, log_records, run_totpd
+from tests.cpu_lists import PROCESS_CPUS, threads_of
 from tests.ports import free_loopback_port
 from tests.telemetry.scrape import scrape, value
 from tests.tls_certs import TlsFiles
@@ -27,10 +26,6 @@ from totpd.v1 import factor_pb2, totp_service_pb2_grpc
 from totpd.v1 import totp_service_pb2 as pb
 
 POLLS = 600  # bounded waits of 50 ms: 30 s
-
-
-def records(stderr: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
 def alive(pid: int) -> bool:
@@ -55,14 +50,6 @@ def children(pid: int) -> set[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found.add(int(entry.name))
     return found
-
-
-def loop_cpus_of(pid: int) -> frozenset[int]:
-    """The CPUs of process `pid`'s event loop thread."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        if (task / "comm").read_text().strip() == "totpd-loop":
-            return cpus_of_task(int(task.name), pid)
-    raise AssertionError(f"process {pid} has no totpd-loop thread")
 
 
 def listening(pid: int, port: int) -> bool:
@@ -135,17 +122,18 @@ def test_two_workers_share_the_port_and_sigterm_drains_both_leaving_no_process(
         assert len(workers) == 2
         # Connections are spread by the kernel: 30 of them all on one worker is 2**-29.
         enroll_on_new_connections(address, 30, "spread")
-        loop_cpus = {loop_cpus_of(pid) for pid in workers}
+        loops = [cpus for pid in workers for name, cpus in threads_of(pid) if name == "totpd-loop"]
+        assert len(loops) == len(workers)  # each worker has its event loop thread
         supervisor.send_signal(signal.SIGTERM)
         _, stderr = supervisor.communicate(timeout=60)
 
     assert supervisor.returncode == 0, stderr
     assert not any(alive(pid) for pid in workers)
     # Each worker's event loop on a CPU of its own (pin_interpreter), as far as there are.
-    cpus = sorted(os.sched_getaffinity(0))
+    cpus = sorted(PROCESS_CPUS)
     if len(cpus) > 1:
-        assert loop_cpus == {frozenset({cpus[0]}), frozenset({cpus[1 % len(cpus)]})}
-    lines = records(stderr)
+        assert set(loops) == {frozenset({cpus[0]}), frozenset({cpus[1 % len(cpus)]})}
+    lines = log_records(stderr)
     answered = {r["worker"] for r in lines if r["logger"] == "totpd.access"}
     assert answered == {0, 1}
     supervising = next(r for r in lines if r["msg"] == "supervising")
@@ -188,7 +176,7 @@ def test_a_killed_worker_is_started_again_and_calls_keep_succeeding(
 
     assert supervisor.returncode == 0, stderr
     assert not alive(replacement)
-    lines = records(stderr)
+    lines = log_records(stderr)
     (restart,) = [r for r in lines if r["msg"] == "worker exited; starting it again"]
     assert restart["pid"] == victim and restart["exit"] == "killed by SIGKILL"
     assert restart["restart_in_s"] == 0.5
@@ -212,7 +200,7 @@ def test_a_worker_that_cannot_start_again_stops_the_supervisor_with_exit_1(
 
     assert supervisor.returncode == 1
     assert not any(alive(pid) for pid in workers)
-    lines = records(stderr)
+    lines = log_records(stderr)
     (gave_up,) = [r for r in lines if r["level"] == "ERROR" and r["logger"] == "totpd.supervisor"]
     assert (
         gave_up["msg"].startswith("worker ")
@@ -252,7 +240,7 @@ def test_a_second_signal_is_forwarded_and_cuts_every_drain_short(
         supervisor.send_signal(signal.SIGINT)
         _, stderr = supervisor.communicate(timeout=60)
     assert supervisor.returncode == 0, stderr
-    cut = [r for r in records(stderr) if r["msg"] == "drain cut short by a second signal"]
+    cut = [r for r in log_records(stderr) if r["msg"] == "drain cut short by a second signal"]
     assert sorted(r["worker"] for r in cut) == [0, 1]
 
 
@@ -329,7 +317,7 @@ def test_tls_workers_serve_on_one_port(
         supervisor.send_signal(signal.SIGTERM)
         _, stderr = supervisor.communicate(timeout=60)
     assert supervisor.returncode == 0, stderr
-    serving = [r for r in records(stderr) if r["msg"] == "serving"]
+    serving = [r for r in log_records(stderr) if r["msg"] == "serving"]
     assert sorted(r["worker"] for r in serving) == [0, 1]
     assert {r["tls"] for r in serving} == {"tls"}
 
@@ -351,7 +339,7 @@ def test_one_scrape_of_the_supervisor_sums_every_worker_and_keeps_a_dead_ones_co
         _, stderr = supervisor.communicate(timeout=60)
 
     assert supervisor.returncode == 0, stderr
-    lines = records(stderr)
+    lines = log_records(stderr)
     answered = {r["worker"] for r in lines if r["logger"] == "totpd.access"}
     assert answered == {0, 1}  # the 30 calls were spread, yet one scrape counts them all
     assert enrolled == 30

@@ -3,7 +3,6 @@ stopped and restarted, and the process still shuts down cleanly on SIGTERM."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cli.processes import GRACE_SECONDS, dev_server
+from tests.cli.processes import GRACE_SECONDS, dev_server, log_records
 from tests.pg_faults import FaultyPostgres, faulty_postgres
 
 pytestmark = pytest.mark.slow  # a `totpd serve` process and a PostgreSQL server
@@ -63,7 +62,7 @@ def test_served_health_follows_the_database_and_sigterm_still_stops(
         _, stderr = process.communicate(timeout=GRACE_SECONDS + 10)
 
     assert process.returncode == 0, stderr
-    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    records = log_records(stderr)
     probe_lines = [r["msg"] for r in records if r["logger"] == "totpd.health"]
     assert probe_lines == [
         "store unreachable: health NOT_SERVING",

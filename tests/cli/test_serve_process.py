@@ -14,7 +14,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cli.processes import GRACE_SECONDS, NOT_SERVING, SERVING, dev_server, run_totpd
+from tests.cli.processes import (
+    GRACE_SECONDS,
+    NOT_SERVING,
+    SERVING,
+    dev_server,
+    log_records,
+    run_totpd,
+)
 from totpd.crypto import Keyring
 from totpd.v1 import totp_service_pb2 as pb
 from totpd.v1 import totp_service_pb2_grpc
@@ -73,7 +80,7 @@ def test_dev_server_ready_file_health_and_sigterm(
         assert elapsed < GRACE_SECONDS + 5
         assert statuses[:2] == [SERVING, NOT_SERVING]
 
-    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    records = log_records(stderr)
     messages = [record["msg"] for record in records]
     assert any("DEVELOPMENT key" in m or "development keyring" in m for m in messages)
     assert any(r.get("key_file") == str(key_file) for r in records)

@@ -3,7 +3,6 @@ one clear line (exit 2), naming the setting and the path, never file content."""
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 from pathlib import Path
@@ -12,7 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cli.processes import GRACE_SECONDS, dev_server, run_totpd
+from tests.cli.processes import GRACE_SECONDS, dev_server, log_records, run_totpd
 from tests.tls_certs import TlsFiles
 from totpd.config import ConfigError, is_loopback_host, load_settings
 from totpd.rpc.tls import load_tls, warn_if_plaintext_beyond_loopback
@@ -171,7 +170,7 @@ def test_mtls_server_process_logs_the_mode_and_never_the_key(
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=GRACE_SECONDS + 10)
     assert process.returncode == 0, stderr
-    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    records = log_records(stderr)
     serving = next(r for r in records if r["msg"] == "serving")
     assert serving["tls"] == "mtls"
     assert serving["tls_cert_file"] == str(tls_files.server_cert)
