@@ -35,6 +35,9 @@ class Target(NamedTuple):
     goal: str
     measured: str
     met: bool | None  # None: not measured in this run
+    # A missed target's budget from the same run's figures, against what went where:
+    # the issue's "show where the time goes and what would be needed".
+    needs: str = ""
 
 
 def evaluate(
@@ -61,7 +64,9 @@ def evaluate(
     targets.append(_memory_target(databases, growth))
     targets.append(_core_target(core, core_regression))
     if results.get("meta", {}).get("quick"):  # smoke sizes: figures, no verdicts
-        targets = [t._replace(measured=f"--quick: {t.measured}", met=None) for t in targets]
+        targets = [
+            t._replace(measured=f"--quick: {t.measured}", met=None, needs="") for t in targets
+        ]
     return targets
 
 
@@ -77,7 +82,37 @@ def _floor_target(database: str, figures: dict[str, Any] | None) -> Target:
         f" vs {_number(servers['noop']['server_cpu_us_per_call'])})"
     )
     met = figures["ratio"] >= floor.GOAL
-    return Target("unary Verify vs the gRPC floor", database, goal, measured, met)
+    needs = "" if met else _floor_needs(servers)
+    return Target("unary Verify vs the gRPC floor", database, goal, measured, met, needs)
+
+
+def _floor_needs(servers: dict[str, Any]) -> str:
+    """The goal's rate as CPU a call of the interpreter's threads. With the loop and
+    the round threads on one CPU (`pin_interpreter`, the default), their CPU a call
+    bounds the rate whatever the database; empty if the run has no per-thread CPU."""
+    totpd, noop = servers["totpd"], servers["noop"]
+    loop, rounds = _thread_us(totpd, "totpd-loop"), _thread_us(totpd, "totpd-round")
+    noop_loop = _thread_us(noop, "totpd-loop")
+    chain_loop = _thread_us(servers.get("noop+interceptors", {}), "totpd-loop")
+    if loop is None or rounds is None or noop_loop is None:
+        return ""
+    rate = floor.GOAL * noop["rps"]
+    chain = "" if chain_loop is None else f", with the interceptors {chain_loop:,.0f}"
+    return (
+        f"{rate:,.0f} req/s: at most {1e6 / rate:,.0f} µs a call on the CPU the loop and"
+        f" round threads share; totpd spent {loop + rounds:,.0f} (loop {loop:,.0f},"
+        f" round {rounds:,.0f}), the no-op's loop alone {noop_loop:,.0f}{chain}"
+    )
+
+
+def _thread_us(figure: dict[str, Any], prefix: str) -> float | None:
+    """CPU µs a call of the threads whose names start with `prefix` (None: not measured)."""
+    threads = figure.get("server_threads_cpu_s")
+    if not threads or not figure.get("requests"):
+        return None
+    spent: float = sum(seconds for name, seconds in threads.items() if name.startswith(prefix))
+    calls: int = figure["requests"]
+    return 1e6 * spent / calls
 
 
 def _batch_target(database: str, rows: list[dict[str, Any]] | None) -> Target:
@@ -89,7 +124,26 @@ def _batch_target(database: str, rows: list[dict[str, Any]] | None) -> Target:
     measured = _batch_ratio(row)
     if row["batch"] < BATCH_ITEMS:  # a --quick run: the figure, no verdict
         return Target(name, database, goal, f"x{row['batch']:,} only: {measured}", None)
-    return Target(name, database, goal, measured, row["ratio_vs_consume"] >= report.BATCH_TARGET)
+    met = row["ratio_vs_consume"] >= report.BATCH_TARGET
+    return Target(name, database, goal, measured, met, "" if met else _batch_needs(row))
+
+
+def _batch_needs(row: dict[str, Any]) -> str:
+    """The goal's rate as one call's time, beside the call's and its own SQL's: SQL
+    that alone takes longer than the goal allows cannot meet it with any Python."""
+    items, bulk = row["batch"], row["db_consume"]["rate"]
+    rate = report.BATCH_TARGET * bulk
+    needs = (
+        f"{rate:,.0f} items/s: a x{items:,} call in {1e3 * items / rate:,.1f} ms;"
+        f" it took {1e3 * items / row['service']['rate']:,.1f}"
+    )
+    sql = row.get("db_service_sql")
+    if sql is not None:
+        needs += (
+            f", the service's own statements alone (no Python) {1e3 * items / sql['rate']:,.1f}"
+            f" ({_percent_down(sql['rate'] / bulk)} of the bulk UPDATE)"
+        )
+    return needs
 
 
 def _half_full_context(database: str, row: dict[str, Any]) -> Target:
@@ -131,7 +185,22 @@ def _open_loop_target(levels: list[dict[str, Any]] | None) -> Target:
     turns = level.get("turns") or []
     if len(turns) > 1:
         measured += f" (the median of {len(turns)} turns: {report.turns_line(turns)})"
-    return Target(name, "postgresql", goal, measured, report.open_level_meets(level))
+    met = report.open_level_meets(level)
+    return Target(name, "postgresql", goal, measured, met, "" if met else _open_loop_needs(level))
+
+
+def _open_loop_needs(level: dict[str, Any]) -> str:
+    """How busy the CPU the loop and round threads share was at the offered rate: a
+    queue's tail grows steeply as that CPU fills (empty if not measured)."""
+    loop, rounds = _thread_us(level, "totpd-loop"), _thread_us(level, "totpd-round")
+    if loop is None or rounds is None:
+        return ""
+    busy = (loop + rounds) * level["rps"] / 1e6
+    return (
+        f"a shorter queue on the CPU the loop and round threads share: they spent"
+        f" {loop + rounds:,.0f} µs a call (loop {loop:,.0f}, round {rounds:,.0f}),"
+        f" that CPU {busy:.0%} busy at {level['rps']:,.0f} req/s"
+    )
 
 
 def _growth_target(database: str, figures: dict[str, Any] | None) -> Target:
@@ -223,6 +292,8 @@ def table(targets: list[Target]) -> list[str]:
         verdict = {True: "met", False: "MISSED", None: "-"}[target.met]
         lines.append(f"  [{verdict:>6}] {target.database:<10} {target.name}: {target.measured}")
         lines.append(f"  {'':>8} {'':<10} goal: {target.goal}")
+        if target.needs:
+            lines.append(f"  {'':>8} {'':<10} needs: {target.needs}")
     return lines
 
 

@@ -107,6 +107,7 @@ def test_a_quick_run_claims_no_verdict() -> None:
     }
     found = targets.evaluate(results)
     assert all(t.met is None and t.measured.startswith("--quick: ") for t in found)
+    assert all(t.needs == "" for t in found)  # no budget for a goal it does not judge
     memory = next(t for t in found if t.name.startswith("memory"))
     assert memory.measured == "--quick: peak RSS 160 MB (postgresql, batches up to x10,000)"
 
@@ -216,3 +217,46 @@ def test_the_table_is_printed_again_from_saved_files(
     regression.write_text(json.dumps(_regression(1.0)))
     assert targets.main([str(service), "--core-regression", str(regression)]) == 0
     assert "[   met] core       C core: SHA1 1.01x" in capsys.readouterr().out
+
+
+def _threads(loop_s: float, round_s: float) -> dict[str, float]:
+    return {"totpd-loop": loop_s, "totpd-round": round_s, "event_engine": 0.5}
+
+
+def test_a_missed_target_says_what_meeting_it_needs_and_a_met_one_does_not() -> None:
+    floor = _floor(0.25)
+    servers = floor["servers"]
+    servers["noop"].update(requests=4_000, server_threads_cpu_s=_threads(0.5, 0.0))
+    servers["totpd"].update(requests=1_000, server_threads_cpu_s=_threads(0.3, 0.2))
+    batch = {**_batch(10_000, 0.25), "db_service_sql": {"rate": 5_000.0}}
+    level = {
+        **_open(2000.0, 2000.0, 31.0, 0),
+        "requests": 16_000,
+        "server_threads_cpu_s": _threads(4.8, 1.6),
+    }
+    postgres = {**_database(0.9, 0.9, [level]), "floor": floor, "batch": [batch]}
+    evaluated = targets.evaluate({"databases": {"postgresql": postgres}})
+    found = {t.name: t for t in evaluated if t.database == "postgresql"}
+    # 60% of 1,000 req/s leaves 1,667 µs a call; totpd's loop and round spent 500.
+    assert found["unary Verify vs the gRPC floor"].needs == (
+        "600 req/s: at most 1,667 µs a call on the CPU the loop and round threads share;"
+        " totpd spent 500 (loop 300, round 200), the no-op's loop alone 125"
+    )
+    # 70% of the bulk UPDATE's 10,000 rows/s: 1,428.6 ms; the SQL alone took 2,000.
+    assert found["BatchVerify x10,000 vs the bulk UPDATE"].needs == (
+        "7,000 items/s: a x10,000 call in 1,428.6 ms; it took 4,000.0, the service's own"
+        " statements alone (no Python) 2,000.0 (50.0% of the bulk UPDATE)"
+    )
+    assert found["open loop at 2,000 req/s"].needs.endswith(
+        "they spent 400 µs a call (loop 300, round 100), that CPU 80% busy at 2,000 req/s"
+    )
+    printed = "\n".join(targets.table(list(found.values())))
+    assert printed.count("needs: ") == 3
+    met = targets.evaluate({"databases": {"postgresql": _database(0.9, 0.9, [])}})
+    assert all(t.needs == "" for t in met)
+
+
+def test_a_missed_target_without_per_thread_figures_states_no_budget() -> None:
+    found = targets.evaluate({"databases": {"sqlite": _database(0.3, 0.9, [])}})
+    (floor,) = [t for t in found if t.name.startswith("unary") and t.database == "sqlite"]
+    assert floor.met is False and floor.needs == ""
