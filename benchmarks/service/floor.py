@@ -49,7 +49,13 @@ from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd.config import Settings
 from totpd.logs import configure_logging
 from totpd.rpc.callers import load_access
-from totpd.rpc.server import grpc_server, interceptors, interpreter_cpu, tune_garbage_collector
+from totpd.rpc.server import (
+    grpc_server,
+    interceptors,
+    interpreter_cpu,
+    tune_garbage_collector,
+    write_ready_file,
+)
 from totpd.thread_names import name_os_threads
 from totpd.v1 import factor_pb2
 from totpd.v1 import totp_service_pb2 as pb
@@ -103,7 +109,7 @@ def serve(ready_file: Path, with_interceptors: bool) -> int:
     server.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    ready_file.write_text(f"127.0.0.1:{port}\n")
+    write_ready_file(ready_file, f"127.0.0.1:{port}")  # whole: the runner reads it at once
     stop.wait()
     server.stop(grace=0).wait()
     return 0

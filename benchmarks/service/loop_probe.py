@@ -9,11 +9,10 @@ coalescer runs). It measures the ceiling of that design, the figure that says
 whether rewriting the rpc layer for it is worth it. The probes (`PROBES`):
 
 - where the round runs: on a worker thread (`rounds`), so the loop keeps taking
-  calls while the round waits for its commit; on the loop itself
-  (`rounds-on-loop`), which takes no call until the round ends; or on the loop with
-  its statements awaited (`rounds-awaited`, PostgreSQL only): the same store code
-  run in a greenlet (SQLAlchemy's asyncio bridge over psycopg's async connection),
-  so the loop takes calls whenever the round waits for the database;
+  calls while the round waits for its commit; or on the loop itself
+  (`rounds-on-loop`), which takes no call until the round ends (a third mode, the
+  round's statements awaited on the loop through SQLAlchemy's asyncio bridge, was
+  measured and dropped: benchmarks/NOTES.md, sixth and twentieth sessions);
 - with or without the interceptor chain's per-call work (`+ chain`: the caller
   resolved and the call run as it, its metrics and its access line); never the
   deadline, admission or per-caller limits;
@@ -54,8 +53,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import grpc
-from sqlalchemy.engine import make_url
-from sqlalchemy.util import greenlet_spawn  # greenlet itself is imported at the first call
 
 from benchmarks.service import floor, report, unary
 from benchmarks.service.fixtures import Database, FactorPool, measure_on_seeded
@@ -63,22 +60,20 @@ from benchmarks.service.servers import ServerProcess, database_cpu_seconds
 from totpd import calls
 from totpd.calls import DEFAULT_TENANT
 from totpd.cli.workers import PortReservation
-from totpd.config import Settings, load_settings
+from totpd.config import load_settings
 from totpd.logs import configure_logging
 from totpd.rpc import access_log, convert
 from totpd.rpc.callers import SERVICE_PREFIX, Callers, load_access
 from totpd.rpc.metrics import MethodInstruments
-from totpd.rpc.server import server_options, tune_garbage_collector
+from totpd.rpc.server import server_options, tune_garbage_collector, write_ready_file
 from totpd.service import validation
 from totpd.service.audit import AuditContext
 from totpd.service.checks import Check, Verdict
 from totpd.service.coalescing import MAX_ROUND_CALLS
 from totpd.service.errors import TotpdError
-from totpd.service.mfa import MfaService, verifying
+from totpd.service.mfa import verifying
 from totpd.service.types import VerifyItem, VerifyOutcome
 from totpd.service.verification import CodeChecker
-from totpd.store import FactorStore
-from totpd.store.database import POOL_OVERFLOW, POOL_SIZE
 from totpd.v1 import totp_service_pb2 as pb
 
 WINDOW_S = 0.001  # how long the first waiting call waits for others
@@ -98,10 +93,8 @@ class Probe(NamedTuple):
     stall: float | None = None
 
 
-# noop: no round; rounds: on a worker thread; rounds-on-loop: on the loop itself;
-# rounds-awaited: on the loop, its database waits awaited (PostgreSQL).
-MODES = ("noop", "rounds", "rounds-on-loop", "rounds-awaited")
-AWAITED_MODES = ("rounds-awaited",)
+# noop: no round; rounds: on a worker thread; rounds-on-loop: on the loop itself.
+MODES = ("noop", "rounds", "rounds-on-loop")
 PROBES = {
     "aio noop": Probe("noop"),
     "aio rounds": Probe("rounds"),
@@ -110,9 +103,6 @@ PROBES = {
     "+ chain, 2nd if slow": Probe("rounds", chain=True, stall=STALL_S),
     "aio rounds on loop": Probe("rounds-on-loop"),
     "aio on loop + chain": Probe("rounds-on-loop", chain=True),
-    "aio awaited": Probe("rounds-awaited"),
-    "aio awaited + chain": Probe("rounds-awaited", chain=True),
-    "awaited + chain, 2 rounds": Probe("rounds-awaited", chain=True, stall=STALL_S),
 }
 CLOSED = (
     "noop",
@@ -121,10 +111,7 @@ CLOSED = (
     "aio rounds",
     "aio rounds on loop",
     "aio on loop + chain",
-    "aio awaited",
-    "aio awaited + chain",
     "+ chain, 2nd if slow",
-    "awaited + chain, 2 rounds",
 )
 OPEN = (
     "totpd",
@@ -133,9 +120,6 @@ OPEN = (
     "aio rounds + chain x2",
     "+ chain, 2nd if slow",
     "aio rounds on loop",
-    "aio awaited",
-    "aio awaited + chain",
-    "awaited + chain, 2 rounds",
 )
 # Always measured: the two no-ops (the closed loop's ratios are of them) and totpd.
 BASELINES = ("noop", "totpd", "aio noop")
@@ -166,20 +150,15 @@ class Gatherer:
         executor: ThreadPoolExecutor | None,
         window: float,
         stall: float | None = None,
-        *,
-        awaited: bool = False,
     ) -> None:
         """`executor`: the rounds' threads; None: rounds run on the loop, blocking it
-        (one at a time), or, `awaited`, as greenlets whose database waits the loop
-        awaits (the checker's engine must then be an asyncio engine's)."""
+        (one at a time)."""
         self._checker = checker
         self._loop = loop
         self._executor = executor
-        self._awaited = awaited
         self._window = window
         self._stall = stall
-        blocking = executor is None and not awaited
-        self._most_rounds = 1 if stall is None or blocking else 2
+        self._most_rounds = 1 if stall is None or executor is None else 2
         self._waiting: list[_Waiting] = []
         self._started: list[float] = []  # when each round in flight started (loop time)
         self._timer: asyncio.Handle | None = None  # the next round's start
@@ -230,12 +209,6 @@ class Gatherer:
         self._started.append(started)
         checks = [Check(position, w.item, w.digits) for position, w in enumerate(members)]
         audits = [w.audit for w in members]
-        if self._awaited:
-            task = self._loop.create_task(
-                greenlet_spawn(self._checker.check_round, checks, audits, tenant=DEFAULT_TENANT)
-            )
-            task.add_done_callback(lambda ended: self._finish(members, started, ended))
-            return
         if self._executor is None:  # on the loop: nothing else runs until it ends
             done: Future[list[Verdict]] = Future()
             try:
@@ -255,7 +228,7 @@ class Gatherer:
         self,
         members: list[_Waiting],
         started: float,
-        ended: Future[list[Verdict]] | asyncio.Future[list[Verdict]],
+        ended: Future[list[Verdict]],
     ) -> None:
         self._started.remove(started)
         self.rounds += 1
@@ -309,9 +282,7 @@ async def _serve(args: argparse.Namespace) -> None:
         service = build_service(settings)
         rounds_at_once = 1 if args.stall is None else 2
         executor = ThreadPoolExecutor(rounds_at_once) if args.mode == "rounds" else None
-        awaited = args.mode in AWAITED_MODES
-        checker = _awaited_checker(settings, service) if awaited else service.deps.checker
-        gatherer = Gatherer(checker, loop, executor, args.window, args.stall, awaited=awaited)
+        gatherer = Gatherer(service.deps.checker, loop, executor, args.window, args.stall)
 
         async def verify(request: pb.VerifyRequest, context: Any) -> pb.VerifyResponse:
             assert gatherer is not None
@@ -339,28 +310,12 @@ async def _serve(args: argparse.Namespace) -> None:
     await server.start()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    args.ready_file.write_text(f"127.0.0.1:{port}\n")
+    write_ready_file(args.ready_file, f"127.0.0.1:{port}")  # whole: read as soon as it exists
     await stop.wait()
     await server.stop(0)
     if gatherer is not None:
         stats = {"rounds": gatherer.rounds, "calls": gatherer.calls}
         _stats_file(args.ready_file).write_text(json.dumps(stats))
-
-
-def _awaited_checker(settings: Settings, service: MfaService) -> CodeChecker:
-    """The engine of `service` (its keyring, policies and clock) on a store whose
-    engine is an asyncio engine's: psycopg's async connection, reached from the
-    store's unchanged code through SQLAlchemy's greenlet bridge. Not the database
-    watchdog's events (`open_engine`): the probe has no deadlines to enforce."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    url = make_url(settings.prepared_database_url())
-    if url.get_backend_name() != "postgresql":
-        raise SystemExit("rounds-awaited: PostgreSQL only (psycopg's async connection)")
-    url = url.set(drivername="postgresql+psycopg_async")
-    engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
-    deps = service.deps
-    return CodeChecker(FactorStore(engine.sync_engine), deps.keyring, deps.policies, deps.clock)
 
 
 Handler = Callable[[pb.VerifyRequest, Any], Awaitable[pb.VerifyResponse]]
@@ -421,7 +376,7 @@ def _supervise(args: argparse.Namespace) -> None:
                 if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
                     raise RuntimeError("a probe worker did not start")
                 time.sleep(0.05)
-            args.ready_file.write_text(f"{reservation.address}\n")
+            write_ready_file(args.ready_file, reservation.address)
             stop.wait()
         finally:
             for worker in workers:
@@ -501,20 +456,10 @@ def _probes(
     }
 
 
-def _selected(
-    names: tuple[str, ...], database: Database, only: tuple[str, ...] | None
-) -> tuple[str, ...]:
+def _selected(names: tuple[str, ...], only: tuple[str, ...] | None) -> tuple[str, ...]:
     """The servers of `names` a run measures: the baselines, and the probes `only`
-    names (None: all) that `database` can run (awaited rounds need PostgreSQL)."""
-    return tuple(
-        name
-        for name in names
-        if name in BASELINES
-        or (
-            (only is None or name in only)
-            and (database.name == "postgresql" or PROBES[name].mode not in AWAITED_MODES)
-        )
-    )
+    names (None: all)."""
+    return tuple(name for name in names if name in BASELINES or only is None or name in only)
 
 
 def measure_closed(
@@ -522,7 +467,7 @@ def measure_closed(
 ) -> dict[str, Any]:
     """The floor's load on `CLOSED`; medians of the turns."""
     raised = dict(floor.RAISED_LIMITS)
-    names = _selected(CLOSED, database, config["only"])
+    names = _selected(CLOSED, config["only"])
     servers = {
         "noop": floor.NoopServerProcess(data_dir, "noop", with_interceptors=False),
         "totpd": ServerProcess(data_dir, database.url, name="totpd-probe", env=raised),
@@ -552,7 +497,7 @@ def measure_open(
     database: Database, data_dir: Path, pool: FactorPool, config: dict[str, Any]
 ) -> dict[str, Any]:
     """Valid codes offered at `config["rate"]` to `OPEN`; medians of the turns."""
-    names = _selected(OPEN, database, config["only"])
+    names = _selected(OPEN, config["only"])
     servers = {
         "totpd": ServerProcess(data_dir, database.url, name="totpd-open", processes="auto"),
         **_probes(data_dir, database.url, names, None, config["window"]),

@@ -1,7 +1,6 @@
 """Smoke test: the event-loop probe runs at tiny sizes; its rounds answer every wrong
 code as INVALID and every valid one as VALID, each counted and recorded as totpd's
-own calls are, and the table names every server (run with `pytest benchmarks/service`).
-PostgreSQL runs the probes SQLite cannot (rounds awaited on the loop)."""
+own calls are, and the table names every server (run with `pytest benchmarks/service`)."""
 
 from __future__ import annotations
 
@@ -37,8 +36,6 @@ CONFIG = {
     "window": loop_probe.WINDOW_S,
     "only": None,
 }
-# On PostgreSQL (slower to start) the probes only it can run.
-AWAITED = tuple(name for name, p in loop_probe.PROBES.items() if p.mode in loop_probe.AWAITED_MODES)
 
 
 @contextlib.contextmanager
@@ -60,7 +57,11 @@ def _audited_verifies(url: str) -> int:
         engine.dispose()
 
 
-@pytest.mark.parametrize(("kind", "only"), [("sqlite", None), ("postgresql", AWAITED)])
+# PostgreSQL (slower to start) runs one probe of each kind of round.
+ON_POSTGRES = ("aio rounds", "aio rounds on loop")
+
+
+@pytest.mark.parametrize(("kind", "only"), [("sqlite", None), ("postgresql", ON_POSTGRES)])
 def test_the_probe_serves_verify_in_shared_rounds(
     kind: str, only: tuple[str, ...] | None, tmp_path: Path
 ) -> None:
@@ -69,7 +70,7 @@ def test_the_probe_serves_verify_in_shared_rounds(
         figures = loop_probe.measure(database, tmp_path, pool, {**CONFIG, "only": only})
         audited = _audited_verifies(database.url)
     closed, opened = figures["closed"], figures["open"]
-    probes = set(only or loop_probe.PROBES) - (set(AWAITED) if kind == "sqlite" else set())
+    probes = set(only or loop_probe.PROBES)
     expected = {*loop_probe.BASELINES, *probes}
     assert set(closed["medians"]) == expected & set(loop_probe.CLOSED)
     assert set(opened["medians"]) == expected & set(loop_probe.OPEN)
