@@ -1,6 +1,7 @@
 """Lets `pytest benchmarks/service` import `benchmarks.service` and `tests.pg_server`.
 
-The main `pytest` run never sees this directory (testpaths is `tests`).
+The main `pytest` run never sees this directory (testpaths is `tests`); `make test`
+runs it on its own (`make test-benchmarks`).
 """
 
 import sys
