@@ -91,11 +91,12 @@ def _floor_needs(servers: dict[str, Any]) -> str:
     the round threads on one CPU (`pin_interpreter`, the default), their CPU a call
     bounds the rate whatever the database; empty if the run has no per-thread CPU."""
     totpd, noop = servers["totpd"], servers["noop"]
-    loop, rounds = _thread_us(totpd, "totpd-loop"), _thread_us(totpd, "totpd-round")
+    spent = _interpreter_us(totpd)
     noop_loop = _thread_us(noop, "totpd-loop")
     chain_loop = _thread_us(servers.get("noop+interceptors", {}), "totpd-loop")
-    if loop is None or rounds is None or noop_loop is None:
+    if spent is None or noop_loop is None:
         return ""
+    loop, rounds = spent
     rate = floor.GOAL * noop["rps"]
     chain = "" if chain_loop is None else f", with the interceptors {chain_loop:,.0f}"
     return (
@@ -103,6 +104,12 @@ def _floor_needs(servers: dict[str, Any]) -> str:
         f" round threads share; totpd spent {loop + rounds:,.0f} (loop {loop:,.0f},"
         f" round {rounds:,.0f}), the no-op's loop alone {noop_loop:,.0f}{chain}"
     )
+
+
+def _interpreter_us(figure: dict[str, Any]) -> tuple[float, float] | None:
+    """CPU µs a call of the event loop and of the round threads (None: not measured)."""
+    loop, rounds = _thread_us(figure, "totpd-loop"), _thread_us(figure, "totpd-round")
+    return None if loop is None or rounds is None else (loop, rounds)
 
 
 def _thread_us(figure: dict[str, Any], prefix: str) -> float | None:
@@ -192,9 +199,10 @@ def _open_loop_target(levels: list[dict[str, Any]] | None) -> Target:
 def _open_loop_needs(level: dict[str, Any]) -> str:
     """How busy the CPU the loop and round threads share was at the offered rate: a
     queue's tail grows steeply as that CPU fills (empty if not measured)."""
-    loop, rounds = _thread_us(level, "totpd-loop"), _thread_us(level, "totpd-round")
-    if loop is None or rounds is None:
+    spent = _interpreter_us(level)
+    if spent is None:
         return ""
+    loop, rounds = spent
     busy = (loop + rounds) * level["rps"] / 1e6
     return (
         f"a shorter queue on the CPU the loop and round threads share: they spent"
