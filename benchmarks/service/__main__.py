@@ -5,7 +5,8 @@ Per database (SQLite file, throwaway PostgreSQL): seed the factors, start
 worker per core), then measure BatchVerify
 against the database's own bulk UPDATE at each batch size, break one large call
 down by stage, and load unary Verify at several concurrency levels (closed
-loop), then at fixed rates (open loop, --open-loop-rate). Then the wire-shape
+loop), then at fixed rates (open loop, --open-loop-rate: each turn followed by one of
+the floor's no-op at the same rate, the host's own tail). Then the wire-shape
 figures. Last per database, the audit trail's cost: BatchVerify and unary
 Verify with audit on and off (benchmarks/service/audit_cost.py), and the gRPC floor
 (benchmarks/service/floor.py: totpd's unary Verify beside a no-op Verify on the same
@@ -136,7 +137,7 @@ def run_database(
                 closed = _unary_levels(database, server, pool, config, client)
                 if client == "go":
                     opened = _open_levels(
-                        database, server, pool, config, open_rates or [], max_outstanding
+                        database, server, pool, config, open_rates or [], max_outstanding, data_dir
                     )
             audit = None
             if audit_on_off:
@@ -262,24 +263,42 @@ def _open_levels(
     config: dict[str, Any],
     rates: list[float],
     max_outstanding: int,
+    data_dir: Path,
 ) -> list[dict[str, Any]]:
-    levels = []
-    for rate in rates:
-        turns = []
-        for turn in range(1, config["open_turns"] + 1):
-            _log(f"{database.name}: unary Verify, open loop at {rate:,.0f} req/s, turn {turn}")
-            turns.append(
-                unary.run_open_level(
-                    server,
-                    pool,
-                    rate,
-                    config["seconds"],
-                    max_outstanding,
-                    database_cpu=lambda: database_cpu_seconds(database),
+    """Each rate in turns; after each of totpd's turns, the floor's no-op behind the
+    interceptor chain at the same rate (`noop_turns`): the tail that the host, gRPC
+    and the chain make on their own in the same minutes, beside totpd's."""
+    if not rates:
+        return []
+    noop = floor.NoopServerProcess(data_dir, "open-noop", with_interceptors=True)
+    noop.start()
+    try:
+        levels = []
+        for rate in rates:
+            turns, noop_turns = [], []
+            for turn in range(1, config["open_turns"] + 1):
+                _log(f"{database.name}: unary Verify, open loop at {rate:,.0f} req/s, turn {turn}")
+                turns.append(
+                    unary.run_open_level(
+                        server,
+                        pool,
+                        rate,
+                        config["seconds"],
+                        max_outstanding,
+                        database_cpu=lambda: database_cpu_seconds(database),
+                    )
                 )
-            )
-        levels.append(unary.median_turn(turns))
-    return levels
+                noop_turns.append(
+                    unary.run_open_level(
+                        noop, pool, rate, config["seconds"], max_outstanding, wrong_codes=True
+                    )
+                )
+            level = unary.median_turn(turns)
+            level["noop_turns"] = unary.turn_summaries(noop_turns)
+            levels.append(level)
+        return levels
+    finally:
+        noop.stop()
 
 
 def _git_state() -> str:

@@ -99,6 +99,12 @@ def open_loop_lines(levels: list[dict[str, Any]]) -> list[str]:
         turns = level.get("turns") or []
         if len(turns) > 1:
             lines.append(f"   {'':>9} the median of {len(turns)} turns by p99: {turns_line(turns)}")
+        noop_turns = level.get("noop_turns")
+        if noop_turns:
+            lines.append(
+                f"   {'':>9} the no-op behind the interceptors, the same rate, a turn after each:"
+                f" {turns_line(noop_turns)}"
+            )
         shares = by_thread(level)
         if shares:
             lines.append(f"   {'':>9} server CPU µs/call by thread: {shares}")
@@ -288,7 +294,8 @@ def _plot_batch(left: Any, databases: dict[str, Any]) -> None:
     left.set_ylabel("verifications per second (median)")
     left.set_title("BatchVerify vs the database's own bulk UPDATE")
     left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=8)
+    if databases:  # a growth-only run plots no batch line
+        left.legend(fontsize=8)
 
 
 def _plot_unary(right: Any, databases: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -204,11 +205,19 @@ def _open_loop_needs(level: dict[str, Any]) -> str:
         return ""
     loop, rounds = spent
     busy = (loop + rounds) * level["rps"] / 1e6
-    return (
+    needs = (
         f"a shorter queue on the CPU the loop and round threads share: they spent"
         f" {loop + rounds:,.0f} µs a call (loop {loop:,.0f}, round {rounds:,.0f}),"
         f" that CPU {busy:.0%} busy at {level['rps']:,.0f} req/s"
     )
+    noop_turns = level.get("noop_turns")
+    if noop_turns:  # the tail the host, gRPC and the chain make without totpd's work
+        p99 = statistics.median(turn["p99_ms"] for turn in noop_turns)
+        needs += (
+            f"; the no-op behind the interceptors at the same rate, in the same minutes:"
+            f" p99 {p99:,.1f} ms (the median of {len(noop_turns)} turns)"
+        )
+    return needs
 
 
 def _growth_target(database: str, figures: dict[str, Any] | None) -> Target:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.service import __main__ as service_main
 from benchmarks.service import batch, breakdown, report, targets, unary, unary_stages, wire
 from benchmarks.service.fixtures import (
     POSTGRES_URL_ENV,
@@ -126,6 +127,28 @@ def _check_unary_parts(parts: dict[str, Any]) -> None:
     served = unary_stages.table("sqlite", parts, floor)[1]
     assert served.startswith("   served, 8 in flight")
     assert "(the no-op) 200, totpd's interceptor chain 80, the rest 420" in served
+
+
+def test_each_open_loop_turn_is_followed_by_the_no_op_at_the_same_rate(tmp_path: Path) -> None:
+    with sqlite_database(tmp_path) as database:
+        pool = FactorPool(seed_database(database, tmp_path, 1_000))
+        server = ServerProcess(tmp_path, database.url)
+        server.start()
+        try:
+            config = {"open_turns": 2, "seconds": 0.4}
+            (level,) = service_main._open_levels(
+                database, server, pool, config, [100.0], 50, tmp_path
+            )
+        finally:
+            server.stop()
+    # totpd's two turns took fresh steps (their warm-up too); the no-op's wrong codes none.
+    assert pool.cursor == 2 * (200 + 40)
+    assert set(level["verdicts"]) == {"VERIFY_RESULT_VALID"}
+    assert len(level["turns"]) == len(level["noop_turns"]) == 2
+    for turn in level["noop_turns"]:
+        assert turn["rps"] > 0 and 0 < turn["p50_ms"] <= turn["p99_ms"]
+    printed = "\n".join(report.open_loop_lines([level]))
+    assert "the no-op behind the interceptors, the same rate, a turn after each: p99 " in printed
 
 
 def test_unary_requests_survive_their_framing() -> None:

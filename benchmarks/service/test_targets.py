@@ -256,6 +256,22 @@ def test_a_missed_target_says_what_meeting_it_needs_and_a_met_one_does_not() -> 
     assert all(t.needs == "" for t in met)
 
 
+def test_a_missed_open_loop_names_the_no_ops_tail_at_the_same_rate() -> None:
+    level = {
+        **_open(2000.0, 2000.0, 31.0, 0),
+        "requests": 16_000,
+        "server_threads_cpu_s": _threads(4.8, 1.6),
+        "noop_turns": [_turn(3.4, 0), _turn(9.0, 0), _turn(2.8, 0)],
+    }
+    evaluated = targets.evaluate({"databases": {"postgresql": _database(0.9, 0.9, [level])}})
+    (target,) = [t for t in evaluated if t.name.startswith("open loop")]
+    assert target.met is False
+    assert target.needs.endswith(
+        "that CPU 80% busy at 2,000 req/s; the no-op behind the interceptors at the same"
+        " rate, in the same minutes: p99 3.4 ms (the median of 3 turns)"
+    )
+
+
 def test_a_missed_target_without_per_thread_figures_states_no_budget() -> None:
     found = targets.evaluate({"databases": {"sqlite": _database(0.3, 0.9, [])}})
     (floor,) = [t for t in found if t.name.startswith("unary") and t.database == "sqlite"]

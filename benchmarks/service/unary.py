@@ -273,10 +273,13 @@ def median_turn(turns: list[dict[str, Any]]) -> dict[str, Any]:
     p50, p99 and drops under `turns`, so no turn is hidden."""
     ranked = sorted(turns, key=lambda turn: turn["p99_ms"])
     median = dict(ranked[len(ranked) // 2])
-    median["turns"] = [
-        {key: turn[key] for key in ("rps", "p50_ms", "p99_ms", "dropped")} for turn in turns
-    ]
+    median["turns"] = turn_summaries(turns)
     return median
+
+
+def turn_summaries(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each open-loop turn's rate, p50, p99 and drops, in the order they ran."""
+    return [{key: turn[key] for key in ("rps", "p50_ms", "p99_ms", "dropped")} for turn in turns]
 
 
 def run_open_level(
@@ -291,6 +294,7 @@ def run_open_level(
     late_after_ms: float = 1.0,
     gomaxprocs: int = 1,
     database_cpu: Callable[[], float | None] = lambda: None,
+    wrong_codes: bool = False,
 ) -> dict[str, Any]:
     """One open-loop level (Go client only): `rate` requests/second for `seconds`.
 
@@ -302,14 +306,16 @@ def run_open_level(
     `late_after_ms` past their due time (the generator itself was behind).
     The warm-up (`warmup` requests, `warmup_concurrency` in flight, closed loop)
     is not counted. `requests` and `rps` are completed calls and completed calls
-    per second (from the start until the last answer).
+    per second (from the start until the last answer). `wrong_codes`: as
+    `run_level`'s, for a server that never reads the codes (the no-op), so the
+    pool's steps stay for the servers that do.
     """
     if rate <= 0 or seconds <= 0 or max_outstanding < 1:
         raise ValueError("rate and seconds must be > 0 and max_outstanding >= 1")
     scheduled = max(1, round(rate * seconds))
-    if warmup + scheduled > len(pool):
+    if not wrong_codes and warmup + scheduled > len(pool):
         warmup = max(0, len(pool) - scheduled)
-    if scheduled > len(pool):
+    if not wrong_codes and scheduled > len(pool):
         raise ValueError(f"{scheduled} requests need as many factors; the pool has {len(pool)}")
     level = _Level(
         server.connections(warmup_concurrency),
@@ -320,6 +326,7 @@ def run_open_level(
         seconds,
         warmup,
         budget=scheduled,
+        wrong_codes=wrong_codes,
     )
     extra = (
         f"-rate={rate!r}",
