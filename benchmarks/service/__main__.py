@@ -288,6 +288,9 @@ def _open_levels(
                         database_cpu=lambda: database_cpu_seconds(database),
                     )
                 )
+                _log(
+                    f"{database.name}: the no-op behind the interceptors at that rate, turn {turn}"
+                )
                 noop_turns.append(
                     unary.run_open_level(
                         noop, pool, rate, config["seconds"], max_outstanding, wrong_codes=True

@@ -223,17 +223,23 @@ def _threads(loop_s: float, round_s: float) -> dict[str, float]:
     return {"totpd-loop": loop_s, "totpd-round": round_s, "event_engine": 0.5}
 
 
+def _busy_open_level(**extra: Any) -> dict[str, Any]:
+    """A missed open-loop level whose loop and round threads spent 300 + 100 µs a call."""
+    return {
+        **_open(2000.0, 2000.0, 31.0, 0),
+        "requests": 16_000,
+        "server_threads_cpu_s": _threads(4.8, 1.6),
+        **extra,
+    }
+
+
 def test_a_missed_target_says_what_meeting_it_needs_and_a_met_one_does_not() -> None:
     floor = _floor(0.25)
     servers = floor["servers"]
     servers["noop"].update(requests=4_000, server_threads_cpu_s=_threads(0.5, 0.0))
     servers["totpd"].update(requests=1_000, server_threads_cpu_s=_threads(0.3, 0.2))
     batch = {**_batch(10_000, 0.25), "db_service_sql": {"rate": 5_000.0}}
-    level = {
-        **_open(2000.0, 2000.0, 31.0, 0),
-        "requests": 16_000,
-        "server_threads_cpu_s": _threads(4.8, 1.6),
-    }
+    level = _busy_open_level()
     postgres = {**_database(0.9, 0.9, [level]), "floor": floor, "batch": [batch]}
     evaluated = targets.evaluate({"databases": {"postgresql": postgres}})
     found = {t.name: t for t in evaluated if t.database == "postgresql"}
@@ -257,12 +263,7 @@ def test_a_missed_target_says_what_meeting_it_needs_and_a_met_one_does_not() -> 
 
 
 def test_a_missed_open_loop_names_the_no_ops_tail_at_the_same_rate() -> None:
-    level = {
-        **_open(2000.0, 2000.0, 31.0, 0),
-        "requests": 16_000,
-        "server_threads_cpu_s": _threads(4.8, 1.6),
-        "noop_turns": [_turn(3.4, 0), _turn(9.0, 0), _turn(2.8, 0)],
-    }
+    level = _busy_open_level(noop_turns=[_turn(3.4, 0), _turn(9.0, 0), _turn(2.8, 0)])
     evaluated = targets.evaluate({"databases": {"postgresql": _database(0.9, 0.9, [level])}})
     (target,) = [t for t in evaluated if t.name.startswith("open loop")]
     assert target.met is False
